@@ -9,8 +9,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	circlhpke "github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/dh/x448"
+	circlhpke "github.com/cloudflare/circl/hpke"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 )
