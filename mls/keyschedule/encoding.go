@@ -1,0 +1,97 @@
+package keyschedule
+
+import (
+	"fmt"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+)
+
+// formatV1 is the first storage format of an Epoch:
+//
+//	struct {
+//	    uint8 format = 1;
+//	    CipherSuite cipher_suite;
+//	    uint8 init_scheme;
+//	    opaque id<V>;
+//	    opaque sender_data_secret<V>;
+//	    opaque encryption_secret<V>;
+//	    opaque exporter_secret<V>;
+//	    opaque external_secret<V>;
+//	    opaque confirmation_key<V>;
+//	    opaque membership_key<V>;
+//	    opaque resumption_psk<V>;
+//	    opaque epoch_authenticator<V>;
+//	    opaque init_secret<V>;
+//	} EpochState;
+//
+// A later format gets a new number; decoders keep reading the old ones,
+// since stored state outlives binaries.
+const formatV1 = 1
+
+var fieldNames = [...]string{
+	"epoch.id", "epoch.sender_data_secret", "epoch.encryption_secret",
+	"epoch.exporter_secret", "epoch.external_secret", "epoch.confirmation_key",
+	"epoch.membership_key", "epoch.resumption_psk", "epoch.epoch_authenticator",
+	"epoch.init_secret",
+}
+
+// MarshalMLS implements codec.Marshaler with the storage format.
+func (e *Epoch) MarshalMLS(w *codec.Writer) {
+	w.Uint8(formatV1)
+	w.Uint16(uint16(e.Suite))
+	w.Uint8(uint8(e.Scheme))
+	for _, f := range e.fields() {
+		w.Opaque(*f)
+	}
+}
+
+// UnmarshalMLS implements codec.Unmarshaler. Besides the syntax it checks
+// that the suite and scheme are known and that every secret has the length
+// they imply, so that a decoded Epoch is safe to use.
+func (e *Epoch) UnmarshalMLS(r *codec.Reader) {
+	if v := r.Uint8("epoch.format"); r.Err() == nil && v != formatV1 {
+		r.Fail("epoch.format", fmt.Errorf("%w: %d", ErrUnknownFormat, v))
+		return
+	}
+	e.Suite = suite.ID(r.Uint16("epoch.cipher_suite"))
+	e.Scheme = InitScheme(r.Uint8("epoch.init_scheme"))
+	if r.Err() != nil {
+		return
+	}
+	s, err := suite.Lookup(e.Suite)
+	if err != nil {
+		r.Fail("epoch.cipher_suite", err)
+		return
+	}
+	carryLen, err := e.Scheme.carryLen(s)
+	if err != nil {
+		r.Fail("epoch.init_scheme", err)
+		return
+	}
+	for i, f := range e.fields() {
+		*f = r.Opaque(fieldNames[i])
+		want := s.HashSize()
+		if f == &e.InitSecret {
+			want = carryLen
+		}
+		if r.Err() == nil && len(*f) != want {
+			r.Fail(fieldNames[i], fmt.Errorf("%w: %d bytes, want %d", codec.ErrInvalidValue, len(*f), want))
+		}
+	}
+}
+
+// MarshalBinary returns the storage encoding of e.
+func (e Epoch) MarshalBinary() ([]byte, error) {
+	return codec.Marshal(&e), nil
+}
+
+// UnmarshalBinary decodes stored epoch state.
+func (e *Epoch) UnmarshalBinary(data []byte) error {
+	var d Epoch
+	if err := codec.Unmarshal(data, &d, "epoch"); err != nil {
+		return fmt.Errorf("decode epoch state: %w", err)
+	}
+	*e = d
+	return nil
+}
