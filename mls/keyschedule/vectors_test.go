@@ -148,16 +148,6 @@ type pskSecretCase struct {
 	PSKSecret vectors.Hex `json:"psk_secret"`
 }
 
-// externalPSKID encodes a PreSharedKeyID of type external (RFC 9420 §8.4)
-// until mls/message provides the type.
-type externalPSKID struct{ id, nonce []byte }
-
-func (p externalPSKID) MarshalMLS(w *codec.Writer) {
-	w.Uint8(1) // PSKType external
-	w.Opaque(p.id)
-	w.Opaque(p.nonce)
-}
-
 func checkPSKSecret(c *pskSecretCase) error {
 	s, err := suite.Lookup(c.CipherSuite)
 	if err != nil {
@@ -165,7 +155,8 @@ func checkPSKSecret(c *pskSecretCase) error {
 	}
 	var psks []PSK
 	for _, p := range c.PSKs {
-		psks = append(psks, PSK{ID: externalPSKID{p.PSKID, p.PSKNonce}, Secret: p.PSK})
+		id := &message.PreSharedKeyID{Type: message.PSKExternal, ID: p.PSKID, Nonce: p.PSKNonce}
+		psks = append(psks, PSK{ID: id, Secret: p.PSK})
 	}
 	got, err := PSKSecret(s, psks)
 	if err != nil {
