@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
 // Defaults for Options. MaxForward bounds the work a single message can
@@ -19,7 +20,7 @@ const (
 	maxRetainedLimit = 1 << 16
 	// maxLeafCount is the largest full tree whose node indices fit the
 	// uint32 NodeIndex of RFC 9420.
-	maxLeafCount = 1 << 31
+	maxLeafCount = uint32(treemath.MaxLeaves)
 )
 
 var (

@@ -1,26 +1,30 @@
 package secrettree
 
-import "math/bits"
+import "github.com/mls-appservice/mls-appservice/mls/treemath"
 
-// The secret tree has the shape of the ratchet tree, which RFC 9420 keeps
-// full: 2^d leaves, leaf i at node 2i, parents at odd indices (Appendix C).
-// Only the few index functions the derivation needs live here.
+// The secret tree has the shape of the ratchet tree (RFC 9420 Appendix C);
+// these adapt mls/treemath to the plain uint32 node indices used as map
+// keys here.
 
-// level is the height of node x above the leaves: the number of trailing
-// one bits of its index.
-func level(x uint32) int { return bits.TrailingZeros32(^x) }
+func level(x uint32) uint32 { return treemath.NodeIndex(x).Level() }
 
-// rootOf returns the root node of a full tree with n leaves.
-func rootOf(n uint32) uint32 { return n - 1 }
+func rootOf(n uint32) uint32 { return uint32(treemath.LeafCount(n).Root()) }
 
-func leftOf(x uint32) uint32 { return x ^ (1 << (level(x) - 1)) }
+// leftOf and rightOf are only called on parent nodes.
+func leftOf(x uint32) uint32 {
+	l, _ := treemath.Left(treemath.NodeIndex(x))
+	return uint32(l)
+}
 
-func rightOf(x uint32) uint32 { return x ^ (3 << (level(x) - 1)) }
+func rightOf(x uint32) uint32 {
+	r, _ := treemath.Right(treemath.NodeIndex(x))
+	return uint32(r)
+}
+
+func leafNode(leaf uint32) uint32 { return uint32(treemath.LeafIndex(leaf).Node()) }
 
 // span returns the first and last node index under x, inclusive.
 func span(x uint32) (uint32, uint32) {
 	half := uint32(1)<<level(x) - 1
 	return x - half, x + half
 }
-
-func leafNode(leaf uint32) uint32 { return 2 * leaf }
