@@ -366,3 +366,62 @@ func BenchmarkOpen(b *testing.B) {
 		})
 	}
 }
+
+// FuzzOpenPlaintexts reaches past the encryption layers that stop FuzzOpen:
+// it encrypts arbitrary GroupSecrets and GroupInfo encodings properly to the
+// first vector's KeyPackage, so the decoding and checks of the decrypted
+// contents see fuzzed input.
+func FuzzOpenPlaintexts(f *testing.F) {
+	cases := loadCases(f)
+	p, err := parseCase(&cases[0])
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := p.suite
+	gs, err := openGroupSecrets(s, p.welcome, p.me)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ws, _ := keyschedule.WelcomeSecret(s, gs.JoinerSecret, nil)
+	gi, err := openGroupInfo(s, p.welcome.EncryptedGroupInfo, ws)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(codec.Marshal(gs), codec.Marshal(gi))
+	f.Add([]byte{}, []byte{})
+	known := []error{ErrNotForUs, ErrSuiteMismatch, ErrDecrypt, ErrMalformed, ErrMissingPSK, ErrBadPSKs, ErrBadSignature, ErrBadConfirmationTag}
+	f.Fuzz(func(t *testing.T, gsBytes, giBytes []byte) {
+		// Seal the group info under the key its group secrets lead to,
+		// when they decode far enough to name one.
+		joiner := make([]byte, s.HashSize())
+		var fuzzed message.GroupSecrets
+		if codec.Unmarshal(gsBytes, &fuzzed, "group_secrets") == nil && len(fuzzed.JoinerSecret) == s.HashSize() {
+			joiner = fuzzed.JoinerSecret
+		}
+		ws, _ := keyschedule.WelcomeSecret(s, joiner, nil)
+		key, nonce := keyschedule.WelcomeKey(s, ws)
+		egi, err := s.Seal(key, nonce, nil, giBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kem, ct, err := s.EncryptWithLabel(p.me.KeyPackage.InitKey, "Welcome", egi, gsBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &message.Welcome{
+			CipherSuite:        p.welcome.CipherSuite,
+			Secrets:            []message.EncryptedGroupSecrets{{NewMember: p.me.KeyPackage.Ref(s), EncryptedGroupSecrets: message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}}},
+			EncryptedGroupInfo: egi,
+		}
+		_, err = Open(w, p.me, fixedKey(p.signerPub), nil)
+		if err == nil {
+			return
+		}
+		for _, k := range known {
+			if errors.Is(err, k) {
+				return
+			}
+		}
+		t.Fatalf("Open: error outside the package's set: %v", err)
+	})
+}
