@@ -1,0 +1,189 @@
+package tree
+
+import (
+	"fmt"
+
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// Tree is the public ratchet tree of one epoch. The zero value is not
+// usable; build one with New or FromRatchetTree.
+type Tree struct {
+	suite  *suite.Suite
+	leaves treemath.LeafCount
+	// nodes has leaves.Width() entries; nil is a blank node. The pointed-to
+	// nodes are never modified, only replaced.
+	nodes []*message.Node
+	// hashes caches tree hashes by node index; nil means not computed.
+	// A cached hash implies that every descendant's hash is cached too,
+	// which lets invalidation stop at the first ancestor already cleared.
+	hashes [][]byte
+}
+
+// New returns a one-leaf tree holding the creator's leaf, as a group starts
+// (§11).
+func New(s *suite.Suite, creator *message.LeafNode) *Tree {
+	t := &Tree{suite: s, leaves: 1, nodes: make([]*message.Node, 1), hashes: make([][]byte, 1)}
+	t.nodes[0] = leafNode(creator)
+	return t
+}
+
+// FromRatchetTree builds a tree from its wire form (the ratchet_tree
+// extension, §12.4.3.3). It checks the structure only: node types at their
+// positions, a non-blank last node, and a size that fits. The contents are
+// checked by Validate.
+func FromRatchetTree(s *suite.Suite, rt message.RatchetTree) (*Tree, error) {
+	n := len(rt)
+	if n == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrMalformedTree)
+	}
+	if rt[n-1] == nil {
+		return nil, fmt.Errorf("%w: trailing blank node", ErrMalformedTree)
+	}
+	if uint64(n) > uint64(treemath.MaxLeaves.Width()) {
+		return nil, fmt.Errorf("%w: %d nodes", ErrMalformedTree, n)
+	}
+	// The smallest full tree that has a node at index n-1.
+	leaves := treemath.LeafCountFor(uint32((uint64(n) + 2) / 2))
+	t := &Tree{
+		suite:  s,
+		leaves: leaves,
+		nodes:  make([]*message.Node, leaves.Width()),
+		hashes: make([][]byte, leaves.Width()),
+	}
+	for i, node := range rt {
+		if node == nil {
+			continue
+		}
+		isLeaf := treemath.NodeIndex(i).IsLeaf()
+		switch {
+		case isLeaf && (node.Type != message.NodeTypeLeaf || node.Leaf == nil):
+			return nil, fmt.Errorf("%w: node %d is not a leaf", ErrMalformedTree, i)
+		case !isLeaf && (node.Type != message.NodeTypeParent || node.Parent == nil):
+			return nil, fmt.Errorf("%w: node %d is not a parent", ErrMalformedTree, i)
+		}
+		t.nodes[i] = node
+	}
+	return t, nil
+}
+
+// RatchetTree returns the wire form of the tree with trailing blank nodes
+// omitted, as §12.4.3.3 requires. The nodes are shared with t and must not
+// be modified.
+func (t *Tree) RatchetTree() message.RatchetTree {
+	end := len(t.nodes)
+	for end > 0 && t.nodes[end-1] == nil {
+		end--
+	}
+	rt := make(message.RatchetTree, end)
+	copy(rt, t.nodes[:end])
+	return rt
+}
+
+// Clone returns a tree that shares t's immutable nodes and hashes but
+// evolves independently of it.
+func (t *Tree) Clone() *Tree {
+	return &Tree{
+		suite:  t.suite,
+		leaves: t.leaves,
+		nodes:  append([]*message.Node(nil), t.nodes...),
+		hashes: append([][]byte(nil), t.hashes...),
+	}
+}
+
+// Suite returns the cipher suite the tree hashes with.
+func (t *Tree) Suite() *suite.Suite { return t.suite }
+
+// LeafCount returns the number of leaves, blank ones included (a power of
+// two).
+func (t *Tree) LeafCount() treemath.LeafCount { return t.leaves }
+
+// Width returns the number of nodes.
+func (t *Tree) Width() uint32 { return uint32(len(t.nodes)) }
+
+// Node returns the node at x, or nil if it is blank or outside the tree.
+func (t *Tree) Node(x treemath.NodeIndex) *message.Node {
+	if uint64(x) >= uint64(len(t.nodes)) {
+		return nil
+	}
+	return t.nodes[x]
+}
+
+// Leaf returns the LeafNode at leaf l, or nil if it is blank or outside
+// the tree.
+func (t *Tree) Leaf(l treemath.LeafIndex) *message.LeafNode {
+	if !t.leaves.ContainsLeaf(l) {
+		return nil
+	}
+	if n := t.nodes[l.Node()]; n != nil {
+		return n.Leaf
+	}
+	return nil
+}
+
+// Parent returns the ParentNode at x, or nil if it is blank, a leaf or
+// outside the tree.
+func (t *Tree) Parent(x treemath.NodeIndex) *message.ParentNode {
+	if n := t.Node(x); n != nil {
+		return n.Parent
+	}
+	return nil
+}
+
+// EncryptionKey returns the HPKE public key of the node at x, or nil if it
+// is blank.
+func (t *Tree) EncryptionKey(x treemath.NodeIndex) []byte {
+	n := t.Node(x)
+	switch {
+	case n == nil:
+		return nil
+	case n.Leaf != nil:
+		return n.Leaf.EncryptionKey
+	default:
+		return n.Parent.EncryptionKey
+	}
+}
+
+// IsBlank reports whether the node at x is blank (or outside the tree).
+func (t *Tree) IsBlank(x treemath.NodeIndex) bool { return t.Node(x) == nil }
+
+// Members calls fn for each non-blank leaf in index order, stopping early
+// if fn returns false.
+func (t *Tree) Members(fn func(treemath.LeafIndex, *message.LeafNode) bool) {
+	for i := 0; i < len(t.nodes); i += 2 {
+		if n := t.nodes[i]; n != nil {
+			if !fn(treemath.LeafIndex(i/2), n.Leaf) {
+				return
+			}
+		}
+	}
+}
+
+func leafNode(l *message.LeafNode) *message.Node {
+	return &message.Node{Type: message.NodeTypeLeaf, Leaf: l}
+}
+
+func parentNode(p *message.ParentNode) *message.Node {
+	return &message.Node{Type: message.NodeTypeParent, Parent: p}
+}
+
+// set replaces the node at x and forgets the cached hashes that depended
+// on it.
+func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
+	t.nodes[x] = n
+	t.invalidate(x)
+}
+
+func (t *Tree) invalidate(x treemath.NodeIndex) {
+	t.hashes[x] = nil
+	for {
+		p, ok := t.leaves.Parent(x)
+		if !ok || t.hashes[p] == nil {
+			return
+		}
+		t.hashes[p] = nil
+		x = p
+	}
+}

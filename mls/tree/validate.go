@@ -1,0 +1,229 @@
+package tree
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// ValidateOptions describe the group whose tree a joiner validates.
+type ValidateOptions struct {
+	// GroupID is signed by update and commit leaves.
+	GroupID []byte
+	// Version is the group's protocol version (skipped if zero).
+	Version message.ProtocolVersion
+	// TreeHash, if not nil, is the tree_hash the GroupInfo commits to.
+	TreeHash []byte
+	// Required is the group's required_capabilities extension, if any.
+	Required *message.RequiredCapabilities
+	// Now, if not zero, is checked against key_package leaves' lifetimes.
+	Now time.Time
+}
+
+// Validate performs the checks a new member makes on the tree of the group
+// it joins (§12.4.3.1): the tree hash, the unmerged leaves of every parent,
+// uniqueness of encryption and signature keys, parent-hash validity of
+// every non-blank parent (§7.9.2), and every leaf's validity (§7.3), with
+// signatures verified in parallel.
+func (t *Tree) Validate(o ValidateOptions) error {
+	if o.TreeHash != nil && !bytes.Equal(t.RootHash(), o.TreeHash) {
+		return ErrTreeHashMismatch
+	}
+	if err := t.checkUnmergedLeaves(); err != nil {
+		return err
+	}
+	if err := t.checkUniqueKeys(); err != nil {
+		return err
+	}
+	if err := t.VerifyParentHashes(); err != nil {
+		return err
+	}
+	return t.validateLeaves(o)
+}
+
+// checkUnmergedLeaves checks each unmerged_leaves entry of each parent: a
+// non-blank leaf below the parent, listed once, and listed by every
+// non-blank node between the leaf and the parent.
+func (t *Tree) checkUnmergedLeaves() error {
+	type entry struct {
+		node treemath.NodeIndex
+		leaf uint32
+	}
+	var listed map[entry]struct{}
+	for i := 1; i < len(t.nodes); i += 2 {
+		n := t.nodes[i]
+		if n == nil || len(n.Parent.UnmergedLeaves) == 0 {
+			continue
+		}
+		if listed == nil {
+			listed = make(map[entry]struct{})
+		}
+		p := treemath.NodeIndex(i)
+		for _, u := range n.Parent.UnmergedLeaves {
+			l := treemath.LeafIndex(u)
+			if !t.leaves.ContainsLeaf(l) || t.nodes[l.Node()] == nil || !treemath.InSubtree(l.Node(), p) {
+				return fmt.Errorf("%w: node %d lists leaf %d", ErrUnmergedLeavesInvalid, p, u)
+			}
+			e := entry{p, u}
+			if _, dup := listed[e]; dup {
+				return fmt.Errorf("%w: node %d lists leaf %d twice", ErrUnmergedLeavesInvalid, p, u)
+			}
+			listed[e] = struct{}{}
+		}
+	}
+	for e := range listed {
+		x := treemath.LeafIndex(e.leaf).Node()
+		for q, _ := t.leaves.Parent(x); q != e.node; q, _ = t.leaves.Parent(q) {
+			if t.nodes[q] == nil {
+				continue
+			}
+			if _, ok := listed[entry{q, e.leaf}]; !ok {
+				return fmt.Errorf("%w: node %d lists leaf %d but node %d below it does not", ErrUnmergedLeavesInvalid, e.node, e.leaf, q)
+			}
+		}
+	}
+	return nil
+}
+
+// checkUniqueKeys checks that no encryption key appears in two nodes and
+// no signature key in two leaves.
+func (t *Tree) checkUniqueKeys() error {
+	enc := make(map[string]treemath.NodeIndex, len(t.nodes)/2)
+	sig := make(map[string]treemath.NodeIndex, len(t.nodes)/4)
+	for i, n := range t.nodes {
+		if n == nil {
+			continue
+		}
+		x := treemath.NodeIndex(i)
+		key := t.EncryptionKey(x)
+		if prev, dup := enc[string(key)]; dup {
+			return fmt.Errorf("%w: encryption key of nodes %d and %d", ErrDuplicateKey, prev, x)
+		}
+		enc[string(key)] = x
+		if n.Leaf != nil {
+			if prev, dup := sig[string(n.Leaf.SignatureKey)]; dup {
+				return fmt.Errorf("%w: signature key of nodes %d and %d", ErrDuplicateKey, prev, x)
+			}
+			sig[string(n.Leaf.SignatureKey)] = x
+		}
+	}
+	return nil
+}
+
+// VerifyParentHashes checks that every non-blank parent node is parent-hash
+// valid (§7.9.2), top down: exactly one node D in the resolution of one of
+// its children C must carry the parent's hash with copath child S (the other
+// child), with the rest of C's resolution being exactly the parent's
+// unmerged leaves under C. Chains then lead from every parent to a leaf.
+//
+// The work is linear in the tree: a node is visited by the resolution of
+// only the one child whose parent is its nearest non-blank ancestor, and the
+// original sibling tree hash comes from the cache unless unmerged leaves lie
+// under S. The unmerged leaves must have been checked first
+// (checkUnmergedLeaves, part of Validate), so that resolutions hold no
+// duplicates.
+func (t *Tree) VerifyParentHashes() error {
+	var res []treemath.NodeIndex
+	for i := 1; i < len(t.nodes); i += 2 {
+		n := t.nodes[i]
+		if n == nil {
+			continue
+		}
+		p := treemath.NodeIndex(i)
+		left, _ := treemath.Left(p)
+		right, _ := treemath.Right(p)
+		valid := 0
+		for _, side := range [2][2]treemath.NodeIndex{{left, right}, {right, left}} {
+			c, s := side[0], side[1]
+			res = t.AppendResolution(res[:0], c)
+			d, ok := chainCandidate(res, n.Parent.UnmergedLeaves, c)
+			if !ok {
+				continue
+			}
+			dn := t.nodes[d]
+			var dph []byte
+			switch {
+			case dn.Parent != nil:
+				dph = dn.Parent.ParentHash
+			case dn.Leaf.Source == message.LeafNodeSourceCommit:
+				dph = dn.Leaf.ParentHash
+			default:
+				continue
+			}
+			if bytes.Equal(dph, t.parentHashOf(p, s)) {
+				valid++
+			}
+		}
+		if valid != 1 {
+			return fmt.Errorf("%w: node %d is linked from %d descendants", ErrParentHashMismatch, p, valid)
+		}
+	}
+	return nil
+}
+
+// chainCandidate returns the one node of res (the resolution of c) that is
+// not among the parent's unmerged leaves, provided the rest of res is
+// exactly the unmerged leaves under c.
+func chainCandidate(res []treemath.NodeIndex, unmerged []uint32, c treemath.NodeIndex) (treemath.NodeIndex, bool) {
+	under := 0
+	for _, u := range unmerged {
+		if treemath.InSubtree(treemath.LeafIndex(u).Node(), c) {
+			under++
+		}
+	}
+	if len(res) != under+1 {
+		return 0, false
+	}
+	var d treemath.NodeIndex
+	found := false
+	for _, x := range res {
+		if l, ok := x.Leaf(); ok && containsUint32(unmerged, uint32(l)) {
+			continue
+		}
+		if found {
+			return 0, false
+		}
+		d, found = x, true
+	}
+	return d, found
+}
+
+// validateLeaves validates every leaf on runtime.GOMAXPROCS goroutines and
+// reports the failure of the lowest leaf index.
+func (t *Tree) validateLeaves(o ValidateOptions) error {
+	c := LeafContext{
+		GroupID:         o.GroupID,
+		Version:         o.Version,
+		Required:        o.Required,
+		CredentialTypes: t.CredentialTypes(),
+		Now:             o.Now,
+	}
+	leaves := int(t.leaves)
+	workers := min(runtime.GOMAXPROCS(0), (leaves+63)/64)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := leaves*w/workers, leaves*(w+1)/workers
+		wg.Go(func() {
+			c := c
+			for l := lo; l < hi; l++ {
+				n := t.nodes[2*l]
+				if n == nil {
+					continue
+				}
+				c.LeafIndex = treemath.LeafIndex(l)
+				if err := ValidateLeafNode(t.suite, n.Leaf, c); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errorsJoinFirst(errs)
+}
