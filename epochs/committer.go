@@ -1,0 +1,95 @@
+package epochs
+
+import (
+	"cmp"
+	"time"
+)
+
+// LeafDevice is a group member with its leaf index in the ratchet tree.
+type LeafDevice struct {
+	Device Device
+	Leaf   uint32
+}
+
+// Jitter draws a uniform integer in [0, n). *math/rand/v2.Rand satisfies
+// it; seed it per device so that devices do not draw the same delays.
+type Jitter interface {
+	Int64N(n int64) int64
+}
+
+// CommitterInput is what the committer rule needs to know.
+type CommitterInput struct {
+	// Joined are the group's devices whose users are joined, with their
+	// leaf indices, in the base epoch.
+	Joined []LeafDevice
+	// Self is the device that asks.
+	Self Device
+	// Seen is when Self saw the membership change.
+	Seen time.Time
+	// Grace is how long the others leave the first committer.
+	Grace time.Duration
+	// MaxJitter bounds the random extra delay; zero means none.
+	MaxJitter time.Duration
+	// Jitter is required if MaxJitter > 0.
+	Jitter Jitter
+}
+
+// Action is the committer rule's answer.
+type Action int
+
+const (
+	// DoNotCommit: Self is not a joined member of the group.
+	DoNotCommit Action = iota
+	// CommitNow: Self has the lowest leaf index.
+	CommitNow
+	// CommitLater: at Decision.At, commit if the change is still not in
+	// the base epoch (NextCommit's Plan is not Empty, or the fork is still
+	// there); otherwise do nothing.
+	CommitLater
+)
+
+// Decision is when Self should commit.
+type Decision struct {
+	Action Action
+	// Delay is counted from CommitterInput.Seen; At is Seen + Delay.
+	Delay time.Duration
+	At    time.Time
+}
+
+// DecideCommitter is the committer rule (package doc, "Committer"): the
+// joined device with the lowest leaf index commits at once; every other
+// joined device waits Grace plus a jitter drawn from [0, MaxJitter) and
+// then commits only if nobody did.
+func DecideCommitter(in CommitterInput) Decision {
+	var first *LeafDevice
+	self := false
+	for i := range in.Joined {
+		d := &in.Joined[i]
+		if d.Device == in.Self {
+			self = true
+		}
+		if first == nil || compareLeaf(*d, *first) < 0 {
+			first = d
+		}
+	}
+	switch {
+	case !self:
+		return Decision{Action: DoNotCommit}
+	case first.Device == in.Self:
+		return Decision{Action: CommitNow, At: in.Seen}
+	}
+	delay := max(in.Grace, 0)
+	if in.MaxJitter > 0 && in.Jitter != nil {
+		delay += time.Duration(in.Jitter.Int64N(int64(in.MaxJitter)))
+	}
+	return Decision{Action: CommitLater, Delay: delay, At: in.Seen.Add(delay)}
+}
+
+// compareLeaf orders by leaf index; equal indices, which a valid tree never
+// has, fall back to the device so that the answer is still unique.
+func compareLeaf(a, b LeafDevice) int {
+	if c := cmp.Compare(a.Leaf, b.Leaf); c != 0 {
+		return c
+	}
+	return compareDevices(a.Device, b.Device)
+}

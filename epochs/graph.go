@@ -1,0 +1,263 @@
+package epochs
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Node is one epoch as a member knows it. S is the per-epoch state the
+// caller keeps (the group layer's state value); the graph never looks
+// inside it.
+type Node[S any] struct {
+	Identity
+	// Parent is the epoch the creating commit was made on; empty for an
+	// epoch the member did not see being made (group creation, Welcome).
+	Parent ID
+	// ConfirmationTag is the confirmation tag of the commit that created
+	// the epoch; base selection orders sibling branches by it.
+	ConfirmationTag []byte
+	// Members are the group's devices in this epoch; retention asks
+	// whether each of them has moved on.
+	Members []Device
+	// Resolves are the heads that the creating commit names in
+	// dmls_resolves; adding the node retires them.
+	Resolves []ID
+	// Added is when this member learned the epoch, on the caller's clock.
+	Added time.Time
+	// Superseded is when the epoch stopped being a head: the Added time of
+	// its first child or of the first commit that resolved it. Zero while
+	// it is a head. Retention by age counts from here, because messages
+	// encrypted in an epoch keep arriving for a while after it is left.
+	Superseded time.Time
+	// Retained is false once the epoch was dropped: its State is gone and
+	// only this metadata stays, while base selection may still need it.
+	Retained bool
+	State    S
+}
+
+// Graph is one member's view of a group's epochs: parent links, heads and
+// forks. It is mutable and not safe for concurrent use; the caller
+// serialises work per room (DESIGN §3).
+type Graph[S any] struct {
+	nodes    map[ID]*Node[S]
+	children map[ID][]ID
+	// retiredBy maps a resolved epoch to the first epoch whose commit
+	// resolved it. It may name epochs not yet seen, so that a branch that
+	// arrives after its resolution does not reopen the fork.
+	retiredBy map[ID]ID
+}
+
+// New returns an empty graph.
+func New[S any]() *Graph[S] {
+	return &Graph[S]{nodes: map[ID]*Node[S]{}, children: map[ID][]ID{}, retiredBy: map[ID]ID{}}
+}
+
+// Len returns the number of epochs the graph knows, dropped ones included.
+func (g *Graph[S]) Len() int { return len(g.nodes) }
+
+// Add records a new epoch. Unless it is a root (no Parent), its parent must
+// be retained, because only a retained epoch's state can process the
+// commit, and its number must be the parent's plus one. The node is stored
+// as retained and not yet superseded; the caller's Retained and Superseded
+// fields are ignored. Slices are copied.
+func (g *Graph[S]) Add(n Node[S]) error {
+	if err := n.ID.check(); err != nil {
+		return err
+	}
+	if _, ok := g.nodes[n.ID]; ok {
+		return fmt.Errorf("%w: %v", ErrDuplicateEpoch, n.ID)
+	}
+	var parent *Node[S]
+	if n.Parent != "" {
+		parent = g.nodes[n.Parent]
+		if parent == nil || !parent.Retained {
+			return fmt.Errorf("%w: %v", ErrParentNotRetained, n.Parent)
+		}
+		if n.Number != parent.Number+1 {
+			return fmt.Errorf("%w: %d on %d", ErrEpochNumber, n.Number, parent.Number)
+		}
+	}
+	stored := n
+	stored.ConfirmationTag = slices.Clone(n.ConfirmationTag)
+	stored.Members = slices.Clone(n.Members)
+	slices.SortFunc(stored.Members, compareDevices)
+	stored.Resolves = slices.Clone(n.Resolves)
+	stored.Retained = true
+	stored.Superseded = time.Time{}
+	g.insert(&stored)
+	if parent != nil && parent.Superseded.IsZero() {
+		parent.Superseded = n.Added
+	}
+	for _, r := range stored.Resolves {
+		if x := g.nodes[r]; x != nil && x.Superseded.IsZero() && r != n.ID {
+			x.Superseded = n.Added
+		}
+	}
+	// A node whose resolution arrived first is superseded on arrival.
+	if _, ok := g.retiredBy[n.ID]; ok {
+		g.nodes[n.ID].Superseded = n.Added
+	}
+	return nil
+}
+
+// insert links a node into the maps; Add and decoding share it.
+func (g *Graph[S]) insert(n *Node[S]) {
+	g.nodes[n.ID] = n
+	if n.Parent != "" {
+		g.children[n.Parent] = append(g.children[n.Parent], n.ID)
+	}
+	for _, r := range n.Resolves {
+		if _, ok := g.retiredBy[r]; !ok && r != n.ID {
+			g.retiredBy[r] = n.ID
+		}
+	}
+}
+
+// Node returns a copy of the epoch's node. Its slices are shared with the
+// graph; do not modify them.
+func (g *Graph[S]) Node(id ID) (Node[S], bool) {
+	n := g.nodes[id]
+	if n == nil {
+		return Node[S]{}, false
+	}
+	return *n, true
+}
+
+// State returns a retained epoch's state, for processing a commit made on
+// it or decrypting an application message sent in it.
+func (g *Graph[S]) State(id ID) (S, bool) {
+	n := g.nodes[id]
+	if n == nil || !n.Retained {
+		var zero S
+		return zero, false
+	}
+	return n.State, true
+}
+
+// SetState replaces a retained epoch's state, for a caller whose state
+// changed in place of the epoch (a ratchet advanced, a PPRF punctured).
+func (g *Graph[S]) SetState(id ID, s S) error {
+	n := g.nodes[id]
+	if n == nil || !n.Retained {
+		return fmt.Errorf("%w: %v", ErrParentNotRetained, id)
+	}
+	n.State = s
+	return nil
+}
+
+// Find returns the known epochs with an MSC2883 name, in ID order. More
+// than one means the creator committed twice on one epoch.
+func (g *Graph[S]) Find(p ResolvesPair) []ID {
+	var out []ID
+	for id, n := range g.nodes {
+		if n.Number == p.Number && n.Creator == p.Creator {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Retired reports whether a commit named the epoch in dmls_resolves, and
+// which one did first.
+func (g *Graph[S]) Retired(id ID) (by ID, ok bool) {
+	by, ok = g.retiredBy[id]
+	return by, ok
+}
+
+// isHead: retained, no children, not retired. Retention never drops
+// a head, so a head is always retained.
+func (g *Graph[S]) isHead(id ID) bool {
+	n := g.nodes[id]
+	if n == nil || !n.Retained || len(g.children[id]) > 0 {
+		return false
+	}
+	_, retired := g.retiredBy[id]
+	return !retired
+}
+
+// Heads returns the epochs that further commits build on, best base first
+// (see Compare). If every childless epoch was named by some resolution,
+// which only hostile commits can cause, the childless epochs are the heads,
+// so that a member is never left with nothing to build on.
+func (g *Graph[S]) Heads() []ID {
+	var heads, childless []ID
+	for id, n := range g.nodes {
+		if !n.Retained || len(g.children[id]) > 0 {
+			continue
+		}
+		childless = append(childless, id)
+		if g.isHead(id) {
+			heads = append(heads, id)
+		}
+	}
+	if len(heads) == 0 {
+		heads = childless
+	}
+	slices.SortFunc(heads, func(a, b ID) int { return g.Compare(b, a) })
+	return heads
+}
+
+// Forked reports whether there is more than one head.
+func (g *Graph[S]) Forked() bool { return len(g.Heads()) > 1 }
+
+// Above reports whether x is a strict descendant of y: y is on x's chain of
+// parents. It follows recorded parent links, so it also works when the
+// nodes between them were dropped but their metadata remains.
+func (g *Graph[S]) Above(x, y ID) bool {
+	n := g.nodes[x]
+	for n != nil && n.Parent != "" {
+		if n.Parent == y {
+			return true
+		}
+		n = g.nodes[n.Parent]
+	}
+	return false
+}
+
+// chain returns the known ancestry of id, from the oldest known ancestor
+// down to id itself.
+func (g *Graph[S]) chain(id ID) []*Node[S] {
+	var c []*Node[S]
+	for n := g.nodes[id]; n != nil; n = g.nodes[n.Parent] {
+		c = append(c, n)
+		if n.Parent == "" {
+			break
+		}
+	}
+	slices.Reverse(c)
+	return c
+}
+
+// FirstDifference returns the first differing commits on the branches
+// leading to a and b: the children of their last common ancestor on the
+// way to each. ok is false if one is an ancestor of the other (or they are
+// equal), or if their known histories do not meet.
+func (g *Graph[S]) FirstDifference(a, b ID) (ca, cb ID, ok bool) {
+	x, y := g.chain(a), g.chain(b)
+	if len(x) == 0 || len(y) == 0 {
+		return "", "", false
+	}
+	// Two chains either share their oldest node or meet nowhere, except
+	// when both start at children of the same missing parent.
+	if x[0].ID != y[0].ID {
+		if x[0].Parent != "" && x[0].Parent == y[0].Parent {
+			return x[0].ID, y[0].ID, true
+		}
+		return "", "", false
+	}
+	for i := 1; i < len(x) && i < len(y); i++ {
+		if x[i].ID != y[i].ID {
+			return x[i].ID, y[i].ID, true
+		}
+	}
+	return "", "", false
+}
+
+// sortedIDs returns ids sorted bytewise, for deterministic output.
+func sortedIDs(ids []ID) []ID {
+	slices.SortFunc(ids, func(a, b ID) int { return strings.Compare(string(a), string(b)) })
+	return ids
+}

@@ -1,0 +1,217 @@
+package epochs
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Policy bounds how many old epochs a member keeps and for how long.
+type Policy struct {
+	// MaxEpochs bounds the retained epochs, heads included; heads are
+	// never dropped, so there may be more heads than this. Zero: no bound.
+	MaxEpochs int
+	// MaxAge drops an epoch this long after it was superseded. Zero: no
+	// bound.
+	MaxAge time.Duration
+}
+
+// Expired returns the retained epochs that the policy drops now, in
+// dmls_epoch byte order (package doc, "Retention"). It never returns a
+// head. It changes nothing; pass the result to Drop.
+func (g *Graph[S]) Expired(p Policy, now time.Time) []ID {
+	heads := g.headSet()
+	var candidates []*Node[S]
+	retained := 0
+	for id, n := range g.nodes {
+		if !n.Retained {
+			continue
+		}
+		retained++
+		if !heads[id] {
+			candidates = append(candidates, n)
+		}
+	}
+	drop := map[ID]bool{}
+	for _, n := range candidates {
+		aged := p.MaxAge > 0 && !n.Superseded.IsZero() && now.Sub(n.Superseded) >= p.MaxAge
+		if aged || g.settled(n, heads) {
+			drop[n.ID] = true
+		}
+	}
+	if p.MaxEpochs > 0 && retained-len(drop) > p.MaxEpochs {
+		// Oldest superseded first; the number and ID only break ties.
+		slices.SortFunc(candidates, func(a, b *Node[S]) int {
+			if c := a.Superseded.Compare(b.Superseded); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(a.Number, b.Number); c != 0 {
+				return c
+			}
+			return strings.Compare(string(a.ID), string(b.ID))
+		})
+		for _, n := range candidates {
+			if retained-len(drop) <= p.MaxEpochs {
+				break
+			}
+			drop[n.ID] = true
+		}
+	}
+	out := make([]ID, 0, len(drop))
+	for id := range drop {
+		out = append(out, id)
+	}
+	return sortedIDs(out)
+}
+
+// settled reports whether every member of n has moved on from it: each
+// has created an epoch above n, or is absent from every head above n
+// (removed on every live branch, so it has nothing left to send in n).
+func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
+	committed := map[Device]bool{}
+	var heads []*Node[S]
+	var walk func(id ID)
+	walk = func(id ID) {
+		for _, c := range g.children[id] {
+			cn := g.nodes[c]
+			if cn == nil {
+				continue
+			}
+			committed[cn.Creator] = true
+			if headSet[c] {
+				heads = append(heads, cn)
+			}
+			walk(c)
+		}
+	}
+	walk(n.ID)
+	for _, m := range n.Members {
+		if committed[m] {
+			continue
+		}
+		if len(heads) == 0 {
+			return false
+		}
+		for _, h := range heads {
+			if _, found := slices.BinarySearchFunc(h.Members, m, compareDevices); found {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Drop forgets the states of the given epochs: destroy (if not nil) is
+// called with each state so that the caller can zero its secrets, and the
+// graph keeps only the metadata that base selection may still need. It
+// refuses to drop a head or an unknown epoch and then drops nothing.
+func (g *Graph[S]) Drop(ids []ID, destroy func(S)) error {
+	heads := g.headSet()
+	for _, id := range ids {
+		n := g.nodes[id]
+		switch {
+		case n == nil:
+			return fmt.Errorf("%w: %v", ErrUnknownEpoch, id)
+		case heads[id]:
+			return fmt.Errorf("%w: %v", ErrDropHead, id)
+		}
+	}
+	var zero S
+	for _, id := range ids {
+		n := g.nodes[id]
+		if !n.Retained {
+			continue
+		}
+		if destroy != nil {
+			destroy(n.State)
+		}
+		n.State = zero
+		n.Retained = false
+	}
+	g.prune()
+	return nil
+}
+
+func (g *Graph[S]) headSet() map[ID]bool {
+	set := map[ID]bool{}
+	for _, h := range g.Heads() {
+		set[h] = true
+	}
+	return set
+}
+
+// prune forgets the metadata of dropped epochs that no comparison between
+// retained epochs can need: those below the last common ancestor of all
+// retained epochs, and those with no retained descendant. Comparisons only
+// look at the paths from the retained epochs down to where they meet.
+func (g *Graph[S]) prune() {
+	var retained []ID
+	for id, n := range g.nodes {
+		if n.Retained {
+			retained = append(retained, id)
+		}
+	}
+	// below counts, for each node, the retained epochs it is an ancestor
+	// of (or equal to).
+	below := map[ID]int{}
+	for _, id := range retained {
+		for n := g.nodes[id]; n != nil; n = g.nodes[n.Parent] {
+			below[n.ID]++
+			if n.Parent == "" {
+				break
+			}
+		}
+	}
+	var lca *Node[S]
+	for id, c := range below {
+		if c == len(retained) {
+			if n := g.nodes[id]; lca == nil || n.Number > lca.Number {
+				lca = n
+			}
+		}
+	}
+	var gone []ID
+	for id, n := range g.nodes {
+		if n.Retained {
+			continue
+		}
+		if below[id] == 0 || (lca != nil && below[id] == len(retained) && n.Number < lca.Number) {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for _, id := range gone {
+		delete(g.nodes, id)
+	}
+	g.relink()
+}
+
+// relink rebuilds the derived maps from the nodes.
+func (g *Graph[S]) relink() {
+	nodes := g.nodes
+	g.nodes = make(map[ID]*Node[S], len(nodes))
+	g.children = map[ID][]ID{}
+	g.retiredBy = map[ID]ID{}
+	// Insert in a fixed order so that retiredBy picks the same resolver
+	// on every member (the oldest by number, then ID).
+	ordered := make([]*Node[S], 0, len(nodes))
+	for _, n := range nodes {
+		ordered = append(ordered, n)
+	}
+	slices.SortFunc(ordered, func(a, b *Node[S]) int {
+		if c := cmp.Compare(a.Number, b.Number); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.ID), string(b.ID))
+	})
+	for _, n := range ordered {
+		g.insert(n)
+	}
+	for _, c := range g.children {
+		sortedIDs(c)
+	}
+}
