@@ -109,7 +109,6 @@ func checkProtectionCase(c *protectionCase) error {
 	if err != nil {
 		return err
 	}
-	c.SignaturePriv = padScalar(s.ID(), c.SignaturePriv)
 	ctx := c.context()
 	kinds := []struct {
 		name      string
@@ -134,22 +133,6 @@ func checkProtectionCase(c *protectionCase) error {
 		}
 	}
 	return nil
-}
-
-// padScalar left-pads an ECDSA private key to its curve's scalar size. The
-// vectors write the P-521 scalar as a minimal big-endian integer (65 bytes
-// when its top byte is zero), which mls/suite does not yet accept; that is
-// reported to its owner rather than worked around there.
-func padScalar(id suite.ID, priv []byte) []byte {
-	size := map[suite.ID]int{
-		suite.P256AES128GCMSHA256P256: 32,
-		suite.P384AES256GCMSHA384P384: 48,
-		suite.P521AES256GCMSHA512P521: 66,
-	}[id]
-	if len(priv) >= size {
-		return priv
-	}
-	return append(make([]byte, size-len(priv)), priv...)
 }
 
 // content builds the FramedContent that carries raw as content type ct.

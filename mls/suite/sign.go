@@ -132,8 +132,21 @@ func (e ecdsaSigner) generate() ([]byte, []byte, error) {
 	return priv, pub, err
 }
 
+// parse accepts a big-endian scalar shorter than the curve's size: some
+// implementations (and the official vectors, for P-521) drop leading zero
+// bytes, which is harmless for an integer.
+func (e ecdsaSigner) parse(priv []byte) (*ecdsa.PrivateKey, error) {
+	size := (e.curve.Params().BitSize + 7) / 8
+	if len(priv) < size {
+		padded := make([]byte, size)
+		copy(padded[size-len(priv):], priv)
+		priv = padded
+	}
+	return ecdsa.ParseRawPrivateKey(e.curve, priv)
+}
+
 func (e ecdsaSigner) public(priv []byte) ([]byte, error) {
-	k, err := ecdsa.ParseRawPrivateKey(e.curve, priv)
+	k, err := e.parse(priv)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +160,7 @@ func (e ecdsaSigner) digest(msg []byte) []byte {
 }
 
 func (e ecdsaSigner) sign(priv, msg []byte) ([]byte, error) {
-	k, err := ecdsa.ParseRawPrivateKey(e.curve, priv)
+	k, err := e.parse(priv)
 	if err != nil {
 		return nil, err
 	}

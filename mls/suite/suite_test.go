@@ -229,3 +229,24 @@ func BenchmarkSignature(b *testing.B) {
 		})
 	}
 }
+
+func TestECDSAShortScalarIsPadded(t *testing.T) {
+	s, _ := Lookup(P521AES256GCMSHA512P521)
+	for {
+		priv, pub, err := s.GenerateSignatureKeyPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if priv[0] != 0 {
+			continue // want a key whose encoding starts with a zero byte
+		}
+		sig, err := s.SignWithLabel(priv[1:], "L", []byte("m"))
+		if err != nil {
+			t.Fatalf("sign with unpadded scalar: %v", err)
+		}
+		if err := s.VerifyWithLabel(pub, "L", []byte("m"), sig); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+}
