@@ -20,9 +20,13 @@ type LeafContext struct {
 	// a KeyPackage, update in an Update proposal, commit in an UpdatePath.
 	// Zero accepts any (a leaf already in a tree).
 	Source message.LeafNodeSource
-	// Version is the group's protocol version, which the capabilities must
-	// list. Zero skips the check.
-	Version message.ProtocolVersion
+	// Version is the group's protocol version. If ListsGroupParameters is
+	// set, the capabilities must list it and the cipher suite. RFC 9420
+	// implies but does not state this rule in §7.3, and some
+	// implementations' leaves omit their own suite (the official treekem
+	// vectors for suite 7 do), so it is the caller's choice.
+	Version              message.ProtocolVersion
+	ListsGroupParameters bool
 	// Required is the group's required_capabilities extension, if any.
 	Required *message.RequiredCapabilities
 	// CredentialTypes are the credential types in use in the group; the
@@ -90,11 +94,13 @@ func defaultExtension(e message.ExtensionType) bool {
 
 func checkCapabilities(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
 	caps := &leaf.Capabilities
-	if c.Version != 0 && !slices.Contains(caps.Versions, c.Version) {
-		return leafError(ErrUnsupportedCapability, "version %d", c.Version)
-	}
-	if !slices.Contains(caps.CipherSuites, s.ID()) {
-		return leafError(ErrUnsupportedCapability, "cipher suite %d", s.ID())
+	if c.ListsGroupParameters {
+		if c.Version != 0 && !slices.Contains(caps.Versions, c.Version) {
+			return leafError(ErrUnsupportedCapability, "version %d", c.Version)
+		}
+		if !slices.Contains(caps.CipherSuites, s.ID()) {
+			return leafError(ErrUnsupportedCapability, "cipher suite %d", s.ID())
+		}
 	}
 	if !slices.Contains(caps.Credentials, leaf.Credential.Type) {
 		return leafError(ErrUnsupportedCapability, "own credential type %d", leaf.Credential.Type)
@@ -226,4 +232,3 @@ func errorsJoinFirst(errs []error) error {
 	}
 	return nil
 }
-

@@ -92,7 +92,7 @@ func TestValidateRejects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = bad.Validate(ValidateOptions{GroupID: testGroupID, Version: message.MLS10})
+			err = bad.Validate(ValidateOptions{GroupID: testGroupID, Version: message.MLS10, ListsGroupParameters: true})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("Validate = %v, want %v", err, c.want)
 			}

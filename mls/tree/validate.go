@@ -15,8 +15,10 @@ import (
 type ValidateOptions struct {
 	// GroupID is signed by update and commit leaves.
 	GroupID []byte
-	// Version is the group's protocol version (skipped if zero).
-	Version message.ProtocolVersion
+	// Version is the group's protocol version; with ListsGroupParameters,
+	// every leaf must list it and the suite (see LeafContext).
+	Version              message.ProtocolVersion
+	ListsGroupParameters bool
 	// TreeHash, if not nil, is the tree_hash the GroupInfo commits to.
 	TreeHash []byte
 	// Required is the group's required_capabilities extension, if any.
@@ -197,11 +199,12 @@ func chainCandidate(res []treemath.NodeIndex, unmerged []uint32, c treemath.Node
 // reports the failure of the lowest leaf index.
 func (t *Tree) validateLeaves(o ValidateOptions) error {
 	c := LeafContext{
-		GroupID:         o.GroupID,
-		Version:         o.Version,
-		Required:        o.Required,
-		CredentialTypes: t.CredentialTypes(),
-		Now:             o.Now,
+		GroupID:              o.GroupID,
+		Version:              o.Version,
+		ListsGroupParameters: o.ListsGroupParameters,
+		Required:             o.Required,
+		CredentialTypes:      t.CredentialTypes(),
+		Now:                  o.Now,
 	}
 	leaves := int(t.leaves)
 	workers := min(runtime.GOMAXPROCS(0), (leaves+63)/64)

@@ -54,7 +54,7 @@ func checkTreeValidation(c *treeValidationCase) error {
 			return fmt.Errorf("tree hash of %d = %x, want %x", i, h, c.TreeHashes[i])
 		}
 	}
-	return tr.Validate(ValidateOptions{GroupID: c.GroupID, Version: message.MLS10, TreeHash: c.TreeHashes[tr.leaves.Root()]})
+	return tr.Validate(ValidateOptions{GroupID: c.GroupID, Version: message.MLS10, ListsGroupParameters: true, TreeHash: c.TreeHashes[tr.leaves.Root()]})
 }
 
 func TestTreeValidationVectors(t *testing.T) {

@@ -1,0 +1,19 @@
+// Package treekem is the private half of the ratchet tree (RFC 9420
+// §7.4–§7.6): the HPKE private keys one member holds for its leaf and for
+// the nodes of its direct path, the generation of an UpdatePath when that
+// member commits, and the application of an UpdatePath another member sent.
+//
+// The public tree is package tree's; this package changes it only through
+// tree.SetPathKeys, tree.SetLeaf and tree.MergeUpdatePath, so that the tree
+// hashes and parent hashes stay that package's business. A PrivateState is
+// a value: Generate and Apply return a new state and leave the receiver
+// unchanged, so that a member can keep the keys of several branches of one
+// group (DESIGN §4). PrivateState encodes separately from the public tree,
+// because many of our devices may share one copy of a group's public state
+// while each holds its own keys.
+//
+// Path secrets are used only to derive the next path secret and a node key
+// pair, and are zeroed once consumed; only node private keys are kept, as
+// §7.5 asks. The path secrets a committer needs for its Welcome are
+// available from Generated until the caller zeroes it.
+package treekem

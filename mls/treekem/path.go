@@ -1,0 +1,213 @@
+package treekem
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"slices"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// PathOptions describe the commit an UpdatePath is generated or applied
+// for.
+type PathOptions struct {
+	// GroupContext is the provisional group context of the commit (§12.4.2).
+	// Its TreeHash is ignored: it is set to the hash of the tree with the
+	// path merged, which is what the path secrets are encrypted under.
+	GroupContext message.GroupContext
+	// Exclude lists the leaves the commit adds. They get no encrypted path
+	// secret (§7.6); they learn theirs from the Welcome.
+	Exclude []treemath.LeafIndex
+}
+
+// Generated is the result of Generate.
+type Generated struct {
+	Path         *message.UpdatePath
+	Private      *PrivateState
+	CommitSecret []byte
+
+	sender      treemath.LeafIndex
+	fdp         []treemath.NodeIndex
+	pathSecrets [][]byte
+}
+
+// PathSecretFor returns the path secret a Welcome gives the new member at
+// joiner: the one of the lowest node of the committer's filtered direct
+// path above both leaves (§12.4.3.1). It returns nil if there is none.
+func (g *Generated) PathSecretFor(joiner treemath.LeafIndex) []byte {
+	ca := treemath.CommonAncestor(g.sender.Node(), joiner.Node())
+	if i := slices.Index(g.fdp, ca); i >= 0 {
+		return bytes.Clone(g.pathSecrets[i])
+	}
+	return nil
+}
+
+// Zero erases the path secrets and the commit secret once the commit and
+// its Welcome messages are built.
+func (g *Generated) Zero() {
+	for _, s := range g.pathSecrets {
+		clear(s)
+	}
+	clear(g.CommitSecret)
+}
+
+// Generate builds the UpdatePath of a commit by p's member (§7.4–§7.6). t
+// is the tree with the commit's proposals applied; Generate merges the path
+// into it in place (clone it first to keep the old one). leaf is the
+// template of the member's new LeafNode (signature key, credential,
+// capabilities, extensions): Generate sets its encryption key to a fresh
+// one, its source to commit and its parent hash, and signs it with
+// signingKey. The returned state holds the member's new keys.
+func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey []byte, o PathOptions) (*Generated, error) {
+	s := p.suite
+	fdp := t.FilteredDirectPath(p.leaf)
+	leafPriv, leafPub, err := s.GenerateKeyPair()
+	if err != nil {
+		return nil, fmt.Errorf("generate leaf key: %w", err)
+	}
+	g := &Generated{sender: p.leaf, fdp: fdp, pathSecrets: make([][]byte, len(fdp))}
+	keys := make([]nodeKey, 0, len(fdp)+1)
+	keys = append(keys, nodeKey{p.leaf.Node(), leafPriv})
+	pubs := make([][]byte, len(fdp))
+	secret := make([]byte, s.HashSize())
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	for i, x := range fdp {
+		g.pathSecrets[i] = secret
+		priv, pub, err := derivePathKey(s, secret)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, nodeKey{x, priv})
+		pubs[i] = pub
+		secret = s.DeriveSecret(secret, "path")
+	}
+	g.CommitSecret = secret
+	if len(fdp) == 0 {
+		// A lone member has no path secrets to send; its commit secret
+		// is still fresh, derived from a random path secret as for a root.
+		g.CommitSecret = s.DeriveSecret(secret, "path")
+		clear(secret)
+	}
+
+	parentHash, err := t.SetPathKeys(p.leaf, pubs)
+	if err != nil {
+		return nil, err
+	}
+	leaf.EncryptionKey = leafPub
+	leaf.Source = message.LeafNodeSourceCommit
+	leaf.Lifetime = message.Lifetime{}
+	leaf.ParentHash = parentHash
+	leaf.Signature, err = s.SignWithLabel(signingKey, "LeafNodeTBS", leaf.TBS(o.GroupContext.GroupID, uint32(p.leaf)))
+	if err != nil {
+		return nil, fmt.Errorf("sign leaf node: %w", err)
+	}
+	if err := t.SetLeaf(p.leaf, &leaf); err != nil {
+		return nil, err
+	}
+
+	ctx := o.GroupContext
+	ctx.TreeHash = t.RootHash()
+	ctxBytes := codec.Marshal(&ctx)
+	g.Path = &message.UpdatePath{LeafNode: leaf, Nodes: make([]message.UpdatePathNode, len(fdp))}
+	var res []treemath.NodeIndex
+	for i, x := range fdp {
+		res = t.AppendCopathResolution(res[:0], x, p.leaf, o.Exclude)
+		cts := make([]message.HPKECiphertext, len(res))
+		for j, r := range res {
+			kem, ct, err := s.EncryptWithLabel(t.EncryptionKey(r), "UpdatePathNode", ctxBytes, g.pathSecrets[i])
+			if err != nil {
+				return nil, fmt.Errorf("encrypt path secret to node %d: %w", r, err)
+			}
+			cts[j] = message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+		}
+		g.Path.Nodes[i] = message.UpdatePathNode{EncryptionKey: pubs[i], EncryptedPathSecret: cts}
+	}
+	// The member's old keys above its leaf are gone with the nodes they
+	// opened: its whole direct path was blanked or replaced.
+	g.Private = p.with(func(treemath.NodeIndex) bool { return true }, keys)
+	return g, nil
+}
+
+// Applied is the result of Apply.
+type Applied struct {
+	Private      *PrivateState
+	CommitSecret []byte
+	// PathSecret is the secret the member decrypted, that of the lowest
+	// common ancestor of its leaf and the sender's.
+	PathSecret []byte
+}
+
+// Apply processes an UpdatePath from the member at sender (§7.5): it merges
+// the path into t in place (checking the committer's parent hash),
+// decrypts the path secret of the lowest common ancestor with the one key p
+// holds in the copath resolution, derives the secrets above it, checks
+// every derived public key against the path, and returns p's new state and
+// the commit secret. t must be the tree with the commit's proposals
+// applied; on error it must be discarded. The new LeafNode's signature and
+// other §7.3 properties are for tree.ValidateLeafNode, before Apply.
+func (p *PrivateState) Apply(t *tree.Tree, sender treemath.LeafIndex, path *message.UpdatePath, o PathOptions) (*Applied, error) {
+	s := p.suite
+	if sender == p.leaf {
+		return nil, ErrOwnPath
+	}
+	if t.Leaf(p.leaf) == nil {
+		return nil, fmt.Errorf("%w: leaf %d", ErrNotInTree, p.leaf)
+	}
+	fdp := t.FilteredDirectPath(sender)
+	if len(fdp) != len(path.Nodes) {
+		return nil, fmt.Errorf("%w: %d nodes for a filtered direct path of %d", tree.ErrPathLength, len(path.Nodes), len(fdp))
+	}
+	ca := treemath.CommonAncestor(sender.Node(), p.leaf.Node())
+	i := slices.Index(fdp, ca)
+	if i < 0 {
+		return nil, fmt.Errorf("%w: common ancestor %d is not on the sender's filtered direct path", ErrNoDecryptionKey, ca)
+	}
+	res := t.AppendCopathResolution(nil, ca, sender, o.Exclude)
+	cts := path.Nodes[i].EncryptedPathSecret
+	if len(cts) != len(res) {
+		return nil, fmt.Errorf("%w: %d for a resolution of %d", ErrCiphertextCount, len(cts), len(res))
+	}
+	j := slices.IndexFunc(res, func(x treemath.NodeIndex) bool { return p.PrivateKey(x) != nil })
+	if j < 0 {
+		return nil, ErrNoDecryptionKey
+	}
+	priv := p.PrivateKey(res[j])
+
+	if err := t.MergeUpdatePath(sender, path); err != nil {
+		return nil, err
+	}
+	ctx := o.GroupContext
+	ctx.TreeHash = t.RootHash()
+	secret, err := s.DecryptWithLabel(priv, "UpdatePathNode", codec.Marshal(&ctx), cts[j].KEMOutput, cts[j].Ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("%w: node %d: %w", ErrDecrypt, res[j], err)
+	}
+	out := &Applied{PathSecret: bytes.Clone(secret)}
+	var add []nodeKey
+	for k := i; k < len(fdp); k++ {
+		priv, pub, err := derivePathKey(s, secret)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(pub, path.Nodes[k].EncryptionKey) {
+			return nil, fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, fdp[k])
+		}
+		add = append(add, nodeKey{fdp[k], priv})
+		next := s.DeriveSecret(secret, "path")
+		clear(secret)
+		secret = next
+	}
+	out.CommitSecret = secret
+	senderNode := sender.Node()
+	out.Private = p.with(func(x treemath.NodeIndex) bool {
+		// Keys of nodes on the sender's direct path are outdated (§7.5).
+		return !x.IsLeaf() && treemath.InSubtree(senderNode, x)
+	}, add)
+	return out, nil
+}
