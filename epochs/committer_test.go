@@ -1,0 +1,69 @@
+package epochs
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func TestDecideCommitter(t *testing.T) {
+	joined := []LeafDevice{{bob, 4}, {alice, 2}, {carol, 7}} // unsorted on purpose
+	const grace, jitter = 10 * time.Second, 5 * time.Second
+	tests := []struct {
+		name   string
+		joined []LeafDevice
+		self   Device
+		want   Action
+	}{
+		{"lowest leaf commits now", joined, alice, CommitNow},
+		{"others wait", joined, bob, CommitLater},
+		{"highest waits too", joined, carol, CommitLater},
+		{"not a joined member", joined, dev("@dave:x", "D1"), DoNotCommit},
+		{"empty group", nil, alice, DoNotCommit},
+		{"alone", []LeafDevice{{carol, 9}}, carol, CommitNow},
+		{"equal leaves fall back to device order", []LeafDevice{{bob, 1}, {alice, 1}}, alice, CommitNow},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := DecideCommitter(CommitterInput{
+				Joined: tt.joined, Self: tt.self, Seen: t0, Grace: grace, MaxJitter: jitter,
+				Jitter: rand.New(rand.NewPCG(1, 2)),
+			})
+			if d.Action != tt.want {
+				t.Fatalf("action %v, want %v", d.Action, tt.want)
+			}
+			switch d.Action {
+			case CommitNow:
+				if d.Delay != 0 || !d.At.Equal(t0) {
+					t.Fatalf("commit now with delay %v at %v", d.Delay, d.At)
+				}
+			case CommitLater:
+				if d.Delay < grace || d.Delay >= grace+jitter || !d.At.Equal(t0.Add(d.Delay)) {
+					t.Fatalf("delay %v at %v", d.Delay, d.At)
+				}
+			}
+		})
+	}
+}
+
+func TestDecideCommitterJitterIsSeeded(t *testing.T) {
+	in := func(seed uint64) CommitterInput {
+		return CommitterInput{
+			Joined: []LeafDevice{{alice, 0}, {bob, 1}}, Self: bob, Seen: t0,
+			Grace: time.Second, MaxJitter: time.Hour, Jitter: rand.New(rand.NewPCG(seed, 0)),
+		}
+	}
+	a, b, c := DecideCommitter(in(1)), DecideCommitter(in(1)), DecideCommitter(in(2))
+	if a != b {
+		t.Fatal("same seed, different delays")
+	}
+	if a == c {
+		t.Fatal("different seeds, same delay")
+	}
+	// Without jitter the delay is exactly the grace period.
+	noJitter := in(1)
+	noJitter.MaxJitter = 0
+	if d := DecideCommitter(noJitter); d.Delay != time.Second {
+		t.Fatalf("delay %v", d.Delay)
+	}
+}

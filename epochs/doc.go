@@ -1,0 +1,130 @@
+// Package epochs makes MLS work on Matrix, where events have no linear
+// order and two members can commit on the same epoch (Decentralised MLS,
+// DESIGN §5, MSC2883, draft-kohbrok-mls-dmls). It holds one member's graph
+// of epochs, chooses where the next commit goes, says which commits the
+// room's membership forbids, who should commit and when, and which old
+// epochs may be forgotten.
+//
+// It has no Matrix client, no database and no MLS group logic. Its inputs
+// are epochs (identity, parent, confirmation tag, members, the caller's
+// per-epoch state of type S), room membership at given points, and the
+// caller's clock; its outputs are heads, bases, plans for commits, and
+// rejections. The graph encodes to bytes, with the caller encoding S.
+//
+// The rules below are the protocol: every member of a room must apply them
+// identically, so they are stated here precisely enough to reimplement.
+//
+// # Epoch identity
+//
+// An epoch is identified by dmls_epoch = DeriveSecret(epoch_secret,
+// "epoch") (KDF.Nh bytes; unique across forks, unlike the epoch number).
+// Events also carry MSC2883's names: the epoch number, epoch_creator
+// ([user id, device id] of the device whose commit made the epoch) and
+// commit_event (that commit's event id; the m.room.create event for the
+// first epoch). In `resolves`, MSC2883 names an epoch
+// [epoch number, [user id, device id]]; that is ambiguous when one device
+// committed twice on one epoch, so commits also carry dmls_resolves, the
+// dmls_epoch values of the same heads in the same order, and receivers use
+// those when present.
+//
+// # Graph and heads
+//
+// Each epoch records its parent (the epoch its creating commit was made
+// on), its creator, the confirmation tag of its creating commit, the
+// group's devices in it, and the heads its creating commit resolves. A
+// commit can be applied on any retained epoch, not only the newest, and an
+// application message can be decrypted in any retained epoch. A head is a
+// retained epoch that has no child and that no known commit names in
+// dmls_resolves (a resolution may name an epoch before it arrives; the
+// epoch then arrives already resolved). More than one head is a fork. If
+// hostile commits resolved every childless epoch, the childless epochs are
+// the heads.
+//
+// # Base selection
+//
+// Epochs are totally ordered as bases; the base is the greatest head:
+//
+//  1. The higher epoch number wins.
+//  2. Between equal numbers, follow both epochs' parent links back to the
+//     last common ancestor; the branch whose first commit after it (the
+//     "first differing commit") has the lexicographically higher
+//     confirmation tag wins (the IETF draft's rule). Tags are compared as
+//     unsigned byte strings.
+//  3. If those two commits have equal tags, which distinct commits cannot
+//     have in practice, the one with the higher dmls_epoch (as bytes) wins.
+//
+// Equivalently: compare the chains of commits from the oldest common
+// ancestor lexicographically, each commit keyed by (confirmation tag,
+// dmls_epoch). This is a total order, so three-way and nested forks have
+// one answer whatever order the member learned the epochs in. A member
+// whose known histories of two epochs never meet (it joined late or
+// dropped too much) compares their oldest known epochs the same way; it
+// should first fetch the missing commits by following commit_event links.
+//
+// # Resolving commits
+//
+// A member that commits while there are several heads makes a resolving
+// commit: on the base, naming every other head in resolves and
+// dmls_resolves (in base order, best first), removing every device whose
+// user is neither joined nor invited (and devices that their user's
+// device list no longer holds), and adding every device of a joined user
+// that the base lacks, from KeyPackages the caller claimed (a device
+// without a KeyPackage is left for a later commit). Every commit in a DMLS
+// room, and so every resolving commit, carries an update path (see
+// mls/pprf for why). Applying a commit that names heads retires them. A
+// member whose own update was lost in a losing branch sends a fresh
+// update soon after. NextCommit computes the base, the heads to name and
+// the membership plan.
+//
+// # Membership authority
+//
+// The room's m.room.member state is the authority over the group. Let
+// atCommit be the room state at the commit's event and atBase the room
+// state at its base epoch's commit_event; a user is in the room if joined
+// or invited. A commit is rejected, and not applied, if:
+//
+//   - it adds a device whose user is not in the room in atCommit
+//     (ErrUnauthorisedAdd); or
+//   - the group after it holds a device whose user is not in the room in
+//     atCommit, and the removal was due: the user was already out of the
+//     room in atBase (the committer built on an epoch made after the
+//     leave), or the commit resolves a fork (ErrStaleMember).
+//
+// Device lists play no part in rejection: they are not room state, and
+// members may see them differently. The caller logs and counts rejections.
+//
+// # Committer
+//
+// When a member sees a membership change, the joined device with the
+// lowest leaf index in the base epoch (ties, impossible in a valid tree,
+// broken by user id then device id) commits at once. Every other joined
+// device waits Grace plus a uniform jitter in [0, MaxJitter) from when it
+// saw the change, then commits only if the change is still not reflected
+// in its base (NextCommit's Plan is not empty) or a fork is still open.
+// A device that is not a joined member does not commit. Forks remain
+// possible and are resolved as above.
+//
+// # Retention
+//
+// Heads are never dropped. Any other retained epoch E is dropped when any
+// of these holds:
+//
+//   - age: MaxAge has passed since E was superseded (its first child or
+//     the first resolution naming it arrived), because messages encrypted
+//     in E keep arriving for a while after E is left;
+//   - settled: every member of E has moved on: it created an epoch above E,
+//     or it is absent from every head above E (removed on every live
+//     branch). This is the draft's rule that an epoch may go once every
+//     member has committed on a branch above it, extended to removed
+//     members, who will never commit there;
+//   - count: more than MaxEpochs epochs are retained; the oldest
+//     superseded (then lowest number, then lowest dmls_epoch) go first
+//     until the count fits or only heads are left.
+//
+// Dropping an epoch hands its state to the caller's destroy function to
+// zero its secrets; the graph keeps its metadata while a comparison between
+// retained epochs may need it (between the retained epochs' last common
+// ancestor and themselves) and forgets the rest. The init secrets that
+// retained epochs keep for their children come from the DMLS puncturable
+// PRF (mls/pprf), so a retained epoch cannot derive the same child twice.
+package epochs

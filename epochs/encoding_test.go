@@ -1,0 +1,183 @@
+package epochs
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+)
+
+func encodeString(s string) ([]byte, error) { return []byte(s), nil }
+func decodeString(b []byte) (string, error) { return string(b), nil }
+
+func sampleGraph(t *testing.T) *Graph[string] {
+	g := build(t,
+		spec{id: "R", creator: alice},
+		spec{id: "A", parent: "R", tag: 5, creator: alice}, spec{id: "A1", parent: "A", tag: 1, creator: bob},
+		spec{id: "B", parent: "R", tag: 3, creator: carol}, spec{id: "B1", parent: "B", tag: 99, creator: carol},
+		spec{id: "C", parent: "A1", tag: 7, creator: alice, resolves: []string{"B1", "unseen"}},
+	)
+	if err := g.Drop(ids("R"), nil); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestGraphEncodingRoundTrip(t *testing.T) {
+	g := sampleGraph(t)
+	enc, err := g.MarshalBinary(encodeString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Unmarshal(enc, decodeString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := h.MarshalBinary(encodeString)
+	if !bytes.Equal(enc, again) {
+		t.Fatal("re-encoding differs")
+	}
+	if !slices.Equal(g.Heads(), h.Heads()) || g.Len() != h.Len() {
+		t.Fatalf("heads %q vs %q", g.Heads(), h.Heads())
+	}
+	for _, id := range ids("R", "A", "A1", "B", "B1", "C") {
+		a, _ := g.Node(id)
+		b, ok := h.Node(id)
+		if !ok || a.Identity != b.Identity || a.Parent != b.Parent || !bytes.Equal(a.ConfirmationTag, b.ConfirmationTag) ||
+			!slices.Equal(a.Members, b.Members) || !slices.Equal(a.Resolves, b.Resolves) ||
+			!a.Added.Equal(b.Added) || !a.Superseded.Equal(b.Superseded) || a.Retained != b.Retained || a.State != b.State {
+			t.Fatalf("epoch %s: %+v != %+v", id, a, b)
+		}
+	}
+	if by, ok := h.Retired("unseen"); !ok || by != "C" {
+		t.Fatal("pending resolution lost")
+	}
+}
+
+func TestGraphEncodingErrors(t *testing.T) {
+	g := sampleGraph(t)
+	failing := func(string) ([]byte, error) { return nil, errors.New("boom") }
+	if _, err := g.MarshalBinary(failing); err == nil {
+		t.Fatal("encoder error ignored")
+	}
+	enc, _ := g.MarshalBinary(encodeString)
+	if _, err := Unmarshal(enc, func([]byte) (string, error) { return "", errors.New("bad state") }); err == nil {
+		t.Fatal("decoder error ignored")
+	}
+
+	type nodeFields struct {
+		id, parent string
+		number     uint64
+		tag        []byte
+		members    []Device
+		resolves   []string
+	}
+	encode := func(version uint8, nodes ...nodeFields) []byte {
+		w := codec.NewWriter(64)
+		w.Uint8(version)
+		w.Vector(func(w *codec.Writer) {
+			for _, n := range nodes {
+				w.Opaque([]byte(n.id))
+				w.Uint64(n.number)
+				writeDevice(w, alice)
+				w.Opaque([]byte("$ev"))
+				w.Opaque([]byte(n.parent))
+				w.Opaque(n.tag)
+				w.Vector(func(w *codec.Writer) {
+					for _, m := range n.members {
+						writeDevice(w, m)
+					}
+				})
+				w.Vector(func(w *codec.Writer) {
+					for _, r := range n.resolves {
+						w.Opaque([]byte(r))
+					}
+				})
+				writeTime(w, t0)
+				writeTime(w, time.Time{})
+				w.Optional(true)
+				w.Opaque([]byte("s"))
+			}
+		})
+		return w.Bytes()
+	}
+	long := string(bytes.Repeat([]byte{'x'}, 65))
+	tests := []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"empty", nil, codec.ErrTruncated},
+		{"version", encode(9), ErrInvalidGraph},
+		{"empty id", encode(1, nodeFields{id: ""}), ErrInvalidEpoch},
+		{"long id", encode(1, nodeFields{id: long}), ErrInvalidEpoch},
+		{"long parent", encode(1, nodeFields{id: "A", number: 1, parent: long}), ErrInvalidEpoch},
+		{"own parent", encode(1, nodeFields{id: "A", number: 1, parent: "A"}), ErrInvalidGraph},
+		{"parent of epoch 0", encode(1, nodeFields{id: "A", parent: "B"}), ErrInvalidGraph},
+		{"long tag", encode(1, nodeFields{id: "A", tag: []byte(long)}), ErrInvalidGraph},
+		{"members out of order", encode(1, nodeFields{id: "A", members: []Device{bob, alice}}), ErrInvalidGraph},
+		{"duplicate member", encode(1, nodeFields{id: "A", members: []Device{bob, bob}}), ErrInvalidGraph},
+		{"empty resolves entry", encode(1, nodeFields{id: "A", resolves: []string{""}}), ErrInvalidEpoch},
+		{"resolves itself", encode(1, nodeFields{id: "A", resolves: []string{"A"}}), ErrInvalidGraph},
+		{"nodes out of order", encode(1, nodeFields{id: "B"}, nodeFields{id: "A"}), ErrInvalidGraph},
+		{"duplicate node", encode(1, nodeFields{id: "A"}, nodeFields{id: "A"}), ErrInvalidGraph},
+		{"number does not follow parent", encode(1, nodeFields{id: "A", number: 3}, nodeFields{id: "B", number: 5, parent: "A"}), ErrInvalidGraph},
+		{"trailing data", append(encode(1), 0), codec.ErrTrailingData},
+	}
+	for _, tt := range tests {
+		if _, err := Unmarshal(tt.data, decodeString); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if _, err := Unmarshal(encode(1, nodeFields{id: "A", number: 3}, nodeFields{id: "B", number: 4, parent: "A"}), decodeString); err != nil {
+		t.Errorf("valid graph rejected: %v", err)
+	}
+}
+
+func FuzzUnmarshalGraph(f *testing.F) {
+	g := New[string]()
+	for _, s := range []spec{{id: "R"}, {id: "A", parent: "R", tag: 1}, {id: "B", parent: "R", tag: 2, resolves: []string{"A"}}} {
+		_ = g.Add(node(g, s, t0))
+	}
+	seed, _ := g.MarshalBinary(encodeString)
+	f.Add(seed)
+	_ = g.Drop([]ID{"R"}, nil)
+	seed, _ = g.MarshalBinary(encodeString)
+	f.Add(seed)
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g, err := Unmarshal(data, decodeString)
+		if err != nil {
+			return
+		}
+		enc, err := g.MarshalBinary(encodeString)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := Unmarshal(enc, decodeString)
+		if err != nil {
+			t.Fatalf("re-encoded graph does not decode: %v", err)
+		}
+		if !slices.Equal(g.Heads(), h.Heads()) {
+			t.Fatal("heads changed across a round trip")
+		}
+		// Every operation must cope with whatever decoded.
+		heads := g.Heads()
+		_, _ = g.Resolution()
+		_ = g.Expired(Policy{MaxEpochs: 1, MaxAge: time.Second}, t0)
+		for _, a := range heads {
+			for _, b := range heads {
+				g.FirstDifference(a, b)
+				if g.Compare(a, b) != -g.Compare(b, a) {
+					t.Fatal("Compare not antisymmetric")
+				}
+			}
+		}
+		if err := g.Drop(g.Expired(Policy{MaxEpochs: 1}, t0), nil); err != nil {
+			t.Fatalf("dropping what Expired returned: %v", err)
+		}
+	})
+}

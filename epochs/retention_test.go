@@ -1,0 +1,161 @@
+package epochs
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// chain builds R <- E1 <- ... <- En, each created by the given creators in
+// turn, one second apart.
+func chainOf(t *testing.T, creators ...Device) *Graph[string] {
+	specs := []spec{{id: "E0"}}
+	for i, c := range creators {
+		specs = append(specs, spec{id: "E" + string(rune('1'+i)), parent: "E" + string(rune('0'+i)), tag: 1, creator: c})
+	}
+	return build(t, specs...)
+}
+
+func TestExpired(t *testing.T) {
+	far := t0.Add(24 * time.Hour)
+	tests := []struct {
+		name   string
+		g      func(t *testing.T) *Graph[string]
+		policy Policy
+		now    time.Time
+		want   []string
+	}{
+		{"nothing to drop", func(t *testing.T) *Graph[string] { return chainOf(t, alice) }, Policy{}, t0, nil},
+		{"settled: every member committed above", func(t *testing.T) *Graph[string] {
+			return chainOf(t, alice, bob, carol, alice)
+		}, Policy{}, t0, []string{"E0", "E1"}},
+		{"count keeps the newest", func(t *testing.T) *Graph[string] {
+			return chainOf(t, alice, alice, alice, alice)
+		}, Policy{MaxEpochs: 2}, t0, []string{"E0", "E1", "E2"}},
+		{"count never drops heads", func(t *testing.T) *Graph[string] {
+			return build(t, spec{id: "R"}, spec{id: "A", parent: "R", tag: 1}, spec{id: "B", parent: "R", tag: 2}, spec{id: "C", parent: "R", tag: 3})
+		}, Policy{MaxEpochs: 1}, t0, []string{"R"}},
+		{"age counts from supersession", func(t *testing.T) *Graph[string] {
+			return chainOf(t, alice, alice, alice) // E0 superseded at t0+1s, E1 at +2s, E2 at +3s
+		}, Policy{MaxAge: 2 * time.Second}, t0.Add(4 * time.Second), []string{"E0", "E1"}},
+		{"age never drops heads", func(t *testing.T) *Graph[string] { return chainOf(t, alice) }, Policy{MaxAge: time.Second}, far, []string{"E0"}},
+		{"fork: retired head goes with age", func(t *testing.T) *Graph[string] {
+			return build(t, spec{id: "R"}, spec{id: "A", parent: "R", tag: 1}, spec{id: "B", parent: "R", tag: 2},
+				spec{id: "C", parent: "B", tag: 1, resolves: []string{"A"}})
+		}, Policy{MaxAge: time.Hour}, far, []string{"A", "B", "R"}},
+		{"removed members do not hold an epoch", func(t *testing.T) *Graph[string] {
+			g := build(t, spec{id: "R"})
+			n := node(g, spec{id: "A", parent: "R", tag: 1, creator: alice}, t0.Add(time.Second))
+			n.Members = []Device{alice, bob} // carol removed
+			if err := g.Add(n); err != nil {
+				t.Fatal(err)
+			}
+			n = node(g, spec{id: "B", parent: "A", tag: 1, creator: bob}, t0.Add(2*time.Second))
+			n.Members = []Device{alice, bob}
+			if err := g.Add(n); err != nil {
+				t.Fatal(err)
+			}
+			return g
+			// alice made A, so she has not committed above it: A stays.
+		}, Policy{}, t0, []string{"R"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := tt.g(t)
+			got := g.Expired(tt.policy, tt.now)
+			if !slices.Equal(got, ids(tt.want...)) {
+				t.Fatalf("expired %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSettledWaitsForEveryMember(t *testing.T) {
+	g := chainOf(t, alice, bob) // carol has not committed above E0
+	if got := g.Expired(Policy{}, t0); len(got) != 0 {
+		t.Fatalf("expired %q", got)
+	}
+	// A commit by carol on another branch above E0 counts too.
+	if err := g.Add(node(g, spec{id: "X", parent: "E1", tag: 9, creator: carol}, t0.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.Expired(Policy{}, t0); !slices.Equal(got, ids("E0")) {
+		t.Fatalf("expired %q", got)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	g := build(t,
+		spec{id: "R"},
+		spec{id: "A", parent: "R", tag: 5}, spec{id: "A1", parent: "A", tag: 1},
+		spec{id: "B", parent: "R", tag: 3}, spec{id: "B1", parent: "B", tag: 99},
+	)
+	var destroyed []string
+	destroy := func(s string) { destroyed = append(destroyed, s) }
+	if err := g.Drop(ids("A1"), destroy); !errors.Is(err, ErrDropHead) {
+		t.Fatalf("drop head: %v", err)
+	}
+	if err := g.Drop(ids("Q"), destroy); !errors.Is(err, ErrUnknownEpoch) {
+		t.Fatalf("drop unknown: %v", err)
+	}
+	if len(destroyed) != 0 {
+		t.Fatal("refused drop destroyed states")
+	}
+	if err := g.Drop(ids("R", "A", "B"), destroy); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(destroyed)
+	if !slices.Equal(destroyed, []string{"state of A", "state of B", "state of R"}) {
+		t.Fatalf("destroyed %q", destroyed)
+	}
+	if _, ok := g.State("A"); ok {
+		t.Fatal("dropped epoch still has state")
+	}
+	// The fork point R and the first differing commits A and B stay as
+	// metadata, so the base is still decided by A's tag over B's.
+	if heads := g.Heads(); !slices.Equal(heads, ids("A1", "B1")) {
+		t.Fatalf("heads after drop %q", heads)
+	}
+	if g.Len() != 5 {
+		t.Fatalf("%d epochs known", g.Len())
+	}
+	// Dropping again is a no-op.
+	if err := g.Drop(ids("A"), destroy); err != nil || len(destroyed) != 3 {
+		t.Fatalf("second drop: %v, %d destroyed", err, len(destroyed))
+	}
+	// Once the fork is resolved and the losing branch dropped, the
+	// metadata below the new common ancestor is forgotten.
+	if err := g.Add(node(g, spec{id: "A2", parent: "A1", tag: 1, resolves: []string{"B1"}}, t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Drop(ids("B1", "A1"), destroy); err != nil {
+		t.Fatal(err)
+	}
+	if g.Len() != 1 {
+		t.Fatalf("%d epochs known after resolution, want only A2", g.Len())
+	}
+	if heads := g.Heads(); !slices.Equal(heads, ids("A2")) {
+		t.Fatalf("heads %q", heads)
+	}
+}
+
+func TestRetentionBoundsALongChain(t *testing.T) {
+	g := build(t, spec{id: "R"})
+	prev := ID("R")
+	for i := range 200 {
+		id := ID([]byte{byte(i), byte(i >> 8), 1})
+		n := node(g, spec{id: string(id), parent: string(prev), tag: byte(i), creator: alice}, t0.Add(time.Duration(i)*time.Second))
+		n.Members = []Device{alice, bob}
+		if err := g.Add(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Drop(g.Expired(Policy{MaxEpochs: 5, MaxAge: time.Hour}, n.Added), nil); err != nil {
+			t.Fatal(err)
+		}
+		prev = id
+	}
+	if g.Len() > 5 {
+		t.Fatalf("%d epochs known after 200 commits with MaxEpochs 5", g.Len())
+	}
+}
