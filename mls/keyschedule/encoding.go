@@ -64,19 +64,21 @@ func (e *Epoch) UnmarshalMLS(r *codec.Reader) {
 		r.Fail("epoch.cipher_suite", err)
 		return
 	}
-	carryLen, err := e.Scheme.carryLen(s)
-	if err != nil {
-		r.Fail("epoch.init_scheme", err)
+	if !e.Scheme.known() {
+		r.Fail("epoch.init_scheme", fmt.Errorf("%w: %v", ErrUnknownInitScheme, e.Scheme))
 		return
 	}
 	for i, f := range e.fields() {
 		*f = r.Opaque(fieldNames[i])
-		want := s.HashSize()
-		if f == &e.InitSecret {
-			want = carryLen
+		if r.Err() != nil {
+			return
 		}
-		if r.Err() == nil && len(*f) != want {
-			r.Fail(fieldNames[i], fmt.Errorf("%w: %d bytes, want %d", codec.ErrInvalidValue, len(*f), want))
+		if f == &e.InitSecret {
+			if err := e.Scheme.checkCarry(s, *f); err != nil {
+				r.Fail(fieldNames[i], err)
+			}
+		} else if len(*f) != s.HashSize() {
+			r.Fail(fieldNames[i], fmt.Errorf("%w: %d bytes, want %d", codec.ErrInvalidValue, len(*f), s.HashSize()))
 		}
 	}
 }

@@ -3,6 +3,7 @@ package keyschedule
 import (
 	"fmt"
 
+	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 )
 
@@ -20,7 +21,7 @@ import (
 // Decentralised MLS puncturable PRF (draft-kohbrok-mls-dmls §4) needs both,
 // since it binds each child to its commit and punctures the kept PRF key so
 // that no child can be derived twice. A new scheme is a new constant here
-// and a case in both switches below.
+// and a case in each of the switches below.
 type InitScheme uint8
 
 const (
@@ -28,6 +29,8 @@ const (
 	// the same for every child. It is the zero value and the default.
 	SchemeRFC9420 InitScheme = 0
 )
+
+func (m InitScheme) known() bool { return m == SchemeRFC9420 }
 
 func (m InitScheme) String() string {
 	switch m {
@@ -65,13 +68,17 @@ func (m InitScheme) childInit(s *suite.Suite, kept []byte, _ Child) (initSecret,
 	return nil, nil, fmt.Errorf("%w: %v", ErrUnknownInitScheme, m)
 }
 
-// carryLen returns the length the stored InitSecret must have under m.
-func (m InitScheme) carryLen(s *suite.Suite) (int, error) {
+// checkCarry validates a stored InitSecret under m. A scheme whose kept
+// state varies in size (a punctured PRF) decodes it here.
+func (m InitScheme) checkCarry(s *suite.Suite, kept []byte) error {
 	switch m {
 	case SchemeRFC9420:
-		return s.HashSize(), nil
+		if len(kept) != s.HashSize() {
+			return fmt.Errorf("%w: %d bytes, want %d", codec.ErrInvalidValue, len(kept), s.HashSize())
+		}
+		return nil
 	}
-	return 0, fmt.Errorf("%w: %v", ErrUnknownInitScheme, m)
+	return fmt.Errorf("%w: %v", ErrUnknownInitScheme, m)
 }
 
 // NextInitSecret returns the init_secret from which a child of e (the epoch
