@@ -1,0 +1,263 @@
+package group
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/framing"
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// CommitOptions control Commit. The zero value commits every proposal
+// cached in the epoch, by reference, with a path only when one is
+// required, and makes a Welcome whose GroupInfo carries the ratchet tree.
+type CommitOptions struct {
+	// Proposals are committed by value, after the cached ones.
+	Proposals []*message.Proposal
+	// SkipPending leaves the cached proposals out.
+	SkipPending bool
+	// ForcePath includes an UpdatePath even when none is required.
+	ForcePath bool
+	// WireFormat overrides the configured handshake wire format.
+	WireFormat message.WireFormat
+	// AuthenticatedData is the commit's authenticated_data.
+	AuthenticatedData []byte
+	// OmitRatchetTree leaves the ratchet_tree extension out of the
+	// Welcome's GroupInfo; the joiners then need the tree out of band.
+	OmitRatchetTree bool
+	// ExternalPub adds the external_pub extension to the GroupInfo.
+	ExternalPub bool
+
+	// allowUsage admits a reinit or branch resumption PSK (§11.2, §11.3).
+	allowUsage message.ResumptionPSKUsage
+}
+
+// PendingCommit is a commit we made and have not yet adopted: the
+// caller sends Commit (and Welcome to the new members), and once the
+// delivery service has accepted the commit adopts the new state with
+// HandlePendingCommit, or else drops it.
+type PendingCommit struct {
+	// Commit is the encoded MLSMessage carrying the commit.
+	Commit []byte
+	// Welcome is the encoded MLSMessage carrying the Welcome, or nil if
+	// the commit adds nobody.
+	Welcome []byte
+	// GroupInfo is the signed GroupInfo of the new epoch, as in Welcome.
+	GroupInfo *message.GroupInfo
+
+	base *Public
+	next *Group
+}
+
+// State returns the state the commit leads to, for callers that adopt it
+// without a base state (an external join).
+func (pc *PendingCommit) State() *Group { return pc.next }
+
+// HandlePendingCommit adopts a commit that g made. g is left unchanged.
+func (g *Group) HandlePendingCommit(pc *PendingCommit) (*Group, error) {
+	if pc == nil || pc.base != g.pub {
+		return nil, ErrStalePendingCommit
+	}
+	return pc.next, nil
+}
+
+// Commit makes a commit of the cached proposals and o.Proposals (§12.4).
+// g is not changed, except that a PrivateMessage commit consumes a
+// generation of our handshake ratchet.
+func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
+	if err := g.requireMember(); err != nil {
+		return nil, err
+	}
+	p, s := g.pub, g.pub.suite
+	me := message.MemberSender(uint32(g.priv.leaf))
+	props, refs := g.proposalsToCommit(o)
+	st, err := p.stage(props, me, &g.cfg, stageOptions{allowUsage: o.allowUsage})
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	commit := &message.Commit{Proposals: refs}
+	newPath := g.priv.path
+	var gen *treekem.Generated
+	if o.ForcePath || st.pathRequired {
+		leaf := *st.tree.Leaf(g.priv.leaf)
+		gen, err = g.priv.path.Generate(st.tree, leaf, g.priv.signPriv, treekem.PathOptions{GroupContext: p.provisionalContext(st), Exclude: st.excluded()})
+		if err != nil {
+			return nil, fmt.Errorf("commit: update path: %w", err)
+		}
+		defer gen.Zero()
+		commit.Path = gen.Path
+		newPath = gen.Private
+	}
+	wf := o.WireFormat
+	if wf == 0 {
+		wf = g.cfg.wireFormat()
+	}
+	content := g.content(message.ContentCommit, o.AuthenticatedData)
+	content.Commit = commit
+	ac, err := framing.Sign(s, g.priv.signPriv, wf, &content, &p.ctx)
+	if err != nil {
+		return nil, err
+	}
+	var commitSecret []byte
+	if gen != nil {
+		commitSecret = gen.CommitSecret
+	}
+	adv, err := p.advance(st, ac, commitSecret, nil, g.lookupPSK)
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	defer adv.zero()
+	tag, err := adv.derived.Epoch.ConfirmationTag(adv.ctx.ConfirmedTranscriptHash)
+	if err != nil {
+		return nil, err
+	}
+	ac.Auth.ConfirmationTag = tag
+	msg, _, err := g.protectSigned(ac)
+	if err != nil {
+		return nil, fmt.Errorf("commit: protect: %w", err)
+	}
+	newPub, err := newPublic(s, adv.ctx, st.tree, tag, adv.derived.Epoch, g.cfg.SecretTree)
+	if err != nil {
+		return nil, err
+	}
+	newPub.reinit = st.reinit
+	next := g.next(newPub, &Private{leaf: g.priv.leaf, signPriv: g.priv.signPriv, path: newPath})
+	pc := &PendingCommit{Commit: codec.Marshal(msg), base: p, next: next}
+	pc.GroupInfo, err = next.groupInfo(GroupInfoOptions{RatchetTree: !o.OmitRatchetTree, ExternalPub: o.ExternalPub})
+	if err != nil {
+		return nil, err
+	}
+	if len(st.adds) > 0 {
+		pathSecret := func(treemath.LeafIndex) []byte { return nil }
+		if gen != nil {
+			pathSecret = gen.PathSecretFor
+		}
+		w, err := buildWelcome(s, pc.GroupInfo, &adv.derived, st.psks, st.adds, pathSecret)
+		if err != nil {
+			return nil, fmt.Errorf("commit: welcome: %w", err)
+		}
+		pc.Welcome = codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatWelcome, Welcome: w})
+	}
+	return pc, nil
+}
+
+// proposalsToCommit picks the cached proposals a commit of ours may
+// include (§12.2's SHOULDs: prefer Removes, then the latest Update, drop
+// what we cannot commit) and appends the by-value ones.
+func (g *Group) proposalsToCommit(o CommitOptions) ([]resolved, []message.ProposalOrRef) {
+	var cached []cachedProposal
+	if !o.SkipPending {
+		cached, _ = g.local.snapshot()
+	}
+	me := uint32(g.priv.leaf)
+	removed := map[uint32]bool{}
+	for _, c := range cached {
+		if c.proposal.Type == message.ProposalRemove {
+			removed[c.proposal.Remove.Removed] = true
+		}
+	}
+	lastUpdate := map[uint32]int{}
+	for i, c := range cached {
+		if c.proposal.Type == message.ProposalUpdate && c.sender.Type == message.SenderMember {
+			lastUpdate[c.sender.LeafIndex] = i
+		}
+	}
+	var props []resolved
+	var refs []message.ProposalOrRef
+	seenRemove := map[uint32]bool{}
+	var psks [][]byte
+	gce := false
+	for i, c := range cached {
+		switch c.proposal.Type {
+		case message.ProposalUpdate:
+			l := c.sender.LeafIndex
+			if l == me || removed[l] || lastUpdate[l] != i {
+				continue
+			}
+		case message.ProposalRemove:
+			l := c.proposal.Remove.Removed
+			if l == me || seenRemove[l] || g.pub.tree.Leaf(treemath.LeafIndex(l)) == nil {
+				continue
+			}
+			seenRemove[l] = true
+		case message.ProposalPreSharedKey:
+			id := codec.Marshal(&c.proposal.PreSharedKey.PSK)
+			dup := false
+			for _, b := range psks {
+				dup = dup || bytes.Equal(b, id)
+			}
+			if dup {
+				continue
+			}
+			psks = append(psks, id)
+		case message.ProposalGroupContextExtensions:
+			if gce {
+				continue
+			}
+			gce = true
+		case message.ProposalReInit:
+			if len(cached) > 1 || len(o.Proposals) > 0 {
+				continue
+			}
+		case message.ProposalExternalInit:
+			continue
+		}
+		props = append(props, resolved{proposal: c.proposal, sender: c.sender, ref: c.ref})
+		refs = append(refs, message.ProposalOrRef{Type: message.ProposalOrRefReference, Reference: c.ref})
+	}
+	for _, p := range o.Proposals {
+		props = append(props, resolved{proposal: p, sender: message.MemberSender(me)})
+		refs = append(refs, message.ProposalOrRef{Type: message.ProposalOrRefProposal, Proposal: p})
+	}
+	if refs == nil {
+		refs = []message.ProposalOrRef{}
+	}
+	return props, refs
+}
+
+// advanced is the outcome of the key schedule for a commit.
+type advanced struct {
+	ctx     message.GroupContext
+	derived keyschedule.Derived
+}
+
+func (a *advanced) zero() {
+	clear(a.derived.JoinerSecret)
+	clear(a.derived.WelcomeSecret)
+}
+
+// advance computes the new GroupContext and runs the key schedule for the
+// signed commit ac on staged proposals st (§12.4.2). initSecret is the
+// external init secret for an external commit, nil otherwise.
+func (p *Public) advance(st *staged, ac *message.AuthenticatedContent, commitSecret, initSecret []byte, lookup func(*message.PreSharedKeyID) ([]byte, error)) (*advanced, error) {
+	s := p.suite
+	confirmed, err := framing.ConfirmedTranscriptHash(s, p.interim, ac)
+	if err != nil {
+		return nil, err
+	}
+	ctx := p.provisionalContext(st)
+	ctx.TreeHash = st.tree.RootHash()
+	ctx.ConfirmedTranscriptHash = confirmed
+	if initSecret == nil {
+		initSecret, _, err = p.epoch.NextInitSecret(keyschedule.Child{GroupContext: p.ctxBytes})
+		if err != nil {
+			return nil, err
+		}
+	}
+	psk, err := pskSecret(s, st.psks, lookup)
+	if err != nil {
+		return nil, err
+	}
+	d, err := keyschedule.Derive(s, keyschedule.Input{
+		InitSecret: initSecret, CommitSecret: commitSecret, PSKSecret: psk,
+		GroupContext: codec.Marshal(&ctx), Scheme: p.epoch.Scheme,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &advanced{ctx: ctx, derived: d}, nil
+}

@@ -1,0 +1,100 @@
+package group
+
+import "errors"
+
+// Each rejection reason has its own sentinel, so that callers (and tests)
+// can tell an attack from a bug from a message that simply is not for us.
+// Errors from the packages below (framing, tree, treekem, welcome) are
+// wrapped, not replaced, so their sentinels match too.
+var (
+	// ErrBadSignature means a handshake or application message whose
+	// signature does not verify.
+	ErrBadSignature = errors.New("group: bad signature")
+	// ErrBadMembershipTag means a PublicMessage whose membership tag does
+	// not match.
+	ErrBadMembershipTag = errors.New("group: bad membership tag")
+	// ErrBadConfirmationTag means a commit whose confirmation tag does not
+	// match the epoch it leads to.
+	ErrBadConfirmationTag = errors.New("group: bad confirmation tag")
+	// ErrWrongGroup means a message for another group.
+	ErrWrongGroup = errors.New("group: message for another group")
+	// ErrWrongEpoch means a message for another epoch.
+	ErrWrongEpoch = errors.New("group: message for another epoch")
+	// ErrDecrypt means a PrivateMessage that does not decrypt.
+	ErrDecrypt = errors.New("group: message does not decrypt")
+	// ErrMalformed means a message that does not decode or breaks a rule
+	// of its syntax.
+	ErrMalformed = errors.New("group: malformed message")
+	// ErrUnknownSender means a sender that is not a member or an allowed
+	// external sender.
+	ErrUnknownSender = errors.New("group: unknown sender")
+
+	// ErrInvalidProposal means a proposal that is invalid on its own
+	// (§12.1) or not allowed from its sender.
+	ErrInvalidProposal = errors.New("group: invalid proposal")
+	// ErrInvalidProposalList means a committed proposal list that breaks
+	// §12.2; the more specific sentinels below are wrapped with it.
+	ErrInvalidProposalList = errors.New("group: invalid proposal list")
+	// ErrDuplicateAdd means two Adds of the same client, or an Add of a
+	// client already in the group.
+	ErrDuplicateAdd = errors.New("group: duplicate add")
+	// ErrRemoveBlankLeaf means a Remove of a blank or non-existent leaf.
+	ErrRemoveBlankLeaf = errors.New("group: remove of a blank leaf")
+	// ErrDuplicateTarget means several Update or Remove proposals for
+	// one leaf.
+	ErrDuplicateTarget = errors.New("group: several updates or removes for one leaf")
+	// ErrCommitterUpdate means a commit that includes its sender's own
+	// Update proposal, or that removes its sender.
+	ErrCommitterUpdate = errors.New("group: commit updates or removes its sender")
+	// ErrInvalidUpdate means an Update whose LeafNode is not valid for the
+	// leaf of the proposal's sender (e.g. it was made for another leaf).
+	ErrInvalidUpdate = errors.New("group: invalid update")
+	// ErrInvalidKeyPackage means an Add whose KeyPackage fails §10.1.
+	ErrInvalidKeyPackage = errors.New("group: invalid key package")
+	// ErrUnknownProposalRef means a commit referring to a proposal we
+	// have not received in this epoch.
+	ErrUnknownProposalRef = errors.New("group: unknown proposal reference")
+	// ErrPathRequired means a commit without an UpdatePath whose
+	// proposals require one.
+	ErrPathRequired = errors.New("group: commit requires a path")
+	// ErrInvalidPath means an UpdatePath whose LeafNode or keys are
+	// invalid; parent-hash and key mismatches also match the tree and
+	// treekem sentinels.
+	ErrInvalidPath = errors.New("group: invalid update path")
+	// ErrInvalidExternalCommit means an external commit that breaks the
+	// rules of §12.2 for external commits.
+	ErrInvalidExternalCommit = errors.New("group: invalid external commit")
+	// ErrMissingPSK means a PSK that the commit or Welcome names and we
+	// do not hold.
+	ErrMissingPSK = errors.New("group: missing pre-shared key")
+	// ErrUnsupported means an extension or proposal that a member does
+	// not support.
+	ErrUnsupported = errors.New("group: unsupported capability")
+
+	// ErrOwnCommit means our own commit came back from the delivery
+	// service; adopt it with HandlePendingCommit instead.
+	ErrOwnCommit = errors.New("group: own commit; use HandlePendingCommit")
+	// ErrStalePendingCommit means a pending commit made from another
+	// state than the one adopting it.
+	ErrStalePendingCommit = errors.New("group: pending commit from another state")
+	// ErrNotMember means an operation that needs membership in a state
+	// whose member was removed (or that has no private part).
+	ErrNotMember = errors.New("group: not a member")
+	// ErrReInitPending means the group was reinitialised: it must not be
+	// used for new messages, only to start its successor.
+	ErrReInitPending = errors.New("group: group reinitialised")
+
+	// ErrNotForUs means a Welcome with no secrets for our KeyPackage.
+	ErrNotForUs = errors.New("group: welcome is not for us")
+	// ErrInvalidWelcome means a Welcome that cannot be opened or whose
+	// group fails validation.
+	ErrInvalidWelcome = errors.New("group: invalid welcome")
+	// ErrMissingTree means a Welcome or GroupInfo without a ratchet tree
+	// and none supplied out of band.
+	ErrMissingTree = errors.New("group: no ratchet tree")
+	// ErrInvalidGroupInfo means a GroupInfo whose signature, tree or
+	// extensions are invalid.
+	ErrInvalidGroupInfo = errors.New("group: invalid group info")
+	// ErrInvalidState means an encoded state that does not decode.
+	ErrInvalidState = errors.New("group: invalid stored state")
+)

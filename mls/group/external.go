@@ -1,0 +1,220 @@
+package group
+
+import (
+	"crypto/rand"
+	"fmt"
+
+	circlhpke "github.com/cloudflare/circl/hpke"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/framing"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+)
+
+// The external init secret (§8.3) is an HPKE export, which package suite
+// does not offer; circl's HPKE covers all seven suites' KEMs.
+const externalInitLabel = "MLS 1.0 external init secret"
+
+func hpkeSuite(s *suite.Suite) (circlhpke.Suite, error) {
+	switch s.ID() {
+	case suite.X25519AES128GCMSHA256Ed25519:
+		return circlhpke.NewSuite(circlhpke.KEM_X25519_HKDF_SHA256, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_AES128GCM), nil
+	case suite.P256AES128GCMSHA256P256:
+		return circlhpke.NewSuite(circlhpke.KEM_P256_HKDF_SHA256, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_AES128GCM), nil
+	case suite.X25519ChaCha20Poly1305SHA256Ed25519:
+		return circlhpke.NewSuite(circlhpke.KEM_X25519_HKDF_SHA256, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_ChaCha20Poly1305), nil
+	case suite.X448AES256GCMSHA512Ed448:
+		return circlhpke.NewSuite(circlhpke.KEM_X448_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlhpke.AEAD_AES256GCM), nil
+	case suite.P521AES256GCMSHA512P521:
+		return circlhpke.NewSuite(circlhpke.KEM_P521_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlhpke.AEAD_AES256GCM), nil
+	case suite.X448ChaCha20Poly1305SHA512Ed448:
+		return circlhpke.NewSuite(circlhpke.KEM_X448_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlhpke.AEAD_ChaCha20Poly1305), nil
+	case suite.P384AES256GCMSHA384P384:
+		return circlhpke.NewSuite(circlhpke.KEM_P384_HKDF_SHA384, circlhpke.KDF_HKDF_SHA384, circlhpke.AEAD_AES256GCM), nil
+	}
+	return circlhpke.Suite{}, suite.ErrUnsupportedSuite
+}
+
+// externalInitSender returns kem_output and the init secret for an
+// external commit to a group whose external public key is pub.
+func externalInitSender(s *suite.Suite, pub []byte) (kemOutput, initSecret []byte, err error) {
+	hs, err := hpkeSuite(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	kemID, _, _ := hs.Params()
+	pk, err := kemID.Scheme().UnmarshalBinaryPublicKey(pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("external_pub: %w", err)
+	}
+	snd, err := hs.NewSender(pk, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	enc, sealer, err := snd.Setup(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	return enc, sealer.Export([]byte(externalInitLabel), uint(s.HashSize())), nil
+}
+
+// externalInitSecret recovers the init secret of an external commit from
+// its kem_output with the epoch's external private key.
+func externalInitSecret(p *Public, kemOutput []byte) ([]byte, error) {
+	hs, err := hpkeSuite(p.suite)
+	if err != nil {
+		return nil, err
+	}
+	priv, _, err := p.epoch.ExternalKeyPair()
+	if err != nil {
+		return nil, err
+	}
+	kemID, _, _ := hs.Params()
+	sk, err := kemID.Scheme().UnmarshalBinaryPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	rcv, err := hs.NewReceiver(sk, nil)
+	if err != nil {
+		return nil, err
+	}
+	opener, err := rcv.Setup(kemOutput)
+	if err != nil {
+		return nil, fmt.Errorf("kem_output: %w", err)
+	}
+	return opener.Export([]byte(externalInitLabel), uint(p.suite.HashSize())), nil
+}
+
+// ExternalJoinOptions are the optional inputs of JoinExternal.
+type ExternalJoinOptions struct {
+	// RatchetTree is the tree obtained out of band, for a GroupInfo
+	// without the ratchet_tree extension.
+	RatchetTree message.RatchetTree
+	// Resync, if set, removes our previous appearance at leaf ResyncLeaf.
+	Resync     bool
+	ResyncLeaf uint32
+	// PSKs are injected with PreSharedKey proposals; Config.PSKs must
+	// hold them.
+	PSKs []message.PreSharedKeyID
+	// AuthenticatedData is the commit's authenticated_data.
+	AuthenticatedData []byte
+	// Config is the new state's configuration.
+	Config Config
+}
+
+// JoinExternal joins the group that gi describes by an external commit
+// (§12.4.3.2). gi must carry external_pub. The caller sends
+// PendingCommit.Commit and, once the delivery service accepts it, uses
+// PendingCommit.State().
+func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOptions) (*PendingCommit, error) {
+	if o == nil {
+		o = &ExternalJoinOptions{}
+	}
+	cfg := o.Config
+	ctx := gi.GroupContext
+	s, err := suite.Lookup(ctx.CipherSuite)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
+	if kp.KeyPackage.CipherSuite != ctx.CipherSuite {
+		return nil, fmt.Errorf("%w: key package suite %d, group suite %d", ErrInvalidGroupInfo, kp.KeyPackage.CipherSuite, ctx.CipherSuite)
+	}
+	t, err := treeFor(gi, o.RatchetTree)
+	if err != nil {
+		return nil, err
+	}
+	signer := t.Leaf(treeLeaf(gi.Signer))
+	if signer == nil {
+		return nil, fmt.Errorf("%w: signer leaf %d is blank", ErrInvalidGroupInfo, gi.Signer)
+	}
+	if err := s.VerifyWithLabel(signer.SignatureKey, "GroupInfoTBS", gi.TBS(), gi.Signature); err != nil {
+		return nil, fmt.Errorf("%w: %w: %w", ErrInvalidGroupInfo, ErrBadSignature, err)
+	}
+	if err := validateTree(t, &ctx, &cfg); err != nil {
+		return nil, err
+	}
+	e, ok := message.FindExtension(gi.Extensions, message.ExtensionExternalPub)
+	if !ok {
+		return nil, fmt.Errorf("%w: no external_pub", ErrInvalidGroupInfo)
+	}
+	var xpub message.ExternalPub
+	if err := codec.Unmarshal(e.Data, &xpub, "external_pub"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
+	kemOutput, initSecret, err := externalInitSender(s, xpub.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
+	defer clear(initSecret)
+
+	p := &Public{suite: s, ctx: ctx, ctxBytes: codec.Marshal(&ctx), tree: t,
+		interim: framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, gi.ConfirmationTag)}
+	p.epoch.Scheme = cfg.Scheme
+	props := []*message.Proposal{{Type: message.ProposalExternalInit, ExternalInit: &message.ExternalInit{KEMOutput: kemOutput}}}
+	if o.Resync {
+		props = append(props, RemoveProposal(o.ResyncLeaf))
+	}
+	for _, id := range o.PSKs {
+		props = append(props, PSKProposal(id))
+	}
+	sender := message.Sender{Type: message.SenderNewMemberCommit}
+	res := make([]resolved, len(props))
+	refs := make([]message.ProposalOrRef, len(props))
+	for i, pr := range props {
+		res[i] = resolved{proposal: pr, sender: sender}
+		refs[i] = message.ProposalOrRef{Type: message.ProposalOrRefProposal, Proposal: pr}
+	}
+	st, err := p.stage(res, sender, &cfg, stageOptions{})
+	if err != nil {
+		return nil, err
+	}
+	leaf := kp.KeyPackage.LeafNode
+	me, err := st.tree.AddLeaf(&leaf)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := treekem.NewPrivateState(s, me, kp.EncryptionPriv).Generate(st.tree, leaf, kp.SignaturePriv, treekem.PathOptions{GroupContext: p.provisionalContext(st)})
+	if err != nil {
+		return nil, err
+	}
+	defer gen.Zero()
+	content := &message.FramedContent{
+		GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: sender, AuthenticatedData: nonNil(o.AuthenticatedData),
+		ContentType: message.ContentCommit, Commit: &message.Commit{Proposals: refs, Path: gen.Path},
+	}
+	ac, err := framing.Sign(s, kp.SignaturePriv, message.WireFormatPublicMessage, content, &ctx)
+	if err != nil {
+		return nil, err
+	}
+	lookup := func(id *message.PreSharedKeyID) ([]byte, error) {
+		if v, ok := cfg.PSKs.lookup(id); ok {
+			return v, nil
+		}
+		return nil, ErrMissingPSK
+	}
+	adv, err := p.advance(st, ac, gen.CommitSecret, initSecret, lookup)
+	if err != nil {
+		return nil, err
+	}
+	defer adv.zero()
+	tag, err := adv.derived.Epoch.ConfirmationTag(adv.ctx.ConfirmedTranscriptHash)
+	if err != nil {
+		return nil, err
+	}
+	ac.Auth.ConfirmationTag = tag
+	pm, err := framing.ProtectPublic(s, ac, &ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	newPub, err := newPublic(s, adv.ctx, st.tree, tag, adv.derived.Epoch, cfg.SecretTree)
+	if err != nil {
+		return nil, err
+	}
+	next := New(newPub, NewPrivate(me, kp.SignaturePriv, gen.Private), cfg)
+	return &PendingCommit{
+		Commit: codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatPublicMessage, PublicMessage: pm}),
+		next:   next,
+	}, nil
+}

@@ -1,0 +1,87 @@
+package group
+
+import (
+	"fmt"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// GroupInfoOptions choose the extensions of an exported GroupInfo.
+type GroupInfoOptions struct {
+	// RatchetTree includes the ratchet_tree extension.
+	RatchetTree bool
+	// ExternalPub includes the external_pub extension that external
+	// commits need.
+	ExternalPub bool
+	// Extensions are further GroupInfo extensions.
+	Extensions []message.Extension
+}
+
+// GroupInfo returns a GroupInfo of the current epoch signed by us
+// (§12.4.3), for a joiner by external commit or by Welcome.
+func (g *Group) GroupInfo(o GroupInfoOptions) (*message.GroupInfo, error) {
+	if g.priv == nil {
+		return nil, ErrNotMember
+	}
+	return g.groupInfo(o)
+}
+
+func (g *Group) groupInfo(o GroupInfoOptions) (*message.GroupInfo, error) {
+	p := g.pub
+	exts := append([]message.Extension{}, o.Extensions...)
+	if o.RatchetTree {
+		rt := p.tree.RatchetTree()
+		exts = append(exts, message.Extension{Type: message.ExtensionRatchetTree, Data: codec.Marshal(rt)})
+	}
+	if o.ExternalPub {
+		_, pub, err := p.epoch.ExternalKeyPair()
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, message.Extension{Type: message.ExtensionExternalPub, Data: codec.Marshal(&message.ExternalPub{PublicKey: pub})})
+	}
+	gi := &message.GroupInfo{
+		GroupContext:    p.ctx,
+		Extensions:      exts,
+		ConfirmationTag: p.confirmationTag,
+		Signer:          uint32(g.priv.leaf),
+	}
+	sig, err := p.suite.SignWithLabel(g.priv.signPriv, "GroupInfoTBS", gi.TBS())
+	if err != nil {
+		return nil, err
+	}
+	gi.Signature = sig
+	return gi, nil
+}
+
+// buildWelcome encrypts gi and the group secrets for each new member
+// (§12.4.3.1).
+func buildWelcome(s *suite.Suite, gi *message.GroupInfo, d *keyschedule.Derived, psks []message.PreSharedKeyID, adds []added, pathSecret func(treemath.LeafIndex) []byte) (*message.Welcome, error) {
+	key, nonce := keyschedule.WelcomeKey(s, d.WelcomeSecret)
+	defer clear(key)
+	giBytes := codec.Marshal(gi)
+	encGI, err := s.Seal(key, nonce, nil, giBytes)
+	if err != nil {
+		return nil, err
+	}
+	w := &message.Welcome{CipherSuite: s.ID(), Secrets: make([]message.EncryptedGroupSecrets, len(adds)), EncryptedGroupInfo: encGI}
+	for i, a := range adds {
+		gs := message.GroupSecrets{JoinerSecret: d.JoinerSecret, PathSecret: pathSecret(a.leaf), PSKs: nonNil(psks)}
+		plain := codec.Marshal(&gs)
+		kem, ct, err := s.EncryptWithLabel(a.keyPackage.InitKey, "Welcome", encGI, plain)
+		clear(plain)
+		clear(gs.PathSecret)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt group secrets for leaf %d: %w", a.leaf, err)
+		}
+		w.Secrets[i] = message.EncryptedGroupSecrets{
+			NewMember:             a.keyPackage.Ref(s),
+			EncryptedGroupSecrets: message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct},
+		}
+	}
+	return w, nil
+}

@@ -1,0 +1,287 @@
+package group
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/framing"
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/secrettree"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// Public is the part of an epoch that every member shares: the
+// GroupContext, the ratchet tree, the transcript hashes, the epoch secrets
+// and the secret tree. Once built it never changes, except for the secret
+// tree's ratchets (see the package documentation), so one *Public can back
+// the Group values of many members.
+type Public struct {
+	suite           *suite.Suite
+	ctx             message.GroupContext
+	ctxBytes        []byte
+	tree            *tree.Tree
+	interim         []byte
+	confirmationTag []byte
+	epoch           keyschedule.Epoch
+	// reinit is the ReInit proposal the commit that made this epoch
+	// carried; such an epoch only serves to start the successor group.
+	reinit *message.ReInit
+
+	mu      sync.Mutex // guards secrets
+	secrets *secrettree.Tree
+}
+
+func newPublic(s *suite.Suite, ctx message.GroupContext, t *tree.Tree, confirmationTag []byte, epoch keyschedule.Epoch, opts secrettree.Options) (*Public, error) {
+	secrets, err := secrettree.New(s, epoch.EncryptionSecret, uint32(t.LeafCount()), opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Public{
+		suite:           s,
+		ctx:             ctx,
+		ctxBytes:        codec.Marshal(&ctx),
+		tree:            t,
+		interim:         framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, confirmationTag),
+		confirmationTag: confirmationTag,
+		epoch:           epoch,
+		secrets:         secrets,
+	}, nil
+}
+
+// Suite returns the group's cipher suite.
+func (p *Public) Suite() *suite.Suite { return p.suite }
+
+// GroupContext returns the epoch's GroupContext. Its slices are shared and
+// must not be modified.
+func (p *Public) GroupContext() message.GroupContext { return p.ctx }
+
+// Tree returns the epoch's ratchet tree, which must not be modified.
+func (p *Public) Tree() *tree.Tree { return p.tree }
+
+// GroupID returns the group's identifier.
+func (p *Public) GroupID() []byte { return p.ctx.GroupID }
+
+// Epoch returns the epoch number.
+func (p *Public) Epoch() uint64 { return p.ctx.Epoch }
+
+// TreeHash returns the tree hash of the epoch's ratchet tree.
+func (p *Public) TreeHash() []byte { return p.ctx.TreeHash }
+
+// EpochAuthenticator returns the epoch_authenticator (§8.7).
+func (p *Public) EpochAuthenticator() []byte { return p.epoch.EpochAuthenticator }
+
+// EpochID returns DeriveSecret(epoch_secret, "epoch"), which unlike the
+// epoch number differs between forks (DESIGN §5).
+func (p *Public) EpochID() []byte { return p.epoch.ID }
+
+// ConfirmationTag returns the confirmation tag of the commit that made the
+// epoch.
+func (p *Public) ConfirmationTag() []byte { return p.confirmationTag }
+
+// Export computes MLS-Exporter(label, context, length) (§8.5).
+func (p *Public) Export(label string, context []byte, length int) ([]byte, error) {
+	return p.epoch.Exporter(label, context, length)
+}
+
+// ReInit returns the ReInit proposal that the commit making this epoch
+// carried, or nil.
+func (p *Public) ReInit() *message.ReInit { return p.reinit }
+
+// extension returns the GroupContext extension of type t.
+func (p *Public) extension(t message.ExtensionType) *message.Extension {
+	e, _ := message.FindExtension(p.ctx.Extensions, t)
+	return e
+}
+
+// Private is what one member holds alone: its leaf index, its signature
+// private key and its private tree keys. It never changes after it is
+// built.
+type Private struct {
+	leaf      treemath.LeafIndex
+	signPriv  []byte
+	path      *treekem.PrivateState
+}
+
+// NewPrivate assembles a member's private part.
+func NewPrivate(leaf treemath.LeafIndex, signaturePriv []byte, path *treekem.PrivateState) *Private {
+	return &Private{leaf: leaf, signPriv: bytes.Clone(signaturePriv), path: path}
+}
+
+// Leaf returns the member's leaf index.
+func (p *Private) Leaf() treemath.LeafIndex { return p.leaf }
+
+// Config holds a member's choices that are not part of the group state.
+// The zero value is usable.
+type Config struct {
+	// HandshakeWireFormat is the wire format of our proposals and commits:
+	// message.WireFormatPublicMessage (the default, when zero) or
+	// message.WireFormatPrivateMessage.
+	HandshakeWireFormat message.WireFormat
+	// Padding is the number of zero bytes added to our PrivateMessages.
+	Padding int
+	// PSKs holds the external and cross-group resumption PSKs we know.
+	// It may be shared between states; nil means none.
+	PSKs *PSKStore
+	// RetainedEpochs is how many past epochs' resumption PSKs a state
+	// keeps (default 8).
+	RetainedEpochs int
+	// Now returns the time at which KeyPackage lifetimes are checked;
+	// nil means time.Now, and a function returning the zero time skips
+	// the check.
+	Now func() time.Time
+	// SecretTree bounds the out-of-order tolerance of the secret tree.
+	SecretTree secrettree.Options
+	// Scheme is the group's init scheme (DESIGN §5); zero is RFC 9420's.
+	Scheme keyschedule.InitScheme
+}
+
+func (c *Config) now() time.Time {
+	if c.Now == nil {
+		return time.Now()
+	}
+	return c.Now()
+}
+
+func (c *Config) retained() int {
+	if c.RetainedEpochs <= 0 {
+		return 8
+	}
+	return c.RetainedEpochs
+}
+
+func (c *Config) wireFormat() message.WireFormat {
+	if c.HandshakeWireFormat == 0 {
+		return message.WireFormatPublicMessage
+	}
+	return c.HandshakeWireFormat
+}
+
+// Group is one member's view of one epoch: the shared *Public, the
+// member's *Private, and what the member has seen during the epoch
+// (proposals, its own pending Update keys). Creating or processing a
+// commit returns a new Group and leaves the receiver usable.
+type Group struct {
+	pub   *Public
+	priv  *Private // nil once the member has been removed
+	cfg   Config
+	local *epochLocal
+	// history holds the resumption PSKs of past epochs, oldest first; the
+	// slice is never modified in place.
+	history []pastEpoch
+}
+
+type pastEpoch struct {
+	epoch      uint64
+	resumption []byte
+}
+
+// cachedProposal is a proposal received (or sent) in the current epoch.
+type cachedProposal struct {
+	ref      []byte
+	proposal *message.Proposal
+	sender   message.Sender
+}
+
+// epochLocal is the mutable part of a member's view of an epoch: the
+// proposals seen so far and the private leaf keys of our own Update
+// proposals. A new epoch starts a new one.
+type epochLocal struct {
+	mu         sync.Mutex
+	proposals  []cachedProposal
+	ownUpdates map[string][]byte // proposal ref -> leaf private key
+}
+
+// New assembles a Group from a public and a private part, for instance
+// after decoding them separately. priv may be nil for a non-member view.
+func New(pub *Public, priv *Private, cfg Config) *Group {
+	return &Group{pub: pub, priv: priv, cfg: cfg, local: &epochLocal{}}
+}
+
+// Public returns the shared part of the epoch.
+func (g *Group) Public() *Public { return g.pub }
+
+// Private returns the member's private part, or nil once it was removed.
+func (g *Group) Private() *Private { return g.priv }
+
+// Config returns the member's configuration.
+func (g *Group) Config() Config { return g.cfg }
+
+// WithConfig returns a Group that shares g's state but uses cfg.
+func (g *Group) WithConfig(cfg Config) *Group {
+	c := *g
+	c.cfg = cfg
+	return &c
+}
+
+// GroupID returns the group's identifier.
+func (g *Group) GroupID() []byte { return g.pub.ctx.GroupID }
+
+// Epoch returns the epoch number.
+func (g *Group) Epoch() uint64 { return g.pub.ctx.Epoch }
+
+// EpochAuthenticator returns the epoch_authenticator (§8.7).
+func (g *Group) EpochAuthenticator() []byte { return g.pub.EpochAuthenticator() }
+
+// TreeHash returns the tree hash of the ratchet tree.
+func (g *Group) TreeHash() []byte { return g.pub.ctx.TreeHash }
+
+// Export computes MLS-Exporter(label, context, length) (§8.5).
+func (g *Group) Export(label string, context []byte, length int) ([]byte, error) {
+	return g.pub.Export(label, context, length)
+}
+
+// IsMember reports whether the state still belongs to a member.
+func (g *Group) IsMember() bool { return g.priv != nil }
+
+// LeafIndex returns our leaf index (meaningless once removed).
+func (g *Group) LeafIndex() uint32 {
+	if g.priv == nil {
+		return 0
+	}
+	return uint32(g.priv.leaf)
+}
+
+// Members calls fn for each member's leaf, in leaf order.
+func (g *Group) Members(fn func(leaf uint32, node *message.LeafNode) bool) {
+	g.pub.tree.Members(func(l treemath.LeafIndex, n *message.LeafNode) bool { return fn(uint32(l), n) })
+}
+
+// ResumptionPSK returns the resumption_psk of the given epoch if this state
+// is that epoch or retains it.
+func (g *Group) ResumptionPSK(epoch uint64) ([]byte, bool) {
+	if epoch == g.pub.ctx.Epoch {
+		return g.pub.epoch.ResumptionPSK, true
+	}
+	for _, h := range g.history {
+		if h.epoch == epoch {
+			return h.resumption, true
+		}
+	}
+	return nil, false
+}
+
+func (g *Group) requireMember() error {
+	if g.priv == nil {
+		return ErrNotMember
+	}
+	if g.pub.reinit != nil {
+		return ErrReInitPending
+	}
+	return nil
+}
+
+// next returns the Group of the epoch after g, remembering g's resumption
+// PSK.
+func (g *Group) next(pub *Public, priv *Private) *Group {
+	h := append(append([]pastEpoch(nil), g.history...), pastEpoch{g.pub.ctx.Epoch, g.pub.epoch.ResumptionPSK})
+	if n := g.cfg.retained(); len(h) > n {
+		h = h[len(h)-n:]
+	}
+	return &Group{pub: pub, priv: priv, cfg: g.cfg, local: &epochLocal{}, history: h}
+}
