@@ -1,0 +1,208 @@
+package appservice
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/rs/zerolog"
+)
+
+// TransactionSaver stores a transaction body durably; it reports false
+// for a txnId that was stored before.
+type TransactionSaver interface {
+	SaveTransaction(ctx context.Context, txnID string, body []byte) (bool, error)
+}
+
+// PuppetLookup answers the homeserver's user queries.
+type PuppetLookup interface {
+	IsPuppet(ctx context.Context, userID string) (bool, error)
+}
+
+// Intake serves the appservice API that the homeserver calls
+// (/_matrix/app/v1/...).
+type Intake struct {
+	hsToken []byte
+	maxBody int64
+	store   TransactionSaver
+	puppets PuppetLookup
+	stored  func() // wakes the processor; called after each new transaction
+	metrics *Metrics
+	log     zerolog.Logger
+}
+
+// IntakeConfig holds what Intake needs.
+type IntakeConfig struct {
+	HSToken      string
+	MaxBodyBytes int64
+	Store        TransactionSaver
+	Puppets      PuppetLookup
+	// Stored, if set, is called after a new transaction is committed.
+	Stored  func()
+	Metrics *Metrics
+	Log     zerolog.Logger
+}
+
+// NewIntake returns the handler of the homeserver-facing endpoints.
+func NewIntake(cfg IntakeConfig) *Intake {
+	stored := cfg.Stored
+	if stored == nil {
+		stored = func() {}
+	}
+	return &Intake{hsToken: []byte(cfg.HSToken), maxBody: cfg.MaxBodyBytes, store: cfg.Store,
+		puppets: cfg.Puppets, stored: stored, metrics: cfg.Metrics, log: cfg.Log}
+}
+
+// Register adds the appservice API routes to mux.
+func (in *Intake) Register(mux *http.ServeMux) {
+	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txnId}", in.authorized(in.putTransaction))
+	mux.HandleFunc("GET /_matrix/app/v1/users/{userId}", in.authorized(in.getUser))
+	mux.HandleFunc("GET /_matrix/app/v1/rooms/{roomAlias}", in.authorized(in.getRoomAlias))
+	mux.HandleFunc("POST /_matrix/app/v1/ping", in.authorized(in.ping))
+	mux.HandleFunc("/_matrix/app/", in.authorized(in.unknown))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, errcode, msg string) {
+	writeJSON(w, status, map[string]string{"errcode": errcode, "error": msg})
+}
+
+// authorized checks the homeserver's token in constant time before
+// anything else looks at the request.
+func (in *Intake) authorized(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearerToken(r)
+		if !ok {
+			in.metrics.TransactionsRejected.WithLabelValues("no_token").Inc()
+			in.log.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Msg("Request without hs_token")
+			writeError(w, http.StatusUnauthorized, "M_UNAUTHORIZED", "missing homeserver token")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(token), in.hsToken) != 1 {
+			in.metrics.TransactionsRejected.WithLabelValues("bad_token").Inc()
+			in.log.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Msg("Request with wrong hs_token")
+			writeError(w, http.StatusForbidden, "M_FORBIDDEN", "invalid homeserver token")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// bearerToken reads the Authorization header, falling back to the
+// access_token query parameter that homeservers used before spec v1.4.
+func bearerToken(r *http.Request) (string, bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		const prefix = "Bearer "
+		if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+			return h[len(prefix):], true
+		}
+		return "", false
+	}
+	if t := r.URL.Query().Get("access_token"); t != "" {
+		return t, true
+	}
+	return "", false
+}
+
+func (in *Intake) putTransaction(w http.ResponseWriter, r *http.Request) {
+	txnID := r.PathValue("txnId")
+	log := in.log.With().Str("txn_id", txnID).Logger()
+	if txnID == "" || len(txnID) > 255 {
+		in.metrics.TransactionsRejected.WithLabelValues("bad_txn_id").Inc()
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "transaction id must be 1 to 255 bytes")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.maxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			in.metrics.TransactionsRejected.WithLabelValues("too_large").Inc()
+			log.Error().Int64("limit", in.maxBody).Msg("Transaction body too large, refused")
+			writeError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "transaction body too large")
+			return
+		}
+		in.metrics.TransactionsRejected.WithLabelValues("read_error").Inc()
+		log.Warn().Err(err).Msg("Reading transaction body failed")
+		writeError(w, http.StatusBadRequest, "M_BAD_JSON", "could not read body")
+		return
+	}
+	// Parse before storing so that the homeserver learns at once that a
+	// body is unusable, instead of us failing on it later.
+	txn, err := ParseTransaction(body)
+	if err != nil {
+		in.metrics.TransactionsRejected.WithLabelValues("malformed").Inc()
+		log.Error().Err(err).Int("size", len(body)).Msg("Malformed transaction refused")
+		if errors.Is(err, ErrNotJSON) {
+			writeError(w, http.StatusBadRequest, "M_NOT_JSON", "body is not valid JSON")
+		} else {
+			writeError(w, http.StatusBadRequest, "M_BAD_JSON", err.Error())
+		}
+		return
+	}
+	inserted, err := in.store.SaveTransaction(r.Context(), txnID, body)
+	if err != nil {
+		in.metrics.TransactionsRejected.WithLabelValues("store_error").Inc()
+		log.Error().Err(err).Msg("Storing transaction failed; the homeserver will retry")
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not store transaction")
+		return
+	}
+	if !inserted {
+		in.metrics.TransactionsReceived.WithLabelValues("duplicate").Inc()
+		log.Debug().Msg("Repeated transaction acknowledged")
+	} else {
+		in.metrics.TransactionsReceived.WithLabelValues("stored").Inc()
+		log.Debug().Int("events", len(txn.Events)).Int("to_device", len(txn.ToDevice)).
+			Int("ephemeral", len(txn.Ephemeral)).Msg("Transaction stored")
+		in.stored()
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (in *Intake) getUser(w http.ResponseWriter, r *http.Request) {
+	userID := r.PathValue("userId")
+	ok, err := in.puppets.IsPuppet(r.Context(), userID)
+	if err != nil {
+		in.log.Error().Err(err).Str("user_id", userID).Msg("User query failed")
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "lookup failed")
+		return
+	}
+	if !ok {
+		// Puppets are created by the service itself, never on demand.
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no such user")
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (in *Intake) getRoomAlias(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "M_NOT_FOUND", "this appservice provides no room aliases")
+}
+
+func (in *Intake) ping(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		TransactionID string `json:"transaction_id"`
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err == nil && len(body) > 0 {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "M_NOT_JSON", "body is not valid JSON")
+		return
+	}
+	in.log.Debug().Str("ping_txn_id", req.TransactionID).Msg("Homeserver ping")
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (in *Intake) unknown(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "M_UNRECOGNIZED", "unrecognized request")
+}

@@ -1,0 +1,146 @@
+package appservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+)
+
+// Puppets registers users of the service's namespace, creates their
+// devices and hands out clients that act as one (user, device).
+type Puppets struct {
+	homeserver string
+	asToken    string
+	domain     string
+	bot        string
+	prefix     string
+	db         *database.DB
+	log        zerolog.Logger
+
+	mu      sync.Mutex
+	clients map[deviceKey]*mautrix.Client
+}
+
+type deviceKey struct {
+	user   id.UserID
+	device id.DeviceID
+}
+
+// PuppetsConfig holds what Puppets needs.
+type PuppetsConfig struct {
+	HomeserverURL string
+	Domain        string
+	ASToken       string
+	BotLocalpart  string
+	UserPrefix    string
+	DB            *database.DB
+	Log           zerolog.Logger
+}
+
+// NewPuppets returns a Puppets for one appservice registration.
+func NewPuppets(cfg PuppetsConfig) *Puppets {
+	return &Puppets{homeserver: cfg.HomeserverURL, asToken: cfg.ASToken, domain: cfg.Domain,
+		bot: cfg.BotLocalpart, prefix: cfg.UserPrefix, db: cfg.DB, log: cfg.Log,
+		clients: map[deviceKey]*mautrix.Client{}}
+}
+
+// BotID is the appservice's own user (sender_localpart).
+func (p *Puppets) BotID() id.UserID { return id.NewUserID(p.bot, p.domain) }
+
+// PuppetID is the user ID of the puppet with the given name: the
+// namespace prefix is added here so callers cannot step outside it.
+func (p *Puppets) PuppetID(name string) id.UserID {
+	return id.NewUserID(p.prefix+name, p.domain)
+}
+
+// Owns reports whether userID is in the service's namespace.
+func (p *Puppets) Owns(userID id.UserID) bool {
+	local, server, err := userID.Parse()
+	return err == nil && server == p.domain && (local == p.bot || strings.HasPrefix(local, p.prefix))
+}
+
+func (p *Puppets) newClient(userID id.UserID) (*mautrix.Client, error) {
+	cli, err := mautrix.NewClient(p.homeserver, userID, p.asToken)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", userID, err)
+	}
+	cli.SetAppServiceUserID = true
+	cli.Log = p.log.With().Str("as_user", userID.String()).Logger()
+	return cli, nil
+}
+
+// Register creates userID on the homeserver if it does not exist yet and
+// remembers it. It is idempotent.
+func (p *Puppets) Register(ctx context.Context, userID id.UserID) error {
+	if !p.Owns(userID) {
+		return fmt.Errorf("register %s: not in the appservice namespace", userID)
+	}
+	local, _, _ := userID.Parse()
+	cli, err := p.newClient(p.BotID())
+	if err != nil {
+		return err
+	}
+	// Registering as the appservice must not name a user_id to act as:
+	// the user does not exist yet.
+	cli.SetAppServiceUserID = false
+	req := &mautrix.ReqRegister[any]{Username: local, Type: mautrix.AuthTypeAppservice, InhibitLogin: true}
+	_, err = cli.MakeRequest(ctx, http.MethodPost, cli.BuildClientURL("v3", "register"), req, nil)
+	if err != nil && !errors.Is(err, mautrix.MUserInUse) {
+		return fmt.Errorf("register %s: %w", userID, err)
+	}
+	if err := p.db.SavePuppet(ctx, userID.String()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// CreateDevice gives userID the device deviceID through MSC4190 and
+// remembers it. It is idempotent: the homeserver answers 200 for a
+// device that exists and 201 for a new one.
+func (p *Puppets) CreateDevice(ctx context.Context, userID id.UserID, deviceID id.DeviceID, displayName string) error {
+	if deviceID == "" {
+		return fmt.Errorf("create device for %s: empty device ID", userID)
+	}
+	cli, err := p.newClient(userID)
+	if err != nil {
+		return err
+	}
+	if err := cli.CreateDeviceMSC4190(ctx, deviceID, displayName); err != nil {
+		return fmt.Errorf("create device %s for %s: %w", deviceID, userID, err)
+	}
+	if err := p.db.SavePuppetDevice(ctx, userID.String(), deviceID.String(), displayName); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Client returns a client whose requests act as userID and, if deviceID
+// is not empty, as that device (DESIGN 7, masquerading). Clients are
+// cached per (user, device).
+func (p *Puppets) Client(userID id.UserID, deviceID id.DeviceID) (*mautrix.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := deviceKey{userID, deviceID}
+	if cli := p.clients[key]; cli != nil {
+		return cli, nil
+	}
+	cli, err := p.newClient(userID)
+	if err != nil {
+		return nil, err
+	}
+	if deviceID != "" {
+		cli.DeviceID = deviceID
+		cli.SetAppServiceDeviceID = true
+	}
+	p.clients[key] = cli
+	return cli, nil
+}

@@ -1,0 +1,142 @@
+// Command mls-appservice runs the MLS Matrix application service.
+//
+//	mls-appservice -e [-c config.yaml]       write the example configuration
+//	mls-appservice -g [-c config.yaml] [-r registration.yaml]
+//	                                         write the registration and its tokens
+//	mls-appservice [-c config.yaml]          run the service
+//
+// This file only parses flags and wires packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	mlsappservice "github.com/mls-appservice/mls-appservice"
+	"github.com/mls-appservice/mls-appservice/appservice"
+	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/migrations"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "mls-appservice: "+strings.ReplaceAll(err.Error(), "\n", " "))
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mls-appservice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("c", "config.yaml", "configuration file")
+	registrationPath := fs.String("r", "registration.yaml", "registration file written by -g")
+	generate := fs.Bool("g", false, "write the registration file and put its tokens into the configuration")
+	example := fs.Bool("e", false, "write the example configuration to the -c path (refuses to overwrite)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *example:
+		return writeExample(*configPath)
+	case *generate:
+		return writeRegistration(*configPath, *registrationPath)
+	default:
+		return serve(*configPath)
+	}
+}
+
+func writeExample(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write example config: %w", err)
+	}
+	if _, err := f.Write(mlsappservice.ExampleConfig()); err != nil {
+		f.Close()
+		return fmt.Errorf("write example config: %w", err)
+	}
+	return f.Close()
+}
+
+func writeRegistration(configPath, registrationPath string) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	if err := cfg.ValidateForRegistration(); err != nil {
+		return fmt.Errorf("config %s: %w", configPath, err)
+	}
+	reg, err := appservice.NewRegistration(cfg)
+	if err != nil {
+		return err
+	}
+	if err := reg.Save(registrationPath); err != nil {
+		return fmt.Errorf("write registration: %w", err)
+	}
+	if err := config.SetTokens(configPath, reg.AppToken, reg.ServerToken); err != nil {
+		return fmt.Errorf("write tokens into %s: %w", configPath, err)
+	}
+	fmt.Printf("Wrote %s and put its tokens into %s. Add %s to the homeserver's app_service_config_files.\n",
+		registrationPath, configPath, registrationPath)
+	return nil
+}
+
+func serve(configPath string) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", configPath, err)
+	}
+	log, err := newLogger(cfg.Logging)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	db, err := database.Open(openCtx, cfg.Database.URI, cfg.Database.MaxConns)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("config %s: database.uri: %w", configPath, err)
+	}
+	defer db.Close()
+	version, err := db.Migrate(ctx, migrations.FS())
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	log.Info().Int("schema_version", version).Msg("Database ready")
+
+	svc := appservice.NewService(cfg, db, log)
+	if err := svc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info().Msg("Stopped")
+	return nil
+}
+
+func newLogger(cfg config.Logging) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		return zerolog.Logger{}, fmt.Errorf("logging.level: %w", err)
+	}
+	var out io.Writer = os.Stderr
+	pretty := cfg.Format == "pretty" || (cfg.Format == "auto" && isatty.IsTerminal(os.Stderr.Fd()))
+	if pretty {
+		out = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/migrations"
+)
+
+// The end-to-end tests run the real binary: the test binary re-executes
+// itself with runAsMain set and then behaves exactly like mls-appservice.
+const runAsMain = "MLSAS_TEST_RUN_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// serviceProcess is one running mls-appservice.
+type serviceProcess struct {
+	cmd    *exec.Cmd
+	base   string
+	logf   string
+	exited chan struct{}
+}
+
+// writeConfig derives a config from the one ./scripts/test registered
+// with Synapse, pointing at dsn. port 0 keeps the registered address, so
+// Synapse delivers transactions to this service.
+func writeConfig(t *testing.T, src, dsn string, port int) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("read test config: %v", err)
+	}
+	var doc map[string]map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("parse test config: %v", err)
+	}
+	doc["database"]["uri"] = dsn
+	if port != 0 {
+		doc["appservice"]["port"] = port
+		doc["appservice"]["address"] = fmt.Sprintf("http://127.0.0.1:%d", port)
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func startService(t *testing.T, cfgPath string) *serviceProcess {
+	t.Helper()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf := filepath.Join(t.TempDir(), "service.log")
+	out, err := os.Create(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-c", cfgPath)
+	cmd.Env = append(os.Environ(), runAsMain+"=1")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start service: %v", err)
+	}
+	p := &serviceProcess{cmd: cmd, logf: logf, exited: make(chan struct{}),
+		base: "http://127.0.0.1:" + strconv.Itoa(cfg.AppService.Port)}
+	go func() { _ = cmd.Wait(); out.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			log, _ := os.ReadFile(logf)
+			t.Logf("service log:\n%s", log)
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(p.base + "/_matrix/mau/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.exited:
+			log, _ := os.ReadFile(logf)
+			t.Fatalf("service exited during start-up:\n%s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service not ready after 60s (last error %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (p *serviceProcess) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+func (p *serviceProcess) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL service: %v", err)
+	}
+	<-p.exited
+}
+
+func openDB(t *testing.T, dsn string) *database.DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := database.Open(ctx, dsn, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func putTransaction(t *testing.T, base, hsToken, txnID string, body any) {
+	t.Helper()
+	data, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPut, base+"/_matrix/app/v1/transactions/"+txnID, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+hsToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("PUT transaction %s: %v", txnID, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT transaction %s: status %d", txnID, resp.StatusCode)
+	}
+}
+
+func mustContain(t *testing.T, s, sub string) {
+	t.Helper()
+	if !strings.Contains(s, sub) {
+		t.Fatalf("%q does not contain %q", s, sub)
+	}
+}

@@ -1,0 +1,69 @@
+package database
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DB is a pool of connections to the service's database.
+type DB struct {
+	Pool *pgxpool.Pool
+}
+
+// Open connects to the database at uri and checks that it answers.
+// maxConns of zero keeps pgx's default.
+func Open(ctx context.Context, uri string, maxConns int32) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(uri)
+	if err != nil {
+		// pgx redacts the password in parse errors, but the URI may be
+		// malformed in a way that defeats its parser, so say nothing of it.
+		return nil, errors.New("cannot parse the PostgreSQL URI (expected postgres://user:password@host:port/dbname)")
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	addr := Describe(cfg.ConnConfig)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach %s: %s", addr, scrub(err.Error(), cfg.ConnConfig.Password))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot reach %s: %s", addr, scrub(err.Error(), cfg.ConnConfig.Password))
+	}
+	return &DB{Pool: pool}, nil
+}
+
+// Close releases every connection.
+func (db *DB) Close() { db.Pool.Close() }
+
+// Describe names a connection target for humans: user, host, port and
+// database, without the password.
+func Describe(cc *pgx.ConnConfig) string {
+	host := cc.Host
+	if !strings.HasPrefix(host, "/") {
+		host = net.JoinHostPort(host, strconv.Itoa(int(cc.Port)))
+	}
+	return fmt.Sprintf("postgres://%s@%s/%s", cc.User, host, cc.Database)
+}
+
+func scrub(msg, password string) string {
+	if password == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, password, "********")
+}
+
+// InTx runs fn inside one database transaction and commits if fn returns
+// nil. Effects of processing and their "processed" mark go through here
+// together, so a crash leaves either all of them or none.
+func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db.Pool, fn)
+}
