@@ -57,34 +57,68 @@ func New[S any]() *Graph[S] {
 // Len returns the number of epochs the graph knows, dropped ones included.
 func (g *Graph[S]) Len() int { return len(g.nodes) }
 
-// Add records a new epoch. Unless it is a root (no Parent), its parent must
-// be retained, because only a retained epoch's state can process the
-// commit, and its number must be the parent's plus one. The node is stored
-// as retained and not yet superseded; the caller's Retained and Superseded
-// fields are ignored. Slices are copied.
+// Add records a new epoch made by a commit that this member processed.
+// Unless it is a root (no Parent), its parent must be retained, because
+// only a retained epoch's state can process the commit, and its number
+// must be the parent's plus one. The node is stored as retained and not
+// yet superseded; the caller's Retained and Superseded fields are ignored.
+// Slices are copied.
 func (g *Graph[S]) Add(n Node[S]) error {
+	if n.Parent != "" {
+		if p := g.nodes[n.Parent]; p == nil || !p.Retained {
+			return fmt.Errorf("%w: %v", ErrParentNotRetained, n.Parent)
+		}
+	}
+	return g.add(n, true)
+}
+
+// Join records an epoch this member entered through a Welcome. Its Parent
+// (the epoch the adding commit was made on, if the caller knows it) may be
+// unknown: it is kept so that base selection compares this branch with
+// others at the right place.
+func (g *Graph[S]) Join(n Node[S]) error { return g.add(n, true) }
+
+// Learn records an epoch's metadata without a state, as learned by
+// following commit_event links back from an epoch this member joined at
+// (DESIGN §5). It lets a member that joined during a fork compare
+// branches exactly as the members that saw them being made.
+func (g *Graph[S]) Learn(n Node[S]) error {
+	var zero S
+	n.State = zero
+	return g.add(n, false)
+}
+
+func (g *Graph[S]) add(n Node[S], retained bool) error {
 	if err := n.ID.check(); err != nil {
 		return err
+	}
+	if n.Parent != "" {
+		if err := n.Parent.check(); err != nil {
+			return err
+		}
 	}
 	if _, ok := g.nodes[n.ID]; ok {
 		return fmt.Errorf("%w: %v", ErrDuplicateEpoch, n.ID)
 	}
-	var parent *Node[S]
-	if n.Parent != "" {
-		parent = g.nodes[n.Parent]
-		if parent == nil || !parent.Retained {
-			return fmt.Errorf("%w: %v", ErrParentNotRetained, n.Parent)
-		}
-		if n.Number != parent.Number+1 {
-			return fmt.Errorf("%w: %d on %d", ErrEpochNumber, n.Number, parent.Number)
+	parent := g.nodes[n.Parent]
+	if n.Parent != "" && (n.Parent == n.ID || n.Number == 0) {
+		return fmt.Errorf("%w: epoch %d with parent", ErrEpochNumber, n.Number)
+	}
+	if parent != nil && n.Number != parent.Number+1 {
+		return fmt.Errorf("%w: %d on %d", ErrEpochNumber, n.Number, parent.Number)
+	}
+	for _, c := range g.children[n.ID] {
+		if g.nodes[c].Number != n.Number+1 {
+			return fmt.Errorf("%w: child %d on %d", ErrEpochNumber, g.nodes[c].Number, n.Number)
 		}
 	}
 	stored := n
 	stored.ConfirmationTag = slices.Clone(n.ConfirmationTag)
 	stored.Members = slices.Clone(n.Members)
 	slices.SortFunc(stored.Members, compareDevices)
+	stored.Members = slices.Compact(stored.Members)
 	stored.Resolves = slices.Clone(n.Resolves)
-	stored.Retained = true
+	stored.Retained = retained
 	stored.Superseded = time.Time{}
 	g.insert(&stored)
 	if parent != nil && parent.Superseded.IsZero() {
@@ -95,9 +129,10 @@ func (g *Graph[S]) Add(n Node[S]) error {
 			x.Superseded = n.Added
 		}
 	}
-	// A node whose resolution arrived first is superseded on arrival.
-	if _, ok := g.retiredBy[n.ID]; ok {
-		g.nodes[n.ID].Superseded = n.Added
+	// An epoch that already has children, or whose resolution arrived
+	// first, is superseded on arrival.
+	if _, ok := g.retiredBy[n.ID]; ok || len(g.children[n.ID]) > 0 {
+		stored.Superseded = n.Added
 	}
 	return nil
 }
