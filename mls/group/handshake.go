@@ -145,4 +145,3 @@ func (g *Group) content(ct message.ContentType, authData []byte) message.FramedC
 		ContentType:       ct,
 	}
 }
-

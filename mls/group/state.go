@@ -103,9 +103,9 @@ func (p *Public) extension(t message.ExtensionType) *message.Extension {
 // private key and its private tree keys. It never changes after it is
 // built.
 type Private struct {
-	leaf      treemath.LeafIndex
-	signPriv  []byte
-	path      *treekem.PrivateState
+	leaf     treemath.LeafIndex
+	signPriv []byte
+	path     *treekem.PrivateState
 }
 
 // NewPrivate assembles a member's private part.
