@@ -102,7 +102,10 @@
 // saw the change, then commits only if the change is still not reflected
 // in its base (NextCommit's Plan is not empty) or a fork is still open.
 // A device that is not a joined member does not commit. Forks remain
-// possible and are resolved as above.
+// possible and are resolved as above. Grace should exceed the usual time
+// for an event to reach every member: a shorter one makes the waiting
+// devices commit before the first commit arrives, which forks the group
+// on every change (the simulation in the tests shows both regimes).
 //
 // # Retention
 //

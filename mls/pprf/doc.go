@@ -74,7 +74,9 @@
 //
 // ParentInitSecret, CommitConfirmation and PPRF.ChildInitSecret compute
 // these. The epoch keeps New(parent_init_secret) (encoded) instead of its
-// init_secret; each commit on it evaluates that PPRF once. GroupContext_[n]
+// init_secret; each commit on it evaluates that PPRF once.
+// KeepForChildren, NextChildInit and CheckKept do the same on the stored
+// bytes, which is the form the key schedule's InitScheme seam works in. GroupContext_[n]
 // is the parent epoch's GroupContext, as in the draft's notation
 // (init_secret_[n] is derived in epoch n) and as keyschedule.Child documents.
 //

@@ -270,3 +270,47 @@ func TestChildInitSecret(t *testing.T) {
 		t.Fatalf("same child again: %v", err)
 	}
 }
+
+func TestKeptBytes(t *testing.T) {
+	s := suite1(t)
+	epochSecret := seq(32, 0x60)
+	kept, err := KeepForChildren(s, epochSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckKept(s, kept); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := suite.Lookup(2)
+	if err := CheckKept(s2, kept); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("wrong suite: %v", err)
+	}
+	if err := CheckKept(s, kept[:len(kept)-1]); err == nil {
+		t.Fatal("truncated kept bytes accepted")
+	}
+	conf, _ := CommitConfirmation(s, seq(32, 0x70))
+	gc := []byte("group context")
+	original := bytes.Clone(kept)
+	init1, after, err := NextChildInit(s, kept, conf, gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kept, original) {
+		t.Fatal("NextChildInit changed the kept bytes it was given")
+	}
+	p, _ := New(s, ParentInitSecret(s, epochSecret))
+	want, _ := p.ChildInitSecret(conf, gc)
+	if !bytes.Equal(init1, want) {
+		t.Fatal("init secret differs from ChildInitSecret")
+	}
+	if _, _, err := NextChildInit(s, after, conf, gc); !errors.Is(err, ErrPunctured) {
+		t.Fatalf("same child from the kept bytes after: %v", err)
+	}
+	// The old bytes can still derive it: that is the rollback path.
+	if again, _, err := NextChildInit(s, kept, conf, gc); err != nil || !bytes.Equal(again, init1) {
+		t.Fatalf("rollback: %v", err)
+	}
+	if _, _, err := NextChildInit(s2, kept, conf, gc); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("wrong suite: %v", err)
+	}
+}
