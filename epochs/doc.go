@@ -105,7 +105,7 @@
 // possible and are resolved as above. Grace should exceed the usual time
 // for an event to reach every member: a shorter one makes the waiting
 // devices commit before the first commit arrives, which forks the group
-// on every change (the simulation in the tests shows both regimes).
+// on every change and delays convergence.
 //
 // # Retention
 //
