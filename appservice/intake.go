@@ -63,6 +63,10 @@ func (in *Intake) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_matrix/app/v1/users/{userId}", in.authorized(in.getUser))
 	mux.HandleFunc("GET /_matrix/app/v1/rooms/{roomAlias}", in.authorized(in.getRoomAlias))
 	mux.HandleFunc("POST /_matrix/app/v1/ping", in.authorized(in.ping))
+	for _, path := range []string{"/_matrix/app/v1/transactions/{txnId}", "/_matrix/app/v1/users/{userId}",
+		"/_matrix/app/v1/rooms/{roomAlias}", "/_matrix/app/v1/ping"} {
+		mux.HandleFunc(path, in.authorized(in.wrongMethod))
+	}
 	mux.HandleFunc("/_matrix/app/", in.authorized(in.unknown))
 }
 
@@ -201,6 +205,10 @@ func (in *Intake) ping(w http.ResponseWriter, r *http.Request) {
 	}
 	in.log.Debug().Str("ping_txn_id", req.TransactionID).Msg("Homeserver ping")
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (in *Intake) wrongMethod(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusMethodNotAllowed, "M_UNRECOGNIZED", "method not allowed")
 }
 
 func (in *Intake) unknown(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,194 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+const valid = `
+homeserver:
+  address: http://127.0.0.1:8008
+  domain: localhost
+appservice:
+  address: http://127.0.0.1:29340
+  as_token: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
+  hs_token: BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB
+database:
+  uri: postgres://mls:s3cret@localhost:5432/mls?sslmode=disable
+`
+
+// edit returns valid with the value at path (dot-separated) replaced; a
+// nil value deletes the key.
+func edit(t *testing.T, path string, value any) []byte {
+	t.Helper()
+	var doc map[string]map[string]any
+	if err := yaml.Unmarshal([]byte(valid), &doc); err != nil {
+		t.Fatal(err)
+	}
+	section, key, _ := strings.Cut(path, ".")
+	if doc[section] == nil {
+		doc[section] = map[string]any{}
+	}
+	if value == nil {
+		delete(doc[section], key)
+	} else {
+		doc[section][key] = value
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestValidConfigAndDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AppService.Port != 29340 || cfg.AppService.UserPrefix != "mls_" || cfg.Logging.Format != "auto" ||
+		cfg.AppService.MaxBodyBytes != 16<<20 || cfg.Database.MaxConns != 10 {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestValidateNamesTheKey(t *testing.T) {
+	tests := []struct {
+		path  string
+		value any
+		want  string // substring of the one-line error
+	}{
+		{"homeserver.address", nil, "homeserver.address: missing"},
+		{"homeserver.address", "https://matrix.example.com", "homeserver.address: still the placeholder"},
+		{"homeserver.address", "ftp://hs", "homeserver.address: must be an http:// or https:// URL"},
+		{"homeserver.address", "localhost:8008", "homeserver.address: must be an http:// or https:// URL"},
+		{"homeserver.address", "http://user:pw@hs", "homeserver.address: must be a plain URL"},
+		{"homeserver.domain", "example.com", "homeserver.domain: still the placeholder"},
+		{"homeserver.domain", "bad domain", "homeserver.domain: must be the homeserver's server name"},
+		{"appservice.address", "http://", "appservice.address: must be an http:// or https:// URL"},
+		{"appservice.as_token", nil, "appservice.as_token: missing; run mls-appservice -g"},
+		{"appservice.hs_token", "CHANGE_ME (run mls-appservice -g)", "appservice.hs_token: still the placeholder"},
+		{"appservice.hs_token", "short", "appservice.hs_token: must be at least 32"},
+		{"appservice.hs_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "appservice.hs_token: must differ"},
+		{"appservice.port", 70000, "appservice.port: must be between 1 and 65535"},
+		{"appservice.bot_username", "Bot!", "appservice.bot_username: must contain only"},
+		{"appservice.bot_username", "mls_bot", "appservice.bot_username: must not start with"},
+		{"appservice.max_body_bytes", 10, "appservice.max_body_bytes: must be at least 1024"},
+		{"database.uri", nil, "database.uri: missing"},
+		{"database.uri", "mysql://x@y/z", "database.uri: must be a postgres:// URI"},
+		{"database.uri", "postgres://x@y", "database.uri: must name a database"},
+		{"database.uri", "postgres://mls:CHANGE_ME@localhost/mls", "database.uri: still the placeholder"},
+		{"database.max_conns", 1, "database.max_conns: must be at least 2"},
+		{"logging.level", "loud", "logging.level: must be one of"},
+		{"logging.format", "xml", "logging.format: must be one of"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path+"="+strings.ReplaceAll(yamlString(tt.value), "/", "_"), func(t *testing.T) {
+			cfg, err := Parse(edit(t, tt.path, tt.value))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate()
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			var ke *Error
+			if !errors.As(err, &ke) || ke.Key != tt.path {
+				t.Errorf("error %q does not name key %s", err, tt.path)
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q, want one line containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "CHANGE_ME@") {
+				t.Errorf("error %q reveals a password", err)
+			}
+		})
+	}
+}
+
+func yamlString(v any) string {
+	if v == nil {
+		return "<deleted>"
+	}
+	out, _ := yaml.Marshal(v)
+	return strings.TrimSpace(string(out))
+}
+
+func TestUnknownKeyIsAnError(t *testing.T) {
+	_, err := Parse([]byte(valid + "\nlogging:\n  levle: debug\n"))
+	if err == nil || !strings.Contains(err.Error(), "levle") {
+		t.Fatalf("error %v, want one naming the misspelt key", err)
+	}
+}
+
+func TestExampleConfigIsCompleteAndRefused(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		t.Fatalf("the example config does not parse: %v", err)
+	}
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("the example config with its placeholders was accepted")
+	}
+	// Every key of Config is documented in the example.
+	var doc map[string]map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var full map[string]map[string]any
+	out, _ := yaml.Marshal(cfg)
+	if err := yaml.Unmarshal(out, &full); err != nil {
+		t.Fatal(err)
+	}
+	for section, keys := range full {
+		for key := range keys {
+			if _, ok := doc[section][key]; !ok {
+				t.Errorf("config.example.yaml does not document %s.%s", section, key)
+			}
+		}
+	}
+}
+
+func TestSetTokensKeepsCommentsAndValidates(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	as := strings.Repeat("a", 64)
+	hs := strings.Repeat("b", 64)
+	if err := SetTokens(path, as, hs); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "# Tokens shared with the homeserver") {
+		t.Error("comments lost")
+	}
+	cfg, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AppService.ASToken != as || cfg.AppService.HSToken != hs {
+		t.Errorf("tokens not written: %q %q", cfg.AppService.ASToken, cfg.AppService.HSToken)
+	}
+	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
+		t.Errorf("mode changed to %v", info.Mode())
+	}
+}
