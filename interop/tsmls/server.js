@@ -7,7 +7,7 @@
 // on stdout once the server accepts connections.
 //
 // Everything ts-mls cannot express is answered with UNIMPLEMENTED and a
-// message naming the missing capability; see README.md in this directory.
+// message naming the missing capability; interop/README.md lists them.
 
 import { fileURLToPath } from "node:url";
 import path from "node:path";
