@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -55,3 +56,5 @@ func mustHandle(t testing.TB, g *Group, msg []byte) *Received {
 }
 
 func name(i int) string { return fmt.Sprintf("member-%d", i) }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

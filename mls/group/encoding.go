@@ -1,0 +1,257 @@
+package group
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/framing"
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/secrettree"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// Storage formats. Each starts with a version byte so that a later format
+// can be told apart; the three parts encode separately because a Public
+// may be stored once for many members (DESIGN §4).
+//
+//	Public:  uint8 1; opaque group_context<V>; opaque tree<V>;
+//	         opaque confirmation_tag<V>; opaque epoch<V>;
+//	         opaque secret_tree<V>; optional<ReInit> reinit;
+//	Private: uint8 1; uint32 leaf; opaque signature_priv<V>;
+//	         opaque path_state<V>;
+//	Group:   uint8 1; opaque public<V>; optional<opaque private<V>>;
+//	         PastEpoch history<V>; CachedProposal proposals<V>;
+//	         OwnUpdate own_updates<V>;
+const formatV1 = 1
+
+// MarshalBinary encodes p, including the current state of its secret
+// tree's ratchets.
+func (p *Public) MarshalBinary() ([]byte, error) {
+	treeBytes, err := p.tree.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	epochBytes, err := p.epoch.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	secretBytes, err := p.secrets.MarshalBinary()
+	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	w := codec.NewWriter(len(treeBytes) + len(secretBytes) + 512)
+	w.Uint8(formatV1)
+	w.Opaque(p.ctxBytes)
+	w.Opaque(treeBytes)
+	w.Opaque(p.confirmationTag)
+	w.Opaque(epochBytes)
+	w.Opaque(secretBytes)
+	w.Optional(p.reinit != nil)
+	if p.reinit != nil {
+		p.reinit.MarshalMLS(w)
+	}
+	return w.Bytes(), nil
+}
+
+// UnmarshalPublic decodes a Public encoded by MarshalBinary and checks
+// that its parts agree (suite, tree hash, leaf count).
+func UnmarshalPublic(data []byte) (*Public, error) {
+	r := codec.NewReader(data)
+	if v := r.Uint8("public.version"); r.Err() == nil && v != formatV1 {
+		return nil, fmt.Errorf("%w: public format %d", ErrInvalidState, v)
+	}
+	ctxBytes := r.Opaque("public.group_context")
+	treeBytes := r.Opaque("public.tree")
+	tag := r.Opaque("public.confirmation_tag")
+	epochBytes := r.Opaque("public.epoch")
+	secretBytes := r.Opaque("public.secret_tree")
+	var reinit *message.ReInit
+	if r.Optional("public.reinit") {
+		reinit = new(message.ReInit)
+		reinit.UnmarshalMLS(r)
+	}
+	if err := r.Finish("public"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	var ctx message.GroupContext
+	if err := codec.Unmarshal(ctxBytes, &ctx, "group_context"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	s, err := suite.Lookup(ctx.CipherSuite)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	t := new(tree.Tree)
+	if err := t.UnmarshalBinary(treeBytes); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	var epoch keyschedule.Epoch
+	if err := epoch.UnmarshalBinary(epochBytes); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	secrets := new(secrettree.Tree)
+	if err := secrets.UnmarshalBinary(secretBytes); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	switch {
+	case t.Suite().ID() != s.ID() || epoch.Suite != s.ID() || secrets.Suite().ID() != s.ID():
+		return nil, fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
+	case secrets.LeafCount() != uint32(t.LeafCount()):
+		return nil, fmt.Errorf("%w: secret tree of %d leaves for a tree of %d", ErrInvalidState, secrets.LeafCount(), t.LeafCount())
+	case len(tag) != s.HashSize():
+		return nil, fmt.Errorf("%w: confirmation tag of %d bytes", ErrInvalidState, len(tag))
+	case !bytes.Equal(t.RootHash(), ctx.TreeHash):
+		return nil, fmt.Errorf("%w: tree hash does not match the group context", ErrInvalidState)
+	}
+	return &Public{
+		suite: s, ctx: ctx, ctxBytes: ctxBytes, tree: t,
+		interim:         framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, tag),
+		confirmationTag: tag, epoch: epoch, reinit: reinit, secrets: secrets,
+	}, nil
+}
+
+// MarshalBinary encodes p.
+func (p *Private) MarshalBinary() ([]byte, error) {
+	pathBytes, err := p.path.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	w := codec.NewWriter(len(pathBytes) + len(p.signPriv) + 16)
+	w.Uint8(formatV1)
+	w.Uint32(uint32(p.leaf))
+	w.Opaque(p.signPriv)
+	w.Opaque(pathBytes)
+	return w.Bytes(), nil
+}
+
+// UnmarshalPrivate decodes a Private encoded by MarshalBinary.
+func UnmarshalPrivate(data []byte) (*Private, error) {
+	r := codec.NewReader(data)
+	if v := r.Uint8("private.version"); r.Err() == nil && v != formatV1 {
+		return nil, fmt.Errorf("%w: private format %d", ErrInvalidState, v)
+	}
+	leaf := r.Uint32("private.leaf")
+	signPriv := r.Opaque("private.signature_priv")
+	pathBytes := r.Opaque("private.path")
+	if err := r.Finish("private"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	path := new(treekem.PrivateState)
+	if err := path.UnmarshalBinary(pathBytes); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if path.Leaf() != treemath.LeafIndex(leaf) {
+		return nil, fmt.Errorf("%w: path state of leaf %d for leaf %d", ErrInvalidState, path.Leaf(), leaf)
+	}
+	if _, err := path.Suite().SignaturePublicKey(signPriv); err != nil {
+		return nil, fmt.Errorf("%w: signature key: %w", ErrInvalidState, err)
+	}
+	return &Private{leaf: treemath.LeafIndex(leaf), signPriv: signPriv, path: path}, nil
+}
+
+// MarshalBinary encodes the whole state of g: its public and private
+// parts, the retained resumption PSKs and the epoch's cached proposals.
+// The Config is not encoded.
+func (g *Group) MarshalBinary() ([]byte, error) {
+	pub, err := g.pub.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	var priv []byte
+	if g.priv != nil {
+		if priv, err = g.priv.MarshalBinary(); err != nil {
+			return nil, err
+		}
+	}
+	proposals, own := g.local.snapshot()
+	w := codec.NewWriter(len(pub) + len(priv) + 256)
+	w.Uint8(formatV1)
+	w.Opaque(pub)
+	w.Optional(g.priv != nil)
+	if g.priv != nil {
+		w.Opaque(priv)
+	}
+	w.Vector(func(w *codec.Writer) {
+		for _, h := range g.history {
+			w.Uint64(h.epoch)
+			w.Opaque(h.resumption)
+		}
+	})
+	w.Vector(func(w *codec.Writer) {
+		for _, c := range proposals {
+			w.Opaque(c.ref)
+			c.sender.MarshalMLS(w)
+			c.proposal.MarshalMLS(w)
+		}
+	})
+	w.Vector(func(w *codec.Writer) {
+		for ref, key := range own {
+			w.Opaque([]byte(ref))
+			w.Opaque(key)
+		}
+	})
+	return w.Bytes(), nil
+}
+
+// UnmarshalGroup decodes a state encoded by Group.MarshalBinary and
+// checks that the private keys match the public tree.
+func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
+	r := codec.NewReader(data)
+	if v := r.Uint8("group.version"); r.Err() == nil && v != formatV1 {
+		return nil, fmt.Errorf("%w: group format %d", ErrInvalidState, v)
+	}
+	pubBytes := r.Opaque("group.public")
+	var privBytes []byte
+	if r.Optional("group.private") {
+		privBytes = r.Opaque("group.private")
+	}
+	var history []pastEpoch
+	r.Each("group.history", func(r *codec.Reader) {
+		h := pastEpoch{epoch: r.Uint64("group.history.epoch"), resumption: r.Opaque("group.history.psk")}
+		history = append(history, h)
+	})
+	local := &epochLocal{}
+	r.Each("group.proposals", func(r *codec.Reader) {
+		var c cachedProposal
+		c.ref = r.Opaque("group.proposals.ref")
+		c.proposal = new(message.Proposal)
+		c.sender.UnmarshalMLS(r)
+		c.proposal.UnmarshalMLS(r)
+		local.proposals = append(local.proposals, c)
+	})
+	r.Each("group.own_updates", func(r *codec.Reader) {
+		ref, key := r.Opaque("group.own_updates.ref"), r.Opaque("group.own_updates.key")
+		if local.ownUpdates == nil {
+			local.ownUpdates = map[string][]byte{}
+		}
+		local.ownUpdates[string(ref)] = key
+	})
+	if err := r.Finish("group"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	pub, err := UnmarshalPublic(pubBytes)
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{pub: pub, cfg: cfg, local: local, history: history}
+	if privBytes != nil {
+		if g.priv, err = UnmarshalPrivate(privBytes); err != nil {
+			return nil, err
+		}
+		if g.priv.path.Suite().ID() != pub.suite.ID() {
+			return nil, fmt.Errorf("%w: private state of another suite", ErrInvalidState)
+		}
+		if err := g.priv.path.Check(pub.tree); err != nil && !errors.Is(err, treekem.ErrPublicKeyMismatch) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+		}
+	}
+	return g, nil
+}

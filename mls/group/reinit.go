@@ -1,0 +1,114 @@
+package group
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+)
+
+// Reinitialisation (§11.2) and subgroup branching (§11.3) both start a new
+// group whose first commit injects a resumption PSK of the old group, so
+// that the new group's key schedule is bound to the old one.
+
+// ReInit starts the successor of a group whose last commit carried a
+// ReInit proposal (g.Public().ReInit() != nil): a new group with the
+// proposal's parameters, with us (kp, which must be in the new suite)
+// and the members whose KeyPackages are given, at epoch 1, with the
+// reinit resumption PSK of g's epoch. The PendingCommit's Welcome goes to
+// the other members; its State is our state in the new group.
+func (g *Group) ReInit(kp *KeyPackageBundle, members []*message.KeyPackage) (*PendingCommit, error) {
+	ri := g.pub.reinit
+	if ri == nil {
+		return nil, fmt.Errorf("%w: the last commit carried no ReInit", ErrInvalidProposal)
+	}
+	if g.priv == nil {
+		return nil, ErrNotMember
+	}
+	if kp.KeyPackage.CipherSuite != ri.CipherSuite {
+		return nil, fmt.Errorf("%w: key package suite %d, reinit suite %d", ErrInvalidKeyPackage, kp.KeyPackage.CipherSuite, ri.CipherSuite)
+	}
+	return g.successor(ri.GroupID, ri.Extensions, kp, members, message.ResumptionReInit)
+}
+
+// Branch starts a subgroup (§11.3) with the given group ID and extensions,
+// with us (kp, in g's suite) and the members whose KeyPackages are given,
+// bound to g's current epoch by a branch resumption PSK.
+func (g *Group) Branch(groupID []byte, extensions []message.Extension, kp *KeyPackageBundle, members []*message.KeyPackage) (*PendingCommit, error) {
+	if err := g.requireMember(); err != nil {
+		return nil, err
+	}
+	if kp.KeyPackage.CipherSuite != g.pub.ctx.CipherSuite {
+		return nil, fmt.Errorf("%w: branch must keep the suite", ErrInvalidKeyPackage)
+	}
+	return g.successor(groupID, extensions, kp, members, message.ResumptionBranch)
+}
+
+func (g *Group) successor(groupID []byte, exts []message.Extension, kp *KeyPackageBundle, members []*message.KeyPackage, usage message.ResumptionPSKUsage) (*PendingCommit, error) {
+	cfg := g.cfg
+	store := NewPSKStore()
+	if cfg.PSKs != nil {
+		cfg.PSKs.mu.RLock()
+		for k, v := range cfg.PSKs.external {
+			store.external[k] = v
+		}
+		for k, v := range cfg.PSKs.resumption {
+			store.resumption[k] = v
+		}
+		cfg.PSKs.mu.RUnlock()
+	}
+	store.AddResumptionFrom(g)
+	cfg.PSKs = store
+	ng, err := Create(kp, groupID, exts, cfg)
+	if err != nil {
+		return nil, err
+	}
+	id, err := ResumptionPSKID(g.pub.suite, usage, g.GroupID(), g.Epoch())
+	if err != nil {
+		return nil, err
+	}
+	props := []*message.Proposal{PSKProposal(id)}
+	for _, m := range members {
+		props = append(props, AddProposal(m))
+	}
+	pc, err := ng.Commit(CommitOptions{Proposals: props, ForcePath: true, allowUsage: usage})
+	if err != nil {
+		return nil, err
+	}
+	pc.next = pc.next.WithConfig(g.cfg)
+	return pc, nil
+}
+
+// CheckReInit verifies what §12.4.3.1 asks of a group joined with a reinit
+// PSK: the old group's last commit carried a ReInit matching the new
+// group's parameters. old is the old group's state after that commit.
+func (g *Group) CheckReInit(old *Group) error {
+	ri := old.pub.reinit
+	ctx := g.pub.ctx
+	if ri == nil || !bytes.Equal(ri.GroupID, ctx.GroupID) || ri.Version != ctx.Version || ri.CipherSuite != ctx.CipherSuite ||
+		!bytes.Equal(codec.Marshal(&message.GroupContextExtensions{Extensions: ri.Extensions}), codec.Marshal(&message.GroupContextExtensions{Extensions: ctx.Extensions})) {
+		return fmt.Errorf("%w: new group does not match the ReInit proposal", ErrInvalidWelcome)
+	}
+	return nil
+}
+
+// CheckBranch verifies what §12.4.3.1 asks of a group joined with a branch
+// PSK: same version and suite as the old group, and members (by signature
+// key) that were all members of it.
+func (g *Group) CheckBranch(old *Group) error {
+	if g.pub.ctx.Version != old.pub.ctx.Version || g.pub.ctx.CipherSuite != old.pub.ctx.CipherSuite {
+		return fmt.Errorf("%w: branch changes version or suite", ErrInvalidWelcome)
+	}
+	var oldKeys [][]byte
+	old.Members(func(_ uint32, n *message.LeafNode) bool { oldKeys = append(oldKeys, n.SignatureKey); return true })
+	var err error
+	g.Members(func(l uint32, n *message.LeafNode) bool {
+		if !slices.ContainsFunc(oldKeys, func(k []byte) bool { return bytes.Equal(k, n.SignatureKey) }) {
+			err = fmt.Errorf("%w: branch member at leaf %d was not in the old group", ErrInvalidWelcome, l)
+		}
+		return err == nil
+	})
+	return err
+}
