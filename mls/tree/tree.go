@@ -33,7 +33,8 @@ func New(s *suite.Suite, creator *message.LeafNode) *Tree {
 // FromRatchetTree builds a tree from its wire form (the ratchet_tree
 // extension, §12.4.3.3). It checks the structure only: node types at their
 // positions, a non-blank last node, and a size that fits. The contents are
-// checked by Validate.
+// checked by Validate. The tree keeps rt's nodes, which must not be
+// modified afterwards.
 func FromRatchetTree(s *suite.Suite, rt message.RatchetTree) (*Tree, error) {
 	n := len(rt)
 	if n == 0 {
