@@ -156,3 +156,68 @@ func TestResolvesPairJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestJoinAndLearn(t *testing.T) {
+	// The others saw R, then the fork A (tag 5) / B (tag 3), then A1 and
+	// B1 each adding a newcomer.
+	others := build(t,
+		spec{id: "R"},
+		spec{id: "A", parent: "R", tag: 5}, spec{id: "A1", parent: "A", tag: 1},
+		spec{id: "B", parent: "R", tag: 3}, spec{id: "B1", parent: "B", tag: 99},
+	)
+	nodeOf := func(id string) Node[string] { n, _ := others.Node(ID(id)); return n }
+
+	// Welcomed by both, with no history, the newcomer compares A1 and B1
+	// themselves and would choose B1: not what the others choose.
+	blind := New[string]()
+	for _, id := range []string{"B1", "A1"} {
+		if err := blind.Join(nodeOf(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if base, _ := blind.Base(); base != "B1" {
+		t.Fatalf("blind base %v", base)
+	}
+
+	// With the history learned from commit_event links, it agrees.
+	g := New[string]()
+	for _, id := range []string{"B1", "A1"} {
+		if err := g.Join(nodeOf(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"A", "B", "R"} { // any order
+		if err := g.Learn(nodeOf(id)); err != nil {
+			t.Fatalf("learn %s: %v", id, err)
+		}
+	}
+	want, _ := others.Base()
+	if base, _ := g.Base(); base != want || want != "A1" {
+		t.Fatalf("base %v, others chose %v", base, want)
+	}
+	if _, ok := g.State("A"); ok {
+		t.Fatal("a learned epoch has a state")
+	}
+	// Learning is checked like adding.
+	bad := nodeOf("R")
+	bad.ID, bad.Number = "R2", 7
+	bad.Parent = ""
+	if err := g.Learn(bad); err != nil {
+		t.Fatal(err)
+	}
+	wrong := nodeOf("A1")
+	wrong.ID, wrong.Parent, wrong.Number = "X", "R2", 3
+	if err := g.Join(wrong); !errors.Is(err, ErrEpochNumber) {
+		t.Fatalf("child number not checked: %v", err)
+	}
+	orphan := nodeOf("A1")
+	orphan.ID, orphan.Parent, orphan.Number = "Y", "Q", 2
+	if err := g.Join(orphan); err != nil {
+		t.Fatal(err)
+	}
+	parent := nodeOf("R")
+	parent.ID, parent.Number = "Q", 5
+	if err := g.Learn(parent); !errors.Is(err, ErrEpochNumber) {
+		t.Fatalf("learned parent with the wrong number for its child: %v", err)
+	}
+}
