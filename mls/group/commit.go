@@ -46,7 +46,10 @@ type PendingCommit struct {
 	// Welcome is the encoded MLSMessage carrying the Welcome, or nil if
 	// the commit adds nobody.
 	Welcome []byte
-	// GroupInfo is the signed GroupInfo of the new epoch, as in Welcome.
+	// GroupInfo is the signed GroupInfo of the new epoch that Welcome
+	// carries; nil when the commit adds nobody (State().GroupInfo makes
+	// one on demand, so that a commit in a large group does not encode
+	// the whole tree for nothing).
 	GroupInfo *message.GroupInfo
 
 	base *Public
@@ -127,11 +130,11 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	newPub.reinit = st.reinit
 	next := g.next(newPub, &Private{leaf: g.priv.leaf, signPriv: g.priv.signPriv, path: newPath})
 	pc := &PendingCommit{Commit: codec.Marshal(msg), base: p, next: next}
-	pc.GroupInfo, err = next.groupInfo(GroupInfoOptions{RatchetTree: !o.OmitRatchetTree, ExternalPub: o.ExternalPub})
-	if err != nil {
-		return nil, err
-	}
 	if len(st.adds) > 0 {
+		pc.GroupInfo, err = next.groupInfo(GroupInfoOptions{RatchetTree: !o.OmitRatchetTree, ExternalPub: o.ExternalPub})
+		if err != nil {
+			return nil, err
+		}
 		pathSecret := func(treemath.LeafIndex) []byte { return nil }
 		if gen != nil {
 			pathSecret = gen.PathSecretFor

@@ -12,7 +12,7 @@ import (
 const s1 = suite.X25519AES128GCMSHA256Ed25519
 
 // threeMembers returns a group of alice, bob and carol at epoch 1.
-func threeMembers(t *testing.T, cfg Config) []*Group {
+func threeMembers(t testing.TB, cfg Config) []*Group {
 	t.Helper()
 	alice, err := Create(newBundle(t, s1, "alice"), []byte("group"), nil, cfg)
 	if err != nil {
@@ -138,7 +138,7 @@ func TestBranch(t *testing.T) {
 	checkAgree(t, []*Group{pc.State(), b})
 }
 
-func newBundleWithKey(t *testing.T, id suite.ID, name string, sigPriv []byte) *KeyPackageBundle {
+func newBundleWithKey(t testing.TB, id suite.ID, name string, sigPriv []byte) *KeyPackageBundle {
 	kp, err := NewKeyPackage(id, message.BasicCredential([]byte(name)), sigPriv, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -17,11 +17,7 @@ type fuzzFixture struct {
 }
 
 func newFuzzFixture(f *testing.F) *fuzzFixture {
-	var t testing.T
-	gs := threeMembers(&t, Config{})
-	if t.Failed() {
-		f.Fatal("fixture")
-	}
+	gs := threeMembers(f, Config{})
 	fx := &fuzzFixture{cfg: Config{}, dave: newBundle(f, s1, "dave")}
 	fx.alice, _ = gs[0].MarshalBinary()
 	for _, o := range []CommitOptions{{ForcePath: true}, {Proposals: []*message.Proposal{AddProposal(&fx.dave.KeyPackage)}}, {WireFormat: message.WireFormatPrivateMessage, ForcePath: true}} {

@@ -1,0 +1,257 @@
+package group
+
+import (
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// benchGroup is a large group built directly, without running n commits:
+// the tree is what n members committing once each in leaf order (full) or
+// one add-only commit (sparse) would leave, with valid signatures and
+// parent hashes, and the states of two members.
+type benchGroup struct {
+	committer, receiver *Group
+}
+
+var (
+	benchMu     sync.Mutex
+	benchGroups = map[string]*benchGroup{}
+)
+
+func getBenchGroup(b *testing.B, n int, full bool) *benchGroup {
+	b.Helper()
+	key := fmt.Sprint(n, full)
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	if g, ok := benchGroups[key]; ok {
+		return g
+	}
+	start := time.Now()
+	g := buildBenchGroup(b, n, full)
+	b.Logf("built %d-member %s group in %v", n, map[bool]string{true: "full", false: "sparse"}[full], time.Since(start))
+	benchGroups[key] = g
+	return g
+}
+
+func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
+	id := suite.X25519AES128GCMSHA256Ed25519
+	s, _ := suite.Lookup(id)
+	groupID := []byte("benchmark group")
+	sigPrivs := make([][]byte, n)
+	encPrivs := make([][]byte, n)
+	leaves := make([]*message.LeafNode, n)
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := w; i < n; i += 2 {
+				kp := newBundle(b, id, name(i))
+				sigPrivs[i], encPrivs[i] = kp.SignaturePriv, kp.EncryptionPriv
+				leaf := kp.KeyPackage.LeafNode
+				leaves[i] = &leaf
+			}
+		})
+	}
+	wg.Wait()
+	t := tree.New(s, leaves[0])
+	for i := 1; i < n; i++ {
+		if _, err := t.AddLeaf(leaves[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Each member in turn sets its filtered direct path from fresh path
+	// secrets, as its commit would; the secrets that survive are kept so
+	// that any member's private state can be derived.
+	pathSecrets := map[treemath.NodeIndex][]byte{}
+	if full {
+		for i := range n {
+			l := treemath.LeafIndex(i)
+			fdp := t.FilteredDirectPath(l)
+			keys := make([][]byte, len(fdp))
+			for j, x := range fdp {
+				// A node that a later member overwrites only needs some
+				// bytes here (they enter parent hashes that are then
+				// replaced too); only surviving nodes get real keys.
+				if rightmostLeaf(x, n) != l {
+					keys[j] = make([]byte, 32)
+					rand.Read(keys[j])
+					continue
+				}
+				ps := make([]byte, s.HashSize())
+				rand.Read(ps)
+				_, pub, err := s.DeriveKeyPair(s.DeriveSecret(ps, "node"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pathSecrets[x], keys[j] = ps, pub
+			}
+			ph, err := t.SetPathKeys(l, keys)
+			if err != nil {
+				b.Fatal(err)
+			}
+			leaf := *leaves[i]
+			leaf.Source = message.LeafNodeSourceCommit
+			leaf.Lifetime = message.Lifetime{}
+			leaf.ParentHash = ph
+			leaf.Signature, err = s.SignWithLabel(sigPrivs[i], "LeafNodeTBS", leaf.TBS(groupID, uint32(i)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := t.SetLeaf(l, &leaf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ctx := message.GroupContext{
+		Version: message.MLS10, CipherSuite: id, GroupID: groupID, Epoch: uint64(n),
+		TreeHash: t.RootHash(), ConfirmedTranscriptHash: make([]byte, s.HashSize()), Extensions: []message.Extension{},
+	}
+	initSecret := make([]byte, s.HashSize())
+	rand.Read(initSecret)
+	d, err := keyschedule.Derive(s, keyschedule.Input{InitSecret: initSecret, GroupContext: codec.Marshal(&ctx)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tag, _ := d.Epoch.ConfirmationTag(ctx.ConfirmedTranscriptHash)
+	pub, err := newPublic(s, ctx, t, tag, d.Epoch, Config{}.SecretTree)
+	if err != nil {
+		b.Fatal(err)
+	}
+	member := func(i int) *Group {
+		l := treemath.LeafIndex(i)
+		ps := treekem.NewPrivateState(s, l, encPrivs[i])
+		for _, x := range t.LeafCount().DirectPath(l.Node()) {
+			if t.IsBlank(x) {
+				continue
+			}
+			if ps, err = ps.WithNodeSecret(t, x, pathSecrets[x]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := ps.Check(t); err != nil {
+			b.Fatal(err)
+		}
+		return New(pub, NewPrivate(l, sigPrivs[i], ps), Config{})
+	}
+	return &benchGroup{committer: member(n / 2), receiver: member(n - 1)}
+}
+
+var benchSizes = []int{10, 100, 1000, 10000}
+
+func forEachBenchGroup(b *testing.B, fn func(b *testing.B, g *benchGroup)) {
+	for _, full := range []bool{true, false} {
+		for _, n := range benchSizes {
+			kind := map[bool]string{true: "full", false: "sparse"}[full]
+			b.Run(fmt.Sprintf("%s/%d", kind, n), func(b *testing.B) {
+				fn(b, getBenchGroup(b, n, full))
+			})
+		}
+	}
+}
+
+func BenchmarkCommitWithPath(b *testing.B) {
+	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
+		var size int
+		for b.Loop() {
+			pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			size = len(pc.Commit)
+		}
+		b.ReportMetric(float64(size), "commit-bytes")
+	})
+}
+
+func BenchmarkProcessCommit(b *testing.B) {
+	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
+		pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := g.receiver.Handle(pc.Commit); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkAddMember(b *testing.B) {
+	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
+		kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, "joiner")
+		var commitSize, welcomeSize int
+		for b.Loop() {
+			pc, err := g.committer.Commit(CommitOptions{Proposals: []*message.Proposal{AddProposal(&kp.KeyPackage)}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			commitSize, welcomeSize = len(pc.Commit), len(pc.Welcome)
+		}
+		b.ReportMetric(float64(commitSize), "commit-bytes")
+		b.ReportMetric(float64(welcomeSize), "welcome-bytes")
+	})
+}
+
+func BenchmarkJoin(b *testing.B) {
+	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
+		kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, "joiner")
+		pc, err := g.committer.Commit(CommitOptions{Proposals: []*message.Proposal{AddProposal(&kp.KeyPackage)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := Join(pc.Welcome, kp, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkStateSize(b *testing.B) {
+	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
+		var pub, priv, all int
+		for b.Loop() {
+			p, err := g.committer.Public().MarshalBinary()
+			if err != nil {
+				b.Fatal(err)
+			}
+			q, _ := g.committer.Private().MarshalBinary()
+			a, _ := g.committer.MarshalBinary()
+			pub, priv, all = len(p), len(q), len(a)
+		}
+		b.ReportMetric(float64(pub), "public-bytes")
+		b.ReportMetric(float64(priv), "private-bytes")
+		b.ReportMetric(float64(all), "state-bytes")
+	})
+}
+
+func BenchmarkDecodeState(b *testing.B) {
+	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
+		data, err := g.committer.MarshalBinary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := UnmarshalGroup(data, Config{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// rightmostLeaf returns the last of the n leaves under node x.
+func rightmostLeaf(x treemath.NodeIndex, n int) treemath.LeafIndex {
+	span := uint32(1)<<x.Level() - 1
+	return treemath.LeafIndex(min((uint32(x)+span)/2, uint32(n-1)))
+}
