@@ -14,6 +14,8 @@ type Metrics struct {
 	QueueDelaySeconds     prometheus.Histogram
 	MalformedItems        prometheus.Counter
 	ItemsDispatched       *prometheus.CounterVec
+	OutboxSent            prometheus.Counter
+	OutboxFailures        prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -53,8 +55,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mlsas_transaction_items_dispatched_total",
 			Help: "Elements of transactions handled, by kind.",
 		}, []string{"kind"}),
+		OutboxSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mlsas_outbox_sent_total",
+			Help: "Outgoing events the homeserver accepted.",
+		}),
+		OutboxFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mlsas_outbox_send_failures_total",
+			Help: "Failed attempts to send an outgoing event.",
+		}),
 	}
-	reg.MustRegister(m.TransactionsReceived, m.TransactionsRejected, m.TransactionsProcessed,
+	reg.MustRegister(m.OutboxSent, m.OutboxFailures, m.TransactionsReceived, m.TransactionsRejected, m.TransactionsProcessed,
 		m.TransactionsFailed, m.ProcessingSeconds, m.QueueDelaySeconds, m.MalformedItems, m.ItemsDispatched)
 	return m
 }

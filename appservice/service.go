@@ -29,6 +29,7 @@ type Service struct {
 	Metrics   *Metrics
 	Puppets   *Puppets
 	Processor *Processor
+	Sender    *Sender
 	intake    *Intake
 	botReady  atomic.Bool
 }
@@ -45,6 +46,7 @@ func NewService(cfg *config.Config, db *database.DB, log zerolog.Logger) *Servic
 			ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername,
 			UserPrefix: cfg.AppService.UserPrefix, DB: db, Log: log.With().Str("component", "puppets").Logger()}),
 	}
+	s.Sender = NewSender(db, s.Puppets, metrics, log.With().Str("component", "sender").Logger())
 	s.intake = NewIntake(IntakeConfig{HSToken: cfg.AppService.HSToken, MaxBodyBytes: cfg.AppService.MaxBodyBytes,
 		Store: db, Puppets: db, Stored: proc.Wake, Metrics: metrics,
 		Log: log.With().Str("component", "intake").Logger()})
@@ -103,6 +105,7 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { s.registerBot(gctx); return nil })
 	g.Go(func() error { return s.Processor.Run(gctx) })
+	g.Go(func() error { return s.Sender.Run(gctx) })
 	return g.Wait()
 }
 

@@ -127,3 +127,63 @@ func TestSaveTransactionIsIdempotent(t *testing.T) {
 		t.Errorf("stored body %s, want the first one", body)
 	}
 }
+
+func TestOutboxOrderAndFailures(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, body := range []string{`{"n":1}`, `{"n":2}`, `{"n":3}`} {
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := EnqueueEvent(ctx, tx, OutgoingEvent{UserID: "@mls_a:hs", DeviceID: "D", RoomID: "!r:hs",
+			EventType: "m.room.message", Content: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if ids[0] == ids[1] || !strings.HasPrefix(ids[0], "mlsas.") {
+		t.Fatalf("transaction ids %v are not unique", ids)
+	}
+	next := func() *OutgoingEvent {
+		t.Helper()
+		ev, err := db.NextOutgoing(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	ev := next()
+	if ev.TxnID != ids[0] {
+		t.Fatalf("next is %s, want the oldest %s", ev.TxnID, ids[0])
+	}
+	// A transient failure keeps the event first in line.
+	if err := db.MarkSendFailed(ctx, ev.Seq, "timeout", false); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(); ev.TxnID != ids[0] || ev.Attempts != 1 {
+		t.Fatalf("after a transient failure next is %s (attempts %d)", ev.TxnID, ev.Attempts)
+	}
+	if err := db.MarkSent(ctx, ev.Seq, "$e1"); err != nil {
+		t.Fatal(err)
+	}
+	ev = next()
+	if ev.TxnID != ids[1] {
+		t.Fatalf("next is %s, want %s", ev.TxnID, ids[1])
+	}
+	// A permanent failure lets the next event go.
+	if err := db.MarkSendFailed(ctx, ev.Seq, "M_FORBIDDEN", true); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(); ev.TxnID != ids[2] {
+		t.Fatalf("after a permanent failure next is %s, want %s", ev.TxnID, ids[2])
+	}
+}

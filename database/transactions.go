@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// processingLockKey is held (transaction-scoped) by whoever processes a
+// ProcessingLockKey is held (transaction-scoped) by whoever processes a
 // stored transaction. Holding it for the whole of one transaction's
 // processing serialises processing across instances, which keeps arrival
 // order and therefore per-room order. Tests also take it to hold
@@ -48,7 +48,7 @@ func LockProcessing(ctx context.Context, tx pgx.Tx) error {
 }
 
 // NextTransaction returns the oldest unprocessed transaction, or nil if
-// there is none. retryAfter holds back transactions that failed recently.
+// there is none. Call it with the processing lock held.
 func NextTransaction(ctx context.Context, tx pgx.Tx) (*StoredTransaction, error) {
 	var st StoredTransaction
 	err := tx.QueryRow(ctx, `SELECT seq, txn_id, body, received_at, attempts

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/appservice"
 	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/internal/testenv"
 )
 
@@ -111,6 +114,43 @@ func TestEndToEndOnSynapse(t *testing.T) {
 			sent.EventID.String()).Scan(&n)
 		return n == 1, err
 	})
+
+	// The outbox: the service sends a queued event as alice's device with
+	// its stable transaction id, and the event comes back to us through a
+	// transaction. Sending the same row again, as after a crash between
+	// the send and MarkSent, yields the same event.
+	var txnID string
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		txnID, err = database.EnqueueEvent(ctx, tx, database.OutgoingEvent{UserID: alice.String(),
+			DeviceID: aliceDevice.String(), RoomID: room.RoomID.String(), EventType: "m.room.message",
+			Content: []byte(`{"msgtype": "m.text", "body": "from the outbox"}`)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outboxEventID string
+	eventually(t, 60*time.Second, "outbox event sent and received back", func() (bool, error) {
+		var sentID *string
+		if err := db.Pool.QueryRow(ctx, `SELECT event_id FROM outbox WHERE txn_id = $1`, txnID).Scan(&sentID); err != nil || sentID == nil {
+			return false, err
+		}
+		outboxEventID = *sentID
+		var n int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM inbound_event WHERE event_id = $1 AND sender = $2`,
+			outboxEventID, alice.String()).Scan(&n)
+		return n == 1, err
+	})
+	sender := appservice.NewSender(db, puppets, appservice.NewMetrics(prometheus.NewRegistry()), zerolog.New(zerolog.NewTestWriter(t)))
+	again, err := sender.Send(ctx, &database.OutgoingEvent{TxnID: txnID, UserID: alice.String(), DeviceID: aliceDevice.String(),
+		RoomID: room.RoomID.String(), EventType: "m.room.message", Content: []byte(`{"msgtype": "m.text", "body": "from the outbox"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.String() != outboxEventID {
+		t.Fatalf("re-sending outbox transaction %s made event %s, first send made %s", txnID, again, outboxEventID)
+	}
 
 	// One-time keys: a classic one and our KeyPackage algorithm, which
 	// mautrix's OTKCount would drop.
