@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/pprf"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 )
 
@@ -28,14 +29,22 @@ const (
 	// SchemeRFC9420 is init_secret_[n] = DeriveSecret(epoch_secret, "init"),
 	// the same for every child. It is the zero value and the default.
 	SchemeRFC9420 InitScheme = 0
+	// SchemeDMLS is Decentralised MLS (draft-kohbrok-mls-dmls): the epoch
+	// keeps a puncturable PRF keyed by DeriveSecret(epoch_secret,
+	// "parent_init"), and each child's init_secret is that PRF evaluated
+	// on the child's commit confirmation and the parent GroupContext
+	// (mls/pprf). Each child can be derived once.
+	SchemeDMLS InitScheme = 1
 )
 
-func (m InitScheme) known() bool { return m == SchemeRFC9420 }
+func (m InitScheme) known() bool { return m == SchemeRFC9420 || m == SchemeDMLS }
 
 func (m InitScheme) String() string {
 	switch m {
 	case SchemeRFC9420:
 		return "rfc9420"
+	case SchemeDMLS:
+		return "dmls"
 	}
 	return fmt.Sprintf("InitScheme(%d)", uint8(m))
 }
@@ -54,16 +63,20 @@ func (m InitScheme) carry(s *suite.Suite, epochSecret []byte) ([]byte, error) {
 	switch m {
 	case SchemeRFC9420:
 		return s.DeriveSecret(epochSecret, "init"), nil
+	case SchemeDMLS:
+		return pprf.KeepForChildren(s, epochSecret)
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnknownInitScheme, m)
 }
 
-func (m InitScheme) childInit(s *suite.Suite, kept []byte, _ Child) (initSecret, keptAfter []byte, err error) {
+func (m InitScheme) childInit(s *suite.Suite, kept []byte, c Child) (initSecret, keptAfter []byte, err error) {
 	switch m {
 	case SchemeRFC9420:
 		// A copy, so that a caller wiping the init_secret after use does not
 		// wipe the epoch it came from.
 		return append([]byte{}, kept...), kept, nil
+	case SchemeDMLS:
+		return pprf.NextChildInit(s, kept, c.CommitConfirmation, c.GroupContext)
 	}
 	return nil, nil, fmt.Errorf("%w: %v", ErrUnknownInitScheme, m)
 }
@@ -77,6 +90,8 @@ func (m InitScheme) checkCarry(s *suite.Suite, kept []byte) error {
 			return fmt.Errorf("%w: %d bytes, want %d", codec.ErrInvalidValue, len(kept), s.HashSize())
 		}
 		return nil
+	case SchemeDMLS:
+		return pprf.CheckKept(s, kept)
 	}
 	return fmt.Errorf("%w: %v", ErrUnknownInitScheme, m)
 }
