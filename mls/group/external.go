@@ -1,10 +1,7 @@
 package group
 
 import (
-	"crypto/rand"
 	"fmt"
-
-	circlhpke "github.com/cloudflare/circl/hpke"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/framing"
@@ -13,78 +10,32 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
 )
 
-// The external init secret (§8.3) is an HPKE export, which package suite
-// does not offer; circl's HPKE covers all seven suites' KEMs.
+// externalInitLabel is the HPKE exporter context of the external init
+// secret (§8.3).
 const externalInitLabel = "MLS 1.0 external init secret"
-
-func hpkeSuite(s *suite.Suite) (circlhpke.Suite, error) {
-	switch s.ID() {
-	case suite.X25519AES128GCMSHA256Ed25519:
-		return circlhpke.NewSuite(circlhpke.KEM_X25519_HKDF_SHA256, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_AES128GCM), nil
-	case suite.P256AES128GCMSHA256P256:
-		return circlhpke.NewSuite(circlhpke.KEM_P256_HKDF_SHA256, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_AES128GCM), nil
-	case suite.X25519ChaCha20Poly1305SHA256Ed25519:
-		return circlhpke.NewSuite(circlhpke.KEM_X25519_HKDF_SHA256, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_ChaCha20Poly1305), nil
-	case suite.X448AES256GCMSHA512Ed448:
-		return circlhpke.NewSuite(circlhpke.KEM_X448_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlhpke.AEAD_AES256GCM), nil
-	case suite.P521AES256GCMSHA512P521:
-		return circlhpke.NewSuite(circlhpke.KEM_P521_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlhpke.AEAD_AES256GCM), nil
-	case suite.X448ChaCha20Poly1305SHA512Ed448:
-		return circlhpke.NewSuite(circlhpke.KEM_X448_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlhpke.AEAD_ChaCha20Poly1305), nil
-	case suite.P384AES256GCMSHA384P384:
-		return circlhpke.NewSuite(circlhpke.KEM_P384_HKDF_SHA384, circlhpke.KDF_HKDF_SHA384, circlhpke.AEAD_AES256GCM), nil
-	}
-	return circlhpke.Suite{}, suite.ErrUnsupportedSuite
-}
 
 // externalInitSender returns kem_output and the init secret for an
 // external commit to a group whose external public key is pub.
 func externalInitSender(s *suite.Suite, pub []byte) (kemOutput, initSecret []byte, err error) {
-	hs, err := hpkeSuite(s)
-	if err != nil {
-		return nil, nil, err
-	}
-	kemID, _, _ := hs.Params()
-	pk, err := kemID.Scheme().UnmarshalBinaryPublicKey(pub)
+	kemOutput, initSecret, err = s.ExportSender(pub, externalInitLabel, s.HashSize())
 	if err != nil {
 		return nil, nil, fmt.Errorf("external_pub: %w", err)
 	}
-	snd, err := hs.NewSender(pk, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	enc, sealer, err := snd.Setup(rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	return enc, sealer.Export([]byte(externalInitLabel), uint(s.HashSize())), nil
+	return kemOutput, initSecret, nil
 }
 
 // externalInitSecret recovers the init secret of an external commit from
 // its kem_output with the epoch's external private key.
 func externalInitSecret(p *Public, kemOutput []byte) ([]byte, error) {
-	hs, err := hpkeSuite(p.suite)
-	if err != nil {
-		return nil, err
-	}
 	priv, _, err := p.epoch.ExternalKeyPair()
 	if err != nil {
 		return nil, err
 	}
-	kemID, _, _ := hs.Params()
-	sk, err := kemID.Scheme().UnmarshalBinaryPrivateKey(priv)
-	if err != nil {
-		return nil, err
-	}
-	rcv, err := hs.NewReceiver(sk, nil)
-	if err != nil {
-		return nil, err
-	}
-	opener, err := rcv.Setup(kemOutput)
+	secret, err := p.suite.ExportReceiver(priv, kemOutput, externalInitLabel, p.suite.HashSize())
 	if err != nil {
 		return nil, fmt.Errorf("kem_output: %w", err)
 	}
-	return opener.Export([]byte(externalInitLabel), uint(p.suite.HashSize())), nil
+	return secret, nil
 }
 
 // ExternalJoinOptions are the optional inputs of JoinExternal.
@@ -194,7 +145,7 @@ func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOp
 		}
 		return nil, ErrMissingPSK
 	}
-	adv, err := p.advance(st, ac, gen.CommitSecret, initSecret, lookup)
+	adv, err := p.advance(st, ac, gen.CommitSecret, initSecret, nil, lookup)
 	if err != nil {
 		return nil, err
 	}

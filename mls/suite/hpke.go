@@ -23,6 +23,8 @@ type kem interface {
 	validatePublicKey(pub []byte) error
 	seal(s *Suite, pub, info, plaintext []byte) (enc, ciphertext []byte, err error)
 	open(s *Suite, priv, enc, info, ciphertext []byte) ([]byte, error)
+	exportSender(s *Suite, pub []byte, exporterContext string, length int) (enc, secret []byte, err error)
+	exportReceiver(s *Suite, priv, enc []byte, exporterContext string, length int) ([]byte, error)
 }
 
 // stdKEM is a DHKEM from the standard library's crypto/hpke.
@@ -48,6 +50,19 @@ func (k stdKEM) scheme() hpke.KEM {
 	}
 }
 
+// privateKey parses a serialised private key. NIST-curve scalars shorter
+// than Nsk are left-padded: some implementations (and the official vectors,
+// for P-521) drop leading zero bytes, which does not change the integer.
+func (k stdKEM) privateKey(priv []byte) (hpke.PrivateKey, error) {
+	nsk := map[stdKEM]int{kemP256: 32, kemP384: 48, kemP521: 66}[k]
+	if len(priv) < nsk {
+		padded := make([]byte, nsk)
+		copy(padded[nsk-len(priv):], priv)
+		priv = padded
+	}
+	return k.scheme().NewPrivateKey(priv)
+}
+
 func (k stdKEM) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
 	sk, err := k.scheme().DeriveKeyPair(ikm)
 	if err != nil {
@@ -61,7 +76,7 @@ func (k stdKEM) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
 }
 
 func (k stdKEM) publicKey(priv []byte) ([]byte, error) {
-	sk, err := k.scheme().NewPrivateKey(priv)
+	sk, err := k.privateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("hpke private key: %w", err)
 	}
@@ -111,7 +126,7 @@ func (k stdKEM) seal(s *Suite, pub, info, plaintext []byte) ([]byte, []byte, err
 }
 
 func (k stdKEM) open(s *Suite, priv, enc, info, ciphertext []byte) ([]byte, error) {
-	sk, err := k.scheme().NewPrivateKey(priv)
+	sk, err := k.privateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("hpke private key: %w", err)
 	}
