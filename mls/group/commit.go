@@ -85,7 +85,7 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	commit := &message.Commit{Proposals: refs}
 	newPath := g.priv.path
 	var gen *treekem.Generated
-	if o.ForcePath || st.pathRequired {
+	if o.ForcePath || st.pathRequired || p.dmls() {
 		leaf := *st.tree.Leaf(g.priv.leaf)
 		gen, err = g.priv.path.Generate(st.tree, leaf, g.priv.signPriv, treekem.PathOptions{GroupContext: p.provisionalContext(st), Exclude: st.excluded()})
 		if err != nil {
@@ -109,7 +109,11 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	if gen != nil {
 		commitSecret = gen.CommitSecret
 	}
-	adv, err := p.advance(st, ac, commitSecret, nil, g.lookupPSK)
+	conf, err := p.sentConfirmation(st.tree, g.priv.leaf, gen)
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	adv, err := p.advance(st, ac, commitSecret, nil, conf, g.lookupPSK)
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
@@ -235,8 +239,9 @@ func (a *advanced) zero() {
 
 // advance computes the new GroupContext and runs the key schedule for the
 // signed commit ac on staged proposals st (§12.4.2). initSecret is the
-// external init secret for an external commit, nil otherwise.
-func (p *Public) advance(st *staged, ac *message.AuthenticatedContent, commitSecret, initSecret []byte, lookup func(*message.PreSharedKeyID) ([]byte, error)) (*advanced, error) {
+// external init secret for an external commit, nil otherwise; conf is the
+// commit confirmation under DMLS (see dmls.go), nil otherwise.
+func (p *Public) advance(st *staged, ac *message.AuthenticatedContent, commitSecret, initSecret, conf []byte, lookup func(*message.PreSharedKeyID) ([]byte, error)) (*advanced, error) {
 	s := p.suite
 	confirmed, err := framing.ConfirmedTranscriptHash(s, p.interim, ac)
 	if err != nil {
@@ -246,7 +251,7 @@ func (p *Public) advance(st *staged, ac *message.AuthenticatedContent, commitSec
 	ctx.TreeHash = st.tree.RootHash()
 	ctx.ConfirmedTranscriptHash = confirmed
 	if initSecret == nil {
-		initSecret, _, err = p.epoch.NextInitSecret(keyschedule.Child{GroupContext: p.ctxBytes})
+		initSecret, err = p.nextInitSecret(conf)
 		if err != nil {
 			return nil, err
 		}

@@ -37,11 +37,14 @@ func (p *Public) MarshalBinary() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The mutex also guards the epoch's kept init secret, which a DMLS
+	// commit punctures in place (dmls.go).
+	p.mu.Lock()
 	epochBytes, err := p.epoch.MarshalBinary()
 	if err != nil {
+		p.mu.Unlock()
 		return nil, err
 	}
-	p.mu.Lock()
 	secretBytes, err := p.secrets.MarshalBinary()
 	p.mu.Unlock()
 	if err != nil {

@@ -106,6 +106,9 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) 
 	if c.Path == nil && st.pathRequired {
 		return nil, ErrPathRequired
 	}
+	if c.Path == nil && p.dmls() {
+		return nil, ErrDMLSPathRequired
+	}
 
 	priv := g.priv
 	if priv != nil {
@@ -121,7 +124,7 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) 
 		}
 	}
 
-	var commitSecret []byte
+	var commitSecret, conf []byte
 	if c.Path != nil {
 		t := st.tree
 		leaf := &c.Path.LeafNode
@@ -157,6 +160,12 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) 
 			return nil, pathError(err)
 		}
 		commitSecret = applied.CommitSecret
+		if !external {
+			conf, err = p.receivedConfirmation(t, committer, priv.leaf, applied.PathSecret)
+			if err != nil {
+				return nil, err
+			}
+		}
 		clear(applied.PathSecret)
 		priv = &Private{leaf: priv.leaf, signPriv: priv.signPriv, path: applied.Private}
 	} else if priv == nil {
@@ -170,7 +179,7 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) 
 			return nil, fmt.Errorf("%w: %w", ErrInvalidExternalCommit, err)
 		}
 	}
-	adv, err := p.advance(st, ac, commitSecret, initSecret, g.lookupPSK)
+	adv, err := p.advance(st, ac, commitSecret, initSecret, conf, g.lookupPSK)
 	if err != nil {
 		return nil, err
 	}

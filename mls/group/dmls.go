@@ -1,0 +1,142 @@
+package group
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
+	"github.com/mls-appservice/mls-appservice/mls/pprf"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+// Decentralised MLS (draft-kohbrok-mls-dmls) support. A group created or
+// joined with Config.Scheme = keyschedule.SchemeDMLS keeps, in each epoch,
+// a puncturable PRF in place of init_secret, and derives each child's
+// init_secret from it with the commit's commit_confirmation =
+// DeriveSecret(path_secret[n], "conf"), path_secret[n] being the last path
+// secret of the commit's UpdatePath. Hence:
+//
+//   - every commit in such a group carries an UpdatePath (we always make
+//     one; a received commit without one is ErrDMLSPathRequired);
+//   - making or processing a commit punctures the parent epoch's PRF in
+//     place (like a secret-tree ratchet step, under the Public's mutex), so
+//     the same child cannot be derived twice: processing a commit a second
+//     time, or our own commit echoed back, fails (ErrOwnCommit before any
+//     derivation for our own; pprf.ErrPunctured for a repeat). Callers that
+//     keep several epochs (package epochs) must therefore adopt their own
+//     commits with HandlePendingCommit and skip duplicates.
+
+// ErrDMLSPathRequired rejects a commit without an UpdatePath in a DMLS
+// group: it has no path_secret[n], so no commit confirmation to bind the
+// child epoch's init_secret to.
+var ErrDMLSPathRequired = errors.New("group: DMLS commit without update path")
+
+// Scheme returns the group's init scheme.
+func (g *Group) Scheme() keyschedule.InitScheme { return g.pub.epoch.Scheme }
+
+func (p *Public) dmls() bool { return p.epoch.Scheme == keyschedule.SchemeDMLS }
+
+// nextInitSecret returns the init_secret for the child that a commit with
+// commit confirmation conf makes of p (nil conf under RFC 9420). Under
+// DMLS it punctures p's kept PRF at once, for every Group sharing p: a
+// child's secret is derived at most once however the commit's processing
+// ends.
+func (p *Public) nextInitSecret(conf []byte) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	initSecret, after, err := p.epoch.NextInitSecret(keyschedule.Child{CommitConfirmation: conf, GroupContext: p.ctxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("init secret: %w", err)
+	}
+	if p.dmls() {
+		old := p.epoch.InitSecret
+		p.epoch.InitSecret = after.InitSecret
+		clear(old)
+	}
+	return initSecret, nil
+}
+
+// sentConfirmation returns the commit confirmation of an UpdatePath we
+// generated as the member at leaf in t (the tree the path was made for),
+// or nil outside DMLS. path_secret[n] is the secret of the last node of
+// our filtered direct path; PathSecretFor yields it for any leaf below
+// that node's other child.
+func (p *Public) sentConfirmation(t *tree.Tree, leaf treemath.LeafIndex, gen *treekem.Generated) ([]byte, error) {
+	if !p.dmls() {
+		return nil, nil
+	}
+	fdp := t.FilteredDirectPath(leaf)
+	if gen == nil || len(fdp) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrDMLSPathRequired, pprf.ErrNoUpdatePath)
+	}
+	x := tree.CopathChild(fdp[len(fdp)-1], leaf.Node())
+	for !x.IsLeaf() {
+		x, _ = treemath.Left(x)
+	}
+	other, _ := x.Leaf()
+	last := gen.PathSecretFor(other)
+	defer clear(last)
+	return pprf.CommitConfirmation(p.suite, last)
+}
+
+// receivedConfirmation returns the commit confirmation of an UpdatePath
+// from committer that we (at leaf) decrypted: pathSecret is the secret of
+// our common ancestor with the committer, and path_secret[n] follows from
+// it by one "path" derivation per node above it on the committer's
+// filtered direct path. It returns nil outside DMLS.
+func (p *Public) receivedConfirmation(t *tree.Tree, committer, leaf treemath.LeafIndex, pathSecret []byte) ([]byte, error) {
+	if !p.dmls() {
+		return nil, nil
+	}
+	fdp := t.FilteredDirectPath(committer)
+	ca := treemath.CommonAncestor(committer.Node(), leaf.Node())
+	i := -1
+	for k, x := range fdp {
+		if x == ca {
+			i = k
+		}
+	}
+	if i < 0 || len(pathSecret) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrDMLSPathRequired, pprf.ErrNoUpdatePath)
+	}
+	last := deriveUp(p.suite, pathSecret, len(fdp)-1-i)
+	defer clear(last)
+	return pprf.CommitConfirmation(p.suite, last)
+}
+
+func deriveUp(s *suite.Suite, secret []byte, steps int) []byte {
+	out := append([]byte(nil), secret...)
+	for range steps {
+		next := s.DeriveSecret(out, "path")
+		clear(out)
+		out = next
+	}
+	return out
+}
+
+// Destroy zeroes the secrets that belong to g's epoch alone: the epoch
+// secrets and the kept init secret or PRF, and the secret tree's ratchets.
+// Call it when the epoch is dropped for good (package epochs' retention);
+// g and every Group sharing its Public are unusable afterwards.
+//
+// It leaves alone what later epochs share with this one: the
+// resumption_psk (later epochs keep it among their past epochs), the
+// signature key, and the private tree keys (a child epoch's
+// treekem.PrivateState shares the keys of nodes its commit did not
+// replace).
+func (g *Group) Destroy() {
+	p := g.pub
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := &p.epoch
+	for _, b := range [][]byte{
+		e.SenderDataSecret, e.EncryptionSecret, e.ExporterSecret, e.ExternalSecret,
+		e.ConfirmationKey, e.MembershipKey, e.EpochAuthenticator, e.InitSecret,
+	} {
+		clear(b)
+	}
+	p.secrets.Zero()
+}
