@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,6 +149,28 @@ func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 
 var benchSizes = []int{10, 100, 1000, 10000}
 
+// processCPU returns the CPU time (user and system) the process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU starts counting process CPU time; the returned function, called
+// after the b.Loop loop, reports it per operation as "cpu-ms/op". Unlike
+// ns/op it does not grow when other processes compete for the cores, so
+// figures from a loaded machine stay comparable; for parallel code it is
+// the sum over all goroutines, not the wall time.
+func reportCPU(b *testing.B) func() {
+	start := processCPU(b)
+	return func() {
+		used := processCPU(b) - start
+		b.ReportMetric(float64(used)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	}
+}
+
 func forEachBenchGroup(b *testing.B, fn func(b *testing.B, g *benchGroup)) {
 	for _, full := range []bool{true, false} {
 		for _, n := range benchSizes {
@@ -162,6 +185,7 @@ func forEachBenchGroup(b *testing.B, fn func(b *testing.B, g *benchGroup)) {
 func BenchmarkCommitWithPath(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
 		var size int
+		defer reportCPU(b)()
 		for b.Loop() {
 			pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
 			if err != nil {
@@ -179,6 +203,7 @@ func BenchmarkProcessCommit(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer reportCPU(b)()
 		for b.Loop() {
 			if _, err := g.receiver.Handle(pc.Commit); err != nil {
 				b.Fatal(err)
@@ -191,6 +216,7 @@ func BenchmarkAddMember(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
 		kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, "joiner")
 		var commitSize, welcomeSize int
+		defer reportCPU(b)()
 		for b.Loop() {
 			pc, err := g.committer.Commit(CommitOptions{Proposals: []*message.Proposal{AddProposal(&kp.KeyPackage)}})
 			if err != nil {
@@ -210,6 +236,7 @@ func BenchmarkJoin(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer reportCPU(b)()
 		for b.Loop() {
 			if _, err := Join(pc.Welcome, kp, nil); err != nil {
 				b.Fatal(err)
@@ -221,6 +248,7 @@ func BenchmarkJoin(b *testing.B) {
 func BenchmarkStateSize(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
 		var pub, priv, all int
+		defer reportCPU(b)()
 		for b.Loop() {
 			p, err := g.committer.Public().MarshalBinary()
 			if err != nil {
@@ -242,6 +270,7 @@ func BenchmarkDecodeState(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer reportCPU(b)()
 		for b.Loop() {
 			if _, err := UnmarshalGroup(data, Config{}); err != nil {
 				b.Fatal(err)
