@@ -69,8 +69,30 @@ const impls = new Map();
 async function suiteImpl(idOrName) {
   const name = typeof idOrName === "number" ? getCiphersuiteNameFromId(idOrName) : idOrName;
   if (name === undefined) throw invalid(`unsupported cipher suite ${idOrName}`);
-  if (!impls.has(name)) impls.set(name, await getCiphersuiteImpl(getCiphersuiteFromName(name)));
+  if (!impls.has(name)) impls.set(name, await uncompressedSignatureKeys(await getCiphersuiteImpl(getCiphersuiteFromName(name))));
   return impls.get(name);
+}
+
+// ts-mls 1.6.4 with @noble/curves 2 generates ECDSA signature public keys
+// in compressed form (33 bytes for P-256), while RFC 9420 section 5.1.1
+// requires the uncompressed point; RFC-conformant peers reject them. The
+// driver generates the same keys and publishes the uncompressed point,
+// which ts-mls's verify accepts as well.
+async function uncompressedSignatureKeys(cs) {
+  const curve = { P256: "p256", P384: "p384", P521: "p521" }[getCiphersuiteFromName(cs.name).signature];
+  if (curve === undefined) return cs;
+  const nist = await import("@noble/curves/nist.js");
+  const c = nist[curve];
+  return {
+    ...cs,
+    signature: {
+      ...cs.signature,
+      async keygen() {
+        const signKey = c.utils.randomSecretKey();
+        return { signKey, publicKey: c.getPublicKey(signKey, false) };
+      },
+    },
+  };
 }
 
 function decode(bytes, wireformat) {
