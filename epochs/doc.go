@@ -5,11 +5,15 @@
 // room's membership forbids, who should commit and when, and which old
 // epochs may be forgotten.
 //
-// It has no Matrix client, no database and no MLS group logic. Its inputs
-// are epochs (identity, parent, confirmation tag, members, the caller's
-// per-epoch state of type S), room membership at given points, and the
-// caller's clock; its outputs are heads, bases, plans for commits, and
-// rejections. The graph encodes to bytes, with the caller encoding S.
+// It has no Matrix client and no database. Graph[S] holds the rules over
+// any per-epoch state S: its inputs are epochs (identity, parent,
+// confirmation tag, members, the caller's state), room membership at given
+// points, and the caller's clock; its outputs are heads, bases, plans for
+// commits, and rejections. Member binds those rules to real MLS states
+// (mls/group with keyschedule.SchemeDMLS): it applies a commit on any
+// retained epoch, decrypts in any retained epoch, makes the next commit per
+// NextCommit, joins from Welcomes, and zeroes dropped epochs. Both encode
+// to bytes.
 //
 // The rules below are the protocol: every member of a room must apply them
 // identically, so they are stated here precisely enough to reimplement.
@@ -75,6 +79,42 @@
 // member whose own update was lost in a losing branch sends a fresh
 // update soon after. NextCommit computes the base, the heads to name and
 // the membership plan.
+//
+// # Commit events and joining
+//
+// A commit travels as an MLS PublicMessage (so that anyone can read its
+// confirmation tag) with these event fields: dmls_epoch of its base, the
+// dmls_epoch and number of the epoch it creates, epoch_creator,
+// commit_event and resolves/dmls_resolves. The committer also puts
+// dmls_resolves in the commit's authenticated_data
+// (struct { uint8 version = 1; opaque dmls_epoch<V><V>; }), so that the
+// signature covers it; receivers use the signed list and reject an event
+// that says otherwise. A receiver that processes the commit checks the
+// claimed dmls_epoch, number and creator against the result.
+//
+// A member that joins by Welcome holds only the epoch it was added to; to
+// order that epoch against other branches as the older members do, it
+// learns the history from the commit events themselves (it reads the room
+// timeline, backfilling along commit_event links): each event names its
+// base and its new epoch and carries the confirmation tag, so the joiner
+// records the chain from its epoch back as metadata (Graph.Learn). The
+// Welcome carries no history. A learned epoch's claimed dmls_epoch cannot
+// be checked by the joiner; a lie only changes the joiner's order of
+// branches, never what it accepts. We chose this over putting history in
+// the GroupInfo because the commits are public in the room anyway and a
+// GroupInfo extension would need every client to understand it.
+//
+// Under SchemeDMLS an epoch can derive each child once (its PRF is
+// punctured), so a member never processes a commit twice: it remembers
+// the hash of every commit it made, applied or rejected, adopts its own
+// commits when it makes them and skips their echo (ErrDuplicateCommit).
+// A commit whose base this member dropped cannot be processed
+// (ErrParentNotRetained); heads are never dropped and superseded epochs
+// are kept for MaxAge, so this only happens to commits made on an epoch
+// that was superseded longer ago than MaxAge (a partition longer than
+// that), and such a member then depends on the others' resolution. A
+// commit that removes this member is recorded as metadata only
+// (ErrRemoved).
 //
 // # Membership authority
 //

@@ -1,0 +1,128 @@
+package epochs
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/mls/group"
+)
+
+// cloneMember copies a member's graph structure so that a benchmark can
+// repeat an operation on the same starting point. States are shared: the
+// operations measured only puncture a base's PRF with a fresh input.
+func cloneMember(m *Member) *Member {
+	c := newMember(m.Self, m.cfg, m.Policy)
+	for id, n := range m.graph.nodes {
+		cp := *n
+		c.graph.nodes[id] = &cp
+	}
+	for id, ch := range m.graph.children {
+		c.graph.children[id] = append([]ID(nil), ch...)
+	}
+	c.graph.retiredBy = maps.Clone(m.graph.retiredBy)
+	c.known = maps.Clone(m.known)
+	return c
+}
+
+// forkedRoom makes a group of n devices in which members 1..heads commit
+// on the same epoch; members 0 and heads+1 apply all of them, so they see
+// a fork of the given number of heads.
+func forkedRoom(b *testing.B, n, heads int) (committer, receiver *Member, room Room) {
+	ms, room := memberRoomHeld(b, n, heads+2)
+	var commits []Commit
+	for i := 1; i <= heads; i++ {
+		out, err := ms[i].Commit(room, nil, fmt.Sprintf("$h%d", i), t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		commits = append(commits, out.Commit)
+	}
+	for _, m := range []*Member{ms[0], ms[heads+1]} {
+		for _, c := range commits {
+			if _, err := m.Apply(c, room, room, t0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if got := len(m.Graph().Heads()); got != heads {
+			b.Fatalf("%d heads, want %d", got, heads)
+		}
+	}
+	return ms[0], ms[heads+1], room
+}
+
+// BenchmarkResolveFork measures making the resolving commit (on the base,
+// naming the other heads, with a path) and applying it at another member.
+func BenchmarkResolveFork(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		for _, heads := range []int{2, 4, 8} {
+			committer, receiver, room := forkedRoom(b, n, heads)
+			b.Run(fmt.Sprintf("members=%d/heads=%d/commit", n, heads), func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					out, err := cloneMember(committer).Commit(room, nil, fmt.Sprintf("$r%d", i), t0)
+					if err != nil || len(out.Commit.Resolves) != heads-1 {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("members=%d/heads=%d/apply", n, heads), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					out, err := cloneMember(committer).Commit(room, nil, fmt.Sprintf("$r%d", i), t0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					r := cloneMember(receiver)
+					b.StartTimer()
+					if _, err := r.Apply(out.Commit, room, room, t0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkApplyOldEpoch applies a commit made on an epoch two epochs
+// behind the receiver's newest (still retained), next to one made on the
+// newest for comparison.
+func BenchmarkApplyOldEpoch(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		ms, room := memberRoomHeld(b, n, 3)
+		laggard := cloneMember(ms[2]) // stays at the old epoch
+		for i := range 2 {
+			out, err := ms[1].Commit(room, nil, fmt.Sprintf("$n%d", i), t0.Add(time.Second))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ms[0].Apply(out.Commit, room, room, t0); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ms[2].Apply(out.Commit, room, room, t0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			name   string
+			sender *Member
+		}{{"old", laggard}, {"newest", ms[2]}} {
+			b.Run(fmt.Sprintf("members=%d/base=%s", n, c.name), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					out, err := cloneMember(c.sender).Commit(room, nil, fmt.Sprintf("$o%d", i), t0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					r := cloneMember(ms[0])
+					b.StartTimer()
+					if _, err := r.Apply(out.Commit, room, room, t0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+var _ = group.Config{}
