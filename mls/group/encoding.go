@@ -2,7 +2,6 @@ package group
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
@@ -252,7 +251,7 @@ func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 		if g.priv.path.Suite().ID() != pub.suite.ID() {
 			return nil, fmt.Errorf("%w: private state of another suite", ErrInvalidState)
 		}
-		if err := g.priv.path.Check(pub.tree); err != nil && !errors.Is(err, treekem.ErrPublicKeyMismatch) {
+		if err := g.priv.path.Check(pub.tree); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 		}
 	}

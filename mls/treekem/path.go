@@ -206,8 +206,10 @@ func (p *PrivateState) Apply(t *tree.Tree, sender treemath.LeafIndex, path *mess
 	out.CommitSecret = secret
 	senderNode := sender.Node()
 	out.Private = p.with(func(x treemath.NodeIndex) bool {
-		// Keys of nodes on the sender's direct path are outdated (§7.5).
-		return !x.IsLeaf() && treemath.InSubtree(senderNode, x)
+		// Keys of nodes on the sender's direct path are outdated (§7.5),
+		// and so are those of nodes the commit's proposals blanked (an
+		// Update or Remove below them) or truncated away.
+		return !x.IsLeaf() && (treemath.InSubtree(senderNode, x) || t.IsBlank(x))
 	}, add)
 	return out, nil
 }

@@ -127,6 +127,19 @@ func (p *PrivateState) WithJoinerPathSecret(t *tree.Tree, committer treemath.Lea
 	return p.with(nil, add), nil
 }
 
+// Prune returns p without the keys of nodes that are blank in t or outside
+// it, for a member whose tree changed without an UpdatePath it applied:
+// an Update or Remove blanks the nodes above the changed leaf, and a
+// Remove may truncate the tree. Apply prunes by itself. It returns p if
+// nothing is dropped.
+func (p *PrivateState) Prune(t *tree.Tree) *PrivateState {
+	stale := func(x treemath.NodeIndex) bool { return !x.IsLeaf() && t.IsBlank(x) }
+	if !slices.ContainsFunc(p.keys, func(k nodeKey) bool { return stale(k.node) }) {
+		return p
+	}
+	return p.with(stale, nil)
+}
+
 // Check verifies that every key p holds belongs to a non-blank node of t
 // whose public key matches it, and that p's leaf is a member of t.
 func (p *PrivateState) Check(t *tree.Tree) error {

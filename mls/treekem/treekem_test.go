@@ -214,3 +214,70 @@ func mustSuite() *suite.Suite {
 	}
 	return s
 }
+
+// TestStaleKeysDropped checks that a member's state keeps no key for a node
+// that the commit's proposals blanked: Apply drops them, and Prune does for
+// a tree changed without a path.
+func TestStaleKeysDropped(t *testing.T) {
+	cases := []struct {
+		name    string
+		change  func(*tree.Tree) error
+		members []int // who holds a key the change makes stale
+		updated int   // a member whose leaf key the change replaced, or -1
+	}{
+		{"remove", func(tr *tree.Tree) error { return tr.RemoveLeaf(5) }, []int{4, 6, 7}, -1},
+		{"update", func(tr *tree.Tree) error {
+			leaf, _, _ := newLeaf(t, tr.Suite())
+			return tr.UpdateLeaf(6, &leaf)
+		}, []int{4, 5, 7}, 6},
+		{"remove and truncate", func(tr *tree.Tree) error {
+			for _, l := range []treemath.LeafIndex{7, 6, 5} {
+				if err := tr.RemoveLeaf(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, []int{4}, -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := newGroup(t, 8)
+			staged := g.tree.Clone()
+			if err := c.change(staged); err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range c.members {
+				if staged.Leaf(treemath.LeafIndex(j)) == nil {
+					continue
+				}
+				if err := g.states[j].Check(staged); !errors.Is(err, ErrPublicKeyMismatch) {
+					t.Fatalf("member %d before pruning: got %v, want a stale key", j, err)
+				}
+				if err := g.states[j].Prune(staged).Check(staged); err != nil {
+					t.Fatalf("member %d after Prune: %v", j, err)
+				}
+			}
+			committed := staged.Clone()
+			gen, err := g.states[0].Generate(committed, *staged.Leaf(0), g.sigPriv[0], testContext(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := gen.Private.Check(committed); err != nil {
+				t.Fatalf("committer: %v", err)
+			}
+			for j := 1; j < 8; j++ {
+				if staged.Leaf(treemath.LeafIndex(j)) == nil || j == c.updated {
+					continue
+				}
+				merged := staged.Clone()
+				got, err := g.states[j].Apply(merged, 0, gen.Path, testContext(1))
+				if err != nil {
+					t.Fatalf("member %d: %v", j, err)
+				}
+				if err := got.Private.Check(merged); err != nil {
+					t.Fatalf("member %d after Apply: %v", j, err)
+				}
+			}
+		})
+	}
+}
