@@ -218,29 +218,9 @@ func (p *Public) stage(props []resolved, committer message.Sender, cfg *Config, 
 func (st *staged) applyAdds(p *Public, props []resolved, required *message.RequiredCapabilities, credTypes []message.CredentialType, cfg *Config) error {
 	s := p.suite
 	t := st.tree
-	var sigKeys, encKeys map[string]bool
-	var memberCreds []message.CredentialType // supported by every member
 	for _, r := range props {
 		if r.proposal.Type != message.ProposalAdd {
 			continue
-		}
-		if sigKeys == nil {
-			sigKeys, encKeys = map[string]bool{}, map[string]bool{}
-			for x := treemath.NodeIndex(0); uint32(x) < t.Width(); x++ {
-				if k := t.EncryptionKey(x); k != nil {
-					encKeys[string(k)] = true
-				}
-			}
-			first := true
-			t.Members(func(_ treemath.LeafIndex, l *message.LeafNode) bool {
-				sigKeys[string(l.SignatureKey)] = true
-				if first {
-					memberCreds, first = slices.Clone(l.Capabilities.Credentials), false
-				} else {
-					memberCreds = slices.DeleteFunc(memberCreds, func(c message.CredentialType) bool { return !slices.Contains(l.Capabilities.Credentials, c) })
-				}
-				return true
-			})
 		}
 		kp := &r.proposal.Add.KeyPackage
 		lc := tree.LeafContext{Version: p.ctx.Version, Required: required, CredentialTypes: credTypes}
@@ -250,23 +230,24 @@ func (st *staged) applyAdds(p *Public, props []resolved, required *message.Requi
 		if err := tree.ValidateKeyPackage(s, kp, lc); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
 		}
+		// The tree's key index and member stats include the members
+		// added earlier in the list.
 		leaf := &kp.LeafNode
-		if sigKeys[string(leaf.SignatureKey)] {
+		if _, dup := t.LeafWithSignatureKey(leaf.SignatureKey); dup {
 			return fmt.Errorf("%w: %w: signature key already in the group", ErrInvalidProposalList, ErrDuplicateAdd)
 		}
-		if encKeys[string(leaf.EncryptionKey)] || encKeys[string(kp.InitKey)] {
+		_, dupEnc := t.NodeWithEncryptionKey(leaf.EncryptionKey)
+		_, dupInit := t.NodeWithEncryptionKey(kp.InitKey)
+		if dupEnc || dupInit {
 			return fmt.Errorf("%w: %w: encryption key already in the tree", ErrInvalidKeyPackage, tree.ErrDuplicateKey)
 		}
-		if !slices.Contains(memberCreds, leaf.Credential.Type) {
+		if !t.SupportedByAllMembers(leaf.Credential.Type) {
 			return fmt.Errorf("%w: credential type %d", ErrUnsupported, leaf.Credential.Type)
 		}
 		l, err := t.AddLeaf(leaf)
 		if err != nil {
 			return err
 		}
-		sigKeys[string(leaf.SignatureKey)] = true
-		encKeys[string(leaf.EncryptionKey)] = true
-		memberCreds = slices.DeleteFunc(memberCreds, func(c message.CredentialType) bool { return !slices.Contains(leaf.Capabilities.Credentials, c) })
 		st.adds = append(st.adds, added{leaf: l, keyPackage: kp})
 	}
 	return nil
@@ -344,15 +325,13 @@ func (p *Public) provisionalContext(st *staged) message.GroupContext {
 
 // checkPathKeys checks that no key of path appears in t (§12.4.2).
 func checkPathKeys(t *tree.Tree, path *message.UpdatePath) error {
-	keys := make(map[string]bool, len(path.Nodes)+1)
-	for _, n := range path.Nodes {
-		if keys[string(n.EncryptionKey)] {
-			return fmt.Errorf("%w: %w: key repeated in path", ErrInvalidPath, tree.ErrDuplicateKey)
+	for i, n := range path.Nodes {
+		for _, m := range path.Nodes[:i] {
+			if bytes.Equal(m.EncryptionKey, n.EncryptionKey) {
+				return fmt.Errorf("%w: %w: key repeated in path", ErrInvalidPath, tree.ErrDuplicateKey)
+			}
 		}
-		keys[string(n.EncryptionKey)] = true
-	}
-	for x := treemath.NodeIndex(0); uint32(x) < t.Width(); x++ {
-		if k := t.EncryptionKey(x); k != nil && keys[string(k)] {
+		if x, ok := t.NodeWithEncryptionKey(n.EncryptionKey); ok {
 			return fmt.Errorf("%w: %w: path key already at node %d", ErrInvalidPath, tree.ErrDuplicateKey, x)
 		}
 	}

@@ -167,19 +167,6 @@ func ValidateKeyPackage(s *suite.Suite, kp *message.KeyPackage, c LeafContext) e
 	return nil
 }
 
-// CredentialTypes returns the distinct credential types of the members'
-// leaves, in order of first appearance.
-func (t *Tree) CredentialTypes() []message.CredentialType {
-	var types []message.CredentialType
-	t.Members(func(_ treemath.LeafIndex, l *message.LeafNode) bool {
-		if !slices.Contains(types, l.Credential.Type) {
-			types = append(types, l.Credential.Type)
-		}
-		return true
-	})
-	return types
-}
-
 // CheckNewLeaf checks the rules of §7.3 that relate a leaf entering the
 // tree at l to the other members: its encryption and signature keys are
 // used by no other leaf (nor its encryption key by any parent), every
@@ -187,39 +174,49 @@ func (t *Tree) CredentialTypes() []message.CredentialType {
 // (an Update, or a commit's new leaf), its encryption key differs from the
 // one it replaces. For a leaf being added, pass a blank leaf index or one
 // beyond the tree. It complements ValidateLeafNode, whose CredentialTypes
-// the caller fills from t.CredentialTypes.
+// the caller fills from t.CredentialTypes. It costs index lookups, not a
+// pass over the tree.
 func (t *Tree) CheckNewLeaf(l treemath.LeafIndex, leaf *message.LeafNode) error {
+	lx := l.Node()
 	var err error
-	for i, n := range t.nodes {
-		if n == nil {
-			continue
-		}
-		x := treemath.NodeIndex(i)
-		if n.Parent != nil {
-			if string(n.Parent.EncryptionKey) == string(leaf.EncryptionKey) {
-				return fmt.Errorf("%w: encryption key of node %d", ErrDuplicateKey, x)
-			}
-			continue
-		}
-		if x == l.Node() {
-			if string(n.Leaf.EncryptionKey) == string(leaf.EncryptionKey) {
-				return fmt.Errorf("%w: encryption key not changed at leaf %d", ErrLeafNodeInvalid, l)
-			}
-			continue
-		}
+	t.enc.find(leaf.EncryptionKey, func(x treemath.NodeIndex) bool {
 		switch {
-		case string(n.Leaf.EncryptionKey) == string(leaf.EncryptionKey):
-			err = fmt.Errorf("%w: encryption key of leaf %d", ErrDuplicateKey, i/2)
-		case string(n.Leaf.SignatureKey) == string(leaf.SignatureKey):
-			err = fmt.Errorf("%w: signature key of leaf %d", ErrDuplicateKey, i/2)
-		case !slices.Contains(n.Leaf.Capabilities.Credentials, leaf.Credential.Type):
-			err = leafError(ErrUnsupportedCapability, "leaf %d does not support credential type %d", i/2, leaf.Credential.Type)
+		case x == lx:
+			err = fmt.Errorf("%w: encryption key not changed at leaf %d", ErrLeafNodeInvalid, l)
+		case x.IsLeaf():
+			err = fmt.Errorf("%w: encryption key of leaf %d", ErrDuplicateKey, x/2)
+		default:
+			err = fmt.Errorf("%w: encryption key of node %d", ErrDuplicateKey, x)
 		}
-		if err != nil {
-			return err
-		}
+		return false
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	t.sig.find(leaf.SignatureKey, func(x treemath.NodeIndex) bool {
+		if x != lx {
+			err = fmt.Errorf("%w: signature key of leaf %d", ErrDuplicateKey, x/2)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	ct := leaf.Credential.Type
+	if t.stats.supportedByOthers(ct, t.Leaf(l)) {
+		return nil
+	}
+	// Rare: find a member to name in the error.
+	t.Members(func(m treemath.LeafIndex, n *message.LeafNode) bool {
+		if m != l && !slices.Contains(n.Capabilities.Credentials, ct) {
+			err = leafError(ErrUnsupportedCapability, "leaf %d does not support credential type %d", m, ct)
+		}
+		return err == nil
+	})
+	if err == nil {
+		err = leafError(ErrUnsupportedCapability, "credential type %d", ct)
+	}
+	return err
 }
 
 // errorsJoinFirst returns the error of the lowest index, so that a parallel

@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -20,6 +21,12 @@ type Tree struct {
 	// A cached hash implies that every descendant's hash is cached too,
 	// which lets invalidation stop at the first ancestor already cleared.
 	hashes [][]byte
+	// enc indexes the encryption keys of all nodes and sig the signature
+	// keys of the leaves; stats summarises the members' credentials. All
+	// three are persistent values shared with clones and kept up to date
+	// by set.
+	enc, sig keyIndex
+	stats    memberStats
 }
 
 // New returns a one-leaf tree holding the creator's leaf, as a group starts
@@ -27,6 +34,7 @@ type Tree struct {
 func New(s *suite.Suite, creator *message.LeafNode) *Tree {
 	t := &Tree{suite: s, leaves: 1, nodes: make([]*message.Node, 1), hashes: make([][]byte, 1)}
 	t.nodes[0] = leafNode(creator)
+	t.buildIndex()
 	return t
 }
 
@@ -67,6 +75,7 @@ func FromRatchetTree(s *suite.Suite, rt message.RatchetTree) (*Tree, error) {
 		}
 		t.nodes[i] = node
 	}
+	t.buildIndex()
 	return t, nil
 }
 
@@ -91,6 +100,9 @@ func (t *Tree) Clone() *Tree {
 		leaves: t.leaves,
 		nodes:  append([]*message.Node(nil), t.nodes...),
 		hashes: append([][]byte(nil), t.hashes...),
+		enc:    t.enc,
+		sig:    t.sig,
+		stats:  t.stats,
 	}
 }
 
@@ -136,15 +148,31 @@ func (t *Tree) Parent(x treemath.NodeIndex) *message.ParentNode {
 // EncryptionKey returns the HPKE public key of the node at x, or nil if it
 // is blank.
 func (t *Tree) EncryptionKey(x treemath.NodeIndex) []byte {
-	n := t.Node(x)
-	switch {
-	case n == nil:
-		return nil
-	case n.Leaf != nil:
-		return n.Leaf.EncryptionKey
-	default:
-		return n.Parent.EncryptionKey
-	}
+	return nodeEncryptionKey(t.Node(x))
+}
+
+// NodeWithEncryptionKey returns a node whose encryption key is key, if
+// there is one. It costs a lookup in an index, not a pass over the tree.
+func (t *Tree) NodeWithEncryptionKey(key []byte) (treemath.NodeIndex, bool) {
+	var found treemath.NodeIndex
+	ok := false
+	t.enc.find(key, func(x treemath.NodeIndex) bool {
+		found, ok = x, true
+		return false
+	})
+	return found, ok
+}
+
+// LeafWithSignatureKey returns a member whose signature key is key, if
+// there is one.
+func (t *Tree) LeafWithSignatureKey(key []byte) (treemath.LeafIndex, bool) {
+	var found treemath.LeafIndex
+	ok := false
+	t.sig.find(key, func(x treemath.NodeIndex) bool {
+		found, ok = treemath.LeafIndex(x/2), true
+		return false
+	})
+	return found, ok
 }
 
 // IsBlank reports whether the node at x is blank (or outside the tree).
@@ -170,11 +198,57 @@ func parentNode(p *message.ParentNode) *message.Node {
 	return &message.Node{Type: message.NodeTypeParent, Parent: p}
 }
 
-// set replaces the node at x and forgets the cached hashes that depended
-// on it.
+// set replaces the node at x, forgets the cached hashes that depended on
+// it and updates the key index and member stats.
 func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
+	old := t.nodes[x]
 	t.nodes[x] = n
 	t.invalidate(x)
+	oldEnc, newEnc := nodeEncryptionKey(old), nodeEncryptionKey(n)
+	if old != nil && (n == nil || !bytes.Equal(oldEnc, newEnc)) {
+		t.enc = t.enc.without(oldEnc, x)
+	}
+	if n != nil && (old == nil || !bytes.Equal(oldEnc, newEnc)) {
+		t.enc = t.enc.with(newEnc, x)
+	}
+	if !x.IsLeaf() {
+		return
+	}
+	if old != nil {
+		t.sig = t.sig.without(old.Leaf.SignatureKey, x)
+		t.stats = t.stats.with(old.Leaf, -1)
+	}
+	if n != nil {
+		t.sig = t.sig.with(n.Leaf.SignatureKey, x)
+		t.stats = t.stats.with(n.Leaf, 1)
+	}
+}
+
+// buildIndex builds the key index and member stats of a new tree.
+func (t *Tree) buildIndex() {
+	t.enc, t.sig, t.stats = newKeyIndex(), newKeyIndex(), memberStats{}
+	for i, n := range t.nodes {
+		if n == nil {
+			continue
+		}
+		x := treemath.NodeIndex(i)
+		t.enc.add(nodeEncryptionKey(n), x)
+		if n.Leaf != nil {
+			t.sig.add(n.Leaf.SignatureKey, x)
+			t.stats = t.stats.with(n.Leaf, 1)
+		}
+	}
+}
+
+func nodeEncryptionKey(n *message.Node) []byte {
+	switch {
+	case n == nil:
+		return nil
+	case n.Leaf != nil:
+		return n.Leaf.EncryptionKey
+	default:
+		return n.Parent.EncryptionKey
+	}
 }
 
 func (t *Tree) invalidate(x treemath.NodeIndex) {

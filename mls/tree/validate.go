@@ -93,25 +93,31 @@ func (t *Tree) checkUnmergedLeaves() error {
 }
 
 // checkUniqueKeys checks that no encryption key appears in two nodes and
-// no signature key in two leaves.
+// no signature key in two leaves, using the key index that
+// FromRatchetTree built.
 func (t *Tree) checkUniqueKeys() error {
-	enc := make(map[string]treemath.NodeIndex, len(t.nodes)/2)
-	sig := make(map[string]treemath.NodeIndex, len(t.nodes)/4)
+	var err error
 	for i, n := range t.nodes {
 		if n == nil {
 			continue
 		}
 		x := treemath.NodeIndex(i)
-		key := t.EncryptionKey(x)
-		if prev, dup := enc[string(key)]; dup {
-			return fmt.Errorf("%w: encryption key of nodes %d and %d", ErrDuplicateKey, prev, x)
-		}
-		enc[string(key)] = x
-		if n.Leaf != nil {
-			if prev, dup := sig[string(n.Leaf.SignatureKey)]; dup {
-				return fmt.Errorf("%w: signature key of nodes %d and %d", ErrDuplicateKey, prev, x)
+		t.enc.find(nodeEncryptionKey(n), func(y treemath.NodeIndex) bool {
+			if y != x {
+				err = fmt.Errorf("%w: encryption key of nodes %d and %d", ErrDuplicateKey, min(x, y), max(x, y))
 			}
-			sig[string(n.Leaf.SignatureKey)] = x
+			return err == nil
+		})
+		if err == nil && n.Leaf != nil {
+			t.sig.find(n.Leaf.SignatureKey, func(y treemath.NodeIndex) bool {
+				if y != x {
+					err = fmt.Errorf("%w: signature key of nodes %d and %d", ErrDuplicateKey, min(x, y), max(x, y))
+				}
+				return err == nil
+			})
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
