@@ -91,7 +91,7 @@ func Parse(data []byte) (*Config, error) {
 var (
 	localpartPattern = regexp.MustCompile(`^[a-z0-9._=/+-]+$`)
 	domainPattern    = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
-	tokenPattern     = regexp.MustCompile(`^[A-Za-z0-9]{32,}$`)
+	tokenPattern     = regexp.MustCompile(`^[\x21-\x7e]{32,}$`)
 )
 
 func isPlaceholder(s string) bool {
@@ -156,7 +156,7 @@ func (c *Config) Validate() error {
 		case isPlaceholder(t.value):
 			return keyErr(t.key, "still the placeholder; run mls-appservice -g to generate the registration and tokens")
 		case !tokenPattern.MatchString(t.value):
-			return keyErr(t.key, "must be at least 32 letters and digits; run mls-appservice -g to generate it")
+			return keyErr(t.key, "must be at least 32 printable ASCII characters without spaces; run mls-appservice -g to generate it")
 		}
 	}
 	if c.AppService.ASToken == c.AppService.HSToken {

@@ -77,6 +77,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"appservice.as_token", nil, "appservice.as_token: missing; run mls-appservice -g"},
 		{"appservice.hs_token", "CHANGE_ME (run mls-appservice -g)", "appservice.hs_token: still the placeholder"},
 		{"appservice.hs_token", "short", "appservice.hs_token: must be at least 32"},
+		{"appservice.hs_token", "BBBBBBBBBBBBBBBB BBBBBBBBBBBBBBBBBBBBBBB", "appservice.hs_token: must be at least 32"},
 		{"appservice.hs_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "appservice.hs_token: must differ"},
 		{"appservice.port", 70000, "appservice.port: must be between 1 and 65535"},
 		{"appservice.bot_username", "Bot!", "appservice.bot_username: must contain only"},
