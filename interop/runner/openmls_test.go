@@ -1,0 +1,135 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// openmlsDriverEnv names the OpenMLS driver binary built by
+// interop/openmls/build.sh; scripts/test sets it.
+const openmlsDriverEnv = "MLSAS_OPENMLS_DRIVER"
+
+// Scenarios OpenMLS 0.9.2 cannot take part in, with the reason
+// (interop/openmls/README.md); every other scenario must pass.
+var openmlsUnsupported = map[string]string{
+	"reinit": "OpenMLS has no API for ReInit proposals or a group started with a reinit PSK",
+	"branch": "OpenMLS has no API for a group started with a branch PSK",
+}
+
+// peer starts one MLSClient server for a test and says which scenarios it
+// cannot take part in.
+type peer struct {
+	start       func(t *testing.T) *Client
+	unsupported map[string]string
+}
+
+var openmlsPeer = peer{start: startOpenMLS, unsupported: openmlsUnsupported}
+
+// openmlsPairs lists the implementations run against each other; Run
+// plays every scenario with the roles both ways round, so one entry
+// covers both directions. label is the peer named in the summary line.
+var openmlsPairs = []struct {
+	label string
+	a, b  peer
+}{
+	{"openmls", openmlsPeer, openmlsPeer},
+}
+
+func TestOpenMLSInterop(t *testing.T) {
+	for _, pair := range openmlsPairs {
+		t.Run(pair.label, func(t *testing.T) {
+			a, b := pair.a.start(t), pair.b.start(t)
+			for _, suite := range []uint16{1, 2, 3} {
+				res, err := Run(context.Background(), a, b, suite, Scenarios)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Println(res.Line(pair.label))
+				for _, o := range res.Outcomes {
+					switch {
+					case o.Passed():
+					case o.Unsupported() && (pair.a.unsupported[o.Scenario] != "" || pair.b.unsupported[o.Scenario] != ""):
+						t.Logf("unsupported: %v", o)
+					default:
+						t.Errorf("suite %d: %v", suite, o)
+					}
+				}
+			}
+		})
+	}
+}
+
+// startOpenMLS starts the OpenMLS driver named by MLSAS_OPENMLS_DRIVER and
+// connects to it. A missing binary fails the test: skipping would hide
+// that the interop run did not happen.
+func startOpenMLS(t *testing.T) *Client {
+	t.Helper()
+	bin := os.Getenv(openmlsDriverEnv)
+	if bin == "" {
+		t.Fatalf("%s is not set: build the driver with interop/openmls/build.sh and set %s to the path it prints", openmlsDriverEnv, openmlsDriverEnv)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s: %v (build it with interop/openmls/build.sh)", openmlsDriverEnv, err)
+	}
+	return startDriverProcess(t, bin, "--port", "0")
+}
+
+// startDriverProcess runs an MLSClient server that prints
+// "listening <port>" on stdout once it accepts connections, dials it, and
+// stops it when the test ends.
+func startDriverProcess(t *testing.T, bin string, args ...string) *Client {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("%s stdout: %v", bin, err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr, err := awaitListening(out, 30*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	c, err := Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func awaitListening(out io.Reader, timeout time.Duration) (string, error) {
+	port := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if p, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+				port <- p
+			}
+		}
+		close(port)
+	}()
+	select {
+	case p, ok := <-port:
+		if !ok {
+			return "", errors.New("exited before listening")
+		}
+		return "127.0.0.1:" + p, nil
+	case <-time.After(timeout):
+		return "", fmt.Errorf("did not start listening within %v", timeout)
+	}
+}
