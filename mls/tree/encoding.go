@@ -17,7 +17,7 @@ const encodingVersion = 1
 // suite, the leaf count and the wire ratchet tree. Hashes are not stored;
 // they are recomputed on demand.
 func (t *Tree) MarshalBinary() ([]byte, error) {
-	w := codec.NewWriter(64 + 256*len(t.nodes)/2)
+	w := codec.NewWriter(64 + 256*t.store.width/2)
 	w.Uint8(encodingVersion)
 	w.Uint16(uint16(t.suite.ID()))
 	w.Uint32(uint32(t.leaves))
@@ -52,6 +52,7 @@ func (t *Tree) UnmarshalBinary(data []byte) error {
 	if nt.leaves != leaves {
 		return fmt.Errorf("%w: leaf count %d, tree has %d", ErrInvalidState, leaves, nt.leaves)
 	}
-	*t = *nt
+	t.suite, t.leaves, t.enc, t.sig, t.stats = nt.suite, nt.leaves, nt.enc, nt.sig, nt.stats
+	nt.store.cloneInto(&t.store)
 	return nil
 }

@@ -22,13 +22,13 @@ func (t *Tree) TreeHash(x treemath.NodeIndex) []byte {
 }
 
 func (t *Tree) hash(x treemath.NodeIndex) []byte {
-	if h := t.hashes[x]; h != nil {
+	if h := t.store.hash(x); h != nil {
 		return h
 	}
 	var h []byte
 	if leaf, ok := x.Leaf(); ok {
 		var l *message.LeafNode
-		if n := t.nodes[x]; n != nil {
+		if n := t.store.node(x); n != nil {
 			l = n.Leaf
 		}
 		h = t.leafHash(leaf, l)
@@ -36,12 +36,12 @@ func (t *Tree) hash(x treemath.NodeIndex) []byte {
 		left, _ := treemath.Left(x)
 		right, _ := treemath.Right(x)
 		var p *message.ParentNode
-		if n := t.nodes[x]; n != nil {
+		if n := t.store.node(x); n != nil {
 			p = n.Parent
 		}
 		h = t.parentHash(p, t.hash(left), t.hash(right))
 	}
-	t.hashes[x] = h
+	t.store.setHash(x, h)
 	return h
 }
 
@@ -84,7 +84,7 @@ func (t *Tree) hashWithout(x treemath.NodeIndex, removed []uint32) []byte {
 	left, _ := treemath.Left(x)
 	right, _ := treemath.Right(x)
 	var p *message.ParentNode
-	if n := t.nodes[x]; n != nil {
+	if n := t.store.node(x); n != nil {
 		p = n.Parent
 		if len(p.UnmergedLeaves) > 0 {
 			kept := make([]uint32, 0, len(p.UnmergedLeaves))
@@ -131,6 +131,6 @@ func (t *Tree) ParentHash(encryptionKey, parentHash, originalSiblingTreeHash []b
 // parentHashOf returns the parent hash of the parent node at p with copath
 // child s, as its descendant on the other side must carry it.
 func (t *Tree) parentHashOf(p, s treemath.NodeIndex) []byte {
-	pn := t.nodes[p].Parent
+	pn := t.store.node(p).Parent
 	return t.ParentHash(pn.EncryptionKey, pn.ParentHash, t.hashWithout(s, pn.UnmergedLeaves))
 }

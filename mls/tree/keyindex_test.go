@@ -96,16 +96,18 @@ func TestKeyIndexPersistent(t *testing.T) {
 // afresh from its nodes.
 func checkTreeIndex(t *testing.T, tr *Tree) {
 	t.Helper()
-	fresh := &Tree{nodes: tr.nodes}
+	fresh := &Tree{}
+	tr.store.cloneInto(&fresh.store)
 	fresh.buildIndex()
 	if fmt.Sprint(fresh.stats) != fmt.Sprint(tr.stats) {
 		t.Fatalf("member stats %v, rebuilt %v", tr.stats, fresh.stats)
 	}
-	for i, n := range tr.nodes {
+	for i := range tr.store.width {
+		x := treemath.NodeIndex(i)
+		n := tr.store.node(x)
 		if n == nil {
 			continue
 		}
-		x := treemath.NodeIndex(i)
 		for _, c := range []struct {
 			ix, fresh keyIndex
 			key       []byte

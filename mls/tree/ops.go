@@ -27,7 +27,7 @@ func (t *Tree) AddLeaf(leaf *message.LeafNode) (treemath.LeafIndex, error) {
 	}
 	x := l.Node()
 	for p, ok := t.leaves.Parent(x); ok; p, ok = t.leaves.Parent(p) {
-		old := t.nodes[p]
+		old := t.store.node(p)
 		if old == nil {
 			continue
 		}
@@ -44,8 +44,8 @@ func (t *Tree) AddLeaf(leaf *message.LeafNode) (treemath.LeafIndex, error) {
 }
 
 func (t *Tree) leftmostBlankLeaf() (treemath.LeafIndex, bool) {
-	for i := 0; i < len(t.nodes); i += 2 {
-		if t.nodes[i] == nil {
+	for i := 0; i < t.store.width; i += 2 {
+		if t.store.node(treemath.NodeIndex(i)) == nil {
 			return treemath.LeafIndex(i / 2), true
 		}
 	}
@@ -56,9 +56,7 @@ func (t *Tree) leftmostBlankLeaf() (treemath.LeafIndex, bool) {
 // unchanged node indices, so every cached hash stays valid.
 func (t *Tree) extend() {
 	t.leaves *= 2
-	w := int(t.leaves.Width())
-	t.nodes = append(t.nodes, make([]*message.Node, w-len(t.nodes))...)
-	t.hashes = append(t.hashes, make([][]byte, w-len(t.hashes))...)
+	t.store.resize(int(t.leaves.Width()))
 }
 
 // UpdateLeaf applies an Update proposal (§12.1.2): it replaces the
@@ -89,7 +87,7 @@ func (t *Tree) checkMember(l treemath.LeafIndex) error {
 	if !t.leaves.ContainsLeaf(l) {
 		return fmt.Errorf("%w: %d", ErrLeafOutOfRange, l)
 	}
-	if t.nodes[l.Node()] == nil {
+	if t.store.node(l.Node()) == nil {
 		return fmt.Errorf("%w: %d", ErrBlankLeaf, l)
 	}
 	return nil
@@ -97,7 +95,7 @@ func (t *Tree) checkMember(l treemath.LeafIndex) error {
 
 func (t *Tree) blankDirectPath(x treemath.NodeIndex) {
 	for p, ok := t.leaves.Parent(x); ok; p, ok = t.leaves.Parent(p) {
-		if t.nodes[p] != nil {
+		if t.store.node(p) != nil {
 			t.set(p, nil)
 		}
 	}
@@ -108,8 +106,8 @@ func (t *Tree) blankDirectPath(x treemath.NodeIndex) {
 // indices and cached hashes.
 func (t *Tree) truncate() {
 	last := -1
-	for i := len(t.nodes) - 1; i >= 0; i -= 2 {
-		if t.nodes[i] != nil {
+	for i := t.store.width - 1; i >= 0; i -= 2 {
+		if t.store.node(treemath.NodeIndex(i)) != nil {
 			last = i / 2
 			break
 		}
@@ -118,11 +116,7 @@ func (t *Tree) truncate() {
 	if leaves >= t.leaves {
 		return
 	}
-	w := leaves.Width()
-	clear(t.nodes[w:])
-	clear(t.hashes[w:])
-	t.nodes = t.nodes[:w]
-	t.hashes = t.hashes[:w]
+	t.store.resize(int(leaves.Width()))
 	t.leaves = leaves
 }
 

@@ -11,10 +11,10 @@ import (
 // leaves, depth-first and left-first. Reusing dst lets loops over a large
 // tree run without allocating per node.
 func (t *Tree) AppendResolution(dst []treemath.NodeIndex, x treemath.NodeIndex) []treemath.NodeIndex {
-	if uint64(x) >= uint64(len(t.nodes)) {
+	if uint64(x) >= uint64(t.store.width) {
 		return dst
 	}
-	if n := t.nodes[x]; n != nil {
+	if n := t.store.node(x); n != nil {
 		dst = append(dst, x)
 		if n.Parent != nil {
 			for _, l := range n.Parent.UnmergedLeaves {
@@ -40,7 +40,7 @@ func (t *Tree) Resolution(x treemath.NodeIndex) []treemath.NodeIndex {
 // resolutionEmpty reports whether the resolution of x is empty, that is,
 // whether its whole subtree is blank. It stops at the first non-blank node.
 func (t *Tree) resolutionEmpty(x treemath.NodeIndex) bool {
-	if t.nodes[x] != nil {
+	if t.store.node(x) != nil {
 		return false
 	}
 	if x.IsLeaf() {

@@ -14,13 +14,12 @@ import (
 type Tree struct {
 	suite  *suite.Suite
 	leaves treemath.LeafCount
-	// nodes has leaves.Width() entries; nil is a blank node. The pointed-to
-	// nodes are never modified, only replaced.
-	nodes []*message.Node
-	// hashes caches tree hashes by node index; nil means not computed.
-	// A cached hash implies that every descendant's hash is cached too,
-	// which lets invalidation stop at the first ancestor already cleared.
-	hashes [][]byte
+	// store holds leaves.Width() nodes, nil for a blank node, and caches
+	// their tree hashes, nil meaning not computed. The pointed-to nodes are
+	// never modified, only replaced. A cached hash implies that every
+	// descendant's hash is cached too, which lets invalidation stop at the
+	// first ancestor already cleared.
+	store nodeStore
 	// enc indexes the encryption keys of all nodes and sig the signature
 	// keys of the leaves; stats summarises the members' credentials. All
 	// three are persistent values shared with clones and kept up to date
@@ -32,8 +31,9 @@ type Tree struct {
 // New returns a one-leaf tree holding the creator's leaf, as a group starts
 // (§11).
 func New(s *suite.Suite, creator *message.LeafNode) *Tree {
-	t := &Tree{suite: s, leaves: 1, nodes: make([]*message.Node, 1), hashes: make([][]byte, 1)}
-	t.nodes[0] = leafNode(creator)
+	t := &Tree{suite: s, leaves: 1}
+	t.store.init(1)
+	t.store.setNode(0, leafNode(creator))
 	t.buildIndex()
 	return t
 }
@@ -56,12 +56,8 @@ func FromRatchetTree(s *suite.Suite, rt message.RatchetTree) (*Tree, error) {
 	}
 	// The smallest full tree that has a node at index n-1.
 	leaves := treemath.LeafCountFor(uint32((uint64(n) + 2) / 2))
-	t := &Tree{
-		suite:  s,
-		leaves: leaves,
-		nodes:  make([]*message.Node, leaves.Width()),
-		hashes: make([][]byte, leaves.Width()),
-	}
+	t := &Tree{suite: s, leaves: leaves}
+	t.store.init(int(leaves.Width()))
 	for i, node := range rt {
 		if node == nil {
 			continue
@@ -73,7 +69,7 @@ func FromRatchetTree(s *suite.Suite, rt message.RatchetTree) (*Tree, error) {
 		case !isLeaf && (node.Type != message.NodeTypeParent || node.Parent == nil):
 			return nil, fmt.Errorf("%w: node %d is not a parent", ErrMalformedTree, i)
 		}
-		t.nodes[i] = node
+		t.store.setNode(treemath.NodeIndex(i), node)
 	}
 	t.buildIndex()
 	return t, nil
@@ -83,27 +79,20 @@ func FromRatchetTree(s *suite.Suite, rt message.RatchetTree) (*Tree, error) {
 // omitted, as §12.4.3.3 requires. The nodes are shared with t and must not
 // be modified.
 func (t *Tree) RatchetTree() message.RatchetTree {
-	end := len(t.nodes)
-	for end > 0 && t.nodes[end-1] == nil {
+	end := t.store.width
+	for end > 0 && t.store.node(treemath.NodeIndex(end-1)) == nil {
 		end--
 	}
-	rt := make(message.RatchetTree, end)
-	copy(rt, t.nodes[:end])
-	return rt
+	return t.store.appendNodes(make(message.RatchetTree, 0, end), end)
 }
 
 // Clone returns a tree that shares t's immutable nodes and hashes but
-// evolves independently of it.
+// evolves independently of it. It copies one pointer per 64 nodes; each
+// tree copies a shared chunk of nodes when it first changes it.
 func (t *Tree) Clone() *Tree {
-	return &Tree{
-		suite:  t.suite,
-		leaves: t.leaves,
-		nodes:  append([]*message.Node(nil), t.nodes...),
-		hashes: append([][]byte(nil), t.hashes...),
-		enc:    t.enc,
-		sig:    t.sig,
-		stats:  t.stats,
-	}
+	c := &Tree{suite: t.suite, leaves: t.leaves, enc: t.enc, sig: t.sig, stats: t.stats}
+	t.store.cloneInto(&c.store)
+	return c
 }
 
 // Suite returns the cipher suite the tree hashes with.
@@ -114,14 +103,14 @@ func (t *Tree) Suite() *suite.Suite { return t.suite }
 func (t *Tree) LeafCount() treemath.LeafCount { return t.leaves }
 
 // Width returns the number of nodes.
-func (t *Tree) Width() uint32 { return uint32(len(t.nodes)) }
+func (t *Tree) Width() uint32 { return uint32(t.store.width) }
 
 // Node returns the node at x, or nil if it is blank or outside the tree.
 func (t *Tree) Node(x treemath.NodeIndex) *message.Node {
-	if uint64(x) >= uint64(len(t.nodes)) {
+	if uint64(x) >= uint64(t.store.width) {
 		return nil
 	}
-	return t.nodes[x]
+	return t.store.node(x)
 }
 
 // Leaf returns the LeafNode at leaf l, or nil if it is blank or outside
@@ -130,7 +119,7 @@ func (t *Tree) Leaf(l treemath.LeafIndex) *message.LeafNode {
 	if !t.leaves.ContainsLeaf(l) {
 		return nil
 	}
-	if n := t.nodes[l.Node()]; n != nil {
+	if n := t.store.node(l.Node()); n != nil {
 		return n.Leaf
 	}
 	return nil
@@ -181,8 +170,8 @@ func (t *Tree) IsBlank(x treemath.NodeIndex) bool { return t.Node(x) == nil }
 // Members calls fn for each non-blank leaf in index order, stopping early
 // if fn returns false.
 func (t *Tree) Members(fn func(treemath.LeafIndex, *message.LeafNode) bool) {
-	for i := 0; i < len(t.nodes); i += 2 {
-		if n := t.nodes[i]; n != nil {
+	for i := 0; i < t.store.width; i += 2 {
+		if n := t.store.node(treemath.NodeIndex(i)); n != nil {
 			if !fn(treemath.LeafIndex(i/2), n.Leaf) {
 				return
 			}
@@ -201,8 +190,8 @@ func parentNode(p *message.ParentNode) *message.Node {
 // set replaces the node at x, forgets the cached hashes that depended on
 // it and updates the key index and member stats.
 func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
-	old := t.nodes[x]
-	t.nodes[x] = n
+	old := t.store.node(x)
+	t.store.setNode(x, n)
 	t.invalidate(x)
 	oldEnc, newEnc := nodeEncryptionKey(old), nodeEncryptionKey(n)
 	if old != nil && (n == nil || !bytes.Equal(oldEnc, newEnc)) {
@@ -227,11 +216,12 @@ func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
 // buildIndex builds the key index and member stats of a new tree.
 func (t *Tree) buildIndex() {
 	t.enc, t.sig, t.stats = newKeyIndex(), newKeyIndex(), memberStats{}
-	for i, n := range t.nodes {
+	for i := range t.store.width {
+		x := treemath.NodeIndex(i)
+		n := t.store.node(x)
 		if n == nil {
 			continue
 		}
-		x := treemath.NodeIndex(i)
 		t.enc.add(nodeEncryptionKey(n), x)
 		if n.Leaf != nil {
 			t.sig.add(n.Leaf.SignatureKey, x)
@@ -252,13 +242,13 @@ func nodeEncryptionKey(n *message.Node) []byte {
 }
 
 func (t *Tree) invalidate(x treemath.NodeIndex) {
-	t.hashes[x] = nil
+	t.store.setHash(x, nil)
 	for {
 		p, ok := t.leaves.Parent(x)
-		if !ok || t.hashes[p] == nil {
+		if !ok || t.store.hash(p) == nil {
 			return
 		}
-		t.hashes[p] = nil
+		t.store.setHash(p, nil)
 		x = p
 	}
 }

@@ -57,8 +57,8 @@ func (t *Tree) checkUnmergedLeaves() error {
 		leaf uint32
 	}
 	var listed map[entry]struct{}
-	for i := 1; i < len(t.nodes); i += 2 {
-		n := t.nodes[i]
+	for i := 1; i < t.store.width; i += 2 {
+		n := t.store.node(treemath.NodeIndex(i))
 		if n == nil || len(n.Parent.UnmergedLeaves) == 0 {
 			continue
 		}
@@ -68,7 +68,7 @@ func (t *Tree) checkUnmergedLeaves() error {
 		p := treemath.NodeIndex(i)
 		for _, u := range n.Parent.UnmergedLeaves {
 			l := treemath.LeafIndex(u)
-			if !t.leaves.ContainsLeaf(l) || t.nodes[l.Node()] == nil || !treemath.InSubtree(l.Node(), p) {
+			if !t.leaves.ContainsLeaf(l) || t.store.node(l.Node()) == nil || !treemath.InSubtree(l.Node(), p) {
 				return fmt.Errorf("%w: node %d lists leaf %d", ErrUnmergedLeavesInvalid, p, u)
 			}
 			e := entry{p, u}
@@ -81,7 +81,7 @@ func (t *Tree) checkUnmergedLeaves() error {
 	for e := range listed {
 		x := treemath.LeafIndex(e.leaf).Node()
 		for q, _ := t.leaves.Parent(x); q != e.node; q, _ = t.leaves.Parent(q) {
-			if t.nodes[q] == nil {
+			if t.store.node(q) == nil {
 				continue
 			}
 			if _, ok := listed[entry{q, e.leaf}]; !ok {
@@ -97,11 +97,12 @@ func (t *Tree) checkUnmergedLeaves() error {
 // FromRatchetTree built.
 func (t *Tree) checkUniqueKeys() error {
 	var err error
-	for i, n := range t.nodes {
+	for i := range t.store.width {
+		x := treemath.NodeIndex(i)
+		n := t.store.node(x)
 		if n == nil {
 			continue
 		}
-		x := treemath.NodeIndex(i)
 		t.enc.find(nodeEncryptionKey(n), func(y treemath.NodeIndex) bool {
 			if y != x {
 				err = fmt.Errorf("%w: encryption key of nodes %d and %d", ErrDuplicateKey, min(x, y), max(x, y))
@@ -137,8 +138,8 @@ func (t *Tree) checkUniqueKeys() error {
 // duplicates.
 func (t *Tree) VerifyParentHashes() error {
 	var res []treemath.NodeIndex
-	for i := 1; i < len(t.nodes); i += 2 {
-		n := t.nodes[i]
+	for i := 1; i < t.store.width; i += 2 {
+		n := t.store.node(treemath.NodeIndex(i))
 		if n == nil {
 			continue
 		}
@@ -153,7 +154,7 @@ func (t *Tree) VerifyParentHashes() error {
 			if !ok {
 				continue
 			}
-			dn := t.nodes[d]
+			dn := t.store.node(d)
 			var dph []byte
 			switch {
 			case dn.Parent != nil:
@@ -221,7 +222,7 @@ func (t *Tree) validateLeaves(o ValidateOptions) error {
 		wg.Go(func() {
 			c := c
 			for l := lo; l < hi; l++ {
-				n := t.nodes[2*l]
+				n := t.store.node(treemath.NodeIndex(2 * l))
 				if n == nil {
 					continue
 				}
