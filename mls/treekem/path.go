@@ -70,22 +70,24 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 		return nil, fmt.Errorf("generate leaf key: %w", err)
 	}
 	g := &Generated{sender: p.leaf, fdp: fdp, pathSecrets: make([][]byte, len(fdp))}
-	keys := make([]nodeKey, 0, len(fdp)+1)
-	keys = append(keys, nodeKey{p.leaf.Node(), leafPriv})
+	keys := make([]nodeKey, len(fdp)+1)
+	keys[0] = nodeKey{p.leaf.Node(), leafPriv}
 	pubs := make([][]byte, len(fdp))
 	secret := make([]byte, s.HashSize())
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	for i, x := range fdp {
+	for i := range fdp {
 		g.pathSecrets[i] = secret
-		priv, pub, err := derivePathKey(s, secret)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, nodeKey{x, priv})
-		pubs[i] = pub
 		secret = s.DeriveSecret(secret, "path")
+	}
+	err = parallel(len(fdp), func(i int) error {
+		priv, pub, err := derivePathKey(s, g.pathSecrets[i])
+		keys[i+1], pubs[i] = nodeKey{fdp[i], priv}, pub
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	g.CommitSecret = secret
 	if len(fdp) == 0 {
@@ -115,18 +117,34 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 	ctx.TreeHash = t.RootHash()
 	ctxBytes := codec.Marshal(&ctx)
 	g.Path = &message.UpdatePath{LeafNode: leaf, Nodes: make([]message.UpdatePathNode, len(fdp))}
+	// One HPKE encryption per node of each copath resolution: the bulk
+	// of a commit's cost, and independent of each other.
+	type job struct {
+		to  treemath.NodeIndex
+		out *message.HPKECiphertext
+		i   int
+	}
+	var jobs []job
 	var res []treemath.NodeIndex
 	for i, x := range fdp {
 		res = t.AppendCopathResolution(res[:0], x, p.leaf, o.Exclude)
 		cts := make([]message.HPKECiphertext, len(res))
 		for j, r := range res {
-			kem, ct, err := s.EncryptWithLabel(t.EncryptionKey(r), "UpdatePathNode", ctxBytes, g.pathSecrets[i])
-			if err != nil {
-				return nil, fmt.Errorf("encrypt path secret to node %d: %w", r, err)
-			}
-			cts[j] = message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+			jobs = append(jobs, job{r, &cts[j], i})
 		}
 		g.Path.Nodes[i] = message.UpdatePathNode{EncryptionKey: pubs[i], EncryptedPathSecret: cts}
+	}
+	err = parallel(len(jobs), func(k int) error {
+		j := jobs[k]
+		kem, ct, err := s.EncryptWithLabel(t.EncryptionKey(j.to), "UpdatePathNode", ctxBytes, g.pathSecrets[j.i])
+		if err != nil {
+			return fmt.Errorf("encrypt path secret to node %d: %w", j.to, err)
+		}
+		*j.out = message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	// The member's old keys above its leaf are gone with the nodes they
 	// opened: its whole direct path was blanked or replaced.
@@ -189,19 +207,28 @@ func (p *PrivateState) Apply(t *tree.Tree, sender treemath.LeafIndex, path *mess
 		return nil, fmt.Errorf("%w: node %d: %w", ErrDecrypt, res[j], err)
 	}
 	out := &Applied{PathSecret: bytes.Clone(secret)}
-	var add []nodeKey
-	for k := i; k < len(fdp); k++ {
-		priv, pub, err := derivePathKey(s, secret)
+	secrets := make([][]byte, len(fdp)-i)
+	for k := range secrets {
+		secrets[k] = secret
+		secret = s.DeriveSecret(secret, "path")
+	}
+	add := make([]nodeKey, len(secrets))
+	err = parallel(len(secrets), func(k int) error {
+		priv, pub, err := derivePathKey(s, secrets[k])
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if !bytes.Equal(pub, path.Nodes[k].EncryptionKey) {
-			return nil, fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, fdp[k])
+		if x := fdp[i+k]; !bytes.Equal(pub, path.Nodes[i+k].EncryptionKey) {
+			return fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, x)
 		}
-		add = append(add, nodeKey{fdp[k], priv})
-		next := s.DeriveSecret(secret, "path")
-		clear(secret)
-		secret = next
+		add[k] = nodeKey{fdp[i+k], priv}
+		return nil
+	})
+	for _, sec := range secrets {
+		clear(sec)
+	}
+	if err != nil {
+		return nil, err
 	}
 	out.CommitSecret = secret
 	senderNode := sender.Node()
