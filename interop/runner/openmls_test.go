@@ -31,7 +31,10 @@ type peer struct {
 	unsupported map[string]string
 }
 
-var openmlsPeer = peer{start: startOpenMLS, unsupported: openmlsUnsupported}
+var (
+	openmlsPeer = peer{start: startOpenMLS, unsupported: openmlsUnsupported}
+	oursPeer    = peer{start: startOurs}
+)
 
 // openmlsPairs lists the implementations run against each other; Run
 // plays every scenario with the roles both ways round, so one entry
@@ -41,17 +44,14 @@ var openmlsPairs = []struct {
 	a, b  peer
 }{
 	{"openmls", openmlsPeer, openmlsPeer},
+	{"ours-vs-openmls", oursPeer, openmlsPeer},
 }
 
 func TestOpenMLSInterop(t *testing.T) {
 	for _, pair := range openmlsPairs {
 		t.Run(pair.label, func(t *testing.T) {
 			a, b := pair.a.start(t), pair.b.start(t)
-			for _, suite := range []uint16{1, 2, 3} {
-				res, err := Run(context.Background(), a, b, suite, Scenarios)
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, res := range runSuites(t, a, b) {
 				fmt.Println(res.Line(pair.label))
 				for _, o := range res.Outcomes {
 					switch {
@@ -59,7 +59,7 @@ func TestOpenMLSInterop(t *testing.T) {
 					case o.Unsupported() && (pair.a.unsupported[o.Scenario] != "" || pair.b.unsupported[o.Scenario] != ""):
 						t.Logf("unsupported: %v", o)
 					default:
-						t.Errorf("suite %d: %v", suite, o)
+						t.Errorf("suite %d: %v", res.Suite, o)
 					}
 				}
 			}

@@ -193,7 +193,7 @@ fn proposed(m: &mut Member, msg: MlsMessageOut) -> Reply<pb::ProposalResponse> {
 
 /// A proposal the committer builds and carries inline.
 enum Inline {
-    Add(KeyPackage),
+    Add(Box<KeyPackage>),
     Remove(LeafNodeIndex),
     Psk(PreSharedKeyId),
     Extensions(Extensions<GroupContext>),
@@ -202,10 +202,10 @@ enum Inline {
 fn inline_proposal(m: &Member, d: &pb::ProposalDescription) -> Result<Inline, Status> {
     let cs = m.group.ciphersuite();
     match d.proposal_type.as_slice() {
-        b"add" => Ok(Inline::Add(wire::key_package(
-            &d.key_package,
-            m.provider.crypto(),
-        )?)),
+        b"add" => {
+            let kp = wire::key_package(&d.key_package, m.provider.crypto())?;
+            Ok(Inline::Add(Box::new(kp)))
+        }
         b"remove" => Ok(Inline::Remove(wire::leaf_of(
             m.group.members(),
             &d.removed_id,
@@ -240,7 +240,7 @@ fn commit(m: &mut Member, req: &pb::CommitRequest) -> Reply<pb::CommitResponse> 
         .force_self_update(req.force_path);
     for p in inline {
         builder = match p {
-            Inline::Add(kp) => builder.propose_adds([kp]),
+            Inline::Add(kp) => builder.propose_adds([*kp]),
             Inline::Remove(leaf) => builder.propose_removals([leaf]),
             Inline::Psk(id) => builder.add_proposal(Proposal::PreSharedKey(Box::new(
                 PreSharedKeyProposal::new(id),
