@@ -196,6 +196,14 @@ func TestEndToEndOnSynapse(t *testing.T) {
 		return counts["signed_curve25519"] == 2 && counts[dmlsKeyPackageAlgorithm] == 3, err
 	})
 
+	live, err := http.Get(svc.base + "/_matrix/mau/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Body.Close()
+	if live.StatusCode != http.StatusOK {
+		t.Errorf("/_matrix/mau/live answered %d", live.StatusCode)
+	}
 	resp, err := http.Get(svc.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +211,7 @@ func TestEndToEndOnSynapse(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, name := range []string{"mlsas_transactions_received_total", "mlsas_transactions_processed_total",
-		"mlsas_transactions_failed_total", "mlsas_transaction_processing_seconds_bucket"} {
+		"mlsas_transactions_failed_total", "mlsas_transaction_processing_seconds_bucket", "mlsas_outbox_sent_total 1"} {
 		if !strings.Contains(string(metrics), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
