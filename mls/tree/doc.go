@@ -13,10 +13,12 @@
 // # Values and cost
 //
 // A Tree holds its nodes as pointers to message.Node values that it never
-// modifies: a change replaces the pointer. Clone therefore copies only two
-// slices of pointers, and a commit is processed on a clone while the tree
-// of the previous epoch stays usable (DESIGN §4). Callers must treat the
-// nodes they read from a Tree as read-only for the same reason.
+// modifies: a change replaces the pointer. The pointers and the cached
+// tree hashes live in copy-on-write chunks of 64 nodes, so Clone copies one
+// pointer per chunk and a commit processed on a clone copies only the
+// chunks its paths touch, while the tree of the previous epoch stays usable
+// (DESIGN §4). Callers must treat the nodes they read from a Tree as
+// read-only for the same reason.
 //
 // Each node's tree hash is cached. A change clears the cache of the changed
 // node and its ancestors only, so the root hash after a commit costs one
@@ -24,13 +26,22 @@
 // keeps every cached hash (the old tree becomes the left subtree with the
 // same node indices), and truncating keeps those of the surviving half.
 //
+// The encryption keys of all nodes and the signature keys of the leaves
+// are indexed in persistent hash tries, and the members' credential types
+// are counted, all kept up to date by every change and shared between
+// clones like the chunks. The uniqueness and credential rules a commit is
+// checked against (CheckNewLeaf, NodeWithEncryptionKey,
+// LeafWithSignatureKey, CredentialTypes, SupportedByAllMembers) therefore
+// cost lookups, not passes over the tree: processing a commit in a group
+// of n members is O(log n) apart from the cryptography.
+//
 // Verifying the parent hashes of a whole tree is linear in its size: each
 // non-blank parent is checked top-down against the nodes of its children's
 // resolutions, and the original sibling tree hash is the cached tree hash
 // unless the parent has unmerged leaves under that sibling, in which case
-// only the paths to those leaves are rehashed. Leaf signatures, the
-// expensive part of validating a joined tree, are verified on
-// runtime.GOMAXPROCS goroutines.
+// only the paths to those leaves are rehashed. Leaf signatures, nearly all
+// the cost of validating a joined tree, are verified on runtime.GOMAXPROCS
+// goroutines while the calling goroutine performs the other checks.
 //
 // A Tree is not safe for concurrent mutation; concurrent readers are fine
 // once every hash they need has been computed (RootHash computes them all).

@@ -1,6 +1,8 @@
 package tree
 
 import (
+	"hash"
+
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
@@ -25,13 +27,22 @@ func (t *Tree) hash(x treemath.NodeIndex) []byte {
 	if h := t.store.hash(x); h != nil {
 		return h
 	}
+	return t.computeHash(t.newHasher(), x)
+}
+
+// computeHash returns the tree hash of x, computing and caching it and
+// any missing descendant's with hs.
+func (t *Tree) computeHash(hs *hasher, x treemath.NodeIndex) []byte {
+	if h := t.store.hash(x); h != nil {
+		return h
+	}
 	var h []byte
 	if leaf, ok := x.Leaf(); ok {
 		var l *message.LeafNode
 		if n := t.store.node(x); n != nil {
 			l = n.Leaf
 		}
-		h = t.leafHash(leaf, l)
+		h = hs.leafHash(leaf, l)
 	} else {
 		left, _ := treemath.Left(x)
 		right, _ := treemath.Right(x)
@@ -39,27 +50,76 @@ func (t *Tree) hash(x treemath.NodeIndex) []byte {
 		if n := t.store.node(x); n != nil {
 			p = n.Parent
 		}
-		h = t.parentHash(p, t.hash(left), t.hash(right))
+		h = hs.parentHash(p, t.computeHash(hs, left), t.computeHash(hs, right))
 	}
 	t.store.setHash(x, h)
 	return h
 }
 
+// hasher hashes many nodes' inputs with one hash state, encodes them into
+// a shared buffer and, past the first slabAfter results, carves the results
+// out of shared slabs, so that hashing a joined tree does not allocate
+// three times per node. A slab stays alive while any hash in it is cached,
+// so the few hashes a commit computes are allocated singly: a long-lived
+// tree then pins at most the slabs of the one computation that hashed
+// (most of) the whole tree.
+type hasher struct {
+	h     hash.Hash
+	w     *codec.Writer
+	slab  []byte
+	count int
+}
+
+const slabAfter = 64
+
+// hasherBuffer is the size at which the encoding buffer is replaced
+// rather than grown further; older encodings in it are no longer needed.
+const hasherBuffer = 64 << 10
+
+func (t *Tree) newHasher() *hasher { return &hasher{h: t.suite.NewHash()} }
+
+// start returns the buffer offset at which the next input begins.
+func (hs *hasher) start() int {
+	if hs.w == nil || hs.w.Len() > hasherBuffer {
+		hs.w = codec.NewWriter(1024)
+	}
+	return hs.w.Len()
+}
+
+// sum hashes the input written since start. The result is never appended
+// to (its capacity is its length), so it may share a slab with others.
+func (hs *hasher) sum(start int) []byte {
+	hs.h.Reset()
+	hs.h.Write(hs.w.Bytes()[start:])
+	if hs.count++; hs.count <= slabAfter {
+		return hs.h.Sum(nil)
+	}
+	size := hs.h.Size()
+	if len(hs.slab) < size {
+		hs.slab = make([]byte, 64*size)
+	}
+	out := hs.h.Sum(hs.slab[:0:size])
+	hs.slab = hs.slab[size:]
+	return out
+}
+
 // leafHash hashes a LeafNodeHashInput; l is nil for a blank leaf.
-func (t *Tree) leafHash(leaf treemath.LeafIndex, l *message.LeafNode) []byte {
-	w := codec.NewWriter(320)
+func (hs *hasher) leafHash(leaf treemath.LeafIndex, l *message.LeafNode) []byte {
+	start := hs.start()
+	w := hs.w
 	w.Uint8(uint8(message.NodeTypeLeaf))
 	w.Uint32(uint32(leaf))
 	w.Optional(l != nil)
 	if l != nil {
 		l.MarshalMLS(w)
 	}
-	return t.suite.Hash(w.Bytes())
+	return hs.sum(start)
 }
 
 // parentHash hashes a ParentNodeHashInput; p is nil for a blank parent.
-func (t *Tree) parentHash(p *message.ParentNode, left, right []byte) []byte {
-	w := codec.NewWriter(192)
+func (hs *hasher) parentHash(p *message.ParentNode, left, right []byte) []byte {
+	start := hs.start()
+	w := hs.w
 	w.Uint8(uint8(message.NodeTypeParent))
 	w.Optional(p != nil)
 	if p != nil {
@@ -67,19 +127,29 @@ func (t *Tree) parentHash(p *message.ParentNode, left, right []byte) []byte {
 	}
 	w.Opaque(left)
 	w.Opaque(right)
-	return t.suite.Hash(w.Bytes())
+	return hs.sum(start)
+}
+
+// parentHashInput hashes a ParentHashInput (§7.9).
+func (hs *hasher) parentHashInput(encryptionKey, parentHash, originalSiblingTreeHash []byte) []byte {
+	start := hs.start()
+	w := hs.w
+	w.Opaque(encryptionKey)
+	w.Opaque(parentHash)
+	w.Opaque(originalSiblingTreeHash)
+	return hs.sum(start)
 }
 
 // hashWithout returns the tree hash of x in the tree where the leaves in
 // removed are blanked and dropped from every unmerged_leaves list: the
 // "original sibling tree hash" of §7.9. Only the nodes above removed
 // leaves are rehashed; the rest come from the cache.
-func (t *Tree) hashWithout(x treemath.NodeIndex, removed []uint32) []byte {
+func (t *Tree) hashWithout(hs *hasher, x treemath.NodeIndex, removed []uint32) []byte {
 	if !anyLeafUnder(removed, x) {
-		return t.hash(x)
+		return t.computeHash(hs, x)
 	}
 	if leaf, ok := x.Leaf(); ok {
-		return t.leafHash(leaf, nil)
+		return hs.leafHash(leaf, nil)
 	}
 	left, _ := treemath.Left(x)
 	right, _ := treemath.Right(x)
@@ -96,7 +166,7 @@ func (t *Tree) hashWithout(x treemath.NodeIndex, removed []uint32) []byte {
 			p = &message.ParentNode{EncryptionKey: p.EncryptionKey, ParentHash: p.ParentHash, UnmergedLeaves: kept}
 		}
 	}
-	return t.parentHash(p, t.hashWithout(left, removed), t.hashWithout(right, removed))
+	return hs.parentHash(p, t.hashWithout(hs, left, removed), t.hashWithout(hs, right, removed))
 }
 
 func anyLeafUnder(leaves []uint32, x treemath.NodeIndex) bool {
@@ -121,16 +191,12 @@ func containsUint32(vs []uint32, v uint32) bool {
 // key and parent_hash field whose copath child has the given (original)
 // tree hash (§7.9): Hash(ParentHashInput).
 func (t *Tree) ParentHash(encryptionKey, parentHash, originalSiblingTreeHash []byte) []byte {
-	w := codec.NewWriter(len(encryptionKey) + len(parentHash) + len(originalSiblingTreeHash) + 12)
-	w.Opaque(encryptionKey)
-	w.Opaque(parentHash)
-	w.Opaque(originalSiblingTreeHash)
-	return t.suite.Hash(w.Bytes())
+	return t.newHasher().parentHashInput(encryptionKey, parentHash, originalSiblingTreeHash)
 }
 
 // parentHashOf returns the parent hash of the parent node at p with copath
 // child s, as its descendant on the other side must carry it.
-func (t *Tree) parentHashOf(p, s treemath.NodeIndex) []byte {
+func (t *Tree) parentHashOf(hs *hasher, p, s treemath.NodeIndex) []byte {
 	pn := t.store.node(p).Parent
-	return t.ParentHash(pn.EncryptionKey, pn.ParentHash, t.hashWithout(s, pn.UnmergedLeaves))
+	return hs.parentHashInput(pn.EncryptionKey, pn.ParentHash, t.hashWithout(hs, s, pn.UnmergedLeaves))
 }

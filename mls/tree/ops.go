@@ -137,6 +137,7 @@ func (t *Tree) SetPathKeys(l treemath.LeafIndex, keys [][]byte) ([]byte, error) 
 	}
 	x := l.Node()
 	t.blankDirectPath(x)
+	hs := t.newHasher()
 	ph := []byte{}
 	for i := len(fdp) - 1; i >= 0; i-- {
 		p := fdp[i]
@@ -147,7 +148,7 @@ func (t *Tree) SetPathKeys(l treemath.LeafIndex, keys [][]byte) ([]byte, error) 
 		}))
 		// The new node has no unmerged leaves, so the original sibling
 		// tree hash is the sibling's current (cached) hash.
-		ph = t.ParentHash(keys[i], ph, t.hash(CopathChild(p, x)))
+		ph = hs.parentHashInput(keys[i], ph, t.computeHash(hs, CopathChild(p, x)))
 	}
 	return ph, nil
 }

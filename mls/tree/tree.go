@@ -3,6 +3,7 @@ package tree
 import (
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
@@ -213,21 +214,33 @@ func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
 	}
 }
 
-// buildIndex builds the key index and member stats of a new tree.
+// buildIndex builds the key index and member stats of a new tree. For a
+// large tree (a joiner's) the encryption-key index, which covers twice as
+// many nodes, is built on a second goroutine.
 func (t *Tree) buildIndex() {
 	t.enc, t.sig, t.stats = newKeyIndex(), newKeyIndex(), memberStats{}
-	for i := range t.store.width {
-		x := treemath.NodeIndex(i)
-		n := t.store.node(x)
-		if n == nil {
-			continue
+	buildEnc := func() {
+		for i := range t.store.width {
+			x := treemath.NodeIndex(i)
+			if n := t.store.node(x); n != nil {
+				t.enc.add(nodeEncryptionKey(n), x)
+			}
 		}
-		t.enc.add(nodeEncryptionKey(n), x)
-		if n.Leaf != nil {
+	}
+	var wg sync.WaitGroup
+	if t.store.width >= 4096 {
+		wg.Go(buildEnc)
+	} else {
+		buildEnc()
+	}
+	for i := 0; i < t.store.width; i += 2 {
+		x := treemath.NodeIndex(i)
+		if n := t.store.node(x); n != nil {
 			t.sig.add(n.Leaf.SignatureKey, x)
 			t.stats = t.stats.with(n.Leaf, 1)
 		}
 	}
+	wg.Wait()
 }
 
 func nodeEncryptionKey(n *message.Node) []byte {

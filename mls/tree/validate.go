@@ -3,8 +3,10 @@ package tree
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -30,9 +32,27 @@ type ValidateOptions struct {
 // Validate performs the checks a new member makes on the tree of the group
 // it joins (§12.4.3.1): the tree hash, the unmerged leaves of every parent,
 // uniqueness of encryption and signature keys, parent-hash validity of
-// every non-blank parent (§7.9.2), and every leaf's validity (§7.3), with
-// signatures verified in parallel.
+// every non-blank parent (§7.9.2), and every leaf's validity (§7.3).
+//
+// Leaf signatures, nearly all of the cost, are verified on
+// runtime.GOMAXPROCS goroutines while this goroutine performs the other
+// checks, so that those add almost nothing to the time on a multi-core
+// machine. A failure of the other checks is reported in preference to a
+// leaf's, as if they ran first, and stops the leaf workers.
 func (t *Tree) Validate(o ValidateOptions) error {
+	// From here on the hash cache is filled in place, while the leaf
+	// workers read nodes of the same chunks.
+	t.store.own()
+	leaves := t.startLeafValidation(o)
+	if err := t.validateStructure(o); err != nil {
+		leaves.stop()
+		leaves.wait()
+		return err
+	}
+	return leaves.wait()
+}
+
+func (t *Tree) validateStructure(o ValidateOptions) error {
 	if o.TreeHash != nil && !bytes.Equal(t.RootHash(), o.TreeHash) {
 		return ErrTreeHashMismatch
 	}
@@ -42,10 +62,7 @@ func (t *Tree) Validate(o ValidateOptions) error {
 	if err := t.checkUniqueKeys(); err != nil {
 		return err
 	}
-	if err := t.VerifyParentHashes(); err != nil {
-		return err
-	}
-	return t.validateLeaves(o)
+	return t.VerifyParentHashes()
 }
 
 // checkUnmergedLeaves checks each unmerged_leaves entry of each parent: a
@@ -138,6 +155,7 @@ func (t *Tree) checkUniqueKeys() error {
 // duplicates.
 func (t *Tree) VerifyParentHashes() error {
 	var res []treemath.NodeIndex
+	hs := t.newHasher()
 	for i := 1; i < t.store.width; i += 2 {
 		n := t.store.node(treemath.NodeIndex(i))
 		if n == nil {
@@ -164,7 +182,7 @@ func (t *Tree) VerifyParentHashes() error {
 			default:
 				continue
 			}
-			if bytes.Equal(dph, t.parentHashOf(p, s)) {
+			if bytes.Equal(dph, t.parentHashOf(hs, p, s)) {
 				valid++
 			}
 		}
@@ -202,9 +220,25 @@ func chainCandidate(res []treemath.NodeIndex, unmerged []uint32, c treemath.Node
 	return d, found
 }
 
-// validateLeaves validates every leaf on runtime.GOMAXPROCS goroutines and
-// reports the failure of the lowest leaf index.
-func (t *Tree) validateLeaves(o ValidateOptions) error {
+// leafValidation is the validation of every leaf, running in the
+// background.
+type leafValidation struct {
+	wg   sync.WaitGroup
+	errs []error // the first failure of each block of leaves
+	// failed is the lowest block known to have failed; blocks above it
+	// are skipped. -1 stops every worker.
+	failed atomic.Int64
+}
+
+// leafBlock is the number of leaves a worker takes at a time: enough to
+// make the shared counter cheap, few enough to balance the workers when
+// one shares its core with other work.
+const leafBlock = 64
+
+// startLeafValidation starts validating every leaf on runtime.GOMAXPROCS
+// goroutines. Its wait reports the failure of the lowest leaf index, as a
+// sequential loop would.
+func (t *Tree) startLeafValidation(o ValidateOptions) *leafValidation {
 	c := LeafContext{
 		GroupID:              o.GroupID,
 		Version:              o.Version,
@@ -214,26 +248,50 @@ func (t *Tree) validateLeaves(o ValidateOptions) error {
 		Now:                  o.Now,
 	}
 	leaves := int(t.leaves)
-	workers := min(runtime.GOMAXPROCS(0), (leaves+63)/64)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := leaves*w/workers, leaves*(w+1)/workers
-		wg.Go(func() {
+	blocks := (leaves + leafBlock - 1) / leafBlock
+	v := &leafValidation{errs: make([]error, blocks)}
+	v.failed.Store(math.MaxInt64)
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), blocks) {
+		v.wg.Go(func() {
 			c := c
-			for l := lo; l < hi; l++ {
-				n := t.store.node(treemath.NodeIndex(2 * l))
-				if n == nil {
-					continue
-				}
-				c.LeafIndex = treemath.LeafIndex(l)
-				if err := ValidateLeafNode(t.suite, n.Leaf, c); err != nil {
-					errs[w] = err
+			for {
+				b := next.Add(1) - 1
+				if b >= int64(blocks) || b > v.failed.Load() {
 					return
+				}
+				for l := int(b) * leafBlock; l < min(leaves, int(b+1)*leafBlock); l++ {
+					n := t.store.node(treemath.NodeIndex(2 * l))
+					if n == nil {
+						continue
+					}
+					c.LeafIndex = treemath.LeafIndex(l)
+					if err := ValidateLeafNode(t.suite, n.Leaf, c); err != nil {
+						v.errs[b] = err
+						v.fail(b)
+						break
+					}
 				}
 			}
 		})
 	}
-	wg.Wait()
-	return errorsJoinFirst(errs)
+	return v
 }
+
+// fail lowers failed to b.
+func (v *leafValidation) fail(b int64) {
+	for {
+		cur := v.failed.Load()
+		if b >= cur || v.failed.CompareAndSwap(cur, b) {
+			return
+		}
+	}
+}
+
+func (v *leafValidation) stop() { v.fail(-1) }
+
+func (v *leafValidation) wait() error {
+	v.wg.Wait()
+	return errorsJoinFirst(v.errs)
+}
+

@@ -12,6 +12,10 @@
 // because many of our devices may share one copy of a group's public state
 // while each holds its own keys.
 //
+// The key derivations and HPKE encryptions of a path are independent
+// scalar multiplications, the bulk of a commit's cost, and run on
+// runtime.GOMAXPROCS goroutines.
+//
 // Path secrets are used only to derive the next path secret and a node key
 // pair, and are zeroed once consumed; only node private keys are kept, as
 // §7.5 asks. The path secrets a committer needs for its Welcome are
