@@ -294,4 +294,3 @@ func (v *leafValidation) wait() error {
 	v.wg.Wait()
 	return errorsJoinFirst(v.errs)
 }
-
