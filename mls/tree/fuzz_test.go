@@ -50,7 +50,26 @@ func FuzzFromRatchetTree(f *testing.F) {
 		for l := range uint32(tr.LeafCount()) {
 			tr.FilteredDirectPath(treemath.LeafIndex(l))
 		}
+		for x := range tr.Width() {
+			if k := tr.EncryptionKey(treemath.NodeIndex(x)); k != nil {
+				if _, ok := tr.NodeWithEncryptionKey(k); !ok {
+					t.Fatalf("node %d's key is not indexed", x)
+				}
+			}
+		}
 		tr.RootHash()
+		// A clone's change must not reach the tree, nor break either's
+		// index.
+		c := tr.Clone()
+		tr.Members(func(l treemath.LeafIndex, leaf *message.LeafNode) bool {
+			_ = c.CheckNewLeaf(l, leaf)
+			_ = c.RemoveLeaf(l)
+			return false
+		})
+		c.RootHash()
+		if got := codec.Marshal(tr.RatchetTree()); !bytes.Equal(got, data) {
+			t.Fatalf("a clone's change reached the tree")
+		}
 		_ = tr.Validate(ValidateOptions{GroupID: []byte("g")})
 	})
 }
