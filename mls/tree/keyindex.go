@@ -97,6 +97,12 @@ func (ix *keyIndex) find(key []byte, fn func(treemath.NodeIndex) bool) {
 // then belong to a trie no index shares; otherwise it copies the path.
 func (n *trieNode) insert(e keyEntry, depth int, inPlace bool) *trieNode {
 	if n == nil {
+		if inPlace {
+			// A bucket being built will likely fill up.
+			entries := make([]keyEntry, 1, bucketSize)
+			entries[0] = e
+			return &trieNode{entries: entries}
+		}
 		return &trieNode{entries: []keyEntry{e}}
 	}
 	if n.children == nil {

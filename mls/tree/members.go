@@ -41,6 +41,29 @@ func (s memberStats) with(l *message.LeafNode, delta int) memberStats {
 	return s
 }
 
+// add counts the member whose leaf is l in place. It is only for building
+// the stats of a new tree, whose slices no other tree shares yet.
+func (s *memberStats) add(l *message.LeafNode) {
+	s.members++
+	s.inUse = bumpInPlace(s.inUse, l.Credential.Type)
+	creds := l.Capabilities.Credentials
+	for i, ct := range creds {
+		if !slices.Contains(creds[:i], ct) {
+			s.supported = bumpInPlace(s.supported, ct)
+		}
+	}
+}
+
+func bumpInPlace(counts []credentialCount, ct message.CredentialType) []credentialCount {
+	for i := range counts {
+		if counts[i].typ == ct {
+			counts[i].n++
+			return counts
+		}
+	}
+	return append(counts, credentialCount{ct, 1})
+}
+
 // bumpCredential returns a copy of counts with ct's count changed by delta,
 // dropping it at zero.
 func bumpCredential(counts []credentialCount, ct message.CredentialType, delta int) []credentialCount {

@@ -237,7 +237,7 @@ func (t *Tree) buildIndex() {
 		x := treemath.NodeIndex(i)
 		if n := t.store.node(x); n != nil {
 			t.sig.add(n.Leaf.SignatureKey, x)
-			t.stats = t.stats.with(n.Leaf, 1)
+			t.stats.add(n.Leaf)
 		}
 	}
 	wg.Wait()
