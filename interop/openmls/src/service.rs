@@ -369,6 +369,8 @@ impl MlsClient for Driver {
         let welcome = wire::welcome(&req.welcome)?;
         let tree = wire::ratchet_tree(&req.ratchet_tree)?;
         let mut handles = self.handles();
+        // A key package is single-use: OpenMLS deletes its private keys as
+        // it reads the Welcome, so the transaction ends here either way.
         let Joiner { provider, signer } = handles.take_joiner(req.transaction_id)?;
         let group = StagedWelcome::new_from_welcome(
             &provider,
