@@ -65,7 +65,7 @@ func runSuites(t *testing.T, a, b *Client) []Result {
 func TestOursAgainstOurs(t *testing.T) {
 	a, b := startOurs(t), startOurs(t)
 	for _, res := range runSuites(t, a, b) {
-		fmt.Println(res.Line(client.Name))
+		fmt.Println(res.HarnessLine(client.Name))
 		for _, o := range res.Outcomes {
 			if !o.Passed() {
 				t.Errorf("suite %d: %v", res.Suite, o)

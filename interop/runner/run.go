@@ -59,9 +59,16 @@ func (r Result) Passed() int {
 	return n
 }
 
-// Line is the summary line the interop tests print.
+// Line is the summary line of our client against peer.
 func (r Result) Line(peer string) string {
 	return fmt.Sprintf("interop: %s suite=%d scenarios=%d/%d", peer, r.Suite, r.Passed(), len(r.Outcomes))
+}
+
+// HarnessLine is the summary line of an implementation run against itself.
+// Those runs prove the runner and the drivers, not interoperability, so
+// they carry another prefix than Line's and cannot be mistaken for it.
+func (r Result) HarnessLine(impl string) string {
+	return fmt.Sprintf("harness: %s against itself suite=%d scenarios=%d/%d", impl, r.Suite, r.Passed(), len(r.Outcomes))
 }
 
 // Run runs every scenario between a and b for suite: each with a playing

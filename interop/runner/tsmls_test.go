@@ -37,7 +37,7 @@ func TestTSMLSAgainstTSMLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Println(res.Line(clients[1].Name))
+		fmt.Println(res.HarnessLine(clients[1].Name))
 		for _, o := range res.Outcomes {
 			switch {
 			case o.Passed():
