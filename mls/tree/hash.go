@@ -66,22 +66,29 @@ func (t *Tree) computeHash(hs *hasher, x treemath.NodeIndex) []byte {
 type hasher struct {
 	h     hash.Hash
 	w     *codec.Writer
+	wCap  int // the capacity w was made with
 	slab  []byte
 	count int
 }
 
 const slabAfter = 64
 
-// hasherBuffer is the size at which the encoding buffer is replaced
-// rather than grown further; older encodings in it are no longer needed.
-const hasherBuffer = 64 << 10
+// hasherBuffer bounds the encoding buffer. A hasher starts with a small
+// one, for the few nodes a commit hashes, and replaces it with one twice
+// as large whenever less than an encoding's room is left, rather than
+// letting append grow (and copy) it.
+const (
+	hasherBuffer = 64 << 10
+	encodingRoom = 1 << 10
+)
 
 func (t *Tree) newHasher() *hasher { return &hasher{h: t.suite.NewHash()} }
 
 // start returns the buffer offset at which the next input begins.
 func (hs *hasher) start() int {
-	if hs.w == nil || hs.w.Len() > hasherBuffer {
-		hs.w = codec.NewWriter(1024)
+	if hs.w == nil || hs.w.Len()+encodingRoom > hs.wCap {
+		hs.wCap = min(max(2*hs.wCap, 2*encodingRoom), hasherBuffer)
+		hs.w = codec.NewWriter(hs.wCap)
 	}
 	return hs.w.Len()
 }
