@@ -10,21 +10,29 @@ import (
 )
 
 // receiveProposals processes the proposal messages a commit refers to,
-// skipping our own (already cached when we sent them).
-func (st *state) receiveProposals(msgs [][]byte) error {
+// skipping our own (already cached when we sent them), and returns their
+// ProposalRefs in the order given, each once.
+func (st *state) receiveProposals(msgs [][]byte) ([][]byte, error) {
+	refs := make([][]byte, 0, len(msgs))
+	seen := map[string]bool{}
 	for i, m := range msgs {
-		if st.isOwn(m) {
-			continue
+		ref, own := st.ownRef(m)
+		if !own {
+			r, err := st.g.Handle(m)
+			if err != nil {
+				return nil, fmt.Errorf("proposal %d: %w", i, err)
+			}
+			if r.ContentType != message.ContentProposal {
+				return nil, fmt.Errorf("%w: message %d of the proposal list has content type %d", errBadRequest, i, r.ContentType)
+			}
+			ref = r.ProposalRef
 		}
-		r, err := st.g.Handle(m)
-		if err != nil {
-			return fmt.Errorf("proposal %d: %w", i, err)
-		}
-		if r.ContentType != message.ContentProposal {
-			return fmt.Errorf("%w: message %d of the proposal list has content type %d", errBadRequest, i, r.ContentType)
+		if !seen[string(ref)] {
+			seen[string(ref)] = true
+			refs = append(refs, ref)
 		}
 	}
-	return nil
+	return refs, nil
 }
 
 func (s *Server) Commit(_ context.Context, req *mlsclientpb.CommitRequest) (*mlsclientpb.CommitResponse, error) {
@@ -35,20 +43,17 @@ func (s *Server) ReInitCommit(_ context.Context, req *mlsclientpb.CommitRequest)
 	return s.commit("ReInitCommit", req)
 }
 
-// commit commits the by-reference proposals (processed first) and the
-// described ones, keeping the result as the state's pending commit.
+// commit commits the by-reference proposals (processed first), and only
+// those of the proposals cached in the epoch, and the described ones,
+// keeping the result as the state's pending commit.
 func (s *Server) commit(op string, req *mlsclientpb.CommitRequest) (*mlsclientpb.CommitResponse, error) {
 	st, err := s.store.state(req.StateId)
 	if err != nil {
 		return nil, toStatus(op, err)
 	}
-	if err := st.receiveProposals(req.ByReference); err != nil {
+	refs, err := st.receiveProposals(req.ByReference)
+	if err != nil {
 		return nil, toStatus(op, err)
-	}
-	// The group layer commits every proposal cached in the epoch; it
-	// cannot leave some out, so the runner must name all of them.
-	if n := st.g.PendingProposals(); n != countDistinct(req.ByReference) {
-		return nil, unimplemented(fmt.Sprintf("%s: the epoch holds %d proposals but %d are to be committed; mls/group cannot commit a subset of its cached proposals", op, n, countDistinct(req.ByReference)))
 	}
 	var props []*message.Proposal
 	for _, d := range req.ByValue {
@@ -58,7 +63,7 @@ func (s *Server) commit(op string, req *mlsclientpb.CommitRequest) (*mlsclientpb
 		}
 		props = append(props, p)
 	}
-	pc, err := st.g.Commit(group.CommitOptions{Proposals: props, ForcePath: req.ForcePath, OmitRatchetTree: req.ExternalTree})
+	pc, err := st.g.Commit(group.CommitOptions{ProposalRefs: refs, Proposals: props, ForcePath: req.ForcePath, OmitRatchetTree: req.ExternalTree})
 	if err != nil {
 		return nil, toStatus(op, err)
 	}
@@ -72,14 +77,6 @@ func (s *Server) commit(op string, req *mlsclientpb.CommitRequest) (*mlsclientpb
 	return resp, nil
 }
 
-func countDistinct(msgs [][]byte) int {
-	seen := map[string]bool{}
-	for _, m := range msgs {
-		seen[string(m)] = true
-	}
-	return len(seen)
-}
-
 // handleCommit processes the proposals and then the commit; next is nil
 // when the commit removed us.
 func (s *Server) handleCommit(req *mlsclientpb.HandleCommitRequest) (st *state, next *group.Group, err error) {
@@ -87,7 +84,7 @@ func (s *Server) handleCommit(req *mlsclientpb.HandleCommitRequest) (st *state, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := st.receiveProposals(req.Proposal); err != nil {
+	if _, err := st.receiveProposals(req.Proposal); err != nil {
 		return nil, nil, err
 	}
 	r, err := st.g.Handle(req.Commit)

@@ -90,11 +90,11 @@ func (s *Server) propose(op string, stateID uint32, build func(*state) (*message
 	if err != nil {
 		return nil, toStatus(op, err)
 	}
-	msg, _, err := st.g.Propose(p, nil)
+	msg, ref, err := st.g.Propose(p, nil)
 	if err != nil {
 		return nil, toStatus(op, err)
 	}
-	st.markOwn(msg)
+	st.markOwn(msg, ref)
 	return &mlsclientpb.ProposalResponse{Proposal: msg}, nil
 }
 
@@ -109,11 +109,11 @@ func (s *Server) UpdateProposal(_ context.Context, req *mlsclientpb.UpdatePropos
 	if err != nil {
 		return nil, toStatus("UpdateProposal", err)
 	}
-	msg, _, err := st.g.ProposeUpdate(nil)
+	msg, ref, err := st.g.ProposeUpdate(nil)
 	if err != nil {
 		return nil, toStatus("UpdateProposal", err)
 	}
-	st.markOwn(msg)
+	st.markOwn(msg, ref)
 	return &mlsclientpb.ProposalResponse{Proposal: msg}, nil
 }
 

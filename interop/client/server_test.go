@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -114,21 +115,49 @@ func TestUnknownHandlesAndFree(t *testing.T) {
 	wantStatus(t, err, codes.NotFound, "unknown handle")
 }
 
-// The group layer commits every proposal cached in the epoch, so a commit
-// that names only some of them is refused as unimplemented rather than
-// silently committing more.
-func TestCommitSubsetUnimplemented(t *testing.T) {
+// A commit names which of the epoch's proposals it covers: the others
+// stay out of it (RFC 9420 §12.4 lets the committer choose).
+func TestCommitSubset(t *testing.T) {
 	s := NewServer()
 	ctx := context.Background()
 	id := newGroup(t, s, suite.X25519AES128GCMSHA256Ed25519, "alice")
-	kp, err := s.CreateKeyPackage(ctx, &pb.CreateKeyPackageRequest{CipherSuite: 1, Identity: []byte("bob")})
+	var kps []*pb.CreateKeyPackageResponse
+	var props [][]byte
+	for _, name := range []string{"bob", "carol"} {
+		kp, err := s.CreateKeyPackage(ctx, &pb.CreateKeyPackageRequest{CipherSuite: 1, Identity: []byte(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.AddProposal(ctx, &pb.AddProposalRequest{StateId: id, KeyPackage: kp.KeyPackage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kps, props = append(kps, kp), append(props, p.Proposal)
+	}
+	// Bob's proposal, named twice, is committed once; carol's is left out.
+	c, err := s.Commit(ctx, &pb.CommitRequest{StateId: id, ByReference: [][]byte{props[0], props[0]}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddProposal(ctx, &pb.AddProposalRequest{StateId: id, KeyPackage: kp.KeyPackage}); err != nil {
+	st, _ := s.store.state(id)
+	m, err := message.ParseMLSMessage(c.Commit)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(ctx, &pb.CommitRequest{StateId: id}); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("commit of none of one cached proposal: %v, want Unimplemented", err)
+	if n := len(m.PublicMessage.AuthenticatedContent().Content.Commit.Proposals); n != 1 || st.g.PendingProposals() != 2 {
+		t.Fatalf("commit carries %d proposals of %d cached, want 1", n, st.g.PendingProposals())
 	}
+	next, err := s.HandlePendingCommit(ctx, &pb.HandlePendingCommitRequest{StateId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := s.JoinGroup(ctx, &pb.JoinGroupRequest{TransactionId: kps[0].TransactionId, Welcome: c.Welcome})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bob.EpochAuthenticator, next.EpochAuthenticator) {
+		t.Fatal("bob and alice disagree")
+	}
+	_, err = s.JoinGroup(ctx, &pb.JoinGroupRequest{TransactionId: kps[1].TransactionId, Welcome: c.Welcome})
+	wantStatus(t, err, codes.InvalidArgument, "Welcome has no secrets for our KeyPackage")
 }

@@ -88,8 +88,3 @@ func toStatus(op string, err error) error {
 	}
 	return status.Error(codes.Internal, fmt.Sprintf("%s: %v", op, err))
 }
-
-// unimplemented answers an RPC or option our group layer cannot serve.
-func unimplemented(what string) error {
-	return status.Error(codes.Unimplemented, what)
-}

@@ -53,24 +53,27 @@ type state struct {
 	me *member
 
 	mu sync.Mutex
-	// own holds digests of the proposal messages we sent in this epoch:
-	// the runner hands them back with the commit, and a PrivateMessage
-	// of our own cannot be decrypted by us (its key is consumed).
-	own map[[32]byte]bool
+	// own maps digests of the proposal messages we sent in this epoch to
+	// their ProposalRefs: the runner hands them back with the commit, and
+	// a PrivateMessage of our own cannot be decrypted by us (its key is
+	// consumed).
+	own map[[32]byte][]byte
 	// pending is the last commit made from this state, not yet adopted.
 	pending *group.PendingCommit
 }
 
-func (s *state) markOwn(msg []byte) {
+func (s *state) markOwn(msg, ref []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.own[sha256.Sum256(msg)] = true
+	s.own[sha256.Sum256(msg)] = ref
 }
 
-func (s *state) isOwn(msg []byte) bool {
+// ownRef returns the ProposalRef of a proposal message we sent.
+func (s *state) ownRef(msg []byte) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.own[sha256.Sum256(msg)]
+	ref, ok := s.own[sha256.Sum256(msg)]
+	return ref, ok
 }
 
 // transaction is a KeyPackage waiting for a Welcome (or a new-member
@@ -124,7 +127,7 @@ func (st *Store) putState(g *group.Group, me *member) uint32 {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	id := st.id()
-	st.states[id] = &state{g: g, me: me, own: map[[32]byte]bool{}}
+	st.states[id] = &state{g: g, me: me, own: map[[32]byte][]byte{}}
 	return id
 }
 

@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
@@ -18,7 +19,14 @@ import (
 type CommitOptions struct {
 	// Proposals are committed by value, after the cached ones.
 	Proposals []*message.Proposal
-	// SkipPending leaves the cached proposals out.
+	// ProposalRefs, if non-nil, names the cached proposals to commit by
+	// reference, in this order, instead of all of them; an empty non-nil
+	// slice commits none. The choice is validated (§12.2), not filtered:
+	// a ref not cached in the epoch fails with ErrUnknownProposalRef and
+	// an invalid list with the sentinel of the rule it breaks.
+	ProposalRefs [][]byte
+	// SkipPending leaves the cached proposals out. It cannot be combined
+	// with ProposalRefs.
 	SkipPending bool
 	// ForcePath includes an UpdatePath even when none is required.
 	ForcePath bool
@@ -68,7 +76,8 @@ func (g *Group) HandlePendingCommit(pc *PendingCommit) (*Group, error) {
 	return pc.next, nil
 }
 
-// Commit makes a commit of the cached proposals and o.Proposals (§12.4).
+// Commit makes a commit of the cached proposals (all of them, or those
+// o.ProposalRefs names) and o.Proposals (§12.4).
 // g is not changed, except that a PrivateMessage commit consumes a
 // generation of our handshake ratchet.
 func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
@@ -77,7 +86,10 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	}
 	p, s := g.pub, g.pub.suite
 	me := message.MemberSender(uint32(g.priv.leaf))
-	props, refs := g.proposalsToCommit(o)
+	props, refs, err := g.proposalsToCommit(o)
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
 	st, err := p.stage(props, me, &g.cfg, stageOptions{allowUsage: o.allowUsage})
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
@@ -152,14 +164,49 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	return pc, nil
 }
 
-// proposalsToCommit picks the cached proposals a commit of ours may
-// include (§12.2's SHOULDs: prefer Removes, then the latest Update, drop
-// what we cannot commit) and appends the by-value ones.
-func (g *Group) proposalsToCommit(o CommitOptions) ([]resolved, []message.ProposalOrRef) {
-	var cached []cachedProposal
-	if !o.SkipPending {
-		cached, _ = g.local.snapshot()
+// errConflictingChoice is a caller's mistake, not a rejection of
+// anything received, so it has no exported sentinel.
+var errConflictingChoice = errors.New("group: CommitOptions.SkipPending and ProposalRefs both set")
+
+// proposalsToCommit lists the proposals of a commit of ours: the cached
+// ones the caller named, or else those §12.2's SHOULDs pick, followed by
+// the by-value ones.
+func (g *Group) proposalsToCommit(o CommitOptions) ([]resolved, []message.ProposalOrRef, error) {
+	var chosen []cachedProposal
+	switch {
+	case o.ProposalRefs != nil && o.SkipPending:
+		return nil, nil, errConflictingChoice
+	case o.ProposalRefs != nil:
+		for _, ref := range o.ProposalRefs {
+			c, ok := g.local.find(ref)
+			if !ok {
+				return nil, nil, fmt.Errorf("%w: %x", ErrUnknownProposalRef, ref)
+			}
+			chosen = append(chosen, c)
+		}
+	case !o.SkipPending:
+		cached, _ := g.local.snapshot()
+		chosen = g.preferred(cached, len(o.Proposals) > 0)
 	}
+	me := message.MemberSender(uint32(g.priv.leaf))
+	props := make([]resolved, 0, len(chosen)+len(o.Proposals))
+	refs := make([]message.ProposalOrRef, 0, len(chosen)+len(o.Proposals))
+	for _, c := range chosen {
+		props = append(props, resolved{proposal: c.proposal, sender: c.sender, ref: c.ref})
+		refs = append(refs, message.ProposalOrRef{Type: message.ProposalOrRefReference, Reference: c.ref})
+	}
+	for _, p := range o.Proposals {
+		props = append(props, resolved{proposal: p, sender: me})
+		refs = append(refs, message.ProposalOrRef{Type: message.ProposalOrRefProposal, Proposal: p})
+	}
+	return props, refs, nil
+}
+
+// preferred picks the cached proposals a commit of ours includes when the
+// caller names none (§12.2's SHOULDs: prefer Removes, then the latest
+// Update, drop what we cannot commit). byValue reports that proposals by
+// value follow, which rules out a ReInit.
+func (g *Group) preferred(cached []cachedProposal, byValue bool) []cachedProposal {
 	me := uint32(g.priv.leaf)
 	removed := map[uint32]bool{}
 	for _, c := range cached {
@@ -173,8 +220,7 @@ func (g *Group) proposalsToCommit(o CommitOptions) ([]resolved, []message.Propos
 			lastUpdate[c.sender.LeafIndex] = i
 		}
 	}
-	var props []resolved
-	var refs []message.ProposalOrRef
+	var out []cachedProposal
 	seenRemove := map[uint32]bool{}
 	var psks [][]byte
 	gce := false
@@ -207,23 +253,15 @@ func (g *Group) proposalsToCommit(o CommitOptions) ([]resolved, []message.Propos
 			}
 			gce = true
 		case message.ProposalReInit:
-			if len(cached) > 1 || len(o.Proposals) > 0 {
+			if len(cached) > 1 || byValue {
 				continue
 			}
 		case message.ProposalExternalInit:
 			continue
 		}
-		props = append(props, resolved{proposal: c.proposal, sender: c.sender, ref: c.ref})
-		refs = append(refs, message.ProposalOrRef{Type: message.ProposalOrRefReference, Reference: c.ref})
+		out = append(out, c)
 	}
-	for _, p := range o.Proposals {
-		props = append(props, resolved{proposal: p, sender: message.MemberSender(me)})
-		refs = append(refs, message.ProposalOrRef{Type: message.ProposalOrRefProposal, Proposal: p})
-	}
-	if refs == nil {
-		refs = []message.ProposalOrRef{}
-	}
-	return props, refs
+	return out
 }
 
 // advanced is the outcome of the key schedule for a commit.
