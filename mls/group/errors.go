@@ -92,6 +92,10 @@ var (
 	// ErrMissingTree means a Welcome or GroupInfo without a ratchet tree
 	// and none supplied out of band.
 	ErrMissingTree = errors.New("group: no ratchet tree")
+	// ErrMemberMismatch means a reinitialised or branched group whose
+	// members are not those of the old group (§11.2, §11.3,
+	// §12.4.3.1); it is wrapped with ErrInvalidWelcome.
+	ErrMemberMismatch = errors.New("group: members do not match the old group")
 	// ErrInvalidGroupInfo means a GroupInfo whose signature, tree or
 	// extensions are invalid.
 	ErrInvalidGroupInfo = errors.New("group: invalid group info")

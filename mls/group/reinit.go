@@ -3,7 +3,6 @@ package group
 import (
 	"bytes"
 	"fmt"
-	"slices"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -83,7 +82,12 @@ func (g *Group) successor(groupID []byte, exts []message.Extension, kp *KeyPacka
 
 // CheckReInit verifies what §12.4.3.1 asks of a group joined with a reinit
 // PSK: the old group's last commit carried a ReInit matching the new
-// group's parameters. old is the old group's state after that commit.
+// group's parameters, the new group is at epoch 1, and its members are
+// the old group's members (§11.2: "the same membership"). old is the old
+// group's state after that commit. Members are compared by the client
+// identity of their credentials (Config.ClientIdentity of g), not by
+// signature key: every member joins the new group with a fresh
+// KeyPackage, in a new suite perhaps.
 func (g *Group) CheckReInit(old *Group) error {
 	ri := old.pub.reinit
 	ctx := g.pub.ctx
@@ -91,22 +95,51 @@ func (g *Group) CheckReInit(old *Group) error {
 		!bytes.Equal(codec.Marshal(&message.GroupContextExtensions{Extensions: ri.Extensions}), codec.Marshal(&message.GroupContextExtensions{Extensions: ctx.Extensions})) {
 		return fmt.Errorf("%w: new group does not match the ReInit proposal", ErrInvalidWelcome)
 	}
-	return nil
+	if ctx.Epoch != 1 {
+		return fmt.Errorf("%w: reinitialised group at epoch %d, not 1", ErrInvalidWelcome, ctx.Epoch)
+	}
+	return g.checkMembersFrom(old, true)
 }
 
 // CheckBranch verifies what §12.4.3.1 asks of a group joined with a branch
-// PSK: same version and suite as the old group, and members (by signature
-// key) that were all members of it.
+// PSK: same version and suite as the old group, epoch 1, and members that
+// were all members of the old group, compared by client identity as in
+// CheckReInit.
 func (g *Group) CheckBranch(old *Group) error {
 	if g.pub.ctx.Version != old.pub.ctx.Version || g.pub.ctx.CipherSuite != old.pub.ctx.CipherSuite {
 		return fmt.Errorf("%w: branch changes version or suite", ErrInvalidWelcome)
 	}
-	var oldKeys [][]byte
-	old.Members(func(_ uint32, n *message.LeafNode) bool { oldKeys = append(oldKeys, n.SignatureKey); return true })
+	if e := g.pub.ctx.Epoch; e != 1 {
+		return fmt.Errorf("%w: branch group at epoch %d, not 1", ErrInvalidWelcome, e)
+	}
+	return g.checkMembersFrom(old, false)
+}
+
+// checkMembersFrom checks that every member of g is a member of old and,
+// with all set, the reverse, by client identity.
+func (g *Group) checkMembersFrom(old *Group, all bool) error {
+	id := g.cfg.clientIdentity
+	oldIDs := map[string]bool{}
+	old.Members(func(_ uint32, n *message.LeafNode) bool {
+		oldIDs[string(id(&n.Credential))] = true
+		return true
+	})
+	newIDs := map[string]bool{}
 	var err error
 	g.Members(func(l uint32, n *message.LeafNode) bool {
-		if !slices.ContainsFunc(oldKeys, func(k []byte) bool { return bytes.Equal(k, n.SignatureKey) }) {
-			err = fmt.Errorf("%w: branch member at leaf %d was not in the old group", ErrInvalidWelcome, l)
+		k := string(id(&n.Credential))
+		newIDs[k] = true
+		if !oldIDs[k] {
+			err = fmt.Errorf("%w: %w: member at leaf %d was not in the old group", ErrInvalidWelcome, ErrMemberMismatch, l)
+		}
+		return err == nil
+	})
+	if err != nil || !all {
+		return err
+	}
+	old.Members(func(l uint32, n *message.LeafNode) bool {
+		if !newIDs[string(id(&n.Credential))] {
+			err = fmt.Errorf("%w: %w: member at leaf %d of the old group is missing", ErrInvalidWelcome, ErrMemberMismatch, l)
 		}
 		return err == nil
 	})

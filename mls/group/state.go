@@ -139,6 +139,21 @@ type Config struct {
 	SecretTree secrettree.Options
 	// Scheme is the group's init scheme (DESIGN §5); zero is RFC 9420's.
 	Scheme keyschedule.InitScheme
+	// ClientIdentity returns the identifier by which the application
+	// tells clients apart: the members of a reinitialised or branched
+	// group match those of the old group when their credentials'
+	// identifiers are equal (§11.3, §12.4.3.1 "according to the
+	// application"). nil uses the credential's encoding, so a basic
+	// credential's identity (with its type) and an X.509 chain as a
+	// whole.
+	ClientIdentity func(*message.Credential) []byte
+}
+
+func (c *Config) clientIdentity(cred *message.Credential) []byte {
+	if c.ClientIdentity != nil {
+		return c.ClientIdentity(cred)
+	}
+	return codec.Marshal(cred)
 }
 
 func (c *Config) now() time.Time {
