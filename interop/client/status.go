@@ -59,6 +59,7 @@ var rejections = []rejection{
 	{group.ErrNotForUs, codes.InvalidArgument, "Welcome has no secrets for our KeyPackage (RFC 9420 §12.4.3.1)"},
 	{group.ErrMissingTree, codes.InvalidArgument, "no ratchet tree in the GroupInfo and none out of band (RFC 9420 §12.4.3.3)"},
 	{group.ErrInvalidGroupInfo, codes.InvalidArgument, "invalid GroupInfo (RFC 9420 §12.4.3)"},
+	{group.ErrResumptionPSK, codes.InvalidArgument, "Welcome lacks the old group's reinit or branch resumption PSK (RFC 9420 §11.2, §11.3, §12.4.3.1)"},
 	{group.ErrMemberMismatch, codes.InvalidArgument, "members do not match the old group's (RFC 9420 §11.2, §11.3, §12.4.3.1)"},
 	{group.ErrInvalidWelcome, codes.InvalidArgument, "invalid Welcome (RFC 9420 §12.4.3.1)"},
 	{group.ErrMalformed, codes.InvalidArgument, "malformed message (RFC 9420 §6)"},

@@ -92,6 +92,11 @@ var (
 	// ErrMissingTree means a Welcome or GroupInfo without a ratchet tree
 	// and none supplied out of band.
 	ErrMissingTree = errors.New("group: no ratchet tree")
+	// ErrResumptionPSK means a group joined as a reinitialisation or
+	// branch whose Welcome does not carry the reinit or branch resumption
+	// PSK of the old group's epoch (§11.2, §11.3, §12.4.3.1); it is
+	// wrapped with ErrInvalidWelcome.
+	ErrResumptionPSK = errors.New("group: welcome lacks the old group's resumption PSK")
 	// ErrMemberMismatch means a reinitialised or branched group whose
 	// members are not those of the old group (§11.2, §11.3,
 	// §12.4.3.1); it is wrapped with ErrInvalidWelcome.

@@ -93,7 +93,9 @@ func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Gro
 	if err != nil {
 		return nil, err
 	}
-	return New(pub, NewPrivate(me, kp.SignaturePriv, path), cfg), nil
+	g := New(pub, NewPrivate(me, kp.SignaturePriv, path), cfg)
+	g.welcomePSKs = nonNil(joined.GroupSecrets.PSKs)
+	return g, nil
 }
 
 // treeFor builds the tree a GroupInfo describes: from its ratchet_tree

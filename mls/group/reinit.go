@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
@@ -80,14 +81,16 @@ func (g *Group) successor(groupID []byte, exts []message.Extension, kp *KeyPacka
 	return pc, nil
 }
 
-// CheckReInit verifies what §12.4.3.1 asks of a group joined with a reinit
-// PSK: the old group's last commit carried a ReInit matching the new
-// group's parameters, the new group is at epoch 1, and its members are
-// the old group's members (§11.2: "the same membership"). old is the old
-// group's state after that commit. Members are compared by the client
-// identity of their credentials (Config.ClientIdentity of g), not by
-// signature key: every member joins the new group with a fresh
-// KeyPackage, in a new suite perhaps.
+// CheckReInit verifies what §11.2 and §12.4.3.1 ask of a group joined
+// with a reinit PSK: the old group's last commit carried a ReInit matching
+// the new group's parameters, the new group is at epoch 1, the Welcome
+// injected the reinit resumption PSK of old's epoch (see WelcomePSKs; g
+// must be the state Join returned, with the PSK store it was given), and
+// its members are the old group's members (§11.2: "the same
+// membership"). old is the old group's state after that commit. Members
+// are compared by the client identity of their credentials
+// (Config.ClientIdentity of g), not by signature key: every member joins
+// the new group with a fresh KeyPackage, in a new suite perhaps.
 func (g *Group) CheckReInit(old *Group) error {
 	ri := old.pub.reinit
 	ctx := g.pub.ctx
@@ -98,13 +101,17 @@ func (g *Group) CheckReInit(old *Group) error {
 	if ctx.Epoch != 1 {
 		return fmt.Errorf("%w: reinitialised group at epoch %d, not 1", ErrInvalidWelcome, ctx.Epoch)
 	}
+	if err := g.checkResumptionPSK(old, message.ResumptionReInit); err != nil {
+		return err
+	}
 	return g.checkMembersFrom(old, true)
 }
 
-// CheckBranch verifies what §12.4.3.1 asks of a group joined with a branch
-// PSK: same version and suite as the old group, epoch 1, and members that
-// were all members of the old group, compared by client identity as in
-// CheckReInit.
+// CheckBranch verifies what §11.3 and §12.4.3.1 ask of a group joined
+// with a branch PSK: same version and suite as the old group, epoch 1, the
+// branch resumption PSK of old's current epoch (as in CheckReInit), and
+// members that were all members of the old group, compared by client
+// identity as in CheckReInit.
 func (g *Group) CheckBranch(old *Group) error {
 	if g.pub.ctx.Version != old.pub.ctx.Version || g.pub.ctx.CipherSuite != old.pub.ctx.CipherSuite {
 		return fmt.Errorf("%w: branch changes version or suite", ErrInvalidWelcome)
@@ -112,7 +119,40 @@ func (g *Group) CheckBranch(old *Group) error {
 	if e := g.pub.ctx.Epoch; e != 1 {
 		return fmt.Errorf("%w: branch group at epoch %d, not 1", ErrInvalidWelcome, e)
 	}
+	if err := g.checkResumptionPSK(old, message.ResumptionBranch); err != nil {
+		return err
+	}
 	return g.checkMembersFrom(old, false)
+}
+
+// checkResumptionPSK checks that the Welcome g was joined from carried a
+// resumption PSK of the given usage for old's group and current epoch,
+// and that the value the join injected under that ID (taken from g's
+// Config.PSKs) is old's resumption_psk: the ID alone names only a group
+// ID and epoch number, which forks of a group share (DESIGN §5).
+func (g *Group) checkResumptionPSK(old *Group, usage message.ResumptionPSKUsage) error {
+	if g.welcomePSKs == nil {
+		return fmt.Errorf("%w: %w: state was not joined from a Welcome", ErrInvalidWelcome, ErrResumptionPSK)
+	}
+	for i := range g.welcomePSKs {
+		id := &g.welcomePSKs[i]
+		if id.Type != message.PSKResumption || id.Usage != usage || !bytes.Equal(id.GroupID, old.GroupID()) || id.Epoch != old.Epoch() {
+			continue
+		}
+		used, ok := g.cfg.PSKs.lookup(id)
+		if !ok || subtle.ConstantTimeCompare(used, old.pub.epoch.ResumptionPSK) != 1 {
+			return fmt.Errorf("%w: %w: the PSK injected is not the old group's", ErrInvalidWelcome, ErrResumptionPSK)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %w: no %s PSK for group %x epoch %d", ErrInvalidWelcome, ErrResumptionPSK, usageName(usage), old.GroupID(), old.Epoch())
+}
+
+func usageName(u message.ResumptionPSKUsage) string {
+	if u == message.ResumptionReInit {
+		return "reinit"
+	}
+	return "branch"
 }
 
 // checkMembersFrom checks that every member of g is a member of old and,

@@ -189,6 +189,9 @@ type Group struct {
 	// history holds the resumption PSKs of past epochs, oldest first; the
 	// slice is never modified in place.
 	history []pastEpoch
+	// welcomePSKs are the PSKs the Welcome named, for a state made by
+	// Join; later epochs and decoded states do not have them.
+	welcomePSKs []message.PreSharedKeyID
 }
 
 type pastEpoch struct {
@@ -260,6 +263,23 @@ func (g *Group) LeafIndex() uint32 {
 		return 0
 	}
 	return uint32(g.priv.leaf)
+}
+
+// WelcomePSKs returns the PreSharedKeyIDs that the GroupSecrets of the
+// Welcome this state was joined from named (§12.4.3.1): the PSKs the
+// epoch's key schedule injected, such as the resumption PSK that ties a
+// reinitialised or branched group to the old one. It is nil for a state
+// not returned by Join, including every later epoch and a decoded state.
+func (g *Group) WelcomePSKs() []message.PreSharedKeyID {
+	if g.welcomePSKs == nil {
+		return nil
+	}
+	out := make([]message.PreSharedKeyID, len(g.welcomePSKs))
+	for i, id := range g.welcomePSKs {
+		out[i] = id
+		out[i].ID, out[i].GroupID, out[i].Nonce = bytes.Clone(id.ID), bytes.Clone(id.GroupID), bytes.Clone(id.Nonce)
+	}
+	return out
 }
 
 // Members calls fn for each member's leaf, in leaf order.
