@@ -66,6 +66,7 @@ var rejections = []rejection{
 	{group.ErrOwnCommit, codes.FailedPrecondition, "own commit must be applied with HandlePendingCommit"},
 	{group.ErrStalePendingCommit, codes.FailedPrecondition, "pending commit was made from another state"},
 	{group.ErrNotMember, codes.FailedPrecondition, "state no longer belongs to a member"},
+	{group.ErrPendingProposals, codes.FailedPrecondition, "proposals of this epoch must be committed before application data (RFC 9420 §12.4)"},
 	{group.ErrReInitPending, codes.FailedPrecondition, "group was reinitialised; only its successor may be used (RFC 9420 §11.2)"},
 	{suite.ErrUnsupportedSuite, codes.InvalidArgument, "unsupported cipher suite"},
 	{errUnknownHandle, codes.NotFound, "unknown handle"},

@@ -80,6 +80,10 @@ var (
 	// ErrNotMember means an operation that needs membership in a state
 	// whose member was removed (or that has no private part).
 	ErrNotMember = errors.New("group: not a member")
+	// ErrPendingProposals means an application message we may not send
+	// yet: we have seen valid proposals in this epoch, and §12.4 requires
+	// a commit before any application data.
+	ErrPendingProposals = errors.New("group: proposals pending; commit before sending application data")
 	// ErrReInitPending means the group was reinitialised: it must not be
 	// used for new messages, only to start its successor.
 	ErrReInitPending = errors.New("group: group reinitialised")

@@ -213,6 +213,9 @@ type epochLocal struct {
 	mu         sync.Mutex
 	proposals  []cachedProposal
 	ownUpdates map[string][]byte // proposal ref -> leaf private key
+	// valid caches whether a proposal (by ref) is valid on its own, for
+	// the rule on application messages (holdsValidProposal).
+	valid map[string]bool
 }
 
 // New assembles a Group from a public and a private part, for instance
