@@ -230,6 +230,9 @@ func (st *staged) applyAdds(p *Public, props []resolved, required *message.Requi
 		if err := tree.ValidateKeyPackage(s, kp, lc); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
 		}
+		if err := leafSupportsExtensions(&kp.LeafNode, st.extensions); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
+		}
 		// The tree's key index and member stats include the members
 		// added earlier in the list.
 		leaf := &kp.LeafNode
@@ -264,16 +267,19 @@ func checkPSKID(p *Public, id *message.PreSharedKeyID, allow message.ResumptionP
 	return nil
 }
 
-// checkMembersSupport checks that every member of t supports the
-// group's required capabilities (§12.1.7).
+// checkMembersSupport checks the extensions a GroupContextExtensions
+// proposal sets against every member of t, the tree after the commit's
+// adds and removes: each member must support every extension (§13.4) and
+// the required capabilities (§12.1.7).
 func checkMembersSupport(t *tree.Tree, exts []message.Extension) error {
-	rc := requiredCapabilities(exts)
-	if e, ok := message.FindExtension(exts, message.ExtensionRequiredCapabilities); ok && rc == nil {
-		return fmt.Errorf("%w: malformed required_capabilities (%d bytes)", ErrInvalidProposal, len(e.Data))
+	if err := checkGroupExtensions(exts); err != nil {
+		return err
 	}
+	rc := requiredCapabilities(exts)
 	var err error
 	t.Members(func(l treemath.LeafIndex, leaf *message.LeafNode) bool {
-		if rc != nil {
+		err = leafSupportsExtensions(leaf, exts)
+		if err == nil && rc != nil {
 			err = supportsRequired(leaf, rc)
 		}
 		if err != nil {

@@ -84,15 +84,22 @@ func defaultExtension(e message.ExtensionType) bool {
 // checkExtensionsSupported checks that leaf supports every GroupContext
 // extension in exts and decodes those it must understand.
 func checkExtensionsSupported(leaf *message.LeafNode, exts []message.Extension) error {
+	if err := checkGroupExtensions(exts); err != nil {
+		return err
+	}
+	return leafSupportsExtensions(leaf, exts)
+}
+
+// checkGroupExtensions checks a GroupContext extension list on its own:
+// one extension of each type (§13.4) and well-formed contents for those
+// we must understand.
+func checkGroupExtensions(exts []message.Extension) error {
 	seen := map[message.ExtensionType]bool{}
 	for _, e := range exts {
 		if seen[e.Type] {
 			return fmt.Errorf("%w: extension %d listed twice", ErrInvalidProposal, e.Type)
 		}
 		seen[e.Type] = true
-		if !defaultExtension(e.Type) && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
-			return fmt.Errorf("%w: extension %d", ErrUnsupported, e.Type)
-		}
 		switch e.Type {
 		case message.ExtensionRequiredCapabilities:
 			rc := new(message.RequiredCapabilities)
@@ -104,6 +111,18 @@ func checkExtensionsSupported(leaf *message.LeafNode, exts []message.Extension) 
 			if err := codec.Unmarshal(e.Data, &es, "external_senders"); err != nil {
 				return fmt.Errorf("%w: %w", ErrInvalidProposal, err)
 			}
+		}
+	}
+	return nil
+}
+
+// leafSupportsExtensions checks that leaf's capabilities list every
+// extension type of exts that is not one of RFC 9420's defaults: every
+// GroupContext extension must be supported by every member (§13.4).
+func leafSupportsExtensions(leaf *message.LeafNode, exts []message.Extension) error {
+	for _, e := range exts {
+		if !defaultExtension(e.Type) && !slices.Contains(leaf.Capabilities.Extensions, e.Type) {
+			return fmt.Errorf("%w: extension %d", ErrUnsupported, e.Type)
 		}
 	}
 	return nil

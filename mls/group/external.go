@@ -86,6 +86,9 @@ func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOp
 	if err := validateTree(t, &ctx, &cfg); err != nil {
 		return nil, err
 	}
+	if err := leafSupportsExtensions(&kp.KeyPackage.LeafNode, ctx.Extensions); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
 	e, ok := message.FindExtension(gi.Extensions, message.ExtensionExternalPub)
 	if !ok {
 		return nil, fmt.Errorf("%w: no external_pub", ErrInvalidGroupInfo)

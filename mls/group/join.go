@@ -77,6 +77,10 @@ func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Gro
 	if err := validateTree(t, &gi.GroupContext, &cfg); err != nil {
 		return nil, err
 	}
+	// §13.4: a joiner must support every GroupContext extension.
+	if err := leafSupportsExtensions(&kp.KeyPackage.LeafNode, gi.GroupContext.Extensions); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
 	me, ok := findLeaf(t, &kp.KeyPackage.LeafNode)
 	if !ok {
 		return nil, fmt.Errorf("%w: our leaf is not in the tree", ErrInvalidWelcome)
