@@ -10,6 +10,8 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/group"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
 // Joining and proposing from outside the group (RFC 9420 §12.1.8,
@@ -46,6 +48,24 @@ func treeLeaf(rt message.RatchetTree, identity []byte) (uint32, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: no member with identity %q", errBadRequest, identity)
+}
+
+// memberLeafIn finds the leaf of t whose basic credential carries
+// identity.
+func memberLeafIn(t *tree.Tree, identity []byte) (uint32, error) {
+	var leaf uint32
+	found := false
+	t.Members(func(l treemath.LeafIndex, n *message.LeafNode) bool {
+		if n.Credential.Type == message.CredentialBasic && bytes.Equal(n.Credential.Identity, identity) {
+			leaf, found = uint32(l), true
+			return false
+		}
+		return true
+	})
+	if !found {
+		return 0, fmt.Errorf("%w: no member with identity %q", errBadRequest, identity)
+	}
+	return leaf, nil
 }
 
 func (s *Server) ExternalJoin(_ context.Context, req *mlsclientpb.ExternalJoinRequest) (*mlsclientpb.ExternalJoinResponse, error) {
@@ -200,13 +220,18 @@ func (s *Server) externalSignerProposal(req *mlsclientpb.ExternalSignerProposalR
 	if req.Description == nil {
 		return nil, fmt.Errorf("%w: no proposal description", errBadRequest)
 	}
-	find := func(id []byte) (uint32, error) {
-		rt, err := groupTree(gi, req.RatchetTree)
-		if err != nil {
-			return 0, err
-		}
-		return treeLeaf(rt, id)
+	// The proposal names the group, epoch and leaves the GroupInfo
+	// describes, so only a GroupInfo signed by a member and a tree that
+	// matches it are trusted (RFC 9420 §12.1.8, §12.4.3.2).
+	rt, err := decodeTree(req.RatchetTree)
+	if err != nil {
+		return nil, err
 	}
+	t, err := group.VerifyGroupInfo(gi, rt, group.Config{})
+	if err != nil {
+		return nil, err
+	}
+	find := func(id []byte) (uint32, error) { return memberLeafIn(t, id) }
 	p, err := describedProposal(req.Description, su, ctx.GroupID, find)
 	if err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
@@ -14,19 +13,7 @@ import (
 // memberLeaf finds the leaf of the member whose basic credential carries
 // identity.
 func memberLeaf(g *group.Group, identity []byte) (uint32, error) {
-	var leaf uint32
-	found := false
-	g.Members(func(l uint32, n *message.LeafNode) bool {
-		if n.Credential.Type == message.CredentialBasic && bytes.Equal(n.Credential.Identity, identity) {
-			leaf, found = l, true
-			return false
-		}
-		return true
-	})
-	if !found {
-		return 0, fmt.Errorf("%w: no member with identity %q", errBadRequest, identity)
-	}
-	return leaf, nil
+	return memberLeafIn(g.Public().Tree(), identity)
 }
 
 // describedProposal builds the proposal a ProposalDescription names, for

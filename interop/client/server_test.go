@@ -161,3 +161,47 @@ func TestCommitSubset(t *testing.T) {
 	_, err = s.JoinGroup(ctx, &pb.JoinGroupRequest{TransactionId: kps[1].TransactionId, Welcome: c.Welcome})
 	wantStatus(t, err, codes.InvalidArgument, "Welcome has no secrets for our KeyPackage")
 }
+
+// An external signer proposes only from a GroupInfo a member signed: an
+// altered one is refused before any proposal is made.
+func TestExternalSignerVerifiesGroupInfo(t *testing.T) {
+	s := NewServer()
+	ctx := context.Background()
+	id := newGroup(t, s, suite.X25519AES128GCMSHA256Ed25519, "alice")
+	signer, err := s.CreateExternalSigner(ctx, &pb.CreateExternalSignerRequest{CipherSuite: 1, Identity: []byte("server")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddExternalSigner(ctx, &pb.AddExternalSignerRequest{StateId: id, ExternalSender: signer.ExternalSender}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, &pb.CommitRequest{StateId: id}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.HandlePendingCommit(ctx, &pb.HandlePendingCommitRequest{StateId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, err := s.GroupInfo(ctx, &pb.GroupInfoRequest{StateId: next.StateId, ExternalTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(giMsg []byte) *pb.ExternalSignerProposalRequest {
+		return &pb.ExternalSignerProposalRequest{SignerId: signer.SignerId, GroupInfo: giMsg, RatchetTree: gi.RatchetTree,
+			Description: &pb.ProposalDescription{ProposalType: []byte("remove"), RemovedId: []byte("alice")}}
+	}
+	if _, err := s.ExternalSignerProposal(ctx, req(gi.GroupInfo)); err != nil {
+		t.Fatal(err)
+	}
+	tampered := bytes.Clone(gi.GroupInfo)
+	tampered[len(tampered)-1] ^= 1 // the signature is the last field
+	_, err = s.ExternalSignerProposal(ctx, req(tampered))
+	wantStatus(t, err, codes.InvalidArgument, "signature does not verify")
+	other := bytes.Clone(gi.RatchetTree)
+	other[len(other)-1] ^= 1
+	_, err = s.ExternalSignerProposal(ctx, &pb.ExternalSignerProposalRequest{SignerId: signer.SignerId, GroupInfo: gi.GroupInfo, RatchetTree: other,
+		Description: &pb.ProposalDescription{ProposalType: []byte("remove"), RemovedId: []byte("alice")}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("proposal from a GroupInfo with a swapped tree: %v", err)
+	}
+}

@@ -72,18 +72,8 @@ func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOp
 	if kp.KeyPackage.CipherSuite != ctx.CipherSuite {
 		return nil, fmt.Errorf("%w: key package suite %d, group suite %d", ErrInvalidGroupInfo, kp.KeyPackage.CipherSuite, ctx.CipherSuite)
 	}
-	t, err := treeFor(gi, o.RatchetTree)
+	t, err := VerifyGroupInfo(gi, o.RatchetTree, cfg)
 	if err != nil {
-		return nil, err
-	}
-	signer := t.Leaf(treeLeaf(gi.Signer))
-	if signer == nil {
-		return nil, fmt.Errorf("%w: signer leaf %d is blank", ErrInvalidGroupInfo, gi.Signer)
-	}
-	if err := s.VerifyWithLabel(signer.SignatureKey, "GroupInfoTBS", gi.TBS(), gi.Signature); err != nil {
-		return nil, fmt.Errorf("%w: %w: %w", ErrInvalidGroupInfo, ErrBadSignature, err)
-	}
-	if err := validateTree(t, &ctx, &cfg); err != nil {
 		return nil, err
 	}
 	if err := leafSupportsExtensions(&kp.KeyPackage.LeafNode, ctx.Extensions); err != nil {

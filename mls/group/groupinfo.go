@@ -7,6 +7,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
@@ -56,6 +57,35 @@ func (g *Group) groupInfo(o GroupInfoOptions) (*message.GroupInfo, error) {
 	}
 	gi.Signature = sig
 	return gi, nil
+}
+
+// VerifyGroupInfo checks a GroupInfo obtained from outside the group, as
+// an external joiner or external sender must before relying on it
+// (§12.4.3.2): it builds the ratchet tree (from the ratchet_tree
+// extension, or else ratchetTree), verifies the signature with the
+// signer's leaf key and validates the tree in full against the signed
+// GroupContext. It returns the validated tree. The confirmation tag
+// cannot be checked without the epoch's secrets.
+func VerifyGroupInfo(gi *message.GroupInfo, ratchetTree message.RatchetTree, cfg Config) (*tree.Tree, error) {
+	s, err := suite.Lookup(gi.GroupContext.CipherSuite)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
+	t, err := treeFor(gi, ratchetTree)
+	if err != nil {
+		return nil, err
+	}
+	signer := t.Leaf(treemath.LeafIndex(gi.Signer))
+	if signer == nil {
+		return nil, fmt.Errorf("%w: signer leaf %d is blank", ErrInvalidGroupInfo, gi.Signer)
+	}
+	if err := s.VerifyWithLabel(signer.SignatureKey, "GroupInfoTBS", gi.TBS(), gi.Signature); err != nil {
+		return nil, fmt.Errorf("%w: %w: %w", ErrInvalidGroupInfo, ErrBadSignature, err)
+	}
+	if err := validateTree(t, &gi.GroupContext, &cfg); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // buildWelcome encrypts gi and the group secrets for each new member

@@ -155,5 +155,3 @@ func findLeaf(t *tree.Tree, leaf *message.LeafNode) (treemath.LeafIndex, bool) {
 	})
 	return found, ok
 }
-
-func treeLeaf(l uint32) treemath.LeafIndex { return treemath.LeafIndex(l) }
