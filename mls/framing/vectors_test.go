@@ -91,17 +91,7 @@ func decodeMLSMessage(data []byte, wf message.WireFormat) (*message.MLSMessage, 
 // PrivateMessage, and protect the raw value both ways and unprotect the
 // result (an application PublicMessage must be refused).
 func TestMessageProtectionVectors(t *testing.T) {
-	var cases []protectionCase
-	vectors.Load(t, "message-protection.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkProtectionCase(&cases[i]); err != nil {
-			t.Errorf("case %d (suite %d): %v", i, cases[i].CipherSuite, err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "message-protection.json", passed, len(cases))
+	vectors.Run(t, "message-protection.json", checkProtectionCase, func(c *protectionCase) string { return fmt.Sprintf("suite %d", c.CipherSuite) })
 }
 
 func checkProtectionCase(c *protectionCase) error {

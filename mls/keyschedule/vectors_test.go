@@ -125,17 +125,7 @@ func checkKeySchedule(c *keyScheduleCase) error {
 }
 
 func TestKeyScheduleVectors(t *testing.T) {
-	var cases []keyScheduleCase
-	vectors.Load(t, "key-schedule.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkKeySchedule(&cases[i]); err != nil {
-			t.Errorf("case %d (suite %d): %v", i, cases[i].CipherSuite, err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "key-schedule.json", passed, len(cases))
+	vectors.Run(t, "key-schedule.json", checkKeySchedule, func(c *keyScheduleCase) string { return fmt.Sprintf("suite %d", c.CipherSuite) })
 }
 
 type pskSecretCase struct {
@@ -169,15 +159,7 @@ func checkPSKSecret(c *pskSecretCase) error {
 }
 
 func TestPSKSecretVectors(t *testing.T) {
-	var cases []pskSecretCase
-	vectors.Load(t, "psk_secret.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkPSKSecret(&cases[i]); err != nil {
-			t.Errorf("case %d (suite %d, %d psks): %v", i, cases[i].CipherSuite, len(cases[i].PSKs), err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "psk_secret.json", passed, len(cases))
+	vectors.Run(t, "psk_secret.json", checkPSKSecret, func(c *pskSecretCase) string {
+		return fmt.Sprintf("suite %d, %d psks", c.CipherSuite, len(c.PSKs))
+	})
 }

@@ -108,17 +108,8 @@ func checkCryptoBasics(c *cryptoBasicsCase) error {
 }
 
 func TestCryptoBasicsVectors(t *testing.T) {
-	var cases []cryptoBasicsCase
-	vectors.Load(t, "crypto-basics.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkCryptoBasics(&cases[i]); err != nil {
-			t.Errorf("suite %d: %v", cases[i].CipherSuite, err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "crypto-basics.json", passed, len(cases))
+	vectors.Run(t, "crypto-basics.json", checkCryptoBasics,
+		func(c *cryptoBasicsCase) string { return fmt.Sprintf("suite %d", c.CipherSuite) })
 }
 
 func TestLookupRejectsUnknownSuites(t *testing.T) {

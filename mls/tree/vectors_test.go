@@ -58,17 +58,7 @@ func checkTreeValidation(c *treeValidationCase) error {
 }
 
 func TestTreeValidationVectors(t *testing.T) {
-	var cases []treeValidationCase
-	vectors.Load(t, "tree-validation.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkTreeValidation(&cases[i]); err != nil {
-			t.Errorf("case %d (suite %d): %v", i, cases[i].CipherSuite, err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "tree-validation.json", passed, len(cases))
+	vectors.Run(t, "tree-validation.json", checkTreeValidation, func(c *treeValidationCase) string { return fmt.Sprintf("suite %d", c.CipherSuite) })
 }
 
 type treeOperationsCase struct {
@@ -133,15 +123,5 @@ func checkTreeOperations(c *treeOperationsCase) error {
 }
 
 func TestTreeOperationsVectors(t *testing.T) {
-	var cases []treeOperationsCase
-	vectors.Load(t, "tree-operations.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkTreeOperations(&cases[i]); err != nil {
-			t.Errorf("case %d: %v", i, err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "tree-operations.json", passed, len(cases))
+	vectors.Run(t, "tree-operations.json", checkTreeOperations, nil)
 }

@@ -149,15 +149,5 @@ func checkTreeKEM(c *treeKEMCase) error {
 }
 
 func TestTreeKEMVectors(t *testing.T) {
-	var cases []treeKEMCase
-	vectors.Load(t, "treekem.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkTreeKEM(&cases[i]); err != nil {
-			t.Errorf("case %d (suite %d): %v", i, cases[i].CipherSuite, err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "treekem.json", passed, len(cases))
+	vectors.Run(t, "treekem.json", checkTreeKEM, func(c *treeKEMCase) string { return fmt.Sprintf("suite %d", c.CipherSuite) })
 }

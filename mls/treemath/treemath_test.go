@@ -66,17 +66,7 @@ func checkTreeMath(c *treeMathCase) error {
 }
 
 func TestTreeMathVectors(t *testing.T) {
-	var cases []treeMathCase
-	vectors.Load(t, "tree-math.json", &cases)
-	passed := 0
-	for i := range cases {
-		if err := checkTreeMath(&cases[i]); err != nil {
-			t.Errorf("case %d (n_leaves %d): %v", i, cases[i].NLeaves, err)
-			continue
-		}
-		passed++
-	}
-	vectors.Report(t, "tree-math.json", passed, len(cases))
+	vectors.Run(t, "tree-math.json", checkTreeMath, nil)
 }
 
 // naiveParent finds the parent by searching the nodes one level up for the

@@ -88,3 +88,25 @@ func (h *Hex) UnmarshalJSON(b []byte) error {
 	*h = d
 	return nil
 }
+
+// Run loads the named file as a list of cases, checks each with check and
+// reports the file's line. A failing case is logged with its index and, if
+// describe is not nil, what describe says of it (typically its suite).
+func Run[C any](t *testing.T, name string, check func(c *C) error, describe func(c *C) string) {
+	t.Helper()
+	var cases []C
+	Load(t, name, &cases)
+	passed := 0
+	for i := range cases {
+		if err := check(&cases[i]); err != nil {
+			if describe != nil {
+				t.Errorf("%s case %d (%s): %v", name, i, describe(&cases[i]), err)
+			} else {
+				t.Errorf("%s case %d: %v", name, i, err)
+			}
+			continue
+		}
+		passed++
+	}
+	Report(t, name, passed, len(cases))
+}
