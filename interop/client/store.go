@@ -123,37 +123,21 @@ func (st *Store) id() uint32 {
 	return st.next
 }
 
+// put stores v under a fresh handle in m, one of the store's maps.
+func put[T any](st *Store, m map[uint32]*T, v *T) uint32 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id := st.id()
+	m[id] = v
+	return id
+}
+
 func (st *Store) putState(g *group.Group, me *member) uint32 {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	id := st.id()
-	st.states[id] = &state{g: g, me: me, own: map[[32]byte][]byte{}}
-	return id
+	return put(st, st.states, &state{g: g, me: me, own: map[[32]byte][]byte{}})
 }
-
-func (st *Store) putTransaction(t *transaction) uint32 {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	id := st.id()
-	st.transactions[id] = t
-	return id
-}
-
-func (st *Store) putSuspended(s *suspended) uint32 {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	id := st.id()
-	st.suspended[id] = s
-	return id
-}
-
-func (st *Store) putSigner(s *signer) uint32 {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	id := st.id()
-	st.signers[id] = s
-	return id
-}
+func (st *Store) putTransaction(t *transaction) uint32 { return put(st, st.transactions, t) }
+func (st *Store) putSuspended(s *suspended) uint32     { return put(st, st.suspended, s) }
+func (st *Store) putSigner(s *signer) uint32           { return put(st, st.signers, s) }
 
 func lookup[T any](st *Store, m map[uint32]*T, id uint32, kind string) (*T, error) {
 	st.mu.Lock()
