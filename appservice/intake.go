@@ -1,7 +1,6 @@
 package appservice
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -10,37 +9,33 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 )
-
-// TransactionSaver stores a transaction body durably; it reports false
-// for a txnId that was stored before.
-type TransactionSaver interface {
-	SaveTransaction(ctx context.Context, txnID string, body []byte) (bool, error)
-}
-
-// PuppetLookup answers the homeserver's user queries.
-type PuppetLookup interface {
-	IsPuppet(ctx context.Context, userID string) (bool, error)
-}
 
 // Intake serves the appservice API that the homeserver calls
 // (/_matrix/app/v1/...).
 type Intake struct {
-	hsToken []byte
-	maxBody int64
-	store   TransactionSaver
-	puppets PuppetLookup
-	stored  func() // wakes the processor; called after each new transaction
-	metrics *Metrics
-	log     zerolog.Logger
+	hsToken  []byte
+	maxBody  int64
+	db       database.Querier
+	inFlight *semaphore.Weighted
+	stored   func() // wakes the splitter; called after each new transaction
+	metrics  *Metrics
+	log      zerolog.Logger
 }
 
 // IntakeConfig holds what Intake needs.
 type IntakeConfig struct {
 	HSToken      string
 	MaxBodyBytes int64
-	Store        TransactionSaver
-	Puppets      PuppetLookup
+	// MaxInFlightBytes bounds the bytes of bodies being received and
+	// stored at once; a request beyond it gets 503 and is retried by the
+	// homeserver. Zero means 4 × MaxBodyBytes.
+	MaxInFlightBytes int64
+	DB               database.Querier
 	// Stored, if set, is called after a new transaction is committed.
 	Stored  func()
 	Metrics *Metrics
@@ -53,8 +48,12 @@ func NewIntake(cfg IntakeConfig) *Intake {
 	if stored == nil {
 		stored = func() {}
 	}
-	return &Intake{hsToken: []byte(cfg.HSToken), maxBody: cfg.MaxBodyBytes, store: cfg.Store,
-		puppets: cfg.Puppets, stored: stored, metrics: cfg.Metrics, log: cfg.Log}
+	inFlight := cfg.MaxInFlightBytes
+	if inFlight <= 0 {
+		inFlight = 4 * cfg.MaxBodyBytes
+	}
+	return &Intake{hsToken: []byte(cfg.HSToken), maxBody: cfg.MaxBodyBytes, db: cfg.DB,
+		inFlight: semaphore.NewWeighted(max(inFlight, cfg.MaxBodyBytes)), stored: stored, metrics: cfg.Metrics, log: cfg.Log}
 }
 
 // Register adds the appservice API routes to mux.
@@ -119,13 +118,43 @@ func bearerToken(r *http.Request) (string, bool) {
 
 func (in *Intake) putTransaction(w http.ResponseWriter, r *http.Request) {
 	txnID := r.PathValue("txnId")
-	log := in.log.With().Str("txn_id", txnID).Logger()
-	if txnID == "" || len(txnID) > 255 {
+	if txnID == "" {
 		in.metrics.TransactionsRejected.WithLabelValues("bad_txn_id").Inc()
-		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "transaction id must be 1 to 255 bytes")
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "transaction id must not be empty")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.maxBody))
+	if err := inbound.CheckText("transaction id", txnID, 255); err != nil {
+		in.metrics.TransactionsRejected.WithLabelValues("bad_txn_id").Inc()
+		in.log.Warn().Err(err).Msg("Transaction id refused")
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
+		return
+	}
+	log := in.log.With().Str("txn_id", txnID).Logger()
+	// Bound the memory that bodies in flight take: reserve what this one
+	// may need before reading it.
+	if r.ContentLength > in.maxBody {
+		in.metrics.TransactionsRejected.WithLabelValues("too_large").Inc()
+		log.Error().Int64("size", r.ContentLength).Int64("limit", in.maxBody).Msg("Transaction body too large, refused")
+		writeError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "transaction body too large")
+		return
+	}
+	reserve := in.maxBody
+	if r.ContentLength >= 0 {
+		reserve = max(r.ContentLength, 1)
+	}
+	if !in.inFlight.TryAcquire(reserve) {
+		in.metrics.TransactionsRejected.WithLabelValues("busy").Inc()
+		log.Warn().Int64("size", reserve).Msg("Too many transaction bytes in flight; asking the homeserver to retry")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "M_LIMIT_EXCEEDED", "too many transactions in flight, retry later")
+		return
+	}
+	in.metrics.IntakeBytesInFlight.Add(float64(reserve))
+	defer func() {
+		in.inFlight.Release(reserve)
+		in.metrics.IntakeBytesInFlight.Sub(float64(reserve))
+	}()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, min(in.maxBody, reserve)))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -152,17 +181,22 @@ func (in *Intake) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	inserted, err := in.store.SaveTransaction(r.Context(), txnID, body)
+	inserted, reused, err := database.SaveTransaction(r.Context(), in.db, txnID, body)
 	if err != nil {
 		in.metrics.TransactionsRejected.WithLabelValues("store_error").Inc()
 		log.Error().Err(err).Msg("Storing transaction failed; the homeserver will retry")
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not store transaction")
 		return
 	}
-	if !inserted {
+	switch {
+	case !inserted:
 		in.metrics.TransactionsReceived.WithLabelValues("duplicate").Inc()
 		log.Debug().Msg("Repeated transaction acknowledged")
-	} else {
+	case reused:
+		in.metrics.TransactionsReceived.WithLabelValues("reused_txn_id").Inc()
+		log.Warn().Int("events", len(txn.Events)).Msg("Transaction id reused with a different body (homeserver restarted its txnId counter?); stored as a new transaction")
+		in.stored()
+	default:
 		in.metrics.TransactionsReceived.WithLabelValues("stored").Inc()
 		log.Debug().Int("events", len(txn.Events)).Int("to_device", len(txn.ToDevice)).
 			Int("ephemeral", len(txn.Ephemeral)).Msg("Transaction stored")
@@ -173,7 +207,11 @@ func (in *Intake) putTransaction(w http.ResponseWriter, r *http.Request) {
 
 func (in *Intake) getUser(w http.ResponseWriter, r *http.Request) {
 	userID := r.PathValue("userId")
-	ok, err := in.puppets.IsPuppet(r.Context(), userID)
+	if err := inbound.CheckID("user id", userID, '@'); err != nil {
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
+		return
+	}
+	ok, err := database.IsPuppet(r.Context(), in.db, userID)
 	if err != nil {
 		in.log.Error().Err(err).Str("user_id", userID).Msg("User query failed")
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "lookup failed")

@@ -2,69 +2,108 @@ package appservice
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics are the service's Prometheus instruments. They are registered
-// in a registry the caller owns, never the global default one, so tests
-// and several services in one process do not collide.
+// Metrics are the instruments of intake and processing. They are
+// registered in a registry the caller owns, never the global default one,
+// so tests and several services in one process do not collide.
 type Metrics struct {
-	TransactionsReceived  *prometheus.CounterVec
-	TransactionsRejected  *prometheus.CounterVec
-	TransactionsProcessed prometheus.Counter
-	TransactionsFailed    prometheus.Counter
-	ProcessingSeconds     prometheus.Histogram
-	QueueDelaySeconds     prometheus.Histogram
-	MalformedItems        prometheus.Counter
-	ItemsDispatched       *prometheus.CounterVec
-	OutboxSent            prometheus.Counter
-	OutboxFailures        prometheus.Counter
+	TransactionsReceived *prometheus.CounterVec
+	TransactionsRejected *prometheus.CounterVec
+	TransactionsSplit    prometheus.Counter
+	MalformedItems       prometheus.Counter
+	ItemsQueued          *prometheus.CounterVec
+	ItemsProcessed       *prometheus.CounterVec
+	ItemsFailed          *prometheus.CounterVec
+	ItemsParked          *prometheus.CounterVec
+	ItemSeconds          *prometheus.HistogramVec
+	ItemDelaySeconds     prometheus.Histogram
+	TimersRun            *prometheus.CounterVec
+	TimersFailed         *prometheus.CounterVec
+	IntakeBytesInFlight  prometheus.Gauge
+	RetentionDeleted     *prometheus.CounterVec
+
+	// Backlog gauges, sampled from the database.
+	QueueItems       prometheus.Gauge
+	QueueOldestAge   prometheus.Gauge
+	QueuesBusy       prometheus.Gauge
+	ParkedItems      prometheus.Gauge
+	UnsplitTxns      prometheus.Gauge
+	OutboxPending    prometheus.Gauge
+	OutboxOldestAge  prometheus.Gauge
+	TimersDue        prometheus.Gauge
+	BacklogReadError prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them in reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		TransactionsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mlsas_transactions_received_total",
-			Help: "Appservice transactions acknowledged, by outcome (stored, or duplicate of a stored txnId).",
-		}, []string{"outcome"}),
-		TransactionsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mlsas_transactions_rejected_total",
-			Help: "Transaction requests refused before storing, by reason.",
-		}, []string{"reason"}),
-		TransactionsProcessed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mlsas_transactions_processed_total",
-			Help: "Stored transactions whose effects were committed.",
-		}),
-		TransactionsFailed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mlsas_transactions_failed_total",
-			Help: "Processing attempts that failed and were rolled back (the transaction is retried), or bodies that could not be parsed at all.",
-		}),
-		ProcessingSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mlsas_transaction_processing_seconds",
-			Help:    "Time to process one stored transaction, commit included.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}),
-		QueueDelaySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mlsas_transaction_queue_delay_seconds",
-			Help:    "Time from storing a transaction to committing its effects.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
-		}),
-		MalformedItems: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mlsas_transaction_malformed_items_total",
-			Help: "Malformed elements of transactions that were skipped.",
-		}),
-		ItemsDispatched: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mlsas_transaction_items_dispatched_total",
-			Help: "Elements of transactions handled, by kind.",
-		}, []string{"kind"}),
-		OutboxSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mlsas_outbox_sent_total",
-			Help: "Outgoing events the homeserver accepted.",
-		}),
-		OutboxFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mlsas_outbox_send_failures_total",
-			Help: "Failed attempts to send an outgoing event.",
-		}),
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
 	}
-	reg.MustRegister(m.OutboxSent, m.OutboxFailures, m.TransactionsReceived, m.TransactionsRejected, m.TransactionsProcessed,
-		m.TransactionsFailed, m.ProcessingSeconds, m.QueueDelaySeconds, m.MalformedItems, m.ItemsDispatched)
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		reg.MustRegister(g)
+		return g
+	}
+	m := &Metrics{
+		TransactionsReceived: counterVec("mlsas_transactions_received_total",
+			"Appservice transactions acknowledged, by outcome: stored, duplicate (a retry of a stored one), reused_txn_id (a known txnId with a new body, stored as new).", "outcome"),
+		TransactionsRejected: counterVec("mlsas_transactions_rejected_total",
+			"Transaction requests refused before storing, by reason.", "reason"),
+		TransactionsSplit: counter("mlsas_transactions_split_total",
+			"Stored transactions split into work items."),
+		MalformedItems: counter("mlsas_transaction_malformed_items_total",
+			"Malformed elements of transactions that were skipped."),
+		ItemsQueued: counterVec("mlsas_work_items_queued_total",
+			"Work items put on queues by the splitter, by kind.", "kind"),
+		ItemsProcessed: counterVec("mlsas_work_items_processed_total",
+			"Work items applied, by kind.", "kind"),
+		ItemsFailed: counterVec("mlsas_work_item_failures_total",
+			"Failed attempts at work items, by kind.", "kind"),
+		ItemsParked: counterVec("mlsas_work_items_parked_total",
+			"Work items set aside after failing too often, by kind.", "kind"),
+		TimersRun: counterVec("mlsas_timers_run_total",
+			"Timers run, by kind.", "kind"),
+		TimersFailed: counterVec("mlsas_timer_failures_total",
+			"Failed timer runs, by kind.", "kind"),
+		RetentionDeleted: counterVec("mlsas_retention_deleted_rows_total",
+			"Rows deleted by retention, by table.", "table"),
+		BacklogReadError: counter("mlsas_backlog_read_errors_total",
+			"Failed reads of the backlog for metrics and readiness."),
+		IntakeBytesInFlight: gauge("mlsas_intake_bytes_in_flight",
+			"Bytes of transaction bodies being received or stored."),
+		QueueItems: gauge("mlsas_queue_items",
+			"Inbound work items waiting (parked ones excluded)."),
+		QueueOldestAge: gauge("mlsas_queue_oldest_age_seconds",
+			"Age of the oldest unfinished inbound work: an unsplit transaction or a waiting item."),
+		QueuesBusy: gauge("mlsas_queues_with_items",
+			"Inbound queues (rooms, devices) that have items waiting."),
+		ParkedItems: gauge("mlsas_parked_items",
+			"Work items parked with an error, waiting for an operator (mls-appservice queue list)."),
+		UnsplitTxns: gauge("mlsas_transactions_unsplit",
+			"Stored transactions not yet split into work items."),
+		OutboxPending: gauge("mlsas_outbox_pending",
+			"Outbox rows neither sent nor given up."),
+		OutboxOldestAge: gauge("mlsas_outbox_oldest_age_seconds",
+			"Age of the oldest outbox row neither sent nor given up."),
+		TimersDue: gauge("mlsas_timers_due",
+			"Timers whose due time has passed."),
+	}
+	m.ItemSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mlsas_work_item_seconds",
+		Help:    "Time to apply one work item, by kind.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+	}, []string{"kind"})
+	m.ItemDelaySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "mlsas_work_item_delay_seconds",
+		Help:    "Time from a work item's creation to its completion.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
+	})
+	reg.MustRegister(m.ItemSeconds, m.ItemDelaySeconds)
 	return m
 }

@@ -5,58 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
 // Transaction is the part of an appservice transaction body that the
-// service acts on.
+// service acts on, every element validated (package inbound).
 type Transaction struct {
-	Events                 []RoomEvent
-	Ephemeral              []EphemeralEvent
-	ToDevice               []ToDeviceEvent
-	DeviceLists            DeviceLists
-	OneTimeKeyCounts       map[id.UserID]map[id.DeviceID]map[string]int
-	UnusedFallbackKeyTypes map[id.UserID]map[id.DeviceID][]string
+	Events      []inbound.RoomEvent
+	Ephemeral   []inbound.EphemeralEvent
+	ToDevice    []inbound.ToDeviceEvent
+	DeviceLists []inbound.DeviceListChange
+	// KeyCounts holds one entry per device that had one-time key counts
+	// or unused fallback key types, sorted by user and device.
+	KeyCounts []inbound.KeyCounts
 	// Problems lists the elements that were skipped because they were
 	// malformed; the rest of the transaction is still valid.
 	Problems []error
-}
-
-// RoomEvent is a PDU from the transaction's events list.
-type RoomEvent struct {
-	Type     string
-	RoomID   id.RoomID
-	EventID  id.EventID
-	Sender   id.UserID
-	StateKey *string
-	// Membership is content.membership of an m.room.member event.
-	Membership string
-	Raw        json.RawMessage
-}
-
-// EphemeralEvent is an EDU (typing, receipts, presence) pushed by MSC2409.
-type EphemeralEvent struct {
-	Type   string
-	RoomID id.RoomID
-	Raw    json.RawMessage
-}
-
-// ToDeviceEvent is a to-device message for one of our devices (MSC2409/MSC4203).
-type ToDeviceEvent struct {
-	Type       string
-	Sender     id.UserID
-	ToUserID   id.UserID
-	ToDeviceID id.DeviceID
-	Content    json.RawMessage
-	Raw        json.RawMessage
-}
-
-// DeviceLists names users whose device lists changed, and users with
-// whom we no longer share a room (MSC3202).
-type DeviceLists struct {
-	Changed []id.UserID `json:"changed"`
-	Left    []id.UserID `json:"left"`
 }
 
 // ErrNotJSON means the body is not JSON at all.
@@ -95,7 +63,7 @@ func first(vals ...json.RawMessage) json.RawMessage {
 // ParseTransaction decodes an appservice transaction body. It fails only
 // if the body is not JSON (ErrNotJSON) or not an object with an array of
 // events (ErrBadShape); malformed elements are skipped and listed in
-// Problems.
+// Problems, so one bad event never costs the others.
 func ParseTransaction(body []byte) (*Transaction, error) {
 	if !json.Valid(body) {
 		return nil, ErrNotJSON
@@ -113,19 +81,57 @@ func ParseTransaction(body []byte) (*Transaction, error) {
 		return nil, fmt.Errorf("%w: events: %v", ErrBadShape, err)
 	}
 	for i, raw := range events {
-		ev, err := parseRoomEvent(raw)
+		ev, err := inbound.ParseRoomEvent(raw)
 		if err != nil {
 			txn.problem("events[%d]: %v", i, err)
 			continue
 		}
 		txn.Events = append(txn.Events, ev)
 	}
-	txn.parseEphemeral(first(w.Ephemeral, w.UnstableEphemeral))
-	txn.parseToDevice(first(w.ToDevice, w.UnstableToDevice))
+	txn.parseList("ephemeral", first(w.Ephemeral, w.UnstableEphemeral), func(raw json.RawMessage) error {
+		ev, err := inbound.ParseEphemeralEvent(raw)
+		if err == nil {
+			txn.Ephemeral = append(txn.Ephemeral, ev)
+		}
+		return err
+	})
+	txn.parseList("to_device", first(w.ToDevice, w.UnstableToDevice), func(raw json.RawMessage) error {
+		ev, err := inbound.ParseToDeviceEvent(raw)
+		if err == nil {
+			txn.ToDevice = append(txn.ToDevice, ev)
+		}
+		return err
+	})
 	txn.parseDeviceLists(first(w.DeviceLists, w.UnstableDeviceLists))
-	txn.parseOTKCounts(first(w.OTKCount, w.UnstableOTKCount, w.UnstableOTKCounts))
-	txn.parseFallbackTypes(first(w.FallbackTypes, w.UnstableFallbackTypes))
+	counts := map[deviceKey]*inbound.KeyCounts{}
+	txn.parseOTKCounts(first(w.OTKCount, w.UnstableOTKCount, w.UnstableOTKCounts), counts)
+	txn.parseFallbackTypes(first(w.FallbackTypes, w.UnstableFallbackTypes), counts)
+	for _, k := range counts {
+		txn.KeyCounts = append(txn.KeyCounts, *k)
+	}
+	// Map order is random; sorted, replays produce items in one order.
+	slices.SortFunc(txn.KeyCounts, func(a, b inbound.KeyCounts) int {
+		if c := compareStrings(string(a.UserID), string(b.UserID)); c != 0 {
+			return c
+		}
+		return compareStrings(string(a.DeviceID), string(b.DeviceID))
+	})
 	return txn, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+type deviceKey struct {
+	user   id.UserID
+	device id.DeviceID
 }
 
 func (t *Transaction) problem(format string, args ...any) {
@@ -143,88 +149,16 @@ func rawList(raw json.RawMessage) ([]json.RawMessage, error) {
 	return list, nil
 }
 
-func parseRoomEvent(raw json.RawMessage) (RoomEvent, error) {
-	var w struct {
-		Type     string          `json:"type"`
-		RoomID   string          `json:"room_id"`
-		EventID  string          `json:"event_id"`
-		Sender   string          `json:"sender"`
-		StateKey *string         `json:"state_key"`
-		Content  json.RawMessage `json:"content"`
-	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return RoomEvent{}, fmt.Errorf("not an event: %v", err)
-	}
-	switch {
-	case w.Type == "":
-		return RoomEvent{}, errors.New("no type")
-	case w.RoomID == "":
-		return RoomEvent{}, errors.New("no room_id")
-	case w.EventID == "":
-		return RoomEvent{}, errors.New("no event_id")
-	case w.Sender == "":
-		return RoomEvent{}, errors.New("no sender")
-	}
-	ev := RoomEvent{Type: w.Type, RoomID: id.RoomID(w.RoomID), EventID: id.EventID(w.EventID),
-		Sender: id.UserID(w.Sender), StateKey: w.StateKey, Raw: raw}
-	if w.Type == "m.room.member" {
-		if w.StateKey == nil || *w.StateKey == "" {
-			return RoomEvent{}, fmt.Errorf("m.room.member %s has no state_key", w.EventID)
-		}
-		var c struct {
-			Membership string `json:"membership"`
-		}
-		if err := json.Unmarshal(w.Content, &c); err != nil || c.Membership == "" {
-			return RoomEvent{}, fmt.Errorf("m.room.member %s has no content.membership", w.EventID)
-		}
-		ev.Membership = c.Membership
-	}
-	return ev, nil
-}
-
-func (t *Transaction) parseEphemeral(raw json.RawMessage) {
+func (t *Transaction) parseList(name string, raw json.RawMessage, parse func(json.RawMessage) error) {
 	list, err := rawList(raw)
 	if err != nil {
-		t.problem("ephemeral: %v", err)
+		t.problem("%s: %v", name, err)
 		return
 	}
 	for i, item := range list {
-		var w struct {
-			Type   string `json:"type"`
-			RoomID string `json:"room_id"`
+		if err := parse(item); err != nil {
+			t.problem("%s[%d]: %v", name, i, err)
 		}
-		if err := json.Unmarshal(item, &w); err != nil || w.Type == "" {
-			t.problem("ephemeral[%d]: not an event with a type", i)
-			continue
-		}
-		t.Ephemeral = append(t.Ephemeral, EphemeralEvent{Type: w.Type, RoomID: id.RoomID(w.RoomID), Raw: item})
-	}
-}
-
-func (t *Transaction) parseToDevice(raw json.RawMessage) {
-	list, err := rawList(raw)
-	if err != nil {
-		t.problem("to_device: %v", err)
-		return
-	}
-	for i, item := range list {
-		var w struct {
-			Type       string          `json:"type"`
-			Sender     string          `json:"sender"`
-			ToUserID   string          `json:"to_user_id"`
-			ToDeviceID string          `json:"to_device_id"`
-			Content    json.RawMessage `json:"content"`
-		}
-		if err := json.Unmarshal(item, &w); err != nil {
-			t.problem("to_device[%d]: not an event", i)
-			continue
-		}
-		if w.Type == "" || w.Sender == "" || w.ToUserID == "" || w.ToDeviceID == "" {
-			t.problem("to_device[%d]: needs type, sender, to_user_id and to_device_id", i)
-			continue
-		}
-		t.ToDevice = append(t.ToDevice, ToDeviceEvent{Type: w.Type, Sender: id.UserID(w.Sender),
-			ToUserID: id.UserID(w.ToUserID), ToDeviceID: id.DeviceID(w.ToDeviceID), Content: w.Content, Raw: item})
 	}
 }
 
@@ -233,28 +167,54 @@ func (t *Transaction) parseDeviceLists(raw json.RawMessage) {
 		return
 	}
 	var w struct {
-		Changed []string `json:"changed"`
-		Left    []string `json:"left"`
+		Changed []json.RawMessage `json:"changed"`
+		Left    []json.RawMessage `json:"left"`
 	}
 	if err := json.Unmarshal(raw, &w); err != nil {
 		t.problem("device_lists: %v", err)
 		return
 	}
-	for _, u := range w.Changed {
-		if u != "" {
-			t.DeviceLists.Changed = append(t.DeviceLists.Changed, id.UserID(u))
-		}
-	}
-	for _, u := range w.Left {
-		if u != "" {
-			t.DeviceLists.Left = append(t.DeviceLists.Left, id.UserID(u))
+	for _, part := range []struct {
+		name string
+		list []json.RawMessage
+		left bool
+	}{{"changed", w.Changed, false}, {"left", w.Left, true}} {
+		for i, raw := range part.list {
+			var u string
+			if err := json.Unmarshal(raw, &u); err != nil {
+				t.problem("device_lists.%s[%d]: not a string", part.name, i)
+				continue
+			}
+			if err := inbound.CheckID("user id", u, '@'); err != nil {
+				t.problem("device_lists.%s[%d]: %v", part.name, i, err)
+				continue
+			}
+			t.DeviceLists = append(t.DeviceLists, inbound.DeviceListChange{UserID: id.UserID(u), Left: part.left})
 		}
 	}
 }
 
+// checkDevice validates a user and device named as map keys.
+func checkDevice(user, device string) error {
+	if err := inbound.CheckID("user id", user, '@'); err != nil {
+		return err
+	}
+	return inbound.CheckDeviceID("device id", device)
+}
+
+func entry(counts map[deviceKey]*inbound.KeyCounts, user, device string) *inbound.KeyCounts {
+	k := deviceKey{id.UserID(user), id.DeviceID(device)}
+	e := counts[k]
+	if e == nil {
+		e = &inbound.KeyCounts{UserID: k.user, DeviceID: k.device}
+		counts[k] = e
+	}
+	return e
+}
+
 // parseOTKCounts decodes {user: {device: {algorithm: count}}}, keeping
 // every algorithm: ours are KeyPackages, which mautrix's OTKCount drops.
-func (t *Transaction) parseOTKCounts(raw json.RawMessage) {
+func (t *Transaction) parseOTKCounts(raw json.RawMessage, counts map[deviceKey]*inbound.KeyCounts) {
 	if raw == nil {
 		return
 	}
@@ -265,34 +225,37 @@ func (t *Transaction) parseOTKCounts(raw json.RawMessage) {
 	}
 	for user, devices := range users {
 		for device, algs := range devices {
+			if err := checkDevice(user, device); err != nil {
+				t.problem("device_one_time_keys_count: %v", err)
+				continue
+			}
 			for alg, v := range algs {
-				var n int
-				if err := json.Unmarshal(v, &n); err != nil || n < 0 {
-					t.problem("device_one_time_keys_count %s/%s/%s: not a count", user, device, alg)
+				var n int64
+				err := json.Unmarshal(v, &n)
+				if err == nil {
+					err = inbound.CheckCount("count", n)
+				}
+				if err == nil && alg == "" {
+					err = errors.New("empty algorithm")
+				}
+				if err == nil {
+					err = inbound.CheckText("algorithm", alg, inbound.MaxTextBytes)
+				}
+				if err != nil {
+					t.problem("device_one_time_keys_count %s/%s: %v", user, device, err)
 					continue
 				}
-				if user == "" || device == "" || alg == "" {
-					t.problem("device_one_time_keys_count: empty user, device or algorithm")
-					continue
+				e := entry(counts, user, device)
+				if e.OneTimeKeys == nil {
+					e.OneTimeKeys = map[string]int{}
 				}
-				if t.OneTimeKeyCounts == nil {
-					t.OneTimeKeyCounts = map[id.UserID]map[id.DeviceID]map[string]int{}
-				}
-				byDevice := t.OneTimeKeyCounts[id.UserID(user)]
-				if byDevice == nil {
-					byDevice = map[id.DeviceID]map[string]int{}
-					t.OneTimeKeyCounts[id.UserID(user)] = byDevice
-				}
-				if byDevice[id.DeviceID(device)] == nil {
-					byDevice[id.DeviceID(device)] = map[string]int{}
-				}
-				byDevice[id.DeviceID(device)][alg] = n
+				e.OneTimeKeys[alg] = int(n)
 			}
 		}
 	}
 }
 
-func (t *Transaction) parseFallbackTypes(raw json.RawMessage) {
+func (t *Transaction) parseFallbackTypes(raw json.RawMessage, counts map[deviceKey]*inbound.KeyCounts) {
 	if raw == nil {
 		return
 	}
@@ -304,17 +267,22 @@ func (t *Transaction) parseFallbackTypes(raw json.RawMessage) {
 	for user, devices := range users {
 		for device, v := range devices {
 			var types []string
-			if err := json.Unmarshal(v, &types); err != nil || user == "" || device == "" {
-				t.problem("device_unused_fallback_key_types %s/%s: not a list of strings", user, device)
+			err := json.Unmarshal(v, &types)
+			if err == nil {
+				err = checkDevice(user, device)
+			}
+			for _, alg := range types {
+				if err == nil {
+					err = inbound.CheckText("algorithm", alg, inbound.MaxTextBytes)
+				}
+			}
+			if err != nil {
+				t.problem("device_unused_fallback_key_types %s/%s: %v", user, device, err)
 				continue
 			}
-			if t.UnusedFallbackKeyTypes == nil {
-				t.UnusedFallbackKeyTypes = map[id.UserID]map[id.DeviceID][]string{}
-			}
-			if t.UnusedFallbackKeyTypes[id.UserID(user)] == nil {
-				t.UnusedFallbackKeyTypes[id.UserID(user)] = map[id.DeviceID][]string{}
-			}
-			t.UnusedFallbackKeyTypes[id.UserID(user)][id.DeviceID(device)] = types
+			e := entry(counts, user, device)
+			e.UnusedFallback = append([]string{}, types...)
+			e.HasFallback = true
 		}
 	}
 }

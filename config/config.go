@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -19,6 +21,8 @@ type Config struct {
 	Homeserver Homeserver `yaml:"homeserver"`
 	AppService AppService `yaml:"appservice"`
 	Database   Database   `yaml:"database"`
+	Processing Processing `yaml:"processing"`
+	Outbox     Outbox     `yaml:"outbox"`
 	Logging    Logging    `yaml:"logging"`
 }
 
@@ -37,11 +41,40 @@ type AppService struct {
 	ASToken      string `yaml:"as_token"`
 	HSToken      string `yaml:"hs_token"`
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	// MaxInFlightBytes bounds the bytes of transaction bodies being
+	// received and stored at once.
+	MaxInFlightBytes int64    `yaml:"max_in_flight_bytes"`
+	WriteTimeout     Duration `yaml:"write_timeout"`
+	ShutdownGrace    Duration `yaml:"shutdown_grace"`
+	// MetricsAddress, if set, serves /metrics on its own address instead
+	// of the appservice listener.
+	MetricsAddress string `yaml:"metrics_address"`
 }
 
 type Database struct {
-	URI      string `yaml:"uri"`
-	MaxConns int32  `yaml:"max_conns"`
+	URI            string   `yaml:"uri"`
+	MaxConns       int32    `yaml:"max_conns"`
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+}
+
+// Processing configures the work queues (DESIGN 3.2, 3.3, 3.6).
+type Processing struct {
+	Workers         int      `yaml:"workers"`
+	BatchSize       int      `yaml:"batch_size"`
+	MaxAttempts     int      `yaml:"max_attempts"`
+	RetryBackoff    Duration `yaml:"retry_backoff"`
+	MaxRetryBackoff Duration `yaml:"max_retry_backoff"`
+	ItemTimeout     Duration `yaml:"item_timeout"`
+	Poll            Duration `yaml:"poll"`
+	ReadyBacklog    Duration `yaml:"ready_backlog"`
+	Retention       Duration `yaml:"retention"`
+	RetentionBatch  int      `yaml:"retention_batch"`
+}
+
+// Outbox configures sending to the homeserver.
+type Outbox struct {
+	Workers        int      `yaml:"workers"`
+	RequestTimeout Duration `yaml:"request_timeout"`
 }
 
 type Logging struct {
@@ -76,9 +109,15 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte) (*Config, error) {
 	cfg := Config{
 		AppService: AppService{Hostname: "0.0.0.0", Port: 29340, ID: "mls", BotUsername: "mlsbot",
-			UserPrefix: "mls_", MaxBodyBytes: 16 << 20},
-		Database: Database{MaxConns: 10},
-		Logging:  Logging{Level: "info", Format: "auto"},
+			UserPrefix: "mls_", MaxBodyBytes: 16 << 20, MaxInFlightBytes: 64 << 20,
+			WriteTimeout: Duration(time.Minute), ShutdownGrace: Duration(10 * time.Second)},
+		Database: Database{MaxConns: 10, ConnectTimeout: Duration(5 * time.Second)},
+		Processing: Processing{Workers: 4, BatchSize: 32, MaxAttempts: 5,
+			RetryBackoff: Duration(time.Second), MaxRetryBackoff: Duration(5 * time.Minute),
+			ItemTimeout: Duration(2 * time.Minute), Poll: Duration(2 * time.Second),
+			ReadyBacklog: Duration(5 * time.Minute), Retention: Duration(7 * 24 * time.Hour), RetentionBatch: 1000},
+		Outbox:  Outbox{Workers: 4, RequestTimeout: Duration(time.Minute)},
+		Logging: Logging{Level: "info", Format: "auto"},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -98,23 +137,36 @@ func isPlaceholder(s string) bool {
 	return strings.Contains(s, "CHANGE_ME") || strings.Contains(s, "example.com")
 }
 
-// ValidateForRegistration checks every key that -g needs: all of them
-// except the tokens that -g is about to generate.
+// ValidateForRegistration checks the keys that -g needs to write the
+// registration: the addresses, the domain and the namespace. Nothing else
+// (the database above all) has to be filled in yet.
 func (c *Config) ValidateForRegistration() error {
-	checks := []struct {
-		key, value string
-		check      func(key, value string) error
-	}{
+	checks := []check{
 		{"homeserver.address", c.Homeserver.Address, checkHTTPURL},
 		{"homeserver.domain", c.Homeserver.Domain, checkDomain},
 		{"appservice.address", c.AppService.Address, checkHTTPURL},
 		{"appservice.id", c.AppService.ID, checkLocalpart},
 		{"appservice.bot_username", c.AppService.BotUsername, checkLocalpart},
 		{"appservice.user_prefix", c.AppService.UserPrefix, checkLocalpart},
-		{"database.uri", c.Database.URI, checkDatabaseURI},
-		{"logging.level", c.Logging.Level, oneOf("trace", "debug", "info", "warn", "error")},
-		{"logging.format", c.Logging.Format, oneOf("auto", "pretty", "json")},
 	}
+	if err := checkAll(checks); err != nil {
+		return err
+	}
+	if c.AppService.Port < 1 || c.AppService.Port > 65535 {
+		return keyErr("appservice.port", "must be between 1 and 65535, got %d", c.AppService.Port)
+	}
+	if strings.HasPrefix(c.AppService.BotUsername, c.AppService.UserPrefix) {
+		return keyErr("appservice.bot_username", "must not start with appservice.user_prefix %q", c.AppService.UserPrefix)
+	}
+	return nil
+}
+
+type check struct {
+	key, value string
+	check      func(key, value string) error
+}
+
+func checkAll(checks []check) error {
 	for _, ch := range checks {
 		if ch.value == "" {
 			return keyErr(ch.key, "missing")
@@ -126,24 +178,22 @@ func (c *Config) ValidateForRegistration() error {
 			return err
 		}
 	}
-	if c.AppService.Port < 1 || c.AppService.Port > 65535 {
-		return keyErr("appservice.port", "must be between 1 and 65535, got %d", c.AppService.Port)
-	}
-	if c.AppService.MaxBodyBytes < 1<<10 {
-		return keyErr("appservice.max_body_bytes", "must be at least 1024, got %d", c.AppService.MaxBodyBytes)
-	}
-	if c.Database.MaxConns < 2 {
-		return keyErr("database.max_conns", "must be at least 2 (intake and processing each need one), got %d", c.Database.MaxConns)
-	}
-	if strings.HasPrefix(c.AppService.BotUsername, c.AppService.UserPrefix) {
-		return keyErr("appservice.bot_username", "must not start with appservice.user_prefix %q", c.AppService.UserPrefix)
-	}
 	return nil
 }
 
 // Validate checks everything needed to run the service.
 func (c *Config) Validate() error {
 	if err := c.ValidateForRegistration(); err != nil {
+		return err
+	}
+	if err := checkAll([]check{
+		{"database.uri", c.Database.URI, checkDatabaseURI},
+		{"logging.level", c.Logging.Level, oneOf("trace", "debug", "info", "warn", "error")},
+		{"logging.format", c.Logging.Format, oneOf("auto", "pretty", "json")},
+	}); err != nil {
+		return err
+	}
+	if err := c.validateLimits(); err != nil {
 		return err
 	}
 	for _, t := range []struct{ key, value string }{
@@ -223,4 +273,60 @@ func oneOf(allowed ...string) func(key, value string) error {
 		}
 		return keyErr(key, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
 	}
+}
+
+// validateLimits checks the numeric keys against their ranges.
+func (c *Config) validateLimits() error {
+	ints := []struct {
+		key      string
+		value    int64
+		min, max int64
+		why      string
+	}{
+		{"appservice.max_body_bytes", c.AppService.MaxBodyBytes, 1 << 10, 1 << 30, ""},
+		{"appservice.max_in_flight_bytes", c.AppService.MaxInFlightBytes, c.AppService.MaxBodyBytes, 1 << 40,
+			" (at least appservice.max_body_bytes, or no transaction could ever be received)"},
+		{"database.max_conns", int64(c.Database.MaxConns), 2, 1000, " (intake and processing each need one)"},
+		{"processing.workers", int64(c.Processing.Workers), 1, 256, ""},
+		{"processing.batch_size", int64(c.Processing.BatchSize), 1, 10000, ""},
+		{"processing.max_attempts", int64(c.Processing.MaxAttempts), 1, 1000, ""},
+		{"processing.retention_batch", int64(c.Processing.RetentionBatch), 1, 1000000, ""},
+		{"outbox.workers", int64(c.Outbox.Workers), 1, 256, ""},
+	}
+	for _, v := range ints {
+		if v.value < v.min || v.value > v.max {
+			return keyErr(v.key, "must be between %d and %d%s, got %d", v.min, v.max, v.why, v.value)
+		}
+	}
+	durations := []struct {
+		key   string
+		value Duration
+		min   time.Duration
+	}{
+		{"appservice.write_timeout", c.AppService.WriteTimeout, time.Second},
+		{"appservice.shutdown_grace", c.AppService.ShutdownGrace, 100 * time.Millisecond},
+		{"database.connect_timeout", c.Database.ConnectTimeout, 100 * time.Millisecond},
+		{"processing.retry_backoff", c.Processing.RetryBackoff, time.Millisecond},
+		{"processing.max_retry_backoff", c.Processing.MaxRetryBackoff, c.Processing.RetryBackoff.D()},
+		{"processing.item_timeout", c.Processing.ItemTimeout, time.Second},
+		{"processing.poll", c.Processing.Poll, 10 * time.Millisecond},
+		{"processing.ready_backlog", c.Processing.ReadyBacklog, time.Second},
+		{"processing.retention", c.Processing.Retention, time.Minute},
+		{"outbox.request_timeout", c.Outbox.RequestTimeout, time.Second},
+	}
+	for _, d := range durations {
+		if d.value.D() < d.min {
+			return keyErr(d.key, "must be at least %s, got %s", d.min, d.value.D())
+		}
+	}
+	if (c.Database.MaxConns) < int32(c.Processing.Workers+c.Outbox.Workers+2) {
+		return keyErr("database.max_conns", "must be at least processing.workers + outbox.workers + 2 = %d (each worker holds a connection while it works, intake and the splitter need one each), got %d",
+			c.Processing.Workers+c.Outbox.Workers+2, c.Database.MaxConns)
+	}
+	if c.AppService.MetricsAddress != "" {
+		if _, _, err := net.SplitHostPort(c.AppService.MetricsAddress); err != nil {
+			return keyErr("appservice.metrics_address", "must be host:port, got %q", c.AppService.MetricsAddress)
+		}
+	}
+	return nil
 }

@@ -10,7 +10,7 @@ import (
 
 // SetTokens rewrites the configuration file at path with new
 // appservice.as_token and appservice.hs_token values, keeping comments
-// and the order of keys.
+// and the order of keys. The file is written with mode 0600.
 func SetTokens(path, asToken, hsToken string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -20,13 +20,27 @@ func SetTokens(path, asToken, hsToken string) error {
 	if err != nil {
 		return err
 	}
-	info, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("stat config: %w", err)
-	}
 	// Write beside and rename, so a crash never leaves a truncated config.
+	// The file now holds secrets: whatever its mode was, only the owner
+	// may read it (DESIGN 9).
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, out, info.Mode().Perm()); err != nil {
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if _, err := f.Write(out); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write config: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

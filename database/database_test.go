@@ -2,10 +2,14 @@ package database
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mls-appservice/mls-appservice/internal/testenv"
 	"github.com/mls-appservice/mls-appservice/migrations"
@@ -15,7 +19,7 @@ func open(t *testing.T) *DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := Open(ctx, testenv.Database(t), 4)
+	db, err := Open(ctx, testenv.Database(t), Options{MaxConns: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +96,7 @@ func TestOpenUnreachableNamesAddressNotPassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Port 1 on loopback: nothing listens there.
-	_, err := Open(ctx, "postgres://mls:hunter2secret@127.0.0.1:1/mls?sslmode=disable&connect_timeout=3", 2)
+	_, err := Open(ctx, "postgres://mls:hunter2secret@127.0.0.1:1/mls?sslmode=disable", Options{MaxConns: 2, ConnectTimeout: 3 * time.Second})
 	if err == nil {
 		t.Fatal("connected to nothing")
 	}
@@ -105,85 +109,367 @@ func TestOpenUnreachableNamesAddressNotPassword(t *testing.T) {
 	}
 }
 
-func TestSaveTransactionIsIdempotent(t *testing.T) {
+func migrated(t *testing.T) *DB {
+	t.Helper()
 	db := open(t)
+	if _, err := db.Migrate(context.Background(), migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestSaveTransactionRepeatAndReuse(t *testing.T) {
+	db := migrated(t)
 	ctx := context.Background()
-	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
-		t.Fatal(err)
+	steps := []struct {
+		txnID, body      string
+		inserted, reused bool
+	}{
+		{"t1", `{"events":[]}`, true, false},
+		{"t1", `{"events":[]}`, false, false}, // the homeserver retrying
+		{"t1", `{"events":[1]}`, true, true},  // the homeserver restarted its counter
+		{"t1", `{"events":[1]}`, false, false},
+		{"t2", `{"events":[]}`, true, false},
 	}
-	first, err := db.SaveTransaction(ctx, "t1", []byte(`{"events":[]}`))
-	if err != nil || !first {
-		t.Fatalf("first save: %v %v", first, err)
+	for i, s := range steps {
+		inserted, reused, err := SaveTransaction(ctx, db, s.txnID, []byte(s.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inserted != s.inserted || reused != s.reused {
+			t.Errorf("step %d (%s %s): inserted %v reused %v, want %v %v", i, s.txnID, s.body, inserted, reused, s.inserted, s.reused)
+		}
 	}
-	again, err := db.SaveTransaction(ctx, "t1", []byte(`{"events":[1]}`))
-	if err != nil || again {
-		t.Fatalf("repeated save: %v %v", again, err)
-	}
-	var body string
-	if err := db.Pool.QueryRow(ctx, `SELECT convert_from(body, 'UTF8') FROM appservice_transaction WHERE txn_id = 't1'`).Scan(&body); err != nil {
-		t.Fatal(err)
-	}
-	if body != `{"events":[]}` {
-		t.Errorf("stored body %s, want the first one", body)
+	if n, err := PendingTransactions(ctx, db); err != nil || n != 3 {
+		t.Fatalf("%d pending transactions (%v), want 3", n, err)
 	}
 }
 
-func TestOutboxOrderAndFailures(t *testing.T) {
-	db := open(t)
-	ctx := context.Background()
-	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+// inTx runs fn in a transaction that the test commits.
+func inTx(t *testing.T, db *DB, fn func(tx pgx.Tx) error) {
+	t.Helper()
+	if err := db.InTx(context.Background(), fn); err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for _, body := range []string{`{"n":1}`, `{"n":2}`, `{"n":3}`} {
-		tx, err := db.Pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
+}
+
+func TestQueueClaimIsExclusiveAndOrdered(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		for _, q := range []string{"in:room:!a", "in:room:!b", "in:room:!a"} {
+			if _, err := p.AddItem(ctx, Item{Queue: q, Kind: "k", Payload: []byte(q)}); err != nil {
+				return err
+			}
 		}
-		id, err := EnqueueEvent(ctx, tx, OutgoingEvent{UserID: "@mls_a:hs", DeviceID: "D", RoomID: "!r:hs",
-			EventType: "m.room.message", Content: []byte(body)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+		return p.Flush(ctx)
+	})
+	// Two workers at once: each gets a different queue, a third none.
+	tx1, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ids[0] == ids[1] || !strings.HasPrefix(ids[0], "mlsas.") {
-		t.Fatalf("transaction ids %v are not unique", ids)
+	defer tx1.Rollback(ctx)
+	tx2, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	next := func() *OutgoingEvent {
+	defer tx2.Rollback(ctx)
+	tx3, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx3.Rollback(ctx)
+	q1, err := ClaimQueue(ctx, tx1, Inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, err := ClaimQueue(ctx, tx2, Inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q3, err := ClaimQueue(ctx, tx3, Inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q1 == "" || q2 == "" || q1 == q2 || q3 != "" {
+		t.Fatalf("claims %q %q %q: want two different queues and then none", q1, q2, q3)
+	}
+	if got, err := ClaimQueue(ctx, tx3, Outbound); err != nil || got != "" {
+		t.Fatalf("outbound claim %q %v with no outbound work", got, err)
+	}
+	// The holder of !a sees its items in order and finishes them.
+	holder := tx1
+	if q2 == "in:room:!a" {
+		holder = tx2
+	}
+	items, err := HeadItems(ctx, holder, "in:room:!a", 10)
+	if err != nil || len(items) != 2 || items[0].Seq >= items[1].Seq {
+		t.Fatalf("items of !a: %+v (%v)", items, err)
+	}
+	p := NewProducer(holder)
+	if err := ItemsDone(ctx, holder, p, "in:room:!a", []int64{items[0].Seq, items[1].Seq}, 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ReadBacklog(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Items != 1 || b.QueuesWithItems != 1 {
+		t.Fatalf("backlog %+v, want one item in one queue", b)
+	}
+}
+
+func TestParkRetryDrop(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	var seqs []int64
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		for i := range 3 {
+			seq, err := p.AddItem(ctx, Item{Queue: "in:room:!p", Kind: "k", EventID: fmt.Sprintf("$%d", i), Payload: []byte("x")})
+			if err != nil {
+				return err
+			}
+			seqs = append(seqs, seq)
+		}
+		return p.Flush(ctx)
+	})
+	inTx(t, db, func(tx pgx.Tx) error {
+		if err := ParkItem(ctx, tx, seqs[0], 5, "bad \x00 and \xff: "+string([]byte{0, 0xff})); err != nil {
+			return err
+		}
+		if err := ParkItem(ctx, tx, seqs[1], 5, "also bad"); err != nil {
+			return err
+		}
+		p := NewProducer(tx)
+		if err := ItemsDone(ctx, tx, p, "in:room:!p", nil, 2, time.Now()); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	parked, err := ParkedItems(ctx, db)
+	if err != nil || len(parked) != 2 || parked[0].Seq != seqs[0] || parked[0].ParkedAt.IsZero() {
+		t.Fatalf("parked %+v (%v)", parked, err)
+	}
+	if !strings.Contains(parked[0].LastError, `\x00`) {
+		t.Errorf("stored error %q lost the escaped NUL", parked[0].LastError)
+	}
+	if _, err := RetryParked(ctx, db, seqs[2]); !errors.Is(err, ErrNotParked) {
+		t.Fatalf("retrying an unparked item: %v", err)
+	}
+	if _, err := RetryParked(ctx, db, seqs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DropParked(ctx, db, seqs[1]); err != nil {
+		t.Fatal(err)
+	}
+	var heads []Item
+	inTx(t, db, func(tx pgx.Tx) error {
+		var err error
+		heads, err = HeadItems(ctx, tx, "in:room:!p", 10)
+		return err
+	})
+	if len(heads) != 2 || heads[0].Seq != seqs[0] || heads[0].Attempts != 0 || heads[1].Seq != seqs[2] {
+		t.Fatalf("after retry and drop: %+v", heads)
+	}
+	b, err := ReadBacklog(ctx, db)
+	if err != nil || b.Items != 2 || b.Parked != 0 {
+		t.Fatalf("backlog %+v (%v), want 2 items, none parked", b, err)
+	}
+}
+
+func TestTimers(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	now := time.Now()
+	sched := func(key string, due time.Time, mode Schedule) {
 		t.Helper()
-		ev, err := db.NextOutgoing(ctx)
+		if err := ScheduleTimer(ctx, db, Timer{Kind: "k", Key: key, DueAt: due}, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sched("a", now.Add(time.Hour), Replace)
+	sched("a", now.Add(-time.Second), Earliest) // moves it earlier
+	sched("a", now.Add(time.Hour), Earliest)    // does not move it later
+	sched("b", now.Add(time.Hour), Replace)
+	sched("b", now.Add(-time.Second), KeepExisting) // keeps the hour
+	var claimed *Timer
+	inTx(t, db, func(tx pgx.Tx) error {
+		var err error
+		claimed, err = ClaimTimer(ctx, tx)
+		if err != nil || claimed == nil {
+			return fmt.Errorf("claim: %v %v", claimed, err)
+		}
+		// A second claim in another transaction finds nothing free.
+		other, err := db.Pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer other.Rollback(ctx)
+		if again, err := ClaimTimer(ctx, other); err != nil || again != nil {
+			return fmt.Errorf("second claim got %v (%v)", again, err)
+		}
+		return FinishTimer(ctx, tx, claimed, time.Time{})
+	})
+	if claimed.Key != "a" {
+		t.Fatalf("claimed %s, want a", claimed.Key)
+	}
+	var n int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM timer`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d timers left (%v), want b only", n, err)
+	}
+	// A timer that names a queue waits while the queue is held.
+	sched("c", now.Add(-time.Second), Replace)
+	if _, err := db.Exec(ctx, `UPDATE timer SET queue = 'in:room:!q' WHERE key = 'c'`); err != nil {
+		t.Fatal(err)
+	}
+	hold, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LockQueue(ctx, hold, "in:room:!q", Inbound); err != nil || !got {
+		t.Fatalf("lock queue: %v %v", got, err)
+	}
+	inTx(t, db, func(tx pgx.Tx) error {
+		got, err := ClaimTimer(ctx, tx)
+		if err != nil || got != nil {
+			return fmt.Errorf("claimed %v (%v) while its queue is held", got, err)
+		}
+		return nil
+	})
+	hold.Rollback(ctx)
+	inTx(t, db, func(tx pgx.Tx) error {
+		got, err := ClaimTimer(ctx, tx)
+		if err != nil || got == nil || got.Key != "c" {
+			return fmt.Errorf("claimed %v (%v), want c", got, err)
+		}
+		return FinishTimer(ctx, tx, got, now.Add(time.Hour))
+	})
+}
+
+func TestOutboxQueuesDependenciesAndFailures(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	var commit, welcome, msg1, msg2 int64
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		var err error
+		if commit, _, err = p.AddOutgoing(ctx, OutgoingEvent{Kind: RoomEvent, UserID: "@mls_a:hs", DeviceID: "D",
+			RoomID: "!r:hs", EventType: "m.room.encrypted", Content: []byte(`{"n":1}`)}); err != nil {
+			return err
+		}
+		if welcome, _, err = p.AddOutgoing(ctx, OutgoingEvent{Kind: ToDevice, UserID: "@mls_a:hs", DeviceID: "D",
+			EventType: "m.room.encrypted", ToUserID: "@b:hs", ToDeviceID: "E", Content: []byte(`{}`), After: commit,
+			FillField: "commit_event"}); err != nil {
+			return err
+		}
+		if msg1, _, err = p.AddOutgoing(ctx, OutgoingEvent{Kind: RoomEvent, UserID: "@mls_a:hs", DeviceID: "D",
+			RoomID: "!r:hs", EventType: "m.room.encrypted", Content: []byte(`{"n":2}`)}); err != nil {
+			return err
+		}
+		if msg2, _, err = p.AddOutgoing(ctx, OutgoingEvent{Kind: RoomEvent, UserID: "@mls_a:hs", DeviceID: "D",
+			RoomID: "!r:hs", EventType: "m.room.encrypted", Content: []byte(`{"n":3}`)}); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	head := func(queue string) *OutgoingEvent {
+		t.Helper()
+		ev, err := HeadOutgoing(ctx, db, queue)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ev
 	}
-	ev := next()
-	if ev.TxnID != ids[0] {
-		t.Fatalf("next is %s, want the oldest %s", ev.TxnID, ids[0])
+	w := head("out:to_device:@mls_a:hs|D")
+	if w.Seq != welcome || !w.AfterPending || w.FillField != "commit_event" {
+		t.Fatalf("welcome head %+v: want it waiting for the commit", w)
 	}
-	// A transient failure keeps the event first in line.
-	if err := db.MarkSendFailed(ctx, ev.Seq, "timeout", false); err != nil {
+	c := head("out:room:!r:hs")
+	if c.Seq != commit {
+		t.Fatalf("room head %d, want the commit %d", c.Seq, commit)
+	}
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		if err := OutgoingSent(ctx, tx, p, c, "$commit"); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	if w := head("out:to_device:@mls_a:hs|D"); w.AfterPending || w.AfterEventID != "$commit" {
+		t.Fatalf("welcome after the commit was sent: %+v", w)
+	}
+	// A transient failure keeps the row at the head; a permanent one
+	// lets the next go.
+	m := head("out:room:!r:hs")
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		if err := OutgoingFailed(ctx, tx, p, m, "timeout", false, time.Now()); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	if m := head("out:room:!r:hs"); m.Seq != msg1 || m.Attempts != 1 {
+		t.Fatalf("after a transient failure head is %d (attempts %d)", m.Seq, m.Attempts)
+	}
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		if err := OutgoingFailed(ctx, tx, p, m, "M_FORBIDDEN", true, time.Time{}); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	if m := head("out:room:!r:hs"); m.Seq != msg2 {
+		t.Fatalf("after a permanent failure head is %d, want %d", m.Seq, msg2)
+	}
+	b, err := ReadBacklog(ctx, db)
+	if err != nil || b.Outgoing != 2 {
+		t.Fatalf("backlog %+v (%v), want 2 outgoing (welcome, msg2)", b, err)
+	}
+}
+
+func TestRetentionDeletesOnlyOldRecords(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	for i := range 5 {
+		if _, _, err := SaveTransaction(ctx, db, fmt.Sprintf("r%d", i), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(ctx, `UPDATE appservice_transaction SET processed_at = now() - interval '8 days' WHERE txn_id IN ('r0','r1','r2')`); err != nil {
 		t.Fatal(err)
 	}
-	if ev := next(); ev.TxnID != ids[0] || ev.Attempts != 1 {
-		t.Fatalf("after a transient failure next is %s (attempts %d)", ev.TxnID, ev.Attempts)
-	}
-	if err := db.MarkSent(ctx, ev.Seq, "$e1"); err != nil {
+	if _, err := db.Exec(ctx, `UPDATE appservice_transaction SET processed_at = now() WHERE txn_id = 'r3'`); err != nil {
 		t.Fatal(err)
 	}
-	ev = next()
-	if ev.TxnID != ids[1] {
-		t.Fatalf("next is %s, want %s", ev.TxnID, ids[1])
+	for i := range 4 {
+		if err := RecordEvent(ctx, db, 0, InboundEvent{Kind: "room", Type: "t", EventID: fmt.Sprintf("$%d", i), Raw: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A permanent failure lets the next event go.
-	if err := db.MarkSendFailed(ctx, ev.Seq, "M_FORBIDDEN", true); err != nil {
+	if _, err := db.Exec(ctx, `UPDATE inbound_event SET recorded_at = now() - interval '8 days' WHERE event_id <> '$3'`); err != nil {
 		t.Fatal(err)
 	}
-	if ev := next(); ev.TxnID != ids[2] {
-		t.Fatalf("after a permanent failure next is %s, want %s", ev.TxnID, ids[2])
+	deleted, err := Retention(ctx, db, time.Now().Add(-7*24*time.Hour), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted["appservice_transaction"] != 3 || deleted["inbound_event"] != 3 {
+		t.Fatalf("deleted %v, want 3 transactions and 3 events", deleted)
+	}
+	var txns, events int
+	if err := db.QueryRow(ctx, `SELECT (SELECT count(*) FROM appservice_transaction), (SELECT count(*) FROM inbound_event)`).Scan(&txns, &events); err != nil {
+		t.Fatal(err)
+	}
+	if txns != 2 || events != 1 {
+		t.Fatalf("%d transactions and %d events left, want 2 (one recent, one unsplit) and 1", txns, events)
 	}
 }

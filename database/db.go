@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,17 +18,27 @@ type DB struct {
 	Pool *pgxpool.Pool
 }
 
+// Options tune the pool. Zero values keep pgx's defaults.
+type Options struct {
+	MaxConns int32
+	// ConnectTimeout bounds each new connection, so that an unreachable
+	// or frozen server fails requests instead of hanging them.
+	ConnectTimeout time.Duration
+}
+
 // Open connects to the database at uri and checks that it answers.
-// maxConns of zero keeps pgx's default.
-func Open(ctx context.Context, uri string, maxConns int32) (*DB, error) {
+func Open(ctx context.Context, uri string, o Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(uri)
 	if err != nil {
 		// pgx redacts the password in parse errors, but the URI may be
 		// malformed in a way that defeats its parser, so say nothing of it.
 		return nil, errors.New("cannot parse the PostgreSQL URI (expected postgres://user:password@host:port/dbname)")
 	}
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	if o.ConnectTimeout > 0 {
+		cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	}
 	addr := Describe(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

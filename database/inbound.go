@@ -27,11 +27,11 @@ func nullable(s string) *string {
 }
 
 // RecordEvent appends ev to the log of what arrived with transaction txnSeq.
-func RecordEvent(ctx context.Context, tx pgx.Tx, txnSeq int64, ev InboundEvent) error {
-	_, err := tx.Exec(ctx, `INSERT INTO inbound_event
+func RecordEvent(ctx context.Context, q Querier, txnSeq int64, ev InboundEvent) error {
+	_, err := q.Exec(ctx, `INSERT INTO inbound_event
 		(txn_seq, kind, event_type, room_id, event_id, sender, to_user_id, to_device_id, raw)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		txnSeq, ev.Kind, ev.Type, nullable(ev.RoomID), nullable(ev.EventID), nullable(ev.Sender),
+		nullableInt(txnSeq), ev.Kind, ev.Type, nullable(ev.RoomID), nullable(ev.EventID), nullable(ev.Sender),
 		nullable(ev.ToUserID), nullable(ev.ToDeviceID), ev.Raw)
 	if err != nil {
 		return fmt.Errorf("record %s event %s: %w", ev.Kind, ev.EventID, err)
@@ -39,25 +39,44 @@ func RecordEvent(ctx context.Context, tx pgx.Tx, txnSeq int64, ev InboundEvent) 
 	return nil
 }
 
-// SetMembership records userID's membership of roomID from a
-// m.room.member state event.
-func SetMembership(ctx context.Context, tx pgx.Tx, roomID, userID, membership, eventID string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO room_member (room_id, user_id, membership, event_id)
+// MemberEvent is one m.room.member state event.
+type MemberEvent struct {
+	RoomID     string
+	EventID    string
+	UserID     string // the state key
+	Membership string
+	Sender     string
+}
+
+// SetMembership records a m.room.member event: the event itself (the
+// membership authority asks for membership at an event, DESIGN 5) and the
+// user's latest membership of the room. A repeated event changes nothing.
+func SetMembership(ctx context.Context, q Querier, ev MemberEvent) error {
+	tag, err := q.Exec(ctx, `INSERT INTO room_member_event (event_id, room_id, user_id, membership, sender)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
+		ev.EventID, ev.RoomID, ev.UserID, ev.Membership, ev.Sender)
+	if err != nil {
+		return fmt.Errorf("record membership event %s: %w", ev.EventID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil
+	}
+	_, err = q.Exec(ctx, `INSERT INTO room_member (room_id, user_id, membership, event_id)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT (room_id, user_id) DO UPDATE
 		SET membership = excluded.membership, event_id = excluded.event_id, updated_at = now()`,
-		roomID, userID, membership, eventID)
+		ev.RoomID, ev.UserID, ev.Membership, ev.EventID)
 	if err != nil {
-		return fmt.Errorf("set membership of %s in %s: %w", userID, roomID, err)
+		return fmt.Errorf("set membership of %s in %s: %w", ev.UserID, ev.RoomID, err)
 	}
 	return nil
 }
 
 // Membership returns userID's recorded membership of roomID, or "" if
 // none is recorded.
-func (db *DB) Membership(ctx context.Context, roomID, userID string) (string, error) {
+func Membership(ctx context.Context, q Querier, roomID, userID string) (string, error) {
 	var m string
-	err := db.Pool.QueryRow(ctx, `SELECT membership FROM room_member WHERE room_id = $1 AND user_id = $2`,
+	err := q.QueryRow(ctx, `SELECT membership FROM room_member WHERE room_id = $1 AND user_id = $2`,
 		roomID, userID).Scan(&m)
 	if err == pgx.ErrNoRows {
 		return "", nil
@@ -70,9 +89,9 @@ func (db *DB) Membership(ctx context.Context, roomID, userID string) (string, er
 
 // RecordDeviceListChange notes that userID's device list changed or that
 // we no longer share a room with userID.
-func RecordDeviceListChange(ctx context.Context, tx pgx.Tx, txnSeq int64, userID, change string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO device_list_change (txn_seq, user_id, change) VALUES ($1, $2, $3)`,
-		txnSeq, userID, change)
+func RecordDeviceListChange(ctx context.Context, q Querier, txnSeq int64, userID, change string) error {
+	_, err := q.Exec(ctx, `INSERT INTO device_list_change (txn_seq, user_id, change) VALUES ($1, $2, $3)`,
+		nullableInt(txnSeq), userID, change)
 	if err != nil {
 		return fmt.Errorf("record device list change of %s: %w", userID, err)
 	}
@@ -81,12 +100,12 @@ func RecordDeviceListChange(ctx context.Context, tx pgx.Tx, txnSeq int64, userID
 
 // SetKeyCount stores the homeserver's latest count of one-time keys of
 // one algorithm for one device.
-func SetKeyCount(ctx context.Context, tx pgx.Tx, txnSeq int64, userID, deviceID, algorithm string, count int) error {
-	_, err := tx.Exec(ctx, `INSERT INTO device_key_count (user_id, device_id, algorithm, count, txn_seq)
+func SetKeyCount(ctx context.Context, q Querier, txnSeq int64, userID, deviceID, algorithm string, count int) error {
+	_, err := q.Exec(ctx, `INSERT INTO device_key_count (user_id, device_id, algorithm, count, txn_seq)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (user_id, device_id, algorithm) DO UPDATE
 		SET count = excluded.count, txn_seq = excluded.txn_seq, updated_at = now()`,
-		userID, deviceID, algorithm, count, txnSeq)
+		userID, deviceID, algorithm, count, nullableInt(txnSeq))
 	if err != nil {
 		return fmt.Errorf("set %s key count of %s/%s: %w", algorithm, userID, deviceID, err)
 	}
@@ -94,8 +113,8 @@ func SetKeyCount(ctx context.Context, tx pgx.Tx, txnSeq int64, userID, deviceID,
 }
 
 // KeyCounts returns the stored one-time key counts of a device by algorithm.
-func (db *DB) KeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT algorithm, count FROM device_key_count WHERE user_id = $1 AND device_id = $2`,
+func KeyCounts(ctx context.Context, q Querier, userID, deviceID string) (map[string]int, error) {
+	rows, err := q.Query(ctx, `SELECT algorithm, count FROM device_key_count WHERE user_id = $1 AND device_id = $2`,
 		userID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("read key counts of %s/%s: %w", userID, deviceID, err)
@@ -112,15 +131,15 @@ func (db *DB) KeyCounts(ctx context.Context, userID, deviceID string) (map[strin
 
 // SetUnusedFallbackKeyTypes stores which fallback key algorithms of a
 // device the homeserver still holds unused.
-func SetUnusedFallbackKeyTypes(ctx context.Context, tx pgx.Tx, txnSeq int64, userID, deviceID string, types []string) error {
+func SetUnusedFallbackKeyTypes(ctx context.Context, q Querier, txnSeq int64, userID, deviceID string, types []string) error {
 	if types == nil {
 		types = []string{}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO device_fallback_key (user_id, device_id, unused_types, txn_seq)
+	_, err := q.Exec(ctx, `INSERT INTO device_fallback_key (user_id, device_id, unused_types, txn_seq)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT (user_id, device_id) DO UPDATE
 		SET unused_types = excluded.unused_types, txn_seq = excluded.txn_seq, updated_at = now()`,
-		userID, deviceID, types, txnSeq)
+		userID, deviceID, types, nullableInt(txnSeq))
 	if err != nil {
 		return fmt.Errorf("set fallback key types of %s/%s: %w", userID, deviceID, err)
 	}

@@ -6,8 +6,8 @@ import (
 )
 
 // SavePuppet remembers that userID is registered on the homeserver.
-func (db *DB) SavePuppet(ctx context.Context, userID string) error {
-	_, err := db.Pool.Exec(ctx, `INSERT INTO puppet (user_id) VALUES ($1) ON CONFLICT DO NOTHING`, userID)
+func SavePuppet(ctx context.Context, q Querier, userID string) error {
+	_, err := q.Exec(ctx, `INSERT INTO puppet (user_id) VALUES ($1) ON CONFLICT DO NOTHING`, userID)
 	if err != nil {
 		return fmt.Errorf("save puppet %s: %w", userID, err)
 	}
@@ -15,9 +15,9 @@ func (db *DB) SavePuppet(ctx context.Context, userID string) error {
 }
 
 // IsPuppet reports whether userID was registered by this service.
-func (db *DB) IsPuppet(ctx context.Context, userID string) (bool, error) {
+func IsPuppet(ctx context.Context, q Querier, userID string) (bool, error) {
 	var ok bool
-	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM puppet WHERE user_id = $1)`, userID).Scan(&ok)
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM puppet WHERE user_id = $1)`, userID).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("look up puppet %s: %w", userID, err)
 	}
@@ -25,8 +25,8 @@ func (db *DB) IsPuppet(ctx context.Context, userID string) (bool, error) {
 }
 
 // SavePuppetDevice remembers a device created for a puppet.
-func (db *DB) SavePuppetDevice(ctx context.Context, userID, deviceID, displayName string) error {
-	_, err := db.Pool.Exec(ctx, `INSERT INTO puppet_device (user_id, device_id, display_name) VALUES ($1, $2, $3)
+func SavePuppetDevice(ctx context.Context, q Querier, userID, deviceID, displayName string) error {
+	_, err := q.Exec(ctx, `INSERT INTO puppet_device (user_id, device_id, display_name) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id, device_id) DO UPDATE SET display_name = excluded.display_name`,
 		userID, deviceID, displayName)
 	if err != nil {
@@ -36,8 +36,8 @@ func (db *DB) SavePuppetDevice(ctx context.Context, userID, deviceID, displayNam
 }
 
 // PuppetDevices lists the device IDs created for userID.
-func (db *DB) PuppetDevices(ctx context.Context, userID string) ([]string, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT device_id FROM puppet_device WHERE user_id = $1 ORDER BY device_id`, userID)
+func PuppetDevices(ctx context.Context, q Querier, userID string) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT device_id FROM puppet_device WHERE user_id = $1 ORDER BY device_id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list devices of puppet %s: %w", userID, err)
 	}

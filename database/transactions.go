@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -9,11 +10,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ProcessingLockKey is held (transaction-scoped) by whoever processes a
-// stored transaction. Holding it for the whole of one transaction's
-// processing serialises processing across instances, which keeps arrival
-// order and therefore per-room order. Tests also take it to hold
-// processing back while intake keeps acknowledging.
+// ProcessingLockKey is held (transaction-scoped) by whoever splits a
+// stored transaction into work items. Splitting is serialised across
+// instances so that items get their sequence numbers in arrival order,
+// which is what keeps each queue in the homeserver's order. Tests also
+// take it to hold processing back while intake keeps acknowledging.
 const ProcessingLockKey int64 = 0x6d6c7361_0002 // "mlsa", 2
 
 // StoredTransaction is one appservice transaction as received.
@@ -25,31 +26,40 @@ type StoredTransaction struct {
 	Attempts   int
 }
 
-// SaveTransaction stores the raw body of transaction txnID. It reports
-// false if that txnID was stored before, in which case nothing changes:
-// the homeserver retries a transaction until it sees a 200, and the
-// retry must not be processed twice.
-func (db *DB) SaveTransaction(ctx context.Context, txnID string, body []byte) (bool, error) {
-	tag, err := db.Pool.Exec(ctx,
-		`INSERT INTO appservice_transaction (txn_id, body) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING`,
-		txnID, body)
+// SaveTransaction stores the raw body of transaction txnID and reports
+// whether it is new. The homeserver retries a transaction until it sees a
+// 200, with the same body, and the retry must not be processed twice. A
+// txnID seen before with a different body is a new transaction: Synapse
+// on SQLite starts its txnIds again after a restart (DESIGN 3.1), and
+// treating those as repeats would drop them. reused reports that case.
+func SaveTransaction(ctx context.Context, q Querier, txnID string, body []byte) (inserted, reused bool, err error) {
+	sum := sha256.Sum256(body)
+	err = q.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO appservice_transaction (txn_id, body, body_sha256) VALUES ($1, $2, $3)
+			ON CONFLICT (txn_id, body_sha256) DO NOTHING RETURNING seq)
+		SELECT EXISTS (SELECT 1 FROM ins),
+			EXISTS (SELECT 1 FROM appservice_transaction WHERE txn_id = $1 AND body_sha256 <> $3)`,
+		txnID, body, sum[:]).Scan(&inserted, &reused)
 	if err != nil {
-		return false, fmt.Errorf("store transaction %s: %w", txnID, err)
+		return false, false, fmt.Errorf("store transaction %s: %w", txnID, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return inserted, inserted && reused, nil
 }
 
-// LockProcessing takes the cross-instance processing lock for the rest of tx.
-func LockProcessing(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ProcessingLockKey); err != nil {
-		return fmt.Errorf("take processing lock: %w", err)
+// TryLockProcessing takes the cross-instance splitting lock for the rest
+// of tx if it is free, and reports whether it got it. An instance that
+// does not get it has nothing to split: another one is splitting.
+func TryLockProcessing(ctx context.Context, tx pgx.Tx) (bool, error) {
+	got, err := tryLock(ctx, tx, ProcessingLockKey)
+	if err != nil {
+		return false, fmt.Errorf("take processing lock: %w", err)
 	}
-	return nil
+	return got, nil
 }
 
-// NextTransaction returns the oldest unprocessed transaction, or nil if
+// NextTransaction returns the oldest unsplit transaction, or nil if
 // there is none. Call it with the processing lock held.
-func NextTransaction(ctx context.Context, tx pgx.Tx) (*StoredTransaction, error) {
+func NextTransaction(ctx context.Context, tx Querier) (*StoredTransaction, error) {
 	var st StoredTransaction
 	err := tx.QueryRow(ctx, `SELECT seq, txn_id, body, received_at, attempts
 		FROM appservice_transaction WHERE processed_at IS NULL
@@ -63,11 +73,12 @@ func NextTransaction(ctx context.Context, tx pgx.Tx) (*StoredTransaction, error)
 	return &st, nil
 }
 
-// MarkProcessed records that the effects of transaction seq are in tx.
+// MarkProcessed records that transaction seq was split into work items in tx.
 // problem is empty for a clean run and otherwise says what was skipped.
-func MarkProcessed(ctx context.Context, tx pgx.Tx, seq int64, problem string) error {
+func MarkProcessed(ctx context.Context, tx Querier, seq int64, problem string) error {
 	var lastError *string
 	if problem != "" {
+		problem = errorText(problem)
 		lastError = &problem
 	}
 	_, err := tx.Exec(ctx, `UPDATE appservice_transaction
@@ -81,19 +92,19 @@ func MarkProcessed(ctx context.Context, tx pgx.Tx, seq int64, problem string) er
 // RecordAttemptFailure notes a failed processing attempt outside the
 // rolled-back processing transaction, so operators can see why a
 // transaction is stuck.
-func (db *DB) RecordAttemptFailure(ctx context.Context, seq int64, reason string) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE appservice_transaction
-		SET attempts = attempts + 1, last_error = $2 WHERE seq = $1`, seq, reason)
+func RecordAttemptFailure(ctx context.Context, q Querier, seq int64, reason string) error {
+	_, err := q.Exec(ctx, `UPDATE appservice_transaction
+		SET attempts = attempts + 1, last_error = $2 WHERE seq = $1`, seq, errorText(reason))
 	if err != nil {
 		return fmt.Errorf("record failure of transaction %d: %w", seq, err)
 	}
 	return nil
 }
 
-// PendingTransactions counts stored transactions not yet processed.
-func (db *DB) PendingTransactions(ctx context.Context) (int64, error) {
+// PendingTransactions counts stored transactions not yet split.
+func PendingTransactions(ctx context.Context, q Querier) (int64, error) {
 	var n int64
-	err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM appservice_transaction WHERE processed_at IS NULL`).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT count(*) FROM appservice_transaction WHERE processed_at IS NULL`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count pending transactions: %w", err)
 	}

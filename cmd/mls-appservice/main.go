@@ -4,6 +4,8 @@
 //	mls-appservice -g [-c config.yaml] [-r registration.yaml]
 //	                                         write the registration and its tokens
 //	mls-appservice [-c config.yaml]          run the service
+//	mls-appservice [-c config.yaml] queue list|retry N|drop N
+//	                                         list, retry or drop parked work items
 //
 // This file only parses flags and wires packages together.
 package main
@@ -21,12 +23,15 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	mlsappservice "github.com/mls-appservice/mls-appservice"
 	"github.com/mls-appservice/mls-appservice/appservice"
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/matrix"
 	"github.com/mls-appservice/mls-appservice/migrations"
 )
 
@@ -46,6 +51,9 @@ func run(args []string, stderr io.Writer) error {
 	example := fs.Bool("e", false, "write the example configuration to the -c path (refuses to overwrite)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return command(*configPath, fs.Args(), os.Stdout)
 	}
 	switch {
 	case *example:
@@ -106,10 +114,9 @@ func serve(configPath string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go exitAfterGrace(ctx, cfg.AppService.ShutdownGrace.D(), log)
 
-	openCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	db, err := database.Open(openCtx, cfg.Database.URI, cfg.Database.MaxConns)
-	cancel()
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("config %s: database.uri: %w", configPath, err)
 	}
@@ -120,12 +127,42 @@ func serve(configPath string) error {
 	}
 	log.Info().Int("schema_version", version).Msg("Database ready")
 
-	svc := appservice.NewService(cfg, db, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	puppets := matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address, Domain: cfg.Homeserver.Domain,
+		ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername, UserPrefix: cfg.AppService.UserPrefix,
+		DB: db, Log: log.With().Str("component", "puppets").Logger()})
+	sender := matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: puppets, Metrics: matrix.NewMetrics(reg),
+		Log: log.With().Str("component", "sender").Logger(), Workers: cfg.Outbox.Workers,
+		RequestTimeout: cfg.Outbox.RequestTimeout.D()})
+	svc := appservice.NewService(appservice.ServiceConfig{Config: cfg, DB: db, Log: log, Registry: reg,
+		Metrics: appservice.NewMetrics(reg), Handlers: appservice.Recorder{}.Handlers(),
+		Background:  []func(context.Context) error{sender.Run, puppets.RegisterBot},
+		ReadyChecks: map[string]func() bool{"bot_registered": puppets.BotReady}})
 	if err := svc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	log.Info().Msg("Stopped")
 	return nil
+}
+
+func openDatabase(ctx context.Context, cfg *config.Config) (*database.DB, error) {
+	openCtx, cancel := context.WithTimeout(ctx, cfg.Database.ConnectTimeout.D()+10*time.Second)
+	defer cancel()
+	return database.Open(openCtx, cfg.Database.URI, database.Options{MaxConns: cfg.Database.MaxConns,
+		ConnectTimeout: cfg.Database.ConnectTimeout.D()})
+}
+
+// exitAfterGrace ends the process once grace has passed after ctx ends
+// (SIGTERM), whatever is still running: a frozen database can hold a
+// query, and with it an orderly shutdown, for ever. Nothing is lost by
+// exiting: the homeserver retries what was not acknowledged, and every
+// unfinished item or outbox row is still in the database.
+func exitAfterGrace(ctx context.Context, grace time.Duration, log zerolog.Logger) {
+	<-ctx.Done()
+	time.Sleep(grace)
+	log.Error().Dur("grace", grace).Msg("Shutdown did not finish within appservice.shutdown_grace; exiting now")
+	os.Exit(3)
 }
 
 func newLogger(cfg config.Logging) (zerolog.Logger, error) {

@@ -1,4 +1,4 @@
-package appservice
+package matrix
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -26,8 +28,9 @@ type Puppets struct {
 	db         *database.DB
 	log        zerolog.Logger
 
-	mu      sync.Mutex
-	clients map[deviceKey]*mautrix.Client
+	mu       sync.Mutex
+	clients  map[deviceKey]*mautrix.Client
+	botReady atomic.Bool
 }
 
 type deviceKey struct {
@@ -97,7 +100,7 @@ func (p *Puppets) Register(ctx context.Context, userID id.UserID) error {
 	if err != nil && !errors.Is(err, mautrix.MUserInUse) {
 		return fmt.Errorf("register %s: %w", userID, err)
 	}
-	if err := p.db.SavePuppet(ctx, userID.String()); err != nil {
+	if err := database.SavePuppet(ctx, p.db, userID.String()); err != nil {
 		return err
 	}
 	return nil
@@ -117,7 +120,7 @@ func (p *Puppets) CreateDevice(ctx context.Context, userID id.UserID, deviceID i
 	if err := cli.CreateDeviceMSC4190(ctx, deviceID, displayName); err != nil {
 		return fmt.Errorf("create device %s for %s: %w", deviceID, userID, err)
 	}
-	if err := p.db.SavePuppetDevice(ctx, userID.String(), deviceID.String(), displayName); err != nil {
+	if err := database.SavePuppetDevice(ctx, p.db, userID.String(), deviceID.String(), displayName); err != nil {
 		return err
 	}
 	return nil
@@ -144,3 +147,28 @@ func (p *Puppets) Client(userID id.UserID, deviceID id.DeviceID) (*mautrix.Clien
 	p.clients[key] = cli
 	return cli, nil
 }
+
+// RegisterBot registers the appservice's own user, retrying until the
+// homeserver accepts it (in a compose stack the homeserver may come up
+// after us) or ctx ends. BotReady reports success.
+func (p *Puppets) RegisterBot(ctx context.Context) error {
+	delay := time.Second
+	for {
+		err := p.Register(ctx, p.BotID())
+		if err == nil {
+			p.botReady.Store(true)
+			p.log.Info().Stringer("bot", p.BotID()).Msg("Bot user registered")
+			return nil
+		}
+		p.log.Warn().Err(err).Dur("retry_in", delay).Msg("Registering the bot user failed")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// BotReady reports whether the bot user is registered.
+func (p *Puppets) BotReady() bool { return p.botReady.Load() }

@@ -1,0 +1,154 @@
+package appservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
+)
+
+// Splitter turns stored transactions into work items (DESIGN 3.2), one
+// transaction at a time in arrival order, each in one database
+// transaction with its "split" mark. Splitting is serialised across
+// instances by an advisory lock, so items are numbered in the
+// homeserver's order and each queue keeps it.
+type Splitter struct {
+	db          *database.DB
+	metrics     *Metrics
+	log         zerolog.Logger
+	maxAttempts int
+	// Split, if set, is called after each split transaction (wakes workers).
+	Split func()
+}
+
+// NewSplitter returns a splitter over db.
+func NewSplitter(db *database.DB, metrics *Metrics, maxAttempts int, log zerolog.Logger) *Splitter {
+	return &Splitter{db: db, metrics: metrics, log: log, maxAttempts: max(maxAttempts, 1), Split: func() {}}
+}
+
+// Step splits the oldest unsplit transaction, if any, and reports whether
+// there was one.
+func (s *Splitter) Step(ctx context.Context) (bool, error) {
+	var current *database.StoredTransaction
+	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
+		got, err := database.TryLockProcessing(ctx, tx)
+		if err != nil || !got {
+			return err
+		}
+		st, err := database.NextTransaction(ctx, tx)
+		if err != nil || st == nil {
+			return err
+		}
+		current = st
+		p := database.NewProducer(tx)
+		problem, err := s.split(ctx, p, st)
+		if err != nil {
+			return err
+		}
+		if err := database.MarkProcessed(ctx, tx, st.Seq, problem); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	if current == nil {
+		return false, err
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return true, nil
+		}
+		return true, s.failed(ctx, current, err)
+	}
+	s.metrics.TransactionsSplit.Inc()
+	s.Split()
+	return true, nil
+}
+
+// failed records a failed split. Splitting writes only validated values,
+// so a failure is the database's; a transaction that fails max attempts
+// times is set aside, marked split with its error, rather than holding
+// back every transaction after it for ever.
+func (s *Splitter) failed(ctx context.Context, st *database.StoredTransaction, cause error) error {
+	ctx = context.WithoutCancel(ctx)
+	log := s.log.With().Str("txn_id", st.TxnID).Int64("txn_seq", st.Seq).Int("attempt", st.Attempts+1).Logger()
+	if err := database.RecordAttemptFailure(ctx, s.db, st.Seq, cause.Error()); err != nil {
+		log.Error().Err(err).Msg("Recording splitting failure failed")
+	}
+	if st.Attempts+1 < s.maxAttempts {
+		return fmt.Errorf("split transaction %s: %w", st.TxnID, cause)
+	}
+	log.Error().Err(cause).Msg("Transaction failed to split too often; setting it aside unprocessed")
+	s.metrics.ItemsParked.WithLabelValues("transaction").Inc()
+	if err := database.MarkProcessed(ctx, s.db, st.Seq, "set aside after failing to split: "+cause.Error()); err != nil {
+		return fmt.Errorf("set aside transaction %s: %w", st.TxnID, err)
+	}
+	return nil
+}
+
+// split writes the work items of one transaction into p and returns the
+// problems to record with it (empty if none).
+func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database.StoredTransaction) (string, error) {
+	log := s.log.With().Str("txn_id", st.TxnID).Int64("txn_seq", st.Seq).Logger()
+	txn, err := ParseTransaction(st.Body)
+	if err != nil {
+		// It passed intake, so only a parser change can bring us here;
+		// retrying cannot help.
+		s.metrics.MalformedItems.Inc()
+		log.Error().Err(err).Msg("Stored transaction cannot be parsed; marking it split without items")
+		return "unparsable: " + err.Error(), nil
+	}
+	for _, prob := range txn.Problems {
+		s.metrics.MalformedItems.Inc()
+		log.Warn().Err(prob).Msg("Skipped malformed element of transaction")
+	}
+	add := func(it database.Item) error {
+		it.TxnSeq = st.Seq
+		if _, err := p.AddItem(ctx, it); err != nil {
+			return err
+		}
+		s.metrics.ItemsQueued.WithLabelValues(it.Kind).Inc()
+		return nil
+	}
+	for _, ev := range txn.Events {
+		if err := add(database.Item{Queue: inbound.RoomQueue(ev.RoomID), Kind: inbound.KindRoomEvent,
+			RoomID: string(ev.RoomID), EventID: string(ev.EventID), Payload: ev.Raw}); err != nil {
+			return "", err
+		}
+	}
+	for _, ev := range txn.Ephemeral {
+		queue := inbound.EphemeralQueue
+		if ev.RoomID != "" {
+			queue = inbound.RoomQueue(ev.RoomID)
+		}
+		if err := add(database.Item{Queue: queue, Kind: inbound.KindEphemeral, RoomID: string(ev.RoomID), Payload: ev.Raw}); err != nil {
+			return "", err
+		}
+	}
+	for _, ev := range txn.ToDevice {
+		if err := add(database.Item{Queue: inbound.DeviceQueue(ev.ToUserID, ev.ToDeviceID), Kind: inbound.KindToDevice,
+			Payload: ev.Raw}); err != nil {
+			return "", err
+		}
+	}
+	for _, c := range txn.DeviceLists {
+		if err := add(database.Item{Queue: inbound.UserQueue(c.UserID), Kind: inbound.KindDeviceList, Payload: c.Encode()}); err != nil {
+			return "", err
+		}
+	}
+	for _, k := range txn.KeyCounts {
+		if err := add(database.Item{Queue: inbound.DeviceQueue(k.UserID, k.DeviceID), Kind: inbound.KindKeyCounts,
+			Payload: k.Encode()}); err != nil {
+			return "", err
+		}
+	}
+	if len(txn.Problems) > 0 {
+		return fmt.Sprintf("skipped %d malformed elements: %v", len(txn.Problems), errors.Join(txn.Problems...)), nil
+	}
+	return "", nil
+}
+

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/migrations"
+)
+
+const commandUsage = `commands:
+  queue list        list parked work items (items that failed too often)
+  queue retry N     put parked item N back at the head of its queue
+  queue drop N      delete parked item N for good`
+
+// command runs an operator subcommand against the configured database.
+func command(configPath string, args []string, out io.Writer) error {
+	if args[0] != "queue" {
+		return fmt.Errorf("unknown command %q\n%s", args[0], commandUsage)
+	}
+	if len(args) < 2 {
+		return fmt.Errorf("queue: missing subcommand\n%s", commandUsage)
+	}
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", configPath, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("config %s: database.uri: %w", configPath, err)
+	}
+	defer db.Close()
+	// Only an up-to-date schema has the tables these commands read.
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	switch args[1] {
+	case "list":
+		if len(args) != 2 {
+			return fmt.Errorf("queue list takes no arguments")
+		}
+		return queueList(ctx, db, out)
+	case "retry", "drop":
+		if len(args) != 3 {
+			return fmt.Errorf("queue %s: want one item number (see queue list)", args[1])
+		}
+		seq, err := strconv.ParseInt(args[2], 10, 64)
+		if err != nil || seq <= 0 {
+			return fmt.Errorf("queue %s: %q is not an item number (see queue list)", args[1], args[2])
+		}
+		var it database.Item
+		if args[1] == "retry" {
+			it, err = database.RetryParked(ctx, db, seq)
+		} else {
+			it, err = database.DropParked(ctx, db, seq)
+		}
+		if errors.Is(err, database.ErrNotParked) {
+			return fmt.Errorf("queue %s: item %d is not parked (see queue list)", args[1], seq)
+		}
+		if err != nil {
+			return err
+		}
+		verb := map[string]string{"retry": "put back on", "drop": "dropped from"}[args[1]]
+		fmt.Fprintf(out, "item %d (%s %s) %s %s\n", it.Seq, it.Kind, describeItem(it), verb, it.Queue)
+		return nil
+	}
+	return fmt.Errorf("queue: unknown subcommand %q\n%s", args[1], commandUsage)
+}
+
+func queueList(ctx context.Context, db *database.DB, out io.Writer) error {
+	items, err := database.ParkedItems(ctx, db)
+	if err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(out, "no parked items")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ITEM\tQUEUE\tKIND\tEVENT\tATTEMPTS\tPARKED\tERROR")
+	for _, it := range items {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", it.Seq, it.Queue, it.Kind, describeItem(it), it.Attempts,
+			it.ParkedAt.UTC().Format(time.RFC3339), oneLine(it.LastError, 200))
+	}
+	return tw.Flush()
+}
+
+func describeItem(it database.Item) string {
+	if it.EventID != "" {
+		return it.EventID
+	}
+	return "-"
+}
+
+func oneLine(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}

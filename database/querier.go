@@ -1,0 +1,38 @@
+package database
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Querier is what a store function needs: the pool, or a transaction the
+// caller has open. Every store function takes one, so that any of them
+// can run inside the caller's transaction (DESIGN 8: everything one work
+// item changes is written in one database transaction).
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+var (
+	_ Querier = (pgx.Tx)(nil)
+	_ Querier = (*DB)(nil)
+)
+
+// Exec runs sql on the pool.
+func (db *DB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return db.Pool.Exec(ctx, sql, args...)
+}
+
+// Query runs sql on the pool.
+func (db *DB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return db.Pool.Query(ctx, sql, args...)
+}
+
+// QueryRow runs sql on the pool.
+func (db *DB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return db.Pool.QueryRow(ctx, sql, args...)
+}

@@ -1,0 +1,42 @@
+package database
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Retention deletes, in batches of at most batch rows per statement, what
+// was kept only as a record (DESIGN 8): split transactions and recorded
+// raw events older than cutoff. Each batch is its own statement on q (the
+// pool), so that a large backlog never holds one long transaction. It
+// returns the rows deleted per table.
+func Retention(ctx context.Context, q Querier, cutoff time.Time, batch int) (map[string]int64, error) {
+	deleted := map[string]int64{}
+	for _, t := range []struct{ table, sql string }{
+		{"appservice_transaction", `DELETE FROM appservice_transaction WHERE seq IN (
+			SELECT seq FROM appservice_transaction WHERE processed_at < $1 LIMIT $2)`},
+		{"inbound_event", `DELETE FROM inbound_event WHERE seq IN (
+			SELECT seq FROM inbound_event WHERE recorded_at < $1 LIMIT $2)`},
+		{"device_list_change", `DELETE FROM device_list_change WHERE seq IN (
+			SELECT seq FROM device_list_change WHERE recorded_at < $1 LIMIT $2)`},
+		{"outbox", `DELETE FROM outbox WHERE seq IN (
+			SELECT o.seq FROM outbox o WHERE coalesce(o.sent_at, o.failed_at) < $1
+			AND NOT EXISTS (SELECT 1 FROM outbox w WHERE w.after_seq = o.seq) LIMIT $2)`},
+	} {
+		for {
+			if err := ctx.Err(); err != nil {
+				return deleted, err
+			}
+			tag, err := q.Exec(ctx, t.sql, cutoff, batch)
+			if err != nil {
+				return deleted, fmt.Errorf("retention of %s: %w", t.table, err)
+			}
+			deleted[t.table] += tag.RowsAffected()
+			if tag.RowsAffected() < int64(batch) {
+				break
+			}
+		}
+	}
+	return deleted, nil
+}

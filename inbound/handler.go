@@ -1,0 +1,65 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/database"
+)
+
+// Work is a handler's access to the database transaction that applies one
+// work item (or runs one timer). What the handler writes through Q, and
+// what it enqueues through Out, is committed together with the item's
+// completion, or not at all: a crash or an error rolls all of it back and
+// the item is tried again (DESIGN 3.3).
+type Work struct {
+	Q   database.Querier
+	Out *database.Producer
+	// Item is the work item being applied (zero for a timer): its
+	// provenance and how many attempts failed before this one.
+	Item database.Item
+}
+
+// The handler interfaces. A handler returns nil when it is done with the
+// value, including when it decided to ignore or reject it (it logs and
+// counts that itself); an error means the work should be tried again, and
+// after the configured number of attempts the item is parked. An error
+// wrapping ErrPermanent parks the item at once.
+type (
+	RoomHandler interface {
+		RoomEvent(ctx context.Context, w *Work, ev RoomEvent) error
+	}
+	EphemeralHandler interface {
+		Ephemeral(ctx context.Context, w *Work, ev EphemeralEvent) error
+	}
+	ToDeviceHandler interface {
+		ToDevice(ctx context.Context, w *Work, ev ToDeviceEvent) error
+	}
+	DeviceListHandler interface {
+		DeviceList(ctx context.Context, w *Work, c DeviceListChange) error
+	}
+	KeyCountHandler interface {
+		KeyCounts(ctx context.Context, w *Work, k KeyCounts) error
+	}
+	// TimerHandler runs due timers of one kind. It returns when the timer
+	// should run again, or the zero time to delete it.
+	TimerHandler interface {
+		Timer(ctx context.Context, w *Work, t database.Timer) (next time.Time, err error)
+	}
+)
+
+// Handlers lists the handlers of each kind of work; each item goes to
+// every handler of its kind, in order, within one transaction.
+type Handlers struct {
+	Room       []RoomHandler
+	Ephemeral  []EphemeralHandler
+	ToDevice   []ToDeviceHandler
+	DeviceList []DeviceListHandler
+	KeyCounts  []KeyCountHandler
+	// Timers maps a timer kind to its handler.
+	Timers map[string]TimerHandler
+}
+
+// ErrPermanent marks an error that retrying cannot cure.
+var ErrPermanent = errors.New("permanent failure")

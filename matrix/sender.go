@@ -1,0 +1,258 @@
+package matrix
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/internal/runloop"
+)
+
+// SentHook learns the event id the homeserver gave an outbox row, in the
+// database transaction that marks the row sent (an epoch's commit_event
+// is written back this way, DESIGN 3.4). eventID is empty for requests
+// that make no event.
+type SentHook interface {
+	Sent(ctx context.Context, q database.Querier, ev *database.OutgoingEvent, eventID string) error
+}
+
+// SenderConfig holds what a Sender needs.
+type SenderConfig struct {
+	DB      *database.DB
+	Puppets *Puppets
+	Metrics *Metrics
+	Log     zerolog.Logger
+	// Workers is the number of queues sent in parallel (at least 1).
+	Workers int
+	// RequestTimeout bounds one request to the homeserver.
+	RequestTimeout time.Duration
+	// Hooks by the name an outbox row gives in its Hook field.
+	Hooks map[string]SentHook
+}
+
+// Sender delivers outbox rows; see the package doc.
+type Sender struct {
+	cfg   SenderConfig
+	loops []*runloop.Loop
+}
+
+// NewSender returns a sender over cfg.
+func NewSender(cfg SenderConfig) *Sender {
+	cfg.Workers = max(cfg.Workers, 1)
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = time.Minute
+	}
+	s := &Sender{cfg: cfg}
+	for range cfg.Workers {
+		l := runloop.New(s.SendNext, 2*time.Second, time.Second, time.Minute)
+		l.OnError = func(err error, retry time.Duration) {
+			s.cfg.Log.Error().Err(err).Dur("retry_in", retry).Msg("Outbox worker failed")
+		}
+		s.loops = append(s.loops, l)
+	}
+	return s
+}
+
+// Wake tells the workers that rows were added. It never blocks.
+func (s *Sender) Wake() {
+	for _, l := range s.loops {
+		l.Wake()
+	}
+}
+
+// Run sends until ctx is done.
+func (s *Sender) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, l := range s.loops {
+		g.Go(func() error { return l.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+// waitForDependency is how long a queue whose head waits for a row of
+// another queue sleeps; sending that row makes it due at once, so this
+// is only a safety net.
+const waitForDependency = 30 * time.Second
+
+// SendNext sends the head row of one due queue, if any, and reports
+// whether there was one.
+func (s *Sender) SendNext(ctx context.Context) (bool, error) {
+	var did bool
+	recount := ""
+	err := s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+		queue, err := database.ClaimQueue(ctx, tx, database.Outbound)
+		if err != nil || queue == "" {
+			return err
+		}
+		did = true
+		ev, err := database.HeadOutgoing(ctx, tx, queue)
+		if err != nil {
+			return err
+		}
+		if ev == nil {
+			recount = queue
+			return nil
+		}
+		p := database.NewProducer(tx)
+		if err := s.send(ctx, tx, p, ev); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	if err == nil && recount != "" {
+		err = s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+			_, err := database.RecountQueue(ctx, tx, recount)
+			return err
+		})
+	}
+	return did, err
+}
+
+func (s *Sender) send(ctx context.Context, tx pgx.Tx, p *database.Producer, ev *database.OutgoingEvent) error {
+	log := s.cfg.Log.With().Str("outbox_txn_id", ev.TxnID).Str("kind", string(ev.Kind)).
+		Str("user_id", ev.UserID).Str("device_id", ev.DeviceID).Logger()
+	switch {
+	case ev.AfterPending:
+		p.Touch(ev.Queue(), database.Outbound, time.Now().Add(waitForDependency))
+		return nil
+	case ev.AfterFailed:
+		log.Error().Int64("after", ev.After).Msg("Outgoing row given up: the row it waits for was given up")
+		s.cfg.Metrics.OutboxFailures.WithLabelValues(string(ev.Kind), "true").Inc()
+		return database.OutgoingFailed(ctx, tx, p, ev, "the row it waits for was given up", true, time.Time{})
+	}
+	start := time.Now()
+	reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	eventID, err := s.Send(reqCtx, ev)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		permanent := isPermanent(err)
+		s.cfg.Metrics.OutboxFailures.WithLabelValues(string(ev.Kind), strconv.FormatBool(permanent)).Inc()
+		retry := time.Now().Add(backoff(ev.Attempts))
+		if permanent {
+			log.Error().Err(err).Msg("Homeserver refused outgoing request; giving up on it")
+		} else {
+			log.Warn().Err(err).Time("retry_at", retry).Msg("Sending outgoing request failed; will retry")
+		}
+		return database.OutgoingFailed(ctx, tx, p, ev, err.Error(), permanent, retry)
+	}
+	s.cfg.Metrics.OutboxSeconds.Observe(time.Since(start).Seconds())
+	if err := database.OutgoingSent(ctx, tx, p, ev, eventID.String()); err != nil {
+		return err
+	}
+	if ev.Hook != "" {
+		h := s.cfg.Hooks[ev.Hook]
+		if h == nil {
+			log.Error().Str("hook", ev.Hook).Msg("Outgoing row names a hook nobody registered; its event id is not passed on")
+		} else if err := h.Sent(ctx, tx, ev, eventID.String()); err != nil {
+			return fmt.Errorf("hook %s for %s: %w", ev.Hook, ev.TxnID, err)
+		}
+	}
+	s.cfg.Metrics.OutboxSent.WithLabelValues(string(ev.Kind)).Inc()
+	log.Debug().Stringer("event_id", eventID).Msg("Outgoing request sent")
+	return nil
+}
+
+// backoff is the delay after the given number of failed attempts: 1 s
+// doubling to at most 5 minutes.
+func backoff(attempts int) time.Duration {
+	d := time.Second << min(attempts, 9)
+	return min(d, 5*time.Minute)
+}
+
+// Send makes the request of one outbox row as its puppet device, with its
+// fixed transaction id where the API has one. It does not touch the row.
+func (s *Sender) Send(ctx context.Context, ev *database.OutgoingEvent) (id.EventID, error) {
+	cli, err := s.cfg.Puppets.Client(id.UserID(ev.UserID), id.DeviceID(ev.DeviceID))
+	if err != nil {
+		return "", err
+	}
+	content, err := fill(ev)
+	if err != nil {
+		return "", err
+	}
+	switch ev.Kind {
+	case database.RoomEvent:
+		resp, err := cli.SendMessageEvent(ctx, id.RoomID(ev.RoomID),
+			event.Type{Type: ev.EventType, Class: event.MessageEventType}, content,
+			mautrix.ReqSendEvent{TransactionID: ev.TxnID})
+		if err != nil {
+			return "", fmt.Errorf("send %s to %s as %s/%s: %w", ev.TxnID, ev.RoomID, ev.UserID, ev.DeviceID, err)
+		}
+		return resp.EventID, nil
+	case database.ToDevice:
+		body := map[string]map[string]json.RawMessage{"messages": {}}
+		body["messages"][ev.ToUserID] = json.RawMessage(mustMarshal(map[string]json.RawMessage{ev.ToDeviceID: content}))
+		url := cli.BuildClientURL("v3", "sendToDevice", ev.EventType, ev.TxnID)
+		if _, err := cli.MakeRequest(ctx, http.MethodPut, url, body, nil); err != nil {
+			return "", fmt.Errorf("send %s to device %s/%s as %s/%s: %w", ev.TxnID, ev.ToUserID, ev.ToDeviceID, ev.UserID, ev.DeviceID, err)
+		}
+		return "", nil
+	case database.KeyUpload:
+		if _, err := cli.MakeRequest(ctx, http.MethodPost, cli.BuildClientURL("v3", "keys", "upload"), content, nil); err != nil {
+			return "", fmt.Errorf("upload keys %s as %s/%s: %w", ev.TxnID, ev.UserID, ev.DeviceID, err)
+		}
+		return "", nil
+	}
+	return "", fmt.Errorf("send %s: %w: unknown kind %q", ev.TxnID, errBadContent, ev.Kind)
+}
+
+// fill returns the row's content, with the event id of the row it waited
+// for put into its FillField.
+func fill(ev *database.OutgoingEvent) (json.RawMessage, error) {
+	if !json.Valid(ev.Content) || !bytes.HasPrefix(bytes.TrimSpace(ev.Content), []byte("{")) {
+		return nil, fmt.Errorf("send %s: %w", ev.TxnID, errBadContent)
+	}
+	if ev.FillField == "" {
+		return ev.Content, nil
+	}
+	if ev.AfterEventID == "" {
+		return nil, fmt.Errorf("send %s: %w: field %s wants the event id of row %d, which made none", ev.TxnID, errBadContent, ev.FillField, ev.After)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(ev.Content, &obj); err != nil {
+		return nil, fmt.Errorf("send %s: %w", ev.TxnID, errBadContent)
+	}
+	obj[ev.FillField] = mustMarshal(ev.AfterEventID)
+	return mustMarshal(obj), nil
+}
+
+func mustMarshal(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("matrix: marshal %T: %v", v, err))
+	}
+	return b
+}
+
+var errBadContent = errors.New("stored content is not a JSON object")
+
+// isPermanent reports whether retrying cannot help: the homeserver
+// refused the request itself (4xx other than rate limiting and
+// timeouts), or the stored content is broken.
+func isPermanent(err error) bool {
+	if errors.Is(err, errBadContent) {
+		return true
+	}
+	var herr mautrix.HTTPError
+	if errors.As(err, &herr) && herr.Response != nil {
+		code := herr.Response.StatusCode
+		return code >= 400 && code < 500 && code != 429 && code != 408
+	}
+	return false
+}
