@@ -21,6 +21,9 @@ const (
 	SynapseURLVar   = "MLSAS_TEST_SYNAPSE_URL"  // client-server API of the test homeserver
 	ConfigVar       = "MLSAS_TEST_CONFIG"       // service config with the registration's tokens
 	RegistrationVar = "MLSAS_TEST_REGISTRATION" // registration.yaml loaded by the homeserver
+
+	SynapsePythonVar   = "MLSAS_TEST_SYNAPSE_PYTHON"   // python of the Synapse virtualenv, for private homeservers
+	SynapseTemplateVar = "MLSAS_TEST_SYNAPSE_TEMPLATE" // deploy/synapse/homeserver.yaml, their configuration's base
 )
 
 func require(t testing.TB, name string) string {
