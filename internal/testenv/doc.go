@@ -33,7 +33,7 @@
 //	fed := testenv.StartFederation(t, testenv.FederationOptions{})
 //	// users on fed.A and fed.B; join with via fed.A.ServerName()
 //	fed.Partition() // federation traffic cut both ways
-//	fed.Heal()      // and restored
+//	fed.Heal(t)     // and restored
 //
 // A private homeserver runs Synapse from the virtualenv in t.TempDir(), on
 // free loopback ports, with the compose stack's homeserver.yaml changed

@@ -1,15 +1,19 @@
 package testenv
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,9 +42,8 @@ type FederationOptions struct {
 //
 // After Heal, a transaction that a homeserver was retrying when the link
 // broke goes through within about a second (the federation retry settings
-// are shortened, see renderSynapseConfig). A destination that Synapse had
-// marked down is retried only when something wakes its queue: a new event
-// for it, a request from it, or Synapse's own one-minute sweep.
+// are shortened, see renderSynapseConfig), and a destination it had
+// marked down is woken by Heal itself.
 type Federation struct {
 	A, B    *Homeserver
 	proxies []*linkSwitch
@@ -73,7 +76,11 @@ func StartFederation(t testing.TB, opts FederationOptions) *Federation {
 	took := make([]time.Duration, len(servers))
 	for i, h := range servers {
 		g.Go(func() (err error) {
-			took[i], err = h.start(t.Context())
+			if took[i], err = h.start(t.Context()); err != nil {
+				return err
+			}
+			// Heal needs it; registering now keeps Heal quick.
+			_, err = h.admin(t.Context())
 			return err
 		})
 	}
@@ -94,11 +101,38 @@ func (f *Federation) Partition() {
 	}
 }
 
-// Heal lets federation traffic through again.
-func (f *Federation) Heal() {
+// Heal lets federation traffic through again and tells each homeserver
+// that the other is back, as a request from it would (admin API
+// reset_connection): Synapse then retries at once, also a destination
+// it had marked down during the partition, which it would otherwise
+// retry only on new traffic or its one-minute sweep.
+func (f *Federation) Heal(t testing.TB) {
+	t.Helper()
 	for _, p := range f.proxies {
 		p.setOpen(true)
 	}
+	for _, link := range [][2]*Homeserver{{f.A, f.B}, {f.B, f.A}} {
+		if err := link[0].resetConnection(t.Context(), link[1].ServerName()); err != nil {
+			t.Fatalf("heal: %s: %v", link[0], err)
+		}
+	}
+}
+
+// resetConnection clears the homeserver's backoff for destination and
+// wakes its queue for it.
+func (h *Homeserver) resetConnection(ctx context.Context, destination string) error {
+	token, err := h.admin(ctx)
+	if err != nil {
+		return err
+	}
+	path := "/_synapse/admin/v1/federation/destinations/" + url.PathEscape(destination) + "/reset_connection"
+	err = h.call(ctx, http.MethodPost, path, token, struct{}{}, &struct{}{})
+	// 400: not backing off from it; 404: never talked to it. Nothing to wake.
+	var se *statusError
+	if errors.As(err, &se) && (se.status == http.StatusBadRequest || se.status == http.StatusNotFound) {
+		return nil
+	}
+	return err
 }
 
 // federationListener is a homeserver's TLS federation listener and the

@@ -56,6 +56,9 @@ type Homeserver struct {
 	mu     sync.Mutex // serialises Start, Stop and Restart
 	proc   *process   // nil while stopped
 	starts int
+
+	adminMu    sync.Mutex
+	adminToken string // registered on first use
 }
 
 // process is one run of the homeserver.
@@ -340,24 +343,28 @@ type User struct {
 // as in the compose stack; this is how an operator creates a human user.
 func (h *Homeserver) RegisterUser(t testing.TB, localpart, password string) User {
 	t.Helper()
-	u, err := h.registerUser(t.Context(), localpart, password)
+	u, err := h.registerUser(t.Context(), localpart, password, false)
 	if err != nil {
 		t.Fatalf("%s: register %s: %v", h, localpart, err)
 	}
 	return u
 }
 
-func (h *Homeserver) registerUser(ctx context.Context, localpart, password string) (User, error) {
+func (h *Homeserver) registerUser(ctx context.Context, localpart, password string, admin bool) (User, error) {
 	const path = "/_synapse/admin/v1/register"
 	var nonce struct {
 		Nonce string `json:"nonce"`
 	}
-	if err := h.call(ctx, http.MethodGet, path, nil, &nonce); err != nil {
+	if err := h.call(ctx, http.MethodGet, path, "", nil, &nonce); err != nil {
 		return User{}, fmt.Errorf("get nonce: %w", err)
+	}
+	role := "notadmin"
+	if admin {
+		role = "admin"
 	}
 	// The MAC Synapse expects: HMAC-SHA1 over NUL-separated fields.
 	mac := hmac.New(sha1.New, []byte(h.secret))
-	for i, f := range []string{nonce.Nonce, localpart, password, "notadmin"} {
+	for i, f := range []string{nonce.Nonce, localpart, password, role} {
 		if i > 0 {
 			mac.Write([]byte{0})
 		}
@@ -367,7 +374,7 @@ func (h *Homeserver) registerUser(ctx context.Context, localpart, password strin
 		"nonce":    nonce.Nonce,
 		"username": localpart,
 		"password": password,
-		"admin":    false,
+		"admin":    admin,
 		"mac":      hex.EncodeToString(mac.Sum(nil)),
 	}
 	var resp struct {
@@ -375,15 +382,46 @@ func (h *Homeserver) registerUser(ctx context.Context, localpart, password strin
 		AccessToken string `json:"access_token"`
 		DeviceID    string `json:"device_id"`
 	}
-	if err := h.call(ctx, http.MethodPost, path, req, &resp); err != nil {
+	if err := h.call(ctx, http.MethodPost, path, "", req, &resp); err != nil {
 		return User{}, err
 	}
 	return User{UserID: resp.UserID, AccessToken: resp.AccessToken, DeviceID: resp.DeviceID}, nil
 }
 
-// call sends a JSON request to the homeserver and decodes a 200 answer
-// into out.
-func (h *Homeserver) call(ctx context.Context, method, path string, in, out any) error {
+// admin returns the access token of the homeserver's admin user,
+// registering it on first use, so that only homeservers that need the
+// admin API pay for the registration (a bcrypt hash, ~0.3 s).
+func (h *Homeserver) admin(ctx context.Context) (string, error) {
+	h.adminMu.Lock()
+	defer h.adminMu.Unlock()
+	if h.adminToken != "" {
+		return h.adminToken, nil
+	}
+	password := make([]byte, 16)
+	_, _ = rand.Read(password)
+	u, err := h.registerUser(ctx, "testenv_admin", hex.EncodeToString(password), true)
+	if err != nil {
+		return "", fmt.Errorf("register the admin user: %w", err)
+	}
+	h.adminToken = u.AccessToken
+	return h.adminToken, nil
+}
+
+// statusError is an answer other than 200 OK.
+type statusError struct {
+	method, path string
+	status       int
+	body         []byte
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.path, e.status, http.StatusText(e.status), e.body)
+}
+
+// call sends a JSON request to the homeserver, with the access token if
+// one is given, and decodes a 200 answer into out; other answers are a
+// *statusError.
+func (h *Homeserver) call(ctx context.Context, method, path, token string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		data, err := json.Marshal(in)
@@ -397,6 +435,9 @@ func (h *Homeserver) call(ctx context.Context, method, path string, in, out any)
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -407,7 +448,7 @@ func (h *Homeserver) call(ctx context.Context, method, path string, in, out any)
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
+		return &statusError{method: method, path: path, status: resp.StatusCode, body: bytes.TrimSpace(data)}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)

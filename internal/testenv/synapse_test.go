@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -271,17 +272,59 @@ func TestFederation(t *testing.T) {
 		}
 	}
 
-	fed.Heal()
-	healed := time.Now()
+	healing := time.Now()
+	fed.Heal(t)
+	t.Logf("Heal returned after %v", time.Since(healing).Round(time.Millisecond))
 	var wg sync.WaitGroup
 	for name, h := range held {
 		wg.Go(func() {
-			took := waitRemoteEvent(t, h.to, room.RoomID, h.ev, bound)
-			t.Logf("%s: message held by the partition delivered %v after Heal", name, took.Round(time.Millisecond))
+			waitRemoteEvent(t, h.to, room.RoomID, h.ev, bound)
+			t.Logf("%s: message held by the partition delivered %v after Heal was called", name, time.Since(healing).Round(time.Millisecond))
 		})
 	}
 	wg.Wait()
-	t.Logf("both held messages delivered %v after Heal", time.Since(healed).Round(time.Millisecond))
+
+	// A destination marked down: B's key query to A fails at once (such
+	// queries are not retried) and B backs off from A, so a message sent
+	// then is queued, not retried; once the backoff has expired nothing
+	// but a wake-up sends it: Heal's, or Synapse's one-minute sweep.
+	fed.Partition()
+	carol := id.NewUserID("carol", fed.A.ServerName())
+	if _, err := bob.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{carol: {}}}); err != nil {
+		t.Fatal(err)
+	}
+	queued, err := bob.SendText(ctx, room.RoomID, "queued behind B's backoff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retryLastTS(t, fed.B, fed.A.ServerName()) == 0 {
+		t.Error("B does not back off from A after a failed request: the case below is not exercised")
+	}
+	time.Sleep(time.Second) // longer than the backoff (destination_min_retry_interval)
+	healing = time.Now()
+	fed.Heal(t)
+	waitRemoteEvent(t, alice, room.RoomID, queued.EventID, bound)
+	t.Logf("B→A: message queued while B had marked A down delivered %v after Heal was called", time.Since(healing).Round(time.Millisecond))
+	if ts := retryLastTS(t, fed.B, fed.A.ServerName()); ts != 0 {
+		t.Errorf("B still backs off from A after Heal (retry_last_ts %d)", ts)
+	}
+}
+
+// retryLastTS reports when the homeserver last failed to reach
+// destination and started backing off, 0 if it is not backing off.
+func retryLastTS(t *testing.T, hs *Homeserver, destination string) int64 {
+	t.Helper()
+	token, err := hs.admin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		RetryLastTS int64 `json:"retry_last_ts"`
+	}
+	if err := hs.call(t.Context(), http.MethodGet, "/_synapse/admin/v1/federation/destinations/"+url.PathEscape(destination), token, nil, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d.RetryLastTS
 }
 
 // waitRemoteEvent polls the client's homeserver until it has the event
@@ -294,17 +337,18 @@ func waitRemoteEvent(t *testing.T, cli *mautrix.Client, room id.RoomID, ev id.Ev
 	defer cancel()
 	for {
 		_, err := cli.GetEvent(ctx, room, ev)
-		if err == nil {
+		switch {
+		case err == nil:
 			return time.Since(began)
-		}
-		if !errors.Is(err, mautrix.MNotFound) && ctx.Err() == nil {
+		case ctx.Err() != nil:
+			t.Errorf("%s: event %s not delivered within %v", cli.UserID, ev, bound)
+			return time.Since(began)
+		case !errors.Is(err, mautrix.MNotFound):
 			t.Errorf("%s: get event %s: %v", cli.UserID, ev, err)
 			return time.Since(began)
 		}
 		select {
 		case <-ctx.Done():
-			t.Errorf("%s: event %s not delivered within %v (last: %v)", cli.UserID, ev, bound, err)
-			return time.Since(began)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
