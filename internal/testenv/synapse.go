@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -97,11 +98,18 @@ func newHomeserver(t testing.TB, opts SynapseOptions, fed *federationListener) *
 	secret := make([]byte, 16)
 	_, _ = rand.Read(secret)
 
+	// Synapse runs in its data directory; relative paths are the test's.
+	registrations := make([]string, len(opts.Registrations))
+	for i, r := range opts.Registrations {
+		if registrations[i], err = filepath.Abs(r); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dir := t.TempDir()
 	s := synapseSettings{
 		dir:           dir,
 		clientPort:    port,
-		registrations: opts.Registrations,
+		registrations: registrations,
 		sharedSecret:  hex.EncodeToString(secret),
 		federation:    fed,
 	}
@@ -196,6 +204,10 @@ func (h *Homeserver) start(ctx context.Context) (time.Duration, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.proc != nil {
+		if err := h.proc.exited(); err != nil {
+			h.proc = nil
+			return 0, fmt.Errorf("%s: Start: %w", h, err)
+		}
 		return 0, fmt.Errorf("%s: Start: already running", h)
 	}
 	h.starts++
@@ -274,21 +286,30 @@ func (h *Homeserver) stop() error {
 	}
 	p := h.proc
 	h.proc = nil
+	if err := p.exited(); err != nil {
+		return fmt.Errorf("%s: %w", h, err)
+	}
 	if err := terminate(p); err != nil {
 		return fmt.Errorf("%s: %w", h, err)
 	}
 	return nil
 }
 
+// exited reports a process that exited without being asked to, which
+// fails the test: a test never expects Synapse to die by itself.
+func (p *process) exited() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("exited unexpectedly (%v); see its log", p.err)
+	default:
+		return nil
+	}
+}
+
 // terminate sends SIGTERM, waits stopTimeout, then kills. A Synapse that
 // needs SIGKILL is reported, because a test that restarts it expects a
 // clean shutdown.
 func terminate(p *process) error {
-	select {
-	case <-p.done:
-		return nil // already exited; its error was reported by start-up
-	default:
-	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("SIGTERM: %w", err)
 	}
@@ -426,7 +447,7 @@ func (h *Homeserver) call(ctx context.Context, method, path, token string, in, o
 	if in != nil {
 		data, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
 		}
 		body = bytes.NewReader(data)
 	}
@@ -487,10 +508,7 @@ func renderSynapseConfig(tmpl []byte, s synapseSettings) ([]byte, string, error)
 	}
 	// The first listener is the client API, as in render-config.py;
 	// others would need ports of their own and are not used by tests.
-	client := make(map[string]any, len(first))
-	for k, v := range first {
-		client[k] = v
-	}
+	client := maps.Clone(first)
 	client["port"] = s.clientPort
 	client["bind_addresses"] = []string{"127.0.0.1"}
 	listeners = []any{client}
@@ -504,11 +522,7 @@ func renderSynapseConfig(tmpl []byte, s synapseSettings) ([]byte, string, error)
 	}
 	// Logging goes to stderr, which the launcher writes to homeserver.log.
 	delete(cfg, "log_config")
-	registrations := s.registrations
-	if registrations == nil {
-		registrations = []string{}
-	}
-	cfg["app_service_config_files"] = registrations
+	cfg["app_service_config_files"] = append([]string{}, s.registrations...) // [] rather than null
 	cfg["registration_shared_secret"] = s.sharedSecret
 
 	if f := s.federation; f != nil {

@@ -30,7 +30,7 @@ func require(t testing.TB, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
-		t.Fatalf("%s is not set: this test needs the real PostgreSQL and Synapse that ./scripts/test starts; run ./scripts/test, which starts them and sets the MLSAS_TEST_* variables", name)
+		t.Fatalf("%s is not set: this test needs the real components that ./scripts/test provides (PostgreSQL, Synapse, Synapse's virtualenv); run ./scripts/test, which sets the MLSAS_TEST_* variables", name)
 	}
 	return v
 }
