@@ -233,42 +233,34 @@ func TestFederation(t *testing.T) {
 	t.Logf("bob on B joined alice's room on A in %v", time.Since(began).Round(time.Millisecond))
 
 	const bound = 30 * time.Second
-	for _, dir := range []struct {
+	links := []struct {
 		name     string
 		from, to *mautrix.Client
-	}{{"A→B", alice, bob}, {"B→A", bob, alice}} {
-		resp, err := dir.from.SendText(ctx, room.RoomID, "hello "+dir.name)
+	}{{"A→B", alice, bob}, {"B→A", bob, alice}}
+	for _, l := range links {
+		resp, err := l.from.SendText(ctx, room.RoomID, "hello "+l.name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		took := waitRemoteEvent(t, dir.to, room.RoomID, resp.EventID, bound)
-		t.Logf("%s: delivered in %v", dir.name, took.Round(time.Millisecond))
+		took := waitRemoteEvent(t, l.to, room.RoomID, resp.EventID, bound)
+		t.Logf("%s: delivered in %v", l.name, took.Round(time.Millisecond))
 	}
 
 	fed.Partition()
-	held := map[string]struct {
-		to *mautrix.Client
-		ev id.EventID
-	}{}
-	for _, dir := range []struct {
-		name     string
-		from, to *mautrix.Client
-	}{{"A→B", alice, bob}, {"B→A", bob, alice}} {
-		resp, err := dir.from.SendText(ctx, room.RoomID, "during the partition "+dir.name)
+	held := make([]id.EventID, len(links))
+	for i, l := range links {
+		resp, err := l.from.SendText(ctx, room.RoomID, "during the partition "+l.name)
 		if err != nil {
 			t.Fatalf("send during the partition: %v", err)
 		}
-		held[dir.name] = struct {
-			to *mautrix.Client
-			ev id.EventID
-		}{dir.to, resp.EventID}
+		held[i] = resp.EventID
 	}
 	// Undelivered for several times the latency measured above.
 	const hold = 2 * time.Second
 	time.Sleep(hold)
-	for name, h := range held {
-		if _, err := h.to.GetEvent(ctx, room.RoomID, h.ev); err == nil {
-			t.Errorf("%s: a message sent during the partition arrived within %v", name, hold)
+	for i, l := range links {
+		if _, err := l.to.GetEvent(ctx, room.RoomID, held[i]); err == nil {
+			t.Errorf("%s: a message sent during the partition arrived within %v", l.name, hold)
 		}
 	}
 
@@ -276,10 +268,10 @@ func TestFederation(t *testing.T) {
 	fed.Heal(t)
 	t.Logf("Heal returned after %v", time.Since(healing).Round(time.Millisecond))
 	var wg sync.WaitGroup
-	for name, h := range held {
+	for i, l := range links {
 		wg.Go(func() {
-			waitRemoteEvent(t, h.to, room.RoomID, h.ev, bound)
-			t.Logf("%s: message held by the partition delivered %v after Heal was called", name, time.Since(healing).Round(time.Millisecond))
+			waitRemoteEvent(t, l.to, room.RoomID, held[i], bound)
+			t.Logf("%s: message held by the partition delivered %v after Heal was called", l.name, time.Since(healing).Round(time.Millisecond))
 		})
 	}
 	wg.Wait()
