@@ -151,4 +151,3 @@ func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database
 	}
 	return "", nil
 }
-

@@ -99,4 +99,7 @@ say "Synapse $SYNAPSE_VERSION on 127.0.0.1:$SYNAPSE_PORT (started in $((SECONDS 
 export MLSAS_TEST_SYNAPSE_URL="http://127.0.0.1:$SYNAPSE_PORT"
 export MLSAS_TEST_CONFIG=$WORK/config.yaml
 export MLSAS_TEST_REGISTRATION=$WORK/registration.yaml
+# For the private homeservers tests start themselves (testenv.StartSynapse).
+export MLSAS_TEST_SYNAPSE_PYTHON=$VENV/bin/python
+export MLSAS_TEST_SYNAPSE_TEMPLATE=$ROOT/deploy/synapse/homeserver.yaml
 

@@ -21,13 +21,16 @@ const (
 	SynapseURLVar   = "MLSAS_TEST_SYNAPSE_URL"  // client-server API of the test homeserver
 	ConfigVar       = "MLSAS_TEST_CONFIG"       // service config with the registration's tokens
 	RegistrationVar = "MLSAS_TEST_REGISTRATION" // registration.yaml loaded by the homeserver
+
+	SynapsePythonVar   = "MLSAS_TEST_SYNAPSE_PYTHON"   // python of the Synapse virtualenv, for private homeservers
+	SynapseTemplateVar = "MLSAS_TEST_SYNAPSE_TEMPLATE" // deploy/synapse/homeserver.yaml, their configuration's base
 )
 
 func require(t testing.TB, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
-		t.Fatalf("%s is not set: this test needs the real PostgreSQL and Synapse that ./scripts/test starts; run ./scripts/test, which starts them and sets the MLSAS_TEST_* variables", name)
+		t.Fatalf("%s is not set: this test needs the real components that ./scripts/test provides (PostgreSQL, Synapse, Synapse's virtualenv); run ./scripts/test, which sets the MLSAS_TEST_* variables", name)
 	}
 	return v
 }
