@@ -82,7 +82,7 @@ type mDelivery struct {
 
 type mDevice struct {
 	dev     Device
-	sigPriv []byte
+	sigPriv *suite.SignaturePrivateKey
 	m       *Member
 	inbox   []mDelivery
 	pending []*mEvent
@@ -144,7 +144,7 @@ func (s *mSim) failf(format string, args ...any) {
 
 func (s *mSim) newDevice(d Device) *mDevice {
 	st, _ := suite.Lookup(suite.X25519AES128GCMSHA256Ed25519)
-	priv, _, err := st.GenerateSignatureKeyPair()
+	priv, err := st.GenerateSignatureKey()
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func (s *mSim) newDevice(d Device) *mDevice {
 }
 
 func (s *mSim) bundle(d Device) *group.KeyPackageBundle {
-	kp, err := group.NewKeyPackage(suite.X25519AES128GCMSHA256Ed25519, message.BasicCredential([]byte(d.Identity())), s.devices[d].sigPriv,
+	kp, err := group.NewKeyPackage(message.BasicCredential([]byte(d.Identity())), s.devices[d].sigPriv,
 		&group.KeyPackageOptions{Lifetime: &message.Lifetime{NotBefore: 0, NotAfter: 1 << 62}})
 	if err != nil {
 		s.t.Fatal(err)

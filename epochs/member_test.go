@@ -17,11 +17,11 @@ var dmlsConfig = group.Config{Scheme: keyschedule.SchemeDMLS}
 func newKP(t testing.TB, d Device) *group.KeyPackageBundle {
 	t.Helper()
 	s, _ := suite.Lookup(suite.X25519AES128GCMSHA256Ed25519)
-	priv, _, err := s.GenerateSignatureKeyPair()
+	priv, err := s.GenerateSignatureKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, err := group.NewKeyPackage(s.ID(), message.BasicCredential([]byte(d.Identity())), priv, nil)
+	kp, err := group.NewKeyPackage(message.BasicCredential([]byte(d.Identity())), priv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func (s *Server) externalJoin(req *mlsclientpb.ExternalJoinRequest) (*mlsclientp
 	if err != nil {
 		return nil, err
 	}
-	me.sigPriv = kp.SignaturePriv
+	me.sigKey = kp.SignatureKey
 	rt, err := decodeTree(req.RatchetTree)
 	if err != nil {
 		return nil, err
@@ -135,17 +135,17 @@ func (s *Server) newMemberAddProposal(req *mlsclientpb.NewMemberAddProposalReque
 	if err != nil {
 		return nil, err
 	}
-	me.sigPriv = kp.SignaturePriv
-	msg, err := group.ExternalProposal(me.suite, kp.SignaturePriv, ctx.GroupID, ctx.Epoch, 0, true, group.AddProposal(&kp.KeyPackage), nil)
+	me.sigKey = kp.SignatureKey
+	msg, err := group.ExternalProposal(kp.SignatureKey, ctx.GroupID, ctx.Epoch, 0, true, group.AddProposal(&kp.KeyPackage), nil)
 	if err != nil {
 		return nil, err
 	}
 	return &mlsclientpb.NewMemberAddProposalResponse{
 		TransactionId:  s.store.putTransaction(&transaction{bundle: kp, me: me}),
 		Proposal:       msg,
-		InitPriv:       kp.InitPriv,
-		EncryptionPriv: kp.EncryptionPriv,
-		SignaturePriv:  kp.SignaturePriv,
+		InitPriv:       kp.InitKey.Bytes(),
+		EncryptionPriv: kp.EncryptionKey.Bytes(),
+		SignaturePriv:  kp.SignatureKey.Bytes(),
 	}, nil
 }
 
@@ -158,13 +158,13 @@ func (s *Server) CreateExternalSigner(_ context.Context, req *mlsclientpb.Create
 	if err != nil {
 		return nil, toStatus("CreateExternalSigner", err)
 	}
-	priv, pub, err := su.GenerateSignatureKeyPair()
+	priv, err := su.GenerateSignatureKey()
 	if err != nil {
 		return nil, toStatus("CreateExternalSigner", err)
 	}
-	es := message.ExternalSender{SignatureKey: pub, Credential: message.BasicCredential(req.Identity)}
+	es := message.ExternalSender{SignatureKey: priv.Public().Bytes(), Credential: message.BasicCredential(req.Identity)}
 	return &mlsclientpb.CreateExternalSignerResponse{
-		SignerId:       s.store.putSigner(&signer{suite: id, sigPriv: priv}),
+		SignerId:       s.store.putSigner(&signer{suite: id, sigKey: priv}),
 		ExternalSender: codec.Marshal(&es),
 	}, nil
 }
@@ -236,7 +236,7 @@ func (s *Server) externalSignerProposal(req *mlsclientpb.ExternalSignerProposalR
 	if err != nil {
 		return nil, err
 	}
-	msg, err := group.ExternalProposal(sg.suite, sg.sigPriv, ctx.GroupID, ctx.Epoch, req.SignerIndex, false, p, nil)
+	msg, err := group.ExternalProposal(sg.sigKey, ctx.GroupID, ctx.Epoch, req.SignerIndex, false, p, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func (s *Server) CreateGroup(_ context.Context, req *mlsclientpb.CreateGroupRequ
 	if err != nil {
 		return nil, toStatus("CreateGroup", err)
 	}
-	me.sigPriv = kp.SignaturePriv
+	me.sigKey = kp.SignatureKey
 	g, err := group.Create(kp, req.GroupId, nil, me.config())
 	if err != nil {
 		return nil, toStatus("CreateGroup", err)
@@ -58,14 +58,14 @@ func (s *Server) CreateKeyPackage(_ context.Context, req *mlsclientpb.CreateKeyP
 	if err != nil {
 		return nil, toStatus("CreateKeyPackage", err)
 	}
-	me.sigPriv = kp.SignaturePriv
+	me.sigKey = kp.SignatureKey
 	id := s.store.putTransaction(&transaction{bundle: kp, me: me})
 	return &mlsclientpb.CreateKeyPackageResponse{
 		TransactionId:  id,
 		KeyPackage:     encodeKeyPackage(&kp.KeyPackage),
-		InitPriv:       kp.InitPriv,
-		EncryptionPriv: kp.EncryptionPriv,
-		SignaturePriv:  kp.SignaturePriv,
+		InitPriv:       kp.InitKey.Bytes(),
+		EncryptionPriv: kp.EncryptionKey.Bytes(),
+		SignaturePriv:  kp.SignatureKey.Bytes(),
 	}, nil
 }
 

@@ -35,7 +35,6 @@ type rejection struct {
 // rejections is ordered from specific to general: several group errors
 // wrap a general sentinel together with a specific one.
 var rejections = []rejection{
-	{group.ErrBadSignature, codes.InvalidArgument, "signature does not verify (RFC 9420 §6.1)"},
 	{group.ErrBadMembershipTag, codes.InvalidArgument, "membership tag does not match (RFC 9420 §6.2)"},
 	{group.ErrBadConfirmationTag, codes.InvalidArgument, "confirmation tag does not match (RFC 9420 §8.1, §12.4.2)"},
 	{group.ErrWrongGroup, codes.InvalidArgument, "message for another group (RFC 9420 §6)"},
@@ -58,6 +57,10 @@ var rejections = []rejection{
 	{group.ErrUnsupported, codes.InvalidArgument, "extension or proposal not supported by a member (RFC 9420 §7.2, §12.1.7)"},
 	{group.ErrNotForUs, codes.InvalidArgument, "Welcome has no secrets for our KeyPackage (RFC 9420 §12.4.3.1)"},
 	{group.ErrMissingTree, codes.InvalidArgument, "no ratchet tree in the GroupInfo and none out of band (RFC 9420 §12.4.3.3)"},
+	// A bad LeafNode or KeyPackage signature is reported as the invalid
+	// proposal, path or KeyPackage above; that of a message or a GroupInfo
+	// as what it is.
+	{suite.ErrBadSignature, codes.InvalidArgument, "signature does not verify (RFC 9420 §5.1.2, §6.1)"},
 	{group.ErrInvalidGroupInfo, codes.InvalidArgument, "invalid GroupInfo (RFC 9420 §12.4.3)"},
 	{group.ErrResumptionPSK, codes.InvalidArgument, "Welcome lacks the old group's reinit or branch resumption PSK (RFC 9420 §11.2, §11.3, §12.4.3.1)"},
 	{group.ErrMemberMismatch, codes.InvalidArgument, "members do not match the old group's (RFC 9420 §11.2, §11.3, §12.4.3.1)"},

@@ -17,7 +17,7 @@ import (
 type member struct {
 	identity []byte
 	suite    suite.ID
-	sigPriv  []byte
+	sigKey   *suite.SignaturePrivateKey
 	encrypt  bool
 	psks     *group.PSKStore
 }
@@ -33,17 +33,17 @@ func (m *member) config() group.Config {
 // keyPackage makes a fresh KeyPackage for m in suite id, reusing the
 // signature key when the suite stays the same.
 func (m *member) keyPackage(id suite.ID) (*group.KeyPackageBundle, error) {
-	sigPriv := m.sigPriv
-	if id != m.suite || sigPriv == nil {
+	sigKey := m.sigKey
+	if id != m.suite || sigKey == nil {
 		s, err := suite.Lookup(id)
 		if err != nil {
 			return nil, err
 		}
-		if sigPriv, _, err = s.GenerateSignatureKeyPair(); err != nil {
+		if sigKey, err = s.GenerateSignatureKey(); err != nil {
 			return nil, err
 		}
 	}
-	return group.NewKeyPackage(id, message.BasicCredential(m.identity), sigPriv, nil)
+	return group.NewKeyPackage(message.BasicCredential(m.identity), sigKey, nil)
 }
 
 // state is one group state behind a state_id. The group value is never
@@ -93,8 +93,8 @@ type suspended struct {
 
 // signer is an external sender (RFC 9420 §12.1.8.1).
 type signer struct {
-	suite   suite.ID
-	sigPriv []byte
+	suite  suite.ID
+	sigKey *suite.SignaturePrivateKey
 }
 
 // Store maps the handles handed to the runner to values. Handles share one

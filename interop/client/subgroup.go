@@ -23,7 +23,7 @@ func (s *Server) suspend(me *member, g *group.Group) (*mlsclientpb.HandleReInitC
 	if err != nil {
 		return nil, err
 	}
-	next := &member{identity: me.identity, suite: ri.CipherSuite, sigPriv: kp.SignaturePriv, encrypt: me.encrypt, psks: me.psks}
+	next := &member{identity: me.identity, suite: ri.CipherSuite, sigKey: kp.SignatureKey, encrypt: me.encrypt, psks: me.psks}
 	id := s.store.putSuspended(&suspended{g: g, bundle: kp, me: next})
 	return &mlsclientpb.HandleReInitCommitResponse{ReinitId: id, KeyPackage: encodeKeyPackage(&kp.KeyPackage), EpochAuthenticator: g.EpochAuthenticator()}, nil
 }

@@ -25,7 +25,7 @@ func BenchmarkProtectPrivate(b *testing.B) {
 			f := newFixture(b, s.ID())
 			sender, content := f.tree(b), benchContent(f)
 			for b.Loop() {
-				ac, err := Sign(f.s, f.priv, message.WireFormatPrivateMessage, content, f.ctx)
+				ac, err := Sign(f.priv, message.WireFormatPrivateMessage, content, f.ctx)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -46,7 +46,7 @@ func BenchmarkUnprotectPrivate(b *testing.B) {
 	for _, s := range suite.All() {
 		b.Run(fmt.Sprintf("suite=%d", s.ID()), func(b *testing.B) {
 			f := newFixture(b, s.ID())
-			ac, err := Sign(f.s, f.priv, message.WireFormatPrivateMessage, benchContent(f), f.ctx)
+			ac, err := Sign(f.priv, message.WireFormatPrivateMessage, benchContent(f), f.ctx)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -7,8 +7,6 @@ import (
 )
 
 var (
-	// ErrBadSignature means the FramedContentTBS signature did not verify.
-	ErrBadSignature = errors.New("framing: bad signature")
 	// ErrBadMembershipTag means a member's PublicMessage carried a
 	// membership tag that does not match.
 	ErrBadMembershipTag = errors.New("framing: bad membership tag")

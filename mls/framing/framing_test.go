@@ -16,7 +16,8 @@ import (
 type fixture struct {
 	s                *suite.Suite
 	ctx              *message.GroupContext
-	priv, pub        []byte
+	priv             *suite.SignaturePrivateKey
+	pub              []byte
 	encryptionSecret []byte
 	senderDataSecret []byte
 	membershipKey    []byte
@@ -30,10 +31,11 @@ func newFixture(tb testing.TB, id suite.ID) *fixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	priv, pub, err := s.GenerateSignatureKeyPair()
+	priv, err := s.GenerateSignatureKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
+	pub := priv.Public().Bytes()
 	random := func() []byte {
 		b := make([]byte, s.HashSize())
 		rand.Read(b)
@@ -87,9 +89,9 @@ func (f *fixture) content(ct message.ContentType, leaf uint32) *message.FramedCo
 	return c
 }
 
-func (f *fixture) private(tb testing.TB, sender *secrettree.Tree, priv []byte, leaf uint32) *message.PrivateMessage {
+func (f *fixture) private(tb testing.TB, sender *secrettree.Tree, priv *suite.SignaturePrivateKey, leaf uint32) *message.PrivateMessage {
 	tb.Helper()
-	ac, err := Sign(f.s, priv, message.WireFormatPrivateMessage, f.content(message.ContentApplication, leaf), f.ctx)
+	ac, err := Sign(priv, message.WireFormatPrivateMessage, f.content(message.ContentApplication, leaf), f.ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func (f *fixture) private(tb testing.TB, sender *secrettree.Tree, priv []byte, l
 
 func (f *fixture) public(tb testing.TB) *message.PublicMessage {
 	tb.Helper()
-	ac, err := Sign(f.s, f.priv, message.WireFormatPublicMessage, f.content(message.ContentProposal, testSender), f.ctx)
+	ac, err := Sign(f.priv, message.WireFormatPublicMessage, f.content(message.ContentProposal, testSender), f.ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestPrivateRoundTripAllContentTypes(t *testing.T) {
 		f := newFixture(t, s.ID())
 		sender, receiver := f.tree(t), f.tree(t)
 		for _, ct := range []message.ContentType{message.ContentApplication, message.ContentProposal} {
-			ac, err := Sign(f.s, f.priv, message.WireFormatPrivateMessage, f.content(ct, testSender), f.ctx)
+			ac, err := Sign(f.priv, message.WireFormatPrivateMessage, f.content(ct, testSender), f.ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +164,7 @@ func TestPrivateRoundTripAllContentTypes(t *testing.T) {
 
 func TestUnprotectPrivateErrors(t *testing.T) {
 	f := newFixture(t, suite.X25519AES128GCMSHA256Ed25519)
-	otherPriv, _, _ := f.s.GenerateSignatureKeyPair()
+	otherPriv, _ := f.s.GenerateSignatureKey()
 
 	tests := []struct {
 		name string
@@ -173,7 +175,7 @@ func TestUnprotectPrivateErrors(t *testing.T) {
 	}{
 		{"bad signature", func(t *testing.T) (*message.PrivateMessage, *secrettree.Tree) {
 			return f.private(t, f.tree(t), otherPriv, testSender), f.tree(t)
-		}, nil, ErrBadSignature},
+		}, nil, suite.ErrBadSignature},
 		{"content AEAD", func(t *testing.T) (*message.PrivateMessage, *secrettree.Tree) {
 			pm := f.private(t, f.tree(t), f.priv, testSender)
 			pm.Ciphertext[len(pm.Ciphertext)-1] ^= 1 // past the sender-data sample
@@ -220,7 +222,7 @@ func TestUnprotectPrivateErrors(t *testing.T) {
 			return f.private(t, f.tree(t), f.priv, testSender), f.tree(t)
 		}, &message.GroupContext{GroupID: []byte("other"), Epoch: f.ctx.Epoch}, ErrWrongGroup},
 		{"bad padding", func(t *testing.T) (*message.PrivateMessage, *secrettree.Tree) {
-			ac, _ := Sign(f.s, f.priv, message.WireFormatPrivateMessage, f.content(message.ContentApplication, testSender), f.ctx)
+			ac, _ := Sign(f.priv, message.WireFormatPrivateMessage, f.content(message.ContentApplication, testSender), f.ctx)
 			plain := codec.Marshal(&message.PrivateMessageContent{ContentType: message.ContentApplication, ApplicationData: ac.Content.ApplicationData, Auth: ac.Auth, Padding: 8})
 			plain[len(plain)-3] = 1
 			return f.sealRaw(t, f.tree(t), testSender, plain), f.tree(t)
@@ -257,10 +259,10 @@ func TestPaddingErrorMatchesMessageSentinel(t *testing.T) {
 // sender's generation.
 func TestForgeryDoesNotConsumeGeneration(t *testing.T) {
 	f := newFixture(t, suite.X25519AES128GCMSHA256Ed25519)
-	otherPriv, _, _ := f.s.GenerateSignatureKeyPair()
+	otherPriv, _ := f.s.GenerateSignatureKey()
 	receiver := f.tree(t)
 	forged := f.private(t, f.tree(t), otherPriv, testSender)
-	if _, err := UnprotectPrivate(f.s, forged, f.ctx, receiver, f.senderDataSecret, f.memberKey); !errors.Is(err, ErrBadSignature) {
+	if _, err := UnprotectPrivate(f.s, forged, f.ctx, receiver, f.senderDataSecret, f.memberKey); !errors.Is(err, suite.ErrBadSignature) {
 		t.Fatal(err)
 	}
 	genuine := f.private(t, f.tree(t), f.priv, testSender) // also generation 0
@@ -271,7 +273,7 @@ func TestForgeryDoesNotConsumeGeneration(t *testing.T) {
 
 func TestUnprotectPublicErrors(t *testing.T) {
 	f := newFixture(t, suite.X25519AES128GCMSHA256Ed25519)
-	otherPriv, _, _ := f.s.GenerateSignatureKeyPair()
+	otherPriv, _ := f.s.GenerateSignatureKey()
 	tests := []struct {
 		name   string
 		mutate func(pm *message.PublicMessage)
@@ -301,22 +303,22 @@ func TestUnprotectPublicErrors(t *testing.T) {
 
 	// A valid membership tag over a wrongly signed message isolates the
 	// signature check.
-	ac, _ := Sign(f.s, otherPriv, message.WireFormatPublicMessage, f.content(message.ContentProposal, testSender), f.ctx)
+	ac, _ := Sign(otherPriv, message.WireFormatPublicMessage, f.content(message.ContentProposal, testSender), f.ctx)
 	pm, _ := ProtectPublic(f.s, ac, f.ctx, f.membershipKey)
-	if _, err := UnprotectPublic(f.s, pm, f.ctx, f.membershipKey, f.senderKey); !errors.Is(err, ErrBadSignature) {
+	if _, err := UnprotectPublic(f.s, pm, f.ctx, f.membershipKey, f.senderKey); !errors.Is(err, suite.ErrBadSignature) {
 		t.Fatalf("bad signature: got %v", err)
 	}
 }
 
 func TestProtectRejects(t *testing.T) {
 	f := newFixture(t, suite.X25519AES128GCMSHA256Ed25519)
-	ac, _ := Sign(f.s, f.priv, message.WireFormatPublicMessage, f.content(message.ContentProposal, testSender), f.ctx)
+	ac, _ := Sign(f.priv, message.WireFormatPublicMessage, f.content(message.ContentProposal, testSender), f.ctx)
 	if _, err := ProtectPrivate(f.s, ac, f.tree(t), f.senderDataSecret, 0); !errors.Is(err, ErrWireFormat) {
 		t.Errorf("public-signed content as private: %v", err)
 	}
 	ext := f.content(message.ContentProposal, 0)
 	ext.Sender = message.Sender{Type: message.SenderExternal}
-	ac, _ = Sign(f.s, f.priv, message.WireFormatPrivateMessage, ext, nil)
+	ac, _ = Sign(f.priv, message.WireFormatPrivateMessage, ext, nil)
 	if _, err := ProtectPrivate(f.s, ac, f.tree(t), f.senderDataSecret, 0); !errors.Is(err, ErrNotMember) {
 		t.Errorf("external sender as private: %v", err)
 	}

@@ -31,7 +31,7 @@ func FuzzUnprotectPrivate(f *testing.F) {
 // AEAD see hostile input too (as they would from a malicious member).
 func FuzzUnprotectPrivatePlaintext(f *testing.F) {
 	fx := newFixture(f, suite.X25519AES128GCMSHA256Ed25519)
-	ac, err := Sign(fx.s, fx.priv, message.WireFormatPrivateMessage, fx.content(message.ContentApplication, testSender), fx.ctx)
+	ac, err := Sign(fx.priv, message.WireFormatPrivateMessage, fx.content(message.ContentApplication, testSender), fx.ctx)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -31,13 +31,13 @@ func tbs(ac *message.AuthenticatedContent, ctx *message.GroupContext) ([]byte, e
 // of the content's epoch, required for member and new_member_commit
 // senders. For a commit the caller sets Auth.ConfirmationTag afterwards,
 // since it depends on the signature through the transcript hash.
-func Sign(s *suite.Suite, signaturePriv []byte, wf message.WireFormat, content *message.FramedContent, ctx *message.GroupContext) (*message.AuthenticatedContent, error) {
+func Sign(signer *suite.SignaturePrivateKey, wf message.WireFormat, content *message.FramedContent, ctx *message.GroupContext) (*message.AuthenticatedContent, error) {
 	ac := &message.AuthenticatedContent{WireFormat: wf, Content: *content}
 	in, err := tbs(ac, ctx)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := s.SignWithLabel(signaturePriv, signatureLabel, in)
+	sig, err := signer.SignWithLabel(signatureLabel, in)
 	if err != nil {
 		return nil, fmt.Errorf("framing: sign content: %w", err)
 	}
@@ -45,14 +45,17 @@ func Sign(s *suite.Suite, signaturePriv []byte, wf message.WireFormat, content *
 	return ac, nil
 }
 
-// Verify checks the signature of ac against signaturePub.
+// Verify checks the signature of ac against signaturePub, a signature key
+// as the sender's LeafNode or ExternalSender carries it. A signature that
+// does not verify, or a key that does not parse, yields an error wrapping
+// suite.ErrBadSignature.
 func Verify(s *suite.Suite, signaturePub []byte, ac *message.AuthenticatedContent, ctx *message.GroupContext) error {
 	in, err := tbs(ac, ctx)
 	if err != nil {
 		return err
 	}
 	if err := s.VerifyWithLabel(signaturePub, signatureLabel, in, ac.Auth.Signature); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		return fmt.Errorf("framing: %w", err)
 	}
 	return nil
 }

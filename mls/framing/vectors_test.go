@@ -151,7 +151,11 @@ func signed(s *suite.Suite, c *protectionCase, ctx *message.GroupContext, wf mes
 	if err != nil {
 		return nil, err
 	}
-	ac, err := Sign(s, c.SignaturePriv, wf, fc, ctx)
+	priv, err := s.NewSignaturePrivateKey(c.SignaturePriv)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := Sign(priv, wf, fc, ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -49,15 +49,15 @@ func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 	id := suite.X25519AES128GCMSHA256Ed25519
 	s, _ := suite.Lookup(id)
 	groupID := []byte("benchmark group")
-	sigPrivs := make([][]byte, n)
-	encPrivs := make([][]byte, n)
+	sigPrivs := make([]*suite.SignaturePrivateKey, n)
+	encPrivs := make([]*suite.HPKEPrivateKey, n)
 	leaves := make([]*message.LeafNode, n)
 	var wg sync.WaitGroup
 	for w := range 2 {
 		wg.Go(func() {
 			for i := w; i < n; i += 2 {
 				kp := newBundle(b, id, name(i))
-				sigPrivs[i], encPrivs[i] = kp.SignaturePriv, kp.EncryptionPriv
+				sigPrivs[i], encPrivs[i] = kp.SignatureKey, kp.EncryptionKey
 				leaf := kp.KeyPackage.LeafNode
 				leaves[i] = &leaf
 			}
@@ -90,11 +90,11 @@ func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 				}
 				ps := make([]byte, s.HashSize())
 				rand.Read(ps)
-				_, pub, err := s.DeriveKeyPair(s.DeriveSecret(ps, "node"))
+				k, err := s.DeriveHPKEKey(s.DeriveSecret(ps, "node"))
 				if err != nil {
 					b.Fatal(err)
 				}
-				pathSecrets[x], keys[j] = ps, pub
+				pathSecrets[x], keys[j] = ps, k.Public().Bytes()
 			}
 			ph, err := t.SetPathKeys(l, keys)
 			if err != nil {
@@ -104,7 +104,7 @@ func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 			leaf.Source = message.LeafNodeSourceCommit
 			leaf.Lifetime = message.Lifetime{}
 			leaf.ParentHash = ph
-			leaf.Signature, err = s.SignWithLabel(sigPrivs[i], "LeafNodeTBS", leaf.TBS(groupID, uint32(i)))
+			leaf.Signature, err = sigPrivs[i].SignWithLabel("LeafNodeTBS", leaf.TBS(groupID, uint32(i)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -130,7 +130,7 @@ func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 	}
 	member := func(i int) *Group {
 		l := treemath.LeafIndex(i)
-		ps := treekem.NewPrivateState(s, l, encPrivs[i])
+		ps := treekem.NewPrivateState(l, encPrivs[i])
 		for _, x := range t.LeafCount().DirectPath(l.Node()) {
 			if t.IsBlank(x) {
 				continue

@@ -99,7 +99,7 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	var gen *treekem.Generated
 	if o.ForcePath || st.pathRequired || p.dmls() {
 		leaf := *st.tree.Leaf(g.priv.leaf)
-		gen, err = g.priv.path.Generate(st.tree, leaf, g.priv.signPriv, treekem.PathOptions{GroupContext: p.provisionalContext(st), Exclude: st.excluded()})
+		gen, err = g.priv.path.Generate(st.tree, leaf, g.priv.signKey, treekem.PathOptions{GroupContext: p.provisionalContext(st), Exclude: st.excluded()})
 		if err != nil {
 			return nil, fmt.Errorf("commit: update path: %w", err)
 		}
@@ -113,7 +113,7 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	}
 	content := g.content(message.ContentCommit, o.AuthenticatedData)
 	content.Commit = commit
-	ac, err := framing.Sign(s, g.priv.signPriv, wf, &content, &p.ctx)
+	ac, err := framing.Sign(g.priv.signKey, wf, &content, &p.ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 		return nil, err
 	}
 	newPub.reinit = st.reinit
-	next := g.next(newPub, &Private{leaf: g.priv.leaf, signPriv: g.priv.signPriv, path: newPath})
+	next := g.next(newPub, &Private{leaf: g.priv.leaf, signKey: g.priv.signKey, path: newPath})
 	pc := &PendingCommit{Commit: codec.Marshal(msg), base: p, next: next}
 	if len(st.adds) > 0 {
 		pc.GroupInfo, err = next.groupInfo(GroupInfoOptions{RatchetTree: !o.OmitRatchetTree, ExternalPub: o.ExternalPub})

@@ -9,7 +9,6 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/mls/message"
-	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
 )
@@ -17,10 +16,10 @@ import (
 // Create starts a new group (§11) with the creator's KeyPackage bundle as
 // its only member, at epoch 0, with the given GroupContext extensions.
 func Create(kp *KeyPackageBundle, groupID []byte, extensions []message.Extension, cfg Config) (*Group, error) {
-	s, err := suite.Lookup(kp.KeyPackage.CipherSuite)
-	if err != nil {
+	if err := kp.Check(); err != nil {
 		return nil, fmt.Errorf("create group: %w", err)
 	}
+	s := kp.SignatureKey.Suite()
 	leaf := kp.KeyPackage.LeafNode
 	if err := checkExtensionsSupported(&leaf, extensions); err != nil {
 		return nil, fmt.Errorf("create group: %w", err)
@@ -57,7 +56,7 @@ func Create(kp *KeyPackageBundle, groupID []byte, extensions []message.Extension
 	if err != nil {
 		return nil, err
 	}
-	priv := NewPrivate(0, kp.SignaturePriv, treekem.NewPrivateState(s, 0, kp.EncryptionPriv))
+	priv := NewPrivate(0, kp.SignatureKey, treekem.NewPrivateState(0, kp.EncryptionKey))
 	return New(pub, priv, cfg), nil
 }
 

@@ -126,10 +126,11 @@ func (p *Private) MarshalBinary() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := codec.NewWriter(len(pathBytes) + len(p.signPriv) + 16)
+	signPriv := p.signKey.Bytes()
+	w := codec.NewWriter(len(pathBytes) + len(signPriv) + 16)
 	w.Uint8(formatV1)
 	w.Uint32(uint32(p.leaf))
-	w.Opaque(p.signPriv)
+	w.Opaque(signPriv)
 	w.Opaque(pathBytes)
 	return w.Bytes(), nil
 }
@@ -153,10 +154,11 @@ func UnmarshalPrivate(data []byte) (*Private, error) {
 	if path.Leaf() != treemath.LeafIndex(leaf) {
 		return nil, fmt.Errorf("%w: path state of leaf %d for leaf %d", ErrInvalidState, path.Leaf(), leaf)
 	}
-	if _, err := path.Suite().SignaturePublicKey(signPriv); err != nil {
+	signKey, err := path.Suite().NewSignaturePrivateKey(signPriv)
+	if err != nil {
 		return nil, fmt.Errorf("%w: signature key: %w", ErrInvalidState, err)
 	}
-	return &Private{leaf: treemath.LeafIndex(leaf), signPriv: signPriv, path: path}, nil
+	return &Private{leaf: treemath.LeafIndex(leaf), signKey: signKey, path: path}, nil
 }
 
 // MarshalBinary encodes the whole state of g: its public and private
@@ -197,7 +199,7 @@ func (g *Group) MarshalBinary() ([]byte, error) {
 	w.Vector(func(w *codec.Writer) {
 		for ref, key := range own {
 			w.Opaque([]byte(ref))
-			w.Opaque(key)
+			w.Opaque(key.Bytes())
 		}
 	})
 	return w.Bytes(), nil
@@ -221,6 +223,7 @@ func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 		history = append(history, h)
 	})
 	local := &epochLocal{}
+	ownUpdates := map[string][]byte{}
 	r.Each("group.proposals", func(r *codec.Reader) {
 		var c cachedProposal
 		c.ref = r.Opaque("group.proposals.ref")
@@ -231,10 +234,7 @@ func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 	})
 	r.Each("group.own_updates", func(r *codec.Reader) {
 		ref, key := r.Opaque("group.own_updates.ref"), r.Opaque("group.own_updates.key")
-		if local.ownUpdates == nil {
-			local.ownUpdates = map[string][]byte{}
-		}
-		local.ownUpdates[string(ref)] = key
+		ownUpdates[string(ref)] = key
 	})
 	if err := r.Finish("group"); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
@@ -242,6 +242,16 @@ func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 	pub, err := UnmarshalPublic(pubBytes)
 	if err != nil {
 		return nil, err
+	}
+	for ref, enc := range ownUpdates {
+		key, err := pub.suite.NewHPKEPrivateKey(enc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: update key: %w", ErrInvalidState, err)
+		}
+		if local.ownUpdates == nil {
+			local.ownUpdates = map[string]*suite.HPKEPrivateKey{}
+		}
+		local.ownUpdates[ref] = key
 	}
 	g := &Group{pub: pub, cfg: cfg, local: local, history: history}
 	if privBytes != nil {

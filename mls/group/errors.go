@@ -5,11 +5,10 @@ import "errors"
 // Each rejection reason has its own sentinel, so that callers (and tests)
 // can tell an attack from a bug from a message that simply is not for us.
 // Errors from the packages below (framing, tree, treekem, welcome) are
-// wrapped, not replaced, so their sentinels match too.
+// wrapped, not replaced, so their sentinels match too. A signature that
+// does not verify (of a message, a GroupInfo, a LeafNode or a KeyPackage)
+// matches suite.ErrBadSignature.
 var (
-	// ErrBadSignature means a handshake or application message whose
-	// signature does not verify.
-	ErrBadSignature = errors.New("group: bad signature")
 	// ErrBadMembershipTag means a PublicMessage whose membership tag does
 	// not match.
 	ErrBadMembershipTag = errors.New("group: bad membership tag")

@@ -17,7 +17,11 @@ const externalInitLabel = "MLS 1.0 external init secret"
 // externalInitSender returns kem_output and the init secret for an
 // external commit to a group whose external public key is pub.
 func externalInitSender(s *suite.Suite, pub []byte) (kemOutput, initSecret []byte, err error) {
-	kemOutput, initSecret, err = s.ExportSender(pub, externalInitLabel, s.HashSize())
+	k, err := s.NewHPKEPublicKey(pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("external_pub: %w", err)
+	}
+	kemOutput, initSecret, err = k.ExportSender(externalInitLabel, s.HashSize())
 	if err != nil {
 		return nil, nil, fmt.Errorf("external_pub: %w", err)
 	}
@@ -27,11 +31,11 @@ func externalInitSender(s *suite.Suite, pub []byte) (kemOutput, initSecret []byt
 // externalInitSecret recovers the init secret of an external commit from
 // its kem_output with the epoch's external private key.
 func externalInitSecret(p *Public, kemOutput []byte) ([]byte, error) {
-	priv, _, err := p.epoch.ExternalKeyPair()
+	priv, err := p.epoch.ExternalKey()
 	if err != nil {
 		return nil, err
 	}
-	secret, err := p.suite.ExportReceiver(priv, kemOutput, externalInitLabel, p.suite.HashSize())
+	secret, err := priv.ExportReceiver(kemOutput, externalInitLabel, p.suite.HashSize())
 	if err != nil {
 		return nil, fmt.Errorf("kem_output: %w", err)
 	}
@@ -68,6 +72,9 @@ func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOp
 	s, err := suite.Lookup(ctx.CipherSuite)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+	}
+	if err := kp.Check(); err != nil {
+		return nil, err
 	}
 	if kp.KeyPackage.CipherSuite != ctx.CipherSuite {
 		return nil, fmt.Errorf("%w: key package suite %d, group suite %d", ErrInvalidGroupInfo, kp.KeyPackage.CipherSuite, ctx.CipherSuite)
@@ -119,7 +126,7 @@ func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOp
 	if err != nil {
 		return nil, err
 	}
-	gen, err := treekem.NewPrivateState(s, me, kp.EncryptionPriv).Generate(st.tree, leaf, kp.SignaturePriv, treekem.PathOptions{GroupContext: p.provisionalContext(st)})
+	gen, err := treekem.NewPrivateState(me, kp.EncryptionKey).Generate(st.tree, leaf, kp.SignatureKey, treekem.PathOptions{GroupContext: p.provisionalContext(st)})
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +135,7 @@ func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOp
 		GroupID: ctx.GroupID, Epoch: ctx.Epoch, Sender: sender, AuthenticatedData: nonNil(o.AuthenticatedData),
 		ContentType: message.ContentCommit, Commit: &message.Commit{Proposals: refs, Path: gen.Path},
 	}
-	ac, err := framing.Sign(s, kp.SignaturePriv, message.WireFormatPublicMessage, content, &ctx)
+	ac, err := framing.Sign(kp.SignatureKey, message.WireFormatPublicMessage, content, &ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +163,7 @@ func JoinExternal(gi *message.GroupInfo, kp *KeyPackageBundle, o *ExternalJoinOp
 	if err != nil {
 		return nil, err
 	}
-	next := New(newPub, NewPrivate(me, kp.SignaturePriv, gen.Private), cfg)
+	next := New(newPub, NewPrivate(me, kp.SignatureKey, gen.Private), cfg)
 	return &PendingCommit{
 		Commit: codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatPublicMessage, PublicMessage: pm}),
 		next:   next,

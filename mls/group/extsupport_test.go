@@ -19,11 +19,11 @@ const (
 func bundleSupporting(t *testing.T, name string, exts ...message.ExtensionType) *KeyPackageBundle {
 	t.Helper()
 	s, _ := suite.Lookup(s1)
-	priv, _, err := s.GenerateSignatureKeyPair()
+	priv, err := s.GenerateSignatureKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, err := NewKeyPackage(s1, message.BasicCredential([]byte(name)), priv, &KeyPackageOptions{Capabilities: &message.Capabilities{Extensions: exts}})
+	kp, err := NewKeyPackage(message.BasicCredential([]byte(name)), priv, &KeyPackageOptions{Capabilities: &message.Capabilities{Extensions: exts}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,8 +120,8 @@ func TestReInit(t *testing.T) {
 
 func TestBranch(t *testing.T) {
 	gs := threeMembers(t, Config{})
-	bob := newBundleWithKey(t, s1, "bob", gs[1].Private().signPriv)
-	me := newBundleWithKey(t, s1, "alice", gs[0].Private().signPriv)
+	bob := newBundleWithKey(t, "bob", gs[1].Private().signKey)
+	me := newBundleWithKey(t, "alice", gs[0].Private().signKey)
 	pc, err := gs[0].Branch([]byte("subgroup"), nil, me, []*message.KeyPackage{&bob.KeyPackage})
 	if err != nil {
 		t.Fatal(err)
@@ -138,8 +138,8 @@ func TestBranch(t *testing.T) {
 	checkAgree(t, []*Group{pc.State(), b})
 }
 
-func newBundleWithKey(t testing.TB, id suite.ID, name string, sigPriv []byte) *KeyPackageBundle {
-	kp, err := NewKeyPackage(id, message.BasicCredential([]byte(name)), sigPriv, nil)
+func newBundleWithKey(t testing.TB, name string, sigPriv *suite.SignaturePrivateKey) *KeyPackageBundle {
+	kp, err := NewKeyPackage(message.BasicCredential([]byte(name)), sigPriv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +149,8 @@ func newBundleWithKey(t testing.TB, id suite.ID, name string, sigPriv []byte) *K
 func TestExternalSendersAndResync(t *testing.T) {
 	gs := threeMembers(t, Config{HandshakeWireFormat: message.WireFormatPrivateMessage})
 	s, _ := suite.Lookup(s1)
-	extPriv, extPub, _ := s.GenerateSignatureKeyPair()
-	es := message.ExternalSenders{{SignatureKey: extPub, Credential: message.BasicCredential([]byte("server"))}}
+	extPriv, _ := s.GenerateSignatureKey()
+	es := message.ExternalSenders{{SignatureKey: extPriv.Public().Bytes(), Credential: message.BasicCredential([]byte("server"))}}
 	gce := GroupContextExtensionsProposal([]message.Extension{{Type: message.ExtensionExternalSenders, Data: codec.Marshal(es)}})
 	gs, _ = commitAll(t, gs, 1, CommitOptions{Proposals: []*message.Proposal{gce}})
 
@@ -158,7 +158,7 @@ func TestExternalSendersAndResync(t *testing.T) {
 	// commits both by reference.
 	dave := newBundle(t, s1, "dave")
 	for _, p := range []*message.Proposal{RemoveProposal(2), AddProposal(&dave.KeyPackage)} {
-		msg, err := ExternalProposal(s1, extPriv, gs[0].GroupID(), gs[0].Epoch(), 0, false, p, nil)
+		msg, err := ExternalProposal(extPriv, gs[0].GroupID(), gs[0].Epoch(), 0, false, p, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +183,7 @@ func TestExternalSendersAndResync(t *testing.T) {
 
 	// A new-member proposal: erin asks to be added.
 	erin := newBundle(t, s1, "erin")
-	msg, err := ExternalProposal(s1, erin.SignaturePriv, a.GroupID(), a.Epoch(), 0, true, AddProposal(&erin.KeyPackage), nil)
+	msg, err := ExternalProposal(erin.SignatureKey, a.GroupID(), a.Epoch(), 0, true, AddProposal(&erin.KeyPackage), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,11 +39,11 @@ func (g *Group) groupInfo(o GroupInfoOptions) (*message.GroupInfo, error) {
 		exts = append(exts, message.Extension{Type: message.ExtensionRatchetTree, Data: codec.Marshal(rt)})
 	}
 	if o.ExternalPub {
-		_, pub, err := p.epoch.ExternalKeyPair()
+		k, err := p.epoch.ExternalKey()
 		if err != nil {
 			return nil, err
 		}
-		exts = append(exts, message.Extension{Type: message.ExtensionExternalPub, Data: codec.Marshal(&message.ExternalPub{PublicKey: pub})})
+		exts = append(exts, message.Extension{Type: message.ExtensionExternalPub, Data: codec.Marshal(&message.ExternalPub{PublicKey: k.Public().Bytes()})})
 	}
 	gi := &message.GroupInfo{
 		GroupContext:    p.ctx,
@@ -51,7 +51,7 @@ func (g *Group) groupInfo(o GroupInfoOptions) (*message.GroupInfo, error) {
 		ConfirmationTag: p.confirmationTag,
 		Signer:          uint32(g.priv.leaf),
 	}
-	sig, err := p.suite.SignWithLabel(g.priv.signPriv, "GroupInfoTBS", gi.TBS())
+	sig, err := g.priv.signKey.SignWithLabel("GroupInfoTBS", gi.TBS())
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func VerifyGroupInfo(gi *message.GroupInfo, ratchetTree message.RatchetTree, cfg
 		return nil, fmt.Errorf("%w: signer leaf %d is blank", ErrInvalidGroupInfo, gi.Signer)
 	}
 	if err := s.VerifyWithLabel(signer.SignatureKey, "GroupInfoTBS", gi.TBS(), gi.Signature); err != nil {
-		return nil, fmt.Errorf("%w: %w: %w", ErrInvalidGroupInfo, ErrBadSignature, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
 	}
 	if err := validateTree(t, &gi.GroupContext, &cfg); err != nil {
 		return nil, err
@@ -102,7 +102,11 @@ func buildWelcome(s *suite.Suite, gi *message.GroupInfo, d *keyschedule.Derived,
 	for i, a := range adds {
 		gs := message.GroupSecrets{JoinerSecret: d.JoinerSecret, PathSecret: pathSecret(a.leaf), PSKs: nonNil(psks)}
 		plain := codec.Marshal(&gs)
-		kem, ct, err := s.EncryptWithLabel(a.keyPackage.InitKey, "Welcome", encGI, plain)
+		var kem, ct []byte
+		initKey, err := s.NewHPKEPublicKey(a.keyPackage.InitKey)
+		if err == nil {
+			kem, ct, err = initKey.EncryptWithLabel("Welcome", encGI, plain)
+		}
 		clear(plain)
 		clear(gs.PathSecret)
 		if err != nil {

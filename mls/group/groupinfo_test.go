@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
 )
 
 func TestVerifyGroupInfo(t *testing.T) {
 	gs := threeMembers(t, Config{})
 	other := threeMembers(t, Config{})
 	sign := func(gi *message.GroupInfo) {
-		sig, err := gs[0].pub.suite.SignWithLabel(gs[0].priv.signPriv, "GroupInfoTBS", gi.TBS())
+		sig, err := gs[0].priv.signKey.SignWithLabel("GroupInfoTBS", gi.TBS())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -27,9 +28,9 @@ func TestVerifyGroupInfo(t *testing.T) {
 	}{
 		{"valid, tree inside", true, nil, nil, nil},
 		{"valid, tree out of band", false, nil, gs[0].pub.tree.RatchetTree(), nil},
-		{"bad signature", true, func(gi *message.GroupInfo) { gi.Signature[0] ^= 1 }, nil, []error{ErrInvalidGroupInfo, ErrBadSignature}},
-		{"altered context", true, func(gi *message.GroupInfo) { gi.GroupContext.Epoch++ }, nil, []error{ErrInvalidGroupInfo, ErrBadSignature}},
-		{"signed by another member", true, func(gi *message.GroupInfo) { gi.Signer = 1 }, nil, []error{ErrInvalidGroupInfo, ErrBadSignature}},
+		{"bad signature", true, func(gi *message.GroupInfo) { gi.Signature[0] ^= 1 }, nil, []error{ErrInvalidGroupInfo, suite.ErrBadSignature}},
+		{"altered context", true, func(gi *message.GroupInfo) { gi.GroupContext.Epoch++ }, nil, []error{ErrInvalidGroupInfo, suite.ErrBadSignature}},
+		{"signed by another member", true, func(gi *message.GroupInfo) { gi.Signer = 1 }, nil, []error{ErrInvalidGroupInfo, suite.ErrBadSignature}},
 		{"blank signer", true, func(gi *message.GroupInfo) { gi.Signer = 9 }, nil, []error{ErrInvalidGroupInfo}},
 		{"another group's tree", false, nil, other[0].pub.tree.RatchetTree(), []error{ErrInvalidGroupInfo}},
 		{"signed context, wrong tree hash", true, func(gi *message.GroupInfo) {

@@ -84,7 +84,6 @@ func (p *Public) unprotect(m *message.MLSMessage) (*message.AuthenticatedContent
 // sentinel, keeping the original in the chain.
 func classifyFramingError(err error) error {
 	for _, c := range []struct{ from, to error }{
-		{framing.ErrBadSignature, ErrBadSignature},
 		{framing.ErrBadMembershipTag, ErrBadMembershipTag},
 		{framing.ErrWrongGroup, ErrWrongGroup},
 		{framing.ErrWrongEpoch, ErrWrongEpoch},
@@ -107,7 +106,7 @@ func classifyFramingError(err error) error {
 // wf with the keys of g's epoch.
 func (g *Group) frame(content *message.FramedContent, wf message.WireFormat) (*message.MLSMessage, *message.AuthenticatedContent, error) {
 	p := g.pub
-	ac, err := framing.Sign(p.suite, g.priv.signPriv, wf, content, &p.ctx)
+	ac, err := framing.Sign(g.priv.signKey, wf, content, &p.ctx)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,11 +16,11 @@ func newBundle(t testing.TB, id suite.ID, name string) *KeyPackageBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, _, err := s.GenerateSignatureKeyPair()
+	priv, err := s.GenerateSignatureKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, err := NewKeyPackage(id, message.BasicCredential([]byte(name)), priv, nil)
+	kp, err := NewKeyPackage(message.BasicCredential([]byte(name)), priv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

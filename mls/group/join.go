@@ -37,6 +37,9 @@ func Join(welcomeMsg []byte, kp *KeyPackageBundle, o *JoinOptions) (*Group, erro
 // Welcome, validates the ratchet tree in full, finds our leaf and derives
 // our private path keys.
 func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Group, error) {
+	if err := kp.Check(); err != nil {
+		return nil, err
+	}
 	if o == nil {
 		o = &JoinOptions{}
 	}
@@ -60,7 +63,7 @@ func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Gro
 		}
 		return nil, ErrMissingPSK
 	}
-	joined, err := welcome.Open(w, welcome.Recipient{KeyPackage: &kp.KeyPackage, InitPriv: kp.InitPriv}, signerKey, &welcome.Options{PSK: lookup, Scheme: cfg.Scheme})
+	joined, err := welcome.Open(w, welcome.Recipient{KeyPackage: &kp.KeyPackage, InitKey: kp.InitKey}, signerKey, &welcome.Options{PSK: lookup, Scheme: cfg.Scheme})
 	if err != nil {
 		switch {
 		case errors.Is(err, welcome.ErrNotForUs):
@@ -85,7 +88,7 @@ func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Gro
 	if !ok {
 		return nil, fmt.Errorf("%w: our leaf is not in the tree", ErrInvalidWelcome)
 	}
-	path := treekem.NewPrivateState(s, me, kp.EncryptionPriv)
+	path := treekem.NewPrivateState(me, kp.EncryptionKey)
 	if ps := joined.GroupSecrets.PathSecret; ps != nil {
 		path, err = path.WithJoinerPathSecret(t, treemath.LeafIndex(gi.Signer), ps)
 		clear(ps)
@@ -97,7 +100,7 @@ func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Gro
 	if err != nil {
 		return nil, err
 	}
-	g := New(pub, NewPrivate(me, kp.SignaturePriv, path), cfg)
+	g := New(pub, NewPrivate(me, kp.SignatureKey, path), cfg)
 	g.welcomePSKs = nonNil(joined.GroupSecrets.PSKs)
 	return g, nil
 }

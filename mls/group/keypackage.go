@@ -2,22 +2,31 @@ package group
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 )
 
 // KeyPackageBundle is a KeyPackage together with the private keys that its
-// owner keeps: the init key (to open a Welcome), the leaf's encryption key
-// and the signature key.
+// owner keeps until the KeyPackage is used (RFC 9420 §10): the init key
+// opens the Welcome that adds it, the encryption key is the new leaf's
+// HPKE key, and the signature key is the client's, which it signs the
+// KeyPackage and later all its messages with.
 type KeyPackageBundle struct {
-	KeyPackage     message.KeyPackage
-	InitPriv       []byte
-	EncryptionPriv []byte
-	SignaturePriv  []byte
+	KeyPackage message.KeyPackage
+	// InitKey is the private half of KeyPackage.InitKey.
+	InitKey *suite.HPKEPrivateKey
+	// EncryptionKey is the private half of KeyPackage.LeafNode.EncryptionKey.
+	EncryptionKey *suite.HPKEPrivateKey
+	// SignatureKey is the private half of KeyPackage.LeafNode.SignatureKey.
+	// Many KeyPackages of one client usually share it.
+	SignatureKey *suite.SignaturePrivateKey
 }
 
 // KeyPackageOptions customise NewKeyPackage; the zero value gives a
@@ -35,27 +44,25 @@ type KeyPackageOptions struct {
 	LeafExtensions []message.Extension
 }
 
-// NewKeyPackage makes a fresh KeyPackage for a client with credential cred
-// and signature key signaturePriv, in suite id.
-func NewKeyPackage(id suite.ID, cred message.Credential, signaturePriv []byte, o *KeyPackageOptions) (*KeyPackageBundle, error) {
-	s, err := suite.Lookup(id)
-	if err != nil {
-		return nil, err
+// NewKeyPackage makes a fresh KeyPackage, with new init and encryption
+// keys, for a client with credential cred and signature key signatureKey,
+// in the signature key's cipher suite. o may be nil.
+func NewKeyPackage(cred message.Credential, signatureKey *suite.SignaturePrivateKey, o *KeyPackageOptions) (*KeyPackageBundle, error) {
+	if signatureKey == nil {
+		return nil, errors.New("key package: no signature key")
 	}
+	s := signatureKey.Suite()
+	id := s.ID()
 	if o == nil {
 		o = &KeyPackageOptions{}
 	}
-	sigPub, err := s.SignaturePublicKey(signaturePriv)
+	initKey, err := s.GenerateHPKEKey()
 	if err != nil {
-		return nil, fmt.Errorf("key package: signature key: %w", err)
+		return nil, fmt.Errorf("key package: %w", err)
 	}
-	initPriv, initPub, err := s.GenerateKeyPair()
+	encKey, err := s.GenerateHPKEKey()
 	if err != nil {
-		return nil, err
-	}
-	encPriv, encPub, err := s.GenerateKeyPair()
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("key package: %w", err)
 	}
 	caps := message.Capabilities{}
 	if o.Capabilities != nil {
@@ -78,10 +85,10 @@ func NewKeyPackage(id suite.ID, cred message.Credential, signaturePriv []byte, o
 	kp := message.KeyPackage{
 		Version:     message.MLS10,
 		CipherSuite: id,
-		InitKey:     initPub,
+		InitKey:     initKey.Public().Bytes(),
 		LeafNode: message.LeafNode{
-			EncryptionKey: encPub,
-			SignatureKey:  sigPub,
+			EncryptionKey: encKey.Public().Bytes(),
+			SignatureKey:  signatureKey.Public().Bytes(),
 			Credential:    cred,
 			Capabilities:  caps,
 			Source:        message.LeafNodeSourceKeyPackage,
@@ -91,15 +98,112 @@ func NewKeyPackage(id suite.ID, cred message.Credential, signaturePriv []byte, o
 		},
 		Extensions: nonNil(o.Extensions),
 	}
-	kp.LeafNode.Signature, err = s.SignWithLabel(signaturePriv, "LeafNodeTBS", kp.LeafNode.TBS(nil, 0))
+	kp.LeafNode.Signature, err = signatureKey.SignWithLabel("LeafNodeTBS", kp.LeafNode.TBS(nil, 0))
 	if err != nil {
+		return nil, fmt.Errorf("key package: %w", err)
+	}
+	kp.Signature, err = signatureKey.SignWithLabel("KeyPackageTBS", kp.TBS())
+	if err != nil {
+		return nil, fmt.Errorf("key package: %w", err)
+	}
+	return &KeyPackageBundle{KeyPackage: kp, InitKey: initKey, EncryptionKey: encKey, SignatureKey: signatureKey}, nil
+}
+
+// Check reports whether the bundle's private keys are of the KeyPackage's
+// suite and match its public keys. It does not validate the KeyPackage
+// itself (tree.ValidateKeyPackage does).
+func (b *KeyPackageBundle) Check() error {
+	s, err := suite.Lookup(b.KeyPackage.CipherSuite)
+	if err != nil {
+		return fmt.Errorf("%w: key package: %w", ErrInvalidState, err)
+	}
+	for _, c := range []struct {
+		name     string
+		ok       bool
+		pub, own []byte
+	}{
+		{"init key", b.InitKey != nil && b.InitKey.Suite() == s, b.KeyPackage.InitKey, keyBytes(b.InitKey)},
+		{"encryption key", b.EncryptionKey != nil && b.EncryptionKey.Suite() == s, b.KeyPackage.LeafNode.EncryptionKey, keyBytes(b.EncryptionKey)},
+		{"signature key", b.SignatureKey != nil && b.SignatureKey.Suite() == s, b.KeyPackage.LeafNode.SignatureKey, sigKeyBytes(b.SignatureKey)},
+	} {
+		if !c.ok || !bytes.Equal(c.pub, c.own) {
+			return fmt.Errorf("%w: key package bundle: %s does not match the key package", ErrInvalidState, c.name)
+		}
+	}
+	return nil
+}
+
+func keyBytes(k *suite.HPKEPrivateKey) []byte {
+	if k == nil {
+		return nil
+	}
+	return k.Public().Bytes()
+}
+
+func sigKeyBytes(k *suite.SignaturePrivateKey) []byte {
+	if k == nil {
+		return nil
+	}
+	return k.Public().Bytes()
+}
+
+// keyPackageBundleVersion is the storage format of a KeyPackageBundle:
+//
+//	struct {
+//	    uint8 version = 1;
+//	    CipherSuite cipher_suite;
+//	    KeyPackage key_package;
+//	    opaque init_priv<V>;
+//	    opaque encryption_priv<V>;
+//	} StoredKeyPackageBundle;
+//
+// The signature key is not part of it: a client keeps one for many
+// KeyPackages, and stores it once.
+const keyPackageBundleVersion = 1
+
+// MarshalBinary encodes the KeyPackage and its init and encryption private
+// keys for storage; the result is secret. The signature key is left out
+// (UnmarshalKeyPackageBundle takes it back).
+func (b *KeyPackageBundle) MarshalBinary() ([]byte, error) {
+	if err := b.Check(); err != nil {
 		return nil, err
 	}
-	kp.Signature, err = s.SignWithLabel(signaturePriv, "KeyPackageTBS", kp.TBS())
-	if err != nil {
+	w := codec.NewWriter(1024)
+	stored.WriteHeader(w, keyPackageBundleVersion, b.InitKey.Suite().ID())
+	b.KeyPackage.MarshalMLS(w)
+	w.Opaque(b.InitKey.Bytes())
+	w.Opaque(b.EncryptionKey.Bytes())
+	return w.Bytes(), nil
+}
+
+// UnmarshalKeyPackageBundle decodes a bundle encoded by MarshalBinary and
+// completes it with signatureKey, which must be the KeyPackage's. It
+// checks that every private key matches the KeyPackage (Check); errors
+// match ErrInvalidState.
+func UnmarshalKeyPackageBundle(data []byte, signatureKey *suite.SignaturePrivateKey) (*KeyPackageBundle, error) {
+	r := codec.NewReader(data)
+	s := stored.ReadHeader(r, "key_package_bundle", keyPackageBundleVersion, ErrInvalidState)
+	b := &KeyPackageBundle{SignatureKey: signatureKey}
+	b.KeyPackage.UnmarshalMLS(r)
+	initPriv := r.Opaque("key_package_bundle.init_priv")
+	encPriv := r.Opaque("key_package_bundle.encryption_priv")
+	if err := r.Finish("key_package_bundle"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if b.KeyPackage.CipherSuite != s.ID() {
+		return nil, fmt.Errorf("%w: key package of suite %d in a bundle of suite %d", ErrInvalidState, b.KeyPackage.CipherSuite, s.ID())
+	}
+	var err error
+	if b.InitKey, err = s.NewHPKEPrivateKey(initPriv); err != nil {
+		return nil, fmt.Errorf("%w: init key: %w", ErrInvalidState, err)
+	}
+	if b.EncryptionKey, err = s.NewHPKEPrivateKey(encPriv); err != nil {
+		return nil, fmt.Errorf("%w: encryption key: %w", ErrInvalidState, err)
+	}
+	if err := b.Check(); err != nil {
 		return nil, err
 	}
-	return &KeyPackageBundle{KeyPackage: kp, InitPriv: initPriv, EncryptionPriv: encPriv, SignaturePriv: bytes.Clone(signaturePriv)}, nil
+	return b, nil
 }
 
 func cloneCapabilities(c *message.Capabilities) message.Capabilities {

@@ -77,15 +77,19 @@ func runPassive(c *passiveCase) error {
 		return fmt.Errorf("key_package is not a KeyPackage message")
 	}
 	kp := *m.KeyPackage
+	bundle := &KeyPackageBundle{KeyPackage: kp}
+	if bundle.SignatureKey, err = s.NewSignaturePrivateKey(c.SignaturePriv); err != nil {
+		return err
+	}
+	if bundle.EncryptionKey, err = s.NewHPKEPrivateKey(c.EncryptionPriv); err != nil {
+		return err
+	}
+	if bundle.InitKey, err = s.NewHPKEPrivateKey(c.InitPriv); err != nil {
+		return err
+	}
 	// The private keys must match the KeyPackage's public keys.
-	if pub, err := s.SignaturePublicKey(c.SignaturePriv); err != nil || !bytes.Equal(pub, kp.LeafNode.SignatureKey) {
-		return fmt.Errorf("signature_priv does not match (%v)", err)
-	}
-	if pub, err := s.HPKEPublicKey(c.EncryptionPriv); err != nil || !bytes.Equal(pub, kp.LeafNode.EncryptionKey) {
-		return fmt.Errorf("encryption_priv does not match (%v)", err)
-	}
-	if pub, err := s.HPKEPublicKey(c.InitPriv); err != nil || !bytes.Equal(pub, kp.InitKey) {
-		return fmt.Errorf("init_priv does not match (%v)", err)
+	if err := bundle.Check(); err != nil {
+		return err
 	}
 	psks := NewPSKStore()
 	for _, p := range c.ExternalPSKs {
@@ -101,7 +105,6 @@ func runPassive(c *passiveCase) error {
 		}
 		opts.RatchetTree = rt
 	}
-	bundle := &KeyPackageBundle{KeyPackage: kp, InitPriv: c.InitPriv, EncryptionPriv: c.EncryptionPriv, SignaturePriv: c.SignaturePriv}
 	g, err := Join(c.Welcome, bundle, opts)
 	if err != nil {
 		return fmt.Errorf("join: %w", err)

@@ -120,7 +120,7 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) 
 			if !ok {
 				return nil, fmt.Errorf("%w: our leaf was updated by a proposal we did not make", ErrInvalidUpdate)
 			}
-			priv = &Private{leaf: priv.leaf, signPriv: priv.signPriv, path: treekem.NewPrivateState(s, priv.leaf, key)}
+			priv = &Private{leaf: priv.leaf, signKey: priv.signKey, path: treekem.NewPrivateState(priv.leaf, key)}
 		}
 	}
 
@@ -167,7 +167,7 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) 
 			}
 		}
 		clear(applied.PathSecret)
-		priv = &Private{leaf: priv.leaf, signPriv: priv.signPriv, path: applied.Private}
+		priv = &Private{leaf: priv.leaf, signKey: priv.signKey, path: applied.Private}
 	} else if priv == nil {
 		return nil, nil
 	}

@@ -62,16 +62,16 @@ func (g *Group) ProposeUpdate(authData []byte) (msg, ref []byte, err error) {
 		return nil, nil, err
 	}
 	s := g.pub.suite
-	priv, pub, err := s.GenerateKeyPair()
+	priv, err := s.GenerateHPKEKey()
 	if err != nil {
 		return nil, nil, err
 	}
 	leaf := *g.pub.tree.Leaf(g.priv.leaf)
-	leaf.EncryptionKey = pub
+	leaf.EncryptionKey = priv.Public().Bytes()
 	leaf.Source = message.LeafNodeSourceUpdate
 	leaf.Lifetime = message.Lifetime{}
 	leaf.ParentHash = []byte{}
-	leaf.Signature, err = s.SignWithLabel(g.priv.signPriv, "LeafNodeTBS", leaf.TBS(g.GroupID(), uint32(g.priv.leaf)))
+	leaf.Signature, err = g.priv.signKey.SignWithLabel("LeafNodeTBS", leaf.TBS(g.GroupID(), uint32(g.priv.leaf)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,7 +79,7 @@ func (g *Group) ProposeUpdate(authData []byte) (msg, ref []byte, err error) {
 	return g.propose(p, authData, priv)
 }
 
-func (g *Group) propose(p *message.Proposal, authData, updatePriv []byte) ([]byte, []byte, error) {
+func (g *Group) propose(p *message.Proposal, authData []byte, updatePriv *suite.HPKEPrivateKey) ([]byte, []byte, error) {
 	c := g.content(message.ContentProposal, authData)
 	c.Proposal = p
 	m, ac, err := g.frame(&c, g.cfg.wireFormat())
@@ -91,7 +91,7 @@ func (g *Group) propose(p *message.Proposal, authData, updatePriv []byte) ([]byt
 	return codec.Marshal(m), ref, nil
 }
 
-func (l *epochLocal) add(c cachedProposal, updatePriv []byte) {
+func (l *epochLocal) add(c cachedProposal, updatePriv *suite.HPKEPrivateKey) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, have := range l.proposals {
@@ -102,7 +102,7 @@ func (l *epochLocal) add(c cachedProposal, updatePriv []byte) {
 	l.proposals = append(l.proposals, c)
 	if updatePriv != nil {
 		if l.ownUpdates == nil {
-			l.ownUpdates = map[string][]byte{}
+			l.ownUpdates = map[string]*suite.HPKEPrivateKey{}
 		}
 		l.ownUpdates[string(c.ref)] = updatePriv
 	}
@@ -119,10 +119,10 @@ func (l *epochLocal) find(ref []byte) (cachedProposal, bool) {
 	return cachedProposal{}, false
 }
 
-func (l *epochLocal) snapshot() ([]cachedProposal, map[string][]byte) {
+func (l *epochLocal) snapshot() ([]cachedProposal, map[string]*suite.HPKEPrivateKey) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	own := make(map[string][]byte, len(l.ownUpdates))
+	own := make(map[string]*suite.HPKEPrivateKey, len(l.ownUpdates))
 	for k, v := range l.ownUpdates {
 		own[k] = v
 	}
@@ -168,12 +168,9 @@ func checkReceivedProposal(ac *message.AuthenticatedContent) error {
 // senderIndex is the signer's position in the group's external_senders
 // extension, or, with newMember set, the proposal is an Add of the
 // signer's own KeyPackage (new_member_proposal). groupID and epoch name
-// the epoch the proposal is for.
-func ExternalProposal(id suite.ID, signaturePriv []byte, groupID []byte, epoch uint64, senderIndex uint32, newMember bool, p *message.Proposal, authData []byte) ([]byte, error) {
-	s, err := suite.Lookup(id)
-	if err != nil {
-		return nil, err
-	}
+// the epoch the proposal is for. The suite is the signature key's.
+func ExternalProposal(signer *suite.SignaturePrivateKey, groupID []byte, epoch uint64, senderIndex uint32, newMember bool, p *message.Proposal, authData []byte) ([]byte, error) {
+	s := signer.Suite()
 	sender := message.Sender{Type: message.SenderExternal, SenderIndex: senderIndex}
 	if newMember {
 		sender = message.Sender{Type: message.SenderNewMemberProposal}
@@ -182,7 +179,7 @@ func ExternalProposal(id suite.ID, signaturePriv []byte, groupID []byte, epoch u
 		GroupID: groupID, Epoch: epoch, Sender: sender, AuthenticatedData: nonNil(authData),
 		ContentType: message.ContentProposal, Proposal: p,
 	}
-	ac, err := framing.Sign(s, signaturePriv, message.WireFormatPublicMessage, c, nil)
+	ac, err := framing.Sign(signer, message.WireFormatPublicMessage, c, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ func craft(t *testing.T, g *Group, commit *message.Commit, tag []byte) []byte {
 	t.Helper()
 	c := g.content(message.ContentCommit, nil)
 	c.Commit = commit
-	ac, err := framing.Sign(g.pub.suite, g.priv.signPriv, message.WireFormatPublicMessage, &c, &g.pub.ctx)
+	ac, err := framing.Sign(g.priv.signKey, message.WireFormatPublicMessage, &c, &g.pub.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func parseAC(t *testing.T, msg []byte) *message.AuthenticatedContent {
 // resignPath re-signs the path's LeafNode for g's leaf after a change.
 func resignPath(t *testing.T, g *Group, path *message.UpdatePath) {
 	t.Helper()
-	sig, err := g.pub.suite.SignWithLabel(g.priv.signPriv, "LeafNodeTBS", path.LeafNode.TBS(g.GroupID(), g.LeafIndex()))
+	sig, err := g.priv.signKey.SignWithLabel("LeafNodeTBS", path.LeafNode.TBS(g.GroupID(), g.LeafIndex()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestRejections(t *testing.T) {
 		return retag(t, bob, ac)
 	}
 	resign := func(ac *message.AuthenticatedContent) {
-		signed, err := framing.Sign(s, bob.priv.signPriv, ac.WireFormat, &ac.Content, &bob.pub.ctx)
+		signed, err := framing.Sign(bob.priv.signKey, ac.WireFormat, &ac.Content, &bob.pub.ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,10 +93,11 @@ func TestRejections(t *testing.T) {
 	// An Update proposal from carol carrying a LeafNode signed for
 	// alice's leaf.
 	stolen := *carol.pub.tree.Leaf(carol.priv.leaf)
-	_, stolen.EncryptionKey, _ = s.GenerateKeyPair()
+	stolenKey, _ := s.GenerateHPKEKey()
+	stolen.EncryptionKey = stolenKey.Public().Bytes()
 	stolen.Source = message.LeafNodeSourceUpdate
 	stolen.Lifetime = message.Lifetime{}
-	stolen.Signature, _ = s.SignWithLabel(carol.priv.signPriv, "LeafNodeTBS", stolen.TBS(carol.GroupID(), 0))
+	stolen.Signature, _ = carol.priv.signKey.SignWithLabel("LeafNodeTBS", stolen.TBS(carol.GroupID(), 0))
 	upd := &message.Proposal{Type: message.ProposalUpdate, Update: &message.Update{LeafNode: stolen}}
 	c := carol.content(message.ContentProposal, nil)
 	c.Proposal = upd
@@ -115,13 +116,13 @@ func TestRejections(t *testing.T) {
 			t.Fatal(err)
 		}
 		pctx := bob.pub.provisionalContext(st)
-		gen, err := bob.priv.path.Generate(st.tree, *bob.pub.tree.Leaf(bob.priv.leaf), bob.priv.signPriv, treekem.PathOptions{GroupContext: pctx})
+		gen, err := bob.priv.path.Generate(st.tree, *bob.pub.tree.Leaf(bob.priv.leaf), bob.priv.signKey, treekem.PathOptions{GroupContext: pctx})
 		if err != nil {
 			t.Fatal(err)
 		}
 		path := gen.Path
-		_, pub, _ := s.GenerateKeyPair()
-		path.Nodes[len(path.Nodes)-1].EncryptionKey = pub
+		other, _ := s.GenerateHPKEKey()
+		path.Nodes[len(path.Nodes)-1].EncryptionKey = other.Public().Bytes()
 		t2 := bob.pub.tree.Clone()
 		keys := make([][]byte, len(path.Nodes))
 		for i := range path.Nodes {
@@ -139,7 +140,11 @@ func TestRejections(t *testing.T) {
 		// Re-encrypt alice's path secret under the context of the tampered
 		// tree, so that decryption succeeds and only the key check fails.
 		pctx.TreeHash = t2.RootHash()
-		kem, ct, err := s.EncryptWithLabel(alice.pub.tree.Leaf(0).EncryptionKey, "UpdatePathNode", codec.Marshal(&pctx), gen.PathSecretFor(0))
+		alicePub, err := s.NewHPKEPublicKey(alice.pub.tree.Leaf(0).EncryptionKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kem, ct, err := alicePub.EncryptWithLabel("UpdatePathNode", codec.Marshal(&pctx), gen.PathSecretFor(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +158,7 @@ func TestRejections(t *testing.T) {
 		want []error
 		prep func(g *Group)
 	}{
-		{"bad signature", mutate(func(ac *message.AuthenticatedContent) { ac.Auth.Signature[3] ^= 1 }), []error{ErrBadSignature}, nil},
+		{"bad signature", mutate(func(ac *message.AuthenticatedContent) { ac.Auth.Signature[3] ^= 1 }), []error{suite.ErrBadSignature}, nil},
 		{"bad membership tag", func() []byte {
 			m, _ := message.ParseMLSMessage(honest.Commit)
 			m.PublicMessage.MembershipTag[0] ^= 1
@@ -171,7 +176,7 @@ func TestRejections(t *testing.T) {
 			{Type: message.ProposalOrRefProposal, Proposal: AddProposal(&dave.KeyPackage)},
 		}}, nil), []error{ErrInvalidProposalList, ErrDuplicateAdd}, nil},
 		{"add of a member", craft(t, bob, &message.Commit{Proposals: []message.ProposalOrRef{
-			{Type: message.ProposalOrRefProposal, Proposal: AddProposal(&newBundleWithKey(t, s1, "carol", carol.priv.signPriv).KeyPackage)},
+			{Type: message.ProposalOrRefProposal, Proposal: AddProposal(&newBundleWithKey(t, "carol", carol.priv.signKey).KeyPackage)},
 		}}, nil), []error{ErrInvalidProposalList, ErrDuplicateAdd}, nil},
 		{"remove blank leaf", craft(t, bob, &message.Commit{Proposals: []message.ProposalOrRef{
 			{Type: message.ProposalOrRefProposal, Proposal: RemoveProposal(7)},

@@ -103,14 +103,15 @@ func (p *Public) extension(t message.ExtensionType) *message.Extension {
 // private key and its private tree keys. It never changes after it is
 // built.
 type Private struct {
-	leaf     treemath.LeafIndex
-	signPriv []byte
-	path     *treekem.PrivateState
+	leaf    treemath.LeafIndex
+	signKey *suite.SignaturePrivateKey
+	path    *treekem.PrivateState
 }
 
-// NewPrivate assembles a member's private part.
-func NewPrivate(leaf treemath.LeafIndex, signaturePriv []byte, path *treekem.PrivateState) *Private {
-	return &Private{leaf: leaf, signPriv: bytes.Clone(signaturePriv), path: path}
+// NewPrivate assembles a member's private part from its leaf index, its
+// signature key and its private tree keys.
+func NewPrivate(leaf treemath.LeafIndex, signatureKey *suite.SignaturePrivateKey, path *treekem.PrivateState) *Private {
+	return &Private{leaf: leaf, signKey: signatureKey, path: path}
 }
 
 // Leaf returns the member's leaf index.
@@ -212,7 +213,7 @@ type cachedProposal struct {
 type epochLocal struct {
 	mu         sync.Mutex
 	proposals  []cachedProposal
-	ownUpdates map[string][]byte // proposal ref -> leaf private key
+	ownUpdates map[string]*suite.HPKEPrivateKey // proposal ref -> leaf private key
 	// valid caches whether a proposal (by ref) is valid on its own, for
 	// the rule on application messages (holdsValidProposal).
 	valid map[string]bool

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
-	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 )
 
 // formatV1 is the first storage format of an Epoch:
@@ -38,8 +38,7 @@ var fieldNames = [...]string{
 
 // MarshalMLS implements codec.Marshaler with the storage format.
 func (e *Epoch) MarshalMLS(w *codec.Writer) {
-	w.Uint8(formatV1)
-	w.Uint16(uint16(e.Suite))
+	stored.WriteHeader(w, formatV1, e.Suite)
 	w.Uint8(uint8(e.Scheme))
 	for _, f := range e.fields() {
 		w.Opaque(*f)
@@ -50,20 +49,12 @@ func (e *Epoch) MarshalMLS(w *codec.Writer) {
 // that the suite and scheme are known and that every secret has the length
 // they imply, so that a decoded Epoch is safe to use.
 func (e *Epoch) UnmarshalMLS(r *codec.Reader) {
-	if v := r.Uint8("epoch.format"); r.Err() == nil && v != formatV1 {
-		r.Fail("epoch.format", fmt.Errorf("%w: %d", ErrUnknownFormat, v))
-		return
-	}
-	e.Suite = suite.ID(r.Uint16("epoch.cipher_suite"))
+	s := stored.ReadHeader(r, "epoch", formatV1, ErrUnknownFormat)
 	e.Scheme = InitScheme(r.Uint8("epoch.init_scheme"))
 	if r.Err() != nil {
 		return
 	}
-	s, err := suite.Lookup(e.Suite)
-	if err != nil {
-		r.Fail("epoch.cipher_suite", err)
-		return
-	}
+	e.Suite = s.ID()
 	if !e.Scheme.known() {
 		r.Fail("epoch.init_scheme", fmt.Errorf("%w: %v", ErrUnknownInitScheme, e.Scheme))
 		return

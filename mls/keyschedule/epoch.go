@@ -100,18 +100,19 @@ func (e Epoch) Exporter(label string, context []byte, length int) ([]byte, error
 	return s.ExpandWithLabel(derived, "exported", s.Hash(context), length), nil
 }
 
-// ExternalKeyPair returns KEM.DeriveKeyPair(external_secret): the HPKE key
-// pair for external commits, whose public half a GroupInfo may publish.
-func (e Epoch) ExternalKeyPair() (priv, pub []byte, err error) {
+// ExternalKey returns KEM.DeriveKeyPair(external_secret) (RFC 9420 §8.3):
+// the HPKE key for external commits, whose public half a GroupInfo may
+// publish.
+func (e Epoch) ExternalKey() (*suite.HPKEPrivateKey, error) {
 	s, err := e.suite()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	priv, pub, err = s.DeriveKeyPair(e.ExternalSecret)
+	k, err := s.DeriveHPKEKey(e.ExternalSecret)
 	if err != nil {
-		return nil, nil, fmt.Errorf("derive external key pair: %w", err)
+		return nil, fmt.Errorf("derive external key: %w", err)
 	}
-	return priv, pub, nil
+	return k, nil
 }
 
 // ConfirmationTag returns MAC(confirmation_key, confirmed_transcript_hash)

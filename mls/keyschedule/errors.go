@@ -14,7 +14,7 @@ var (
 	// ErrTooManyPSKs means more PSKs than PSKLabel's uint16 count can name.
 	ErrTooManyPSKs = errors.New("too many PSKs")
 	// ErrUnknownFormat means stored epoch state in a format version this
-	// package does not know.
+	// package does not know, or of a cipher suite it does not implement.
 	ErrUnknownFormat = errors.New("unknown epoch state format")
 	// ErrBadConfirmationTag means a confirmation tag that does not match
 	// the epoch's confirmation key and the confirmed transcript hash.

@@ -238,12 +238,12 @@ func BenchmarkEpoch(b *testing.B) {
 	}
 }
 
-func BenchmarkExternalKeyPair(b *testing.B) {
+func BenchmarkExternalKey(b *testing.B) {
 	for _, s := range suite.All() {
 		e := testEpoch(b, s).Epoch
 		b.Run(fmt.Sprintf("suite=%d", s.ID()), func(b *testing.B) {
 			for b.Loop() {
-				if _, _, err := e.ExternalKeyPair(); err != nil {
+				if _, err := e.ExternalKey(); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -101,11 +101,11 @@ func checkKeySchedule(c *keyScheduleCase) error {
 				return fmt.Errorf("epoch %d: %s = %x, want %x", i, f.name, f.got, f.want)
 			}
 		}
-		_, pub, err := e.ExternalKeyPair()
+		k, err := e.ExternalKey()
 		if err != nil {
 			return fmt.Errorf("epoch %d: %w", i, err)
 		}
-		if !bytes.Equal(pub, ep.ExternalPub) {
+		if pub := k.Public().Bytes(); !bytes.Equal(pub, ep.ExternalPub) {
 			return fmt.Errorf("epoch %d: external_pub = %x, want %x", i, pub, ep.ExternalPub)
 		}
 		exported, err := e.Exporter(ep.Exporter.Label, ep.Exporter.Context, ep.Exporter.Length)

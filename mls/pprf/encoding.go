@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
-	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 )
 
 // stateVersion is the first byte of an encoded PPRF. Bump it whenever the
@@ -30,8 +30,7 @@ const stateVersion = 1
 func (p *PPRF) MarshalBinary() ([]byte, error) {
 	nh := p.suite.HashSize()
 	w := codec.NewWriter(8 + len(p.nodes)*(2*nh+5))
-	w.Uint8(stateVersion)
-	w.Uint16(uint16(p.suite.ID()))
+	stored.WriteHeader(w, stateVersion, p.suite.ID())
 	w.Vector(func(w *codec.Writer) {
 		for _, n := range p.nodes {
 			w.Uint16(uint16(n.depth))
@@ -66,16 +65,8 @@ func invalid(format string, args ...any) error {
 }
 
 func (p *PPRF) unmarshal(r *codec.Reader) {
-	if v := r.Uint8("version"); r.Err() == nil && v != stateVersion {
-		r.Fail("version", invalid("unknown version %d", v))
-		return
-	}
-	s, err := suite.Lookup(suite.ID(r.Uint16("cipher_suite")))
-	if r.Err() != nil {
-		return
-	}
-	if err != nil {
-		r.Fail("cipher_suite", err)
+	s := stored.ReadHeader(r, "pprf_state", stateVersion, ErrInvalidState)
+	if s == nil {
 		return
 	}
 	p.suite = s

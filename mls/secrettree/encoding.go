@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
-	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 )
 
 // stateVersion is the first byte of an encoded Tree. Bump it whenever the
@@ -34,8 +34,7 @@ const stateVersion = 1
 // be stored as securely as the tree itself. The encoding is deterministic.
 func (t *Tree) MarshalBinary() ([]byte, error) {
 	var w codec.Writer
-	w.Uint8(stateVersion)
-	w.Uint16(uint16(t.suite.ID()))
+	stored.WriteHeader(&w, stateVersion, t.suite.ID())
 	w.Uint32(t.leafCount)
 	w.Uint32(t.opts.MaxForward)
 	w.Uint32(uint32(t.opts.MaxRetained))
@@ -84,16 +83,8 @@ func invalid(format string, args ...any) error {
 }
 
 func (t *Tree) unmarshal(r *codec.Reader) {
-	if v := r.Uint8("version"); r.Err() == nil && v != stateVersion {
-		r.Fail("version", invalid("unknown version %d", v))
-		return
-	}
-	s, err := suite.Lookup(suite.ID(r.Uint16("cipher_suite")))
-	if r.Err() != nil {
-		return
-	}
-	if err != nil {
-		r.Fail("cipher_suite", err)
+	s := stored.ReadHeader(r, "secret_tree_state", stateVersion, ErrInvalidState)
+	if s == nil {
 		return
 	}
 	t.suite = s

@@ -3,12 +3,39 @@
 // ExpandWithLabel, DeriveSecret, DeriveTreeSecret, RefHash, SignWithLabel,
 // VerifyWithLabel, EncryptWithLabel and DecryptWithLabel.
 //
-// Keys cross this package's boundary as byte strings in the encodings the
-// RFC and the test vectors use (HPKE SerializePrivateKey/SerializePublicKey,
-// raw Ed25519/Ed448 keys, ECDSA scalars and uncompressed points), because
-// every caller stores or transmits them. Suites 1, 2, 3, 5 and 7 use only the
-// Go standard library; suites 4 and 6 take X448 and Ed448 from
-// github.com/cloudflare/circl, which the standard library lacks.
+// # Keys
+//
+// Keys are parsed once into four types, each bound to its suite:
+//
+//   - SignaturePrivateKey: signs (SignWithLabel); made by
+//     Suite.GenerateSignatureKey or parsed by Suite.NewSignaturePrivateKey.
+//   - SignaturePublicKey: verifies (VerifyWithLabel); the public half of a
+//     SignaturePrivateKey, or parsed by Suite.NewSignaturePublicKey.
+//   - HPKEPrivateKey: opens (DecryptWithLabel, ExportReceiver); made by
+//     Suite.GenerateHPKEKey, derived from a secret by Suite.DeriveHPKEKey
+//     or parsed by Suite.NewHPKEPrivateKey.
+//   - HPKEPublicKey: seals (EncryptWithLabel, ExportSender); the public
+//     half of an HPKEPrivateKey, or parsed by Suite.NewHPKEPublicKey.
+//
+// A private key holds its public key, computed when the key is made, so
+// that signing and opening do not derive it again, and the types keep a
+// signature key from being used where an HPKE key is expected. Keys are
+// immutable and safe for concurrent use.
+//
+// Storage and the wire keep bytes, in the encodings of the RFC and the test
+// vectors: HPKE SerializePrivateKey/SerializePublicKey, raw Ed25519/Ed448
+// keys, big-endian ECDSA scalars and uncompressed points. Bytes returns
+// them and the New functions parse them. Keys that arrive in a message and
+// serve once (a LeafNode's signature key) can be checked with
+// Suite.VerifyWithLabel, which parses and verifies in one step.
+//
+// Every signature that does not verify yields an error wrapping
+// ErrBadSignature, the one sentinel for it in the MLS packages; every
+// ciphertext that does not open, one wrapping ErrDecrypt.
+//
+// Suites 1, 2, 3, 5 and 7 use only the Go standard library; suites 4 and 6
+// take X448 and Ed448 from github.com/cloudflare/circl, which the standard
+// library lacks.
 //
 // A Suite is immutable and safe for concurrent use.
 package suite

@@ -2,10 +2,7 @@ package suite
 
 import (
 	"crypto/hpke"
-	"crypto/rand"
 	"fmt"
-
-	circlhpke "github.com/cloudflare/circl/hpke"
 )
 
 // HPKE's secret export (RFC 9180 §5.3) is what external commits use to
@@ -14,23 +11,20 @@ import (
 // SetupBaseR with the external private key and exports the same value.
 // MLS uses an empty info string there.
 
-// ExportSender sets up an HPKE base-mode sender context to pub with an empty
+// ExportSender sets up an HPKE base-mode sender context to k with an empty
 // info and returns the encapsulated key and Export(exporterContext, length).
-func (s *Suite) ExportSender(pub []byte, exporterContext string, length int) (kemOutput, secret []byte, err error) {
-	return s.kem.exportSender(s, pub, exporterContext, length)
+func (k *HPKEPublicKey) ExportSender(exporterContext string, length int) (kemOutput, secret []byte, err error) {
+	return k.key.exportSender(k.suite, exporterContext, length)
 }
 
-// ExportReceiver is the receiving side of ExportSender.
-func (s *Suite) ExportReceiver(priv, kemOutput []byte, exporterContext string, length int) ([]byte, error) {
-	return s.kem.exportReceiver(s, priv, kemOutput, exporterContext, length)
+// ExportReceiver is the receiving side of ExportSender. A kemOutput that
+// does not decapsulate yields an error wrapping ErrDecrypt.
+func (k *HPKEPrivateKey) ExportReceiver(kemOutput []byte, exporterContext string, length int) ([]byte, error) {
+	return k.key.exportReceiver(k.suite, kemOutput, exporterContext, length)
 }
 
-func (k stdKEM) exportSender(s *Suite, pub []byte, exporterContext string, length int) ([]byte, []byte, error) {
-	pk, err := k.scheme().NewPublicKey(pub)
-	if err != nil {
-		return nil, nil, fmt.Errorf("hpke public key: %w", err)
-	}
-	enc, sender, err := hpke.NewSender(pk, hpkeKDF(s), hpkeAEAD(s), nil)
+func (k stdPublic) exportSender(s *Suite, exporterContext string, length int) ([]byte, []byte, error) {
+	enc, sender, err := hpke.NewSender(k.k, hpkeKDF(s), hpkeAEAD(s), nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hpke setup: %w", err)
 	}
@@ -41,12 +35,8 @@ func (k stdKEM) exportSender(s *Suite, pub []byte, exporterContext string, lengt
 	return enc, secret, nil
 }
 
-func (k stdKEM) exportReceiver(s *Suite, priv, kemOutput []byte, exporterContext string, length int) ([]byte, error) {
-	sk, err := k.privateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("hpke private key: %w", err)
-	}
-	r, err := hpke.NewRecipient(kemOutput, sk, hpkeKDF(s), hpkeAEAD(s), nil)
+func (k stdPrivate) exportReceiver(s *Suite, kemOutput []byte, exporterContext string, length int) ([]byte, error) {
+	r, err := hpke.NewRecipient(kemOutput, k.k, hpkeKDF(s), hpkeAEAD(s), nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: hpke setup: %v", ErrDecrypt, err)
 	}
@@ -57,34 +47,18 @@ func (k stdKEM) exportReceiver(s *Suite, priv, kemOutput []byte, exporterContext
 	return secret, nil
 }
 
-func (k x448KEM) exportSender(s *Suite, pub []byte, exporterContext string, length int) ([]byte, []byte, error) {
-	pk, err := circlhpke.KEM_X448_HKDF_SHA512.Scheme().UnmarshalBinaryPublicKey(pub)
+func (k x448Public) exportSender(s *Suite, exporterContext string, length int) ([]byte, []byte, error) {
+	enc, sealer, err := k.sealer(s, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("hpke public key: %w", err)
-	}
-	snd, err := k.circlSuite(s).NewSender(pk, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("hpke setup: %w", err)
-	}
-	enc, sealer, err := snd.Setup(rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("hpke setup: %w", err)
+		return nil, nil, err
 	}
 	return enc, sealer.Export([]byte(exporterContext), uint(length)), nil
 }
 
-func (k x448KEM) exportReceiver(s *Suite, priv, kemOutput []byte, exporterContext string, length int) ([]byte, error) {
-	sk, err := circlhpke.KEM_X448_HKDF_SHA512.Scheme().UnmarshalBinaryPrivateKey(priv)
+func (k x448Private) exportReceiver(s *Suite, kemOutput []byte, exporterContext string, length int) ([]byte, error) {
+	opener, err := k.opener(s, kemOutput, nil)
 	if err != nil {
-		return nil, fmt.Errorf("hpke private key: %w", err)
-	}
-	rcv, err := k.circlSuite(s).NewReceiver(sk, nil)
-	if err != nil {
-		return nil, fmt.Errorf("hpke setup: %w", err)
-	}
-	opener, err := rcv.Setup(kemOutput)
-	if err != nil {
-		return nil, fmt.Errorf("%w: hpke setup: %v", ErrDecrypt, err)
+		return nil, err
 	}
 	return opener.Export([]byte(exporterContext), uint(length)), nil
 }

@@ -6,25 +6,172 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha512"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 
 	"github.com/cloudflare/circl/dh/x448"
 	circlhpke "github.com/cloudflare/circl/hpke"
+	circlkem "github.com/cloudflare/circl/kem"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 )
 
-// kem is one HPKE KEM together with the single-shot base-mode HPKE that MLS
-// uses (RFC 9420 §5.1.3). Keys are serialised bytes.
+// HPKEPrivateKey is a parsed HPKE private key of one suite's KEM, together
+// with its public key, which is computed once when the key is parsed,
+// derived or generated. It is immutable and safe for concurrent use.
+type HPKEPrivateKey struct {
+	suite *Suite
+	enc   []byte
+	key   kemPrivateKey
+	pub   *HPKEPublicKey
+}
+
+// HPKEPublicKey is a parsed HPKE public key of one suite's KEM. It is
+// immutable and safe for concurrent use.
+type HPKEPublicKey struct {
+	suite *Suite
+	enc   []byte
+	key   kemPublicKey
+}
+
+// kem is one HPKE KEM, with the single-shot base-mode HPKE that MLS uses
+// (RFC 9420 §5.1.3) on its keys.
 type kem interface {
-	deriveKeyPair(ikm []byte) (priv, pub []byte, err error)
-	publicKey(priv []byte) ([]byte, error)
-	validatePublicKey(pub []byte) error
-	seal(s *Suite, pub, info, plaintext []byte) (enc, ciphertext []byte, err error)
-	open(s *Suite, priv, enc, info, ciphertext []byte) ([]byte, error)
-	exportSender(s *Suite, pub []byte, exporterContext string, length int) (enc, secret []byte, err error)
-	exportReceiver(s *Suite, priv, enc []byte, exporterContext string, length int) ([]byte, error)
+	// derive is RFC 9180 DeriveKeyPair; it returns the serialised
+	// private key too.
+	derive(ikm []byte) ([]byte, kemPrivateKey, error)
+	// newPrivate is DeserializePrivateKey.
+	newPrivate(b []byte) (kemPrivateKey, error)
+	// newPublic is DeserializePublicKey, with the validation RFC 9180
+	// §7.1.4 asks of the NIST curves' points.
+	newPublic(b []byte) (kemPublicKey, error)
+}
+
+type kemPrivateKey interface {
+	public() ([]byte, kemPublicKey)
+	open(s *Suite, enc, info, ciphertext []byte) ([]byte, error)
+	exportReceiver(s *Suite, enc []byte, exporterContext string, length int) ([]byte, error)
+}
+
+type kemPublicKey interface {
+	seal(s *Suite, info, plaintext []byte) (enc, ciphertext []byte, err error)
+	exportSender(s *Suite, exporterContext string, length int) (enc, secret []byte, err error)
+}
+
+// GenerateHPKEKey returns a fresh random HPKE key, derived from Nh random
+// bytes.
+func (s *Suite) GenerateHPKEKey() (*HPKEPrivateKey, error) {
+	seed := make([]byte, s.HashSize())
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	defer clear(seed)
+	return s.DeriveHPKEKey(seed)
+}
+
+// DeriveHPKEKey derives an HPKE key from a secret (RFC 9180 DeriveKeyPair),
+// as MLS does from node secrets (RFC 9420 §7.4) and the external secret
+// (§8.3).
+func (s *Suite) DeriveHPKEKey(ikm []byte) (*HPKEPrivateKey, error) {
+	enc, k, err := s.kem.derive(ikm)
+	if err != nil {
+		return nil, fmt.Errorf("hpke derive key pair: %w", err)
+	}
+	return s.newHPKEPrivateKey(enc, k), nil
+}
+
+// NewHPKEPrivateKey parses a serialised HPKE private key (RFC 9180
+// SerializePrivateKey). NIST-curve scalars shorter than Nsk are accepted:
+// some implementations (and the official vectors, for P-521) drop leading
+// zero bytes, which does not change the integer. Bytes returns b as given.
+func (s *Suite) NewHPKEPrivateKey(b []byte) (*HPKEPrivateKey, error) {
+	k, err := s.kem.newPrivate(b)
+	if err != nil {
+		return nil, fmt.Errorf("hpke private key: %w", err)
+	}
+	return s.newHPKEPrivateKey(append([]byte(nil), b...), k), nil
+}
+
+func (s *Suite) newHPKEPrivateKey(enc []byte, k kemPrivateKey) *HPKEPrivateKey {
+	pubEnc, pub := k.public()
+	return &HPKEPrivateKey{suite: s, enc: enc, key: k, pub: &HPKEPublicKey{suite: s, enc: pubEnc, key: pub}}
+}
+
+// NewHPKEPublicKey parses a serialised HPKE public key (RFC 9180
+// SerializePublicKey), as HPKEPublicKey fields of MLS messages carry it.
+func (s *Suite) NewHPKEPublicKey(b []byte) (*HPKEPublicKey, error) {
+	k, err := s.kem.newPublic(b)
+	if err != nil {
+		return nil, fmt.Errorf("hpke public key: %w", err)
+	}
+	return &HPKEPublicKey{suite: s, enc: append([]byte(nil), b...), key: k}, nil
+}
+
+// Suite returns the key's cipher suite.
+func (k *HPKEPrivateKey) Suite() *Suite { return k.suite }
+
+// Public returns the key's public key.
+func (k *HPKEPrivateKey) Public() *HPKEPublicKey { return k.pub }
+
+// Bytes returns the serialised key, as a new slice. It is secret.
+func (k *HPKEPrivateKey) Bytes() []byte { return append([]byte(nil), k.enc...) }
+
+// Equal reports whether k and x are the same key of the same suite, in
+// constant time for keys of one suite.
+func (k *HPKEPrivateKey) Equal(x *HPKEPrivateKey) bool {
+	return x != nil && k.suite == x.suite && subtle.ConstantTimeCompare(k.enc, x.enc) == 1
+}
+
+// DecryptWithLabel reverses HPKEPublicKey.EncryptWithLabel (RFC 9420
+// §5.1.3). A ciphertext that does not authenticate yields an error
+// wrapping ErrDecrypt.
+func (k *HPKEPrivateKey) DecryptWithLabel(label string, context, kemOutput, ciphertext []byte) ([]byte, error) {
+	return k.key.open(k.suite, kemOutput, encryptContext(label, context), ciphertext)
+}
+
+// Suite returns the key's cipher suite.
+func (k *HPKEPublicKey) Suite() *Suite { return k.suite }
+
+// Bytes returns the serialised key. The slice is shared and must not be
+// modified.
+func (k *HPKEPublicKey) Bytes() []byte { return k.enc }
+
+// Equal reports whether k and x encode the same key of the same suite.
+func (k *HPKEPublicKey) Equal(x *HPKEPublicKey) bool {
+	return x != nil && k.suite == x.suite && string(k.enc) == string(x.enc)
+}
+
+// EncryptWithLabel implements RFC 9420 §5.1.3: HPKE SealBase to k with
+// info = EncryptContext{label, context} and an empty aad.
+func (k *HPKEPublicKey) EncryptWithLabel(label string, context, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
+	return k.key.seal(k.suite, encryptContext(label, context), plaintext)
+}
+
+func encryptContext(label string, context []byte) []byte {
+	w := codec.NewWriter(len(labelPrefix) + len(label) + len(context) + 8)
+	w.Opaque([]byte(labelPrefix + label))
+	w.Opaque(context)
+	return w.Bytes()
+}
+
+func hpkeKDF(s *Suite) hpke.KDF {
+	switch s.HashSize() {
+	case 48:
+		return hpke.HKDFSHA384()
+	case 64:
+		return hpke.HKDFSHA512()
+	default:
+		return hpke.HKDFSHA256()
+	}
+}
+
+func hpkeAEAD(s *Suite) hpke.AEAD {
+	a, err := hpke.NewAEAD(s.aead.id)
+	if err != nil {
+		panic("suite: hpke aead: " + err.Error()) // ids are constants of this package
+	}
+	return a
 }
 
 // stdKEM is a DHKEM from the standard library's crypto/hpke.
@@ -50,71 +197,51 @@ func (k stdKEM) scheme() hpke.KEM {
 	}
 }
 
-// privateKey parses a serialised private key. NIST-curve scalars shorter
-// than Nsk are left-padded: some implementations (and the official vectors,
-// for P-521) drop leading zero bytes, which does not change the integer.
-func (k stdKEM) privateKey(priv []byte) (hpke.PrivateKey, error) {
-	nsk := map[stdKEM]int{kemP256: 32, kemP384: 48, kemP521: 66}[k]
-	if len(priv) < nsk {
-		padded := make([]byte, nsk)
-		copy(padded[nsk-len(priv):], priv)
-		priv = padded
-	}
-	return k.scheme().NewPrivateKey(priv)
-}
+type stdPrivate struct{ k hpke.PrivateKey }
 
-func (k stdKEM) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
+type stdPublic struct{ k hpke.PublicKey }
+
+func (k stdKEM) derive(ikm []byte) ([]byte, kemPrivateKey, error) {
 	sk, err := k.scheme().DeriveKeyPair(ikm)
 	if err != nil {
-		return nil, nil, fmt.Errorf("hpke derive key pair: %w", err)
+		return nil, nil, err
 	}
-	priv, err := sk.Bytes()
+	enc, err := sk.Bytes()
 	if err != nil {
-		return nil, nil, fmt.Errorf("hpke serialise private key: %w", err)
+		return nil, nil, fmt.Errorf("serialise private key: %w", err)
 	}
-	return priv, sk.PublicKey().Bytes(), nil
+	return enc, stdPrivate{sk}, nil
 }
 
-func (k stdKEM) publicKey(priv []byte) ([]byte, error) {
-	sk, err := k.privateKey(priv)
+func (k stdKEM) newPrivate(b []byte) (kemPrivateKey, error) {
+	nsk := map[stdKEM]int{kemP256: 32, kemP384: 48, kemP521: 66}[k]
+	if len(b) < nsk {
+		padded := make([]byte, nsk)
+		copy(padded[nsk-len(b):], b)
+		b = padded
+	}
+	sk, err := k.scheme().NewPrivateKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("hpke private key: %w", err)
+		return nil, err
 	}
-	return sk.PublicKey().Bytes(), nil
+	return stdPrivate{sk}, nil
 }
 
-func (k stdKEM) validatePublicKey(pub []byte) error {
-	if _, err := k.scheme().NewPublicKey(pub); err != nil {
-		return fmt.Errorf("hpke public key: %w", err)
-	}
-	return nil
-}
-
-func hpkeKDF(s *Suite) hpke.KDF {
-	switch s.HashSize() {
-	case 48:
-		return hpke.HKDFSHA384()
-	case 64:
-		return hpke.HKDFSHA512()
-	default:
-		return hpke.HKDFSHA256()
-	}
-}
-
-func hpkeAEAD(s *Suite) hpke.AEAD {
-	a, err := hpke.NewAEAD(s.aead.id)
+func (k stdKEM) newPublic(b []byte) (kemPublicKey, error) {
+	pk, err := k.scheme().NewPublicKey(b)
 	if err != nil {
-		panic("suite: hpke aead: " + err.Error()) // ids are constants of this package
+		return nil, err
 	}
-	return a
+	return stdPublic{pk}, nil
 }
 
-func (k stdKEM) seal(s *Suite, pub, info, plaintext []byte) ([]byte, []byte, error) {
-	pk, err := k.scheme().NewPublicKey(pub)
-	if err != nil {
-		return nil, nil, fmt.Errorf("hpke public key: %w", err)
-	}
-	enc, sender, err := hpke.NewSender(pk, hpkeKDF(s), hpkeAEAD(s), info)
+func (k stdPrivate) public() ([]byte, kemPublicKey) {
+	pk := k.k.PublicKey()
+	return pk.Bytes(), stdPublic{pk}
+}
+
+func (k stdPublic) seal(s *Suite, info, plaintext []byte) ([]byte, []byte, error) {
+	enc, sender, err := hpke.NewSender(k.k, hpkeKDF(s), hpkeAEAD(s), info)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hpke setup: %w", err)
 	}
@@ -125,12 +252,8 @@ func (k stdKEM) seal(s *Suite, pub, info, plaintext []byte) ([]byte, []byte, err
 	return enc, ct, nil
 }
 
-func (k stdKEM) open(s *Suite, priv, enc, info, ciphertext []byte) ([]byte, error) {
-	sk, err := k.privateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("hpke private key: %w", err)
-	}
-	r, err := hpke.NewRecipient(enc, sk, hpkeKDF(s), hpkeAEAD(s), info)
+func (k stdPrivate) open(s *Suite, enc, info, ciphertext []byte) ([]byte, error) {
+	r, err := hpke.NewRecipient(enc, k.k, hpkeKDF(s), hpkeAEAD(s), info)
 	if err != nil {
 		return nil, fmt.Errorf("%w: hpke setup: %v", ErrDecrypt, err)
 	}
@@ -149,7 +272,13 @@ type x448KEM struct{}
 
 const kemX448 = 0x0021
 
-func (x448KEM) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
+type x448Private struct{ k circlkem.PrivateKey }
+
+type x448Public struct{ k circlkem.PublicKey }
+
+func x448Scheme() circlkem.Scheme { return circlhpke.KEM_X448_HKDF_SHA512.Scheme() }
+
+func (x x448KEM) derive(ikm []byte) ([]byte, kemPrivateKey, error) {
 	suiteID := []byte{'K', 'E', 'M', 0, kemX448}
 	extractInput := append(append(append([]byte("HPKE-v1"), suiteID...), "dkp_prk"...), ikm...)
 	prk, err := hkdf.Extract(sha512.New, extractInput, nil)
@@ -162,43 +291,75 @@ func (x448KEM) deriveKeyPair(ikm []byte) ([]byte, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	pub, err := x448KEM{}.publicKey(sk)
-	return sk, pub, err
+	k, err := x.newPrivate(sk)
+	return sk, k, err
 }
 
-func (x448KEM) publicKey(priv []byte) ([]byte, error) {
-	if len(priv) != x448.Size {
-		return nil, fmt.Errorf("hpke private key: X448 key is %d bytes, want %d", len(priv), x448.Size)
+func (x448KEM) newPrivate(b []byte) (kemPrivateKey, error) {
+	if len(b) != x448.Size {
+		return nil, fmt.Errorf("X448 key is %d bytes, want %d", len(b), x448.Size)
 	}
-	var sk, pk x448.Key
-	copy(sk[:], priv)
-	x448.KeyGen(&pk, &sk)
-	return pk[:], nil
-}
-
-func (x448KEM) validatePublicKey(pub []byte) error {
-	if len(pub) != x448.Size {
-		return fmt.Errorf("hpke public key: X448 key is %d bytes, want %d", len(pub), x448.Size)
+	sk, err := x448Scheme().UnmarshalBinaryPrivateKey(b)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return x448Private{sk}, nil
 }
 
-func (x448KEM) circlSuite(s *Suite) circlhpke.Suite {
+func (x448KEM) newPublic(b []byte) (kemPublicKey, error) {
+	if len(b) != x448.Size {
+		return nil, fmt.Errorf("X448 key is %d bytes, want %d", len(b), x448.Size)
+	}
+	pk, err := x448Scheme().UnmarshalBinaryPublicKey(b)
+	if err != nil {
+		return nil, err
+	}
+	return x448Public{pk}, nil
+}
+
+func (k x448Private) public() ([]byte, kemPublicKey) {
+	pk := k.k.Public()
+	enc, err := pk.MarshalBinary()
+	if err != nil {
+		panic("suite: X448 public key has no encoding: " + err.Error())
+	}
+	return enc, x448Public{pk}
+}
+
+func circlSuite(s *Suite) circlhpke.Suite {
 	return circlhpke.NewSuite(circlhpke.KEM_X448_HKDF_SHA512, circlhpke.KDF_HKDF_SHA512, circlhpke.AEAD(s.aead.id))
 }
 
-func (k x448KEM) seal(s *Suite, pub, info, plaintext []byte) ([]byte, []byte, error) {
-	pk, err := circlhpke.KEM_X448_HKDF_SHA512.Scheme().UnmarshalBinaryPublicKey(pub)
-	if err != nil {
-		return nil, nil, fmt.Errorf("hpke public key: %w", err)
-	}
-	snd, err := k.circlSuite(s).NewSender(pk, info)
+// sealer sets up a circl sender context to k.
+func (k x448Public) sealer(s *Suite, info []byte) ([]byte, circlhpke.Sealer, error) {
+	snd, err := circlSuite(s).NewSender(k.k, info)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hpke setup: %w", err)
 	}
 	enc, sealer, err := snd.Setup(rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hpke setup: %w", err)
+	}
+	return enc, sealer, nil
+}
+
+// opener sets up a circl receiver context for enc.
+func (k x448Private) opener(s *Suite, enc, info []byte) (circlhpke.Opener, error) {
+	rcv, err := circlSuite(s).NewReceiver(k.k, info)
+	if err != nil {
+		return nil, fmt.Errorf("hpke setup: %w", err)
+	}
+	opener, err := rcv.Setup(enc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: hpke setup: %v", ErrDecrypt, err)
+	}
+	return opener, nil
+}
+
+func (k x448Public) seal(s *Suite, info, plaintext []byte) ([]byte, []byte, error) {
+	enc, sealer, err := k.sealer(s, info)
+	if err != nil {
+		return nil, nil, err
 	}
 	ct, err := sealer.Seal(plaintext, nil)
 	if err != nil {
@@ -207,62 +368,14 @@ func (k x448KEM) seal(s *Suite, pub, info, plaintext []byte) ([]byte, []byte, er
 	return enc, ct, nil
 }
 
-func (k x448KEM) open(s *Suite, priv, enc, info, ciphertext []byte) ([]byte, error) {
-	sk, err := circlhpke.KEM_X448_HKDF_SHA512.Scheme().UnmarshalBinaryPrivateKey(priv)
+func (k x448Private) open(s *Suite, enc, info, ciphertext []byte) ([]byte, error) {
+	opener, err := k.opener(s, enc, info)
 	if err != nil {
-		return nil, fmt.Errorf("hpke private key: %w", err)
-	}
-	rcv, err := k.circlSuite(s).NewReceiver(sk, info)
-	if err != nil {
-		return nil, fmt.Errorf("hpke setup: %w", err)
-	}
-	opener, err := rcv.Setup(enc)
-	if err != nil {
-		return nil, fmt.Errorf("%w: hpke setup: %v", ErrDecrypt, err)
+		return nil, err
 	}
 	pt, err := opener.Open(ciphertext, nil)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
 	return pt, nil
-}
-
-// DeriveKeyPair derives an HPKE key pair from a secret (RFC 9180
-// DeriveKeyPair), as MLS does from node and path secrets.
-func (s *Suite) DeriveKeyPair(ikm []byte) (priv, pub []byte, err error) {
-	return s.kem.deriveKeyPair(ikm)
-}
-
-// GenerateKeyPair returns a fresh random HPKE key pair.
-func (s *Suite) GenerateKeyPair() (priv, pub []byte, err error) {
-	seed := make([]byte, s.HashSize())
-	if _, err := rand.Read(seed); err != nil {
-		return nil, nil, err
-	}
-	return s.kem.deriveKeyPair(seed)
-}
-
-// HPKEPublicKey returns the public key of an HPKE private key.
-func (s *Suite) HPKEPublicKey(priv []byte) ([]byte, error) { return s.kem.publicKey(priv) }
-
-// ValidateHPKEPublicKey checks that pub is a valid encoded public key.
-func (s *Suite) ValidateHPKEPublicKey(pub []byte) error { return s.kem.validatePublicKey(pub) }
-
-func encryptContext(label string, context []byte) []byte {
-	w := codec.NewWriter(len(labelPrefix) + len(label) + len(context) + 8)
-	w.Opaque([]byte(labelPrefix + label))
-	w.Opaque(context)
-	return w.Bytes()
-}
-
-// EncryptWithLabel implements RFC 9420 §5.1.3: HPKE SealBase with
-// info = EncryptContext{label, context} and empty aad.
-func (s *Suite) EncryptWithLabel(pub []byte, label string, context, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
-	return s.kem.seal(s, pub, encryptContext(label, context), plaintext)
-}
-
-// DecryptWithLabel reverses EncryptWithLabel. A ciphertext that does not
-// authenticate yields an error wrapping ErrDecrypt.
-func (s *Suite) DecryptWithLabel(priv []byte, label string, context, kemOutput, ciphertext []byte) ([]byte, error) {
-	return s.kem.open(s, priv, kemOutput, encryptContext(label, context), ciphertext)
 }

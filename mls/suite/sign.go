@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 
@@ -14,179 +15,152 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 )
 
-// ErrBadSignature is returned when a signature does not verify.
+// ErrBadSignature is returned when a signature does not verify. It is the
+// only such sentinel of the MLS packages: the packages above this one wrap
+// it with what was signed, also when the key that should verify a
+// signature does not parse, since such a key cannot have made any.
 var ErrBadSignature = errors.New("signature verification failed")
 
-// signer is one signature scheme. Private keys are in the vectors'
-// encodings: raw Ed25519/Ed448 seeds, big-endian ECDSA scalars.
-type signer interface {
-	generate() (priv, pub []byte, err error)
-	public(priv []byte) ([]byte, error)
-	sign(priv, msg []byte) ([]byte, error)
-	verify(pub, msg, sig []byte) bool
+// SignaturePrivateKey is a parsed signature private key of one suite,
+// together with its public key, which is computed once when the key is
+// parsed or generated. It is immutable and safe for concurrent use.
+type SignaturePrivateKey struct {
+	suite *Suite
+	key   signingKey
+	pub   *SignaturePublicKey
 }
 
-type ed25519Signer struct{}
+// SignaturePublicKey is a parsed signature public key of one suite. It is
+// immutable and safe for concurrent use.
+type SignaturePublicKey struct {
+	suite *Suite
+	enc   []byte
+	key   verifyingKey
+}
 
-func (ed25519Signer) generate() ([]byte, []byte, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+// signatureScheme is one signature algorithm: it makes and parses keys.
+type signatureScheme interface {
+	generate() (signingKey, error)
+	// newPrivate parses a private key in the encoding of the test
+	// vectors: a raw Ed25519/Ed448 seed or a big-endian ECDSA scalar.
+	newPrivate(b []byte) (signingKey, error)
+	// newPublic parses a public key: a raw Ed25519/Ed448 key or an
+	// uncompressed ECDSA point.
+	newPublic(b []byte) (verifyingKey, error)
+}
+
+// signingKey is a parsed private key of one scheme.
+type signingKey interface {
+	sign(msg []byte) ([]byte, error)
+	bytes() []byte
+	// public returns the encoded public key and its parsed form.
+	public() ([]byte, verifyingKey)
+}
+
+type verifyingKey interface {
+	verify(msg, sig []byte) bool
+}
+
+// GenerateSignatureKey returns a fresh random signature key.
+func (s *Suite) GenerateSignatureKey() (*SignaturePrivateKey, error) {
+	k, err := s.sig.generate()
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("generate signature key: %w", err)
 	}
-	return priv.Seed(), pub, nil
+	return s.newSignaturePrivateKey(k), nil
 }
 
-func (ed25519Signer) key(priv []byte) (ed25519.PrivateKey, error) {
-	switch len(priv) {
-	case ed25519.SeedSize:
-		return ed25519.NewKeyFromSeed(priv), nil
-	case ed25519.PrivateKeySize:
-		return ed25519.PrivateKey(priv), nil
-	}
-	return nil, fmt.Errorf("ed25519 private key is %d bytes", len(priv))
-}
-
-func (e ed25519Signer) public(priv []byte) ([]byte, error) {
-	k, err := e.key(priv)
-	if err != nil {
-		return nil, err
-	}
-	return k.Public().(ed25519.PublicKey), nil
-}
-
-func (e ed25519Signer) sign(priv, msg []byte) ([]byte, error) {
-	k, err := e.key(priv)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.Sign(k, msg), nil
-}
-
-func (ed25519Signer) verify(pub, msg, sig []byte) bool {
-	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
-}
-
-type ed448Signer struct{}
-
-func (ed448Signer) generate() ([]byte, []byte, error) {
-	pub, priv, err := ed448.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	return priv.Seed(), pub, nil
-}
-
-func (ed448Signer) key(priv []byte) (ed448.PrivateKey, error) {
-	switch len(priv) {
-	case ed448.SeedSize:
-		return ed448.NewKeyFromSeed(priv), nil
-	case ed448.PrivateKeySize:
-		return ed448.PrivateKey(priv), nil
-	}
-	return nil, fmt.Errorf("ed448 private key is %d bytes", len(priv))
-}
-
-func (e ed448Signer) public(priv []byte) ([]byte, error) {
-	k, err := e.key(priv)
-	if err != nil {
-		return nil, err
-	}
-	return k.Public().(ed448.PublicKey), nil
-}
-
-func (e ed448Signer) sign(priv, msg []byte) ([]byte, error) {
-	k, err := e.key(priv)
-	if err != nil {
-		return nil, err
-	}
-	return ed448.Sign(k, msg, ""), nil
-}
-
-func (ed448Signer) verify(pub, msg, sig []byte) bool {
-	return len(pub) == ed448.PublicKeySize && ed448.Verify(pub, msg, sig, "")
-}
-
-// ecdsaSigner signs with ECDSA; signatures are DER-encoded as RFC 9420
-// §5.1.2 requires, public keys are uncompressed points.
-type ecdsaSigner struct {
-	curve elliptic.Curve
-	hash  crypto.Hash
-}
-
-var (
-	ecdsaP256 = ecdsaSigner{elliptic.P256(), crypto.SHA256}
-	ecdsaP384 = ecdsaSigner{elliptic.P384(), crypto.SHA384}
-	ecdsaP521 = ecdsaSigner{elliptic.P521(), crypto.SHA512}
-)
-
-func (e ecdsaSigner) generate() ([]byte, []byte, error) {
-	k, err := ecdsa.GenerateKey(e.curve, rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	priv, err := k.Bytes()
-	if err != nil {
-		return nil, nil, err
-	}
-	pub, err := k.PublicKey.Bytes()
-	return priv, pub, err
-}
-
-// parse accepts a big-endian scalar shorter than the curve's size: some
-// implementations (and the official vectors, for P-521) drop leading zero
-// bytes, which is harmless for an integer.
-func (e ecdsaSigner) parse(priv []byte) (*ecdsa.PrivateKey, error) {
-	size := (e.curve.Params().BitSize + 7) / 8
-	if len(priv) < size {
-		padded := make([]byte, size)
-		copy(padded[size-len(priv):], priv)
-		priv = padded
-	}
-	return ecdsa.ParseRawPrivateKey(e.curve, priv)
-}
-
-func (e ecdsaSigner) public(priv []byte) ([]byte, error) {
-	k, err := e.parse(priv)
-	if err != nil {
-		return nil, err
-	}
-	return k.PublicKey.Bytes()
-}
-
-func (e ecdsaSigner) digest(msg []byte) []byte {
-	h := e.hash.New()
-	h.Write(msg)
-	return h.Sum(nil)
-}
-
-func (e ecdsaSigner) sign(priv, msg []byte) ([]byte, error) {
-	k, err := e.parse(priv)
-	if err != nil {
-		return nil, err
-	}
-	return ecdsa.SignASN1(rand.Reader, k, e.digest(msg))
-}
-
-func (e ecdsaSigner) verify(pub, msg, sig []byte) bool {
-	k, err := ecdsa.ParseUncompressedPublicKey(e.curve, pub)
-	if err != nil {
-		return false
-	}
-	return ecdsa.VerifyASN1(k, e.digest(msg), sig)
-}
-
-// GenerateSignatureKeyPair returns a fresh signature key pair.
-func (s *Suite) GenerateSignatureKeyPair() (priv, pub []byte, err error) {
-	return s.sig.generate()
-}
-
-// SignaturePublicKey returns the public key of a signature private key.
-func (s *Suite) SignaturePublicKey(priv []byte) ([]byte, error) {
-	pub, err := s.sig.public(priv)
+// NewSignaturePrivateKey parses a signature private key: a 32-byte Ed25519
+// or 57-byte Ed448 seed, or a big-endian ECDSA scalar (leading zero bytes
+// may be missing, as some implementations and the official vectors drop
+// them). A 64-byte Ed25519 key (seed and public key) is accepted when its
+// halves agree.
+func (s *Suite) NewSignaturePrivateKey(b []byte) (*SignaturePrivateKey, error) {
+	k, err := s.sig.newPrivate(b)
 	if err != nil {
 		return nil, fmt.Errorf("signature private key: %w", err)
 	}
-	return pub, nil
+	return s.newSignaturePrivateKey(k), nil
+}
+
+func (s *Suite) newSignaturePrivateKey(k signingKey) *SignaturePrivateKey {
+	enc, pub := k.public()
+	return &SignaturePrivateKey{suite: s, key: k, pub: &SignaturePublicKey{suite: s, enc: enc, key: pub}}
+}
+
+// NewSignaturePublicKey parses a signature public key in the encoding
+// LeafNode.signature_key uses (RFC 9420 §5.1.1): a raw Ed25519 or Ed448
+// key, or an uncompressed ECDSA point.
+func (s *Suite) NewSignaturePublicKey(b []byte) (*SignaturePublicKey, error) {
+	k, err := s.sig.newPublic(b)
+	if err != nil {
+		return nil, fmt.Errorf("signature public key: %w", err)
+	}
+	return &SignaturePublicKey{suite: s, enc: append([]byte(nil), b...), key: k}, nil
+}
+
+// Suite returns the key's cipher suite.
+func (k *SignaturePrivateKey) Suite() *Suite { return k.suite }
+
+// Public returns the key's public key.
+func (k *SignaturePrivateKey) Public() *SignaturePublicKey { return k.pub }
+
+// Bytes returns the encoding NewSignaturePrivateKey parses, as a new
+// slice. It is secret.
+func (k *SignaturePrivateKey) Bytes() []byte { return k.key.bytes() }
+
+// Equal reports whether k and x are the same key of the same suite, in
+// constant time for keys of one suite.
+func (k *SignaturePrivateKey) Equal(x *SignaturePrivateKey) bool {
+	return x != nil && k.suite == x.suite && subtle.ConstantTimeCompare(k.key.bytes(), x.key.bytes()) == 1
+}
+
+// SignWithLabel implements RFC 9420 §5.1.2:
+//
+//	SignContent = struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }
+func (k *SignaturePrivateKey) SignWithLabel(label string, content []byte) ([]byte, error) {
+	sig, err := k.key.sign(signContent(label, content))
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", label, err)
+	}
+	return sig, nil
+}
+
+// Suite returns the key's cipher suite.
+func (k *SignaturePublicKey) Suite() *Suite { return k.suite }
+
+// Bytes returns the key's encoding. The slice is shared and must not be
+// modified.
+func (k *SignaturePublicKey) Bytes() []byte { return k.enc }
+
+// Equal reports whether k and x encode the same key of the same suite.
+func (k *SignaturePublicKey) Equal(x *SignaturePublicKey) bool {
+	return x != nil && k.suite == x.suite && string(k.enc) == string(x.enc)
+}
+
+// VerifyWithLabel implements RFC 9420 §5.1.2. It returns an error wrapping
+// ErrBadSignature when the signature does not verify.
+func (k *SignaturePublicKey) VerifyWithLabel(label string, content, signature []byte) error {
+	if !k.key.verify(signContent(label, content), signature) {
+		return fmt.Errorf("%w: %s", ErrBadSignature, label)
+	}
+	return nil
+}
+
+// VerifyWithLabel verifies signature under a signature public key in the
+// encoding a LeafNode or an ExternalSender carries, parsing it on the way:
+// for keys that come with the message and serve once. A key that does not
+// parse cannot have made the signature, so that too fails with
+// ErrBadSignature.
+func (s *Suite) VerifyWithLabel(signatureKey []byte, label string, content, signature []byte) error {
+	k, err := s.sig.newPublic(signatureKey)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrBadSignature, label, err)
+	}
+	if !k.verify(signContent(label, content), signature) {
+		return fmt.Errorf("%w: %s", ErrBadSignature, label)
+	}
+	return nil
 }
 
 func signContent(label string, content []byte) []byte {
@@ -196,20 +170,169 @@ func signContent(label string, content []byte) []byte {
 	return w.Bytes()
 }
 
-// SignWithLabel implements RFC 9420 §5.1.2.
-func (s *Suite) SignWithLabel(priv []byte, label string, content []byte) ([]byte, error) {
-	sig, err := s.sig.sign(priv, signContent(label, content))
-	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", label, err)
-	}
-	return sig, nil
+// EdDSA: Ed25519 (suites 1 and 3) and Ed448 (suites 4 and 6, from circl).
+// Private keys are encoded as their seeds, public keys as raw points.
+
+type eddsaScheme struct {
+	name                 string
+	seedSize, publicSize int
+	// expand turns a seed into the key the sign function takes, whose
+	// last publicSize bytes are the public key.
+	expand func(seed []byte) []byte
+	sign   func(key, msg []byte) []byte
+	verify func(pub, msg, sig []byte) bool
 }
 
-// VerifyWithLabel implements RFC 9420 §5.1.2. It returns an error wrapping
-// ErrBadSignature when the signature does not verify.
-func (s *Suite) VerifyWithLabel(pub []byte, label string, content, signature []byte) error {
-	if !s.sig.verify(pub, signContent(label, content), signature) {
-		return fmt.Errorf("%w: %s", ErrBadSignature, label)
+var (
+	ed25519Scheme = &eddsaScheme{
+		name: "ed25519", seedSize: ed25519.SeedSize, publicSize: ed25519.PublicKeySize,
+		expand: func(seed []byte) []byte { return ed25519.NewKeyFromSeed(seed) },
+		sign:   func(key, msg []byte) []byte { return ed25519.Sign(key, msg) },
+		verify: func(pub, msg, sig []byte) bool { return ed25519.Verify(pub, msg, sig) },
 	}
-	return nil
+	ed448Scheme = &eddsaScheme{
+		name: "ed448", seedSize: ed448.SeedSize, publicSize: ed448.PublicKeySize,
+		expand: func(seed []byte) []byte { return ed448.NewKeyFromSeed(seed) },
+		sign:   func(key, msg []byte) []byte { return ed448.Sign(key, msg, "") },
+		verify: func(pub, msg, sig []byte) bool { return ed448.Verify(pub, msg, sig, "") },
+	}
+)
+
+type eddsaKey struct {
+	scheme *eddsaScheme
+	key    []byte // seed followed by the public key
+}
+
+type eddsaPublic struct {
+	scheme *eddsaScheme
+	pub    []byte
+}
+
+func (e *eddsaScheme) generate() (signingKey, error) {
+	seed := make([]byte, e.seedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	defer clear(seed)
+	return eddsaKey{e, e.expand(seed)}, nil
+}
+
+// newPrivate also accepts the seed followed by the public key, the form Go's
+// ed25519.PrivateKey has. Signing with a public half that does not belong
+// to the seed would leak the key, so the halves must agree.
+func (e *eddsaScheme) newPrivate(b []byte) (signingKey, error) {
+	switch len(b) {
+	case e.seedSize:
+		return eddsaKey{e, e.expand(b)}, nil
+	case e.seedSize + e.publicSize:
+		k := e.expand(b[:e.seedSize])
+		if subtle.ConstantTimeCompare(k, b) != 1 {
+			return nil, fmt.Errorf("%s private key: public half does not match the seed", e.name)
+		}
+		return eddsaKey{e, k}, nil
+	}
+	return nil, fmt.Errorf("%s private key is %d bytes", e.name, len(b))
+}
+
+func (e *eddsaScheme) newPublic(b []byte) (verifyingKey, error) {
+	if len(b) != e.publicSize {
+		return nil, fmt.Errorf("%s public key is %d bytes", e.name, len(b))
+	}
+	return eddsaPublic{e, b}, nil
+}
+
+func (k eddsaKey) sign(msg []byte) ([]byte, error) { return k.scheme.sign(k.key, msg), nil }
+func (k eddsaKey) bytes() []byte                   { return append([]byte(nil), k.key[:k.scheme.seedSize]...) }
+func (k eddsaKey) public() ([]byte, verifyingKey) {
+	pub := k.key[k.scheme.seedSize:]
+	return pub, eddsaPublic{k.scheme, pub}
+}
+
+func (k eddsaPublic) verify(msg, sig []byte) bool { return k.scheme.verify(k.pub, msg, sig) }
+
+// ECDSA (suites 2, 5 and 7): signatures are DER-encoded as RFC 9420 §5.1.2
+// requires, public keys are uncompressed points.
+
+type ecdsaScheme struct {
+	curve elliptic.Curve
+	hash  crypto.Hash
+}
+
+var (
+	ecdsaP256 = ecdsaScheme{elliptic.P256(), crypto.SHA256}
+	ecdsaP384 = ecdsaScheme{elliptic.P384(), crypto.SHA384}
+	ecdsaP521 = ecdsaScheme{elliptic.P521(), crypto.SHA512}
+)
+
+type ecdsaKey struct {
+	k    *ecdsa.PrivateKey
+	hash crypto.Hash
+}
+
+type ecdsaPublic struct {
+	k    *ecdsa.PublicKey
+	hash crypto.Hash
+}
+
+func (e ecdsaScheme) generate() (signingKey, error) {
+	k, err := ecdsa.GenerateKey(e.curve, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return ecdsaKey{k, e.hash}, nil
+}
+
+// newPrivate accepts a big-endian scalar shorter than the curve's size:
+// some implementations (and the official vectors, for P-521) drop leading
+// zero bytes, which is harmless for an integer.
+func (e ecdsaScheme) newPrivate(b []byte) (signingKey, error) {
+	size := (e.curve.Params().BitSize + 7) / 8
+	if len(b) < size {
+		padded := make([]byte, size)
+		copy(padded[size-len(b):], b)
+		b = padded
+	}
+	k, err := ecdsa.ParseRawPrivateKey(e.curve, b)
+	if err != nil {
+		return nil, err
+	}
+	return ecdsaKey{k, e.hash}, nil
+}
+
+func (e ecdsaScheme) newPublic(b []byte) (verifyingKey, error) {
+	k, err := ecdsa.ParseUncompressedPublicKey(e.curve, b)
+	if err != nil {
+		return nil, err
+	}
+	return ecdsaPublic{k, e.hash}, nil
+}
+
+func digest(h crypto.Hash, msg []byte) []byte {
+	d := h.New()
+	d.Write(msg)
+	return d.Sum(nil)
+}
+
+func (k ecdsaKey) sign(msg []byte) ([]byte, error) {
+	return ecdsa.SignASN1(rand.Reader, k.k, digest(k.hash, msg))
+}
+
+func (k ecdsaKey) bytes() []byte {
+	b, err := k.k.Bytes()
+	if err != nil {
+		panic("suite: ecdsa key of a suite curve has no encoding: " + err.Error())
+	}
+	return b
+}
+
+func (k ecdsaKey) public() ([]byte, verifyingKey) {
+	pub, err := k.k.PublicKey.Bytes()
+	if err != nil {
+		panic("suite: ecdsa public key of a suite curve has no encoding: " + err.Error())
+	}
+	return pub, ecdsaPublic{&k.k.PublicKey, k.hash}
+}
+
+func (k ecdsaPublic) verify(msg, sig []byte) bool {
+	return ecdsa.VerifyASN1(k.k, digest(k.hash, msg), sig)
 }

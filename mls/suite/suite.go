@@ -39,16 +39,16 @@ type Suite struct {
 	hash crypto.Hash
 	aead aeadAlg
 	kem  kem
-	sig  signer
+	sig  signatureScheme
 }
 
 var suites = [...]*Suite{
-	X25519AES128GCMSHA256Ed25519:        {hash: crypto.SHA256, aead: aes128GCM, kem: stdKEM(kemX25519), sig: ed25519Signer{}},
+	X25519AES128GCMSHA256Ed25519:        {hash: crypto.SHA256, aead: aes128GCM, kem: stdKEM(kemX25519), sig: ed25519Scheme},
 	P256AES128GCMSHA256P256:             {hash: crypto.SHA256, aead: aes128GCM, kem: stdKEM(kemP256), sig: ecdsaP256},
-	X25519ChaCha20Poly1305SHA256Ed25519: {hash: crypto.SHA256, aead: chacha20Poly1305, kem: stdKEM(kemX25519), sig: ed25519Signer{}},
-	X448AES256GCMSHA512Ed448:            {hash: crypto.SHA512, aead: aes256GCM, kem: x448KEM{}, sig: ed448Signer{}},
+	X25519ChaCha20Poly1305SHA256Ed25519: {hash: crypto.SHA256, aead: chacha20Poly1305, kem: stdKEM(kemX25519), sig: ed25519Scheme},
+	X448AES256GCMSHA512Ed448:            {hash: crypto.SHA512, aead: aes256GCM, kem: x448KEM{}, sig: ed448Scheme},
 	P521AES256GCMSHA512P521:             {hash: crypto.SHA512, aead: aes256GCM, kem: stdKEM(kemP521), sig: ecdsaP521},
-	X448ChaCha20Poly1305SHA512Ed448:     {hash: crypto.SHA512, aead: chacha20Poly1305, kem: x448KEM{}, sig: ed448Signer{}},
+	X448ChaCha20Poly1305SHA512Ed448:     {hash: crypto.SHA512, aead: chacha20Poly1305, kem: x448KEM{}, sig: ed448Scheme},
 	P384AES256GCMSHA384P384:             {hash: crypto.SHA384, aead: aes256GCM, kem: stdKEM(kemP384), sig: ecdsaP384},
 }
 

@@ -74,35 +74,51 @@ func checkCryptoBasics(c *cryptoBasicsCase) error {
 	}
 
 	sw := c.SignWithLabel
-	if err := s.VerifyWithLabel(sw.Pub, sw.Label, sw.Content, sw.Signature); err != nil {
-		return fmt.Errorf("verify vector signature: %w", err)
-	}
-	sig, err := s.SignWithLabel(sw.Priv, sw.Label, sw.Content)
+	pub, err := s.NewSignaturePublicKey(sw.Pub)
 	if err != nil {
 		return err
 	}
-	if err := s.VerifyWithLabel(sw.Pub, sw.Label, sw.Content, sig); err != nil {
+	if err := pub.VerifyWithLabel(sw.Label, sw.Content, sw.Signature); err != nil {
+		return fmt.Errorf("verify vector signature: %w", err)
+	}
+	priv, err := s.NewSignaturePrivateKey(sw.Priv)
+	if err != nil {
+		return err
+	}
+	sig, err := priv.SignWithLabel(sw.Label, sw.Content)
+	if err != nil {
+		return err
+	}
+	if err := pub.VerifyWithLabel(sw.Label, sw.Content, sig); err != nil {
 		return fmt.Errorf("verify own signature: %w", err)
 	}
-	if pub, err := s.SignaturePublicKey(sw.Priv); err != nil || !bytes.Equal(pub, sw.Pub) {
-		return fmt.Errorf("signature public key = %x, %v", pub, err)
+	if !priv.Public().Equal(pub) || !bytes.Equal(priv.Public().Bytes(), sw.Pub) {
+		return fmt.Errorf("signature public key = %x", priv.Public().Bytes())
 	}
 
 	ew := c.EncryptWithLabel
-	pt, err := s.DecryptWithLabel(ew.Priv, ew.Label, ew.Context, ew.KEMOutput, ew.Ciphertext)
-	if err != nil || !bytes.Equal(pt, ew.Plaintext) {
-		return fmt.Errorf("decrypt vector: %x, %v", pt, err)
-	}
-	kemOut, ct, err := s.EncryptWithLabel(ew.Pub, ew.Label, ew.Context, ew.Plaintext)
+	hpriv, err := s.NewHPKEPrivateKey(ew.Priv)
 	if err != nil {
 		return err
 	}
-	pt, err = s.DecryptWithLabel(ew.Priv, ew.Label, ew.Context, kemOut, ct)
+	hpub, err := s.NewHPKEPublicKey(ew.Pub)
+	if err != nil {
+		return err
+	}
+	pt, err := hpriv.DecryptWithLabel(ew.Label, ew.Context, ew.KEMOutput, ew.Ciphertext)
+	if err != nil || !bytes.Equal(pt, ew.Plaintext) {
+		return fmt.Errorf("decrypt vector: %x, %v", pt, err)
+	}
+	kemOut, ct, err := hpub.EncryptWithLabel(ew.Label, ew.Context, ew.Plaintext)
+	if err != nil {
+		return err
+	}
+	pt, err = hpriv.DecryptWithLabel(ew.Label, ew.Context, kemOut, ct)
 	if err != nil || !bytes.Equal(pt, ew.Plaintext) {
 		return fmt.Errorf("decrypt own: %x, %v", pt, err)
 	}
-	if pub, err := s.HPKEPublicKey(ew.Priv); err != nil || !bytes.Equal(pub, ew.Pub) {
-		return fmt.Errorf("hpke public key = %x, %v", pub, err)
+	if !hpriv.Public().Equal(hpub) || !bytes.Equal(hpriv.Bytes(), ew.Priv) {
+		return fmt.Errorf("hpke public key = %x, private %x", hpriv.Public().Bytes(), hpriv.Bytes())
 	}
 	return nil
 }
@@ -126,36 +142,45 @@ func TestLookupRejectsUnknownSuites(t *testing.T) {
 func TestRejections(t *testing.T) {
 	for _, s := range All() {
 		t.Run(s.String(), func(t *testing.T) {
-			priv, pub, err := s.GenerateSignatureKeyPair()
+			priv, err := s.GenerateSignatureKey()
 			if err != nil {
 				t.Fatal(err)
 			}
-			sig, err := s.SignWithLabel(priv, "L", []byte("content"))
+			pub := priv.Public()
+			sig, err := priv.SignWithLabel("L", []byte("content"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.VerifyWithLabel(pub, "L", []byte("content!"), sig); !errors.Is(err, ErrBadSignature) {
+			if err := pub.VerifyWithLabel("L", []byte("content!"), sig); !errors.Is(err, ErrBadSignature) {
 				t.Errorf("modified content: %v", err)
 			}
-			if err := s.VerifyWithLabel(pub, "M", []byte("content"), sig); !errors.Is(err, ErrBadSignature) {
+			if err := pub.VerifyWithLabel("M", []byte("content"), sig); !errors.Is(err, ErrBadSignature) {
 				t.Errorf("other label: %v", err)
 			}
+			other, _ := s.GenerateSignatureKey()
+			if err := other.Public().VerifyWithLabel("L", []byte("content"), sig); !errors.Is(err, ErrBadSignature) {
+				t.Errorf("other key: %v", err)
+			}
 
-			hpriv, hpub, err := s.GenerateKeyPair()
+			hpriv, err := s.GenerateHPKEKey()
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, ct, err := s.EncryptWithLabel(hpub, "L", []byte("ctx"), []byte("secret"))
+			enc, ct, err := hpriv.Public().EncryptWithLabel("L", []byte("ctx"), []byte("secret"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			ct[0] ^= 1
-			if _, err := s.DecryptWithLabel(hpriv, "L", []byte("ctx"), enc, ct); !errors.Is(err, ErrDecrypt) {
+			if _, err := hpriv.DecryptWithLabel("L", []byte("ctx"), enc, ct); !errors.Is(err, ErrDecrypt) {
 				t.Errorf("tampered ciphertext: %v", err)
 			}
 			ct[0] ^= 1
-			if _, err := s.DecryptWithLabel(hpriv, "L", []byte("other"), enc, ct); !errors.Is(err, ErrDecrypt) {
+			if _, err := hpriv.DecryptWithLabel("L", []byte("other"), enc, ct); !errors.Is(err, ErrDecrypt) {
 				t.Errorf("other context: %v", err)
+			}
+			hother, _ := s.GenerateHPKEKey()
+			if _, err := hother.DecryptWithLabel("L", []byte("ctx"), enc, ct); !errors.Is(err, ErrDecrypt) {
+				t.Errorf("other key: %v", err)
 			}
 
 			key := make([]byte, s.KeySize())
@@ -173,22 +198,23 @@ func TestRejections(t *testing.T) {
 
 func BenchmarkHPKE(b *testing.B) {
 	for _, s := range All() {
-		priv, pub, err := s.GenerateKeyPair()
+		priv, err := s.GenerateHPKEKey()
 		if err != nil {
 			b.Fatal(err)
 		}
+		pub := priv.Public()
 		pt := make([]byte, 64)
 		b.Run(fmt.Sprintf("suite=%d/seal", s.ID()), func(b *testing.B) {
 			for b.Loop() {
-				if _, _, err := s.EncryptWithLabel(pub, "UpdatePathNode", nil, pt); err != nil {
+				if _, _, err := pub.EncryptWithLabel("UpdatePathNode", nil, pt); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
-		enc, ct, _ := s.EncryptWithLabel(pub, "UpdatePathNode", nil, pt)
+		enc, ct, _ := pub.EncryptWithLabel("UpdatePathNode", nil, pt)
 		b.Run(fmt.Sprintf("suite=%d/open", s.ID()), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := s.DecryptWithLabel(priv, "UpdatePathNode", nil, enc, ct); err != nil {
+				if _, err := priv.DecryptWithLabel("UpdatePathNode", nil, enc, ct); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -198,22 +224,22 @@ func BenchmarkHPKE(b *testing.B) {
 
 func BenchmarkSignature(b *testing.B) {
 	for _, s := range All() {
-		priv, pub, err := s.GenerateSignatureKeyPair()
+		priv, err := s.GenerateSignatureKey()
 		if err != nil {
 			b.Fatal(err)
 		}
 		msg := make([]byte, 256)
 		b.Run(fmt.Sprintf("suite=%d/sign", s.ID()), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := s.SignWithLabel(priv, "LeafNodeTBS", msg); err != nil {
+				if _, err := priv.SignWithLabel("LeafNodeTBS", msg); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
-		sig, _ := s.SignWithLabel(priv, "LeafNodeTBS", msg)
+		sig, _ := priv.SignWithLabel("LeafNodeTBS", msg)
 		b.Run(fmt.Sprintf("suite=%d/verify", s.ID()), func(b *testing.B) {
 			for b.Loop() {
-				if err := s.VerifyWithLabel(pub, "LeafNodeTBS", msg, sig); err != nil {
+				if err := priv.Public().VerifyWithLabel("LeafNodeTBS", msg, sig); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -224,18 +250,26 @@ func BenchmarkSignature(b *testing.B) {
 func TestECDSAShortScalarIsPadded(t *testing.T) {
 	s, _ := Lookup(P521AES256GCMSHA512P521)
 	for {
-		priv, pub, err := s.GenerateSignatureKeyPair()
+		priv, err := s.GenerateSignatureKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if priv[0] != 0 {
+		enc := priv.Bytes()
+		if enc[0] != 0 {
 			continue // want a key whose encoding starts with a zero byte
 		}
-		sig, err := s.SignWithLabel(priv[1:], "L", []byte("m"))
+		short, err := s.NewSignaturePrivateKey(enc[1:])
+		if err != nil {
+			t.Fatalf("parse unpadded scalar: %v", err)
+		}
+		if !short.Equal(priv) || !short.Public().Equal(priv.Public()) {
+			t.Fatal("unpadded scalar parsed to another key")
+		}
+		sig, err := short.SignWithLabel("L", []byte("m"))
 		if err != nil {
 			t.Fatalf("sign with unpadded scalar: %v", err)
 		}
-		if err := s.VerifyWithLabel(pub, "L", []byte("m"), sig); err != nil {
+		if err := priv.Public().VerifyWithLabel("L", []byte("m"), sig); err != nil {
 			t.Fatal(err)
 		}
 		return

@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 	"github.com/mls-appservice/mls-appservice/mls/message"
-	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
@@ -18,8 +18,7 @@ const encodingVersion = 1
 // they are recomputed on demand.
 func (t *Tree) MarshalBinary() ([]byte, error) {
 	w := codec.NewWriter(64 + 256*t.store.width/2)
-	w.Uint8(encodingVersion)
-	w.Uint16(uint16(t.suite.ID()))
+	stored.WriteHeader(w, encodingVersion, t.suite.ID())
 	w.Uint32(uint32(t.leaves))
 	t.RatchetTree().MarshalMLS(w)
 	return w.Bytes(), nil
@@ -30,19 +29,11 @@ func (t *Tree) MarshalBinary() ([]byte, error) {
 // tree was validated when it was first accepted.
 func (t *Tree) UnmarshalBinary(data []byte) error {
 	r := codec.NewReader(data)
-	version := r.Uint8("tree.version")
-	id := suite.ID(r.Uint16("tree.cipher_suite"))
+	s := stored.ReadHeader(r, "tree", encodingVersion, ErrInvalidState)
 	leaves := treemath.LeafCount(r.Uint32("tree.leaf_count"))
 	var rt message.RatchetTree
 	rt.UnmarshalMLS(r)
 	if err := r.Finish("tree"); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	if version != encodingVersion {
-		return fmt.Errorf("%w: format version %d", ErrInvalidState, version)
-	}
-	s, err := suite.Lookup(id)
-	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
 	nt, err := FromRatchetTree(s, rt)

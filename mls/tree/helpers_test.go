@@ -23,23 +23,23 @@ func testCapabilities(s *suite.Suite) message.Capabilities {
 
 // member is a test client: its signing key and a leaf template.
 type member struct {
-	sigPriv []byte
+	sigPriv *suite.SignaturePrivateKey
 	leaf    message.LeafNode
 }
 
 func newMember(tb testing.TB, s *suite.Suite, name string) *member {
 	tb.Helper()
-	sigPriv, sigPub, err := s.GenerateSignatureKeyPair()
+	sigPriv, err := s.GenerateSignatureKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	_, encPub, err := s.GenerateKeyPair()
+	encPriv, err := s.GenerateHPKEKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return &member{sigPriv: sigPriv, leaf: message.LeafNode{
-		EncryptionKey: encPub,
-		SignatureKey:  sigPub,
+		EncryptionKey: encPriv.Public().Bytes(),
+		SignatureKey:  sigPriv.Public().Bytes(),
 		Credential:    message.BasicCredential([]byte(name)),
 		Capabilities:  testCapabilities(s),
 		Source:        message.LeafNodeSourceKeyPackage,
@@ -55,7 +55,7 @@ func (m *member) signed(tb testing.TB, s *suite.Suite, l treemath.LeafIndex, edi
 	if edit != nil {
 		edit(&leaf)
 	}
-	sig, err := s.SignWithLabel(m.sigPriv, "LeafNodeTBS", leaf.TBS(testGroupID, uint32(l)))
+	sig, err := m.sigPriv.SignWithLabel("LeafNodeTBS", leaf.TBS(testGroupID, uint32(l)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -65,18 +65,18 @@ func (m *member) signed(tb testing.TB, s *suite.Suite, l treemath.LeafIndex, edi
 
 func (m *member) keyPackage(tb testing.TB, s *suite.Suite) *message.KeyPackage {
 	tb.Helper()
-	_, initPub, err := s.GenerateKeyPair()
+	initPriv, err := s.GenerateHPKEKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	kp := &message.KeyPackage{
 		Version:     message.MLS10,
 		CipherSuite: s.ID(),
-		InitKey:     initPub,
+		InitKey:     initPriv.Public().Bytes(),
 		LeafNode:    *m.signed(tb, s, 0, nil),
 		Extensions:  []message.Extension{},
 	}
-	kp.Signature, err = s.SignWithLabel(m.sigPriv, "KeyPackageTBS", kp.TBS())
+	kp.Signature, err = m.sigPriv.SignWithLabel("KeyPackageTBS", kp.TBS())
 	if err != nil {
 		tb.Fatal(err)
 	}

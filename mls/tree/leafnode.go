@@ -52,7 +52,7 @@ func ValidateLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) err
 	if c.Source != 0 && leaf.Source != c.Source {
 		return leafError(nil, "leaf_node_source %d, want %d", leaf.Source, c.Source)
 	}
-	if err := s.ValidateHPKEPublicKey(leaf.EncryptionKey); err != nil {
+	if _, err := s.NewHPKEPublicKey(leaf.EncryptionKey); err != nil {
 		return leafError(nil, "encryption key: %v", err)
 	}
 	if err := checkCapabilities(s, leaf, c); err != nil {
@@ -69,7 +69,7 @@ func ValidateLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) err
 
 func verifyLeafSignature(s *suite.Suite, leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) error {
 	if err := s.VerifyWithLabel(leaf.SignatureKey, "LeafNodeTBS", leaf.TBS(groupID, uint32(l)), leaf.Signature); err != nil {
-		return leafError(ErrBadLeafSignature, "leaf %d: %v", l, err)
+		return fmt.Errorf("%w: %w: leaf %d: %w", ErrLeafNodeInvalid, ErrBadLeafSignature, l, err)
 	}
 	return nil
 }
@@ -158,7 +158,7 @@ func ValidateKeyPackage(s *suite.Suite, kp *message.KeyPackage, c LeafContext) e
 	if err := s.VerifyWithLabel(kp.LeafNode.SignatureKey, "KeyPackageTBS", kp.TBS(), kp.Signature); err != nil {
 		return fmt.Errorf("%w: signature: %w", ErrKeyPackageInvalid, err)
 	}
-	if err := s.ValidateHPKEPublicKey(kp.InitKey); err != nil {
+	if _, err := s.NewHPKEPublicKey(kp.InitKey); err != nil {
 		return fmt.Errorf("%w: init key: %w", ErrKeyPackageInvalid, err)
 	}
 	if string(kp.InitKey) == string(kp.LeafNode.EncryptionKey) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
@@ -36,7 +37,7 @@ func benchGroupOf(b *testing.B, n int) *benchGroup {
 	if g, ok := benchGroups[n]; ok {
 		return g
 	}
-	g := &group{s: nil, states: make([]*PrivateState, 2), sigPriv: make([][]byte, 2)}
+	g := &group{s: nil, states: make([]*PrivateState, 2), sigPriv: make([]*suite.SignaturePrivateKey, 2)}
 	leaf0, sig0, enc0 := newLeaf(b, mustSuite())
 	leaf1, sig1, enc1 := newLeaf(b, mustSuite())
 	g.s = mustSuite()
@@ -44,7 +45,7 @@ func benchGroupOf(b *testing.B, n int) *benchGroup {
 	if _, err := g.tree.AddLeaf(&leaf1); err != nil {
 		b.Fatal(err)
 	}
-	g.states[0], g.states[1] = NewPrivateState(g.s, 0, enc0), NewPrivateState(g.s, 1, enc1)
+	g.states[0], g.states[1] = NewPrivateState(0, enc0), NewPrivateState(1, enc1)
 	g.sigPriv[0], g.sigPriv[1] = sig0, sig1
 	for i := 2; i < n; i++ {
 		l := leaf0

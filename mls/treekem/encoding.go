@@ -4,27 +4,34 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
-	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
+// encodingVersion is the version of the storage format:
+//
+//	struct { uint32 node; opaque private_key<V>; } NodeKey;
+//	struct {
+//	    uint8 version = 1;
+//	    CipherSuite cipher_suite;
+//	    uint32 leaf;
+//	    NodeKey keys<V>;           // ascending by node
+//	} PrivateTreeState;
 const encodingVersion = 1
 
 // maxKeys bounds a decoded state: a leaf and at most 31 ancestors.
 const maxKeys = 32
 
-// MarshalBinary encodes the private keys for storage: a format version,
-// the suite, the leaf index and the (node, private key) pairs. The result
-// is secret and must be stored sealed.
+// MarshalBinary encodes the private keys for storage. The result is secret
+// and must be stored sealed.
 func (p *PrivateState) MarshalBinary() ([]byte, error) {
 	w := codec.NewWriter(16 + len(p.keys)*72)
-	w.Uint8(encodingVersion)
-	w.Uint16(uint16(p.suite.ID()))
+	stored.WriteHeader(w, encodingVersion, p.suite.ID())
 	w.Uint32(uint32(p.leaf))
 	w.Vector(func(w *codec.Writer) {
 		for _, k := range p.keys {
 			w.Uint32(uint32(k.node))
-			w.Opaque(k.priv)
+			w.Opaque(k.priv.Bytes())
 		}
 	})
 	return w.Bytes(), nil
@@ -35,27 +42,27 @@ func (p *PrivateState) MarshalBinary() ([]byte, error) {
 // every key is a valid private key of the suite.
 func (p *PrivateState) UnmarshalBinary(data []byte) error {
 	r := codec.NewReader(data)
-	version := r.Uint8("treekem.version")
-	id := suite.ID(r.Uint16("treekem.cipher_suite"))
+	s := stored.ReadHeader(r, "treekem", encodingVersion, ErrInvalidState)
 	leaf := treemath.LeafIndex(r.Uint32("treekem.leaf"))
 	var keys []nodeKey
 	r.Each("treekem.keys", func(r *codec.Reader) {
 		if len(keys) == maxKeys {
-			r.Fail("treekem.keys", fmt.Errorf("more than %d keys", maxKeys))
+			r.Fail("treekem.keys", fmt.Errorf("%w: more than %d keys", ErrInvalidState, maxKeys))
 			return
 		}
 		node := treemath.NodeIndex(r.Uint32("treekem.keys.node"))
-		priv := r.Opaque("treekem.keys.private_key")
+		enc := r.Opaque("treekem.keys.private_key")
+		if r.Err() != nil {
+			return
+		}
+		priv, err := s.NewHPKEPrivateKey(enc)
+		if err != nil {
+			r.Fail("treekem.keys.private_key", fmt.Errorf("%w: key of node %d: %w", ErrInvalidState, node, err))
+			return
+		}
 		keys = append(keys, nodeKey{node, priv})
 	})
 	if err := r.Finish("treekem"); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	if version != encodingVersion {
-		return fmt.Errorf("%w: format version %d", ErrInvalidState, version)
-	}
-	s, err := suite.Lookup(id)
-	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
 	if uint64(leaf) >= uint64(treemath.MaxLeaves) {
@@ -69,9 +76,6 @@ func (p *PrivateState) UnmarshalBinary(data []byte) error {
 		}
 		if !treemath.InSubtree(leaf.Node(), k.node) {
 			return fmt.Errorf("%w: node %d is not above leaf %d", ErrInvalidState, k.node, leaf)
-		}
-		if _, err := s.HPKEPublicKey(k.priv); err != nil {
-			return fmt.Errorf("%w: key of node %d: %w", ErrInvalidState, k.node, err)
 		}
 	}
 	if !hasLeaf {

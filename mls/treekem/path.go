@@ -8,6 +8,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
@@ -62,10 +63,10 @@ func (g *Generated) Zero() {
 // capabilities, extensions): Generate sets its encryption key to a fresh
 // one, its source to commit and its parent hash, and signs it with
 // signingKey. The returned state holds the member's new keys.
-func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey []byte, o PathOptions) (*Generated, error) {
+func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey *suite.SignaturePrivateKey, o PathOptions) (*Generated, error) {
 	s := p.suite
 	fdp := t.FilteredDirectPath(p.leaf)
-	leafPriv, leafPub, err := s.GenerateKeyPair()
+	leafPriv, err := s.GenerateHPKEKey()
 	if err != nil {
 		return nil, fmt.Errorf("generate leaf key: %w", err)
 	}
@@ -82,9 +83,12 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 		secret = s.DeriveSecret(secret, "path")
 	}
 	err = parallel(len(fdp), func(i int) error {
-		priv, pub, err := derivePathKey(s, g.pathSecrets[i])
-		keys[i+1], pubs[i] = nodeKey{fdp[i], priv}, pub
-		return err
+		priv, err := derivePathKey(s, g.pathSecrets[i])
+		if err != nil {
+			return err
+		}
+		keys[i+1], pubs[i] = nodeKey{fdp[i], priv}, priv.Public().Bytes()
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -101,11 +105,11 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 	if err != nil {
 		return nil, err
 	}
-	leaf.EncryptionKey = leafPub
+	leaf.EncryptionKey = leafPriv.Public().Bytes()
 	leaf.Source = message.LeafNodeSourceCommit
 	leaf.Lifetime = message.Lifetime{}
 	leaf.ParentHash = parentHash
-	leaf.Signature, err = s.SignWithLabel(signingKey, "LeafNodeTBS", leaf.TBS(o.GroupContext.GroupID, uint32(p.leaf)))
+	leaf.Signature, err = signingKey.SignWithLabel("LeafNodeTBS", leaf.TBS(o.GroupContext.GroupID, uint32(p.leaf)))
 	if err != nil {
 		return nil, fmt.Errorf("sign leaf node: %w", err)
 	}
@@ -136,7 +140,11 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 	}
 	err = parallel(len(jobs), func(k int) error {
 		j := jobs[k]
-		kem, ct, err := s.EncryptWithLabel(t.EncryptionKey(j.to), "UpdatePathNode", ctxBytes, g.pathSecrets[j.i])
+		pub, err := s.NewHPKEPublicKey(t.EncryptionKey(j.to))
+		if err != nil {
+			return fmt.Errorf("encryption key of node %d: %w", j.to, err)
+		}
+		kem, ct, err := pub.EncryptWithLabel("UpdatePathNode", ctxBytes, g.pathSecrets[j.i])
 		if err != nil {
 			return fmt.Errorf("encrypt path secret to node %d: %w", j.to, err)
 		}
@@ -202,7 +210,7 @@ func (p *PrivateState) Apply(t *tree.Tree, sender treemath.LeafIndex, path *mess
 	}
 	ctx := o.GroupContext
 	ctx.TreeHash = t.RootHash()
-	secret, err := s.DecryptWithLabel(priv, "UpdatePathNode", codec.Marshal(&ctx), cts[j].KEMOutput, cts[j].Ciphertext)
+	secret, err := priv.DecryptWithLabel("UpdatePathNode", codec.Marshal(&ctx), cts[j].KEMOutput, cts[j].Ciphertext)
 	if err != nil {
 		return nil, fmt.Errorf("%w: node %d: %w", ErrDecrypt, res[j], err)
 	}
@@ -214,11 +222,11 @@ func (p *PrivateState) Apply(t *tree.Tree, sender treemath.LeafIndex, path *mess
 	}
 	add := make([]nodeKey, len(secrets))
 	err = parallel(len(secrets), func(k int) error {
-		priv, pub, err := derivePathKey(s, secrets[k])
+		priv, err := derivePathKey(s, secrets[k])
 		if err != nil {
 			return err
 		}
-		if x := fdp[i+k]; !bytes.Equal(pub, path.Nodes[i+k].EncryptionKey) {
+		if x := fdp[i+k]; !bytes.Equal(priv.Public().Bytes(), path.Nodes[i+k].EncryptionKey) {
 			return fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, x)
 		}
 		add[k] = nodeKey{fdp[i+k], priv}

@@ -13,14 +13,13 @@ import (
 // nodeKey is the private key of one node the member knows.
 type nodeKey struct {
 	node treemath.NodeIndex
-	priv []byte
+	priv *suite.HPKEPrivateKey
 }
 
 // PrivateState holds one member's private tree keys: its leaf's HPKE
 // private key and those of the nodes above it that it knows. It is never
-// modified after construction; operations return new states that may share
-// key slices with the old one, so neither zeroes them while the other may
-// be in use.
+// modified after construction; operations return new states that share
+// the (immutable) keys they keep with the old one.
 type PrivateState struct {
 	suite *suite.Suite
 	leaf  treemath.LeafIndex
@@ -31,8 +30,8 @@ type PrivateState struct {
 
 // NewPrivateState returns the state of a member at leaf that knows only its
 // leaf's private key (as a joiner does before any path secret).
-func NewPrivateState(s *suite.Suite, leaf treemath.LeafIndex, leafPriv []byte) *PrivateState {
-	return &PrivateState{suite: s, leaf: leaf, keys: []nodeKey{{leaf.Node(), bytes.Clone(leafPriv)}}}
+func NewPrivateState(leaf treemath.LeafIndex, leafKey *suite.HPKEPrivateKey) *PrivateState {
+	return &PrivateState{suite: leafKey.Suite(), leaf: leaf, keys: []nodeKey{{leaf.Node(), leafKey}}}
 }
 
 // Leaf returns the member's leaf index.
@@ -42,8 +41,7 @@ func (p *PrivateState) Leaf() treemath.LeafIndex { return p.leaf }
 func (p *PrivateState) Suite() *suite.Suite { return p.suite }
 
 // PrivateKey returns the private key the member holds for node x, or nil.
-// The result must not be modified.
-func (p *PrivateState) PrivateKey(x treemath.NodeIndex) []byte {
+func (p *PrivateState) PrivateKey(x treemath.NodeIndex) *suite.HPKEPrivateKey {
 	i, ok := slices.BinarySearchFunc(p.keys, x, func(k nodeKey, x treemath.NodeIndex) int { return int(k.node) - int(x) })
 	if !ok {
 		return nil
@@ -69,12 +67,12 @@ func (p *PrivateState) with(drop func(treemath.NodeIndex) bool, add []nodeKey) *
 	return &PrivateState{suite: p.suite, leaf: p.leaf, keys: keys}
 }
 
-// derivePathKey turns a path secret into the key pair of its node (§7.4):
+// derivePathKey turns a path secret into the key of its node (§7.4):
 // node_secret = DeriveSecret(path_secret, "node"), then DeriveKeyPair.
-func derivePathKey(s *suite.Suite, pathSecret []byte) (priv, pub []byte, err error) {
+func derivePathKey(s *suite.Suite, pathSecret []byte) (*suite.HPKEPrivateKey, error) {
 	nodeSecret := s.DeriveSecret(pathSecret, "node")
 	defer clear(nodeSecret)
-	return s.DeriveKeyPair(nodeSecret)
+	return s.DeriveHPKEKey(nodeSecret)
 }
 
 // WithNodeSecret returns p with the private key of node x derived from a
@@ -84,11 +82,11 @@ func (p *PrivateState) WithNodeSecret(t *tree.Tree, x treemath.NodeIndex, pathSe
 	if !treemath.InSubtree(p.leaf.Node(), x) {
 		return nil, fmt.Errorf("%w: node %d is not above leaf %d", ErrPublicKeyMismatch, x, p.leaf)
 	}
-	priv, pub, err := derivePathKey(p.suite, pathSecret)
+	priv, err := derivePathKey(p.suite, pathSecret)
 	if err != nil {
 		return nil, err
 	}
-	if want := t.EncryptionKey(x); want == nil || !bytes.Equal(pub, want) {
+	if want := t.EncryptionKey(x); want == nil || !bytes.Equal(priv.Public().Bytes(), want) {
 		return nil, fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, x)
 	}
 	return p.with(nil, []nodeKey{{x, priv}}), nil
@@ -111,11 +109,11 @@ func (p *PrivateState) WithJoinerPathSecret(t *tree.Tree, committer treemath.Lea
 		if want == nil {
 			continue
 		}
-		priv, pub, err := derivePathKey(p.suite, secret)
+		priv, err := derivePathKey(p.suite, secret)
 		if err != nil {
 			return nil, err
 		}
-		if !bytes.Equal(pub, want) {
+		if !bytes.Equal(priv.Public().Bytes(), want) {
 			return nil, fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, x)
 		}
 		add = append(add, nodeKey{x, priv})
@@ -148,18 +146,9 @@ func (p *PrivateState) Check(t *tree.Tree) error {
 	}
 	for _, k := range p.keys {
 		want := t.EncryptionKey(k.node)
-		pub, err := p.suite.HPKEPublicKey(k.priv)
-		if err != nil || want == nil || !bytes.Equal(pub, want) {
+		if want == nil || !bytes.Equal(k.priv.Public().Bytes(), want) {
 			return fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, k.node)
 		}
 	}
 	return nil
-}
-
-// Zero erases the private keys. Call it only when no state derived from p
-// is in use, since derived states share key slices.
-func (p *PrivateState) Zero() {
-	for _, k := range p.keys {
-		clear(k.priv)
-	}
 }

@@ -19,7 +19,7 @@ type group struct {
 	s       *suite.Suite
 	tree    *tree.Tree
 	states  []*PrivateState
-	sigPriv [][]byte
+	sigPriv []*suite.SignaturePrivateKey
 }
 
 func testContext(epoch uint64) PathOptions {
@@ -30,19 +30,19 @@ func testContext(epoch uint64) PathOptions {
 	}}
 }
 
-func newLeaf(tb testing.TB, s *suite.Suite) (message.LeafNode, []byte, []byte) {
+func newLeaf(tb testing.TB, s *suite.Suite) (message.LeafNode, *suite.SignaturePrivateKey, *suite.HPKEPrivateKey) {
 	tb.Helper()
-	sigPriv, sigPub, err := s.GenerateSignatureKeyPair()
+	sigPriv, err := s.GenerateSignatureKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	encPriv, encPub, err := s.GenerateKeyPair()
+	encPriv, err := s.GenerateHPKEKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	leaf := message.LeafNode{
-		EncryptionKey: encPub,
-		SignatureKey:  sigPub,
+		EncryptionKey: encPriv.Public().Bytes(),
+		SignatureKey:  sigPriv.Public().Bytes(),
 		Credential:    message.BasicCredential([]byte("m")),
 		Capabilities: message.Capabilities{
 			Versions: []message.ProtocolVersion{message.MLS10}, CipherSuites: []suite.ID{s.ID()},
@@ -53,7 +53,7 @@ func newLeaf(tb testing.TB, s *suite.Suite) (message.LeafNode, []byte, []byte) {
 		Lifetime:   message.Lifetime{NotAfter: 1 << 62},
 		Extensions: []message.Extension{},
 	}
-	leaf.Signature, err = s.SignWithLabel(sigPriv, "LeafNodeTBS", leaf.TBS(nil, 0))
+	leaf.Signature, err = sigPriv.SignWithLabel("LeafNodeTBS", leaf.TBS(nil, 0))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func newGroup(tb testing.TB, n int) *group {
 		} else if _, err := g.tree.AddLeaf(&leaf); err != nil {
 			tb.Fatal(err)
 		}
-		g.states = append(g.states, NewPrivateState(s, treemath.LeafIndex(i), encPriv))
+		g.states = append(g.states, NewPrivateState(treemath.LeafIndex(i), encPriv))
 		g.sigPriv = append(g.sigPriv, sigPriv)
 	}
 	for l := 0; l < n; l += 2 {
@@ -172,8 +172,8 @@ func TestApplyRejects(t *testing.T) {
 	// A path whose public key does not match the encrypted secret: the
 	// parent hash catches it first, as the leaf signs the keys.
 	p = path()
-	_, other, _ := g.s.GenerateKeyPair()
-	p.Nodes[1].EncryptionKey = other
+	other, _ := g.s.GenerateHPKEKey()
+	p.Nodes[1].EncryptionKey = other.Public().Bytes()
 	if _, err := g.states[1].Apply(g.tree.Clone(), 0, p, testContext(1)); !errors.Is(err, tree.ErrParentHashMismatch) {
 		t.Errorf("swapped key: %v", err)
 	}

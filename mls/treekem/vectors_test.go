@@ -51,10 +51,14 @@ func checkTreeKEM(c *treeKEMCase) error {
 		return err
 	}
 	states := map[treemath.LeafIndex]*PrivateState{}
-	sigKeys := map[treemath.LeafIndex][]byte{}
+	sigKeys := map[treemath.LeafIndex]*suite.SignaturePrivateKey{}
 	for _, lp := range c.LeavesPrivate {
 		l := treemath.LeafIndex(lp.Index)
-		st := NewPrivateState(s, l, lp.EncryptionPriv)
+		encPriv, err := s.NewHPKEPrivateKey(lp.EncryptionPriv)
+		if err != nil {
+			return fmt.Errorf("leaf %d: %w", l, err)
+		}
+		st := NewPrivateState(l, encPriv)
 		for _, ps := range lp.PathSecrets {
 			if st, err = st.WithNodeSecret(base, treemath.NodeIndex(ps.Node), ps.PathSecret); err != nil {
 				return fmt.Errorf("leaf %d: %w", l, err)
@@ -64,7 +68,9 @@ func checkTreeKEM(c *treeKEMCase) error {
 			return fmt.Errorf("leaf %d: %w", l, err)
 		}
 		states[l] = st
-		sigKeys[l] = lp.SignaturePriv
+		if sigKeys[l], err = s.NewSignaturePrivateKey(lp.SignaturePriv); err != nil {
+			return fmt.Errorf("leaf %d: %w", l, err)
+		}
 	}
 	opts := PathOptions{GroupContext: message.GroupContext{
 		Version:                 message.MLS10,

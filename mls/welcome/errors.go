@@ -19,9 +19,6 @@ var (
 	// ErrBadPSKs means the PSK list breaks RFC 9420's rules on resumption
 	// PSKs for reinitialisation and branching.
 	ErrBadPSKs = errors.New("invalid PSKs in welcome")
-	// ErrBadSignature means the GroupInfo signature did not verify under
-	// the signer's key.
-	ErrBadSignature = errors.New("bad group info signature")
 	// ErrBadConfirmationTag means the GroupInfo's confirmation tag does
 	// not match the epoch the joiner_secret leads to.
 	ErrBadConfirmationTag = errors.New("bad group info confirmation tag")

@@ -15,7 +15,7 @@ import (
 // its init key.
 type Recipient struct {
 	KeyPackage *message.KeyPackage
-	InitPriv   []byte
+	InitKey    *suite.HPKEPrivateKey
 }
 
 // SignerKeyFunc returns the signature public key of the member at leaf
@@ -58,8 +58,8 @@ func Parse(data []byte) (*message.Welcome, error) {
 // Open decrypts and verifies w for me. signerKey is required; opts may be
 // nil.
 func Open(w *message.Welcome, me Recipient, signerKey SignerKeyFunc, opts *Options) (*Joined, error) {
-	if w == nil || me.KeyPackage == nil || signerKey == nil {
-		return nil, errors.New("open welcome: missing welcome, key package or signer key function")
+	if w == nil || me.KeyPackage == nil || me.InitKey == nil || signerKey == nil {
+		return nil, errors.New("open welcome: missing welcome, key package, init key or signer key function")
 	}
 	if opts == nil {
 		opts = &Options{}
@@ -102,7 +102,7 @@ func Open(w *message.Welcome, me Recipient, signerKey SignerKeyFunc, opts *Optio
 		return nil, fmt.Errorf("open welcome: signer key: %w", err)
 	}
 	if err := s.VerifyWithLabel(pub, "GroupInfoTBS", gi.TBS(), gi.Signature); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
+		return nil, fmt.Errorf("open welcome: group info: %w", err)
 	}
 	if err := checkResumptionEpoch(gs.PSKs, gi); err != nil {
 		return nil, err
@@ -142,7 +142,10 @@ func openGroupSecrets(s *suite.Suite, w *message.Welcome, me Recipient) (*messag
 		return nil, ErrNotForUs
 	}
 	ct := &entry.EncryptedGroupSecrets
-	plain, err := s.DecryptWithLabel(me.InitPriv, "Welcome", w.EncryptedGroupInfo, ct.KEMOutput, ct.Ciphertext)
+	if me.InitKey.Suite() != s {
+		return nil, fmt.Errorf("%w: init key of suite 0x%04x", ErrSuiteMismatch, uint16(me.InitKey.Suite().ID()))
+	}
+	plain, err := me.InitKey.DecryptWithLabel("Welcome", w.EncryptedGroupInfo, ct.KEMOutput, ct.Ciphertext)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group secrets: %w", ErrDecrypt, err)
 	}

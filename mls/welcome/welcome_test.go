@@ -51,7 +51,11 @@ func parseCase(c *welcomeCase) (*parsed, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &parsed{s, w, Recipient{kpMsg.KeyPackage, c.InitPriv}, c.SignerPub}, nil
+	initKey, err := s.NewHPKEPrivateKey(c.InitPriv)
+	if err != nil {
+		return nil, err
+	}
+	return &parsed{s, w, Recipient{kpMsg.KeyPackage, initKey}, c.SignerPub}, nil
 }
 
 func fixedKey(pub []byte) SignerKeyFunc {
@@ -105,14 +109,15 @@ func reseal(t *testing.T, p *parsed, edit func(gi *message.GroupInfo), raw []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	signPriv, signPub, err := s.GenerateSignatureKeyPair()
+	signPriv, err := s.GenerateSignatureKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	signPub := signPriv.Public().Bytes()
 	if edit != nil {
 		edit(gi)
 	}
-	gi.Signature, err = s.SignWithLabel(signPriv, "GroupInfoTBS", gi.TBS())
+	gi.Signature, err = signPriv.SignWithLabel("GroupInfoTBS", gi.TBS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +134,7 @@ func reseal(t *testing.T, p *parsed, edit func(gi *message.GroupInfo), raw []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	kem, ct, err := s.EncryptWithLabel(p.me.KeyPackage.InitKey, "Welcome", egi, codec.Marshal(gs))
+	kem, ct, err := p.me.InitKey.Public().EncryptWithLabel("Welcome", egi, codec.Marshal(gs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,10 +162,11 @@ func TestRejections(t *testing.T) {
 		}
 		return &w
 	}
-	_, otherPub, err := p.suite.GenerateSignatureKeyPair()
+	other, err := p.suite.GenerateSignatureKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	otherPub := other.Public().Bytes()
 
 	resealed, resealedKey := reseal(t, p, nil, nil, nil)
 	if _, err := Open(resealed, p.me, fixedKey(resealedKey), nil); err != nil {
@@ -204,7 +210,7 @@ func TestRejections(t *testing.T) {
 	// fails at the first layer already.
 	add("group info altered", w, p.signerPub, ErrDecrypt)
 
-	add("wrong signer key", copyWelcome(), otherPub, ErrBadSignature)
+	add("wrong signer key", copyWelcome(), otherPub, suite.ErrBadSignature)
 
 	w, k := reseal(t, p, nil, []byte{1, 2, 3}, nil)
 	add("group info garbage", w, k, ErrMalformed)
@@ -270,12 +276,13 @@ func TestWelcomeWithPSK(t *testing.T) {
 		t.Fatal(err)
 	}
 	gi.ConfirmationTag, _ = d.Epoch.ConfirmationTag(gi.GroupContext.ConfirmedTranscriptHash)
-	signPriv, signPub, _ := s.GenerateSignatureKeyPair()
-	gi.Signature, _ = s.SignWithLabel(signPriv, "GroupInfoTBS", gi.TBS())
+	signPriv, _ := s.GenerateSignatureKey()
+	signPub := signPriv.Public().Bytes()
+	gi.Signature, _ = signPriv.SignWithLabel("GroupInfoTBS", gi.TBS())
 	key, nonce := keyschedule.WelcomeKey(s, d.WelcomeSecret)
 	egi, _ := s.Seal(key, nonce, nil, codec.Marshal(gi))
 	gs.PSKs = []message.PreSharedKeyID{id}
-	kem, ct, _ := s.EncryptWithLabel(p.me.KeyPackage.InitKey, "Welcome", egi, codec.Marshal(gs))
+	kem, ct, _ := p.me.InitKey.Public().EncryptWithLabel("Welcome", egi, codec.Marshal(gs))
 	w := &message.Welcome{
 		CipherSuite:        p.welcome.CipherSuite,
 		Secrets:            []message.EncryptedGroupSecrets{{NewMember: p.me.KeyPackage.Ref(s), EncryptedGroupSecrets: message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}}},
@@ -327,7 +334,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		parsedCases[i] = p
 	}
-	known := []error{ErrNotForUs, ErrSuiteMismatch, ErrDecrypt, ErrMalformed, ErrMissingPSK, ErrBadPSKs, ErrBadSignature, ErrBadConfirmationTag, suite.ErrUnsupportedSuite}
+	known := []error{ErrNotForUs, ErrSuiteMismatch, ErrDecrypt, ErrMalformed, ErrMissingPSK, ErrBadPSKs, suite.ErrBadSignature, ErrBadConfirmationTag, suite.ErrUnsupportedSuite}
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		p := parsedCases[int(which)%len(parsedCases)]
 		w, err := Parse(data)
@@ -389,7 +396,7 @@ func FuzzOpenPlaintexts(f *testing.F) {
 	}
 	f.Add(codec.Marshal(gs), codec.Marshal(gi))
 	f.Add([]byte{}, []byte{})
-	known := []error{ErrNotForUs, ErrSuiteMismatch, ErrDecrypt, ErrMalformed, ErrMissingPSK, ErrBadPSKs, ErrBadSignature, ErrBadConfirmationTag}
+	known := []error{ErrNotForUs, ErrSuiteMismatch, ErrDecrypt, ErrMalformed, ErrMissingPSK, ErrBadPSKs, suite.ErrBadSignature, ErrBadConfirmationTag}
 	f.Fuzz(func(t *testing.T, gsBytes, giBytes []byte) {
 		// Seal the group info under the key its group secrets lead to,
 		// when they decode far enough to name one.
@@ -404,7 +411,7 @@ func FuzzOpenPlaintexts(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		kem, ct, err := s.EncryptWithLabel(p.me.KeyPackage.InitKey, "Welcome", egi, gsBytes)
+		kem, ct, err := p.me.InitKey.Public().EncryptWithLabel("Welcome", egi, gsBytes)
 		if err != nil {
 			t.Fatal(err)
 		}

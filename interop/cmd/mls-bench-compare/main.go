@@ -137,11 +137,11 @@ func newMember(s suite.ID, name string) (*group.KeyPackageBundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	priv, _, err := su.GenerateSignatureKeyPair()
+	priv, err := su.GenerateSignatureKey()
 	if err != nil {
 		return nil, err
 	}
-	return group.NewKeyPackage(s, message.BasicCredential([]byte(name)), priv, nil)
+	return group.NewKeyPackage(message.BasicCredential([]byte(name)), priv, nil)
 }
 
 func runOurs(n, r int) (map[string]time.Duration, error) {
