@@ -47,13 +47,13 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("postgres image %s, want PostgreSQL 15 as in the tests", img)
 	}
 
-	script, err := os.ReadFile("scripts/test")
+	script, err := os.ReadFile("scripts/env.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pinned := regexp.MustCompile(`(?m)^SYNAPSE_VERSION=(\S+)$`).FindSubmatch(script)
 	if pinned == nil {
-		t.Fatal("scripts/test does not pin SYNAPSE_VERSION")
+		t.Fatal("scripts/env.sh does not pin SYNAPSE_VERSION")
 	}
 	if want := "matrixdotorg/synapse:v" + string(pinned[1]); cc.Services["synapse"].Image != want {
 		t.Errorf("synapse image %s, want %s (the version the tests run)", cc.Services["synapse"].Image, want)
@@ -90,6 +90,42 @@ func TestComposeFile(t *testing.T) {
 	if u.Hostname() != "postgres" || u.User.Username() != env["POSTGRES_USER"] || pw != env["POSTGRES_PASSWORD"] ||
 		strings.TrimPrefix(u.Path, "/") != env["POSTGRES_DB"] {
 		t.Errorf("deploy/mls-appservice/config.yaml database.uri does not match the postgres service")
+	}
+
+	// Synapse runs on the same PostgreSQL service, in a database that the
+	// service's init script creates, as the user the service creates.
+	hsData, err := os.ReadFile("deploy/synapse/homeserver.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs struct {
+		Database struct {
+			Name string            `yaml:"name"`
+			Args map[string]string `yaml:"args"`
+		} `yaml:"database"`
+	}
+	if err := yaml.Unmarshal(hsData, &hs); err != nil {
+		t.Fatal(err)
+	}
+	a := hs.Database.Args
+	if hs.Database.Name != "psycopg2" || a["host"] != "postgres" || a["user"] != env["POSTGRES_USER"] ||
+		a["password"] != env["POSTGRES_PASSWORD"] {
+		t.Errorf("Synapse's database %+v is not the postgres service", hs.Database)
+	}
+	mountsInit := false
+	for _, v := range cc.Services["postgres"].Volumes {
+		if strings.Contains(v, "deploy/postgres:/docker-entrypoint-initdb.d") {
+			mountsInit = true
+		}
+	}
+	init, err := os.ReadFile("deploy/postgres/10-synapse.sql")
+	if err != nil || !mountsInit {
+		t.Fatalf("postgres does not run deploy/postgres/10-synapse.sql on first start (%v)", err)
+	}
+	create := regexp.MustCompile(`CREATE DATABASE (\w+)[^;]*OWNER (\w+)[^;]*LC_COLLATE 'C'[^;]*LC_CTYPE 'C'`).FindSubmatch(init)
+	if create == nil || string(create[1]) != a["dbname"] || string(create[2]) != env["POSTGRES_USER"] {
+		t.Errorf("deploy/postgres/10-synapse.sql does not create database %s owned by %s with C collation (Synapse refuses others)",
+			a["dbname"], env["POSTGRES_USER"])
 	}
 }
 

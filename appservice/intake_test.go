@@ -3,6 +3,7 @@ package appservice
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,11 +21,11 @@ import (
 
 const testHSToken = "hs0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-func testDB(t *testing.T) *database.DB {
+func testDB(t testing.TB) *database.DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := database.Open(ctx, testenv.Database(t), 4)
+	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ type intakeFixture struct {
 
 func newIntakeFixture(t *testing.T) *intakeFixture {
 	f := &intakeFixture{db: testDB(t), metrics: NewMetrics(prometheus.NewRegistry()), mux: http.NewServeMux()}
-	NewIntake(IntakeConfig{HSToken: testHSToken, MaxBodyBytes: 4096, Store: f.db, Puppets: f.db,
+	NewIntake(IntakeConfig{HSToken: testHSToken, MaxBodyBytes: 4096, DB: f.db,
 		Stored: func() { f.woken++ }, Metrics: f.metrics, Log: zerolog.New(zerolog.NewTestWriter(t))}).Register(f.mux)
 	return f
 }
@@ -99,6 +100,11 @@ func TestIntakeTransactions(t *testing.T) {
 		{"oversized body", "PUT", txn + "4", "Bearer " + testHSToken, `{"events": [], "pad": "` + strings.Repeat("x", 5000) + `"}`, 413, "M_TOO_LARGE", 0},
 		{"good", "PUT", txn + "5", "Bearer " + testHSToken, good, 200, "", 1},
 		{"GET is not allowed", "GET", txn + "6", "Bearer " + testHSToken, "", 405, "M_UNRECOGNIZED", 0},
+		{"txnId with a NUL", "PUT", txn + "a%00b", "Bearer " + testHSToken, good, 400, "M_INVALID_PARAM", 0},
+		{"txnId not UTF-8", "PUT", txn + "a%FFb", "Bearer " + testHSToken, good, 400, "M_INVALID_PARAM", 0},
+		{"txnId too long", "PUT", txn + strings.Repeat("x", 256), "Bearer " + testHSToken, good, 400, "M_INVALID_PARAM", 0},
+		{"event with a NUL in its type is stored, the element skipped later", "PUT", txn + "7", "Bearer " + testHSToken,
+			`{"events": [{"type": "m.x\u0000y", "room_id": "!r:hs", "event_id": "$n", "sender": "@a:hs", "content": {}}]}`, 200, "", 1},
 	}
 	f := newIntakeFixture(t)
 	for _, tt := range tests {
@@ -138,11 +144,90 @@ func TestIntakeRepeatedTxnID(t *testing.T) {
 	if got := testutil.ToFloat64(f.metrics.TransactionsReceived.WithLabelValues("duplicate")); got != 2 {
 		t.Errorf("duplicate counter %v, want 2", got)
 	}
+	// Synapse on SQLite restarts its counter: the same txnId with another
+	// body is a new transaction, and its retries are repeats of it.
+	other := `{"events": [{"type": "m.room.message", "room_id": "!r:hs", "event_id": "$new", "sender": "@a:hs", "content": {}}]}`
+	for range 2 {
+		if rec := f.do("PUT", "/_matrix/app/v1/transactions/abc", "Bearer "+testHSToken, other); rec.Code != 200 {
+			t.Fatalf("reused txnId: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if n := f.stored(t); n != 2 {
+		t.Fatalf("%d rows after a reused txnId with a new body, want 2", n)
+	}
+	if f.woken != 2 {
+		t.Errorf("processor woken %d times, want twice", f.woken)
+	}
+	if got := testutil.ToFloat64(f.metrics.TransactionsReceived.WithLabelValues("reused_txn_id")); got != 1 {
+		t.Errorf("reused_txn_id counter %v, want 1", got)
+	}
+}
+
+// TestIntakeBoundsBytesInFlight holds one request's body open so that its
+// reservation is taken, and checks that the next request is refused with
+// 503 instead of being read into memory, and accepted once the first is
+// done.
+func TestIntakeBoundsBytesInFlight(t *testing.T) {
+	db := testDB(t)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	mux := http.NewServeMux()
+	NewIntake(IntakeConfig{HSToken: testHSToken, MaxBodyBytes: 4096, MaxInFlightBytes: 4096, DB: db,
+		Metrics: metrics, Log: zerolog.New(zerolog.NewTestWriter(t))}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	body := `{"events": []}`
+	pr, pw := io.Pipe()
+	first := make(chan int)
+	go func() {
+		req, _ := http.NewRequest("PUT", srv.URL+"/_matrix/app/v1/transactions/slow", pr)
+		req.ContentLength = 4096
+		req.Header.Set("Authorization", "Bearer "+testHSToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	put := func(txn string) int {
+		req, _ := http.NewRequest("PUT", srv.URL+"/_matrix/app/v1/transactions/"+txn, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testHSToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(metrics.IntakeBytesInFlight) != 4096 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow request never reserved its bytes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code := put("fast"); code != http.StatusServiceUnavailable {
+		t.Fatalf("second request while 4096 bytes are in flight: %d, want 503", code)
+	}
+	// The slow body arrives (padded to its length) and its bytes are released.
+	pw.Write([]byte(body + strings.Repeat(" ", 4096-len(body))))
+	pw.Close()
+	if code := <-first; code != http.StatusOK {
+		t.Fatalf("slow request: %d, want 200", code)
+	}
+	if code := put("fast"); code != http.StatusOK {
+		t.Fatalf("request after the slow one finished: %d, want 200", code)
+	}
+	if got := testutil.ToFloat64(metrics.TransactionsRejected.WithLabelValues("busy")); got != 1 {
+		t.Errorf("busy rejections %v, want 1", got)
+	}
 }
 
 func TestIntakeOtherEndpoints(t *testing.T) {
 	f := newIntakeFixture(t)
-	if err := f.db.SavePuppet(context.Background(), "@mls_known:hs"); err != nil {
+	if err := database.SavePuppet(context.Background(), f.db, "@mls_known:hs"); err != nil {
 		t.Fatal(err)
 	}
 	auth := "Bearer " + testHSToken
@@ -154,6 +239,9 @@ func TestIntakeOtherEndpoints(t *testing.T) {
 		{"known puppet", "GET", "/_matrix/app/v1/users/@mls_known:hs", auth, "", 200, ""},
 		{"unknown user", "GET", "/_matrix/app/v1/users/@mls_other:hs", auth, "", 404, "M_NOT_FOUND"},
 		{"user query without token", "GET", "/_matrix/app/v1/users/@mls_known:hs", "", "", 401, "M_UNAUTHORIZED"},
+		{"user id with a NUL", "GET", "/_matrix/app/v1/users/@mls_k%00nown:hs", auth, "", 400, "M_INVALID_PARAM"},
+		{"user id not UTF-8", "GET", "/_matrix/app/v1/users/@mls_%FF:hs", auth, "", 400, "M_INVALID_PARAM"},
+		{"user id without sigil", "GET", "/_matrix/app/v1/users/mls_known:hs", auth, "", 400, "M_INVALID_PARAM"},
 		{"room alias", "GET", "/_matrix/app/v1/rooms/%23a:hs", auth, "", 404, "M_NOT_FOUND"},
 		{"ping", "POST", "/_matrix/app/v1/ping", auth, `{"transaction_id": "p1"}`, 200, ""},
 		{"ping with bad token", "POST", "/_matrix/app/v1/ping", "Bearer x", `{}`, 403, "M_FORBIDDEN"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 
 	"maunium.net/go/mautrix/id"
 
@@ -163,7 +164,7 @@ func (t *Transaction) parseList(name string, raw json.RawMessage, parse func(jso
 }
 
 func (t *Transaction) parseDeviceLists(raw json.RawMessage) {
-	if raw == nil {
+	if !t.validUTF8("device_lists", raw) {
 		return
 	}
 	var w struct {
@@ -194,6 +195,20 @@ func (t *Transaction) parseDeviceLists(raw json.RawMessage) {
 	}
 }
 
+// validUTF8 reports whether a section is present and valid UTF-8; the
+// decoder would quietly replace invalid bytes in the user and device ids
+// that are its map keys.
+func (t *Transaction) validUTF8(name string, raw json.RawMessage) bool {
+	if raw == nil {
+		return false
+	}
+	if !utf8.Valid(raw) {
+		t.problem("%s: not valid UTF-8", name)
+		return false
+	}
+	return true
+}
+
 // checkDevice validates a user and device named as map keys.
 func checkDevice(user, device string) error {
 	if err := inbound.CheckID("user id", user, '@'); err != nil {
@@ -215,7 +230,7 @@ func entry(counts map[deviceKey]*inbound.KeyCounts, user, device string) *inboun
 // parseOTKCounts decodes {user: {device: {algorithm: count}}}, keeping
 // every algorithm: ours are KeyPackages, which mautrix's OTKCount drops.
 func (t *Transaction) parseOTKCounts(raw json.RawMessage, counts map[deviceKey]*inbound.KeyCounts) {
-	if raw == nil {
+	if !t.validUTF8("device_one_time_keys_count", raw) {
 		return
 	}
 	var users map[string]map[string]map[string]json.RawMessage
@@ -256,7 +271,7 @@ func (t *Transaction) parseOTKCounts(raw json.RawMessage, counts map[deviceKey]*
 }
 
 func (t *Transaction) parseFallbackTypes(raw json.RawMessage, counts map[deviceKey]*inbound.KeyCounts) {
-	if raw == nil {
+	if !t.validUTF8("device_unused_fallback_key_types", raw) {
 		return
 	}
 	var users map[string]map[string]json.RawMessage

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -82,12 +83,21 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"appservice.port", 70000, "appservice.port: must be between 1 and 65535"},
 		{"appservice.bot_username", "Bot!", "appservice.bot_username: must contain only"},
 		{"appservice.bot_username", "mls_bot", "appservice.bot_username: must not start with"},
-		{"appservice.max_body_bytes", 10, "appservice.max_body_bytes: must be at least 1024"},
+		{"appservice.max_body_bytes", 10, "appservice.max_body_bytes: must be between 1024 and"},
+		{"appservice.max_in_flight_bytes", 1024, "appservice.max_in_flight_bytes: must be between 16777216 and"},
+		{"appservice.shutdown_grace", "1ms", "appservice.shutdown_grace: must be at least 100ms"},
+		{"appservice.metrics_address", "nonsense", "appservice.metrics_address: must be host:port"},
 		{"database.uri", nil, "database.uri: missing"},
 		{"database.uri", "mysql://x@y/z", "database.uri: must be a postgres:// URI"},
 		{"database.uri", "postgres://x@y", "database.uri: must name a database"},
 		{"database.uri", "postgres://mls:CHANGE_ME@localhost/mls", "database.uri: still the placeholder"},
-		{"database.max_conns", 1, "database.max_conns: must be at least 2"},
+		{"database.max_conns", 1, "database.max_conns: must be between 2 and 1000"},
+		{"database.max_conns", 5, "database.max_conns: must be at least processing.workers + outbox.workers + 2 = 10"},
+		{"processing.workers", 0, "processing.workers: must be between 1 and 256"},
+		{"processing.max_attempts", 0, "processing.max_attempts: must be between 1 and 1000"},
+		{"processing.retry_backoff", "0s", "processing.retry_backoff: must be at least 1ms"},
+		{"processing.max_retry_backoff", "1ms", "processing.max_retry_backoff: must be at least 1s"},
+		{"outbox.workers", 1000, "outbox.workers: must be between 1 and 256"},
 		{"logging.level", "loud", "logging.level: must be one of"},
 		{"logging.format", "xml", "logging.format: must be one of"},
 	}
@@ -121,6 +131,20 @@ func yamlString(v any) string {
 	}
 	out, _ := yaml.Marshal(v)
 	return strings.TrimSpace(string(out))
+}
+
+func TestDurationsParseAndBadOnesNameTheLine(t *testing.T) {
+	cfg, err := Parse([]byte(valid + "processing:\n  retry_backoff: 250ms\n  retention: 48h\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Processing.RetryBackoff.D() != 250*time.Millisecond || cfg.Processing.Retention.D() != 48*time.Hour {
+		t.Fatalf("durations %v %v", cfg.Processing.RetryBackoff.D(), cfg.Processing.Retention.D())
+	}
+	_, err = Parse([]byte(valid + "processing:\n  retry_backoff: soon\n"))
+	if err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
+		t.Fatalf("error %v, want one naming the bad duration", err)
+	}
 }
 
 func TestUnknownKeyIsAnError(t *testing.T) {

@@ -327,8 +327,7 @@ func TestTimers(t *testing.T) {
 		t.Fatalf("%d timers left (%v), want b only", n, err)
 	}
 	// A timer that names a queue waits while the queue is held.
-	sched("c", now.Add(-time.Second), Replace)
-	if _, err := db.Exec(ctx, `UPDATE timer SET queue = 'in:room:!q' WHERE key = 'c'`); err != nil {
+	if err := ScheduleTimer(ctx, db, Timer{Kind: "k", Key: "c", Queue: "in:room:!q", DueAt: now.Add(-time.Second)}, Replace); err != nil {
 		t.Fatal(err)
 	}
 	hold, err := db.Pool.Begin(ctx)

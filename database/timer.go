@@ -59,6 +59,13 @@ func ScheduleTimer(ctx context.Context, q Querier, t Timer, mode Schedule) error
 	default:
 		return fmt.Errorf("schedule timer %s/%s: unknown mode %d", t.Kind, t.Key, mode)
 	}
+	if t.Queue != "" {
+		// The queue exists before the timer can be claimed, so that
+		// claiming it only reads (queueKey).
+		if _, err := q.Exec(ctx, `INSERT INTO work_queue (queue, side) VALUES ($1, 'in') ON CONFLICT DO NOTHING`, t.Queue); err != nil {
+			return fmt.Errorf("schedule timer %s/%s: create queue %s: %w", t.Kind, t.Key, t.Queue, err)
+		}
+	}
 	_, err := q.Exec(ctx, `INSERT INTO timer (kind, key, queue, due_at, payload) VALUES ($1, $2, $3, $4, $5) `+sql,
 		t.Kind, t.Key, nullable(t.Queue), t.DueAt, t.Payload)
 	if err != nil {

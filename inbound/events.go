@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -169,11 +170,18 @@ func ParseToDeviceEvent(raw json.RawMessage) (ToDeviceEvent, error) {
 
 var errNotObject = errors.New("not a JSON object")
 
-// decodeObject unmarshals raw, which must be a JSON object, into v.
-// json.Unmarshal would accept null for a struct and leave it empty.
+var errNotUTF8 = errors.New("not valid UTF-8")
+
+// decodeObject unmarshals raw, which must be a JSON object in valid UTF-8,
+// into v. json.Unmarshal would accept null for a struct and leave it
+// empty, and would quietly replace invalid UTF-8 with U+FFFD, so that an
+// identifier would no longer be the one the homeserver sent.
 func decodeObject(raw json.RawMessage, v any) error {
 	if firstByte(raw) != '{' {
 		return errNotObject
+	}
+	if !utf8.Valid(raw) {
+		return errNotUTF8
 	}
 	return json.Unmarshal(raw, v)
 }

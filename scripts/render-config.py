@@ -17,7 +17,9 @@ def synapse(src, dst, data, port, registration):
     cfg["pid_file"] = f"{data}/homeserver.pid"
     cfg["signing_key_path"] = f"{data}/localhost.signing.key"
     cfg["media_store_path"] = f"{data}/media_store"
-    cfg["database"]["args"]["database"] = f"{data}/homeserver.db"
+    # The compose stack's Synapse uses PostgreSQL; the test one SQLite, which
+    # restarts its appservice transaction ids after a restart (DESIGN 7).
+    cfg["database"] = {"name": "sqlite3", "args": {"database": f"{data}/homeserver.db"}}
     cfg["listeners"][0]["port"] = int(port)
     cfg["listeners"][0]["bind_addresses"] = ["127.0.0.1"]
     cfg["app_service_config_files"] = [registration]

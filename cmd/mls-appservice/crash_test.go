@@ -50,22 +50,26 @@ func TestCrashAfterAcknowledgeBeforeProcessing(t *testing.T) {
 	const room = "!crash:localhost"
 	const txns = 5
 	var eventIDs []string
+	bodies := map[string]any{}
 	for i := 1; i <= txns; i++ {
 		user := fmt.Sprintf("@mls_crash%d:localhost", i)
 		member := fmt.Sprintf("$member%d", i)
 		message := fmt.Sprintf("$message%d", i)
 		eventIDs = append(eventIDs, member, message)
-		putTransaction(t, svc.base, cfg.AppService.HSToken, fmt.Sprintf("crash-%d", i), map[string]any{
+		body := map[string]any{
 			"events": []any{
 				map[string]any{"type": "m.room.member", "room_id": room, "event_id": member, "sender": user,
 					"state_key": user, "content": map[string]any{"membership": "join"}},
 				map[string]any{"type": "m.room.message", "room_id": room, "event_id": message, "sender": user,
 					"content": map[string]any{"msgtype": "m.text", "body": "hello"}},
 			},
-		})
+		}
+		bodies[fmt.Sprintf("crash-%d", i)] = body
+		putTransaction(t, svc.base, cfg.AppService.HSToken, fmt.Sprintf("crash-%d", i), body)
 	}
-	// The homeserver retries until it sees 200; a retry is a no-op.
-	putTransaction(t, svc.base, cfg.AppService.HSToken, "crash-2", map[string]any{"events": []any{}})
+	// The homeserver retries until it sees 200, with the same body: a
+	// no-op.
+	putTransaction(t, svc.base, cfg.AppService.HSToken, "crash-2", bodies["crash-2"])
 
 	var stored, pending, effects int
 	err = db.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE processed_at IS NULL),
@@ -85,8 +89,12 @@ func TestCrashAfterAcknowledgeBeforeProcessing(t *testing.T) {
 	svc = startService(t, cfgPath)
 	putTransaction(t, svc.base, cfg.AppService.HSToken, "crash-3", map[string]any{"events": []any{}})
 	eventually(t, 30*time.Second, "all transactions processed after restart", func() (bool, error) {
-		n, err := db.PendingTransactions(ctx)
-		return n == 0, err
+		n, err := database.PendingTransactions(ctx, db)
+		if err != nil || n != 0 {
+			return false, err
+		}
+		b, err := database.ReadBacklog(ctx, db)
+		return b.Items == 0, err
 	})
 
 	for _, id := range eventIDs {
@@ -108,7 +116,7 @@ func TestCrashAfterAcknowledgeBeforeProcessing(t *testing.T) {
 		t.Errorf("%d effects and at most %d attempts per transaction; want %d and 1", total, attempts, 2*txns)
 	}
 	for i := 1; i <= txns; i++ {
-		m, err := db.Membership(ctx, room, fmt.Sprintf("@mls_crash%d:localhost", i))
+		m, err := database.Membership(ctx, db, room, fmt.Sprintf("@mls_crash%d:localhost", i))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -18,10 +19,10 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/mls-appservice/mls-appservice/appservice"
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/internal/testenv"
+	"github.com/mls-appservice/mls-appservice/matrix"
 )
 
 const dmlsKeyPackageAlgorithm = "org.matrix.msc2883.v1.dmls.key_package.1"
@@ -43,7 +44,7 @@ func TestEndToEndOnSynapse(t *testing.T) {
 
 	// The test drives puppets with the same code the service uses,
 	// against the same database.
-	puppets := appservice.NewPuppets(appservice.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address,
+	puppets := matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address,
 		Domain: cfg.Homeserver.Domain, ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername,
 		UserPrefix: cfg.AppService.UserPrefix, DB: db, Log: zerolog.New(zerolog.NewTestWriter(t))})
 
@@ -66,10 +67,10 @@ func TestEndToEndOnSynapse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if ok, err := db.IsPuppet(ctx, alice.String()); err != nil || !ok {
+	if ok, err := database.IsPuppet(ctx, db, alice.String()); err != nil || !ok {
 		t.Fatalf("alice not remembered as a puppet (%v)", err)
 	}
-	if devs, err := db.PuppetDevices(ctx, alice.String()); err != nil || !slices.Equal(devs, []string{string(aliceDevice)}) {
+	if devs, err := database.PuppetDevices(ctx, db, alice.String()); err != nil || !slices.Equal(devs, []string{string(aliceDevice)}) {
 		t.Fatalf("alice's devices in the database: %v (%v)", devs, err)
 	}
 
@@ -102,9 +103,38 @@ func TestEndToEndOnSynapse(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A room member can send an event whose type holds a NUL (the
+	// homeserver accepts it); it must be skipped with a recorded problem,
+	// and the room's next event still applied.
+	var poison struct {
+		EventID string `json:"event_id"`
+	}
+	_, err = bobCli.MakeRequest(ctx, http.MethodPut, bobCli.BuildClientURL("v3", "rooms", room.RoomID, "send", "m.x\x00y", "poison1"),
+		map[string]any{"body": "poison"}, &poison)
+	if err != nil {
+		t.Fatalf("Synapse refused the NUL event type (the test assumes it accepts it): %v", err)
+	}
+	after, err := bobCli.SendMessageEvent(ctx, room.RoomID, event.EventMessage,
+		&event.MessageEventContent{MsgType: event.MsgText, Body: "after the poison"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the event after a NUL-typed one applied, the NUL-typed one skipped with a problem", func() (bool, error) {
+		var applied, poisoned, problems int
+		err := db.Pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM inbound_event WHERE event_id = $1),
+			(SELECT count(*) FROM inbound_event WHERE event_id = $2),
+			(SELECT count(*) FROM appservice_transaction WHERE last_error LIKE '%contains a NUL%')`,
+			after.EventID.String(), poison.EventID).Scan(&applied, &poisoned, &problems)
+		if poisoned != 0 {
+			return false, fmt.Errorf("the NUL-typed event %s was recorded", poison.EventID)
+		}
+		return applied == 1 && problems >= 1, err
+	})
+
 	eventually(t, 60*time.Second, "membership and message through transactions", func() (bool, error) {
 		for _, u := range []id.UserID{alice, bob} {
-			m, err := db.Membership(ctx, room.RoomID.String(), u.String())
+			m, err := database.Membership(ctx, db, room.RoomID.String(), u.String())
 			if err != nil || m != "join" {
 				return false, err
 			}
@@ -142,8 +172,9 @@ func TestEndToEndOnSynapse(t *testing.T) {
 			outboxEventID, alice.String()).Scan(&n)
 		return n == 1, err
 	})
-	sender := appservice.NewSender(db, puppets, appservice.NewMetrics(prometheus.NewRegistry()), zerolog.New(zerolog.NewTestWriter(t)))
-	again, err := sender.Send(ctx, &database.OutgoingEvent{TxnID: txnID, UserID: alice.String(), DeviceID: aliceDevice.String(),
+	sender := matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: puppets, Metrics: matrix.NewMetrics(prometheus.NewRegistry()),
+		Log: zerolog.New(zerolog.NewTestWriter(t))})
+	again, err := sender.Send(ctx, &database.OutgoingEvent{Kind: database.RoomEvent, TxnID: txnID, UserID: alice.String(), DeviceID: aliceDevice.String(),
 		RoomID: room.RoomID.String(), EventType: "m.room.message", Content: []byte(`{"msgtype": "m.text", "body": "from the outbox"}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +223,7 @@ func TestEndToEndOnSynapse(t *testing.T) {
 		return n == 1, err
 	})
 	eventually(t, 60*time.Second, "one-time key counts through a transaction (MSC3202)", func() (bool, error) {
-		counts, err := db.KeyCounts(ctx, alice.String(), aliceDevice.String())
+		counts, err := database.KeyCounts(ctx, db, alice.String(), aliceDevice.String())
 		return counts["signed_curve25519"] == 2 && counts[dmlsKeyPackageAlgorithm] == 3, err
 	})
 
@@ -210,8 +241,8 @@ func TestEndToEndOnSynapse(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, name := range []string{"mlsas_transactions_received_total", "mlsas_transactions_processed_total",
-		"mlsas_transactions_failed_total", "mlsas_transaction_processing_seconds_bucket", "mlsas_outbox_sent_total 1"} {
+	for _, name := range []string{"mlsas_transactions_received_total", "mlsas_transactions_split_total",
+		"mlsas_work_items_processed_total", "mlsas_work_item_seconds_bucket", `mlsas_outbox_sent_total{kind="room_event"} 1`, "mlsas_queue_oldest_age_seconds"} {
 		if !strings.Contains(string(metrics), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

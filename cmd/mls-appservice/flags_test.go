@@ -75,6 +75,33 @@ func TestGenerateFlagWritesRegistrationAndTokens(t *testing.T) {
 	}
 }
 
+// TestGenerateNeedsOnlyTheRegistrationKeys runs -g on the example config
+// with only the registration's keys filled in (the database password is
+// still the placeholder, as on an operator's first run), from a world-
+// readable file: it must succeed and leave the file readable by its owner
+// only, since it now holds the tokens.
+func TestGenerateNeedsOnlyTheRegistrationKeys(t *testing.T) {
+	cfgPath := exampleWith(t, "mls:pw@127.0.0.1", "mls_appservice:CHANGE_ME@localhost")
+	if err := os.Chmod(cfgPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	regPath := filepath.Join(filepath.Dir(cfgPath), "registration.yaml")
+	if err := run([]string{"-g", "-c", cfgPath, "-r", regPath}, os.Stderr); err != nil {
+		t.Fatalf("-g with a placeholder database password: %v", err)
+	}
+	info, err := os.Stat(cfgPath)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("config mode after -g %v (%v), want 0600: it holds the tokens", info.Mode(), err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "database.uri") {
+		t.Fatalf("start-up validation %v, want the database placeholder refused", err)
+	}
+}
+
 func TestGenerateRefusesPlaceholders(t *testing.T) {
 	cfgPath := exampleWith(t, "http://127.0.0.1:8008", "https://matrix.example.com")
 	err := run([]string{"-g", "-c", cfgPath, "-r", filepath.Join(t.TempDir(), "r.yaml")}, os.Stderr)

@@ -47,6 +47,13 @@ type serviceProcess struct {
 // Synapse delivers transactions to this service.
 func writeConfig(t *testing.T, src, dsn string, port int) string {
 	t.Helper()
+	return writeConfigWith(t, src, dsn, port, nil)
+}
+
+// writeConfigWith is writeConfig with further keys set: extra maps a
+// section to its keys and values.
+func writeConfigWith(t *testing.T, src, dsn string, port int, extra map[string]map[string]any) string {
+	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatalf("read test config: %v", err)
@@ -56,6 +63,14 @@ func writeConfig(t *testing.T, src, dsn string, port int) string {
 		t.Fatalf("parse test config: %v", err)
 	}
 	doc["database"]["uri"] = dsn
+	for section, keys := range extra {
+		if doc[section] == nil {
+			doc[section] = map[string]any{}
+		}
+		for k, v := range keys {
+			doc[section][k] = v
+		}
+	}
 	if port != 0 {
 		doc["appservice"]["port"] = port
 		doc["appservice"]["address"] = fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -81,7 +96,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startService(t *testing.T, cfgPath string) *serviceProcess {
+func startService(t testing.TB, cfgPath string) *serviceProcess {
 	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -145,7 +160,7 @@ func (p *serviceProcess) stop() {
 	}
 }
 
-func (p *serviceProcess) kill(t *testing.T) {
+func (p *serviceProcess) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("SIGKILL service: %v", err)
@@ -153,11 +168,11 @@ func (p *serviceProcess) kill(t *testing.T) {
 	<-p.exited
 }
 
-func openDB(t *testing.T, dsn string) *database.DB {
+func openDB(t testing.TB, dsn string) *database.DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := database.Open(ctx, dsn, 4)
+	db, err := database.Open(ctx, dsn, database.Options{MaxConns: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +184,7 @@ func openDB(t *testing.T, dsn string) *database.DB {
 }
 
 // eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -187,7 +202,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-func putTransaction(t *testing.T, base, hsToken, txnID string, body any) {
+func putTransaction(t testing.TB, base, hsToken, txnID string, body any) {
 	t.Helper()
 	data, err := json.Marshal(body)
 	if err != nil {
