@@ -95,6 +95,9 @@ func writeRegistration(configPath, registrationPath string) error {
 	if err := config.SetTokens(configPath, reg.AppToken, reg.ServerToken); err != nil {
 		return fmt.Errorf("write tokens into %s: %w", configPath, err)
 	}
+	if err := generateEncryptionKey(cfg, configPath); err != nil {
+		return err
+	}
 	fmt.Printf("Wrote %s and put its tokens into %s. Add %s to the homeserver's app_service_config_files.\n",
 		registrationPath, configPath, registrationPath)
 	return nil
