@@ -34,13 +34,13 @@ func (h countHandler) KeyCounts(ctx context.Context, w *inbound.Work, k inbound.
 		return nil // the sweep gives it one; nothing to count yet
 	}
 	alg := KeyPackageAlgorithm(m.suite.ID())
-	if k.OneTimeKeys != nil {
-		n := k.OneTimeKeys[alg]
-		m.cfg.Metrics.Stock.WithLabelValues(string(dev.UserID), string(dev.DeviceID)).Set(float64(n))
-		if n < m.cfg.LowWater {
-			if err := m.scheduleDevice(ctx, w.Q, dev, m.cfg.Now(), database.Earliest); err != nil {
-				return err
-			}
+	// Synapse reports a device that holds no one-time keys at all with
+	// an empty map, which reaches us as no map: an absent count is zero.
+	n := k.OneTimeKeys[alg]
+	m.cfg.Metrics.Stock.WithLabelValues(string(dev.UserID), string(dev.DeviceID)).Set(float64(n))
+	if n < m.cfg.LowWater {
+		if err := m.scheduleDevice(ctx, w.Q, dev, m.cfg.Now(), database.Earliest); err != nil {
+			return err
 		}
 	}
 	if !k.HasFallback || slices.Contains(k.UnusedFallback, alg) {
