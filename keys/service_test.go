@@ -371,8 +371,6 @@ func TestKeysService(t *testing.T) {
 		}
 		if !c.CrossSigned {
 			t.Errorf("%s: not cross-signed", c.Device)
-		} else {
-			stats.crossSigned++
 		}
 		stats.claimed++
 		wire, lr, found := e.storedKeyPackage(t, c.Device, c.KeyPackage)
@@ -465,8 +463,25 @@ func TestKeysService(t *testing.T) {
 	crashBetweenGenerateAndUpload(t, e, dave)
 	svc = startBinary(t, e.bin, e.cfgPath)
 	waitFor(t, 90*time.Second, dave.String()+" complete after the crash", func() (bool, error) { return e.ready(t, dave) })
-	checkCrashOutcome(t, e, carol, dave)
+	stats.claimed += checkCrashOutcome(t, e, carol, dave)
 	svc.stop()
+
+	// The safety net: claims with no transaction about the device take
+	// carol below low water; only the periodic check can notice.
+	for e.held(t, carol) >= testLowWater {
+		if c := e.claimOne(t, alice[0], carol); c.Refused != nil {
+			t.Fatal(c.Refused)
+		}
+		stats.claimed++
+	}
+	doc := readYAML(t, e.cfgPath)
+	doc["keys"]["check_interval"] = "2s"
+	writeYAML(t, e.cfgPath, doc)
+	svc = startBinary(t, e.bin, e.cfgPath)
+	waitFor(t, 60*time.Second, "the periodic check to top up "+carol.String(), func() (bool, error) { return e.held(t, carol) == testStock, nil })
+	stats.toppedUp++
+	svc.stop()
+	stats.crossSigned = checkCrossSigned(t, e, carol, ours)
 
 	// Sealing: a dump holds none of the secrets, and a value moved to
 	// another row does not open.
@@ -627,7 +642,7 @@ func crashBetweenGenerateAndUpload(t *testing.T, e *env, dave Device) {
 // twice, exactly the stock; then the last-resort one. No upload was
 // refused (a key id uploaded twice with other contents would be), and
 // the restart generated nothing more.
-func checkCrashOutcome(t *testing.T, e *env, as, dave Device) {
+func checkCrashOutcome(t *testing.T, e *env, as, dave Device) (claimed int) {
 	t.Helper()
 	ctx := t.Context()
 	var failed, rows int
@@ -659,6 +674,38 @@ func checkCrashOutcome(t *testing.T, e *env, as, dave Device) {
 	if _, lr, found := e.storedKeyPackage(t, dave, c.KeyPackage); c.Refused != nil || !found || !lr {
 		t.Fatal("after the stock, the claim did not return the stored last-resort KeyPackage")
 	}
+	return testStock + 1
+}
+
+// checkCrossSigned verifies, from /keys/query, that each device's keys
+// are signed by its credential key and by its user's self-signing key,
+// itself signed by the master key; it returns how many are.
+func checkCrossSigned(t *testing.T, e *env, as Device, devices []Device) int {
+	t.Helper()
+	var users []id.UserID
+	for _, d := range devices {
+		users = append(users, d.UserID)
+	}
+	raw, err := e.puppets.QueryKeys(t.Context(), as.UserID, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := parseQuery(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range devices {
+		p, err := verifyDeviceKeys(d, e.m.suite, q.devices[d])
+		if err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+		if !q.crossSigned(d.UserID, p) {
+			t.Fatalf("%s: not cross-signed", d)
+		}
+		n++
+	}
+	return n
 }
 
 // checkDump dumps the database and counts the secrets it finds in it, in
