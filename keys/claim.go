@@ -310,16 +310,9 @@ const maxAnswerBytes = 16 << 20
 // (their devices are then refused), except a body that is not a JSON
 // object.
 func parseQuery(raw []byte) (*queryAnswer, error) {
-	if len(raw) > maxAnswerBytes {
-		return nil, fmt.Errorf("answer of %d bytes", len(raw))
-	}
-	v, err := decodeValue(raw)
+	top, err := decodeAnswer(raw)
 	if err != nil {
-		return nil, fmt.Errorf("answer does not parse: %w", err)
-	}
-	top, ok := v.(map[string]any)
-	if !ok {
-		return nil, errors.New("answer is not an object")
+		return nil, err
 	}
 	a := &queryAnswer{devices: map[Device]any{}, master: map[id.UserID]any{}, selfSigning: map[id.UserID]any{}}
 	byUser, _ := top["device_keys"].(map[string]any)
@@ -341,8 +334,9 @@ func parseQuery(raw []byte) (*queryAnswer, error) {
 	return a, nil
 }
 
-// parseClaim decodes a /keys/claim answer into each device's keys.
-func parseClaim(raw []byte) (map[Device]map[string]any, error) {
+// decodeAnswer decodes a homeserver's answer, which must be a JSON object
+// of bounded size.
+func decodeAnswer(raw []byte) (map[string]any, error) {
 	if len(raw) > maxAnswerBytes {
 		return nil, fmt.Errorf("answer of %d bytes", len(raw))
 	}
@@ -353,6 +347,15 @@ func parseClaim(raw []byte) (map[Device]map[string]any, error) {
 	top, ok := v.(map[string]any)
 	if !ok {
 		return nil, errors.New("answer is not an object")
+	}
+	return top, nil
+}
+
+// parseClaim decodes a /keys/claim answer into each device's keys.
+func parseClaim(raw []byte) (map[Device]map[string]any, error) {
+	top, err := decodeAnswer(raw)
+	if err != nil {
+		return nil, err
 	}
 	out := map[Device]map[string]any{}
 	byUser, _ := top["one_time_keys"].(map[string]any)

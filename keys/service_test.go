@@ -505,14 +505,7 @@ func TestKeysService(t *testing.T) {
 // self-signing signatures.
 func checkQueryIndependently(t *testing.T, e *env, as Device, devices []Device) {
 	t.Helper()
-	var users []id.UserID
-	for _, d := range devices {
-		users = append(users, d.UserID)
-	}
-	raw, err := e.puppets.QueryKeys(t.Context(), as.UserID, users)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := queryDevices(t, e, as, devices)
 	var answer struct {
 		DeviceKeys map[id.UserID]map[id.DeviceID]struct {
 			Algorithms []string                     `json:"algorithms"`
@@ -549,6 +542,20 @@ func checkQueryIndependently(t *testing.T, e *env, as Device, devices []Device) 
 			}
 		}
 	}
+}
+
+// queryDevices runs /keys/query as as for the users of devices.
+func queryDevices(t *testing.T, e *env, as Device, devices []Device) json.RawMessage {
+	t.Helper()
+	var users []id.UserID
+	for _, d := range devices {
+		users = append(users, d.UserID)
+	}
+	raw, err := e.puppets.QueryKeys(t.Context(), as.UserID, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
 
 type forgery struct {
@@ -682,14 +689,7 @@ func checkCrashOutcome(t *testing.T, e *env, as, dave Device) (claimed int) {
 // itself signed by the master key; it returns how many are.
 func checkCrossSigned(t *testing.T, e *env, as Device, devices []Device) int {
 	t.Helper()
-	var users []id.UserID
-	for _, d := range devices {
-		users = append(users, d.UserID)
-	}
-	raw, err := e.puppets.QueryKeys(t.Context(), as.UserID, users)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := queryDevices(t, e, as, devices)
 	q, err := parseQuery(raw)
 	if err != nil {
 		t.Fatal(err)
