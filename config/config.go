@@ -23,6 +23,8 @@ type Config struct {
 	Database   Database   `yaml:"database"`
 	Processing Processing `yaml:"processing"`
 	Outbox     Outbox     `yaml:"outbox"`
+	Encryption Encryption `yaml:"encryption"`
+	Keys       Keys       `yaml:"keys"`
 	Logging    Logging    `yaml:"logging"`
 }
 
@@ -77,6 +79,25 @@ type Outbox struct {
 	RequestTimeout Duration `yaml:"request_timeout"`
 }
 
+// Encryption configures sealing of secrets at rest (DESIGN 8, package
+// seal). Exactly one of Key and KeyFile gives the current master key.
+type Encryption struct {
+	Key     string   `yaml:"key"`
+	KeyFile string   `yaml:"key_file"`
+	OldKeys []string `yaml:"old_keys"`
+}
+
+// Keys configures the devices' MLS identities and KeyPackage stock
+// (package keys).
+type Keys struct {
+	Suite           int      `yaml:"suite"`
+	Stock           int      `yaml:"stock"`
+	LowWater        int      `yaml:"low_water"`
+	CheckInterval   Duration `yaml:"check_interval"`
+	Lifetime        Duration `yaml:"lifetime"`
+	LastResortGrace Duration `yaml:"last_resort_grace"`
+}
+
 type Logging struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
@@ -116,7 +137,9 @@ func Parse(data []byte) (*Config, error) {
 			RetryBackoff: Duration(time.Second), MaxRetryBackoff: Duration(5 * time.Minute),
 			ItemTimeout: Duration(2 * time.Minute), Poll: Duration(2 * time.Second),
 			ReadyBacklog: Duration(5 * time.Minute), Retention: Duration(7 * 24 * time.Hour), RetentionBatch: 1000},
-		Outbox:  Outbox{Workers: 4, RequestTimeout: Duration(time.Minute)},
+		Outbox: Outbox{Workers: 4, RequestTimeout: Duration(time.Minute)},
+		Keys: Keys{Suite: 1, Stock: 50, LowWater: 20, CheckInterval: Duration(time.Hour),
+			Lifetime: Duration(90 * 24 * time.Hour), LastResortGrace: Duration(7 * 24 * time.Hour)},
 		Logging: Logging{Level: "info", Format: "auto"},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -212,7 +235,10 @@ func (c *Config) Validate() error {
 	if c.AppService.ASToken == c.AppService.HSToken {
 		return keyErr("appservice.hs_token", "must differ from appservice.as_token")
 	}
-	return nil
+	if _, _, err := c.SealKeys(); err != nil {
+		return err
+	}
+	return c.validateKeys()
 }
 
 func redactedValue(key, value string) string {
@@ -292,6 +318,9 @@ func (c *Config) validateLimits() error {
 		{"processing.max_attempts", int64(c.Processing.MaxAttempts), 1, 1000, ""},
 		{"processing.retention_batch", int64(c.Processing.RetentionBatch), 1, 1000000, ""},
 		{"outbox.workers", int64(c.Outbox.Workers), 1, 256, ""},
+		// Synapse holds at most 500 one-time keys per algorithm and device.
+		{"keys.stock", int64(c.Keys.Stock), 1, 500, " (Synapse keeps at most 500 one-time keys per device and algorithm)"},
+		{"keys.low_water", int64(c.Keys.LowWater), 0, int64(c.Keys.Stock) - 1, " (below keys.stock)"},
 	}
 	for _, v := range ints {
 		if v.value < v.min || v.value > v.max {
@@ -313,6 +342,9 @@ func (c *Config) validateLimits() error {
 		{"processing.ready_backlog", c.Processing.ReadyBacklog, time.Second},
 		{"processing.retention", c.Processing.Retention, time.Minute},
 		{"outbox.request_timeout", c.Outbox.RequestTimeout, time.Second},
+		{"keys.check_interval", c.Keys.CheckInterval, time.Second},
+		{"keys.lifetime", c.Keys.Lifetime, time.Hour},
+		{"keys.last_resort_grace", c.Keys.LastResortGrace, 0},
 	}
 	for _, d := range durations {
 		if d.value.D() < d.min {

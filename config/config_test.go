@@ -21,6 +21,8 @@ appservice:
   hs_token: BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB
 database:
   uri: postgres://mls:s3cret@localhost:5432/mls?sslmode=disable
+encryption:
+  key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 `
 
 // edit returns valid with the value at path (dot-separated) replaced; a
@@ -98,6 +100,16 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"processing.retry_backoff", "0s", "processing.retry_backoff: must be at least 1ms"},
 		{"processing.max_retry_backoff", "1ms", "processing.max_retry_backoff: must be at least 1s"},
 		{"outbox.workers", 1000, "outbox.workers: must be between 1 and 256"},
+		{"encryption.key", nil, "encryption.key: missing; run mls-appservice -g"},
+		{"encryption.key", "CHANGE_ME (run mls-appservice -g)", "encryption.key: still the placeholder"},
+		{"encryption.key", "c2hvcnQ", "encryption.key: must be base64 of 32 bytes"},
+		{"encryption.key_file", "/nonexistent/key", "encryption.key_file: set together with encryption.key"},
+		{"encryption.old_keys", []string{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}, "encryption.old_keys: key"},
+		{"keys.suite", 4, "keys.suite: must be 1, 2 or 3"},
+		{"keys.stock", 501, "keys.stock: must be between 1 and 500"},
+		{"keys.low_water", 50, "keys.low_water: must be between 0 and 49"},
+		{"keys.check_interval", "10ms", "keys.check_interval: must be at least 1s"},
+		{"keys.check_interval", "2000h", "keys.check_interval: must be at most a quarter of keys.lifetime"},
 		{"logging.level", "loud", "logging.level: must be one of"},
 		{"logging.format", "xml", "logging.format: must be one of"},
 	}
@@ -182,6 +194,64 @@ func TestExampleConfigIsCompleteAndRefused(t *testing.T) {
 				t.Errorf("config.example.yaml does not document %s.%s", section, key)
 			}
 		}
+	}
+}
+
+func TestEncryptionKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	if err := os.WriteFile(path, []byte("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(edit(t, "encryption.key", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HasEncryptionKey() {
+		t.Fatal("HasEncryptionKey without a key")
+	}
+	cfg.Encryption.KeyFile = path
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	fromFile, _, err := cfg.SealKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline, _ := Parse([]byte(valid))
+	want, _, _ := inline.SealKeys()
+	if fromFile.ID() != want.ID() {
+		t.Fatal("key_file and key give different keys")
+	}
+	cfg.Encryption.KeyFile = filepath.Join(dir, "missing")
+	if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), "encryption.key_file: cannot read") {
+		t.Fatalf("missing key file: %v", err)
+	}
+}
+
+func TestSetEncryptionKey(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	if err := SetEncryptionKey(path, key); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := os.ReadFile(path)
+	cfg, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Encryption.Key != key || !cfg.HasEncryptionKey() || !strings.Contains(string(out), "# Tokens shared with the homeserver") {
+		t.Fatalf("key not written or comments lost: %q", cfg.Encryption.Key)
+	}
+	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", info.Mode())
 	}
 }
 

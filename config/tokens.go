@@ -12,11 +12,24 @@ import (
 // appservice.as_token and appservice.hs_token values, keeping comments
 // and the order of keys. The file is written with mode 0600.
 func SetTokens(path, asToken, hsToken string) error {
+	return setScalars(path, []scalar{{"appservice", "as_token", asToken}, {"appservice", "hs_token", hsToken}})
+}
+
+// SetEncryptionKey rewrites the configuration file at path with a new
+// encryption.key, as SetTokens does.
+func SetEncryptionKey(path, key string) error {
+	return setScalars(path, []scalar{{"encryption", "key", key}})
+}
+
+// scalar is one value to set: section.key = value.
+type scalar struct{ section, key, value string }
+
+func setScalars(path string, values []scalar) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	out, err := setTokens(data, asToken, hsToken)
+	out, err := withScalars(data, values)
 	if err != nil {
 		return err
 	}
@@ -49,7 +62,7 @@ func SetTokens(path, asToken, hsToken string) error {
 	return nil
 }
 
-func setTokens(data []byte, asToken, hsToken string) ([]byte, error) {
+func withScalars(data []byte, values []scalar) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("parse config: %w", err)
@@ -57,9 +70,9 @@ func setTokens(data []byte, asToken, hsToken string) ([]byte, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("parse config: top level is not a mapping")
 	}
-	as := mappingChild(doc.Content[0], "appservice")
-	setScalar(as, "as_token", asToken)
-	setScalar(as, "hs_token", hsToken)
+	for _, v := range values {
+		setScalar(mappingChild(doc.Content[0], v.section), v.key, v.value)
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)

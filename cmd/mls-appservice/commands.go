@@ -22,6 +22,9 @@ const commandUsage = `commands:
 
 // command runs an operator subcommand against the configured database.
 func command(configPath string, args []string, out io.Writer) error {
+	if args[0] == "keys" {
+		return keysCommand(configPath, args[1:], out)
+	}
 	if args[0] != "queue" {
 		return fmt.Errorf("unknown command %q\n%s", args[0], commandUsage)
 	}

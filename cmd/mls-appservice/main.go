@@ -6,6 +6,8 @@
 //	mls-appservice [-c config.yaml]          run the service
 //	mls-appservice [-c config.yaml] queue list|retry N|drop N
 //	                                         list, retry or drop parked work items
+//	mls-appservice [-c config.yaml] keys reseal
+//	                                         re-seal stored secrets under the current key
 //
 // This file only parses flags and wires packages together.
 package main
@@ -95,6 +97,9 @@ func writeRegistration(configPath, registrationPath string) error {
 	if err := config.SetTokens(configPath, reg.AppToken, reg.ServerToken); err != nil {
 		return fmt.Errorf("write tokens into %s: %w", configPath, err)
 	}
+	if err := generateEncryptionKey(cfg, configPath); err != nil {
+		return err
+	}
 	fmt.Printf("Wrote %s and put its tokens into %s. Add %s to the homeserver's app_service_config_files.\n",
 		registrationPath, configPath, registrationPath)
 	return nil
@@ -132,11 +137,19 @@ func serve(configPath string) error {
 	puppets := matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address, Domain: cfg.Homeserver.Domain,
 		ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername, UserPrefix: cfg.AppService.UserPrefix,
 		DB: db, Log: log.With().Str("component", "puppets").Logger()})
+	handlers, hooks := appservice.Recorder{}.Handlers(), map[string]matrix.SentHook{}
+	keyManager, err := newKeys(cfg, db, puppets, reg, log, &handlers, hooks)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", configPath, err)
+	}
 	sender := matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: puppets, Metrics: matrix.NewMetrics(reg),
 		Log: log.With().Str("component", "sender").Logger(), Workers: cfg.Outbox.Workers,
-		RequestTimeout: cfg.Outbox.RequestTimeout.D()})
+		RequestTimeout: cfg.Outbox.RequestTimeout.D(), Hooks: hooks})
+	if err := keyManager.Start(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
 	svc := appservice.NewService(appservice.ServiceConfig{Config: cfg, DB: db, Log: log, Registry: reg,
-		Metrics: appservice.NewMetrics(reg), Handlers: appservice.Recorder{}.Handlers(),
+		Metrics: appservice.NewMetrics(reg), Handlers: handlers,
 		Background:  []func(context.Context) error{sender.Run, puppets.RegisterBot},
 		ReadyChecks: map[string]func() bool{"bot_registered": puppets.BotReady}})
 	if err := svc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

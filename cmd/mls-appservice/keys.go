@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/keys"
+	"github.com/mls-appservice/mls-appservice/matrix"
+	"github.com/mls-appservice/mls-appservice/migrations"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// generateEncryptionKey puts a new master key into the configuration if
+// it has none (-g). An existing key is never replaced: every sealed
+// secret depends on it (rotation is encryption.old_keys and keys reseal).
+func generateEncryptionKey(cfg *config.Config, configPath string) error {
+	if cfg.HasEncryptionKey() {
+		return nil
+	}
+	k, err := seal.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := config.SetEncryptionKey(configPath, k.Encode()); err != nil {
+		return fmt.Errorf("write encryption.key into %s: %w", configPath, err)
+	}
+	fmt.Printf("Generated encryption.key (key id %s) in %s. Back it up: the service's secrets cannot be opened without it.\n", k.ID(), configPath)
+	return nil
+}
+
+// newKeys makes the keys manager from the configuration; its handlers
+// are added to handlers and its upload hook to hooks.
+func newKeys(cfg *config.Config, db *database.DB, hs keys.Homeserver, reg prometheus.Registerer, log zerolog.Logger,
+	handlers *inbound.Handlers, hooks map[string]matrix.SentHook) (*keys.Manager, error) {
+	current, old, err := cfg.SealKeys()
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := seal.NewSealer(current, old...)
+	if err != nil {
+		return nil, err
+	}
+	k := cfg.Keys
+	m, err := keys.New(keys.Config{DB: db, Sealer: sealer, Homeserver: hs, Metrics: keys.NewMetrics(reg),
+		Log: log.With().Str("component", "keys").Logger(), Suite: suite.ID(k.Suite), Stock: k.Stock, LowWater: k.LowWater,
+		CheckInterval: k.CheckInterval.D(), Lifetime: k.Lifetime.D(), LastResortGrace: k.LastResortGrace.D()})
+	if err != nil {
+		return nil, err
+	}
+	counts, timers := m.Handlers()
+	handlers.KeyCounts = append(handlers.KeyCounts, counts)
+	if handlers.Timers == nil {
+		handlers.Timers = map[string]inbound.TimerHandler{}
+	}
+	maps.Copy(handlers.Timers, timers)
+	hooks[keys.HookName] = m
+	return m, nil
+}
+
+const keysUsage = `commands:
+  keys reseal       re-seal every stored secret under the current encryption.key
+                    (after rotating: the old key moved to encryption.old_keys)`
+
+// keysCommand runs `keys reseal`.
+func keysCommand(configPath string, args []string, out io.Writer) error {
+	if len(args) != 1 || args[0] != "reseal" {
+		return fmt.Errorf("keys: want one subcommand\n%s", keysUsage)
+	}
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", configPath, err)
+	}
+	current, old, err := cfg.SealKeys()
+	if err != nil {
+		return err
+	}
+	sealer, err := seal.NewSealer(current, old...)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	db, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("config %s: database.uri: %w", configPath, err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	n, err := keys.Reseal(ctx, db, sealer, keys.SealedColumns())
+	fmt.Fprintf(out, "re-sealed %d values under key %s\n", n, current.ID())
+	if err != nil {
+		return fmt.Errorf("keys reseal (run it again to continue): %w", err)
+	}
+	if len(old) > 0 {
+		fmt.Fprintln(out, "every value is now under the current key; encryption.old_keys can be emptied")
+	}
+	return nil
+}

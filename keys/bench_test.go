@@ -1,0 +1,65 @@
+package keys
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// BenchmarkKeyPackage measures making one sealed KeyPackage (keys,
+// signatures, encoding, sealing); BenchmarkDeviceStock a new device's
+// whole stock at the default keys.stock of 50, plus its last-resort
+// KeyPackage, signature key and signed device keys: the CPU cost of
+// EnsureIdentity without the database.
+func BenchmarkKeyPackage(b *testing.B) {
+	for _, id := range []suite.ID{1, 2, 3} {
+		m, dev, sig := benchManager(b, id)
+		b.Run(fmt.Sprintf("suite=%d", id), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := m.makeKeyPackages(dev, sig, 1, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDeviceStock(b *testing.B) {
+	for _, id := range []suite.ID{1, 2, 3} {
+		m, dev, _ := benchManager(b, id)
+		b.Run(fmt.Sprintf("suite=%d/stock=50", id), func(b *testing.B) {
+			for b.Loop() {
+				sig, err := m.suite.GenerateSignatureKey()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := buildDeviceKeys(dev, sig); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := m.makeKeyPackages(dev, sig, 50, false); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := m.makeKeyPackages(dev, sig, 1, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func benchManager(b *testing.B, id suite.ID) (*Manager, Device, *suite.SignaturePrivateKey) {
+	k, _ := seal.GenerateKey()
+	sealer, _ := seal.NewSealer(k)
+	m, err := New(Config{Sealer: sealer, Homeserver: nilHomeserver{}, Metrics: NewMetrics(prometheus.NewRegistry()),
+		Suite: id, Stock: 50, LowWater: 20, CheckInterval: time.Hour, Lifetime: 90 * 24 * time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sig, _ := m.suite.GenerateSignatureKey()
+	return m, Device{UserID: "@mls_bench:localhost", DeviceID: "BENCHDEVICE"}, sig
+}

@@ -1,0 +1,200 @@
+package keys
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// Cross-signing (DESIGN 6): each puppet has a master key and a
+// self-signing key (Ed25519, as Matrix requires), the master key signs
+// the self-signing key, and the self-signing key signs each of the
+// puppet's devices, so that clients that trust only cross-signed devices
+// (MSC4153) accept ours. The keys are made and sealed in one transaction
+// and uploaded from the stored values in a later one, so an upload is
+// never of keys that a rollback could lose; uploading the same keys
+// again is a no-op for the homeserver. Synapse asks an appservice user
+// for no interactive authentication on /keys/device_signing/upload.
+
+// crossSigning is a puppet's stored cross-signing keys.
+type crossSigning struct {
+	user     id.UserID
+	master   ed25519.PrivateKey
+	self     ed25519.PrivateKey
+	uploaded bool
+}
+
+func crossSigningRow(user id.UserID) seal.Binding {
+	return seal.Row("puppet_cross_signing", string(user))
+}
+
+func (m *Manager) loadCrossSigning(ctx context.Context, q database.Querier, user id.UserID) (*crossSigning, error) {
+	var master, self []byte
+	cs := &crossSigning{user: user}
+	err := q.QueryRow(ctx, `SELECT master_key, self_signing_key, uploaded_at IS NOT NULL FROM puppet_cross_signing WHERE user_id = $1`,
+		user).Scan(&master, &self, &cs.uploaded)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read cross-signing keys of %s: %w", user, err)
+	}
+	for _, k := range []struct {
+		purpose seal.Purpose
+		sealed  []byte
+		dst     *ed25519.PrivateKey
+	}{{purposeMasterKey, master, &cs.master}, {purposeSelfSigningKey, self, &cs.self}} {
+		seed, err := m.cfg.Sealer.Open(k.purpose, crossSigningRow(user), k.sealed)
+		if err != nil {
+			return nil, fmt.Errorf("cross-signing keys of %s: %w", user, err)
+		}
+		if len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("cross-signing keys of %s: stored seed of %d bytes", user, len(seed))
+		}
+		*k.dst = ed25519.NewKeyFromSeed(seed)
+		clear(seed)
+	}
+	return cs, nil
+}
+
+// makeCrossSigning stores new cross-signing keys for user unless it has
+// some (then it does nothing).
+func (m *Manager) makeCrossSigning(ctx context.Context, q database.Querier, user id.UserID) error {
+	sealed := make([][]byte, 2)
+	for i, p := range []seal.Purpose{purposeMasterKey, purposeSelfSigningKey} {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return fmt.Errorf("cross-signing key for %s: %w", user, err)
+		}
+		if sealed[i], err = m.cfg.Sealer.Seal(p, crossSigningRow(user), priv.Seed()); err != nil {
+			return err
+		}
+	}
+	_, err := q.Exec(ctx, `INSERT INTO puppet_cross_signing (user_id, master_key, self_signing_key) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id) DO NOTHING`, user, sealed[0], sealed[1])
+	if err != nil {
+		return fmt.Errorf("store cross-signing keys of %s: %w", user, err)
+	}
+	return nil
+}
+
+func ed25519Name(pub ed25519.PublicKey) (name, value string) {
+	value = b64.EncodeToString(pub)
+	return "ed25519:" + value, value
+}
+
+// crossSigningKey returns a cross-signing key object (master or
+// self_signing) of user, signed by signer if not nil.
+func crossSigningKey(user id.UserID, usage string, key, signer ed25519.PrivateKey) (map[string]any, error) {
+	name, value := ed25519Name(key.Public().(ed25519.PublicKey))
+	obj := map[string]any{"user_id": string(user), "usage": []any{usage}, "keys": map[string]any{name: value}}
+	if signer != nil {
+		if err := signObject(obj, user, signer); err != nil {
+			return nil, err
+		}
+	}
+	return obj, nil
+}
+
+// signObject adds signer's signature of obj under user.
+func signObject(obj map[string]any, user id.UserID, signer ed25519.PrivateKey) error {
+	content, err := signedContent(obj)
+	if err != nil {
+		return err
+	}
+	name, _ := ed25519Name(signer.Public().(ed25519.PublicKey))
+	sigs, _ := obj["signatures"].(map[string]any)
+	if sigs == nil {
+		sigs = map[string]any{}
+		obj["signatures"] = sigs
+	}
+	byUser, _ := sigs[string(user)].(map[string]any)
+	if byUser == nil {
+		byUser = map[string]any{}
+		sigs[string(user)] = byUser
+	}
+	byUser[name] = b64.EncodeToString(ed25519.Sign(signer, content))
+	return nil
+}
+
+// uploadCrossSigning uploads a puppet's stored keys and records it.
+func (m *Manager) uploadCrossSigning(ctx context.Context, q database.Querier, cs *crossSigning) error {
+	master, err := crossSigningKey(cs.user, "master", cs.master, nil)
+	if err != nil {
+		return err
+	}
+	self, err := crossSigningKey(cs.user, "self_signing", cs.self, cs.master)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(map[string]any{"master_key": master, "self_signing_key": self})
+	if err != nil {
+		return err
+	}
+	if err := m.cfg.Homeserver.UploadSigningKeys(ctx, cs.user, body); err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `UPDATE puppet_cross_signing SET uploaded_at = now() WHERE user_id = $1`, cs.user); err != nil {
+		return fmt.Errorf("record cross-signing upload of %s: %w", cs.user, err)
+	}
+	m.cfg.Log.Info().Stringer("user_id", cs.user).Msg("Cross-signing keys uploaded")
+	return nil
+}
+
+// crossSignDevice signs our device's uploaded device keys with its
+// puppet's self-signing key and uploads the signature. It does nothing
+// (and has the puppet's keys made) while the puppet has no uploaded keys.
+func (m *Manager) crossSignDevice(ctx context.Context, q database.Querier, ident *identity) error {
+	dev := ident.dev
+	cs, err := m.loadCrossSigning(ctx, q, dev.UserID)
+	if err != nil {
+		return err
+	}
+	if cs == nil || !cs.uploaded {
+		return m.schedulePuppet(ctx, q, dev, m.cfg.Now())
+	}
+	v, err := decodeValue(ident.deviceKeys)
+	if err != nil {
+		return fmt.Errorf("stored device keys of %s: %w", dev, err)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("stored device keys of %s are not an object", dev)
+	}
+	if err := signObject(obj, dev.UserID, cs.self); err != nil {
+		return err
+	}
+	body, err := json.Marshal(map[string]any{string(dev.UserID): map[string]any{string(dev.DeviceID): obj}})
+	if err != nil {
+		return err
+	}
+	resp, err := m.cfg.Homeserver.UploadSignatures(ctx, dev.UserID, body)
+	if err != nil {
+		return err
+	}
+	var answer struct {
+		Failures map[string]json.RawMessage `json:"failures"`
+	}
+	if err := json.Unmarshal(resp, &answer); err != nil {
+		return fmt.Errorf("cross-sign %s: answer does not parse: %w", dev, err)
+	}
+	if len(answer.Failures) > 0 {
+		return fmt.Errorf("cross-sign %s: homeserver refused the signature: %.300s", dev, resp)
+	}
+	if _, err := q.Exec(ctx, `UPDATE device_identity SET cross_signed_at = now() WHERE user_id = $1 AND device_id = $2`,
+		dev.UserID, dev.DeviceID); err != nil {
+		return fmt.Errorf("record cross-signing of %s: %w", dev, err)
+	}
+	m.cfg.Metrics.CrossSigned.Inc()
+	m.cfg.Log.Info().Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).Msg("Device cross-signed")
+	return nil
+}

@@ -1,0 +1,307 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/group"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// ErrUnknownKeyPackage is returned for a KeyPackageRef that names none of
+// the device's KeyPackages whose private keys are still kept.
+var ErrUnknownKeyPackage = errors.New("keys: no such KeyPackage of ours")
+
+// newKeyPackage is a KeyPackage just made, ready to store and upload.
+type newKeyPackage struct {
+	keyID      string
+	ref        []byte
+	wire       []byte // MLSMessage(KeyPackage), as uploaded
+	sealed     []byte // sealed group.KeyPackageBundle
+	notAfter   time.Time
+	lastResort bool
+}
+
+func keyPackageRow(dev Device, keyID string) seal.Binding {
+	return seal.Row("key_package", string(dev.UserID), string(dev.DeviceID), keyID)
+}
+
+// makeKeyPackages makes n KeyPackages of dev, valid for the configured
+// lifetime (from an hour ago, for clocks behind ours), their private keys
+// sealed to their rows.
+func (m *Manager) makeKeyPackages(dev Device, sig *suite.SignaturePrivateKey, n int, lastResort bool) ([]newKeyPackage, error) {
+	now := m.cfg.Now()
+	notAfter := now.Add(m.cfg.Lifetime).Truncate(time.Second)
+	lifetime := &message.Lifetime{NotBefore: uint64(now.Add(-time.Hour).Unix()), NotAfter: uint64(notAfter.Unix())}
+	out := make([]newKeyPackage, 0, n)
+	for range n {
+		b, err := group.NewKeyPackage(dev.Credential(), sig, &group.KeyPackageOptions{Lifetime: lifetime})
+		if err != nil {
+			return nil, fmt.Errorf("key package for %s: %w", dev, err)
+		}
+		private, err := b.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("key package for %s: %w", dev, err)
+		}
+		ref := b.KeyPackage.Ref(sig.Suite())
+		kp := newKeyPackage{keyID: keyID(ref), ref: ref, notAfter: notAfter, lastResort: lastResort,
+			wire: codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &b.KeyPackage})}
+		if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), private); err != nil {
+			return nil, err
+		}
+		clear(private)
+		out = append(out, kp)
+	}
+	kind := "one_time"
+	if lastResort {
+		kind = "last_resort"
+	}
+	m.cfg.Metrics.Generated.WithLabelValues(kind).Add(float64(n))
+	return out, nil
+}
+
+func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn string, kps []newKeyPackage) error {
+	n := len(kps)
+	ids, refs, wires, sealed := make([]string, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	lastResort, notAfter := make([]bool, n), make([]time.Time, n)
+	for i, kp := range kps {
+		ids[i], refs[i], wires[i], sealed[i], lastResort[i], notAfter[i] = kp.keyID, kp.ref, kp.wire, kp.sealed, kp.lastResort, kp.notAfter
+	}
+	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, ref, last_resort, key_package, private, upload_txn, not_after)
+		SELECT $1, $2, k, r, l, w, p, $3, a FROM unnest($4::text[], $5::bytea[], $6::boolean[], $7::bytea[], $8::bytea[], $9::timestamptz[])
+		AS t(k, r, l, w, p, a)`, dev.UserID, dev.DeviceID, txn, ids, refs, lastResort, wires, sealed, notAfter)
+	if err != nil {
+		return fmt.Errorf("store %d key packages of %s: %w", n, dev, err)
+	}
+	return nil
+}
+
+// KeyPackageBundle returns our device's KeyPackage whose KeyPackageRef is
+// ref, with its private keys and the device's signature key: what joining
+// from a Welcome addressed to it needs. ErrUnknownKeyPackage if none.
+func (m *Manager) KeyPackageBundle(ctx context.Context, q database.Querier, dev Device, ref []byte) (*group.KeyPackageBundle, error) {
+	var id string
+	var sealed []byte
+	err := q.QueryRow(ctx, `SELECT key_id, private FROM key_package WHERE user_id = $1 AND device_id = $2 AND ref = $3`,
+		dev.UserID, dev.DeviceID, ref).Scan(&id, &sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key package of %s: %w", dev, err)
+	}
+	ident, err := m.loadIdentity(ctx, q, dev)
+	if err != nil {
+		return nil, err
+	}
+	if ident == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoIdentity, dev)
+	}
+	private, err := m.cfg.Sealer.Open(purposeKeyPackage, keyPackageRow(dev, id), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
+	}
+	defer clear(private)
+	b, err := group.UnmarshalKeyPackageBundle(private, ident.sig)
+	if err != nil {
+		return nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
+	}
+	if !bytes.Equal(b.KeyPackage.Ref(ident.sig.Suite()), ref) {
+		return nil, fmt.Errorf("key package %s of %s: stored under another ref", id, dev)
+	}
+	return b, nil
+}
+
+// Consume records, in the caller's transaction, that the Welcome which
+// used our KeyPackage ref was processed. A one-time KeyPackage's private
+// keys are deleted. A last-resort one may be used by several joiners
+// (RFC 9420 16.8): it is replaced by a new one (uploaded through out) and
+// its keys are kept for keys.last_resort_grace, for Welcomes from those
+// who claimed it before the replacement.
+func (m *Manager) Consume(ctx context.Context, q database.Querier, out *database.Producer, dev Device, ref []byte) error {
+	var id string
+	var lastResort, retired bool
+	err := q.QueryRow(ctx, `SELECT key_id, last_resort, retired_at IS NOT NULL FROM key_package
+		WHERE user_id = $1 AND device_id = $2 AND ref = $3 FOR UPDATE`, dev.UserID, dev.DeviceID, ref).Scan(&id, &lastResort, &retired)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
+	}
+	if err != nil {
+		return fmt.Errorf("consume key package of %s: %w", dev, err)
+	}
+	if !lastResort {
+		if _, err := q.Exec(ctx, `DELETE FROM key_package WHERE user_id = $1 AND device_id = $2 AND key_id = $3`,
+			dev.UserID, dev.DeviceID, id); err != nil {
+			return fmt.Errorf("consume key package %s of %s: %w", id, dev, err)
+		}
+		return nil
+	}
+	if retired {
+		return nil
+	}
+	ident, err := m.loadIdentity(ctx, q, dev)
+	if err != nil || ident == nil {
+		return errors.Join(err, ErrNoIdentity)
+	}
+	return m.replaceLastResort(ctx, q, out, ident, "consumed")
+}
+
+// replaceLastResort makes a new last-resort KeyPackage, retires the
+// current one and uploads the new one as the fallback key, which the
+// homeserver then hands out instead.
+func (m *Manager) replaceLastResort(ctx context.Context, q database.Querier, out *database.Producer, id *identity, why string) error {
+	kps, err := m.makeKeyPackages(id.dev, id.sig, 1, true)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `UPDATE key_package SET retired_at = now() WHERE user_id = $1 AND device_id = $2
+		AND last_resort AND retired_at IS NULL`, id.dev.UserID, id.dev.DeviceID); err != nil {
+		return fmt.Errorf("retire last-resort key package of %s: %w", id.dev, err)
+	}
+	txn, err := m.enqueueUpload(ctx, out, id.dev, uploadBody{Fallback: kps})
+	if err != nil {
+		return err
+	}
+	if err := insertKeyPackages(ctx, q, id.dev, txn, kps); err != nil {
+		return err
+	}
+	m.cfg.Metrics.LastResortReplaced.WithLabelValues(why).Inc()
+	m.cfg.Log.Info().Stringer("user_id", id.dev.UserID).Stringer("device_id", id.dev.DeviceID).Str("why", why).
+		Str("outbox_txn_id", txn).Msg("Last-resort KeyPackage replaced")
+	return nil
+}
+
+// checkStock is the device check's top-up (see the package doc for the
+// accounting). It returns the homeserver's count.
+func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *database.Producer, id *identity) error {
+	dev := id.dev
+	alg := KeyPackageAlgorithm(m.suite.ID())
+	// Read what we sent and what is on its way BEFORE asking the
+	// homeserver: a row sent in between is then counted twice (too few
+	// generated, made up next time) rather than not at all (too many).
+	var pending int
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
+		WHERE k.user_id = $1 AND k.device_id = $2 AND NOT k.last_resort AND o.sent_at IS NULL AND o.failed_at IS NULL`,
+		dev.UserID, dev.DeviceID).Scan(&pending); err != nil {
+		return fmt.Errorf("count pending key packages of %s: %w", dev, err)
+	}
+	var sent, claimed int64
+	if err := q.QueryRow(ctx, `SELECT otk_sent, otk_claimed FROM device_identity WHERE user_id = $1 AND device_id = $2`,
+		dev.UserID, dev.DeviceID).Scan(&sent, &claimed); err != nil {
+		return fmt.Errorf("read counters of %s: %w", dev, err)
+	}
+	counts, err := m.cfg.Homeserver.OneTimeKeyCounts(ctx, dev.UserID, dev.DeviceID)
+	if err != nil {
+		return err
+	}
+	held := counts[alg]
+	if held < 0 || held > 100000 {
+		return fmt.Errorf("homeserver counts %d key packages of %s", held, dev)
+	}
+	m.cfg.Metrics.Stock.WithLabelValues(string(dev.UserID), string(dev.DeviceID)).Set(float64(held))
+	if c := sent - int64(held); c > claimed {
+		m.cfg.Metrics.ClaimedByOthers.Add(float64(c - claimed))
+		if _, err := q.Exec(ctx, `UPDATE device_identity SET otk_claimed = $3 WHERE user_id = $1 AND device_id = $2`,
+			dev.UserID, dev.DeviceID, c); err != nil {
+			return fmt.Errorf("record claims of %s: %w", dev, err)
+		}
+	}
+	if held+pending >= m.cfg.LowWater {
+		return nil
+	}
+	m.cfg.Metrics.BelowLowWater.Inc()
+	n := m.cfg.Stock - held - pending
+	kps, err := m.makeKeyPackages(dev, id.sig, n, false)
+	if err != nil {
+		return err
+	}
+	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{OneTimeKeys: kps})
+	if err != nil {
+		return err
+	}
+	if err := insertKeyPackages(ctx, q, dev, txn, kps); err != nil {
+		return err
+	}
+	m.cfg.Metrics.TopUps.Inc()
+	m.cfg.Log.Info().Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).Int("held", held).
+		Int("pending", pending).Int("generated", n).Str("outbox_txn_id", txn).Msg("KeyPackage stock topped up")
+	return nil
+}
+
+// checkLastResort replaces a missing or expiring last-resort KeyPackage
+// (one with less than a quarter of its lifetime left), so that the
+// homeserver never hands out an expired one as the fallback.
+func (m *Manager) checkLastResort(ctx context.Context, q database.Querier, out *database.Producer, id *identity) error {
+	var notAfter time.Time
+	err := q.QueryRow(ctx, `SELECT not_after FROM key_package WHERE user_id = $1 AND device_id = $2
+		AND last_resort AND retired_at IS NULL`, id.dev.UserID, id.dev.DeviceID).Scan(&notAfter)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return m.replaceLastResort(ctx, q, out, id, "missing")
+	case err != nil:
+		return fmt.Errorf("read last-resort key package of %s: %w", id.dev, err)
+	case notAfter.Sub(m.cfg.Now()) < m.cfg.Lifetime/4:
+		return m.replaceLastResort(ctx, q, out, id, "expiring")
+	}
+	return nil
+}
+
+// prune deletes private keys that no Welcome can need any more:
+// KeyPackages whose upload the outbox gave up (never published), retired
+// last-resort ones after the grace period, and expired ones after it.
+func (m *Manager) prune(ctx context.Context, q database.Querier, dev Device) error {
+	grace := m.cfg.Now().Add(-m.cfg.LastResortGrace)
+	tag, err := q.Exec(ctx, `DELETE FROM key_package k WHERE k.user_id = $1 AND k.device_id = $2 AND (
+		k.retired_at < $3 OR k.not_after < $3 OR
+		EXISTS (SELECT 1 FROM outbox o WHERE o.txn_id = k.upload_txn AND o.failed_at IS NOT NULL))`,
+		dev.UserID, dev.DeviceID, grace)
+	if err != nil {
+		return fmt.Errorf("prune key packages of %s: %w", dev, err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		m.cfg.Log.Info().Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).Int64("deleted", n).
+			Msg("Deleted private keys of KeyPackages no longer usable")
+	}
+	return nil
+}
+
+// Sent is the outbox hook of key uploads (HookName), run in the
+// transaction that marks the upload sent: it counts the KeyPackages the
+// homeserver now holds, and when the device keys were in it, has the
+// device checked at once so that it gets its cross-signing signature.
+func (m *Manager) Sent(ctx context.Context, q database.Querier, ev *database.OutgoingEvent, _ string) error {
+	var body struct {
+		DeviceKeys  json.RawMessage   `json:"device_keys"`
+		OneTimeKeys map[string]string `json:"one_time_keys"`
+		Fallback    map[string]string `json:"fallback_keys"`
+	}
+	if err := json.Unmarshal(ev.Content, &body); err != nil {
+		// Our own row, but read back from the database: do not fail the
+		// send over it.
+		m.cfg.Log.Error().Err(err).Str("outbox_txn_id", ev.TxnID).Msg("Key upload row does not parse; its keys are not counted")
+		return nil
+	}
+	_, err := q.Exec(ctx, `UPDATE device_identity SET otk_sent = otk_sent + $3,
+		device_keys_sent_at = CASE WHEN device_keys_txn = $4 THEN now() ELSE device_keys_sent_at END
+		WHERE user_id = $1 AND device_id = $2`, ev.UserID, ev.DeviceID, len(body.OneTimeKeys), ev.TxnID)
+	if err != nil {
+		return fmt.Errorf("record key upload %s: %w", ev.TxnID, err)
+	}
+	m.cfg.Metrics.Uploaded.WithLabelValues("one_time").Add(float64(len(body.OneTimeKeys)))
+	m.cfg.Metrics.Uploaded.WithLabelValues("last_resort").Add(float64(len(body.Fallback)))
+	if len(body.DeviceKeys) > 0 {
+		return m.scheduleDevice(ctx, q, Device{UserID: id.UserID(ev.UserID), DeviceID: id.DeviceID(ev.DeviceID)}, m.cfg.Now(), database.Earliest)
+	}
+	return nil
+}
