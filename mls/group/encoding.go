@@ -110,21 +110,31 @@ func UnmarshalPublic(data []byte) (*Public, error) {
 	if err := secrets.UnmarshalBinary(secretBytes); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
-	switch {
-	case t.Suite().ID() != s.ID() || epoch.Suite != s.ID() || secrets.Suite().ID() != s.ID():
-		return nil, fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
-	case secrets.LeafCount() != uint32(t.LeafCount()):
-		return nil, fmt.Errorf("%w: secret tree of %d leaves for a tree of %d", ErrInvalidState, secrets.LeafCount(), t.LeafCount())
-	case len(tag) != s.HashSize():
-		return nil, fmt.Errorf("%w: confirmation tag of %d bytes", ErrInvalidState, len(tag))
-	case !bytes.Equal(t.RootHash(), ctx.TreeHash):
-		return nil, fmt.Errorf("%w: tree hash does not match the group context", ErrInvalidState)
+	if err := checkParts(s, &ctx, t, tag, &epoch); err != nil {
+		return nil, err
+	}
+	if secrets.Suite().ID() != s.ID() || secrets.LeafCount() != uint32(t.LeafCount()) {
+		return nil, fmt.Errorf("%w: secret tree of suite %d, %d leaves, for a tree of %d", ErrInvalidState, secrets.Suite().ID(), secrets.LeafCount(), t.LeafCount())
 	}
 	return &Public{
 		suite: s, ctx: ctx, ctxBytes: ctxBytes, tree: t,
 		interim:         framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, tag),
 		confirmationTag: tag, epoch: epoch, reinit: reinit, secrets: &ratchets{tree: secrets},
 	}, nil
+}
+
+// checkParts checks that the parts of a Public agree: one suite, a
+// confirmation tag of its hash's size, and the tree the context names.
+func checkParts(s *suite.Suite, ctx *message.GroupContext, t *tree.Tree, tag []byte, epoch *keyschedule.Epoch) error {
+	switch {
+	case t.Suite().ID() != s.ID() || epoch.Suite != s.ID():
+		return fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
+	case len(tag) != s.HashSize():
+		return fmt.Errorf("%w: confirmation tag of %d bytes", ErrInvalidState, len(tag))
+	case !bytes.Equal(t.RootHash(), ctx.TreeHash):
+		return fmt.Errorf("%w: tree hash does not match the group context", ErrInvalidState)
+	}
+	return nil
 }
 
 // MarshalBinary encodes p.

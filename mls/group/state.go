@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 	"time"
 
@@ -67,6 +68,23 @@ func newPublic(s *suite.Suite, ctx message.GroupContext, t *tree.Tree, confirmat
 		epoch:           epoch,
 		secrets:         &ratchets{tree: secrets},
 	}, nil
+}
+
+// NewPublic assembles an epoch's Public from its parts: the GroupContext,
+// the ratchet tree it names (which must not be modified afterwards), the
+// confirmation tag of the commit that made it, and the epoch's secrets,
+// with a fresh secret tree. It checks that the parts agree, not that they
+// were made by a commit: a caller that builds a group state by hand (a
+// benchmark of a large group, say) vouches for them.
+func NewPublic(ctx message.GroupContext, t *tree.Tree, confirmationTag []byte, epoch keyschedule.Epoch, opts secrettree.Options) (*Public, error) {
+	s, err := suite.Lookup(ctx.CipherSuite)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if err := checkParts(s, &ctx, t, confirmationTag, &epoch); err != nil {
+		return nil, err
+	}
+	return newPublic(s, ctx, t, confirmationTag, epoch, opts)
 }
 
 // Suite returns the group's cipher suite.
