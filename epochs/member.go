@@ -84,6 +84,7 @@ var (
 // (g from group.Create with Config.Scheme = keyschedule.SchemeDMLS).
 func NewMember(self Device, g *group.Group, createEvent string, p Policy, now time.Time) (*Member, error) {
 	m := newMember(self, g.Config(), p)
+	g = g.WithConfig(m.cfg)
 	err := m.graph.Add(Node[*group.Group]{
 		Identity: Identity{ID: ID(g.Public().EpochID()), Number: g.Epoch(), Creator: self, CommitEvent: createEvent},
 		Members:  devices(g), Added: now, State: g,
@@ -99,7 +100,16 @@ func NewJoinedMember(self Device, cfg group.Config, p Policy) *Member {
 	return newMember(self, cfg, p)
 }
 
+// newMember makes a Member whose states keep no past epochs' secret trees
+// (group.Config.PastEpochs = 0, whatever cfg says): the graph retains each
+// epoch's whole state, and Decrypt reads a late message with the state of
+// its own epoch for as long as the Policy keeps it. Secret trees of older
+// epochs inside every retained state would multiply the memory (each
+// state would hold up to PastEpochs trees that the graph holds anyway)
+// and the secrets a compromised state exposes, and their lifetime would
+// escape the Policy.
 func newMember(self Device, cfg group.Config, p Policy) *Member {
+	cfg.PastEpochs = 0
 	return &Member{Self: self, Policy: p, cfg: cfg, graph: New[*group.Group](), seen: map[[32]byte]bool{}, known: map[ID]Commit{}}
 }
 

@@ -117,7 +117,7 @@ func UnmarshalMember(data []byte, cfg group.Config) (*Member, error) {
 	if err := r.Finish("member"); err != nil {
 		return nil, err
 	}
-	g, err := Unmarshal(gb, func(b []byte) (*group.Group, error) { return group.UnmarshalGroup(b, cfg) })
+	g, err := Unmarshal(gb, func(b []byte) (*group.Group, error) { return group.UnmarshalGroup(b, m.cfg) })
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,12 @@ func memberRoom(t testing.TB, n int) ([]*Member, Room) { return memberRoomHeld(t
 // others are in the tree but hold no state), for large benchmarks.
 func memberRoomHeld(t testing.TB, n, held int) ([]*Member, Room) {
 	t.Helper()
+	return memberRoomWith(t, n, held, dmlsConfig)
+}
+
+// memberRoomWith is memberRoomHeld with the given group configuration.
+func memberRoomWith(t testing.TB, n, held int, cfg group.Config) ([]*Member, Room) {
+	t.Helper()
 	room := Room{Members: map[string]MemberState{}, Devices: map[string][]string{}}
 	var devs []Device
 	for i := range n {
@@ -44,7 +50,7 @@ func memberRoomHeld(t testing.TB, n, held int) ([]*Member, Room) {
 		room.Members[d.UserID] = Join
 		room.Devices[d.UserID] = []string{"D"}
 	}
-	g, err := group.Create(newKP(t, devs[0]), []byte("!r:x"), nil, dmlsConfig)
+	g, err := group.Create(newKP(t, devs[0]), []byte("!r:x"), nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +68,7 @@ func memberRoomHeld(t testing.TB, n, held int) ([]*Member, Room) {
 	}
 	ms := []*Member{first}
 	for _, d := range devs[1:held] {
-		m := NewJoinedMember(d, dmlsConfig, Policy{})
+		m := NewJoinedMember(d, cfg, Policy{})
 		if _, err := m.Join(out.Welcome, bundles[d], out.Commit, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -245,4 +251,36 @@ func FuzzUnmarshalMember(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// A Member's graph holds each epoch's state; the states themselves keep no
+// past epochs' secret trees, whatever the caller's configuration asks.
+func TestMemberStatesKeepNoPastEpochs(t *testing.T) {
+	cfg := dmlsConfig
+	cfg.PastEpochs = 4
+	ms, room := memberRoomWith(t, 2, 2, cfg)
+	m := ms[0]
+	for i := range 3 {
+		if _, err := m.Commit(room, nil, fmt.Sprintf("$c%d", i), t0); err != nil {
+			t.Fatal(err)
+		}
+		_, base, err := m.Base()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if base.Epoch() != uint64(i+2) || base.Config().PastEpochs != 0 || len(base.PastEpochs()) != 0 {
+			t.Fatalf("epoch %d: config keeps %d past epochs, state holds %v", base.Epoch(), base.Config().PastEpochs, base.PastEpochs())
+		}
+	}
+	enc, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := UnmarshalMember(enc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, base, _ := dec.Base(); base.Config().PastEpochs != 0 {
+		t.Fatalf("decoded member keeps %d past epochs", base.Config().PastEpochs)
+	}
 }

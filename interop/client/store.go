@@ -22,8 +22,13 @@ type member struct {
 	psks     *group.PSKStore
 }
 
+// pastEpochs is how many past epochs' secret trees a member keeps: the
+// harness's out_of_order_across_epochs scenario reads messages of the
+// epoch before a commit after it.
+const pastEpochs = 3
+
 func (m *member) config() group.Config {
-	cfg := group.Config{PSKs: m.psks}
+	cfg := group.Config{PSKs: m.psks, PastEpochs: pastEpochs}
 	if m.encrypt {
 		cfg.HandshakeWireFormat = message.WireFormatPrivateMessage
 	}

@@ -10,6 +10,9 @@ import (
 	pb "github.com/mls-appservice/mls-appservice/interop/mlsclientpb"
 )
 
+// maxMessage is the largest gRPC message a Client sends or takes.
+const maxMessage = 256 << 20
+
 // Client is one MLSClient server under test.
 type Client struct {
 	Name   string
@@ -21,7 +24,10 @@ type Client struct {
 // Dial connects to an MLSClient server at addr (host:port) and asks for its
 // name and cipher suites.
 func Dial(ctx context.Context, addr string) (*Client, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A Welcome of a 10,000-member group with its ratchet tree is
+		// larger than gRPC's default 4 MiB.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -45,6 +51,10 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 
 // Supports reports whether the client announced the cipher suite.
 func (c *Client) Supports(suite uint16) bool { return c.suites[uint32(suite)] }
+
+// RPC returns the client's MLSClient stub, for callers that drive a
+// server themselves (the comparison benchmark).
+func (c *Client) RPC() pb.MLSClientClient { return c.rpc }
 
 // Close releases the connection.
 func (c *Client) Close() error { return c.conn.Close() }

@@ -1,16 +1,10 @@
 package runner
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 )
 
 // openmlsDriverEnv names the OpenMLS driver binary built by
@@ -85,54 +79,19 @@ func startOpenMLS(t *testing.T) *Client {
 	return startDriverProcess(t, bin, "--port", "0")
 }
 
-// startDriverProcess runs an MLSClient server that prints
-// "listening <port>" on stdout once it accepts connections, dials it, and
+// startDriverProcess runs an MLSClient server process, dials it, and
 // stops it when the test ends.
 func startDriverProcess(t *testing.T, bin string, args ...string) *Client {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
+	p, err := StartProcess(context.Background(), bin, args...)
 	if err != nil {
-		t.Fatalf("%s stdout: %v", bin, err)
+		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr, err := awaitListening(out, 30*time.Second)
-	if err != nil {
-		t.Fatalf("%s: %v", bin, err)
-	}
-	c, err := Dial(context.Background(), addr)
+	t.Cleanup(p.Stop)
+	c, err := Dial(context.Background(), p.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func awaitListening(out io.Reader, timeout time.Duration) (string, error) {
-	port := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if p, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-				port <- p
-			}
-		}
-		close(port)
-	}()
-	select {
-	case p, ok := <-port:
-		if !ok {
-			return "", errors.New("exited before listening")
-		}
-		return "127.0.0.1:" + p, nil
-	case <-time.After(timeout):
-		return "", fmt.Errorf("did not start listening within %v", timeout)
-	}
 }

@@ -38,17 +38,27 @@ func startOurs(t *testing.T) *Client {
 	return c
 }
 
+// allSuites are the seven suites of RFC 9420, which our client runs
+// against itself.
+var allSuites = []uint16{1, 2, 3, 4, 5, 6, 7}
+
 // runSuites runs the scenarios for every interop suite concurrently (the
 // servers are independent per session) and returns the results in suite
 // order.
 func runSuites(t *testing.T, a, b *Client) []Result {
 	t.Helper()
-	results := make([]Result, len(interopSuites))
-	errs := make([]error, len(interopSuites))
+	return runScenarios(t, a, b, interopSuites, Scenarios)
+}
+
+// runScenarios runs scenarios in each of suites concurrently.
+func runScenarios(t *testing.T, a, b *Client, suites []uint16, scenarios []Scenario) []Result {
+	t.Helper()
+	results := make([]Result, len(suites))
+	errs := make([]error, len(suites))
 	var wg sync.WaitGroup
-	for i, suite := range interopSuites {
+	for i, suite := range suites {
 		wg.Go(func() {
-			results[i], errs[i] = Run(context.Background(), a, b, suite, Scenarios)
+			results[i], errs[i] = Run(context.Background(), a, b, suite, scenarios)
 		})
 	}
 	wg.Wait()
@@ -60,11 +70,12 @@ func runSuites(t *testing.T, a, b *Client) []Result {
 	return results
 }
 
-// TestOursAgainstOurs runs every scenario between two of our servers:
-// each must pass, with both handshake wire formats.
+// TestOursAgainstOurs runs every scenario, and OwnScenarios, between two
+// of our servers in all seven suites: each must pass, with both handshake
+// wire formats.
 func TestOursAgainstOurs(t *testing.T) {
 	a, b := startOurs(t), startOurs(t)
-	for _, res := range runSuites(t, a, b) {
+	for _, res := range runScenarios(t, a, b, allSuites, slices.Concat(Scenarios, OwnScenarios)) {
 		fmt.Println(res.HarnessLine(client.Name))
 		for _, o := range res.Outcomes {
 			if !o.Passed() {

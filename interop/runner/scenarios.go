@@ -170,6 +170,80 @@ var Scenarios = []Scenario{
 	}},
 }
 
+// OwnScenarios are flows of the harness's configs that the peers here
+// cannot run, so they run against our own client only, in every suite:
+// out_of_order_across_epochs (application.json) needs past epochs'
+// secret trees, which neither driver keeps, and the ReInits into a suite
+// with another hash length (reinit.json change_ciphersuite,
+// external_proposals.json external_reinit) need ReInit, which OpenMLS
+// 0.9.2 lacks.
+var OwnScenarios = []Scenario{
+	{"out_of_order_across_epochs", func(s *session) error {
+		return first(s.createGroup("alice"),
+			func() error { return s.add("alice", "bob", "carol") },
+			func() error { return s.lateMessages("bob", "carol", "alice") })
+	}},
+	{"reinit_change_ciphersuite", func(s *session) error {
+		return first(s.createGroup("alice"),
+			func() error { return s.add("alice", "bob") },
+			func() error {
+				p, err := s.rpc("bob").ReInitProposal(s.ctx, &pb.ReInitProposalRequest{StateId: s.state["bob"], CipherSuite: otherHashSuite(s.suite), GroupId: s.reinitGroupID()})
+				if err != nil {
+					return s.wrap("bob", "ReInitProposal", err)
+				}
+				return s.reinitWith(p.Proposal, "alice", "bob")
+			})
+	}},
+	{"external_reinit_change_ciphersuite", func(s *session) error {
+		return first(s.createGroup("alice"),
+			func() error { return s.add("alice", "bob") },
+			func() error {
+				desc := &pb.ProposalDescription{ProposalType: []byte("reinit"), GroupId: s.reinitGroupID(), CipherSuite: otherHashSuite(s.suite)}
+				p, err := s.externalProposal("alice", "carol", desc)
+				if err != nil {
+					return err
+				}
+				return s.reinitWith(p, "bob", "alice")
+			})
+	}},
+}
+
+// otherHashSuite is a suite whose hash length differs from suite's, for a
+// ReInit that changes KDF.Nh.
+func otherHashSuite(suite uint32) uint32 {
+	return map[uint32]uint32{1: 5, 2: 7, 3: 4, 4: 2, 5: 7, 6: 3, 7: 1}[suite]
+}
+
+// lateMessages has sender protect three messages, committer commit, and
+// reader unprotect the three in the new epoch, last first: messages of
+// the epoch before a commit, arriving after it and out of order.
+func (s *session) lateMessages(sender, committer, reader string) error {
+	type sent struct{ ct, text, aad []byte }
+	var msgs []sent
+	for i := range 3 {
+		m := sent{text: fmt.Appendf(nil, "late %d from %s", i, sender), aad: fmt.Appendf(nil, "aad %d", i)}
+		r, err := s.rpc(sender).Protect(s.ctx, &pb.ProtectRequest{StateId: s.state[sender], AuthenticatedData: m.aad, Plaintext: m.text})
+		if err != nil {
+			return s.wrap(sender, "Protect", err)
+		}
+		m.ct = r.Ciphertext
+		msgs = append(msgs, m)
+	}
+	if err := s.commit(committer, commitOpts{forcePath: true}); err != nil {
+		return err
+	}
+	for i := len(msgs) - 1; i >= 0; i-- {
+		pt, err := s.rpc(reader).Unprotect(s.ctx, &pb.UnprotectRequest{StateId: s.state[reader], Ciphertext: msgs[i].ct})
+		if err != nil {
+			return s.wrap(reader, fmt.Sprintf("Unprotect message %d of the previous epoch", i), err)
+		}
+		if !bytes.Equal(pt.Plaintext, msgs[i].text) || !bytes.Equal(pt.AuthenticatedData, msgs[i].aad) {
+			return fmt.Errorf("%s read late message %d as %q (aad %q): %w", reader, i, pt.Plaintext, pt.AuthenticatedData, ErrDisagreement)
+		}
+	}
+	return nil
+}
+
 // first runs steps in order, stopping at the first error; err is the
 // result of a step already taken.
 func first(err error, steps ...func() error) error {
@@ -256,40 +330,60 @@ func (s *session) newMemberAdd(member, joiner, committer string) error {
 // GroupContextExtensions proposal by adder, then has it propose removing
 // the last member, committed by adder.
 func (s *session) externalSigner(adder, signer, victim string) error {
+	p, err := s.externalProposal(adder, signer, removeDesc(victim))
+	if err != nil {
+		return err
+	}
+	return s.commit(adder, commitOpts{byRef: [][]byte{p}, leavers: []string{victim}})
+}
+
+// externalProposal registers signer as an external sender through a
+// GroupContextExtensions proposal committed by adder, and returns the
+// proposal desc that signer then makes from adder's GroupInfo.
+func (s *session) externalProposal(adder, signer string, desc *pb.ProposalDescription) ([]byte, error) {
 	cs, err := s.rpc(signer).CreateExternalSigner(s.ctx, &pb.CreateExternalSignerRequest{CipherSuite: s.suite, Identity: []byte(signer)})
 	if err != nil {
-		return s.wrap(signer, "CreateExternalSigner", err)
+		return nil, s.wrap(signer, "CreateExternalSigner", err)
 	}
 	p, err := s.rpc(adder).AddExternalSigner(s.ctx, &pb.AddExternalSignerRequest{StateId: s.state[adder], ExternalSender: cs.ExternalSender})
 	if err != nil {
-		return s.wrap(adder, "AddExternalSigner", err)
+		return nil, s.wrap(adder, "AddExternalSigner", err)
 	}
 	if err := s.commit(adder, commitOpts{byRef: [][]byte{p.Proposal}}); err != nil {
-		return err
+		return nil, err
 	}
 	gi, err := s.rpc(adder).GroupInfo(s.ctx, &pb.GroupInfoRequest{StateId: s.state[adder], ExternalTree: true})
 	if err != nil {
-		return s.wrap(adder, "GroupInfo", err)
+		return nil, s.wrap(adder, "GroupInfo", err)
 	}
 	ep, err := s.rpc(signer).ExternalSignerProposal(s.ctx, &pb.ExternalSignerProposalRequest{
-		SignerId: cs.SignerId, GroupInfo: gi.GroupInfo, RatchetTree: gi.RatchetTree, Description: removeDesc(victim),
+		SignerId: cs.SignerId, GroupInfo: gi.GroupInfo, RatchetTree: gi.RatchetTree, Description: desc,
 	})
 	if err != nil {
-		return s.wrap(signer, "ExternalSignerProposal", err)
+		return nil, s.wrap(signer, "ExternalSignerProposal", err)
 	}
-	return s.commit(adder, commitOpts{byRef: [][]byte{ep.Proposal}, leavers: []string{victim}})
+	return ep.Proposal, nil
 }
 
 // reinit runs the ReInit flow of the harness: proposer proposes reinit
 // into a new group id (same suite), committer commits it, every member
 // produces a KeyPackage for the new group and welcomer creates it.
 func (s *session) reinit(proposer, committer, welcomer string) error {
-	newID := append(append([]byte{}, s.groupID...), "++"...)
-	p, err := s.rpc(proposer).ReInitProposal(s.ctx, &pb.ReInitProposalRequest{StateId: s.state[proposer], CipherSuite: s.suite, GroupId: newID})
+	p, err := s.rpc(proposer).ReInitProposal(s.ctx, &pb.ReInitProposalRequest{StateId: s.state[proposer], CipherSuite: s.suite, GroupId: s.reinitGroupID()})
 	if err != nil {
 		return s.wrap(proposer, "ReInitProposal", err)
 	}
-	c, err := s.rpc(committer).ReInitCommit(s.ctx, &pb.CommitRequest{StateId: s.state[committer], ByReference: [][]byte{p.Proposal}})
+	return s.reinitWith(p.Proposal, committer, welcomer)
+}
+
+// reinitGroupID is the group id of the group a ReInit starts.
+func (s *session) reinitGroupID() []byte { return append(append([]byte{}, s.groupID...), "++"...) }
+
+// reinitWith has committer commit the ReInit proposal p (every member has
+// it), every member produce a KeyPackage for the new group, welcomer
+// create it and the others join.
+func (s *session) reinitWith(p []byte, committer, welcomer string) error {
+	c, err := s.rpc(committer).ReInitCommit(s.ctx, &pb.CommitRequest{StateId: s.state[committer], ByReference: [][]byte{p}})
 	if err != nil {
 		return s.wrap(committer, "ReInitCommit", err)
 	}
@@ -303,7 +397,7 @@ func (s *session) reinit(proposer, committer, welcomer string) error {
 		if m == committer {
 			continue
 		}
-		r, err := s.rpc(m).HandleReInitCommit(s.ctx, &pb.HandleCommitRequest{StateId: s.state[m], Proposal: [][]byte{p.Proposal}, Commit: c.Commit})
+		r, err := s.rpc(m).HandleReInitCommit(s.ctx, &pb.HandleCommitRequest{StateId: s.state[m], Proposal: [][]byte{p}, Commit: c.Commit})
 		if err != nil {
 			return s.wrap(m, "HandleReInitCommit", err)
 		}

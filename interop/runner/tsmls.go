@@ -16,11 +16,16 @@ import (
 // installed.
 var ErrNodeModulesMissing = errors.New("interop/tsmls/node_modules is missing: run `npm ci --prefix interop/tsmls`")
 
-// TSMLS is a running ts-mls MLSClient server (interop/tsmls/server.js).
-type TSMLS struct {
+// Process is a running MLSClient server in a process of its own: the
+// ts-mls driver (interop/tsmls/server.js) or the OpenMLS driver
+// (interop/openmls).
+type Process struct {
 	Addr string
 	cmd  *exec.Cmd
 }
+
+// TSMLS is a running ts-mls driver.
+type TSMLS = Process
 
 // StartTSMLS starts the ts-mls driver found in dir (the interop/tsmls
 // directory) on a free loopback port and waits until it listens.
@@ -28,14 +33,21 @@ func StartTSMLS(ctx context.Context, dir string) (*TSMLS, error) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ts-mls")); err != nil {
 		return nil, ErrNodeModulesMissing
 	}
-	cmd := exec.Command("node", filepath.Join(dir, "server.js"), "--port", "0")
+	return StartProcess(ctx, "node", filepath.Join(dir, "server.js"), "--port", "0")
+}
+
+// StartProcess runs an MLSClient server that prints "listening <port>" on
+// stdout once it accepts connections on a loopback port, and waits (30
+// seconds at most) until it does. Its stderr goes to ours.
+func StartProcess(ctx context.Context, bin string, args ...string) (*Process, error) {
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, fmt.Errorf("ts-mls driver stdout: %w", err)
+		return nil, fmt.Errorf("%s stdout: %w", bin, err)
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start ts-mls driver: %w", err)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	port := make(chan string, 1)
 	go func() {
@@ -47,24 +59,25 @@ func StartTSMLS(ctx context.Context, dir string) (*TSMLS, error) {
 		}
 		close(port)
 	}()
+	p := &Process{cmd: cmd}
 	select {
-	case p, ok := <-port:
-		if !ok {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return nil, errors.New("ts-mls driver exited before listening")
+	case port, ok := <-port:
+		if ok {
+			p.Addr = "127.0.0.1:" + port
+			return p, nil
 		}
-		return &TSMLS{Addr: "127.0.0.1:" + p, cmd: cmd}, nil
+		err = fmt.Errorf("%s exited before listening", bin)
 	case <-time.After(30 * time.Second):
+		err = fmt.Errorf("%s did not start listening within 30s", bin)
 	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	return nil, errors.New("ts-mls driver did not start listening within 30s")
+	p.Stop()
+	return nil, err
 }
 
-// Stop ends the driver process.
-func (t *TSMLS) Stop() {
-	t.cmd.Process.Kill()
-	t.cmd.Wait()
+// Stop ends the process.
+func (p *Process) Stop() {
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
 }

@@ -131,6 +131,8 @@ func (g *Group) Destroy() {
 	p := g.pub
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.secrets.mu.Lock()
+	defer p.secrets.mu.Unlock()
 	e := &p.epoch
 	for _, b := range [][]byte{
 		e.SenderDataSecret, e.EncryptionSecret, e.ExporterSecret, e.ExternalSecret,
@@ -138,5 +140,5 @@ func (g *Group) Destroy() {
 	} {
 		clear(b)
 	}
-	p.secrets.Zero()
+	p.secrets.tree.Zero()
 }

@@ -42,4 +42,15 @@
 //     value (not shared with states of other epochs).
 //
 // Everything else in a Public or Private is immutable once built.
+//
+// # Past epochs
+//
+// A state remembers the resumption PSKs of Config.RetainedEpochs past
+// epochs and, if Config.PastEpochs asks for it, the secret trees of that
+// many past epochs, so that application messages sent before a commit and
+// delivered after it still decrypt (RFC 9420 §9.2). A past epoch's secret
+// tree is the one its own Public holds, so a generation read through
+// either is consumed for both; only what reading a PrivateMessage takes
+// is kept, not the epoch's other secrets. Group.MarshalBinary stores them
+// with the state.
 package group

@@ -24,10 +24,18 @@ import (
 //	         opaque secret_tree<V>; optional<ReInit> reinit;
 //	Private: uint8 1; uint32 leaf; opaque signature_priv<V>;
 //	         opaque path_state<V>;
-//	Group:   uint8 1; opaque public<V>; optional<opaque private<V>>;
+//	Group:   uint8 2; opaque public<V>; optional<opaque private<V>>;
 //	         PastEpoch history<V>; CachedProposal proposals<V>;
 //	         OwnUpdate own_updates<V>;
-const formatV1 = 1
+//	PastEpoch: uint64 epoch; optional<opaque resumption_psk<V>>;
+//	         optional<opaque past_reader<V>>;  // PastReader, pastepochs.go
+//
+// Group format 1 (still read) had PastEpoch = uint64 epoch;
+// opaque resumption_psk<V>.
+const (
+	formatV1 = 1
+	formatV2 = 2
+)
 
 // MarshalBinary encodes p, including the current state of its secret
 // tree's ratchets.
@@ -40,12 +48,11 @@ func (p *Public) MarshalBinary() ([]byte, error) {
 	// commit punctures in place (dmls.go).
 	p.mu.Lock()
 	epochBytes, err := p.epoch.MarshalBinary()
+	p.mu.Unlock()
 	if err != nil {
-		p.mu.Unlock()
 		return nil, err
 	}
-	secretBytes, err := p.secrets.MarshalBinary()
-	p.mu.Unlock()
+	secretBytes, err := p.secrets.marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -103,21 +110,31 @@ func UnmarshalPublic(data []byte) (*Public, error) {
 	if err := secrets.UnmarshalBinary(secretBytes); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
-	switch {
-	case t.Suite().ID() != s.ID() || epoch.Suite != s.ID() || secrets.Suite().ID() != s.ID():
-		return nil, fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
-	case secrets.LeafCount() != uint32(t.LeafCount()):
-		return nil, fmt.Errorf("%w: secret tree of %d leaves for a tree of %d", ErrInvalidState, secrets.LeafCount(), t.LeafCount())
-	case len(tag) != s.HashSize():
-		return nil, fmt.Errorf("%w: confirmation tag of %d bytes", ErrInvalidState, len(tag))
-	case !bytes.Equal(t.RootHash(), ctx.TreeHash):
-		return nil, fmt.Errorf("%w: tree hash does not match the group context", ErrInvalidState)
+	if err := checkParts(s, &ctx, t, tag, &epoch); err != nil {
+		return nil, err
+	}
+	if secrets.Suite().ID() != s.ID() || secrets.LeafCount() != uint32(t.LeafCount()) {
+		return nil, fmt.Errorf("%w: secret tree of suite %d, %d leaves, for a tree of %d", ErrInvalidState, secrets.Suite().ID(), secrets.LeafCount(), t.LeafCount())
 	}
 	return &Public{
 		suite: s, ctx: ctx, ctxBytes: ctxBytes, tree: t,
 		interim:         framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, tag),
-		confirmationTag: tag, epoch: epoch, reinit: reinit, secrets: secrets,
+		confirmationTag: tag, epoch: epoch, reinit: reinit, secrets: &ratchets{tree: secrets},
 	}, nil
+}
+
+// checkParts checks that the parts of a Public agree: one suite, a
+// confirmation tag of its hash's size, and the tree the context names.
+func checkParts(s *suite.Suite, ctx *message.GroupContext, t *tree.Tree, tag []byte, epoch *keyschedule.Epoch) error {
+	switch {
+	case t.Suite().ID() != s.ID() || epoch.Suite != s.ID():
+		return fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
+	case len(tag) != s.HashSize():
+		return fmt.Errorf("%w: confirmation tag of %d bytes", ErrInvalidState, len(tag))
+	case !bytes.Equal(t.RootHash(), ctx.TreeHash):
+		return fmt.Errorf("%w: tree hash does not match the group context", ErrInvalidState)
+	}
+	return nil
 }
 
 // MarshalBinary encodes p.
@@ -176,17 +193,35 @@ func (g *Group) MarshalBinary() ([]byte, error) {
 		}
 	}
 	proposals, own := g.local.snapshot()
+	history := make([][]byte, len(g.history))
+	for i, h := range g.history {
+		if h.reader == nil {
+			continue
+		}
+		var rw codec.Writer
+		if err := h.reader.marshal(&rw, g.pub.tree); err != nil {
+			return nil, err
+		}
+		history[i] = rw.Bytes()
+	}
 	w := codec.NewWriter(len(pub) + len(priv) + 256)
-	w.Uint8(formatV1)
+	w.Uint8(formatV2)
 	w.Opaque(pub)
 	w.Optional(g.priv != nil)
 	if g.priv != nil {
 		w.Opaque(priv)
 	}
 	w.Vector(func(w *codec.Writer) {
-		for _, h := range g.history {
+		for i, h := range g.history {
 			w.Uint64(h.epoch)
-			w.Opaque(h.resumption)
+			w.Optional(h.resumption != nil)
+			if h.resumption != nil {
+				w.Opaque(h.resumption)
+			}
+			w.Optional(history[i] != nil)
+			if history[i] != nil {
+				w.Opaque(history[i])
+			}
 		}
 	})
 	w.Vector(func(w *codec.Writer) {
@@ -206,10 +241,12 @@ func (g *Group) MarshalBinary() ([]byte, error) {
 }
 
 // UnmarshalGroup decodes a state encoded by Group.MarshalBinary and
-// checks that the private keys match the public tree.
+// checks that the private keys match the public tree. Past epochs beyond
+// what cfg keeps are dropped.
 func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 	r := codec.NewReader(data)
-	if v := r.Uint8("group.version"); r.Err() == nil && v != formatV1 {
+	v := r.Uint8("group.version")
+	if r.Err() == nil && v != formatV1 && v != formatV2 {
 		return nil, fmt.Errorf("%w: group format %d", ErrInvalidState, v)
 	}
 	pubBytes := r.Opaque("group.public")
@@ -218,9 +255,22 @@ func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 		privBytes = r.Opaque("group.private")
 	}
 	var history []pastEpoch
+	var readers [][]byte
 	r.Each("group.history", func(r *codec.Reader) {
-		h := pastEpoch{epoch: r.Uint64("group.history.epoch"), resumption: r.Opaque("group.history.psk")}
+		h := pastEpoch{epoch: r.Uint64("group.history.epoch")}
+		var reader []byte
+		if v == formatV1 {
+			h.resumption = r.Opaque("group.history.psk")
+		} else {
+			if r.Optional("group.history.psk") {
+				h.resumption = r.Opaque("group.history.psk")
+			}
+			if r.Optional("group.history.reader") {
+				reader = r.Opaque("group.history.reader")
+			}
+		}
 		history = append(history, h)
+		readers = append(readers, reader)
 	})
 	local := &epochLocal{}
 	ownUpdates := map[string][]byte{}
@@ -253,7 +303,28 @@ func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 		}
 		local.ownUpdates[ref] = key
 	}
-	g := &Group{pub: pub, cfg: cfg, local: local, history: history}
+	for i := range history {
+		h := &history[i]
+		if h.epoch >= pub.ctx.Epoch || (i > 0 && h.epoch <= history[i-1].epoch) {
+			return nil, fmt.Errorf("%w: past epoch %d out of order", ErrInvalidState, h.epoch)
+		}
+		if h.resumption != nil && len(h.resumption) != pub.suite.HashSize() {
+			return nil, fmt.Errorf("%w: resumption psk of %d bytes", ErrInvalidState, len(h.resumption))
+		}
+		if readers[i] == nil {
+			continue
+		}
+		rr := codec.NewReader(readers[i])
+		reader, err := unmarshalReader(rr, pub, h.epoch)
+		if err == nil {
+			err = rr.Finish("past_reader")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+		}
+		h.reader = reader
+	}
+	g := &Group{pub: pub, cfg: cfg, local: local, history: cfg.trimHistory(history)}
 	if privBytes != nil {
 		if g.priv, err = UnmarshalPrivate(privBytes); err != nil {
 			return nil, err

@@ -14,11 +14,17 @@ const s1 = suite.X25519AES128GCMSHA256Ed25519
 // threeMembers returns a group of alice, bob and carol at epoch 1.
 func threeMembers(t testing.TB, cfg Config) []*Group {
 	t.Helper()
-	alice, err := Create(newBundle(t, s1, "alice"), []byte("group"), nil, cfg)
+	return threeMembersIn(t, s1, cfg)
+}
+
+// threeMembersIn is threeMembers in suite id.
+func threeMembersIn(t testing.TB, id suite.ID, cfg Config) []*Group {
+	t.Helper()
+	alice, err := Create(newBundle(t, id, "alice"), []byte("group"), nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob, carol := newBundle(t, s1, "bob"), newBundle(t, s1, "carol")
+	bob, carol := newBundle(t, id, "bob"), newBundle(t, id, "carol")
 	pc, err := alice.Commit(CommitOptions{Proposals: []*message.Proposal{AddProposal(&bob.KeyPackage), AddProposal(&carol.KeyPackage)}, ForcePath: true})
 	if err != nil {
 		t.Fatal(err)

@@ -68,8 +68,23 @@ func FuzzJoin(f *testing.F) {
 func FuzzUnmarshalGroup(f *testing.F) {
 	fx := newFuzzFixture(f)
 	f.Add(fx.alice)
+	// A state that keeps past epochs, one of whose senders has left.
+	cfg := Config{PastEpochs: 2, HandshakeWireFormat: message.WireFormatPrivateMessage}
+	gs := threeMembers(f, cfg)
+	for _, o := range []CommitOptions{{ForcePath: true}, {Proposals: []*message.Proposal{RemoveProposal(2)}}} {
+		pc, err := gs[0].Commit(o)
+		if err != nil {
+			f.Fatal(err)
+		}
+		gs[0], _ = gs[0].HandlePendingCommit(pc)
+	}
+	withPast, err := gs[0].MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withPast)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		g, err := UnmarshalGroup(data, Config{})
+		g, err := UnmarshalGroup(data, cfg)
 		if err != nil {
 			return
 		}

@@ -68,9 +68,9 @@ func (p *Public) unprotect(m *message.MLSMessage) (*message.AuthenticatedContent
 	case message.WireFormatPublicMessage:
 		ac, err = framing.UnprotectPublic(p.suite, m.PublicMessage, &p.ctx, p.epoch.MembershipKey, p.senderKey)
 	case message.WireFormatPrivateMessage:
-		p.mu.Lock()
-		ac, err = framing.UnprotectPrivate(p.suite, m.PrivateMessage, &p.ctx, p.secrets, p.epoch.SenderDataSecret, p.memberKey)
-		p.mu.Unlock()
+		p.secrets.mu.Lock()
+		ac, err = framing.UnprotectPrivate(p.suite, m.PrivateMessage, &p.ctx, p.secrets.tree, p.epoch.SenderDataSecret, p.memberKey)
+		p.secrets.mu.Unlock()
 	default:
 		return nil, fmt.Errorf("%w: wire format %d is not a group message", ErrMalformed, m.WireFormat)
 	}
@@ -123,9 +123,9 @@ func (g *Group) protectSigned(ac *message.AuthenticatedContent) (*message.MLSMes
 	case message.WireFormatPublicMessage:
 		m.PublicMessage, err = framing.ProtectPublic(p.suite, ac, &p.ctx, p.epoch.MembershipKey)
 	case message.WireFormatPrivateMessage:
-		p.mu.Lock()
-		m.PrivateMessage, err = framing.ProtectPrivate(p.suite, ac, p.secrets, p.epoch.SenderDataSecret, g.cfg.Padding)
-		p.mu.Unlock()
+		p.secrets.mu.Lock()
+		m.PrivateMessage, err = framing.ProtectPrivate(p.suite, ac, p.secrets.tree, p.epoch.SenderDataSecret, g.cfg.Padding)
+		p.secrets.mu.Unlock()
 	default:
 		err = fmt.Errorf("group: wire format %d for a group message", ac.WireFormat)
 	}

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,8 +14,11 @@ import (
 
 // Received is what Handle made of a message.
 type Received struct {
-	ContentType       message.ContentType
-	Sender            message.Sender
+	ContentType message.ContentType
+	Sender      message.Sender
+	// Epoch is the epoch the message was sent in: the state's, or for a
+	// late application message a past epoch it keeps (Config.PastEpochs).
+	Epoch             uint64
 	AuthenticatedData []byte
 	// ApplicationData is the plaintext of an application message.
 	ApplicationData []byte
@@ -29,8 +33,10 @@ type Received struct {
 
 // Handle processes an encoded MLSMessage of g's epoch: it decrypts an
 // application message, caches a proposal, or processes a commit into a
-// new state (Received.Next). g itself changes only by the secret-tree
-// ratchet steps of PrivateMessages and by the proposal cache.
+// new state (Received.Next). An application message of a past epoch is
+// read if g keeps that epoch's secret tree (Config.PastEpochs). g itself
+// changes only by the secret-tree ratchet steps of PrivateMessages and by
+// the proposal cache.
 func (g *Group) Handle(data []byte) (*Received, error) {
 	m, err := message.ParseMLSMessage(data)
 	if err != nil {
@@ -41,12 +47,18 @@ func (g *Group) Handle(data []byte) (*Received, error) {
 
 // HandleMessage is Handle for a decoded message.
 func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
+	if pm := m.PrivateMessage; m.WireFormat == message.WireFormatPrivateMessage && pm != nil &&
+		pm.ContentType == message.ContentApplication && pm.Epoch < g.pub.ctx.Epoch && bytes.Equal(pm.GroupID, g.pub.ctx.GroupID) {
+		if r := g.reader(pm.Epoch); r != nil {
+			return g.handleLate(r, pm)
+		}
+	}
 	ac, err := g.pub.unprotect(m)
 	if err != nil {
 		return nil, err
 	}
 	c := &ac.Content
-	r := &Received{ContentType: c.ContentType, Sender: c.Sender, AuthenticatedData: c.AuthenticatedData}
+	r := &Received{ContentType: c.ContentType, Sender: c.Sender, Epoch: c.Epoch, AuthenticatedData: c.AuthenticatedData}
 	switch c.ContentType {
 	case message.ContentApplication:
 		if m.WireFormat != message.WireFormatPrivateMessage {

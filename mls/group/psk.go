@@ -74,7 +74,9 @@ func ExternalPSKID(s *suite.Suite, id []byte) (message.PreSharedKeyID, error) {
 }
 
 // ResumptionPSKID returns the PreSharedKeyID of a resumption PSK with a
-// fresh nonce.
+// fresh nonce of KDF.Nh bytes of s, the suite of the group the PSK is
+// injected into (RFC 9420 §8.4), not necessarily that of the group it
+// comes from.
 func ResumptionPSKID(s *suite.Suite, usage message.ResumptionPSKUsage, groupID []byte, epoch uint64) (message.PreSharedKeyID, error) {
 	nonce, err := pskNonce(s)
 	return message.PreSharedKeyID{Type: message.PSKResumption, Usage: usage, GroupID: bytes.Clone(groupID), Epoch: epoch, Nonce: nonce}, err

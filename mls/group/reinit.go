@@ -65,7 +65,9 @@ func (g *Group) successor(groupID []byte, exts []message.Extension, kp *KeyPacka
 	if err != nil {
 		return nil, err
 	}
-	id, err := ResumptionPSKID(g.pub.suite, usage, g.GroupID(), g.Epoch())
+	// The PSK is injected into the new group, so its nonce has the new
+	// suite's KDF.Nh (§8.4, §12.1.4), which a ReInit may change.
+	id, err := ResumptionPSKID(ng.pub.suite, usage, g.GroupID(), g.Epoch())
 	if err != nil {
 		return nil, err
 	}

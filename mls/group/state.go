@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 	"time"
 
@@ -33,8 +34,23 @@ type Public struct {
 	// carried; such an epoch only serves to start the successor group.
 	reinit *message.ReInit
 
-	mu      sync.Mutex // guards secrets
-	secrets *secrettree.Tree
+	mu      sync.Mutex // guards epoch.InitSecret, which DMLS punctures
+	secrets *ratchets
+}
+
+// ratchets is an epoch's secret tree with its lock. The epoch's Public and
+// the past-epoch readers of later states share it, so that a generation
+// consumed through one is consumed for all (§9.2's deletion after use).
+type ratchets struct {
+	mu   sync.Mutex
+	tree *secrettree.Tree
+}
+
+// marshal encodes the secret tree as it stands.
+func (r *ratchets) marshal() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tree.MarshalBinary()
 }
 
 func newPublic(s *suite.Suite, ctx message.GroupContext, t *tree.Tree, confirmationTag []byte, epoch keyschedule.Epoch, opts secrettree.Options) (*Public, error) {
@@ -50,8 +66,25 @@ func newPublic(s *suite.Suite, ctx message.GroupContext, t *tree.Tree, confirmat
 		interim:         framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, confirmationTag),
 		confirmationTag: confirmationTag,
 		epoch:           epoch,
-		secrets:         secrets,
+		secrets:         &ratchets{tree: secrets},
 	}, nil
+}
+
+// NewPublic assembles an epoch's Public from its parts: the GroupContext,
+// the ratchet tree it names (which must not be modified afterwards), the
+// confirmation tag of the commit that made it, and the epoch's secrets,
+// with a fresh secret tree. It checks that the parts agree, not that they
+// were made by a commit: a caller that builds a group state by hand (a
+// benchmark of a large group, say) vouches for them.
+func NewPublic(ctx message.GroupContext, t *tree.Tree, confirmationTag []byte, epoch keyschedule.Epoch, opts secrettree.Options) (*Public, error) {
+	s, err := suite.Lookup(ctx.CipherSuite)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if err := checkParts(s, &ctx, t, confirmationTag, &epoch); err != nil {
+		return nil, err
+	}
+	return newPublic(s, ctx, t, confirmationTag, epoch, opts)
 }
 
 // Suite returns the group's cipher suite.
@@ -132,6 +165,17 @@ type Config struct {
 	// RetainedEpochs is how many past epochs' resumption PSKs a state
 	// keeps (default 8).
 	RetainedEpochs int
+	// PastEpochs is how many past epochs' secret trees a state keeps, so
+	// that application messages sent in them and arriving late still
+	// decrypt (RFC 9420 §9.2, §12.4.2, §15): 0, the default as OpenMLS's
+	// max_past_epochs, keeps none; at most MaxPastEpochs are kept. A kept
+	// secret tree deletes each key after use as the current epoch's
+	// does, and the whole tree is dropped once the epoch is more than
+	// PastEpochs back. Keeping them trades forward secrecy for delivery:
+	// a state compromised later exposes the messages those trees can
+	// still decrypt. A group whose past epochs are kept as states of
+	// their own (package epochs) needs none here.
+	PastEpochs int
 	// Now returns the time at which KeyPackage lifetimes are checked;
 	// nil means time.Now, and a function returning the zero time skips
 	// the check.
@@ -171,6 +215,11 @@ func (c *Config) retained() int {
 	return c.RetainedEpochs
 }
 
+// MaxPastEpochs bounds Config.PastEpochs.
+const MaxPastEpochs = 64
+
+func (c *Config) pastEpochs() int { return min(max(c.PastEpochs, 0), MaxPastEpochs) }
+
 func (c *Config) wireFormat() message.WireFormat {
 	if c.HandshakeWireFormat == 0 {
 		return message.WireFormatPublicMessage
@@ -197,7 +246,10 @@ type Group struct {
 
 type pastEpoch struct {
 	epoch      uint64
-	resumption []byte
+	resumption []byte // nil once beyond Config.RetainedEpochs
+	// reader reads the epoch's late application messages; nil once
+	// beyond Config.PastEpochs.
+	reader *pastReader
 }
 
 // cachedProposal is a proposal received (or sent) in the current epoch.
@@ -298,7 +350,7 @@ func (g *Group) ResumptionPSK(epoch uint64) ([]byte, bool) {
 		return g.pub.epoch.ResumptionPSK, true
 	}
 	for _, h := range g.history {
-		if h.epoch == epoch {
+		if h.epoch == epoch && h.resumption != nil {
 			return h.resumption, true
 		}
 	}
@@ -316,11 +368,35 @@ func (g *Group) requireMember() error {
 }
 
 // next returns the Group of the epoch after g, remembering g's resumption
-// PSK.
+// PSK and, if the configuration asks for past epochs, g's secret tree.
 func (g *Group) next(pub *Public, priv *Private) *Group {
-	h := append(append([]pastEpoch(nil), g.history...), pastEpoch{g.pub.ctx.Epoch, g.pub.epoch.ResumptionPSK})
-	if n := g.cfg.retained(); len(h) > n {
+	last := pastEpoch{epoch: g.pub.ctx.Epoch, resumption: g.pub.epoch.ResumptionPSK}
+	if g.cfg.pastEpochs() > 0 {
+		last.reader = g.pub.pastReader()
+	}
+	h := append(append([]pastEpoch(nil), g.history...), last)
+	return &Group{pub: pub, priv: priv, cfg: g.cfg, local: &epochLocal{}, history: g.cfg.trimHistory(h)}
+}
+
+// trimHistory drops from h, oldest first and in place (h is new), the
+// resumption PSKs beyond RetainedEpochs and the readers beyond PastEpochs,
+// and the entries left with neither.
+func (c *Config) trimHistory(h []pastEpoch) []pastEpoch {
+	retained, past := c.retained(), c.pastEpochs()
+	if n := max(retained, past); len(h) > n {
 		h = h[len(h)-n:]
 	}
-	return &Group{pub: pub, priv: priv, cfg: g.cfg, local: &epochLocal{}, history: h}
+	for i := range h {
+		age := len(h) - i // 1 for the epoch just before the state's
+		if age > retained {
+			h[i].resumption = nil
+		}
+		if age > past {
+			h[i].reader = nil
+		}
+	}
+	for len(h) > 0 && h[0].resumption == nil && h[0].reader == nil {
+		h = h[1:]
+	}
+	return h
 }

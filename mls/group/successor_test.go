@@ -3,6 +3,7 @@ package group
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -245,6 +246,47 @@ func TestSuccessorResumptionPSK(t *testing.T) {
 			if tc.want != nil && (!errors.Is(err, tc.want) || !errors.Is(err, ErrInvalidWelcome)) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
+		})
+	}
+}
+
+// A ReInit into a suite whose hash has another length: the reinit
+// resumption PSK is injected into the new group, so its nonce has the new
+// suite's KDF.Nh (RFC 9420 §8.4, §12.1.4), and the old group's
+// resumption_psk (old Nh bytes) is its value.
+func TestReInitChangesHashLength(t *testing.T) {
+	for _, c := range []struct{ from, to suite.ID }{
+		{suite.X25519AES128GCMSHA256Ed25519, suite.P521AES256GCMSHA512P521},
+		{suite.P521AES256GCMSHA512P521, suite.P384AES256GCMSHA384P384},
+		{suite.P384AES256GCMSHA384P384, suite.X25519ChaCha20Poly1305SHA256Ed25519},
+		{suite.X448AES256GCMSHA512Ed448, suite.P256AES128GCMSHA256P256},
+	} {
+		t.Run(fmt.Sprintf("%d-to-%d", c.from, c.to), func(t *testing.T) {
+			gs := threeMembersIn(t, c.from, Config{})
+			proposeAll(t, gs, 1, ReInitProposal([]byte("group v2"), c.to, nil))
+			gs, _ = commitAll(t, gs, 0, CommitOptions{})
+			bob, carol := newBundle(t, c.to, "bob"), newBundle(t, c.to, "carol")
+			pc, err := gs[0].ReInit(newBundle(t, c.to, "alice"), []*message.KeyPackage{&bob.KeyPackage, &carol.KeyPackage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			news := []*Group{pc.State()}
+			for i, kp := range []*KeyPackageBundle{bob, carol} {
+				g := joinWith(t, pc, kp, gs[i+1], Config{})
+				if err := g.CheckReInit(gs[i+1]); err != nil {
+					t.Fatal(err)
+				}
+				psks := g.WelcomePSKs()
+				if len(psks) != 1 || len(psks[0].Nonce) != g.Public().Suite().HashSize() {
+					t.Fatalf("welcome PSKs %+v", psks)
+				}
+				news = append(news, g)
+			}
+			checkAgree(t, news)
+			if news[0].Public().Suite().ID() != c.to {
+				t.Fatalf("new group in suite %d", news[0].Public().Suite().ID())
+			}
+			commitAll(t, news, 2, CommitOptions{ForcePath: true})
 		})
 	}
 }

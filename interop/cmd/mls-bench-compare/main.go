@@ -1,38 +1,54 @@
 // Command mls-bench-compare runs the same group workloads in our
-// implementation (mls/group, in process) and in ts-mls (through
-// interop/tsmls/bench.js, run by node) on this machine, one after the
-// other, and prints a table of the medians with the ratio ts-mls/ours.
+// implementation (mls/group, in process) and in other implementations on
+// this machine, one after the other, and prints one line per workload,
+// group size and tree shape:
 //
-// Workloads, for a group of N members built by the creator adding N-1
-// members in one commit (not timed), cipher suite 1, PublicMessage:
+//	compare: <peer> workload=<name> members=<n> tree=<sparse|full> ours_ms=<x> peer_ms=<y> ratio=<y/x>
 //
-//	add_commit      the creator commits an Add of one more member (with a
-//	                Welcome carrying the ratchet tree)
+// with the medians over the repetitions; a combination a peer cannot run
+// is reported as "compare-skipped: <peer> members=<n> tree=<t>: <why>".
+//
+// Workloads, cipher suite 1, handshakes as PublicMessage, on a group of N
+// members between a committer X and a receiver Y, each repetition in
+// turn:
+//
+//	add_commit      X commits an Add of one more member (a Welcome with
+//	                the ratchet tree); X and Y then move to that epoch
 //	join_welcome    that member joins from the Welcome
-//	create_commit   the creator commits with a path and no proposals
-//	process_commit  the joined member processes that commit
+//	create_commit   X commits with a path and no proposals
+//	process_commit  Y processes that commit
 //
-// Usage: go run ./interop/cmd/mls-bench-compare [-sizes 100,1000,10000]
-// [-tsmls interop/tsmls] [-budget 5m] [-tsmls-max 10000]. A size that
-// ts-mls cannot set up within the budget, or above -tsmls-max, is
-// reported as skipped. Run it on an otherwise idle machine: both sides
-// are timed one after the other, so load shifts the ratio.
+// Trees: sparse is what one bulk add leaves (X creates the group and adds
+// N-1 members in one commit with a path; Y is one of them); full is what
+// every member committing once leaves (a synthetic (N-2)-member group,
+// see fullGroup, whose member adds X and Y, who join from the Welcome and
+// commit once each). The setup is not timed.
+//
+// Peers:
+//
+//   - openmls: the repository's OpenMLS driver (interop/openmls, built by
+//     interop/openmls/build.sh; -openmls or MLSAS_OPENMLS_DRIVER names the
+//     binary), driven over its MLSClient gRPC interface. Each operation is
+//     timed around its RPC, less the fastest round trip of a trivial RPC
+//     (StateAuth), so that the transport does not count against it.
+//   - ts-mls: interop/tsmls/bench.js under node, in process (sparse
+//     trees only: it has no way to join a tree it did not build).
+//
+// Usage: go run ./interop/cmd/mls-bench-compare [-peers openmls,ts-mls]
+// [-sizes 100,1000,10000] [-trees sparse,full] [-reps N] [-openmls bin]
+// [-tsmls interop/tsmls] [-budget 5m] [-tsmls-max 10000] [-v]. Run it on an
+// otherwise idle machine: both sides are timed one after the other, so
+// load shifts the ratio.
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mls-appservice/mls-appservice/mls/group"
@@ -40,96 +56,131 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 )
 
-var workloads = []string{"add_commit", "join_welcome", "create_commit", "process_commit"}
+const cs = suite.X25519AES128GCMSHA256Ed25519
+
+var workloads = []string{"create_commit", "process_commit", "join_welcome", "add_commit"}
+
+// results maps a workload to its median.
+type results map[string]time.Duration
 
 func main() {
 	sizesFlag := flag.String("sizes", "100,1000,10000", "comma-separated group sizes")
+	peersFlag := flag.String("peers", "openmls,ts-mls", "comma-separated peers: openmls, ts-mls")
+	treesFlag := flag.String("trees", "sparse,full", "comma-separated tree shapes: sparse, full")
+	repsFlag := flag.Int("reps", 0, "repetitions per workload (0: 5 up to 100 members, 3 up to 1,000, else 1)")
+	openmlsBin := flag.String("openmls", os.Getenv("MLSAS_OPENMLS_DRIVER"), "OpenMLS driver binary (interop/openmls/build.sh prints it)")
 	tsDir := flag.String("tsmls", "interop/tsmls", "directory of the ts-mls driver (with node_modules)")
 	budget := flag.Duration("budget", 5*time.Minute, "time ts-mls may take per group size")
 	maxTS := flag.Int("tsmls-max", 10000, "largest group size to run in ts-mls; larger ones are reported as skipped")
+	flag.BoolVar(&verbose, "v", false, "print every timed operation to stderr")
 	flag.Parse()
 
 	var sizes []int
 	for _, f := range strings.Split(*sizesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			log.Fatalf("bad size %q", f)
+		if err != nil || n < 3 {
+			log.Fatalf("bad size %q (at least 3)", f)
 		}
 		sizes = append(sizes, n)
 	}
-	ours := map[int]map[string]time.Duration{}
-	theirs := map[int]map[string]time.Duration{}
-	skipped := map[int]string{}
+	peers := strings.Split(*peersFlag, ",")
+	trees := strings.Split(*treesFlag, ",")
+	for _, t := range trees {
+		if t != "sparse" && t != "full" {
+			log.Fatalf("unknown tree shape %q", t)
+		}
+	}
+	reps := func(n int) int {
+		switch {
+		case *repsFlag > 0:
+			return *repsFlag
+		case n <= 100:
+			return 5
+		case n <= 1000:
+			return 3
+		}
+		return 1
+	}
+
+	var openmls *driver
+	if slices.Contains(peers, "openmls") {
+		d, err := startDriver(*openmlsBin)
+		if err != nil {
+			log.Fatalf("openmls: %v", err)
+		}
+		defer d.stop()
+		openmls = d
+	}
 	for _, n := range sizes {
-		r := reps(n)
-		fmt.Fprintf(os.Stderr, "ours: %d members, %d reps\n", n, r)
-		m, err := runOurs(n, r)
-		if err != nil {
-			log.Fatalf("ours, %d members: %v", n, err)
-		}
-		ours[n] = m
-		if n > *maxTS {
-			skipped[n] = fmt.Sprintf("above -tsmls-max %d", *maxTS)
-			continue
-		}
-		fmt.Fprintf(os.Stderr, "ts-mls: %d members, %d reps\n", n, r)
-		t, why, err := runTSMLS(*tsDir, n, r, *budget)
-		if err != nil {
-			log.Fatalf("ts-mls, %d members: %v", n, err)
-		}
-		theirs[n], skipped[n] = t, why
-	}
-
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tmembers\tours ms\tts-mls ms\tts-mls/ours\t")
-	for _, w := range workloads {
-		for _, n := range sizes {
-			o := ours[n][w]
-			t, ok := theirs[n][w]
-			if !ok {
-				why := skipped[n]
-				if why == "" {
-					why = "no result"
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%.2f\t—\t— (%s)\t\n", w, n, ms(o), why)
-				continue
+		for _, shape := range trees {
+			full := shape == "full"
+			fmt.Fprintf(os.Stderr, "ours: %d members, %s tree, %d reps\n", n, shape, reps(n))
+			ours, err := runOurs(n, full, reps(n))
+			if err != nil {
+				log.Fatalf("ours, %d members, %s tree: %v", n, shape, err)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.1fx\t\n", w, n, ms(o), ms(t), float64(t)/float64(o))
+			for _, peer := range peers {
+				var theirs results
+				why := ""
+				switch peer {
+				case "openmls":
+					fmt.Fprintf(os.Stderr, "openmls: %d members, %s tree, %d reps\n", n, shape, reps(n))
+					theirs, err = openmls.run(n, full, reps(n))
+				case "ts-mls":
+					switch {
+					case full:
+						why = "bench.js builds only sparse trees"
+					case n > *maxTS:
+						why = fmt.Sprintf("above -tsmls-max %d", *maxTS)
+					default:
+						fmt.Fprintf(os.Stderr, "ts-mls: %d members, %d reps\n", n, reps(n))
+						theirs, why, err = runTSMLS(*tsDir, n, reps(n), *budget)
+					}
+				default:
+					log.Fatalf("unknown peer %q", peer)
+				}
+				if err != nil {
+					log.Fatalf("%s, %d members, %s tree: %v", peer, n, shape, err)
+				}
+				if why != "" {
+					fmt.Printf("compare-skipped: %s members=%d tree=%s: %s\n", peer, n, shape, why)
+					continue
+				}
+				for _, w := range workloads {
+					o, t := ms(ours[w]), ms(theirs[w])
+					fmt.Printf("compare: %s workload=%s members=%d tree=%s ours_ms=%.3f peer_ms=%.3f ratio=%.1f\n", peer, w, n, shape, o, t, t/o)
+				}
+			}
 		}
 	}
-	tw.Flush()
-}
-
-// reps keeps the large groups to a single run each: a ts-mls commit in a
-// 10,000-member group takes tens of seconds.
-func reps(n int) int {
-	switch {
-	case n <= 100:
-		return 5
-	case n <= 1000:
-		return 3
-	}
-	return 1
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// median runs fn r times and returns the median duration and the last
-// result.
-func median[T any](r int, fn func() (T, error)) (time.Duration, T, error) {
-	var out T
-	ds := make([]time.Duration, 0, r)
-	for range r {
-		start := time.Now()
-		v, err := fn()
-		if err != nil {
-			return 0, out, err
-		}
-		ds = append(ds, time.Since(start))
-		out = v
+// timer collects the durations of each workload over the repetitions.
+type timer map[string][]time.Duration
+
+func (t timer) time(w string, fn func() error) error {
+	start := time.Now()
+	err := fn()
+	t[w] = append(t[w], time.Since(start))
+	if verbose {
+		fmt.Fprintf(os.Stderr, "  %s %v %v\n", w, time.Since(start), err)
 	}
-	slices.Sort(ds)
-	return ds[len(ds)/2], out, nil
+	if err != nil {
+		return fmt.Errorf("%s: %w", w, err)
+	}
+	return nil
+}
+
+// medians returns each workload's median, less overhead.
+func (t timer) medians(overhead time.Duration) results {
+	out := results{}
+	for w, ds := range t {
+		slices.Sort(ds)
+		out[w] = max(ds[len(ds)/2]-overhead, 0)
+	}
+	return out
 }
 
 func newMember(s suite.ID, name string) (*group.KeyPackageBundle, error) {
@@ -144,109 +195,131 @@ func newMember(s suite.ID, name string) (*group.KeyPackageBundle, error) {
 	return group.NewKeyPackage(message.BasicCredential([]byte(name)), priv, nil)
 }
 
-func runOurs(n, r int) (map[string]time.Duration, error) {
-	const cs = suite.X25519AES128GCMSHA256Ed25519
-	creator, err := newMember(cs, "member-0")
+// runOurs sets a group up and runs the workloads in mls/group.
+func runOurs(n int, full bool, reps int) (results, error) {
+	x, y, err := oursSetup(n, full)
 	if err != nil {
 		return nil, err
 	}
-	g, err := group.Create(creator, []byte(fmt.Sprintf("bench-%d", n)), nil, group.Config{})
-	if err != nil {
-		return nil, err
-	}
-	var adds []*message.Proposal
-	for i := 1; i < n; i++ {
-		kp, err := newMember(cs, fmt.Sprintf("member-%d", i))
+	t := timer{}
+	for r := range reps {
+		joiner, err := newMember(cs, fmt.Sprintf("joiner-%d", r))
 		if err != nil {
 			return nil, err
 		}
-		adds = append(adds, group.AddProposal(&kp.KeyPackage))
-	}
-	if len(adds) > 0 {
-		pc, err := g.Commit(group.CommitOptions{Proposals: adds, OmitRatchetTree: true})
-		if err != nil {
-			return nil, fmt.Errorf("setup commit: %w", err)
-		}
-		if g, err = g.HandlePendingCommit(pc); err != nil {
-			return nil, err
-		}
-	}
-	joiner, err := newMember(cs, "joiner")
-	if err != nil {
-		return nil, err
-	}
-	res := map[string]time.Duration{}
-	res["add_commit"], err = timed(r, func() (*group.PendingCommit, error) {
-		return g.Commit(group.CommitOptions{Proposals: []*message.Proposal{group.AddProposal(&joiner.KeyPackage)}})
-	}, func(pc *group.PendingCommit) error {
-		var joined *group.Group
-		res["join_welcome"], joined, err = median(r, func() (*group.Group, error) { return group.Join(pc.Welcome, joiner, nil) })
-		if err != nil {
-			return fmt.Errorf("join: %w", err)
-		}
-		g2, err := g.HandlePendingCommit(pc)
-		if err != nil {
+		var pc *group.PendingCommit
+		if err := t.time("add_commit", func() (err error) {
+			pc, err = x.Commit(group.CommitOptions{Proposals: []*message.Proposal{group.AddProposal(&joiner.KeyPackage)}})
 			return err
+		}); err != nil {
+			return nil, err
 		}
-		var commit *group.PendingCommit
-		res["create_commit"], commit, err = median(r, func() (*group.PendingCommit, error) { return g2.Commit(group.CommitOptions{ForcePath: true}) })
-		if err != nil {
-			return fmt.Errorf("empty commit: %w", err)
+		if x, y, err = advance(x, y, pc); err != nil {
+			return nil, err
 		}
-		res["process_commit"], _, err = median(r, func() (*group.Received, error) {
-			got, err := joined.Handle(commit.Commit)
-			if err == nil && (got.Next == nil || got.Next.Epoch() != joined.Epoch()+1) {
-				err = fmt.Errorf("commit did not advance the joined member's epoch")
+		if err := t.time("join_welcome", func() error { _, err := group.Join(pc.Welcome, joiner, nil); return err }); err != nil {
+			return nil, err
+		}
+		if err := t.time("create_commit", func() (err error) {
+			pc, err = x.Commit(group.CommitOptions{ForcePath: true})
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		if x, err = x.HandlePendingCommit(pc); err != nil {
+			return nil, err
+		}
+		if err := t.time("process_commit", func() error {
+			got, err := y.Handle(pc.Commit)
+			if err == nil && (got.Next == nil || got.Next.Epoch() != x.Epoch()) {
+				err = fmt.Errorf("the commit did not bring the receiver to epoch %d", x.Epoch())
 			}
-			return got, err
-		})
+			if err == nil {
+				y = got.Next
+			}
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return t.medians(0), nil
+}
+
+// advance moves the committer of pc and the receiver y to pc's epoch.
+func advance(x, y *group.Group, pc *group.PendingCommit) (*group.Group, *group.Group, error) {
+	nx, err := x.HandlePendingCommit(pc)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := y.Handle(pc.Commit)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Next == nil || r.Next.Epoch() != nx.Epoch() {
+		return nil, nil, fmt.Errorf("receiver not at epoch %d", nx.Epoch())
+	}
+	return nx, r.Next, nil
+}
+
+// oursSetup builds the group of n members and returns X and Y.
+func oursSetup(n int, full bool) (x, y *group.Group, err error) {
+	xkp, err := newMember(cs, "x")
+	if err != nil {
+		return nil, nil, err
+	}
+	ykp, err := newMember(cs, "y")
+	if err != nil {
+		return nil, nil, err
+	}
+	if !full {
+		if x, err = group.Create(xkp, []byte(fmt.Sprintf("bench-%d", n)), nil, group.Config{}); err != nil {
+			return nil, nil, err
+		}
+		adds := []*message.Proposal{group.AddProposal(&ykp.KeyPackage)}
+		for i := 2; i < n; i++ {
+			kp, err := newMember(cs, fmt.Sprintf("member-%d", i))
+			if err != nil {
+				return nil, nil, err
+			}
+			adds = append(adds, group.AddProposal(&kp.KeyPackage))
+		}
+		pc, err := x.Commit(group.CommitOptions{Proposals: adds, ForcePath: true})
 		if err != nil {
-			return fmt.Errorf("process commit: %w", err)
+			return nil, nil, fmt.Errorf("bulk add: %w", err)
 		}
-		return nil
-	})
-	return res, err
+		if x, err = x.HandlePendingCommit(pc); err != nil {
+			return nil, nil, err
+		}
+		y, err = group.Join(pc.Welcome, ykp, nil)
+		return x, y, err
+	}
+	m, err := fullGroup(cs, n-2)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := m.Commit(group.CommitOptions{Proposals: []*message.Proposal{group.AddProposal(&xkp.KeyPackage), group.AddProposal(&ykp.KeyPackage)}, ForcePath: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	if x, err = group.Join(pc.Welcome, xkp, nil); err != nil {
+		return nil, nil, err
+	}
+	if y, err = group.Join(pc.Welcome, ykp, nil); err != nil {
+		return nil, nil, err
+	}
+	// X and Y commit once each, as every other member did.
+	if pc, err = x.Commit(group.CommitOptions{ForcePath: true}); err != nil {
+		return nil, nil, err
+	}
+	if x, y, err = advance(x, y, pc); err != nil {
+		return nil, nil, err
+	}
+	if pc, err = y.Commit(group.CommitOptions{ForcePath: true}); err != nil {
+		return nil, nil, err
+	}
+	y, x, err = advance(y, x, pc)
+	return x, y, err
 }
 
-// timed measures fn and hands its last result to then.
-func timed[T any](r int, fn func() (T, error), then func(T) error) (time.Duration, error) {
-	d, v, err := median(r, fn)
-	if err != nil {
-		return 0, err
-	}
-	return d, then(v)
-}
-
-// runTSMLS runs bench.js for one size; why is set when ts-mls could not
-// set the group up within the budget.
-func runTSMLS(dir string, n, r int, budget time.Duration) (map[string]time.Duration, string, error) {
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ts-mls")); err != nil {
-		return nil, "", fmt.Errorf("%s/node_modules is missing: run `npm ci --prefix %s`", dir, dir)
-	}
-	cmd := exec.Command("node", filepath.Join(dir, "bench.js"), "--sizes", strconv.Itoa(n), "--reps", strconv.Itoa(r), "--budget-ms", strconv.FormatInt(budget.Milliseconds(), 10))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %s", err, stderr.String())
-	}
-	res := map[string]time.Duration{}
-	why := ""
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		var line struct {
-			Workload string  `json:"workload"`
-			MS       float64 `json:"ms"`
-			Skipped  string  `json:"skipped"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			return nil, "", fmt.Errorf("bench.js output %q: %w", sc.Text(), err)
-		}
-		if line.Skipped != "" {
-			why = line.Skipped
-			continue
-		}
-		res[line.Workload] = time.Duration(line.MS * float64(time.Millisecond))
-	}
-	return res, why, nil
-}
+// verbose prints every timed operation to stderr (-v).
+var verbose bool
