@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,7 +148,8 @@ func TestStartupWithUnreachableDatabase(t *testing.T) {
 	cfgPath := exampleWith(t,
 		"mls:pw@127.0.0.1:5432", "mls:topsecretpw@127.0.0.1:1",
 		"as_token: CHANGE_ME (run mls-appservice -g)", "as_token: "+strings.Repeat("A", 64),
-		"hs_token: CHANGE_ME (run mls-appservice -g)", "hs_token: "+strings.Repeat("B", 64))
+		"hs_token: CHANGE_ME (run mls-appservice -g)", "hs_token: "+strings.Repeat("B", 64),
+		"key: CHANGE_ME (run mls-appservice -g)", "key: "+base64.StdEncoding.EncodeToString(make([]byte, 32)))
 	out := startupError(t, cfgPath)
 	if strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Errorf("output is not one line: %q", out)
