@@ -88,6 +88,14 @@ func (s *Service) loop(name string, step runloop.Step, maxBackoff time.Duration)
 	return l
 }
 
+// Wake makes the workers and the timers look for work at once: for work
+// added outside a work item (an API call that enqueued an item or
+// scheduled a timer).
+func (s *Service) Wake() {
+	s.wakeWorkers()
+	s.timers.Wake()
+}
+
 func (s *Service) wakeWorkers() {
 	for _, w := range s.workers {
 		w.Wake()

@@ -36,6 +36,7 @@ func NewTimers(db *database.DB, handlers map[string]inbound.TimerHandler, metric
 // Step runs one due timer, if any, and reports whether there was one.
 func (t *Timers) Step(ctx context.Context) (bool, error) {
 	var timer *database.Timer
+	var work *inbound.Work
 	err := t.db.InTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		timer, err = database.ClaimTimer(ctx, tx)
@@ -50,7 +51,8 @@ func (t *Timers) Step(ctx context.Context) (bool, error) {
 			return database.TimerFailed(ctx, tx, timer, "no handler for this kind", time.Now().Add(t.backoff(timer.Attempts+1)))
 		}
 		p := database.NewProducer(tx)
-		next, err := t.run(ctx, h, &inbound.Work{Q: tx, Out: p}, *timer)
+		work = &inbound.Work{Q: tx, Out: p}
+		next, err := t.run(ctx, h, work, *timer)
 		if err != nil {
 			return err
 		}
@@ -73,6 +75,9 @@ func (t *Timers) Step(ctx context.Context) (bool, error) {
 			return true, fmt.Errorf("record timer failure: %w", rerr)
 		}
 		return true, nil
+	}
+	if work != nil {
+		work.Committed()
 	}
 	t.metrics.TimersRun.WithLabelValues(timer.Kind).Inc()
 	return true, nil

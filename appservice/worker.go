@@ -65,8 +65,10 @@ func NewWorker(cfg WorkerConfig) *Worker {
 func (w *Worker) Step(ctx context.Context) (bool, error) {
 	var queue string
 	var head database.Item
+	var applied []*inbound.Work
 	recount := false
 	err := w.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+		applied = applied[:0]
 		var err error
 		queue, err = database.ClaimQueue(ctx, tx, database.Inbound)
 		if err != nil || queue == "" {
@@ -81,8 +83,13 @@ func (w *Worker) Step(ctx context.Context) (bool, error) {
 			return nil
 		}
 		head = items[0]
-		return w.applyBatch(ctx, tx, queue, items)
+		return w.applyBatch(ctx, tx, queue, items, &applied)
 	})
+	if err == nil {
+		for _, work := range applied {
+			work.Committed()
+		}
+	}
 	if queue == "" {
 		return false, err
 	}
@@ -137,15 +144,16 @@ func (w *Worker) batchFailed(ctx context.Context, head database.Item, cause erro
 	}
 }
 
-func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items []database.Item) error {
+func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items []database.Item, applied *[]*inbound.Work) error {
 	p := database.NewProducer(tx)
 	var done []int64
 	parked := 0
 	due := time.Now()
 	for _, it := range items {
 		start := time.Now()
-		err := w.applyItem(ctx, tx, p, it)
+		work, err := w.applyItem(ctx, tx, p, it)
 		if err == nil {
+			*applied = append(*applied, work)
 			done = append(done, it.Seq)
 			w.cfg.Metrics.ItemsProcessed.WithLabelValues(it.Kind).Inc()
 			w.cfg.Metrics.ItemSeconds.WithLabelValues(it.Kind).Observe(time.Since(start).Seconds())
@@ -182,10 +190,10 @@ func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items 
 
 // applyItem runs the handlers of one item in a savepoint of tx: on error,
 // the item's writes are undone and the rest of the batch is unaffected.
-func (w *Worker) applyItem(ctx context.Context, tx pgx.Tx, batch *database.Producer, it database.Item) (err error) {
+func (w *Worker) applyItem(ctx context.Context, tx pgx.Tx, batch *database.Producer, it database.Item) (_ *inbound.Work, err error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("savepoint: %w", err)
+		return nil, fmt.Errorf("savepoint: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.ItemTimeout)
 	defer cancel()
@@ -200,15 +208,15 @@ func (w *Worker) applyItem(ctx context.Context, tx pgx.Tx, batch *database.Produ
 	}()
 	if err != nil {
 		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
-			return fmt.Errorf("%w (and rolling back its savepoint failed: %v)", err, rerr)
+			return nil, fmt.Errorf("%w (and rolling back its savepoint failed: %v)", err, rerr)
 		}
-		return err
+		return nil, err
 	}
 	if err := sp.Commit(ctx); err != nil {
-		return fmt.Errorf("release savepoint: %w", err)
+		return nil, fmt.Errorf("release savepoint: %w", err)
 	}
 	batch.Merge(work.Out)
-	return nil
+	return work, nil
 }
 
 // dispatch decodes an item's payload and hands it to every handler of its
@@ -271,6 +279,9 @@ func dispatch(ctx context.Context, h inbound.Handlers, w *inbound.Work, it datab
 			}
 		}
 	default:
+		if ih := h.Items[it.Kind]; ih != nil {
+			return ih.Item(ctx, w, it)
+		}
 		return fmt.Errorf("%w: unknown item kind %q", inbound.ErrPermanent, it.Kind)
 	}
 	return nil

@@ -25,7 +25,20 @@ type Config struct {
 	Outbox     Outbox     `yaml:"outbox"`
 	Encryption Encryption `yaml:"encryption"`
 	Keys       Keys       `yaml:"keys"`
+	Groups     Groups     `yaml:"groups"`
 	Logging    Logging    `yaml:"logging"`
+}
+
+// Groups configures DMLS rooms (package groups).
+type Groups struct {
+	CommitGrace  Duration `yaml:"commit_grace"`
+	CommitJitter Duration `yaml:"commit_jitter"`
+	MaxEpochs    int      `yaml:"max_epochs"`
+	MaxEpochAge  Duration `yaml:"max_epoch_age"`
+	Wait         Duration `yaml:"wait"`
+	Autojoin     string   `yaml:"autojoin"`
+	SendTimeout  Duration `yaml:"send_timeout"`
+	DeviceTTL    Duration `yaml:"device_list_ttl"`
 }
 
 type Homeserver struct {
@@ -140,6 +153,9 @@ func Parse(data []byte) (*Config, error) {
 		Outbox: Outbox{Workers: 4, RequestTimeout: Duration(time.Minute)},
 		Keys: Keys{Suite: 1, Stock: 50, LowWater: 20, CheckInterval: Duration(time.Hour),
 			Lifetime: Duration(90 * 24 * time.Hour), LastResortGrace: Duration(7 * 24 * time.Hour)},
+		Groups: Groups{CommitGrace: Duration(5 * time.Second), CommitJitter: Duration(2 * time.Second), MaxEpochs: 8,
+			MaxEpochAge: Duration(24 * time.Hour), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
+			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour)},
 		Logging: Logging{Level: "info", Format: "auto"},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -238,7 +254,10 @@ func (c *Config) Validate() error {
 	if _, _, err := c.SealKeys(); err != nil {
 		return err
 	}
-	return c.validateKeys()
+	if err := c.validateKeys(); err != nil {
+		return err
+	}
+	return c.validateGroups()
 }
 
 func redactedValue(key, value string) string {
@@ -358,6 +377,34 @@ func (c *Config) validateLimits() error {
 	if c.AppService.MetricsAddress != "" {
 		if _, _, err := net.SplitHostPort(c.AppService.MetricsAddress); err != nil {
 			return keyErr("appservice.metrics_address", "must be host:port, got %q", c.AppService.MetricsAddress)
+		}
+	}
+	return nil
+}
+
+// validateGroups checks the groups section.
+func (c *Config) validateGroups() error {
+	g := c.Groups
+	if err := oneOf("off", "same_homeserver", "any")("groups.autojoin", g.Autojoin); err != nil {
+		return err
+	}
+	if g.MaxEpochs < 2 || g.MaxEpochs > 1000 {
+		return keyErr("groups.max_epochs", "must be between 2 and 1000, got %d", g.MaxEpochs)
+	}
+	for _, d := range []struct {
+		key   string
+		value Duration
+		min   time.Duration
+	}{
+		{"groups.commit_grace", g.CommitGrace, 0},
+		{"groups.commit_jitter", g.CommitJitter, 0},
+		{"groups.max_epoch_age", g.MaxEpochAge, time.Minute},
+		{"groups.wait", g.Wait, time.Second},
+		{"groups.send_timeout", g.SendTimeout, time.Second},
+		{"groups.device_list_ttl", g.DeviceTTL, time.Second},
+	} {
+		if d.value.D() < d.min {
+			return keyErr(d.key, "must be at least %s, got %s", d.min, d.value.D())
 		}
 	}
 	return nil

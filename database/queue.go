@@ -205,6 +205,21 @@ func queueKey(ctx context.Context, q Querier, queue string, side Side) (int64, e
 	return 0, fmt.Errorf("find queue %s: created and not found", queue)
 }
 
+// WaitQueue takes the lock of queue for the rest of tx, waiting while a
+// worker holds it (for one batch), and creates the queue if needed. An
+// API call that changes a room's state takes its queue's lock this way,
+// so it is serialised with the room's work items.
+func WaitQueue(ctx context.Context, tx pgx.Tx, queue string, side Side) error {
+	key, err := queueKey(ctx, tx, queue, side)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, key); err != nil {
+		return fmt.Errorf("lock queue %s: %w", queue, err)
+	}
+	return nil
+}
+
 func tryLock(ctx context.Context, tx pgx.Tx, key int64) (bool, error) {
 	var got bool
 	err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&got)

@@ -19,6 +19,23 @@ type Work struct {
 	// Item is the work item being applied (zero for a timer): its
 	// provenance and how many attempts failed before this one.
 	Item database.Item
+
+	afterCommit []func()
+}
+
+// AfterCommit registers f to run once the database transaction that
+// applies the work has committed, and never if it rolls back: for
+// in-process notifications (a reader waiting for deliveries) that must
+// not announce what may still be undone.
+func (w *Work) AfterCommit(f func()) { w.afterCommit = append(w.afterCommit, f) }
+
+// Committed runs the functions registered with AfterCommit. The worker
+// calls it after the commit.
+func (w *Work) Committed() {
+	for _, f := range w.afterCommit {
+		f()
+	}
+	w.afterCommit = nil
 }
 
 // The handler interfaces. A handler returns nil when it is done with the
@@ -47,6 +64,12 @@ type (
 	TimerHandler interface {
 		Timer(ctx context.Context, w *Work, t database.Timer) (next time.Time, err error)
 	}
+	// ItemHandler applies work items of a kind that a handler enqueued
+	// itself (not from a transaction): it decodes the payload, which it
+	// wrote, and treats it as untrusted like any stored blob.
+	ItemHandler interface {
+		Item(ctx context.Context, w *Work, it database.Item) error
+	}
 )
 
 // Handlers lists the handlers of each kind of work; each item goes to
@@ -59,6 +82,8 @@ type Handlers struct {
 	KeyCounts  []KeyCountHandler
 	// Timers maps a timer kind to its handler.
 	Timers map[string]TimerHandler
+	// Items maps the kinds of items that handlers enqueue to their handler.
+	Items map[string]ItemHandler
 }
 
 // ErrPermanent marks an error that retrying cannot cure.

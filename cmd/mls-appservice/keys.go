@@ -42,16 +42,8 @@ func generateEncryptionKey(cfg *config.Config, configPath string) error {
 
 // newKeys makes the keys manager from the configuration; its handlers
 // are added to handlers and its upload hook to hooks.
-func newKeys(cfg *config.Config, db *database.DB, hs keys.Homeserver, reg prometheus.Registerer, log zerolog.Logger,
-	handlers *inbound.Handlers, hooks map[string]matrix.SentHook) (*keys.Manager, error) {
-	current, old, err := cfg.SealKeys()
-	if err != nil {
-		return nil, err
-	}
-	sealer, err := seal.NewSealer(current, old...)
-	if err != nil {
-		return nil, err
-	}
+func newKeys(cfg *config.Config, db *database.DB, sealer *seal.Sealer, hs keys.Homeserver, reg prometheus.Registerer,
+	log zerolog.Logger, handlers *inbound.Handlers, hooks map[string]matrix.SentHook) (*keys.Manager, error) {
 	k := cfg.Keys
 	m, err := keys.New(keys.Config{DB: db, Sealer: sealer, Homeserver: hs, Metrics: keys.NewMetrics(reg),
 		Log: log.With().Str("component", "keys").Logger(), Suite: suite.ID(k.Suite), Stock: k.Stock, LowWater: k.LowWater,

@@ -134,24 +134,18 @@ func serve(configPath string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	puppets := matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address, Domain: cfg.Homeserver.Domain,
-		ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername, UserPrefix: cfg.AppService.UserPrefix,
-		DB: db, Log: log.With().Str("component", "puppets").Logger()})
-	handlers, hooks := appservice.Recorder{}.Handlers(), map[string]matrix.SentHook{}
-	keyManager, err := newKeys(cfg, db, puppets, reg, log, &handlers, hooks)
+	c, err := assemble(cfg, db, reg, log)
 	if err != nil {
 		return fmt.Errorf("config %s: %w", configPath, err)
 	}
-	sender := matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: puppets, Metrics: matrix.NewMetrics(reg),
-		Log: log.With().Str("component", "sender").Logger(), Workers: cfg.Outbox.Workers,
-		RequestTimeout: cfg.Outbox.RequestTimeout.D(), Hooks: hooks})
-	if err := keyManager.Start(ctx); err != nil {
+	if err := c.start(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	svc := appservice.NewService(appservice.ServiceConfig{Config: cfg, DB: db, Log: log, Registry: reg,
-		Metrics: appservice.NewMetrics(reg), Handlers: handlers,
-		Background:  []func(context.Context) error{sender.Run, puppets.RegisterBot},
-		ReadyChecks: map[string]func() bool{"bot_registered": puppets.BotReady}})
+		Metrics: appservice.NewMetrics(reg), Handlers: c.handlers,
+		Background:  []func(context.Context) error{c.sender.Run, c.puppets.RegisterBot},
+		ReadyChecks: map[string]func() bool{"bot_registered": c.puppets.BotReady}})
+	c.wake = append(c.wake, svc.Wake)
 	if err := svc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

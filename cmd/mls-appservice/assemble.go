@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/mls-appservice/mls-appservice/appservice"
+	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/keys"
+	"github.com/mls-appservice/mls-appservice/matrix"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// components are the service's parts, wired from the configuration. The
+// end-to-end tests assemble them too, as one more instance over the
+// service's database, to drive its Go API.
+type components struct {
+	puppets  *matrix.Puppets
+	keys     *keys.Manager
+	groups   *groups.Service
+	sender   *matrix.Sender
+	handlers inbound.Handlers
+	wake     []func()
+}
+
+// assemble builds the components over an open, migrated database.
+func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, log zerolog.Logger) (*components, error) {
+	c := &components{}
+	c.puppets = matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address, Domain: cfg.Homeserver.Domain,
+		ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername, UserPrefix: cfg.AppService.UserPrefix,
+		DB: db, Log: log.With().Str("component", "puppets").Logger()})
+	current, old, err := cfg.SealKeys()
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := seal.NewSealer(current, old...)
+	if err != nil {
+		return nil, err
+	}
+	c.handlers = appservice.Recorder{}.Handlers()
+	hooks := map[string]matrix.SentHook{}
+	if c.keys, err = newKeys(cfg, db, sealer, c.puppets, reg, log, &c.handlers, hooks); err != nil {
+		return nil, err
+	}
+	g := cfg.Groups
+	c.groups, err = groups.New(groups.Config{DB: db, Sealer: sealer, Keys: c.keys, Puppets: c.puppets,
+		Metrics: groups.NewMetrics(reg), Log: log.With().Str("component", "groups").Logger(), Domain: cfg.Homeserver.Domain,
+		Grace: g.CommitGrace.D(), MaxJitter: g.CommitJitter.D(),
+		Policy: epochs.Policy{MaxEpochs: g.MaxEpochs, MaxAge: g.MaxEpochAge.D()}, Wait: g.Wait.D(),
+		Autojoin: groups.Autojoin(g.Autojoin), SendTimeout: g.SendTimeout.D(), DeviceTTL: g.DeviceTTL.D(),
+		Wake: c.wakeAll})
+	if err != nil {
+		return nil, fmt.Errorf("groups: %w", err)
+	}
+	c.groups.Handlers(&c.handlers)
+	hooks[groups.HookName] = c.groups
+	c.sender = matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: c.puppets, Metrics: matrix.NewMetrics(reg),
+		Log: log.With().Str("component", "sender").Logger(), Workers: cfg.Outbox.Workers,
+		RequestTimeout: cfg.Outbox.RequestTimeout.D(), Hooks: hooks})
+	c.wake = append(c.wake, c.sender.Wake)
+	return c, nil
+}
+
+func (c *components) wakeAll() {
+	for _, w := range c.wake {
+		w()
+	}
+}
+
+// start runs what must run before the service takes work.
+func (c *components) start(ctx context.Context) error {
+	return c.keys.Start(ctx)
+}

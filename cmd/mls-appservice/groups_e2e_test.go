@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/groups"
+)
+
+// e2eWorld is the test's model of two services' puppets and rooms: who
+// is in which room, which messages each puppet must receive.
+type e2eWorld struct {
+	t        *testing.T
+	services []*testService
+	puppets  map[id.UserID]*testService // puppet -> its service
+	devices  map[id.UserID][]id.DeviceID
+	joined   map[id.RoomID]map[id.UserID]bool
+	messages []e2eMessage
+	metrics  map[string]float64 // metric totals of processes that were restarted
+	restarts int
+	removals int
+}
+
+type e2eMessage struct {
+	room   id.RoomID
+	sender id.UserID
+	body   string
+	event  id.EventID
+	to     []id.UserID // joined when sent, other than the sender
+}
+
+func (w *e2eWorld) puppet(s *testService, name string, devices int) id.UserID {
+	w.t.Helper()
+	ctx := context.Background()
+	var user id.UserID
+	for i := range devices {
+		dev := id.DeviceID(fmt.Sprintf("%sD%d", strings.ToUpper(name), i+1))
+		if i == 0 {
+			var err error
+			if user, err = s.c.groups.CreatePuppet(ctx, name, name, "", dev); err != nil {
+				w.t.Fatalf("create puppet %s: %v", name, err)
+			}
+		} else if err := s.c.groups.AddDevice(ctx, user, dev, name); err != nil {
+			w.t.Fatalf("add device %s: %v", dev, err)
+		}
+		w.devices[user] = append(w.devices[user], dev)
+	}
+	w.puppets[user] = s
+	return user
+}
+
+func (w *e2eWorld) addDevice(user id.UserID) {
+	w.t.Helper()
+	dev := id.DeviceID(fmt.Sprintf("%sX%d", strings.ToUpper(strings.TrimPrefix(string(user), "@")[:4]), len(w.devices[user])+1))
+	if err := w.puppets[user].c.groups.AddDevice(context.Background(), user, dev, "extra"); err != nil {
+		w.t.Fatalf("add device %s to %s: %v", dev, user, err)
+	}
+	w.devices[user] = append(w.devices[user], dev)
+}
+
+// expected returns the devices a room's group must hold: every device of
+// the users the test made members.
+func (w *e2eWorld) expected(room id.RoomID) []string {
+	var out []string
+	for u, in := range w.joined[room] {
+		if !in {
+			continue
+		}
+		for _, d := range w.devices[u] {
+			out = append(out, string(u)+"|"+string(d))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// converged waits until every service with a puppet in the room holds
+// the same single head, with the expected devices, and returns the
+// authenticators agreed.
+func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
+	w.t.Helper()
+	want := w.expected(room)
+	var last string
+	until(w.t, timeout, "room "+string(room)+" converged on "+strconv.Itoa(len(want))+" devices", func(ctx context.Context) (bool, error) {
+		var epoch, auth string
+		for _, s := range w.services {
+			if !w.hasMember(s, room) {
+				continue
+			}
+			info, err := s.c.groups.Room(ctx, room)
+			if err != nil {
+				last = fmt.Sprintf("%s: %v", s.name, err)
+				return false, nil
+			}
+			devs := slices.Clone(info.Devices)
+			sort.Strings(devs)
+			last = fmt.Sprintf("%s: epoch %d heads %d devices %d/%d", s.name, info.Epoch, len(info.Heads), len(devs), len(want))
+			if !info.Converged || !slices.Equal(devs, want) {
+				return false, nil
+			}
+			if epoch == "" {
+				epoch, auth = info.EpochID, info.Authenticator
+			} else if info.EpochID != epoch || info.Authenticator != auth {
+				last = fmt.Sprintf("%s holds epoch %s, another %s", s.name, info.EpochID, epoch)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	_ = last
+}
+
+func (w *e2eWorld) hasMember(s *testService, room id.RoomID) bool {
+	for u, in := range w.joined[room] {
+		if in && w.puppets[u] == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *e2eWorld) send(room id.RoomID, sender id.UserID, body string) {
+	w.t.Helper()
+	res, err := w.puppets[sender].c.groups.Send(context.Background(), sender, "", room, "m.room.message",
+		json.RawMessage(fmt.Sprintf(`{"msgtype": "m.text", "body": %q}`, body)), "")
+	if err != nil {
+		w.t.Fatalf("send %q as %s: %v", body, sender, err)
+	}
+	m := e2eMessage{room: room, sender: sender, body: body, event: res.EventID}
+	for u, in := range w.joined[room] {
+		if in && u != sender {
+			m.to = append(m.to, u)
+		}
+	}
+	w.messages = append(w.messages, m)
+}
+
+// delivered counts, for every message, the recipients whose log holds it
+// exactly once; it also reports messages delivered more than once, or to
+// puppets that were not members when they were sent.
+func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, err error) {
+	logs := map[id.UserID]map[string]int{} // puppet -> body -> deliveries
+	for u, s := range w.puppets {
+		entries, err := s.c.groups.Log(ctx, u, 0, 1000)
+		if err != nil {
+			return 0, 0, 0, 0, err
+		}
+		logs[u] = map[string]int{}
+		for _, e := range entries {
+			if e.Kind != groups.KindMessage {
+				continue
+			}
+			var c struct {
+				Body string `json:"body"`
+			}
+			_ = json.Unmarshal(e.Content, &c)
+			logs[u][c.Body]++
+		}
+	}
+	for _, m := range w.messages {
+		for _, u := range m.to {
+			want++
+			switch logs[u][m.body] {
+			case 1:
+				got++
+			case 0:
+			default:
+				dup++
+			}
+		}
+		for u := range w.puppets {
+			if u != m.sender && !slices.Contains(m.to, u) && logs[u][m.body] > 0 {
+				stray++
+			}
+		}
+	}
+	return got, want, dup, stray, nil
+}
+
+// scrape returns a service's counters by name (summed over labels).
+func scrape(s *testService) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get(s.proc.base + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "mlsas_dmls_") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(f[0], "{")
+		v, _ := strconv.ParseFloat(f[1], 64)
+		out[name] += v
+	}
+	return out
+}
+
+func (w *e2eWorld) restart(s *testService) {
+	w.t.Helper()
+	for k, v := range scrape(s) {
+		w.metrics[k] += v
+	}
+	s.restart(w.t)
+	w.restarts++
+}
+
+func (w *e2eWorld) metric(name string) float64 {
+	total := w.metrics[name]
+	for _, s := range w.services {
+		total += scrape(s)[name]
+	}
+	return total
+}
+
+// TestGroupsEndToEnd runs two separate services on one Synapse, so that
+// every commit, Welcome and KeyPackage between them crosses the real
+// homeserver in the real format, through membership changes, concurrent
+// changes on both sides, and a SIGKILL of each.
+func TestGroupsEndToEnd(t *testing.T) {
+	_, svcs := startServices(t, serviceOptions{name: "mlsa"}, serviceOptions{name: "mlsb"})
+	A, B := svcs[0], svcs[1]
+	w := &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
+		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}
+	ctx := context.Background()
+
+	// Room 1: a few puppets of both services, one with two devices.
+	a1, a2 := w.puppet(A, "a1", 2), w.puppet(A, "a2", 1)
+	b1, b2 := w.puppet(B, "b1", 1), w.puppet(B, "b2", 1)
+	r1, err := A.c.groups.CreateRoom(ctx, a1, "", groups.CreateRoomOptions{Name: "small", Invite: []id.UserID{a2, b1, b2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.joined[r1] = map[id.UserID]bool{a1: true, a2: true, b1: true, b2: true}
+	w.converged(r1, 2*time.Minute)
+	for _, u := range []id.UserID{a1, a2, b1, b2} {
+		w.send(r1, u, "hello from "+string(u))
+	}
+
+	// A leave, a kill of A while the change is in flight, a kick.
+	if err := B.c.groups.Leave(ctx, b2, r1); err != nil {
+		t.Fatal(err)
+	}
+	w.joined[r1][b2] = false
+	w.removals++
+	w.restart(A)
+	w.converged(r1, 2*time.Minute)
+	w.send(r1, b1, "after b2 left")
+	if err := A.c.groups.Kick(ctx, a1, r1, a2, "test"); err != nil {
+		t.Fatal(err)
+	}
+	w.joined[r1][a2] = false
+	w.removals++
+	w.converged(r1, 2*time.Minute)
+	w.send(r1, a1, "after a2 was kicked")
+
+	// A re-join and a device added to a joined puppet.
+	if err := A.c.groups.Invite(ctx, a1, r1, a2); err != nil {
+		t.Fatal(err)
+	}
+	w.joined[r1][a2] = true
+	w.addDevice(b1)
+	w.converged(r1, 2*time.Minute)
+
+	// Concurrent changes on both services: forks are expected.
+	a3, b3 := w.puppet(A, "a3", 1), w.puppet(B, "b3", 1)
+	var wg sync.WaitGroup
+	for _, inv := range []struct {
+		s      *testService
+		by, to id.UserID
+	}{{A, a1, a3}, {B, b1, b3}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := inv.s.c.groups.Invite(ctx, inv.by, r1, inv.to); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	w.joined[r1][a3], w.joined[r1][b3] = true, true
+	w.restart(B)
+	w.converged(r1, 3*time.Minute)
+	for _, u := range []id.UserID{a1, a2, a3, b1, b3} {
+		w.send(r1, u, "after the forks from "+string(u))
+	}
+
+	// Room 2: fifty puppets across both services, some with two devices.
+	var big []id.UserID
+	for i := range 50 {
+		s := A
+		if i%2 == 1 {
+			s = B
+		}
+		devs := 1
+		if i%9 == 0 {
+			devs = 2
+		}
+		big = append(big, w.puppet(s, fmt.Sprintf("p%02d", i), devs))
+	}
+	r2, err := A.c.groups.CreateRoom(ctx, big[0], "", groups.CreateRoomOptions{Name: "big", Invite: big[1:]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.joined[r2] = map[id.UserID]bool{}
+	for _, u := range big {
+		w.joined[r2][u] = true
+	}
+	w.converged(r2, 5*time.Minute)
+	for i := 0; i < len(big); i += 7 {
+		w.send(r2, big[i], fmt.Sprintf("big room message %d", i))
+	}
+
+	var got, want, dup, stray int
+	until(t, 3*time.Minute, "every message delivered", func(ctx context.Context) (bool, error) {
+		var err error
+		got, want, dup, stray, err = w.delivered(ctx)
+		return got == want || dup > 0 || stray > 0, err
+	})
+	agree := "yes"
+	for _, r := range []id.RoomID{r1, r2} {
+		w.converged(r, time.Minute)
+	}
+	if t.Failed() {
+		agree = "no"
+	}
+	devices := 0
+	for _, d := range w.devices {
+		devices += len(d)
+	}
+	undecryptable := int(w.metric("mlsas_dmls_messages_undecryptable_total"))
+	fmt.Printf("e2e: services=2 rooms=2 puppets=%d devices=%d commits=%d forks=%d resolved=%d welcomes=%d removals=%d restarts=%d messages=%d delivered=%d/%d undecryptable=%d epochs_agree=%s\n",
+		len(w.puppets), devices, commitsMade(t, svcs), int(w.metric("mlsas_dmls_forks_seen_total")),
+		int(w.metric("mlsas_dmls_forks_resolved_total")), welcomesSent(t, svcs), w.removals, w.restarts,
+		len(w.messages), got, want, undecryptable, agree)
+	if got != want || dup != 0 || stray != 0 {
+		t.Errorf("delivered %d of %d, %d duplicated, %d to non-members", got, want, dup, stray)
+	}
+	if undecryptable != 0 {
+		t.Errorf("%d messages undecryptable", undecryptable)
+	}
+}
+
+// commitsMade counts the commits both services sent (outbox rows of the
+// groups hook), which survive restarts.
+func commitsMade(t *testing.T, svcs []*testService) int {
+	total := 0
+	for _, s := range svcs {
+		var n int
+		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE hook = $1`, groups.HookName).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
+}
+
+func welcomesSent(t *testing.T, svcs []*testService) int {
+	total := 0
+	for _, s := range svcs {
+		var n int
+		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE kind = 'to_device' AND content LIKE '%welcome%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/internal/testenv"
+)
+
+// testService is one mls-appservice of a multi-service test: the real
+// binary, and the same components assembled in the test process over the
+// service's database (one more instance of it), through which the test
+// drives the service's Go API.
+type testService struct {
+	name    string
+	cfgPath string
+	cfg     *config.Config
+	db      *database.DB
+	proc    *serviceProcess
+	c       *components
+}
+
+// serviceOptions name a service's registration and tune it for tests.
+type serviceOptions struct {
+	name   string // registration id and namespace: @<name>_...
+	extra  map[string]map[string]any
+	groups map[string]any
+}
+
+// startServices starts a private Synapse with one registration per
+// service, each service on its own database, as separate appservices
+// whose puppets meet only through the homeserver.
+func startServices(t *testing.T, opts ...serviceOptions) (*testenv.Homeserver, []*testService) {
+	t.Helper()
+	syn := testenv.RequireSynapse(t)
+	var regs []string
+	var out []*testService
+	for _, o := range opts {
+		extra := map[string]map[string]any{
+			"appservice": {"id": o.name, "user_prefix": o.name + "_", "bot_username": o.name + "bot"},
+			"processing": {"poll": "100ms", "retry_backoff": "200ms", "max_retry_backoff": "2s"},
+			"groups":     {"commit_grace": "1s", "commit_jitter": "500ms", "wait": "30s", "send_timeout": "20s"},
+			"logging":    {"level": "debug"},
+		}
+		for k, v := range o.groups {
+			extra["groups"][k] = v
+		}
+		for sec, kv := range o.extra {
+			if extra[sec] == nil {
+				extra[sec] = map[string]any{}
+			}
+			for k, v := range kv {
+				extra[sec][k] = v
+			}
+		}
+		cfgPath := writeConfigWith(t, syn.ConfigPath, testenv.Database(t), freePort(t), extra)
+		regPath := filepath.Join(filepath.Dir(cfgPath), "registration.yaml")
+		if err := run([]string{"-g", "-c", cfgPath, "-r", regPath}, os.Stderr); err != nil {
+			t.Fatalf("-g for %s: %v", o.name, err)
+		}
+		regs = append(regs, regPath)
+		out = append(out, &testService{name: o.name, cfgPath: cfgPath})
+	}
+	hs := testenv.StartSynapse(t, testenv.SynapseOptions{Registrations: regs})
+	for _, s := range out {
+		setConfigKey(t, s.cfgPath, "homeserver", "address", hs.URL())
+		setConfigKey(t, s.cfgPath, "homeserver", "domain", hs.ServerName())
+		cfg, err := config.Load(s.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.cfg = cfg
+		s.proc = startService(t, s.cfgPath)
+		s.db = openDB(t, cfg.Database.URI)
+		s.c, err = assemble(cfg, s.db, prometheus.NewRegistry(), zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).
+			With().Str("instance", "test-"+s.name).Logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return hs, out
+}
+
+// restart kills the service with SIGKILL and starts it again.
+func (s *testService) restart(t *testing.T) {
+	t.Helper()
+	s.proc.kill(t)
+	s.proc = startService(t, s.cfgPath)
+}
+
+// until polls cond until it holds, failing the test with what after the
+// timeout.
+func until(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	ctx := context.Background()
+	eventually(t, timeout, what, func() (bool, error) { return cond(ctx) })
+}
+
+var _ = fmt.Sprint

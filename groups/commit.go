@@ -1,0 +1,347 @@
+package groups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/keys"
+	"github.com/mls-appservice/mls-appservice/mls/group"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+)
+
+// HookName is the outbox hook through which our commits learn their
+// event ids (register the Service under it with the outbox sender).
+const HookName = "groups"
+
+// createGroup starts the room's group at the create event, held by our
+// device dev (the room's first epoch, whose commit_event is the create
+// event). A room that has a group already is left alone (a replayed
+// create event).
+func (s *Service) createGroup(ctx context.Context, w *inbound.Work, roomID id.RoomID, dev keys.Device, createEvent string) error {
+	r, err := s.loadRoom(ctx, w.Q, roomID)
+	if err != nil || r == nil {
+		return err
+	}
+	if r.m.Len() > 0 {
+		return nil
+	}
+	sig, err := s.cfg.Keys.SignatureKey(ctx, w.Q, dev)
+	if errors.Is(err, keys.ErrNoIdentity) {
+		s.cfg.Log.Error().Stringer("room_id", roomID).Stringer("device", dev).Msg("Room created by a device without an MLS identity; no group")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	kp, err := group.NewKeyPackage(dev.Credential(), sig, nil)
+	if err != nil {
+		return errf(roomID, "creator's KeyPackage: %w", err)
+	}
+	g, err := group.Create(kp, []byte(roomID), nil, s.groupConfig())
+	if err != nil {
+		return errf(roomID, "create group: %w", err)
+	}
+	if err := r.m.Create(epochs.Device{UserID: string(dev.UserID), DeviceID: string(dev.DeviceID)}, g, createEvent, s.now()); err != nil {
+		return errf(roomID, "create group: %w", err)
+	}
+	r.state = "active"
+	if err := s.saveRoom(ctx, w.Q, r); err != nil {
+		return err
+	}
+	s.cfg.Log.Info().Stringer("room_id", roomID).Stringer("device", dev).Msg("Created the room's MLS group")
+	return s.reconcileLoaded(ctx, w, r, reconcileReason{event: createEvent, at: w.Item.CreatedAt})
+}
+
+// reconcile brings the room's group towards its membership (epochs,
+// "Committer"): if the base lacks joined or invited users' devices, holds
+// departed ones, or a fork is open, the device of ours that the committer
+// rule picks commits now, or a timer is set for its turn.
+func (s *Service) reconcile(ctx context.Context, w *inbound.Work, roomID id.RoomID, why reconcileReason) error {
+	r, err := s.loadRoom(ctx, w.Q, roomID)
+	if err != nil || r == nil || r.state != "active" {
+		return err
+	}
+	if err := s.reconcileLoaded(ctx, w, r, why); err != nil {
+		return err
+	}
+	return s.saveRoom(ctx, w.Q, r)
+}
+
+func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room, why reconcileReason) error {
+	ours := r.m.OursInBase()
+	if len(ours) == 0 {
+		return nil
+	}
+	as := toKeys(ours[0])
+	view, err := s.roomView(ctx, w.Q, r.id, as)
+	if err != nil {
+		return err
+	}
+	for user, st := range view.Members {
+		if (st == epochs.Join || st == epochs.Invite) && len(view.Devices[user]) == 0 {
+			if err := s.leftOut(ctx, w.Q, r.id, user, "no MLS device"); err != nil {
+				return err
+			}
+		}
+	}
+	plan, forked, err := s.plan(ctx, w.Q, r, view)
+	if err != nil {
+		return err
+	}
+	if plan.Empty() && !forked {
+		return database.CancelTimer(ctx, w.Q, timerCommit, string(r.id))
+	}
+	// The committer rule, for each of our devices in the base: one of
+	// them commits now if it has the lowest leaf; else the earliest turn
+	// among them is kept as a timer, and when it comes the commit is made
+	// if the change is still not in the base.
+	joined := r.m.Joined(view)
+	now := s.now()
+	jitter := rand.New(rand.NewPCG(uint64(now.UnixNano()), uint64(len(r.id))))
+	var later *epochs.Decision
+	for _, d := range ours {
+		dec := epochs.DecideCommitter(epochs.CommitterInput{Joined: joined, Self: d, Seen: now, Grace: s.cfg.Grace,
+			MaxJitter: s.cfg.MaxJitter, Jitter: jitter})
+		switch dec.Action {
+		case epochs.CommitNow:
+			return s.commitNow(ctx, w, r, d, view, why)
+		case epochs.CommitLater:
+			if later == nil || dec.At.Before(later.At) {
+				later = &dec
+			}
+		}
+	}
+	if later == nil {
+		return nil
+	}
+	if why.timer {
+		// Our turn came and the change is still pending: the device of
+		// ours with the lowest leaf commits.
+		return s.commitNow(ctx, w, r, lowestLeaf(joined, ours), view, why)
+	}
+	return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
+		DueAt: later.At}, database.Earliest)
+}
+
+// lowestLeaf returns the one of ours with the lowest leaf among joined.
+func lowestLeaf(joined []epochs.LeafDevice, ours []epochs.Device) epochs.Device {
+	best := ours[0]
+	bestLeaf := ^uint32(0)
+	for _, j := range joined {
+		if slices.Contains(ours, j.Device) && j.Leaf < bestLeaf {
+			best, bestLeaf = j.Device, j.Leaf
+		}
+	}
+	return best
+}
+
+// plan is what the next commit would change (epochs.PlanMembership on
+// the base) and whether a fork is open, leaving out of the additions the
+// devices whose KeyPackage could not be claimed or verified before
+// (recorded in dmls_left_out as "user|device"): a device without a usable
+// KeyPackage is not claimed again on every change; a device-list change
+// of its user clears the record.
+func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view epochs.Room) (epochs.Plan, bool, error) {
+	plan, forked, err := r.m.Pending(view)
+	if err != nil {
+		return epochs.Plan{}, false, errf(r.id, "plan: %w", err)
+	}
+	if len(plan.Add) == 0 {
+		return plan, forked, nil
+	}
+	rows, err := q.Query(ctx, `SELECT user_id FROM dmls_left_out WHERE room_id = $1 AND user_id LIKE '%|%'`, r.id)
+	if err != nil {
+		return epochs.Plan{}, false, errf(r.id, "read left out devices: %w", err)
+	}
+	failed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return epochs.Plan{}, false, errf(r.id, "read left out devices: %w", err)
+	}
+	plan.Add = slices.DeleteFunc(plan.Add, func(d epochs.Device) bool { return slices.Contains(failed, d.Identity()) })
+	return plan, forked, nil
+}
+
+// commitNow makes the next commit as our device dev: claims and verifies
+// the KeyPackages of the devices to add, commits on the base (resolving
+// any fork), and writes the commit and its Welcomes to the outbox in the
+// work's transaction.
+func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev epochs.Device, view epochs.Room, why reconcileReason) error {
+	start := time.Now()
+	plan, _, err := s.plan(ctx, w.Q, r, view)
+	if err != nil {
+		return err
+	}
+	kps := map[epochs.Device]*message.KeyPackage{}
+	if len(plan.Add) > 0 {
+		want := make([]keys.Device, len(plan.Add))
+		for i, d := range plan.Add {
+			want[i] = toKeys(d)
+		}
+		claimed, err := s.cfg.Keys.Claim(ctx, toKeys(dev), want)
+		if err != nil {
+			return errf(r.id, "claim KeyPackages: %w", err)
+		}
+		for _, c := range claimed {
+			d := fromKeys(c.Device)
+			if c.Refused != nil {
+				if err := s.leftOut(ctx, w.Q, r.id, d.Identity(), "KeyPackage refused: "+string(c.Refused.Reason)); err != nil {
+					return err
+				}
+				continue
+			}
+			kps[d] = c.KeyPackage
+		}
+	}
+	out, err := r.m.Commit(dev, view, func(d epochs.Device) *message.KeyPackage { return kps[d] }, s.now())
+	if errors.Is(err, epochs.ErrCannotCommit) {
+		s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("device", dev).Msg("Our device cannot commit in this room (not in the base epoch's group)")
+		return nil
+	}
+	if err != nil {
+		return errf(r.id, "commit: %w", err)
+	}
+	if err := s.sendCommit(ctx, w, r, out); err != nil {
+		return err
+	}
+	if err := database.CancelTimer(ctx, w.Q, timerCommit, string(r.id)); err != nil {
+		return err
+	}
+	s.metrics.CommitsMade.Inc()
+	if len(out.Commit.Resolves) > 0 {
+		s.metrics.ForksResolved.Inc()
+	}
+	s.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+	if why.event != "" && !why.at.IsZero() {
+		s.metrics.MembershipToPlan.Observe(time.Since(why.at).Seconds())
+	}
+	s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("device", dev).Uint64("epoch", out.Commit.Number).
+		Int("added", len(out.Added)).Int("removed", len(out.Removed)).Int("resolves", len(out.Commit.Resolves)).
+		Msg("Committed")
+	return nil
+}
+
+// pendingCommitEvent is the placeholder commit_event of content whose
+// real value the outbox fills in from the commit row it waits for.
+const pendingCommitEvent = "$pending"
+
+// epochRef names an epoch for the wire: its creator and commit event, or,
+// for our own commit not sent yet, the outbox row whose event id it will
+// be (after), to be filled into commit_event.
+func (s *Service) epochRef(ctx context.Context, q database.Querier, r *room, epoch epochs.ID) (creator epochs.Device, event string, after int64, err error) {
+	n, ok := r.m.Node(epoch)
+	if !ok {
+		return creator, "", 0, errf(r.id, "epoch %v is not in the graph", epoch)
+	}
+	if n.CommitEvent != "" {
+		return n.Creator, n.CommitEvent, 0, nil
+	}
+	err = q.QueryRow(ctx, `SELECT outbox_seq FROM dmls_commit_event WHERE room_id = $1 AND epoch_id = $2`,
+		r.id, []byte(epoch)).Scan(&after)
+	if err != nil {
+		return creator, "", 0, errf(r.id, "commit event of epoch %v unknown and no commit of ours makes it: %w", epoch, err)
+	}
+	return n.Creator, pendingCommitEvent, after, nil
+}
+
+// sendCommit writes a commit and its Welcomes to the outbox: the commit
+// as a room event naming its base (waiting for our own base commit's
+// event id if that is not known yet), each Welcome as a to-device message
+// to its device after the commit, naming the commit's event id.
+func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out *epochs.Outgoing) error {
+	c := out.Commit
+	creator, baseEvent, after, err := s.epochRef(ctx, w.Q, r, c.Base)
+	if err != nil {
+		return err
+	}
+	content := wireEncrypted{Algorithm: keys.Algorithm(s.suite.ID()), Ciphertext: b64(c.Message),
+		EpochCreator: (*deviceJSON)(&creator), CommitEvent: baseEvent, Epoch: (*b64ID)(&c.Base),
+		Sender: (*deviceJSON)(&c.Creator), Next: (*b64ID)(&c.Epoch), NextNumber: &c.Number}
+	for _, h := range c.Resolves {
+		n, _ := r.m.Node(h)
+		content.Resolves = append(content.Resolves, epochs.ResolvesPair{Number: n.Number, Creator: n.Creator})
+		content.DMLSResolves = append(content.DMLSResolves, b64ID(h))
+	}
+	body, err := json.Marshal(content)
+	if err != nil {
+		return err
+	}
+	ev := database.OutgoingEvent{Kind: database.RoomEvent, UserID: c.Creator.UserID, DeviceID: c.Creator.DeviceID,
+		RoomID: string(r.id), EventType: EncryptedType, Content: body, Hook: HookName, HookRef: hookRef(r.id, c.Epoch)}
+	if after != 0 {
+		ev.After, ev.FillField = after, "commit_event"
+	}
+	seq, _, err := w.Out.AddOutgoing(ctx, ev)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Q.Exec(ctx, `INSERT INTO dmls_commit_event (room_id, epoch_id, outbox_seq) VALUES ($1, $2, $3)`,
+		r.id, []byte(c.Epoch), seq); err != nil {
+		return errf(r.id, "record commit of %v: %w", c.Epoch, err)
+	}
+	if out.Welcome == nil {
+		return nil
+	}
+	wel := wireWelcome{Algorithm: welcomePrefix + keys.Algorithm(s.suite.ID())[len(algorithmPrefix):],
+		Ciphertext: b64(out.Welcome), RoomID: string(r.id), Sender: (*deviceJSON)(&c.Creator),
+		CommitEvent: pendingCommitEvent, Base: (*b64ID)(&c.Base), Epoch: (*b64ID)(&c.Epoch), Number: &c.Number,
+		Resolves: content.Resolves, DMLSResolves: content.DMLSResolves}
+	if n, ok := r.m.Node(c.Base); ok {
+		wel.Resolves = append([]epochs.ResolvesPair{{Number: n.Number, Creator: n.Creator}}, wel.Resolves...)
+	}
+	welBody, err := json.Marshal(wel)
+	if err != nil {
+		return err
+	}
+	for _, d := range out.Added {
+		if _, _, err := w.Out.AddOutgoing(ctx, database.OutgoingEvent{Kind: database.ToDevice, UserID: c.Creator.UserID,
+			DeviceID: c.Creator.DeviceID, EventType: EncryptedType, ToUserID: d.UserID, ToDeviceID: d.DeviceID,
+			Content: welBody, After: seq, FillField: "commit_event"}); err != nil {
+			return err
+		}
+		s.metrics.WelcomesSent.Inc()
+	}
+	return nil
+}
+
+func hookRef(room id.RoomID, epoch epochs.ID) []byte {
+	return []byte(string(room) + "\n" + epoch.String())
+}
+
+// Sent is the outbox hook: our commit's event id, recorded for its epoch
+// (merged into the graph when the room is next loaded).
+func (s *Service) Sent(ctx context.Context, q database.Querier, ev *database.OutgoingEvent, eventID string) error {
+	room, epochStr, ok := strings.Cut(string(ev.HookRef), "\n")
+	if !ok || eventID == "" {
+		return nil
+	}
+	epoch, err := epochs.ParseID(epochStr)
+	if err != nil {
+		return nil
+	}
+	if _, err := q.Exec(ctx, `UPDATE dmls_commit_event SET event_id = $3 WHERE room_id = $1 AND epoch_id = $2`,
+		room, []byte(epoch), eventID); err != nil {
+		return fmt.Errorf("record commit event %s: %w", eventID, err)
+	}
+	return nil
+}
+
+func toKeys(d epochs.Device) keys.Device {
+	return keys.Device{UserID: id.UserID(d.UserID), DeviceID: id.DeviceID(d.DeviceID)}
+}
+
+func fromKeys(d keys.Device) epochs.Device {
+	return epochs.Device{UserID: string(d.UserID), DeviceID: string(d.DeviceID)}
+}

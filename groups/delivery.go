@@ -1,0 +1,202 @@
+package groups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// Kind says what a delivered event is.
+type Kind string
+
+const (
+	// KindMessage is a decrypted application message: Type and Content
+	// are the event the sender encrypted.
+	KindMessage Kind = "message"
+	// KindMembership is an m.room.member event (not encrypted).
+	KindMembership Kind = "membership"
+	// KindMLSState is a change of the room's MLS state: Content says what
+	// (a commit applied, our device joined, removed, a fork resolved).
+	KindMLSState Kind = "mls_state"
+	// KindUndecryptable is a message that named an epoch we never got:
+	// Content says why.
+	KindUndecryptable Kind = "undecryptable"
+)
+
+// Delivered is one entry of a puppet's log: what the puppet was given, in
+// order. Seq increases per puppet in the order entries were committed, so
+// a reader that remembers the last Seq it saw resumes exactly after it.
+type Delivered struct {
+	Puppet       id.UserID       `json:"puppet"`
+	Seq          int64           `json:"seq"`
+	RoomID       id.RoomID       `json:"room_id"`
+	EventID      id.EventID      `json:"event_id"`
+	Kind         Kind            `json:"kind"`
+	Sender       id.UserID       `json:"sender"`
+	SenderDevice id.DeviceID     `json:"sender_device,omitempty"`
+	Type         string          `json:"type"`
+	Content      json.RawMessage `json:"content"`
+	// OriginServerTS is the event's timestamp in milliseconds.
+	OriginServerTS int64     `json:"origin_server_ts"`
+	DeliveredAt    time.Time `json:"delivered_at"`
+}
+
+const purposeDelivery seal.Purpose = "groups delivery"
+
+func deliveryRow(puppet id.UserID, seq int64) seal.Binding {
+	return seal.Row("delivery", string(puppet), strconv.FormatInt(seq, 10))
+}
+
+// deliver appends d to the log of each puppet in to, once per (puppet,
+// event, kind): delivering the same event again is a no-op. Puppets are
+// taken in sorted order, so that two transactions delivering to the same
+// puppets lock their cursors in one order.
+func (s *Service) deliver(ctx context.Context, q database.Querier, to []id.UserID, d Delivered) ([]id.UserID, error) {
+	to = slices.Clone(to)
+	slices.Sort(to)
+	to = slices.Compact(to)
+	var got []id.UserID
+	for _, puppet := range to {
+		var exists bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery WHERE user_id = $1 AND event_id = $2 AND kind = $3)`,
+			puppet, d.EventID, d.Kind).Scan(&exists); err != nil {
+			return got, fmt.Errorf("deliver %s to %s: %w", d.EventID, puppet, err)
+		}
+		if exists {
+			continue
+		}
+		var seq int64
+		if err := q.QueryRow(ctx, `INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, 1)
+			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + 1 RETURNING last_seq`,
+			puppet).Scan(&seq); err != nil {
+			return got, fmt.Errorf("deliver %s to %s: %w", d.EventID, puppet, err)
+		}
+		sealed, err := s.cfg.Sealer.Seal(purposeDelivery, deliveryRow(puppet, seq), d.Content)
+		if err != nil {
+			return got, err
+		}
+		if _, err := q.Exec(ctx, `INSERT INTO delivery (user_id, seq, room_id, event_id, kind, sender, sender_device,
+			event_type, content, origin_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			puppet, seq, d.RoomID, d.EventID, string(d.Kind), d.Sender, d.SenderDevice, d.Type, sealed, d.OriginServerTS); err != nil {
+			return got, fmt.Errorf("deliver %s to %s: %w", d.EventID, puppet, err)
+		}
+		got = append(got, puppet)
+		s.metrics.Delivered.WithLabelValues(string(d.Kind)).Inc()
+	}
+	return got, nil
+}
+
+// Log returns up to limit entries of puppet's log after seq, oldest first.
+func (s *Service) Log(ctx context.Context, puppet id.UserID, after int64, limit int) ([]Delivered, error) {
+	return s.readLog(ctx, `WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, puppet, after, limit)
+}
+
+// RoomLog returns up to limit entries of puppet's log in one room before
+// seq (before <= 0: the newest), newest first: a room's history as
+// delivered to the puppet, paginated backwards.
+func (s *Service) RoomLog(ctx context.Context, puppet id.UserID, room id.RoomID, before int64, limit int) ([]Delivered, error) {
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	return s.readLog(ctx, `WHERE user_id = $1 AND room_id = $4 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+		puppet, before, limit, room)
+}
+
+// Delivery returns the entry of puppet's log for event (its message, or
+// else any entry), if the puppet was given it.
+func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.EventID) (*Delivered, error) {
+	got, err := s.readLog(ctx, `WHERE user_id = $1 AND event_id = $4 ORDER BY (kind = 'message') DESC, seq LIMIT $3 OFFSET $2`,
+		puppet, 0, 1, event)
+	if err != nil || len(got) == 0 {
+		return nil, err
+	}
+	return &got[0], nil
+}
+
+func (s *Service) readLog(ctx context.Context, where string, puppet id.UserID, n int64, limit int, extra ...any) ([]Delivered, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	args := append([]any{puppet, n, limit}, extra...)
+	rows, err := s.cfg.DB.Query(ctx, `SELECT user_id, seq, room_id, event_id, kind, sender, sender_device, event_type,
+		content, origin_ts, created_at FROM delivery `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", puppet, err)
+	}
+	var out []Delivered
+	var sealed []byte
+	var d Delivered
+	_, err = pgx.ForEachRow(rows, []any{&d.Puppet, &d.Seq, &d.RoomID, &d.EventID, &d.Kind, &d.Sender, &d.SenderDevice,
+		&d.Type, &sealed, &d.OriginServerTS, &d.DeliveredAt}, func() error {
+		content, err := s.cfg.Sealer.Open(purposeDelivery, deliveryRow(d.Puppet, d.Seq), sealed)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", d.Seq, err)
+		}
+		d.Content = content
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", puppet, err)
+	}
+	return out, nil
+}
+
+// LastSeq returns the last sequence number of puppet's log (0 if empty).
+func (s *Service) LastSeq(ctx context.Context, puppet id.UserID) (int64, error) {
+	var seq int64
+	err := s.cfg.DB.QueryRow(ctx, `SELECT last_seq FROM delivery_cursor WHERE user_id = $1`, puppet).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read log position of %s: %w", puppet, err)
+	}
+	return seq, nil
+}
+
+// notifier wakes readers waiting for a puppet's log. It is a hint within
+// this process (another instance's deliveries are found by polling).
+type notifier struct {
+	mu      sync.Mutex
+	waiters map[id.UserID]chan struct{}
+}
+
+// Wait returns a channel that is closed at the next delivery to puppet in
+// this process.
+func (s *Service) Wait(puppet id.UserID) <-chan struct{} {
+	n := &s.notify
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.waiters == nil {
+		n.waiters = map[id.UserID]chan struct{}{}
+	}
+	ch := n.waiters[puppet]
+	if ch == nil {
+		ch = make(chan struct{})
+		n.waiters[puppet] = ch
+	}
+	return ch
+}
+
+func (n *notifier) wake(puppets []id.UserID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range puppets {
+		if ch := n.waiters[p]; ch != nil {
+			close(ch)
+			delete(n.waiters, p)
+		}
+	}
+}

@@ -1,0 +1,338 @@
+package groups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/keys"
+)
+
+// The handlers the spine calls. Every change of a room's state happens on
+// the room's queue (its events, and the items and timers this package
+// puts there), so a room is changed by one worker at a time, in the
+// homeserver's order, in the database transaction that finishes the item.
+
+type roomHandler struct{ s *Service }
+
+// creatorDeviceField names, in the content of an m.room.create event we
+// make, the device of ours that holds the group's first epoch. It is
+// public like the rest of the event; a room created elsewhere lacks it.
+const creatorDeviceField = "org.mls-appservice.creator_device"
+
+func (h roomHandler) RoomEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
+	s := h.s
+	switch ev.Type {
+	case "m.room.create":
+		return s.roomCreated(ctx, w, ev)
+	case "m.room.member":
+		return s.memberEvent(ctx, w, ev)
+	case EncryptedType:
+		return s.encryptedEvent(ctx, w, ev)
+	}
+	return nil
+}
+
+// roomCreated records a room whose m.room.create names a DMLS algorithm;
+// if one of our devices created it, that device's group starts here.
+func (s *Service) roomCreated(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
+	var c struct {
+		Encryption *struct {
+			Algorithm string `json:"algorithm"`
+		} `json:"encryption"`
+		CreatorDevice string `json:"org.mls-appservice.creator_device"`
+	}
+	if err := json.Unmarshal(ev.Content, &c); err != nil || c.Encryption == nil {
+		return nil
+	}
+	if !s.supported(c.Encryption.Algorithm) {
+		if strings.HasPrefix(c.Encryption.Algorithm, algorithmPrefix) {
+			s.cfg.Log.Warn().Stringer("room_id", ev.RoomID).Str("algorithm", truncate(c.Encryption.Algorithm)).
+				Msg("DMLS room of a cipher suite we do not run; ignored")
+		}
+		return nil
+	}
+	if err := s.recordRoom(ctx, w.Q, ev.RoomID, string(ev.EventID), ev.Sender); err != nil {
+		return err
+	}
+	if c.CreatorDevice == "" || !s.cfg.Puppets.Owns(ev.Sender) {
+		return nil
+	}
+	dev := keys.Device{UserID: ev.Sender, DeviceID: id.DeviceID(c.CreatorDevice)}
+	if err := inbound.CheckDeviceID("creator device", c.CreatorDevice); err != nil {
+		return nil
+	}
+	return s.createGroup(ctx, w, ev.RoomID, dev, string(ev.EventID))
+}
+
+// supported reports whether alg is the DMLS algorithm of our suite.
+func (s *Service) supported(alg string) bool { return alg == keys.Algorithm(s.suite.ID()) }
+
+// recordRoom notes a DMLS room, once.
+func (s *Service) recordRoom(ctx context.Context, q database.Querier, room id.RoomID, createEvent string, creator id.UserID) error {
+	_, err := q.Exec(ctx, `INSERT INTO dmls_room (room_id, suite, algorithm, create_event, creator) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (room_id) DO UPDATE SET create_event = coalesce(dmls_room.create_event, excluded.create_event),
+			creator = coalesce(dmls_room.creator, excluded.creator)`,
+		room, int(s.suite.ID()), keys.Algorithm(s.suite.ID()), nullable(createEvent), nullable(string(creator)))
+	if err != nil {
+		return errf(room, "record DMLS room: %w", err)
+	}
+	return nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// isDMLS reports whether room is a DMLS room we know, and its state.
+func isDMLS(ctx context.Context, q database.Querier, room id.RoomID) (string, bool, error) {
+	var state string
+	err := q.QueryRow(ctx, `SELECT state FROM dmls_room WHERE room_id = $1`, room).Scan(&state)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, errf(room, "read: %w", err)
+	}
+	return state, true, nil
+}
+
+// memberEvent handles a membership change: an invitation of one of our
+// puppets (autojoin), one of ours joining (learn the room's membership),
+// and for every change, the group's reconciliation (committer rule).
+func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
+	target := id.UserID(*ev.StateKey)
+	ours := s.cfg.Puppets.Owns(target)
+	if ours && ev.Membership == "invite" {
+		if err := s.invited(ctx, w, ev, target); err != nil {
+			return err
+		}
+	}
+	state, dmls, err := isDMLS(ctx, w.Q, ev.RoomID)
+	if err != nil || !dmls {
+		return err
+	}
+	if ours && ev.Membership == "join" {
+		if err := s.seedMembers(ctx, w.Q, ev.RoomID, target); err != nil {
+			// The room's membership is then known only from the events
+			// that reach us; the room still works for what we see.
+			s.cfg.Log.Warn().Err(err).Stringer("room_id", ev.RoomID).Msg("Could not read the room's membership")
+		}
+	}
+	content := ev.Content
+	if len(content) == 0 {
+		content = json.RawMessage(`{}`)
+	}
+	to, err := s.joinedPuppets(ctx, w.Q, ev.RoomID)
+	if err != nil {
+		return err
+	}
+	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: ev.RoomID, EventID: ev.EventID, Kind: KindMembership,
+		Sender: ev.Sender, Type: ev.Type, Content: content, OriginServerTS: ev.OriginServerTS})
+	if err != nil {
+		return err
+	}
+	w.AfterCommit(func() { s.notify.wake(got) })
+	if state != "active" {
+		return nil
+	}
+	return s.reconcile(ctx, w, ev.RoomID, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+}
+
+// invited decides about an invitation of our puppet: a DMLS room (known
+// from the invite's stripped state) is recorded, and the invitation is
+// accepted if the autojoin policy allows it.
+func (s *Service) invited(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent, puppet id.UserID) error {
+	var inv struct {
+		Unsigned struct {
+			State []struct {
+				Type    string `json:"type"`
+				Content struct {
+					Encryption *struct {
+						Algorithm string `json:"algorithm"`
+					} `json:"encryption"`
+				} `json:"content"`
+			} `json:"invite_room_state"`
+		} `json:"unsigned"`
+	}
+	_ = json.Unmarshal(ev.Raw, &inv)
+	for _, st := range inv.Unsigned.State {
+		if st.Type == "m.room.create" && st.Content.Encryption != nil && s.supported(st.Content.Encryption.Algorithm) {
+			if err := s.recordRoom(ctx, w.Q, ev.RoomID, "", ""); err != nil {
+				return err
+			}
+		}
+	}
+	if !s.autojoins(ev.Sender) {
+		s.cfg.Log.Info().Stringer("room_id", ev.RoomID).Stringer("puppet", puppet).Stringer("inviter", ev.Sender).
+			Str("policy", string(s.cfg.Autojoin)).Msg("Invitation left alone by the autojoin policy")
+		return nil
+	}
+	return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerJoin, Key: string(ev.RoomID) + "|" + string(puppet),
+		DueAt: s.now(), Payload: []byte(string(puppet) + "\n" + string(ev.RoomID) + "\n" + senderServer(ev.Sender))}, database.Replace)
+}
+
+func (s *Service) autojoins(inviter id.UserID) bool {
+	switch s.cfg.Autojoin {
+	case AutojoinAny:
+		return true
+	case AutojoinSame:
+		return senderServer(inviter) == s.cfg.Domain
+	}
+	return false
+}
+
+func senderServer(u id.UserID) string {
+	_, server, _ := strings.Cut(string(u), ":")
+	return server
+}
+
+// joinTimer accepts an invitation as the puppet; a failure is retried
+// by the timer with backoff.
+type joinTimer struct{ s *Service }
+
+func (t joinTimer) Timer(ctx context.Context, _ *inbound.Work, timer database.Timer) (time.Time, error) {
+	parts := strings.SplitN(string(timer.Payload), "\n", 3)
+	if len(parts) != 3 {
+		return time.Time{}, nil
+	}
+	puppet, room, server := id.UserID(parts[0]), id.RoomID(parts[1]), parts[2]
+	var via []string
+	if server != "" {
+		via = []string{server}
+	}
+	if err := t.s.cfg.Puppets.JoinRoom(ctx, puppet, room, via); err != nil {
+		return time.Time{}, err
+	}
+	t.s.cfg.Log.Info().Stringer("room_id", room).Stringer("puppet", puppet).Msg("Accepted invitation")
+	return time.Time{}, nil
+}
+
+// joinedPuppets lists our puppets joined in room.
+func (s *Service) joinedPuppets(ctx context.Context, q database.Querier, room id.RoomID) ([]id.UserID, error) {
+	m, err := members(ctx, q, room)
+	if err != nil {
+		return nil, err
+	}
+	var out []id.UserID
+	for u, st := range m {
+		if st == epochs.Join && s.cfg.Puppets.Owns(id.UserID(u)) {
+			out = append(out, id.UserID(u))
+		}
+	}
+	return out, nil
+}
+
+// toDeviceHandler takes Welcomes to our devices onto their room's queue.
+type toDeviceHandler struct{ s *Service }
+
+func (h toDeviceHandler) ToDevice(ctx context.Context, w *inbound.Work, ev inbound.ToDeviceEvent) error {
+	s := h.s
+	if ev.Type != EncryptedType {
+		return nil
+	}
+	var probe struct {
+		Algorithm string `json:"algorithm"`
+	}
+	if json.Unmarshal(ev.Content, &probe) != nil || !strings.HasPrefix(probe.Algorithm, welcomePrefix) {
+		return nil
+	}
+	wel, err := ParseWelcome(ev.Content)
+	if err != nil {
+		s.metrics.MalformedEvents.WithLabelValues("welcome").Inc()
+		s.cfg.Log.Warn().Err(err).Stringer("sender", ev.Sender).Stringer("to_device", ev.ToDeviceID).Msg("Malformed Welcome refused")
+		return nil
+	}
+	if !s.cfg.Puppets.Owns(ev.ToUserID) {
+		return nil
+	}
+	payload, err := json.Marshal(welcomeItemPayload{ToUser: ev.ToUserID, ToDevice: ev.ToDeviceID, Sender: ev.Sender, Content: ev.Content})
+	if err != nil {
+		return err
+	}
+	room := id.RoomID(wel.RoomID)
+	_, err = w.Out.AddItem(ctx, database.Item{Queue: roomQueue(room), Kind: kindWelcome, RoomID: wel.RoomID,
+		EventID: wel.Commit.EventID, Payload: payload})
+	return err
+}
+
+type welcomeItemPayload struct {
+	ToUser   id.UserID       `json:"to_user"`
+	ToDevice id.DeviceID     `json:"to_device"`
+	Sender   id.UserID       `json:"sender"`
+	Content  json.RawMessage `json:"content"`
+}
+
+// welcomeItem applies a Welcome on its room's queue.
+type welcomeItem struct{ s *Service }
+
+func (h welcomeItem) Item(ctx context.Context, w *inbound.Work, it database.Item) error {
+	var p welcomeItemPayload
+	if err := json.Unmarshal(it.Payload, &p); err != nil {
+		return fmt.Errorf("%w: welcome item: %v", inbound.ErrPermanent, err)
+	}
+	wel, err := ParseWelcome(p.Content)
+	if err != nil {
+		return fmt.Errorf("%w: welcome item: %v", inbound.ErrPermanent, err)
+	}
+	return h.s.welcome(ctx, w, wel, keys.Device{UserID: p.ToUser, DeviceID: p.ToDevice}, p.Sender)
+}
+
+// deviceListHandler drops a user's cached device list and asks the rooms
+// the user is in to reconcile.
+type deviceListHandler struct{ s *Service }
+
+func (h deviceListHandler) DeviceList(ctx context.Context, w *inbound.Work, c inbound.DeviceListChange) error {
+	if c.Left {
+		_, err := w.Q.Exec(ctx, `DELETE FROM user_mls_devices WHERE user_id = $1`, c.UserID)
+		return err
+	}
+	return h.s.devicesChanged(ctx, w.Q, w.Out, c.UserID)
+}
+
+// reconcileItem runs a room's reconciliation on its queue.
+type reconcileItem struct{ s *Service }
+
+func (h reconcileItem) Item(ctx context.Context, w *inbound.Work, it database.Item) error {
+	room := id.RoomID(it.RoomID)
+	if err := inbound.CheckID("room id", it.RoomID, '!'); err != nil {
+		return fmt.Errorf("%w: reconcile item: %v", inbound.ErrPermanent, err)
+	}
+	state, dmls, err := isDMLS(ctx, w.Q, room)
+	if err != nil || !dmls || state != "active" {
+		return err
+	}
+	return h.s.reconcile(ctx, w, room, reconcileReason{at: it.CreatedAt})
+}
+
+// commitTimer is a waiting committer's grace period ending.
+type commitTimer struct{ s *Service }
+
+func (t commitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Timer) (time.Time, error) {
+	room := id.RoomID(timer.Key)
+	state, dmls, err := isDMLS(ctx, w.Q, room)
+	if err != nil || !dmls || state != "active" {
+		return time.Time{}, err
+	}
+	return time.Time{}, t.s.reconcile(ctx, w, room, reconcileReason{timer: true, at: timer.DueAt})
+}
+
+// reconcileReason says why a room reconciles, for the committer rule and
+// latency metrics.
+type reconcileReason struct {
+	event string    // the membership event, if any
+	timer bool      // a waiting committer's grace period ended
+	at    time.Time // when the cause was stored
+}

@@ -1,0 +1,248 @@
+package groups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/keys"
+)
+
+// The room's membership is the authority over its group (DESIGN 5). It
+// is read from what the recorder stored while applying the room's events
+// in order: the membership "now" on the room's queue is the membership at
+// the event being applied, and the membership at an earlier event is the
+// latest membership event of each user applied up to it.
+
+// members returns the room's membership as recorded.
+func members(ctx context.Context, q database.Querier, room id.RoomID) (map[string]epochs.MemberState, error) {
+	rows, err := q.Query(ctx, `SELECT user_id, membership FROM room_member WHERE room_id = $1`, room)
+	if err != nil {
+		return nil, fmt.Errorf("membership of %s: %w", room, err)
+	}
+	out := map[string]epochs.MemberState{}
+	var u, m string
+	if _, err := pgx.ForEachRow(rows, []any{&u, &m}, func() error {
+		out[u] = epochs.MemberState(m)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("membership of %s: %w", room, err)
+	}
+	return out, nil
+}
+
+// membersAt returns the room's membership at event as applied in order,
+// and false if the event was not applied here (it came before any of our
+// puppets was in the room, or its record was deleted by retention); the
+// caller then falls back to the current membership.
+func membersAt(ctx context.Context, q database.Querier, room id.RoomID, event string) (map[string]epochs.MemberState, bool, error) {
+	var seq int64
+	err := q.QueryRow(ctx, `SELECT min(seq) FROM inbound_event WHERE kind = 'room' AND event_id = $1 AND room_id = $2`,
+		event, room).Scan(&seq)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)
+	}
+	if seq == 0 {
+		return nil, false, nil
+	}
+	rows, err := q.Query(ctx, `SELECT DISTINCT ON (m.user_id) m.user_id, m.membership
+		FROM room_member_event m JOIN inbound_event e ON e.kind = 'room' AND e.event_id = m.event_id
+		WHERE m.room_id = $1 AND e.seq <= $2 ORDER BY m.user_id, e.seq DESC`, room, seq)
+	if err != nil {
+		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)
+	}
+	out := map[string]epochs.MemberState{}
+	var u, m string
+	if _, err := pgx.ForEachRow(rows, []any{&u, &m}, func() error {
+		out[u] = epochs.MemberState(m)
+		return nil
+	}); err != nil {
+		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)
+	}
+	return out, true, nil
+}
+
+// seedMembers records the room's current membership from its state as
+// the homeserver has it. A puppet that joins a room that existed before
+// received none of the earlier membership events.
+func (s *Service) seedMembers(ctx context.Context, q database.Querier, room id.RoomID, as id.UserID) error {
+	events, err := s.cfg.Puppets.RoomState(ctx, as, room)
+	if err != nil {
+		return err
+	}
+	for _, raw := range events {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil || ev.Type != "m.room.member" || ev.RoomID != room {
+			continue
+		}
+		var known bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $1)`, ev.EventID).Scan(&known); err != nil {
+			return fmt.Errorf("seed membership of %s: %w", room, err)
+		}
+		if known {
+			continue
+		}
+		if err := database.SetMembership(ctx, q, database.MemberEvent{RoomID: string(room), EventID: string(ev.EventID),
+			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// roomView is the input of the rules: membership and MLS device lists.
+func (s *Service) roomView(ctx context.Context, q database.Querier, room id.RoomID, as keys.Device) (epochs.Room, error) {
+	m, err := members(ctx, q, room)
+	if err != nil {
+		return epochs.Room{}, err
+	}
+	var users []id.UserID
+	for u, st := range m {
+		if st == epochs.Join || st == epochs.Invite {
+			users = append(users, id.UserID(u))
+		}
+	}
+	slices.Sort(users)
+	devs, err := s.userDevices(ctx, q, as, users)
+	if err != nil {
+		return epochs.Room{}, err
+	}
+	r := epochs.Room{Members: m, Devices: map[string][]string{}}
+	for u, ds := range devs {
+		list := make([]string, len(ds))
+		for i, d := range ds {
+			list[i] = string(d)
+		}
+		r.Devices[string(u)] = list
+	}
+	return r, nil
+}
+
+// userDevices returns the MLS devices of users: our puppets' from our
+// records, others' from /keys/query, cached for DeviceTTL (a device-list
+// change drops a user's cache entry).
+func (s *Service) userDevices(ctx context.Context, q database.Querier, as keys.Device, users []id.UserID) (map[id.UserID][]id.DeviceID, error) {
+	out := map[id.UserID][]id.DeviceID{}
+	var ours, others []id.UserID
+	for _, u := range users {
+		if s.cfg.Puppets.Owns(u) {
+			ours = append(ours, u)
+		} else {
+			others = append(others, u)
+		}
+	}
+	if len(ours) > 0 {
+		od, err := ourDevices(ctx, q, ours)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range ours {
+			out[u] = od[u]
+		}
+	}
+	if len(others) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT user_id, devices FROM user_mls_devices WHERE user_id = ANY($1) AND fetched_at > $2`,
+		userStrings(others), s.now().Add(-s.cfg.DeviceTTL))
+	if err != nil {
+		return nil, fmt.Errorf("cached device lists: %w", err)
+	}
+	var u string
+	var ds []string
+	if _, err := pgx.ForEachRow(rows, []any{&u, &ds}, func() error {
+		list := make([]id.DeviceID, len(ds))
+		for i, d := range ds {
+			list[i] = id.DeviceID(d)
+		}
+		out[id.UserID(u)] = list
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("cached device lists: %w", err)
+	}
+	var stale []id.UserID
+	for _, u := range others {
+		if _, ok := out[u]; !ok {
+			stale = append(stale, u)
+		}
+	}
+	if len(stale) == 0 {
+		return out, nil
+	}
+	fetched, err := s.cfg.Keys.MLSDevices(ctx, as, stale)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range stale {
+		list := fetched[u]
+		out[u] = list
+		strs := make([]string, len(list))
+		for i, d := range list {
+			strs[i] = string(d)
+		}
+		if _, err := q.Exec(ctx, `INSERT INTO user_mls_devices (user_id, devices, fetched_at) VALUES ($1, $2, $3)
+			ON CONFLICT (user_id) DO UPDATE SET devices = excluded.devices, fetched_at = excluded.fetched_at`,
+			u, strs, s.now()); err != nil {
+			return nil, fmt.Errorf("cache device list of %s: %w", u, err)
+		}
+	}
+	return out, nil
+}
+
+// devicesChanged notes that user's devices changed: the cached list is
+// dropped, and every DMLS room where the user is joined or invited is
+// asked to reconcile its group.
+func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *database.Producer, user id.UserID) error {
+	if _, err := q.Exec(ctx, `DELETE FROM user_mls_devices WHERE user_id = $1`, user); err != nil {
+		return fmt.Errorf("drop device list of %s: %w", user, err)
+	}
+	if _, err := q.Exec(ctx, `DELETE FROM dmls_left_out WHERE user_id = $1`, user); err != nil {
+		return fmt.Errorf("device list of %s: %w", user, err)
+	}
+	rows, err := q.Query(ctx, `SELECT m.room_id FROM room_member m JOIN dmls_room r USING (room_id)
+		WHERE m.user_id = $1 AND m.membership IN ('join', 'invite') AND r.state = 'active'`, user)
+	if err != nil {
+		return fmt.Errorf("rooms of %s: %w", user, err)
+	}
+	rooms, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("rooms of %s: %w", user, err)
+	}
+	payload, _ := json.Marshal(map[string]string{"user_id": string(user)})
+	for _, room := range rooms {
+		if _, err := out.AddItem(ctx, database.Item{Queue: roomQueue(id.RoomID(room)), Kind: kindReconcile,
+			RoomID: room, Payload: payload}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leftOut records that a joined user has no MLS device, once per room:
+// logged and counted the first time, silent after (a device-list change
+// of the user clears it).
+func (s *Service) leftOut(ctx context.Context, q database.Querier, room id.RoomID, user, reason string) error {
+	tag, err := q.Exec(ctx, `INSERT INTO dmls_left_out (room_id, user_id, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		room, user, reason)
+	if err != nil {
+		return fmt.Errorf("record %s left out of %s: %w", user, room, err)
+	}
+	if tag.RowsAffected() == 1 {
+		s.metrics.LeftOut.Inc()
+		s.cfg.Log.Warn().Stringer("room_id", room).Str("user_id", user).Str("reason", reason).
+			Msg("Joined user left out of the room's MLS group: no usable MLS device")
+	}
+	return nil
+}
+
+// since is a small helper for latencies.
+func since(t time.Time) float64 { return time.Since(t).Seconds() }

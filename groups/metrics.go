@@ -1,0 +1,68 @@
+package groups
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the instruments of DMLS rooms.
+type Metrics struct {
+	CommitsMade      prometheus.Counter
+	CommitsApplied   prometheus.Counter
+	CommitsRejected  *prometheus.CounterVec
+	ForksSeen        prometheus.Counter
+	ForksResolved    prometheus.Counter
+	WelcomesSent     prometheus.Counter
+	WelcomesJoined   prometheus.Counter
+	WelcomesRefused  *prometheus.CounterVec
+	MessagesSent     prometheus.Counter
+	MessagesDecrypt  prometheus.Counter
+	MessagesWaiting  prometheus.Counter
+	Undecryptable    *prometheus.CounterVec
+	NotAddressed     prometheus.Counter
+	MalformedEvents  *prometheus.CounterVec
+	LeftOut          prometheus.Counter
+	Delivered        *prometheus.CounterVec
+	CommitSeconds    prometheus.Histogram
+	DecryptSeconds   prometheus.Histogram
+	MembershipToPlan prometheus.Histogram
+}
+
+// NewMetrics creates the instruments and registers them in reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
+	}
+	vec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	hist := func(name, help string) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help,
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)})
+		reg.MustRegister(h)
+		return h
+	}
+	return &Metrics{
+		CommitsMade:     counter("mlsas_dmls_commits_made_total", "Commits our devices made."),
+		CommitsApplied:  counter("mlsas_dmls_commits_applied_total", "Commits of other devices applied (once per room for all our devices)."),
+		CommitsRejected: vec("mlsas_dmls_commits_rejected_total", "Commits refused, by reason.", "reason"),
+		ForksSeen:       counter("mlsas_dmls_forks_seen_total", "Times a room's graph came to hold more than one head."),
+		ForksResolved:   counter("mlsas_dmls_forks_resolved_total", "Commits that resolved a fork (named other heads)."),
+		WelcomesSent:    counter("mlsas_dmls_welcomes_sent_total", "Welcome to-device messages our commits sent, one per added device."),
+		WelcomesJoined:  counter("mlsas_dmls_welcomes_joined_total", "Welcomes that joined one of our devices to a room's group."),
+		WelcomesRefused: vec("mlsas_dmls_welcomes_refused_total", "Welcomes refused, by reason.", "reason"),
+		MessagesSent:    counter("mlsas_dmls_messages_encrypted_total", "Application messages our puppets encrypted."),
+		MessagesDecrypt: counter("mlsas_dmls_messages_decrypted_total", "Application messages decrypted (once per room)."),
+		MessagesWaiting: counter("mlsas_dmls_messages_waited_total", "Events that had to wait for an epoch we did not hold yet."),
+		Undecryptable:   vec("mlsas_dmls_messages_undecryptable_total", "Messages that could not be decrypted, by reason.", "reason"),
+		NotAddressed:    counter("mlsas_dmls_messages_not_addressed_total", "Messages of epochs none of our devices is a member of (sent after our removal)."),
+		MalformedEvents: vec("mlsas_dmls_malformed_events_total", "DMLS events or to-device messages that did not parse, by kind.", "kind"),
+		LeftOut:         counter("mlsas_dmls_members_left_out_total", "Joined users left out of a group because they have no MLS device."),
+		Delivered:       vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
+		CommitSeconds:   hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
+		DecryptSeconds:  hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),
+		MembershipToPlan: hist("mlsas_dmls_membership_to_commit_seconds",
+			"Time from a membership event stored to its commit in the outbox."),
+	}
+}

@@ -1,0 +1,426 @@
+package groups
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/keys"
+	"github.com/mls-appservice/mls-appservice/mls/group"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+)
+
+// encryptedEvent handles an m.room.encrypted room event of a DMLS room: a
+// commit (applied once for all our devices) or an application message
+// (decrypted once and delivered to every puppet of ours joined in the
+// room). Anything malformed or refused is logged and counted, and the
+// room goes on.
+func (s *Service) encryptedEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
+	r, err := s.loadRoom(ctx, w.Q, ev.RoomID)
+	if err != nil || r == nil {
+		return err
+	}
+	e, err := ParseEncrypted(ev.Content)
+	if err != nil {
+		s.metrics.MalformedEvents.WithLabelValues("room_event").Inc()
+		s.cfg.Log.Warn().Err(err).Stringer("room_id", ev.RoomID).Stringer("event_id", ev.EventID).Stringer("sender", ev.Sender).
+			Msg("Malformed DMLS event refused")
+		return nil
+	}
+	if !s.supported(e.Algorithm) {
+		s.metrics.MalformedEvents.WithLabelValues("algorithm").Inc()
+		return nil
+	}
+	if e.Commit != nil {
+		err = s.applyCommit(ctx, w, r, ev, e)
+	} else {
+		err = s.receiveMessage(ctx, w, r, ev, e)
+	}
+	if err != nil {
+		return err
+	}
+	return s.saveRoom(ctx, w.Q, r)
+}
+
+// applyCommit applies a commit event through the rules of package epochs.
+func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, e *Encrypted) error {
+	c := epochs.Commit{Message: e.Ciphertext, Base: e.Epoch, Epoch: e.Commit.Next, Number: e.Commit.NextNumber,
+		Resolves: e.Commit.DMLSResolv, Creator: e.Commit.Sender, EventID: string(ev.EventID)}
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Stringer("sender", ev.Sender).Logger()
+	if string(ev.Sender) != c.Creator.UserID {
+		s.metrics.CommitsRejected.WithLabelValues("sender").Inc()
+		log.Warn().Str("claimed", c.Creator.String()).Msg("Commit refused: its device is not the event's sender's")
+		return nil
+	}
+	if r.m.Len() == 0 {
+		// We hold no epoch of this room yet (a Welcome for one of ours
+		// may be on its way): the commit waits like a message would.
+		return s.wait(ctx, w, r, ev, e.Epoch)
+	}
+	ours := r.m.OursInBase()
+	var as keys.Device
+	if len(ours) > 0 {
+		as = toKeys(ours[0])
+	}
+	atCommit, err := s.roomView(ctx, w.Q, r.id, as)
+	if err != nil {
+		return err
+	}
+	atBase := atCommit
+	if n, ok := r.m.Node(c.Base); ok && n.CommitEvent != "" {
+		if m, known, err := membersAt(ctx, w.Q, r.id, n.CommitEvent); err != nil {
+			return err
+		} else if known {
+			atBase = epochs.Room{Members: m, Devices: atCommit.Devices}
+		}
+	}
+	heads := len(r.m.Heads())
+	next, err := r.m.Apply(c, atCommit, atBase, s.now())
+	var rej *epochs.Rejection
+	switch {
+	case err == nil:
+	case errors.Is(err, epochs.ErrDuplicateCommit):
+		return nil
+	case errors.Is(err, epochs.ErrUnknownEpoch):
+		return s.wait(ctx, w, r, ev, c.Base)
+	case errors.As(err, &rej):
+		s.metrics.CommitsRejected.WithLabelValues(rejectionLabel(rej)).Inc()
+		log.Warn().Err(err).Msg("Commit refused by the room's membership")
+		return nil
+	case errors.Is(err, epochs.ErrRemoved):
+		log.Info().Msg("Commit removes our devices on its branch")
+		return s.reconcileLoaded(ctx, w, r, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+	case errors.Is(err, epochs.ErrParentNotRetained), errors.Is(err, epochs.ErrInvalidCommit):
+		s.metrics.CommitsRejected.WithLabelValues(commitErrorLabel(err)).Inc()
+		log.Warn().Err(err).Msg("Commit refused")
+		return nil
+	default:
+		return errf(r.id, "apply commit %s: %w", ev.EventID, err)
+	}
+	s.metrics.CommitsApplied.Inc()
+	if len(c.Resolves) > 0 {
+		s.metrics.ForksResolved.Inc()
+	}
+	if now := len(r.m.Heads()); now > 1 && now > heads {
+		s.metrics.ForksSeen.Inc()
+	}
+	if err := s.mlsState(ctx, w, r, ev.EventID, ev.Sender, map[string]any{"change": "commit", "epoch": c.Number,
+		"dmls_epoch": next.String(), "creator": c.Creator.String(), "resolves": len(c.Resolves)}); err != nil {
+		return err
+	}
+	if err := s.replayWaiting(ctx, w, r, next); err != nil {
+		return err
+	}
+	return s.reconcileLoaded(ctx, w, r, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+}
+
+func rejectionLabel(r *epochs.Rejection) string {
+	switch {
+	case errors.Is(r, epochs.ErrUnauthorisedAdd):
+		return "unauthorised_add"
+	case errors.Is(r, epochs.ErrStaleMember):
+		return "stale_member"
+	}
+	return "membership"
+}
+
+func commitErrorLabel(err error) string {
+	if errors.Is(err, epochs.ErrParentNotRetained) {
+		return "parent_not_retained"
+	}
+	return "invalid"
+}
+
+// receiveMessage decrypts an application message once for the room and
+// delivers it to our joined puppets.
+func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, e *Encrypted) error {
+	start := time.Now()
+	to, err := s.joinedPuppets(ctx, w.Q, r.id)
+	if err != nil {
+		return err
+	}
+	digest := sha256.Sum256(e.Ciphertext)
+	if own, err := s.sentPlaintext(ctx, w.Q, digest[:]); err != nil || own != nil {
+		if err != nil {
+			return err
+		}
+		// Our own message's echo: we cannot decrypt it (the sender's
+		// ratchet moved on), but we know what it says.
+		return s.deliverMessage(ctx, w, r, ev, own.device, own.plaintext, to)
+	}
+	if r.m.Len() == 0 {
+		return s.wait(ctx, w, r, ev, e.Epoch)
+	}
+	plain, sender, err := r.m.Decrypt(e.Epoch, e.Ciphertext)
+	switch {
+	case err == nil:
+	case errors.Is(err, epochs.ErrUnknownEpoch):
+		if !r.m.HasOurs() {
+			s.metrics.NotAddressed.Inc()
+			s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).
+				Msg("Message of an epoch none of our devices is in: not addressed to us")
+			return nil
+		}
+		return s.wait(ctx, w, r, ev, e.Epoch)
+	case errors.Is(err, epochs.ErrParentNotRetained):
+		if !r.m.OursIn(e.Epoch) {
+			s.metrics.NotAddressed.Inc()
+			return nil
+		}
+		return s.undecryptable(ctx, w, r, ev, "epoch_dropped", to)
+	default:
+		s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Msg("Message does not decrypt")
+		return s.undecryptable(ctx, w, r, ev, "decrypt_failed", to)
+	}
+	if sender.UserID != string(ev.Sender) {
+		s.cfg.Log.Warn().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Str("mls_sender", sender.String()).
+			Stringer("sender", ev.Sender).Msg("Message refused: its MLS sender is not the event's sender")
+		return s.undecryptable(ctx, w, r, ev, "sender_mismatch", to)
+	}
+	s.metrics.MessagesDecrypt.Inc()
+	if err := s.deliverMessage(ctx, w, r, ev, id.DeviceID(sender.DeviceID), plain, to); err != nil {
+		return err
+	}
+	s.metrics.DecryptSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// deliverMessage checks a decrypted plaintext and gives it to puppets.
+func (s *Service) deliverMessage(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, device id.DeviceID, plain []byte, to []id.UserID) error {
+	p, err := ParsePlaintext(plain)
+	if err != nil || p.RoomID != string(r.id) {
+		if err == nil {
+			err = fmt.Errorf("plaintext names room %s", truncate(p.RoomID))
+		}
+		s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Msg("Decrypted message refused")
+		return s.undecryptable(ctx, w, r, ev, "bad_plaintext", to)
+	}
+	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: r.id, EventID: ev.EventID, Kind: KindMessage, Sender: ev.Sender,
+		SenderDevice: device, Type: p.Type, Content: p.Content, OriginServerTS: ev.OriginServerTS})
+	if err != nil {
+		return err
+	}
+	w.AfterCommit(func() { s.notify.wake(got) })
+	return nil
+}
+
+func (s *Service) undecryptable(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, reason string, to []id.UserID) error {
+	s.metrics.Undecryptable.WithLabelValues(reason).Inc()
+	content, _ := json.Marshal(map[string]string{"reason": reason})
+	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: r.id, EventID: ev.EventID, Kind: KindUndecryptable,
+		Sender: ev.Sender, Type: EncryptedType, Content: content, OriginServerTS: ev.OriginServerTS})
+	if err != nil {
+		return err
+	}
+	w.AfterCommit(func() { s.notify.wake(got) })
+	return nil
+}
+
+// mlsState tells our joined puppets that the room's MLS state changed.
+func (s *Service) mlsState(ctx context.Context, w *inbound.Work, r *room, event id.EventID, sender id.UserID, what map[string]any) error {
+	to, err := s.joinedPuppets(ctx, w.Q, r.id)
+	if err != nil {
+		return err
+	}
+	content, _ := json.Marshal(what)
+	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: r.id, EventID: event, Kind: KindMLSState, Sender: sender,
+		Type: "org.mls-appservice.mls_state", Content: content})
+	if err != nil {
+		return err
+	}
+	w.AfterCommit(func() { s.notify.wake(got) })
+	return nil
+}
+
+// wait keeps an event that names an epoch we do not hold yet, until that
+// epoch arrives or the wait ends (then it is undecryptable).
+func (s *Service) wait(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, epoch epochs.ID) error {
+	expires := s.now().Add(s.cfg.Wait)
+	tag, err := w.Q.Exec(ctx, `INSERT INTO dmls_waiting (room_id, event_id, epoch_id, event, expires_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, r.id, ev.EventID, []byte(epoch), []byte(ev.Raw), expires)
+	if err != nil {
+		return errf(r.id, "keep waiting event %s: %w", ev.EventID, err)
+	}
+	if tag.RowsAffected() == 1 {
+		s.metrics.MessagesWaiting.Inc()
+	}
+	return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerWait, Key: string(r.id), Queue: roomQueue(r.id),
+		DueAt: expires}, database.Earliest)
+}
+
+// replayWaiting applies the events that waited for epoch, now held.
+func (s *Service) replayWaiting(ctx context.Context, w *inbound.Work, r *room, epoch epochs.ID) error {
+	rows, err := w.Q.Query(ctx, `DELETE FROM dmls_waiting WHERE room_id = $1 AND epoch_id = $2 RETURNING event`, r.id, []byte(epoch))
+	if err != nil {
+		return errf(r.id, "waiting events: %w", err)
+	}
+	raws, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return errf(r.id, "waiting events: %w", err)
+	}
+	for _, raw := range raws {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil {
+			continue
+		}
+		e, err := ParseEncrypted(ev.Content)
+		if err != nil {
+			continue
+		}
+		if e.Commit != nil {
+			err = s.applyCommit(ctx, w, r, ev, e)
+		} else {
+			err = s.receiveMessage(ctx, w, r, ev, e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitTimer ends the wait of events whose epoch did not come.
+type waitTimer struct{ s *Service }
+
+func (t waitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Timer) (time.Time, error) {
+	s := t.s
+	roomID := id.RoomID(timer.Key)
+	r, err := s.loadRoom(ctx, w.Q, roomID)
+	if err != nil || r == nil {
+		return time.Time{}, err
+	}
+	rows, err := w.Q.Query(ctx, `DELETE FROM dmls_waiting WHERE room_id = $1 AND expires_at <= $2 RETURNING event`, roomID, s.now())
+	if err != nil {
+		return time.Time{}, errf(roomID, "expire waiting events: %w", err)
+	}
+	raws, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return time.Time{}, errf(roomID, "expire waiting events: %w", err)
+	}
+	to, err := s.joinedPuppets(ctx, w.Q, roomID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, raw := range raws {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil {
+			continue
+		}
+		if err := s.undecryptable(ctx, w, r, ev, "epoch_never_arrived", to); err != nil {
+			return time.Time{}, err
+		}
+	}
+	var next *time.Time
+	if err := w.Q.QueryRow(ctx, `SELECT min(expires_at) FROM dmls_waiting WHERE room_id = $1`, roomID).Scan(&next); err != nil {
+		return time.Time{}, errf(roomID, "waiting events: %w", err)
+	}
+	if next == nil {
+		return time.Time{}, nil
+	}
+	return *next, nil
+}
+
+// sent is one of our messages, by its ciphertext's digest.
+type sent struct {
+	device    id.DeviceID
+	plaintext []byte
+}
+
+func (s *Service) sentPlaintext(ctx context.Context, q database.Querier, digest []byte) (*sent, error) {
+	var sealed []byte
+	var dev string
+	err := q.QueryRow(ctx, `SELECT device_id, plaintext FROM dmls_sent WHERE digest = $1`, digest).Scan(&dev, &sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read own message: %w", err)
+	}
+	plain, err := s.cfg.Sealer.Open(purposeSent, sentRow(digest), sealed)
+	if err != nil {
+		return nil, err
+	}
+	return &sent{device: id.DeviceID(dev), plaintext: plain}, nil
+}
+
+// welcome joins our device dev to the room's group from a Welcome.
+func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, dev keys.Device, sender id.UserID) error {
+	log := s.cfg.Log.With().Str("room_id", wel.RoomID).Stringer("device", dev).Stringer("sender", sender).Logger()
+	refuse := func(reason string, err error) error {
+		s.metrics.WelcomesRefused.WithLabelValues(reason).Inc()
+		log.Warn().Err(err).Str("reason", reason).Msg("Welcome refused")
+		return nil
+	}
+	if string(sender) != wel.Commit.Creator.UserID {
+		return refuse("sender", fmt.Errorf("sent by %s, names creator %s", sender, wel.Commit.Creator))
+	}
+	if !s.supported(keys.Prefix + "." + wel.Algorithm[len(welcomePrefix):]) {
+		return refuse("algorithm", fmt.Errorf("algorithm %q", truncate(wel.Algorithm)))
+	}
+	roomID := id.RoomID(wel.RoomID)
+	if err := s.recordRoom(ctx, w.Q, roomID, "", ""); err != nil {
+		return err
+	}
+	r, err := s.loadRoom(ctx, w.Q, roomID)
+	if err != nil {
+		return err
+	}
+	msg, err := message.ParseMLSMessage(wel.Message)
+	if err != nil || msg.Welcome == nil {
+		return refuse("malformed", err)
+	}
+	var ref []byte
+	var bundle *group.KeyPackageBundle
+	for _, gs := range msg.Welcome.Secrets {
+		b, err := s.cfg.Keys.KeyPackageBundle(ctx, w.Q, dev, gs.NewMember)
+		if errors.Is(err, keys.ErrUnknownKeyPackage) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ref, bundle = gs.NewMember, b
+		break
+	}
+	if bundle == nil {
+		return refuse("unknown_key_package", errors.New("no KeyPackage of the device is in the Welcome"))
+	}
+	self := fromKeys(dev)
+	joined, err := r.m.Join(self, wel.Message, bundle, wel.Commit, s.now())
+	switch {
+	case err == nil:
+	case errors.Is(err, epochs.ErrDuplicateCommit):
+		return s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref)
+	default:
+		return refuse("invalid", err)
+	}
+	if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+		return err
+	}
+	r.state = "active"
+	s.metrics.WelcomesJoined.Inc()
+	log.Info().Uint64("epoch", wel.Commit.Number).Msg("Joined the room's MLS group")
+	if err := s.learnHistory(ctx, w, r, dev.UserID, wel.Commit.EventID); err != nil {
+		log.Warn().Err(err).Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
+	}
+	if err := s.mlsState(ctx, w, r, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",
+		"device": dev.String(), "epoch": wel.Commit.Number, "dmls_epoch": joined.String()}); err != nil {
+		return err
+	}
+	if err := s.replayWaiting(ctx, w, r, joined); err != nil {
+		return err
+	}
+	if err := s.reconcileLoaded(ctx, w, r, reconcileReason{at: w.Item.CreatedAt}); err != nil {
+		return err
+	}
+	return s.saveRoom(ctx, w.Q, r)
+}

@@ -1,0 +1,298 @@
+package groups
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/keys"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// Errors of the API that callers map to answers.
+var (
+	// ErrNotDMLS: the room is not a DMLS room we know.
+	ErrNotDMLS = errors.New("not a DMLS room of this service")
+	// ErrNotInGroup: the puppet has no device in the room's MLS group
+	// (not joined yet, or its Welcome has not arrived).
+	ErrNotInGroup = errors.New("puppet has no device in the room's MLS group")
+	// ErrNoDevice: the puppet has no device with an MLS identity.
+	ErrNoDevice = errors.New("puppet has no MLS device")
+)
+
+// SendResult is what Send did: the outbox transaction id that sends the
+// event, and its event id once the homeserver gave one (empty if that
+// took longer than groups.send_timeout; the event is still sent).
+type SendResult struct {
+	TxnID   string      `json:"txn_id"`
+	EventID id.EventID  `json:"event_id,omitempty"`
+	RoomID  id.RoomID   `json:"room_id"`
+	Device  id.DeviceID `json:"device"`
+}
+
+func sentRow(digest []byte) seal.Binding { return seal.Row("dmls_sent", hex.EncodeToString(digest)) }
+
+// Send encrypts an event as puppet (with device, or the puppet's first
+// device in the room's group if empty) in the room's base epoch and sends
+// it as m.room.encrypted through the outbox. A non-empty idempotencyKey
+// makes a retried request return the first result without sending again;
+// keys are global, so callers scope them (the bot API prefixes the bot).
+func (s *Service) Send(ctx context.Context, puppet id.UserID, device id.DeviceID, roomID id.RoomID, eventType string,
+	content json.RawMessage, idempotencyKey string) (SendResult, error) {
+	if err := s.ownPuppet(puppet); err != nil {
+		return SendResult{}, err
+	}
+	if err := inbound.CheckText("event type", eventType, inbound.MaxTypeBytes); err != nil || eventType == "" {
+		return SendResult{}, fmt.Errorf("event type: %w", inbound.ErrInvalid)
+	}
+	if !isObject(content) || !json.Valid(content) {
+		return SendResult{}, fmt.Errorf("content is not a JSON object: %w", inbound.ErrInvalid)
+	}
+	res := SendResult{RoomID: roomID}
+	err := s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+		if err := database.WaitQueue(ctx, tx, roomQueue(roomID), database.Inbound); err != nil {
+			return err
+		}
+		if idempotencyKey != "" {
+			var room, user string
+			err := tx.QueryRow(ctx, `SELECT room_id, user_id, txn_id FROM dmls_send WHERE idempotency_key = $1`, idempotencyKey).
+				Scan(&room, &user, &res.TxnID)
+			if err == nil {
+				if room != string(roomID) || user != string(puppet) {
+					return fmt.Errorf("idempotency key reused for another room or puppet: %w", inbound.ErrInvalid)
+				}
+				return nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("read send %s: %w", idempotencyKey, err)
+			}
+		}
+		r, err := s.loadRoom(ctx, tx, roomID)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return fmt.Errorf("%s: %w", roomID, ErrNotDMLS)
+		}
+		dev, err := r.m.SenderDevice(string(puppet), string(device))
+		if err != nil {
+			return fmt.Errorf("%s in %s: %w", puppet, roomID, ErrNotInGroup)
+		}
+		res.Device = id.DeviceID(dev.DeviceID)
+		plain, err := json.Marshal(Plaintext{Type: eventType, Content: content, RoomID: string(roomID)})
+		if err != nil {
+			return err
+		}
+		epoch, ct, err := r.m.Encrypt(dev, plain)
+		if err != nil {
+			return errf(roomID, "encrypt: %w", err)
+		}
+		creator, commitEvent, after, err := s.epochRef(ctx, tx, r, epoch)
+		if err != nil {
+			return err
+		}
+		body, err := json.Marshal(wireEncrypted{Algorithm: keys.Algorithm(s.suite.ID()), Ciphertext: b64(ct),
+			EpochCreator: (*deviceJSON)(&creator), CommitEvent: commitEvent, Epoch: (*b64ID)(&epoch)})
+		if err != nil {
+			return err
+		}
+		out := database.NewProducer(tx)
+		ev := database.OutgoingEvent{Kind: database.RoomEvent, UserID: string(puppet), DeviceID: dev.DeviceID,
+			RoomID: string(roomID), EventType: EncryptedType, Content: body}
+		if after != 0 {
+			ev.After, ev.FillField = after, "commit_event"
+		}
+		if _, res.TxnID, err = out.AddOutgoing(ctx, ev); err != nil {
+			return err
+		}
+		digest := sha256.Sum256(ct)
+		sealed, err := s.cfg.Sealer.Seal(purposeSent, sentRow(digest[:]), plain)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO dmls_sent (digest, room_id, user_id, device_id, plaintext) VALUES ($1, $2, $3, $4, $5)`,
+			digest[:], roomID, puppet, dev.DeviceID, sealed); err != nil {
+			return errf(roomID, "record own message: %w", err)
+		}
+		if idempotencyKey != "" {
+			if _, err := tx.Exec(ctx, `INSERT INTO dmls_send (idempotency_key, room_id, user_id, txn_id) VALUES ($1, $2, $3, $4)`,
+				idempotencyKey, roomID, puppet, res.TxnID); err != nil {
+				return fmt.Errorf("record send %s: %w", idempotencyKey, err)
+			}
+		}
+		if err := s.saveRoom(ctx, tx, r); err != nil {
+			return err
+		}
+		s.metrics.MessagesSent.Inc()
+		return out.Flush(ctx)
+	})
+	if err != nil {
+		return SendResult{}, err
+	}
+	s.cfg.Wake()
+	res.EventID, err = s.waitSent(ctx, res.TxnID)
+	return res, err
+}
+
+// waitSent waits up to SendTimeout for the outbox to send txnID and
+// returns its event id ("" if it is not sent yet).
+func (s *Service) waitSent(ctx context.Context, txnID string) (id.EventID, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+	defer cancel()
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		ev, sent, err := database.OutgoingByTxnID(ctx, s.cfg.DB, txnID)
+		if err == nil && sent {
+			return id.EventID(ev), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// CreateRoomOptions describe a new DMLS room.
+type CreateRoomOptions struct {
+	Name   string
+	Topic  string
+	Invite []id.UserID
+	// Preset is the homeserver's room preset (private_chat by default).
+	Preset string
+}
+
+// CreateRoom creates a DMLS room as puppet's device (its first if empty):
+// m.room.create names the DMLS algorithm and the device that holds the
+// group's first epoch. The group is made when the create event comes back
+// (so a crash between the two loses nothing); CreateRoom waits for it up
+// to groups.send_timeout.
+func (s *Service) CreateRoom(ctx context.Context, puppet id.UserID, device id.DeviceID, o CreateRoomOptions) (id.RoomID, error) {
+	if err := s.ownPuppet(puppet); err != nil {
+		return "", err
+	}
+	if device == "" {
+		devs, err := ourDevices(ctx, s.cfg.DB, []id.UserID{puppet})
+		if err != nil {
+			return "", err
+		}
+		if len(devs[puppet]) == 0 {
+			return "", fmt.Errorf("%s: %w", puppet, ErrNoDevice)
+		}
+		device = devs[puppet][0]
+	}
+	if _, err := s.cfg.Keys.SignatureKey(ctx, s.cfg.DB, keys.Device{UserID: puppet, DeviceID: device}); err != nil {
+		return "", fmt.Errorf("%s/%s: %w (%w)", puppet, device, ErrNoDevice, err)
+	}
+	preset := o.Preset
+	if preset == "" {
+		preset = "private_chat"
+	}
+	roomID, err := s.cfg.Puppets.CreateRoom(ctx, puppet, device, &mautrix.ReqCreateRoom{Name: o.Name, Topic: o.Topic,
+		Preset: preset, Invite: o.Invite, CreationContent: map[string]any{
+			"encryption":       map[string]string{"algorithm": keys.Algorithm(s.suite.ID())},
+			creatorDeviceField: string(device),
+		}})
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+	defer cancel()
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		state, ok, err := isDMLS(ctx, s.cfg.DB, roomID)
+		if err == nil && ok && state == "active" {
+			return roomID, nil
+		}
+		select {
+		case <-ctx.Done():
+			return roomID, nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// RoomInfo is the MLS state of a room as our service holds it.
+type RoomInfo struct {
+	RoomID id.RoomID `json:"room_id"`
+	State  string    `json:"state"`
+	// Epoch is the base epoch's number, EpochID its dmls_epoch, and
+	// Authenticator its epoch authenticator (hex), which every member of
+	// the epoch computes alike.
+	Epoch         uint64   `json:"epoch"`
+	EpochID       string   `json:"epoch_id"`
+	Authenticator string   `json:"authenticator"`
+	Heads         []string `json:"heads"`
+	Converged     bool     `json:"converged"`
+	// Devices are the group's devices in the base epoch; Ours those of
+	// them that are ours.
+	Devices []string `json:"devices"`
+	Ours    []string `json:"ours"`
+	// Members is the room's membership; LeftOut the joined or invited
+	// users (or "user|device") without a usable MLS device.
+	Members map[string]string `json:"members"`
+	LeftOut []string          `json:"left_out"`
+}
+
+// Room returns the MLS state of a room.
+func (s *Service) Room(ctx context.Context, roomID id.RoomID) (*RoomInfo, error) {
+	var info *RoomInfo
+	err := s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+		if err := database.WaitQueue(ctx, tx, roomQueue(roomID), database.Inbound); err != nil {
+			return err
+		}
+		r, err := s.loadRoom(ctx, tx, roomID)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return fmt.Errorf("%s: %w", roomID, ErrNotDMLS)
+		}
+		info = &RoomInfo{RoomID: roomID, State: r.state, Members: map[string]string{}}
+		m, err := members(ctx, tx, roomID)
+		if err != nil {
+			return err
+		}
+		for u, st := range m {
+			info.Members[u] = string(st)
+		}
+		rows, err := tx.Query(ctx, `SELECT user_id FROM dmls_left_out WHERE room_id = $1 ORDER BY 1`, roomID)
+		if err != nil {
+			return err
+		}
+		if info.LeftOut, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		if r.m.Len() == 0 {
+			return nil
+		}
+		for _, h := range r.m.Heads() {
+			info.Heads = append(info.Heads, h.String())
+		}
+		info.Converged = len(info.Heads) == 1
+		base, err := r.m.BaseInfo()
+		if err != nil {
+			return err
+		}
+		info.Epoch, info.EpochID, info.Authenticator = base.Number, base.ID.String(), hex.EncodeToString(base.Authenticator)
+		for _, d := range base.Devices {
+			info.Devices = append(info.Devices, d.String())
+		}
+		for _, d := range base.Ours {
+			info.Ours = append(info.Ours, d.String())
+		}
+		return nil
+	})
+	return info, err
+}
+
+var _ = epochs.ID("")
