@@ -3,6 +3,7 @@ package group
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,6 +24,9 @@ import (
 // parent hashes, and the states of two members.
 type benchGroup struct {
 	committer, receiver *Group
+	// member returns the state of the member at leaf i, sharing the
+	// receiver's Public.
+	member func(i int) *Group
 }
 
 var (
@@ -144,7 +148,7 @@ func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 		}
 		return New(pub, NewPrivate(l, sigPrivs[i], ps), Config{})
 	}
-	return &benchGroup{committer: member(n / 2), receiver: member(n - 1)}
+	return &benchGroup{committer: member(n / 2), receiver: member(n - 1), member: member}
 }
 
 var benchSizes = []int{10, 100, 1000, 10000}
@@ -210,6 +214,40 @@ func BenchmarkProcessCommit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkProcessCommitShared processes one commit (with a path, in a
+// full tree of 1,000) once for 1 and for 10 members of ours sharing the
+// receiver's Public (HandleCommitShared): the key schedule runs once,
+// each member decrypts its own path secret. ours=1 is Handle's work.
+func BenchmarkProcessCommitShared(b *testing.B) {
+	const n = 1000
+	for _, ours := range []int{1, 10} {
+		b.Run(fmt.Sprintf("full/%d/ours=%d", n, ours), func(b *testing.B) {
+			g := getBenchGroup(b, n, true)
+			pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			msg, err := message.ParseMLSMessage(pc.Commit)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The others are spread over the tree, so that their common
+			// ancestors with the committer differ.
+			var others []*Private
+			for k := 1; k < ours; k++ {
+				others = append(others, g.member(k*n/ours-1).Private())
+			}
+			defer reportCPU(b)()
+			for b.Loop() {
+				tr, err := g.receiver.HandleCommitShared(msg, others)
+				if err != nil || tr.Public == nil || slices.Contains(tr.Privates, nil) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 func BenchmarkAddMember(b *testing.B) {

@@ -39,6 +39,12 @@ type CommitOptions struct {
 	OmitRatchetTree bool
 	// ExternalPub adds the external_pub extension to the GroupInfo.
 	ExternalPub bool
+	// Others are the private parts of further members of ours in the
+	// group, sharing the committer's Public (DESIGN §4). Their private
+	// parts in the new epoch are derived from the path secrets the
+	// commit generates, with no HPKE, and returned in
+	// PendingCommit.Others.
+	Others []*Private
 
 	// allowUsage admits a reinit or branch resumption PSK (§11.2, §11.3).
 	allowUsage message.ResumptionPSKUsage
@@ -59,6 +65,10 @@ type PendingCommit struct {
 	// one on demand, so that a commit in a large group does not encode
 	// the whole tree for nothing).
 	GroupInfo *message.GroupInfo
+
+	// Others are the next private parts of CommitOptions.Others,
+	// index-aligned; nil for a member the commit removes.
+	Others []*Private
 
 	base *Public
 	next *Group
@@ -90,6 +100,9 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	if err := g.checkOthers(o.Others); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
 	st, err := p.stage(props, me, &g.cfg, stageOptions{allowUsage: o.allowUsage})
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
@@ -106,6 +119,14 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 		defer gen.Zero()
 		commit.Path = gen.Path
 		newPath = gen.Private
+	}
+	// The others' keys are derived before the key schedule punctures
+	// the base's PRF (DMLS), so that a failure here consumes nothing.
+	var others []*Private
+	if len(o.Others) > 0 {
+		if others, err = g.othersAfter(o.Others, st, gen); err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
 	}
 	wf := o.WireFormat
 	if wf == 0 {
@@ -145,7 +166,7 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	}
 	newPub.reinit = st.reinit
 	next := g.next(newPub, &Private{leaf: g.priv.leaf, signKey: g.priv.signKey, path: newPath})
-	pc := &PendingCommit{Commit: codec.Marshal(msg), base: p, next: next}
+	pc := &PendingCommit{Commit: codec.Marshal(msg), Others: others, base: p, next: next}
 	if len(st.adds) > 0 {
 		pc.GroupInfo, err = next.groupInfo(GroupInfoOptions{RatchetTree: !o.OmitRatchetTree, ExternalPub: o.ExternalPub})
 		if err != nil {

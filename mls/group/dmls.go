@@ -54,6 +54,7 @@ func (p *Public) nextInitSecret(conf []byte) ([]byte, error) {
 	if p.dmls() {
 		old := p.epoch.InitSecret
 		p.epoch.InitSecret = after.InitSecret
+		p.initChanges++
 		clear(old)
 	}
 	return initSecret, nil
@@ -82,31 +83,20 @@ func (p *Public) sentConfirmation(t *tree.Tree, leaf treemath.LeafIndex, gen *tr
 	return pprf.CommitConfirmation(p.suite, last)
 }
 
-// receivedConfirmation returns the commit confirmation of an UpdatePath
-// from committer that we (at leaf) decrypted: pathSecret is the secret of
-// our common ancestor with the committer, and path_secret[n] follows from
-// it by one "path" derivation per node above it on the committer's
-// filtered direct path. It returns nil outside DMLS.
-func (p *Public) receivedConfirmation(t *tree.Tree, committer, leaf treemath.LeafIndex, pathSecret []byte) ([]byte, error) {
+// commitConfirmation returns the commit confirmation of a received
+// UpdatePath whose path_secret[n] is top, or nil outside DMLS.
+func (p *Public) commitConfirmation(top []byte) ([]byte, error) {
 	if !p.dmls() {
 		return nil, nil
 	}
-	fdp := t.FilteredDirectPath(committer)
-	ca := treemath.CommonAncestor(committer.Node(), leaf.Node())
-	i := -1
-	for k, x := range fdp {
-		if x == ca {
-			i = k
-		}
-	}
-	if i < 0 || len(pathSecret) == 0 {
+	if len(top) == 0 {
 		return nil, fmt.Errorf("%w: %w", ErrDMLSPathRequired, pprf.ErrNoUpdatePath)
 	}
-	last := deriveUp(p.suite, pathSecret, len(fdp)-1-i)
-	defer clear(last)
-	return pprf.CommitConfirmation(p.suite, last)
+	return pprf.CommitConfirmation(p.suite, top)
 }
 
+// deriveUp returns the path secret steps nodes above secret on a filtered
+// direct path, each the "path" derivation of the one below (§7.4).
 func deriveUp(s *suite.Suite, secret []byte, steps int) []byte {
 	out := append([]byte(nil), secret...)
 	for range steps {

@@ -124,7 +124,7 @@ func TestDMLSForkAndPuncture(t *testing.T) {
 	}
 }
 
-func mustAdopt(t *testing.T, g *Group, pc *PendingCommit) *Group {
+func mustAdopt(t testing.TB, g *Group, pc *PendingCommit) *Group {
 	t.Helper()
 	n, err := g.HandlePendingCommit(pc)
 	if err != nil {

@@ -43,6 +43,57 @@
 //
 // Everything else in a Public or Private is immutable once built.
 //
+// # Several members of ours in one group
+//
+// An application service keeps one group state per room for all of its
+// devices in it (DESIGN §4): one *Public per epoch and one *Private per
+// device. Under the DMLS key schedule an epoch derives each child once
+// (its PRF is punctured), so a commit must be processed once for all of
+// them, not once per member:
+//
+//   - Group.HandleCommitShared processes a received commit for the
+//     receiver's member and further members of ours whose Privates belong
+//     to the same Public (the receiver may be a view without a Private,
+//     New(pub, nil, cfg)). It verifies the commit, applies its proposals,
+//     merges the path and runs the key schedule once; each surviving
+//     member then decrypts its own path secret (one HPKE decryption, at
+//     its lowest common ancestor with the committer) and derives the keys
+//     above it. Any member's failure refuses the commit as a whole, before
+//     the PRF is punctured. Handle is the same code with one member.
+//   - CommitOptions.Others makes our own commit yield the next Privates
+//     of our other members (PendingCommit.Others), from the path secrets
+//     the committer generated: no HPKE.
+//   - JoinPrivate joins one more member of ours into an epoch whose
+//     Public we hold: it opens the Welcome, checks that it is for exactly
+//     that epoch (GroupContext, confirmation tag, and the epoch
+//     authenticator its joiner secret derives) and derives only the
+//     member's Private, without a new Public or another validation of the
+//     tree.
+//
+// Cost model, for a commit with a path in a group of n leaves processed
+// for k members of ours: the shared work is one signature verification,
+// staging the proposals (a copy-on-write tree), merging the path and
+// rehashing the nodes it changed (O(log n); a decoded tree hashes all of
+// its nodes once), and one key schedule; each member adds one HPKE decryption and
+// one HPKE key derivation per path node above its common ancestor with
+// the committer (1 to log n, 2 on average for members spread over the
+// tree), plus O(log n) for its Private. Processing the commit once per
+// member would repeat the shared work k times and, under DMLS, fail for
+// every member after the first.
+//
+// # Storage in parts
+//
+// A Public is stored as three parts so that each is written only when it
+// changes: MarshalStatic (GroupContext, tree, confirmation tag, the epoch
+// secrets other than the init secret, a ReInit), written once when the
+// epoch is made; MarshalInitState, the init secret or DMLS PRF, which
+// changes each time a child is derived; and MarshalSecretTree, which each
+// PrivateMessage sent or read advances. Public.Changes counts the changes
+// of the two mutable parts, so that a caller can tell which to write;
+// UnmarshalPublicParts reassembles them (the mutable parts name their
+// epoch, and parts of different epochs are refused). A Private is stored
+// by Private.MarshalBinary; it never changes.
+//
 // # Past epochs
 //
 // A state remembers the resumption PSKs of Config.RetainedEpochs past

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/framing"
+	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/secrettree"
@@ -63,10 +64,7 @@ func (p *Public) MarshalBinary() ([]byte, error) {
 	w.Opaque(p.confirmationTag)
 	w.Opaque(epochBytes)
 	w.Opaque(secretBytes)
-	w.Optional(p.reinit != nil)
-	if p.reinit != nil {
-		p.reinit.MarshalMLS(w)
-	}
+	writeReInit(w, p.reinit)
 	return w.Bytes(), nil
 }
 
@@ -82,14 +80,20 @@ func UnmarshalPublic(data []byte) (*Public, error) {
 	tag := r.Opaque("public.confirmation_tag")
 	epochBytes := r.Opaque("public.epoch")
 	secretBytes := r.Opaque("public.secret_tree")
-	var reinit *message.ReInit
-	if r.Optional("public.reinit") {
-		reinit = new(message.ReInit)
-		reinit.UnmarshalMLS(r)
-	}
+	reinit := readReInit(r, "public.reinit")
 	if err := r.Finish("public"); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
+	var epoch keyschedule.Epoch
+	if err := epoch.UnmarshalBinary(epochBytes); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	return assemblePublic(ctxBytes, treeBytes, tag, epoch, secretBytes, reinit)
+}
+
+// assemblePublic decodes the encoded parts of a Public and checks that
+// they agree (suite, tree hash, leaf count).
+func assemblePublic(ctxBytes, treeBytes, tag []byte, epoch keyschedule.Epoch, secretBytes []byte, reinit *message.ReInit) (*Public, error) {
 	var ctx message.GroupContext
 	if err := codec.Unmarshal(ctxBytes, &ctx, "group_context"); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
@@ -100,10 +104,6 @@ func UnmarshalPublic(data []byte) (*Public, error) {
 	}
 	t := new(tree.Tree)
 	if err := t.UnmarshalBinary(treeBytes); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	var epoch keyschedule.Epoch
-	if err := epoch.UnmarshalBinary(epochBytes); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
 	secrets := new(secrettree.Tree)
@@ -121,6 +121,149 @@ func UnmarshalPublic(data []byte) (*Public, error) {
 		interim:         framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, tag),
 		confirmationTag: tag, epoch: epoch, reinit: reinit, secrets: &ratchets{tree: secrets},
 	}, nil
+}
+
+// A Public can also be stored in three parts, so that a caller writes
+// each only when it changes (DESIGN §4): what never changes after the
+// epoch is made, the init state that a DMLS epoch punctures once per child
+// it derives, and the secret tree that every PrivateMessage sent or read
+// advances. Public.Changes tells which mutable part changed.
+//
+//	PublicStatic: uint8 version = 1; CipherSuite cipher_suite;
+//	              opaque group_context<V>; opaque tree<V>;
+//	              opaque confirmation_tag<V>;
+//	              opaque epoch_secrets<V>;   // keyschedule EpochSecrets
+//	              optional<ReInit> reinit;
+//	InitState:    uint8 version = 1; CipherSuite cipher_suite;
+//	              opaque epoch_id<V>;        // dmls_epoch (Public.EpochID)
+//	              opaque init_secret<V>;     // a DMLS PRF state, or RFC 9420's init_secret
+//	SecretTree:   uint8 version = 1; CipherSuite cipher_suite;
+//	              opaque epoch_id<V>;
+//	              opaque secret_tree<V>;     // secrettree's SecretTreeState
+//
+// The mutable parts name their epoch, so that parts of different epochs
+// mixed up by the caller are refused rather than silently combined. The
+// interim transcript hash is not stored: it follows from the
+// GroupContext's confirmed transcript hash and the confirmation tag.
+const partsVersion = 1
+
+// MarshalStatic encodes the part of p that never changes. It holds the
+// epoch's secrets.
+func (p *Public) MarshalStatic() ([]byte, error) {
+	treeBytes, err := p.tree.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	// The secrets other than the init secret never change; the copy
+	// under the lock only guards the init secret's slice header.
+	p.mu.Lock()
+	epoch := p.epoch
+	p.mu.Unlock()
+	secrets := epoch.MarshalSecrets()
+	w := codec.NewWriter(len(treeBytes) + len(secrets) + len(p.ctxBytes) + 64)
+	stored.WriteHeader(w, partsVersion, p.suite.ID())
+	w.Opaque(p.ctxBytes)
+	w.Opaque(treeBytes)
+	w.Opaque(p.confirmationTag)
+	w.Opaque(secrets)
+	writeReInit(w, p.reinit)
+	return w.Bytes(), nil
+}
+
+// MarshalInitState encodes p's init state as it stands: the secret its
+// children's init secrets come from (under DMLS, the punctured PRF).
+func (p *Public) MarshalInitState() ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.markedPart(p.epoch.InitSecret), nil
+}
+
+// MarshalSecretTree encodes p's secret tree as it stands.
+func (p *Public) MarshalSecretTree() ([]byte, error) {
+	tree, err := p.secrets.marshal()
+	if err != nil {
+		return nil, err
+	}
+	return p.markedPart(tree), nil
+}
+
+// markedPart wraps a mutable part with the header and the epoch's id.
+func (p *Public) markedPart(data []byte) []byte {
+	w := codec.NewWriter(len(data) + len(p.epoch.ID) + 16)
+	stored.WriteHeader(w, partsVersion, p.suite.ID())
+	w.Opaque(p.epoch.ID)
+	w.Opaque(data)
+	return w.Bytes()
+}
+
+// readMarkedPart unwraps a mutable part of epoch, of suite s.
+func readMarkedPart(data []byte, name string, s *suite.Suite, epoch []byte) ([]byte, error) {
+	r := codec.NewReader(data)
+	ps := stored.ReadHeader(r, name, partsVersion, ErrInvalidState)
+	id := r.Opaque(name + ".epoch_id")
+	part := r.Opaque(name + ".data")
+	if err := r.Finish(name); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if ps.ID() != s.ID() {
+		return nil, fmt.Errorf("%w: %s of another cipher suite", ErrInvalidState, name)
+	}
+	if !bytes.Equal(id, epoch) {
+		return nil, fmt.Errorf("%w: %s of another epoch", ErrInvalidState, name)
+	}
+	return part, nil
+}
+
+// UnmarshalPublicParts decodes a Public stored in parts by MarshalStatic,
+// MarshalInitState and MarshalSecretTree, and checks that they agree.
+func UnmarshalPublicParts(static, initState, secretTree []byte) (*Public, error) {
+	r := codec.NewReader(static)
+	s := stored.ReadHeader(r, "public_static", partsVersion, ErrInvalidState)
+	ctxBytes := r.Opaque("public_static.group_context")
+	treeBytes := r.Opaque("public_static.tree")
+	tag := r.Opaque("public_static.confirmation_tag")
+	secrets := r.Opaque("public_static.epoch_secrets")
+	reinit := readReInit(r, "public_static.reinit")
+	if err := r.Finish("public_static"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	epoch, err := keyschedule.UnmarshalSecrets(secrets)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	if epoch.Suite != s.ID() {
+		return nil, fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
+	}
+	kept, err := readMarkedPart(initState, "init_state", s, epoch.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := epoch.SetInitSecret(kept); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	tree, err := readMarkedPart(secretTree, "secret_tree", s, epoch.ID)
+	if err != nil {
+		return nil, err
+	}
+	return assemblePublic(ctxBytes, treeBytes, tag, epoch, tree, reinit)
+}
+
+// writeReInit writes optional<ReInit>.
+func writeReInit(w *codec.Writer, reinit *message.ReInit) {
+	w.Optional(reinit != nil)
+	if reinit != nil {
+		reinit.MarshalMLS(w)
+	}
+}
+
+// readReInit reads optional<ReInit>.
+func readReInit(r *codec.Reader, field string) *message.ReInit {
+	if !r.Optional(field) {
+		return nil
+	}
+	reinit := new(message.ReInit)
+	reinit.UnmarshalMLS(r)
+	return reinit
 }
 
 // checkParts checks that the parts of a Public agree: one suite, a

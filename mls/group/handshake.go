@@ -7,6 +7,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/framing"
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/secrettree"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
@@ -68,9 +69,10 @@ func (p *Public) unprotect(m *message.MLSMessage) (*message.AuthenticatedContent
 	case message.WireFormatPublicMessage:
 		ac, err = framing.UnprotectPublic(p.suite, m.PublicMessage, &p.ctx, p.epoch.MembershipKey, p.senderKey)
 	case message.WireFormatPrivateMessage:
-		p.secrets.mu.Lock()
-		ac, err = framing.UnprotectPrivate(p.suite, m.PrivateMessage, &p.ctx, p.secrets.tree, p.epoch.SenderDataSecret, p.memberKey)
-		p.secrets.mu.Unlock()
+		err = p.secrets.use(func(t *secrettree.Tree) (err error) {
+			ac, err = framing.UnprotectPrivate(p.suite, m.PrivateMessage, &p.ctx, t, p.epoch.SenderDataSecret, p.memberKey)
+			return err
+		})
 	default:
 		return nil, fmt.Errorf("%w: wire format %d is not a group message", ErrMalformed, m.WireFormat)
 	}
@@ -123,9 +125,10 @@ func (g *Group) protectSigned(ac *message.AuthenticatedContent) (*message.MLSMes
 	case message.WireFormatPublicMessage:
 		m.PublicMessage, err = framing.ProtectPublic(p.suite, ac, &p.ctx, p.epoch.MembershipKey)
 	case message.WireFormatPrivateMessage:
-		p.secrets.mu.Lock()
-		m.PrivateMessage, err = framing.ProtectPrivate(p.suite, ac, p.secrets.tree, p.epoch.SenderDataSecret, g.cfg.Padding)
-		p.secrets.mu.Unlock()
+		err = p.secrets.use(func(t *secrettree.Tree) (err error) {
+			m.PrivateMessage, err = framing.ProtectPrivate(p.suite, ac, t, p.epoch.SenderDataSecret, g.cfg.Padding)
+			return err
+		})
 	default:
 		err = fmt.Errorf("group: wire format %d for a group message", ac.WireFormat)
 	}

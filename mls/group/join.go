@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
@@ -57,30 +58,59 @@ func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Gro
 		}
 		return l.SignatureKey, nil
 	}
-	lookup := func(id *message.PreSharedKeyID) ([]byte, error) {
-		if v, ok := cfg.PSKs.lookup(id); ok {
-			return v, nil
-		}
-		return nil, ErrMissingPSK
-	}
-	joined, err := welcome.Open(w, welcome.Recipient{KeyPackage: &kp.KeyPackage, InitKey: kp.InitKey}, signerKey, &welcome.Options{PSK: lookup, Scheme: cfg.Scheme})
+	joined, err := openWelcome(w, kp, signerKey, cfg, cfg.Scheme)
 	if err != nil {
-		switch {
-		case errors.Is(err, welcome.ErrNotForUs):
-			return nil, fmt.Errorf("%w: %w", ErrNotForUs, err)
-		case errors.Is(err, welcome.ErrMissingPSK):
-			return nil, fmt.Errorf("%w: %w", ErrMissingPSK, err)
-		case errors.Is(err, ErrMissingTree), errors.Is(err, ErrInvalidGroupInfo):
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", ErrInvalidWelcome, err)
+		return nil, err
 	}
 	gi := &joined.GroupInfo
 	s, _ := suite.Lookup(gi.GroupContext.CipherSuite)
 	if err := validateTree(t, &gi.GroupContext, &cfg); err != nil {
 		return nil, err
 	}
-	// §13.4: a joiner must support every GroupContext extension.
+	priv, err := joinedPrivate(t, joined, kp)
+	clear(joined.GroupSecrets.PathSecret)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := newPublic(s, gi.GroupContext, t, gi.ConfirmationTag, joined.Epoch, cfg.SecretTree)
+	if err != nil {
+		return nil, err
+	}
+	g := New(pub, priv, cfg)
+	g.welcomePSKs = nonNil(joined.GroupSecrets.PSKs)
+	return g, nil
+}
+
+// openWelcome opens w for kp (welcome.Open) with the PSKs of cfg and the
+// given init scheme, and classifies its errors.
+func openWelcome(w *message.Welcome, kp *KeyPackageBundle, signerKey welcome.SignerKeyFunc, cfg Config, scheme keyschedule.InitScheme) (*welcome.Joined, error) {
+	lookup := func(id *message.PreSharedKeyID) ([]byte, error) {
+		if v, ok := cfg.PSKs.lookup(id); ok {
+			return v, nil
+		}
+		return nil, ErrMissingPSK
+	}
+	joined, err := welcome.Open(w, welcome.Recipient{KeyPackage: &kp.KeyPackage, InitKey: kp.InitKey}, signerKey, &welcome.Options{PSK: lookup, Scheme: scheme})
+	if err != nil {
+		switch {
+		case errors.Is(err, welcome.ErrNotForUs):
+			return nil, fmt.Errorf("%w: %w", ErrNotForUs, err)
+		case errors.Is(err, welcome.ErrMissingPSK):
+			return nil, fmt.Errorf("%w: %w", ErrMissingPSK, err)
+		case errors.Is(err, ErrMissingTree), errors.Is(err, ErrInvalidGroupInfo), errors.Is(err, ErrWelcomeEpoch):
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidWelcome, err)
+	}
+	return joined, nil
+}
+
+// joinedPrivate is the private part of the member that joined t's epoch
+// by the opened Welcome: the leaf of kp, which must be in t and support
+// the group's extensions (§13.4), with the keys that the Welcome's path
+// secret, if any, gives the nodes above it.
+func joinedPrivate(t *tree.Tree, joined *welcome.Joined, kp *KeyPackageBundle) (*Private, error) {
+	gi := &joined.GroupInfo
 	if err := leafSupportsExtensions(&kp.KeyPackage.LeafNode, gi.GroupContext.Extensions); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
 	}
@@ -90,19 +120,12 @@ func JoinWelcome(w *message.Welcome, kp *KeyPackageBundle, o *JoinOptions) (*Gro
 	}
 	path := treekem.NewPrivateState(me, kp.EncryptionKey)
 	if ps := joined.GroupSecrets.PathSecret; ps != nil {
-		path, err = path.WithJoinerPathSecret(t, treemath.LeafIndex(gi.Signer), ps)
-		clear(ps)
-		if err != nil {
+		var err error
+		if path, err = path.WithJoinerPathSecret(t, treemath.LeafIndex(gi.Signer), ps); err != nil {
 			return nil, fmt.Errorf("%w: path secret: %w", ErrInvalidWelcome, err)
 		}
 	}
-	pub, err := newPublic(s, gi.GroupContext, t, gi.ConfirmationTag, joined.Epoch, cfg.SecretTree)
-	if err != nil {
-		return nil, err
-	}
-	g := New(pub, NewPrivate(me, kp.SignatureKey, path), cfg)
-	g.welcomePSKs = nonNil(joined.GroupSecrets.PSKs)
-	return g, nil
+	return NewPrivate(me, kp.SignatureKey, path), nil
 }
 
 // treeFor builds the tree a GroupInfo describes: from its ratchet_tree

@@ -90,9 +90,11 @@ func (g *Group) PastEpochs() []uint64 {
 // secret tree, as for a current message.
 func (g *Group) handleLate(r *pastReader, pm *message.PrivateMessage) (*Received, error) {
 	s := g.pub.suite
-	r.secrets.mu.Lock()
-	ac, err := framing.UnprotectPrivate(s, pm, &r.ctx, r.secrets.tree, r.senderDataSecret, r.senderKey)
-	r.secrets.mu.Unlock()
+	var ac *message.AuthenticatedContent
+	err := r.secrets.use(func(t *secrettree.Tree) (err error) {
+		ac, err = framing.UnprotectPrivate(s, pm, &r.ctx, t, r.senderDataSecret, r.senderKey)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("epoch %d: %w", pm.Epoch, classifyFramingError(err))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
@@ -73,11 +74,14 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 		r.ProposalRef = g.pub.proposalRef(ac)
 		g.local.add(cachedProposal{ref: r.ProposalRef, proposal: c.Proposal, sender: c.Sender}, nil)
 	case message.ContentCommit:
-		next, err := g.processCommit(ac)
+		pub, privs, err := g.processCommit(ac, []*Private{g.priv})
 		if err != nil {
 			return nil, err
 		}
-		r.Next, r.Removed = next, next == nil
+		if pub != nil && privs[0] != nil {
+			r.Next = g.next(pub, privs[0])
+		}
+		r.Removed = r.Next == nil
 	default:
 		return nil, fmt.Errorf("%w: content type %d", ErrMalformed, c.ContentType)
 	}
@@ -85,54 +89,72 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 }
 
 // processCommit applies a commit from another member or an external
-// joiner (§12.4.2) and returns the next state, or nil if we were removed.
-func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) {
+// joiner (§12.4.2) for the members privs, all of whom share g's Public:
+// privs[0] is g's own (nil for a view without one), the others are
+// further members of ours (HandleCommitShared). The commit is verified,
+// staged and its key schedule run once; each member's private path keys
+// come from decrypting its own path secret. It returns the next Public
+// and each member's next Private, index-aligned with privs and nil for a
+// member the commit removed; the Public is nil if it removed them all.
+// A failure before the key schedule leaves g's Public as it was (under
+// DMLS its PRF is punctured only once every member's path decrypted).
+func (g *Group) processCommit(ac *message.AuthenticatedContent, privs []*Private) (*Public, []*Private, error) {
 	p, s := g.pub, g.pub.suite
 	c := ac.Content.Commit
 	sender := ac.Content.Sender
 	external := false
 	switch sender.Type {
 	case message.SenderMember:
-		if g.priv != nil && sender.LeafIndex == uint32(g.priv.leaf) {
-			return nil, ErrOwnCommit
+		for _, priv := range privs {
+			if priv != nil && sender.LeafIndex == uint32(priv.leaf) {
+				return nil, nil, ErrOwnCommit
+			}
 		}
 	case message.SenderNewMemberCommit:
 		if ac.WireFormat != message.WireFormatPublicMessage {
-			return nil, fmt.Errorf("%w: external commit not in a PublicMessage", ErrInvalidExternalCommit)
+			return nil, nil, fmt.Errorf("%w: external commit not in a PublicMessage", ErrInvalidExternalCommit)
 		}
 		external = true
 	default:
-		return nil, fmt.Errorf("%w: commit from sender type %d", ErrUnknownSender, sender.Type)
+		return nil, nil, fmt.Errorf("%w: commit from sender type %d", ErrUnknownSender, sender.Type)
 	}
 	if g.pub.reinit != nil {
-		return nil, ErrReInitPending
+		return nil, nil, ErrReInitPending
 	}
 	props, err := g.resolve(c.Proposals, sender)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := p.stage(props, sender, &g.cfg, stageOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if c.Path == nil && st.pathRequired {
-		return nil, ErrPathRequired
+		return nil, nil, ErrPathRequired
 	}
 	if c.Path == nil && p.dmls() {
-		return nil, ErrDMLSPathRequired
+		return nil, nil, ErrDMLSPathRequired
 	}
 
-	priv := g.priv
-	if priv != nil {
-		if slices.Contains(st.removed, priv.leaf) {
-			priv = nil
-		} else if ref, ok := st.updated[priv.leaf]; ok {
+	next := make([]*Private, len(privs))
+	survivor := -1 // the first member still in the group
+	for i, priv := range privs {
+		if priv == nil || slices.Contains(st.removed, priv.leaf) {
+			continue
+		}
+		next[i] = priv
+		if ref, ok := st.updated[priv.leaf]; ok {
+			// Only g can have made an Update proposal we hold the key
+			// of: the proposal cache is g's.
 			_, own := g.local.snapshot()
 			key, ok := own[string(ref)]
-			if !ok {
-				return nil, fmt.Errorf("%w: our leaf was updated by a proposal we did not make", ErrInvalidUpdate)
+			if i > 0 || !ok {
+				return nil, nil, fmt.Errorf("%w: leaf %d was updated by a proposal we did not make", ErrInvalidUpdate, priv.leaf)
 			}
-			priv = &Private{leaf: priv.leaf, signKey: priv.signKey, path: treekem.NewPrivateState(priv.leaf, key)}
+			next[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: treekem.NewPrivateState(priv.leaf, key)}
+		}
+		if survivor < 0 {
+			survivor = i
 		}
 	}
 
@@ -143,68 +165,144 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent) (*Group, error) 
 		var committer treemath.LeafIndex
 		if external {
 			if err := t.CheckNewLeaf(treemath.LeafIndex(t.LeafCount()), leaf); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
+				return nil, nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
 			}
 			if committer, err = t.AddLeaf(leaf); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		} else {
 			committer = treemath.LeafIndex(sender.LeafIndex)
 			if err := t.CheckNewLeaf(committer, leaf); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
+				return nil, nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
 			}
 		}
 		if err := tree.ValidateLeafNode(s, leaf, tree.LeafContext{
 			GroupID: p.ctx.GroupID, LeafIndex: committer, Source: message.LeafNodeSourceCommit,
 			Version: p.ctx.Version, Required: requiredCapabilities(st.extensions), CredentialTypes: t.CredentialTypes(),
 		}); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
 		}
 		if err := checkPathKeys(t, c.Path); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if priv == nil {
-			// A removed member cannot decrypt the path; nothing follows.
-			return nil, nil
+		if survivor < 0 {
+			// Removed members cannot decrypt the path; nothing follows.
+			return nil, next, nil
 		}
-		applied, err := priv.path.Apply(t, committer, c.Path, treekem.PathOptions{GroupContext: p.provisionalContext(st), Exclude: st.excluded()})
+		rp, err := p.receivePath(st, committer, c.Path, next)
 		if err != nil {
-			return nil, pathError(err)
+			return nil, nil, err
 		}
-		commitSecret = applied.CommitSecret
+		defer clear(rp.top)
+		commitSecret = s.DeriveSecret(rp.top, "path")
+		defer clear(commitSecret)
 		if !external {
-			conf, err = p.receivedConfirmation(t, committer, priv.leaf, applied.PathSecret)
-			if err != nil {
-				return nil, err
+			if conf, err = p.commitConfirmation(rp.top); err != nil {
+				return nil, nil, err
 			}
 		}
-		clear(applied.PathSecret)
-		priv = &Private{leaf: priv.leaf, signKey: priv.signKey, path: applied.Private}
-	} else if priv == nil {
-		return nil, nil
+	} else if survivor < 0 {
+		return nil, next, nil
 	}
 
 	var initSecret []byte
 	if st.externalInit != nil {
 		initSecret, err = externalInitSecret(p, st.externalInit.KEMOutput)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidExternalCommit, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidExternalCommit, err)
 		}
 	}
 	adv, err := p.advance(st, ac, commitSecret, initSecret, conf, g.lookupPSK)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer adv.zero()
 	if err := adv.derived.Epoch.VerifyConfirmationTag(adv.ctx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadConfirmationTag, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadConfirmationTag, err)
 	}
 	newPub, err := newPublic(s, adv.ctx, st.tree, ac.Auth.ConfirmationTag, adv.derived.Epoch, g.cfg.SecretTree)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	newPub.reinit = st.reinit
-	return g.next(newPub, priv), nil
+	return newPub, next, nil
+}
+
+// receivedPath is what a received UpdatePath gave our members.
+type receivedPath struct {
+	// top is path_secret[n], the secret of the committer's last filtered
+	// direct path node, from which the commit secret and (DMLS) the
+	// commit confirmation follow.
+	top []byte
+}
+
+// receivePath merges path, from committer, into st.tree (§7.5) and
+// replaces each non-nil member of privs, in place, by its private state
+// after the commit: it decrypts the member's own path secret (one HPKE
+// decryption each), derives the keys above it and checks them against
+// the path. An error leaves privs partly replaced and st.tree merged;
+// both must then be discarded.
+func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *message.UpdatePath, privs []*Private) (*receivedPath, error) {
+	t := st.tree
+	// The filtered direct path and the copath resolutions are those of
+	// the tree before the merge, which does not change them: the merge
+	// only sets nodes on the committer's direct path.
+	fdp := t.FilteredDirectPath(committer)
+	if err := t.MergeUpdatePath(committer, path); err != nil {
+		return nil, pathError(err)
+	}
+	ctx := p.provisionalContext(st)
+	ctx.TreeHash = t.RootHash()
+	ctxBytes := codec.Marshal(&ctx)
+	exclude := st.excluded()
+	var out *receivedPath
+	for i, priv := range privs {
+		if priv == nil {
+			continue
+		}
+		secret, k, err := decryptPathSecret(t, fdp, committer, path, priv, exclude, ctxBytes)
+		if err != nil {
+			return nil, pathError(err)
+		}
+		keys, err := priv.path.WithJoinerPathSecret(t, committer, secret)
+		if out == nil && err == nil {
+			out = &receivedPath{top: deriveUp(p.suite, secret, len(fdp)-1-k)}
+		}
+		clear(secret)
+		if err != nil {
+			return nil, pathError(err)
+		}
+		privs[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: keys.Prune(t)}
+	}
+	return out, nil
+}
+
+// decryptPathSecret returns the path secret that path, from committer,
+// carries for priv's member: that of their lowest common ancestor, the
+// k-th node of the committer's filtered direct path fdp, encrypted to the
+// node of the ancestor's copath resolution whose private key priv holds.
+// t is the tree with the path merged and ctx the provisional GroupContext
+// with t's tree hash, encoded.
+func decryptPathSecret(t *tree.Tree, fdp []treemath.NodeIndex, committer treemath.LeafIndex, path *message.UpdatePath, priv *Private, exclude []treemath.LeafIndex, ctx []byte) (secret []byte, k int, err error) {
+	ca := treemath.CommonAncestor(committer.Node(), priv.leaf.Node())
+	k = slices.Index(fdp, ca)
+	if k < 0 {
+		return nil, 0, fmt.Errorf("%w: common ancestor %d of leaf %d is not on the committer's filtered direct path", treekem.ErrNoDecryptionKey, ca, priv.leaf)
+	}
+	res := t.AppendCopathResolution(nil, ca, committer, exclude)
+	cts := path.Nodes[k].EncryptedPathSecret
+	if len(cts) != len(res) {
+		return nil, 0, fmt.Errorf("%w: %d for a resolution of %d", treekem.ErrCiphertextCount, len(cts), len(res))
+	}
+	j := slices.IndexFunc(res, func(x treemath.NodeIndex) bool { return priv.path.PrivateKey(x) != nil })
+	if j < 0 {
+		return nil, 0, fmt.Errorf("%w: leaf %d", treekem.ErrNoDecryptionKey, priv.leaf)
+	}
+	secret, err = priv.path.PrivateKey(res[j]).DecryptWithLabel("UpdatePathNode", ctx, cts[j].KEMOutput, cts[j].Ciphertext)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: node %d: %w", treekem.ErrDecrypt, res[j], err)
+	}
+	return secret, k, nil
 }
 
 // pathError classifies a failure to apply an UpdatePath.

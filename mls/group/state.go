@@ -20,8 +20,9 @@ import (
 // Public is the part of an epoch that every member shares: the
 // GroupContext, the ratchet tree, the transcript hashes, the epoch secrets
 // and the secret tree. Once built it never changes, except for the secret
-// tree's ratchets (see the package documentation), so one *Public can back
-// the Group values of many members.
+// tree's ratchets and, under DMLS, the init state that deriving a child
+// punctures (see the package documentation), so one *Public can back the
+// Group values of many members.
 type Public struct {
 	suite           *suite.Suite
 	ctx             message.GroupContext
@@ -34,8 +35,10 @@ type Public struct {
 	// carried; such an epoch only serves to start the successor group.
 	reinit *message.ReInit
 
-	mu      sync.Mutex // guards epoch.InitSecret, which DMLS punctures
-	secrets *ratchets
+	mu sync.Mutex // guards epoch.InitSecret, which DMLS punctures, and initChanges
+	// initChanges counts the changes of epoch.InitSecret in place.
+	initChanges uint64
+	secrets     *ratchets
 }
 
 // ratchets is an epoch's secret tree with its lock. The epoch's Public and
@@ -44,6 +47,8 @@ type Public struct {
 type ratchets struct {
 	mu   sync.Mutex
 	tree *secrettree.Tree
+	// changes counts the uses that may have changed tree.
+	changes uint64
 }
 
 // marshal encodes the secret tree as it stands.
@@ -51,6 +56,34 @@ func (r *ratchets) marshal() ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.tree.MarshalBinary()
+}
+
+// use runs fn on the secret tree under the lock and counts it as a change:
+// sending consumes a generation even when it fails, and reading one
+// consumes it once decrypted, even if a later check refuses the message.
+func (r *ratchets) use(fn func(*secrettree.Tree) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changes++
+	return fn(r.tree)
+}
+
+// Changes reports how many times each mutable part of p may have changed
+// in place since p was built or decoded: its init state (a DMLS epoch's
+// PRF, punctured when a child is derived; never under RFC 9420) and its
+// secret tree (advanced by each PrivateMessage sent or read, here or
+// through a later state's past-epoch reader). A caller that stores p in
+// parts (MarshalStatic, MarshalInitState, MarshalSecretTree) compares the
+// counts with those of its last write to learn which parts to write
+// again. A failed read of a PrivateMessage counts too, since it may have
+// consumed a generation; writing an unchanged part again is harmless.
+func (p *Public) Changes() (initState, secretTree uint64) {
+	p.mu.Lock()
+	initState = p.initChanges
+	p.mu.Unlock()
+	p.secrets.mu.Lock()
+	defer p.secrets.mu.Unlock()
+	return initState, p.secrets.changes
 }
 
 func newPublic(s *suite.Suite, ctx message.GroupContext, t *tree.Tree, confirmationTag []byte, epoch keyschedule.Epoch, opts secrettree.Options) (*Public, error) {

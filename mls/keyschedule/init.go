@@ -72,6 +72,11 @@ func (m InitScheme) carry(s *suite.Suite, epochSecret []byte) ([]byte, error) {
 func (m InitScheme) childInit(s *suite.Suite, kept []byte, c Child) (initSecret, keptAfter []byte, err error) {
 	switch m {
 	case SchemeRFC9420:
+		// An Epoch decoded without its init secret (UnmarshalSecrets)
+		// has none to give.
+		if len(kept) != s.HashSize() {
+			return nil, nil, fmt.Errorf("%w: init_secret of %d bytes", ErrSecretLength, len(kept))
+		}
 		// A copy, so that a caller wiping the init_secret after use does not
 		// wipe the epoch it came from.
 		return append([]byte{}, kept...), kept, nil

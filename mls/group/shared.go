@@ -1,0 +1,193 @@
+package group
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+	"github.com/mls-appservice/mls-appservice/mls/welcome"
+)
+
+// Several of our members in one group (DESIGN §4). Under the DMLS key
+// schedule an epoch derives each child once (its PRF is punctured), so a
+// commit cannot be processed once per member on a shared Public: the
+// second processing fails with pprf.ErrPunctured. The functions here
+// process a commit once for all of them, derive the others' keys from our
+// own commit, and join one more member into an epoch whose Public we hold.
+
+// ErrWelcomeEpoch means a Welcome given to JoinPrivate for another epoch
+// than the Public's.
+var ErrWelcomeEpoch = errors.New("group: welcome is for another epoch")
+
+// SharedTransition is a commit processed once for several of our members
+// that share one Public.
+type SharedTransition struct {
+	// Public is the next epoch's shared part; nil if the commit removed
+	// every member it was processed for.
+	Public *Public
+	// Privates holds the next private part of each member, index-aligned
+	// with the members: [0] is the receiving Group's (nil if it has
+	// none), [i+1] that of others[i]. An entry is nil for a member the
+	// commit removed.
+	Privates []*Private
+
+	from *Group
+}
+
+// Group returns member i's state in the next epoch (i as in Privates),
+// with the receiving Group's configuration and past epochs, as Handle
+// would have returned it; nil if the commit removed the member.
+func (t *SharedTransition) Group(i int) *Group {
+	if t.Public == nil || i < 0 || i >= len(t.Privates) || t.Privates[i] == nil {
+		return nil
+	}
+	return t.from.next(t.Public, t.Privates[i])
+}
+
+// HandleCommitShared processes a commit of g's epoch, received from
+// another member or an external joiner, once for g's member and for
+// others, further members of ours whose private parts belong to g's
+// epoch (g may be a view without a private part, New(pub, nil, cfg)).
+//
+// The commit is verified, staged and its key schedule run (under DMLS,
+// g's PRF punctured) exactly once. Each surviving member's private path
+// keys come from its own path secret: one HPKE decryption per member, at
+// its lowest common ancestor with the committer, then one key derivation
+// per path node above that. If any member cannot decrypt its path
+// secret, or the commit fails any other check, the commit is refused as a
+// whole and g is left as it was, PRF included; only a failure of the
+// confirmation tag, found after the key schedule ran, consumes the child
+// (as Handle does).
+//
+// Proposals by reference are resolved from g's proposal cache (DMLS
+// commits carry theirs by value); an Update proposal for one of others'
+// leaves cannot be applied, since only g's own Update keys are known.
+// A commit by one of our members fails with ErrOwnCommit: adopt it with
+// HandlePendingCommit and PendingCommit.Others.
+func (g *Group) HandleCommitShared(m *message.MLSMessage, others []*Private) (*SharedTransition, error) {
+	if err := g.checkOthers(others); err != nil {
+		return nil, err
+	}
+	privs := append([]*Private{g.priv}, others...)
+	if m == nil {
+		return nil, fmt.Errorf("%w: no message", ErrMalformed)
+	}
+	ac, err := g.pub.unprotect(m)
+	if err != nil {
+		return nil, err
+	}
+	if ac.Content.ContentType != message.ContentCommit {
+		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
+	}
+	pub, next, err := g.processCommit(ac, privs)
+	if err != nil {
+		return nil, err
+	}
+	if pub == nil {
+		clear(next)
+	}
+	return &SharedTransition{Public: pub, Privates: next, from: g}, nil
+}
+
+// checkOthers checks that others are the private parts of members of g's
+// epoch, other than g's and each other: their keys must match g's tree.
+func (g *Group) checkOthers(others []*Private) error {
+	for i, o := range others {
+		err := error(nil)
+		switch {
+		case o == nil:
+			err = fmt.Errorf("%w: no private part", ErrNotMember)
+		case o.path.Suite() != g.pub.suite:
+			err = fmt.Errorf("%w: private part of another cipher suite", ErrInvalidState)
+		case g.priv != nil && g.priv.leaf == o.leaf,
+			slices.ContainsFunc(others[:i], func(p *Private) bool { return p.leaf == o.leaf }):
+			err = fmt.Errorf("%w: leaf %d given twice", ErrInvalidState, o.leaf)
+		default:
+			if e := o.path.Check(g.pub.tree); e != nil {
+				err = fmt.Errorf("%w: private part not of this epoch: %w", ErrNotMember, e)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("other member %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// othersAfter returns the next private parts of our other members (see
+// CommitOptions.Others) after our commit staged as st, whose path, if
+// any, is gen: nil for a member the commit removes, and for the others
+// the keys derived from the path secrets we generated (no HPKE).
+func (g *Group) othersAfter(others []*Private, st *staged, gen *treekem.Generated) ([]*Private, error) {
+	out := make([]*Private, len(others))
+	for i, o := range others {
+		if slices.Contains(st.removed, o.leaf) {
+			continue
+		}
+		if _, ok := st.updated[o.leaf]; ok {
+			return nil, fmt.Errorf("%w: leaf %d of our member %d was updated by a proposal", ErrInvalidUpdate, o.leaf, i)
+		}
+		if gen == nil {
+			// A commit without a path only adds members: no key of
+			// ours changes.
+			out[i] = o
+			continue
+		}
+		secret := gen.PathSecretFor(o.leaf)
+		if secret == nil {
+			return nil, fmt.Errorf("%w: no path secret for leaf %d", treekem.ErrNoDecryptionKey, o.leaf)
+		}
+		keys, err := o.path.WithJoinerPathSecret(st.tree, g.priv.leaf, secret)
+		clear(secret)
+		if err != nil {
+			return nil, fmt.Errorf("member %d: %w", i, err)
+		}
+		out[i] = &Private{leaf: o.leaf, signKey: o.signKey, path: keys.Prune(st.tree)}
+	}
+	return out, nil
+}
+
+// JoinPrivate is Join for a member whose epoch we already hold: another
+// of our members is in it and pub is its Public. It opens the Welcome for
+// kp and checks that it is for exactly pub's epoch (the GroupContext and
+// confirmation tag of its GroupInfo, and the epoch authenticator that its
+// joiner secret derives, must be pub's; its signer must be a member of
+// pub's tree), then derives the new member's private path keys from the
+// path secret. It neither builds a Public nor validates the tree again:
+// pub was validated when it was made.
+func JoinPrivate(pub *Public, welcomeMsg []byte, kp *KeyPackageBundle, o *JoinOptions) (*Private, error) {
+	w, err := welcome.Parse(welcomeMsg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if err := kp.Check(); err != nil {
+		return nil, err
+	}
+	if o == nil {
+		o = &JoinOptions{}
+	}
+	signerKey := func(gi *message.GroupInfo) ([]byte, error) {
+		if l := pub.tree.Leaf(treemath.LeafIndex(gi.Signer)); l != nil {
+			return l.SignatureKey, nil
+		}
+		return nil, fmt.Errorf("%w: signer leaf %d is not a member of the epoch", ErrWelcomeEpoch, gi.Signer)
+	}
+	joined, err := openWelcome(w, kp, signerKey, o.Config, pub.epoch.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	defer joined.Epoch.Zero()
+	defer clear(joined.GroupSecrets.PathSecret)
+	gi := &joined.GroupInfo
+	if !bytes.Equal(codec.Marshal(&gi.GroupContext), pub.ctxBytes) || !bytes.Equal(gi.ConfirmationTag, pub.confirmationTag) ||
+		subtle.ConstantTimeCompare(joined.Epoch.EpochAuthenticator, pub.epoch.EpochAuthenticator) != 1 {
+		return nil, fmt.Errorf("%w: epoch %d of group %x", ErrWelcomeEpoch, gi.GroupContext.Epoch, gi.GroupContext.GroupID)
+	}
+	return joinedPrivate(pub.tree, joined, kp)
+}
