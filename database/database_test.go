@@ -403,7 +403,7 @@ func TestOutboxQueuesDependenciesAndFailures(t *testing.T) {
 		}
 		return p.Flush(ctx)
 	})
-	if w := head("out:to_device:@mls_a:hs|D"); w.AfterPending || w.AfterEventID != "$commit" {
+	if w := head("out:to_device:@mls_a:hs|D"); w.AfterPending || w.AfterResult != "$commit" {
 		t.Fatalf("welcome after the commit was sent: %+v", w)
 	}
 	// A transient failure keeps the row at the head; a permanent one

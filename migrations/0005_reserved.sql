@@ -1,0 +1,5 @@
+-- Reserved: version 5 belongs to a migration of another branch (groups)
+-- that is not merged yet. Migrations must be contiguous, so this branch
+-- (media, 0006) carries this empty stand-in. Delete this file when the
+-- real 0005 is merged; the loader refuses two files of one version, so
+-- keeping both fails at start-up rather than silently.
