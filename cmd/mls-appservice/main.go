@@ -134,15 +134,18 @@ func serve(configPath string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	matrixMetrics := matrix.NewMetrics(reg)
 	puppets := matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address, Domain: cfg.Homeserver.Domain,
 		ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername, UserPrefix: cfg.AppService.UserPrefix,
-		DB: db, Log: log.With().Str("component", "puppets").Logger()})
+		DB: db, Log: log.With().Str("component", "puppets").Logger(), Metrics: matrixMetrics,
+		Media: matrix.MediaConfig{MaxDownloadBytes: cfg.Media.MaxDownloadBytes, DownloadTimeout: cfg.Media.DownloadTimeout.D(),
+			DownloadAttempts: cfg.Media.DownloadAttempts}})
 	handlers, hooks := appservice.Recorder{}.Handlers(), map[string]matrix.SentHook{}
 	keyManager, err := newKeys(cfg, db, puppets, reg, log, &handlers, hooks)
 	if err != nil {
 		return fmt.Errorf("config %s: %w", configPath, err)
 	}
-	sender := matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: puppets, Metrics: matrix.NewMetrics(reg),
+	sender := matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: puppets, Metrics: matrixMetrics,
 		Log: log.With().Str("component", "sender").Logger(), Workers: cfg.Outbox.Workers,
 		RequestTimeout: cfg.Outbox.RequestTimeout.D(), Hooks: hooks})
 	if err := keyManager.Start(ctx); err != nil {
