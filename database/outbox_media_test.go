@@ -47,14 +47,7 @@ func TestOutboxMediaUploadsAndSeveralDependencies(t *testing.T) {
 		}
 		return p.Flush(ctx)
 	})
-	head := func(queue string) *OutgoingEvent {
-		t.Helper()
-		ev, err := HeadOutgoing(ctx, db, queue)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ev
-	}
+	head := func(queue string) *OutgoingEvent { t.Helper(); return outboxHead(t, db, queue) }
 	sent := func(ev *OutgoingEvent, result string) {
 		t.Helper()
 		inTx(t, db, func(tx pgx.Tx) error {
@@ -227,6 +220,16 @@ func TestMigrationKeepsDependencies(t *testing.T) {
 	if w.After != commit || w.FillField != "commit_event" || !w.AfterPending {
 		t.Fatalf("after migration the Welcome is %+v, want it waiting for %d into commit_event", w, commit)
 	}
+}
+
+// outboxHead is HeadOutgoing for tests.
+func outboxHead(t *testing.T, db *DB, queue string) *OutgoingEvent {
+	t.Helper()
+	ev, err := HeadOutgoing(context.Background(), db, queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
 }
 
 func mustLoad(t *testing.T, fsys fs.FS) []Migration {

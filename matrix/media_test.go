@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,19 +42,25 @@ type mediaEnv struct {
 	log     zerolog.Logger
 }
 
-func startMediaEnv(t *testing.T) *mediaEnv {
+// openDB opens a fresh, migrated database for the test.
+func openDB(t *testing.T) (*database.DB, string) {
 	t.Helper()
-	ctx := t.Context()
 	dsn := testenv.Database(t)
-	db, err := database.Open(ctx, dsn, database.Options{MaxConns: 16})
+	db, err := database.Open(t.Context(), dsn, database.Options{MaxConns: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+	if _, err := db.Migrate(t.Context(), migrations.FS()); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	return db, dsn
+}
+
+func startMediaEnv(t *testing.T) *mediaEnv {
+	t.Helper()
+	db, dsn := openDB(t)
+	port := testenv.FreePort(t)
 	// The registration is made as -g makes it; a lone private homeserver
 	// is named localhost (the template's server_name).
 	cfg, err := config.Parse(fmt.Appendf(nil, `
@@ -370,12 +375,7 @@ func TestMediaOffload(t *testing.T) {
 	})
 
 	t.Run("unreachable homeserver retried, then reported", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closed := "http://" + ln.Addr().String()
-		ln.Close()
+		closed := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
 		p := matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: closed, Domain: e.cfg.Homeserver.Domain,
 			ASToken: e.cfg.AppService.ASToken, BotLocalpart: e.cfg.AppService.BotUsername, UserPrefix: e.cfg.AppService.UserPrefix,
 			DB: e.db, Log: e.log, Media: matrix.MediaConfig{DownloadAttempts: 3, DownloadBackoff: 20 * time.Millisecond}})
@@ -423,16 +423,6 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -449,15 +439,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // authenticated download, as it will for peers on other deployments.
 func TestMediaOverFederation(t *testing.T) {
 	ctx := t.Context()
-	dsn := testenv.Database(t)
-	db, err := database.Open(ctx, dsn, database.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := openDB(t)
 	// Federated server names are localhost:<port>, known only once the
 	// homeservers run, so the namespace matches any server name.
 	cfg, err := config.Parse([]byte(`
