@@ -67,6 +67,7 @@ type OutgoingEvent struct {
 	// event id. AlsoAfter lists further rows to wait for, each with its
 	// own field: an offloaded Welcome also waits for its upload and takes
 	// its content URI. A row given up on gives up every row waiting for it.
+	// Read back, the first dependency is After and the others AlsoAfter.
 	After     int64
 	FillField string
 	AlsoAfter []Dependency
