@@ -26,6 +26,7 @@ type Config struct {
 	Encryption Encryption `yaml:"encryption"`
 	Keys       Keys       `yaml:"keys"`
 	Groups     Groups     `yaml:"groups"`
+	Media      Media      `yaml:"media"`
 	Logging    Logging    `yaml:"logging"`
 }
 
@@ -111,6 +112,16 @@ type Keys struct {
 	LastResortGrace Duration `yaml:"last_resort_grace"`
 }
 
+// Media configures the offload of payloads too large for an event to
+// the media repository (DESIGN 6 "Size"): the threshold that package groups
+// applies, and the bounds of downloads (matrix.MediaConfig).
+type Media struct {
+	OffloadThreshold int64    `yaml:"offload_threshold"`
+	MaxDownloadBytes int64    `yaml:"max_download_bytes"`
+	DownloadTimeout  Duration `yaml:"download_timeout"`
+	DownloadAttempts int      `yaml:"download_attempts"`
+}
+
 type Logging struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
@@ -156,6 +167,8 @@ func Parse(data []byte) (*Config, error) {
 		Groups: Groups{CommitGrace: Duration(5 * time.Second), CommitJitter: Duration(2 * time.Second), MaxEpochs: 8,
 			MaxEpochAge: Duration(24 * time.Hour), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
 			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour)},
+		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
+			DownloadTimeout: Duration(2 * time.Minute), DownloadAttempts: 4},
 		Logging: Logging{Level: "info", Format: "auto"},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -340,6 +353,14 @@ func (c *Config) validateLimits() error {
 		// Synapse holds at most 500 one-time keys per algorithm and device.
 		{"keys.stock", int64(c.Keys.Stock), 1, 500, " (Synapse keeps at most 500 one-time keys per device and algorithm)"},
 		{"keys.low_water", int64(c.Keys.LowWater), 0, int64(c.Keys.Stock) - 1, " (below keys.stock)"},
+		// An event is at most 64 KiB including what the homeserver adds
+		// (signatures, hashes, prev_events); 0 offloads every payload.
+		{"media.offload_threshold", c.Media.OffloadThreshold, 0, 60 << 10,
+			" bytes (an event, with what the homeserver adds to it, is at most 65536 bytes)"},
+		// A commit in a sparse 10,000-member group is about 820 KB; the
+		// largest download is held in memory.
+		{"media.max_download_bytes", c.Media.MaxDownloadBytes, 1 << 20, 1 << 30, ""},
+		{"media.download_attempts", int64(c.Media.DownloadAttempts), 1, 20, ""},
 	}
 	for _, v := range ints {
 		if v.value < v.min || v.value > v.max {
@@ -364,6 +385,7 @@ func (c *Config) validateLimits() error {
 		{"keys.check_interval", c.Keys.CheckInterval, time.Second},
 		{"keys.lifetime", c.Keys.Lifetime, time.Hour},
 		{"keys.last_resort_grace", c.Keys.LastResortGrace, 0},
+		{"media.download_timeout", c.Media.DownloadTimeout, time.Second},
 	}
 	for _, d := range durations {
 		if d.value.D() < d.min {

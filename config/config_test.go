@@ -58,7 +58,9 @@ func TestValidConfigAndDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.AppService.Port != 29340 || cfg.AppService.UserPrefix != "mls_" || cfg.Logging.Format != "auto" ||
-		cfg.AppService.MaxBodyBytes != 16<<20 || cfg.Database.MaxConns != 10 {
+		cfg.AppService.MaxBodyBytes != 16<<20 || cfg.Database.MaxConns != 10 ||
+		cfg.Media.OffloadThreshold != 49152 || cfg.Media.MaxDownloadBytes != 64<<20 ||
+		cfg.Media.DownloadTimeout.D() != 2*time.Minute || cfg.Media.DownloadAttempts != 4 {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 }
@@ -110,6 +112,11 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"keys.low_water", 50, "keys.low_water: must be between 0 and 49"},
 		{"keys.check_interval", "10ms", "keys.check_interval: must be at least 1s"},
 		{"keys.check_interval", "2000h", "keys.check_interval: must be at most a quarter of keys.lifetime"},
+		{"media.offload_threshold", -1, "media.offload_threshold: must be between 0 and 61440 bytes"},
+		{"media.offload_threshold", 65536, "media.offload_threshold: must be between 0 and 61440 bytes"},
+		{"media.max_download_bytes", 1000, "media.max_download_bytes: must be between 1048576 and 1073741824"},
+		{"media.download_attempts", 0, "media.download_attempts: must be between 1 and 20"},
+		{"media.download_timeout", "10ms", "media.download_timeout: must be at least 1s"},
 		{"logging.level", "loud", "logging.level: must be one of"},
 		{"logging.format", "xml", "logging.format: must be one of"},
 	}

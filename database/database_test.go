@@ -380,14 +380,7 @@ func TestOutboxQueuesDependenciesAndFailures(t *testing.T) {
 		}
 		return p.Flush(ctx)
 	})
-	head := func(queue string) *OutgoingEvent {
-		t.Helper()
-		ev, err := HeadOutgoing(ctx, db, queue)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ev
-	}
+	head := func(queue string) *OutgoingEvent { t.Helper(); return outboxHead(t, db, queue) }
 	w := head("out:to_device:@mls_a:hs|D")
 	if w.Seq != welcome || !w.AfterPending || w.FillField != "commit_event" {
 		t.Fatalf("welcome head %+v: want it waiting for the commit", w)
@@ -403,7 +396,7 @@ func TestOutboxQueuesDependenciesAndFailures(t *testing.T) {
 		}
 		return p.Flush(ctx)
 	})
-	if w := head("out:to_device:@mls_a:hs|D"); w.AfterPending || w.AfterEventID != "$commit" {
+	if w := head("out:to_device:@mls_a:hs|D"); w.AfterPending || w.AfterResult != "$commit" {
 		t.Fatalf("welcome after the commit was sent: %+v", w)
 	}
 	// A transient failure keeps the row at the head; a permanent one

@@ -20,6 +20,12 @@
 // disagrees with its rows (an operator's hand edit) is recounted by
 // RecountQueue when a worker finds it so.
 //
+// An outbox row may wait for earlier rows (outbox_dependency), each
+// optionally filling a field of its content with that row's result: the
+// event id of a room event or the content URI of a media upload. A row
+// waits only for earlier rows, so waits never form a cycle, and a row
+// given up on gives up the rows waiting for it.
+//
 // Timers (timer) are work due at a time, named by (kind, key) so that
 // scheduling is idempotent; claiming one takes its row lock and, if it
 // names a queue, that queue's lock.

@@ -22,7 +22,7 @@ func Retention(ctx context.Context, q Querier, cutoff time.Time, batch int) (map
 			SELECT seq FROM device_list_change WHERE recorded_at < $1 LIMIT $2)`},
 		{"outbox", `DELETE FROM outbox WHERE seq IN (
 			SELECT o.seq FROM outbox o WHERE coalesce(o.sent_at, o.failed_at) < $1
-			AND NOT EXISTS (SELECT 1 FROM outbox w WHERE w.after_seq = o.seq) LIMIT $2)`},
+			AND NOT EXISTS (SELECT 1 FROM outbox_dependency w WHERE w.after_seq = o.seq) LIMIT $2)`},
 	} {
 		for {
 			if err := ctx.Err(); err != nil {

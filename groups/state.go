@@ -129,7 +129,7 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 		if err != nil {
 			return err
 		}
-		priv, err := group.UnmarshalPrivate(plain, s.signatureKeyOf)
+		priv, err := group.UnmarshalPrivate(plain)
 		if err != nil {
 			return fmt.Errorf("private of %v: %w", d, err)
 		}
@@ -160,7 +160,15 @@ func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) err
 	for _, e := range ch.Epochs {
 		pub := e.State.Public
 		if e.New {
-			static, init, secrets, err := pub.MarshalParts()
+			static, err := pub.MarshalStatic()
+			if err != nil {
+				return errf(r.id, "encode epoch %v: %w", e.ID, err)
+			}
+			init, err := pub.MarshalInitState()
+			if err != nil {
+				return errf(r.id, "encode epoch %v: %w", e.ID, err)
+			}
+			secrets, err := pub.MarshalSecretTree()
 			if err != nil {
 				return errf(r.id, "encode epoch %v: %w", e.ID, err)
 			}

@@ -7,6 +7,7 @@ type Metrics struct {
 	OutboxSent     *prometheus.CounterVec
 	OutboxFailures *prometheus.CounterVec
 	OutboxSeconds  prometheus.Histogram
+	MediaDownloads *prometheus.CounterVec
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -25,7 +26,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time of one successful request to the homeserver for an outbox row.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
+		MediaDownloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mlsas_media_downloads_total",
+			Help: "Attachment downloads, by result: ok, or the reason they failed (tampered, bad_file, not_found, too_large, refused, unavailable, canceled).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.OutboxSent, m.OutboxFailures, m.OutboxSeconds)
+	reg.MustRegister(m.OutboxSent, m.OutboxFailures, m.OutboxSeconds, m.MediaDownloads)
 	return m
 }

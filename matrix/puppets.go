@@ -27,6 +27,8 @@ type Puppets struct {
 	prefix     string
 	db         *database.DB
 	log        zerolog.Logger
+	media      MediaConfig
+	metrics    *Metrics
 
 	mu       sync.Mutex
 	clients  map[deviceKey]*mautrix.Client
@@ -47,12 +49,17 @@ type PuppetsConfig struct {
 	UserPrefix    string
 	DB            *database.DB
 	Log           zerolog.Logger
+	// Media bounds attachment downloads (DownloadAttachment).
+	Media MediaConfig
+	// Metrics, if set, counts attachment downloads by result.
+	Metrics *Metrics
 }
 
 // NewPuppets returns a Puppets for one appservice registration.
 func NewPuppets(cfg PuppetsConfig) *Puppets {
 	return &Puppets{homeserver: cfg.HomeserverURL, asToken: cfg.ASToken, domain: cfg.Domain,
 		bot: cfg.BotLocalpart, prefix: cfg.UserPrefix, db: cfg.DB, log: cfg.Log,
+		media: cfg.Media.withDefaults(), metrics: cfg.Metrics,
 		clients: map[deviceKey]*mautrix.Client{}}
 }
 

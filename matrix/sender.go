@@ -21,12 +21,13 @@ import (
 	"github.com/mls-appservice/mls-appservice/internal/runloop"
 )
 
-// SentHook learns the event id the homeserver gave an outbox row, in the
-// database transaction that marks the row sent (an epoch's commit_event
-// is written back this way, DESIGN 3.4). eventID is empty for requests
-// that make no event.
+// SentHook learns the result of an outbox row, in the database
+// transaction that marks the row sent (an epoch's commit_event is written
+// back this way, DESIGN 3.4). result is the event id the homeserver gave a
+// room event, the content URI of a media upload, and empty for requests
+// that make neither.
 type SentHook interface {
-	Sent(ctx context.Context, q database.Querier, ev *database.OutgoingEvent, eventID string) error
+	Sent(ctx context.Context, q database.Querier, ev *database.OutgoingEvent, result string) error
 }
 
 // SenderConfig holds what a Sender needs.
@@ -124,18 +125,20 @@ func (s *Sender) SendNext(ctx context.Context) (bool, error) {
 func (s *Sender) send(ctx context.Context, tx pgx.Tx, p *database.Producer, ev *database.OutgoingEvent) error {
 	log := s.cfg.Log.With().Str("outbox_txn_id", ev.TxnID).Str("kind", string(ev.Kind)).
 		Str("user_id", ev.UserID).Str("device_id", ev.DeviceID).Logger()
+	// A row given up on can never be sent, so its dependents are given
+	// up at once, even while other rows they wait for are pending.
 	switch {
+	case ev.AfterFailed:
+		log.Error().Int64("after", ev.After).Msg("Outgoing row given up: a row it waits for was given up")
+		s.cfg.Metrics.OutboxFailures.WithLabelValues(string(ev.Kind), "true").Inc()
+		return database.OutgoingFailed(ctx, tx, p, ev, "a row it waits for was given up", true, time.Time{})
 	case ev.AfterPending:
 		p.Touch(ev.Queue(), database.Outbound, time.Now().Add(waitForDependency))
 		return nil
-	case ev.AfterFailed:
-		log.Error().Int64("after", ev.After).Msg("Outgoing row given up: the row it waits for was given up")
-		s.cfg.Metrics.OutboxFailures.WithLabelValues(string(ev.Kind), "true").Inc()
-		return database.OutgoingFailed(ctx, tx, p, ev, "the row it waits for was given up", true, time.Time{})
 	}
 	start := time.Now()
 	reqCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	eventID, err := s.Send(reqCtx, ev)
+	result, err := s.Send(reqCtx, ev)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -152,19 +155,19 @@ func (s *Sender) send(ctx context.Context, tx pgx.Tx, p *database.Producer, ev *
 		return database.OutgoingFailed(ctx, tx, p, ev, err.Error(), permanent, retry)
 	}
 	s.cfg.Metrics.OutboxSeconds.Observe(time.Since(start).Seconds())
-	if err := database.OutgoingSent(ctx, tx, p, ev, eventID.String()); err != nil {
+	if err := database.OutgoingSent(ctx, tx, p, ev, result); err != nil {
 		return err
 	}
 	if ev.Hook != "" {
 		h := s.cfg.Hooks[ev.Hook]
 		if h == nil {
-			log.Error().Str("hook", ev.Hook).Msg("Outgoing row names a hook nobody registered; its event id is not passed on")
-		} else if err := h.Sent(ctx, tx, ev, eventID.String()); err != nil {
+			log.Error().Str("hook", ev.Hook).Msg("Outgoing row names a hook nobody registered; its result is not passed on")
+		} else if err := h.Sent(ctx, tx, ev, result); err != nil {
 			return fmt.Errorf("hook %s for %s: %w", ev.Hook, ev.TxnID, err)
 		}
 	}
 	s.cfg.Metrics.OutboxSent.WithLabelValues(string(ev.Kind)).Inc()
-	log.Debug().Stringer("event_id", eventID).Msg("Outgoing request sent")
+	log.Debug().Str("result", result).Msg("Outgoing request sent")
 	return nil
 }
 
@@ -176,11 +179,16 @@ func backoff(attempts int) time.Duration {
 }
 
 // Send makes the request of one outbox row as its puppet device, with its
-// fixed transaction id where the API has one. It does not touch the row.
-func (s *Sender) Send(ctx context.Context, ev *database.OutgoingEvent) (id.EventID, error) {
+// fixed transaction id where the API has one, and returns its result: the
+// event id of a room event, the content URI of a media upload, "" for the
+// other kinds. It does not touch the row.
+func (s *Sender) Send(ctx context.Context, ev *database.OutgoingEvent) (string, error) {
 	cli, err := s.cfg.Puppets.Client(id.UserID(ev.UserID), id.DeviceID(ev.DeviceID))
 	if err != nil {
 		return "", err
+	}
+	if ev.Kind == database.MediaUpload {
+		return s.cfg.Puppets.upload(ctx, cli, ev)
 	}
 	content, err := fill(ev)
 	if err != nil {
@@ -194,7 +202,7 @@ func (s *Sender) Send(ctx context.Context, ev *database.OutgoingEvent) (id.Event
 		if err != nil {
 			return "", fmt.Errorf("send %s to %s as %s/%s: %w", ev.TxnID, ev.RoomID, ev.UserID, ev.DeviceID, err)
 		}
-		return resp.EventID, nil
+		return resp.EventID.String(), nil
 	case database.ToDevice:
 		body := map[string]map[string]json.RawMessage{"messages": {}}
 		body["messages"][ev.ToUserID] = json.RawMessage(mustMarshal(map[string]json.RawMessage{ev.ToDeviceID: content}))
@@ -212,24 +220,57 @@ func (s *Sender) Send(ctx context.Context, ev *database.OutgoingEvent) (id.Event
 	return "", fmt.Errorf("send %s: %w: unknown kind %q", ev.TxnID, errBadContent, ev.Kind)
 }
 
-// fill returns the row's content, with the event id of the row it waited
-// for put into its FillField.
+// fill returns the row's content with the result of each row it waited
+// for put into that dependency's FillField (an event id, a content URI).
 func fill(ev *database.OutgoingEvent) (json.RawMessage, error) {
 	if !json.Valid(ev.Content) || !bytes.HasPrefix(bytes.TrimSpace(ev.Content), []byte("{")) {
 		return nil, fmt.Errorf("send %s: %w", ev.TxnID, errBadContent)
 	}
-	if ev.FillField == "" {
-		return ev.Content, nil
+	content := json.RawMessage(ev.Content)
+	for _, d := range ev.Dependencies() {
+		if d.FillField == "" {
+			continue
+		}
+		if d.Result == "" {
+			return nil, fmt.Errorf("send %s: %w: field %s wants the result of row %d, which made none",
+				ev.TxnID, errBadContent, d.FillField, d.Seq)
+		}
+		path, err := database.FillPath(d.FillField)
+		if err != nil {
+			return nil, fmt.Errorf("send %s: %w: %v", ev.TxnID, errBadContent, err)
+		}
+		if content, err = setField(content, path, mustMarshal(d.Result)); err != nil {
+			return nil, fmt.Errorf("send %s: %w: field %s: %v", ev.TxnID, errBadContent, d.FillField, err)
+		}
 	}
-	if ev.AfterEventID == "" {
-		return nil, fmt.Errorf("send %s: %w: field %s wants the event id of row %d, which made none", ev.TxnID, errBadContent, ev.FillField, ev.After)
+	return content, nil
+}
+
+// setField returns the JSON object obj with the member at path set to
+// value. Missing objects on the way are created; a member on the way that
+// is not an object is an error, since overwriting it would lose content.
+func setField(obj json.RawMessage, path []string, value json.RawMessage) (json.RawMessage, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &members); err != nil {
+		return nil, errors.New("not inside a JSON object")
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(ev.Content, &obj); err != nil {
-		return nil, fmt.Errorf("send %s: %w", ev.TxnID, errBadContent)
+	if members == nil { // JSON null: an absent object
+		members = map[string]json.RawMessage{}
 	}
-	obj[ev.FillField] = mustMarshal(ev.AfterEventID)
-	return mustMarshal(obj), nil
+	if len(path) == 1 {
+		members[path[0]] = value
+		return mustMarshal(members), nil
+	}
+	inner, ok := members[path[0]]
+	if !ok {
+		inner = json.RawMessage("{}")
+	}
+	inner, err := setField(inner, path[1:], value)
+	if err != nil {
+		return nil, err
+	}
+	members[path[0]] = inner
+	return mustMarshal(members), nil
 }
 
 func mustMarshal(v any) json.RawMessage {
@@ -240,13 +281,18 @@ func mustMarshal(v any) json.RawMessage {
 	return b
 }
 
-var errBadContent = errors.New("stored content is not a JSON object")
+var (
+	errBadContent = errors.New("stored content is not a JSON object")
+	errBadAnswer  = errors.New("the homeserver's answer is malformed")
+)
 
 // isPermanent reports whether retrying cannot help: the homeserver
 // refused the request itself (4xx other than rate limiting and
-// timeouts), or the stored content is broken.
+// timeouts), the stored content is broken, or the homeserver accepted
+// the request but answered nonsense (a retry would repeat the request,
+// and a repeated upload stores the bytes again).
 func isPermanent(err error) bool {
-	if errors.Is(err, errBadContent) {
+	if errors.Is(err, errBadContent) || errors.Is(err, errBadAnswer) {
 		return true
 	}
 	var herr mautrix.HTTPError

@@ -33,9 +33,12 @@ type components struct {
 // assemble builds the components over an open, migrated database.
 func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, log zerolog.Logger) (*components, error) {
 	c := &components{}
+	matrixMetrics := matrix.NewMetrics(reg)
 	c.puppets = matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address, Domain: cfg.Homeserver.Domain,
 		ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername, UserPrefix: cfg.AppService.UserPrefix,
-		DB: db, Log: log.With().Str("component", "puppets").Logger()})
+		DB: db, Log: log.With().Str("component", "puppets").Logger(), Metrics: matrixMetrics,
+		Media: matrix.MediaConfig{MaxDownloadBytes: cfg.Media.MaxDownloadBytes, DownloadTimeout: cfg.Media.DownloadTimeout.D(),
+			DownloadAttempts: cfg.Media.DownloadAttempts}})
 	current, old, err := cfg.SealKeys()
 	if err != nil {
 		return nil, err
@@ -61,7 +64,7 @@ func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, lo
 	}
 	c.groups.Handlers(&c.handlers)
 	hooks[groups.HookName] = c.groups
-	c.sender = matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: c.puppets, Metrics: matrix.NewMetrics(reg),
+	c.sender = matrix.NewSender(matrix.SenderConfig{DB: db, Puppets: c.puppets, Metrics: matrixMetrics,
 		Log: log.With().Str("component", "sender").Logger(), Workers: cfg.Outbox.Workers,
 		RequestTimeout: cfg.Outbox.RequestTimeout.D(), Hooks: hooks})
 	c.wake = append(c.wake, c.sender.Wake)

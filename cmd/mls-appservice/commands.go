@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -18,18 +21,24 @@ import (
 const commandUsage = `commands:
   queue list        list parked work items (items that failed too often)
   queue retry N     put parked item N back at the head of its queue
-  queue drop N      delete parked item N for good`
+  queue drop N      delete parked item N for good
+  keys reseal       re-seal every stored secret under the current encryption.key
+                    (after rotating: the old key moved to encryption.old_keys)
+  rooms             list our DMLS rooms
+  rooms show ROOM   print a room's MLS state and epoch graph`
 
 // command runs an operator subcommand against the configured database.
 func command(configPath string, args []string, out io.Writer) error {
-	if args[0] == "keys" {
-		return keysCommand(configPath, args[1:], out)
-	}
-	if args[0] != "queue" {
+	var run func(ctx context.Context, cfg *config.Config, db *database.DB) error
+	switch args[0] {
+	case "queue":
+		run = func(ctx context.Context, _ *config.Config, db *database.DB) error { return queueCommand(ctx, db, args[1:], out) }
+	case "keys":
+		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return keysCommand(ctx, cfg, db, args[1:], out) }
+	case "rooms":
+		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return roomsCommand(ctx, cfg, db, args[1:], out) }
+	default:
 		return fmt.Errorf("unknown command %q\n%s", args[0], commandUsage)
-	}
-	if len(args) < 2 {
-		return fmt.Errorf("queue: missing subcommand\n%s", commandUsage)
 	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
@@ -38,8 +47,8 @@ func command(configPath string, args []string, out io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config %s: %w", configPath, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("config %s: database.uri: %w", configPath, err)
@@ -49,6 +58,15 @@ func command(configPath string, args []string, out io.Writer) error {
 	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
+	return run(ctx, cfg, db)
+}
+
+// queueCommand runs `queue list|retry N|drop N`.
+func queueCommand(ctx context.Context, db *database.DB, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("queue: missing subcommand\n%s", commandUsage)
+	}
+	args = append([]string{"queue"}, args...)
 	switch args[1] {
 	case "list":
 		if len(args) != 2 {

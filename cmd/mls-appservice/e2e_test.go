@@ -179,7 +179,7 @@ func TestEndToEndOnSynapse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.String() != outboxEventID {
+	if again != outboxEventID {
 		t.Fatalf("re-sending outbox transaction %s made event %s, first send made %s", txnID, again, outboxEventID)
 	}
 

@@ -376,7 +376,7 @@ func welcomesSent(t *testing.T, svcs []*testService) int {
 	total := 0
 	for _, s := range svcs {
 		var n int
-		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE kind = 'to_device' AND content LIKE '%welcome%'`).Scan(&n); err != nil {
+		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE kind = 'to_device' AND convert_from(content, 'UTF8') LIKE '%.dmls.welcome.%'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		total += n

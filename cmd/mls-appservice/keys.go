@@ -61,21 +61,10 @@ func newKeys(cfg *config.Config, db *database.DB, sealer *seal.Sealer, hs keys.H
 	return m, nil
 }
 
-const keysUsage = `commands:
-  keys reseal       re-seal every stored secret under the current encryption.key
-                    (after rotating: the old key moved to encryption.old_keys)`
-
 // keysCommand runs `keys reseal`.
-func keysCommand(configPath string, args []string, out io.Writer) error {
+func keysCommand(ctx context.Context, cfg *config.Config, db *database.DB, args []string, out io.Writer) error {
 	if len(args) != 1 || args[0] != "reseal" {
-		return fmt.Errorf("keys: want one subcommand\n%s", keysUsage)
-	}
-	cfg, err := config.Load(configPath)
-	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("config %s: %w", configPath, err)
+		return fmt.Errorf("keys: want one subcommand\n%s", commandUsage)
 	}
 	current, old, err := cfg.SealKeys()
 	if err != nil {
@@ -84,16 +73,6 @@ func keysCommand(configPath string, args []string, out io.Writer) error {
 	sealer, err := seal.NewSealer(current, old...)
 	if err != nil {
 		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	db, err := openDatabase(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("config %s: database.uri: %w", configPath, err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
-		return fmt.Errorf("database: %w", err)
 	}
 	n, err := keys.Reseal(ctx, db, sealer, keys.SealedColumns())
 	fmt.Fprintf(out, "re-sealed %d values under key %s\n", n, current.ID())
