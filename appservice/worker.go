@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
 	"github.com/mls-appservice/mls-appservice/database"
@@ -116,7 +115,7 @@ func (w *Worker) Step(ctx context.Context) (bool, error) {
 func (w *Worker) batchFailed(ctx context.Context, head database.Item, cause error) {
 	ctx = context.WithoutCancel(ctx)
 	log := w.itemLog(head)
-	if isConflict(cause) {
+	if database.IsConflict(cause) {
 		log.Warn().Err(cause).Msg("Work batch lost a conflict with another transaction; will retry")
 		return
 	}
@@ -307,11 +306,4 @@ func (w *Worker) itemLog(it database.Item) zerolog.Logger {
 		c = c.Int64("txn_seq", it.TxnSeq)
 	}
 	return c.Logger()
-}
-
-// isConflict reports a transaction that lost to a concurrent one, which
-// is nobody's fault and is simply retried.
-func isConflict(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -70,6 +71,32 @@ func scrub(msg, password string) string {
 		return msg
 	}
 	return strings.ReplaceAll(msg, password, "********")
+}
+
+// InTxRetry is InTx for callers outside the work queues (API calls):
+// a transaction that loses a conflict with another one (a deadlock or a
+// serialization failure, which PostgreSQL resolves by aborting one of
+// them) is run again, a few times, with a short pause.
+func (db *DB) InTxRetry(ctx context.Context, fn func(pgx.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := db.InTx(ctx, fn)
+		if err == nil || !IsConflict(err) || attempt == 4 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(10<<attempt) * time.Millisecond):
+		}
+	}
+}
+
+// IsConflict reports a transaction aborted because it lost to a
+// concurrent one (deadlock, serialization failure): nobody's fault, and
+// running it again is the cure.
+func IsConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }
 
 // InTx runs fn inside one database transaction and commits if fn returns

@@ -158,7 +158,17 @@ func ClaimQueue(ctx context.Context, tx pgx.Tx, side Side) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("lock queue %s: %w", c.queue, err)
 		}
-		if got {
+		if !got {
+			continue
+		}
+		// The candidates were read before the lock: the worker that held
+		// the queue may have finished its work and committed in between.
+		var ready bool
+		if err := tx.QueryRow(ctx, `SELECT pending > 0 AND due_at <= now() FROM work_queue WHERE queue = $1`, c.queue).
+			Scan(&ready); err != nil {
+			return "", fmt.Errorf("read queue %s: %w", c.queue, err)
+		}
+		if ready {
 			return c.queue, nil
 		}
 	}

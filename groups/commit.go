@@ -35,7 +35,7 @@ func (s *Service) createGroup(ctx context.Context, w *inbound.Work, roomID id.Ro
 	if err != nil || r == nil {
 		return err
 	}
-	if r.m.Len() > 0 {
+	if r.held() {
 		return nil
 	}
 	sig, err := s.cfg.Keys.SignatureKey(ctx, w.Q, dev)
@@ -54,7 +54,7 @@ func (s *Service) createGroup(ctx context.Context, w *inbound.Work, roomID id.Ro
 	if err != nil {
 		return errf(roomID, "create group: %w", err)
 	}
-	if err := r.m.Create(epochs.Device{UserID: string(dev.UserID), DeviceID: string(dev.DeviceID)}, g, createEvent, s.now()); err != nil {
+	if r.m, err = epochs.NewMember(fromKeys(dev), g, createEvent, s.cfg.Policy, s.now()); err != nil {
 		return errf(roomID, "create group: %w", err)
 	}
 	r.state = "active"
@@ -81,7 +81,7 @@ func (s *Service) reconcile(ctx context.Context, w *inbound.Work, roomID id.Room
 }
 
 func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room, why reconcileReason) error {
-	ours := r.m.OursInBase()
+	ours := r.ours()
 	if len(ours) == 0 {
 		return nil
 	}
@@ -108,7 +108,10 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 	// them commits now if it has the lowest leaf; else the earliest turn
 	// among them is kept as a timer, and when it comes the commit is made
 	// if the change is still not in the base.
-	joined := r.m.Joined(view)
+	joined, err := r.m.Joined(view)
+	if err != nil {
+		return errf(r.id, "committer rule: %w", err)
+	}
 	now := s.now()
 	jitter := rand.New(rand.NewPCG(uint64(now.UnixNano()), uint64(len(r.id))))
 	var later *epochs.Decision
@@ -155,10 +158,11 @@ func lowestLeaf(joined []epochs.LeafDevice, ours []epochs.Device) epochs.Device 
 // KeyPackage is not claimed again on every change; a device-list change
 // of its user clears the record.
 func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view epochs.Room) (epochs.Plan, bool, error) {
-	plan, forked, err := r.m.Pending(view)
+	rc, err := r.m.Graph().NextCommit(view)
 	if err != nil {
 		return epochs.Plan{}, false, errf(r.id, "plan: %w", err)
 	}
+	plan, forked := rc.Plan, r.m.Graph().Forked()
 	if len(plan.Add) == 0 {
 		return plan, forked, nil
 	}
@@ -241,7 +245,7 @@ const pendingCommitEvent = "$pending"
 // for our own commit not sent yet, the outbox row whose event id it will
 // be (after), to be filled into commit_event.
 func (s *Service) epochRef(ctx context.Context, q database.Querier, r *room, epoch epochs.ID) (creator epochs.Device, event string, after int64, err error) {
-	n, ok := r.m.Node(epoch)
+	n, ok := r.node(epoch)
 	if !ok {
 		return creator, "", 0, errf(r.id, "epoch %v is not in the graph", epoch)
 	}
@@ -270,7 +274,7 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 		EpochCreator: (*deviceJSON)(&creator), CommitEvent: baseEvent, Epoch: (*b64ID)(&c.Base),
 		Sender: (*deviceJSON)(&c.Creator), Next: (*b64ID)(&c.Epoch), NextNumber: &c.Number}
 	for _, h := range c.Resolves {
-		n, _ := r.m.Node(h)
+		n, _ := r.node(h)
 		content.Resolves = append(content.Resolves, epochs.ResolvesPair{Number: n.Number, Creator: n.Creator})
 		content.DMLSResolves = append(content.DMLSResolves, b64ID(h))
 	}
@@ -298,7 +302,7 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 		Ciphertext: b64(out.Welcome), RoomID: string(r.id), Sender: (*deviceJSON)(&c.Creator),
 		CommitEvent: pendingCommitEvent, Base: (*b64ID)(&c.Base), Epoch: (*b64ID)(&c.Epoch), Number: &c.Number,
 		Resolves: content.Resolves, DMLSResolves: content.DMLSResolves}
-	if n, ok := r.m.Node(c.Base); ok {
+	if n, ok := r.node(c.Base); ok {
 		wel.Resolves = append([]epochs.ResolvesPair{{Number: n.Number, Creator: n.Creator}}, wel.Resolves...)
 	}
 	welBody, err := json.Marshal(wel)

@@ -39,7 +39,7 @@ func (s *Service) learnHistory(ctx context.Context, w *inbound.Work, r *room, as
 		if err != nil || e.Commit == nil {
 			return nil
 		}
-		known := r.m.Knows(e.Epoch)
+		_, known := r.node(e.Epoch)
 		r.m.Observe(epochs.Commit{Message: e.Ciphertext, Base: e.Epoch, Epoch: e.Commit.Next, Number: e.Commit.NextNumber,
 			Resolves: e.Commit.DMLSResolv, Creator: e.Commit.Sender, EventID: string(ev.EventID)})
 		if known {

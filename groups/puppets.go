@@ -45,7 +45,7 @@ func (s *Service) AddDevice(ctx context.Context, user id.UserID, device id.Devic
 		return err
 	}
 	dev := keys.Device{UserID: user, DeviceID: device}
-	err := s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
 		out := database.NewProducer(tx)
 		if _, err := s.cfg.Keys.EnsureIdentity(ctx, tx, out, dev); err != nil {
 			return err
@@ -71,7 +71,7 @@ func (s *Service) RemoveDevice(ctx context.Context, user id.UserID, device id.De
 	if err := s.cfg.Puppets.DeleteDevice(ctx, user, device); err != nil {
 		return err
 	}
-	err := s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM puppet_device WHERE user_id = $1 AND device_id = $2`, user, device); err != nil {
 			return fmt.Errorf("forget device %s of %s: %w", device, user, err)
 		}
@@ -101,12 +101,22 @@ func (s *Service) Devices(ctx context.Context, user id.UserID) ([]id.DeviceID, e
 	return out, nil
 }
 
-// ourDevices returns the devices of our puppets with an MLS identity,
-// for users (all puppets if users is nil).
+// ourDevices returns the devices of our puppets whose MLS identity is on
+// the homeserver (its upload was sent: until then others cannot claim its
+// KeyPackages), for users (all puppets if users is nil). A device that
+// gets there later reaches the rooms through the device-list change the
+// homeserver announces.
 func ourDevices(ctx context.Context, q database.Querier, users []id.UserID) (map[id.UserID][]id.DeviceID, error) {
+	return ourDevicesWhere(ctx, q, users, true)
+}
+
+// ourDevicesWhere is ourDevices, optionally with devices whose identity
+// is not uploaded yet.
+func ourDevicesWhere(ctx context.Context, q database.Querier, users []id.UserID, uploaded bool) (map[id.UserID][]id.DeviceID, error) {
 	rows, err := q.Query(ctx, `SELECT i.user_id, i.device_id FROM device_identity i
 		JOIN puppet_device d USING (user_id, device_id)
-		WHERE $1::text[] IS NULL OR i.user_id = ANY($1) ORDER BY 1, 2`, userStrings(users))
+		WHERE ($1::text[] IS NULL OR i.user_id = ANY($1)) AND (NOT $2 OR i.device_keys_sent_at IS NOT NULL)
+		ORDER BY 1, 2`, userStrings(users), uploaded)
 	if err != nil {
 		return nil, fmt.Errorf("list our devices: %w", err)
 	}

@@ -61,12 +61,12 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 		log.Warn().Str("claimed", c.Creator.String()).Msg("Commit refused: its device is not the event's sender's")
 		return nil
 	}
-	if r.m.Len() == 0 {
+	if !r.held() {
 		// We hold no epoch of this room yet (a Welcome for one of ours
 		// may be on its way): the commit waits like a message would.
 		return s.wait(ctx, w, r, ev, e.Epoch)
 	}
-	ours := r.m.OursInBase()
+	ours := r.ours()
 	var as keys.Device
 	if len(ours) > 0 {
 		as = toKeys(ours[0])
@@ -76,14 +76,14 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 		return err
 	}
 	atBase := atCommit
-	if n, ok := r.m.Node(c.Base); ok && n.CommitEvent != "" {
+	if n, ok := r.node(c.Base); ok && n.CommitEvent != "" {
 		if m, known, err := membersAt(ctx, w.Q, r.id, n.CommitEvent); err != nil {
 			return err
 		} else if known {
 			atBase = epochs.Room{Members: m, Devices: atCommit.Devices}
 		}
 	}
-	heads := len(r.m.Heads())
+	heads := len(r.m.Graph().Heads())
 	next, err := r.m.Apply(c, atCommit, atBase, s.now())
 	var rej *epochs.Rejection
 	switch {
@@ -110,7 +110,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	if len(c.Resolves) > 0 {
 		s.metrics.ForksResolved.Inc()
 	}
-	if now := len(r.m.Heads()); now > 1 && now > heads {
+	if now := len(r.m.Graph().Heads()); now > 1 && now > heads {
 		s.metrics.ForksSeen.Inc()
 	}
 	if err := s.mlsState(ctx, w, r, ev.EventID, ev.Sender, map[string]any{"change": "commit", "epoch": c.Number,
@@ -157,14 +157,14 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		// ratchet moved on), but we know what it says.
 		return s.deliverMessage(ctx, w, r, ev, own.device, own.plaintext, to)
 	}
-	if r.m.Len() == 0 {
+	if !r.held() {
 		return s.wait(ctx, w, r, ev, e.Epoch)
 	}
 	plain, sender, err := r.m.Decrypt(e.Epoch, e.Ciphertext)
 	switch {
 	case err == nil:
 	case errors.Is(err, epochs.ErrUnknownEpoch):
-		if !r.m.HasOurs() {
+		if len(r.m.Ours()) == 0 {
 			s.metrics.NotAddressed.Inc()
 			s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).
 				Msg("Message of an epoch none of our devices is in: not addressed to us")
@@ -172,7 +172,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		}
 		return s.wait(ctx, w, r, ev, e.Epoch)
 	case errors.Is(err, epochs.ErrParentNotRetained):
-		if !r.m.OursIn(e.Epoch) {
+		if len(r.m.Ours()) == 0 {
 			s.metrics.NotAddressed.Inc()
 			return nil
 		}
@@ -395,6 +395,9 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		return refuse("unknown_key_package", errors.New("no KeyPackage of the device is in the Welcome"))
 	}
 	self := fromKeys(dev)
+	if r.m == nil {
+		r.m = epochs.NewJoinedMember(s.groupConfig(), s.cfg.Policy)
+	}
 	joined, err := r.m.Join(self, wel.Message, bundle, wel.Commit, s.now())
 	switch {
 	case err == nil:

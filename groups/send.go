@@ -1,12 +1,14 @@
 package groups
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,7 +62,7 @@ func (s *Service) Send(ctx context.Context, puppet id.UserID, device id.DeviceID
 		return SendResult{}, fmt.Errorf("content is not a JSON object: %w", inbound.ErrInvalid)
 	}
 	res := SendResult{RoomID: roomID}
-	err := s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
 		if err := database.WaitQueue(ctx, tx, roomQueue(roomID), database.Inbound); err != nil {
 			return err
 		}
@@ -85,8 +87,8 @@ func (s *Service) Send(ctx context.Context, puppet id.UserID, device id.DeviceID
 		if r == nil {
 			return fmt.Errorf("%s: %w", roomID, ErrNotDMLS)
 		}
-		dev, err := r.m.SenderDevice(string(puppet), string(device))
-		if err != nil {
+		dev, ok := senderDevice(r, puppet, device)
+		if !ok {
 			return fmt.Errorf("%s in %s: %w", puppet, roomID, ErrNotInGroup)
 		}
 		res.Device = id.DeviceID(dev.DeviceID)
@@ -182,7 +184,7 @@ func (s *Service) CreateRoom(ctx context.Context, puppet id.UserID, device id.De
 		return "", err
 	}
 	if device == "" {
-		devs, err := ourDevices(ctx, s.cfg.DB, []id.UserID{puppet})
+		devs, err := ourDevicesWhere(ctx, s.cfg.DB, []id.UserID{puppet}, false)
 		if err != nil {
 			return "", err
 		}
@@ -241,12 +243,26 @@ type RoomInfo struct {
 	// users (or "user|device") without a usable MLS device.
 	Members map[string]string `json:"members"`
 	LeftOut []string          `json:"left_out"`
+	// Parked counts the room's work items set aside with an error.
+	Parked int `json:"parked"`
+}
+
+// senderDevice picks the device puppet sends with: device if it is in the
+// base epoch's group, or the puppet's first device there if device is
+// empty.
+func senderDevice(r *room, puppet id.UserID, device id.DeviceID) (epochs.Device, bool) {
+	for _, d := range r.ours() {
+		if d.UserID == string(puppet) && (device == "" || d.DeviceID == string(device)) {
+			return d, true
+		}
+	}
+	return epochs.Device{}, false
 }
 
 // Room returns the MLS state of a room.
 func (s *Service) Room(ctx context.Context, roomID id.RoomID) (*RoomInfo, error) {
 	var info *RoomInfo
-	err := s.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
+	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
 		if err := database.WaitQueue(ctx, tx, roomQueue(roomID), database.Inbound); err != nil {
 			return err
 		}
@@ -272,22 +288,30 @@ func (s *Service) Room(ctx context.Context, roomID id.RoomID) (*RoomInfo, error)
 		if info.LeftOut, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 			return err
 		}
-		if r.m.Len() == 0 {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM work_item WHERE queue = $1 AND parked`, roomQueue(roomID)).
+			Scan(&info.Parked); err != nil {
+			return err
+		}
+		if !r.held() {
 			return nil
 		}
-		for _, h := range r.m.Heads() {
+		for _, h := range r.m.Graph().Heads() {
 			info.Heads = append(info.Heads, h.String())
 		}
 		info.Converged = len(info.Heads) == 1
-		base, err := r.m.BaseInfo()
+		base, ours, err := r.base()
 		if err != nil {
 			return err
 		}
-		info.Epoch, info.EpochID, info.Authenticator = base.Number, base.ID.String(), hex.EncodeToString(base.Authenticator)
-		for _, d := range base.Devices {
+		pub, err := r.m.Public(base)
+		if err != nil {
+			return err
+		}
+		info.Epoch, info.EpochID, info.Authenticator = pub.Epoch(), base.String(), hex.EncodeToString(pub.EpochAuthenticator())
+		for _, d := range r.m.Devices(base) {
 			info.Devices = append(info.Devices, d.String())
 		}
-		for _, d := range base.Ours {
+		for _, d := range ours {
 			info.Ours = append(info.Ours, d.String())
 		}
 		return nil
@@ -295,4 +319,76 @@ func (s *Service) Room(ctx context.Context, roomID id.RoomID) (*RoomInfo, error)
 	return info, err
 }
 
-var _ = epochs.ID("")
+// Rooms returns the MLS state of every DMLS room we know.
+func (s *Service) Rooms(ctx context.Context) ([]*RoomInfo, error) {
+	rows, err := s.cfg.DB.Query(ctx, `SELECT room_id FROM dmls_room ORDER BY room_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	var out []*RoomInfo
+	for _, r := range ids {
+		info, err := s.Room(ctx, id.RoomID(r))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// EpochInfo is one epoch of a room's graph.
+type EpochInfo struct {
+	Number      uint64 `json:"number"`
+	ID          string `json:"id"`
+	Parent      string `json:"parent,omitempty"`
+	Creator     string `json:"creator"`
+	CommitEvent string `json:"commit_event,omitempty"`
+	Retained    bool   `json:"retained"`
+	Head        bool   `json:"head"`
+}
+
+// Graph returns a room's epoch graph as far as it reaches back from its
+// heads, newest first.
+func (s *Service) Graph(ctx context.Context, roomID id.RoomID) ([]EpochInfo, error) {
+	var out []EpochInfo
+	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
+		if err := database.WaitQueue(ctx, tx, roomQueue(roomID), database.Inbound); err != nil {
+			return err
+		}
+		r, err := s.loadRoom(ctx, tx, roomID)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			return fmt.Errorf("%s: %w", roomID, ErrNotDMLS)
+		}
+		if !r.held() {
+			return nil
+		}
+		heads := r.m.Graph().Heads()
+		seen := map[epochs.ID]bool{}
+		for _, h := range heads {
+			for id := h; id != "" && !seen[id]; {
+				seen[id] = true
+				n, ok := r.node(id)
+				if !ok {
+					break
+				}
+				e := EpochInfo{Number: n.Number, ID: id.String(), Creator: n.Creator.String(), CommitEvent: n.CommitEvent,
+					Retained: n.Retained, Head: slices.Contains(heads, id)}
+				if n.Parent != "" {
+					e.Parent = n.Parent.String()
+				}
+				out = append(out, e)
+				id = n.Parent
+			}
+		}
+		slices.SortFunc(out, func(a, b EpochInfo) int { return cmp.Compare(b.Number, a.Number) })
+		return nil
+	})
+	return out, err
+}

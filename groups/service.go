@@ -1,7 +1,6 @@
 package groups
 
 import (
-	"context"
 	"fmt"
 	"time"
 

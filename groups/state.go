@@ -3,7 +3,6 @@ package groups
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
@@ -40,11 +39,44 @@ func privateRow(room id.RoomID, epoch epochs.ID, d epochs.Device) seal.Binding {
 	return seal.Row("dmls_epoch_device", string(room), epoch.String(), d.UserID, d.DeviceID)
 }
 
-// room is a DMLS room loaded for one operation.
+// room is a DMLS room loaded for one operation. m is nil while none of
+// our devices holds an epoch of it.
 type room struct {
 	id    id.RoomID
 	state string
 	m     *epochs.Member
+}
+
+// held reports whether one of our devices holds an epoch of the room.
+func (r *room) held() bool { return r.m != nil && r.m.Graph().Len() > 0 }
+
+// base returns the base epoch and our devices in it.
+func (r *room) base() (epochs.ID, []epochs.Device, error) {
+	b, err := r.m.Base()
+	if err != nil {
+		return "", nil, err
+	}
+	return b, r.m.Holders(b), nil
+}
+
+// ours returns our devices in the base epoch (none if we hold nothing).
+func (r *room) ours() []epochs.Device {
+	if !r.held() {
+		return nil
+	}
+	_, ours, err := r.base()
+	if err != nil {
+		return nil
+	}
+	return ours
+}
+
+// node returns the graph's metadata of an epoch.
+func (r *room) node(epoch epochs.ID) (epochs.Node[*epochs.EpochState], bool) {
+	if r.m == nil {
+		return epochs.Node[*epochs.EpochState]{}, false
+	}
+	return r.m.Graph().Node(epoch)
 }
 
 // groupConfig is the MLS configuration of our groups: the DMLS key
@@ -56,6 +88,8 @@ func (s *Service) groupConfig() group.Config {
 }
 
 // loadRoom reads room's state; nil if it is not a DMLS room we know.
+// Epoch states are read from the database when the operation first uses
+// them (epochs.Loader).
 func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.RoomID) (*room, error) {
 	var state string
 	var graph []byte
@@ -67,12 +101,14 @@ func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.Ro
 		return nil, errf(roomID, "read: %w", err)
 	}
 	r := &room{id: roomID, state: state}
-	load := func(epoch epochs.ID) (*epochs.State, error) { return s.loadEpoch(ctx, q, roomID, epoch) }
 	if graph == nil {
-		r.m = epochs.NewRoomMember(s.groupConfig(), s.cfg.Policy, load)
-	} else if r.m, err = epochs.UnmarshalMember(graph, s.groupConfig(), s.cfg.Policy, load); err != nil {
+		return r, nil
+	}
+	load := func(epoch epochs.ID) (*epochs.StoredEpoch, error) { return s.loadEpoch(ctx, q, roomID, epoch) }
+	if r.m, err = epochs.LoadMember(graph, s.groupConfig(), load); err != nil {
 		return nil, errf(roomID, "stored graph: %w", err)
 	}
+	r.m.Policy = s.cfg.Policy
 	// Event ids of our commits that the outbox learned since.
 	rows, err := q.Query(ctx, `SELECT epoch_id, event_id FROM dmls_commit_event WHERE room_id = $1 AND event_id IS NOT NULL`, roomID)
 	if err != nil {
@@ -81,7 +117,9 @@ func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.Ro
 	var eid []byte
 	var ev string
 	if _, err := pgx.ForEachRow(rows, []any{&eid, &ev}, func() error {
-		r.m.SetCommitEvent(epochs.ID(eid), ev)
+		if n, ok := r.m.Graph().Node(epochs.ID(eid)); ok && n.CommitEvent == "" {
+			return r.m.SetCommitEvent(epochs.ID(eid), ev)
+		}
 		return nil
 	}); err != nil {
 		return nil, errf(roomID, "commit events: %w", err)
@@ -89,11 +127,12 @@ func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.Ro
 	return r, nil
 }
 
-// loadEpoch reads one epoch's shared state and our devices' private parts.
-func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.RoomID, epoch epochs.ID) (*epochs.State, error) {
+// loadEpoch reads one epoch's stored parts, unsealed.
+func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.RoomID, epoch epochs.ID) (*epochs.StoredEpoch, error) {
+	st := &epochs.StoredEpoch{Privates: map[epochs.Device][]byte{}}
 	var static, init, secrets []byte
-	err := q.QueryRow(ctx, `SELECT static, init, secrets FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`,
-		roomID, []byte(epoch)).Scan(&static, &init, &secrets)
+	err := q.QueryRow(ctx, `SELECT static, init, secrets, commit FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`,
+		roomID, []byte(epoch)).Scan(&static, &init, &secrets, &st.Commit)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errf(roomID, "epoch %v is in the graph but not stored", epoch)
 	}
@@ -103,20 +142,15 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	open := func(p seal.Purpose, part string, sealed []byte) ([]byte, error) {
 		return s.cfg.Sealer.Open(p, epochRow(roomID, epoch, part), sealed)
 	}
-	if static, err = open(purposeEpochStatic, "static", static); err != nil {
+	if st.Static, err = open(purposeEpochStatic, "static", static); err != nil {
 		return nil, err
 	}
-	if init, err = open(purposeEpochInit, "init", init); err != nil {
+	if st.InitState, err = open(purposeEpochInit, "init", init); err != nil {
 		return nil, err
 	}
-	if secrets, err = open(purposeEpochSecrets, "secrets", secrets); err != nil {
+	if st.SecretTree, err = open(purposeEpochSecrets, "secrets", secrets); err != nil {
 		return nil, err
 	}
-	pub, err := group.UnmarshalPublicParts(static, init, secrets)
-	if err != nil {
-		return nil, errf(roomID, "epoch %v: %w", epoch, err)
-	}
-	st := &epochs.State{Public: pub, Privates: map[epochs.Device]*group.Private{}}
 	rows, err := q.Query(ctx, `SELECT user_id, device_id, private FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2`,
 		roomID, []byte(epoch))
 	if err != nil {
@@ -129,11 +163,7 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 		if err != nil {
 			return err
 		}
-		priv, err := group.UnmarshalPrivate(plain)
-		if err != nil {
-			return fmt.Errorf("private of %v: %w", d, err)
-		}
-		st.Privates[d] = priv
+		st.Privates[d] = plain
 		return nil
 	}); err != nil {
 		return nil, errf(roomID, "epoch %v: %w", epoch, err)
@@ -141,109 +171,92 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	return st, nil
 }
 
-// saveRoom writes what the operation changed: new epochs, the parts of
-// existing ones that changed, privates added or removed, dropped epochs,
-// and the graph.
+// saveRoom writes what the operation changed: the room's state, and
+// from the Member's changes new epochs, the parts of existing ones that
+// changed, privates added or removed, dropped epochs, and the graph. If it
+// fails, the work item's transaction is rolled back and the room loaded
+// again from what was stored.
 func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) error {
-	ch := r.m.Changes()
-	seal := func(p seal.Purpose, epoch epochs.ID, part string, b []byte) ([]byte, error) {
-		return s.cfg.Sealer.Seal(p, epochRow(r.id, epoch, part), b)
+	var graph []byte
+	if r.m != nil {
+		ch, err := r.m.Flush()
+		if err != nil {
+			return errf(r.id, "encode changes: %w", err)
+		}
+		if err := s.writeChanges(ctx, q, r.id, ch); err != nil {
+			return err
+		}
+		graph = ch.Metadata
 	}
-	for _, epoch := range ch.Dropped {
-		if _, err := q.Exec(ctx, `DELETE FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, r.id, []byte(epoch)); err != nil {
-			return errf(r.id, "drop epoch %v: %w", epoch, err)
+	if graph == nil {
+		_, err := q.Exec(ctx, `UPDATE dmls_room SET state = $2, updated_at = now() WHERE room_id = $1 AND state <> $2`, r.id, r.state)
+		if err != nil {
+			return errf(r.id, "store state: %w", err)
 		}
-		if _, err := q.Exec(ctx, `DELETE FROM dmls_commit_event WHERE room_id = $1 AND epoch_id = $2`, r.id, []byte(epoch)); err != nil {
-			return errf(r.id, "drop epoch %v: %w", epoch, err)
-		}
-	}
-	for _, e := range ch.Epochs {
-		pub := e.State.Public
-		if e.New {
-			static, err := pub.MarshalStatic()
-			if err != nil {
-				return errf(r.id, "encode epoch %v: %w", e.ID, err)
-			}
-			init, err := pub.MarshalInitState()
-			if err != nil {
-				return errf(r.id, "encode epoch %v: %w", e.ID, err)
-			}
-			secrets, err := pub.MarshalSecretTree()
-			if err != nil {
-				return errf(r.id, "encode epoch %v: %w", e.ID, err)
-			}
-			if static, err = seal(purposeEpochStatic, e.ID, "static", static); err != nil {
-				return err
-			}
-			if init, err = seal(purposeEpochInit, e.ID, "init", init); err != nil {
-				return err
-			}
-			if secrets, err = seal(purposeEpochSecrets, e.ID, "secrets", secrets); err != nil {
-				return err
-			}
-			if _, err := q.Exec(ctx, `INSERT INTO dmls_epoch (room_id, epoch_id, number, static, init, secrets)
-				VALUES ($1, $2, $3, $4, $5, $6)`, r.id, []byte(e.ID), int64(pub.Epoch()), static, init, secrets); err != nil {
-				return errf(r.id, "store epoch %v: %w", e.ID, err)
-			}
-		} else {
-			if e.Init {
-				init, err := pub.MarshalInitState()
-				if err == nil {
-					init, err = seal(purposeEpochInit, e.ID, "init", init)
-				}
-				if err != nil {
-					return errf(r.id, "encode epoch %v: %w", e.ID, err)
-				}
-				if _, err := q.Exec(ctx, `UPDATE dmls_epoch SET init = $3 WHERE room_id = $1 AND epoch_id = $2`,
-					r.id, []byte(e.ID), init); err != nil {
-					return errf(r.id, "store epoch %v: %w", e.ID, err)
-				}
-			}
-			if e.Secrets {
-				secrets, err := pub.MarshalSecretTree()
-				if err == nil {
-					secrets, err = seal(purposeEpochSecrets, e.ID, "secrets", secrets)
-				}
-				if err != nil {
-					return errf(r.id, "encode epoch %v: %w", e.ID, err)
-				}
-				if _, err := q.Exec(ctx, `UPDATE dmls_epoch SET secrets = $3 WHERE room_id = $1 AND epoch_id = $2`,
-					r.id, []byte(e.ID), secrets); err != nil {
-					return errf(r.id, "store epoch %v: %w", e.ID, err)
-				}
-			}
-		}
-		for _, d := range e.RemovedPrivates {
-			if _, err := q.Exec(ctx, `DELETE FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 AND user_id = $3 AND device_id = $4`,
-				r.id, []byte(e.ID), d.UserID, d.DeviceID); err != nil {
-				return errf(r.id, "drop private of %v in %v: %w", d, e.ID, err)
-			}
-		}
-		for _, d := range e.AddedPrivates {
-			plain, err := e.State.Privates[d].MarshalBinary()
-			if err != nil {
-				return errf(r.id, "encode private of %v: %w", d, err)
-			}
-			sealed, err := s.cfg.Sealer.Seal(purposeEpochPrivate, privateRow(r.id, e.ID, d), plain)
-			if err != nil {
-				return err
-			}
-			if _, err := q.Exec(ctx, `INSERT INTO dmls_epoch_device (room_id, epoch_id, user_id, device_id, private)
-				VALUES ($1, $2, $3, $4, $5)`, r.id, []byte(e.ID), d.UserID, d.DeviceID, sealed); err != nil {
-				return errf(r.id, "store private of %v in %v: %w", d, e.ID, err)
-			}
-		}
-	}
-	if !ch.Graph {
 		return nil
-	}
-	graph, err := r.m.MarshalMeta()
-	if err != nil {
-		return errf(r.id, "encode graph: %w", err)
 	}
 	if _, err := q.Exec(ctx, `UPDATE dmls_room SET graph = $2, state = $3, updated_at = now() WHERE room_id = $1`,
 		r.id, graph, r.state); err != nil {
 		return errf(r.id, "store graph: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) writeChanges(ctx context.Context, q database.Querier, roomID id.RoomID, ch *epochs.Changes) error {
+	for _, epoch := range ch.Dropped {
+		if _, err := q.Exec(ctx, `DELETE FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, roomID, []byte(epoch)); err != nil {
+			return errf(roomID, "drop epoch %v: %w", epoch, err)
+		}
+		if _, err := q.Exec(ctx, `DELETE FROM dmls_commit_event WHERE room_id = $1 AND epoch_id = $2`, roomID, []byte(epoch)); err != nil {
+			return errf(roomID, "drop epoch %v: %w", epoch, err)
+		}
+	}
+	for _, e := range ch.Epochs {
+		sealPart := func(p seal.Purpose, part string, b []byte) ([]byte, error) {
+			if b == nil {
+				return nil, nil
+			}
+			return s.cfg.Sealer.Seal(p, epochRow(roomID, e.Epoch, part), b)
+		}
+		static, err := sealPart(purposeEpochStatic, "static", e.Static)
+		if err != nil {
+			return err
+		}
+		init, err := sealPart(purposeEpochInit, "init", e.InitState)
+		if err != nil {
+			return err
+		}
+		secrets, err := sealPart(purposeEpochSecrets, "secrets", e.SecretTree)
+		if err != nil {
+			return err
+		}
+		if static != nil {
+			_, err = q.Exec(ctx, `INSERT INTO dmls_epoch (room_id, epoch_id, static, init, secrets, commit)
+				VALUES ($1, $2, $3, $4, $5, $6)`, roomID, []byte(e.Epoch), static, init, secrets, e.Commit)
+		} else if init != nil || secrets != nil {
+			_, err = q.Exec(ctx, `UPDATE dmls_epoch SET init = coalesce($3, init), secrets = coalesce($4, secrets)
+				WHERE room_id = $1 AND epoch_id = $2`, roomID, []byte(e.Epoch), init, secrets)
+		}
+		if err != nil {
+			return errf(roomID, "store epoch %v: %w", e.Epoch, err)
+		}
+		for _, d := range e.Removed {
+			if _, err := q.Exec(ctx, `DELETE FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 AND user_id = $3 AND device_id = $4`,
+				roomID, []byte(e.Epoch), d.UserID, d.DeviceID); err != nil {
+				return errf(roomID, "drop private of %v in %v: %w", d, e.Epoch, err)
+			}
+		}
+		for d, plain := range e.Privates {
+			sealed, err := s.cfg.Sealer.Seal(purposeEpochPrivate, privateRow(roomID, e.Epoch, d), plain)
+			if err != nil {
+				return err
+			}
+			if _, err := q.Exec(ctx, `INSERT INTO dmls_epoch_device (room_id, epoch_id, user_id, device_id, private)
+				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, epoch_id, user_id, device_id) DO UPDATE SET private = excluded.private`,
+				roomID, []byte(e.Epoch), d.UserID, d.DeviceID, sealed); err != nil {
+				return errf(roomID, "store private of %v in %v: %w", d, e.Epoch, err)
+			}
+		}
 	}
 	return nil
 }

@@ -27,13 +27,15 @@ CREATE TABLE dmls_room (
 -- secrets), when a child epoch is derived from it (init: the DMLS
 -- puncturable PRF), and when a message is encrypted or decrypted in it
 -- (secrets: the secret tree's ratchets). All three sealed.
+-- commit is the commit message that made the epoch (public), which the
+-- epoch keeps to recognise its echo.
 CREATE TABLE dmls_epoch (
     room_id    text        NOT NULL REFERENCES dmls_room (room_id) ON DELETE CASCADE,
     epoch_id   bytea       NOT NULL,
-    number     bigint      NOT NULL,
     static     bytea       NOT NULL,
     init       bytea       NOT NULL,
     secrets    bytea       NOT NULL,
+    commit     bytea,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (room_id, epoch_id)
 );

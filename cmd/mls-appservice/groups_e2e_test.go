@@ -93,6 +93,16 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 	w.t.Helper()
 	want := w.expected(room)
 	var last string
+	defer func() {
+		if w.t.Failed() {
+			w.t.Logf("last state of %s: %s", room, last)
+			for _, s := range w.services {
+				info, err := s.c.groups.Room(context.Background(), room)
+				b, _ := json.Marshal(info)
+				w.t.Logf("%s: %s (%v)", s.name, b, err)
+			}
+		}
+	}()
 	until(w.t, timeout, "room "+string(room)+" converged on "+strconv.Itoa(len(want))+" devices", func(ctx context.Context) (bool, error) {
 		var epoch, auth string
 		for _, s := range w.services {
@@ -119,7 +129,6 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 		}
 		return true, nil
 	})
-	_ = last
 }
 
 func (w *e2eWorld) hasMember(s *testService, room id.RoomID) bool {

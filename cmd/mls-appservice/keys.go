@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -17,7 +14,6 @@ import (
 	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/keys"
 	"github.com/mls-appservice/mls-appservice/matrix"
-	"github.com/mls-appservice/mls-appservice/migrations"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/seal"
 )

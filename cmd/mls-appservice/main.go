@@ -33,7 +33,6 @@ import (
 	"github.com/mls-appservice/mls-appservice/appservice"
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
-	"github.com/mls-appservice/mls-appservice/matrix"
 	"github.com/mls-appservice/mls-appservice/migrations"
 )
 
