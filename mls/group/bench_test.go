@@ -1,22 +1,28 @@
-package group_test
+package group
 
 import (
+	"crypto/rand"
 	"fmt"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mls-appservice/mls-appservice/mls/group"
-	"github.com/mls-appservice/mls-appservice/mls/group/grouptest"
+	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
+	"github.com/mls-appservice/mls-appservice/mls/treekem"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
-// benchGroup is a large group built directly (grouptest.Build), without
-// running n commits, and the states of two members.
+// benchGroup is a large group built directly, without running n commits:
+// the tree is what n members committing once each in leaf order (full) or
+// one add-only commit (sparse) would leave, with valid signatures and
+// parent hashes, and the states of two members.
 type benchGroup struct {
-	committer, receiver *group.Group
+	committer, receiver *Group
 }
 
 var (
@@ -33,34 +39,112 @@ func getBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 		return g
 	}
 	start := time.Now()
-	built, err := grouptest.Build(suite.X25519AES128GCMSHA256Ed25519, n, full)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := &benchGroup{}
-	if g.committer, err = built.Member(n/2, group.Config{}); err != nil {
-		b.Fatal(err)
-	}
-	if g.receiver, err = built.Member(n-1, group.Config{}); err != nil {
-		b.Fatal(err)
-	}
+	g := buildBenchGroup(b, n, full)
 	b.Logf("built %d-member %s group in %v", n, map[bool]string{true: "full", false: "sparse"}[full], time.Since(start))
 	benchGroups[key] = g
 	return g
 }
 
-// newBundle is a fresh KeyPackage in suite 1.
-func newBundle(b *testing.B, name string) *group.KeyPackageBundle {
-	s, _ := suite.Lookup(suite.X25519AES128GCMSHA256Ed25519)
-	sig, err := s.GenerateSignatureKey()
+func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
+	id := suite.X25519AES128GCMSHA256Ed25519
+	s, _ := suite.Lookup(id)
+	groupID := []byte("benchmark group")
+	sigPrivs := make([]*suite.SignaturePrivateKey, n)
+	encPrivs := make([]*suite.HPKEPrivateKey, n)
+	leaves := make([]*message.LeafNode, n)
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := w; i < n; i += 2 {
+				kp := newBundle(b, id, name(i))
+				sigPrivs[i], encPrivs[i] = kp.SignatureKey, kp.EncryptionKey
+				leaf := kp.KeyPackage.LeafNode
+				leaves[i] = &leaf
+			}
+		})
+	}
+	wg.Wait()
+	t := tree.New(s, leaves[0])
+	for i := 1; i < n; i++ {
+		if _, err := t.AddLeaf(leaves[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Each member in turn sets its filtered direct path from fresh path
+	// secrets, as its commit would; the secrets that survive are kept so
+	// that any member's private state can be derived.
+	pathSecrets := map[treemath.NodeIndex][]byte{}
+	if full {
+		for i := range n {
+			l := treemath.LeafIndex(i)
+			fdp := t.FilteredDirectPath(l)
+			keys := make([][]byte, len(fdp))
+			for j, x := range fdp {
+				// A node that a later member overwrites only needs some
+				// bytes here (they enter parent hashes that are then
+				// replaced too); only surviving nodes get real keys.
+				if rightmostLeaf(x, n) != l {
+					keys[j] = make([]byte, 32)
+					rand.Read(keys[j])
+					continue
+				}
+				ps := make([]byte, s.HashSize())
+				rand.Read(ps)
+				k, err := s.DeriveHPKEKey(s.DeriveSecret(ps, "node"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pathSecrets[x], keys[j] = ps, k.Public().Bytes()
+			}
+			ph, err := t.SetPathKeys(l, keys)
+			if err != nil {
+				b.Fatal(err)
+			}
+			leaf := *leaves[i]
+			leaf.Source = message.LeafNodeSourceCommit
+			leaf.Lifetime = message.Lifetime{}
+			leaf.ParentHash = ph
+			leaf.Signature, err = sigPrivs[i].SignWithLabel("LeafNodeTBS", leaf.TBS(groupID, uint32(i)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := t.SetLeaf(l, &leaf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ctx := message.GroupContext{
+		Version: message.MLS10, CipherSuite: id, GroupID: groupID, Epoch: uint64(n),
+		TreeHash: t.RootHash(), ConfirmedTranscriptHash: make([]byte, s.HashSize()), Extensions: []message.Extension{},
+	}
+	initSecret := make([]byte, s.HashSize())
+	rand.Read(initSecret)
+	d, err := keyschedule.Derive(s, keyschedule.Input{InitSecret: initSecret, GroupContext: codec.Marshal(&ctx)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	kp, err := group.NewKeyPackage(message.BasicCredential([]byte(name)), sig, nil)
+	tag, _ := d.Epoch.ConfirmationTag(ctx.ConfirmedTranscriptHash)
+	pub, err := newPublic(s, ctx, t, tag, d.Epoch, Config{}.SecretTree)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return kp
+	member := func(i int) *Group {
+		l := treemath.LeafIndex(i)
+		ps := treekem.NewPrivateState(l, encPrivs[i])
+		for _, x := range t.LeafCount().DirectPath(l.Node()) {
+			if t.IsBlank(x) {
+				continue
+			}
+			if ps, err = ps.WithNodeSecret(t, x, pathSecrets[x]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := ps.Check(t); err != nil {
+			b.Fatal(err)
+		}
+		return New(pub, NewPrivate(l, sigPrivs[i], ps), Config{})
+	}
+	return &benchGroup{committer: member(n / 2), receiver: member(n - 1)}
 }
 
 var benchSizes = []int{10, 100, 1000, 10000}
@@ -103,7 +187,7 @@ func BenchmarkCommitWithPath(b *testing.B) {
 		var size int
 		defer reportCPU(b)()
 		for b.Loop() {
-			pc, err := g.committer.Commit(group.CommitOptions{ForcePath: true})
+			pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -115,7 +199,7 @@ func BenchmarkCommitWithPath(b *testing.B) {
 
 func BenchmarkProcessCommit(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
-		pc, err := g.committer.Commit(group.CommitOptions{ForcePath: true})
+		pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -130,11 +214,11 @@ func BenchmarkProcessCommit(b *testing.B) {
 
 func BenchmarkAddMember(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
-		kp := newBundle(b, "joiner")
+		kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, "joiner")
 		var commitSize, welcomeSize int
 		defer reportCPU(b)()
 		for b.Loop() {
-			pc, err := g.committer.Commit(group.CommitOptions{Proposals: []*message.Proposal{group.AddProposal(&kp.KeyPackage)}})
+			pc, err := g.committer.Commit(CommitOptions{Proposals: []*message.Proposal{AddProposal(&kp.KeyPackage)}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -147,14 +231,14 @@ func BenchmarkAddMember(b *testing.B) {
 
 func BenchmarkJoin(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
-		kp := newBundle(b, "joiner")
-		pc, err := g.committer.Commit(group.CommitOptions{Proposals: []*message.Proposal{group.AddProposal(&kp.KeyPackage)}})
+		kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, "joiner")
+		pc, err := g.committer.Commit(CommitOptions{Proposals: []*message.Proposal{AddProposal(&kp.KeyPackage)}})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer reportCPU(b)()
 		for b.Loop() {
-			if _, err := group.Join(pc.Welcome, kp, nil); err != nil {
+			if _, err := Join(pc.Welcome, kp, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -188,9 +272,15 @@ func BenchmarkDecodeState(b *testing.B) {
 		}
 		defer reportCPU(b)()
 		for b.Loop() {
-			if _, err := group.UnmarshalGroup(data, group.Config{}); err != nil {
+			if _, err := UnmarshalGroup(data, Config{}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+// rightmostLeaf returns the last of the n leaves under node x.
+func rightmostLeaf(x treemath.NodeIndex, n int) treemath.LeafIndex {
+	span := uint32(1)<<x.Level() - 1
+	return treemath.LeafIndex(min((uint32(x)+span)/2, uint32(n-1)))
 }
