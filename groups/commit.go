@@ -162,6 +162,32 @@ func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view ep
 	if err != nil {
 		return epochs.Plan{}, false, errf(r.id, "plan: %w", err)
 	}
+	// A device of a user still in the room is removed only because the
+	// user's device list lacks it: check that list afresh before acting
+	// on it, since a stale list would remove a device that other members
+	// then add again.
+	var recheck []string
+	for _, d := range rc.Plan.Remove {
+		if st := view.Members[d.UserID]; (st == epochs.Join || st == epochs.Invite) && !slices.Contains(recheck, d.UserID) {
+			recheck = append(recheck, d.UserID)
+		}
+	}
+	if len(recheck) > 0 {
+		if err := forgetDevices(ctx, q, recheck); err != nil {
+			return epochs.Plan{}, false, err
+		}
+		ours := r.ours()
+		if len(ours) > 0 {
+			fresh, err := s.roomView(ctx, q, r.id, toKeys(ours[0]))
+			if err != nil {
+				return epochs.Plan{}, false, err
+			}
+			view.Devices = fresh.Devices
+			if rc, err = r.m.Graph().NextCommit(view); err != nil {
+				return epochs.Plan{}, false, errf(r.id, "plan: %w", err)
+			}
+		}
+	}
 	plan, forked := rc.Plan, r.m.Graph().Forked()
 	if len(plan.Add) == 0 {
 		return plan, forked, nil
