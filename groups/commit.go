@@ -192,6 +192,25 @@ func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view ep
 	if len(plan.Add) == 0 {
 		return plan, forked, nil
 	}
+	// Our devices whose keys are not uploaded yet wait for it: nobody can
+	// claim their KeyPackages, and the device-list change that the upload
+	// causes brings the rooms back here.
+	var ourUsers []id.UserID
+	for _, d := range plan.Add {
+		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) {
+			ourUsers = append(ourUsers, id.UserID(d.UserID))
+		}
+	}
+	if len(ourUsers) > 0 {
+		uploaded, err := ourDevices(ctx, q, ourUsers)
+		if err != nil {
+			return epochs.Plan{}, false, err
+		}
+		plan.Add = slices.DeleteFunc(plan.Add, func(d epochs.Device) bool {
+			return s.cfg.Puppets.Owns(id.UserID(d.UserID)) &&
+				!slices.Contains(uploaded[id.UserID(d.UserID)], id.DeviceID(d.DeviceID))
+		})
+	}
 	rows, err := q.Query(ctx, `SELECT user_id FROM dmls_left_out WHERE room_id = $1 AND user_id LIKE '%|%'`, r.id)
 	if err != nil {
 		return epochs.Plan{}, false, errf(r.id, "read left out devices: %w", err)

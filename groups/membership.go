@@ -145,7 +145,11 @@ func (s *Service) userDevices(ctx context.Context, q database.Querier, as keys.D
 		}
 	}
 	if len(ours) > 0 {
-		od, err := ourDevices(ctx, q, ours)
+		// Every device of ours with an identity: one whose keys are not
+		// on the homeserver yet is still ours (it may be in the group
+		// already, and must not be planned away), but it cannot be
+		// added before its upload (see plan).
+		od, err := ourDevicesWhere(ctx, q, ours, false)
 		if err != nil {
 			return nil, err
 		}
