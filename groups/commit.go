@@ -206,10 +206,19 @@ func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view ep
 		if err != nil {
 			return epochs.Plan{}, false, err
 		}
+		n := len(plan.Add)
 		plan.Add = slices.DeleteFunc(plan.Add, func(d epochs.Device) bool {
 			return s.cfg.Puppets.Owns(id.UserID(d.UserID)) &&
 				!slices.Contains(uploaded[id.UserID(d.UserID)], id.DeviceID(d.DeviceID))
 		})
+		if len(plan.Add) < n {
+			// Look again shortly, in case the homeserver does not tell
+			// us about our own device's upload.
+			if err := database.ScheduleTimer(ctx, q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
+				DueAt: s.now().Add(uploadRecheck)}, database.Earliest); err != nil {
+				return epochs.Plan{}, false, err
+			}
+		}
 	}
 	rows, err := q.Query(ctx, `SELECT user_id FROM dmls_left_out WHERE room_id = $1 AND user_id LIKE '%|%'`, r.id)
 	if err != nil {
@@ -281,6 +290,10 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 		Msg("Committed")
 	return nil
 }
+
+// uploadRecheck is how soon a room looks again at a device of ours that
+// it could not add because its keys were not uploaded yet.
+const uploadRecheck = 2 * time.Second
 
 // pendingCommitEvent is the placeholder commit_event of content whose
 // real value the outbox fills in from the commit row it waits for.
