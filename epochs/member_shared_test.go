@@ -36,15 +36,7 @@ func newServiceRoom(t *testing.T, n int, ours ...Device) *serviceRoom {
 		r.room.Members[d.UserID] = Join
 		r.room.Devices[d.UserID] = append(r.room.Devices[d.UserID], d.DeviceID)
 	}
-	g, err := group.Create(newKP(t, devs[0]), []byte("!r:x"), nil, dmlsConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewMember(devs[0], g, "$create", Policy{}, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.indep = []one{{m, devs[0]}}
+	r.indep = []one{newCreator(t, devs[0], dmlsConfig)}
 	out := r.commit(r.indep[0])
 	for _, d := range devs[1:] {
 		o := one{NewJoinedMember(dmlsConfig, Policy{}), d}

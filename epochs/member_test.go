@@ -53,6 +53,20 @@ func (o one) commit(t testing.TB, room Room, kps KeyPackages, eventID string, no
 	return out
 }
 
+// newCreator creates the group as device d.
+func newCreator(t testing.TB, d Device, cfg group.Config) one {
+	t.Helper()
+	g, err := group.Create(newKP(t, d), []byte("!r:x"), nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMember(d, g, "$create", Policy{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return one{m, d}
+}
+
 // room of n users, one device each, all joined; returns the members, all
 // at the epoch where the first added the others, and the room.
 func memberRoom(t testing.TB, n int) ([]one, Room) { return memberRoomHeld(t, n, n) }
@@ -75,15 +89,7 @@ func memberRoomWith(t testing.TB, n, held int, cfg group.Config) ([]one, Room) {
 		room.Members[d.UserID] = Join
 		room.Devices[d.UserID] = []string{"D"}
 	}
-	g, err := group.Create(newKP(t, devs[0]), []byte("!r:x"), nil, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewMember(devs[0], g, "$create", Policy{}, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := one{m, devs[0]}
+	first := newCreator(t, devs[0], cfg)
 	bundles := map[Device]*group.KeyPackageBundle{}
 	out := first.commit(t, room, func(d Device) *message.KeyPackage {
 		bundles[d] = newKP(t, d)

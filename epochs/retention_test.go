@@ -191,12 +191,7 @@ func TestPruneKeepsResolutionsOfRetainedEpochs(t *testing.T) {
 // MissingHistory names the parents to fetch while the histories of the
 // retained epochs do not meet, and nothing once they do.
 func TestMissingHistory(t *testing.T) {
-	others := build(t,
-		spec{id: "R"},
-		spec{id: "A", parent: "R", tag: 5}, spec{id: "A1", parent: "A", tag: 1},
-		spec{id: "B", parent: "R", tag: 3}, spec{id: "B1", parent: "B", tag: 99},
-	)
-	nodeOf := func(id string) Node[string] { n, _ := others.Node(ID(id)); return n }
+	others, nodeOf := forkSeenByOthers(t)
 	g := New[string]()
 	if err := g.Join(nodeOf("A1")); err != nil {
 		t.Fatal(err)
