@@ -179,10 +179,10 @@
 // first use of its state:
 //
 //	part                           written                         size
-//	metadata (graph, holders,      on a graph change: a new        small: per epoch its
-//	  policy, commit hashes,         epoch, a drop, a commit         metadata; member lists
-//	  observed commits)              seen, a commit event            as changes from the
-//	                                                                 parent's, one in full
+//	metadata (graph, holders,      on a graph change: a new        O(1) per epoch (member
+//	  policy, commit hashes,         epoch, a drop, a commit         lists as changes from
+//	  observed commits)              seen, a commit event            the parent's), plus one
+//	                                                                 full member list, O(n)
 //	per epoch: static part         once, with the epoch            the ratchet tree: O(n)
 //	per epoch: init state          the epoch's PRF punctured       ~17 KiB per child derived
 //	                                 (a commit on it processed
