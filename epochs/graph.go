@@ -160,6 +160,14 @@ func (g *Graph[S]) Node(id ID) (Node[S], bool) {
 	return *n, true
 }
 
+// Children returns the epochs known to have been made on id, in ID
+// order; id itself need not be known (the children of a missing parent
+// name it). A member that follows MissingHistory fetches a missing
+// epoch's commit through them: each child's commit event links to it.
+func (g *Graph[S]) Children(id ID) []ID {
+	return sortedIDs(slices.Clone(g.children[id]))
+}
+
 // State returns a retained epoch's state, for processing a commit made on
 // it or decrypting an application message sent in it.
 func (g *Graph[S]) State(id ID) (S, bool) {
