@@ -116,7 +116,9 @@ func deriveUp(s *suite.Suite, secret []byte, steps int) []byte {
 // resumption_psk (later epochs keep it among their past epochs), the
 // signature key, and the private tree keys (a child epoch's
 // treekem.PrivateState shares the keys of nodes its commit did not
-// replace).
+// replace). The secret tree is zeroed even though later states that keep
+// past epochs (Config.PastEpochs) share it: once the epoch is dropped for
+// good, its late messages are not to be read either.
 func (g *Group) Destroy() {
 	p := g.pub
 	p.mu.Lock()

@@ -174,14 +174,15 @@ func hpkeAEAD(s *Suite) hpke.AEAD {
 	return a
 }
 
-// stdKEM is a DHKEM from the standard library's crypto/hpke.
+// stdKEM is a DHKEM over a NIST curve from the standard library's
+// crypto/hpke, whose public keys come from precomputed tables already.
+// X25519 has its own implementation (x25519.go).
 type stdKEM uint16
 
 const (
-	kemP256   stdKEM = 0x0010
-	kemP384   stdKEM = 0x0011
-	kemP521   stdKEM = 0x0012
-	kemX25519 stdKEM = 0x0020
+	kemP256 stdKEM = 0x0010
+	kemP384 stdKEM = 0x0011
+	kemP521 stdKEM = 0x0012
 )
 
 func (k stdKEM) scheme() hpke.KEM {
@@ -190,10 +191,8 @@ func (k stdKEM) scheme() hpke.KEM {
 		return hpke.DHKEM(ecdh.P256())
 	case kemP384:
 		return hpke.DHKEM(ecdh.P384())
-	case kemP521:
-		return hpke.DHKEM(ecdh.P521())
 	default:
-		return hpke.DHKEM(ecdh.X25519())
+		return hpke.DHKEM(ecdh.P521())
 	}
 }
 

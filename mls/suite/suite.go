@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 
 	"crypto/hkdf"
 	_ "crypto/sha256" // register the hash functions the suites name
@@ -40,12 +41,15 @@ type Suite struct {
 	aead aeadAlg
 	kem  kem
 	sig  signatureScheme
+
+	pskIDHashOnce sync.Once
+	pskIDHash     []byte // of HPKE with the X25519 KEM (x25519.go)
 }
 
 var suites = [...]*Suite{
-	X25519AES128GCMSHA256Ed25519:        {hash: crypto.SHA256, aead: aes128GCM, kem: stdKEM(kemX25519), sig: ed25519Scheme},
+	X25519AES128GCMSHA256Ed25519:        {hash: crypto.SHA256, aead: aes128GCM, kem: x25519KEM{}, sig: ed25519Scheme},
 	P256AES128GCMSHA256P256:             {hash: crypto.SHA256, aead: aes128GCM, kem: stdKEM(kemP256), sig: ecdsaP256},
-	X25519ChaCha20Poly1305SHA256Ed25519: {hash: crypto.SHA256, aead: chacha20Poly1305, kem: stdKEM(kemX25519), sig: ed25519Scheme},
+	X25519ChaCha20Poly1305SHA256Ed25519: {hash: crypto.SHA256, aead: chacha20Poly1305, kem: x25519KEM{}, sig: ed25519Scheme},
 	X448AES256GCMSHA512Ed448:            {hash: crypto.SHA512, aead: aes256GCM, kem: x448KEM{}, sig: ed448Scheme},
 	P521AES256GCMSHA512P521:             {hash: crypto.SHA512, aead: aes256GCM, kem: stdKEM(kemP521), sig: ecdsaP521},
 	X448ChaCha20Poly1305SHA512Ed448:     {hash: crypto.SHA512, aead: chacha20Poly1305, kem: x448KEM{}, sig: ed448Scheme},

@@ -43,7 +43,7 @@ func (t *Tree) UnmarshalBinary(data []byte) error {
 	if nt.leaves != leaves {
 		return fmt.Errorf("%w: leaf count %d, tree has %d", ErrInvalidState, leaves, nt.leaves)
 	}
-	t.suite, t.leaves, t.enc, t.sig, t.stats = nt.suite, nt.leaves, nt.enc, nt.sig, nt.stats
+	t.suite, t.leaves, t.enc, t.sig, t.stats, t.used = nt.suite, nt.leaves, nt.enc, nt.sig, nt.stats, nt.used
 	// nt is dropped, so t takes over its chunks and their ownership.
 	t.store.width, t.store.chunks, t.store.owner = nt.store.width, nt.store.chunks, nt.store.owner
 	t.store.shared.Store(false)

@@ -11,7 +11,7 @@ import (
 // leaves, depth-first and left-first. Reusing dst lets loops over a large
 // tree run without allocating per node.
 func (t *Tree) AppendResolution(dst []treemath.NodeIndex, x treemath.NodeIndex) []treemath.NodeIndex {
-	if uint64(x) >= uint64(t.store.width) {
+	if uint64(x) >= uint64(t.store.width) || t.blankSubtree(x) {
 		return dst
 	}
 	if n := t.store.node(x); n != nil {
@@ -40,6 +40,9 @@ func (t *Tree) Resolution(x treemath.NodeIndex) []treemath.NodeIndex {
 // resolutionEmpty reports whether the resolution of x is empty, that is,
 // whether its whole subtree is blank. It stops at the first non-blank node.
 func (t *Tree) resolutionEmpty(x treemath.NodeIndex) bool {
+	if t.blankSubtree(x) {
+		return true
+	}
 	if t.store.node(x) != nil {
 		return false
 	}

@@ -27,6 +27,12 @@ type Tree struct {
 	// by set.
 	enc, sig keyIndex
 	stats    memberStats
+	// used is one more than the index of the rightmost non-blank leaf.
+	// The leaves from it on are blank, and so is every subtree that lies
+	// among them: resolutions skip such subtrees without walking them,
+	// which matters because a tree of n members has up to n-1 blank
+	// leaves on its right.
+	used uint32
 }
 
 // New returns a one-leaf tree holding the creator's leaf, as a group starts
@@ -91,7 +97,7 @@ func (t *Tree) RatchetTree() message.RatchetTree {
 // evolves independently of it. It copies one pointer per 64 nodes; each
 // tree copies a shared chunk of nodes when it first changes it.
 func (t *Tree) Clone() *Tree {
-	c := &Tree{suite: t.suite, leaves: t.leaves, enc: t.enc, sig: t.sig, stats: t.stats}
+	c := &Tree{suite: t.suite, leaves: t.leaves, enc: t.enc, sig: t.sig, stats: t.stats, used: t.used}
 	t.store.cloneInto(&c.store)
 	return c
 }
@@ -204,6 +210,7 @@ func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
 	if !x.IsLeaf() {
 		return
 	}
+	t.noteLeaf(x, n != nil)
 	if old != nil {
 		t.sig = t.sig.without(old.Leaf.SignatureKey, x)
 		t.stats = t.stats.with(old.Leaf, -1)
@@ -233,14 +240,36 @@ func (t *Tree) buildIndex() {
 	} else {
 		buildEnc()
 	}
+	t.used = 0
 	for i := 0; i < t.store.width; i += 2 {
 		x := treemath.NodeIndex(i)
 		if n := t.store.node(x); n != nil {
 			t.sig.add(n.Leaf.SignatureKey, x)
 			t.stats.add(n.Leaf)
+			t.used = uint32(i)/2 + 1
 		}
 	}
 	wg.Wait()
+}
+
+// noteLeaf keeps used up to date when leaf node x becomes blank or not.
+func (t *Tree) noteLeaf(x treemath.NodeIndex, present bool) {
+	l := uint32(x) / 2
+	switch {
+	case present && l >= t.used:
+		t.used = l + 1
+	case !present && l+1 == t.used:
+		for t.used > 0 && t.store.node(treemath.NodeIndex(2*(t.used-1))) == nil {
+			t.used--
+		}
+	}
+}
+
+// blankSubtree reports whether the subtree of x lies among the blank
+// leaves on the right of the tree.
+func (t *Tree) blankSubtree(x treemath.NodeIndex) bool {
+	first := (uint64(x) + 1 - uint64(1)<<x.Level()) / 2 // leftmost leaf below x
+	return first >= uint64(t.used)
 }
 
 func nodeEncryptionKey(n *message.Node) []byte {

@@ -1,0 +1,297 @@
+package suite
+
+import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
+)
+
+// x25519KEM is DHKEM(X25519, HKDF-SHA256) (RFC 9180 §4.1, §7.1) with the
+// single-shot base-mode HPKE on top (§5.1, §6.1), for suites 1 and 3.
+//
+// It exists for speed: a commit derives one key per node of its path and
+// seals one secret per node of the copath resolutions, and crypto/ecdh
+// computes every public key with a variable-base Montgomery ladder,
+// including the ephemeral key of each seal and the public half of every
+// private key it parses. Here a public key comes from edwards25519's
+// fixed-base multiplication (precomputed tables, several times faster),
+// and only a Diffie-Hellman takes a ladder. What it computes is checked
+// against crypto/hpke in the tests, both ways, and by the test vectors.
+type x25519KEM struct{}
+
+const (
+	kemX25519ID    = 0x0020
+	x25519Size     = 32
+	x25519SecretNh = 32 // Nsecret of DHKEM(X25519, HKDF-SHA256)
+)
+
+var kemX25519SuiteID = []byte{'K', 'E', 'M', 0, kemX25519ID}
+
+// x25519Private is a clamped scalar and its public key.
+type x25519Private struct {
+	scalar [x25519Size]byte
+	pub    []byte
+}
+
+type x25519Public struct{ pub []byte }
+
+func (x25519KEM) derive(ikm []byte) ([]byte, kemPrivateKey, error) {
+	prk := labeledExtract(kemX25519SuiteID, nil, "dkp_prk", ikm)
+	sk := labeledExpand(kemX25519SuiteID, prk, "sk", nil, x25519Size)
+	// SerializePrivateKey clamps (RFC 9180 §7.1.2), as crypto/hpke does.
+	clamp(sk)
+	k, err := x25519KEM{}.newPrivate(sk)
+	return sk, k, err
+}
+
+func (x25519KEM) newPrivate(b []byte) (kemPrivateKey, error) {
+	if len(b) != x25519Size {
+		return nil, fmt.Errorf("X25519 key is %d bytes, want %d", len(b), x25519Size)
+	}
+	k := &x25519Private{}
+	copy(k.scalar[:], b)
+	clamp(k.scalar[:])
+	k.pub = x25519Base(k.scalar[:])
+	return k, nil
+}
+
+func (x25519KEM) newPublic(b []byte) (kemPublicKey, error) {
+	if len(b) != x25519Size {
+		return nil, fmt.Errorf("X25519 key is %d bytes, want %d", len(b), x25519Size)
+	}
+	return x25519Public{append([]byte(nil), b...)}, nil
+}
+
+func (k *x25519Private) public() ([]byte, kemPublicKey) { return k.pub, x25519Public{k.pub} }
+
+func clamp(k []byte) {
+	k[0] &= 248
+	k[31] &= 127
+	k[31] |= 64
+}
+
+// x25519Base is X25519(k, 9) for a clamped k: the Montgomery form of k
+// times edwards25519's base point, which generates the same prime-order
+// subgroup.
+func x25519Base(k []byte) []byte {
+	s, err := new(edwards25519.Scalar).SetBytesWithClamping(k)
+	if err != nil {
+		panic("suite: x25519 scalar: " + err.Error()) // k is 32 bytes
+	}
+	return new(edwards25519.Point).ScalarBaseMult(s).BytesMontgomery()
+}
+
+var errX25519Zero = errors.New("X25519 output is zero (low-order point)")
+
+// x25519 is the X25519 function of RFC 7748 §5 for a clamped scalar k: the
+// Montgomery ladder over the u-coordinate, in constant time. An all-zero
+// result, from a low-order point, is an error (RFC 9180 §7.1.4).
+func x25519(k *[x25519Size]byte, u []byte) ([]byte, error) {
+	var x1, x2, z2, x3, z3, a, aa, b, bb, e, c, d, da, cb field.Element
+	if _, err := x1.SetBytes(u); err != nil {
+		return nil, fmt.Errorf("X25519 point: %w", err)
+	}
+	x2.One()
+	z2.Zero()
+	x3.Set(&x1)
+	z3.One()
+	swap := 0
+	for t := 254; t >= 0; t-- {
+		bit := int(k[t/8]>>(t%8)) & 1
+		swap ^= bit
+		x2.Swap(&x3, swap)
+		z2.Swap(&z3, swap)
+		swap = bit
+
+		a.Add(&x2, &z2)
+		aa.Square(&a)
+		b.Subtract(&x2, &z2)
+		bb.Square(&b)
+		e.Subtract(&aa, &bb)
+		c.Add(&x3, &z3)
+		d.Subtract(&x3, &z3)
+		da.Multiply(&d, &a)
+		cb.Multiply(&c, &b)
+		x3.Add(&da, &cb)
+		x3.Square(&x3)
+		z3.Subtract(&da, &cb)
+		z3.Square(&z3)
+		z3.Multiply(&z3, &x1)
+		x2.Multiply(&aa, &bb)
+		z2.Mult32(&e, 121665) // (A - 2) / 4
+		z2.Add(&z2, &aa)
+		z2.Multiply(&z2, &e)
+	}
+	x2.Swap(&x3, swap)
+	z2.Swap(&z3, swap)
+	z2.Invert(&z2)
+	x2.Multiply(&x2, &z2)
+	out := x2.Bytes()
+	if subtle.ConstantTimeCompare(out, make([]byte, x25519Size)) == 1 {
+		return nil, errX25519Zero
+	}
+	return out, nil
+}
+
+// encap is DHKEM Encap (RFC 9180 §4.1) to pkR.
+func (k x25519Public) encap() (sharedSecret, enc []byte, err error) {
+	var skE [x25519Size]byte
+	if _, err := rand.Read(skE[:]); err != nil {
+		return nil, nil, err
+	}
+	clamp(skE[:])
+	defer clear(skE[:])
+	enc = x25519Base(skE[:])
+	dh, err := x25519(&skE, k.pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kemSharedSecret(dh, enc, k.pub), enc, nil
+}
+
+// decap is DHKEM Decap (RFC 9180 §4.1) with k.
+func (k *x25519Private) decap(enc []byte) ([]byte, error) {
+	if len(enc) != x25519Size {
+		return nil, fmt.Errorf("%w: kem output of %d bytes", ErrDecrypt, len(enc))
+	}
+	dh, err := x25519(&k.scalar, enc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecrypt, err)
+	}
+	return kemSharedSecret(dh, enc, k.pub), nil
+}
+
+// kemSharedSecret is DHKEM's ExtractAndExpand(dh, enc || pkR).
+func kemSharedSecret(dh, enc, pkR []byte) []byte {
+	defer clear(dh)
+	prk := labeledExtract(kemX25519SuiteID, nil, "eae_prk", dh)
+	kemContext := append(append(make([]byte, 0, 2*x25519Size), enc...), pkR...)
+	return labeledExpand(kemX25519SuiteID, prk, "shared_secret", kemContext, x25519SecretNh)
+}
+
+// hpkeContext is the base-mode key schedule's output (RFC 9180 §5.1) for
+// the single message MLS sends per context (sequence number 0), or for an
+// export.
+type hpkeContext struct {
+	key, nonce, exporter []byte
+}
+
+// hpkeSuiteID is RFC 9180's suite_id of DHKEM(X25519) with s's KDF and
+// AEAD.
+func hpkeSuiteID(s *Suite) []byte {
+	id := binary.BigEndian.AppendUint16([]byte("HPKE"), kemX25519ID)
+	id = binary.BigEndian.AppendUint16(id, hpkeKDF(s).ID())
+	return binary.BigEndian.AppendUint16(id, s.aead.id)
+}
+
+// keySchedule is KeySchedule(mode_base, shared_secret, info, "", ""), with
+// the suite's KDF and AEAD, deriving only the AEAD key and nonce, or only
+// the exporter secret: MLS either seals one message or exports.
+func keySchedule(s *Suite, sharedSecret, info []byte, export bool) hpkeContext {
+	suiteID := hpkeSuiteID(s)
+	// psk_id_hash is the same for every context of the suite.
+	ksc := append([]byte{0}, s.hpkePSKIDHash()...) // mode_base
+	ksc = append(ksc, labeledExtractWith(s, suiteID, nil, "info_hash", info)...)
+	secret := labeledExtractWith(s, suiteID, sharedSecret, "secret", nil)
+	defer clear(secret)
+	if export {
+		return hpkeContext{exporter: labeledExpandWith(s, suiteID, secret, "exp", ksc, s.HashSize())}
+	}
+	return hpkeContext{
+		key:   labeledExpandWith(s, suiteID, secret, "key", ksc, s.KeySize()),
+		nonce: labeledExpandWith(s, suiteID, secret, "base_nonce", ksc, s.NonceSize()),
+	}
+}
+
+// hpkePSKIDHash is LabeledExtract("", "psk_id_hash", "") of the suite's
+// HPKE, computed once.
+func (s *Suite) hpkePSKIDHash() []byte {
+	s.pskIDHashOnce.Do(func() { s.pskIDHash = labeledExtractWith(s, hpkeSuiteID(s), nil, "psk_id_hash", nil) })
+	return s.pskIDHash
+}
+
+func (k x25519Public) seal(s *Suite, info, plaintext []byte) ([]byte, []byte, error) {
+	ss, enc, err := k.encap()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hpke encap: %w", err)
+	}
+	c := keySchedule(s, ss, info, false)
+	ct, err := s.Seal(c.key, c.nonce, nil, plaintext)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hpke seal: %w", err)
+	}
+	return enc, ct, nil
+}
+
+func (k *x25519Private) open(s *Suite, enc, info, ciphertext []byte) ([]byte, error) {
+	ss, err := k.decap(enc)
+	if err != nil {
+		return nil, err
+	}
+	c := keySchedule(s, ss, info, false)
+	return s.Open(c.key, c.nonce, nil, ciphertext)
+}
+
+func (k x25519Public) exportSender(s *Suite, exporterContext string, length int) ([]byte, []byte, error) {
+	ss, enc, err := k.encap()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hpke encap: %w", err)
+	}
+	return enc, hpkeExport(s, keySchedule(s, ss, nil, true), exporterContext, length), nil
+}
+
+func (k *x25519Private) exportReceiver(s *Suite, enc []byte, exporterContext string, length int) ([]byte, error) {
+	ss, err := k.decap(enc)
+	if err != nil {
+		return nil, err
+	}
+	return hpkeExport(s, keySchedule(s, ss, nil, true), exporterContext, length), nil
+}
+
+// hpkeExport is Context.Export (RFC 9180 §5.3).
+func hpkeExport(s *Suite, c hpkeContext, exporterContext string, length int) []byte {
+	return labeledExpandWith(s, hpkeSuiteID(s), c.exporter, "sec", []byte(exporterContext), length)
+}
+
+// labeledExtract and labeledExpand are RFC 9180 §4's, with HKDF-SHA256
+// (the KEM's KDF); the With forms use the suite's KDF.
+func labeledExtract(suiteID, salt []byte, label string, ikm []byte) []byte {
+	prk, err := hkdf.Extract(sha256.New, labeledIKM(suiteID, label, ikm), salt)
+	if err != nil {
+		panic("suite: hkdf extract: " + err.Error())
+	}
+	return prk
+}
+
+func labeledExpand(suiteID, prk []byte, label string, info []byte, n int) []byte {
+	out, err := hkdf.Expand(sha256.New, prk, string(labeledInfo(suiteID, label, info, n)), n)
+	if err != nil {
+		panic("suite: hkdf expand: " + err.Error())
+	}
+	return out
+}
+
+func labeledExtractWith(s *Suite, suiteID, salt []byte, label string, ikm []byte) []byte {
+	return s.Extract(salt, labeledIKM(suiteID, label, ikm))
+}
+
+func labeledExpandWith(s *Suite, suiteID, prk []byte, label string, info []byte, n int) []byte {
+	return s.Expand(prk, labeledInfo(suiteID, label, info, n), n)
+}
+
+func labeledIKM(suiteID []byte, label string, ikm []byte) []byte {
+	b := make([]byte, 0, 7+len(suiteID)+len(label)+len(ikm))
+	return append(append(append(append(b, "HPKE-v1"...), suiteID...), label...), ikm...)
+}
+
+func labeledInfo(suiteID []byte, label string, info []byte, n int) []byte {
+	b := binary.BigEndian.AppendUint16(make([]byte, 0, 9+len(suiteID)+len(label)+len(info)), uint16(n))
+	return append(append(append(append(b, "HPKE-v1"...), suiteID...), label...), info...)
+}

@@ -1,0 +1,142 @@
+package suite
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/hpke"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// The X25519 KEM and HPKE of x25519.go against crypto/ecdh and crypto/hpke.
+func TestX25519AgainstStandardLibrary(t *testing.T) {
+	std := hpke.DHKEM(ecdh.X25519())
+	for range 20 {
+		var k [32]byte
+		rand.Read(k[:])
+		sk, err := ecdh.X25519().NewPrivateKey(k[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		clamp(k[:])
+		if got := x25519Base(k[:]); !bytes.Equal(got, sk.PublicKey().Bytes()) {
+			t.Fatalf("fixed-base %x, crypto/ecdh %x", got, sk.PublicKey().Bytes())
+		}
+		var peer [32]byte
+		rand.Read(peer[:])
+		pk, _ := ecdh.X25519().NewPrivateKey(peer[:])
+		want, _ := sk.ECDH(pk.PublicKey())
+		if got, err := x25519(&k, pk.PublicKey().Bytes()); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("ladder %x (%v), crypto/ecdh %x", got, err, want)
+		}
+	}
+	for _, id := range []ID{X25519AES128GCMSHA256Ed25519, X25519ChaCha20Poly1305SHA256Ed25519} {
+		s, _ := Lookup(id)
+		t.Run(fmt.Sprint(id), func(t *testing.T) {
+			ikm := make([]byte, s.HashSize())
+			rand.Read(ikm)
+			ours, err := s.DeriveHPKEKey(ikm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := std.DeriveKeyPair(ikm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirBytes, _ := theirs.Bytes()
+			if !bytes.Equal(ours.Bytes(), theirBytes) || !bytes.Equal(ours.Public().Bytes(), theirs.PublicKey().Bytes()) {
+				t.Fatal("DeriveKeyPair differs from crypto/hpke's")
+			}
+			info, pt := []byte("info"), []byte("plaintext")
+			kdf, aead := hpkeKDF(s), hpkeAEAD(s)
+
+			// Ours seals, crypto/hpke opens.
+			enc, ct, err := ours.Public().key.seal(s, info, pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := hpke.NewRecipient(enc, theirs, kdf, aead, info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := r.Open(nil, ct); err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("crypto/hpke opens ours: %q, %v", got, err)
+			}
+			// crypto/hpke seals, ours opens.
+			enc, snd, err := hpke.NewSender(theirs.PublicKey(), kdf, aead, info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ct, _ = snd.Seal(nil, pt)
+			if got, err := ours.key.open(s, enc, info, ct); err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("ours opens crypto/hpke's: %q, %v", got, err)
+			}
+			// Export (with the empty info MLS uses), both ways.
+			enc, snd, err = hpke.NewSender(theirs.PublicKey(), kdf, aead, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := snd.Export("ctx", 42)
+			if got, err := ours.ExportReceiver(enc, "ctx", 42); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("export: %x, %v, want %x", got, err, want)
+			}
+			enc, sent, err := ours.Public().ExportSender("ctx", 42)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ = hpke.NewRecipient(enc, theirs, kdf, aead, nil)
+			if got, _ := r.Export("ctx", 42); !bytes.Equal(got, sent) {
+				t.Fatal("crypto/hpke exports another secret")
+			}
+		})
+	}
+}
+
+// A low-order point gives an all-zero shared secret, which DHKEM rejects
+// (RFC 9180 §7.1.4).
+func TestX25519RejectsLowOrderPoints(t *testing.T) {
+	s, _ := Lookup(X25519AES128GCMSHA256Ed25519)
+	k, _ := s.GenerateHPKEKey()
+	for _, u := range [][]byte{make([]byte, 32), append([]byte{1}, make([]byte, 31)...)} {
+		if _, err := k.DecryptWithLabel("L", nil, u, make([]byte, 32)); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("kem output %x: %v, want ErrDecrypt", u, err)
+		}
+		pub, err := s.NewHPKEPublicKey(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := pub.EncryptWithLabel("L", nil, []byte("x")); err == nil {
+			t.Errorf("sealed to the low-order point %x", u)
+		}
+	}
+}
+
+func BenchmarkX25519(b *testing.B) {
+	var k [32]byte
+	rand.Read(k[:])
+	clamp(k[:])
+	pub := x25519Base(k[:])
+	b.Run("fixed-base", func(b *testing.B) {
+		for b.Loop() {
+			x25519Base(k[:])
+		}
+	})
+	b.Run("ladder", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := x25519(&k, pub); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("crypto/ecdh", func(b *testing.B) {
+		sk, _ := ecdh.X25519().NewPrivateKey(k[:])
+		pk, _ := ecdh.X25519().NewPublicKey(pub)
+		for b.Loop() {
+			if _, err := sk.ECDH(pk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
