@@ -395,7 +395,9 @@ func (d *dispatcher) step(ctx context.Context, bot string, f *feed) (time.Durati
 
 type httpStatusError struct{ status int }
 
-func (e *httpStatusError) Error() string { return fmt.Sprintf("the webhook answered HTTP %d", e.status) }
+func (e *httpStatusError) Error() string {
+	return fmt.Sprintf("the webhook answered HTTP %d", e.status)
+}
 
 // post sends one event to the webhook, signed; nil means a 2xx answer.
 func (d *dispatcher) post(ctx context.Context, url string, secret []byte, ev Event) error {
