@@ -15,7 +15,7 @@ import (
 )
 
 // botAPIOptions turn the bot API on, on a free port, tuned for tests.
-func botAPIOptions(t *testing.T, name string) serviceOptions {
+func botAPIOptions(t testing.TB, name string) serviceOptions {
 	return serviceOptions{name: name, extra: map[string]map[string]any{"botapi": {
 		"enabled": true, "hostname": "127.0.0.1", "port": freePort(t), "poll": "200ms", "keepalive": "2s",
 		"rate_limit": 1000, "rate_burst": 1000, "webhook_attempts": 4, "webhook_backoff": "100ms",
@@ -23,7 +23,7 @@ func botAPIOptions(t *testing.T, name string) serviceOptions {
 }
 
 // botAPIBase is the bot API's URL of the service configured at cfgPath.
-func botAPIBase(t *testing.T, cfgPath string) string {
+func botAPIBase(t testing.TB, cfgPath string) string {
 	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -33,7 +33,7 @@ func botAPIBase(t *testing.T, cfgPath string) string {
 }
 
 // addBot registers a bot with the operator command and returns its token.
-func addBot(t *testing.T, cfgPath, name string) string {
+func addBot(t testing.TB, cfgPath, name string) string {
 	t.Helper()
 	out := strings.TrimSpace(runCommand(t, cfgPath, "bots", "add", name))
 	lines := strings.Split(out, "\n")
@@ -64,7 +64,7 @@ func secondInstance(t *testing.T, cfgPath string) (*serviceProcess, string) {
 
 // sendRetry sends, retrying while the puppet's device is not in the
 // room's group yet.
-func sendRetry(t *testing.T, c *client.Client, puppet, room, body, key string) client.SendResult {
+func sendRetry(t testing.TB, c *client.Client, puppet, room, body, key string) client.SendResult {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -83,7 +83,7 @@ func sendRetry(t *testing.T, c *client.Client, puppet, room, body, key string) c
 
 // waitConverged waits until the room's group holds devices devices and
 // one head, as puppet sees it.
-func waitConverged(t *testing.T, c *client.Client, puppet, room string, devices int) {
+func waitConverged(t testing.TB, c *client.Client, puppet, room string, devices int) {
 	t.Helper()
 	var last client.RoomState
 	var lastErr error
