@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -78,7 +77,7 @@ func jsonError(err error) *Error {
 	}
 	// encoding/json reports an unknown field as `json: unknown field "x"`.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		if f, err := strconv.Unquote(name); err == nil {
+		if f, err := strconv.Unquote(name); err == nil && f != "" {
 			name = f
 		}
 		return apiErr(http.StatusBadRequest, CodeUnknownField, name, "unknown field %q", name)
@@ -220,4 +219,3 @@ func missing(field string) *Error {
 	return apiErr(http.StatusBadRequest, CodeMissingField, field, "%s is required", field)
 }
 
-var _ = fmt.Sprint
