@@ -265,3 +265,5 @@ func TestLimiter(t *testing.T) {
 		t.Fatal("refilled bucket refused")
 	}
 }
+
+func config50ms() config.Duration { return config.Duration(50 * time.Millisecond) }
