@@ -218,4 +218,3 @@ func checkQuery(r *http.Request, allowed ...string) *Error {
 func missing(field string) *Error {
 	return apiErr(http.StatusBadRequest, CodeMissingField, field, "%s is required", field)
 }
-
