@@ -18,8 +18,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/bots"
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
-	"github.com/mls-appservice/mls-appservice/internal/testenv"
-	"github.com/mls-appservice/mls-appservice/migrations"
+	"github.com/mls-appservice/mls-appservice/internal/testdb"
 )
 
 func settings() config.BotAPI {
@@ -116,20 +115,7 @@ func TestUnknownRoutesAnswerJSON(t *testing.T) {
 	}
 }
 
-func openDB(t *testing.T) *database.DB {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
+func openDB(t *testing.T) *database.DB { return testdb.Open(t, 8) }
 
 // TestAuthOwnershipLimitsAndBadInput covers what the API decides before
 // it calls groups, against a real registry: tokens, another bot's

@@ -112,27 +112,33 @@ func (s *Server) roomOf(r *http.Request, bot string, allowed ...string) (id.User
 	return puppet, room, nil
 }
 
-func (s *Server) getRoom(w http.ResponseWriter, r *http.Request, bot string) error {
+// roomInfo is the MLS state of the {room} that the {puppet} is joined to
+// or invited to.
+func (s *Server) roomInfo(r *http.Request, bot string) (*groups.RoomInfo, error) {
 	_, room, err := s.roomOf(r, bot, "join", "invite")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	info, err := s.cfg.Groups.Room(r.Context(), room)
 	if err != nil {
-		return classify(err, "room")
+		return nil, classify(err, "room")
+	}
+	return info, nil
+}
+
+func (s *Server) getRoom(w http.ResponseWriter, r *http.Request, bot string) error {
+	info, err := s.roomInfo(r, bot)
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, roomState(info))
 	return nil
 }
 
 func (s *Server) roomMembers(w http.ResponseWriter, r *http.Request, bot string) error {
-	_, room, err := s.roomOf(r, bot, "join", "invite")
+	info, err := s.roomInfo(r, bot)
 	if err != nil {
 		return err
-	}
-	info, err := s.cfg.Groups.Room(r.Context(), room)
-	if err != nil {
-		return classify(err, "room")
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"members": info.Members, "members_without_mls": nonNil(info.LeftOut)})
 	return nil

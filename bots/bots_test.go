@@ -5,27 +5,16 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
-	"github.com/mls-appservice/mls-appservice/internal/testenv"
-	"github.com/mls-appservice/mls-appservice/migrations"
+	"github.com/mls-appservice/mls-appservice/internal/testdb"
 )
 
 func open(t *testing.T) (*Registry, *database.DB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
-		t.Fatal(err)
-	}
+	db := testdb.Open(t, 4)
 	return New(db), db
 }
 
