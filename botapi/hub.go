@@ -37,7 +37,10 @@ type feed struct {
 	bot    string
 	refs   int
 	cancel context.CancelFunc
-	kick   chan struct{}
+	// kick: a delivery to one of the bot's puppets; refresh: its set of
+	// puppets changed.
+	kick    chan struct{}
+	refresh chan struct{}
 
 	mu      sync.Mutex
 	last    int64
@@ -53,7 +56,8 @@ func (h *hub) subscribe(bot string) (*feed, func()) {
 	f := h.feeds[bot]
 	if f == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		f = &feed{bot: bot, cancel: cancel, kick: make(chan struct{}, 1), changed: make(chan struct{})}
+		f = &feed{bot: bot, cancel: cancel, kick: make(chan struct{}, 1), refresh: make(chan struct{}, 1),
+			changed: make(chan struct{})}
 		h.feeds[bot] = f
 		go h.run(ctx, f)
 	}
@@ -79,13 +83,16 @@ func (h *hub) poke(bot string) {
 	f := h.feeds[bot]
 	h.mu.Unlock()
 	if f != nil {
-		f.poke()
+		signal(f.refresh)
 	}
 }
 
-func (f *feed) poke() {
+func (f *feed) poke() { signal(f.kick) }
+
+// signal sends on a channel of capacity 1 unless a signal is pending.
+func signal(ch chan struct{}) {
 	select {
-	case f.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -121,8 +128,13 @@ func (h *hub) run(ctx context.Context, f *feed) {
 	ticker := time.NewTicker(h.poll)
 	defer ticker.Stop()
 	backoff := h.poll
+	stale := true // the set of puppets watched must be read again
 	for {
-		err := h.watch(ctx, f, watching)
+		var err error
+		if stale {
+			err = h.watch(ctx, f, watching)
+			stale = err != nil
+		}
 		if err == nil {
 			var n int
 			var last int64
@@ -150,7 +162,10 @@ func (h *hub) run(ctx context.Context, f *feed) {
 		case <-ctx.Done():
 			return
 		case <-f.kick:
+		case <-f.refresh:
+			stale = true
 		case <-ticker.C:
+			stale = true
 		}
 	}
 }

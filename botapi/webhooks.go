@@ -193,12 +193,7 @@ func newDispatcher(s *Server) *dispatcher {
 		running: map[string]context.CancelFunc{}}
 }
 
-func (d *dispatcher) wake() {
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
+func (d *dispatcher) wake() { signal(d.kick) }
 
 // run starts and stops the per-bot loops as webhooks come and go.
 func (d *dispatcher) run(ctx context.Context) error {
