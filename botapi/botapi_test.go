@@ -179,7 +179,7 @@ func TestAuthOwnershipLimitsAndBadInput(t *testing.T) {
 		{"trailing data", tokA, "POST", "/v1/puppets", `{"name":"x"} {}`, nil, 400, CodeInvalidJSON, "body"},
 		{"oversize", tokA, "POST", "/v1/puppets", `{"name":"` + strings.Repeat("x", 300<<10) + `"}`, nil, 413, CodeBodyTooLarge, "body"},
 		{"bad device", tokA, "POST", "/v1/puppets/@mls_pa:hs/devices", `{"device_id":"a b"}`, nil, 400, CodeInvalidField, "device_id"},
-		{"bad room id", tokA, "GET", "/v1/puppets/@mls_pa:hs/rooms/room", "", nil, 400, CodeInvalidField, "room"},
+		{"bad room id", tokA, "GET", "/v1/puppets/@mls_pa:hs/rooms/room%20x", "", nil, 400, CodeInvalidField, "room"},
 		{"bad query", tokA, "GET", "/v1/events?afterr=3", "", nil, 400, CodeUnknownField, "afterr"},
 		{"bad Last-Event-ID", tokA, "GET", "/v1/events", "", []string{"Last-Event-ID", "x"}, 400, CodeInvalidField, "Last-Event-ID"},
 		{"other bot's puppet stream", tokB, "GET", "/v1/events?puppet=@mls_pa:hs", "", nil, 403, CodeForbidden, "puppet[0]"},

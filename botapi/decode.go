@@ -104,8 +104,10 @@ func jsonTypeName(kind string) string {
 var (
 	// Matrix grammar, restricted to what a bot can sensibly send: no
 	// control characters, bounded length.
-	userIDPattern   = regexp.MustCompile(`^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^@[a-z0-9._=/+-]+:\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
-	roomIDPattern   = regexp.MustCompile(`^![\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^![\x21-\x39\x3b-\x7e]+:\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+	userIDPattern = regexp.MustCompile(`^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^@[a-z0-9._=/+-]+:\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+	// Room IDs are opaque: !localpart:server before room version 12,
+	// !hash after (MSC4291).
+	roomIDPattern   = regexp.MustCompile(`^![\x21-\x7e]+$`)
 	deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9._=-]{1,64}$`)
 	namePattern     = regexp.MustCompile(`^[a-z0-9._=-]{1,64}$`)
 	eventTypePat    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
@@ -127,7 +129,7 @@ func checkRoomID(field, s string) (id.RoomID, *Error) {
 		return "", apiErr(http.StatusBadRequest, CodeMissingField, field, "%s is required", field)
 	}
 	if len(s) > 255 || !roomIDPattern.MatchString(s) {
-		return "", badField(field, "%s must be a Matrix room ID like !opaque:server", field)
+		return "", badField(field, "%s must be a Matrix room ID like !opaque:server or !opaque", field)
 	}
 	return id.RoomID(s), nil
 }
