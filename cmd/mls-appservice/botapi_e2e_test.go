@@ -205,7 +205,7 @@ func TestBotAPIEndToEnd(t *testing.T) {
 	sent, idempotent := 0, 0
 	send := func(c *client.Client, sender, body string) {
 		t.Helper()
-		key := "k-" + body
+		key := "k-" + strings.ReplaceAll(body, " ", "_")
 		first := sendRetry(t, c, sender, room, body, key)
 		sent++
 		for _, p := range []string{b1, b2} {
