@@ -97,11 +97,17 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 			}
 		}
 	}
-	plan, forked, err := s.plan(ctx, w.Q, r, view)
+	plan, forked, waiting, err := s.plan(ctx, w.Q, r, view)
 	if err != nil {
 		return err
 	}
 	if plan.Empty() && !forked {
+		if waiting {
+			// Look again shortly, in case the homeserver does not tell us
+			// about our own device's upload.
+			return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
+				DueAt: s.now().Add(uploadRecheck)}, database.Earliest)
+		}
 		return database.CancelTimer(ctx, w.Q, timerCommit, string(r.id))
 	}
 	// The committer rule, for each of our devices in the base: one of
@@ -157,25 +163,75 @@ func lowestLeaf(joined []epochs.LeafDevice, ours []epochs.Device) epochs.Device 
 // (recorded in dmls_left_out as "user|device"): a device without a usable
 // KeyPackage is not claimed again on every change; a device-list change
 // of its user clears the record.
-func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view epochs.Room) (epochs.Plan, bool, error) {
+//
+// waiting reports devices of ours left out because their keys are not
+// uploaded yet.
+func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view epochs.Room) (plan epochs.Plan, forked, waiting bool, err error) {
 	rc, err := r.m.Graph().NextCommit(view)
 	if err != nil {
-		return epochs.Plan{}, false, errf(r.id, "plan: %w", err)
+		return epochs.Plan{}, false, false, errf(r.id, "plan: %w", err)
 	}
-	plan, forked := rc.Plan, r.m.Graph().Forked()
+	// A device of a user still in the room is removed only because the
+	// user's device list lacks it: check that list afresh before acting
+	// on it, since a stale list would remove a device that other members
+	// then add again.
+	var recheck []string
+	for _, d := range rc.Plan.Remove {
+		if st := view.Members[d.UserID]; (st == epochs.Join || st == epochs.Invite) && !slices.Contains(recheck, d.UserID) {
+			recheck = append(recheck, d.UserID)
+		}
+	}
+	if len(recheck) > 0 {
+		if err := forgetDevices(ctx, q, recheck); err != nil {
+			return epochs.Plan{}, false, false, err
+		}
+		ours := r.ours()
+		if len(ours) > 0 {
+			fresh, err := s.roomView(ctx, q, r.id, toKeys(ours[0]))
+			if err != nil {
+				return epochs.Plan{}, false, false, err
+			}
+			view.Devices = fresh.Devices
+			if rc, err = r.m.Graph().NextCommit(view); err != nil {
+				return epochs.Plan{}, false, false, errf(r.id, "plan: %w", err)
+			}
+		}
+	}
+	plan, forked = rc.Plan, r.m.Graph().Forked()
 	if len(plan.Add) == 0 {
-		return plan, forked, nil
+		return plan, forked, false, nil
+	}
+	// Our devices whose keys are not uploaded yet wait for it: nobody can
+	// claim their KeyPackages, and the device-list change that the upload
+	// causes brings the rooms back here.
+	var ourUsers []id.UserID
+	for _, d := range plan.Add {
+		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) {
+			ourUsers = append(ourUsers, id.UserID(d.UserID))
+		}
+	}
+	if len(ourUsers) > 0 {
+		uploaded, err := ourDevices(ctx, q, ourUsers)
+		if err != nil {
+			return epochs.Plan{}, false, false, err
+		}
+		n := len(plan.Add)
+		plan.Add = slices.DeleteFunc(plan.Add, func(d epochs.Device) bool {
+			return s.cfg.Puppets.Owns(id.UserID(d.UserID)) &&
+				!slices.Contains(uploaded[id.UserID(d.UserID)], id.DeviceID(d.DeviceID))
+		})
+		waiting = len(plan.Add) < n
 	}
 	rows, err := q.Query(ctx, `SELECT user_id FROM dmls_left_out WHERE room_id = $1 AND user_id LIKE '%|%'`, r.id)
 	if err != nil {
-		return epochs.Plan{}, false, errf(r.id, "read left out devices: %w", err)
+		return epochs.Plan{}, false, false, errf(r.id, "read left out devices: %w", err)
 	}
 	failed, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return epochs.Plan{}, false, errf(r.id, "read left out devices: %w", err)
+		return epochs.Plan{}, false, false, errf(r.id, "read left out devices: %w", err)
 	}
 	plan.Add = slices.DeleteFunc(plan.Add, func(d epochs.Device) bool { return slices.Contains(failed, d.Identity()) })
-	return plan, forked, nil
+	return plan, forked, waiting, nil
 }
 
 // commitNow makes the next commit as our device dev: claims and verifies
@@ -184,7 +240,7 @@ func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view ep
 // work's transaction.
 func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev epochs.Device, view epochs.Room, why reconcileReason) error {
 	start := time.Now()
-	plan, _, err := s.plan(ctx, w.Q, r, view)
+	plan, _, _, err := s.plan(ctx, w.Q, r, view)
 	if err != nil {
 		return err
 	}
@@ -236,6 +292,10 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 		Msg("Committed")
 	return nil
 }
+
+// uploadRecheck is how soon a room looks again at a device of ours that
+// it could not add because its keys were not uploaded yet.
+const uploadRecheck = 2 * time.Second
 
 // pendingCommitEvent is the placeholder commit_event of content whose
 // real value the outbox fills in from the commit row it waits for.

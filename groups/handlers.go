@@ -115,6 +115,9 @@ func isDMLS(ctx context.Context, q database.Querier, room id.RoomID) (string, bo
 func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
 	target := id.UserID(*ev.StateKey)
 	ours := s.cfg.Puppets.Owns(target)
+	if err := forgetDevices(ctx, w.Q, []string{string(target)}); err != nil {
+		return err
+	}
 	if ours && ev.Membership == "invite" {
 		if err := s.invited(ctx, w, ev, target); err != nil {
 			return err

@@ -128,8 +128,12 @@ func (s *Service) roomView(ctx context.Context, q database.Querier, room id.Room
 }
 
 // userDevices returns the MLS devices of users: our puppets' from our
-// records, others' from /keys/query, cached for DeviceTTL (a device-list
-// change drops a user's cache entry).
+// records, others' from /keys/query, cached for DeviceTTL. A device-list
+// change or a membership event of a user drops the user's entry, and an
+// empty list is never trusted from the cache: a user who has not uploaded
+// keys yet would otherwise look deviceless until the entry expires, and
+// members that disagree about a user's devices add and remove them in
+// turn.
 func (s *Service) userDevices(ctx context.Context, q database.Querier, as keys.Device, users []id.UserID) (map[id.UserID][]id.DeviceID, error) {
 	out := map[id.UserID][]id.DeviceID{}
 	var ours, others []id.UserID
@@ -141,7 +145,11 @@ func (s *Service) userDevices(ctx context.Context, q database.Querier, as keys.D
 		}
 	}
 	if len(ours) > 0 {
-		od, err := ourDevices(ctx, q, ours)
+		// Every device of ours with an identity: one whose keys are not
+		// on the homeserver yet is still ours (it may be in the group
+		// already, and must not be planned away), but it cannot be
+		// added before its upload (see plan).
+		od, err := ourDevicesWhere(ctx, q, ours, false)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +160,8 @@ func (s *Service) userDevices(ctx context.Context, q database.Querier, as keys.D
 	if len(others) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT user_id, devices FROM user_mls_devices WHERE user_id = ANY($1) AND fetched_at > $2`,
+	rows, err := q.Query(ctx, `SELECT user_id, devices FROM user_mls_devices
+		WHERE user_id = ANY($1) AND fetched_at > $2 AND cardinality(devices) > 0`,
 		userStrings(others), s.now().Add(-s.cfg.DeviceTTL))
 	if err != nil {
 		return nil, fmt.Errorf("cached device lists: %w", err)
@@ -196,6 +205,15 @@ func (s *Service) userDevices(ctx context.Context, q database.Querier, as keys.D
 		}
 	}
 	return out, nil
+}
+
+// forgetDevices drops the cached device lists of users, so that the next
+// plan queries them afresh.
+func forgetDevices(ctx context.Context, q database.Querier, users []string) error {
+	if _, err := q.Exec(ctx, `DELETE FROM user_mls_devices WHERE user_id = ANY($1)`, users); err != nil {
+		return fmt.Errorf("drop device lists: %w", err)
+	}
+	return nil
 }
 
 // devicesChanged notes that user's devices changed: the cached list is
