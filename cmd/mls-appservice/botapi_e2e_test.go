@@ -367,6 +367,15 @@ func TestBotAPIEndToEnd(t *testing.T) {
 	}
 	sse.disconnect()
 
+	// The room's history as b2 got it, newest first, in pages.
+	page, err := cb.History(ctx, b2, room, 0, 5)
+	if err != nil || len(page.Events) != 5 || page.NextBefore == 0 {
+		t.Errorf("history: %+v %v", page, err)
+	} else if older, err := cb.History(ctx, b2, room, page.NextBefore, 5); err != nil || len(older.Events) == 0 ||
+		older.Events[0].Seq >= page.Events[4].Seq || page.Events[0].Seq <= page.Events[4].Seq {
+		t.Errorf("history's next page: %+v %v", older, err)
+	}
+
 	// Tampered deliveries and replays are refused by the receiver.
 	tamperedWant, tampered := 3, 0
 	recv.mu.Lock()
