@@ -27,6 +27,7 @@ type Config struct {
 	Keys       Keys       `yaml:"keys"`
 	Groups     Groups     `yaml:"groups"`
 	Media      Media      `yaml:"media"`
+	BotAPI     BotAPI     `yaml:"botapi"`
 	Logging    Logging    `yaml:"logging"`
 }
 
@@ -169,6 +170,7 @@ func Parse(data []byte) (*Config, error) {
 			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour)},
 		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
 			DownloadTimeout: Duration(2 * time.Minute), DownloadAttempts: 4},
+		BotAPI:  defaultBotAPI(),
 		Logging: Logging{Level: "info", Format: "auto"},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -270,7 +272,10 @@ func (c *Config) Validate() error {
 	if err := c.validateKeys(); err != nil {
 		return err
 	}
-	return c.validateGroups()
+	if err := c.validateGroups(); err != nil {
+		return err
+	}
+	return c.validateBotAPI()
 }
 
 func redactedValue(key, value string) string {

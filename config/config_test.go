@@ -117,6 +117,13 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"media.max_download_bytes", 1000, "media.max_download_bytes: must be between 1048576 and 1073741824"},
 		{"media.download_attempts", 0, "media.download_attempts: must be between 1 and 20"},
 		{"media.download_timeout", "10ms", "media.download_timeout: must be at least 1s"},
+		{"botapi.port", 0, "botapi.port: must be between 1 and 65535"},
+		{"botapi.rate_limit", 0, "botapi.rate_limit: must be more than 0"},
+		{"botapi.rate_burst", 0, "botapi.rate_burst: must be between 1 and"},
+		{"botapi.max_body_bytes", 10, "botapi.max_body_bytes: must be between 1024 and"},
+		{"botapi.webhook_attempts", 0, "botapi.webhook_attempts: must be between 1 and 1000"},
+		{"botapi.webhook_max_backoff", "1ms", "botapi.webhook_max_backoff: must be at least 1s"},
+		{"botapi.poll", "1ms", "botapi.poll: must be at least 10ms"},
 		{"logging.level", "loud", "logging.level: must be one of"},
 		{"logging.format", "xml", "logging.format: must be one of"},
 	}
@@ -292,5 +299,20 @@ func TestSetTokensKeepsCommentsAndValidates(t *testing.T) {
 	}
 	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
 		t.Errorf("mode changed to %v", info.Mode())
+	}
+}
+
+func TestBotAPIHasItsOwnListener(t *testing.T) {
+	cfg, err := Parse([]byte(valid + "botapi:\n  enabled: true\n  port: 29340\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ke *Error
+	if err := cfg.Validate(); !errors.As(err, &ke) || ke.Key != "botapi.port" {
+		t.Fatalf("bot API on the appservice's port: %v", err)
+	}
+	cfg.BotAPI.Port = 29341
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

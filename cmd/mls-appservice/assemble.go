@@ -8,6 +8,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mls-appservice/mls-appservice/appservice"
+	"github.com/mls-appservice/mls-appservice/botapi"
+	"github.com/mls-appservice/mls-appservice/bots"
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
@@ -28,6 +30,8 @@ type components struct {
 	sender   *matrix.Sender
 	handlers inbound.Handlers
 	wake     []func()
+	bots     *bots.Registry
+	botapi   *botapi.Server
 }
 
 // assemble builds the components over an open, migrated database.
@@ -68,6 +72,9 @@ func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, lo
 		Log: log.With().Str("component", "sender").Logger(), Workers: cfg.Outbox.Workers,
 		RequestTimeout: cfg.Outbox.RequestTimeout.D(), Hooks: hooks})
 	c.wake = append(c.wake, c.sender.Wake)
+	c.bots = bots.New(db)
+	c.botapi = botapi.New(botapi.Config{Settings: cfg.BotAPI, DB: db, Registry: c.bots, Groups: c.groups, Sealer: sealer,
+		Metrics: botapi.NewMetrics(reg), Log: log.With().Str("component", "botapi").Logger()})
 	return c, nil
 }
 

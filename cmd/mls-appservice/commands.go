@@ -25,7 +25,13 @@ const commandUsage = `commands:
   keys reseal       re-seal every stored secret under the current encryption.key
                     (after rotating: the old key moved to encryption.old_keys)
   rooms             list our DMLS rooms
-  rooms show ROOM   print a room's MLS state and epoch graph`
+  rooms show ROOM   print a room's MLS state and epoch graph
+  bots add NAME     register a bot of the bot API and print its token (shown once)
+  bots list         list the bots
+  bots revoke NAME  revoke a bot: its token and its puppets' access tokens stop working
+  bots token BOT PUPPET [DEVICE]
+                    print a new access token of the bot's puppet's device (the
+                    puppet's first device by default) for the client-server façade`
 
 // command runs an operator subcommand against the configured database.
 func command(configPath string, args []string, out io.Writer) error {
@@ -37,6 +43,8 @@ func command(configPath string, args []string, out io.Writer) error {
 		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return keysCommand(ctx, cfg, db, args[1:], out) }
 	case "rooms":
 		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return roomsCommand(ctx, cfg, db, args[1:], out) }
+	case "bots":
+		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return botsCommand(ctx, cfg, db, args[1:], out) }
 	default:
 		return fmt.Errorf("unknown command %q\n%s", args[0], commandUsage)
 	}

@@ -8,6 +8,8 @@
 //	                                         list, retry or drop parked work items
 //	mls-appservice [-c config.yaml] keys reseal
 //	                                         re-seal stored secrets under the current key
+//	mls-appservice [-c config.yaml] bots add|list|revoke|token
+//	                                         register bots of the bot API, issue tokens
 //
 // This file only parses flags and wires packages together.
 package main
@@ -142,7 +144,7 @@ func serve(configPath string) error {
 	}
 	svc := appservice.NewService(appservice.ServiceConfig{Config: cfg, DB: db, Log: log, Registry: reg,
 		Metrics: appservice.NewMetrics(reg), Handlers: c.handlers,
-		Background:  []func(context.Context) error{c.sender.Run, c.puppets.RegisterBot},
+		Background:  append([]func(context.Context) error{c.sender.Run, c.puppets.RegisterBot}, c.botAPIRun(cfg)...),
 		ReadyChecks: map[string]func() bool{"bot_registered": c.puppets.BotReady}})
 	c.wake = append(c.wake, svc.Wake)
 	if err := svc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

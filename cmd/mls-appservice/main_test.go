@@ -45,14 +45,14 @@ type serviceProcess struct {
 // writeConfig derives a config from the one ./scripts/test registered
 // with Synapse, pointing at dsn. port 0 keeps the registered address, so
 // Synapse delivers transactions to this service.
-func writeConfig(t *testing.T, src, dsn string, port int) string {
+func writeConfig(t testing.TB, src, dsn string, port int) string {
 	t.Helper()
 	return writeConfigWith(t, src, dsn, port, nil)
 }
 
 // writeConfigWith is writeConfig with further keys set: extra maps a
 // section to its keys and values.
-func writeConfigWith(t *testing.T, src, dsn string, port int, extra map[string]map[string]any) string {
+func writeConfigWith(t testing.TB, src, dsn string, port int, extra map[string]map[string]any) string {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
@@ -86,7 +86,7 @@ func writeConfigWith(t *testing.T, src, dsn string, port int, extra map[string]m
 	return path
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -39,7 +39,7 @@ func startPrivateHomeserver(t *testing.T, dsn string, extra map[string]map[strin
 }
 
 // setConfigKey rewrites one key of a config file.
-func setConfigKey(t *testing.T, path, section, key string, value any) {
+func setConfigKey(t testing.TB, path, section, key string, value any) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

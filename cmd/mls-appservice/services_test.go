@@ -39,7 +39,7 @@ type serviceOptions struct {
 // startServices starts a private Synapse with one registration per
 // service, each service on its own database, as separate appservices
 // whose puppets meet only through the homeserver.
-func startServices(t *testing.T, opts ...serviceOptions) (*testenv.Homeserver, []*testService) {
+func startServices(t testing.TB, opts ...serviceOptions) (*testenv.Homeserver, []*testService) {
 	t.Helper()
 	syn := testenv.RequireSynapse(t)
 	var regs []string

@@ -372,7 +372,7 @@ func putRaw(base, hsToken, txnID string, body []byte) bool {
 
 // runCommand runs an operator subcommand of the real binary and returns
 // its output.
-func runCommand(t *testing.T, cfgPath string, args ...string) string {
+func runCommand(t testing.TB, cfgPath string, args ...string) string {
 	t.Helper()
 	out, err := commandProcess(cfgPath, args...).CombinedOutput()
 	if err != nil {
