@@ -410,6 +410,12 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	joined, err := s.joinDevice(ctx, w, r, dev, wel.Message, wel.Commit)
 	var refusal *welcomeRefusal
 	switch {
+	case errors.As(err, &refusal) && refusal.reason == "unknown_key_package" && s.cfg.Puppets.Owns(sender):
+		// Our own commit added the device, which joined from our copy
+		// of the Welcome and consumed the KeyPackage (commitNow): this
+		// is the to-device duplicate, arriving after the device moved on.
+		log.Debug().Msg("Duplicate of a Welcome our device already joined from")
+		return nil
 	case errors.As(err, &refusal):
 		return refuse(refusal.reason, refusal.err)
 	case errors.Is(err, epochs.ErrDuplicateCommit):
@@ -487,6 +493,9 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 		return "", &welcomeRefusal{"invalid", err}
 	}
 	if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+		return "", err
+	}
+	if err := clearOrphans(ctx, w.Q, r.id, fromKeys(dev)); err != nil {
 		return "", err
 	}
 	return joined, nil
