@@ -426,7 +426,14 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	r.state = "active"
 	s.metrics.WelcomesJoined.Inc()
 	log.Info().Uint64("epoch", wel.Commit.Number).Msg("Joined the room's MLS group")
-	if err := s.learnHistory(ctx, r, dev.UserID); err != nil {
+	// Fetch as a puppet of ours that has joined: one only invited (as
+	// the Welcome's device usually is still) cannot read the room.
+	as := dev.UserID
+	if joined, err := s.joinedPuppets(ctx, w.Q, roomID); err == nil && len(joined) > 0 && !slices.Contains(joined, as) {
+		slices.Sort(joined)
+		as = joined[0]
+	}
+	if err := s.learnHistory(ctx, r, as); err != nil {
 		log.Warn().Err(err).Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
 	}
 	if err := s.mlsState(ctx, w, r, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",
