@@ -205,6 +205,14 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 		if err := s.applyCommit(ctx, w, r, chain[i].ev, chain[i].e); err != nil {
 			return err
 		}
+		if n, ok := r.node(chain[i].e.Commit.Next); !ok || !n.Retained {
+			// Refused, a duplicate of a commit processed before, or one
+			// that removed us: the walk cannot go further forward.
+			s.metrics.HistoryStopped.WithLabelValues("not_applied").Inc()
+			log.Warn().Stringer("event_id", chain[i].ev.EventID).Int("remaining", i).
+				Msg("Backfill: a fetched commit did not give us its epoch; the event waits")
+			return nil
+		}
 	}
 	return nil
 }
