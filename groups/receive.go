@@ -92,7 +92,10 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	case errors.Is(err, epochs.ErrDuplicateCommit):
 		return nil
 	case errors.Is(err, epochs.ErrUnknownEpoch):
-		return s.wait(ctx, w, r, ev, c.Base)
+		if err := s.wait(ctx, w, r, ev, c.Base); err != nil {
+			return err
+		}
+		return s.backfill(ctx, w, r, c.Base, e.CommitEvent)
 	case errors.As(err, &rej):
 		s.metrics.CommitsRejected.WithLabelValues(rejectionLabel(rej)).Inc()
 		log.Warn().Err(err).Msg("Commit refused by the room's membership")
@@ -176,7 +179,10 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 				Msg("Message of an epoch none of our devices is in: not addressed to us")
 			return nil
 		}
-		return s.wait(ctx, w, r, ev, e.Epoch)
+		if err := s.wait(ctx, w, r, ev, e.Epoch); err != nil {
+			return err
+		}
+		return s.backfill(ctx, w, r, e.Epoch, e.CommitEvent)
 	case errors.Is(err, epochs.ErrParentNotRetained):
 		if len(r.m.Ours()) == 0 {
 			s.metrics.NotAddressed.Inc()
