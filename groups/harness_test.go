@@ -350,7 +350,7 @@ func (r *remote) wire(out *epochs.Outgoing) (json.RawMessage, id.EventID, any) {
 	if out.Welcome != nil {
 		wel = wireWelcome{Algorithm: r.welAl, Ciphertext: b64(out.Welcome), RoomID: string(r.room), Sender: (*deviceJSON)(&c.Creator),
 			CommitEvent: string(eid), Base: (*b64ID)(&c.Base), Epoch: (*b64ID)(&c.Epoch), Number: &c.Number,
-			Resolves: append([]epochs.ResolvesPair{{Number: base.Number, Creator: base.Creator}}, content.Resolves...),
+			Resolves:     append([]epochs.ResolvesPair{{Number: base.Number, Creator: base.Creator}}, content.Resolves...),
 			DMLSResolves: content.DMLSResolves}
 	}
 	return ev, eid, wel
