@@ -1,11 +1,13 @@
 package groups
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,6 +71,7 @@ type harness struct {
 	metrics  *Metrics
 	splitter *appservice.Splitter
 	worker   *appservice.Worker
+	logs     *logBuffer
 	txn      atomic.Int64
 	events   atomic.Int64
 }
@@ -76,7 +79,27 @@ type harness struct {
 type harnessOptions struct {
 	Policy   epochs.Policy
 	MaxConns int32
-	Log      zerolog.Logger
+	// Quiet drops the Service's log; else it is kept in harness.logs
+	// (warnings and above) and printed if the test fails.
+	Quiet bool
+}
+
+// logBuffer keeps a test's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -95,7 +118,16 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	log := o.Log
+	logs := &logBuffer{}
+	log := zerolog.Nop()
+	if !o.Quiet {
+		log = zerolog.New(logs).Level(zerolog.WarnLevel)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("log:\n%s", logs)
+			}
+		})
+	}
 	puppets := matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: "http://127.0.0.1:9", Domain: testDomain,
 		ASToken: "unused", BotLocalpart: "mlsbot", UserPrefix: testPrefix, DB: db, Log: log})
 	km, err := keys.New(keys.Config{DB: db, Sealer: sealer, Homeserver: puppets, Metrics: keys.NewMetrics(reg), Log: log,
@@ -113,7 +145,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	handlers := appservice.Recorder{}.Handlers()
 	s.Handlers(&handlers)
 	asMetrics := appservice.NewMetrics(reg)
-	h := &harness{t: t, ctx: ctx, db: db, sealer: sealer, keys: km, puppets: puppets, s: s, metrics: metrics,
+	h := &harness{t: t, ctx: ctx, db: db, logs: logs, sealer: sealer, keys: km, puppets: puppets, s: s, metrics: metrics,
 		splitter: appservice.NewSplitter(db, asMetrics, 1, log),
 		worker: appservice.NewWorker(appservice.WorkerConfig{DB: db, Handlers: handlers, Metrics: asMetrics, Log: log,
 			BatchSize: 8, MaxAttempts: 1, RetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond, ItemTimeout: time.Minute})}
