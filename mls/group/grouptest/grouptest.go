@@ -39,6 +39,13 @@ type Group struct {
 // Build makes an n-member group in suite cs whose members are named
 // "member-<i>", with a full or a sparse tree (package doc).
 func Build(cs suite.ID, n int, full bool) (*Group, error) {
+	return BuildNamed(cs, n, full, func(i int) string { return fmt.Sprintf("member-%d", i) })
+}
+
+// BuildNamed is Build with name(i) as the credential identity of the
+// member at leaf i (callers whose members must be "<user id>|<device id>"
+// pass them here).
+func BuildNamed(cs suite.ID, n int, full bool, name func(i int) string) (*Group, error) {
 	s, err := suite.Lookup(cs)
 	if err != nil {
 		return nil, err
@@ -51,7 +58,7 @@ func Build(cs suite.ID, n int, full bool) (*Group, error) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				g.bundles[i], errs[i] = newMember(s, fmt.Sprintf("member-%d", i))
+				g.bundles[i], errs[i] = newMember(s, name(i))
 			}
 		})
 	}
