@@ -293,7 +293,6 @@ func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 type remote struct {
 	h     *harness
 	dev   epochs.Device
-	sig   *suite.SignaturePrivateKey
 	m     *epochs.Member
 	room  id.RoomID
 	alg   string
@@ -313,19 +312,27 @@ func (h *harness) newRemoteRoom(name string) *remote {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	r := &remote{h: h, dev: epochs.Device{UserID: "@" + name + ":" + remoteDomain, DeviceID: strings.ToUpper(name) + "DEV"},
-		sig: sig, room: id.RoomID(fmt.Sprintf("!room%d:%s", h.events.Add(1), remoteDomain)), alg: keys.Algorithm(testSuite)}
+	dev := epochs.Device{UserID: "@" + name + ":" + remoteDomain, DeviceID: strings.ToUpper(name) + "DEV"}
+	kp, err := group.NewKeyPackage(message.BasicCredential([]byte(dev.Identity())), sig, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	room := id.RoomID(fmt.Sprintf("!room%d:%s", h.events.Add(1), remoteDomain))
+	g, err := group.Create(kp, []byte(room), nil, h.s.groupConfig())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.remoteRoom(room, dev, g)
+}
+
+// remoteRoom has the remote device dev, which holds g, create room.
+func (h *harness) remoteRoom(room id.RoomID, dev epochs.Device, g *group.Group) *remote {
+	h.t.Helper()
+	r := &remote{h: h, dev: dev, room: room, alg: keys.Algorithm(testSuite)}
 	r.welAl = welcomePrefix + r.alg[len(algorithmPrefix):]
 	create, createID := h.event(r.room, r.dev.UserID, "m.room.create", new(string),
 		map[string]any{"encryption": map[string]string{"algorithm": r.alg}})
-	kp, err := group.NewKeyPackage(message.BasicCredential([]byte(r.dev.Identity())), sig, nil)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	g, err := group.Create(kp, []byte(r.room), nil, h.s.groupConfig())
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	var err error
 	if r.m, err = epochs.NewMember(r.dev, g, string(createID), epochs.Policy{}, time.Now()); err != nil {
 		h.t.Fatal(err)
 	}
