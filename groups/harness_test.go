@@ -72,8 +72,10 @@ type harness struct {
 	splitter *appservice.Splitter
 	worker   *appservice.Worker
 	logs     *logBuffer
-	txn      atomic.Int64
-	events   atomic.Int64
+	// skew is added to the Service's clock (advance).
+	skew   atomic.Int64
+	txn    atomic.Int64
+	events atomic.Int64
 }
 
 type harnessOptions struct {
@@ -136,7 +138,8 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	metrics := NewMetrics(reg)
-	s, err := New(Config{DB: db, Sealer: sealer, Keys: km, Puppets: puppets, Metrics: metrics, Log: log, Domain: testDomain,
+	var skew *atomic.Int64
+	s, err := New(Config{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }, DB: db, Sealer: sealer, Keys: km, Puppets: puppets, Metrics: metrics, Log: log, Domain: testDomain,
 		Grace: time.Second, MaxJitter: time.Millisecond, Policy: o.Policy, Wait: time.Minute, Autojoin: AutojoinOff,
 		SendTimeout: 20 * time.Millisecond, DeviceTTL: time.Hour})
 	if err != nil {
@@ -149,8 +152,12 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		splitter: appservice.NewSplitter(db, asMetrics, 1, log),
 		worker: appservice.NewWorker(appservice.WorkerConfig{DB: db, Handlers: handlers, Metrics: asMetrics, Log: log,
 			BatchSize: 8, MaxAttempts: 1, RetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond, ItemTimeout: time.Minute})}
+	skew = &h.skew
 	return h
 }
+
+// advance moves the Service's clock forward.
+func (h *harness) advance(d time.Duration) { h.skew.Add(int64(d)) }
 
 // puppet makes one of our puppets with devices, each with its MLS
 // identity and KeyPackages (keys.Manager.EnsureIdentity, as AddDevice
