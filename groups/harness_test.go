@@ -109,7 +109,6 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if o.MaxConns == 0 {
 		o.MaxConns = 4
 	}
-	ctx := context.Background()
 	db := testdb.Open(t, o.MaxConns)
 	key, err := seal.GenerateKey()
 	if err != nil {
@@ -119,6 +118,23 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return harnessOver(t, db, sealer, o)
+}
+
+// restart returns a harness with a new Service (and spine) over the same
+// database and seal key, as after the process was killed: nothing is
+// carried over but what PostgreSQL holds.
+func (h *harness) restart(o harnessOptions) *harness {
+	h.t.Helper()
+	n := harnessOver(h.t, h.db, h.sealer, o)
+	n.txn.Store(h.txn.Load() + 1000)
+	n.events.Store(h.events.Load() + 1000)
+	return n
+}
+
+func harnessOver(t testing.TB, db *database.DB, sealer *seal.Sealer, o harnessOptions) *harness {
+	t.Helper()
+	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	logs := &logBuffer{}
 	log := zerolog.Nop()

@@ -158,3 +158,37 @@ func newKeyPackage(t testing.TB, d epochs.Device) *message.KeyPackage {
 	}
 	return &kp.KeyPackage
 }
+
+// TestRestartFromPostgres: a new Service over the same database (the
+// process killed between two work items) goes on with the room from
+// PostgreSQL alone: it decrypts the next message, applies the next
+// commit once, and finds the log where the first left it.
+func TestRestartFromPostgres(t *testing.T) {
+	h, bob, alice, dev := badInputRoom(t)
+	_, commit, _, _ := bob.commit(view(bob.dev, dev), nil)
+	h.send([]json.RawMessage{commit}, nil)
+	last, err := h.s.LastSeq(h.ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := h.restart(harnessOptions{})
+	bob.h = h2
+	// The commit again (a homeserver resending it after the crash): not
+	// applied a second time.
+	h2.send([]json.RawMessage{commit}, nil)
+	if got := counter(h2.metrics.CommitsApplied); got != 0 {
+		t.Errorf("the restarted service applied the commit again (%v)", got)
+	}
+	msg, eid := bob.message("m.room.message", map[string]string{"body": "after the restart"})
+	h2.send([]json.RawMessage{msg}, nil)
+	d, err := h2.s.Delivery(h2.ctx, alice, eid)
+	if err != nil || d == nil || d.Kind != KindMessage || d.Seq != last+1 {
+		t.Fatalf("after the restart: %+v (%v), last seq before %d", d, err, last)
+	}
+	_, commit2, _, _ := bob.commit(view(bob.dev, dev), nil)
+	h2.send([]json.RawMessage{commit2}, nil)
+	if got := counter(h2.metrics.CommitsApplied); got != 1 {
+		t.Errorf("%v commits applied after the restart, want 1", got)
+	}
+	goesOn(t, h2, bob, alice)
+}
