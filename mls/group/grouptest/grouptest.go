@@ -39,6 +39,27 @@ type Group struct {
 // Build makes an n-member group in suite cs whose members are named
 // "member-<i>", with a full or a sparse tree (package doc).
 func Build(cs suite.ID, n int, full bool) (*Group, error) {
+	return BuildWith(cs, n, full, Options{})
+}
+
+// Options change what Build makes.
+type Options struct {
+	// Name is the credential identity of the member at leaf i
+	// ("member-<i>" if nil); callers whose members must be
+	// "<user id>|<device id>" give it.
+	Name func(i int) string
+	// Scheme is the init scheme of the group's epoch (RFC 9420's if
+	// zero): commits on it carry it on, and members that join later
+	// assume their own configuration's.
+	Scheme keyschedule.InitScheme
+}
+
+// BuildWith is Build with options.
+func BuildWith(cs suite.ID, n int, full bool, o Options) (*Group, error) {
+	name := o.Name
+	if name == nil {
+		name = func(i int) string { return fmt.Sprintf("member-%d", i) }
+	}
 	s, err := suite.Lookup(cs)
 	if err != nil {
 		return nil, err
@@ -51,7 +72,7 @@ func Build(cs suite.ID, n int, full bool) (*Group, error) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				g.bundles[i], errs[i] = newMember(s, fmt.Sprintf("member-%d", i))
+				g.bundles[i], errs[i] = newMember(s, name(i))
 			}
 		})
 	}
@@ -77,7 +98,7 @@ func Build(cs suite.ID, n int, full bool) (*Group, error) {
 		Version: message.MLS10, CipherSuite: cs, GroupID: groupID, Epoch: uint64(n),
 		TreeHash: t.RootHash(), ConfirmedTranscriptHash: random(s.HashSize()), Extensions: []message.Extension{},
 	}
-	d, err := keyschedule.Derive(s, keyschedule.Input{InitSecret: random(s.HashSize()), GroupContext: codec.Marshal(&ctx)})
+	d, err := keyschedule.Derive(s, keyschedule.Input{InitSecret: random(s.HashSize()), GroupContext: codec.Marshal(&ctx), Scheme: o.Scheme})
 	if err != nil {
 		return nil, err
 	}

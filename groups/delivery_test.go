@@ -1,0 +1,253 @@
+package groups
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
+)
+
+// fullLog reads a puppet's whole log with Log, page by page.
+func (h *harness) fullLog(puppet id.UserID, page int) []Delivered {
+	h.t.Helper()
+	var out []Delivered
+	after := int64(0)
+	for {
+		got, err := h.s.Log(h.ctx, puppet, after, page)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if len(got) > page {
+			h.t.Fatalf("Log returned %d entries for a page of %d", len(got), page)
+		}
+		if len(got) == 0 {
+			return out
+		}
+		out = append(out, got...)
+		after = got[len(got)-1].Seq
+	}
+}
+
+// TestDeliveryLog: a remote user's messages are decrypted once for the
+// room and appended once to the log of each of our joined puppets, with
+// sequence numbers that increase by one per puppet; a replayed event is
+// not delivered again; Log and RoomLog paginate the same entries.
+func TestDeliveryLog(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	alice := h.puppet("alice", "ALICE1")
+	carol := h.puppet("carol", "CAROL1", "CAROL2")
+	ours := []epochs.Device{{UserID: string(alice), DeviceID: "ALICE1"}, {UserID: string(carol), DeviceID: "CAROL1"},
+		{UserID: string(carol), DeviceID: "CAROL2"}}
+	bob := h.newRemoteRoom("bob")
+	bob.joinOurs(ours...)
+	decrypted := counter(h.metrics.MessagesDecrypt)
+
+	const n = 7
+	var sent []id.EventID
+	var events []json.RawMessage
+	for i := range n {
+		ev, eid := bob.message("m.room.message", map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d", i)})
+		sent, events = append(sent, eid), append(events, ev)
+	}
+	h.send(events[:3], nil)
+	h.send(events[3:], nil)
+	// The same events again (a homeserver retrying, a second copy):
+	// nothing new is delivered.
+	h.send(events[1:5], nil)
+
+	if got := counter(h.metrics.MessagesDecrypt) - decrypted; got != n {
+		t.Errorf("%v messages decrypted, want %d (once per room)", got, n)
+	}
+	for _, p := range []id.UserID{alice, carol} {
+		log := h.fullLog(p, 2)
+		if len(log) == 0 {
+			t.Fatalf("%s: empty log", p)
+		}
+		var msgs []id.EventID
+		for i, d := range log {
+			if d.Seq != int64(i+1) || d.Puppet != p {
+				t.Errorf("%s: entry %d has seq %d (puppet %s)", p, i, d.Seq, d.Puppet)
+			}
+			if d.Kind == KindMessage {
+				msgs = append(msgs, d.EventID)
+				var c struct{ Body string }
+				if err := json.Unmarshal(d.Content, &c); err != nil || d.Type != "m.room.message" ||
+					d.Sender != id.UserID(bob.dev.UserID) || d.SenderDevice != id.DeviceID(bob.dev.DeviceID) {
+					t.Errorf("%s: entry %+v", p, d)
+				} else if want := fmt.Sprintf("message %d", slices.Index(sent, d.EventID)); c.Body != want {
+					t.Errorf("%s: %s says %q, want %q", p, d.EventID, c.Body, want)
+				}
+			}
+		}
+		if !slices.Equal(msgs, sent) {
+			t.Errorf("%s: messages %v, want each of %v once, in order", p, msgs, sent)
+		}
+		last, err := h.s.LastSeq(h.ctx, p)
+		if err != nil || last != int64(len(log)) {
+			t.Errorf("%s: LastSeq %d (%v), log of %d", p, last, err, len(log))
+		}
+		// RoomLog pages backwards through the same entries.
+		var back []Delivered
+		before := int64(0)
+		for {
+			got, err := h.s.RoomLog(h.ctx, p, bob.room, before, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == 0 {
+				break
+			}
+			back = append(back, got...)
+			before = got[len(got)-1].Seq
+		}
+		slices.Reverse(back)
+		if len(back) != len(log) {
+			t.Fatalf("%s: RoomLog has %d entries, Log %d", p, len(back), len(log))
+		}
+		for i := range back {
+			if back[i].Seq != log[i].Seq || back[i].EventID != log[i].EventID || back[i].Kind != log[i].Kind {
+				t.Errorf("%s: RoomLog entry %d is %d %s, Log's %d %s", p, i, back[i].Seq, back[i].EventID, log[i].Seq, log[i].EventID)
+			}
+		}
+		if got, err := h.s.RoomLog(h.ctx, p, "!other:remote.test", 0, 10); err != nil || len(got) != 0 {
+			t.Errorf("%s: RoomLog of another room: %d entries, %v", p, len(got), err)
+		}
+		if d, err := h.s.Delivery(h.ctx, p, sent[3]); err != nil || d == nil || d.Kind != KindMessage {
+			t.Errorf("%s: Delivery of %s: %+v, %v", p, sent[3], d, err)
+		}
+	}
+	// Each (puppet, event, kind) is in the table once.
+	if dup := h.count(`SELECT count(*) FROM (SELECT 1 FROM delivery GROUP BY user_id, event_id, kind HAVING count(*) > 1) d`); dup != 0 {
+		t.Errorf("%d entries delivered more than once", dup)
+	}
+	// The stored content is sealed.
+	if n := h.count(`SELECT count(*) FROM delivery WHERE position('message 3'::bytea in content) > 0`); n != 0 {
+		t.Errorf("%d delivery rows hold the plaintext", n)
+	}
+}
+
+// ourMessage sends as puppet and returns the result.
+func (h *harness) sendAs(puppet id.UserID, room id.RoomID, body, key string) (SendResult, error) {
+	return h.s.Send(h.ctx, puppet, "", room, "m.room.message", json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":%q}`, body)), key)
+}
+
+// TestSendIdempotent: Send with one idempotency key writes one outbox row
+// and answers every retry, sequential or concurrent, with the first
+// result; a key reused for another puppet is refused; the message's echo
+// is delivered to our puppets from what was recorded, not decrypted.
+func TestSendIdempotent(t *testing.T) {
+	h := newHarness(t, harnessOptions{MaxConns: 12})
+	alice := h.puppet("alice", "ALICE1")
+	carol := h.puppet("carol", "CAROL1")
+	ours := []epochs.Device{{UserID: string(alice), DeviceID: "ALICE1"}, {UserID: string(carol), DeviceID: "CAROL1"}}
+	bob := h.newRemoteRoom("bob")
+	bob.joinOurs(ours...)
+	rows := func() int {
+		return h.count(`SELECT count(*) FROM outbox WHERE kind = 'room_event' AND room_id = $1`, bob.room)
+	}
+	before := rows()
+
+	first, err := h.sendAs(alice, bob.room, "hello", "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.TxnID == "" || first.Device != "ALICE1" || first.RoomID != bob.room {
+		t.Fatalf("result %+v", first)
+	}
+	again, err := h.sendAs(alice, bob.room, "hello", "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first {
+		t.Errorf("retry answered %+v, first %+v", again, first)
+	}
+	if got := rows() - before; got != 1 {
+		t.Errorf("%d outbox rows after a send and its retry", got)
+	}
+	if got := counter(h.metrics.MessagesSent); got != 1 {
+		t.Errorf("%v messages encrypted", got)
+	}
+
+	// Concurrent requests with one key: one row, one answer for all.
+	const n = 8
+	results := make([]SendResult, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { results[i], errs[i] = h.sendAs(alice, bob.room, "concurrent", "key-2") })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("concurrent send %d: %v", i, errs[i])
+		}
+		if results[i] != results[0] {
+			t.Errorf("concurrent send %d answered %+v, send 0 %+v", i, results[i], results[0])
+		}
+	}
+	if results[0].TxnID == first.TxnID {
+		t.Error("a second key got the first key's send")
+	}
+	if got := rows() - before; got != 2 {
+		t.Errorf("%d outbox rows after two keys", got)
+	}
+	if got := h.count(`SELECT count(*) FROM dmls_send`); got != 2 {
+		t.Errorf("%d dmls_send rows", got)
+	}
+
+	// A key is bound to its room and puppet.
+	if _, err := h.sendAs(carol, bob.room, "hello", "key-1"); !errors.Is(err, inbound.ErrInvalid) {
+		t.Errorf("key of alice reused by carol: %v", err)
+	}
+	if got := rows() - before; got != 2 {
+		t.Errorf("%d outbox rows after a refused reuse", got)
+	}
+	// Without a key every call sends.
+	for range 2 {
+		if _, err := h.sendAs(alice, bob.room, "no key", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rows() - before; got != 4 {
+		t.Errorf("%d outbox rows after two sends without a key", got)
+	}
+	if _, err := h.sendAs(h.puppets.PuppetID("nobody"), bob.room, "x", ""); !errors.Is(err, ErrNotInGroup) {
+		t.Errorf("a puppet not in the group sends: %v", err)
+	}
+	if _, err := h.sendAs("@bob:remote.test", bob.room, "x", ""); !errors.Is(err, ErrNotPuppet) {
+		t.Errorf("a user not ours sends: %v", err)
+	}
+
+	// The echo of alice's first message, as the homeserver returns it, is
+	// delivered to both puppets from dmls_sent; bob decrypts it.
+	var content []byte
+	if err := h.db.QueryRow(h.ctx, `SELECT content FROM outbox WHERE txn_id = $1`, first.TxnID).Scan(&content); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ParseEncrypted(content)
+	if err != nil {
+		t.Fatalf("our own message does not parse: %v", err)
+	}
+	plain, sender, err := bob.m.Decrypt(e.Epoch, e.Ciphertext)
+	if err != nil || sender != ours[0] {
+		t.Fatalf("bob decrypts alice's message: %v (sender %v)", err, sender)
+	}
+	if p, err := ParsePlaintext(plain); err != nil || p.RoomID != string(bob.room) || p.Type != "m.room.message" {
+		t.Errorf("plaintext %s: %v", plain, err)
+	}
+	echo, eid := h.event(bob.room, string(alice), EncryptedType, nil, json.RawMessage(content))
+	h.send([]json.RawMessage{echo}, nil)
+	for _, p := range []id.UserID{alice, carol} {
+		d, err := h.s.Delivery(h.ctx, p, eid)
+		if err != nil || d == nil || d.Kind != KindMessage || d.SenderDevice != "ALICE1" {
+			t.Errorf("%s: echo delivered as %+v (%v)", p, d, err)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+package groups
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// storedRow is one sealed part of a room's state as PostgreSQL holds it.
+type storedRow struct {
+	name    string
+	purpose seal.Purpose
+	binding seal.Binding
+	sealed  []byte
+}
+
+func (h *harness) storedRows(room id.RoomID) []storedRow {
+	h.t.Helper()
+	var out []storedRow
+	rows, err := h.db.Query(h.ctx, `SELECT epoch_id, static, init, secrets FROM dmls_epoch WHERE room_id = $1`, room)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var eid, static, init, secrets []byte
+	if _, err := pgx.ForEachRow(rows, []any{&eid, &static, &init, &secrets}, func() error {
+		e := epochs.ID(eid)
+		out = append(out, storedRow{"static " + e.String(), purposeEpochStatic, epochRow(room, e, "static"), static},
+			storedRow{"init " + e.String(), purposeEpochInit, epochRow(room, e, "init"), init},
+			storedRow{"secrets " + e.String(), purposeEpochSecrets, epochRow(room, e, "secrets"), secrets})
+		return nil
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	rows, err = h.db.Query(h.ctx, `SELECT epoch_id, user_id, device_id, private FROM dmls_epoch_device WHERE room_id = $1`, room)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var d epochs.Device
+	var private []byte
+	if _, err := pgx.ForEachRow(rows, []any{&eid, &d.UserID, &d.DeviceID, &private}, func() error {
+		out = append(out, storedRow{"private " + d.String(), purposeEpochPrivate, privateRow(room, epochs.ID(eid), d), private})
+		return nil
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// count runs a count(*) query.
+func (h *harness) count(sql string, args ...any) int {
+	h.t.Helper()
+	var n int
+	if err := h.db.QueryRow(h.ctx, sql, args...).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) loadRoom(room id.RoomID) *room {
+	h.t.Helper()
+	r, err := h.s.loadRoom(h.ctx, h.db, room)
+	if err != nil || r == nil {
+		h.t.Fatalf("load %s: %v (%v)", room, r, err)
+	}
+	return r
+}
+
+func sortedDevices(ds []epochs.Device) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.String()
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestRoomStateStored: after our devices join a remote user's room, the
+// room's state in PostgreSQL is the graph, one shared state per epoch and
+// one private part per (epoch, our device), all sealed; loading it gives
+// back the group the remote device holds.
+func TestRoomStateStored(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	alice := h.puppet("alice", "ALICE1", "ALICE2")
+	carol := h.puppet("carol", "CAROL1")
+	ours := []epochs.Device{{UserID: string(alice), DeviceID: "ALICE1"}, {UserID: string(alice), DeviceID: "ALICE2"},
+		{UserID: string(carol), DeviceID: "CAROL1"}}
+	bob := h.newRemoteRoom("bob")
+	epoch := bob.joinOurs(ours...)
+	if got := counter(h.metrics.WelcomesJoined); got != 3 {
+		t.Fatalf("%v Welcomes joined, want 3", got)
+	}
+
+	// The layout: one shared state for the epoch, one private part per
+	// device of ours.
+	if n := h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1`, bob.room); n != 1 {
+		t.Errorf("%d shared epoch rows, want 1", n)
+	}
+	var stored []string
+	rows, _ := h.db.Query(h.ctx, `SELECT user_id || '|' || device_id FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2
+		ORDER BY 1`, bob.room, []byte(epoch))
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sortedDevices(ours); !slices.Equal(stored, want) {
+		t.Errorf("private parts of %v, want %v", stored, want)
+	}
+
+	// Round trip: the loaded room holds the remote's epoch, with our
+	// devices as holders and the same authenticator as the remote.
+	r := h.loadRoom(bob.room)
+	if r.state != "active" {
+		t.Errorf("room state %q", r.state)
+	}
+	base, holders, err := r.base()
+	if err != nil || base != epoch {
+		t.Fatalf("base %v (%v), want %v", base, err, epoch)
+	}
+	if got, want := sortedDevices(holders), sortedDevices(ours); !slices.Equal(got, want) {
+		t.Errorf("holders %v, want %v", got, want)
+	}
+	pub, err := r.m.Public(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remotePub, err := bob.m.Public(epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pub.EpochAuthenticator(), remotePub.EpochAuthenticator()) || pub.Epoch() != remotePub.Epoch() {
+		t.Errorf("loaded epoch %d differs from the remote's %d", pub.Epoch(), remotePub.Epoch())
+	}
+	if got, want := sortedDevices(r.m.Devices(base)), sortedDevices(append(ours, bob.dev)); !slices.Equal(got, want) {
+		t.Errorf("group devices %v, want %v", got, want)
+	}
+	for _, d := range ours {
+		g, err := r.m.Group(base, d)
+		if err != nil {
+			t.Fatalf("group of %s: %v", d, err)
+		}
+		if !bytes.Equal(g.EpochAuthenticator(), remotePub.EpochAuthenticator()) {
+			t.Errorf("%s: authenticator differs", d)
+		}
+	}
+	if n, ok := r.node(epoch); !ok || n.Creator != bob.dev || n.Number != 1 {
+		t.Errorf("graph node %+v", n)
+	}
+
+	// Sealed: each stored part opens under its own binding only; no
+	// 16-byte run of what it seals appears in any sealed part; the
+	// unsealed graph metadata holds none of the secret parts (init
+	// secret, secret tree, private keys) beyond the public epoch id that
+	// heads them; and our devices' signature keys are nowhere.
+	parts := h.storedRows(bob.room)
+	if len(parts) != 3+len(ours) {
+		t.Fatalf("%d stored parts, want %d", len(parts), 3+len(ours))
+	}
+	var sealed bytes.Buffer
+	var graph []byte
+	if err := h.db.QueryRow(h.ctx, `SELECT graph FROM dmls_room WHERE room_id = $1`, bob.room).Scan(&graph); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		sealed.Write(p.sealed)
+	}
+	const run = 16
+	for _, p := range parts {
+		plain, err := h.sealer.Open(p.purpose, p.binding, p.sealed)
+		if err != nil {
+			t.Fatalf("%s does not open: %v", p.name, err)
+		}
+		if len(plain) < 64 {
+			t.Fatalf("%s holds %d bytes", p.name, len(plain))
+		}
+		for _, other := range parts {
+			if other.name != p.name && other.purpose == p.purpose {
+				if _, err := h.sealer.Open(p.purpose, other.binding, p.sealed); err == nil {
+					t.Errorf("%s opens under the binding of %s", p.name, other.name)
+				}
+			}
+		}
+		for i := 0; i+run <= len(plain); i += 4 {
+			if bytes.Contains(sealed.Bytes(), plain[i:i+run]) {
+				t.Errorf("%s: plaintext bytes %d..%d are in a sealed part in the clear", p.name, i, i+run)
+				break
+			}
+		}
+		if p.purpose == purposeEpochStatic {
+			continue // the public tree and context: public by nature
+		}
+		for i := 4 + len(epoch); i+run <= len(plain); i += 4 {
+			if bytes.Contains(graph, plain[i:i+run]) {
+				t.Errorf("%s: plaintext bytes %d..%d are in the graph metadata", p.name, i, i+run)
+				break
+			}
+		}
+	}
+	for _, d := range ours {
+		sig, err := h.keys.SignatureKey(h.ctx, h.db, toKeys(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret := sig.Bytes()
+		if bytes.Contains(graph, secret[:run]) || bytes.Contains(sealed.Bytes(), secret[:run]) {
+			t.Errorf("the signature key of %s is stored in the clear", d)
+		}
+		// ... while its private part does hold it, sealed: the check
+		// above looks for something that is there.
+		for _, p := range parts {
+			if p.name == "private "+d.String() {
+				plain, _ := h.sealer.Open(p.purpose, p.binding, p.sealed)
+				if !bytes.Contains(plain, secret[:run]) {
+					t.Errorf("the private part of %s does not hold its signature key", d)
+				}
+			}
+		}
+	}
+	// The graph's metadata is not sealed: it must not hold what the
+	// sealed parts protect (checked above), and must load alone.
+	if _, err := epochs.LoadMember(graph, h.s.groupConfig(), func(epochs.ID) (*epochs.StoredEpoch, error) {
+		return nil, errLazy
+	}); err != nil {
+		t.Errorf("graph metadata does not load without the epoch states: %v", err)
+	}
+}
+
+var errLazy = errorString("epoch state read")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// TestRetentionPrunesDroppedEpochs: with MaxEpochs 2, every commit the
+// remote makes drops the oldest retained epoch, and every row kept about
+// it (shared state, private parts) goes with it; the room still works.
+func TestRetentionPrunesDroppedEpochs(t *testing.T) {
+	h := newHarness(t, harnessOptions{Policy: epochs.Policy{MaxEpochs: 2}})
+	alice := h.puppet("alice", "ALICE1", "ALICE2")
+	ours := []epochs.Device{{UserID: string(alice), DeviceID: "ALICE1"}, {UserID: string(alice), DeviceID: "ALICE2"}}
+	bob := h.newRemoteRoom("bob")
+	first := bob.joinOurs(ours...)
+	room := view(append([]epochs.Device{bob.dev}, ours...)...)
+	made := []epochs.ID{first}
+	for i := range 5 {
+		out, ev, _, _ := bob.commit(room, nil)
+		h.send([]json.RawMessage{ev}, nil)
+		made = append(made, out.Commit.Epoch)
+		if got := counter(h.metrics.CommitsApplied); got != float64(i+1) {
+			t.Fatalf("after commit %d: %v applied", i+1, got)
+		}
+		n := h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1`, bob.room)
+		if n > 2 {
+			t.Errorf("after commit %d: %d epochs stored, policy keeps 2", i+1, n)
+		}
+		devs := h.count(`SELECT count(*) FROM dmls_epoch_device WHERE room_id = $1`, bob.room)
+		if devs != n*len(ours) {
+			t.Errorf("after commit %d: %d private parts for %d epochs and %d devices", i+1, devs, n, len(ours))
+		}
+	}
+	// The oldest epochs are gone, the newest two are kept.
+	for i, e := range made {
+		n := h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
+		p := h.count(`SELECT count(*) FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
+		keep := i >= len(made)-2
+		if (n == 1) != keep || (p > 0) != keep {
+			t.Errorf("epoch %d: %d shared rows, %d private rows; kept %v", i+1, n, p, keep)
+		}
+	}
+	// Still working: a message in the newest epoch is delivered.
+	msg, eid := bob.message("m.room.message", map[string]string{"body": "after pruning"})
+	h.send([]json.RawMessage{msg}, nil)
+	d, err := h.s.Delivery(h.ctx, alice, eid)
+	if err != nil || d == nil || d.Kind != KindMessage {
+		t.Fatalf("message after pruning: %+v, %v", d, err)
+	}
+}
