@@ -302,6 +302,40 @@ func (s *Service) replayWaiting(ctx context.Context, w *inbound.Work, r *room, e
 	return nil
 }
 
+// dropJoiningCommit forgets the commit that made epoch, which a device of
+// ours has just joined by Welcome, if it waits for its base: the
+// homeserver sends the room event before the to-device message, so that
+// commit usually arrives first and waits for a base we will never hold.
+// It is not a rejected commit; its epoch came by another way.
+func (s *Service) dropJoiningCommit(ctx context.Context, w *inbound.Work, r *room, epoch epochs.ID) error {
+	rows, err := w.Q.Query(ctx, `SELECT event_id, event FROM dmls_waiting WHERE room_id = $1`, r.id)
+	if err != nil {
+		return errf(r.id, "waiting events: %w", err)
+	}
+	var drop []string
+	var eventID string
+	var raw []byte
+	if _, err := pgx.ForEachRow(rows, []any{&eventID, &raw}, func() error {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil {
+			return nil
+		}
+		if e, err := ParseEncrypted(ev.Content); err == nil && e.Commit != nil && e.Commit.Next == epoch {
+			drop = append(drop, eventID)
+		}
+		return nil
+	}); err != nil {
+		return errf(r.id, "waiting events: %w", err)
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	if _, err := w.Q.Exec(ctx, `DELETE FROM dmls_waiting WHERE room_id = $1 AND event_id = ANY($2)`, r.id, drop); err != nil {
+		return errf(r.id, "waiting events: %w", err)
+	}
+	return nil
+}
+
 // waitTimer ends the wait of events whose epoch did not come.
 type waitTimer struct{ s *Service }
 
@@ -447,6 +481,9 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		return err
 	}
 	if err := s.replayWaiting(ctx, w, r, joined); err != nil {
+		return err
+	}
+	if err := s.dropJoiningCommit(ctx, w, r, joined); err != nil {
 		return err
 	}
 	if err := s.reconcileLoaded(ctx, w, r, reconcileReason{at: w.Item.CreatedAt}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -248,9 +249,39 @@ func decodeStrict(data []byte, v any) error {
 		return fmt.Errorf("%w: not valid UTF-8", ErrWire)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
+		if name, ferr := failingField(data, v); name != "" {
+			return fmt.Errorf("%w: %s: %v", ErrWire, name, ferr)
+		}
 		return fmt.Errorf("%w: %v", ErrWire, err)
 	}
 	return nil
+}
+
+// failingField finds the field of the struct v points to whose value in
+// the JSON object data does not decode, and its error: encoding/json
+// names the field only for its own type errors, not for those of a
+// field's UnmarshalJSON, and an error that does not name the field is of
+// little use to whoever sent it.
+func failingField(data []byte, v any) (string, error) {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) != nil {
+		return "", nil
+	}
+	t := reflect.TypeOf(v).Elem()
+	if t.Kind() != reflect.Struct {
+		return "", nil
+	}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		value, ok := raw[name]
+		if name == "" || name == "-" || !ok {
+			continue
+		}
+		if err := json.Unmarshal(value, reflect.New(t.Field(i).Type).Interface()); err != nil {
+			return name, err
+		}
+	}
+	return "", nil
 }
 
 func isObject(data []byte) bool {
@@ -268,6 +299,9 @@ func decodeCiphertext(s string) ([]byte, error) {
 	b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
 	if err != nil {
 		return nil, fmt.Errorf("%w: ciphertext is not base64", ErrWire)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: ciphertext is empty", ErrWire)
 	}
 	return b, nil
 }
