@@ -173,7 +173,11 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		s.metrics.NotAddressed.Inc()
 		return nil
 	case errors.Is(err, epochs.ErrUnknownEpoch):
-		if len(r.m.Ours()) == 0 {
+		// Our devices may still hold an epoch of the room after their
+		// puppets left (the removing commit's epoch is not kept once
+		// retention runs): with no puppet of ours joined, the message is
+		// for others.
+		if len(r.m.Ours()) == 0 || len(to) == 0 {
 			s.metrics.NotAddressed.Inc()
 			s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).
 				Msg("Message of an epoch none of our devices is in: not addressed to us")
@@ -184,7 +188,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		}
 		return s.backfill(ctx, w, r, e.Epoch, e.CommitEvent)
 	case errors.Is(err, epochs.ErrParentNotRetained):
-		if len(r.m.Ours()) == 0 {
+		if len(r.m.Ours()) == 0 || len(to) == 0 {
 			s.metrics.NotAddressed.Inc()
 			return nil
 		}
