@@ -70,8 +70,18 @@ func (p *Public) sentConfirmation(t *tree.Tree, leaf treemath.LeafIndex, gen *tr
 		return nil, nil
 	}
 	fdp := t.FilteredDirectPath(leaf)
-	if gen == nil || len(fdp) == 0 {
+	if gen == nil {
 		return nil, fmt.Errorf("%w: %w", ErrDMLSPathRequired, pprf.ErrNoUpdatePath)
+	}
+	if len(fdp) == 0 {
+		// We are the only member left (everyone else was removed): the
+		// path has no node, so no path_secret[n], and commit_secret is
+		// the fresh path_secret[0] of RFC 9420 §7.4. Nobody else
+		// processes this commit, so the confirmation is ours to define;
+		// it is derived from that fresh secret as it would be from
+		// path_secret[n], keeping the child's init secret unpredictable
+		// to anyone who held the parent.
+		return pprf.CommitConfirmation(p.suite, gen.CommitSecret)
 	}
 	x := tree.CopathChild(fdp[len(fdp)-1], leaf.Node())
 	for !x.IsLeaf() {

@@ -92,6 +92,10 @@
 // A fresh path gives every commit its own input and gives post-compromise
 // security to the fork that wins; DESIGN §5 already requires it of
 // resolving commits, and RFC 9420 always allows a committer to include one.
+// One path has no node at all: that of a committer who is the only member
+// left. Its commit_secret is then the fresh path_secret[0] (RFC 9420
+// §7.4), and package group derives the confirmation from it; nobody else
+// processes such a commit.
 //
 // A consequence every caller must respect: a child can be derived once.
 // The committer derives its new epoch when it creates the commit and must
