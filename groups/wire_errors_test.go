@@ -4,8 +4,7 @@ import (
 	"testing"
 )
 
-// KNOWN FAILURES (bugs in wire.go, kept failing on purpose, see the
-// commit message):
+// Regressions (bugs in wire.go found by these tests, now fixed):
 //
 //  1. A malformed [user id, device id] pair (epoch_creator, sender) or a
 //     malformed base64 id (dmls_next_epoch, dmls_base_epoch,

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// KNOWN FAILURE (kept failing on purpose; see the commit message): the
+// Regression (fixed; found by this test): the
 // commit that adds our device reaches us before its Welcome (the
 // homeserver sends the room event, then the to-device message), while we
 // hold no epoch: applyCommit makes it wait for its base. The Welcome then

@@ -9,7 +9,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/message"
 )
 
-// KNOWN FAILURE (kept failing on purpose; see the commit message).
+// Regression (fixed; found by this test).
 //
 // When a commit removes every device of ours, epochs.Member.Apply returns
 // ErrRemoved and records the new epoch as metadata only (Observe, learn):
@@ -21,7 +21,9 @@ import (
 // epoch), so receiveMessage makes it wait, and when the wait ends
 // waitTimer counts it undecryptable (epoch_never_arrived), never as not
 // addressed to us: issue 11 requires "reports them as not addressed to
-// it, not as undecryptable".
+// it, not as undecryptable". receiveMessage now counts a message of an
+// unknown epoch as not addressed when no puppet of ours is joined.
+//
 // TestRemovedIsNotAddressed: once bob's commit removes our only device
 // (alice left), bob's later messages are counted as not addressed to us,
 // never as undecryptable, and alice's log gets none of them.
