@@ -97,16 +97,25 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 			}
 		}
 	}
+	orphaned, err := s.recoverOrphans(ctx, w.Q, r)
+	if err != nil {
+		return err
+	}
 	plan, forked, waiting, err := s.plan(ctx, w.Q, r, view)
 	if err != nil {
 		return err
 	}
 	if plan.Empty() && !forked {
-		if waiting {
+		switch {
+		case waiting:
 			// Look again shortly, in case the homeserver does not tell us
 			// about our own device's upload.
 			return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
 				DueAt: s.now().Add(uploadRecheck)}, database.Earliest)
+		case orphaned:
+			// Come back when an orphaned device's wait ends.
+			return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
+				DueAt: s.now().Add(s.cfg.Wait)}, database.Earliest)
 		}
 		return database.CancelTimer(ctx, w.Q, timerCommit, string(r.id))
 	}
@@ -141,8 +150,82 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 		// ours with the lowest leaf commits.
 		return s.commitNow(ctx, w, r, lowestLeaf(joined, ours), view, why)
 	}
+	// A waiting device's grace runs from the last change it saw: a commit
+	// of another device that arrives while it waits is the first
+	// committer at work, and committing on top of it before it could
+	// reach the others is what makes concurrent resolutions fork again
+	// and again when events take longer than the grace to arrive. A new
+	// membership change keeps the earlier turn.
+	mode := database.Earliest
+	if why.commit {
+		mode = database.Replace
+	}
 	return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
-		DueAt: later.At}, database.Earliest)
+		DueAt: later.At}, mode)
+}
+
+// recoverOrphans finds devices of ours that the base epoch's group holds
+// but for which we hold no private state (their Welcome never came), and
+// once one has been so for groups.wait, leaves it out of the room's view
+// so that the plan removes it; the next plan adds it again with a fresh
+// KeyPackage, and the device joins from that commit's Welcome.
+//
+// It reports whether orphans are still waiting.
+func (s *Service) recoverOrphans(ctx context.Context, q database.Querier, r *room) (bool, error) {
+	base, holders, err := r.base()
+	if err != nil {
+		return false, nil
+	}
+	if _, err := r.m.Public(base); err != nil {
+		return false, errf(r.id, "load base epoch: %w", err)
+	}
+	var orphans []string
+	for _, d := range r.m.Devices(base) {
+		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) && !slices.Contains(holders, d) {
+			orphans = append(orphans, d.Identity())
+		}
+	}
+	if _, err := q.Exec(ctx, `DELETE FROM dmls_orphan WHERE room_id = $1 AND NOT device = ANY($2)`, r.id, orphans); err != nil {
+		return false, errf(r.id, "orphaned devices: %w", err)
+	}
+	waiting := false
+	for _, o := range orphans {
+		var since time.Time
+		if err := q.QueryRow(ctx, `INSERT INTO dmls_orphan (room_id, device, since) VALUES ($1, $2, $3)
+			ON CONFLICT (room_id, device) DO UPDATE SET device = excluded.device RETURNING since`, r.id, o, s.now()).Scan(&since); err != nil {
+			return false, errf(r.id, "orphaned devices: %w", err)
+		}
+		if s.now().Sub(since) < s.cfg.Wait {
+			waiting = true
+			continue
+		}
+		s.cfg.Log.Warn().Stringer("room_id", r.id).Str("device", o).Dur("waited", s.now().Sub(since)).
+			Msg("Our device is in the group without its keys (its Welcome never came); removing it to add it again")
+	}
+	return waiting, nil
+}
+
+// excludeOrphans leaves out of view the devices of ours whose wait as
+// orphans (recoverOrphans) is over, so that the plan removes them. The
+// record stays until the device leaves the group (the removal lands) or
+// gets its keys: it keeps the device out of every view until then.
+func (s *Service) excludeOrphans(ctx context.Context, q database.Querier, r *room, view *epochs.Room) error {
+	rows, err := q.Query(ctx, `SELECT device FROM dmls_orphan WHERE room_id = $1 AND since <= $2`, r.id, s.now().Add(-s.cfg.Wait))
+	if err != nil {
+		return errf(r.id, "orphaned devices: %w", err)
+	}
+	orphans, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return errf(r.id, "orphaned devices: %w", err)
+	}
+	for _, o := range orphans {
+		d, err := epochs.ParseDevice(o)
+		if err != nil {
+			continue
+		}
+		view.Devices[d.UserID] = slices.DeleteFunc(slices.Clone(view.Devices[d.UserID]), func(x string) bool { return x == d.DeviceID })
+	}
+	return nil
 }
 
 // lowestLeaf returns the one of ours with the lowest leaf among joined.
@@ -167,6 +250,9 @@ func lowestLeaf(joined []epochs.LeafDevice, ours []epochs.Device) epochs.Device 
 // waiting reports devices of ours left out because their keys are not
 // uploaded yet.
 func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view epochs.Room) (plan epochs.Plan, forked, waiting bool, err error) {
+	if err := s.excludeOrphans(ctx, q, r, &view); err != nil {
+		return epochs.Plan{}, false, false, err
+	}
 	rc, err := r.m.Graph().NextCommit(view)
 	if err != nil {
 		return epochs.Plan{}, false, false, errf(r.id, "plan: %w", err)
@@ -192,6 +278,9 @@ func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view ep
 				return epochs.Plan{}, false, false, err
 			}
 			view.Devices = fresh.Devices
+			if err := s.excludeOrphans(ctx, q, r, &view); err != nil {
+				return epochs.Plan{}, false, false, err
+			}
 			if rc, err = r.m.Graph().NextCommit(view); err != nil {
 				return epochs.Plan{}, false, false, errf(r.id, "plan: %w", err)
 			}
@@ -265,6 +354,9 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 			kps[d] = c.KeyPackage
 		}
 	}
+	if err := s.excludeOrphans(ctx, w.Q, r, &view); err != nil {
+		return err
+	}
 	out, err := r.m.Commit(dev, view, func(d epochs.Device) *message.KeyPackage { return kps[d] }, s.now())
 	if errors.Is(err, epochs.ErrCannotCommit) {
 		s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("device", dev).Msg("Our device cannot commit in this room (not in the base epoch's group)")
@@ -275,6 +367,21 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 	}
 	if err := s.sendCommit(ctx, w, r, out); err != nil {
 		return err
+	}
+	// Our own devices that the commit adds join at once from the Welcome
+	// we made: the copy sent to them as a to-device message is a
+	// duplicate then, and Synapse drops to-device messages to an
+	// appservice that is down (synapse#14710), so waiting for it could
+	// leave one of our devices in the tree without its keys.
+	for _, d := range out.Added {
+		if !s.cfg.Puppets.Owns(id.UserID(d.UserID)) || out.Welcome == nil {
+			continue
+		}
+		c := out.Commit
+		c.EventID = ""
+		if _, err := s.joinDevice(ctx, w, r, toKeys(d), out.Welcome, c); err != nil && !errors.Is(err, epochs.ErrDuplicateCommit) {
+			s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Str("device", d.String()).Msg("Our added device could not join from our own Welcome; it waits for the to-device copy")
+		}
 	}
 	if err := database.CancelTimer(ctx, w.Q, timerCommit, string(r.id)); err != nil {
 		return err

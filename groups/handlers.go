@@ -325,6 +325,12 @@ type commitTimer struct{ s *Service }
 
 func (t commitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Timer) (time.Time, error) {
 	room := id.RoomID(timer.Key)
+	// This run's row goes first, so that what the reconciliation schedules
+	// is a new row: rescheduling the running timer "at the earliest" would
+	// keep its past due time, and finishing the run would delete it.
+	if err := database.CancelTimer(ctx, w.Q, timerCommit, timer.Key); err != nil {
+		return time.Time{}, err
+	}
 	state, dmls, err := isDMLS(ctx, w.Q, room)
 	if err != nil || !dmls || state != "active" {
 		return time.Time{}, err
@@ -335,7 +341,8 @@ func (t commitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.
 // reconcileReason says why a room reconciles, for the committer rule and
 // latency metrics.
 type reconcileReason struct {
-	event string    // the membership event, if any
-	timer bool      // a waiting committer's grace period ended
-	at    time.Time // when the cause was stored
+	event  string    // the membership event, if any
+	timer  bool      // a waiting committer's grace period ended
+	commit bool      // another device's commit was applied
+	at     time.Time // when the cause was stored
 }

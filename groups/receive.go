@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -120,7 +121,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	if err := s.replayWaiting(ctx, w, r, next); err != nil {
 		return err
 	}
-	return s.reconcileLoaded(ctx, w, r, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+	return s.reconcileLoaded(ctx, w, r, reconcileReason{commit: true, at: w.Item.CreatedAt})
 }
 
 func rejectionLabel(r *epochs.Rejection) string {
@@ -215,6 +216,8 @@ func (s *Service) deliverMessage(ctx context.Context, w *inbound.Work, r *room, 
 
 func (s *Service) undecryptable(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, reason string, to []id.UserID) error {
 	s.metrics.Undecryptable.WithLabelValues(reason).Inc()
+	s.cfg.Log.Warn().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Stringer("sender", ev.Sender).
+		Str("reason", reason).Int("puppets", len(to)).Msg("Message undecryptable")
 	content, _ := json.Marshal(map[string]string{"reason": reason})
 	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: r.id, EventID: ev.EventID, Kind: KindUndecryptable,
 		Sender: ev.Sender, Type: EncryptedType, Content: content, OriginServerTS: ev.OriginServerTS})
@@ -315,6 +318,26 @@ func (t waitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 		if err != nil {
 			continue
 		}
+		e, err := ParseEncrypted(ev.Content)
+		if err != nil {
+			continue
+		}
+		if e.Commit != nil {
+			// A commit whose base never came: made before any device of
+			// ours was in the group (its branch reaches us by Welcome),
+			// or on a branch we never saw. Nothing to deliver.
+			s.metrics.CommitsRejected.WithLabelValues("base_never_arrived").Inc()
+			s.cfg.Log.Info().Stringer("room_id", roomID).Stringer("event_id", ev.EventID).Msg("Commit dropped: its base epoch never came")
+			continue
+		}
+		if r.m != nil {
+			if n, ok := r.node(e.Epoch); ok && !n.Retained && len(r.m.Holders(e.Epoch)) == 0 {
+				// An epoch we know only from history: sent before any
+				// device of ours was in the group.
+				s.metrics.NotAddressed.Inc()
+				continue
+			}
+		}
 		if err := s.undecryptable(ctx, w, r, ev, "epoch_never_arrived", to); err != nil {
 			return time.Time{}, err
 		}
@@ -374,39 +397,19 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	if err != nil {
 		return err
 	}
-	msg, err := message.ParseMLSMessage(wel.Message)
-	if err != nil || msg.Welcome == nil {
-		return refuse("malformed", err)
+	if r.m != nil && slices.Contains(r.m.Holders(wel.Commit.Epoch), fromKeys(dev)) {
+		// The device joined already, from our own copy of the Welcome
+		// (commitNow) or an earlier delivery of this one.
+		return nil
 	}
-	var ref []byte
-	var bundle *group.KeyPackageBundle
-	for _, gs := range msg.Welcome.Secrets {
-		b, err := s.cfg.Keys.KeyPackageBundle(ctx, w.Q, dev, gs.NewMember)
-		if errors.Is(err, keys.ErrUnknownKeyPackage) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		ref, bundle = gs.NewMember, b
-		break
-	}
-	if bundle == nil {
-		return refuse("unknown_key_package", errors.New("no KeyPackage of the device is in the Welcome"))
-	}
-	self := fromKeys(dev)
-	if r.m == nil {
-		r.m = epochs.NewJoinedMember(s.groupConfig(), s.cfg.Policy)
-	}
-	joined, err := r.m.Join(self, wel.Message, bundle, wel.Commit, s.now())
+	joined, err := s.joinDevice(ctx, w, r, dev, wel.Message, wel.Commit)
+	var refusal *welcomeRefusal
 	switch {
-	case err == nil:
+	case errors.As(err, &refusal):
+		return refuse(refusal.reason, refusal.err)
 	case errors.Is(err, epochs.ErrDuplicateCommit):
-		return s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref)
-	default:
-		return refuse("invalid", err)
-	}
-	if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+		return s.saveRoom(ctx, w.Q, r)
+	case err != nil:
 		return err
 	}
 	r.state = "active"
@@ -426,4 +429,60 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		return err
 	}
 	return s.saveRoom(ctx, w.Q, r)
+}
+
+// welcomeRefusal is why a Welcome cannot join our device (it is logged,
+// counted and dropped, never retried).
+type welcomeRefusal struct {
+	reason string
+	err    error
+}
+
+func (e *welcomeRefusal) Error() string {
+	return "welcome refused (" + e.reason + "): " + fmt.Sprint(e.err)
+}
+
+// joinDevice joins our device dev to the loaded room from a Welcome
+// message made by commit c, with the KeyPackage of dev that the Welcome
+// names, and consumes that KeyPackage. ErrDuplicateCommit: dev holds the
+// epoch already (the KeyPackage is consumed all the same).
+func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev keys.Device, welcome []byte, c epochs.Commit) (epochs.ID, error) {
+	msg, err := message.ParseMLSMessage(welcome)
+	if err != nil || msg.Welcome == nil {
+		return "", &welcomeRefusal{"malformed", err}
+	}
+	var ref []byte
+	var bundle *group.KeyPackageBundle
+	for _, gs := range msg.Welcome.Secrets {
+		b, err := s.cfg.Keys.KeyPackageBundle(ctx, w.Q, dev, gs.NewMember)
+		if errors.Is(err, keys.ErrUnknownKeyPackage) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		ref, bundle = gs.NewMember, b
+		break
+	}
+	if bundle == nil {
+		return "", &welcomeRefusal{"unknown_key_package", errors.New("no KeyPackage of the device is in the Welcome")}
+	}
+	if r.m == nil {
+		r.m = epochs.NewJoinedMember(s.groupConfig(), s.cfg.Policy)
+	}
+	joined, err := r.m.Join(fromKeys(dev), welcome, bundle, c, s.now())
+	switch {
+	case err == nil:
+	case errors.Is(err, epochs.ErrDuplicateCommit):
+		if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+			return "", err
+		}
+		return joined, err
+	default:
+		return "", &welcomeRefusal{"invalid", err}
+	}
+	if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+		return "", err
+	}
+	return joined, nil
 }

@@ -349,6 +349,10 @@ type EpochInfo struct {
 	CommitEvent string `json:"commit_event,omitempty"`
 	Retained    bool   `json:"retained"`
 	Head        bool   `json:"head"`
+	// Holders are our devices that hold private state in the epoch.
+	Holders []string `json:"holders,omitempty"`
+	// Devices counts the group's devices in the epoch (if retained).
+	Devices int `json:"devices"`
 }
 
 // Graph returns a room's epoch graph as far as it reaches back from its
@@ -379,7 +383,10 @@ func (s *Service) Graph(ctx context.Context, roomID id.RoomID) ([]EpochInfo, err
 					break
 				}
 				e := EpochInfo{Number: n.Number, ID: id.String(), Creator: n.Creator.String(), CommitEvent: n.CommitEvent,
-					Retained: n.Retained, Head: slices.Contains(heads, id)}
+					Retained: n.Retained, Head: slices.Contains(heads, id), Devices: len(r.m.Devices(id))}
+				for _, d := range r.m.Holders(id) {
+					e.Holders = append(e.Holders, d.String())
+				}
 				if n.Parent != "" {
 					e.Parent = n.Parent.String()
 				}

@@ -121,6 +121,17 @@ CREATE TABLE dmls_left_out (
     PRIMARY KEY (room_id, user_id)
 );
 
+-- Devices of ours that the group's tree holds but for which we hold no
+-- private state: their Welcome has not arrived (Synapse drops to-device
+-- messages to an appservice that is down). After groups.wait the room
+-- removes such a device, and adds it again, with a new Welcome.
+CREATE TABLE dmls_orphan (
+    room_id text        NOT NULL,
+    device  text        NOT NULL,
+    since   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (room_id, device)
+);
+
 -- What each puppet was given, in order: messages, membership changes,
 -- the room's MLS state changes, undecryptable notices. seq counts per
 -- puppet under the puppet's row lock in delivery_cursor, so the order of

@@ -100,6 +100,45 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 				info, err := s.c.groups.Room(context.Background(), room)
 				b, _ := json.Marshal(info)
 				w.t.Logf("%s: %s (%v)", s.name, b, err)
+				var waiting int
+				_ = s.db.QueryRow(context.Background(), `SELECT count(*) FROM dmls_waiting`).Scan(&waiting)
+				w.t.Logf("%s: %d events waiting; metrics %v", s.name, waiting, scrape(s))
+				rows, _ := s.db.Query(context.Background(), `SELECT to_user_id || '|' || to_device_id, sent_at IS NOT NULL,
+					coalesce(last_error, '') FROM outbox WHERE kind = 'to_device' ORDER BY seq`)
+				for rows != nil && rows.Next() {
+					var to, lastErr string
+					var sent bool
+					_ = rows.Scan(&to, &sent, &lastErr)
+					w.t.Logf("%s: to-device to %s sent %v %s", s.name, to, sent, lastErr)
+				}
+				rows, _ = s.db.Query(context.Background(), `SELECT to_user_id || '|' || to_device_id, sender, recorded_at
+					FROM inbound_event WHERE kind = 'to_device' ORDER BY seq`)
+				for rows != nil && rows.Next() {
+					var to, sender string
+					var at time.Time
+					_ = rows.Scan(&to, &sender, &at)
+					w.t.Logf("%s: received to-device for %s from %s at %s", s.name, to, sender, at.Format(time.TimeOnly))
+				}
+				rows, _ = s.db.Query(context.Background(), `SELECT kind || ' ' || key || ' ' || due_at::text || ' attempts ' || attempts || ' ' || coalesce(last_error, '') FROM timer`)
+				for rows != nil && rows.Next() {
+					var t string
+					_ = rows.Scan(&t)
+					w.t.Logf("%s: timer %s", s.name, t)
+				}
+				rows, _ = s.db.Query(context.Background(), `SELECT device || ' since ' || since::text FROM dmls_orphan`)
+				for rows != nil && rows.Next() {
+					var t string
+					_ = rows.Scan(&t)
+					w.t.Logf("%s: orphan %s", s.name, t)
+				}
+				w.t.Logf("%s: now %s", s.name, time.Now().UTC().Format(time.RFC3339))
+				graph, _ := s.c.groups.Graph(context.Background(), room)
+				for i, e := range graph {
+					if i < 12 {
+						w.t.Logf("%s:   epoch %d %s parent %s creator %s retained %v head %v devices %d holders %v", s.name, e.Number, e.ID[:8],
+							e.Parent[:min(8, len(e.Parent))], e.Creator, e.Retained, e.Head, e.Devices, e.Holders)
+					}
+				}
 			}
 		}
 	}()
@@ -116,8 +155,12 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 			}
 			devs := slices.Clone(info.Devices)
 			sort.Strings(devs)
-			last = fmt.Sprintf("%s: epoch %d heads %d devices %d/%d", s.name, info.Epoch, len(info.Heads), len(devs), len(want))
-			if !info.Converged || !slices.Equal(devs, want) {
+			ours := slices.Clone(info.Ours)
+			sort.Strings(ours)
+			wantOurs := w.ours(s, want)
+			last = fmt.Sprintf("%s: epoch %d heads %d devices %d/%d ours %d/%d", s.name, info.Epoch, len(info.Heads),
+				len(devs), len(want), len(ours), len(wantOurs))
+			if !info.Converged || !slices.Equal(devs, want) || !slices.Equal(ours, wantOurs) {
 				return false, nil
 			}
 			if epoch == "" {
@@ -129,6 +172,19 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 		}
 		return true, nil
 	})
+}
+
+// ours returns the devices of want that belong to s's puppets: the
+// service must hold every one of them in the base epoch.
+func (w *e2eWorld) ours(s *testService, want []string) []string {
+	var out []string
+	for _, d := range want {
+		user, _, _ := strings.Cut(d, "|")
+		if w.puppets[id.UserID(user)] == s {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func (w *e2eWorld) hasMember(s *testService, room id.RoomID) bool {

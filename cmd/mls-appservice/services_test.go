@@ -48,7 +48,7 @@ func startServices(t testing.TB, opts ...serviceOptions) (*testenv.Homeserver, [
 		extra := map[string]map[string]any{
 			"appservice": {"id": o.name, "user_prefix": o.name + "_", "bot_username": o.name + "bot"},
 			"processing": {"poll": "100ms", "retry_backoff": "200ms", "max_retry_backoff": "2s"},
-			"groups":     {"commit_grace": "1s", "commit_jitter": "500ms", "wait": "30s", "send_timeout": "20s"},
+			"groups":     {"commit_grace": "3s", "commit_jitter": "1s", "wait": "30s", "send_timeout": "20s"},
 			"logging":    {"level": "debug"},
 		}
 		for k, v := range o.groups {
