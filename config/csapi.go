@@ -34,7 +34,7 @@ type CSAPI struct {
 
 func defaultCSAPI() CSAPI {
 	return CSAPI{Hostname: "0.0.0.0", Port: 29342, CreateRooms: "all", SyncHold: Duration(10 * time.Second),
-		SendWait: Duration(time.Minute), MaxBodyBytes: 1 << 20, MaxUploadBytes: 100 << 20, MaxResponseBytes: 64 << 20}
+		SendWait: Duration(30 * time.Second), MaxBodyBytes: 1 << 20, MaxUploadBytes: 100 << 20, MaxResponseBytes: 64 << 20}
 }
 
 // validateCSAPI checks the csapi section (also when it is disabled).

@@ -13,7 +13,7 @@ CREATE TABLE csapi_txn (
     outbox_txn text        NOT NULL,
     event_id   text,
     created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (user_id, device_id, room_id, txn_id)
 );
 CREATE INDEX csapi_txn_event ON csapi_txn (event_id) WHERE event_id IS NOT NULL;
 CREATE INDEX csapi_txn_created ON csapi_txn (created_at);
