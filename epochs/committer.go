@@ -24,7 +24,9 @@ type CommitterInput struct {
 	Joined []LeafDevice
 	// Self is the device that asks.
 	Self Device
-	// Seen is when Self saw the membership change.
+	// Seen is when Self last saw the group change: a membership change,
+	// or a commit that arrived. Each change restarts the wait (package
+	// doc, "Committer").
 	Seen time.Time
 	// Grace is how long the others leave the first committer.
 	Grace time.Duration

@@ -1,20 +1,20 @@
 // Package epochs makes MLS work on Matrix, where events have no linear
 // order and two members can commit on the same epoch (Decentralised MLS,
-// DESIGN §5, MSC2883, draft-kohbrok-mls-dmls). It holds one member's graph
-// of epochs, chooses where the next commit goes, says which commits the
-// room's membership forbids, who should commit and when, and which old
-// epochs may be forgotten.
+// DESIGN §5, MSC2883, draft-kohbrok-mls-dmls). It holds the graph of
+// epochs of one room as our devices know it, chooses where the next commit
+// goes, says which commits the room's membership forbids, who should
+// commit and when, and which old epochs may be forgotten.
 //
 // It has no Matrix client and no database. Graph[S] holds the rules over
 // any per-epoch state S: its inputs are epochs (identity, parent,
 // confirmation tag, members, the caller's state), room membership at given
 // points, and the caller's clock; its outputs are heads, bases, plans for
 // commits, and rejections. Member binds those rules to real MLS states
-// (mls/group with keyschedule.SchemeDMLS): it applies a commit on any
-// retained epoch, decrypts in any retained epoch, makes the next commit per
-// NextCommit, joins from Welcomes, and zeroes dropped epochs. Both encode
-// to bytes.
-//
+// (mls/group with keyschedule.SchemeDMLS) for all of our devices in one
+// room (see "Our devices" below): it applies a commit on any retained
+// epoch, decrypts in any retained epoch, makes the next commit per
+// NextCommit, joins from Welcomes, and zeroes dropped epochs. It is stored
+// in parts and loaded lazily (see "Storage").
 // The rules below are the protocol: every member of a room must apply them
 // identically, so they are stated here precisely enough to reimplement.
 //
@@ -71,9 +71,13 @@
 // commit: on the base, naming every other head in resolves and
 // dmls_resolves (in base order, best first), removing every device whose
 // user is neither joined nor invited (and devices that their user's
-// device list no longer holds), and adding every device of a joined user
-// that the base lacks, from KeyPackages the caller claimed (a device
-// without a KeyPackage is left for a later commit). Every commit in a DMLS
+// device list no longer holds), and adding every device of a joined or
+// invited user that the base lacks, from KeyPackages the caller claimed (a
+// device without a KeyPackage is left for a later commit). Every commit
+// plans its membership this way (PlanMembership): the group's devices are
+// the listed devices of the room's joined and invited users. (Earlier,
+// invited users' devices were kept but not added until their users
+// joined.) Every commit in a DMLS
 // room, and so every resolving commit, carries an update path (see
 // mls/pprf for why). Applying a commit that names heads retires them. A
 // member whose own update was lost in a losing branch sends a fresh
@@ -85,36 +89,110 @@
 // A commit travels as an MLS PublicMessage (so that anyone can read its
 // confirmation tag) with these event fields: dmls_epoch of its base, the
 // dmls_epoch and number of the epoch it creates, epoch_creator,
-// commit_event and resolves/dmls_resolves. The committer also puts
+// commit_event (of its base: the link a member that lacks the base
+// follows back) and resolves/dmls_resolves. The committer also puts
 // dmls_resolves in the commit's authenticated_data
 // (struct { uint8 version = 1; opaque dmls_epoch<V><V>; }), so that the
 // signature covers it; receivers use the signed list and reject an event
 // that says otherwise. A receiver that processes the commit checks the
 // claimed dmls_epoch, number and creator against the result.
 //
+// An epoch's own commit_event is known only once its commit's event was
+// sent: the committer records it then (Member.SetCommitEvent), and
+// nothing that must name it is sent before (DESIGN §3's outbox
+// dependencies). No rule depends on commit events: base selection,
+// heads, resolutions, planning, the committer rule and retention use
+// epoch numbers, dmls_epoch values, confirmation tags, creators and the
+// caller's clock; the membership authority uses the room states that
+// the caller looked up at those events.
+//
 // A member that joins by Welcome holds only the epoch it was added to; to
 // order that epoch against other branches as the older members do, it
 // learns the history from the commit events themselves (it reads the room
 // timeline, backfilling along commit_event links): each event names its
 // base and its new epoch and carries the confirmation tag, so the joiner
-// records the chain from its epoch back as metadata (Graph.Learn). The
-// Welcome carries no history. A learned epoch's claimed dmls_epoch cannot
-// be checked by the joiner; a lie only changes the joiner's order of
-// branches, never what it accepts. We chose this over putting history in
-// the GroupInfo because the commits are public in the room anyway and a
-// GroupInfo extension would need every client to understand it.
+// records the chain from its epoch back as metadata (Member.Observe,
+// Graph.Learn). Graph.MissingHistory names the epochs whose commits it
+// still needs: those that would connect the histories of its retained
+// epochs. The Welcome carries no history. A learned epoch's claimed
+// dmls_epoch cannot be checked by the joiner; a lie only changes the
+// joiner's order of branches, never what it accepts. We chose this over
+// putting history in the GroupInfo because the commits are public in the
+// room anyway and a GroupInfo extension would need every client to
+// understand it.
 //
 // Under SchemeDMLS an epoch can derive each child once (its PRF is
 // punctured), so a member never processes a commit twice: it remembers
-// the hash of every commit it made, applied or rejected, adopts its own
-// commits when it makes them and skips their echo (ErrDuplicateCommit).
-// A commit whose base this member dropped cannot be processed
-// (ErrParentNotRetained); heads are never dropped and superseded epochs
-// are kept for MaxAge, so this only happens to commits made on an epoch
-// that was superseded longer ago than MaxAge (a partition longer than
-// that), and such a member then depends on the others' resolution. A
-// commit that removes this member is recorded as metadata only
+// the hash of every commit it made, applied or rejected while that
+// commit's base is retained, adopts its own commits when it makes them
+// and skips their echo (ErrDuplicateCommit). A commit whose base this
+// member dropped cannot be processed (ErrParentNotRetained); heads are
+// never dropped and superseded epochs are kept for MaxAge, so this only
+// happens to commits made on an epoch that was superseded longer ago than
+// MaxAge (a partition longer than that), and such a member then depends
+// on the others' resolution. A commit on an epoch the member does not
+// hold, or knows only as history, waits for it (ErrUnknownEpoch; the
+// caller bounds the wait), unless that epoch is unknown and older than
+// every retained epoch (ErrParentNotRetained: dropped and forgotten). A
+// commit that removes all of our devices is recorded as metadata only
 // (ErrRemoved).
+//
+// # Our devices
+//
+// An application service has many devices in a room (its puppets'), and
+// processes each room event once for all of them (DESIGN §4). A Member
+// holds, in each retained epoch, one shared group state (*group.Public)
+// and the private state (*group.Private) of each of our devices in that
+// epoch, its holders:
+//
+//   - Apply processes a commit once for all holders of its base
+//     (group.Group.HandleCommitShared: one verification and key schedule,
+//     one HPKE decryption per device); the new epoch's holders are those
+//     the commit kept.
+//   - Commit is made by one holder of the base; our other holders enter
+//     the new epoch from the path secrets it generated, without
+//     processing it (CommitOptions.Others).
+//   - Join enters one device by Welcome: into an epoch we hold, only the
+//     device's private state is derived (group.JoinPrivate); otherwise
+//     the epoch is joined in full.
+//   - Whatever order commits and Welcomes arrive in, each holder of an
+//     epoch follows into every retained child whose commit kept it:
+//     when a device enters an epoch (by Welcome, or because the epoch's
+//     own commit arrives after a child was joined), it enters the
+//     children from their commits, which the Member keeps with each
+//     epoch (group.Group.PrivatesAfter: no key schedule, so the parent's
+//     PRF is not used twice).
+//   - Decrypt reads a message once, advancing the epoch's secret tree,
+//     for all holders; Encrypt sends as one holder.
+//   - RemoveDevice drops a device that left the room from every epoch;
+//     an epoch left without holders is dropped, unless it is a head.
+//
+// Each device still follows the committer rule on its own, but sees the
+// Member's single graph; a Member with one device is a member as the
+// protocol describes it.
+//
+// # Storage
+//
+// A Member is stored in parts so that an event writes in proportion to
+// what it changed (DESIGN §5). Flush returns what changed since the last
+// Flush; LoadMember decodes the metadata and loads an epoch's parts on
+// first use of its state:
+//
+//	part                           written                         size
+//	metadata (graph, holders,      on a graph change: a new        O(1) per epoch (member
+//	  policy, commit hashes,         epoch, a drop, a commit         lists as changes from
+//	  observed commits)              seen, a commit event            the parent's), plus one
+//	                                                                 full member list, O(n)
+//	per epoch: static part         once, with the epoch            the ratchet tree: O(n)
+//	per epoch: init state          the epoch's PRF punctured       ~17 KiB per child derived
+//	                                 (a commit on it processed
+//	                                 or made)
+//	per epoch: secret tree         a message sent or read in it    O(log n) per sender used
+//	per epoch: commit              once, with the epoch            the commit message
+//	per (epoch, device): private   once, when the device enters    O(log n) keys
+//
+// Decrypting changes only the secret tree of the message's epoch;
+// retention deletes whole epochs (Changes.Dropped).
 //
 // # Membership authority
 //
@@ -135,12 +213,18 @@
 //
 // # Committer
 //
-// When a member sees a membership change, the joined device with the
-// lowest leaf index in the base epoch (ties, impossible in a valid tree,
-// broken by user id then device id) commits at once. Every other joined
-// device waits Grace plus a uniform jitter in [0, MaxJitter) from when it
-// saw the change, then commits only if the change is still not reflected
-// in its base (NextCommit's Plan is not empty) or a fork is still open.
+// When a member sees a membership change or a fork, the joined device
+// with the lowest leaf index in the base epoch (ties, impossible in a
+// valid tree, broken by user id then device id) commits at once. Every
+// other joined device waits Grace plus a uniform jitter in [0, MaxJitter)
+// from when it last saw the group change (a membership change, or a
+// commit that arrived), then commits only if the change is still not
+// reflected in its base (NextCommit's Plan is not empty) or a fork is
+// still open. Each change seen restarts the wait, so that waiting devices
+// stay quiet while commits are still arriving; counting only from the
+// first change made large groups after a partition fall into a
+// resolution storm, every waiting device resolving the forks that the
+// others' resolutions made (seen in the simulation with 40 members).
 // A device that is not a joined member does not commit. Forks remain
 // possible and are resolved as above. Grace should exceed the usual time
 // for an event to reach every member: a shorter one makes the waiting
@@ -167,7 +251,11 @@
 // Dropping an epoch hands its state to the caller's destroy function to
 // zero its secrets; the graph keeps its metadata while a comparison between
 // retained epochs may need it (between the retained epochs' last common
-// ancestor and themselves) and forgets the rest. The init secrets that
+// ancestor and themselves) or while its commit resolves a retained epoch
+// (forgetting it would make that epoch a head again), and forgets the
+// rest. A Member forgets with them what it kept about commits: the hashes
+// of commits made on epochs no longer retained, and observed commits that
+// no longer connect to the graph. Its state is so bounded by the policy. The init secrets that
 // retained epochs keep for their children come from the DMLS puncturable
 // PRF (mls/pprf), so a retained epoch cannot derive the same child twice.
 package epochs

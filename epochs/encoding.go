@@ -1,6 +1,7 @@
 package epochs
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,31 +13,58 @@ import (
 // graphVersion is the first byte of an encoded Graph. Bump it whenever the
 // layout below changes, and keep decoding the old layouts.
 //
-// Version 1, in the TLS presentation language:
+// Version 2, in the TLS presentation language:
 //
 //	struct { opaque user_id<V>; opaque device_id<V>; } Device;
 //	struct { uint64 unix_nanos; } Time;        // optional<Time>: absent = zero
+//	enum { none(0), all(1), changes(2) } MembersForm;
+//	struct {
+//	    MembersForm form;
+//	    select (form) {
+//	        case none:    struct {};         // the epoch is not retained
+//	        case all:     Device members<V>;  // ascending, unique
+//	        case changes: Device added<V>;    // ascending, unique
+//	                      Device removed<V>;  // ascending, unique
+//	    };
+//	} EpochMembers;
 //	struct {
 //	    opaque dmls_epoch<V>;                  // 1..64 bytes
 //	    uint64 number;
 //	    Device creator;
-//	    opaque commit_event<V>;
+//	    opaque commit_event<V>;                // empty while unknown
 //	    opaque parent<V>;                      // empty for a root
 //	    opaque confirmation_tag<V>;
-//	    Device members<V>;                     // ascending, unique
+//	    EpochMembers members;
 //	    opaque resolves<V><V>;                 // dmls_epoch values
 //	    optional<Time> added;
 //	    optional<Time> superseded;
 //	    optional<opaque state<V>> state;       // present iff retained
 //	} EpochNode;
 //	struct {
-//	    uint8 version = 1;
+//	    uint8 version = 2;
 //	    EpochNode nodes<V>;                    // ascending by dmls_epoch
 //	} EpochGraph;
 //
-// The state is whatever the caller's encoder returns; it holds secrets, so
-// the whole encoding must be stored as securely as the states themselves.
-const graphVersion = 1
+// A retained epoch whose parent is retained stores its members as the
+// changes from the parent's (its commit's adds and removes), the others
+// in full, so that a graph of many epochs of a large group stores each
+// member list about once. Epochs that are not retained store none: only
+// retained epochs' members are used. Version 1 stored every node's
+// members in full, as Device members<V> in place of EpochMembers; it is
+// still read.
+//
+// The state is whatever the caller's encoder returns; the whole encoding
+// must be stored as securely as the states themselves.
+const (
+	graphVersion1 = 1
+	graphVersion  = 2
+)
+
+const (
+	membersNone    = 0
+	membersAll     = 1
+	membersChanges = 2
+)
 
 // MarshalBinary encodes the graph with encode for each retained state.
 func (g *Graph[S]) MarshalBinary(encode func(S) ([]byte, error)) ([]byte, error) {
@@ -66,11 +94,7 @@ func (g *Graph[S]) MarshalBinary(encode func(S) ([]byte, error)) ([]byte, error)
 			w.Opaque([]byte(n.CommitEvent))
 			w.Opaque([]byte(n.Parent))
 			w.Opaque(n.ConfirmationTag)
-			w.Vector(func(w *codec.Writer) {
-				for _, m := range n.Members {
-					writeDevice(w, m)
-				}
-			})
+			g.writeMembers(w, n)
 			w.Vector(func(w *codec.Writer) {
 				for _, r := range n.Resolves {
 					w.Opaque([]byte(r))
@@ -87,6 +111,29 @@ func (g *Graph[S]) MarshalBinary(encode func(S) ([]byte, error)) ([]byte, error)
 	return w.Bytes(), nil
 }
 
+// writeMembers writes n's EpochMembers.
+func (g *Graph[S]) writeMembers(w *codec.Writer, n *Node[S]) {
+	switch p := g.nodes[n.Parent]; {
+	case !n.Retained:
+		w.Uint8(membersNone)
+	case p != nil && p.Retained:
+		w.Uint8(membersChanges)
+		writeDevices(w, minus(n.Members, p.Members))
+		writeDevices(w, minus(p.Members, n.Members))
+	default:
+		w.Uint8(membersAll)
+		writeDevices(w, n.Members)
+	}
+}
+
+func writeDevices(w *codec.Writer, ds []Device) {
+	w.Vector(func(w *codec.Writer) {
+		for _, d := range ds {
+			writeDevice(w, d)
+		}
+	})
+}
+
 func writeDevice(w *codec.Writer, d Device) {
 	w.Opaque([]byte(d.UserID))
 	w.Opaque([]byte(d.DeviceID))
@@ -101,15 +148,17 @@ func writeTime(w *codec.Writer, t time.Time) {
 
 // Unmarshal decodes a graph, calling decode for each retained state. It
 // checks the graph's invariants (identifier sizes, ordering, epoch numbers
-// along parent links) and never trusts a declared length.
+// along parent links, member changes against the parent's members) and
+// never trusts a declared length.
 func Unmarshal[S any](data []byte, decode func([]byte) (S, error)) (*Graph[S], error) {
 	r := codec.NewReader(data)
-	if v := r.Uint8("version"); r.Err() == nil && v != graphVersion {
+	v := r.Uint8("version")
+	if r.Err() == nil && v != graphVersion && v != graphVersion1 {
 		r.Fail("version", invalid("unknown version %d", v))
 	}
-	var nodes []*Node[S]
+	var nodes []*decodedNode[S]
 	r.Each("nodes", func(r *codec.Reader) {
-		n := readNode(r, decode)
+		n := readNode(r, v, decode)
 		if r.Err() != nil {
 			return
 		}
@@ -124,41 +173,67 @@ func Unmarshal[S any](data []byte, decode func([]byte) (S, error)) (*Graph[S], e
 	}
 	g := New[S]()
 	for _, n := range nodes {
-		g.nodes[n.ID] = n
+		g.nodes[n.ID] = &n.Node
 	}
 	for _, n := range nodes {
 		if p := g.nodes[n.Parent]; p != nil && p.Number+1 != n.Number {
 			return nil, fmt.Errorf("decode epoch graph: %w", invalid("epoch %v: number %d on parent %d", n.ID, n.Number, p.Number))
 		}
 	}
+	// Member changes apply to the parent's members, which have a lower
+	// number and so are complete when they are needed.
+	slices.SortFunc(nodes, func(a, b *decodedNode[S]) int { return cmp.Compare(a.Number, b.Number) })
+	for _, n := range nodes {
+		if n.form != membersChanges {
+			continue
+		}
+		p := g.nodes[n.Parent]
+		if p == nil || !p.Retained {
+			return nil, fmt.Errorf("decode epoch graph: %w", invalid("epoch %v: member changes from a parent not retained", n.ID))
+		}
+		if len(minus(n.removed, p.Members)) > 0 || len(minus(n.added, minus(n.added, p.Members))) > 0 {
+			return nil, fmt.Errorf("decode epoch graph: %w", invalid("epoch %v: member changes do not fit the parent", n.ID))
+		}
+		n.Members = sortedDevices(append(minus(p.Members, n.removed), n.added...))
+	}
 	g.relink()
 	return g, nil
+}
+
+// decodedNode is a node as read, before its member changes are applied.
+type decodedNode[S any] struct {
+	Node[S]
+	form           uint8
+	added, removed []Device
 }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidGraph}, args...)...)
 }
 
-func readNode[S any](r *codec.Reader, decode func([]byte) (S, error)) *Node[S] {
-	n := &Node[S]{}
+func readNode[S any](r *codec.Reader, version uint8, decode func([]byte) (S, error)) *decodedNode[S] {
+	d := &decodedNode[S]{}
+	n := &d.Node
 	n.ID = ID(r.Opaque("node.dmls_epoch"))
 	n.Number = r.Uint64("node.number")
 	n.Creator = readDevice(r, "node.creator")
 	n.CommitEvent = string(r.Opaque("node.commit_event"))
 	n.Parent = ID(r.Opaque("node.parent"))
 	n.ConfirmationTag = r.Opaque("node.confirmation_tag")
-	n.Members = []Device{}
-	r.Each("node.members", func(r *codec.Reader) {
-		d := readDevice(r, "node.members")
-		if r.Err() != nil {
-			return
-		}
-		if k := len(n.Members); k > 0 && compareDevices(n.Members[k-1], d) >= 0 {
-			r.Fail("node.members", invalid("member %v out of order", d))
-			return
-		}
-		n.Members = append(n.Members, d)
-	})
+	d.form = membersAll
+	if version != graphVersion1 {
+		d.form = r.Uint8("node.members.form")
+	}
+	switch d.form {
+	case membersNone:
+	case membersAll:
+		n.Members = readDevices(r, "node.members")
+	case membersChanges:
+		d.added = readDevices(r, "node.members.added")
+		d.removed = readDevices(r, "node.members.removed")
+	default:
+		r.Fail("node.members.form", invalid("members form %d", d.form))
+	}
 	n.Resolves = []ID{}
 	r.Each("node.resolves", func(r *codec.Reader) {
 		id := ID(r.Opaque("node.resolves"))
@@ -202,6 +277,10 @@ func readNode[S any](r *codec.Reader, decode func([]byte) (S, error)) *Node[S] {
 		r.Fail("node.resolves", invalid("epoch %v resolves itself", n.ID))
 		return nil
 	}
+	if (d.form == membersNone) == n.Retained && version != graphVersion1 {
+		r.Fail("node.members.form", invalid("epoch %v: members form %d for retained %v", n.ID, d.form, n.Retained))
+		return nil
+	}
 	if n.Retained {
 		s, err := decode(state)
 		if err != nil {
@@ -210,7 +289,24 @@ func readNode[S any](r *codec.Reader, decode func([]byte) (S, error)) *Node[S] {
 		}
 		n.State = s
 	}
-	return n
+	return d
+}
+
+// readDevices reads Device devices<V>, which must be ascending and unique.
+func readDevices(r *codec.Reader, field string) []Device {
+	out := []Device{}
+	r.Each(field, func(r *codec.Reader) {
+		d := readDevice(r, field)
+		if r.Err() != nil {
+			return
+		}
+		if k := len(out); k > 0 && compareDevices(out[k-1], d) >= 0 {
+			r.Fail(field, invalid("member %v out of order", d))
+			return
+		}
+		out = append(out, d)
+	})
+	return out
 }
 
 func readDevice(r *codec.Reader, field string) Device {

@@ -3,6 +3,7 @@ package epochs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -57,6 +58,60 @@ func TestGraphEncodingRoundTrip(t *testing.T) {
 	}
 }
 
+// A retained epoch whose parent is retained stores its members as the
+// changes from the parent's, so that many epochs of a large group cost
+// about one member list; they decode to the same lists.
+func TestGraphEncodingMemberChanges(t *testing.T) {
+	var many []Device
+	for i := range 200 {
+		many = append(many, dev(fmt.Sprintf("@user%03d:example.org", i), "DEVICE"))
+	}
+	g := New[string]()
+	prev := ID("")
+	members := slices.Clone(many)
+	for i := range 20 {
+		id := ID(fmt.Sprintf("E%02d", i))
+		members = append(slices.Clone(members[1:]), dev(fmt.Sprintf("@new%02d:example.org", i), "D"))
+		err := g.Add(Node[string]{Identity: Identity{ID: id, Number: uint64(i)}, Parent: prev, ConfirmationTag: []byte{byte(i)},
+			Members: members, Added: t0, State: "s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = id
+	}
+	enc, err := g.MarshalBinary(encodeString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := codec.NewWriter(0)
+	writeDevices(list, members)
+	if len(enc) > 2*len(list.Bytes()) {
+		t.Fatalf("20 epochs of 200 members encode to %d bytes; one member list is %d", len(enc), len(list.Bytes()))
+	}
+	h, err := Unmarshal(enc, decodeString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range g.nodes {
+		if m, _ := h.Node(id); !slices.Equal(m.Members, n.Members) {
+			t.Fatalf("epoch %v: members differ after decoding", id)
+		}
+	}
+	// Dropped epochs keep no members; their children then store theirs in
+	// full.
+	if err := g.Drop(ids("E00", "E01", "E02"), nil); err != nil {
+		t.Fatal(err)
+	}
+	enc, _ = g.MarshalBinary(encodeString)
+	h, err = Unmarshal(enc, decodeString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := h.Node("E03"); !slices.Equal(n.Members, g.nodes["E03"].Members) {
+		t.Fatal("members of the oldest retained epoch lost")
+	}
+}
+
 func TestGraphEncodingErrors(t *testing.T) {
 	g := sampleGraph(t)
 	failing := func(string) ([]byte, error) { return nil, errors.New("boom") }
@@ -72,8 +127,11 @@ func TestGraphEncodingErrors(t *testing.T) {
 		id, parent string
 		number     uint64
 		tag        []byte
-		members    []Device
+		members    []Device // all, or added with form changes
 		resolves   []string
+		form       uint8
+		removed    []Device
+		dropped    bool
 	}
 	encode := func(version uint8, nodes ...nodeFields) []byte {
 		w := codec.NewWriter(64)
@@ -86,11 +144,19 @@ func TestGraphEncodingErrors(t *testing.T) {
 				w.Opaque([]byte("$ev"))
 				w.Opaque([]byte(n.parent))
 				w.Opaque(n.tag)
-				w.Vector(func(w *codec.Writer) {
-					for _, m := range n.members {
-						writeDevice(w, m)
+				switch {
+				case version == 1:
+					writeDevices(w, n.members)
+				case n.form == membersChanges:
+					w.Uint8(membersChanges)
+					writeDevices(w, n.members)
+					writeDevices(w, n.removed)
+				default:
+					w.Uint8(n.form)
+					if n.form == membersAll {
+						writeDevices(w, n.members)
 					}
-				})
+				}
 				w.Vector(func(w *codec.Writer) {
 					for _, r := range n.resolves {
 						w.Opaque([]byte(r))
@@ -98,8 +164,10 @@ func TestGraphEncodingErrors(t *testing.T) {
 				})
 				writeTime(w, t0)
 				writeTime(w, time.Time{})
-				w.Optional(true)
-				w.Opaque([]byte("s"))
+				w.Optional(!n.dropped)
+				if !n.dropped {
+					w.Opaque([]byte("s"))
+				}
 			}
 		})
 		return w.Bytes()
@@ -126,6 +194,18 @@ func TestGraphEncodingErrors(t *testing.T) {
 		{"duplicate node", encode(1, nodeFields{id: "A"}, nodeFields{id: "A"}), ErrInvalidGraph},
 		{"number does not follow parent", encode(1, nodeFields{id: "A", number: 3}, nodeFields{id: "B", number: 5, parent: "A"}), ErrInvalidGraph},
 		{"trailing data", append(encode(1), 0), codec.ErrTrailingData},
+		{"v2 unknown members form", encode(2, nodeFields{id: "A", form: 7}), ErrInvalidGraph},
+		{"v2 retained without members", encode(2, nodeFields{id: "A", form: membersNone}), ErrInvalidGraph},
+		{"v2 dropped with members", encode(2, nodeFields{id: "A", form: membersAll, dropped: true}), ErrInvalidGraph},
+		{"v2 changes without parent", encode(2, nodeFields{id: "A", number: 1, parent: "P", form: membersChanges}), ErrInvalidGraph},
+		{"v2 changes from a dropped parent", encode(2, nodeFields{id: "A", dropped: true},
+			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges}), ErrInvalidGraph},
+		{"v2 removes a member the parent lacks", encode(2, nodeFields{id: "A", form: membersAll, members: []Device{alice}},
+			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, removed: []Device{bob}}), ErrInvalidGraph},
+		{"v2 adds a member the parent has", encode(2, nodeFields{id: "A", form: membersAll, members: []Device{alice}},
+			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{alice}}), ErrInvalidGraph},
+		{"v2 removed out of order", encode(2, nodeFields{id: "A", form: membersAll, members: []Device{alice, bob}},
+			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, removed: []Device{bob, alice}}), ErrInvalidGraph},
 	}
 	for _, tt := range tests {
 		if _, err := Unmarshal(tt.data, decodeString); !errors.Is(err, tt.want) {
@@ -133,7 +213,15 @@ func TestGraphEncodingErrors(t *testing.T) {
 		}
 	}
 	if _, err := Unmarshal(encode(1, nodeFields{id: "A", number: 3}, nodeFields{id: "B", number: 4, parent: "A"}), decodeString); err != nil {
-		t.Errorf("valid graph rejected: %v", err)
+		t.Errorf("valid version 1 graph rejected: %v", err)
+	}
+	g2, err := Unmarshal(encode(2, nodeFields{id: "A", form: membersAll, members: []Device{alice, bob}},
+		nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{carol}, removed: []Device{alice}}), decodeString)
+	if err != nil {
+		t.Fatalf("valid version 2 graph rejected: %v", err)
+	}
+	if n, _ := g2.Node("B"); !slices.Equal(n.Members, []Device{bob, carol}) {
+		t.Errorf("members from changes: %v", n.Members)
 	}
 }
 

@@ -24,7 +24,9 @@ type Node[S any] struct {
 	// Resolves are the heads that the creating commit names in
 	// dmls_resolves; adding the node retires them.
 	Resolves []ID
-	// Added is when this member learned the epoch, on the caller's clock.
+	// Added is when this member learned the epoch, on the caller's clock:
+	// when it made, processed or joined it. An epoch known only from
+	// history (Learn) has none until it is held.
 	Added time.Time
 	// Superseded is when the epoch stopped being a head: the Added time of
 	// its first child or of the first commit that resolved it. Zero while
@@ -84,7 +86,7 @@ func (g *Graph[S]) Join(n Node[S]) error { return g.add(n, true) }
 // branches exactly as the members that saw them being made.
 func (g *Graph[S]) Learn(n Node[S]) error {
 	var zero S
-	n.State = zero
+	n.State, n.Added = zero, time.Time{}
 	return g.add(n, false)
 }
 
@@ -114,9 +116,7 @@ func (g *Graph[S]) add(n Node[S], retained bool) error {
 	}
 	stored := n
 	stored.ConfirmationTag = slices.Clone(n.ConfirmationTag)
-	stored.Members = slices.Clone(n.Members)
-	slices.SortFunc(stored.Members, compareDevices)
-	stored.Members = slices.Compact(stored.Members)
+	stored.Members = sortedDevices(n.Members)
 	stored.Resolves = slices.Clone(n.Resolves)
 	stored.Retained = retained
 	stored.Superseded = time.Time{}
@@ -160,6 +160,14 @@ func (g *Graph[S]) Node(id ID) (Node[S], bool) {
 	return *n, true
 }
 
+// Children returns the epochs known to have been made on id, in ID
+// order; id itself need not be known (the children of a missing parent
+// name it). A member that follows MissingHistory fetches a missing
+// epoch's commit through them: each child's commit event links to it.
+func (g *Graph[S]) Children(id ID) []ID {
+	return sortedIDs(slices.Clone(g.children[id]))
+}
+
 // State returns a retained epoch's state, for processing a commit made on
 // it or decrypting an application message sent in it.
 func (g *Graph[S]) State(id ID) (S, bool) {
@@ -169,6 +177,35 @@ func (g *Graph[S]) State(id ID) (S, bool) {
 		return zero, false
 	}
 	return n.State, true
+}
+
+// Hold gives a known epoch that holds no state (learned, or dropped) the
+// state s and makes it retained: for a member that joins, by Welcome, an
+// epoch it only knew of, or that processes the commit that made an epoch
+// it had learned. The recorded metadata stays; members are the group's
+// devices in the epoch, from the state. An epoch learned without a time
+// takes added as the time it arrived, for retention by age.
+func (g *Graph[S]) Hold(id ID, members []Device, s S, added time.Time) error {
+	n := g.nodes[id]
+	switch {
+	case n == nil:
+		return fmt.Errorf("%w: %v", ErrUnknownEpoch, id)
+	case n.Retained:
+		return fmt.Errorf("%w: %v is retained", ErrDuplicateEpoch, id)
+	}
+	n.Members = sortedDevices(members)
+	n.State = s
+	n.Retained = true
+	if n.Added.IsZero() {
+		n.Added = added
+		if p := g.nodes[n.Parent]; p != nil && p.Superseded.IsZero() {
+			p.Superseded = added
+		}
+		if _, retired := g.retiredBy[id]; (retired || len(g.children[id]) > 0) && n.Superseded.IsZero() {
+			n.Superseded = added
+		}
+	}
+	return nil
 }
 
 // SetState replaces a retained epoch's state, for a caller whose state
@@ -266,6 +303,41 @@ func (g *Graph[S]) chain(id ID) []*Node[S] {
 	return c
 }
 
+// MissingHistory returns the epochs whose commits a member should fetch
+// and Observe (following commit_event links, DESIGN §5) so that it orders
+// its retained epochs as the other members do: when the known histories
+// of the retained epochs do not all meet, the missing parents of their
+// oldest known epochs, in ID order. It returns nil when they meet, so a
+// member that follows it fetches only what a comparison needs, and stops
+// when the graph holds one branch.
+func (g *Graph[S]) MissingHistory() []ID {
+	roots := map[ID]*Node[S]{}
+	for id, n := range g.nodes {
+		if n.Retained {
+			if c := g.chain(id); len(c) > 0 {
+				roots[c[0].ID] = c[0]
+			}
+		}
+	}
+	if len(roots) < 2 {
+		return nil
+	}
+	parents := map[ID]bool{}
+	for _, r := range roots {
+		parents[r.Parent] = true
+	}
+	if len(parents) == 1 && !parents[""] {
+		return nil // children of one missing parent meet there
+	}
+	var out []ID
+	for p := range parents {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return sortedIDs(out)
+}
+
 // FirstDifference returns the first differing commits on the branches
 // leading to a and b: the children of their last common ancestor on the
 // way to each. ok is false if one is an ancestor of the other (or they are
@@ -289,6 +361,13 @@ func (g *Graph[S]) FirstDifference(a, b ID) (ca, cb ID, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+// sortedDevices returns a sorted copy of ds without repeats.
+func sortedDevices(ds []Device) []Device {
+	out := slices.Clone(ds)
+	slices.SortFunc(out, compareDevices)
+	return slices.Compact(out)
 }
 
 // sortedIDs returns ids sorted bytewise, for deterministic output.

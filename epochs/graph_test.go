@@ -157,15 +157,20 @@ func TestResolvesPairJSON(t *testing.T) {
 	}
 }
 
-func TestJoinAndLearn(t *testing.T) {
-	// The others saw R, then the fork A (tag 5) / B (tag 3), then A1 and
-	// B1 each adding a newcomer.
-	others := build(t,
+// forkSeenByOthers is what the older members saw: R, then the fork A
+// (tag 5) / B (tag 3), then A1 and B1 each adding a newcomer; nodeOf
+// returns their node of an epoch.
+func forkSeenByOthers(t *testing.T) (others *Graph[string], nodeOf func(string) Node[string]) {
+	others = build(t,
 		spec{id: "R"},
 		spec{id: "A", parent: "R", tag: 5}, spec{id: "A1", parent: "A", tag: 1},
 		spec{id: "B", parent: "R", tag: 3}, spec{id: "B1", parent: "B", tag: 99},
 	)
-	nodeOf := func(id string) Node[string] { n, _ := others.Node(ID(id)); return n }
+	return others, func(id string) Node[string] { n, _ := others.Node(ID(id)); return n }
+}
+
+func TestJoinAndLearn(t *testing.T) {
+	others, nodeOf := forkSeenByOthers(t)
 
 	// Welcomed by both, with no history, the newcomer compares A1 and B1
 	// themselves and would choose B1: not what the others choose.

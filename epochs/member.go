@@ -14,22 +14,49 @@ import (
 )
 
 // Member binds the rules of this package to real MLS group states
-// (mls/group, with keyschedule.SchemeDMLS): it is one device's graph of
-// epochs of one room's group, each retained epoch holding its *group.Group.
-// Like Graph it is not safe for concurrent use.
+// (mls/group, with keyschedule.SchemeDMLS) for all of our devices in one
+// room (DESIGN §4): one graph of epochs, and in each retained epoch one
+// shared *group.Public and the *group.Private of each of our devices in
+// that epoch (its holders). A commit is processed once for all of them
+// (group.Group.HandleCommitShared); a device that is alone in the room is
+// a Member with one device. States can be loaded lazily from storage and
+// the changes flushed in parts (see LoadMember and Flush). Like Graph it
+// is not safe for concurrent use.
 type Member struct {
-	Self   Device
 	Policy Policy
 	cfg    group.Config
-	graph  *Graph[*group.Group]
-	// seen holds the SHA-256 of every commit message this member made,
-	// applied or rejected: a DMLS epoch cannot process a commit twice (its
-	// PRF is punctured), and our own echo must not be processed at all.
-	seen map[[32]byte]bool
-	// known holds what commit events said about the epochs they create,
-	// so that a member that joined by Welcome can learn the history of its
-	// branch (package doc, "Joining").
-	known map[ID]Commit
+	graph  *Graph[*EpochState]
+	// seen holds the SHA-256 of every commit message this Member made or
+	// processed, applied or rejected, with the epoch it was made on: a
+	// DMLS epoch cannot process a commit twice (its PRF is punctured),
+	// and our own echo must not be processed at all. An entry is kept
+	// while that epoch is retained, since a commit on an epoch no longer
+	// retained cannot be processed anyway.
+	seen map[[32]byte]ID
+	// known holds what observed commit events said about the epochs they
+	// create, so that a member that joins by Welcome can learn the
+	// history of its branch (package doc, "Commit events and joining"). An entry is kept
+	// while it can still connect to the graph: its epoch is not in the
+	// graph and its chain of bases reaches it.
+	known map[ID]knownCommit
+
+	load Loader
+	// flushed is the metadata as last flushed or loaded; dropped lists
+	// the stored epochs dropped since.
+	flushed []byte
+	dropped []ID
+}
+
+// knownCommit is what Member keeps of an observed commit event: its
+// metadata, with the confirmation tag read from the message (the message
+// itself is not kept).
+type knownCommit struct {
+	Base, Epoch     ID
+	Number          uint64
+	Resolves        []ID
+	Creator         Device
+	EventID         string
+	ConfirmationTag []byte
 }
 
 // Commit is a commit as it travels in a Matrix event: the MLSMessage (a
@@ -39,6 +66,13 @@ type Commit struct {
 	Message []byte
 	// Base is the dmls_epoch of the epoch the commit was made on.
 	Base ID
+	// BaseEvent is commit_event of the base epoch: the event id of the
+	// commit that made it (the m.room.create event for the first epoch),
+	// which a member that lacks the base follows back. Member.Commit
+	// fills it in; it is empty while the base's own event id is not
+	// known yet (our own commit not yet sent), and the caller must then
+	// fill it in before sending (DESIGN §3's outbox dependency).
+	BaseEvent string
 	// Epoch is the dmls_epoch the commit claims to create; members that
 	// process the commit check it.
 	Epoch ID
@@ -49,7 +83,10 @@ type Commit struct {
 	// reject a commit whose event says otherwise.
 	Resolves []ID
 	Creator  Device
-	EventID  string
+	// EventID is the commit's own event id: set by the receiver from the
+	// event, empty in what Member.Commit returns (SetCommitEvent records
+	// it once the homeserver has answered).
+	EventID string
 }
 
 // Outgoing is what Member.Commit made: the commit to send, the Welcome for
@@ -69,25 +106,35 @@ var (
 	// ErrInvalidCommit wraps the group layer's reason for refusing a
 	// commit, or a commit whose event contradicts its MLS content.
 	ErrInvalidCommit = errors.New("epochs: invalid commit")
-	// ErrRemoved: the commit removes this member from the group on that
-	// branch. The branch is recorded (it takes part in base selection)
-	// but this member holds no state in it.
-	ErrRemoved = errors.New("epochs: commit removes this member")
+	// ErrRemoved: the commit removes every device of ours in its base.
+	// The branch is recorded (it takes part in base selection) but we
+	// hold no state in it.
+	ErrRemoved = errors.New("epochs: commit removes our devices")
 	// ErrNotApplication: Decrypt was given a handshake message.
 	ErrNotApplication = errors.New("epochs: not an application message")
-	// ErrCannotCommit: the member is not in its base epoch's group, or
-	// the plan would remove the member itself.
-	ErrCannotCommit = errors.New("epochs: member cannot commit")
+	// ErrCannotCommit: the device holds no state in the base epoch, or
+	// the plan would remove the device itself.
+	ErrCannotCommit = errors.New("epochs: device cannot commit")
+	// ErrNotHeld: none of our devices, or not the one named, holds state
+	// in the epoch.
+	ErrNotHeld = errors.New("epochs: no device of ours in the epoch")
+	// ErrCommitEvent: SetCommitEvent was given another event id than the
+	// one already recorded.
+	ErrCommitEvent = errors.New("epochs: epoch has another commit event")
 )
 
-// NewMember starts a member at the group's first epoch, which it created
-// (g from group.Create with Config.Scheme = keyschedule.SchemeDMLS).
-func NewMember(self Device, g *group.Group, createEvent string, p Policy, now time.Time) (*Member, error) {
-	m := newMember(self, g.Config(), p)
-	g = g.WithConfig(m.cfg)
-	err := m.graph.Add(Node[*group.Group]{
-		Identity: Identity{ID: ID(g.Public().EpochID()), Number: g.Epoch(), Creator: self, CommitEvent: createEvent},
-		Members:  devices(g), Added: now, State: g,
+// NewMember starts a Member at the group's first epoch, which our device
+// creator created (g from group.Create with Config.Scheme =
+// keyschedule.SchemeDMLS).
+func NewMember(creator Device, g *group.Group, createEvent string, p Policy, now time.Time) (*Member, error) {
+	m := NewJoinedMember(g.Config(), p)
+	if !g.IsMember() {
+		return nil, ErrNotHeld
+	}
+	st := newEpochState(g.Public(), map[Device]*group.Private{creator: g.Private()}, nil)
+	err := m.graph.Add(Node[*EpochState]{
+		Identity: Identity{ID: ID(g.Public().EpochID()), Number: g.Epoch(), Creator: creator, CommitEvent: createEvent},
+		Members:  devices(g.Public()), Added: now, State: st,
 	})
 	if err != nil {
 		return nil, err
@@ -95,84 +142,170 @@ func NewMember(self Device, g *group.Group, createEvent string, p Policy, now ti
 	return m, nil
 }
 
-// NewJoinedMember starts a member from a Welcome; see Member.Join.
-func NewJoinedMember(self Device, cfg group.Config, p Policy) *Member {
-	return newMember(self, cfg, p)
-}
-
-// newMember makes a Member whose states keep no past epochs' secret trees
-// (group.Config.PastEpochs = 0, whatever cfg says): the graph retains each
-// epoch's whole state, and Decrypt reads a late message with the state of
-// its own epoch for as long as the Policy keeps it. Secret trees of older
-// epochs inside every retained state would multiply the memory (each
-// state would hold up to PastEpochs trees that the graph holds anyway)
-// and the secrets a compromised state exposes, and their lifetime would
-// escape the Policy.
-func newMember(self Device, cfg group.Config, p Policy) *Member {
+// NewJoinedMember returns a Member that holds no epoch yet, for devices
+// of ours that join by Welcome (Join).
+//
+// Its states keep no past epochs' secret trees (group.Config.PastEpochs =
+// 0, whatever cfg says): the graph retains each epoch's whole state, and
+// Decrypt reads a late message with the state of its own epoch for as
+// long as the Policy keeps it. Secret trees of older epochs inside every
+// retained state would multiply the memory and the secrets a compromised
+// state exposes, and their lifetime would escape the Policy.
+func NewJoinedMember(cfg group.Config, p Policy) *Member {
 	cfg.PastEpochs = 0
-	return &Member{Self: self, Policy: p, cfg: cfg, graph: New[*group.Group](), seen: map[[32]byte]bool{}, known: map[ID]Commit{}}
+	return &Member{Policy: p, cfg: cfg, graph: New[*EpochState](), seen: map[[32]byte]ID{}, known: map[ID]knownCommit{}}
 }
 
 // Graph returns the member's epoch graph, for reading (heads, nodes).
-func (m *Member) Graph() *Graph[*group.Group] { return m.graph }
+func (m *Member) Graph() *Graph[*EpochState] { return m.graph }
 
-// Base returns the base epoch and its state.
-func (m *Member) Base() (ID, *group.Group, error) {
-	id, err := m.graph.Base()
-	if err != nil {
-		return "", nil, err
+// Base returns the base epoch: where the next commit goes.
+func (m *Member) Base() (ID, error) { return m.graph.Base() }
+
+// Ours returns our devices that hold state in some retained epoch, in
+// order.
+func (m *Member) Ours() []Device {
+	var out []Device
+	for _, n := range m.graph.nodes {
+		if n.Retained {
+			out = append(out, n.State.holders...)
+		}
 	}
-	g, _ := m.graph.State(id)
-	return id, g, nil
+	return sortedDevices(out)
+}
+
+// Holders returns our devices that hold state in epoch id, in order; nil
+// if the epoch is not retained.
+func (m *Member) Holders(id ID) []Device {
+	st, ok := m.graph.State(id)
+	if !ok {
+		return nil
+	}
+	return slices.Clone(st.holders)
+}
+
+// Devices returns the group's devices in epoch id, if retained.
+func (m *Member) Devices(id ID) []Device {
+	if n := m.graph.nodes[id]; n != nil && n.Retained {
+		return slices.Clone(n.Members)
+	}
+	return nil
+}
+
+// Public returns the shared state of a retained epoch, loading it if
+// needed.
+func (m *Member) Public(id ID) (*group.Public, error) {
+	st, err := m.state(id)
+	if err != nil {
+		return nil, err
+	}
+	return st.pub, nil
+}
+
+// Group returns device d's view of a retained epoch, loading it if
+// needed, or ErrNotHeld if d holds no state there. The Group shares the
+// epoch's state: what it sends or reads advances the epoch's secret tree.
+func (m *Member) Group(id ID, d Device) (*group.Group, error) {
+	st, err := m.state(id)
+	if err != nil {
+		return nil, err
+	}
+	priv := st.privs[d]
+	if priv == nil {
+		return nil, fmt.Errorf("%w: %v in %v", ErrNotHeld, d, id)
+	}
+	return group.New(st.pub, priv, m.cfg), nil
 }
 
 // Joined returns the devices of the base epoch whose users are joined in
 // room, with their leaf indices: the committer rule's input.
-func (m *Member) Joined(room Room) []LeafDevice {
-	_, g, err := m.Base()
+func (m *Member) Joined(room Room) ([]LeafDevice, error) {
+	id, err := m.graph.Base()
 	if err != nil {
-		return nil
+		return nil, err
+	}
+	pub, err := m.Public(id)
+	if err != nil {
+		return nil, err
 	}
 	var out []LeafDevice
-	g.Members(func(leaf uint32, n *message.LeafNode) bool {
-		if d, err := ParseDevice(string(n.Credential.Identity)); err == nil && room.Members[d.UserID] == Join {
-			out = append(out, LeafDevice{Device: d, Leaf: leaf})
+	for _, ld := range leafDevices(pub) {
+		if room.Members[ld.Device.UserID] == Join {
+			out = append(out, ld)
 		}
-		return true
-	})
-	return out
+	}
+	return out, nil
 }
 
-// Join enters the group from a Welcome for kp, made by the commit c (whose
-// Base, Epoch, Creator, EventID and Resolves place the new epoch in the
-// graph). A member may join several branches this way. It then learns the
-// branch's history from the commits it has observed.
-func (m *Member) Join(welcome []byte, kp *group.KeyPackageBundle, c Commit, now time.Time) (ID, error) {
+// Join enters our device self into the group from a Welcome for kp, made
+// by the commit c (whose Base, Epoch, Creator, EventID and Resolves place
+// the new epoch in the graph). If we hold that epoch already (another of
+// our devices is in it), only self's private state is derived
+// (group.JoinPrivate); otherwise the epoch is joined in full and becomes
+// a new root of the graph, whose history the member then learns from the
+// commits it has observed. ErrDuplicateCommit means self holds the epoch
+// already.
+func (m *Member) Join(self Device, welcome []byte, kp *group.KeyPackageBundle, c Commit, now time.Time) (ID, error) {
+	if n := m.graph.nodes[c.Epoch]; n != nil && n.Retained {
+		st, err := m.state(c.Epoch)
+		if err != nil {
+			return "", err
+		}
+		if st.privs[self] != nil {
+			return c.Epoch, ErrDuplicateCommit
+		}
+		priv, err := group.JoinPrivate(st.pub, welcome, kp, &group.JoinOptions{Config: m.cfg})
+		if err != nil {
+			return "", fmt.Errorf("%w: welcome: %w", ErrInvalidCommit, err)
+		}
+		if d := leafDevice(st.pub, uint32(priv.Leaf())); d != self {
+			return "", fmt.Errorf("%w: welcome is for %v, not %v", ErrInvalidCommit, d, self)
+		}
+		st.add(self, priv)
+		return c.Epoch, m.followChildren(c.Epoch)
+	}
 	g, err := group.Join(welcome, kp, &group.JoinOptions{Config: m.cfg})
 	if err != nil {
 		return "", fmt.Errorf("%w: welcome: %w", ErrInvalidCommit, err)
 	}
-	id := ID(g.Public().EpochID())
-	if id != c.Epoch {
-		g.Destroy()
-		return "", fmt.Errorf("%w: welcome is for epoch %v, commit event says %v", ErrInvalidCommit, id, c.Epoch)
+	pub := g.Public()
+	id := ID(pub.EpochID())
+	switch {
+	case id != c.Epoch:
+		err = fmt.Errorf("%w: welcome is for epoch %v, commit event says %v", ErrInvalidCommit, id, c.Epoch)
+	case leafDevice(pub, g.LeafIndex()) != self:
+		err = fmt.Errorf("%w: welcome is not for %v", ErrInvalidCommit, self)
 	}
-	if _, ok := m.graph.Node(id); ok {
-		g.Destroy()
-		return id, ErrDuplicateCommit
-	}
-	err = m.graph.Join(Node[*group.Group]{
-		Identity: Identity{ID: id, Number: g.Epoch(), Creator: c.Creator, CommitEvent: c.EventID},
-		Parent:   c.Base, ConfirmationTag: bytes.Clone(g.Public().ConfirmationTag()),
-		Members: devices(g), Resolves: c.Resolves, Added: now, State: g,
-	})
 	if err != nil {
-		g.Destroy()
+		pub.Destroy()
 		return "", err
 	}
-	m.seen[sha256.Sum256(c.Message)] = true
+	st := newEpochState(pub, map[Device]*group.Private{self: g.Private()}, c.Message)
+	if _, known := m.graph.nodes[id]; known {
+		// We learned of the epoch (or our devices were removed on the
+		// way to it, or we dropped it): its metadata stays.
+		err = m.graph.Hold(id, devices(pub), st, now)
+	} else {
+		err = m.graph.Join(Node[*EpochState]{
+			Identity: Identity{ID: id, Number: g.Epoch(), Creator: c.Creator, CommitEvent: c.EventID},
+			Parent:   c.Base, ConfirmationTag: bytes.Clone(pub.ConfirmationTag()),
+			Members: devices(pub), Resolves: c.Resolves, Added: now, State: st,
+		})
+	}
+	if err != nil {
+		pub.Destroy()
+		return "", err
+	}
 	m.learn(c.Base)
-	return id, nil
+	// Our devices in the base, if we hold it, follow into the epoch;
+	// those in it follow into the epochs above it we may hold.
+	var errs []error
+	if b := m.graph.nodes[c.Base]; b != nil && b.Retained {
+		_, err := m.follow(c.Base, id)
+		errs = append(errs, err)
+	}
+	errs = append(errs, m.followChildren(id))
+	return id, errors.Join(errs...)
 }
 
 // Observe records what a commit event says about the epoch it creates,
@@ -184,8 +317,17 @@ func (m *Member) Observe(c Commit) {
 		return
 	}
 	if _, ok := m.known[c.Epoch]; !ok {
-		c.Message = bytes.Clone(c.Message)
-		m.known[c.Epoch] = c
+		if _, inGraph := m.graph.nodes[c.Epoch]; inGraph {
+			return
+		}
+		tag, err := confirmationTag(c.Message)
+		if err != nil {
+			return
+		}
+		m.known[c.Epoch] = knownCommit{
+			Base: c.Base, Epoch: c.Epoch, Number: c.Number, Resolves: slices.Clone(c.Resolves),
+			Creator: c.Creator, EventID: c.EventID, ConfirmationTag: tag,
+		}
 	}
 	for _, n := range m.graph.nodes {
 		if n.Parent == c.Epoch {
@@ -206,44 +348,95 @@ func (m *Member) learn(id ID) {
 		if !ok {
 			return
 		}
-		tag, _ := confirmationTag(c.Message)
-		if m.graph.Learn(Node[*group.Group]{
+		if m.graph.Learn(Node[*EpochState]{
 			Identity: Identity{ID: id, Number: c.Number, Creator: c.Creator, CommitEvent: c.EventID},
-			Parent:   c.Base, ConfirmationTag: tag, Resolves: c.Resolves,
+			Parent:   c.Base, ConfirmationTag: c.ConfirmationTag, Resolves: c.Resolves,
 		}) != nil {
 			return
 		}
+		delete(m.known, id)
 		id = c.Base
 	}
 }
 
-// Apply processes a commit made on any retained epoch. atCommit is the
-// room at the commit's event, atBase the room at its base epoch's
-// commit_event (see CheckCommit). It returns the new epoch, or:
-// ErrDuplicateCommit; ErrUnknownEpoch if the base has not arrived yet
-// (retry when it has); ErrParentNotRetained if the base was dropped or
-// is known only by its metadata; a *Rejection (ErrUnauthorisedAdd,
-// ErrStaleMember); ErrRemoved; or ErrInvalidCommit.
+// Apply processes a commit made on any retained epoch, once for all our
+// devices in that epoch. atCommit is the room at the commit's event,
+// atBase the room at its base epoch's commit_event (see CheckCommit). It
+// returns the new epoch, or: ErrDuplicateCommit; ErrUnknownEpoch if the
+// base has not arrived yet or is known only as learned history (retry
+// when it arrives; the caller bounds the wait); ErrParentNotRetained if
+// the base was dropped, or is unknown and older than every retained
+// epoch (dropped and forgotten: no need to fetch it); a *Rejection
+// (ErrUnauthorisedAdd, ErrStaleMember); ErrRemoved; or ErrInvalidCommit.
+//
+// If a device of ours joined the new epoch by Welcome before the commit
+// arrived, the commit is still processed once for our other devices in
+// the base, which then enter the epoch beside it.
 func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, error) {
 	h := sha256.Sum256(c.Message)
-	if m.seen[h] {
+	if _, ok := m.seen[h]; ok {
 		return "", ErrDuplicateCommit
 	}
-	if _, ok := m.graph.nodes[c.Epoch]; ok && c.Epoch != "" {
-		m.seen[h] = true
+	child := m.graph.nodes[c.Epoch]
+	if b := m.graph.nodes[c.Base]; b == nil || !b.Retained {
+		m.Observe(c)
+		switch {
+		case child != nil && child.Retained:
+			// Should the base arrive, our devices in it follow into
+			// this epoch with the commit it keeps (follow).
+			return c.Epoch, ErrDuplicateCommit
+		case b == nil && c.Number > 0 && m.olderThanRetained(c.Number-1):
+			// Older than every retained epoch: dropped and forgotten,
+			// or of a branch that left no trace here. Its own commit
+			// could only come from an even older epoch.
+		case b == nil || b.Added.IsZero():
+			// The base has not arrived, or is known only from history:
+			// it may still come (its commit, or a Welcome for a device
+			// of ours).
+			return "", fmt.Errorf("%w: base %v", ErrUnknownEpoch, c.Base)
+		case child != nil:
+			return c.Epoch, ErrDuplicateCommit
+		}
+		return "", fmt.Errorf("%w: %v", ErrParentNotRetained, c.Base)
+	}
+	if child != nil && child.Retained {
+		// Made by us, or entered by Welcome first: our devices of the
+		// base that lack it enter it from the commit, with no key
+		// schedule.
+		m.seen[h] = c.Base
+		added, err := m.follow(c.Base, c.Epoch)
+		switch {
+		case err != nil:
+			return "", err
+		case added:
+			return c.Epoch, nil
+		}
 		return c.Epoch, ErrDuplicateCommit
 	}
-	m.Observe(c)
-	base, ok := m.graph.State(c.Base)
-	if !ok {
-		if _, known := m.graph.nodes[c.Base]; known {
-			return "", fmt.Errorf("%w: %v", ErrParentNotRetained, c.Base)
+	id, err := m.process(c, h, child, atCommit, atBase, now)
+	if err != nil && !errors.Is(err, ErrDuplicateCommit) {
+		// What the event says about its epoch still places branches
+		// that build on it.
+		m.Observe(c)
+		if errors.Is(err, ErrRemoved) {
+			m.learn(c.Epoch)
 		}
-		return "", fmt.Errorf("%w: base %v", ErrUnknownEpoch, c.Base)
+	}
+	return id, err
+}
+
+// process processes the commit c, whose hash is h, on its retained base
+// for all our devices there (Apply). child is the commit's epoch if the
+// graph knows it already without a state (learned from history, or
+// recorded when our devices were removed on the way to it).
+func (m *Member) process(c Commit, h [32]byte, child *Node[*EpochState], atCommit, atBase Room, now time.Time) (ID, error) {
+	base, err := m.state(c.Base)
+	if err != nil {
+		return "", err
 	}
 	// From here on the commit is decided once: processing punctures the
 	// base's PRF whatever the outcome.
-	m.seen[h] = true
+	m.seen[h] = c.Base
 	msg, err := message.ParseMLSMessage(c.Message)
 	if err != nil || msg.PublicMessage == nil || msg.PublicMessage.Content.ContentType != message.ContentCommit {
 		return "", fmt.Errorf("%w: not a PublicMessage commit", ErrInvalidCommit)
@@ -253,68 +446,167 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 		return "", fmt.Errorf("%w: dmls_resolves differ from the signed list", ErrInvalidCommit)
 	}
 	sender := msg.PublicMessage.Content.Sender
-	if sender.Type != message.SenderMember || leafDevice(base, sender.LeafIndex) != c.Creator {
+	if sender.Type != message.SenderMember || leafDevice(base.pub, sender.LeafIndex) != c.Creator {
 		return "", fmt.Errorf("%w: epoch_creator %v is not the commit's sender", ErrInvalidCommit, c.Creator)
 	}
-	r, err := base.HandleMessage(msg)
+	privs := make([]*group.Private, len(base.holders))
+	for i, d := range base.holders {
+		privs[i] = base.privs[d]
+	}
+	tr, err := group.New(base.pub, nil, m.cfg).HandleCommitShared(msg, privs)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidCommit, err)
 	}
-	if r.Removed {
-		m.learn(c.Epoch)
+	if tr.Public == nil {
 		return "", ErrRemoved
 	}
-	next := r.Next
-	id := ID(next.Public().EpochID())
+	next := tr.Public
+	id := ID(next.EpochID())
 	if id != c.Epoch || next.Epoch() != c.Number {
 		next.Destroy()
 		return "", fmt.Errorf("%w: commit makes epoch %v (%d), event says %v (%d)", ErrInvalidCommit, id, next.Epoch(), c.Epoch, c.Number)
 	}
-	before, after := devices(base), devices(next)
+	before, after := m.graph.nodes[c.Base].Members, devices(next)
 	effect := CommitEffect{Added: minus(after, before), Removed: minus(before, after), After: after, Resolving: len(signed) > 0}
 	if err := CheckCommit(effect, atCommit, atBase); err != nil {
 		next.Destroy()
 		return "", err
 	}
-	// Metadata learned for this epoch before (it cannot be: Apply checks
-	// the graph first) would make Add fail; the state is destroyed then.
-	if err := m.graph.Add(Node[*group.Group]{
-		Identity: Identity{ID: id, Number: next.Epoch(), Creator: c.Creator, CommitEvent: c.EventID},
-		Parent:   c.Base, ConfirmationTag: bytes.Clone(next.Public().ConfirmationTag()),
-		Members: after, Resolves: signed, Added: now, State: next,
-	}); err != nil {
+	survivors := map[Device]*group.Private{}
+	for i, d := range base.holders {
+		if p := tr.Privates[i+1]; p != nil {
+			survivors[d] = p
+		}
+	}
+	st := newEpochState(next, survivors, c.Message)
+	if child == nil {
+		err = m.graph.Add(Node[*EpochState]{
+			Identity: Identity{ID: id, Number: next.Epoch(), Creator: c.Creator, CommitEvent: c.EventID},
+			Parent:   c.Base, ConfirmationTag: bytes.Clone(next.ConfirmationTag()),
+			Members: after, Resolves: signed, Added: now, State: st,
+		})
+	} else {
+		err = m.graph.Hold(id, after, st, now)
+	}
+	if err != nil {
 		next.Destroy()
 		return "", err
 	}
+	// Epochs above it that devices of ours joined by Welcome first.
+	if err := m.followChildren(id); err != nil {
+		return id, err
+	}
 	return id, nil
+}
+
+// follow gives our devices that hold the retained epoch parent, and that
+// the commit making its retained child kept in the group, their private
+// states in child, from that commit and the child's state
+// (group.Group.PrivatesAfter: one HPKE decryption each, no key
+// schedule), and follows them on into child's children. It reports
+// whether any device entered child. This keeps, whatever order commits
+// and Welcomes arrive in, every device of ours in each epoch that its
+// parent's commit led it to.
+func (m *Member) follow(parent, child ID) (bool, error) {
+	p, err := m.state(parent)
+	if err != nil {
+		return false, err
+	}
+	ch, err := m.state(child)
+	if err != nil {
+		return false, err
+	}
+	var devs []Device
+	var privs []*group.Private
+	for _, d := range p.holders {
+		if ch.privs[d] == nil {
+			devs = append(devs, d)
+			privs = append(privs, p.privs[d])
+		}
+	}
+	if len(devs) == 0 || ch.commit == nil {
+		return false, nil
+	}
+	msg, err := message.ParseMLSMessage(ch.commit)
+	if err != nil {
+		return false, fmt.Errorf("%w: commit of epoch %v: %w", ErrInvalidCommit, child, err)
+	}
+	next, err := group.New(p.pub, nil, m.cfg).PrivatesAfter(msg, ch.pub, privs)
+	if err != nil {
+		return false, fmt.Errorf("%w: commit of epoch %v: %w", ErrInvalidCommit, child, err)
+	}
+	added := false
+	for i, d := range devs {
+		if next[i] != nil {
+			ch.add(d, next[i])
+			added = true
+		}
+	}
+	if added {
+		err = m.followChildren(child)
+	}
+	return added, err
+}
+
+// followChildren follows our devices of the retained epoch id into its
+// retained children (follow).
+func (m *Member) followChildren(id ID) error {
+	var errs []error
+	for _, c := range m.graph.children[id] {
+		if n := m.graph.nodes[c]; n != nil && n.Retained {
+			if _, err := m.follow(id, c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// olderThanRetained reports whether an epoch of the given number is
+// older than every retained epoch.
+func (m *Member) olderThanRetained(number uint64) bool {
+	found := false
+	for _, n := range m.graph.nodes {
+		if n.Retained {
+			if n.Number <= number {
+				return false
+			}
+			found = true
+		}
+	}
+	return found
 }
 
 // KeyPackages supplies a KeyPackage for a device to add, or nil if none
 // can be claimed (the device is then left for a later commit).
 type KeyPackages func(Device) *message.KeyPackage
 
-// Commit makes the next commit (NextCommit): on the base, naming the other
-// heads, removing departed devices and adding joined users' devices from
-// keyPackages, always with an update path. The member adopts it at once;
-// eventID is the commit_event it will have.
-func (m *Member) Commit(room Room, keyPackages KeyPackages, eventID string, now time.Time) (*Outgoing, error) {
+// Commit has our device by make the next commit (NextCommit): on the
+// base, naming the other heads, removing departed devices and adding the
+// devices of joined and invited users from keyPackages, always with an
+// update path. The member adopts it at once, for by and for our other
+// devices in the base (from the path secrets by generated, without
+// processing the commit again). The new epoch's commit_event is unknown
+// until the homeserver has accepted the event: record it with
+// SetCommitEvent. Nothing of the rules depends on it.
+func (m *Member) Commit(by Device, room Room, keyPackages KeyPackages, now time.Time) (*Outgoing, error) {
 	rc, err := m.graph.NextCommit(room)
 	if err != nil {
 		return nil, err
 	}
-	base, _ := m.graph.State(rc.Base)
-	if base == nil || !base.IsMember() || slices.Contains(rc.Remove, m.Self) {
+	base, err := m.state(rc.Base)
+	if err != nil {
+		return nil, err
+	}
+	if base.privs[by] == nil || slices.Contains(rc.Remove, by) {
 		return nil, ErrCannotCommit
+	}
+	leaves := map[Device]uint32{}
+	for _, ld := range leafDevices(base.pub) {
+		leaves[ld.Device] = ld.Leaf
 	}
 	var props []*message.Proposal
 	out := &Outgoing{}
-	leaves := map[Device]uint32{}
-	base.Members(func(leaf uint32, n *message.LeafNode) bool {
-		if d, err := ParseDevice(string(n.Credential.Identity)); err == nil {
-			leaves[d] = leaf
-		}
-		return true
-	})
 	for _, d := range rc.Remove {
 		props = append(props, group.RemoveProposal(leaves[d]))
 		out.Removed = append(out.Removed, d)
@@ -325,56 +617,95 @@ func (m *Member) Commit(room Room, keyPackages KeyPackages, eventID string, now 
 			out.Added = append(out.Added, d)
 		}
 	}
-	return m.commit(base, rc.Resolution, props, out, eventID, now)
+	var others []Device
+	var otherPrivs []*group.Private
+	for _, d := range base.holders {
+		if d != by {
+			others = append(others, d)
+			otherPrivs = append(otherPrivs, base.privs[d])
+		}
+	}
+	pc, err := group.New(base.pub, base.privs[by], m.cfg).Commit(group.CommitOptions{
+		Proposals: props, SkipPending: true, AuthenticatedData: encodeResolves(rc.Resolves), Others: otherPrivs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	next := pc.State()
+	privs := map[Device]*group.Private{by: next.Private()}
+	for i, d := range others {
+		if p := pc.Others[i]; p != nil {
+			privs[d] = p
+		}
+	}
+	pub := next.Public()
+	id := ID(pub.EpochID())
+	if err := m.graph.Add(Node[*EpochState]{
+		Identity: Identity{ID: id, Number: pub.Epoch(), Creator: by},
+		Parent:   rc.Base, ConfirmationTag: bytes.Clone(pub.ConfirmationTag()),
+		Members: devices(pub), Resolves: rc.Resolves, Added: now, State: newEpochState(pub, privs, pc.Commit),
+	}); err != nil {
+		pub.Destroy()
+		return nil, err
+	}
+	m.seen[sha256.Sum256(pc.Commit)] = rc.Base
+	out.Welcome = pc.Welcome
+	out.Commit = Commit{
+		Message: pc.Commit, Base: rc.Base, BaseEvent: rc.BaseIdentity.CommitEvent, Epoch: id, Number: pub.Epoch(),
+		Resolves: rc.Resolves, Creator: by,
+	}
+	return out, nil
 }
 
-// CommitProposals makes a commit on the base with exactly the given
-// proposals, naming the other heads. It exists for tests that need a
-// commit the rules forbid (an unauthorised add); such a commit is not
-// adopted by its maker.
-func (m *Member) CommitProposals(props []*message.Proposal, eventID string) (*Outgoing, error) {
+// CommitProposals has our device by make a commit on the base with
+// exactly the given proposals, naming the other heads. It exists for
+// tests that need a commit the rules forbid (an unauthorised add); such a
+// commit is not adopted by its maker.
+func (m *Member) CommitProposals(by Device, props []*message.Proposal) (*Outgoing, error) {
 	res, err := m.graph.Resolution()
 	if err != nil {
 		return nil, err
 	}
-	base, _ := m.graph.State(res.Base)
-	pc, err := base.Commit(group.CommitOptions{Proposals: props, SkipPending: true, AuthenticatedData: encodeResolves(res.Resolves)})
+	g, err := m.Group(res.Base, by)
 	if err != nil {
 		return nil, err
 	}
-	m.seen[sha256.Sum256(pc.Commit)] = true
+	pc, err := g.Commit(group.CommitOptions{Proposals: props, SkipPending: true, AuthenticatedData: encodeResolves(res.Resolves)})
+	if err != nil {
+		return nil, err
+	}
+	m.seen[sha256.Sum256(pc.Commit)] = res.Base
 	return &Outgoing{Welcome: pc.Welcome, Commit: Commit{
-		Message: pc.Commit, Base: res.Base, Epoch: ID(pc.State().Public().EpochID()), Number: pc.State().Epoch(),
-		Resolves: res.Resolves, Creator: m.Self, EventID: eventID,
+		Message: pc.Commit, Base: res.Base, BaseEvent: res.BaseIdentity.CommitEvent,
+		Epoch: ID(pc.State().Public().EpochID()), Number: pc.State().Epoch(), Resolves: res.Resolves, Creator: by,
 	}}, nil
 }
 
-func (m *Member) commit(base *group.Group, res Resolution, props []*message.Proposal, out *Outgoing, eventID string, now time.Time) (*Outgoing, error) {
-	pc, err := base.Commit(group.CommitOptions{Proposals: props, SkipPending: true, AuthenticatedData: encodeResolves(res.Resolves)})
-	if err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
+// SetCommitEvent records the event id of the commit that made epoch id
+// (its commit_event), once the homeserver returned it for our own commit.
+// Setting the same id again is a no-op; another one is ErrCommitEvent.
+func (m *Member) SetCommitEvent(id ID, eventID string) error {
+	n := m.graph.nodes[id]
+	switch {
+	case n == nil:
+		return fmt.Errorf("%w: %v", ErrUnknownEpoch, id)
+	case eventID == "":
+		return fmt.Errorf("%w: empty event id", ErrCommitEvent)
+	case n.CommitEvent != "" && n.CommitEvent != eventID:
+		return fmt.Errorf("%w: %v has %q, not %q", ErrCommitEvent, id, n.CommitEvent, eventID)
 	}
-	next, err := base.HandlePendingCommit(pc)
-	if err != nil {
-		return nil, err
-	}
-	id := ID(next.Public().EpochID())
-	if err := m.graph.Add(Node[*group.Group]{
-		Identity: Identity{ID: id, Number: next.Epoch(), Creator: m.Self, CommitEvent: eventID},
-		Parent:   res.Base, ConfirmationTag: bytes.Clone(next.Public().ConfirmationTag()),
-		Members: devices(next), Resolves: res.Resolves, Added: now, State: next,
-	}); err != nil {
-		return nil, err
-	}
-	m.seen[sha256.Sum256(pc.Commit)] = true
-	out.Welcome = pc.Welcome
-	out.Commit = Commit{Message: pc.Commit, Base: res.Base, Epoch: id, Number: next.Epoch(), Resolves: res.Resolves, Creator: m.Self, EventID: eventID}
-	return out, nil
+	n.CommitEvent = eventID
+	return nil
 }
 
-// Encrypt protects an application message in the base epoch.
-func (m *Member) Encrypt(plaintext []byte) (ID, []byte, error) {
-	id, g, err := m.Base()
+// Encrypt protects an application message from our device by in the base
+// epoch.
+func (m *Member) Encrypt(by Device, plaintext []byte) (ID, []byte, error) {
+	id, err := m.graph.Base()
+	if err != nil {
+		return "", nil, err
+	}
+	g, err := m.Group(id, by)
 	if err != nil {
 		return "", nil, err
 	}
@@ -386,83 +717,171 @@ func (m *Member) Encrypt(plaintext []byte) (ID, []byte, error) {
 }
 
 // Decrypt opens an application message sent in epoch, which may be any
-// retained epoch. ErrUnknownEpoch means the epoch has not arrived (yet),
-// or was dropped and its metadata pruned; ErrParentNotRetained that it was
-// dropped or is known only by its metadata.
+// retained epoch, once for all our devices in it: it advances only that
+// epoch's secret tree. ErrUnknownEpoch means the epoch has not arrived
+// (yet: it may be known from history only), or was dropped and its
+// metadata pruned; ErrParentNotRetained that it was dropped; ErrNotHeld
+// that none of our devices is in it any more.
 func (m *Member) Decrypt(epoch ID, msg []byte) ([]byte, Device, error) {
-	g, ok := m.graph.State(epoch)
-	if !ok {
-		if _, known := m.graph.nodes[epoch]; known {
-			return nil, Device{}, fmt.Errorf("%w: %v", ErrParentNotRetained, epoch)
-		}
-		return nil, Device{}, fmt.Errorf("%w: %v", ErrUnknownEpoch, epoch)
+	st, err := m.state(epoch)
+	if err != nil {
+		return nil, Device{}, err
 	}
-	r, err := g.Handle(msg)
+	if len(st.holders) == 0 {
+		return nil, Device{}, fmt.Errorf("%w: %v", ErrNotHeld, epoch)
+	}
+	r, err := group.New(st.pub, nil, m.cfg).Handle(msg)
 	if err != nil {
 		return nil, Device{}, err
 	}
 	if r.ContentType != message.ContentApplication {
 		return nil, Device{}, ErrNotApplication
 	}
-	return r.ApplicationData, leafDevice(g, r.Sender.LeafIndex), nil
+	return r.ApplicationData, leafDevice(st.pub, r.Sender.LeafIndex), nil
+}
+
+// RemoveDevice drops our device d from every epoch, for a device that
+// left the room (or that we retire): its private states are forgotten,
+// and an epoch left with none of our devices is dropped unless it is a
+// head (retention keeps heads, and applying a commit on it only records
+// the next epoch's metadata). It returns the epochs dropped.
+func (m *Member) RemoveDevice(d Device) ([]ID, error) {
+	var empty []ID
+	for id, n := range m.graph.nodes {
+		if !n.Retained || !slices.Contains(n.State.holders, d) {
+			continue
+		}
+		n.State.remove(d)
+		if len(n.State.holders) == 0 {
+			empty = append(empty, id)
+		}
+	}
+	heads := m.graph.headSet()
+	empty = slices.DeleteFunc(empty, func(id ID) bool { return heads[id] })
+	return m.drop(sortedIDs(empty))
 }
 
 // Retain drops the epochs that the policy expires (package doc,
-// "Retention") and zeroes their secrets. It returns the dropped epochs.
+// "Retention") and zeroes their secrets, then forgets what it kept about
+// commits that concern no retained epoch any more. It returns the dropped
+// epochs.
 func (m *Member) Retain(now time.Time) ([]ID, error) {
-	ids := m.graph.Expired(m.Policy, now)
+	return m.drop(m.graph.Expired(m.Policy, now))
+}
+
+// drop drops the given epochs' states (zeroing those loaded), prunes the
+// graph's metadata and the commits kept, and records the stored epochs
+// dropped for the next Flush.
+func (m *Member) drop(ids []ID) ([]ID, error) {
+	var stored []ID
+	for _, id := range ids {
+		if n := m.graph.nodes[id]; n != nil && n.Retained && n.State.stored {
+			stored = append(stored, id)
+		}
+	}
+	err := m.graph.Drop(ids, func(st *EpochState) {
+		if st.pub != nil {
+			st.pub.Destroy()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.dropped = append(m.dropped, stored...)
+	m.pruneCommits()
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	return ids, m.graph.Drop(ids, func(g *group.Group) {
-		if g != nil {
-			g.Destroy()
-		}
-	})
+	return ids, nil
 }
 
-// Destroy zeroes every retained epoch's secrets, for a member that leaves
-// the room.
-func (m *Member) Destroy() {
-	for _, n := range m.graph.nodes {
-		if n.Retained && n.State != nil {
-			n.State.Destroy()
+// pruneCommits forgets the seen hashes of commits made on epochs that are
+// no longer retained, and the observed commits that can no longer connect
+// to the graph: those whose epoch the graph holds (it keeps their
+// metadata itself) and those whose chain of bases, through other observed
+// commits, reaches no epoch of the graph. A commit forgotten here and
+// given again to Apply is observed again.
+func (m *Member) pruneCommits() {
+	for h, base := range m.seen {
+		if n := m.graph.nodes[base]; n == nil || !n.Retained {
+			delete(m.seen, h)
 		}
 	}
-	m.graph = New[*group.Group]()
+	reaches := map[ID]bool{}
+	for id := range m.known {
+		// Walk the chain of bases, then record the answer for every
+		// epoch on it.
+		var chain []ID
+		answer := false
+		for x := id; ; {
+			if _, ok := m.graph.nodes[x]; ok {
+				answer = true
+				break
+			}
+			if v, ok := reaches[x]; ok {
+				answer = v
+				break
+			}
+			c, ok := m.known[x]
+			if !ok || slices.Contains(chain, x) {
+				break
+			}
+			chain = append(chain, x)
+			x = c.Base
+		}
+		for _, x := range chain {
+			reaches[x] = answer
+		}
+	}
+	for id := range m.known {
+		if _, inGraph := m.graph.nodes[id]; inGraph || !reaches[id] {
+			delete(m.known, id)
+		}
+	}
 }
 
-// devices lists a group state's members as devices, in order.
-func devices(g *group.Group) []Device {
-	var out []Device
-	g.Members(func(_ uint32, n *message.LeafNode) bool {
+// Destroy zeroes every loaded epoch's secrets, for a member whose devices
+// have all left the room.
+func (m *Member) Destroy() {
+	for _, n := range m.graph.nodes {
+		if n.Retained && n.State.pub != nil {
+			n.State.pub.Destroy()
+		}
+	}
+	m.graph = New[*EpochState]()
+	clear(m.seen)
+	clear(m.known)
+}
+
+// leafDevices lists an epoch's members whose credential names a device,
+// in leaf order.
+func leafDevices(pub *group.Public) []LeafDevice {
+	var out []LeafDevice
+	pub.Tree().Members(func(leaf treeLeaf, n *message.LeafNode) bool {
 		if d, err := ParseDevice(string(n.Credential.Identity)); err == nil {
-			out = append(out, d)
+			out = append(out, LeafDevice{Device: d, Leaf: uint32(leaf)})
 		}
 		return true
 	})
-	slices.SortFunc(out, compareDevices)
 	return out
 }
 
-// Devices returns the group's devices in epoch id, if retained.
-func (m *Member) Devices(id ID) []Device {
-	g, ok := m.graph.State(id)
-	if !ok {
-		return nil
+// devices lists an epoch's members as devices, in order.
+func devices(pub *group.Public) []Device {
+	var out []Device
+	for _, ld := range leafDevices(pub) {
+		out = append(out, ld.Device)
 	}
-	return devices(g)
+	return sortedDevices(out)
 }
 
-func leafDevice(g *group.Group, leaf uint32) Device {
-	var d Device
-	g.Members(func(l uint32, n *message.LeafNode) bool {
-		if l == leaf {
-			d, _ = ParseDevice(string(n.Credential.Identity))
-			return false
-		}
-		return true
-	})
+// leafDevice returns the device at a leaf of pub's tree.
+func leafDevice(pub *group.Public, leaf uint32) Device {
+	n := pub.Tree().Leaf(treeLeaf(leaf))
+	if n == nil {
+		return Device{}
+	}
+	d, _ := ParseDevice(string(n.Credential.Identity))
 	return d
 }
 

@@ -5,15 +5,14 @@ import (
 	"maps"
 	"testing"
 	"time"
-
-	"github.com/mls-appservice/mls-appservice/mls/group"
 )
 
 // cloneMember copies a member's graph structure so that a benchmark can
 // repeat an operation on the same starting point. States are shared: the
 // operations measured only puncture a base's PRF with a fresh input.
-func cloneMember(m *Member) *Member {
-	c := newMember(m.Self, m.cfg, m.Policy)
+func cloneMember(o one) one {
+	m := o.Member
+	c := NewJoinedMember(m.cfg, m.Policy)
 	for id, n := range m.graph.nodes {
 		cp := *n
 		c.graph.nodes[id] = &cp
@@ -23,23 +22,19 @@ func cloneMember(m *Member) *Member {
 	}
 	c.graph.retiredBy = maps.Clone(m.graph.retiredBy)
 	c.known = maps.Clone(m.known)
-	return c
+	return one{c, o.Self}
 }
 
 // forkedRoom makes a group of n devices in which members 1..heads commit
 // on the same epoch; members 0 and heads+1 apply all of them, so they see
 // a fork of the given number of heads.
-func forkedRoom(b *testing.B, n, heads int) (committer, receiver *Member, room Room) {
+func forkedRoom(b *testing.B, n, heads int) (committer, receiver one, room Room) {
 	ms, room := memberRoomHeld(b, n, heads+2)
 	var commits []Commit
 	for i := 1; i <= heads; i++ {
-		out, err := ms[i].Commit(room, nil, fmt.Sprintf("$h%d", i), t0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		commits = append(commits, out.Commit)
+		commits = append(commits, ms[i].commit(b, room, nil, fmt.Sprintf("$h%d", i), t0).Commit)
 	}
-	for _, m := range []*Member{ms[0], ms[heads+1]} {
+	for _, m := range []one{ms[0], ms[heads+1]} {
 		for _, c := range commits {
 			if _, err := m.Apply(c, room, room, t0); err != nil {
 				b.Fatal(err)
@@ -60,19 +55,16 @@ func BenchmarkResolveFork(b *testing.B) {
 			committer, receiver, room := forkedRoom(b, n, heads)
 			b.Run(fmt.Sprintf("members=%d/heads=%d/commit", n, heads), func(b *testing.B) {
 				for i := 0; b.Loop(); i++ {
-					out, err := cloneMember(committer).Commit(room, nil, fmt.Sprintf("$r%d", i), t0)
-					if err != nil || len(out.Commit.Resolves) != heads-1 {
-						b.Fatal(err)
+					out := cloneMember(committer).commit(b, room, nil, fmt.Sprintf("$r%d", i), t0)
+					if len(out.Commit.Resolves) != heads-1 {
+						b.Fatalf("resolves %d heads, want %d", len(out.Commit.Resolves), heads-1)
 					}
 				}
 			})
 			b.Run(fmt.Sprintf("members=%d/heads=%d/apply", n, heads), func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					out, err := cloneMember(committer).Commit(room, nil, fmt.Sprintf("$r%d", i), t0)
-					if err != nil {
-						b.Fatal(err)
-					}
+					out := cloneMember(committer).commit(b, room, nil, fmt.Sprintf("$r%d", i), t0)
 					r := cloneMember(receiver)
 					b.StartTimer()
 					if _, err := r.Apply(out.Commit, room, room, t0); err != nil {
@@ -92,10 +84,7 @@ func BenchmarkApplyOldEpoch(b *testing.B) {
 		ms, room := memberRoomHeld(b, n, 3)
 		laggard := cloneMember(ms[2]) // stays at the old epoch
 		for i := range 2 {
-			out, err := ms[1].Commit(room, nil, fmt.Sprintf("$n%d", i), t0.Add(time.Second))
-			if err != nil {
-				b.Fatal(err)
-			}
+			out := ms[1].commit(b, room, nil, fmt.Sprintf("$n%d", i), t0.Add(time.Second))
 			if _, err := ms[0].Apply(out.Commit, room, room, t0); err != nil {
 				b.Fatal(err)
 			}
@@ -105,15 +94,12 @@ func BenchmarkApplyOldEpoch(b *testing.B) {
 		}
 		for _, c := range []struct {
 			name   string
-			sender *Member
+			sender one
 		}{{"old", laggard}, {"newest", ms[2]}} {
 			b.Run(fmt.Sprintf("members=%d/base=%s", n, c.name), func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					out, err := cloneMember(c.sender).Commit(room, nil, fmt.Sprintf("$o%d", i), t0)
-					if err != nil {
-						b.Fatal(err)
-					}
+					out := cloneMember(c.sender).commit(b, room, nil, fmt.Sprintf("$o%d", i), t0)
 					r := cloneMember(ms[0])
 					b.StartTimer()
 					if _, err := r.Apply(out.Commit, room, room, t0); err != nil {
@@ -124,5 +110,3 @@ func BenchmarkApplyOldEpoch(b *testing.B) {
 		}
 	}
 }
-
-var _ = group.Config{}

@@ -9,36 +9,63 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/group"
 )
 
-// memberVersion is the first byte of an encoded Member.
+// A Member is stored in parts (DESIGN §4, §5): its metadata, small and
+// rewritten when the graph changes, and per retained epoch the parts of
+// its shared state and the private state of each of our devices in it,
+// each written when it changes (Flush) and read on first use (LoadMember).
 //
-// Version 1:
+// metadataVersion is the first byte of the metadata. Version 1:
 //
-//	struct { opaque sha256[32]; } SeenCommit;
+//	struct { opaque sha256[32]; opaque base<V>; } SeenCommit;
 //	struct {
-//	    opaque message<V>; opaque base<V>; opaque epoch<V>; uint64 number;
+//	    opaque epoch<V>; opaque base<V>; uint64 number;
 //	    opaque resolves<V><V>; Device creator; opaque event_id<V>;
+//	    opaque confirmation_tag<V>;
 //	} KnownCommit;
+//	struct { Device holders<V>; } HeldEpoch;   // ascending, unique
 //	struct {
 //	    uint8 version = 1;
-//	    Device self;
 //	    uint64 max_epochs; uint64 max_age_nanos;
-//	    opaque graph<V>;          // EpochGraph, states by group.Group.MarshalBinary
-//	    SeenCommit seen<V>;       // ascending
+//	    opaque graph<V>;          // EpochGraph, each state a HeldEpoch
+//	    SeenCommit seen<V>;       // ascending by sha256
 //	    KnownCommit known<V>;     // ascending by epoch
+//	} DMLSMemberMetadata;
+//
+// The metadata holds no secrets. A previous layout of Member (one blob
+// with whole group states, format 1) was never stored by the service
+// and is not read.
+const metadataVersion = 1
+
+// memberVersion is the first byte of MarshalBinary's single-value form:
+//
+//	struct { Device device; opaque private<V>; } StoredPrivate;
+//	struct {
+//	    opaque epoch<V>;
+//	    opaque static<V>; opaque init_state<V>; opaque secret_tree<V>;
+//	    opaque commit<V>;                      // empty for the first epoch
+//	    StoredPrivate privates<V>;             // ascending by device
+//	} StoredEpochParts;
+//	struct {
+//	    uint8 version = 2;
+//	    opaque metadata<V>;                    // DMLSMemberMetadata
+//	    StoredEpochParts epochs<V>;            // ascending by epoch
 //	} DMLSMember;
 //
 // It holds every retained epoch's secrets: store it as such.
-const memberVersion = 1
+const memberVersion = 2
 
-// MarshalBinary encodes the member's whole state.
-func (m *Member) MarshalBinary() ([]byte, error) {
-	gb, err := m.graph.MarshalBinary(func(g *group.Group) ([]byte, error) { return g.MarshalBinary() })
+// marshalMetadata encodes the Member's metadata.
+func (m *Member) marshalMetadata() ([]byte, error) {
+	gb, err := m.graph.MarshalBinary(func(st *EpochState) ([]byte, error) {
+		w := codec.NewWriter(16 * len(st.holders))
+		writeDevices(w, st.holders)
+		return w.Bytes(), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	w := codec.NewWriter(len(gb) + 64*len(m.seen) + 512*len(m.known))
-	w.Uint8(memberVersion)
-	writeDevice(w, m.Self)
+	w := codec.NewWriter(len(gb) + 64*len(m.seen) + 256*len(m.known) + 32)
+	w.Uint8(metadataVersion)
 	w.Uint64(uint64(max(m.Policy.MaxEpochs, 0)))
 	w.Uint64(uint64(max(m.Policy.MaxAge, 0)))
 	w.Opaque(gb)
@@ -50,6 +77,7 @@ func (m *Member) MarshalBinary() ([]byte, error) {
 	w.Vector(func(w *codec.Writer) {
 		for _, h := range seen {
 			w.Raw(h[:])
+			w.Opaque([]byte(m.seen[h]))
 		}
 	})
 	ids := make([]ID, 0, len(m.known))
@@ -60,9 +88,8 @@ func (m *Member) MarshalBinary() ([]byte, error) {
 	w.Vector(func(w *codec.Writer) {
 		for _, id := range ids {
 			c := m.known[id]
-			w.Opaque(c.Message)
-			w.Opaque([]byte(c.Base))
 			w.Opaque([]byte(c.Epoch))
+			w.Opaque([]byte(c.Base))
 			w.Uint64(c.Number)
 			w.Vector(func(w *codec.Writer) {
 				for _, r := range c.Resolves {
@@ -71,58 +98,182 @@ func (m *Member) MarshalBinary() ([]byte, error) {
 			})
 			writeDevice(w, c.Creator)
 			w.Opaque([]byte(c.EventID))
+			w.Opaque(c.ConfirmationTag)
 		}
 	})
 	return w.Bytes(), nil
 }
 
-// UnmarshalMember decodes a Member; cfg is the group configuration its
-// states use (it is not stored).
-func UnmarshalMember(data []byte, cfg group.Config) (*Member, error) {
-	r := codec.NewReader(data)
-	if v := r.Uint8("member.version"); r.Err() == nil && v != memberVersion {
-		return nil, fmt.Errorf("%w: member format %d", ErrInvalidGraph, v)
+// LoadMember decodes a Member's metadata (Changes.Metadata); load gives
+// each retained epoch's stored parts on first use. cfg is the group
+// configuration of its states (it is not stored).
+func LoadMember(metadata []byte, cfg group.Config, load Loader) (*Member, error) {
+	m := NewJoinedMember(cfg, Policy{})
+	r := codec.NewReader(metadata)
+	if v := r.Uint8("member.version"); r.Err() == nil && v != metadataVersion {
+		r.Fail("member.version", invalid("member metadata format %d", v))
 	}
-	self := readDevice(r, "member.self")
 	maxEpochs := r.Uint64("member.max_epochs")
 	maxAge := r.Uint64("member.max_age")
-	gb := r.Opaque("member.graph")
-	m := newMember(self, cfg, Policy{})
-	if maxEpochs > 1<<31 || maxAge > 1<<62 {
+	if r.Err() == nil && (maxEpochs > 1<<31 || maxAge > 1<<62) {
 		r.Fail("member.policy", codec.ErrInvalidValue)
 	}
-	m.Policy = Policy{MaxEpochs: int(maxEpochs), MaxAge: durationOf(maxAge)}
+	m.Policy = Policy{MaxEpochs: int(maxEpochs), MaxAge: time.Duration(maxAge)}
+	gb := r.Opaque("member.graph")
+	var last []byte
 	r.Each("member.seen", func(r *codec.Reader) {
-		var h [32]byte
-		copy(h[:], r.Fixed("member.seen.sha256", 32))
-		m.seen[h] = true
+		h := r.Fixed("member.seen.sha256", 32)
+		base := ID(r.Opaque("member.seen.base"))
+		if r.Err() != nil {
+			return
+		}
+		if base.check() != nil || (last != nil && slices.Compare(last, h) >= 0) {
+			r.Fail("member.seen", invalid("seen commit out of order or without base"))
+			return
+		}
+		last = h
+		m.seen[[32]byte(h)] = base
 	})
+	var lastKnown ID
 	r.Each("member.known", func(r *codec.Reader) {
-		var c Commit
-		c.Message = r.Opaque("known.message")
-		c.Base = ID(r.Opaque("known.base"))
+		var c knownCommit
 		c.Epoch = ID(r.Opaque("known.epoch"))
+		c.Base = ID(r.Opaque("known.base"))
 		c.Number = r.Uint64("known.number")
 		r.Each("known.resolves", func(r *codec.Reader) { c.Resolves = append(c.Resolves, ID(r.Opaque("known.resolves.epoch"))) })
 		c.Creator = readDevice(r, "known.creator")
 		c.EventID = string(r.Opaque("known.event_id"))
-		if r.Err() == nil {
-			if c.Epoch.check() != nil || c.Base.check() != nil {
-				r.Fail("known.epoch", ErrInvalidEpoch)
-				return
-			}
-			m.known[c.Epoch] = c
+		c.ConfirmationTag = r.Opaque("known.confirmation_tag")
+		if r.Err() != nil {
+			return
 		}
+		if c.Epoch.check() != nil || c.Base.check() != nil || c.Epoch <= lastKnown || len(c.ConfirmationTag) > maxIDLen {
+			r.Fail("known.epoch", invalid("known commit %v", c.Epoch))
+			return
+		}
+		lastKnown = c.Epoch
+		m.known[c.Epoch] = c
 	})
 	if err := r.Finish("member"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("decode member: %w", err)
 	}
-	g, err := Unmarshal(gb, func(b []byte) (*group.Group, error) { return group.UnmarshalGroup(b, m.cfg) })
+	g, err := Unmarshal(gb, func(b []byte) (*EpochState, error) {
+		r := codec.NewReader(b)
+		holders := readDevices(r, "held.holders")
+		if err := r.Finish("held"); err != nil {
+			return nil, err
+		}
+		return &EpochState{holders: holders, stored: true}, nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	m.graph = g
+	m.load = load
+	m.flushed = slices.Clone(metadata)
 	return m, nil
 }
 
-func durationOf(nanos uint64) time.Duration { return time.Duration(nanos) }
+// MarshalBinary encodes the whole Member, loading every retained epoch:
+// its metadata and every epoch's parts, as Flush would give them for a
+// Member never stored. It is the single-value form for tests and small
+// deployments; the service stores the parts apart (Flush).
+func (m *Member) MarshalBinary() ([]byte, error) {
+	meta, err := m.marshalMetadata()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]ID, 0, len(m.graph.nodes))
+	for id, n := range m.graph.nodes {
+		if n.Retained {
+			ids = append(ids, id)
+		}
+	}
+	w := codec.NewWriter(len(meta) + 1024)
+	w.Uint8(memberVersion)
+	w.Opaque(meta)
+	var werr error
+	w.Vector(func(w *codec.Writer) {
+		for _, id := range sortedIDs(ids) {
+			st, err := m.state(id)
+			if err != nil {
+				werr = err
+				return
+			}
+			all := *st
+			all.stored, all.added = false, nil
+			ec, err := all.changes(id)
+			if err != nil {
+				werr = err
+				return
+			}
+			w.Opaque([]byte(id))
+			w.Opaque(ec.Static)
+			w.Opaque(ec.InitState)
+			w.Opaque(ec.SecretTree)
+			w.Opaque(ec.Commit)
+			w.Vector(func(w *codec.Writer) {
+				for _, d := range st.holders {
+					writeDevice(w, d)
+					w.Opaque(ec.Privates[d])
+				}
+			})
+		}
+	})
+	if werr != nil {
+		return nil, werr
+	}
+	return w.Bytes(), nil
+}
+
+// UnmarshalMember decodes a Member encoded by MarshalBinary, loading and
+// checking every retained epoch's state; cfg is the group configuration
+// its states use (it is not stored).
+func UnmarshalMember(data []byte, cfg group.Config) (*Member, error) {
+	r := codec.NewReader(data)
+	if v := r.Uint8("member.version"); r.Err() == nil && v != memberVersion {
+		r.Fail("member.version", invalid("member format %d", v))
+	}
+	meta := r.Opaque("member.metadata")
+	parts := map[ID]*StoredEpoch{}
+	r.Each("member.epochs", func(r *codec.Reader) {
+		id := ID(r.Opaque("epoch.id"))
+		se := &StoredEpoch{
+			Static:     r.Opaque("epoch.static"),
+			InitState:  r.Opaque("epoch.init_state"),
+			SecretTree: r.Opaque("epoch.secret_tree"),
+			Commit:     r.Opaque("epoch.commit"),
+			Privates:   map[Device][]byte{},
+		}
+		if len(se.Commit) == 0 {
+			se.Commit = nil
+		}
+		r.Each("epoch.privates", func(r *codec.Reader) {
+			d := readDevice(r, "epoch.privates.device")
+			se.Privates[d] = r.Opaque("epoch.privates.private")
+		})
+		if r.Err() == nil {
+			parts[id] = se
+		}
+	})
+	if err := r.Finish("member"); err != nil {
+		return nil, fmt.Errorf("decode member: %w", err)
+	}
+	m, err := LoadMember(meta, cfg, func(id ID) (*StoredEpoch, error) {
+		if p, ok := parts[id]; ok {
+			return p, nil
+		}
+		return nil, fmt.Errorf("%w: no parts for epoch %v", ErrInvalidGraph, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for id, n := range m.graph.nodes {
+		if n.Retained {
+			if _, err := m.state(id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

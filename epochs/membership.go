@@ -28,8 +28,9 @@ type Room struct {
 	Devices map[string][]string
 }
 
-// inRoom: joined or invited. An invited user's devices may be added, as
-// RFC 9420 groups may include invitees, and are not removed.
+// inRoom: joined or invited. The group's devices are those of the users
+// in the room: an invited user's devices are added (so that the user can
+// read the room from the moment it joins) and are not removed.
 func (r Room) inRoom(user string) bool {
 	s := r.Members[user]
 	return s == Join || s == Invite
@@ -99,8 +100,9 @@ func CheckCommit(c CommitEffect, atCommit, atBase Room) error {
 
 // Plan is how a commit brings a group's devices to the room's membership.
 type Plan struct {
-	// Add are devices of joined users that the group lacks; the caller
-	// claims a KeyPackage for each, and leaves out those it cannot get.
+	// Add are devices of joined and invited users that the group lacks;
+	// the caller claims a KeyPackage for each, and leaves out those it
+	// cannot get.
 	Add []Device
 	// Remove are devices whose user is neither joined nor invited, and
 	// devices of joined or invited users whose known device list no longer
@@ -111,9 +113,9 @@ type Plan struct {
 // Empty reports whether the group already matches the room.
 func (p Plan) Empty() bool { return len(p.Add) == 0 && len(p.Remove) == 0 }
 
-// PlanMembership compares the group's devices with the room. Invited users
-// are not added (they are added once they join; DESIGN §5), but their
-// devices are kept if already present.
+// PlanMembership compares the group's devices with the room: the group
+// must hold exactly the listed devices of the users that are joined or
+// invited (package doc, "Resolving commits").
 func PlanMembership(group []Device, room Room) Plan {
 	var p Plan
 	have := make(map[Device]bool, len(group))
@@ -127,8 +129,8 @@ func PlanMembership(group []Device, room Room) Plan {
 			p.Remove = append(p.Remove, d)
 		}
 	}
-	for user, state := range room.Members {
-		if state != Join {
+	for user := range room.Members {
+		if !room.inRoom(user) {
 			continue
 		}
 		for _, dev := range room.Devices[user] {

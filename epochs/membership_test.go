@@ -73,8 +73,11 @@ func TestPlanMembership(t *testing.T) {
 			dave.UserID:  {"D1"},
 		},
 	}
+	// Invited users' devices are added as joined users' are: carol's
+	// second device joins the group while she is invited.
+	carol2 := dev(carol.UserID, "C2")
 	p := PlanMembership([]Device{alice, bob, carol}, r)
-	if want := []Device{alice2, dave}; !slices.Equal(p.Add, want) {
+	if want := []Device{alice2, carol2, dave}; !slices.Equal(p.Add, want) {
 		t.Errorf("add %v, want %v", p.Add, want)
 	}
 	if want := []Device{alice, bob}; !slices.Equal(p.Remove, want) {
@@ -82,6 +85,13 @@ func TestPlanMembership(t *testing.T) {
 	}
 	if p.Empty() {
 		t.Error("Empty")
+	}
+	// Users who knocked, left or were banned get nothing.
+	for _, st := range []MemberState{Knock, Leave, Ban, ""} {
+		p = PlanMembership(nil, Room{Members: map[string]MemberState{dave.UserID: st}, Devices: r.Devices})
+		if !p.Empty() {
+			t.Errorf("%q: plan %+v", st, p)
+		}
 	}
 	// Unknown device lists keep present devices and add nothing.
 	p = PlanMembership([]Device{alice}, Room{Members: map[string]MemberState{alice.UserID: Join}})

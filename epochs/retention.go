@@ -127,7 +127,9 @@ func (g *Graph[S]) Drop(ids []ID, destroy func(S)) error {
 		if destroy != nil {
 			destroy(n.State)
 		}
-		n.State = zero
+		// Only retained epochs' members matter (retention's settled
+		// rule, planning on the base).
+		n.State, n.Members = zero, nil
 		n.Retained = false
 	}
 	g.prune()
@@ -145,7 +147,10 @@ func (g *Graph[S]) headSet() map[ID]bool {
 // prune forgets the metadata of dropped epochs that no comparison between
 // retained epochs can need: those below the last common ancestor of all
 // retained epochs, and those with no retained descendant. Comparisons only
-// look at the paths from the retained epochs down to where they meet.
+// look at the paths from the retained epochs down to where they meet. An
+// epoch whose creating commit resolves a retained epoch is kept whatever
+// its place: it is what keeps that epoch retired, and forgetting it would
+// make the epoch a head again.
 func (g *Graph[S]) prune() {
 	var retained []ID
 	for id, n := range g.nodes {
@@ -167,14 +172,18 @@ func (g *Graph[S]) prune() {
 	var lca *Node[S]
 	for id, c := range below {
 		if c == len(retained) {
-			if n := g.nodes[id]; lca == nil || n.Number > lca.Number {
+			// The highest such node; ties (chains that never meet) go to
+			// the lower ID, so that the result does not depend on the
+			// map's order.
+			n := g.nodes[id]
+			if lca == nil || n.Number > lca.Number || (n.Number == lca.Number && n.ID < lca.ID) {
 				lca = n
 			}
 		}
 	}
 	var gone []ID
 	for id, n := range g.nodes {
-		if n.Retained {
+		if n.Retained || slices.ContainsFunc(n.Resolves, func(r ID) bool { x := g.nodes[r]; return x != nil && x.Retained }) {
 			continue
 		}
 		if below[id] == 0 || (lca != nil && below[id] == len(retained) && n.Number < lca.Number) {

@@ -159,3 +159,79 @@ func TestRetentionBoundsALongChain(t *testing.T) {
 		t.Fatalf("%d epochs known after 200 commits with MaxEpochs 5", g.Len())
 	}
 }
+
+// A dropped epoch whose commit resolved an epoch that is still retained
+// keeps its metadata: forgetting it would make that epoch a head again.
+func TestPruneKeepsResolutionsOfRetainedEpochs(t *testing.T) {
+	g := build(t,
+		spec{id: "R"},
+		spec{id: "A", parent: "R", tag: 5}, spec{id: "B", parent: "R", tag: 3},
+		spec{id: "C", parent: "A", tag: 1, resolves: []string{"B"}},
+		spec{id: "D", parent: "C", tag: 1},
+	)
+	// Keep B (retired by C) while the chain below D is dropped.
+	if err := g.Drop(ids("R", "A", "C"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if heads := g.Heads(); !slices.Equal(heads, ids("D")) {
+		t.Fatalf("heads %q: B came back", heads)
+	}
+	if _, ok := g.Node("C"); !ok {
+		t.Fatal("the resolution of a retained epoch was forgotten")
+	}
+	// Once B goes, so does C's metadata.
+	if err := g.Drop(ids("B"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if g.Len() != 1 {
+		t.Fatalf("%d epochs known, want only D", g.Len())
+	}
+}
+
+// MissingHistory names the parents to fetch while the histories of the
+// retained epochs do not meet, and nothing once they do.
+func TestMissingHistory(t *testing.T) {
+	others, nodeOf := forkSeenByOthers(t)
+	g := New[string]()
+	if err := g.Join(nodeOf("A1")); err != nil {
+		t.Fatal(err)
+	}
+	if m := g.MissingHistory(); m != nil {
+		t.Fatalf("one branch: %q", m)
+	}
+	if err := g.Join(nodeOf("B1")); err != nil {
+		t.Fatal(err)
+	}
+	if m := g.MissingHistory(); !slices.Equal(m, ids("A", "B")) {
+		t.Fatalf("two branches: %q", m)
+	}
+	for _, id := range []string{"A", "B"} {
+		if err := g.Learn(nodeOf(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := g.MissingHistory(); m != nil {
+		t.Fatalf("siblings of a missing parent meet there: %q", m)
+	}
+	base, _ := g.Base()
+	want, _ := others.Base()
+	if base != want {
+		t.Fatalf("base %v, others chose %v", base, want)
+	}
+	// A learned epoch gets a state when a member joins it later.
+	if err := g.Hold("A", []Device{alice}, "state of A", t0); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := g.State("A"); !ok || s != "state of A" {
+		t.Fatal("held epoch has no state")
+	}
+	if n, _ := g.Node("A"); n.Added != t0 || n.Superseded != t0 || !slices.Equal(n.Members, []Device{alice}) {
+		t.Fatalf("held epoch %+v", n)
+	}
+	if err := g.Hold("A", nil, "", t0); !errors.Is(err, ErrDuplicateEpoch) {
+		t.Fatalf("hold a retained epoch: %v", err)
+	}
+	if err := g.Hold("Z", nil, "", t0); !errors.Is(err, ErrUnknownEpoch) {
+		t.Fatalf("hold an unknown epoch: %v", err)
+	}
+}

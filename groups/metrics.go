@@ -19,6 +19,7 @@ type Metrics struct {
 	NotAddressed     prometheus.Counter
 	MalformedEvents  *prometheus.CounterVec
 	LeftOut          prometheus.Counter
+	HistoryFetched   prometheus.Counter
 	Delivered        *prometheus.CounterVec
 	CommitSeconds    prometheus.Histogram
 	DecryptSeconds   prometheus.Histogram
@@ -59,6 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		NotAddressed:    counter("mlsas_dmls_messages_not_addressed_total", "Messages of epochs none of our devices is a member of (sent after our removal)."),
 		MalformedEvents: vec("mlsas_dmls_malformed_events_total", "DMLS events or to-device messages that did not parse, by kind.", "kind"),
 		LeftOut:         counter("mlsas_dmls_members_left_out_total", "Joined users left out of a group because they have no MLS device."),
+		HistoryFetched:  counter("mlsas_dmls_history_events_fetched_total", "Commit events fetched after a join to learn the branch's history."),
 		Delivered:       vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:   hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds:  hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

@@ -164,6 +164,11 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 	plain, sender, err := r.m.Decrypt(e.Epoch, e.Ciphertext)
 	switch {
 	case err == nil:
+	case errors.Is(err, epochs.ErrNotHeld):
+		// The epoch is one we hold only for what it says about the
+		// room (our devices were removed there): not addressed to us.
+		s.metrics.NotAddressed.Inc()
+		return nil
 	case errors.Is(err, epochs.ErrUnknownEpoch):
 		if len(r.m.Ours()) == 0 {
 			s.metrics.NotAddressed.Inc()
@@ -415,7 +420,7 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	r.state = "active"
 	s.metrics.WelcomesJoined.Inc()
 	log.Info().Uint64("epoch", wel.Commit.Number).Msg("Joined the room's MLS group")
-	if err := s.learnHistory(ctx, w, r, dev.UserID, wel.Commit.EventID); err != nil {
+	if err := s.learnHistory(ctx, r, dev.UserID); err != nil {
 		log.Warn().Err(err).Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
 	}
 	if err := s.mlsState(ctx, w, r, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",

@@ -179,6 +179,11 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) error {
 	var graph []byte
 	if r.m != nil {
+		// Retention runs whenever the room is saved: its epochs change
+		// only in work items that end here.
+		if _, err := r.m.Retain(s.now()); err != nil {
+			return errf(r.id, "retention: %w", err)
+		}
 		ch, err := r.m.Flush()
 		if err != nil {
 			return errf(r.id, "encode changes: %w", err)

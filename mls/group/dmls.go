@@ -107,20 +107,24 @@ func deriveUp(s *suite.Suite, secret []byte, steps int) []byte {
 	return out
 }
 
-// Destroy zeroes the secrets that belong to g's epoch alone: the epoch
+// Destroy zeroes the secrets that belong to g's epoch alone (see
+// Public.Destroy); g and every Group sharing its Public are unusable
+// afterwards.
+func (g *Group) Destroy() { g.pub.Destroy() }
+
+// Destroy zeroes the secrets that belong to p's epoch alone: the epoch
 // secrets and the kept init secret or PRF, and the secret tree's ratchets.
 // Call it when the epoch is dropped for good (package epochs' retention);
-// g and every Group sharing its Public are unusable afterwards.
+// every Group sharing p is unusable afterwards.
 //
 // It leaves alone what later epochs share with this one: the
 // resumption_psk (later epochs keep it among their past epochs), the
-// signature key, and the private tree keys (a child epoch's
+// signature keys, and the private tree keys (a child epoch's
 // treekem.PrivateState shares the keys of nodes its commit did not
 // replace). The secret tree is zeroed even though later states that keep
 // past epochs (Config.PastEpochs) share it: once the epoch is dropped for
 // good, its late messages are not to be read either.
-func (g *Group) Destroy() {
-	p := g.pub
+func (p *Public) Destroy() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.secrets.mu.Lock()

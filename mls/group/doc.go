@@ -69,6 +69,11 @@
 //     authenticator its joiner secret derives) and derives only the
 //     member's Private, without a new Public or another validation of the
 //     tree.
+//   - PrivatesAfter gives members of ours that entered an epoch late
+//     (after its commit was processed for the others) their Privates in
+//     the next epoch, from that commit and the next Public: the commit is
+//     checked to make exactly that epoch, and no key schedule runs, so
+//     the parent's PRF is not asked for the same child twice.
 //
 // Cost model, for a commit with a path in a group of n leaves processed
 // for k members of ours: the shared work is one signature verification,

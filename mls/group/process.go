@@ -100,111 +100,25 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 // DMLS its PRF is punctured only once every member's path decrypted).
 func (g *Group) processCommit(ac *message.AuthenticatedContent, privs []*Private) (*Public, []*Private, error) {
 	p, s := g.pub, g.pub.suite
-	c := ac.Content.Commit
-	sender := ac.Content.Sender
-	external := false
-	switch sender.Type {
-	case message.SenderMember:
-		for _, priv := range privs {
-			if priv != nil && sender.LeafIndex == uint32(priv.leaf) {
-				return nil, nil, ErrOwnCommit
-			}
-		}
-	case message.SenderNewMemberCommit:
-		if ac.WireFormat != message.WireFormatPublicMessage {
-			return nil, nil, fmt.Errorf("%w: external commit not in a PublicMessage", ErrInvalidExternalCommit)
-		}
-		external = true
-	default:
-		return nil, nil, fmt.Errorf("%w: commit from sender type %d", ErrUnknownSender, sender.Type)
-	}
-	if g.pub.reinit != nil {
-		return nil, nil, ErrReInitPending
-	}
-	props, err := g.resolve(c.Proposals, sender)
+	rc, err := g.receiveCommit(ac, privs)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := p.stage(props, sender, &g.cfg, stageOptions{})
-	if err != nil {
-		return nil, nil, err
+	defer rc.zero()
+	if rc.survivors == 0 {
+		return nil, rc.next, nil
 	}
-	if c.Path == nil && st.pathRequired {
-		return nil, nil, ErrPathRequired
-	}
-	if c.Path == nil && p.dmls() {
-		return nil, nil, ErrDMLSPathRequired
-	}
-
-	next := make([]*Private, len(privs))
-	survivor := -1 // the first member still in the group
-	for i, priv := range privs {
-		if priv == nil || slices.Contains(st.removed, priv.leaf) {
-			continue
-		}
-		next[i] = priv
-		if ref, ok := st.updated[priv.leaf]; ok {
-			// Only g can have made an Update proposal we hold the key
-			// of: the proposal cache is g's.
-			_, own := g.local.snapshot()
-			key, ok := own[string(ref)]
-			if i > 0 || !ok {
-				return nil, nil, fmt.Errorf("%w: leaf %d was updated by a proposal we did not make", ErrInvalidUpdate, priv.leaf)
-			}
-			next[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: treekem.NewPrivateState(priv.leaf, key)}
-		}
-		if survivor < 0 {
-			survivor = i
-		}
-	}
-
+	st := rc.st
 	var commitSecret, conf []byte
-	if c.Path != nil {
-		t := st.tree
-		leaf := &c.Path.LeafNode
-		var committer treemath.LeafIndex
-		if external {
-			if err := t.CheckNewLeaf(treemath.LeafIndex(t.LeafCount()), leaf); err != nil {
-				return nil, nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
-			}
-			if committer, err = t.AddLeaf(leaf); err != nil {
-				return nil, nil, err
-			}
-		} else {
-			committer = treemath.LeafIndex(sender.LeafIndex)
-			if err := t.CheckNewLeaf(committer, leaf); err != nil {
-				return nil, nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
-			}
-		}
-		if err := tree.ValidateLeafNode(s, leaf, tree.LeafContext{
-			GroupID: p.ctx.GroupID, LeafIndex: committer, Source: message.LeafNodeSourceCommit,
-			Version: p.ctx.Version, Required: requiredCapabilities(st.extensions), CredentialTypes: t.CredentialTypes(),
-		}); err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
-		}
-		if err := checkPathKeys(t, c.Path); err != nil {
-			return nil, nil, err
-		}
-		if survivor < 0 {
-			// Removed members cannot decrypt the path; nothing follows.
-			return nil, next, nil
-		}
-		rp, err := p.receivePath(st, committer, c.Path, next)
-		if err != nil {
-			return nil, nil, err
-		}
-		defer clear(rp.top)
-		commitSecret = s.DeriveSecret(rp.top, "path")
+	if rc.top != nil {
+		commitSecret = s.DeriveSecret(rc.top, "path")
 		defer clear(commitSecret)
-		if !external {
-			if conf, err = p.commitConfirmation(rp.top); err != nil {
+		if !rc.external {
+			if conf, err = p.commitConfirmation(rc.top); err != nil {
 				return nil, nil, err
 			}
 		}
-	} else if survivor < 0 {
-		return nil, next, nil
 	}
-
 	var initSecret []byte
 	if st.externalInit != nil {
 		initSecret, err = externalInitSecret(p, st.externalInit.KEMOutput)
@@ -225,24 +139,134 @@ func (g *Group) processCommit(ac *message.AuthenticatedContent, privs []*Private
 		return nil, nil, err
 	}
 	newPub.reinit = st.reinit
-	return newPub, next, nil
+	return newPub, rc.next, nil
 }
 
-// receivedPath is what a received UpdatePath gave our members.
-type receivedPath struct {
+// receivedCommit is a received commit verified and staged for some of
+// our members, before the key schedule.
+type receivedCommit struct {
+	st *staged
+	// next holds each member's next Private, as processCommit returns
+	// them; survivors counts the non-nil ones.
+	next      []*Private
+	survivors int
+	external  bool
 	// top is path_secret[n], the secret of the committer's last filtered
 	// direct path node, from which the commit secret and (DMLS) the
-	// commit confirmation follow.
+	// commit confirmation follow; nil without a path or survivors.
 	top []byte
+}
+
+func (rc *receivedCommit) zero() { clear(rc.top) }
+
+// receiveCommit validates the commit ac on g's epoch and stages it
+// (§12.4.2), and derives the next private parts of the members privs
+// (processCommit): everything but the key schedule. It changes nothing
+// in g. If the commit removes every member, the path is validated but
+// not merged.
+func (g *Group) receiveCommit(ac *message.AuthenticatedContent, privs []*Private) (*receivedCommit, error) {
+	p, s := g.pub, g.pub.suite
+	c := ac.Content.Commit
+	sender := ac.Content.Sender
+	rc := &receivedCommit{}
+	switch sender.Type {
+	case message.SenderMember:
+		for _, priv := range privs {
+			if priv != nil && sender.LeafIndex == uint32(priv.leaf) {
+				return nil, ErrOwnCommit
+			}
+		}
+	case message.SenderNewMemberCommit:
+		if ac.WireFormat != message.WireFormatPublicMessage {
+			return nil, fmt.Errorf("%w: external commit not in a PublicMessage", ErrInvalidExternalCommit)
+		}
+		rc.external = true
+	default:
+		return nil, fmt.Errorf("%w: commit from sender type %d", ErrUnknownSender, sender.Type)
+	}
+	if g.pub.reinit != nil {
+		return nil, ErrReInitPending
+	}
+	props, err := g.resolve(c.Proposals, sender)
+	if err != nil {
+		return nil, err
+	}
+	st, err := p.stage(props, sender, &g.cfg, stageOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if c.Path == nil && st.pathRequired {
+		return nil, ErrPathRequired
+	}
+	if c.Path == nil && p.dmls() {
+		return nil, ErrDMLSPathRequired
+	}
+	rc.st = st
+
+	rc.next = make([]*Private, len(privs))
+	for i, priv := range privs {
+		if priv == nil || slices.Contains(st.removed, priv.leaf) {
+			continue
+		}
+		rc.next[i] = priv
+		rc.survivors++
+		if ref, ok := st.updated[priv.leaf]; ok {
+			// Only g's member can have made an Update proposal we hold
+			// the key of: the proposal cache is g's.
+			_, own := g.local.snapshot()
+			key, ok := own[string(ref)]
+			if priv != g.priv || !ok {
+				return nil, fmt.Errorf("%w: leaf %d was updated by a proposal we did not make", ErrInvalidUpdate, priv.leaf)
+			}
+			rc.next[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: treekem.NewPrivateState(priv.leaf, key)}
+		}
+	}
+	if c.Path == nil {
+		return rc, nil
+	}
+	t := st.tree
+	leaf := &c.Path.LeafNode
+	var committer treemath.LeafIndex
+	if rc.external {
+		if err := t.CheckNewLeaf(treemath.LeafIndex(t.LeafCount()), leaf); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
+		}
+		if committer, err = t.AddLeaf(leaf); err != nil {
+			return nil, err
+		}
+	} else {
+		committer = treemath.LeafIndex(sender.LeafIndex)
+		if err := t.CheckNewLeaf(committer, leaf); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
+		}
+	}
+	if err := tree.ValidateLeafNode(s, leaf, tree.LeafContext{
+		GroupID: p.ctx.GroupID, LeafIndex: committer, Source: message.LeafNodeSourceCommit,
+		Version: p.ctx.Version, Required: requiredCapabilities(st.extensions), CredentialTypes: t.CredentialTypes(),
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
+	}
+	if err := checkPathKeys(t, c.Path); err != nil {
+		return nil, err
+	}
+	if rc.survivors == 0 {
+		// Removed members cannot decrypt the path; nothing follows.
+		return rc, nil
+	}
+	if rc.top, err = p.receivePath(st, committer, c.Path, rc.next); err != nil {
+		return nil, err
+	}
+	return rc, nil
 }
 
 // receivePath merges path, from committer, into st.tree (§7.5) and
 // replaces each non-nil member of privs, in place, by its private state
 // after the commit: it decrypts the member's own path secret (one HPKE
 // decryption each), derives the keys above it and checks them against
-// the path. An error leaves privs partly replaced and st.tree merged;
-// both must then be discarded.
-func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *message.UpdatePath, privs []*Private) (*receivedPath, error) {
+// the path. It returns path_secret[n], the secret of the committer's last
+// filtered direct path node. An error leaves privs partly replaced and
+// st.tree merged; both must then be discarded.
+func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *message.UpdatePath, privs []*Private) ([]byte, error) {
 	t := st.tree
 	// The filtered direct path and the copath resolutions are those of
 	// the tree before the merge, which does not change them: the merge
@@ -255,26 +279,28 @@ func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *mes
 	ctx.TreeHash = t.RootHash()
 	ctxBytes := codec.Marshal(&ctx)
 	exclude := st.excluded()
-	var out *receivedPath
+	var top []byte
 	for i, priv := range privs {
 		if priv == nil {
 			continue
 		}
 		secret, k, err := decryptPathSecret(t, fdp, committer, path, priv, exclude, ctxBytes)
 		if err != nil {
+			clear(top)
 			return nil, pathError(err)
 		}
 		keys, err := priv.path.WithJoinerPathSecret(t, committer, secret)
-		if out == nil && err == nil {
-			out = &receivedPath{top: deriveUp(p.suite, secret, len(fdp)-1-k)}
+		if top == nil && err == nil {
+			top = deriveUp(p.suite, secret, len(fdp)-1-k)
 		}
 		clear(secret)
 		if err != nil {
+			clear(top)
 			return nil, pathError(err)
 		}
 		privs[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: keys.Prune(t)}
 	}
-	return out, nil
+	return top, nil
 }
 
 // decryptPathSecret returns the path secret that path, from committer,

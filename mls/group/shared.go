@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/framing"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
@@ -95,6 +96,51 @@ func (g *Group) HandleCommitShared(m *message.MLSMessage, others []*Private) (*S
 	return &SharedTransition{Public: pub, Privates: next, from: g}, nil
 }
 
+// PrivatesAfter derives the private parts that further members of ours
+// get in next, the epoch that the commit m made from g's epoch, when
+// next's Public is already held: it was made by processing m for other
+// members of ours, or entered by a Welcome, before these members held
+// g's epoch. It verifies and stages m as HandleCommitShared does, checks
+// that m makes exactly next (the staged tree's hash, the confirmed
+// transcript hash and the confirmation tag must be next's), and decrypts
+// each member's path secret; it runs no key schedule, so g's PRF is not
+// touched. The result is index-aligned with others; nil for a member the
+// commit removes.
+func (g *Group) PrivatesAfter(m *message.MLSMessage, next *Public, others []*Private) ([]*Private, error) {
+	if err := g.checkOthers(others); err != nil {
+		return nil, err
+	}
+	if m == nil || next == nil {
+		return nil, fmt.Errorf("%w: no message or next epoch", ErrMalformed)
+	}
+	p := g.pub
+	ac, err := p.unprotect(m)
+	if err != nil {
+		return nil, err
+	}
+	if ac.Content.ContentType != message.ContentCommit {
+		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
+	}
+	rc, err := g.receiveCommit(ac, others)
+	if err != nil {
+		return nil, err
+	}
+	rc.zero()
+	if rc.survivors == 0 {
+		return rc.next, nil
+	}
+	confirmed, err := framing.ConfirmedTranscriptHash(p.suite, p.interim, ac)
+	if err != nil {
+		return nil, err
+	}
+	if next.suite != p.suite || next.ctx.Epoch != p.ctx.Epoch+1 || !bytes.Equal(next.ctx.GroupID, p.ctx.GroupID) ||
+		!bytes.Equal(next.ctx.ConfirmedTranscriptHash, confirmed) || !bytes.Equal(next.confirmationTag, ac.Auth.ConfirmationTag) ||
+		!bytes.Equal(next.ctx.TreeHash, rc.st.tree.RootHash()) {
+		return nil, fmt.Errorf("%w: the commit does not make that epoch", ErrWrongEpoch)
+	}
+	return rc.next, nil
+}
+
 // checkOthers checks that others are the private parts of members of g's
 // epoch, other than g's and each other: their keys must match g's tree.
 func (g *Group) checkOthers(others []*Private) error {
@@ -103,19 +149,28 @@ func (g *Group) checkOthers(others []*Private) error {
 		switch {
 		case o == nil:
 			err = fmt.Errorf("%w: no private part", ErrNotMember)
-		case o.path.Suite() != g.pub.suite:
-			err = fmt.Errorf("%w: private part of another cipher suite", ErrInvalidState)
 		case g.priv != nil && g.priv.leaf == o.leaf,
 			slices.ContainsFunc(others[:i], func(p *Private) bool { return p.leaf == o.leaf }):
 			err = fmt.Errorf("%w: leaf %d given twice", ErrInvalidState, o.leaf)
 		default:
-			if e := o.path.Check(g.pub.tree); e != nil {
-				err = fmt.Errorf("%w: private part not of this epoch: %w", ErrNotMember, e)
-			}
+			err = g.pub.CheckPrivate(o)
 		}
 		if err != nil {
 			return fmt.Errorf("other member %d: %w", i, err)
 		}
+	}
+	return nil
+}
+
+// CheckPrivate reports whether priv is the private part of a member of
+// p's epoch: its leaf must be a member and every key it holds must match
+// p's tree. It is for a caller that stores Publics and Privates apart.
+func (p *Public) CheckPrivate(priv *Private) error {
+	if priv.path.Suite() != p.suite {
+		return fmt.Errorf("%w: private part of another cipher suite", ErrInvalidState)
+	}
+	if err := priv.path.Check(p.tree); err != nil {
+		return fmt.Errorf("%w: private part not of this epoch: %w", ErrNotMember, err)
 	}
 	return nil
 }

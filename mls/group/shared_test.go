@@ -436,3 +436,52 @@ func FuzzJoinPrivate(f *testing.F) {
 		}
 	})
 }
+
+// A member of ours that enters the parent epoch after the commit was
+// processed for the others gets its next private part from the commit
+// and the Public already made, without a key schedule, equal to
+// processing it on its own.
+func TestPrivatesAfter(t *testing.T) {
+	cfg := Config{Scheme: keyschedule.SchemeDMLS}
+	w := newSharedWorld(t, cfg, 6, []int{1, 3, 4})
+	pc, err := w.indep[0].Commit(CommitOptions{Proposals: []*message.Proposal{RemoveProposal(4)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := message.ParseMLSMessage(pc.Commit)
+	g := New(w.pub, nil, cfg)
+	tr, err := g.HandleCommitShared(msg, []*Private{w.privs[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	init, _ := w.pub.Changes()
+	late, err := g.PrivatesAfter(msg, tr.Public, []*Private{w.privs[3], w.privs[4]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := w.pub.Changes(); after != init {
+		t.Fatal("PrivatesAfter ran the key schedule")
+	}
+	if late[1] != nil {
+		t.Fatal("a removed member got a private part")
+	}
+	want, _ := mustHandle(t, w.indep[3], pc.Commit).Next.Private().MarshalBinary()
+	if got, _ := late[0].MarshalBinary(); !bytes.Equal(got, want) {
+		t.Fatal("late private part differs from processing the commit")
+	}
+	if err := tr.Public.CheckPrivate(late[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Another epoch is refused: the parent, and a sibling.
+	if _, err := g.PrivatesAfter(msg, w.pub, []*Private{w.privs[3]}); !errors.Is(err, ErrWrongEpoch) {
+		t.Fatalf("the parent as next: %v", err)
+	}
+	other, err := w.indep[2].Commit(CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherMsg, _ := message.ParseMLSMessage(other.Commit)
+	if _, err := g.PrivatesAfter(otherMsg, tr.Public, []*Private{w.privs[3]}); !errors.Is(err, ErrWrongEpoch) {
+		t.Fatalf("a sibling's commit: %v", err)
+	}
+}

@@ -1,0 +1,278 @@
+package epochs
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/mls-appservice/mls-appservice/mls/group"
+	"github.com/mls-appservice/mls-appservice/mls/treemath"
+)
+
+type treeLeaf = treemath.LeafIndex
+
+// EpochState is what a Member holds in one retained epoch: the group's
+// shared state and the private state of each of our devices in it (its
+// holders). The holders are part of the graph's metadata; the states are
+// loaded on first use when the Member was loaded from storage.
+type EpochState struct {
+	holders []Device // sorted
+	pub     *group.Public
+	privs   map[Device]*group.Private
+	// commit is the message of the commit that made the epoch (nil for
+	// the group's first epoch): devices of ours that enter the parent
+	// epoch later follow into this one with it (Member.follow).
+	commit []byte
+
+	// What the caller has stored (see Member.Flush): whether the epoch's
+	// parts were written, the Public's change counts at the last write
+	// or load, and the holders added and removed since.
+	stored         bool
+	initAt, treeAt uint64
+	added, removed []Device
+}
+
+func newEpochState(pub *group.Public, privs map[Device]*group.Private, commit []byte) *EpochState {
+	st := &EpochState{pub: pub, privs: privs, commit: bytes.Clone(commit)}
+	for d := range privs {
+		st.holders = append(st.holders, d)
+	}
+	st.holders = sortedDevices(st.holders)
+	return st
+}
+
+// Holders returns our devices that hold a private state in the epoch, in
+// order.
+func (st *EpochState) Holders() []Device { return slices.Clone(st.holders) }
+
+// Loaded reports whether the epoch's states are in memory.
+func (st *EpochState) Loaded() bool { return st.pub != nil }
+
+// add gives our device d the private state p in the loaded epoch.
+func (st *EpochState) add(d Device, p *group.Private) {
+	st.privs[d] = p
+	st.holders = sortedDevices(append(st.holders, d))
+	st.removed = slices.DeleteFunc(st.removed, func(x Device) bool { return x == d })
+	st.added = append(st.added, d)
+}
+
+// remove forgets our device d's private state, loaded or not.
+func (st *EpochState) remove(d Device) {
+	delete(st.privs, d)
+	st.holders = slices.DeleteFunc(st.holders, func(x Device) bool { return x == d })
+	if i := slices.Index(st.added, d); i >= 0 {
+		st.added = slices.Delete(st.added, i, i+1)
+	} else {
+		st.removed = append(st.removed, d)
+	}
+}
+
+// StoredEpoch is what the caller stored of one retained epoch, as Flush
+// gave it: the three parts of the group's shared state
+// (group.Public.MarshalStatic, MarshalInitState, MarshalSecretTree), the
+// commit that made the epoch, and the private state of each of our
+// devices in the epoch (group.Private.MarshalBinary). Privates of devices
+// the metadata does not name as holders are ignored.
+type StoredEpoch struct {
+	Static, InitState, SecretTree []byte
+	Commit                        []byte
+	Privates                      map[Device][]byte
+}
+
+// Loader returns the stored parts of a retained epoch. A Member loaded by
+// LoadMember calls it once per epoch, on the first use of the epoch's
+// state (applying a commit on it, decrypting in it, committing, joining
+// it); retention and base selection need only the metadata.
+type Loader func(ID) (*StoredEpoch, error)
+
+// state returns the state of a retained epoch, loading it if needed.
+func (m *Member) state(id ID) (*EpochState, error) {
+	n := m.graph.nodes[id]
+	switch {
+	case n == nil:
+		return nil, fmt.Errorf("%w: %v", ErrUnknownEpoch, id)
+	case !n.Retained && n.Added.IsZero():
+		return nil, fmt.Errorf("%w: %v known only from history", ErrUnknownEpoch, id)
+	case !n.Retained:
+		return nil, fmt.Errorf("%w: %v", ErrParentNotRetained, id)
+	}
+	st := n.State
+	if st.pub != nil {
+		return st, nil
+	}
+	if m.load == nil {
+		return nil, fmt.Errorf("epochs: state of epoch %v not loaded and no loader", id)
+	}
+	parts, err := m.load(id)
+	if err != nil {
+		return nil, fmt.Errorf("load epoch %v: %w", id, err)
+	}
+	pub, privs, err := decodeEpoch(id, st.holders, parts)
+	if err != nil {
+		return nil, fmt.Errorf("load epoch %v: %w", id, err)
+	}
+	st.pub, st.privs, st.commit = pub, privs, bytes.Clone(parts.Commit)
+	st.initAt, st.treeAt = pub.Changes()
+	return st, nil
+}
+
+// decodeEpoch decodes and checks the stored parts of epoch id, whose
+// holders are ours.
+func decodeEpoch(id ID, holders []Device, parts *StoredEpoch) (*group.Public, map[Device]*group.Private, error) {
+	if parts == nil {
+		return nil, nil, fmt.Errorf("%w: no stored parts", ErrInvalidGraph)
+	}
+	pub, err := group.UnmarshalPublicParts(parts.Static, parts.InitState, parts.SecretTree)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ID(pub.EpochID()) != id {
+		return nil, nil, fmt.Errorf("%w: stored parts of epoch %v", ErrInvalidGraph, ID(pub.EpochID()))
+	}
+	privs := make(map[Device]*group.Private, len(holders))
+	for _, d := range holders {
+		b, ok := parts.Privates[d]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: no private state of %v", ErrInvalidGraph, d)
+		}
+		p, err := group.UnmarshalPrivate(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("private state of %v: %w", d, err)
+		}
+		if err := pub.CheckPrivate(p); err != nil {
+			return nil, nil, fmt.Errorf("private state of %v: %w", d, err)
+		}
+		if leafDevice(pub, uint32(p.Leaf())) != d {
+			return nil, nil, fmt.Errorf("%w: private state of %v is at another device's leaf", ErrInvalidGraph, d)
+		}
+		privs[d] = p
+	}
+	return pub, privs, nil
+}
+
+// Changes is what changed in a Member since the last Flush (or since it
+// was loaded): exactly what the caller must write so that LoadMember
+// gives the Member back.
+type Changes struct {
+	// Metadata is the Member's new metadata (graph, holders, policy,
+	// commits kept), or nil if unchanged. It is small: it holds no
+	// secrets' worth of group state, and a retained epoch whose parent is
+	// retained stores its member list as changes from the parent's.
+	Metadata []byte
+	// Epochs lists, in ID order, the retained epochs with parts to write.
+	Epochs []EpochChanges
+	// Dropped lists the stored epochs whose states were dropped
+	// (retention, or the last of our devices removed from them): delete
+	// their parts and private states. Apply it before Epochs: an epoch
+	// dropped and then joined again by Welcome is in both.
+	Dropped []ID
+}
+
+// EpochChanges are the parts of one epoch to write; nil means unchanged.
+type EpochChanges struct {
+	Epoch ID
+	// Static, InitState and SecretTree are the shared state's parts.
+	// A new epoch has all three; afterwards, processing or making a
+	// commit on the epoch changes the InitState (its PRF is punctured),
+	// and each message sent or read in it the SecretTree. Static never
+	// changes.
+	Static, InitState, SecretTree []byte
+	// Commit is the message of the commit that made a new epoch (nil for
+	// the group's first epoch, and once written). It never changes.
+	Commit []byte
+	// Privates are the private states of our devices that entered the
+	// epoch (all of them for a new epoch). They never change.
+	Privates map[Device][]byte
+	// Removed are our devices whose private states must be deleted.
+	Removed []Device
+}
+
+// Flush returns what changed since the last Flush, and counts it as
+// written. Decrypting a message changes only its epoch's SecretTree. If
+// writing fails, drop this Member and load it again: its states are ahead
+// of what was stored (a punctured PRF must never be rolled forward twice,
+// see mls/pprf).
+func (m *Member) Flush() (*Changes, error) {
+	out := &Changes{Dropped: m.dropped}
+	ids := make([]ID, 0, len(m.graph.nodes))
+	for id, n := range m.graph.nodes {
+		if n.Retained {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range sortedIDs(ids) {
+		st := m.graph.nodes[id].State
+		ec, err := st.changes(id)
+		if err != nil {
+			return nil, err
+		}
+		if ec != nil {
+			out.Epochs = append(out.Epochs, *ec)
+		}
+	}
+	meta, err := m.marshalMetadata()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(meta, m.flushed) {
+		out.Metadata = meta
+	}
+	// Everything is encoded: count it as written.
+	for _, id := range ids {
+		m.graph.nodes[id].State.flushed()
+	}
+	m.flushed, m.dropped = meta, nil
+	return out, nil
+}
+
+// changes returns the parts of st to write, or nil.
+func (st *EpochState) changes(id ID) (*EpochChanges, error) {
+	ec := &EpochChanges{Epoch: id, Removed: slices.Clone(st.removed)}
+	var err error
+	if !st.stored {
+		if ec.Static, err = st.pub.MarshalStatic(); err != nil {
+			return nil, err
+		}
+		ec.Commit = st.commit
+	}
+	if st.pub != nil {
+		init, tree := st.pub.Changes()
+		if !st.stored || init != st.initAt {
+			if ec.InitState, err = st.pub.MarshalInitState(); err != nil {
+				return nil, err
+			}
+		}
+		if !st.stored || tree != st.treeAt {
+			if ec.SecretTree, err = st.pub.MarshalSecretTree(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	added := st.added
+	if !st.stored {
+		added = st.holders
+	}
+	for _, d := range added {
+		b, err := st.privs[d].MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		if ec.Privates == nil {
+			ec.Privates = map[Device][]byte{}
+		}
+		ec.Privates[d] = b
+	}
+	if ec.Static == nil && ec.InitState == nil && ec.SecretTree == nil && ec.Privates == nil && ec.Removed == nil {
+		return nil, nil
+	}
+	return ec, nil
+}
+
+// flushed records that st's changes were handed out.
+func (st *EpochState) flushed() {
+	st.stored = true
+	if st.pub != nil {
+		st.initAt, st.treeAt = st.pub.Changes()
+	}
+	st.added, st.removed = nil, nil
+}
