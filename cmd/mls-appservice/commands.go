@@ -38,13 +38,21 @@ func command(configPath string, args []string, out io.Writer) error {
 	var run func(ctx context.Context, cfg *config.Config, db *database.DB) error
 	switch args[0] {
 	case "queue":
-		run = func(ctx context.Context, _ *config.Config, db *database.DB) error { return queueCommand(ctx, db, args[1:], out) }
+		run = func(ctx context.Context, _ *config.Config, db *database.DB) error {
+			return queueCommand(ctx, db, args[1:], out)
+		}
 	case "keys":
-		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return keysCommand(ctx, cfg, db, args[1:], out) }
+		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error {
+			return keysCommand(ctx, cfg, db, args[1:], out)
+		}
 	case "rooms":
-		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return roomsCommand(ctx, cfg, db, args[1:], out) }
+		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error {
+			return roomsCommand(ctx, cfg, db, args[1:], out)
+		}
 	case "bots":
-		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error { return botsCommand(ctx, cfg, db, args[1:], out) }
+		run = func(ctx context.Context, cfg *config.Config, db *database.DB) error {
+			return botsCommand(ctx, cfg, db, args[1:], out)
+		}
 	default:
 		return fmt.Errorf("unknown command %q\n%s", args[0], commandUsage)
 	}

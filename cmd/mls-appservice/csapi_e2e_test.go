@@ -190,7 +190,7 @@ func (b *sdkBot) waitFor(from int, what string, match func(map[string]any) bool)
 	return nil
 }
 
-func event(name string, kv ...string) func(map[string]any) bool {
+func line(name string, kv ...string) func(map[string]any) bool {
 	return func(m map[string]any) bool {
 		if m["event"] != name {
 			return false
@@ -279,9 +279,9 @@ func TestCSAPISDKBots(t *testing.T) {
 	// joins by itself (groups.autojoin is off).
 	from := sdk.mark()
 	sdk.do("create %s", nioUser)
-	room := sdk.waitFor(from, "room", event("created"))["room"].(string)
-	nio.waitFor(0, "nio's join", event("joined", "room", room))
-	sdk.waitFor(from, "nio's join seen", event("member", "user", nioUser, "membership", "join"))
+	room := sdk.waitFor(from, "room", line("created"))["room"].(string)
+	nio.waitFor(0, "nio's join", line("joined", "room", room))
+	sdk.waitFor(from, "nio's join seen", line("member", "user", nioUser, "membership", "join"))
 
 	// Both ways: the nio bot echoes what the bot-sdk bot says, and says
 	// something of its own.
@@ -292,34 +292,34 @@ func TestCSAPISDKBots(t *testing.T) {
 	nio.do("send %s nio here csapi-msg", room)
 	for i := 1; i <= 3; i++ {
 		body := fmt.Sprintf("hello %d csapi-msg", i)
-		nio.waitFor(fromNio, "message "+body, event("message", "body", body, "decrypted", "true"))
-		sdk.waitFor(fromSDK, "echo of "+body, event("message", "body", "echo: "+body, "decrypted", "true"))
+		nio.waitFor(fromNio, "message "+body, line("message", "body", body, "decrypted", "true"))
+		sdk.waitFor(fromSDK, "echo of "+body, line("message", "body", "echo: "+body, "decrypted", "true"))
 	}
-	sdk.waitFor(fromSDK, "nio's own message", event("message", "body", "nio here csapi-msg"))
+	sdk.waitFor(fromSDK, "nio's own message", line("message", "body", "nio here csapi-msg"))
 
 	// Offline: each bot is stopped, the other says something, and the
 	// stopped bot, started again, gets it on its first /sync.
 	nio.stop()
 	from = sdk.mark()
 	sdk.do("send %s offline: for nio csapi-msg", room)
-	sdk.waitFor(from, "offline message sent", event("sent", "body", "offline: for nio csapi-msg"))
+	sdk.waitFor(from, "offline message sent", line("sent", "body", "offline: for nio csapi-msg"))
 	fromNio = nio.mark()
 	nio.start()
-	got := nio.waitFor(fromNio, "the offline message", event("message", "body", "offline: for nio csapi-msg"))
+	got := nio.waitFor(fromNio, "the offline message", line("message", "body", "offline: for nio csapi-msg"))
 	if got["sync"] != float64(1) {
 		t.Errorf("nio got the offline message on sync %v, want its first", got["sync"])
 	}
 	sdk.stop()
 	from = nio.mark()
 	nio.do("send %s offline: for bot-sdk csapi-msg", room)
-	nio.waitFor(from, "offline message sent", event("sent", "body", "offline: for bot-sdk csapi-msg"))
+	nio.waitFor(from, "offline message sent", line("sent", "body", "offline: for bot-sdk csapi-msg"))
 	fromSDK = sdk.mark()
 	sdk.start()
-	got = sdk.waitFor(fromSDK, "the offline message", event("message", "body", "offline: for bot-sdk csapi-msg"))
+	got = sdk.waitFor(fromSDK, "the offline message", line("message", "body", "offline: for bot-sdk csapi-msg"))
 	if got["sync"] != float64(1) {
 		t.Errorf("bot-sdk got the offline message on sync %v, want its first", got["sync"])
 	}
-	sdk.waitFor(0, "echo of the offline message", event("message", "body", "echo: offline: for nio csapi-msg"))
+	sdk.waitFor(0, "echo of the offline message", line("message", "body", "echo: offline: for nio csapi-msg"))
 
 	// What the SDKs did not exercise, with plain HTTP as the nio puppet.
 	raw := checkFacadeHTTP(t, facade, nioToken, nioUser, room, S.cfg.AppService.BotUsername)
@@ -329,10 +329,10 @@ func TestCSAPISDKBots(t *testing.T) {
 	}
 
 	// Everything each sent reached the other.
-	sentBy := func(b *sdkBot) int { return len(b.all(event("sent"))) }
+	sentBy := func(b *sdkBot) int { return len(b.all(line("sent"))) }
 	received := func(b *sdkBot) int {
 		ids := map[any]bool{}
-		for _, m := range b.all(event("message")) {
+		for _, m := range b.all(line("message")) {
 			ids[m["event_id"]] = true
 		}
 		return len(ids)
@@ -340,7 +340,7 @@ func TestCSAPISDKBots(t *testing.T) {
 	eventually(t, 2*time.Minute, "every message to arrive", func() (bool, error) {
 		return received(nio) == sentBy(sdk) && received(sdk) == sentBy(nio)+raw, nil
 	})
-	if u := append(nio.all(event("undecrypted")), sdk.all(event("undecrypted"))...); len(u) > 0 {
+	if u := append(nio.all(line("undecrypted")), sdk.all(line("undecrypted"))...); len(u) > 0 {
 		t.Errorf("events the bots got undecrypted: %v", u)
 	}
 
@@ -355,10 +355,10 @@ func TestCSAPISDKBots(t *testing.T) {
 	// Both leave; the homeserver sees them gone.
 	from = nio.mark()
 	nio.do("leave %s", room)
-	nio.waitFor(from, "nio's leave", event("left", "room", room))
+	nio.waitFor(from, "nio's leave", line("left", "room", room))
 	from = sdk.mark()
 	sdk.do("leave %s", room)
-	sdk.waitFor(from, "bot-sdk's leave", event("left", "room", room))
+	sdk.waitFor(from, "bot-sdk's leave", line("left", "room", room))
 	var members struct {
 		Members []string `json:"members"`
 	}
@@ -373,7 +373,7 @@ func TestCSAPISDKBots(t *testing.T) {
 	}{{sdk, sentBy(nio) + raw}, {nio, sentBy(sdk)}} {
 		from := b.bot.mark()
 		b.bot.do("report %d %d", b.expected, plaintext)
-		line := b.bot.waitFor(from, "report", event("report"))["line"].(string)
+		line := b.bot.waitFor(from, "report", line("report"))["line"].(string)
 		fmt.Println(line)
 		if !strings.Contains(line, fmt.Sprintf("received=%d/%d", b.expected, b.expected)) || !strings.Contains(line, "offline_catchup=yes") ||
 			!strings.Contains(line, "rooms=1 ") || !strings.HasSuffix(line, "plaintext_on_homeserver=0") {
@@ -510,7 +510,7 @@ func measureLatency(t *testing.T, from, to *sdkBot, room string, n int) {
 	mark, start := to.mark(), time.Now()
 	fm := from.mark()
 	from.do("bench %s %d", room, n)
-	from.waitFor(fm, "bench", event("bench_done"))
+	from.waitFor(fm, "bench", line("bench_done"))
 	var lat []float64
 	eventually(t, 5*time.Minute, "every ping to arrive", func() (bool, error) {
 		lat = lat[:0]
