@@ -136,8 +136,16 @@ func (s *Server) wrap(rt route) http.Handler {
 			if code == 0 {
 				code = http.StatusOK
 			}
+			took := s.cfg.Now().Sub(start)
 			s.cfg.Metrics.Requests.WithLabelValues(rt.name, strconv.Itoa(code)).Inc()
-			s.cfg.Metrics.RequestSeconds.WithLabelValues(rt.name).Observe(s.cfg.Now().Sub(start).Seconds())
+			s.cfg.Metrics.RequestSeconds.WithLabelValues(rt.name).Observe(took.Seconds())
+			// The path, never the query: a query may hold
+			// the access token (matrix-nio sends it there).
+			ev := s.log.Debug().Str("route", rt.name).Str("method", r.Method).Str("path", r.URL.Path).Int("status", code).Dur("took", took)
+			if a != nil {
+				ev = ev.Stringer("puppet", a.UserID)
+			}
+			ev.Msg("Façade request")
 		}()
 		err := func() error {
 			if !rt.public {

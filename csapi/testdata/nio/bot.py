@@ -13,16 +13,18 @@ MATRIX_ACCESS_TOKEN, BOT_STATE.
 """
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
 from importlib.metadata import version
 
 from nio import (AsyncClient, AsyncClientConfig, InviteMemberEvent, JoinResponse, RoomLeaveResponse,
-                 RoomMessageText, RoomSendResponse, UnknownEncryptedEvent, MegolmEvent)
+                 RoomMessageText, RoomSendResponse, SyncResponse, UnknownEncryptedEvent, MegolmEvent)
 
 USER = os.environ["MATRIX_USER_ID"]
 STATE_PATH = os.environ["BOT_STATE"]
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 
 def say(**fields):
@@ -109,7 +111,7 @@ async def main():
     client.add_event_callback(on_invite, InviteMemberEvent)
     client.add_event_callback(on_message, RoomMessageText)
     client.add_event_callback(on_undecrypted, (UnknownEncryptedEvent, MegolmEvent))
-    client.add_response_callback(on_sync)
+    client.add_response_callback(on_sync, SyncResponse)
 
     async def commands():
         loop = asyncio.get_running_loop()
@@ -136,6 +138,11 @@ async def main():
     if state["next_batch"]:
         client.next_batch = state["next_batch"]
     loop_task = asyncio.create_task(client.sync_forever(timeout=30000))
+
+    def sync_ended(task):
+        if not task.cancelled() and task.exception() is not None:
+            say(event="error", what="sync_forever", error=repr(task.exception()))
+    loop_task.add_done_callback(sync_ended)
     say(event="ready", user=USER, sdk="matrix-nio", version=version("matrix-nio"))
     await commands()
     loop_task.cancel()
