@@ -161,7 +161,13 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		e := classify(err)
 		ev := s.log.Info()
-		if e.status >= 500 {
+		switch {
+		case r.Context().Err() != nil:
+			// The bot went away (a stopped bot's /sync long-poll):
+			// nobody reads the answer, and nothing failed here.
+			e = mxErr(statusClientClosed, errUnknown, "the client closed the request").with(err)
+			ev = s.log.Debug()
+		case e.status >= 500:
 			ev = s.log.Error()
 		}
 		if a != nil {
@@ -174,6 +180,10 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 	})
 }
+
+// statusClientClosed is the status counted (never sent) for a request
+// whose client went away before its answer, as nginx logs it.
+const statusClientClosed = 499
 
 // statusWriter remembers the status code for the metrics.
 type statusWriter struct {

@@ -309,6 +309,10 @@ func TestCSAPISDKBots(t *testing.T) {
 	if got["sync"] != float64(1) {
 		t.Errorf("nio got the offline message on sync %v, want its first", got["sync"])
 	}
+	// The bot-sdk bot has everything sent so far when it stops (the
+	// echo of the offline message), so that the message sent while it is
+	// stopped is the first one after its sync token.
+	sdk.waitFor(0, "echo of the offline message", line("message", "body", "echo: offline: for nio csapi-msg"))
 	sdk.stop()
 	from = nio.mark()
 	nio.do("send %s offline: for bot-sdk csapi-msg", room)
@@ -319,7 +323,6 @@ func TestCSAPISDKBots(t *testing.T) {
 	if got["sync"] != float64(1) {
 		t.Errorf("bot-sdk got the offline message on sync %v, want its first", got["sync"])
 	}
-	sdk.waitFor(0, "echo of the offline message", line("message", "body", "echo: offline: for nio csapi-msg"))
 
 	// What the SDKs did not exercise, with plain HTTP as the nio puppet.
 	raw := checkFacadeHTTP(t, facade, nioToken, nioUser, room, S.cfg.AppService.BotUsername)
@@ -456,7 +459,7 @@ func checkFacadeHTTP(t *testing.T, facade, token, user, room, asBot string) int 
 		t.Fatalf("send twice with one transaction id: %d %v, %d %v", st, first, st2, again)
 	}
 	eventID := first["event_id"].(string)
-	st, out = call("PUT", c+"/rooms/"+r+"/send/m.room.message/raw-2", token, map[string]any{"msgtype": 5})
+	st, out = call("PUT", c+"/rooms/"+r+"/send/m.room.message/raw-2", token, map[string]any{"msgtype": 5, "body": "echo: odd csapi-msg"})
 	if st != 200 {
 		t.Errorf("send of a content that is an object but odd: %d %v", st, out)
 	}
