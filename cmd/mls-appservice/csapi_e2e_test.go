@@ -274,6 +274,8 @@ func TestCSAPISDKBots(t *testing.T) {
 		"MATRIX_HOMESERVER="+facade, "MATRIX_ACCESS_TOKEN="+sdkToken, "BOT_STATE="+filepath.Join(state, "botsdk.json"))
 	nio.start()
 	sdk.start()
+	begin := time.Now()
+	phase := func(name string) { t.Logf("%6.2fs %s", time.Since(begin).Seconds(), name) }
 
 	// The bot-sdk bot creates a room and invites the nio bot, which
 	// joins by itself (groups.autojoin is off).
@@ -298,7 +300,14 @@ func TestCSAPISDKBots(t *testing.T) {
 	sdk.waitFor(fromSDK, "nio's own message", line("message", "body", "nio here csapi-msg"))
 
 	// Offline: each bot is stopped, the other says something, and the
-	// stopped bot, started again, gets it on its first /sync.
+	// stopped bot, started again, gets it on its first /sync. A bot is
+	// stopped only once its /sync has given it every event sent so far:
+	// Synapse answers a restarted client's first /sync from the answer it
+	// cached for the stopped one's long-poll (same since token), so that
+	// long-poll must be waiting for the message sent while it is stopped.
+	phase("both ways done")
+	caughtUp(nio, sdk, nio)
+	phase("nio caught up")
 	nio.stop()
 	from = sdk.mark()
 	sdk.do("send %s offline: for nio csapi-msg", room)
@@ -309,10 +318,10 @@ func TestCSAPISDKBots(t *testing.T) {
 	if got["sync"] != float64(1) {
 		t.Errorf("nio got the offline message on sync %v, want its first", got["sync"])
 	}
-	// The bot-sdk bot has everything sent so far when it stops (the
-	// echo of the offline message), so that the message sent while it is
-	// stopped is the first one after its sync token.
 	sdk.waitFor(0, "echo of the offline message", line("message", "body", "echo: offline: for nio csapi-msg"))
+	phase("nio offline catch-up done")
+	caughtUp(sdk, sdk, nio)
+	phase("bot-sdk caught up")
 	sdk.stop()
 	from = nio.mark()
 	nio.do("send %s offline: for bot-sdk csapi-msg", room)
@@ -324,6 +333,7 @@ func TestCSAPISDKBots(t *testing.T) {
 		t.Errorf("bot-sdk got the offline message on sync %v, want its first", got["sync"])
 	}
 
+	phase("bot-sdk offline catch-up done")
 	// What the SDKs did not exercise, with plain HTTP as the nio puppet.
 	raw := checkFacadeHTTP(t, facade, nioToken, nioUser, room, S.cfg.AppService.BotUsername)
 
@@ -331,6 +341,7 @@ func TestCSAPISDKBots(t *testing.T) {
 		measureLatency(t, sdk, nio, room, n)
 	}
 
+	phase("plain HTTP checks done")
 	// Everything each sent reached the other.
 	sentBy := func(b *sdkBot) int { return len(b.all(line("sent"))) }
 	received := func(b *sdkBot) int {
@@ -355,6 +366,7 @@ func TestCSAPISDKBots(t *testing.T) {
 		t.Errorf("the homeserver holds %d events of the room in plaintext", plaintext)
 	}
 
+	phase("homeserver checked")
 	// Both leave; the homeserver sees them gone.
 	from = nio.mark()
 	nio.do("leave %s", room)
@@ -381,6 +393,20 @@ func TestCSAPISDKBots(t *testing.T) {
 		if !strings.Contains(line, fmt.Sprintf("received=%d/%d", b.expected, b.expected)) || !strings.Contains(line, "offline_catchup=yes") ||
 			!strings.Contains(line, "rooms=1 ") || !strings.HasSuffix(line, "plaintext_on_homeserver=0") {
 			t.Errorf("%s reports %q", b.bot.name, line)
+		}
+	}
+}
+
+// caughtUp waits until b's /sync has given it every event that the bots
+// said they sent (others' as messages, its own as "own").
+func caughtUp(b *sdkBot, bots ...*sdkBot) {
+	b.t.Helper()
+	for _, o := range bots {
+		for _, m := range o.all(line("sent")) {
+			id := fmt.Sprint(m["event_id"])
+			b.waitFor(0, "event "+id, func(m map[string]any) bool {
+				return (m["event"] == "message" || m["event"] == "own") && m["event_id"] == id
+			})
 		}
 	}
 }

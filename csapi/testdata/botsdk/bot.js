@@ -58,7 +58,11 @@ async function main() {
         }
     });
     client.on("room.message", (roomId, ev) => {
-        if (ev.sender === me || !ev.content || typeof ev.content.body !== "string") {
+        if (ev.sender === me) {
+            say({ event: "own", room: roomId, event_id: ev.event_id, sync: syncs });
+            return;
+        }
+        if (!ev.content || typeof ev.content.body !== "string") {
             return;
         }
         const body = ev.content.body;

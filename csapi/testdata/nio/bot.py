@@ -76,6 +76,7 @@ async def main():
 
     async def on_message(room, event):
         if event.sender == USER:
+            say(event="own", room=room.room_id, event_id=event.event_id, sync=syncs)
             return
         mls = event.source.get("unsigned", {}).get("org.mls-appservice.mls", {})
         line = dict(event="message", room=room.room_id, sender=event.sender, event_id=event.event_id,
