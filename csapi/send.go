@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
 // maxTxnID bounds a client's transaction id (the spec sets none; the
@@ -125,10 +126,10 @@ func (s *Server) sendDMLS(ctx context.Context, a *access, room id.RoomID, eventT
 			return "", mxErr(http.StatusForbidden, errForbidden, "not a puppet of this service").with(err)
 		case errors.As(err, &refused):
 			return "", err
+		case errors.Is(err, inbound.ErrInvalid):
+			// groups' own checks of the event type and content.
+			return "", mxErr(http.StatusBadRequest, errBadJSON, "%v", err)
 		default:
-			if strings.Contains(err.Error(), "content is not a JSON object") || strings.Contains(err.Error(), "event type") {
-				return "", mxErr(http.StatusBadRequest, errBadJSON, "%v", err)
-			}
 			return "", err
 		}
 		left := deadline.Sub(s.cfg.Now())
