@@ -7,9 +7,11 @@
 //
 // A bot authenticates with an access token of one puppet device
 // (mls-appservice bots token BOT PUPPET, or the bot API), sent as
-// Authorization: Bearer or, as matrix-nio still does, as the
-// access_token query parameter. Tokens are stored as hashes and checked
-// in constant time by package bots.
+// Authorization: Bearer (matrix-nio 0.26 and matrix-bot-sdk 0.8 do) or
+// as the deprecated access_token query parameter (older clients, media
+// links). Tokens are stored as hashes and checked in constant time by
+// package bots; none is ever logged (request logs name the route and
+// path, never the query).
 //
 // # What the façade serves itself
 //

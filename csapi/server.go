@@ -139,8 +139,8 @@ func (s *Server) wrap(rt route) http.Handler {
 			took := s.cfg.Now().Sub(start)
 			s.cfg.Metrics.Requests.WithLabelValues(rt.name, strconv.Itoa(code)).Inc()
 			s.cfg.Metrics.RequestSeconds.WithLabelValues(rt.name).Observe(took.Seconds())
-			// The path, never the query: a query may hold
-			// the access token (matrix-nio sends it there).
+			// The path, never the query: a query may hold the
+			// access token.
 			ev := s.log.Debug().Str("route", rt.name).Str("method", r.Method).Str("path", r.URL.Path).Int("status", code).Dur("took", took)
 			if a != nil {
 				ev = ev.Stringer("puppet", a.UserID)
@@ -208,8 +208,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // tokenOf returns the access token of a request: the Authorization
-// header, or the access_token query parameter (deprecated, but
-// matrix-nio still sends it).
+// header, or the deprecated access_token query parameter (older clients
+// and media links still send it).
 func tokenOf(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
