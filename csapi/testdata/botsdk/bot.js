@@ -74,15 +74,22 @@ async function main() {
             state.offline_catchup = true;
         }
         save();
-        say({ event: "message", room: roomId, sender: ev.sender, event_id: ev.event_id, body, sync: syncs, decrypted: !!mls.decrypted });
+        const line = { event: "message", room: roomId, sender: ev.sender, event_id: ev.event_id, body, sync: syncs, decrypted: !!mls.decrypted };
+        const parts = body.split(" ");
+        if (parts.length === 3 && parts[0] === "ping") {
+            line.latency_ms = Date.now() - Number(parts[2]);
+        }
+        say(line);
     });
 
     const send = async (roomId, body) => {
         try {
+            const start = Date.now();
             const eventId = await client.sendText(roomId, body);
+            const tookMs = Date.now() - start;
             state.sent++;
             save();
-            say({ event: "sent", room: roomId, event_id: eventId, body });
+            say({ event: "sent", room: roomId, event_id: eventId, body, took_ms: tookMs });
         } catch (e) {
             say({ event: "error", what: "send", error: String(e && (e.body ? JSON.stringify(e.body) : e)) });
         }

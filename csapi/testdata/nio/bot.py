@@ -4,7 +4,7 @@ encryption off, its ordinary sync loop (sync_forever) and autojoin on
 invite, echoing what others say. It knows nothing of MLS: its homeserver
 URL is the service's client-server façade.
 
-The test drives it through stdin (send, leave, quit, report) and reads
+The test drives it through stdin (send, bench, leave, quit, report) and reads
 what it saw from stdout, one JSON object a line. It keeps its sync token
 and counts in BOT_STATE, so that a restarted bot resumes where it left.
 
@@ -97,11 +97,13 @@ async def main():
         say(event="undecrypted", room=room.room_id, event_id=event.event_id, sync=syncs)
 
     async def send(room_id, body):
+        start = time.time()
         resp = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+        took_ms = (time.time() - start) * 1000
         if isinstance(resp, RoomSendResponse):
             state["sent"] += 1
             save_state(state)
-            say(event="sent", room=room_id, event_id=resp.event_id, body=body)
+            say(event="sent", room=room_id, event_id=resp.event_id, body=body, took_ms=took_ms)
         else:
             say(event="error", what="send", error=str(resp))
 
@@ -125,6 +127,12 @@ async def main():
                 continue
             if words[0] == "send":
                 await send(words[1], " ".join(words[2:]))
+            elif words[0] == "bench":
+                # Messages one after the other, each carrying the time it
+                # was sent, for the receiver to measure how long it took.
+                for i in range(int(words[2])):
+                    await send(words[1], "ping %d %d" % (i, time.time() * 1000))
+                say(event="bench_done")
             elif words[0] == "leave":
                 resp = await client.room_leave(words[1])
                 say(event="left" if isinstance(resp, RoomLeaveResponse) else "error", room=words[1], error=str(resp))
