@@ -15,9 +15,12 @@
 //
 // # What the façade serves itself
 //
-// Only what encryption changes, under both r0 and v3:
+// Only what encryption changes, under r0 and v3 (what the SDKs call),
+// and under unstable and api/v1, where Synapse serves sends and /sync
+// too (passed through, they would let plaintext into a DMLS room):
 //
-//   - PUT /rooms/{room}/send/{type}/{txn} in a DMLS room: groups.Send
+//   - PUT /rooms/{room}/send/{type}/{txn} (and POST without {txn},
+//     which Synapse still takes) in a DMLS room: groups.Send
 //     encrypts the event in the room's base epoch and the outbox sends it
 //     as the puppet's device; the answer is the encrypted event's id.
 //     The transaction id is idempotent per device and room (csapi_txn,

@@ -6,15 +6,23 @@ import (
 	"strings"
 )
 
-// routes are the endpoints the façade answers itself (doc.go says why):
-// for each of the API versions that the SDKs call, r0 and v3.
+// versions are the path prefixes under which the façade answers: r0 and
+// v3, which the SDKs call, and the unstable and api/v1 prefixes, under
+// which Synapse serves the same sends and /sync too: passed through, they
+// would put a bot's plaintext into a DMLS room.
+var versions = []string{"r0", "v3", "unstable", "api/v1"}
+
+// routes are the endpoints the façade answers itself (doc.go says why),
+// under every prefix of versions.
 func (s *Server) routes() []route {
 	var out []route
-	for _, v := range []string{"r0", "v3"} {
+	for _, v := range versions {
 		c := "/_matrix/client/" + v
 		out = append(out,
 			route{pattern: "GET " + c + "/sync", name: "sync", handle: s.sync},
 			route{pattern: "PUT " + c + "/rooms/{room}/send/{type}/{txn}", name: "send", handle: s.send},
+			// Synapse still takes the old send without a transaction id.
+			route{pattern: "POST " + c + "/rooms/{room}/send/{type}", name: "send", handle: s.sendWithoutTxn},
 			route{pattern: "GET " + c + "/rooms/{room}/messages", name: "messages", handle: s.messages},
 			route{pattern: "GET " + c + "/rooms/{room}/context/{event}", name: "context", handle: s.context},
 			route{pattern: "GET " + c + "/rooms/{room}/event/{event}", name: "event", handle: s.event},

@@ -2,6 +2,8 @@ package csapi
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +67,18 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, a *access) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"event_id": string(eventID)})
 	return nil
+}
+
+// sendWithoutTxn serves POST /rooms/{room}/send/{type}, which Synapse
+// still takes: a send with a transaction id of its own, so never
+// idempotent (as on the homeserver).
+func (s *Server) sendWithoutTxn(w http.ResponseWriter, r *http.Request, a *access) error {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("transaction id: %w", err)
+	}
+	r.SetPathValue("txn", "csapi-post-"+hex.EncodeToString(b[:]))
+	return s.send(w, r, a)
 }
 
 // checkPathValue refuses path values that are empty, too long, not UTF-8

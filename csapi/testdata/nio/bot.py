@@ -84,13 +84,16 @@ async def main():
         parts = event.body.split()
         if len(parts) == 3 and parts[0] == "ping":
             line["latency_ms"] = time.time() * 1000 - float(parts[2])
-        if event.event_id not in state["received"]:
+        first = event.event_id not in state["received"]
+        if first:
             state["received"].append(event.event_id)
         if event.body.startswith("offline:") and syncs == 1:
             state["offline_catchup"] = True
         save_state(state)
         say(**line)
-        if parts and parts[0] != "ping" and not event.body.startswith("echo:"):
+        # Echoed once: a bot restarted before it saved its sync token gets
+        # the last batch again.
+        if first and parts and parts[0] != "ping" and not event.body.startswith("echo:"):
             await send(room.room_id, "echo: " + event.body)
 
     async def on_undecrypted(room, event):
