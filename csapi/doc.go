@@ -66,8 +66,9 @@
 // SDK takes the feature as unsupported: key upload, claim and
 // cross-signing uploads (they would replace the device's MLS identity or
 // spend its KeyPackages), key backup, deleting devices, /logout/all,
-// passwords, deactivation, refresh and login tokens, and the deprecated
-// /events and /initialSync. Password login answers 400 M_UNKNOWN and
+// passwords, deactivation, refresh and login tokens, the deprecated
+// /events and /initialSync, and sliding sync (MSC3575, MSC4186), which
+// would give encrypted events undecrypted. Password login answers 400 M_UNKNOWN and
 // registration 403 M_FORBIDDEN, as for a server that offers neither.
 //
 // # Limits

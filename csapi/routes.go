@@ -46,6 +46,12 @@ func (s *Server) routes() []route {
 		route{pattern: "POST /_matrix/client/v1/login/get_token", name: "refused",
 			handle: refuse(http.StatusNotFound, errUnrecognized, "login tokens are not offered here")},
 	)
+	// Sliding sync (Synapse serves MSC4186) would give encrypted events
+	// undecrypted: refused, so that a client uses /sync.
+	for _, p := range []string{"org.matrix.simplified_msc3575", "org.matrix.msc3575"} {
+		out = append(out, route{pattern: "POST /_matrix/client/unstable/" + p + "/sync", name: "refused",
+			handle: refuse(http.StatusNotFound, errUnrecognized, "sliding sync is not offered here: use /sync")})
+	}
 	return out
 }
 

@@ -468,6 +468,10 @@ func checkFacadeHTTP(t *testing.T, facade, token, user, room, asBot string) int 
 	expect("keys/upload", st, out, 404, "M_UNRECOGNIZED")
 	st, out = call("POST", "/_matrix/client/r0/keys/claim", token, map[string]any{"one_time_keys": map[string]any{}})
 	expect("r0 keys/claim", st, out, 404, "M_UNRECOGNIZED")
+	st, out = call("POST", "/_matrix/client/unstable/keys/upload", token, map[string]any{"one_time_keys": map[string]any{}})
+	expect("unstable keys/upload", st, out, 404, "M_UNRECOGNIZED")
+	st, out = call("POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", token, map[string]any{})
+	expect("sliding sync", st, out, 404, "M_UNRECOGNIZED")
 	st, out = call("POST", c+"/login", "", map[string]any{"type": "m.login.password", "user": user, "password": "x"})
 	expect("password login", st, out, 400, "M_UNKNOWN")
 	// A bot cannot pick its user: the façade masquerades as the token's.
