@@ -1,11 +1,9 @@
 package botapi
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/groups"
@@ -287,12 +285,6 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, bot string) error 
 		scoped = bot + "/" + key
 	}
 	res, err := s.cfg.Groups.Send(r.Context(), puppet, device, room, req.Type, req.Content, scoped)
-	var pgErr *pgconn.PgError
-	if scoped != "" && errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		// The same key raced another request with it, which won: this
-		// one returns that one's result.
-		res, err = s.cfg.Groups.Send(r.Context(), puppet, device, room, req.Type, req.Content, scoped)
-	}
 	if err != nil {
 		return classify(err, "room")
 	}

@@ -116,7 +116,7 @@ func (r *Registry) Add(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	_, err = r.db.Exec(ctx, `INSERT INTO bot (name, token_id, token_hash) VALUES ($1, $2, $3)`, name, tokenID, hash)
-	if isUniqueViolation(err) {
+	if database.IsUniqueViolation(err) {
 		return "", fmt.Errorf("bot %q: %w", name, ErrBotExists)
 	}
 	if err != nil {
@@ -211,7 +211,7 @@ func (r *Registry) Claim(ctx context.Context, bot string, puppet id.UserID) erro
 			return fmt.Errorf("%s exists outside any bot: %w", puppet, ErrOtherBot)
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO bot_puppet (user_id, bot) VALUES ($1, $2)`, puppet, bot)
-		if isUniqueViolation(err) {
+		if database.IsUniqueViolation(err) {
 			return fmt.Errorf("%s: %w", puppet, ErrOtherBot)
 		}
 		if isForeignKeyViolation(err) {
@@ -288,11 +288,6 @@ func (r *Registry) Delete(ctx context.Context, bot string, puppet id.UserID) err
 		_, err = tx.Exec(ctx, `UPDATE bot_access_token SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL`, puppet)
 		return err
 	})
-}
-
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
 func isForeignKeyViolation(err error) bool {

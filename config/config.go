@@ -42,6 +42,7 @@ type Groups struct {
 	Autojoin     string   `yaml:"autojoin"`
 	SendTimeout  Duration `yaml:"send_timeout"`
 	DeviceTTL    Duration `yaml:"device_list_ttl"`
+	MaxHistory   int      `yaml:"max_history"`
 }
 
 type Homeserver struct {
@@ -168,7 +169,7 @@ func Parse(data []byte) (*Config, error) {
 			Lifetime: Duration(90 * 24 * time.Hour), LastResortGrace: Duration(7 * 24 * time.Hour)},
 		Groups: Groups{CommitGrace: Duration(5 * time.Second), CommitJitter: Duration(2 * time.Second), MaxEpochs: 8,
 			MaxEpochAge: Duration(24 * time.Hour), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
-			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour)},
+			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour), MaxHistory: 256},
 		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
 			DownloadTimeout: Duration(2 * time.Minute), DownloadAttempts: 4},
 		BotAPI:  defaultBotAPI(),
@@ -422,6 +423,9 @@ func (c *Config) validateGroups() error {
 	}
 	if g.MaxEpochs < 2 || g.MaxEpochs > 1000 {
 		return keyErr("groups.max_epochs", "must be between 2 and 1000, got %d", g.MaxEpochs)
+	}
+	if g.MaxHistory < 1 || g.MaxHistory > 100000 {
+		return keyErr("groups.max_history", "must be between 1 and 100000, got %d", g.MaxHistory)
 	}
 	for _, d := range []struct {
 		key   string

@@ -99,6 +99,13 @@ func IsConflict(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }
 
+// IsUniqueViolation reports an insert that met an existing row with the
+// same unique key, typically one a concurrent transaction just committed.
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
 // InTx runs fn inside one database transaction and commits if fn returns
 // nil. Effects of processing and their "processed" mark go through here
 // together, so a crash leaves either all of them or none.

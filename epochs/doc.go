@@ -246,7 +246,13 @@
 //     members, who will never commit there;
 //   - count: more than MaxEpochs epochs are retained; the oldest
 //     superseded (then lowest number, then lowest dmls_epoch) go first
-//     until the count fits or only heads are left.
+//     until the count fits or only heads are left. A Member never drops by
+//     count a foothold: the highest-numbered epoch that one of its own
+//     devices holds. A device that joined by Welcome at an epoch whose
+//     successors it has not processed yet holds its keys only there;
+//     dropping it would leave the device in the group without them. Age
+//     and settlement still drop a foothold, so a device stranded on it
+//     for MaxAge is left to be removed and added again.
 //
 // Dropping an epoch hands its state to the caller's destroy function to
 // zero its secrets; the graph keeps its metadata while a comparison between

@@ -766,7 +766,31 @@ func (m *Member) RemoveDevice(d Device) ([]ID, error) {
 // commits that concern no retained epoch any more. It returns the dropped
 // epochs.
 func (m *Member) Retain(now time.Time) ([]ID, error) {
-	return m.drop(m.graph.Expired(m.Policy, now))
+	return m.drop(m.graph.expired(m.Policy, now, m.footholds()))
+}
+
+// footholds returns, for each of our devices, the highest-numbered
+// retained epoch it holds. A device that joined by Welcome ahead of the
+// commits leading to its epoch's successors (or whose next commit has not
+// arrived yet) holds its group state only there: the count bound must not
+// take it, or the device is left in the group without its keys.
+func (m *Member) footholds() map[ID]bool {
+	newest := map[Device]*Node[*EpochState]{}
+	for _, n := range m.graph.nodes {
+		if !n.Retained || n.State == nil {
+			continue
+		}
+		for _, d := range n.State.holders {
+			if cur := newest[d]; cur == nil || n.Number > cur.Number || n.Number == cur.Number && n.ID > cur.ID {
+				newest[d] = n
+			}
+		}
+	}
+	out := make(map[ID]bool, len(newest))
+	for _, n := range newest {
+		out[n.ID] = true
+	}
+	return out
 }
 
 // drop drops the given epochs' states (zeroing those loaded), prunes the

@@ -22,6 +22,12 @@ type Policy struct {
 // dmls_epoch byte order (package doc, "Retention"). It never returns a
 // head. It changes nothing; pass the result to Drop.
 func (g *Graph[S]) Expired(p Policy, now time.Time) []ID {
+	return g.expired(p, now, nil)
+}
+
+// expired is Expired with footholds: epochs that the count bound never
+// drops (age and settlement still do).
+func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool) []ID {
 	heads := g.headSet()
 	var candidates []*Node[S]
 	retained := 0
@@ -56,7 +62,9 @@ func (g *Graph[S]) Expired(p Policy, now time.Time) []ID {
 			if retained-len(drop) <= p.MaxEpochs {
 				break
 			}
-			drop[n.ID] = true
+			if !footholds[n.ID] {
+				drop[n.ID] = true
+			}
 		}
 	}
 	out := make([]ID, 0, len(drop))

@@ -235,3 +235,16 @@ func TestMissingHistory(t *testing.T) {
 		t.Fatalf("hold an unknown epoch: %v", err)
 	}
 }
+
+// A foothold (the newest epoch one of our devices holds) is never dropped
+// by the count bound; age still drops it.
+func TestExpiredKeepsFootholds(t *testing.T) {
+	g := chainOf(t, alice, alice, alice, alice) // E0 <- E1 <- E2 <- E3 <- E4
+	keep := map[ID]bool{ids("E1")[0]: true}
+	if got, want := g.expired(Policy{MaxEpochs: 2}, t0, keep), ids("E0", "E2", "E3"); !slices.Equal(got, want) {
+		t.Fatalf("count: expired %q, want %q", got, want)
+	}
+	if got, want := g.expired(Policy{MaxEpochs: 2, MaxAge: time.Second}, t0.Add(time.Hour), keep), ids("E0", "E1", "E2", "E3"); !slices.Equal(got, want) {
+		t.Fatalf("age: expired %q, want %q", got, want)
+	}
+}

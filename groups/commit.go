@@ -205,6 +205,22 @@ func (s *Service) recoverOrphans(ctx context.Context, q database.Querier, r *roo
 	return waiting, nil
 }
 
+// clearOrphans forgets the orphan records of devices that joined (they
+// hold their keys now) or were removed from the group.
+func clearOrphans(ctx context.Context, q database.Querier, room id.RoomID, devices ...epochs.Device) error {
+	if len(devices) == 0 {
+		return nil
+	}
+	names := make([]string, len(devices))
+	for i, d := range devices {
+		names[i] = d.Identity()
+	}
+	if _, err := q.Exec(ctx, `DELETE FROM dmls_orphan WHERE room_id = $1 AND device = ANY($2)`, room, names); err != nil {
+		return errf(room, "orphaned devices: %w", err)
+	}
+	return nil
+}
+
 // excludeOrphans leaves out of view the devices of ours whose wait as
 // orphans (recoverOrphans) is over, so that the plan removes them. The
 // record stays until the device leaves the group (the removal lands) or
@@ -366,6 +382,17 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 		return errf(r.id, "commit: %w", err)
 	}
 	if err := s.sendCommit(ctx, w, r, out); err != nil {
+		return err
+	}
+	// Our devices that the commit removes are no longer orphans: should
+	// they be added again, their wait starts afresh.
+	var removed []epochs.Device
+	for _, d := range out.Removed {
+		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) {
+			removed = append(removed, d)
+		}
+	}
+	if err := clearOrphans(ctx, w.Q, r.id, removed...); err != nil {
 		return err
 	}
 	// Our own devices that the commit adds join at once from the Welcome

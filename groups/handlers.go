@@ -151,7 +151,28 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 	if state != "active" {
 		return nil
 	}
+	if ours && ev.Membership == "join" {
+		if err := s.learnHistoryAsJoined(ctx, w, ev.RoomID, target); err != nil {
+			return err
+		}
+	}
 	return s.reconcile(ctx, w, ev.RoomID, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+}
+
+// learnHistoryAsJoined learns the history a Welcome could not (the
+// homeserver does not show a room's events to a user who is only
+// invited, and Welcomes usually arrive before the invitation is
+// accepted) once puppet has joined.
+func (s *Service) learnHistoryAsJoined(ctx context.Context, w *inbound.Work, roomID id.RoomID, puppet id.UserID) error {
+	r, err := s.loadRoom(ctx, w.Q, roomID)
+	if err != nil || r == nil || !r.held() || len(r.m.Graph().MissingHistory()) == 0 {
+		return err
+	}
+	if err := s.learnHistory(ctx, r, puppet); err != nil {
+		s.cfg.Log.Warn().Err(err).Stringer("room_id", roomID).Stringer("as", puppet).
+			Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
+	}
+	return s.saveRoom(ctx, w.Q, r)
 }
 
 // invited decides about an invitation of our puppet: a DMLS room (known

@@ -11,10 +11,6 @@ import (
 	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
-// maxHistory bounds how many commit events one join fetches to learn the
-// history of its branch.
-const maxHistory = 64
-
 // learnHistory learns as much of the room's commit history as base
 // selection needs after a join (epochs/doc.go, "Commit events and
 // joining"): while the known histories of the epochs we hold do not meet
@@ -23,15 +19,18 @@ const maxHistory = 64
 // in commit_event, and records what it says (epochs.Member.Observe). The
 // homeserver fetches events over federation where it must. A chain ends
 // at the room's first epoch, at an event that is not a commit of this
-// room, or after maxHistory fetches; base selection then orders what it
-// knows.
+// room, or after Config.MaxHistory fetches (logged and counted); base
+// selection then orders what it knows.
 func (s *Service) learnHistory(ctx context.Context, r *room, as id.UserID) error {
 	h := history{s: s, r: r, as: as, seen: map[id.EventID]*Encrypted{}}
 	ended := map[epochs.ID]bool{}
-	for h.fetched < maxHistory {
+	for h.fetched < s.cfg.MaxHistory {
 		missing := slices.DeleteFunc(r.m.Graph().MissingHistory(), func(e epochs.ID) bool { return ended[e] })
 		if len(missing) == 0 {
 			return nil
+		}
+		if h.fetched >= s.cfg.MaxHistory {
+			break
 		}
 		for _, epoch := range missing {
 			found, err := h.learn(ctx, epoch)
@@ -42,6 +41,11 @@ func (s *Service) learnHistory(ctx context.Context, r *room, as id.UserID) error
 				ended[epoch] = true
 			}
 		}
+	}
+	if len(slices.DeleteFunc(r.m.Graph().MissingHistory(), func(e epochs.ID) bool { return ended[e] })) > 0 {
+		s.metrics.HistoryStopped.WithLabelValues("limit").Inc()
+		s.cfg.Log.Warn().Stringer("room_id", r.id).Int("fetched", h.fetched).Int("max_history", s.cfg.MaxHistory).
+			Msg("Stopped learning the branch's history at groups.max_history; base selection orders what is known")
 	}
 	return nil
 }
@@ -86,12 +90,12 @@ func (h *history) learn(ctx context.Context, epoch epochs.ID) (bool, error) {
 }
 
 // commit fetches a commit event of the room; it returns nil for an event
-// that is not one, and stops fetching after maxHistory events.
+// that is not one, and stops fetching after Config.MaxHistory events.
 func (h *history) commit(ctx context.Context, event id.EventID) (*Encrypted, id.EventID, error) {
 	if e, ok := h.seen[event]; ok {
 		return e, event, nil
 	}
-	if h.fetched >= maxHistory {
+	if h.fetched >= h.s.cfg.MaxHistory {
 		return nil, event, nil
 	}
 	h.fetched++
@@ -111,4 +115,104 @@ func (h *history) commit(ctx context.Context, event id.EventID) (*Encrypted, id.
 	}
 	h.seen[event] = e
 	return e, event, nil
+}
+
+// backfilling marks the context of a backfill's applications.
+type backfilling struct{}
+
+// backfill fetches the commits we missed that lead to epoch, the epoch an
+// event we could not process names, and applies them, oldest first
+// (DESIGN §5, epochs/doc.go "Commit events and joining"). link is the
+// event's commit_event: the commit that made epoch. Each commit names in
+// its own commit_event the commit that made its base, so the walk goes
+// back one commit per fetch until it reaches a commit whose base we hold;
+// the homeserver fetches events it lacks over federation.
+//
+// The walk stops, logged and counted by reason, at an event that is not
+// a commit of the room or does not continue the chain, at a fetch that
+// fails, or after Config.MaxHistory fetches. The event that named epoch
+// then keeps waiting (the caller put it in dmls_waiting) until its epoch
+// arrives by other means: a later transaction, or a Welcome when a
+// member's resolving commit adds our device again. We wait rather than
+// rejoin by external commit because an external commit changes the group
+// for everyone and races the resolutions of members that do hold the
+// history, and because the wait is bounded (groups.wait) and counted.
+func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch epochs.ID, link string) error {
+	ours := r.ours()
+	if len(ours) == 0 || link == "" || ctx.Value(backfilling{}) != nil {
+		// Applying a backfilled commit never starts another walk: the
+		// chain ends at an epoch we hold.
+		return nil
+	}
+	ctx = context.WithValue(ctx, backfilling{}, true)
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Str("epoch", epoch.String()).Logger()
+	h := history{s: s, r: r, as: id.UserID(ours[0].UserID), seen: map[id.EventID]*Encrypted{}}
+	type step struct {
+		ev inbound.RoomEvent
+		e  *Encrypted
+	}
+	var chain []step
+	want := epoch
+	stop := ""
+	for {
+		if h.fetched >= s.cfg.MaxHistory {
+			stop = "limit"
+			break
+		}
+		raw, err := s.cfg.Puppets.Event(ctx, h.as, r.id, id.EventID(link))
+		h.fetched++
+		s.metrics.HistoryFetched.Inc()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			log.Warn().Err(err).Str("commit_event", truncate(link)).Msg("Backfill: could not fetch a commit event")
+			stop = "fetch_failed"
+			break
+		}
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil || ev.Type != EncryptedType || ev.RoomID != r.id || string(ev.EventID) != link {
+			stop = "not_a_commit"
+			break
+		}
+		e, err := ParseEncrypted(ev.Content)
+		if err != nil || e.Commit == nil || e.Commit.Next != want || string(ev.Sender) != e.Commit.Sender.UserID {
+			stop = "not_a_commit"
+			break
+		}
+		chain = append(chain, step{ev, e})
+		if n, ok := r.node(e.Epoch); ok && n.Retained {
+			break
+		}
+		if e.CommitEvent == "" {
+			stop = "no_link"
+			break
+		}
+		want, link = e.Epoch, e.CommitEvent
+	}
+	if stop != "" {
+		s.metrics.HistoryStopped.WithLabelValues(stop).Inc()
+		log.Warn().Str("reason", stop).Int("fetched", h.fetched).Int("max_history", s.cfg.MaxHistory).
+			Msg("Backfill stopped before an epoch we hold; the event waits for its epoch (a later transaction or a Welcome)")
+		return nil
+	}
+	log.Info().Int("commits", len(chain)).Msg("Backfilling missed commits along commit_event")
+	for i := len(chain) - 1; i >= 0; i-- {
+		if n, ok := r.node(chain[i].e.Commit.Next); ok && n.Retained {
+			continue // arrived meanwhile
+		}
+		s.metrics.Backfilled.Inc()
+		if err := s.applyCommit(ctx, w, r, chain[i].ev, chain[i].e); err != nil {
+			return err
+		}
+		if n, ok := r.node(chain[i].e.Commit.Next); !ok || !n.Retained {
+			// Refused, a duplicate of a commit processed before, or one
+			// that removed us: the walk cannot go further forward.
+			s.metrics.HistoryStopped.WithLabelValues("not_applied").Inc()
+			log.Warn().Stringer("event_id", chain[i].ev.EventID).Int("remaining", i).
+				Msg("Backfill: a fetched commit did not give us its epoch; the event waits")
+			return nil
+		}
+	}
+	return nil
 }

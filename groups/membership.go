@@ -46,7 +46,7 @@ func members(ctx context.Context, q database.Querier, room id.RoomID) (map[strin
 // caller then falls back to the current membership.
 func membersAt(ctx context.Context, q database.Querier, room id.RoomID, event string) (map[string]epochs.MemberState, bool, error) {
 	var seq int64
-	err := q.QueryRow(ctx, `SELECT min(seq) FROM inbound_event WHERE kind = 'room' AND event_id = $1 AND room_id = $2`,
+	err := q.QueryRow(ctx, `SELECT coalesce(min(seq), 0) FROM inbound_event WHERE kind = 'room' AND event_id = $1 AND room_id = $2`,
 		event, room).Scan(&seq)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)

@@ -20,6 +20,8 @@ type Metrics struct {
 	MalformedEvents  *prometheus.CounterVec
 	LeftOut          prometheus.Counter
 	HistoryFetched   prometheus.Counter
+	Backfilled       prometheus.Counter
+	HistoryStopped   *prometheus.CounterVec
 	Delivered        *prometheus.CounterVec
 	CommitSeconds    prometheus.Histogram
 	DecryptSeconds   prometheus.Histogram
@@ -60,10 +62,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		NotAddressed:    counter("mlsas_dmls_messages_not_addressed_total", "Messages of epochs none of our devices is a member of (sent after our removal)."),
 		MalformedEvents: vec("mlsas_dmls_malformed_events_total", "DMLS events or to-device messages that did not parse, by kind.", "kind"),
 		LeftOut:         counter("mlsas_dmls_members_left_out_total", "Joined users left out of a group because they have no MLS device."),
-		HistoryFetched:  counter("mlsas_dmls_history_events_fetched_total", "Commit events fetched after a join to learn the branch's history."),
-		Delivered:       vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
-		CommitSeconds:   hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
-		DecryptSeconds:  hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),
+		HistoryFetched:  counter("mlsas_dmls_history_events_fetched_total", "Commit events fetched from the homeserver: after a join to learn the branch's history, and to backfill missed commits."),
+		Backfilled: counter("mlsas_dmls_backfilled_commits_total",
+			"Commits we missed, fetched from the homeserver along commit_event links and applied."),
+		HistoryStopped: vec("mlsas_dmls_backfill_stopped_total",
+			"Walks back along commit_event links that stopped before reaching an epoch we hold, by reason.", "reason"),
+		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
+		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
+		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),
 		MembershipToPlan: hist("mlsas_dmls_membership_to_commit_seconds",
 			"Time from a membership event stored to its commit in the outbox."),
 	}

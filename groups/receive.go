@@ -92,7 +92,10 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	case errors.Is(err, epochs.ErrDuplicateCommit):
 		return nil
 	case errors.Is(err, epochs.ErrUnknownEpoch):
-		return s.wait(ctx, w, r, ev, c.Base)
+		if err := s.wait(ctx, w, r, ev, c.Base); err != nil {
+			return err
+		}
+		return s.backfill(ctx, w, r, c.Base, e.CommitEvent)
 	case errors.As(err, &rej):
 		s.metrics.CommitsRejected.WithLabelValues(rejectionLabel(rej)).Inc()
 		log.Warn().Err(err).Msg("Commit refused by the room's membership")
@@ -176,7 +179,10 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 				Msg("Message of an epoch none of our devices is in: not addressed to us")
 			return nil
 		}
-		return s.wait(ctx, w, r, ev, e.Epoch)
+		if err := s.wait(ctx, w, r, ev, e.Epoch); err != nil {
+			return err
+		}
+		return s.backfill(ctx, w, r, e.Epoch, e.CommitEvent)
 	case errors.Is(err, epochs.ErrParentNotRetained):
 		if len(r.m.Ours()) == 0 {
 			s.metrics.NotAddressed.Inc()
@@ -410,6 +416,12 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	joined, err := s.joinDevice(ctx, w, r, dev, wel.Message, wel.Commit)
 	var refusal *welcomeRefusal
 	switch {
+	case errors.As(err, &refusal) && refusal.reason == "unknown_key_package" && s.cfg.Puppets.Owns(sender):
+		// Our own commit added the device, which joined from our copy
+		// of the Welcome and consumed the KeyPackage (commitNow): this
+		// is the to-device duplicate, arriving after the device moved on.
+		log.Debug().Msg("Duplicate of a Welcome our device already joined from")
+		return nil
 	case errors.As(err, &refusal):
 		return refuse(refusal.reason, refusal.err)
 	case errors.Is(err, epochs.ErrDuplicateCommit):
@@ -420,7 +432,14 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	r.state = "active"
 	s.metrics.WelcomesJoined.Inc()
 	log.Info().Uint64("epoch", wel.Commit.Number).Msg("Joined the room's MLS group")
-	if err := s.learnHistory(ctx, r, dev.UserID); err != nil {
+	// Fetch as a puppet of ours that has joined: one only invited (as
+	// the Welcome's device usually is still) cannot read the room.
+	as := dev.UserID
+	if joined, err := s.joinedPuppets(ctx, w.Q, roomID); err == nil && len(joined) > 0 && !slices.Contains(joined, as) {
+		slices.Sort(joined)
+		as = joined[0]
+	}
+	if err := s.learnHistory(ctx, r, as); err != nil {
 		log.Warn().Err(err).Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
 	}
 	if err := s.mlsState(ctx, w, r, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",
@@ -487,6 +506,9 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 		return "", &welcomeRefusal{"invalid", err}
 	}
 	if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+		return "", err
+	}
+	if err := clearOrphans(ctx, w.Q, r.id, fromKeys(dev)); err != nil {
 		return "", err
 	}
 	return joined, nil

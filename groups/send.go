@@ -61,6 +61,22 @@ func (s *Service) Send(ctx context.Context, puppet id.UserID, device id.DeviceID
 	if !isObject(content) || !json.Valid(content) {
 		return SendResult{}, fmt.Errorf("content is not a JSON object: %w", inbound.ErrInvalid)
 	}
+	res, err := s.send(ctx, puppet, device, roomID, eventType, content, idempotencyKey)
+	if idempotencyKey != "" && database.IsUniqueViolation(err) {
+		// A concurrent request with the same key committed first; this
+		// one answers with its result.
+		res, err = s.send(ctx, puppet, device, roomID, eventType, content, idempotencyKey)
+	}
+	if err != nil {
+		return SendResult{}, err
+	}
+	s.cfg.Wake()
+	res.EventID, err = s.waitSent(ctx, res.TxnID)
+	return res, err
+}
+
+func (s *Service) send(ctx context.Context, puppet id.UserID, device id.DeviceID, roomID id.RoomID, eventType string,
+	content json.RawMessage, idempotencyKey string) (SendResult, error) {
 	res := SendResult{RoomID: roomID}
 	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
 		if err := database.WaitQueue(ctx, tx, roomQueue(roomID), database.Inbound); err != nil {
@@ -73,6 +89,11 @@ func (s *Service) Send(ctx context.Context, puppet id.UserID, device id.DeviceID
 			if err == nil {
 				if room != string(roomID) || user != string(puppet) {
 					return fmt.Errorf("idempotency key reused for another room or puppet: %w", inbound.ErrInvalid)
+				}
+				// The sending device, while the outbox still holds the row.
+				err := tx.QueryRow(ctx, `SELECT device_id FROM outbox WHERE txn_id = $1`, res.TxnID).Scan(&res.Device)
+				if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+					return fmt.Errorf("read send %s: %w", idempotencyKey, err)
 				}
 				return nil
 			}
@@ -139,11 +160,6 @@ func (s *Service) Send(ctx context.Context, puppet id.UserID, device id.DeviceID
 		s.metrics.MessagesSent.Inc()
 		return out.Flush(ctx)
 	})
-	if err != nil {
-		return SendResult{}, err
-	}
-	s.cfg.Wake()
-	res.EventID, err = s.waitSent(ctx, res.TxnID)
 	return res, err
 }
 

@@ -41,6 +41,10 @@ type Config struct {
 	Policy epochs.Policy
 	// Wait bounds how long an event naming an unknown epoch waits.
 	Wait time.Duration
+	// MaxHistory bounds the commit events one walk back along
+	// commit_event links fetches (backfill, learning history after a
+	// join); 256 if zero.
+	MaxHistory int
 	// Autojoin decides which invitations to our puppets are accepted.
 	Autojoin Autojoin
 	// SendTimeout bounds how long Send waits for the event id.
@@ -68,6 +72,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxHistory <= 0 {
+		cfg.MaxHistory = 256
 	}
 	if cfg.Wake == nil {
 		cfg.Wake = func() {}

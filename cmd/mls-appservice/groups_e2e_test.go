@@ -39,6 +39,7 @@ type e2eMessage struct {
 	body   string
 	event  id.EventID
 	to     []id.UserID // joined when sent, other than the sender
+	maybe  []id.UserID // may receive it, at most once (membership in flux)
 }
 
 func (w *e2eWorld) puppet(s *testService, name string, devices int) id.UserID {
@@ -246,7 +247,13 @@ func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, er
 			}
 		}
 		for u := range w.puppets {
-			if u != m.sender && !slices.Contains(m.to, u) && logs[u][m.body] > 0 {
+			switch {
+			case u == m.sender || slices.Contains(m.to, u):
+			case slices.Contains(m.maybe, u):
+				if logs[u][m.body] > 1 {
+					dup++
+				}
+			case logs[u][m.body] > 0:
 				stray++
 			}
 		}
@@ -278,9 +285,51 @@ func scrape(s *testService) map[string]float64 {
 	return out
 }
 
+// scrapeLabelled returns a service's DMLS counters with their labels,
+// keyed name{labels}.
+func scrapeLabelled(s *testService) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get(s.proc.base + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		f := strings.Fields(line)
+		if !strings.HasPrefix(line, "mlsas_dmls_") || len(f) != 2 || !strings.Contains(f[0], "{") {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		out[f[0]] += v
+	}
+	return out
+}
+
+// metricLabels sums a labelled counter over the services, restarts
+// included, by label set.
+func (w *e2eWorld) metricLabels(name string) map[string]float64 {
+	out := map[string]float64{}
+	add := func(m map[string]float64) {
+		for k, v := range m {
+			if n, labels, ok := strings.Cut(k, "{"); ok && n == name {
+				out["{"+labels] += v
+			}
+		}
+	}
+	add(w.metrics)
+	for _, s := range w.services {
+		add(scrapeLabelled(s))
+	}
+	return out
+}
+
 func (w *e2eWorld) restart(s *testService) {
 	w.t.Helper()
 	for k, v := range scrape(s) {
+		w.metrics[k] += v
+	}
+	for k, v := range scrapeLabelled(s) {
 		w.metrics[k] += v
 	}
 	s.restart(w.t)
@@ -300,7 +349,10 @@ func (w *e2eWorld) metric(name string) float64 {
 // homeserver in the real format, through membership changes, concurrent
 // changes on both sides, and a SIGKILL of each.
 func TestGroupsEndToEnd(t *testing.T) {
-	_, svcs := startServices(t, serviceOptions{name: "mlsa"}, serviceOptions{name: "mlsb"})
+	// B commits 300ms after a change it sees instead of waiting its turn:
+	// concurrent commits of both services, forks, must happen and resolve.
+	_, svcs := startServices(t, serviceOptions{name: "mlsa"},
+		serviceOptions{name: "mlsb", groups: map[string]any{"commit_grace": "300ms", "commit_jitter": "0s"}})
 	A, B := svcs[0], svcs[1]
 	w := &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
 		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}

@@ -41,53 +41,70 @@ type serviceOptions struct {
 // whose puppets meet only through the homeserver.
 func startServices(t testing.TB, opts ...serviceOptions) (*testenv.Homeserver, []*testService) {
 	t.Helper()
-	syn := testenv.RequireSynapse(t)
 	var regs []string
 	var out []*testService
 	for _, o := range opts {
-		extra := map[string]map[string]any{
-			"appservice": {"id": o.name, "user_prefix": o.name + "_", "bot_username": o.name + "bot"},
-			"processing": {"poll": "100ms", "retry_backoff": "200ms", "max_retry_backoff": "2s"},
-			"groups":     {"commit_grace": "3s", "commit_jitter": "1s", "wait": "30s", "send_timeout": "20s"},
-			"logging":    {"level": "debug"},
-		}
-		for k, v := range o.groups {
-			extra["groups"][k] = v
-		}
-		for sec, kv := range o.extra {
-			if extra[sec] == nil {
-				extra[sec] = map[string]any{}
-			}
-			for k, v := range kv {
-				extra[sec][k] = v
-			}
-		}
-		cfgPath := writeConfigWith(t, syn.ConfigPath, testenv.Database(t), freePort(t), extra)
-		regPath := filepath.Join(filepath.Dir(cfgPath), "registration.yaml")
-		if err := run([]string{"-g", "-c", cfgPath, "-r", regPath}, os.Stderr); err != nil {
-			t.Fatalf("-g for %s: %v", o.name, err)
-		}
-		regs = append(regs, regPath)
-		out = append(out, &testService{name: o.name, cfgPath: cfgPath})
+		s, reg := prepareService(t, o)
+		regs = append(regs, reg)
+		out = append(out, s)
 	}
 	hs := testenv.StartSynapse(t, testenv.SynapseOptions{Registrations: regs})
 	for _, s := range out {
-		setConfigKey(t, s.cfgPath, "homeserver", "address", hs.URL())
-		setConfigKey(t, s.cfgPath, "homeserver", "domain", hs.ServerName())
-		cfg, err := config.Load(s.cfgPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.cfg = cfg
-		s.proc = startService(t, s.cfgPath)
-		s.db = openDB(t, cfg.Database.URI)
-		s.c, err = assemble(cfg, s.db, prometheus.NewRegistry(), zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).
-			With().Str("instance", "test-"+s.name).Logger())
-		if err != nil {
-			t.Fatal(err)
-		}
+		s.launch(t, hs)
 	}
 	return hs, out
+}
+
+// prepareService writes a service's configuration (its own database, its
+// own port) and its registration, whose path it returns for the
+// homeserver that will load it; launch starts the service once that
+// homeserver runs.
+func prepareService(t testing.TB, o serviceOptions) (*testService, string) {
+	t.Helper()
+	syn := testenv.RequireSynapse(t)
+	extra := map[string]map[string]any{
+		"appservice": {"id": o.name, "user_prefix": o.name + "_", "bot_username": o.name + "bot"},
+		"processing": {"poll": "100ms", "retry_backoff": "200ms", "max_retry_backoff": "2s"},
+		"groups":     {"commit_grace": "3s", "commit_jitter": "1s", "wait": "30s", "send_timeout": "20s"},
+		"logging":    {"level": "debug"},
+	}
+	for k, v := range o.groups {
+		extra["groups"][k] = v
+	}
+	for sec, kv := range o.extra {
+		if extra[sec] == nil {
+			extra[sec] = map[string]any{}
+		}
+		for k, v := range kv {
+			extra[sec][k] = v
+		}
+	}
+	cfgPath := writeConfigWith(t, syn.ConfigPath, testenv.Database(t), freePort(t), extra)
+	regPath := filepath.Join(filepath.Dir(cfgPath), "registration.yaml")
+	if err := run([]string{"-g", "-c", cfgPath, "-r", regPath}, os.Stderr); err != nil {
+		t.Fatalf("-g for %s: %v", o.name, err)
+	}
+	return &testService{name: o.name, cfgPath: cfgPath}, regPath
+}
+
+// launch points the service at its homeserver, starts its process and
+// assembles its components in the test process.
+func (s *testService) launch(t testing.TB, hs *testenv.Homeserver) {
+	t.Helper()
+	setConfigKey(t, s.cfgPath, "homeserver", "address", hs.URL())
+	setConfigKey(t, s.cfgPath, "homeserver", "domain", hs.ServerName())
+	cfg, err := config.Load(s.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cfg = cfg
+	s.proc = startService(t, s.cfgPath)
+	s.db = openDB(t, cfg.Database.URI)
+	s.c, err = assemble(cfg, s.db, prometheus.NewRegistry(), zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).
+		With().Str("instance", "test-"+s.name).Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // restart kills the service with SIGKILL and starts it again.

@@ -1,0 +1,430 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/internal/testenv"
+)
+
+// TestFederatedDMLS runs DMLS across federation: two Synapses federating
+// over loopback (testenv.StartFederation), each with its own
+// mls-appservice on its own database, and seeded random rooms whose
+// puppets are spread over both. Each seed is one room: joins, leaves,
+// kicks, invitations across servers, devices added and removed, messages
+// from both sides, concurrent changes on both sides, and a partition
+// during which both sides change membership and send; in the first seed
+// one service is killed (SIGKILL) and restarted during the partition.
+// After each heal and quiet every service with a joined puppet must be on
+// the same epoch with the room's devices, and at the end every message
+// must have reached every puppet that was a member throughout exactly
+// once.
+//
+// -dmls.seeds=N (or MLSAS_DMLS_SOAK=1, 20 seeds) runs more seeds;
+// -dmls.seed=N replays one.
+var (
+	dmlsSeeds = flag.Int("dmls.seeds", 0, "federated DMLS seeds to run (0: 2, or 20 with MLSAS_DMLS_SOAK=1)")
+	dmlsSeed  = flag.Int("dmls.seed", -1, "run only this federated DMLS seed")
+)
+
+// fedWorld is e2eWorld over two homeservers.
+type fedWorld struct {
+	*e2eWorld
+	fed   *testenv.Federation
+	sides [2]*testService
+	side  map[id.UserID]int
+	creat map[id.RoomID]id.UserID // room -> creator (the only one who may kick)
+
+	partitions, seedsConverged int
+	extra                      int // devices added
+	heals                      []healFigure
+}
+
+// healFigure is one partition's measurement.
+type healFigure struct {
+	seed              int
+	length, converged time.Duration
+	commits           int
+}
+
+func TestFederatedDMLS(t *testing.T) {
+	seeds := []int{0, 1}
+	switch {
+	case *dmlsSeed >= 0:
+		seeds = []int{*dmlsSeed}
+	case *dmlsSeeds > 0:
+		seeds = nil
+		for i := range *dmlsSeeds {
+			seeds = append(seeds, i)
+		}
+	case os.Getenv("MLSAS_DMLS_SOAK") == "1":
+		seeds = nil
+		for i := range 20 {
+			seeds = append(seeds, i)
+		}
+	}
+	opts := []serviceOptions{{name: "mlsa"}, {name: "mlsb"}}
+	var regs []string
+	var svcs []*testService
+	for _, o := range opts {
+		o.groups = map[string]any{"autojoin": "any"}
+		s, reg := prepareService(t, o)
+		anyLocalhost(t, reg)
+		svcs, regs = append(svcs, s), append(regs, reg)
+	}
+	fed := testenv.StartFederation(t, testenv.FederationOptions{A: testenv.SynapseOptions{Registrations: regs[:1]},
+		B: testenv.SynapseOptions{Registrations: regs[1:]}})
+	svcs[0].launch(t, fed.A)
+	svcs[1].launch(t, fed.B)
+
+	w := &fedWorld{e2eWorld: &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{},
+		devices: map[id.UserID][]id.DeviceID{}, joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}},
+		fed: fed, sides: [2]*testService{svcs[0], svcs[1]}, side: map[id.UserID]int{}, creat: map[id.RoomID]id.UserID{}}
+	commitsBefore := 0
+	for _, seed := range seeds {
+		t.Logf("seed %d", seed)
+		ok := t.Run(strconv.Itoa(seed), func(t *testing.T) {
+			w.t = t
+			defer func() {
+				if t.Failed() {
+					t.Logf("replay: ./scripts/with-env go test -count=1 -run 'TestFederatedDMLS$' -v ./cmd/mls-appservice/ -dmls.seed=%d", seed)
+				}
+			}()
+			w.runSeed(seed)
+		})
+		w.t = t
+		if !ok {
+			break
+		}
+		w.seedsConverged++
+	}
+	_ = commitsBefore
+
+	var got, want, dup, stray int
+	until(t, 3*time.Minute, "every message delivered", func(ctx context.Context) (bool, error) {
+		var err error
+		got, want, dup, stray, err = w.delivered(ctx)
+		return got == want || dup > 0 || stray > 0, err
+	})
+	backfilled := int(w.metric("mlsas_dmls_backfilled_commits_total"))
+	undecryptable := int(w.metric("mlsas_dmls_messages_undecryptable_total"))
+	rejected := w.metricLabels("mlsas_dmls_commits_rejected_total")
+	fmt.Printf("dmls: homeservers=2 services=2 seeds=%d converged=%d forks=%d resolved=%d partitions=%d backfilled=%d messages=%d delivered=%d/%d undecryptable=%d\n",
+		len(seeds), w.seedsConverged, int(w.metric("mlsas_dmls_forks_seen_total")), int(w.metric("mlsas_dmls_forks_resolved_total")),
+		w.partitions, backfilled, len(w.messages), got, want, undecryptable)
+	w.report()
+	t.Logf("commits made %d; commits refused %v; undecryptable %v; backfill stops %v", commitsMade(t, svcs), rejected,
+		w.metricLabels("mlsas_dmls_messages_undecryptable_total"),
+		w.metricLabels("mlsas_dmls_backfill_stopped_total"))
+	if got != want || dup != 0 || stray != 0 {
+		t.Errorf("delivered %d of %d, %d duplicated, %d to non-members", got, want, dup, stray)
+	}
+	if w.seedsConverged != len(seeds) {
+		t.Errorf("%d of %d seeds converged", w.seedsConverged, len(seeds))
+	}
+}
+
+// anyLocalhost widens a registration's namespaces to any server name
+// localhost:<port>: the federation's server names are known only once its
+// homeservers run, and they load the registration when they start.
+func anyLocalhost(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg map[string]any
+	if err := yaml.Unmarshal(data, &reg); err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := reg["namespaces"].(map[string]any)
+	users, _ := ns["users"].([]any)
+	for _, u := range users {
+		m, _ := u.(map[string]any)
+		re, _ := m["regex"].(string)
+		local, _, ok := strings.Cut(re, ":")
+		if !ok {
+			t.Fatalf("registration regex %q names no server", re)
+		}
+		m["regex"] = local + `:localhost:[0-9]+$`
+	}
+	if data, err = yaml.Marshal(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// report logs heal-to-convergence times against partition lengths and
+// the commits each resolution took.
+func (w *fedWorld) report() {
+	if len(w.heals) == 0 {
+		return
+	}
+	took := make([]time.Duration, len(w.heals))
+	for i, h := range w.heals {
+		took[i] = h.converged
+		w.t.Logf("heal: seed %d partition %v converged after %v with %d commits", h.seed, h.length.Round(100*time.Millisecond),
+			h.converged.Round(100*time.Millisecond), h.commits)
+	}
+	slices.Sort(took)
+	fmt.Printf("dmls-heal: partitions=%d converge_p50=%v converge_max=%v\n", len(took), took[len(took)/2].Round(100*time.Millisecond),
+		took[len(took)-1].Round(100*time.Millisecond))
+}
+
+// runSeed plays one seed's room.
+func (w *fedWorld) runSeed(seed int) {
+	t := w.t
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(uint64(seed), 15))
+	n := 3 + r.IntN(18)
+	var all []id.UserID
+	for i := range n {
+		side := r.IntN(2)
+		if i < 2 {
+			side = i // both homeservers from the start
+		}
+		devs := 1
+		if r.IntN(4) == 0 {
+			devs = 2
+		}
+		u := w.puppet(w.sides[side], fmt.Sprintf("s%dp%d", seed, i), devs)
+		w.side[u] = side
+		all = append(all, u)
+	}
+	// Two thirds start in the room; the others join later.
+	start := max(2, 2*n/3)
+	creator := all[0]
+	room, err := w.sides[0].c.groups.CreateRoom(ctx, creator, "", groups.CreateRoomOptions{Name: fmt.Sprintf("seed %d", seed),
+		Invite: all[1:start]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.creat[room] = creator
+	w.joined[room] = map[id.UserID]bool{}
+	for _, u := range all[:start] {
+		w.joined[room][u] = true
+	}
+	t.Logf("seed %d: room %s, %d puppets, %d in the room at first", seed, room, n, start)
+	w.converged(room, 3*time.Minute)
+	w.sendAll(room, seed, "start")
+
+	// Changes while federation works: across servers, and concurrently
+	// on both sides.
+	for round := range 2 {
+		w.change(r, room, all, -1, 1+r.IntN(2))
+		w.converged(room, 3*time.Minute)
+		var wg sync.WaitGroup
+		ops := [2][]func(){w.plan(r, room, all, 0, 1+r.IntN(2)), w.plan(r, room, all, 1, 1+r.IntN(2))}
+		for _, side := range ops {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, op := range side {
+					op()
+				}
+			}()
+		}
+		wg.Wait()
+		w.converged(room, 3*time.Minute)
+		w.sendAll(room, seed, fmt.Sprintf("round %d", round))
+	}
+
+	// A partition: both sides change their own puppets and send.
+	length := time.Duration(5+r.IntN(16)) * time.Second
+	before := commitsMade(t, w.services)
+	w.fed.Partition()
+	w.partitions++
+	cut := time.Now()
+	stable := w.members(room)
+	for side := range 2 {
+		for _, op := range w.plan(r, room, all, side, 1+r.IntN(3)) {
+			op()
+		}
+	}
+	var during []int
+	for side := range 2 {
+		for _, u := range w.memberList(room) {
+			if w.side[u] == side && stable[u] && w.joined[room][u] {
+				during = append(during, len(w.messages))
+				w.send(room, u, fmt.Sprintf("seed %d partition side %d from %s", seed, side, u))
+				break
+			}
+		}
+	}
+	if seed == 0 {
+		t.Logf("seed %d: killing %s during the partition", seed, w.sides[1].name)
+		w.restart(w.sides[1])
+	}
+	time.Sleep(time.Until(cut.Add(length)))
+	// Messages sent during the partition must reach the members that
+	// were in the room before it and are still in it; the others may
+	// have them.
+	after := w.members(room)
+	for _, i := range during {
+		m := &w.messages[i]
+		var to, maybe []id.UserID
+		for u := range w.puppets {
+			switch {
+			case u == m.sender:
+			case stable[u] && after[u]:
+				to = append(to, u)
+			case stable[u] || after[u]:
+				maybe = append(maybe, u)
+			}
+		}
+		m.to, m.maybe = to, maybe
+	}
+	w.fed.Heal(w.t)
+	healed := time.Now()
+	w.converged(room, 4*time.Minute)
+	w.heals = append(w.heals, healFigure{seed: seed, length: healed.Sub(cut), converged: time.Since(healed),
+		commits: commitsMade(t, w.services) - before})
+	w.sendAll(room, seed, "after the partition")
+}
+
+// members returns who the test made members of room.
+func (w *fedWorld) members(room id.RoomID) map[id.UserID]bool {
+	out := map[id.UserID]bool{}
+	for u, in := range w.joined[room] {
+		if in {
+			out[u] = true
+		}
+	}
+	return out
+}
+
+func (w *fedWorld) memberList(room id.RoomID) []id.UserID {
+	var out []id.UserID
+	for u, in := range w.joined[room] {
+		if in {
+			out = append(out, u)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// sendAll sends one message from a member on each side.
+func (w *fedWorld) sendAll(room id.RoomID, seed int, what string) {
+	for side := range 2 {
+		for _, u := range w.memberList(room) {
+			if w.side[u] == side {
+				w.send(room, u, fmt.Sprintf("seed %d %s from %s", seed, what, u))
+				break
+			}
+		}
+	}
+}
+
+// change runs n random changes now, by members of either side.
+func (w *fedWorld) change(r *rand.Rand, room id.RoomID, all []id.UserID, side, n int) {
+	for _, op := range w.plan(r, room, all, side, n) {
+		op()
+	}
+}
+
+// plan chooses n random changes and updates the model at once; it
+// returns the calls that make them. side -1: any member may act on any
+// puppet (invitations across servers); 0 or 1: only that side's puppets
+// act and are acted on (as during a partition, or concurrently).
+func (w *fedWorld) plan(r *rand.Rand, room id.RoomID, all []id.UserID, side, n int) []func() {
+	ctx := context.Background()
+	t := w.t
+	creator := w.creat[room]
+	mine := func(u id.UserID) bool { return side < 0 || w.side[u] == side }
+	var ops []func()
+	for range n {
+		var members, outsiders []id.UserID
+		for _, u := range all {
+			if !mine(u) {
+				continue
+			}
+			if w.joined[room][u] {
+				members = append(members, u)
+			} else {
+				outsiders = append(outsiders, u)
+			}
+		}
+		var inviters []id.UserID
+		for _, u := range w.memberList(room) {
+			if mine(u) || side < 0 {
+				inviters = append(inviters, u)
+			}
+		}
+		switch k := r.IntN(5); {
+		case k == 0 && len(outsiders) > 0 && len(inviters) > 0:
+			by, to := inviters[r.IntN(len(inviters))], outsiders[r.IntN(len(outsiders))]
+			w.joined[room][to] = true
+			ops = append(ops, func() {
+				if err := w.puppets[by].c.groups.Invite(ctx, by, room, to); err != nil {
+					t.Errorf("%s invites %s: %v", by, to, err)
+				}
+			})
+		case k == 1 && len(members) > 2:
+			u := members[r.IntN(len(members))]
+			if u == creator {
+				continue
+			}
+			w.joined[room][u] = false
+			w.removals++
+			if mine(creator) && w.puppets[creator] == w.puppets[u] && r.IntN(2) == 0 {
+				ops = append(ops, func() {
+					if err := w.puppets[creator].c.groups.Kick(ctx, creator, room, u, "test"); err != nil {
+						t.Errorf("kick %s: %v", u, err)
+					}
+				})
+			} else {
+				ops = append(ops, func() {
+					if err := w.puppets[u].c.groups.Leave(ctx, u, room); err != nil {
+						t.Errorf("%s leaves: %v", u, err)
+					}
+				})
+			}
+		case k == 2 && len(members) > 0:
+			u := members[r.IntN(len(members))]
+			if len(w.devices[u]) < 2 {
+				w.extra++
+				dev := id.DeviceID(fmt.Sprintf("X%d", w.extra))
+				w.devices[u] = append(w.devices[u], dev)
+				ops = append(ops, func() {
+					if err := w.puppets[u].c.groups.AddDevice(ctx, u, dev, "extra"); err != nil {
+						t.Errorf("add device %s to %s: %v", dev, u, err)
+					}
+				})
+			} else {
+				dev := w.devices[u][len(w.devices[u])-1]
+				w.devices[u] = w.devices[u][:len(w.devices[u])-1]
+				ops = append(ops, func() {
+					if err := w.puppets[u].c.groups.RemoveDevice(ctx, u, dev); err != nil {
+						t.Errorf("remove device %s of %s: %v", dev, u, err)
+					}
+				})
+			}
+		case len(outsiders) > 0 && len(inviters) > 0:
+			by, to := inviters[r.IntN(len(inviters))], outsiders[r.IntN(len(outsiders))]
+			w.joined[room][to] = true
+			ops = append(ops, func() {
+				if err := w.puppets[by].c.groups.Invite(ctx, by, room, to); err != nil {
+					t.Errorf("%s invites %s: %v", by, to, err)
+				}
+			})
+		}
+	}
+	return ops
+}

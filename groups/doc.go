@@ -1,0 +1,61 @@
+// Package groups runs the DMLS rooms of our puppets: it is where the
+// spine's work items (package inbound), the DMLS rules (package epochs),
+// the devices' identities and KeyPackages (package keys) and PostgreSQL
+// meet. It owns no cryptography and no wire transport of its own: MLS is
+// reached only through epochs.Member, the homeserver only through the
+// outbox and matrix.Puppets.
+//
+// # What it does
+//
+//   - Rooms. A DMLS room is one whose m.room.create names the DMLS
+//     algorithm (DESIGN 6). The creator's device makes epoch 0 when the
+//     create event comes back, so a crash between creating the room and
+//     making the group loses nothing.
+//   - Membership drives commits. Every membership change and device-list
+//     change of a room queues a reconcile of that room. The committer rule
+//     of epochs decides whether one of our devices commits now, later (a
+//     timer row, so a crash never loses a due commit), or not at all. Our
+//     commit claims and verifies the KeyPackages of the devices it adds,
+//     always carries a path, resolves any open fork, and is written to the
+//     outbox in the same database transaction as the new state: the commit
+//     as m.room.encrypted, then each Welcome as a to-device message that
+//     names the commit's event id (filled in by the outbox once sent).
+//   - Receiving. A commit is applied once for the room and each of our
+//     devices then derives its private path keys from the shared result
+//     (DESIGN 4). It is checked against the room's membership at its event
+//     and at its base; a rejection is logged with its reason and counted.
+//     A message is decrypted once and delivered to every puppet of ours
+//     joined in the room; an event naming an epoch we do not hold waits
+//     (dmls_waiting, bounded by Config.Wait) while history is learnt along
+//     commit_event links (history.go), and is reported undecryptable only
+//     when the wait ends. Events not addressed to any of our devices (for
+//     example sent after our puppet left) are counted as such, not as
+//     undecryptable.
+//   - Sending. Send encrypts in the base epoch of the room's graph and
+//     writes the event to the outbox; an idempotency key makes a retried
+//     request return the first result.
+//   - Delivery log. Every event delivered to a puppet gets the next
+//     sequence number of that puppet's log (table delivery), which the bot
+//     API's server-sent events and the client-server façade's /sync
+//     resume from.
+//
+// # Storage (migrations/0005_groups.sql)
+//
+// Per room, dmls_room holds the epoch graph's metadata (public: it all
+// travels in room events). Per retained epoch, dmls_epoch holds the state
+// all our devices share, sealed, in three parts that change at different
+// times (static: written once; init: the puncturable PRF, changed when a
+// child epoch is derived; secrets: the secret tree's ratchets, changed by
+// each message), so decrypting a message rewrites only the ratchets and
+// the delivery. Per retained epoch and own device, dmls_epoch_device holds
+// only that device's private part, sealed. Epochs dropped by the retention
+// policy (epochs.Policy) are deleted with everything kept about them each
+// time the room is saved. Every sealed value is bound to its row
+// (package seal), so a value moved to another row does not open.
+//
+// # Concurrency
+//
+// A room is loaded for one work item or API call while its queue's lock
+// is held (database.WaitQueue), so operations on one room are serial and
+// different rooms run in parallel, across workers and instances alike.
+package groups
