@@ -68,8 +68,11 @@
 // spend its KeyPackages), key backup, deleting devices, /logout/all,
 // passwords, deactivation, refresh and login tokens, the deprecated
 // /events and /initialSync, and sliding sync (MSC3575, MSC4186), which
-// would give encrypted events undecrypted. Password login answers 400 M_UNKNOWN and
-// registration 403 M_FORBIDDEN, as for a server that offers neither.
+// would give encrypted events undecrypted. Password login answers 400
+// M_UNKNOWN and registration 403 M_FORBIDDEN, as for a server that
+// offers neither. A malformed request (room id, event type, transaction
+// id, body) gets a 4xx with an errcode, never a 5xx; an answer of the
+// homeserver the façade cannot read is a 502.
 //
 // # Limits
 //
@@ -78,5 +81,16 @@
 // /relations and /threads pass through and list nothing useful. Filters
 // made through the façade are widened, not re-applied after decryption.
 // Groups joins puppets to rooms by itself when groups.autojoin says so;
-// with bots that decide for themselves, set it to off.
+// with bots that decide for themselves, set it to off. Synapse answers a
+// restarted client's first /sync with the answer it cached for the same
+// since token (its stopped long-poll's), which may end before events sent
+// while the client was down: they come in the /sync after.
+//
+// # Tests
+//
+// The rewriting rules are tested here against deliveries held in memory;
+// cmd/mls-appservice's TestCSAPISDKBots runs the real thing: a
+// matrix-nio and a matrix-bot-sdk bot (testdata/, pinned, with their
+// SDKs' encryption off) on a real Synapse and PostgreSQL, and checks
+// through Synapse's admin API that no plaintext of theirs reached it.
 package csapi
