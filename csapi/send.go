@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/groups"
 	"github.com/mls-appservice/mls-appservice/inbound"
 )
@@ -113,6 +114,7 @@ func (s *Server) sendDMLS(ctx context.Context, a *access, room id.RoomID, eventT
 	// token and path.
 	key := "csapi|" + string(a.UserID) + "|" + string(a.DeviceID) + "|" + string(room) + "|" + txn
 	deadline := s.cfg.Now().Add(s.cfg.Settings.SendWait.D())
+	checkedMember := false
 	for {
 		woken := s.cfg.Groups.Wait(a.UserID)
 		res, err := s.cfg.Groups.Send(ctx, a.UserID, a.DeviceID, room, eventType, content, key)
@@ -130,10 +132,25 @@ func (s *Server) sendDMLS(ctx context.Context, a *access, room id.RoomID, eventT
 		var refused *matrixError
 		switch {
 		case err == nil:
-			// Sent to the outbox; its event id is not back yet.
+			// Sent to the outbox; its event id is not back yet, or the
+			// homeserver refused it for good (the puppet left the room
+			// before groups saw it leave).
+			if refusal, err := s.outboxRefusal(ctx, res.TxnID); err != nil {
+				return "", err
+			} else if refusal != "" {
+				return "", mxErr(http.StatusForbidden, errForbidden, "the homeserver refused the encrypted event: %s", refusal)
+			}
 		case errors.Is(err, groups.ErrNotInGroup), errors.Is(err, groups.ErrNotDMLS):
 			// Our device joins the group when a member commits it (the
-			// room's create event may not even be processed yet).
+			// room's create event may not even be processed yet), if
+			// the puppet is in the room at all: the homeserver says,
+			// since groups may not have seen a join that just happened.
+			if !checkedMember {
+				checkedMember = true
+				if err := s.mustBeJoined(ctx, a, room); err != nil {
+					return "", err
+				}
+			}
 		case errors.Is(err, groups.ErrNoDevice):
 			return "", mxErr(http.StatusForbidden, errForbidden, "this device has no MLS identity").with(err)
 		case errors.Is(err, groups.ErrNotPuppet):
@@ -162,6 +179,43 @@ func (s *Server) sendDMLS(ctx context.Context, a *access, room id.RoomID, eventT
 		case <-time.After(min(left, 500*time.Millisecond)):
 		}
 	}
+}
+
+// outboxRefusal returns the homeserver's reason when it refused the
+// outbox row txn for good ("" while it is pending or sent).
+func (s *Server) outboxRefusal(ctx context.Context, txn string) (string, error) {
+	reason, err := database.OutgoingRefusal(ctx, s.cfg.DB, txn)
+	if err != nil || reason == "" {
+		return "", err
+	}
+	// The sender's error names the request; the homeserver's part is
+	// what the bot can act on.
+	if i := strings.Index(reason, ": M_"); i >= 0 {
+		reason = reason[i+2:]
+	}
+	return reason, nil
+}
+
+// mustBeJoined answers 403 M_FORBIDDEN, as the homeserver would, when
+// the puppet is not joined to room, so that a send there fails at once
+// instead of waiting csapi.send_wait for a group the device never enters.
+func (s *Server) mustBeJoined(ctx context.Context, a *access, room id.RoomID) error {
+	path := "/_matrix/client/v3/rooms/" + url.PathEscape(string(room)) + "/state/m.room.member/" + url.PathEscape(string(a.UserID))
+	ans, err := s.call(ctx, a, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return err
+	}
+	var member struct {
+		Membership string `json:"membership"`
+	}
+	if ans.status == http.StatusOK && json.Unmarshal(ans.body, &member) == nil && member.Membership == "join" {
+		return nil
+	}
+	if ans.status >= 500 {
+		// The homeserver is in trouble: wait for the group as before.
+		return nil
+	}
+	return mxErr(http.StatusForbidden, errForbidden, "%s is not joined to %s", a.UserID, room)
 }
 
 func nullable(s string) *string {

@@ -374,6 +374,23 @@ func TestCSAPISDKBots(t *testing.T) {
 	from = nio.mark()
 	nio.do("leave %s", room)
 	nio.waitFor(from, "nio's leave", line("left", "room", room))
+	// A send after leaving is refused as the homeserver would refuse it,
+	// not answered 5xx after csapi.send_wait. (It takes as long as groups
+	// takes with the leave: groups.Send waits for the room's queue.)
+	req, _ := http.NewRequest("PUT", facade+"/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/send/m.room.message/after-leave",
+		strings.NewReader(`{"msgtype":"m.text","body":"after leaving csapi-msg"}`))
+	req.Header.Set("Authorization", "Bearer "+nioToken)
+	sendStart := time.Now()
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Errorf("send after leaving: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 403 || !strings.Contains(string(body), "M_FORBIDDEN") {
+			t.Errorf("send after leaving: %d %s after %s, want 403 M_FORBIDDEN", resp.StatusCode, body, time.Since(sendStart))
+		}
+		t.Logf("send after leaving: %d after %s", resp.StatusCode, time.Since(sendStart).Round(time.Millisecond))
+	}
 	from = sdk.mark()
 	sdk.do("leave %s", room)
 	sdk.waitFor(from, "bot-sdk's leave", line("left", "room", room))
