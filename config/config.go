@@ -28,6 +28,7 @@ type Config struct {
 	Groups     Groups     `yaml:"groups"`
 	Media      Media      `yaml:"media"`
 	BotAPI     BotAPI     `yaml:"botapi"`
+	CSAPI      CSAPI      `yaml:"csapi"`
 	Logging    Logging    `yaml:"logging"`
 }
 
@@ -172,6 +173,7 @@ func Parse(data []byte) (*Config, error) {
 		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
 			DownloadTimeout: Duration(2 * time.Minute), DownloadAttempts: 4},
 		BotAPI:  defaultBotAPI(),
+		CSAPI:   defaultCSAPI(),
 		Logging: Logging{Level: "info", Format: "auto"},
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -276,7 +278,10 @@ func (c *Config) Validate() error {
 	if err := c.validateGroups(); err != nil {
 		return err
 	}
-	return c.validateBotAPI()
+	if err := c.validateBotAPI(); err != nil {
+		return err
+	}
+	return c.validateCSAPI()
 }
 
 func redactedValue(key, value string) string {

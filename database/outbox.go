@@ -343,3 +343,23 @@ func OutgoingByTxnID(ctx context.Context, q Querier, txnID string) (result strin
 	}
 	return result, sentAt != nil, nil
 }
+
+// OutgoingRefusal returns the reason a row failed for good ("" while it
+// is pending or once it was sent): what the homeserver said when it
+// refused it.
+func OutgoingRefusal(ctx context.Context, q Querier, txnID string) (string, error) {
+	var failed bool
+	var reason string
+	err := q.QueryRow(ctx, `SELECT failed_at IS NOT NULL, coalesce(last_error, '') FROM outbox WHERE txn_id = $1`,
+		txnID).Scan(&failed, &reason)
+	if err != nil {
+		return "", fmt.Errorf("read outgoing %s: %w", txnID, err)
+	}
+	if !failed {
+		return "", nil
+	}
+	if reason == "" {
+		reason = "no reason given"
+	}
+	return reason, nil
+}

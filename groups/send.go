@@ -196,47 +196,21 @@ type CreateRoomOptions struct {
 // (so a crash between the two loses nothing); CreateRoom waits for it up
 // to groups.send_timeout.
 func (s *Service) CreateRoom(ctx context.Context, puppet id.UserID, device id.DeviceID, o CreateRoomOptions) (id.RoomID, error) {
-	if err := s.ownPuppet(puppet); err != nil {
+	creation, device, err := s.CreationContent(ctx, puppet, device)
+	if err != nil {
 		return "", err
-	}
-	if device == "" {
-		devs, err := ourDevicesWhere(ctx, s.cfg.DB, []id.UserID{puppet}, false)
-		if err != nil {
-			return "", err
-		}
-		if len(devs[puppet]) == 0 {
-			return "", fmt.Errorf("%s: %w", puppet, ErrNoDevice)
-		}
-		device = devs[puppet][0]
-	}
-	if _, err := s.cfg.Keys.SignatureKey(ctx, s.cfg.DB, keys.Device{UserID: puppet, DeviceID: device}); err != nil {
-		return "", fmt.Errorf("%s/%s: %w (%w)", puppet, device, ErrNoDevice, err)
 	}
 	preset := o.Preset
 	if preset == "" {
 		preset = "private_chat"
 	}
 	roomID, err := s.cfg.Puppets.CreateRoom(ctx, puppet, device, &mautrix.ReqCreateRoom{Name: o.Name, Topic: o.Topic,
-		Preset: preset, Invite: o.Invite, CreationContent: map[string]any{
-			"encryption":       map[string]string{"algorithm": keys.Algorithm(s.suite.ID())},
-			creatorDeviceField: string(device),
-		}})
+		Preset: preset, Invite: o.Invite, CreationContent: creation})
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
-	defer cancel()
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
-		state, ok, err := isDMLS(ctx, s.cfg.DB, roomID)
-		if err == nil && ok && state == "active" {
-			return roomID, nil
-		}
-		select {
-		case <-ctx.Done():
-			return roomID, nil
-		case <-time.After(delay):
-		}
-	}
+	s.WaitActive(ctx, roomID)
+	return roomID, nil
 }
 
 // RoomInfo is the MLS state of a room as our service holds it.

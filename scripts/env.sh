@@ -69,6 +69,25 @@ if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import synapse' 2>/de
 	say "installed Synapse in $((SECONDS - start))s"
 fi
 
+# --- the client-server façade's SDK bots (csapi/testdata) ----------------------
+# matrix-nio and its dependencies, pinned by requirements.txt, in a cached
+# virtualenv named after the pins; matrix-bot-sdk pinned by package-lock.json.
+NIO_REQS=$ROOT/csapi/testdata/nio/requirements.txt
+NIO_VENV=$CACHE/matrix-nio-$(sha256sum "$NIO_REQS" | cut -c1-12)
+if [[ ! -x $NIO_VENV/bin/python ]] || ! "$NIO_VENV/bin/python" -c 'import nio' 2>/dev/null; then
+	say "installing matrix-nio ($NIO_REQS) into $NIO_VENV"
+	rm -rf "$NIO_VENV"
+	mkdir -p "$CACHE"
+	{ python3 -m venv "$NIO_VENV" && timeout 600 "$NIO_VENV/bin/pip" install --disable-pip-version-check -q \
+		-r "$NIO_REQS"; } >>"$LOG" 2>&1 || { rm -rf "$NIO_VENV"; die "installing matrix-nio failed (see $LOG)"; }
+fi
+export MLSAS_TEST_NIO_PYTHON=$NIO_VENV/bin/python
+BOTSDK=$ROOT/csapi/testdata/botsdk
+if [[ ! -f $BOTSDK/node_modules/.package-lock.json || $BOTSDK/package-lock.json -nt $BOTSDK/node_modules/.package-lock.json ]]; then
+	say "npm ci --prefix ${BOTSDK#"$ROOT"/}"
+	(cd "$ROOT" && npm ci --no-audit --no-fund --prefix "$BOTSDK") >>"$LOG" 2>&1 || die "npm ci in $BOTSDK failed (see $LOG)"
+fi
+
 SYNAPSE_PORT=$(free_port)
 AS_PORT=$(free_port)
 BIN=$WORK/bin/mls-appservice

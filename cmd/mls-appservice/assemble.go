@@ -11,6 +11,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/botapi"
 	"github.com/mls-appservice/mls-appservice/bots"
 	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/csapi"
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/groups"
@@ -32,6 +33,7 @@ type components struct {
 	wake     []func()
 	bots     *bots.Registry
 	botapi   *botapi.Server
+	csapi    *csapi.Server
 }
 
 // assemble builds the components over an open, migrated database.
@@ -75,6 +77,12 @@ func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, lo
 	c.bots = bots.New(db)
 	c.botapi = botapi.New(botapi.Config{Settings: cfg.BotAPI, DB: db, Registry: c.bots, Groups: c.groups, Sealer: sealer,
 		Metrics: botapi.NewMetrics(reg), Log: log.With().Str("component", "botapi").Logger()})
+	c.csapi, err = csapi.New(csapi.Config{Settings: cfg.CSAPI, HomeserverURL: cfg.Homeserver.Address,
+		ASToken: cfg.AppService.ASToken, GroupsWait: g.Wait.D(), DB: db, Registry: c.bots, Groups: c.groups,
+		Metrics: csapi.NewMetrics(reg), Log: log.With().Str("component", "csapi").Logger()})
+	if err != nil {
+		return nil, fmt.Errorf("csapi: %w", err)
+	}
 	return c, nil
 }
 

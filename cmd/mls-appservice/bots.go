@@ -23,6 +23,15 @@ func (c *components) botAPIRun(cfg *config.Config) []func(context.Context) error
 	return []func(context.Context) error{c.botapi.Run}
 }
 
+// csapiRun returns the client-server façade's run function if
+// csapi.enabled.
+func (c *components) csapiRun(cfg *config.Config) []func(context.Context) error {
+	if !cfg.CSAPI.Enabled {
+		return nil
+	}
+	return []func(context.Context) error{c.csapi.Run}
+}
+
 // botsCommand runs `bots add NAME|list|revoke NAME|token BOT PUPPET [DEVICE]`.
 func botsCommand(ctx context.Context, _ *config.Config, db *database.DB, args []string, out io.Writer) error {
 	reg := bots.New(db)

@@ -144,7 +144,7 @@ func serve(configPath string) error {
 	}
 	svc := appservice.NewService(appservice.ServiceConfig{Config: cfg, DB: db, Log: log, Registry: reg,
 		Metrics: appservice.NewMetrics(reg), Handlers: c.handlers,
-		Background:  append([]func(context.Context) error{c.sender.Run, c.puppets.RegisterBot}, c.botAPIRun(cfg)...),
+		Background:  append([]func(context.Context) error{c.sender.Run, c.puppets.RegisterBot}, append(c.botAPIRun(cfg), c.csapiRun(cfg)...)...),
 		ReadyChecks: map[string]func() bool{"bot_registered": c.puppets.BotReady}})
 	c.wake = append(c.wake, svc.Wake)
 	if err := svc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

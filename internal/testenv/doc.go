@@ -13,6 +13,7 @@
 //	MLSAS_TEST_REGISTRATION      the registration.yaml it loads
 //	MLSAS_TEST_SYNAPSE_PYTHON    python of the Synapse 1.163.2 virtualenv
 //	MLSAS_TEST_SYNAPSE_TEMPLATE  deploy/synapse/homeserver.yaml
+//	MLSAS_TEST_NIO_PYTHON        python of the matrix-nio virtualenv
 //
 // A test that needs one and does not find it fails with a message saying
 // how to run it; it never skips, because a skipped end-to-end test looks

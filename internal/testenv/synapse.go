@@ -409,6 +409,17 @@ func (h *Homeserver) registerUser(ctx context.Context, localpart, password strin
 	return User{UserID: resp.UserID, AccessToken: resp.AccessToken, DeviceID: resp.DeviceID}, nil
 }
 
+// AdminToken returns the access token of the homeserver's admin user
+// (for its admin API: what the homeserver itself holds).
+func (h *Homeserver) AdminToken(t testing.TB) string {
+	t.Helper()
+	token, err := h.admin(t.Context())
+	if err != nil {
+		t.Fatalf("%s: %v", h, err)
+	}
+	return token
+}
+
 // admin returns the access token of the homeserver's admin user,
 // registering it on first use, so that only homeservers that need the
 // admin API pay for the registration (a bcrypt hash, ~0.3 s).

@@ -24,7 +24,16 @@ const (
 
 	SynapsePythonVar   = "MLSAS_TEST_SYNAPSE_PYTHON"   // python of the Synapse virtualenv, for private homeservers
 	SynapseTemplateVar = "MLSAS_TEST_SYNAPSE_TEMPLATE" // deploy/synapse/homeserver.yaml, their configuration's base
+
+	NioPythonVar = "MLSAS_TEST_NIO_PYTHON" // python of the matrix-nio virtualenv (the façade's SDK bot)
 )
+
+// NioPython returns the python of the virtualenv that holds matrix-nio at
+// the version csapi/testdata/nio/requirements.txt pins.
+func NioPython(t testing.TB) string {
+	t.Helper()
+	return require(t, NioPythonVar)
+}
 
 func require(t testing.TB, name string) string {
 	t.Helper()
