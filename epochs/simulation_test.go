@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -154,8 +155,10 @@ func (s *simulation) commit(d *simDevice) {
 	}
 	s.events[id] = ev
 	s.receive(d, ev) // the committer applies its own commit at once
-	for _, other := range s.devices {
-		if other != d {
+	// In device order: the delays are drawn from the seeded source, so
+	// map order would make a seed replay differently.
+	for _, dv := range slices.SortedFunc(maps.Keys(s.devices), compareDevices) {
+		if other := s.devices[dv]; other != d {
 			other.inbox = append(other.inbox, simDelivery{at: s.step + 1 + s.r.IntN(simMaxDelay), ev: ev})
 		}
 	}
