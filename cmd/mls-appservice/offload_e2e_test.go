@@ -63,6 +63,15 @@ func TestOffload(t *testing.T) {
 	}
 	w.converged(room, 8*time.Minute)
 	t.Logf("%d of A's puppets in the group in %s", len(as), time.Since(start).Round(time.Second))
+	// A's room queue still holds the echoes of its own commits; B's
+	// commits would wait behind them.
+	start = time.Now()
+	until(t, 5*time.Minute, "A's room queue drained", func(ctx context.Context) (bool, error) {
+		var n int
+		err := A.db.QueryRow(ctx, `SELECT count(*) FROM work_item WHERE queue = $1 AND NOT parked`, "in:room:"+string(room)).Scan(&n)
+		return n == 0, err
+	})
+	t.Logf("A's room queue drained in %s", time.Since(start).Round(time.Second))
 
 	// B's puppets one after the other: each commit adds one device of B
 	// (its Welcome offloaded) and, from the second on, B applies it.
