@@ -143,10 +143,11 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		for k := range perRoom {
 			invite = append(invite, ours[(j*perRoom+k)%len(ours)])
 		}
-		room, err := P.c.groups.CreateRoom(ctx, peer, "", groups.CreateRoomOptions{Name: fmt.Sprintf("intake %d", j), Invite: invite})
+		room, err := P.c.groups.CreateRoom(ctx, peer, "", groups.CreateRoomOptions{Name: fmt.Sprintf("intake %d", j)})
 		if err != nil {
 			t.Fatal(err)
 		}
+		inviteAll(t, P, peer, room, invite)
 		rooms[j] = room
 	}
 	for j, room := range rooms {

@@ -289,8 +289,9 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, cp
 	return nil
 }
 
-// waitConverged polls every room until its group holds every member's
-// devices in one epoch.
+// waitConverged polls every room until every member joined (invitations
+// are accepted by the service's autojoin) and its group holds every
+// member's devices in one epoch.
 func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, members [][]string, progress func(string, ...any)) error {
 	want := o.Members * o.Devices
 	done := make([]bool, len(rooms))
@@ -306,7 +307,13 @@ func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, member
 				return nil
 			}
 			st, err := o.Client.Room(ctx, members[j][0], rooms[j])
-			if err == nil && st.Converged && len(st.Devices) == want {
+			joined := 0
+			for _, m := range st.Members {
+				if m == "join" {
+					joined++
+				}
+			}
+			if err == nil && st.Converged && len(st.Devices) == want && joined == o.Members {
 				mu.Lock()
 				done[j] = true
 				n++
