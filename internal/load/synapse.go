@@ -212,7 +212,7 @@ func Synapse(ctx context.Context, o SynapseOptions) (*Result, error) {
 				body := fmt.Sprintf("load %s %d", o.Prefix, i)
 				tr.sent(body, len(stable[j])-1, time.Now())
 				if _, err := o.Client.Send(ctx, from, rooms[j], "m.room.message",
-					map[string]string{"msgtype": "m.text", "body": body}, body); err != nil {
+					map[string]string{"msgtype": "m.text", "body": body}, fmt.Sprintf("load-%s-%d", o.Prefix, i)); err != nil {
 					sendErrs.Add(1)
 					lastErr.Store(err.Error())
 				}
