@@ -93,6 +93,7 @@ func TestLoad(t *testing.T) {
 			}
 			fmt.Println(res.Line())
 			fmt.Println(res.Details())
+			t.Logf("pg_total_relation_size by table: %v", res.Tables)
 			if size.jsonDir != "" {
 				if err := res.WriteJSON(filepath.Join(size.jsonDir, "load-"+mode+".json")); err != nil {
 					t.Error(err)
