@@ -26,7 +26,6 @@ type Metrics struct {
 	MembershipToPlan prometheus.Histogram
 	Offloaded        *prometheus.CounterVec
 	OffloadDownloads *prometheus.CounterVec
-	OwnCommitEchoes  prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -74,7 +73,5 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		OffloadDownloads: vec("mlsas_dmls_offload_downloads_total",
 			"Downloads of offloaded payloads, by kind and result: ok, or the reason (tampered, bad_file, not_found, too_large, refused, unavailable, canceled).",
 			"kind", "result"),
-		OwnCommitEchoes: counter("mlsas_dmls_own_commit_echoes_total",
-			"Echoes of our own commits skipped before the room is loaded (applied when they were made)."),
 	}
 }

@@ -26,9 +26,6 @@ import (
 // room). Anything malformed or refused is logged and counted, and the
 // room goes on.
 func (s *Service) encryptedEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
-	if s.ownCommitEcho(ev) {
-		return nil
-	}
 	r, err := s.loadRoom(ctx, w.Q, ev.RoomID)
 	if err != nil || r == nil {
 		return err
