@@ -476,10 +476,23 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 	if err != nil {
 		return err
 	}
+	commitUpload, err := s.offloadIfLarge(ctx, w.Out, offloadCommit, c.Creator, len(body), c.Message)
+	if err != nil {
+		return errf(r.id, "commit: %w", err)
+	}
+	if commitUpload != nil {
+		content.Ciphertext, content.CiphertextFile = "", commitUpload.file
+		if body, err = json.Marshal(content); err != nil {
+			return err
+		}
+	}
 	ev := database.OutgoingEvent{Kind: database.RoomEvent, UserID: c.Creator.UserID, DeviceID: c.Creator.DeviceID,
 		RoomID: string(r.id), EventType: EncryptedType, Content: body, Hook: HookName, HookRef: hookRef(r.id, c.Epoch)}
 	if after != 0 {
 		ev.After, ev.FillField = after, "commit_event"
+	}
+	if commitUpload != nil {
+		dependOnUpload(&ev, commitUpload)
 	}
 	seq, _, err := w.Out.AddOutgoing(ctx, ev)
 	if err != nil {
@@ -503,10 +516,27 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 	if err != nil {
 		return err
 	}
+	// One upload serves every added device: the Welcome is the same for
+	// all of them. Our own added devices join from our copy (commitNow)
+	// and never download it.
+	welUpload, err := s.offloadIfLarge(ctx, w.Out, offloadWelcome, c.Creator, len(welBody), out.Welcome)
+	if err != nil {
+		return errf(r.id, "welcome: %w", err)
+	}
+	if welUpload != nil {
+		wel.Ciphertext, wel.CiphertextFile = "", welUpload.file
+		if welBody, err = json.Marshal(wel); err != nil {
+			return err
+		}
+	}
 	for _, d := range out.Added {
-		if _, _, err := w.Out.AddOutgoing(ctx, database.OutgoingEvent{Kind: database.ToDevice, UserID: c.Creator.UserID,
+		ev := database.OutgoingEvent{Kind: database.ToDevice, UserID: c.Creator.UserID,
 			DeviceID: c.Creator.DeviceID, EventType: EncryptedType, ToUserID: d.UserID, ToDeviceID: d.DeviceID,
-			Content: welBody, After: seq, FillField: "commit_event"}); err != nil {
+			Content: welBody, After: seq, FillField: "commit_event"}
+		if welUpload != nil {
+			dependOnUpload(&ev, welUpload)
+		}
+		if _, _, err := w.Out.AddOutgoing(ctx, ev); err != nil {
 			return err
 		}
 		s.metrics.WelcomesSent.Inc()

@@ -26,6 +26,8 @@ type Metrics struct {
 	CommitSeconds    prometheus.Histogram
 	DecryptSeconds   prometheus.Histogram
 	MembershipToPlan prometheus.Histogram
+	Offloaded        *prometheus.CounterVec
+	OffloadDownloads *prometheus.CounterVec
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -72,5 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),
 		MembershipToPlan: hist("mlsas_dmls_membership_to_commit_seconds",
 			"Time from a membership event stored to its commit in the outbox."),
+		Offloaded: vec("mlsas_dmls_offloaded_total",
+			"Payloads (commit, welcome, group_info) uploaded to the media repository because their event would pass media.offload_threshold.", "kind"),
+		OffloadDownloads: vec("mlsas_dmls_offload_downloads_total",
+			"Downloads of offloaded payloads, by kind and result: ok, or the reason (tampered, bad_file, not_found, too_large, refused, unavailable, canceled).",
+			"kind", "result"),
 	}
 }

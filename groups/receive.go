@@ -41,6 +41,11 @@ func (s *Service) encryptedEvent(ctx context.Context, w *inbound.Work, ev inboun
 		s.metrics.MalformedEvents.WithLabelValues("algorithm").Inc()
 		return nil
 	}
+	if e.Commit != nil && r.held() {
+		if ok, err := s.fetchCommit(ctx, r, eventRef{ev.EventID, ev.Sender}, e); !ok || err != nil {
+			return err
+		}
+	}
 	if e.Commit != nil {
 		err = s.applyCommit(ctx, w, r, ev, e)
 	} else {
@@ -294,6 +299,13 @@ func (s *Service) replayWaiting(ctx context.Context, w *inbound.Work, r *room, e
 		if err != nil {
 			continue
 		}
+		if e.Commit != nil && r.held() {
+			if ok, err := s.fetchCommit(ctx, r, eventRef{ev.EventID, ev.Sender}, e); err != nil {
+				return err
+			} else if !ok {
+				continue
+			}
+		}
 		if e.Commit != nil {
 			err = s.applyCommit(ctx, w, r, ev, e)
 		} else {
@@ -450,6 +462,9 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		// The device joined already, from our own copy of the Welcome
 		// (commitNow) or an earlier delivery of this one.
 		return nil
+	}
+	if ok, err := s.fetchWelcome(ctx, wel, dev); !ok || err != nil {
+		return err
 	}
 	joined, err := s.joinDevice(ctx, w, r, dev, wel.Message, wel.Commit)
 	var refusal *welcomeRefusal

@@ -54,6 +54,10 @@ type Config struct {
 	// Wake tells the workers and the outbox sender that work was added
 	// outside a work item (an API call).
 	Wake func()
+	// OffloadThreshold is the size in bytes of an event's JSON content
+	// above which its commit or Welcome goes through the media
+	// repository (media.offload_threshold; 0 offloads every one).
+	OffloadThreshold int64
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/matrix/attachment"
 )
 
 // The Matrix wire format of DMLS (MSC2883 with our dmls_ extensions,
@@ -72,22 +73,26 @@ func (id *b64ID) UnmarshalJSON(data []byte) error {
 // wireEncrypted is the content of m.room.encrypted room events, for commits
 // and application messages alike.
 type wireEncrypted struct {
-	Algorithm    string                `json:"algorithm"`
-	Ciphertext   string                `json:"ciphertext"`
-	EpochCreator *deviceJSON           `json:"epoch_creator"`
-	CommitEvent  string                `json:"commit_event"`
-	Epoch        *b64ID                `json:"dmls_epoch"`
-	Sender       *deviceJSON           `json:"sender,omitempty"`
-	Resolves     []epochs.ResolvesPair `json:"resolves,omitempty"`
-	DMLSResolves []b64ID               `json:"dmls_resolves,omitempty"`
-	Next         *b64ID                `json:"dmls_next_epoch,omitempty"`
-	NextNumber   *uint64               `json:"dmls_next_epoch_number,omitempty"`
+	Algorithm      string                `json:"algorithm"`
+	Ciphertext     string                `json:"ciphertext,omitempty"`
+	CiphertextFile json.RawMessage       `json:"ciphertext_file,omitempty"`
+	EpochCreator   *deviceJSON           `json:"epoch_creator"`
+	CommitEvent    string                `json:"commit_event"`
+	Epoch          *b64ID                `json:"dmls_epoch"`
+	Sender         *deviceJSON           `json:"sender,omitempty"`
+	Resolves       []epochs.ResolvesPair `json:"resolves,omitempty"`
+	DMLSResolves   []b64ID               `json:"dmls_resolves,omitempty"`
+	Next           *b64ID                `json:"dmls_next_epoch,omitempty"`
+	NextNumber     *uint64               `json:"dmls_next_epoch_number,omitempty"`
 }
 
 // Encrypted is a parsed m.room.encrypted room event of a DMLS room.
 type Encrypted struct {
-	Algorithm  string
+	Algorithm string
+	// Ciphertext is the MLSMessage; nil while it is in the media
+	// repository (File), until fetchCommit downloads it.
 	Ciphertext []byte
+	File       *attachment.File
 	// EpochCreator and CommitEvent name the epoch the event belongs to:
 	// for a message the epoch it is encrypted in, for a commit its base.
 	EpochCreator epochs.Device
@@ -117,7 +122,7 @@ func ParseEncrypted(content json.RawMessage) (*Encrypted, error) {
 	if !strings.HasPrefix(w.Algorithm, algorithmPrefix) {
 		return nil, fmt.Errorf("%w: algorithm %q is not DMLS", ErrWire, truncate(w.Algorithm))
 	}
-	ct, err := decodeCiphertext(w.Ciphertext)
+	ct, file, err := decodePayload(w.Ciphertext, w.CiphertextFile)
 	if err != nil {
 		return nil, err
 	}
@@ -127,11 +132,14 @@ func ParseEncrypted(content json.RawMessage) (*Encrypted, error) {
 	if err := inbound.CheckID("commit_event", w.CommitEvent, '$'); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrWire, err)
 	}
-	e := &Encrypted{Algorithm: w.Algorithm, Ciphertext: ct, EpochCreator: epochs.Device(*w.EpochCreator),
+	e := &Encrypted{Algorithm: w.Algorithm, Ciphertext: ct, File: file, EpochCreator: epochs.Device(*w.EpochCreator),
 		CommitEvent: w.CommitEvent, Epoch: epochs.ID(*w.Epoch)}
 	if w.Next == nil {
 		if w.Sender != nil || len(w.Resolves) > 0 || len(w.DMLSResolves) > 0 || w.NextNumber != nil {
 			return nil, fmt.Errorf("%w: commit fields without dmls_next_epoch", ErrWire)
+		}
+		if file != nil {
+			return nil, fmt.Errorf("%w: ciphertext_file carries commits only, not application messages", ErrWire)
 		}
 		return e, nil
 	}
@@ -151,24 +159,28 @@ func ParseEncrypted(content json.RawMessage) (*Encrypted, error) {
 
 // wireWelcome is the content of a Welcome to-device message.
 type wireWelcome struct {
-	Algorithm    string                `json:"algorithm"`
-	Ciphertext   string                `json:"ciphertext"`
-	RoomID       string                `json:"room_id"`
-	Sender       *deviceJSON           `json:"sender"`
-	Resolves     []epochs.ResolvesPair `json:"resolves"`
-	CommitEvent  string                `json:"commit_event"`
-	Base         *b64ID                `json:"dmls_base_epoch"`
-	Epoch        *b64ID                `json:"dmls_epoch"`
-	Number       *uint64               `json:"dmls_epoch_number"`
-	DMLSResolves []b64ID               `json:"dmls_resolves"`
+	Algorithm      string                `json:"algorithm"`
+	Ciphertext     string                `json:"ciphertext,omitempty"`
+	CiphertextFile json.RawMessage       `json:"ciphertext_file,omitempty"`
+	RoomID         string                `json:"room_id"`
+	Sender         *deviceJSON           `json:"sender"`
+	Resolves       []epochs.ResolvesPair `json:"resolves"`
+	CommitEvent    string                `json:"commit_event"`
+	Base           *b64ID                `json:"dmls_base_epoch"`
+	Epoch          *b64ID                `json:"dmls_epoch"`
+	Number         *uint64               `json:"dmls_epoch_number"`
+	DMLSResolves   []b64ID               `json:"dmls_resolves"`
 }
 
 // Welcome is a parsed Welcome to-device message: the MLS Welcome and where
 // the epoch it enters sits in the room's graph.
 type Welcome struct {
 	Algorithm string
-	Message   []byte
-	RoomID    string
+	// Message is the MLS Welcome; nil while it is in the media
+	// repository (File), until fetchWelcome downloads it.
+	Message []byte
+	File    *attachment.File
+	RoomID  string
 	// Commit describes the commit that made the epoch, as the committer
 	// says (the joiner checks what it can: the epoch id).
 	Commit epochs.Commit
@@ -183,7 +195,7 @@ func ParseWelcome(content json.RawMessage) (*Welcome, error) {
 	if !strings.HasPrefix(w.Algorithm, welcomePrefix) {
 		return nil, fmt.Errorf("%w: algorithm %q is not a DMLS Welcome", ErrWire, truncate(w.Algorithm))
 	}
-	ct, err := decodeCiphertext(w.Ciphertext)
+	ct, file, err := decodePayload(w.Ciphertext, w.CiphertextFile)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +216,7 @@ func ParseWelcome(content json.RawMessage) (*Welcome, error) {
 	for _, id := range w.DMLSResolves {
 		c.Resolves = append(c.Resolves, epochs.ID(id))
 	}
-	return &Welcome{Algorithm: w.Algorithm, Message: ct, RoomID: w.RoomID, Commit: c}, nil
+	return &Welcome{Algorithm: w.Algorithm, Message: ct, File: file, RoomID: w.RoomID, Commit: c}, nil
 }
 
 // Plaintext is what a DMLS application message encrypts (MSC2883): the

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/botapi/client"
+	"github.com/mls-appservice/mls-appservice/config"
+	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/internal/load"
+)
+
+// loadSize is the load test's size, small by default so that CI runs both
+// modes in a few minutes; the environment scales it up for the figures:
+//
+//	MLSAS_LOAD_PUPPETS=10000 MLSAS_LOAD_ROOMS=1000 MLSAS_LOAD_MEMBERS=10 \
+//	MLSAS_LOAD_DURATION=120s MLSAS_LOAD_RATE=50 MLSAS_LOAD_MODES=synapse \
+//	./scripts/with-env go test -count=1 -timeout 3h -run 'TestLoad$' -v ./cmd/mls-appservice/
+type loadSize struct {
+	puppets, rooms, members, devices int
+	rate, churn                      float64
+	duration                         time.Duration
+	intakeMessages                   int
+	modes                            string
+	jsonDir                          string
+}
+
+func loadSizeFromEnv(t *testing.T) loadSize {
+	// CI's size: measured at 200 puppets in 20 rooms for 30 s, both modes
+	// took 9 minutes on the shared 2-core machine; half of that fits.
+	s := loadSize{puppets: 100, rooms: 10, members: 10, devices: 1, rate: 10, churn: 0.2, duration: 20 * time.Second,
+		intakeMessages: 2000, modes: "synapse,intake", jsonDir: os.Getenv("MLSAS_LOAD_JSON_DIR")}
+	ints := map[string]*int{"MLSAS_LOAD_PUPPETS": &s.puppets, "MLSAS_LOAD_ROOMS": &s.rooms, "MLSAS_LOAD_MEMBERS": &s.members,
+		"MLSAS_LOAD_DEVICES": &s.devices, "MLSAS_LOAD_INTAKE_MESSAGES": &s.intakeMessages}
+	for k, p := range ints {
+		if v := os.Getenv(k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			*p = n
+		}
+	}
+	for k, p := range map[string]*float64{"MLSAS_LOAD_RATE": &s.rate, "MLSAS_LOAD_CHURN": &s.churn} {
+		if v := os.Getenv(k); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			*p = f
+		}
+	}
+	if v := os.Getenv("MLSAS_LOAD_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("MLSAS_LOAD_DURATION: %v", err)
+		}
+		s.duration = d
+	}
+	if v := os.Getenv("MLSAS_LOAD_MODES"); v != "" {
+		s.modes = v
+	}
+	return s
+}
+
+// TestLoad runs mls-appservice-load's measurements (package
+// internal/load) against the real service, Synapse and PostgreSQL, in
+// both modes, prints their load: lines and checks that every message
+// reached every member it was sent to.
+func TestLoad(t *testing.T) {
+	size := loadSizeFromEnv(t)
+	for _, mode := range strings.Split(size.modes, ",") {
+		t.Run(mode, func(t *testing.T) {
+			var res *load.Result
+			switch mode {
+			case "synapse":
+				res = loadSynapse(t, size)
+			case "intake":
+				res = loadIntake(t, size)
+			default:
+				t.Fatalf("mode %q", mode)
+			}
+			fmt.Println(res.Line())
+			fmt.Println(res.Details())
+			t.Logf("pg_total_relation_size by table: %v", res.Tables)
+			if size.jsonDir != "" {
+				if err := res.WriteJSON(filepath.Join(size.jsonDir, "load-"+mode+".json")); err != nil {
+					t.Error(err)
+				}
+			}
+			if res.Delivered != res.Sent || res.Sent == 0 {
+				t.Errorf("delivered %d of %d", res.Delivered, res.Sent)
+			}
+		})
+	}
+}
+
+func loadSynapse(t *testing.T, size loadSize) *load.Result {
+	opts := botAPIOptions(t, "loads")
+	opts.extra["botapi"]["rate_limit"] = 100000
+	opts.extra["botapi"]["rate_burst"] = 100000
+	opts.extra["logging"] = map[string]any{"level": "warn"}
+	_, svcs := startServices(t, opts)
+	S := svcs[0]
+	c := client.New(botAPIBase(t, S.cfgPath), addBot(t, S.cfgPath, "load"))
+	res, err := load.Synapse(context.Background(), load.SynapseOptions{Client: c, Puppets: size.puppets, Rooms: size.rooms,
+		Members: size.members, Devices: size.devices, Rate: size.rate, Duration: size.duration, Churn: size.churn,
+		Prefix: "s", Service: load.Process{PID: S.proc.cmd.Process.Pid}, MetricsURL: S.proc.base + "/metrics",
+		DB: S.db.Pool, Progress: os.Stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// loadIntake prepares the intake's transactions with a peer group: a
+// second service P whose puppet shares every room with the measured
+// service S's puppets. Once the rooms converged through Synapse, P's
+// process is stopped and P's components encrypt the messages (their
+// outbox rows are never sent); the rows become m.room.encrypted events
+// in transactions as Synapse would send them to S.
+func loadIntake(t *testing.T, size loadSize) *load.Result {
+	quiet := map[string]map[string]any{"logging": {"level": "warn"}}
+	_, svcs := startServices(t, serviceOptions{name: "loadi", extra: quiet}, serviceOptions{name: "loadp", extra: quiet})
+	S, P := svcs[0], svcs[1]
+	ctx := context.Background()
+	w := &e2eWorld{t: t, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{}}
+	perRoom := size.members - 1
+	ours := createPuppets(t, w, S, "li", size.puppets)
+	peer := createPuppets(t, w, P, "lp", 1)[0]
+	rooms := make([]id.RoomID, size.rooms)
+	start := time.Now()
+	for j := range rooms {
+		var invite []id.UserID
+		for k := range perRoom {
+			invite = append(invite, ours[(j*perRoom+k)%len(ours)])
+		}
+		room, err := P.c.groups.CreateRoom(ctx, peer, "", groups.CreateRoomOptions{Name: fmt.Sprintf("intake %d", j)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inviteAll(t, P, peer, room, invite)
+		rooms[j] = room
+	}
+	for j, room := range rooms {
+		until(t, 10*time.Minute, fmt.Sprintf("intake room %d converged", j), func(ctx context.Context) (bool, error) {
+			info, err := S.c.groups.Room(ctx, room)
+			return err == nil && info.Converged && len(info.Devices) == size.members, nil
+		})
+	}
+	t.Logf("intake: %d rooms converged in %s", len(rooms), time.Since(start).Round(time.Second))
+
+	// The peer group encrypts; nothing it makes is sent.
+	P.proc.stop()
+	cfg := *P.cfg
+	cfg.Groups.SendTimeout = config.Duration(time.Millisecond)
+	enc, err := assemble(&cfg, P.db, prometheus.NewRegistry(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	for i := range size.intakeMessages {
+		if _, err := enc.groups.Send(ctx, peer, "", rooms[i%len(rooms)], "m.room.message",
+			json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"intake %d"}`, i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := P.db.Query(ctx, `SELECT room_id, user_id, content FROM outbox
+		WHERE kind = 'room_event' AND sent_at IS NULL AND hook IS NULL ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type wireEvent struct {
+		Type    string          `json:"type"`
+		RoomID  string          `json:"room_id"`
+		EventID string          `json:"event_id"`
+		Sender  string          `json:"sender"`
+		TS      int64           `json:"origin_server_ts"`
+		Content json.RawMessage `json:"content"`
+	}
+	var events []wireEvent
+	for rows.Next() {
+		var e wireEvent
+		if err := rows.Scan(&e.RoomID, &e.Sender, &e.Content); err != nil {
+			t.Fatal(err)
+		}
+		e.Type, e.TS = "m.room.encrypted", time.Now().UnixMilli()
+		e.EventID = fmt.Sprintf("$loadi%d", len(events))
+		events = append(events, e)
+	}
+	if rows.Err() != nil || len(events) != size.intakeMessages {
+		t.Fatalf("%d messages encrypted by the peer, want %d (%v)", len(events), size.intakeMessages, rows.Err())
+	}
+	t.Logf("intake: the peer encrypted %d messages in %s", len(events), time.Since(start).Round(time.Second))
+	const perTxn = 100 // Synapse puts at most 100 events in a transaction
+	var txns []load.Transaction
+	for i := 0; i < len(events); i += perTxn {
+		batch := events[i:min(i+perTxn, len(events))]
+		body, err := json.Marshal(map[string]any{"events": batch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		txns = append(txns, load.Transaction{Body: body, Deliveries: len(batch) * perRoom})
+	}
+	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
+		EventPrefix: "$loadi", Puppets: size.puppets, Rooms: size.rooms, Members: size.rooms * size.members,
+		Devices: size.puppets, Service: load.Process{PID: S.proc.cmd.Process.Pid}, DB: S.db.Pool, Progress: os.Stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/matrix/attachment"
+)
+
+// TestOffload runs a room large enough that its commits and Welcomes go
+// through the media repository: by default 40 members with the threshold
+// at 2 KiB (to fit CI's time), and with MLSAS_OFFLOAD_MEMBERS of 400 or
+// more at the real default media.offload_threshold (48 KiB). Service A
+// holds most members, service B a few, so that B's devices join by an
+// offloaded Welcome and apply offloaded commits, downloading them through
+// Synapse's authenticated media. Then it sends B a forged commit and a
+// forged Welcome whose media does not match their file objects' hashes,
+// which B must refuse as tampered.
+//
+// At the real default, 480 members make commits offloaded: a commit's
+// UpdatePath in a tree no member but the committer has updated encrypts
+// to every other leaf, about 82 bytes each, and passes 48 KiB of base64
+// at about 450 members; a Welcome does at about 290.
+func TestOffload(t *testing.T) {
+	members := 40
+	if v := os.Getenv("MLSAS_OFFLOAD_MEMBERS"); v != "" {
+		members, _ = strconv.Atoi(v)
+	}
+	const onB = 3
+	quiet := map[string]map[string]any{"logging": {"level": "info"}}
+	// Below 400 members the real default (48 KiB) would offload nothing:
+	// the threshold comes down so that the same paths run in CI's time.
+	if members < 400 {
+		quiet["media"] = map[string]any{"offload_threshold": 2048}
+	}
+	slow := time.Duration(1+members/100) * 2 * time.Minute
+	_, svcs := startServices(t, serviceOptions{name: "offa", extra: quiet}, serviceOptions{name: "offb", extra: quiet})
+	A, B := svcs[0], svcs[1]
+	w := &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
+		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}
+	ctx := context.Background()
+
+	start := time.Now()
+	as := createPuppets(t, w, A, "oa", members-onB)
+	bs := createPuppets(t, w, B, "ob", onB)
+	t.Logf("%d puppets created in %s", members, time.Since(start).Round(time.Second))
+
+	start = time.Now()
+	// Invitations one by one, eight at a time: createRoom with hundreds
+	// of invitations outlasts the client's timeout on a busy machine.
+	room, err := A.c.groups.CreateRoom(ctx, as[0], "", groups.CreateRoomOptions{Name: "offload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inviteAll(t, A, as[0], room, as[1:])
+	w.joined[room] = map[id.UserID]bool{}
+	for _, u := range as {
+		w.joined[room][u] = true
+	}
+	w.converged(room, slow)
+	t.Logf("%d of A's puppets in the group in %s", len(as), time.Since(start).Round(time.Second))
+	// A's room queue still holds the echoes of its own commits; B's
+	// commits would wait behind them.
+	start = time.Now()
+	until(t, slow, "A's room queue drained", func(ctx context.Context) (bool, error) {
+		var n int
+		err := A.db.QueryRow(ctx, `SELECT count(*) FROM work_item WHERE queue = $1 AND NOT parked`, "in:room:"+string(room)).Scan(&n)
+		return n == 0, err
+	})
+	t.Logf("A's room queue drained in %s", time.Since(start).Round(time.Second))
+
+	// B's puppets one after the other: each commit adds one device of B
+	// (its Welcome offloaded) and, from the second on, B applies it.
+	start = time.Now()
+	for _, b := range bs {
+		if err := A.c.groups.Invite(ctx, as[0], room, b); err != nil {
+			t.Fatal(err)
+		}
+		w.joined[room][b] = true
+		w.converged(room, 3*time.Minute)
+	}
+	t.Logf("B's %d puppets joined in %s", len(bs), time.Since(start).Round(time.Second))
+	w.send(room, bs[0], "after the offloaded joins")
+	w.send(room, as[1], "from A after the offloaded joins")
+	until(t, 2*time.Minute, "messages delivered", func(ctx context.Context) (bool, error) {
+		got, want, _, _, err := w.delivered(ctx)
+		return got == want, err
+	})
+
+	// Tampered media: B must refuse a commit and a Welcome whose download
+	// does not hash to what their file objects name.
+	info, err := B.c.groups.Room(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forger := as[1]
+	forgerDev := w.devices[forger][0]
+	cli, err := A.c.puppets.Client(forger, forgerDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamperedFile := func() json.RawMessage {
+		_, file := attachment.Encrypt([]byte("what the file object names"))
+		other := make([]byte, 64)
+		rand.Read(other)
+		resp, err := cli.UploadMedia(ctx, mautrix.ReqUploadMedia{ContentBytes: other, ContentType: "application/octet-stream"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		file.URL = resp.ContentURI.String()
+		raw, _ := json.Marshal(file)
+		return raw
+	}
+	randomID := func() string {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return b64(b)
+	}
+	alg := "org.matrix.msc2883.v1.dmls.dhkemx25519-aes128gcm-sha256-ed25519"
+	dev := []string{string(forger), string(forgerDev)}
+	commit := map[string]any{"algorithm": alg, "ciphertext_file": tamperedFile(), "epoch_creator": dev,
+		"commit_event": "$forged", "dmls_epoch": info.EpochID, "sender": dev, "dmls_next_epoch": randomID(),
+		"dmls_next_epoch_number": info.Epoch + 1}
+	if _, err := cli.SendMessageEvent(ctx, room, event.EventEncrypted, commit); err != nil {
+		t.Fatal(err)
+	}
+	welcome := map[string]any{"algorithm": "org.matrix.msc2883.v1.dmls.welcome.dhkemx25519-aes128gcm-sha256-ed25519",
+		"ciphertext_file": tamperedFile(), "room_id": room, "sender": dev, "resolves": []any{},
+		"commit_event": "$forged", "dmls_base_epoch": info.EpochID, "dmls_epoch": randomID(),
+		"dmls_epoch_number": info.Epoch + 1, "dmls_resolves": []any{}}
+	target := bs[0]
+	if _, err := cli.SendToDevice(ctx, event.ToDeviceEncrypted, &mautrix.ReqSendToDevice{Messages: map[id.UserID]map[id.DeviceID]*event.Content{
+		target: {w.devices[target][0]: {Raw: welcome}}}}); err != nil {
+		t.Fatal(err)
+	}
+	const forged = 2
+	var tampered int
+	until(t, 2*time.Minute, "B refuses the tampered commit and Welcome", func(ctx context.Context) (bool, error) {
+		tampered = int(metricWith(B, "mlsas_dmls_offload_downloads_total", `result="tampered"`))
+		return tampered >= forged, nil
+	})
+	w.converged(room, time.Minute)
+
+	commits := int(metricWith(A, "mlsas_dmls_offloaded_total", `kind="commit"`) + metricWith(B, "mlsas_dmls_offloaded_total", `kind="commit"`))
+	welcomes := int(metricWith(A, "mlsas_dmls_offloaded_total", `kind="welcome"`) + metricWith(B, "mlsas_dmls_offloaded_total", `kind="welcome"`))
+	groupInfos := int(metricWith(A, "mlsas_dmls_offloaded_total", `kind="group_info"`) + metricWith(B, "mlsas_dmls_offloaded_total", `kind="group_info"`))
+	fetchedCommits := int(metricWith(B, "mlsas_dmls_offload_downloads_total", `kind="commit",result="ok"`))
+	fetchedWelcomes := int(metricWith(B, "mlsas_dmls_offload_downloads_total", `kind="welcome",result="ok"`))
+	t.Logf("B downloaded %d commits and %d Welcomes", fetchedCommits, fetchedWelcomes)
+	fmt.Printf("offload: members=%d commits=%d welcomes=%d group_infos=%d tampered_refused=%d/%d\n",
+		members, commits, welcomes, groupInfos, tampered, forged)
+	if fetchedWelcomes < 1 {
+		t.Errorf("B joined by no offloaded Welcome (%d Welcomes offloaded)", welcomes)
+	}
+	if members >= 460 && fetchedCommits < 1 {
+		t.Errorf("B applied no offloaded commit (%d commits offloaded)", commits)
+	}
+	if tampered != forged {
+		t.Errorf("tampered downloads refused: %d, want %d", tampered, forged)
+	}
+}
+
+// createPuppets makes n puppets of s, one device each, eight at a time.
+func createPuppets(t *testing.T, w *e2eWorld, s *testService, prefix string, n int) []id.UserID {
+	t.Helper()
+	users := make([]id.UserID, n)
+	devs := make([]id.DeviceID, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				name := fmt.Sprintf("%s%04d", prefix, i)
+				devs[i] = id.DeviceID(strings.ToUpper(name))
+				u, err := s.c.groups.CreatePuppet(context.Background(), name, name, "", devs[i])
+				if err != nil {
+					t.Errorf("create puppet %s: %v", name, err)
+				}
+				users[i] = u
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, u := range users {
+		w.puppets[u] = s
+		w.devices[u] = []id.DeviceID{devs[i]}
+	}
+	return users
+}
+
+// inviteAll invites users to room as by, eight at a time.
+func inviteAll(t *testing.T, s *testService, by id.UserID, room id.RoomID, users []id.UserID) {
+	t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan id.UserID)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range next {
+				if err := s.c.groups.Invite(context.Background(), by, room, u); err != nil {
+					t.Errorf("invite %s: %v", u, err)
+				}
+			}
+		}()
+	}
+	for _, u := range users {
+		next <- u
+	}
+	close(next)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// metricWith sums a service's samples of metric whose labels contain
+// labels.
+func metricWith(s *testService, metric, labels string) float64 {
+	resp, err := http.Get(s.proc.base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var total float64
+	for _, line := range strings.Split(string(body), "\n") {
+		name, rest, _ := strings.Cut(line, "{")
+		if name != metric || !strings.Contains(rest, labels) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		total += v
+	}
+	return total
+}
+
+func b64(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }

@@ -1,0 +1,165 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Transaction is one homeserver transaction to put into the intake, as
+// Synapse would send it, and how many deliveries its messages make.
+type Transaction struct {
+	Body       []byte
+	Deliveries int
+}
+
+// IntakeOptions configure a run that feeds transactions to the intake.
+type IntakeOptions struct {
+	// URL is the service's appservice listener; HSToken the
+	// registration's hs_token.
+	URL, HSToken string
+	// Transactions carry messages whose event ids all start with
+	// EventPrefix.
+	Transactions []Transaction
+	EventPrefix  string
+	// For the result line only: what the service holds.
+	Puppets, Rooms, Members, Devices int
+	// Concurrency bounds transactions in flight (4).
+	Concurrency int
+	Service     Process
+	DB          *pgxpool.Pool
+	// Timeout bounds the wait for the last delivery (10 minutes).
+	Timeout  time.Duration
+	Progress io.Writer
+}
+
+// Intake puts the transactions into the service's intake as fast as it
+// takes them and waits until every delivery is committed in PostgreSQL.
+func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.DB == nil || o.EventPrefix == "" {
+		return nil, errors.New("load: intake mode needs the service's database and the events' prefix")
+	}
+	progress := func(format string, args ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "load-progress: "+format+"\n", args...)
+		}
+	}
+	res := &Result{Mode: "intake", Puppets: o.Puppets, Rooms: o.Rooms, Members: o.Members, Devices: o.Devices}
+	for _, t := range o.Transactions {
+		res.Sent += t.Deliveries
+	}
+	cpu0, _ := o.Service.CPUSeconds()
+	txnBase := fmt.Sprintf("load-%d", time.Now().UnixNano())
+	start := time.Now()
+	err := parallel(ctx, o.Concurrency, len(o.Transactions), func(i int) error {
+		return put(ctx, o, fmt.Sprintf("%s-%d", txnBase, i), o.Transactions[i].Body)
+	})
+	if err != nil {
+		return nil, err
+	}
+	putSeconds := time.Since(start).Seconds()
+	progress("%d transactions stored by the intake in %.1fs", len(o.Transactions), putSeconds)
+	pattern := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(o.EventPrefix) + "%"
+	deadline := time.Now().Add(o.Timeout)
+	for {
+		if err := o.DB.QueryRow(ctx, `SELECT count(*) FROM delivery WHERE kind = 'message' AND event_id LIKE $1`,
+			pattern).Scan(&res.Delivered); err != nil {
+			return nil, fmt.Errorf("count deliveries: %w", err)
+		}
+		if res.Delivered >= res.Sent || time.Now().After(deadline) {
+			break
+		}
+		progress("deliveries durable %d/%d after %.0fs", res.Delivered, res.Sent, time.Since(start).Seconds())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	// Latency: from the start of the feed to each delivery row
+	// (created_at is its database transaction's time). Everything is fed
+	// at once, so this is time in the service's queues, not a per-message
+	// latency at a sustainable rate.
+	rows, err := o.DB.Query(ctx, `SELECT min(created_at), max(created_at) FROM delivery
+		WHERE kind = 'message' AND event_id LIKE $1 GROUP BY event_id`, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("delivery times: %w", err)
+	}
+	var first, last time.Time
+	_, err = pgx.ForEachRow(rows, []any{&first, &last}, func() error {
+		res.Messages++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery times: %w", err)
+	}
+	var lat latencies
+	rows, err = o.DB.Query(ctx, `SELECT created_at FROM delivery WHERE kind = 'message' AND event_id LIKE $1`, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("delivery times: %w", err)
+	}
+	var at, lastAt time.Time
+	_, err = pgx.ForEachRow(rows, []any{&at}, func() error {
+		lat = append(lat, at.Sub(start))
+		if at.After(lastAt) {
+			lastAt = at
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery times: %w", err)
+	}
+	res.Seconds = max(lastAt.Sub(start).Seconds(), putSeconds)
+	if res.Seconds > 0 {
+		res.MsgsPerS = float64(res.Messages) / res.Seconds
+	}
+	res.P50ms, res.P99ms = lat.percentile(0.5), lat.percentile(0.99)
+	return res, finish(ctx, res, o.Service, o.DB, cpu0)
+}
+
+// put sends one transaction, retrying while the intake is busy.
+func put(ctx context.Context, o IntakeOptions, txnID string, body []byte) error {
+	url := strings.TrimSuffix(o.URL, "/") + "/_matrix/app/v1/transactions/" + txnID
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+o.HSToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusOK:
+				return nil
+			case resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests:
+				return fmt.Errorf("transaction %s: HTTP %d: %s", txnID, resp.StatusCode, msg)
+			}
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		if attempt >= 100 {
+			return fmt.Errorf("transaction %s: %w", txnID, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Process reads a running process's resource use from /proc (Linux).
+type Process struct{ PID int }
+
+// PeakRSS returns the process's peak resident set size in bytes (VmHWM).
+func (p Process) PeakRSS() (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.PID))
+	if err != nil {
+		return 0, fmt.Errorf("peak RSS of %d: %w", p.PID, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("peak RSS of %d: %q: %w", p.PID, rest, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("peak RSS of %d: no VmHWM", p.PID)
+}
+
+// CPUSeconds returns the user and system CPU time the process used.
+func (p Process) CPUSeconds() (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return 0, fmt.Errorf("CPU of %d: %w", p.PID, err)
+	}
+	// The command name (field 2) may hold spaces: fields count from
+	// the closing parenthesis.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("CPU of %d: malformed stat", p.PID)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("CPU of %d: malformed stat", p.PID)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("CPU of %d: malformed stat", p.PID)
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return (utime + stime) / ticks, nil
+}
+
+// Tables whose size is shared by all our devices in a room (per member),
+// and those kept per device of ours (per own device).
+var (
+	sharedTables = []string{"dmls_room", "dmls_epoch", "dmls_commit_event", "room_member", "room_member_event",
+		"user_mls_devices", "dmls_left_out"}
+	deviceTables = []string{"puppet", "puppet_device", "device_identity", "key_package", "puppet_cross_signing",
+		"dmls_epoch_device", "delivery_cursor", "bot_puppet"}
+)
+
+// StateSizes measures the tables with pg_total_relation_size (heap,
+// indexes and TOAST) and returns bytes per member and per own device.
+func StateSizes(ctx context.Context, db *pgxpool.Pool, members, devices int) (perMember, perDevice float64, tables map[string]int64, err error) {
+	tables = map[string]int64{}
+	var shared, own int64
+	for _, group := range []struct {
+		names []string
+		sum   *int64
+	}{{sharedTables, &shared}, {deviceTables, &own}} {
+		for _, t := range group.names {
+			var n int64
+			if err := db.QueryRow(ctx, `SELECT pg_total_relation_size($1::regclass)`, t).Scan(&n); err != nil {
+				return 0, 0, nil, fmt.Errorf("size of %s: %w", t, err)
+			}
+			tables[t] = n
+			*group.sum += n
+		}
+	}
+	if members > 0 {
+		perMember = float64(shared) / float64(members)
+	}
+	if devices > 0 {
+		perDevice = float64(own) / float64(devices)
+	}
+	return perMember, perDevice, tables, nil
+}
+
+// Counter returns the sum of a Prometheus counter's samples at url.
+func Counter(ctx context.Context, url, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	var total float64
+	for _, line := range strings.Split(string(body), "\n") {
+		metric, _, _ := strings.Cut(line, " ")
+		metric, _, _ = strings.Cut(metric, "{")
+		if metric != name {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}

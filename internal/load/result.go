@@ -1,0 +1,71 @@
+package load
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// Result is what one run measured.
+type Result struct {
+	Mode      string  `json:"mode"`
+	Puppets   int     `json:"puppets"`
+	Rooms     int     `json:"rooms"`
+	Members   int     `json:"members"` // room memberships in all
+	Devices   int     `json:"own_devices"`
+	Messages  int     `json:"messages"`  // messages sent
+	Sent      int     `json:"sent"`      // deliveries expected (a message to each other member)
+	Delivered int     `json:"delivered"` // deliveries seen
+	Seconds   float64 `json:"seconds"`   // from the first send to the last delivery
+	MsgsPerS  float64 `json:"msgs_per_s"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	CommitsPS float64 `json:"commits_per_s"`
+	Commits   int     `json:"commits"`
+	RSSMB     float64 `json:"rss_mb"`
+	CPUPer1k  float64 `json:"cpu_s_per_1000_msgs"`
+	Setup     float64 `json:"setup_seconds"`
+
+	BytesPerMember    float64          `json:"bytes_per_member"`
+	BytesPerOwnDevice float64          `json:"bytes_per_own_device"`
+	Tables            map[string]int64 `json:"table_bytes"`
+}
+
+// Line is the one-line summary.
+func (r *Result) Line() string {
+	return fmt.Sprintf("load: mode=%s puppets=%d rooms=%d delivered=%d/%d msgs_per_s=%.0f p50_ms=%.0f p99_ms=%.0f rss_mb=%.0f bytes_per_member=%.0f bytes_per_own_device=%.0f",
+		r.Mode, r.Puppets, r.Rooms, r.Delivered, r.Sent, r.MsgsPerS, r.P50ms, r.P99ms, r.RSSMB,
+		r.BytesPerMember, r.BytesPerOwnDevice)
+}
+
+// Details is a second line with the rest of the figures.
+func (r *Result) Details() string {
+	return fmt.Sprintf("load-details: mode=%s messages=%d seconds=%.1f commits=%d commits_per_s=%.2f cpu_s_per_1000_msgs=%.2f setup_s=%.0f members=%d own_devices=%d",
+		r.Mode, r.Messages, r.Seconds, r.Commits, r.CommitsPS, r.CPUPer1k, r.Setup, r.Members, r.Devices)
+}
+
+// WriteJSON writes r to path.
+func (r *Result) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	return nil
+}
+
+// latencies collects durations and reports percentiles in milliseconds.
+type latencies []time.Duration
+
+func (l latencies) percentile(q float64) float64 {
+	if len(l) == 0 {
+		return 0
+	}
+	s := slices.Clone(l)
+	slices.Sort(s)
+	return float64(s[int(q*float64(len(s)-1))].Microseconds()) / 1000
+}
