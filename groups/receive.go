@@ -463,6 +463,13 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		// (commitNow) or an earlier delivery of this one.
 		return nil
 	}
+	if r.m != nil && s.cfg.Puppets.Owns(sender) && slices.Contains(r.m.Ours(), fromKeys(dev)) {
+		// Our own commit added the device, which joined from our copy
+		// of the Welcome (commitNow) and has moved on since: this is
+		// the to-device duplicate; no need to download or open it.
+		log.Debug().Msg("Duplicate of a Welcome our device already joined from")
+		return nil
+	}
 	if ok, err := s.fetchWelcome(ctx, wel, dev); !ok || err != nil {
 		return err
 	}
