@@ -349,10 +349,12 @@ func (w *e2eWorld) metric(name string) float64 {
 // homeserver in the real format, through membership changes, concurrent
 // changes on both sides, and a SIGKILL of each.
 func TestGroupsEndToEnd(t *testing.T) {
-	// B commits 300ms after a change it sees instead of waiting its turn:
-	// concurrent commits of both services, forks, must happen and resolve.
+	// B commits soon after a change it sees instead of waiting its turn,
+	// so that concurrent commits of both services, forks, happen and must
+	// resolve. The jitter keeps B's resolutions from racing A's in lock
+	// step for ever when events take longer than the grace to arrive.
 	_, svcs := startServices(t, serviceOptions{name: "mlsa"},
-		serviceOptions{name: "mlsb", groups: map[string]any{"commit_grace": "300ms", "commit_jitter": "0s"}})
+		serviceOptions{name: "mlsb", groups: map[string]any{"commit_grace": "300ms", "commit_jitter": "1500ms"}})
 	A, B := svcs[0], svcs[1]
 	w := &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
 		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}
