@@ -34,10 +34,13 @@ import (
 // must have reached every puppet that was a member throughout exactly
 // once.
 //
-// -dmls.seeds=N (or MLSAS_DMLS_SOAK=1, 20 seeds) runs more seeds;
-// -dmls.seed=N replays one.
+// By default three seeds run with small rooms (3 to 8 puppets) and short
+// partitions (4 to 10s), to stay within a few minutes on a loaded
+// machine; MLSAS_DMLS_SOAK=1 runs 20 seeds with rooms of up to 20
+// puppets and partitions of up to 20s. -dmls.seeds=N runs N seeds and
+// -dmls.seed=N replays one, at the size MLSAS_DMLS_SOAK selects.
 var (
-	dmlsSeeds = flag.Int("dmls.seeds", 0, "federated DMLS seeds to run (0: 2, or 20 with MLSAS_DMLS_SOAK=1)")
+	dmlsSeeds = flag.Int("dmls.seeds", 0, "federated DMLS seeds to run (0: 3, or 20 with MLSAS_DMLS_SOAK=1)")
 	dmlsSeed  = flag.Int("dmls.seed", -1, "run only this federated DMLS seed")
 )
 
@@ -49,6 +52,7 @@ type fedWorld struct {
 	side  map[id.UserID]int
 	creat map[id.RoomID]id.UserID // room -> creator (the only one who may kick)
 
+	soak                       bool // large rooms, long partitions
 	partitions, seedsConverged int
 	extra                      int // devices added
 	heals                      []healFigure
@@ -62,7 +66,8 @@ type healFigure struct {
 }
 
 func TestFederatedDMLS(t *testing.T) {
-	seeds := []int{0, 1}
+	seeds := []int{0, 1, 2}
+	soak := os.Getenv("MLSAS_DMLS_SOAK") == "1"
 	switch {
 	case *dmlsSeed >= 0:
 		seeds = []int{*dmlsSeed}
@@ -71,7 +76,7 @@ func TestFederatedDMLS(t *testing.T) {
 		for i := range *dmlsSeeds {
 			seeds = append(seeds, i)
 		}
-	case os.Getenv("MLSAS_DMLS_SOAK") == "1":
+	case soak:
 		seeds = nil
 		for i := range 20 {
 			seeds = append(seeds, i)
@@ -93,7 +98,8 @@ func TestFederatedDMLS(t *testing.T) {
 
 	w := &fedWorld{e2eWorld: &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{},
 		devices: map[id.UserID][]id.DeviceID{}, joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}},
-		fed: fed, sides: [2]*testService{svcs[0], svcs[1]}, side: map[id.UserID]int{}, creat: map[id.RoomID]id.UserID{}}
+		fed: fed, sides: [2]*testService{svcs[0], svcs[1]}, side: map[id.UserID]int{}, creat: map[id.RoomID]id.UserID{},
+		soak: soak}
 	commitsBefore := 0
 	for _, seed := range seeds {
 		t.Logf("seed %d", seed)
@@ -192,7 +198,10 @@ func (w *fedWorld) runSeed(seed int) {
 	t := w.t
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(uint64(seed), 15))
-	n := 3 + r.IntN(18)
+	n := 3 + r.IntN(6)
+	if w.soak {
+		n = 3 + r.IntN(18)
+	}
 	var all []id.UserID
 	for i := range n {
 		side := r.IntN(2)
@@ -246,7 +255,10 @@ func (w *fedWorld) runSeed(seed int) {
 	}
 
 	// A partition: both sides change their own puppets and send.
-	length := time.Duration(5+r.IntN(16)) * time.Second
+	length := time.Duration(4+r.IntN(7)) * time.Second
+	if w.soak {
+		length = time.Duration(5+r.IntN(16)) * time.Second
+	}
 	before := commitsMade(t, w.services)
 	w.fed.Partition()
 	w.partitions++
