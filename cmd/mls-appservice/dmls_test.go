@@ -51,6 +51,10 @@ type fedWorld struct {
 	sides [2]*testService
 	side  map[id.UserID]int
 	creat map[id.RoomID]id.UserID // room -> creator (the only one who may kick)
+	// keep are the room's first puppet of each side, which never leave:
+	// each side always has a member to change the room and send during a
+	// partition.
+	keep map[id.RoomID][]id.UserID
 
 	soak                       bool // large rooms, long partitions
 	partitions, seedsConverged int
@@ -99,7 +103,7 @@ func TestFederatedDMLS(t *testing.T) {
 	w := &fedWorld{e2eWorld: &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{},
 		devices: map[id.UserID][]id.DeviceID{}, joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}},
 		fed: fed, sides: [2]*testService{svcs[0], svcs[1]}, side: map[id.UserID]int{}, creat: map[id.RoomID]id.UserID{},
-		soak: soak}
+		keep: map[id.RoomID][]id.UserID{}, soak: soak}
 	commitsBefore := 0
 	for _, seed := range seeds {
 		t.Logf("seed %d", seed)
@@ -225,6 +229,7 @@ func (w *fedWorld) runSeed(seed int) {
 		t.Fatal(err)
 	}
 	w.creat[room] = creator
+	w.keep[room] = all[:2]
 	w.joined[room] = map[id.UserID]bool{}
 	for _, u := range all[:start] {
 		w.joined[room][u] = true
@@ -279,9 +284,11 @@ func (w *fedWorld) runSeed(seed int) {
 			}
 		}
 	}
+	var restarted time.Time
 	if seed == 0 {
 		t.Logf("seed %d: killing %s during the partition", seed, w.sides[1].name)
 		w.restart(w.sides[1])
+		restarted = time.Now()
 	}
 	time.Sleep(time.Until(cut.Add(length)))
 	// Messages sent during the partition must reach the members that
@@ -307,6 +314,22 @@ func (w *fedWorld) runSeed(seed int) {
 	w.converged(room, 4*time.Minute)
 	w.heals = append(w.heals, healFigure{seed: seed, length: healed.Sub(cut), converged: time.Since(healed),
 		commits: commitsMade(t, w.services) - before})
+	if !restarted.IsZero() {
+		// How soon the restarted service heard from its homeserver again
+		// (Synapse backs off from an appservice it found down; the
+		// service's ping at start makes it retry at once).
+		var first *time.Time
+		if err := w.sides[1].db.QueryRow(ctx, `SELECT min(received_at) FROM appservice_transaction WHERE received_at > $1`,
+			restarted).Scan(&first); err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			t.Errorf("seed %d: %s received no transaction after its restart", seed, w.sides[1].name)
+		} else {
+			t.Logf("seed %d: %s received its first transaction %v after it was ready again", seed, w.sides[1].name,
+				first.Sub(restarted).Round(10*time.Millisecond))
+		}
+	}
 	w.sendAll(room, seed, "after the partition")
 }
 
@@ -361,7 +384,9 @@ func (w *fedWorld) plan(r *rand.Rand, room id.RoomID, all []id.UserID, side, n i
 	creator := w.creat[room]
 	mine := func(u id.UserID) bool { return side < 0 || w.side[u] == side }
 	var ops []func()
-	for range n {
+	// Draw until n changes are made (a draw may find nothing to do),
+	// within bounds.
+	for tries := 0; len(ops) < n && tries < 20*n; tries++ {
 		var members, outsiders []id.UserID
 		for _, u := range all {
 			if !mine(u) {
@@ -390,7 +415,7 @@ func (w *fedWorld) plan(r *rand.Rand, room id.RoomID, all []id.UserID, side, n i
 			})
 		case k == 1 && len(members) > 2:
 			u := members[r.IntN(len(members))]
-			if u == creator {
+			if slices.Contains(w.keep[room], u) {
 				continue
 			}
 			w.joined[room][u] = false
