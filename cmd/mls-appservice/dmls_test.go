@@ -329,6 +329,13 @@ func (w *fedWorld) runSeed(seed int) {
 			t.Logf("seed %d: %s received its first transaction %v after it was ready again", seed, w.sides[1].name,
 				first.Sub(restarted).Round(10*time.Millisecond))
 		}
+		if log, err := os.ReadFile(w.sides[1].proc.logf); err == nil {
+			for _, line := range strings.Split(string(log), "\n") {
+				if strings.Contains(line, "Homeserver ping") {
+					t.Logf("seed %d: %s after its restart: %s", seed, w.sides[1].name, line)
+				}
+			}
+		}
 	}
 	w.sendAll(room, seed, "after the partition")
 }

@@ -171,6 +171,14 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 			if !info.Converged || !slices.Equal(devs, want) || !slices.Equal(ours, wantOurs) {
 				return false, nil
 			}
+			// Every member is in the group, so none may be reported
+			// without MLS (a stale record of a time they had no device).
+			for _, u := range info.LeftOut {
+				if w.joined[room][id.UserID(u)] {
+					last = fmt.Sprintf("%s reports member %s without MLS: %v", s.name, u, info.LeftOut)
+					return false, nil
+				}
+			}
 			if epoch == "" {
 				epoch, auth = info.EpochID, info.Authenticator
 			} else if info.EpochID != epoch || info.Authenticator != auth {
