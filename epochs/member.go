@@ -404,7 +404,19 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 		// base that lack it enter it from the commit, with no key
 		// schedule.
 		m.seen[h] = c.Base
+		// An epoch entered by Welcome has no commit message (a Welcome
+		// carries none), and follow needs one: take this event's. follow
+		// checks that it leads from the base to this very epoch
+		// (PrivatesAfter); if it does not, it is not kept.
+		st := child.State
+		lent := st != nil && st.commit == nil && len(c.Message) > 0
+		if lent {
+			st.commit = bytes.Clone(c.Message)
+		}
 		added, err := m.follow(c.Base, c.Epoch)
+		if lent && err != nil {
+			st.commit = nil
+		}
 		switch {
 		case err != nil:
 			return "", err

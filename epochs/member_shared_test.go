@@ -368,3 +368,65 @@ func TestMemberRemovedAndAddedAgain(t *testing.T) {
 	}
 	r.agree(y)
 }
+
+// A Welcome on the wire carries no commit message (groups.ParseWelcome):
+// when it arrives before the commit event, the device it adds enters the
+// epoch alone, and the commit event must then bring our devices of the
+// base in (follow, with the event's message). A message that does not
+// lead from the base to that epoch is refused and not kept, and the real
+// one still works after it.
+func TestMemberWelcomeWithoutCommitFirst(t *testing.T) {
+	a, b := dev("@a:x", "A"), dev("@b:x", "B")
+	r := newServiceRoom(t, 4, a)
+	r.agree(a)
+
+	// A copy of another member, left on the base.
+	enc, err := r.indep[2].MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stay := one{Self: r.indep[2].Self}
+	if stay.Member, err = UnmarshalMember(enc, dmlsConfig); err != nil {
+		t.Fatal(err)
+	}
+
+	r.room.Members[b.UserID] = Join
+	r.room.Devices[b.UserID] = []string{b.DeviceID}
+	out := r.commit(r.indep[1])
+	if !slices.Equal(out.Added, []Device{b}) {
+		t.Fatalf("added %v", out.Added)
+	}
+	wire := out.Commit
+	wire.Message = nil
+	if _, err := r.svc.Join(b, out.Welcome, r.bundles[b], wire, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.svc.Holders(out.Commit.Epoch); !slices.Equal(got, []Device{b}) {
+		t.Fatalf("holders after the Welcome: %v", got)
+	}
+
+	// Another commit on the same base, in an event that claims b's epoch.
+	other := stay.commit(t, r.room, r.kps, "$other", t0)
+	if other.Commit.Base != out.Commit.Base {
+		t.Fatal("the other commit is not on the same base")
+	}
+	forged := other.Commit
+	forged.Epoch, forged.Number = out.Commit.Epoch, out.Commit.Number
+	if _, err := r.apply(forged); !errors.Is(err, ErrInvalidCommit) {
+		t.Fatalf("a commit that does not make the epoch: %v", err)
+	}
+	if got := r.svc.Holders(out.Commit.Epoch); !slices.Equal(got, []Device{b}) {
+		t.Fatalf("holders after the forged commit: %v", got)
+	}
+
+	if got, err := r.apply(out.Commit); err != nil || got != out.Commit.Epoch {
+		t.Fatalf("the commit after its Welcome: %v %v", got, err)
+	}
+	if got := r.svc.Holders(out.Commit.Epoch); !slices.Equal(got, sortedDevices([]Device{a, b})) {
+		t.Fatalf("holders after the commit: %v", got)
+	}
+	if _, err := r.apply(out.Commit); !errors.Is(err, ErrDuplicateCommit) {
+		t.Fatalf("the commit again: %v", err)
+	}
+	r.agree(a, b)
+}

@@ -90,11 +90,28 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 	if err != nil {
 		return err
 	}
+	var found []string
 	for user, st := range view.Members {
-		if (st == epochs.Join || st == epochs.Invite) && len(view.Devices[user]) == 0 {
+		if st != epochs.Join && st != epochs.Invite {
+			continue
+		}
+		if len(view.Devices[user]) == 0 {
 			if err := s.leftOut(ctx, w.Q, r.id, user, "no MLS device"); err != nil {
 				return err
 			}
+		} else {
+			found = append(found, user)
+		}
+	}
+	// A user left out for having no device who has one now (a remote
+	// user whose keys were not on their homeserver yet when invited: the
+	// membership event of their join, or a device-list change, brought us
+	// here and the list was fetched afresh) is in the plan again: drop the
+	// record, so that the room no longer reports them without MLS, and a
+	// later loss of their devices is reported again.
+	if len(found) > 0 {
+		if _, err := w.Q.Exec(ctx, `DELETE FROM dmls_left_out WHERE room_id = $1 AND user_id = ANY($2)`, r.id, found); err != nil {
+			return errf(r.id, "clear left out users: %w", err)
 		}
 	}
 	orphaned, err := s.recoverOrphans(ctx, w.Q, r)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ type Puppets struct {
 	domain     string
 	bot        string
 	prefix     string
+	asID       string
 	db         *database.DB
 	log        zerolog.Logger
 	media      MediaConfig
@@ -47,8 +49,11 @@ type PuppetsConfig struct {
 	ASToken       string
 	BotLocalpart  string
 	UserPrefix    string
-	DB            *database.DB
-	Log           zerolog.Logger
+	// AppServiceID is the registration's id: RegisterBot pings the
+	// homeserver under it once the bot is registered (see ping).
+	AppServiceID string
+	DB           *database.DB
+	Log          zerolog.Logger
 	// Media bounds attachment downloads (DownloadAttachment).
 	Media MediaConfig
 	// Metrics, if set, counts attachment downloads by result.
@@ -58,7 +63,7 @@ type PuppetsConfig struct {
 // NewPuppets returns a Puppets for one appservice registration.
 func NewPuppets(cfg PuppetsConfig) *Puppets {
 	return &Puppets{homeserver: cfg.HomeserverURL, asToken: cfg.ASToken, domain: cfg.Domain,
-		bot: cfg.BotLocalpart, prefix: cfg.UserPrefix, db: cfg.DB, log: cfg.Log,
+		bot: cfg.BotLocalpart, prefix: cfg.UserPrefix, asID: cfg.AppServiceID, db: cfg.DB, log: cfg.Log,
 		media: cfg.Media.withDefaults(), metrics: cfg.Metrics,
 		clients: map[deviceKey]*mautrix.Client{}}
 }
@@ -157,7 +162,8 @@ func (p *Puppets) Client(userID id.UserID, deviceID id.DeviceID) (*mautrix.Clien
 
 // RegisterBot registers the appservice's own user, retrying until the
 // homeserver accepts it (in a compose stack the homeserver may come up
-// after us) or ctx ends. BotReady reports success.
+// after us) or ctx ends. BotReady reports success. Then it pings the
+// homeserver (ping).
 func (p *Puppets) RegisterBot(ctx context.Context) error {
 	delay := time.Second
 	for {
@@ -165,6 +171,7 @@ func (p *Puppets) RegisterBot(ctx context.Context) error {
 		if err == nil {
 			p.botReady.Store(true)
 			p.log.Info().Stringer("bot", p.BotID()).Msg("Bot user registered")
+			p.ping(ctx)
 			return nil
 		}
 		p.log.Warn().Err(err).Dur("retry_in", delay).Msg("Registering the bot user failed")
@@ -174,6 +181,52 @@ func (p *Puppets) RegisterBot(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// ping asks the homeserver to ping us (POST /_matrix/client/v1/appservice/
+// {id}/ping, spec v1.7). Besides checking the link both ways, a successful
+// ping makes Synapse retry at once the transactions it holds for us: after
+// we were down it marks the appservice down and retries on a backoff that
+// doubles up to 512s (synapse/appservice/scheduler.py _Recoverer), so a
+// restarted service would otherwise get the events of its downtime, and
+// every new one, only when that timer fires. A homeserver without the
+// endpoint (M_UNRECOGNIZED) is left alone; other failures are retried a
+// few times, since the homeserver's request may race our start.
+func (p *Puppets) ping(ctx context.Context) {
+	if p.asID == "" {
+		return
+	}
+	cli, err := p.newClient(p.BotID())
+	if err != nil {
+		p.log.Warn().Err(err).Msg("Homeserver ping: no client")
+		return
+	}
+	delay := time.Second
+	for attempt := 1; ; attempt++ {
+		resp, err := cli.AppservicePing(ctx, p.asID, "mlsas.start."+strconv.FormatInt(time.Now().UnixNano(), 36))
+		switch {
+		case err == nil:
+			var took int64
+			if resp != nil {
+				took = resp.DurationMS
+			}
+			p.log.Info().Int64("duration_ms", took).Msg("Homeserver ping answered")
+			return
+		case errors.Is(err, mautrix.MUnrecognized):
+			p.log.Info().Msg("Homeserver does not support appservice ping")
+			return
+		case attempt >= 5 || ctx.Err() != nil:
+			p.log.Warn().Err(err).Msg("Homeserver ping failed; the homeserver retries its transactions on its own schedule")
+			return
+		}
+		p.log.Debug().Err(err).Int("attempt", attempt).Msg("Homeserver ping failed; trying again")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay *= 2
 	}
 }
 

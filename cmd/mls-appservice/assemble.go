@@ -42,7 +42,7 @@ func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, lo
 	matrixMetrics := matrix.NewMetrics(reg)
 	c.puppets = matrix.NewPuppets(matrix.PuppetsConfig{HomeserverURL: cfg.Homeserver.Address, Domain: cfg.Homeserver.Domain,
 		ASToken: cfg.AppService.ASToken, BotLocalpart: cfg.AppService.BotUsername, UserPrefix: cfg.AppService.UserPrefix,
-		DB: db, Log: log.With().Str("component", "puppets").Logger(), Metrics: matrixMetrics,
+		AppServiceID: cfg.AppService.ID, DB: db, Log: log.With().Str("component", "puppets").Logger(), Metrics: matrixMetrics,
 		Media: matrix.MediaConfig{MaxDownloadBytes: cfg.Media.MaxDownloadBytes, DownloadTimeout: cfg.Media.DownloadTimeout.D(),
 			DownloadAttempts: cfg.Media.DownloadAttempts}})
 	current, old, err := cfg.SealKeys()

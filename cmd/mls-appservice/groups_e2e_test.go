@@ -103,7 +103,7 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 				w.t.Logf("%s: %s (%v)", s.name, b, err)
 				var waiting int
 				_ = s.db.QueryRow(context.Background(), `SELECT count(*) FROM dmls_waiting`).Scan(&waiting)
-				w.t.Logf("%s: %d events waiting; metrics %v", s.name, waiting, scrape(s))
+				w.t.Logf("%s: %d events waiting; running: %v; metrics %v", s.name, waiting, s.running(), scrape(s))
 				rows, _ := s.db.Query(context.Background(), `SELECT to_user_id || '|' || to_device_id, sent_at IS NOT NULL,
 					coalesce(last_error, '') FROM outbox WHERE kind = 'to_device' ORDER BY seq`)
 				for rows != nil && rows.Next() {
@@ -146,6 +146,13 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 	until(w.t, timeout, "room "+string(room)+" converged on "+strconv.Itoa(len(want))+" devices", func(ctx context.Context) (bool, error) {
 		var epoch, auth string
 		for _, s := range w.services {
+			// A service that is not running cannot converge; say so
+			// rather than wait out the timeout.
+			if err := s.running(); err != nil {
+				return false, err
+			}
+		}
+		for _, s := range w.services {
 			if !w.hasMember(s, room) {
 				continue
 			}
@@ -163,6 +170,14 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 				len(devs), len(want), len(ours), len(wantOurs))
 			if !info.Converged || !slices.Equal(devs, want) || !slices.Equal(ours, wantOurs) {
 				return false, nil
+			}
+			// Every member is in the group, so none may be reported
+			// without MLS (a stale record of a time they had no device).
+			for _, u := range info.LeftOut {
+				if w.joined[room][id.UserID(u)] {
+					last = fmt.Sprintf("%s reports member %s without MLS: %v", s.name, u, info.LeftOut)
+					return false, nil
+				}
 			}
 			if epoch == "" {
 				epoch, auth = info.EpochID, info.Authenticator

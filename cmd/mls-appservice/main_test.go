@@ -98,11 +98,20 @@ func freePort(t testing.TB) int {
 
 func startService(t testing.TB, cfgPath string) *serviceProcess {
 	t.Helper()
+	return startServiceFor(t, t, cfgPath)
+}
+
+// startServiceFor starts the service for owner: the process is stopped,
+// and its log shown if owner failed, when owner ends; t is the test that
+// starts it now and fails if it cannot (owner itself, or a subtest of it,
+// whose goroutine must not call owner.Fatal).
+func startServiceFor(t, owner testing.TB, cfgPath string) *serviceProcess {
+	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logf := filepath.Join(t.TempDir(), "service.log")
+	logf := filepath.Join(owner.TempDir(), "service.log")
 	out, err := os.Create(logf)
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +125,9 @@ func startService(t testing.TB, cfgPath string) *serviceProcess {
 	p := &serviceProcess{cmd: cmd, logf: logf, exited: make(chan struct{}),
 		base: "http://127.0.0.1:" + strconv.Itoa(cfg.AppService.Port)}
 	go func() { _ = cmd.Wait(); out.Close(); close(p.exited) }()
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		p.stop()
-		if t.Failed() {
+		if owner.Failed() {
 			log, _ := os.ReadFile(logf)
 			t.Logf("service log:\n%s", log)
 		}

@@ -27,6 +27,10 @@ type testService struct {
 	db      *database.DB
 	proc    *serviceProcess
 	c       *components
+	// owner is the test the service was launched for: its processes,
+	// restarts included, live until that test ends, not until the end of
+	// the subtest that restarted it.
+	owner testing.TB
 }
 
 // serviceOptions name a service's registration and tune it for tests.
@@ -98,6 +102,7 @@ func (s *testService) launch(t testing.TB, hs *testenv.Homeserver) {
 		t.Fatal(err)
 	}
 	s.cfg = cfg
+	s.owner = t
 	s.proc = startService(t, s.cfgPath)
 	s.db = openDB(t, cfg.Database.URI)
 	s.c, err = assemble(cfg, s.db, prometheus.NewRegistry(), zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).
@@ -107,11 +112,24 @@ func (s *testService) launch(t testing.TB, hs *testenv.Homeserver) {
 	}
 }
 
-// restart kills the service with SIGKILL and starts it again.
+// restart kills the service with SIGKILL and starts it again. t may be
+// a subtest of the test that launched the service: the new process
+// belongs to that test all the same (startServiceFor), so that it keeps
+// running after the subtest ends.
 func (s *testService) restart(t *testing.T) {
 	t.Helper()
 	s.proc.kill(t)
-	s.proc = startService(t, s.cfgPath)
+	s.proc = startServiceFor(t, s.owner, s.cfgPath)
+}
+
+// running reports an error if the service's process has exited.
+func (s *testService) running() error {
+	select {
+	case <-s.proc.exited:
+		return fmt.Errorf("service %s is not running (exit: %v)", s.name, s.proc.cmd.ProcessState)
+	default:
+		return nil
+	}
 }
 
 // until polls cond until it holds, failing the test with what after the
@@ -121,5 +139,3 @@ func until(t *testing.T, timeout time.Duration, what string, cond func(ctx conte
 	ctx := context.Background()
 	eventually(t, timeout, what, func() (bool, error) { return cond(ctx) })
 }
-
-var _ = fmt.Sprint
