@@ -383,7 +383,10 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 		switch {
 		case child != nil && child.Retained:
 			// Should the base arrive, our devices in it follow into
-			// this epoch with the commit it keeps (follow).
+			// this epoch with the commit it keeps (follow). An epoch
+			// entered by Welcome keeps none: lend it this event's,
+			// which follow checks (PrivatesAfter) when it is used.
+			m.lend(child.State, c.Message)
 			return c.Epoch, ErrDuplicateCommit
 		case b == nil && c.Number > 0 && m.olderThanRetained(c.Number-1):
 			// Older than every retained epoch: dropped and forgotten,
@@ -408,14 +411,10 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 		// carries none), and follow needs one: take this event's. follow
 		// checks that it leads from the base to this very epoch
 		// (PrivatesAfter); if it does not, it is not kept.
-		st := child.State
-		lent := st != nil && st.commit == nil && len(c.Message) > 0
-		if lent {
-			st.commit = bytes.Clone(c.Message)
-		}
+		lent := m.lend(child.State, c.Message)
 		added, err := m.follow(c.Base, c.Epoch)
 		if lent && err != nil {
-			st.commit = nil
+			child.State.commit, child.State.commitLent = nil, false
 		}
 		switch {
 		case err != nil:
@@ -435,6 +434,17 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 		}
 	}
 	return id, err
+}
+
+// lend gives an epoch entered by Welcome (which carries no commit
+// message) the message of the commit event that made it, for follow, and
+// marks it to be stored. It reports whether it did.
+func (m *Member) lend(st *EpochState, message []byte) bool {
+	if st == nil || st.commit != nil || len(message) == 0 {
+		return false
+	}
+	st.commit, st.commitLent = bytes.Clone(message), true
+	return true
 }
 
 // process processes the commit c, whose hash is h, on its retained base

@@ -23,6 +23,9 @@ type EpochState struct {
 	// the group's first epoch): devices of ours that enter the parent
 	// epoch later follow into this one with it (Member.follow).
 	commit []byte
+	// commitLent: commit was taken later from a commit event (an epoch
+	// entered by Welcome has none) and is not stored yet.
+	commitLent bool
 
 	// What the caller has stored (see Member.Flush): whether the epoch's
 	// parts were written, the Public's change counts at the last write
@@ -178,7 +181,8 @@ type EpochChanges struct {
 	// changes.
 	Static, InitState, SecretTree []byte
 	// Commit is the message of the commit that made a new epoch (nil for
-	// the group's first epoch, and once written). It never changes.
+	// the group's first epoch, and once written), or the one lent later
+	// to an epoch entered by Welcome (Member.lend). It never changes.
 	Commit []byte
 	// Privates are the private states of our devices that entered the
 	// epoch (all of them for a new epoch). They never change.
@@ -234,6 +238,8 @@ func (st *EpochState) changes(id ID) (*EpochChanges, error) {
 			return nil, err
 		}
 		ec.Commit = st.commit
+	} else if st.commitLent {
+		ec.Commit = st.commit
 	}
 	if st.pub != nil {
 		init, tree := st.pub.Changes()
@@ -274,5 +280,5 @@ func (st *EpochState) flushed() {
 	if st.pub != nil {
 		st.initAt, st.treeAt = st.pub.Changes()
 	}
-	st.added, st.removed = nil, nil
+	st.added, st.removed, st.commitLent = nil, nil, false
 }

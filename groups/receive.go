@@ -318,16 +318,23 @@ func (s *Service) replayWaiting(ctx context.Context, w *inbound.Work, r *room, e
 	return nil
 }
 
-// dropJoiningCommit forgets the commit that made epoch, which a device of
-// ours has just joined by Welcome, if it waits for its base: the
-// homeserver sends the room event before the to-device message, so that
-// commit usually arrives first and waits for a base we will never hold.
-// It is not a rejected commit; its epoch came by another way.
+// dropJoiningCommit takes out of the waiting events the commit that made
+// epoch, which a device of ours has just joined by Welcome: the homeserver
+// sends the room event before the to-device message, so that commit
+// usually arrives first and waits for its base. It is not a rejected
+// commit: its epoch came by another way. It is applied now all the same,
+// so that the epoch keeps its message: should another device of ours
+// enter the base later, it follows into the epoch with it.
 func (s *Service) dropJoiningCommit(ctx context.Context, w *inbound.Work, r *room, epoch epochs.ID) error {
 	rows, err := w.Q.Query(ctx, `SELECT event_id, event FROM dmls_waiting WHERE room_id = $1`, r.id)
 	if err != nil {
 		return errf(r.id, "waiting events: %w", err)
 	}
+	type joining struct {
+		ev inbound.RoomEvent
+		e  *Encrypted
+	}
+	var found []joining
 	var drop []string
 	var eventID string
 	var raw []byte
@@ -338,6 +345,7 @@ func (s *Service) dropJoiningCommit(ctx context.Context, w *inbound.Work, r *roo
 		}
 		if e, err := ParseEncrypted(ev.Content); err == nil && e.Commit != nil && e.Commit.Next == epoch {
 			drop = append(drop, eventID)
+			found = append(found, joining{ev, e})
 		}
 		return nil
 	}); err != nil {
@@ -348,6 +356,11 @@ func (s *Service) dropJoiningCommit(ctx context.Context, w *inbound.Work, r *roo
 	}
 	if _, err := w.Q.Exec(ctx, `DELETE FROM dmls_waiting WHERE room_id = $1 AND event_id = ANY($2)`, r.id, drop); err != nil {
 		return errf(r.id, "waiting events: %w", err)
+	}
+	for _, j := range found {
+		if err := s.applyCommit(ctx, w, r, j.ev, j.e); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -238,9 +238,10 @@ func (s *Service) writeChanges(ctx context.Context, q database.Querier, roomID i
 		if static != nil {
 			_, err = q.Exec(ctx, `INSERT INTO dmls_epoch (room_id, epoch_id, static, init, secrets, commit)
 				VALUES ($1, $2, $3, $4, $5, $6)`, roomID, []byte(e.Epoch), static, init, secrets, e.Commit)
-		} else if init != nil || secrets != nil {
-			_, err = q.Exec(ctx, `UPDATE dmls_epoch SET init = coalesce($3, init), secrets = coalesce($4, secrets)
-				WHERE room_id = $1 AND epoch_id = $2`, roomID, []byte(e.Epoch), init, secrets)
+		} else if init != nil || secrets != nil || e.Commit != nil {
+			// e.Commit here is one lent to an epoch entered by Welcome.
+			_, err = q.Exec(ctx, `UPDATE dmls_epoch SET init = coalesce($3, init), secrets = coalesce($4, secrets),
+				commit = coalesce($5, commit) WHERE room_id = $1 AND epoch_id = $2`, roomID, []byte(e.Epoch), init, secrets, e.Commit)
 		}
 		if err != nil {
 			return errf(roomID, "store epoch %v: %w", e.Epoch, err)
