@@ -95,11 +95,16 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 		if st != epochs.Join && st != epochs.Invite {
 			continue
 		}
-		if len(view.Devices[user]) == 0 {
+		listed, known := view.Devices[user]
+		switch {
+		case !known:
+			// Their homeserver did not answer: neither left out nor
+			// found until it does.
+		case len(listed) == 0:
 			if err := s.leftOut(ctx, w.Q, r.id, user, "no MLS device"); err != nil {
 				return err
 			}
-		} else {
+		default:
 			found = append(found, user)
 		}
 	}

@@ -192,7 +192,14 @@ func (s *Service) userDevices(ctx context.Context, q database.Querier, as keys.D
 		return nil, err
 	}
 	for _, u := range stale {
-		list := fetched[u]
+		list, known := fetched[u]
+		if !known {
+			// Not answered (the user's homeserver was not reached): the
+			// user's devices stay as the group has them (epochs plans
+			// no change for a user without a list), and nothing is
+			// cached.
+			continue
+		}
 		out[u] = list
 		strs := make([]string, len(list))
 		for i, d := range list {

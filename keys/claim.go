@@ -242,6 +242,18 @@ type queryAnswer struct {
 	devices     map[Device]any
 	master      map[id.UserID]any
 	selfSigning map[id.UserID]any
+	// listed are the users the answer has a device list for (possibly
+	// empty); failed the servers it names in "failures" (not reached).
+	listed map[id.UserID]bool
+	failed map[string]bool
+}
+
+// knows reports whether the answer says which devices user has: a user
+// whose homeserver was not reached, or who is missing from the answer,
+// is unknown, not deviceless.
+func (a *queryAnswer) knows(user id.UserID) bool {
+	_, server, _ := strings.Cut(string(user), ":")
+	return a.listed[user] && !a.failed[server]
 }
 
 // crossSigned reports whether device p of user carries a valid signature
@@ -314,10 +326,19 @@ func parseQuery(raw []byte) (*queryAnswer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &queryAnswer{devices: map[Device]any{}, master: map[id.UserID]any{}, selfSigning: map[id.UserID]any{}}
+	a := &queryAnswer{devices: map[Device]any{}, master: map[id.UserID]any{}, selfSigning: map[id.UserID]any{},
+		listed: map[id.UserID]bool{}, failed: map[string]bool{}}
+	if failures, ok := top["failures"].(map[string]any); ok {
+		for server := range failures {
+			a.failed[server] = true
+		}
+	}
 	byUser, _ := top["device_keys"].(map[string]any)
 	for user, devs := range byUser {
-		devMap, _ := devs.(map[string]any)
+		devMap, ok := devs.(map[string]any)
+		if ok {
+			a.listed[id.UserID(user)] = true
+		}
 		for device, obj := range devMap {
 			a.devices[Device{UserID: id.UserID(user), DeviceID: id.DeviceID(device)}] = obj
 		}

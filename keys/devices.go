@@ -12,8 +12,12 @@ import (
 // users, the devices that can take part in a DMLS group of our suite:
 // their device keys list the suite's algorithm, publish a credential key
 // and are signed with it (the checks Claim makes before it claims). A
-// user the homeserver knew nothing about maps to no devices. Devices of
-// other homeservers are queried over federation.
+// user the answer lists with no such device maps to none. A user it does
+// not list, or whose homeserver it names in "failures" (not reached over
+// federation: a partition, a server down), is left out: unknown is not
+// deviceless, and a caller that took it so would remove every device of
+// that server's users from its groups. Devices of other homeservers are
+// queried over federation.
 func (m *Manager) MLSDevices(ctx context.Context, as Device, users []id.UserID) (map[id.UserID][]id.DeviceID, error) {
 	out := make(map[id.UserID][]id.DeviceID, len(users))
 	if len(users) == 0 {
@@ -28,7 +32,9 @@ func (m *Manager) MLSDevices(ctx context.Context, as Device, users []id.UserID) 
 		return nil, fmt.Errorf("keys query: %w", err)
 	}
 	for _, u := range users {
-		out[u] = []id.DeviceID{}
+		if answer.knows(u) {
+			out[u] = []id.DeviceID{}
+		}
 	}
 	for d, obj := range answer.devices {
 		if _, asked := out[d.UserID]; !asked {
