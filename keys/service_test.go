@@ -395,7 +395,7 @@ func TestKeysService(t *testing.T) {
 		stats.claimed++
 	}
 	toDevice(t, e.hs, mallory, a1)
-	waitFor(t, 60*time.Second, "top-up of "+a1.String(), func() (bool, error) { return e.held(t, a1) == testStock, nil })
+	waitFor(t, 3*time.Minute, "top-up of "+a1.String(), func() (bool, error) { return e.held(t, a1) == testStock, nil })
 	stats.toppedUp++
 
 	// Exhausting bob's stock leaves the last-resort KeyPackage, handed out
