@@ -279,22 +279,8 @@ func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, er
 // scrape returns a service's counters by name (summed over labels).
 func scrape(s *testService) map[string]float64 {
 	out := map[string]float64{}
-	resp, err := http.Get(s.proc.base + "/metrics")
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "mlsas_dmls_") {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			continue
-		}
-		name, _, _ := strings.Cut(f[0], "{")
-		v, _ := strconv.ParseFloat(f[1], 64)
+	for series, v := range dmlsSeries(s) {
+		name, _, _ := strings.Cut(series, "{")
 		out[name] += v
 	}
 	return out
@@ -304,6 +290,18 @@ func scrape(s *testService) map[string]float64 {
 // keyed name{labels}.
 func scrapeLabelled(s *testService) map[string]float64 {
 	out := map[string]float64{}
+	for series, v := range dmlsSeries(s) {
+		if strings.Contains(series, "{") {
+			out[series] += v
+		}
+	}
+	return out
+}
+
+// dmlsSeries reads a service's mlsas_dmls_ series from /metrics, keyed
+// as exposed (name{labels}); none if the service does not answer.
+func dmlsSeries(s *testService) map[string]float64 {
+	out := map[string]float64{}
 	resp, err := http.Get(s.proc.base + "/metrics")
 	if err != nil {
 		return out
@@ -312,7 +310,7 @@ func scrapeLabelled(s *testService) map[string]float64 {
 	body, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(body), "\n") {
 		f := strings.Fields(line)
-		if !strings.HasPrefix(line, "mlsas_dmls_") || len(f) != 2 || !strings.Contains(f[0], "{") {
+		if !strings.HasPrefix(line, "mlsas_dmls_") || len(f) != 2 {
 			continue
 		}
 		v, _ := strconv.ParseFloat(f[1], 64)
