@@ -386,7 +386,7 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 			// this epoch with the commit it keeps (follow). An epoch
 			// entered by Welcome keeps none: lend it this event's,
 			// which follow checks (PrivatesAfter) when it is used.
-			m.lend(child.State, c.Message)
+			m.lend(c.Epoch, c.Message)
 			return c.Epoch, ErrDuplicateCommit
 		case b == nil && c.Number > 0 && m.olderThanRetained(c.Number-1):
 			// Older than every retained epoch: dropped and forgotten,
@@ -411,7 +411,7 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 		// carries none), and follow needs one: take this event's. follow
 		// checks that it leads from the base to this very epoch
 		// (PrivatesAfter); if it does not, it is not kept.
-		lent := m.lend(child.State, c.Message)
+		lent := m.lend(c.Epoch, c.Message)
 		added, err := m.follow(c.Base, c.Epoch)
 		if lent && err != nil {
 			child.State.commit, child.State.commitLent = nil, false
@@ -439,8 +439,16 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 // lend gives an epoch entered by Welcome (which carries no commit
 // message) the message of the commit event that made it, for follow, and
 // marks it to be stored. It reports whether it did.
-func (m *Member) lend(st *EpochState, message []byte) bool {
-	if st == nil || st.commit != nil || len(message) == 0 {
+//
+// The epoch's state is loaded first: a Member loaded from storage holds
+// only the metadata until first use, and loading afterwards would replace
+// the lent message with the stored one, which such an epoch lacks. The
+// devices of ours in the base then never followed into the epoch, were
+// removed by our next commit as orphans, and were added back by Welcome,
+// leaving the other devices behind in turn.
+func (m *Member) lend(id ID, message []byte) bool {
+	st, err := m.state(id)
+	if err != nil || st.commit != nil || len(message) == 0 {
 		return false
 	}
 	st.commit, st.commitLent = bytes.Clone(message), true

@@ -1,0 +1,50 @@
+package groups
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+)
+
+// TestSecondDeviceJoins: our alice is in bob's room; bob's commit adds
+// our carol. Whatever order the homeserver delivers the commit event and
+// carol's Welcome in, both of our devices end in the new epoch: alice by
+// the commit, carol by the Welcome. A device left behind here is one that
+// a later commit of ours removes as an orphan, and that bob adds again:
+// the two devices then take turns leaving each other behind (seen in the
+// federated test).
+func TestSecondDeviceJoins(t *testing.T) {
+	for _, order := range []string{"commit first", "welcome first", "together"} {
+		t.Run(order, func(t *testing.T) {
+			h, bob, _, aliceDev := badInputRoom(t)
+			carol := h.puppet("carol", "CAROL1")
+			carolDev := epochs.Device{UserID: string(carol), DeviceID: "CAROL1"}
+			inv, _ := h.member(bob.room, bob.dev.UserID, string(carol), "invite")
+			join, _ := h.member(bob.room, string(carol), string(carol), "join")
+			h.send([]json.RawMessage{inv, join}, nil)
+			out, ev, _, wel := bob.commit(view(bob.dev, aliceDev, carolDev),
+				map[epochs.Device]*message.KeyPackage{carolDev: h.keyPackage(carolDev)})
+			td := toDevice(bob.dev.UserID, carolDev, wel)
+			switch order {
+			case "commit first":
+				h.send([]json.RawMessage{ev}, nil)
+				h.send(nil, []json.RawMessage{td})
+			case "welcome first":
+				h.send(nil, []json.RawMessage{td})
+				h.send([]json.RawMessage{ev}, nil)
+			default:
+				h.send([]json.RawMessage{ev}, []json.RawMessage{td})
+			}
+			r := h.loadRoom(bob.room)
+			holders := r.m.Holders(out.Commit.Epoch)
+			for _, d := range []epochs.Device{aliceDev, carolDev} {
+				if !slices.Contains(holders, d) {
+					t.Errorf("%s does not hold the new epoch (holders %v)", d, holders)
+				}
+			}
+		})
+	}
+}
