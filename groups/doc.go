@@ -28,7 +28,11 @@
 //     joined in the room; an event naming an epoch we do not hold waits
 //     (dmls_waiting, bounded by Config.Wait) while history is learnt along
 //     commit_event links (history.go), and is reported undecryptable only
-//     when the wait ends. Events not addressed to any of our devices (for
+//     when the wait ends. A commit event the homeserver never received (a
+//     hole left by federation catch-up after a partition) is found by
+//     paging the timeline back, which makes the homeserver fetch the hole;
+//     the hole's membership, commits and messages are then applied in
+//     order (gap.go). Events not addressed to any of our devices (for
 //     example sent after our puppet left) are counted as such, not as
 //     undecryptable.
 //   - Sending. Send encrypts in the base epoch of the room's graph and

@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -152,6 +153,7 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 		e  *Encrypted
 	}
 	var chain []step
+	var g *gap // paged only if the homeserver lacks a commit event
 	want := epoch
 	stop := ""
 	for {
@@ -162,6 +164,18 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 		raw, err := s.cfg.Puppets.Event(ctx, h.as, r.id, id.EventID(link))
 		h.fetched++
 		s.metrics.HistoryFetched.Inc()
+		if err != nil && ctx.Err() == nil {
+			// Not on our homeserver: a hole after a partition (gap.go).
+			if g == nil {
+				g = newGap(s, r, h.as)
+			}
+			var gerr error
+			if raw, gerr = g.find(ctx, id.EventID(link)); raw != nil {
+				err = nil
+			} else if gerr != nil {
+				err = errors.Join(err, gerr)
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -196,6 +210,17 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 			Msg("Backfill stopped before an epoch we hold; the event waits for its epoch (a later transaction or a Welcome)")
 		return nil
 	}
+	var hole []inbound.RoomEvent
+	if g != nil {
+		var err error
+		if hole, err = g.hole(ctx, w.Q); err != nil {
+			return err
+		}
+		log.Info().Int("paged", len(g.events)).Int("hole", len(hole)).Msg("Backfill: paged back into a hole in the room's timeline")
+		if err := g.applyMembership(ctx, w, hole); err != nil {
+			return err
+		}
+	}
 	log.Info().Int("commits", len(chain)).Msg("Backfilling missed commits along commit_event")
 	for i := len(chain) - 1; i >= 0; i-- {
 		if n, ok := r.node(chain[i].e.Commit.Next); ok && n.Retained {
@@ -213,6 +238,9 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 				Msg("Backfill: a fetched commit did not give us its epoch; the event waits")
 			return nil
 		}
+	}
+	if g != nil {
+		return g.applyRest(ctx, w, hole)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ type Metrics struct {
 	HistoryFetched   prometheus.Counter
 	Backfilled       prometheus.Counter
 	HistoryStopped   *prometheus.CounterVec
+	GapEvents        *prometheus.CounterVec
 	Delivered        *prometheus.CounterVec
 	CommitSeconds    prometheus.Histogram
 	DecryptSeconds   prometheus.Histogram
@@ -69,6 +70,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Commits we missed, fetched from the homeserver along commit_event links and applied."),
 		HistoryStopped: vec("mlsas_dmls_backfill_stopped_total",
 			"Walks back along commit_event links that stopped before reaching an epoch we hold, by reason.", "reason"),
+		GapEvents: vec("mlsas_dmls_gap_events_total",
+			"Events of a hole in the room's timeline that never came by transaction (after a federation partition), found by paging back and applied, by kind.", "kind"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

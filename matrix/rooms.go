@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -92,8 +93,9 @@ func (p *Puppets) RoomState(ctx context.Context, user id.UserID, room id.RoomID)
 	return events, nil
 }
 
-// Event fetches one event of room as user (from its homeserver, which
-// fetches it over federation if it must), raw.
+// Event fetches one event of room as user from its homeserver, raw.
+// Synapse answers from its own database only (404 for an event it never
+// received); Messages is what makes it fetch a gap over federation.
 func (p *Puppets) Event(ctx context.Context, user id.UserID, room id.RoomID, eventID id.EventID) (json.RawMessage, error) {
 	cli, err := p.Client(user, "")
 	if err != nil {
@@ -104,6 +106,31 @@ func (p *Puppets) Event(ctx context.Context, user id.UserID, room id.RoomID, eve
 		return nil, fmt.Errorf("event %s of %s as %s: %w", eventID, room, user, err)
 	}
 	return ev, nil
+}
+
+// Messages returns one page of room's timeline as user, newest first
+// (dir=b), starting at the pagination token from ("" for the room's
+// latest event), and the token of the next, older page ("" at the
+// room's start). Paginating backwards into a gap in the room's graph
+// makes Synapse backfill the gap from other servers first.
+func (p *Puppets) Messages(ctx context.Context, user id.UserID, room id.RoomID, from string, limit int) ([]json.RawMessage, string, error) {
+	cli, err := p.Client(user, "")
+	if err != nil {
+		return nil, "", err
+	}
+	query := map[string]string{"dir": "b", "limit": strconv.Itoa(limit)}
+	if from != "" {
+		query["from"] = from
+	}
+	var page struct {
+		Chunk []json.RawMessage `json:"chunk"`
+		End   string            `json:"end"`
+	}
+	if _, err := cli.MakeRequest(ctx, http.MethodGet, cli.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "rooms", room, "messages"}, query),
+		nil, &page); err != nil {
+		return nil, "", fmt.Errorf("messages of %s as %s: %w", room, user, err)
+	}
+	return page.Chunk, page.End, nil
 }
 
 // SetProfile sets user's display name and avatar (empty values are left

@@ -40,8 +40,9 @@ import (
 // puppets and partitions of up to 20s. -dmls.seeds=N runs N seeds and
 // -dmls.seed=N replays one, at the size MLSAS_DMLS_SOAK selects.
 var (
-	dmlsSeeds = flag.Int("dmls.seeds", 0, "federated DMLS seeds to run (0: seed 0 only, or 20 with MLSAS_DMLS_SOAK=1)")
+	dmlsSeeds = flag.Int("dmls.seeds", 0, "federated DMLS seeds to run (0: seeds 0 to 2, or 20 with MLSAS_DMLS_SOAK=1)")
 	dmlsSeed  = flag.Int("dmls.seed", -1, "run only this federated DMLS seed")
+	dmlsBurst = flag.Int("dmls.burst", 12, "messages one side sends during a partition: over Synapse's 10 get_missing_events, the other side's homeserver never receives the earliest of that side's partition events, and the service must backfill them")
 )
 
 // fedWorld is e2eWorld over two homeservers.
@@ -70,12 +71,12 @@ type healFigure struct {
 }
 
 func TestFederatedDMLS(t *testing.T) {
-	// CI runs seed 0 (a partition with changes and messages on both sides
-	// and a SIGKILL of one service during it). Seeds 1 and 2 still fail
-	// now and then: two devices of one service each left without keys by
-	// the other's commit, removed and added again in turn (see the issue
-	// notes); run them with -dmls.seeds=3.
-	seeds := []int{0}
+	// CI runs seeds 0 to 2: each has a partition during which both
+	// sides change the room and send (side 0 a burst past what Synapse
+	// fetches by itself, then its homeserver restarts, so that side 1's
+	// service must backfill), and seed 0 kills one service with SIGKILL
+	// during it.
+	seeds := []int{0, 1, 2}
 	soak := os.Getenv("MLSAS_DMLS_SOAK") == "1"
 	switch {
 	case *dmlsSeed >= 0:
@@ -142,9 +143,12 @@ func TestFederatedDMLS(t *testing.T) {
 		len(seeds), w.seedsConverged, int(w.metric("mlsas_dmls_forks_seen_total")), int(w.metric("mlsas_dmls_forks_resolved_total")),
 		w.partitions, backfilled, len(w.messages), got, want, undecryptable)
 	w.report()
-	t.Logf("commits made %d; commits refused %v; undecryptable %v; backfill stops %v", commitsMade(t, svcs), rejected,
+	t.Logf("commits made %d; commits refused %v; undecryptable %v; backfill stops %v; timeline holes filled %v", commitsMade(t, svcs), rejected,
 		w.metricLabels("mlsas_dmls_messages_undecryptable_total"),
-		w.metricLabels("mlsas_dmls_backfill_stopped_total"))
+		w.metricLabels("mlsas_dmls_backfill_stopped_total"), w.metricLabels("mlsas_dmls_gap_events_total"))
+	if *dmlsBurst > 10 && w.partitions > 0 && backfilled == 0 {
+		t.Errorf("no commit was backfilled: each partition's burst of %d messages should have left a hole on side 1's homeserver", *dmlsBurst)
+	}
 	if got != want || dup != 0 || stray != 0 {
 		t.Errorf("delivered %d of %d, %d duplicated, %d to non-members", got, want, dup, stray)
 	}
@@ -279,16 +283,33 @@ func (w *fedWorld) runSeed(seed int) {
 			op()
 		}
 	}
+	// Side 0 sends a burst: when federation comes back after side 0's
+	// homeserver restarted (below), Synapse sends side 1's homeserver
+	// only side 0's latest event, which fetches at most 10 missing
+	// events before it (get_missing_events): the changes, commits and
+	// messages before those never reach side 1's service by
+	// transaction, only by backfill (groups/gap.go).
 	var during []int
 	for side := range 2 {
 		for _, u := range w.memberList(room) {
 			if w.side[u] == side && stable[u] && w.joined[room][u] {
-				during = append(during, len(w.messages))
-				w.send(room, u, fmt.Sprintf("seed %d partition side %d from %s", seed, side, u))
+				n := 1
+				if side == 0 {
+					n = max(1, *dmlsBurst)
+				}
+				for i := range n {
+					during = append(during, len(w.messages))
+					w.send(room, u, fmt.Sprintf("seed %d partition side %d from %s (%d)", seed, side, u, i))
+				}
 				break
 			}
 		}
 	}
+	// Side 0's homeserver restarts before the heal: its federation
+	// sender starts in catch-up mode, which sends side 1's homeserver
+	// only the room's latest event (a sender that kept running would
+	// send every event it queued).
+	w.fed.A.Restart(w.t)
 	var restarted time.Time
 	if seed == 0 {
 		t.Logf("seed %d: killing %s during the partition", seed, w.sides[1].name)

@@ -1,0 +1,215 @@
+package groups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
+)
+
+// A homeserver does not always receive every event of a room. When
+// federation between two servers comes back after a partition, Synapse
+// sends the other server only its latest event in each room; the
+// receiver asks for at most 10 of the missing events before it
+// (get_missing_events) and takes the room's state at the rest on trust.
+// The events of the hole are never persisted there, so never sent to the
+// appservice, and /event answers 404 for them: backfill's walk along
+// commit_event stops at the first commit of the hole.
+//
+// Paging the room's timeline backwards (/messages dir=b) into the hole
+// is what makes Synapse fetch it from the other server (its backfill).
+// A gap pages from the room's latest event until it has the commit event
+// the walk needs, bounded by Config.MaxHistory events; what it paged and
+// the service never received by transaction (inbound_event) is the hole,
+// and backfill applies it as if it had come in order: membership first
+// (the commits of the hole are checked against it), then the commit
+// chain, then the hole's messages.
+
+// gapPage is how many events one /messages request asks for.
+const gapPage = 50
+
+// gap is one paging of a room's timeline backwards, newest first.
+type gap struct {
+	s    *Service
+	r    *room
+	as   id.UserID
+	from string // the next page's token
+	done bool   // reached the room's start or the bound
+	// events are the paged events of the room, newest first; pos finds
+	// one by id.
+	events []inbound.RoomEvent
+	pos    map[id.EventID]int
+}
+
+func newGap(s *Service, r *room, as id.UserID) *gap {
+	return &gap{s: s, r: r, as: as, pos: map[id.EventID]int{}}
+}
+
+// find pages back until event is among the paged events, and returns it
+// raw; nil if the room's start or the bound came first.
+func (g *gap) find(ctx context.Context, event id.EventID) (json.RawMessage, error) {
+	for {
+		if i, ok := g.pos[event]; ok {
+			return g.events[i].Raw, nil
+		}
+		if g.done {
+			return nil, nil
+		}
+		if err := g.page(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// page fetches the next, older page.
+func (g *gap) page(ctx context.Context) error {
+	chunk, end, err := g.s.cfg.Puppets.Messages(ctx, g.as, g.r.id, g.from, gapPage)
+	if err != nil {
+		return err
+	}
+	g.s.metrics.HistoryFetched.Add(float64(len(chunk)))
+	for _, raw := range chunk {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil || ev.RoomID != g.r.id {
+			continue
+		}
+		if _, dup := g.pos[ev.EventID]; dup {
+			continue
+		}
+		g.pos[ev.EventID] = len(g.events)
+		g.events = append(g.events, ev)
+	}
+	g.from = end
+	if end == "" || len(chunk) == 0 || len(g.events) >= g.s.cfg.MaxHistory {
+		g.done = true
+	}
+	return nil
+}
+
+// hole returns the paged events that never reached us by transaction,
+// oldest first. Events newer than the newest one we received are not in
+// it: they are on their way (Synapse sends the events it fetched after
+// the hole in later transactions, in order), and applying them here as
+// well would apply them twice.
+func (g *gap) hole(ctx context.Context, q database.Querier) ([]inbound.RoomEvent, error) {
+	ids := make([]string, len(g.events))
+	for i, ev := range g.events {
+		ids[i] = string(ev.EventID)
+	}
+	rows, err := q.Query(ctx, `SELECT DISTINCT event_id FROM inbound_event WHERE kind = 'room' AND event_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, errf(g.r.id, "received events: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, errf(g.r.id, "received events: %w", err)
+	}
+	newest := len(g.events)
+	for i, ev := range g.events {
+		if slices.Contains(got, string(ev.EventID)) {
+			newest = i
+			break
+		}
+	}
+	var out []inbound.RoomEvent
+	for i := len(g.events) - 1; i > newest; i-- {
+		if !slices.Contains(got, string(g.events[i].EventID)) {
+			out = append(out, g.events[i])
+		}
+	}
+	return out, nil
+}
+
+// record notes a hole's event as received, so that it is applied once:
+// a later walk skips it, and the membership at it can be asked for.
+func (g *gap) record(ctx context.Context, q database.Querier, ev inbound.RoomEvent) error {
+	return database.RecordEvent(ctx, q, 0, database.InboundEvent{Kind: "room", Type: ev.Type, RoomID: string(ev.RoomID),
+		EventID: string(ev.EventID), Sender: string(ev.Sender), Raw: ev.Raw})
+}
+
+// applyMembership records the membership events of the hole, oldest
+// first, unless an event we received later already changed that user's
+// membership (it is then newer than the hole: paging started at the
+// room's latest event, so it is among the paged ones before it).
+func (g *gap) applyMembership(ctx context.Context, w *inbound.Work, hole []inbound.RoomEvent) error {
+	s := g.s
+	to, err := s.joinedPuppets(ctx, w.Q, g.r.id)
+	if err != nil {
+		return err
+	}
+	for _, ev := range hole {
+		if ev.Type != "m.room.member" || ev.StateKey == nil {
+			continue
+		}
+		if err := g.record(ctx, w.Q, ev); err != nil {
+			return err
+		}
+		s.metrics.GapEvents.WithLabelValues("membership").Inc()
+		var current string
+		err := w.Q.QueryRow(ctx, `SELECT event_id FROM room_member WHERE room_id = $1 AND user_id = $2`, g.r.id, *ev.StateKey).Scan(&current)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return errf(g.r.id, "membership of %s: %w", *ev.StateKey, err)
+		}
+		if i, ok := g.pos[id.EventID(current)]; ok && i < g.pos[ev.EventID] {
+			continue
+		}
+		if err := forgetDevices(ctx, w.Q, []string{*ev.StateKey}); err != nil {
+			return err
+		}
+		if err := database.SetMembership(ctx, w.Q, database.MemberEvent{RoomID: string(g.r.id), EventID: string(ev.EventID),
+			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)}); err != nil {
+			return err
+		}
+		content := ev.Content
+		if len(content) == 0 {
+			content = json.RawMessage(`{}`)
+		}
+		got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: g.r.id, EventID: ev.EventID, Kind: KindMembership,
+			Sender: ev.Sender, Type: ev.Type, Content: content, OriginServerTS: ev.OriginServerTS})
+		if err != nil {
+			return err
+		}
+		w.AfterCommit(func() { s.notify.wake(got) })
+	}
+	return nil
+}
+
+// applyRest applies the hole's encrypted events, oldest first: commits
+// the walk did not need (an applied one is a duplicate), and messages.
+func (g *gap) applyRest(ctx context.Context, w *inbound.Work, hole []inbound.RoomEvent) error {
+	for _, ev := range hole {
+		if ev.Type != EncryptedType {
+			continue
+		}
+		if err := g.record(ctx, w.Q, ev); err != nil {
+			return err
+		}
+		e, err := ParseEncrypted(ev.Content)
+		if err != nil || !g.s.supported(e.Algorithm) {
+			g.s.metrics.MalformedEvents.WithLabelValues("room_event").Inc()
+			continue
+		}
+		if e.Commit != nil {
+			g.s.metrics.GapEvents.WithLabelValues("commit").Inc()
+			if ok, err := g.s.fetchCommit(ctx, g.r, eventRef{ev.EventID, ev.Sender}, e); err != nil {
+				return err
+			} else if !ok {
+				continue
+			}
+			err = g.s.applyCommit(ctx, w, g.r, ev, e)
+		} else {
+			g.s.metrics.GapEvents.WithLabelValues("message").Inc()
+			err = g.s.receiveMessage(ctx, w, g.r, ev, e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
