@@ -267,6 +267,22 @@ func HeadItems(ctx context.Context, q Querier, queue string, limit int) ([]Item,
 	return items, nil
 }
 
+// LastItemAfter returns the kind of the last unparked item of queue after
+// seq, and "" if there is none: whether more work waits behind the item
+// being applied, and whether it ends with a given kind already.
+func LastItemAfter(ctx context.Context, q Querier, queue string, seq int64) (string, error) {
+	var kind string
+	err := q.QueryRow(ctx, `SELECT kind FROM work_item WHERE queue = $1 AND seq > $2 AND NOT parked
+		ORDER BY seq DESC LIMIT 1`, queue, seq).Scan(&kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the items of %s after %d: %w", queue, seq, err)
+	}
+	return kind, nil
+}
+
 // ItemsDone deletes applied items and lowers their queue's counter in p;
 // parked counts items parked in this transaction. due is when the queue
 // may next be tried.

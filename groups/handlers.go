@@ -156,7 +156,31 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 			return err
 		}
 	}
-	return s.reconcile(ctx, w, ev.RoomID, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+	return s.reconcileAfter(ctx, w, ev.RoomID, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+}
+
+// reconcileAfter reconciles the room now if nothing waits behind the item
+// being applied, and otherwise once after what waits: a burst of
+// membership changes (a bot inviting fifty users, a room filling up) is
+// then one commit, not one per event, each with a Welcome bigger than the
+// last. The room's queue is strictly ordered, so the reconcile item runs
+// after every change that was queued before it.
+func (s *Service) reconcileAfter(ctx context.Context, w *inbound.Work, room id.RoomID, why reconcileReason) error {
+	if w.Item.Seq == 0 {
+		return s.reconcile(ctx, w, room, why)
+	}
+	last, err := database.LastItemAfter(ctx, w.Q, roomQueue(room), w.Item.Seq)
+	switch {
+	case err != nil:
+		return err
+	case last == "":
+		return s.reconcile(ctx, w, room, why)
+	case last == kindReconcile:
+		return nil
+	}
+	s.metrics.ReconcilesDeferred.Inc()
+	_, err = w.Out.AddItem(ctx, database.Item{Queue: roomQueue(room), Kind: kindReconcile, RoomID: string(room), Payload: []byte{}})
+	return err
 }
 
 // learnHistoryAsJoined learns the history a Welcome could not (the

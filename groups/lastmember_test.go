@@ -3,6 +3,9 @@ package groups
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/mls/message"
 )
 
 // TestLastMemberRemovesTheDeparted: when bob, the only other member,
@@ -27,4 +30,56 @@ func TestLastMemberRemovesTheDeparted(t *testing.T) {
 	if devs := r.m.Devices(base); len(devs) != 1 || devs[0] != dev {
 		t.Errorf("group after bob left: %v", devs)
 	}
+}
+
+// TestBurstIsOneCommit: bob, cat and dan leave in one burst (the events
+// are queued together) while our device is the only one left to commit:
+// it makes one commit that removes all three, not one per departure.
+func TestBurstIsOneCommit(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	bob := h.newRemoteRoom("bob")
+	others := []epochs.Device{{UserID: "@cat:" + remoteDomain, DeviceID: "CATDEV"}, {UserID: "@dan:" + remoteDomain, DeviceID: "DANDEV"}}
+	var events []json.RawMessage
+	for _, d := range others {
+		inv, _ := h.member(bob.room, bob.dev.UserID, d.UserID, "invite")
+		join, _ := h.member(bob.room, d.UserID, d.UserID, "join")
+		events = append(events, inv, join)
+	}
+	h.send(events, nil)
+	kps := map[epochs.Device]*message.KeyPackage{}
+	for _, d := range others {
+		h.seedDevices(d.UserID, d.DeviceID)
+		kps[d] = newKeyPackage(t, d)
+	}
+	alice := h.puppet("alice", "ALICE1")
+	dev := epochs.Device{UserID: string(alice), DeviceID: "ALICE1"}
+	bob.joinOurs(dev)
+	_, ev, _, _ := bob.commit(view(append([]epochs.Device{bob.dev, dev}, others...)...), kps)
+	h.send([]json.RawMessage{ev}, nil)
+	if r := h.loadRoom(bob.room); len(r.m.Devices(mustBase(t, r))) != 4 {
+		t.Fatalf("bob's commit did not add cat and dan: %v", r.m.Devices(mustBase(t, r)))
+	}
+	made := counter(h.metrics.CommitsMade)
+	events = nil
+	for _, d := range append([]epochs.Device{bob.dev}, others...) {
+		leave, _ := h.member(bob.room, d.UserID, d.UserID, "leave")
+		events = append(events, leave)
+	}
+	h.send(events, nil)
+	if got := counter(h.metrics.CommitsMade) - made; got != 1 {
+		t.Errorf("%v commits for three departures queued together, want 1", got)
+	}
+	r := h.loadRoom(bob.room)
+	if devs := r.m.Devices(mustBase(t, r)); len(devs) != 1 || devs[0] != dev {
+		t.Errorf("group after the departures: %v", devs)
+	}
+}
+
+func mustBase(t *testing.T, r *room) epochs.ID {
+	t.Helper()
+	base, err := r.m.Base()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base
 }

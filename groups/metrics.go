@@ -4,31 +4,32 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the instruments of DMLS rooms.
 type Metrics struct {
-	CommitsMade      prometheus.Counter
-	CommitsApplied   prometheus.Counter
-	CommitsRejected  *prometheus.CounterVec
-	ForksSeen        prometheus.Counter
-	ForksResolved    prometheus.Counter
-	WelcomesSent     prometheus.Counter
-	WelcomesJoined   prometheus.Counter
-	WelcomesRefused  *prometheus.CounterVec
-	MessagesSent     prometheus.Counter
-	MessagesDecrypt  prometheus.Counter
-	MessagesWaiting  prometheus.Counter
-	Undecryptable    *prometheus.CounterVec
-	NotAddressed     prometheus.Counter
-	MalformedEvents  *prometheus.CounterVec
-	LeftOut          prometheus.Counter
-	HistoryFetched   prometheus.Counter
-	Backfilled       prometheus.Counter
-	HistoryStopped   *prometheus.CounterVec
-	GapEvents        *prometheus.CounterVec
-	Delivered        *prometheus.CounterVec
-	CommitSeconds    prometheus.Histogram
-	DecryptSeconds   prometheus.Histogram
-	MembershipToPlan prometheus.Histogram
-	Offloaded        *prometheus.CounterVec
-	OffloadDownloads *prometheus.CounterVec
+	CommitsMade        prometheus.Counter
+	CommitsApplied     prometheus.Counter
+	CommitsRejected    *prometheus.CounterVec
+	ForksSeen          prometheus.Counter
+	ForksResolved      prometheus.Counter
+	WelcomesSent       prometheus.Counter
+	WelcomesJoined     prometheus.Counter
+	WelcomesRefused    *prometheus.CounterVec
+	MessagesSent       prometheus.Counter
+	MessagesDecrypt    prometheus.Counter
+	MessagesWaiting    prometheus.Counter
+	Undecryptable      *prometheus.CounterVec
+	NotAddressed       prometheus.Counter
+	MalformedEvents    *prometheus.CounterVec
+	LeftOut            prometheus.Counter
+	HistoryFetched     prometheus.Counter
+	Backfilled         prometheus.Counter
+	HistoryStopped     *prometheus.CounterVec
+	GapEvents          *prometheus.CounterVec
+	ReconcilesDeferred prometheus.Counter
+	Delivered          *prometheus.CounterVec
+	CommitSeconds      prometheus.Histogram
+	DecryptSeconds     prometheus.Histogram
+	MembershipToPlan   prometheus.Histogram
+	Offloaded          *prometheus.CounterVec
+	OffloadDownloads   *prometheus.CounterVec
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -70,6 +71,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Commits we missed, fetched from the homeserver along commit_event links and applied."),
 		HistoryStopped: vec("mlsas_dmls_backfill_stopped_total",
 			"Walks back along commit_event links that stopped before reaching an epoch we hold, by reason.", "reason"),
+		ReconcilesDeferred: counter("mlsas_dmls_reconciles_deferred_total",
+			"Membership changes whose commit was left to a reconcile after the room's queued events, so that a burst is one commit."),
 		GapEvents: vec("mlsas_dmls_gap_events_total",
 			"Events of a hole in the room's timeline that never came by transaction (after a federation partition), found by paging back and applied, by kind.", "kind"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
