@@ -430,3 +430,34 @@ func TestMemberWelcomeWithoutCommitFirst(t *testing.T) {
 	}
 	r.agree(a, b)
 }
+
+// TestMemberWelcomeStoredBeforeCommit: as above, with the Member stored
+// and loaded again between the Welcome and the commit, as the service
+// does between two work items. The loaded Member holds the joined epoch's
+// metadata only; the commit lent to it must survive the epoch's loading,
+// or a stays behind in the base (the federated test's orphan cycle).
+func TestMemberWelcomeStoredBeforeCommit(t *testing.T) {
+	a, b := dev("@a:x", "A"), dev("@b:x", "B")
+	r := newServiceRoom(t, 4, a)
+	r.agree(a)
+	r.room.Members[b.UserID] = Join
+	r.room.Devices[b.UserID] = []string{b.DeviceID}
+	out := r.commit(r.indep[1])
+	wire := out.Commit
+	wire.Message = nil
+	if _, err := r.svc.Join(b, out.Welcome, r.bundles[b], wire, t0); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore()
+	s.write(t, flush(t, r.svc))
+	r.svc = s.member(t)
+	if got, err := r.apply(out.Commit); err != nil || got != out.Commit.Epoch {
+		t.Fatalf("the commit after its Welcome, on the loaded Member: %v %v", got, err)
+	}
+	if got := r.svc.Holders(out.Commit.Epoch); !slices.Equal(got, sortedDevices([]Device{a, b})) {
+		t.Fatalf("holders after the commit: %v", got)
+	}
+	s.write(t, flush(t, r.svc))
+	r.svc = s.member(t)
+	r.agree(a, b)
+}
