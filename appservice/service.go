@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -206,6 +207,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if cfg.AppService.MetricsAddress != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.metricsHandler())
+		if cfg.AppService.Pprof {
+			// Operators profile a running service here (go tool pprof
+			// http://<metrics_address>/debug/pprof/profile).
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		}
 		servers = append(servers, struct {
 			addr, key string
 			handler   http.Handler

@@ -68,6 +68,10 @@ type AppService struct {
 	// MetricsAddress, if set, serves /metrics on its own address instead
 	// of the appservice listener.
 	MetricsAddress string `yaml:"metrics_address"`
+	// Pprof serves Go's profiler (net/http/pprof, /debug/pprof/) on
+	// MetricsAddress, which it requires: never on the homeserver's
+	// listener.
+	Pprof bool `yaml:"pprof"`
 }
 
 type Database struct {
@@ -411,6 +415,9 @@ func (c *Config) validateLimits() error {
 		if _, _, err := net.SplitHostPort(c.AppService.MetricsAddress); err != nil {
 			return keyErr("appservice.metrics_address", "must be host:port, got %q", c.AppService.MetricsAddress)
 		}
+	}
+	if c.AppService.Pprof && c.AppService.MetricsAddress == "" {
+		return keyErr("appservice.pprof", "needs appservice.metrics_address: the profiler is served only on its own listener, never on the homeserver's")
 	}
 	return nil
 }

@@ -91,6 +91,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"appservice.max_in_flight_bytes", 1024, "appservice.max_in_flight_bytes: must be between 16777216 and"},
 		{"appservice.shutdown_grace", "1ms", "appservice.shutdown_grace: must be at least 100ms"},
 		{"appservice.metrics_address", "nonsense", "appservice.metrics_address: must be host:port"},
+		{"appservice.pprof", true, "appservice.pprof: needs appservice.metrics_address"},
 		{"database.uri", nil, "database.uri: missing"},
 		{"database.uri", "mysql://x@y/z", "database.uri: must be a postgres:// URI"},
 		{"database.uri", "postgres://x@y", "database.uri: must name a database"},

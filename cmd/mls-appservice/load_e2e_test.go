@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -132,7 +134,14 @@ func loadSynapse(t *testing.T, size loadSize) *load.Result {
 // in transactions as Synapse would send them to S.
 func loadIntake(t *testing.T, size loadSize) *load.Result {
 	quiet := map[string]map[string]any{"logging": {"level": "warn"}}
-	_, svcs := startServices(t, serviceOptions{name: "loadi", extra: quiet}, serviceOptions{name: "loadp", extra: quiet})
+	measured := map[string]map[string]any{"logging": {"level": "warn"}}
+	profile := os.Getenv("MLSAS_LOAD_CPUPROFILE")
+	metricsAddr := ""
+	if profile != "" {
+		metricsAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		measured["appservice"] = map[string]any{"metrics_address": metricsAddr, "pprof": true}
+	}
+	_, svcs := startServices(t, serviceOptions{name: "loadi", extra: measured}, serviceOptions{name: "loadp", extra: quiet})
 	S, P := svcs[0], svcs[1]
 	ctx := context.Background()
 	w := &e2eWorld{t: t, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{}}
@@ -213,6 +222,20 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		}
 		txns = append(txns, load.Transaction{Body: body, Deliveries: len(batch) * perRoom})
 	}
+	if profile != "" {
+		// MLSAS_LOAD_CPUPROFILE=file: the measured service's CPU profile
+		// over the feed's first 20 s (go tool pprof file).
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			if err := fetchProfile(ctx, "http://"+metricsAddr+"/debug/pprof/profile?seconds=20", profile); err != nil {
+				t.Errorf("CPU profile: %v", err)
+			} else {
+				t.Logf("CPU profile of the intake run written to %s", profile)
+			}
+		}()
+	}
 	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
 		EventPrefix: "$loadi", Puppets: size.puppets, Rooms: size.rooms, Members: size.rooms * size.members,
 		Devices: size.puppets, Service: load.Process{PID: S.proc.cmd.Process.Pid}, DB: S.db.Pool, Progress: os.Stdout})
@@ -220,4 +243,29 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		t.Fatal(err)
 	}
 	return res
+}
+
+// fetchProfile saves the profile served at url to file.
+func fetchProfile(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
