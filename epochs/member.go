@@ -753,21 +753,42 @@ func (m *Member) Encrypt(by Device, plaintext []byte) (ID, []byte, error) {
 // metadata pruned; ErrParentNotRetained that it was dropped; ErrNotHeld
 // that none of our devices is in it any more.
 func (m *Member) Decrypt(epoch ID, msg []byte) ([]byte, Device, error) {
-	st, err := m.state(epoch)
+	o, err := m.Open(epoch, msg)
 	if err != nil {
 		return nil, Device{}, err
 	}
+	return o.Plaintext, o.Sender, nil
+}
+
+// Opened is an application message Open decrypted.
+type Opened struct {
+	Plaintext []byte
+	Sender    Device
+	// Skipped counts the sender's earlier messages in the epoch that this
+	// one stepped over: not received before it (group.Received.Skipped).
+	// Matrix delivers a sender's events in order, so they are missing: a
+	// hole in the timeline the caller may look for.
+	Skipped int
+}
+
+// Open is Decrypt, reporting also the messages the sender sent before
+// this one that were not received.
+func (m *Member) Open(epoch ID, msg []byte) (*Opened, error) {
+	st, err := m.state(epoch)
+	if err != nil {
+		return nil, err
+	}
 	if len(st.holders) == 0 {
-		return nil, Device{}, fmt.Errorf("%w: %v", ErrNotHeld, epoch)
+		return nil, fmt.Errorf("%w: %v", ErrNotHeld, epoch)
 	}
 	r, err := group.New(st.pub, nil, m.cfg).Handle(msg)
 	if err != nil {
-		return nil, Device{}, err
+		return nil, err
 	}
 	if r.ContentType != message.ContentApplication {
-		return nil, Device{}, ErrNotApplication
+		return nil, ErrNotApplication
 	}
-	return r.ApplicationData, leafDevice(st.pub, r.Sender.LeafIndex), nil
+	return &Opened{Plaintext: r.ApplicationData, Sender: leafDevice(st.pub, r.Sender.LeafIndex), Skipped: r.Skipped}, nil
 }
 
 // RemoveDevice drops our device d from every epoch, for a device that

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
@@ -30,6 +29,12 @@ import (
 // and backfill applies it as if it had come in order: membership first
 // (the commits of the hole are checked against it), then the commit
 // chain, then the hole's messages.
+//
+// A hole that holds no commit leaves no link to follow. It shows when a
+// message after it arrives: its sender's earlier messages in the epoch
+// were stepped over (epochs.Opened.Skipped), and Matrix delivers a
+// sender's events in order, so they are missing; fillHole pages back
+// past that message to the far side of the hole.
 
 // gapPage is how many events one /messages request asks for.
 const gapPage = 50
@@ -92,12 +97,9 @@ func (g *gap) page(ctx context.Context) error {
 	return nil
 }
 
-// hole returns the paged events that never reached us by transaction,
-// oldest first. Events newer than the newest one we received are not in
-// it: they are on their way (Synapse sends the events it fetched after
-// the hole in later transactions, in order), and applying them here as
-// well would apply them twice.
-func (g *gap) hole(ctx context.Context, q database.Querier) ([]inbound.RoomEvent, error) {
+// received returns which paged events reached us by transaction (or an
+// earlier hole's filling).
+func (g *gap) received(ctx context.Context, q database.Querier) (map[id.EventID]bool, error) {
 	ids := make([]string, len(g.events))
 	for i, ev := range g.events {
 		ids[i] = string(ev.EventID)
@@ -110,20 +112,100 @@ func (g *gap) hole(ctx context.Context, q database.Querier) ([]inbound.RoomEvent
 	if err != nil {
 		return nil, errf(g.r.id, "received events: %w", err)
 	}
+	out := make(map[id.EventID]bool, len(got))
+	for _, e := range got {
+		out[id.EventID(e)] = true
+	}
+	return out, nil
+}
+
+// hole returns the paged events that never reached us by transaction,
+// oldest first. Events newer than the newest one we received are not in
+// it: they are on their way (Synapse sends the events it fetched after
+// the hole in later transactions). Synapse does not always send those in
+// timeline order, so an event of the hole may still arrive by
+// transaction after it was applied here: a commit is then a duplicate by
+// its hash, a membership event by its id, and a message by its delivery
+// (receiveMessage, group.ErrReplay).
+func (g *gap) hole(ctx context.Context, q database.Querier) ([]inbound.RoomEvent, error) {
+	got, err := g.received(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	newest := len(g.events)
 	for i, ev := range g.events {
-		if slices.Contains(got, string(ev.EventID)) {
+		if got[ev.EventID] {
 			newest = i
 			break
 		}
 	}
 	var out []inbound.RoomEvent
 	for i := len(g.events) - 1; i > newest; i-- {
-		if !slices.Contains(got, string(g.events[i].EventID)) {
+		if !got[g.events[i].EventID] {
 			out = append(out, g.events[i])
 		}
 	}
 	return out, nil
+}
+
+// pageBefore pages back past event until an older event that we received
+// is among the paged ones (the far side of a hole), the room's start, or
+// the bound.
+func (g *gap) pageBefore(ctx context.Context, q database.Querier, event id.EventID) error {
+	for {
+		if i, ok := g.pos[event]; ok && i+1 < len(g.events) {
+			got, err := g.received(ctx, q)
+			if err != nil {
+				return err
+			}
+			for _, older := range g.events[i+1:] {
+				if got[older.EventID] {
+					return nil
+				}
+			}
+		}
+		if g.done {
+			return nil
+		}
+		if err := g.page(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// fillHole looks for the hole before ev, a message that stepped over
+// earlier messages of its sender (epochs.Opened.Skipped): Matrix delivers
+// a sender's events in order, so those never reached us, and no commit
+// link leads to them when the hole holds no commit. It pages back past ev
+// to the far side of the hole and applies what it finds, as backfill
+// does. Nothing found (the sender's messages were lost before they
+// reached any homeserver) costs one page.
+func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent) error {
+	ours := r.ours()
+	if len(ours) == 0 || ctx.Value(backfilling{}) != nil {
+		return nil
+	}
+	ctx = context.WithValue(ctx, backfilling{}, true)
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Logger()
+	g := newGap(s, r, id.UserID(ours[0].UserID))
+	if err := g.pageBefore(ctx, w.Q, ev.EventID); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.metrics.HistoryStopped.WithLabelValues("fetch_failed").Inc()
+		log.Warn().Err(err).Msg("Could not page back for the messages a sender's message stepped over")
+		return nil
+	}
+	hole, err := g.hole(ctx, w.Q)
+	if err != nil || len(hole) == 0 {
+		return err
+	}
+	log.Info().Int("paged", len(g.events)).Int("hole", len(hole)).
+		Msg("A message stepped over earlier ones of its sender: paged back into a hole in the room's timeline")
+	if err := g.applyMembership(ctx, w, hole); err != nil {
+		return err
+	}
+	return g.applyRest(ctx, w, hole)
 }
 
 // record notes a hole's event as received, so that it is applied once:

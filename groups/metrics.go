@@ -24,6 +24,7 @@ type Metrics struct {
 	HistoryStopped     *prometheus.CounterVec
 	GapEvents          *prometheus.CounterVec
 	ReconcilesDeferred prometheus.Counter
+	DuplicateEvents    prometheus.Counter
 	Delivered          *prometheus.CounterVec
 	CommitSeconds      prometheus.Histogram
 	DecryptSeconds     prometheus.Histogram
@@ -73,6 +74,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Walks back along commit_event links that stopped before reaching an epoch we hold, by reason.", "reason"),
 		ReconcilesDeferred: counter("mlsas_dmls_reconciles_deferred_total",
 			"Membership changes whose commit was left to a reconcile after the room's queued events, so that a burst is one commit."),
+		DuplicateEvents: counter("mlsas_dmls_duplicate_events_total",
+			"Messages that arrived again after they were applied (from a hole in the timeline while their transaction was on its way), ignored."),
 		GapEvents: vec("mlsas_dmls_gap_events_total",
 			"Events of a hole in the room's timeline that never came by transaction (after a federation partition), found by paging back and applied, by kind.", "kind"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),

@@ -169,7 +169,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 	if !r.held() {
 		return s.wait(ctx, w, r, ev, e.Epoch)
 	}
-	plain, sender, err := r.m.Decrypt(e.Epoch, e.Ciphertext)
+	opened, err := r.m.Open(e.Epoch, e.Ciphertext)
 	switch {
 	case err == nil:
 	case errors.Is(err, epochs.ErrNotHeld):
@@ -198,20 +198,39 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 			return nil
 		}
 		return s.undecryptable(ctx, w, r, ev, "epoch_dropped", to)
+	case errors.Is(err, group.ErrReplay):
+		// Its key was used: if that was this very event (applied from a
+		// hole in the timeline while its transaction was on its way,
+		// gap.go), it is a duplicate; else a replay.
+		var delivered bool
+		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery WHERE room_id = $1 AND event_id = $2 AND kind = $3)`,
+			r.id, ev.EventID, string(KindMessage)).Scan(&delivered); qerr != nil {
+			return errf(r.id, "deliveries of %s: %w", ev.EventID, qerr)
+		}
+		if delivered {
+			s.metrics.DuplicateEvents.Inc()
+			return nil
+		}
+		s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Msg("Message replayed: its key was used by another event")
+		return s.undecryptable(ctx, w, r, ev, "replayed", to)
 	default:
 		s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Msg("Message does not decrypt")
 		return s.undecryptable(ctx, w, r, ev, "decrypt_failed", to)
 	}
+	sender := opened.Sender
 	if sender.UserID != string(ev.Sender) {
 		s.cfg.Log.Warn().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Str("mls_sender", sender.String()).
 			Stringer("sender", ev.Sender).Msg("Message refused: its MLS sender is not the event's sender")
 		return s.undecryptable(ctx, w, r, ev, "sender_mismatch", to)
 	}
 	s.metrics.MessagesDecrypt.Inc()
-	if err := s.deliverMessage(ctx, w, r, ev, id.DeviceID(sender.DeviceID), plain, to); err != nil {
+	if err := s.deliverMessage(ctx, w, r, ev, id.DeviceID(sender.DeviceID), opened.Plaintext, to); err != nil {
 		return err
 	}
 	s.metrics.DecryptSeconds.Observe(time.Since(start).Seconds())
+	if opened.Skipped > 0 {
+		return s.fillHole(ctx, w, r, ev)
+	}
 	return nil
 }
 

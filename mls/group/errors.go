@@ -21,6 +21,10 @@ var (
 	ErrWrongEpoch = errors.New("group: message for another epoch")
 	// ErrDecrypt means a PrivateMessage that does not decrypt.
 	ErrDecrypt = errors.New("group: message does not decrypt")
+	// ErrReplay means a PrivateMessage whose generation was used already:
+	// a replay, or the same message processed twice (RFC 9420 §9.2: each
+	// key is deleted once used).
+	ErrReplay = errors.New("group: message generation already used")
 	// ErrMalformed means a message that does not decode or breaks a rule
 	// of its syntax.
 	ErrMalformed = errors.New("group: malformed message")

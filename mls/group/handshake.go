@@ -63,23 +63,35 @@ func (p *Public) memberKey(leaf uint32) []byte {
 // unprotect authenticates a handshake or application message of p's
 // epoch. For a PrivateMessage it consumes the sender's ratchet generation.
 func (p *Public) unprotect(m *message.MLSMessage) (*message.AuthenticatedContent, error) {
+	ac, _, err := p.unprotectSkipping(m)
+	return ac, err
+}
+
+// unprotectSkipping is unprotect that also reports how many generations
+// of its sender's ratchet a PrivateMessage stepped over
+// (secrettree.Tree.Skipped).
+func (p *Public) unprotectSkipping(m *message.MLSMessage) (*message.AuthenticatedContent, int, error) {
 	var ac *message.AuthenticatedContent
 	var err error
+	skipped := 0
 	switch m.WireFormat {
 	case message.WireFormatPublicMessage:
 		ac, err = framing.UnprotectPublic(p.suite, m.PublicMessage, &p.ctx, p.epoch.MembershipKey, p.senderKey)
 	case message.WireFormatPrivateMessage:
 		err = p.secrets.use(func(t *secrettree.Tree) (err error) {
 			ac, err = framing.UnprotectPrivate(p.suite, m.PrivateMessage, &p.ctx, t, p.epoch.SenderDataSecret, p.memberKey)
+			if err == nil {
+				skipped = t.Skipped()
+			}
 			return err
 		})
 	default:
-		return nil, fmt.Errorf("%w: wire format %d is not a group message", ErrMalformed, m.WireFormat)
+		return nil, 0, fmt.Errorf("%w: wire format %d is not a group message", ErrMalformed, m.WireFormat)
 	}
 	if err != nil {
-		return nil, classifyFramingError(err)
+		return nil, 0, classifyFramingError(err)
 	}
-	return ac, nil
+	return ac, skipped, nil
 }
 
 // classifyFramingError wraps a framing error with the matching group
@@ -91,6 +103,7 @@ func classifyFramingError(err error) error {
 		{framing.ErrWrongEpoch, ErrWrongEpoch},
 		{framing.ErrUnknownSender, ErrUnknownSender},
 		{framing.ErrNotMember, ErrUnknownSender},
+		{framing.ErrReplay, ErrReplay},
 		{framing.ErrContentDecrypt, ErrDecrypt},
 		{framing.ErrSenderDataDecrypt, ErrDecrypt},
 		{framing.ErrBadPadding, ErrMalformed},

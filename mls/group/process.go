@@ -23,6 +23,10 @@ type Received struct {
 	AuthenticatedData []byte
 	// ApplicationData is the plaintext of an application message.
 	ApplicationData []byte
+	// Skipped is how many earlier messages of the same sender (in its
+	// ratchet for this content type) this PrivateMessage stepped over:
+	// they were not received before it, lost or late.
+	Skipped int
 	// Proposal and ProposalRef describe a proposal, now cached.
 	Proposal    *message.Proposal
 	ProposalRef []byte
@@ -54,12 +58,13 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 			return g.handleLate(r, pm)
 		}
 	}
-	ac, err := g.pub.unprotect(m)
+	ac, skipped, err := g.pub.unprotectSkipping(m)
 	if err != nil {
 		return nil, err
 	}
 	c := &ac.Content
-	r := &Received{ContentType: c.ContentType, Sender: c.Sender, Epoch: c.Epoch, AuthenticatedData: c.AuthenticatedData}
+	r := &Received{ContentType: c.ContentType, Sender: c.Sender, Epoch: c.Epoch, AuthenticatedData: c.AuthenticatedData,
+		Skipped: skipped}
 	switch c.ContentType {
 	case message.ContentApplication:
 		if m.WireFormat != message.WireFormatPrivateMessage {

@@ -107,6 +107,9 @@ type Tree struct {
 	// the leaves that have ratchets they cover every leaf exactly once.
 	nodes  map[uint32][]byte
 	leaves map[uint32]*leafState
+	// skipped is how many generations the last successful Receive
+	// stepped over (Skipped); not part of the tree's state.
+	skipped int
 }
 
 type leafState struct {
@@ -264,10 +267,21 @@ func (t *Tree) Receive(leaf uint32, kind RatchetType, generation uint32, use fun
 	if err != nil {
 		return err
 	}
+	next := r.next
 	if err := r.receive(t.suite, t.opts, generation, use); err != nil {
 		return fmt.Errorf("secret tree: leaf %d %v generation %d: %w", leaf, kind, generation, err)
 	}
+	t.skipped = 0
+	if uint64(generation) > next {
+		t.skipped = int(uint64(generation) - next)
+	}
 	return nil
 }
+
+// Skipped returns how many generations of its ratchet the last successful
+// Receive stepped over: messages of that sender that were not received
+// before this one (lost, or still on their way). Their keys are kept,
+// within Options.MaxRetained, for when they arrive.
+func (t *Tree) Skipped() int { return t.skipped }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

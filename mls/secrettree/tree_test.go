@@ -204,3 +204,30 @@ func TestCloneIsIndependent(t *testing.T) {
 		t.Fatalf("zeroing a broke b: %v", err)
 	}
 }
+
+// TestSkipped: Skipped reports the generations the last successful
+// Receive stepped over; a failed Receive leaves it as it was.
+func TestSkipped(t *testing.T) {
+	tree := testTree(t, 4, Options{MaxForward: 10, MaxRetained: 5})
+	for _, c := range []struct {
+		gen     uint32
+		ok      bool
+		skipped int
+	}{
+		{0, true, 0},
+		{3, true, 2}, // 1 and 2 not received
+		{1, true, 0}, // a late one skips nothing
+		{4, true, 0},
+		{4, false, 0}, // replay: refused, unchanged
+		{9, true, 4},
+		{21, false, 4}, // 11 ahead of 10, limit 10: refused, unchanged
+	} {
+		_, err := receive(tree, 1, Application, c.gen)
+		if (err == nil) != c.ok {
+			t.Fatalf("generation %d: %v", c.gen, err)
+		}
+		if got := tree.Skipped(); got != c.skipped {
+			t.Errorf("after generation %d: Skipped() = %d, want %d", c.gen, got, c.skipped)
+		}
+	}
+}
