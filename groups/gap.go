@@ -126,21 +126,25 @@ func (g *gap) received(ctx context.Context, q database.Querier) (map[id.EventID]
 // timeline order, so an event of the hole may still arrive by
 // transaction after it was applied here: a commit is then a duplicate by
 // its hash, a membership event by its id, and a message by its delivery
-// (receiveMessage, group.ErrReplay).
+// (receiveMessage, group.ErrReplay). Events older than the oldest one we
+// received are not in it either: the hole is what lies between events we
+// have, never the room's history from before our puppets joined it.
 func (g *gap) hole(ctx context.Context, q database.Querier) ([]inbound.RoomEvent, error) {
 	got, err := g.received(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	newest := len(g.events)
+	newest, oldest := -1, -1
 	for i, ev := range g.events {
 		if got[ev.EventID] {
-			newest = i
-			break
+			if newest < 0 {
+				newest = i
+			}
+			oldest = i
 		}
 	}
 	var out []inbound.RoomEvent
-	for i := len(g.events) - 1; i > newest; i-- {
+	for i := oldest - 1; i > newest; i-- {
 		if !got[g.events[i].EventID] {
 			out = append(out, g.events[i])
 		}

@@ -212,6 +212,14 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 	}
 	var hole []inbound.RoomEvent
 	if g != nil {
+		// The hole ends where we received events again: page back past
+		// the oldest commit of the chain to the first of them.
+		if err := g.pageBefore(ctx, w.Q, chain[len(chain)-1].ev.EventID); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			log.Warn().Err(err).Msg("Backfill: could not page back to the far side of the hole; applying the commits alone")
+		}
 		var err error
 		if hole, err = g.hole(ctx, w.Q); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/cloudflare/circl/dh/x448"
 	circlhpke "github.com/cloudflare/circl/hpke"
@@ -18,12 +19,15 @@ import (
 )
 
 // HPKEPrivateKey is a parsed HPKE private key of one suite's KEM, together
-// with its public key, which is computed once when the key is parsed,
-// derived or generated. It is immutable and safe for concurrent use.
+// with its public key, which is computed once, when first asked for: a
+// group state loaded from storage parses every private key of its path,
+// and an application message uses none of them. It is immutable and safe
+// for concurrent use.
 type HPKEPrivateKey struct {
 	suite *Suite
 	enc   []byte
 	key   kemPrivateKey
+	once  sync.Once
 	pub   *HPKEPublicKey
 }
 
@@ -94,8 +98,7 @@ func (s *Suite) NewHPKEPrivateKey(b []byte) (*HPKEPrivateKey, error) {
 }
 
 func (s *Suite) newHPKEPrivateKey(enc []byte, k kemPrivateKey) *HPKEPrivateKey {
-	pubEnc, pub := k.public()
-	return &HPKEPrivateKey{suite: s, enc: enc, key: k, pub: &HPKEPublicKey{suite: s, enc: pubEnc, key: pub}}
+	return &HPKEPrivateKey{suite: s, enc: enc, key: k}
 }
 
 // NewHPKEPublicKey parses a serialised HPKE public key (RFC 9180
@@ -112,7 +115,13 @@ func (s *Suite) NewHPKEPublicKey(b []byte) (*HPKEPublicKey, error) {
 func (k *HPKEPrivateKey) Suite() *Suite { return k.suite }
 
 // Public returns the key's public key.
-func (k *HPKEPrivateKey) Public() *HPKEPublicKey { return k.pub }
+func (k *HPKEPrivateKey) Public() *HPKEPublicKey {
+	k.once.Do(func() {
+		enc, pub := k.key.public()
+		k.pub = &HPKEPublicKey{suite: k.suite, enc: enc, key: pub}
+	})
+	return k.pub
+}
 
 // Bytes returns the serialised key, as a new slice. It is secret.
 func (k *HPKEPrivateKey) Bytes() []byte { return append([]byte(nil), k.enc...) }

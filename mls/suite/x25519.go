@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
@@ -34,10 +35,19 @@ const (
 
 var kemX25519SuiteID = []byte{'K', 'E', 'M', 0, kemX25519ID}
 
-// x25519Private is a clamped scalar and its public key.
+// x25519Private is a clamped scalar and its public key, computed on first
+// use: a group state loaded from storage parses every private key of its
+// path, and most operations on it (an application message) use none.
 type x25519Private struct {
 	scalar [x25519Size]byte
+	once   sync.Once
 	pub    []byte
+}
+
+// pubKey returns the public key, computing it once.
+func (k *x25519Private) pubKey() []byte {
+	k.once.Do(func() { k.pub = x25519Base(k.scalar[:]) })
+	return k.pub
 }
 
 type x25519Public struct{ pub []byte }
@@ -58,7 +68,6 @@ func (x25519KEM) newPrivate(b []byte) (kemPrivateKey, error) {
 	k := &x25519Private{}
 	copy(k.scalar[:], b)
 	clamp(k.scalar[:])
-	k.pub = x25519Base(k.scalar[:])
 	return k, nil
 }
 
@@ -69,7 +78,10 @@ func (x25519KEM) newPublic(b []byte) (kemPublicKey, error) {
 	return x25519Public{append([]byte(nil), b...)}, nil
 }
 
-func (k *x25519Private) public() ([]byte, kemPublicKey) { return k.pub, x25519Public{k.pub} }
+func (k *x25519Private) public() ([]byte, kemPublicKey) {
+	pub := k.pubKey()
+	return pub, x25519Public{pub}
+}
 
 func clamp(k []byte) {
 	k[0] &= 248
@@ -165,7 +177,7 @@ func (k *x25519Private) decap(enc []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecrypt, err)
 	}
-	return kemSharedSecret(dh, enc, k.pub), nil
+	return kemSharedSecret(dh, enc, k.pubKey()), nil
 }
 
 // kemSharedSecret is DHKEM's ExtractAndExpand(dh, enc || pkR).
