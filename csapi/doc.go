@@ -51,8 +51,8 @@
 // # What passes through
 //
 // Everything else (profiles, account data, state, typing, receipts,
-// presence, media, redactions, room directory, /versions) goes to the
-// homeserver unchanged as the puppet's device: proxy.go drops the bot's
+// presence, media, redactions, room directory) goes to the homeserver
+// unchanged as the puppet's device: proxy.go drops the bot's
 // token and any identity it put in the query and adds the appservice's
 // token with user_id and device_id (masquerading, MSC4190). Bodies
 // stream both ways, bounded by csapi.max_upload_bytes. State events and
@@ -68,7 +68,9 @@
 // spend its KeyPackages), key backup, deleting devices, /logout/all,
 // passwords, deactivation, refresh and login tokens, the deprecated
 // /events and /initialSync, and sliding sync (MSC3575, MSC4186), which
-// would give encrypted events undecrypted. Password login answers 400
+// would give encrypted events undecrypted; /versions is the homeserver's
+// answer with sliding sync's unstable features turned off (versions.go),
+// so that an SDK does not try it first. Password login answers 400
 // M_UNKNOWN and registration 403 M_FORBIDDEN, as for a server that
 // offers neither. A malformed request (room id, event type, transaction
 // id, body) gets a 4xx with an errcode, never a 5xx; an answer of the

@@ -77,14 +77,6 @@ func (s *Server) passthrough(w http.ResponseWriter, r *http.Request, a *access) 
 	return nil
 }
 
-// publicPassthrough sends a request that needs no token (the versions
-// the homeserver speaks) without any credentials.
-func (s *Server) publicPassthrough(w http.ResponseWriter, r *http.Request, _ *access) error {
-	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.Settings.MaxBodyBytes)
-	s.proxyFor(nil).ServeHTTP(w, r)
-	return nil
-}
-
 // answer is a homeserver answer read whole (for the façade to rewrite).
 type answer struct {
 	status int

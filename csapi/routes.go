@@ -42,7 +42,7 @@ func (s *Server) routes() []route {
 	}
 	out = append(out,
 		route{pattern: "GET /.well-known/matrix/client", name: "well-known", public: true, handle: s.wellKnown},
-		route{pattern: "GET /_matrix/client/versions", name: "versions", public: true, handle: s.publicPassthrough},
+		route{pattern: "GET /_matrix/client/versions", name: "versions", public: true, handle: s.serveVersions},
 		route{pattern: "POST /_matrix/client/v1/login/get_token", name: "refused",
 			handle: refuse(http.StatusNotFound, errUnrecognized, "login tokens are not offered here")},
 	)

@@ -473,6 +473,16 @@ func checkFacadeHTTP(t *testing.T, facade, token, user, room, asBot string) int 
 	if hs, _ := out["m.homeserver"].(map[string]any); st != 200 || hs["base_url"] != facade {
 		t.Errorf("well-known: %d %v", st, out)
 	}
+	st, out = call("GET", "/_matrix/client/versions", "", nil)
+	if vs, _ := out["versions"].([]any); st != 200 || len(vs) == 0 {
+		t.Errorf("versions: %d %v", st, out)
+	}
+	features, _ := out["unstable_features"].(map[string]any)
+	for name, on := range features {
+		if on == true && (strings.Contains(name, "msc3575") || strings.Contains(name, "msc4186")) {
+			t.Errorf("versions advertises %s, which the façade refuses", name)
+		}
+	}
 	st, out = call("GET", c+"/account/whoami", "", nil)
 	expect("whoami without a token", st, out, 401, "M_MISSING_TOKEN")
 	st, out = call("GET", c+"/account/whoami", "mlsat_0011223344556677_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", nil)
