@@ -21,6 +21,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/internal/httpstatus"
 	"github.com/mls-appservice/mls-appservice/seal"
 )
 
@@ -142,35 +143,13 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-// statusWriter remembers the status code for the metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // wrap puts a route's handler behind authentication, the rate limit,
 // the request timeout, error answers, logs and metrics.
 func (s *Server) wrap(rt route) http.Handler {
 	name := rt.method + " " + rt.path
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := s.cfg.Now()
-		w := &statusWriter{ResponseWriter: rw}
+		w := &httpstatus.Writer{ResponseWriter: rw}
 		bot := ""
 		defer func() {
 			if p := recover(); p != nil {
@@ -178,11 +157,11 @@ func (s *Server) wrap(rt route) http.Handler {
 					panic(p)
 				}
 				s.log.Error().Str("route", name).Str("bot", bot).Interface("panic", p).Msg("Bot API handler panicked")
-				if w.status == 0 {
+				if w.Status == 0 {
 					writeError(w, apiErr(http.StatusInternalServerError, CodeInternal, "", "internal error"))
 				}
 			}
-			code := w.status
+			code := w.Status
 			if code == 0 {
 				code = http.StatusOK
 			}
@@ -221,7 +200,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		ev.Str("route", name).Str("bot", bot).Int("status", e.Status).Str("code", e.Code).Str("field", e.Field).
 			Err(err).Msg("Bot API request failed")
-		if w.status == 0 {
+		if w.Status == 0 {
 			writeError(w, e)
 		}
 	})

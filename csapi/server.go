@@ -20,6 +20,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/internal/httpstatus"
 )
 
 // Groups is what the façade needs of package groups (*groups.Service).
@@ -120,7 +121,7 @@ type route struct {
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := s.cfg.Now()
-		w := &statusWriter{ResponseWriter: rw}
+		w := &httpstatus.Writer{ResponseWriter: rw}
 		var a *access
 		defer func() {
 			if p := recover(); p != nil {
@@ -128,11 +129,11 @@ func (s *Server) wrap(rt route) http.Handler {
 					panic(p)
 				}
 				s.log.Error().Str("route", rt.name).Interface("panic", p).Msg("Façade handler panicked")
-				if w.status == 0 {
+				if w.Status == 0 {
 					writeError(w, mxErr(http.StatusInternalServerError, errUnknown, "internal error"))
 				}
 			}
-			code := w.status
+			code := w.Status
 			if code == 0 {
 				code = http.StatusOK
 			}
@@ -175,7 +176,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		ev.Str("route", rt.name).Str("method", r.Method).Int("status", e.status).Str("errcode", e.errcode).
 			Err(err).Msg("Façade request failed")
-		if w.status == 0 {
+		if w.Status == 0 {
 			writeError(w, e)
 		}
 	})
@@ -184,28 +185,6 @@ func (s *Server) wrap(rt route) http.Handler {
 // statusClientClosed is the status counted (never sent) for a request
 // whose client went away before its answer, as nginx logs it.
 const statusClientClosed = 499
-
-// statusWriter remembers the status code for the metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // tokenOf returns the access token of a request: the Authorization
 // header, or the deprecated access_token query parameter (older clients

@@ -231,28 +231,20 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, a *access) error {
 	if f := q.Get("filter"); strings.HasPrefix(strings.TrimSpace(f), "{") {
 		q.Set("filter", string(widenFilter([]byte(f), true)))
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout+s.cfg.Settings.SyncHold.D()+time.Minute)
-	defer cancel()
-	ans, err := s.call(ctx, a, http.MethodGet, r.URL.EscapedPath(), q, nil)
-	if err != nil {
-		return err
-	}
-	if ans.status != http.StatusOK {
-		relay(w, ans)
-		return nil
-	}
-	body, err := rewriteSync(ctx, s.rewriter(a), ans.body)
-	if err != nil {
-		return err
-	}
-	writeRaw(w, http.StatusOK, body)
-	return nil
+	return s.getRewritten(w, r, a, q, timeout+s.cfg.Settings.SyncHold.D()+time.Minute, rewriteSync)
 }
 
 // readRewritten serves a GET whose answer the façade rewrites with fn.
 func (s *Server) readRewritten(w http.ResponseWriter, r *http.Request, a *access, q map[string][]string,
 	fn func(ctx context.Context, rw *rewriter, body []byte) ([]byte, error)) error {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Settings.SyncHold.D()+time.Minute)
+	return s.getRewritten(w, r, a, q, s.cfg.Settings.SyncHold.D()+time.Minute, fn)
+}
+
+// getRewritten makes the GET to the homeserver within limit and answers
+// with its answer rewritten by fn (an error answer is relayed as is).
+func (s *Server) getRewritten(w http.ResponseWriter, r *http.Request, a *access, q map[string][]string, limit time.Duration,
+	fn func(ctx context.Context, rw *rewriter, body []byte) ([]byte, error)) error {
+	ctx, cancel := context.WithTimeout(r.Context(), limit)
 	defer cancel()
 	ans, err := s.call(ctx, a, http.MethodGet, r.URL.EscapedPath(), q, nil)
 	if err != nil {
