@@ -185,7 +185,7 @@ func (g *gap) pageBefore(ctx context.Context, q database.Querier, event id.Event
 // does. Nothing found (the sender's messages were lost before they
 // reached any homeserver) costs one page.
 func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent) error {
-	ours := r.ours()
+	ours := r.m.Ours()
 	if len(ours) == 0 || ctx.Value(backfilling{}) != nil {
 		return nil
 	}

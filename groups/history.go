@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
@@ -139,7 +140,9 @@ type backfilling struct{}
 // for everyone and races the resolutions of members that do hold the
 // history, and because the wait is bounded (groups.wait) and counted.
 func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch epochs.ID, link string) error {
-	ours := r.ours()
+	// Any device of ours can fetch: the base's holders may be none (our
+	// devices there were removed, or the base is an epoch we only know of).
+	ours := r.m.Ours()
 	if len(ours) == 0 || link == "" || ctx.Value(backfilling{}) != nil {
 		// Applying a backfilled commit never starts another walk: the
 		// chain ends at an epoch we hold.
@@ -249,6 +252,40 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 	}
 	if g != nil {
 		return g.applyRest(ctx, w, hole)
+	}
+	return nil
+}
+
+// backfillWaiting walks back again for every epoch that events still wait
+// for: after a Welcome put a device of ours on a branch whose earlier
+// epochs we lack (the commits of a hole the first walk could not reach
+// yet), and before a wait ends. An epoch held by then is skipped.
+func (s *Service) backfillWaiting(ctx context.Context, w *inbound.Work, r *room) error {
+	rows, err := w.Q.Query(ctx, `SELECT event FROM dmls_waiting WHERE room_id = $1 ORDER BY expires_at`, r.id)
+	if err != nil {
+		return errf(r.id, "waiting events: %w", err)
+	}
+	raws, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return errf(r.id, "waiting events: %w", err)
+	}
+	tried := map[epochs.ID]bool{}
+	for _, raw := range raws {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil {
+			continue
+		}
+		e, err := ParseEncrypted(ev.Content)
+		if err != nil || tried[e.Epoch] {
+			continue
+		}
+		tried[e.Epoch] = true
+		if n, ok := r.node(e.Epoch); ok && n.Retained {
+			continue
+		}
+		if err := s.backfill(ctx, w, r, e.Epoch, e.CommitEvent); err != nil {
+			return err
+		}
 	}
 	return nil
 }

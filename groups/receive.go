@@ -294,6 +294,8 @@ func (s *Service) wait(ctx context.Context, w *inbound.Work, r *room, ev inbound
 	}
 	if tag.RowsAffected() == 1 {
 		s.metrics.MessagesWaiting.Inc()
+		s.cfg.Log.Debug().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Str("epoch", epoch.String()).
+			Msg("Event waits for its epoch")
 	}
 	return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerWait, Key: string(r.id), Queue: roomQueue(r.id),
 		DueAt: expires}, database.Earliest)
@@ -393,6 +395,16 @@ func (t waitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 	r, err := s.loadRoom(ctx, w.Q, roomID)
 	if err != nil || r == nil {
 		return time.Time{}, err
+	}
+	// A last walk back before the wait ends: the homeserver may hold
+	// now what it lacked when the events arrived.
+	if r.held() {
+		if err := s.backfillWaiting(ctx, w, r); err != nil {
+			return time.Time{}, err
+		}
+		if err := s.saveRoom(ctx, w.Q, r); err != nil {
+			return time.Time{}, err
+		}
 	}
 	rows, err := w.Q.Query(ctx, `DELETE FROM dmls_waiting WHERE room_id = $1 AND expires_at <= $2 RETURNING event`, roomID, s.now())
 	if err != nil {
@@ -542,6 +554,9 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		return err
 	}
 	if err := s.dropJoiningCommit(ctx, w, r, joined); err != nil {
+		return err
+	}
+	if err := s.backfillWaiting(ctx, w, r); err != nil {
 		return err
 	}
 	if err := s.reconcileLoaded(ctx, w, r, reconcileReason{at: w.Item.CreatedAt}); err != nil {

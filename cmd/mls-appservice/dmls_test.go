@@ -131,6 +131,14 @@ func TestFederatedDMLS(t *testing.T) {
 	_ = commitsBefore
 
 	var got, want, dup, stray int
+	defer func() {
+		if t.Failed() {
+			for _, m := range w.missing {
+				t.Logf("not delivered: %s", m)
+			}
+			t.Logf("metrics of the services now: %v", w.metricLabels("mlsas_dmls_messages_undecryptable_total"))
+		}
+	}()
 	until(t, 3*time.Minute, "every message delivered", func(ctx context.Context) (bool, error) {
 		var err error
 		got, want, dup, stray, err = w.delivered(ctx)

@@ -31,6 +31,9 @@ type e2eWorld struct {
 	metrics  map[string]float64 // metric totals of processes that were restarted
 	restarts int
 	removals int
+	// missing are the deliveries the last call of delivered did not
+	// find, for the failure message.
+	missing []string
 }
 
 type e2eMessage struct {
@@ -250,6 +253,7 @@ func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, er
 			logs[u][c.Body]++
 		}
 	}
+	w.missing = w.missing[:0]
 	for _, m := range w.messages {
 		for _, u := range m.to {
 			want++
@@ -257,6 +261,7 @@ func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, er
 			case 1:
 				got++
 			case 0:
+				w.missing = append(w.missing, fmt.Sprintf("%q (event %s in %s) to %s", m.body, m.event, m.room, u))
 			default:
 				dup++
 			}
