@@ -256,8 +256,8 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 	return nil
 }
 
-// backfillWaiting walks back again for every epoch that events still wait
-// for: after a Welcome put a device of ours on a branch whose earlier
+// backfillWaiting walks back again for every epoch that messages still
+// wait for: after a Welcome put a device of ours on a branch whose earlier
 // epochs we lack (the commits of a hole the first walk could not reach
 // yet), and before a wait ends. An epoch held by then is skipped.
 func (s *Service) backfillWaiting(ctx context.Context, w *inbound.Work, r *room) error {
@@ -276,7 +276,10 @@ func (s *Service) backfillWaiting(ctx context.Context, w *inbound.Work, r *room)
 			continue
 		}
 		e, err := ParseEncrypted(ev.Content)
-		if err != nil || tried[e.Epoch] {
+		if err != nil || e.Commit != nil || tried[e.Epoch] {
+			// A waiting commit is applied when its base comes; one whose
+			// base never does was made on a branch before our devices were
+			// in the group, which no walk reaches.
 			continue
 		}
 		tried[e.Epoch] = true
