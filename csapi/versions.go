@@ -36,28 +36,31 @@ func withoutRefusedFeatures(body []byte) ([]byte, bool) {
 	if json.Unmarshal(body, &doc) != nil || doc == nil {
 		return nil, false
 	}
-	raw, ok := doc["unstable_features"]
-	if !ok {
-		return body, true
-	}
-	var features map[string]bool
-	if json.Unmarshal(raw, &features) != nil {
-		return nil, false
-	}
 	changed := false
-	for name, on := range features {
-		for _, f := range refusedFeatures {
-			if on && strings.Contains(strings.ToLower(name), f) {
-				features[name], changed = false, true
+	for key, raw := range doc {
+		// Any spelling: some JSON decoders match field names without
+		// regard to case.
+		if !strings.EqualFold(key, "unstable_features") || string(raw) == "null" {
+			continue
+		}
+		var features map[string]bool
+		if json.Unmarshal(raw, &features) != nil {
+			return nil, false
+		}
+		for name, on := range features {
+			for _, f := range refusedFeatures {
+				if on && strings.Contains(strings.ToLower(name), f) {
+					features[name], changed = false, true
+				}
 			}
+		}
+		var err error
+		if doc[key], err = json.Marshal(features); err != nil {
+			return nil, false
 		}
 	}
 	if !changed {
 		return body, true
-	}
-	var err error
-	if doc["unstable_features"], err = json.Marshal(features); err != nil {
-		return nil, false
 	}
 	out, err := json.Marshal(doc)
 	return out, err == nil

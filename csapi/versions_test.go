@@ -2,6 +2,7 @@ package csapi
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -47,4 +48,32 @@ func TestWithoutRefusedFeatures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzWithoutRefusedFeatures: any answer of the homeserver is either
+// refused (relayed as it came) or rewritten into valid JSON with no
+// refused feature left on.
+func FuzzWithoutRefusedFeatures(f *testing.F) {
+	f.Add([]byte(`{"versions":["v1.11"],"unstable_features":{"org.matrix.simplified_msc3575":true}}`))
+	f.Add([]byte(`{"unstable_features":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, ok := withoutRefusedFeatures(body)
+		if !ok {
+			return
+		}
+		var doc struct {
+			Features map[string]bool `json:"unstable_features"`
+		}
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("rewritten answer is not JSON: %v", err)
+		}
+		for name, on := range doc.Features {
+			for _, f := range refusedFeatures {
+				if on && strings.Contains(strings.ToLower(name), f) {
+					t.Fatalf("%s still on", name)
+				}
+			}
+		}
+	})
 }
