@@ -252,16 +252,9 @@ func (g *gap) applyMembership(ctx context.Context, w *inbound.Work, hole []inbou
 			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)}); err != nil {
 			return err
 		}
-		content := ev.Content
-		if len(content) == 0 {
-			content = json.RawMessage(`{}`)
-		}
-		got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: g.r.id, EventID: ev.EventID, Kind: KindMembership,
-			Sender: ev.Sender, Type: ev.Type, Content: content, OriginServerTS: ev.OriginServerTS})
-		if err != nil {
+		if err := s.deliverMembership(ctx, w, ev, to); err != nil {
 			return err
 		}
-		w.AfterCommit(func() { s.notify.wake(got) })
 	}
 	return nil
 }
@@ -281,19 +274,12 @@ func (g *gap) applyRest(ctx context.Context, w *inbound.Work, hole []inbound.Roo
 			g.s.metrics.MalformedEvents.WithLabelValues("room_event").Inc()
 			continue
 		}
+		kind := "message"
 		if e.Commit != nil {
-			g.s.metrics.GapEvents.WithLabelValues("commit").Inc()
-			if ok, err := g.s.fetchCommit(ctx, g.r, eventRef{ev.EventID, ev.Sender}, e); err != nil {
-				return err
-			} else if !ok {
-				continue
-			}
-			err = g.s.applyCommit(ctx, w, g.r, ev, e)
-		} else {
-			g.s.metrics.GapEvents.WithLabelValues("message").Inc()
-			err = g.s.receiveMessage(ctx, w, g.r, ev, e)
+			kind = "commit"
 		}
-		if err != nil {
+		g.s.metrics.GapEvents.WithLabelValues(kind).Inc()
+		if err := g.s.applyEncrypted(ctx, w, g.r, ev, e); err != nil {
 			return err
 		}
 	}

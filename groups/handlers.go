@@ -134,20 +134,13 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 			s.cfg.Log.Warn().Err(err).Stringer("room_id", ev.RoomID).Msg("Could not read the room's membership")
 		}
 	}
-	content := ev.Content
-	if len(content) == 0 {
-		content = json.RawMessage(`{}`)
-	}
 	to, err := s.joinedPuppets(ctx, w.Q, ev.RoomID)
 	if err != nil {
 		return err
 	}
-	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: ev.RoomID, EventID: ev.EventID, Kind: KindMembership,
-		Sender: ev.Sender, Type: ev.Type, Content: content, OriginServerTS: ev.OriginServerTS})
-	if err != nil {
+	if err := s.deliverMembership(ctx, w, ev, to); err != nil {
 		return err
 	}
-	w.AfterCommit(func() { s.notify.wake(got) })
 	if state != "active" {
 		return nil
 	}
@@ -181,6 +174,21 @@ func (s *Service) reconcileAfter(ctx context.Context, w *inbound.Work, room id.R
 	s.metrics.ReconcilesDeferred.Inc()
 	_, err = w.Out.AddItem(ctx, database.Item{Queue: roomQueue(room), Kind: kindReconcile, RoomID: string(room), Payload: []byte{}})
 	return err
+}
+
+// deliverMembership gives a membership event to the puppets to.
+func (s *Service) deliverMembership(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent, to []id.UserID) error {
+	content := ev.Content
+	if len(content) == 0 {
+		content = json.RawMessage(`{}`)
+	}
+	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: ev.RoomID, EventID: ev.EventID, Kind: KindMembership,
+		Sender: ev.Sender, Type: ev.Type, Content: content, OriginServerTS: ev.OriginServerTS})
+	if err != nil {
+		return err
+	}
+	w.AfterCommit(func() { s.notify.wake(got) })
+	return nil
 }
 
 // learnHistoryAsJoined learns the history a Welcome could not (the

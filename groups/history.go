@@ -238,7 +238,7 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 			continue // arrived meanwhile
 		}
 		s.metrics.Backfilled.Inc()
-		if err := s.applyCommit(ctx, w, r, chain[i].ev, chain[i].e); err != nil {
+		if err := s.applyEncrypted(ctx, w, r, chain[i].ev, chain[i].e); err != nil {
 			return err
 		}
 		if n, ok := r.node(chain[i].e.Commit.Next); !ok || !n.Retained {

@@ -41,20 +41,25 @@ func (s *Service) encryptedEvent(ctx context.Context, w *inbound.Work, ev inboun
 		s.metrics.MalformedEvents.WithLabelValues("algorithm").Inc()
 		return nil
 	}
-	if e.Commit != nil && r.held() {
+	if err := s.applyEncrypted(ctx, w, r, ev, e); err != nil {
+		return err
+	}
+	return s.saveRoom(ctx, w.Q, r)
+}
+
+// applyEncrypted applies a parsed DMLS event of the loaded room, from a
+// transaction, from waiting, or from a hole in the timeline: a commit
+// (downloaded first if it was offloaded) or a message.
+func (s *Service) applyEncrypted(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, e *Encrypted) error {
+	if e.Commit == nil {
+		return s.receiveMessage(ctx, w, r, ev, e)
+	}
+	if r.held() {
 		if ok, err := s.fetchCommit(ctx, r, eventRef{ev.EventID, ev.Sender}, e); !ok || err != nil {
 			return err
 		}
 	}
-	if e.Commit != nil {
-		err = s.applyCommit(ctx, w, r, ev, e)
-	} else {
-		err = s.receiveMessage(ctx, w, r, ev, e)
-	}
-	if err != nil {
-		return err
-	}
-	return s.saveRoom(ctx, w.Q, r)
+	return s.applyCommit(ctx, w, r, ev, e)
 }
 
 // applyCommit applies a commit event through the rules of package epochs.
@@ -320,19 +325,7 @@ func (s *Service) replayWaiting(ctx context.Context, w *inbound.Work, r *room, e
 		if err != nil {
 			continue
 		}
-		if e.Commit != nil && r.held() {
-			if ok, err := s.fetchCommit(ctx, r, eventRef{ev.EventID, ev.Sender}, e); err != nil {
-				return err
-			} else if !ok {
-				continue
-			}
-		}
-		if e.Commit != nil {
-			err = s.applyCommit(ctx, w, r, ev, e)
-		} else {
-			err = s.receiveMessage(ctx, w, r, ev, e)
-		}
-		if err != nil {
+		if err := s.applyEncrypted(ctx, w, r, ev, e); err != nil {
 			return err
 		}
 	}
