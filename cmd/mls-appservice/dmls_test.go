@@ -317,6 +317,14 @@ func (w *fedWorld) runSeed(seed int) {
 			op()
 		}
 	}
+	// Side 0's changes are committed before its burst: a commit landing
+	// in the middle of the burst would put the burst's first messages in
+	// an epoch that no later message of theirs shares, and a hole of such
+	// messages alone is one the service cannot see (see the issue notes).
+	until(w.t, time.Minute, "side 0's changes committed before its burst", func(ctx context.Context) (bool, error) {
+		info, err := w.sides[0].c.groups.Room(ctx, room)
+		return err == nil && info.Converged, nil
+	})
 	say(0, max(1, *dmlsBurst))
 	say(1, 1)
 	// Side 0's homeserver restarts before the heal: its federation
