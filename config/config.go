@@ -43,6 +43,7 @@ type Groups struct {
 	SendTimeout  Duration `yaml:"send_timeout"`
 	DeviceTTL    Duration `yaml:"device_list_ttl"`
 	MaxHistory   int      `yaml:"max_history"`
+	LateEvent    Duration `yaml:"late_event"`
 }
 
 type Homeserver struct {
@@ -173,7 +174,8 @@ func Parse(data []byte) (*Config, error) {
 			Lifetime: Duration(90 * 24 * time.Hour), LastResortGrace: Duration(7 * 24 * time.Hour)},
 		Groups: Groups{CommitGrace: Duration(5 * time.Second), CommitJitter: Duration(2 * time.Second), MaxEpochs: 8,
 			MaxEpochAge: Duration(24 * time.Hour), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
-			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour), MaxHistory: 256},
+			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour), MaxHistory: 256,
+			LateEvent: Duration(5 * time.Second)},
 		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
 			DownloadTimeout: Duration(2 * time.Minute), DownloadAttempts: 4},
 		BotAPI:  defaultBotAPI(),
@@ -445,6 +447,7 @@ func (c *Config) validateGroups() error {
 		{"groups.wait", g.Wait, time.Second},
 		{"groups.send_timeout", g.SendTimeout, time.Second},
 		{"groups.device_list_ttl", g.DeviceTTL, time.Second},
+		{"groups.late_event", g.LateEvent, 0},
 	} {
 		if d.value.D() < d.min {
 			return keyErr(d.key, "must be at least %s, got %s", d.min, d.value.D())

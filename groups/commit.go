@@ -201,7 +201,11 @@ func (s *Service) recoverOrphans(ctx context.Context, q database.Querier, r *roo
 	if _, err := r.m.Public(base); err != nil {
 		return false, errf(r.id, "load base epoch: %w", err)
 	}
-	var orphans []string
+	// Not nil: pgx sends a nil slice as NULL, and NOT device = ANY(NULL)
+	// is NULL, which would keep every stale record when no device is an
+	// orphan any more (a device that was one while its Welcome came late
+	// was then excluded and removed a wait later).
+	orphans := []string{}
 	for _, d := range r.m.Devices(base) {
 		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) && !slices.Contains(holders, d) {
 			orphans = append(orphans, d.Identity())
@@ -406,6 +410,12 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 	if err := s.sendCommit(ctx, w, r, out); err != nil {
 		return err
 	}
+	for _, d := range out.Removed {
+		if st := view.Members[d.UserID]; st == epochs.Join || st == epochs.Invite {
+			s.cfg.Log.Info().Stringer("room_id", r.id).Str("removed", d.Identity()).Strs("listed", view.Devices[d.UserID]).
+				Msg("Removed a device of a user still in the room: the user's device list lacks it")
+		}
+	}
 	// Our devices that the commit removes are no longer orphans: should
 	// they be added again, their wait starts afresh.
 	var removed []epochs.Device
@@ -445,9 +455,26 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 	}
 	s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("device", dev).Uint64("epoch", out.Commit.Number).
 		Int("added", len(out.Added)).Int("removed", len(out.Removed)).Int("resolves", len(out.Commit.Resolves)).
+		Strs("added_devices", deviceNames(out.Added)).Strs("removed_devices", deviceNames(out.Removed)).
 		Msg("Committed")
 	return nil
 }
+
+// deviceNames names up to logDevices devices for a log line (a large
+// room's first commit adds thousands).
+func deviceNames(ds []epochs.Device) []string {
+	out := make([]string, 0, min(len(ds), logDevices+1))
+	for i, d := range ds {
+		if i == logDevices {
+			out = append(out, fmt.Sprintf("… %d more", len(ds)-i))
+			break
+		}
+		out = append(out, d.Identity())
+	}
+	return out
+}
+
+const logDevices = 8
 
 // uploadRecheck is how soon a room looks again at a device of ours that
 // it could not add because its keys were not uploaded yet.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
@@ -30,11 +31,14 @@ import (
 // (the commits of the hole are checked against it), then the commit
 // chain, then the hole's messages.
 //
-// A hole that holds no commit leaves no link to follow. It shows when a
-// message after it arrives: its sender's earlier messages in the epoch
-// were stepped over (epochs.Opened.Skipped), and Matrix delivers a
-// sender's events in order, so they are missing; fillHole pages back
-// past that message to the far side of the hole.
+// A hole that holds no commit leaves no link to follow. fillHole pages
+// back past an event to the far side of the hole when one of three
+// things suggests a hole before it: a message stepped over its sender's
+// earlier messages in the epoch (epochs.Opened.Skipped); a remote
+// server's event came late (groups.late_event), as every event does that
+// a homeserver catching up after a partition fetches; a remote commit,
+// after which nothing would show that its sender's last messages of the
+// base epoch are missing.
 
 // gapPage is how many events one /messages request asks for.
 const gapPage = 50
@@ -177,27 +181,89 @@ func (g *gap) pageBefore(ctx context.Context, q database.Querier, event id.Event
 	}
 }
 
-// fillHole looks for the hole before ev, a message that stepped over
-// earlier messages of its sender (epochs.Opened.Skipped): Matrix delivers
-// a sender's events in order, so those never reached us, and no commit
-// link leads to them when the hole holds no commit. It pages back past ev
-// to the far side of the hole and applies what it finds, as backfill
-// does. Nothing found (the sender's messages were lost before they
-// reached any homeserver) costs one page.
-func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent) error {
+// Why a hole before an event is looked for (fillHole); the label of
+// mlsas_dmls_hole_checks_total.
+const (
+	// holeSkipped: a message stepped over earlier messages of its sender
+	// (epochs.Opened.Skipped). Matrix delivers a sender's events in order,
+	// so those never reached us, and no commit link leads to them when
+	// the hole holds no commit.
+	holeSkipped = "skipped"
+	// holeLate: a remote server's event reached us groups.late_event or
+	// more after it was made. Federation was down or behind, and a
+	// homeserver that catches up fetches only the last few events it
+	// missed: whatever the hole holds (another sender's messages, a
+	// sender's last messages of an epoch) may show nowhere else.
+	holeLate = "late"
+	// holeRemoteCommit: a commit from another server. A sender's last
+	// messages of the commit's base epoch leave no trace after it (its
+	// next messages start the next epoch's generations), however promptly
+	// the commit itself came.
+	holeRemoteCommit = "remote_commit"
+)
+
+// checkHole looks for a hole before ev, a room event of loaded room r
+// that came by transaction, when ev gives reason to (holeLate,
+// holeRemoteCommit), and fills it. Our homeserver's own events never
+// leave holes: it sends the appservice every event it persists.
+func (s *Service) checkHole(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, commit bool) error {
+	if s.cfg.LateEvent <= 0 || senderServer(ev.Sender) == s.cfg.Domain || r == nil || !r.held() {
+		return nil
+	}
+	if commit {
+		return s.fillHole(ctx, w, r, ev, holeRemoteCommit)
+	}
+	if !s.late(ev, w.Item.CreatedAt) {
+		return nil
+	}
+	return s.fillHole(ctx, w, r, ev, holeLate)
+}
+
+// late reports whether ev, which reached us at, came groups.late_event
+// or more after its origin_server_ts, and takes the room's turn: a
+// catch-up after a partition brings many late events at once, and one
+// paging from the room's latest event covers the hole behind them all.
+// The turns are kept in memory: after a restart a room may be checked
+// once more than needed.
+func (s *Service) late(ev inbound.RoomEvent, at time.Time) bool {
+	if at.Sub(time.UnixMilli(ev.OriginServerTS)) < s.cfg.LateEvent {
+		return false
+	}
+	s.lateMu.Lock()
+	defer s.lateMu.Unlock()
+	if last, ok := s.lateChecked[ev.RoomID]; ok && at.Sub(last) < s.cfg.LateEvent {
+		return false
+	}
+	if len(s.lateChecked) >= 4096 {
+		for room, last := range s.lateChecked {
+			if at.Sub(last) >= s.cfg.LateEvent {
+				delete(s.lateChecked, room)
+			}
+		}
+	}
+	s.lateChecked[ev.RoomID] = at
+	return true
+}
+
+// fillHole looks for a hole before ev (why says what suggested one): it
+// pages back past ev to the far side of the hole, an older event that we
+// received, and applies what it finds there as backfill does. Nothing
+// found costs a page.
+func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, why string) error {
 	ours := r.m.Ours()
 	if len(ours) == 0 || ctx.Value(backfilling{}) != nil {
 		return nil
 	}
 	ctx = context.WithValue(ctx, backfilling{}, true)
-	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Logger()
+	s.metrics.HoleChecks.WithLabelValues(why).Inc()
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Str("reason", why).Logger()
 	g := newGap(s, r, id.UserID(ours[0].UserID))
 	if err := g.pageBefore(ctx, w.Q, ev.EventID); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		s.metrics.HistoryStopped.WithLabelValues("fetch_failed").Inc()
-		log.Warn().Err(err).Msg("Could not page back for the messages a sender's message stepped over")
+		log.Warn().Err(err).Msg("Could not page back into the room's timeline for a hole")
 		return nil
 	}
 	hole, err := g.hole(ctx, w.Q)
@@ -205,7 +271,7 @@ func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inb
 		return err
 	}
 	log.Info().Int("paged", len(g.events)).Int("hole", len(hole)).
-		Msg("A message stepped over earlier ones of its sender: paged back into a hole in the room's timeline")
+		Msg("Paged back into a hole in the room's timeline: applying the events that never came by transaction")
 	if err := g.applyMembership(ctx, w, hole); err != nil {
 		return err
 	}

@@ -134,6 +134,11 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 			s.cfg.Log.Warn().Err(err).Stringer("room_id", ev.RoomID).Msg("Could not read the room's membership")
 		}
 	}
+	if state == "active" {
+		if err := s.lateMembership(ctx, w, ev); err != nil {
+			return err
+		}
+	}
 	to, err := s.joinedPuppets(ctx, w.Q, ev.RoomID)
 	if err != nil {
 		return err
@@ -150,6 +155,23 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 		}
 	}
 	return s.reconcileAfter(ctx, w, ev.RoomID, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+}
+
+// lateMembership fills a hole before a late remote membership event
+// (gap.go): a catch-up after a partition can end in membership changes.
+func (s *Service) lateMembership(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
+	if s.cfg.LateEvent <= 0 || senderServer(ev.Sender) == s.cfg.Domain ||
+		w.Item.CreatedAt.Sub(time.UnixMilli(ev.OriginServerTS)) < s.cfg.LateEvent {
+		return nil
+	}
+	r, err := s.loadRoom(ctx, w.Q, ev.RoomID)
+	if err != nil || r == nil || !r.held() {
+		return err
+	}
+	if err := s.checkHole(ctx, w, r, ev, false); err != nil {
+		return err
+	}
+	return s.saveRoom(ctx, w.Q, r)
 }
 
 // reconcileAfter reconciles the room now if nothing waits behind the item

@@ -23,6 +23,7 @@ type Metrics struct {
 	Backfilled         prometheus.Counter
 	HistoryStopped     *prometheus.CounterVec
 	GapEvents          *prometheus.CounterVec
+	HoleChecks         *prometheus.CounterVec
 	ReconcilesDeferred prometheus.Counter
 	DuplicateEvents    prometheus.Counter
 	Delivered          *prometheus.CounterVec
@@ -78,6 +79,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Messages that arrived again after they were applied (from a hole in the timeline while their transaction was on its way), ignored."),
 		GapEvents: vec("mlsas_dmls_gap_events_total",
 			"Events of a hole in the room's timeline that never came by transaction (after a federation partition), found by paging back and applied, by kind.", "kind"),
+		HoleChecks: vec("mlsas_dmls_hole_checks_total",
+			"Pagings back into the room's timeline to look for a hole, by what started one: skipped (a message stepped over its sender's earlier ones), late (a remote event came groups.late_event late), remote_commit.", "reason"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

@@ -41,6 +41,9 @@ func (s *Service) encryptedEvent(ctx context.Context, w *inbound.Work, ev inboun
 		s.metrics.MalformedEvents.WithLabelValues("algorithm").Inc()
 		return nil
 	}
+	if err := s.checkHole(ctx, w, r, ev, e.Commit != nil); err != nil {
+		return err
+	}
 	if err := s.applyEncrypted(ctx, w, r, ev, e); err != nil {
 		return err
 	}
@@ -234,7 +237,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 	}
 	s.metrics.DecryptSeconds.Observe(time.Since(start).Seconds())
 	if opened.Skipped > 0 {
-		return s.fillHole(ctx, w, r, ev)
+		return s.fillHole(ctx, w, r, ev, holeSkipped)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package groups
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -45,6 +46,11 @@ type Config struct {
 	// commit_event links fetches (backfill, learning history after a
 	// join); 256 if zero.
 	MaxHistory int
+	// LateEvent is how late a remote server's event may reach us before
+	// the timeline behind it is checked for a hole (gap.go), and how often
+	// at most one room is checked for that reason; a remote commit is
+	// always checked. Zero turns both checks off.
+	LateEvent time.Duration
 	// Autojoin decides which invitations to our puppets are accepted.
 	Autojoin Autojoin
 	// SendTimeout bounds how long Send waits for the event id.
@@ -70,6 +76,10 @@ type Service struct {
 	suite   *suite.Suite
 	metrics *Metrics
 	notify  notifier
+	// lateChecked is when each room was last checked for a hole behind a
+	// late remote event (gap.go).
+	lateMu      sync.Mutex
+	lateChecked map[id.RoomID]time.Time
 }
 
 // New returns a Service over cfg.
@@ -84,7 +94,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.Wake = func() {}
 	}
 	s := cfg.Keys.Suite()
-	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics}, nil
+	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics, lateChecked: map[id.RoomID]time.Time{}}, nil
 }
 
 // Timer kinds of this package.

@@ -32,7 +32,7 @@ type e2eWorld struct {
 	restarts int
 	removals int
 	// missing are the deliveries the last call of delivered did not
-	// find, for the failure message.
+	// find, or found more than once, for the failure message.
 	missing []string
 }
 
@@ -264,6 +264,7 @@ func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, er
 				w.missing = append(w.missing, fmt.Sprintf("%q (event %s in %s) to %s", m.body, m.event, m.room, u))
 			default:
 				dup++
+				w.missing = append(w.missing, fmt.Sprintf("%q (event %s in %s) to %s %d times", m.body, m.event, m.room, u, logs[u][m.body]))
 			}
 		}
 		for u := range w.puppets {
@@ -272,6 +273,7 @@ func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, er
 			case slices.Contains(m.maybe, u):
 				if logs[u][m.body] > 1 {
 					dup++
+					w.missing = append(w.missing, fmt.Sprintf("%q (event %s in %s) to %s %d times", m.body, m.event, m.room, u, logs[u][m.body]))
 				}
 			case logs[u][m.body] > 0:
 				stray++
