@@ -373,6 +373,20 @@ func (m *Member) learn(id ID) {
 // arrived, the commit is still processed once for our other devices in
 // the base, which then enter the epoch beside it.
 func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, error) {
+	return m.ApplyChecked(c, func(e CommitEffect) error { return CheckCommit(e, atCommit, atBase) }, now)
+}
+
+// ApplyChecked is Apply with the membership check left to the caller:
+// once the commit is processed, and before anything of it is kept, check
+// gets what it does to the group's devices and returns nil or a
+// *Rejection, normally CheckCommit's against the rooms the caller
+// chooses. The commit is decided by that one call: processing punctured
+// the base's PRF, so it cannot be applied again. A caller whose room
+// state is the order events reached it in can, before refusing, ask the
+// room's graph (a commit made during a partition arrives after the
+// membership changes the other side made meanwhile, which its committer
+// could not have seen).
+func (m *Member) ApplyChecked(c Commit, check func(CommitEffect) error, now time.Time) (ID, error) {
 	h := sha256.Sum256(c.Message)
 	if _, ok := m.seen[h]; ok {
 		return "", ErrDuplicateCommit
@@ -424,7 +438,7 @@ func (m *Member) Apply(c Commit, atCommit, atBase Room, now time.Time) (ID, erro
 		}
 		return c.Epoch, ErrDuplicateCommit
 	}
-	id, err := m.process(c, h, child, atCommit, atBase, now)
+	id, err := m.process(c, h, child, check, now)
 	if err != nil && !errors.Is(err, ErrDuplicateCommit) {
 		// What the event says about its epoch still places branches
 		// that build on it.
@@ -459,7 +473,7 @@ func (m *Member) lend(id ID, message []byte) bool {
 // for all our devices there (Apply). child is the commit's epoch if the
 // graph knows it already without a state (learned from history, or
 // recorded when our devices were removed on the way to it).
-func (m *Member) process(c Commit, h [32]byte, child *Node[*EpochState], atCommit, atBase Room, now time.Time) (ID, error) {
+func (m *Member) process(c Commit, h [32]byte, child *Node[*EpochState], check func(CommitEffect) error, now time.Time) (ID, error) {
 	base, err := m.state(c.Base)
 	if err != nil {
 		return "", err
@@ -498,7 +512,7 @@ func (m *Member) process(c Commit, h [32]byte, child *Node[*EpochState], atCommi
 	}
 	before, after := m.graph.nodes[c.Base].Members, devices(next)
 	effect := CommitEffect{Added: minus(after, before), Removed: minus(before, after), After: after, Resolving: len(signed) > 0}
-	if err := CheckCommit(effect, atCommit, atBase); err != nil {
+	if err := check(effect); err != nil {
 		next.Destroy()
 		return "", err
 	}

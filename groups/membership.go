@@ -71,6 +71,29 @@ func membersAt(ctx context.Context, q database.Querier, room id.RoomID, event st
 	return out, true, nil
 }
 
+// membersInGraph returns the room's membership at event as the homeserver
+// resolved it in the room's graph (matrix.Puppets.StateAt), asked as our
+// puppet as. It costs a request with the room's whole state: it is asked
+// only when the order events came in would refuse a commit.
+func (s *Service) membersInGraph(ctx context.Context, as id.UserID, room id.RoomID, event string) (map[string]epochs.MemberState, error) {
+	events, err := s.cfg.Puppets.StateAt(ctx, as, room, id.EventID(event))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]epochs.MemberState{}
+	for _, raw := range events {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil || ev.Type != "m.room.member" || ev.RoomID != room {
+			continue
+		}
+		out[*ev.StateKey] = epochs.MemberState(ev.Membership)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("state of %s at %s: no membership", room, event)
+	}
+	return out, nil
+}
+
 // seedMembers records the room's current membership from its state as
 // the homeserver has it. A puppet that joins a room that existed before
 // received none of the earlier membership events.

@@ -24,6 +24,7 @@ type Metrics struct {
 	HistoryStopped     *prometheus.CounterVec
 	GapEvents          *prometheus.CounterVec
 	HoleChecks         *prometheus.CounterVec
+	GraphRechecks      *prometheus.CounterVec
 	ReconcilesDeferred prometheus.Counter
 	DuplicateEvents    prometheus.Counter
 	Delivered          *prometheus.CounterVec
@@ -81,6 +82,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Events of a hole in the room's timeline that never came by transaction (after a federation partition), found by paging back and applied, by kind.", "kind"),
 		HoleChecks: vec("mlsas_dmls_hole_checks_total",
 			"Pagings back into the room's timeline to look for a hole, by what started one: skipped (a message stepped over its sender's earlier ones), late (a remote event came groups.late_event late), remote_commit.", "reason"),
+		GraphRechecks: vec("mlsas_dmls_graph_rechecks_total",
+			"Commits that the room's membership as events arrived would refuse, checked again against the membership at the commit's event in the room's graph, by outcome: accepted, refused, failed (the homeserver did not answer; refused).", "outcome"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

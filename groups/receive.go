@@ -98,7 +98,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 		}
 	}
 	heads := len(r.m.Graph().Heads())
-	next, err := r.m.Apply(c, atCommit, atBase, s.now())
+	next, err := r.m.ApplyChecked(c, s.membershipCheck(ctx, r, c, as, atCommit, atBase), s.now())
 	var rej *epochs.Rejection
 	switch {
 	case err == nil:
@@ -138,6 +138,56 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 		return err
 	}
 	return s.reconcileLoaded(ctx, w, r, reconcileReason{commit: true, at: w.Item.CreatedAt})
+}
+
+// membershipCheck checks a commit against the room's membership
+// (epochs.CheckCommit): first as events reached us, atCommit being the
+// membership now, on the room's queue, and atBase at the base's
+// commit_event in that order. Before refusing, it asks the homeserver for
+// the membership at the commit's event and at the base's in the room's
+// graph, and decides by that: a commit made on one side of a partition
+// reaches the other side after the membership changes made there
+// meanwhile, which its committer could not have seen, and the order of
+// arrival would refuse it for leaving in a device of a user who left
+// (ErrStaleMember) while every member on the committer's side applied it.
+// The graph gives every member the same answer. With no puppet of ours to
+// ask as, or no answer, the order of arrival decides.
+func (s *Service) membershipCheck(ctx context.Context, r *room, c epochs.Commit, as keys.Device,
+	atCommit, atBase epochs.Room) func(epochs.CommitEffect) error {
+	return func(effect epochs.CommitEffect) error {
+		err := epochs.CheckCommit(effect, atCommit, atBase)
+		var rej *epochs.Rejection
+		if !errors.As(err, &rej) || as.UserID == "" || c.EventID == "" {
+			return err
+		}
+		log := s.cfg.Log.With().Stringer("room_id", r.id).Str("event_id", c.EventID).Str("by_arrival", err.Error()).Logger()
+		graphCommit, graphBase := atCommit, atBase
+		m, gerr := s.membersInGraph(ctx, as.UserID, r.id, c.EventID)
+		if gerr == nil {
+			graphCommit = epochs.Room{Members: m, Devices: atCommit.Devices}
+			if n, ok := r.node(c.Base); ok && n.CommitEvent != "" {
+				if m, gerr = s.membersInGraph(ctx, as.UserID, r.id, n.CommitEvent); gerr == nil {
+					graphBase = epochs.Room{Members: m, Devices: atBase.Devices}
+				}
+			}
+		}
+		if gerr != nil {
+			s.metrics.GraphRechecks.WithLabelValues("failed").Inc()
+			log.Warn().Err(gerr).Msg("Could not read the room's membership at the commit in the room's graph; the order events arrived in decides")
+			return err
+		}
+		if again := epochs.CheckCommit(effect, graphCommit, graphBase); again != nil {
+			// Typically a commit its committer made before its service
+			// heard of a membership change that its homeserver already
+			// had: the commit's event comes after the change in the graph.
+			s.metrics.GraphRechecks.WithLabelValues("refused").Inc()
+			log.Info().Msg("The membership at the commit in the room's graph refuses it too")
+			return again
+		}
+		s.metrics.GraphRechecks.WithLabelValues("accepted").Inc()
+		log.Info().Msg("Commit accepted by the membership at its event in the room's graph (the order events arrived in would refuse it)")
+		return nil
+	}
 }
 
 func rejectionLabel(r *epochs.Rejection) string {

@@ -93,6 +93,27 @@ func (p *Puppets) RoomState(ctx context.Context, user id.UserID, room id.RoomID)
 	return events, nil
 }
 
+// StateAt returns room's state at eventID as user's homeserver resolved
+// it in the room's event graph, raw: /context with no surrounding events
+// answers with the state at the event itself. Unlike the order in which
+// events reached an appservice, it does not depend on when a partition
+// healed: an event made on one side of a partition has the state that
+// side had.
+func (p *Puppets) StateAt(ctx context.Context, user id.UserID, room id.RoomID, eventID id.EventID) ([]json.RawMessage, error) {
+	cli, err := p.Client(user, "")
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		State []json.RawMessage `json:"state"`
+	}
+	url := cli.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "rooms", room, "context", eventID}, map[string]string{"limit": "0"})
+	if _, err := cli.MakeRequest(ctx, http.MethodGet, url, nil, &resp); err != nil {
+		return nil, fmt.Errorf("state of %s at %s as %s: %w", room, eventID, user, err)
+	}
+	return resp.State, nil
+}
+
 // Event fetches one event of room as user from its homeserver, raw.
 // Synapse answers from its own database only (404 for an event it never
 // received); Messages is what makes it fetch a gap over federation.
