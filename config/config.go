@@ -44,6 +44,9 @@ type Groups struct {
 	DeviceTTL    Duration `yaml:"device_list_ttl"`
 	MaxHistory   int      `yaml:"max_history"`
 	LateEvent    Duration `yaml:"late_event"`
+	// StateCacheBytes bounds the decoded epoch state kept in memory
+	// across work items, counted by its stored size; 0 keeps none.
+	StateCacheBytes int64 `yaml:"state_cache_bytes"`
 }
 
 type Homeserver struct {
@@ -175,7 +178,7 @@ func Parse(data []byte) (*Config, error) {
 		Groups: Groups{CommitGrace: Duration(5 * time.Second), CommitJitter: Duration(2 * time.Second), MaxEpochs: 8,
 			MaxEpochAge: Duration(24 * time.Hour), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
 			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour), MaxHistory: 256,
-			LateEvent: Duration(5 * time.Second)},
+			LateEvent: Duration(5 * time.Second), StateCacheBytes: 64 << 20},
 		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
 			DownloadTimeout: Duration(2 * time.Minute), DownloadAttempts: 4},
 		BotAPI:  defaultBotAPI(),
@@ -432,6 +435,9 @@ func (c *Config) validateGroups() error {
 	}
 	if g.MaxEpochs < 2 || g.MaxEpochs > 1000 {
 		return keyErr("groups.max_epochs", "must be between 2 and 1000, got %d", g.MaxEpochs)
+	}
+	if g.StateCacheBytes < 0 || g.StateCacheBytes > 1<<40 {
+		return keyErr("groups.state_cache_bytes", "must be between 0 and 1 TiB, got %d", g.StateCacheBytes)
 	}
 	if g.MaxHistory < 1 || g.MaxHistory > 100000 {
 		return keyErr("groups.max_history", "must be between 1 and 100000, got %d", g.MaxHistory)

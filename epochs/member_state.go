@@ -76,8 +76,14 @@ func (st *EpochState) remove(d Device) {
 // commit that made the epoch, and the private state of each of our
 // devices in the epoch (group.Private.MarshalBinary). Privates of devices
 // the metadata does not name as holders are ignored.
+//
+// Decoded, if set, stands for Static: the caller decoded it already
+// (group.UnmarshalStatic), typically once for many loads of the epoch,
+// since the static part never changes and is most of a large group's
+// decoding cost.
 type StoredEpoch struct {
 	Static, InitState, SecretTree []byte
+	Decoded                       *group.Static
 	Commit                        []byte
 	Privates                      map[Device][]byte
 }
@@ -125,7 +131,13 @@ func decodeEpoch(id ID, holders []Device, parts *StoredEpoch) (*group.Public, ma
 	if parts == nil {
 		return nil, nil, fmt.Errorf("%w: no stored parts", ErrInvalidGraph)
 	}
-	pub, err := group.UnmarshalPublicParts(parts.Static, parts.InitState, parts.SecretTree)
+	var pub *group.Public
+	var err error
+	if parts.Decoded != nil {
+		pub, err = parts.Decoded.Public(parts.InitState, parts.SecretTree)
+	} else {
+		pub, err = group.UnmarshalPublicParts(parts.Static, parts.InitState, parts.SecretTree)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -64,9 +64,10 @@ func (h *harness) joinRemotes(room id.RoomID, from, to int) {
 
 // bigRemoteRoom is a 1,000-member room: remote members and `ours` of our
 // puppets' devices (one device each), which joined by Welcome.
-func bigRemoteRoom(b *testing.B, ours int) (*harness, *remote, []id.UserID, epochs.Room) {
+func bigRemoteRoom(b *testing.B, ours int, stateCache bool) (*harness, *remote, []id.UserID, epochs.Room) {
 	requirePostgres(b)
-	h := newHarness(b, harnessOptions{Quiet: os.Getenv("GROUPS_BENCH_LOG") == "", Policy: epochs.Policy{MaxEpochs: 3}})
+	h := newHarness(b, harnessOptions{Quiet: os.Getenv("GROUPS_BENCH_LOG") == "", Policy: epochs.Policy{MaxEpochs: 3},
+		NoStateCache: !stateCache})
 	n := benchMembers - ours
 	g, err := grouptest.BuildWith(testSuite, n, true, grouptest.Options{Scheme: keyschedule.SchemeDMLS,
 		Name: func(i int) string { return remoteMember(i).Identity() }})
@@ -159,7 +160,7 @@ func (h *harness) store(events ...json.RawMessage) {
 func BenchmarkApplyCommit(b *testing.B) {
 	for _, ours := range []int{1, 10} {
 		b.Run(fmt.Sprintf("members=%d/ours=%d", benchMembers, ours), func(b *testing.B) {
-			h, bob, _, room := bigRemoteRoom(b, ours)
+			h, bob, _, room := bigRemoteRoom(b, ours, true)
 			applied := counter(h.metrics.CommitsApplied)
 			for b.Loop() {
 				b.StopTimer()
@@ -177,28 +178,34 @@ func BenchmarkApplyCommit(b *testing.B) {
 }
 
 // BenchmarkDecryptDeliver: a remote member's message decrypted once and
-// delivered to each of our puppets (1 or 10) in the 1,000-member room.
+// delivered to each of our puppets (1 or 10) in the 1,000-member room,
+// with the state cache (statecache.go) off and on.
 func BenchmarkDecryptDeliver(b *testing.B) {
 	for _, ours := range []int{1, 10} {
-		b.Run(fmt.Sprintf("members=%d/puppets=%d", benchMembers, ours), func(b *testing.B) {
-			h, bob, _, _ := bigRemoteRoom(b, ours)
-			decrypted := counter(h.metrics.MessagesDecrypt)
-			delivered := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage)))
-			for i := 0; b.Loop(); i++ {
+		for _, cache := range []bool{false, true} {
+			b.Run(fmt.Sprintf("members=%d/puppets=%d/state_cache=%v", benchMembers, ours, cache), func(b *testing.B) {
+				h, bob, _, _ := bigRemoteRoom(b, ours, cache)
+				decrypted := counter(h.metrics.MessagesDecrypt)
+				delivered := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage)))
+				for i := 0; b.Loop(); i++ {
+					b.StopTimer()
+					ev, _ := bob.message("m.room.message", map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d", i)})
+					h.store(ev)
+					b.StartTimer()
+					h.drain()
+				}
 				b.StopTimer()
-				ev, _ := bob.message("m.room.message", map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d", i)})
-				h.store(ev)
-				b.StartTimer()
-				h.drain()
-			}
-			b.StopTimer()
-			if got := counter(h.metrics.MessagesDecrypt) - decrypted; got != float64(b.N) {
-				b.Fatalf("%v decrypted in %d iterations", got, b.N)
-			}
-			if got := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage))) - delivered; got != float64(b.N*ours) {
-				b.Fatalf("%v deliveries in %d iterations to %d puppets", got, b.N, ours)
-			}
-		})
+				if got := counter(h.metrics.MessagesDecrypt) - decrypted; got != float64(b.N) {
+					b.Fatalf("%v decrypted in %d iterations", got, b.N)
+				}
+				if got := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage))) - delivered; got != float64(b.N*ours) {
+					b.Fatalf("%v deliveries in %d iterations to %d puppets", got, b.N, ours)
+				}
+				if cache && h.s.statics.len() == 0 {
+					b.Fatal("the state cache kept nothing")
+				}
+			})
+		}
 	}
 }
 
@@ -209,7 +216,7 @@ func BenchmarkDecryptDeliver(b *testing.B) {
 // figures do not depend on b.N.
 func BenchmarkStoredBytes(b *testing.B) {
 	const ours = 10
-	h, bob, _, room := bigRemoteRoom(b, ours)
+	h, bob, _, room := bigRemoteRoom(b, ours, true)
 	// One more commit, so that the measured epoch was made by applying a
 	// commit (not by the Welcome).
 	_, ev, _, _ := bob.commit(room, nil)

@@ -12,7 +12,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
-	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/keys"
 )
@@ -300,13 +299,21 @@ func (t joinTimer) Timer(ctx context.Context, _ *inbound.Work, timer database.Ti
 
 // joinedPuppets lists our puppets joined in room.
 func (s *Service) joinedPuppets(ctx context.Context, q database.Querier, room id.RoomID) ([]id.UserID, error) {
-	m, err := members(ctx, q, room)
+	// Every message asks: the database narrows a large room's members to
+	// our namespace's, rather than sending them all.
+	rows, err := q.Query(ctx, `SELECT user_id FROM room_member
+		WHERE room_id = $1 AND membership = 'join' AND (starts_with(user_id, $2) OR user_id = $3)`,
+		room, s.cfg.Puppets.UserIDPrefix(), s.cfg.Puppets.BotID())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("joined puppets of %s: %w", room, err)
+	}
+	users, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("joined puppets of %s: %w", room, err)
 	}
 	var out []id.UserID
-	for u, st := range m {
-		if st == epochs.Join && s.cfg.Puppets.Owns(id.UserID(u)) {
+	for _, u := range users {
+		if s.cfg.Puppets.Owns(id.UserID(u)) {
 			out = append(out, id.UserID(u))
 		}
 	}

@@ -81,6 +81,10 @@ type harness struct {
 type harnessOptions struct {
 	Policy   epochs.Policy
 	MaxConns int32
+	// NoStateCache turns the Service's state cache off (it has the
+	// service's default budget otherwise, so that every test runs through
+	// it).
+	NoStateCache bool
 	// Quiet drops the Service's log; else it is kept in harness.logs
 	// (warnings and above) and printed if the test fails.
 	Quiet bool
@@ -154,9 +158,13 @@ func harnessOver(t testing.TB, db *database.DB, sealer *seal.Sealer, o harnessOp
 		t.Fatal(err)
 	}
 	metrics := NewMetrics(reg)
+	stateCache := 64 << 20
+	if o.NoStateCache {
+		stateCache = 0
+	}
 	var skew *atomic.Int64
 	s, err := New(Config{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }, DB: db, Sealer: sealer, Keys: km, Puppets: puppets, Metrics: metrics, Log: log, Domain: testDomain,
-		Grace: time.Second, MaxJitter: time.Millisecond, Policy: o.Policy, Wait: time.Minute, Autojoin: AutojoinOff,
+		Grace: time.Second, MaxJitter: time.Millisecond, Policy: o.Policy, Wait: time.Minute, Autojoin: AutojoinOff, StateCache: stateCache,
 		SendTimeout: 20 * time.Millisecond, DeviceTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -64,6 +64,10 @@ type Config struct {
 	// above which its commit or Welcome goes through the media
 	// repository (media.offload_threshold; 0 offloads every one).
 	OffloadThreshold int64
+	// StateCache is how many bytes of decoded epoch state (the static
+	// part, group.Static, counted by its encoding) are kept across work
+	// items (statecache.go); 0 keeps none.
+	StateCache int
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -80,6 +84,7 @@ type Service struct {
 	// late remote event (gap.go).
 	lateMu      sync.Mutex
 	lateChecked map[id.RoomID]time.Time
+	statics     *staticCache
 }
 
 // New returns a Service over cfg.
@@ -94,7 +99,8 @@ func New(cfg Config) (*Service, error) {
 		cfg.Wake = func() {}
 	}
 	s := cfg.Keys.Suite()
-	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics, lateChecked: map[id.RoomID]time.Time{}}, nil
+	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics, lateChecked: map[id.RoomID]time.Time{},
+		statics: newStaticCache(cfg.StateCache)}, nil
 }
 
 // Timer kinds of this package.

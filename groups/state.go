@@ -130,9 +130,13 @@ func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.Ro
 // loadEpoch reads one epoch's stored parts, unsealed.
 func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.RoomID, epoch epochs.ID) (*epochs.StoredEpoch, error) {
 	st := &epochs.StoredEpoch{Privates: map[epochs.Device][]byte{}}
+	decoded, cached := s.statics.get(roomID, epoch)
 	var static, init, secrets []byte
-	err := q.QueryRow(ctx, `SELECT static, init, secrets, commit FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`,
-		roomID, []byte(epoch)).Scan(&static, &init, &secrets, &st.Commit)
+	// A cached static part is not read again: for a large room it is
+	// most of the row.
+	err := q.QueryRow(ctx, `SELECT CASE WHEN $3 THEN NULL ELSE static END, init, secrets, commit
+		FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`,
+		roomID, []byte(epoch), cached).Scan(&static, &init, &secrets, &st.Commit)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errf(roomID, "epoch %v is in the graph but not stored", epoch)
 	}
@@ -142,9 +146,20 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	open := func(p seal.Purpose, part string, sealed []byte) ([]byte, error) {
 		return s.cfg.Sealer.Open(p, epochRow(roomID, epoch, part), sealed)
 	}
-	if st.Static, err = open(purposeEpochStatic, "static", static); err != nil {
-		return nil, err
+	if !cached {
+		plain, err := open(purposeEpochStatic, "static", static)
+		if err != nil {
+			return nil, err
+		}
+		if decoded, err = group.UnmarshalStatic(plain); err != nil {
+			return nil, errf(roomID, "epoch %v: %w", epoch, err)
+		}
+		if epochs.ID(decoded.EpochID()) != epoch {
+			return nil, errf(roomID, "epoch %v: stored static part is of epoch %v", epoch, epochs.ID(decoded.EpochID()))
+		}
+		s.statics.put(roomID, epoch, decoded)
 	}
+	st.Decoded = decoded
 	if st.InitState, err = open(purposeEpochInit, "init", init); err != nil {
 		return nil, err
 	}
@@ -208,6 +223,7 @@ func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) err
 }
 
 func (s *Service) writeChanges(ctx context.Context, q database.Querier, roomID id.RoomID, ch *epochs.Changes) error {
+	s.statics.drop(roomID, ch.Dropped)
 	for _, epoch := range ch.Dropped {
 		if _, err := q.Exec(ctx, `DELETE FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, roomID, []byte(epoch)); err != nil {
 			return errf(roomID, "drop epoch %v: %w", epoch, err)

@@ -77,6 +77,10 @@ func (p *Puppets) PuppetID(name string) id.UserID {
 	return id.NewUserID(p.prefix+name, p.domain)
 }
 
+// UserIDPrefix returns how every puppet's user id starts ("@" and the
+// namespace's prefix), for a database query to narrow by before Owns.
+func (p *Puppets) UserIDPrefix() string { return "@" + p.prefix }
+
 // Owns reports whether userID is in the service's namespace.
 func (p *Puppets) Owns(userID id.UserID) bool {
 	local, server, err := userID.Parse()

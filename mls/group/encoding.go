@@ -215,37 +215,15 @@ func readMarkedPart(data []byte, name string, s *suite.Suite, epoch []byte) ([]b
 }
 
 // UnmarshalPublicParts decodes a Public stored in parts by MarshalStatic,
-// MarshalInitState and MarshalSecretTree, and checks that they agree.
+// MarshalInitState and MarshalSecretTree, and checks that they agree. A
+// caller that loads the same epoch often keeps its UnmarshalStatic.
 func UnmarshalPublicParts(static, initState, secretTree []byte) (*Public, error) {
-	r := codec.NewReader(static)
-	s := stored.ReadHeader(r, "public_static", partsVersion, ErrInvalidState)
-	ctxBytes := r.Opaque("public_static.group_context")
-	treeBytes := r.Opaque("public_static.tree")
-	tag := r.Opaque("public_static.confirmation_tag")
-	secrets := r.Opaque("public_static.epoch_secrets")
-	reinit := readReInit(r, "public_static.reinit")
-	if err := r.Finish("public_static"); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	epoch, err := keyschedule.UnmarshalSecrets(secrets)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	if epoch.Suite != s.ID() {
-		return nil, fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
-	}
-	kept, err := readMarkedPart(initState, "init_state", s, epoch.ID)
+	st, err := UnmarshalStatic(static)
 	if err != nil {
 		return nil, err
 	}
-	if err := epoch.SetInitSecret(kept); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	tree, err := readMarkedPart(secretTree, "secret_tree", s, epoch.ID)
-	if err != nil {
-		return nil, err
-	}
-	return assemblePublic(ctxBytes, treeBytes, tag, epoch, tree, reinit)
+	defer st.Destroy()
+	return st.Public(initState, secretTree)
 }
 
 // writeReInit writes optional<ReInit>.
