@@ -23,7 +23,10 @@
 //   - Receiving. A commit is applied once for the room and each of our
 //     devices then derives its private path keys from the shared result
 //     (DESIGN 4). It is checked against the room's membership at its event
-//     and at its base; a rejection is logged with its reason and counted.
+//     and at its base: first as events reached us, and before a refusal as
+//     the homeserver resolved it in the room's graph (a commit made during
+//     a partition arrives after the other side's membership changes); a
+//     rejection is logged with its reason and counted.
 //     A message is decrypted once and delivered to every puppet of ours
 //     joined in the room; an event naming an epoch we do not hold waits
 //     (dmls_waiting, bounded by Config.Wait) while history is learnt along
@@ -51,7 +54,9 @@
 // times (static: written once; init: the puncturable PRF, changed when a
 // child epoch is derived; secrets: the secret tree's ratchets, changed by
 // each message), so decrypting a message rewrites only the ratchets and
-// the delivery. Per retained epoch and own device, dmls_epoch_device holds
+// the delivery. The static part, decoded, is also kept in memory across
+// work items (statecache.go): it never changes, and decoding a large
+// room's tree was most of the cost of reading one message. Per retained epoch and own device, dmls_epoch_device holds
 // only that device's private part, sealed. Epochs dropped by the retention
 // policy (epochs.Policy) are deleted with everything kept about them each
 // time the room is saved. Every sealed value is bound to its row
