@@ -44,8 +44,8 @@ type Groups struct {
 	DeviceTTL    Duration `yaml:"device_list_ttl"`
 	MaxHistory   int      `yaml:"max_history"`
 	LateEvent    Duration `yaml:"late_event"`
-	// StateCacheBytes bounds the decoded epoch state kept in memory
-	// across work items, counted by its stored size; 0 keeps none.
+	// StateCacheBytes bounds the memory of the decoded epoch state kept
+	// across work items (estimated from its stored size); 0 keeps none.
 	StateCacheBytes int64 `yaml:"state_cache_bytes"`
 }
 

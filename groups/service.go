@@ -64,9 +64,9 @@ type Config struct {
 	// above which its commit or Welcome goes through the media
 	// repository (media.offload_threshold; 0 offloads every one).
 	OffloadThreshold int64
-	// StateCache is how many bytes of decoded epoch state (the static
-	// part, group.Static, counted by its encoding) are kept across work
-	// items (statecache.go); 0 keeps none.
+	// StateCache is how many bytes of memory the decoded epoch state kept
+	// across work items may take (the static part, group.Static, its
+	// memory estimated from its encoding: statecache.go); 0 keeps none.
 	StateCache int
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time

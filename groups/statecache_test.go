@@ -50,7 +50,7 @@ func TestStaticCache(t *testing.T) {
 	c, cInit, cTree := testStatic(t, 4)
 	key := func(st *group.Static) epochs.ID { return epochs.ID(st.EpochID()) }
 
-	cache := newStaticCache(a.Size() + b.Size())
+	cache := newStaticCache(staticCost(a) + staticCost(b))
 	cache.put(room, key(a), a)
 	cache.put(room, key(b), b)
 	if _, ok := cache.get(room, key(a)); !ok {
