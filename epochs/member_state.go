@@ -131,13 +131,15 @@ func decodeEpoch(id ID, holders []Device, parts *StoredEpoch) (*group.Public, ma
 	if parts == nil {
 		return nil, nil, fmt.Errorf("%w: no stored parts", ErrInvalidGraph)
 	}
-	var pub *group.Public
-	var err error
-	if parts.Decoded != nil {
-		pub, err = parts.Decoded.Public(parts.InitState, parts.SecretTree)
-	} else {
-		pub, err = group.UnmarshalPublicParts(parts.Static, parts.InitState, parts.SecretTree)
+	static := parts.Decoded
+	if static == nil {
+		var err error
+		if static, err = group.UnmarshalStatic(parts.Static); err != nil {
+			return nil, nil, err
+		}
+		defer static.Destroy()
 	}
+	pub, err := static.Public(parts.InitState, parts.SecretTree)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -219,14 +219,20 @@ func (s *Service) checkHole(ctx context.Context, w *inbound.Work, r *room, ev in
 	return s.fillHole(ctx, w, r, ev, holeLate)
 }
 
-// late reports whether ev, which reached us at, came groups.late_event
-// or more after its origin_server_ts, and takes the room's turn: a
-// catch-up after a partition brings many late events at once, and one
+// cameLate reports whether ev, which reached us at, is a remote server's
+// event that came groups.late_event or more after its origin_server_ts.
+func (s *Service) cameLate(ev inbound.RoomEvent, at time.Time) bool {
+	return s.cfg.LateEvent > 0 && senderServer(ev.Sender) != s.cfg.Domain &&
+		at.Sub(time.UnixMilli(ev.OriginServerTS)) >= s.cfg.LateEvent
+}
+
+// late reports whether ev came late (cameLate) and takes the room's turn:
+// a catch-up after a partition brings many late events at once, and one
 // paging from the room's latest event covers the hole behind them all.
 // The turns are kept in memory: after a restart a room may be checked
 // once more than needed.
 func (s *Service) late(ev inbound.RoomEvent, at time.Time) bool {
-	if at.Sub(time.UnixMilli(ev.OriginServerTS)) < s.cfg.LateEvent {
+	if !s.cameLate(ev, at) {
 		return false
 	}
 	s.lateMu.Lock()

@@ -159,8 +159,7 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 // lateMembership fills a hole before a late remote membership event
 // (gap.go): a catch-up after a partition can end in membership changes.
 func (s *Service) lateMembership(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
-	if s.cfg.LateEvent <= 0 || senderServer(ev.Sender) == s.cfg.Domain ||
-		w.Item.CreatedAt.Sub(time.UnixMilli(ev.OriginServerTS)) < s.cfg.LateEvent {
+	if !s.cameLate(ev, w.Item.CreatedAt) {
 		return nil
 	}
 	r, err := s.loadRoom(ctx, w.Q, ev.RoomID)

@@ -120,6 +120,16 @@ func (e *mediaEnv) newPuppets(media matrix.MediaConfig) *matrix.Puppets {
 }
 
 // device registers a puppet and gives it a device.
+// client is a client acting as puppet user.
+func (e *mediaEnv) client(t *testing.T, user id.UserID) *mautrix.Client {
+	t.Helper()
+	cli, err := e.puppets.Client(user, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
 func (e *mediaEnv) device(t *testing.T, name string, device id.DeviceID) id.UserID {
 	t.Helper()
 	user := e.puppets.PuppetID(name)
@@ -217,18 +227,12 @@ func TestMediaOffload(t *testing.T) {
 	ctx := t.Context()
 	alice := e.device(t, "alice", "ALICEDEV")
 	bob := e.device(t, "bob", "BOBDEV")
-	aliceCli, err := e.puppets.Client(alice, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	aliceCli := e.client(t, alice)
 	room, err := aliceCli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bobCli, err := e.puppets.Client(bob, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bobCli := e.client(t, bob)
 	if _, err := bobCli.JoinRoom(ctx, room.RoomID.String(), nil); err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,7 @@ func TestStateAt(t *testing.T) {
 	ctx := t.Context()
 	alice := e.device(t, "alice", "ALICEDEV")
 	bob := e.device(t, "bob", "BOBDEV")
-	aliceCli, err := e.puppets.Client(alice, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	aliceCli := e.client(t, alice)
 	room, err := aliceCli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
 	if err != nil {
 		t.Fatal(err)
@@ -36,10 +33,7 @@ func TestStateAt(t *testing.T) {
 	if _, err := aliceCli.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: bob}); err != nil {
 		t.Fatal(err)
 	}
-	bobCli, err := e.puppets.Client(bob, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bobCli := e.client(t, bob)
 	if _, err := bobCli.JoinRoom(ctx, room.RoomID.String(), nil); err != nil {
 		t.Fatal(err)
 	}

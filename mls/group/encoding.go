@@ -5,11 +5,9 @@ import (
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
-	"github.com/mls-appservice/mls-appservice/mls/framing"
 	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/mls/message"
-	"github.com/mls-appservice/mls-appservice/mls/secrettree"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
@@ -88,39 +86,12 @@ func UnmarshalPublic(data []byte) (*Public, error) {
 	if err := epoch.UnmarshalBinary(epochBytes); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
-	return assemblePublic(ctxBytes, treeBytes, tag, epoch, secretBytes, reinit)
-}
-
-// assemblePublic decodes the encoded parts of a Public and checks that
-// they agree (suite, tree hash, leaf count).
-func assemblePublic(ctxBytes, treeBytes, tag []byte, epoch keyschedule.Epoch, secretBytes []byte, reinit *message.ReInit) (*Public, error) {
-	var ctx message.GroupContext
-	if err := codec.Unmarshal(ctxBytes, &ctx, "group_context"); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	s, err := suite.Lookup(ctx.CipherSuite)
+	st, err := decodeStatic(ctxBytes, treeBytes, tag, epoch, reinit)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	t := new(tree.Tree)
-	if err := t.UnmarshalBinary(treeBytes); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	secrets := new(secrettree.Tree)
-	if err := secrets.UnmarshalBinary(secretBytes); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
-	}
-	if err := checkParts(s, &ctx, t, tag, &epoch); err != nil {
 		return nil, err
 	}
-	if secrets.Suite().ID() != s.ID() || secrets.LeafCount() != uint32(t.LeafCount()) {
-		return nil, fmt.Errorf("%w: secret tree of suite %d, %d leaves, for a tree of %d", ErrInvalidState, secrets.Suite().ID(), secrets.LeafCount(), t.LeafCount())
-	}
-	return &Public{
-		suite: s, ctx: ctx, ctxBytes: ctxBytes, tree: t,
-		interim:         framing.InterimTranscriptHash(s, ctx.ConfirmedTranscriptHash, tag),
-		confirmationTag: tag, epoch: epoch, reinit: reinit, secrets: &ratchets{tree: secrets},
-	}, nil
+	// st is this Public's alone: its tree and secrets need no copies.
+	return st.public(st.epoch, st.tree, secretBytes)
 }
 
 // A Public can also be stored in three parts, so that a caller writes

@@ -60,6 +60,18 @@ func UnmarshalStatic(static []byte) (*Static, error) {
 	if epoch.Suite != s.ID() {
 		return nil, fmt.Errorf("%w: parts of different cipher suites", ErrInvalidState)
 	}
+	st, err := decodeStatic(ctxBytes, treeBytes, tag, epoch, reinit)
+	if err != nil {
+		return nil, err
+	}
+	st.size = len(static)
+	return st, nil
+}
+
+// decodeStatic decodes the parts of a Public that never change, as both
+// encodings (MarshalBinary, MarshalStatic) hold them, and checks that
+// they agree (suite, tree hash).
+func decodeStatic(ctxBytes, treeBytes, tag []byte, epoch keyschedule.Epoch, reinit *message.ReInit) (*Static, error) {
 	var ctx message.GroupContext
 	if err := codec.Unmarshal(ctxBytes, &ctx, "group_context"); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
@@ -80,7 +92,7 @@ func UnmarshalStatic(static []byte) (*Static, error) {
 	return &Static{
 		suite: cs, ctx: ctx, ctxBytes: ctxBytes, tree: t,
 		interim: framing.InterimTranscriptHash(cs, ctx.ConfirmedTranscriptHash, tag),
-		tag:     tag, epoch: epoch, reinit: reinit, size: len(static),
+		tag:     tag, epoch: epoch, reinit: reinit,
 	}, nil
 }
 
@@ -108,16 +120,23 @@ func (st *Static) Public(initState, secretTree []byte) (*Public, error) {
 	if err != nil {
 		return nil, err
 	}
+	return st.public(epoch, st.tree.Clone(), treeState)
+}
+
+// public assembles a Public of st's static parts with epoch (st's, with
+// its init secret), t (st's tree or a clone of it) and the encoded secret
+// tree, which must be of st's tree's size.
+func (st *Static) public(epoch keyschedule.Epoch, t *tree.Tree, treeState []byte) (*Public, error) {
 	secrets := new(secrettree.Tree)
 	if err := secrets.UnmarshalBinary(treeState); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
 	}
-	if secrets.Suite().ID() != st.suite.ID() || secrets.LeafCount() != uint32(st.tree.LeafCount()) {
+	if secrets.Suite().ID() != st.suite.ID() || secrets.LeafCount() != uint32(t.LeafCount()) {
 		return nil, fmt.Errorf("%w: secret tree of suite %d, %d leaves, for a tree of %d", ErrInvalidState,
-			secrets.Suite().ID(), secrets.LeafCount(), st.tree.LeafCount())
+			secrets.Suite().ID(), secrets.LeafCount(), t.LeafCount())
 	}
 	return &Public{
-		suite: st.suite, ctx: st.ctx, ctxBytes: st.ctxBytes, tree: st.tree.Clone(), interim: st.interim,
+		suite: st.suite, ctx: st.ctx, ctxBytes: st.ctxBytes, tree: t, interim: st.interim,
 		confirmationTag: st.tag, epoch: epoch, reinit: st.reinit, secrets: &ratchets{tree: secrets},
 	}, nil
 }
