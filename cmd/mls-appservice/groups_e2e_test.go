@@ -193,6 +193,38 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 	})
 }
 
+// joinedAll waits until every puppet the test counts as a member of room
+// has joined it in its own service's view: the group holds invited
+// users' devices too, but messages are delivered to joined puppets only,
+// and a service accepts its puppets' invitations one after another.
+func (w *e2eWorld) joinedAll(room id.RoomID, timeout time.Duration) {
+	w.t.Helper()
+	var waiting []string
+	defer func() {
+		if w.t.Failed() {
+			w.t.Logf("not joined: %v", waiting)
+		}
+	}()
+	until(w.t, timeout, "every member of "+string(room)+" joined", func(ctx context.Context) (bool, error) {
+		waiting = waiting[:0]
+		for u, in := range w.joined[room] {
+			if !in {
+				continue
+			}
+			var joined bool
+			err := w.puppets[u].db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member
+				WHERE room_id = $1 AND user_id = $2 AND membership = 'join')`, room, u).Scan(&joined)
+			if err != nil {
+				return false, err
+			}
+			if !joined {
+				waiting = append(waiting, string(u))
+			}
+		}
+		return len(waiting) == 0, nil
+	})
+}
+
 // ours returns the devices of want that belong to s's puppets: the
 // service must hold every one of them in the base epoch.
 func (w *e2eWorld) ours(s *testService, want []string) []string {
@@ -437,6 +469,7 @@ func TestGroupsEndToEnd(t *testing.T) {
 	w.joined[r1][a3], w.joined[r1][b3] = true, true
 	w.restart(B)
 	w.converged(r1, 3*time.Minute)
+	w.joinedAll(r1, time.Minute)
 	for _, u := range []id.UserID{a1, a2, a3, b1, b3} {
 		w.send(r1, u, "after the forks from "+string(u))
 	}
@@ -463,6 +496,7 @@ func TestGroupsEndToEnd(t *testing.T) {
 		w.joined[r2][u] = true
 	}
 	w.converged(r2, 5*time.Minute)
+	w.joinedAll(r2, time.Minute)
 	for i := 0; i < len(big); i += 7 {
 		w.send(r2, big[i], fmt.Sprintf("big room message %d", i))
 	}

@@ -89,7 +89,8 @@ func offloadRoom(t *testing.T, members int) {
 		w.joined[room][u] = true
 	}
 	w.converged(room, slow)
-	t.Logf("%d of A's puppets in the group in %s", len(as), time.Since(start).Round(time.Second))
+	w.joinedAll(room, slow)
+	t.Logf("%d of A's puppets in the group and joined in %s", len(as), time.Since(start).Round(time.Second))
 	// A's room queue still holds the echoes of its own commits; B's
 	// commits would wait behind them.
 	start = time.Now()
@@ -110,13 +111,21 @@ func offloadRoom(t *testing.T, members int) {
 		w.joined[room][b] = true
 		w.converged(room, 3*time.Minute)
 	}
+	w.joinedAll(room, time.Minute)
 	t.Logf("B's %d puppets joined in %s", len(bs), time.Since(start).Round(time.Second))
 	w.send(room, bs[0], "after the offloaded joins")
 	w.send(room, as[1], "from A after the offloaded joins")
-	until(t, 2*time.Minute, "messages delivered", func(ctx context.Context) (bool, error) {
-		got, want, _, _, err := w.delivered(ctx)
-		return got == want, err
-	})
+	func() {
+		defer func() {
+			if t.Failed() {
+				t.Logf("missing: %v", w.missing)
+			}
+		}()
+		until(t, 2*time.Minute, "messages delivered", func(ctx context.Context) (bool, error) {
+			got, want, _, _, err := w.delivered(ctx)
+			return got == want, err
+		})
+	}()
 
 	// Tampered media: B must refuse a commit and a Welcome whose download
 	// does not hash to what their file objects name.
