@@ -195,7 +195,7 @@ func (m *Member) Devices(id ID) []Device {
 // Public returns the shared state of a retained epoch, loading it if
 // needed.
 func (m *Member) Public(id ID) (*group.Public, error) {
-	st, err := m.state(id)
+	st, err := m.shared(id)
 	if err != nil {
 		return nil, err
 	}
@@ -788,7 +788,7 @@ type Opened struct {
 // Open is Decrypt, reporting also the messages the sender sent before
 // this one that were not received.
 func (m *Member) Open(epoch ID, msg []byte) (*Opened, error) {
-	st, err := m.state(epoch)
+	st, err := m.shared(epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -872,6 +872,7 @@ func (m *Member) drop(ids []ID) ([]ID, error) {
 		if st.pub != nil {
 			st.pub.Destroy()
 		}
+		st.clearRaw()
 	})
 	if err != nil {
 		return nil, err
@@ -935,6 +936,7 @@ func (m *Member) Destroy() {
 	for _, n := range m.graph.nodes {
 		if n.Retained && n.State.pub != nil {
 			n.State.pub.Destroy()
+			n.State.clearRaw()
 		}
 	}
 	m.graph = New[*EpochState]()

@@ -18,7 +18,11 @@ type treeLeaf = treemath.LeafIndex
 type EpochState struct {
 	holders []Device // sorted
 	pub     *group.Public
-	privs   map[Device]*group.Private
+	// privs is nil while the epoch was loaded for its shared state alone
+	// (Member.shared); the stored private states then wait in raw, to be
+	// decoded and checked on first use (Member.state).
+	privs map[Device]*group.Private
+	raw   map[Device][]byte
 	// commit is the message of the commit that made the epoch (nil for
 	// the group's first epoch): devices of ours that enter the parent
 	// epoch later follow into this one with it (Member.follow).
@@ -62,6 +66,10 @@ func (st *EpochState) add(d Device, p *group.Private) {
 // remove forgets our device d's private state, loaded or not.
 func (st *EpochState) remove(d Device) {
 	delete(st.privs, d)
+	if b, ok := st.raw[d]; ok {
+		clear(b)
+		delete(st.raw, d)
+	}
 	st.holders = slices.DeleteFunc(st.holders, func(x Device) bool { return x == d })
 	if i := slices.Index(st.added, d); i >= 0 {
 		st.added = slices.Delete(st.added, i, i+1)
@@ -94,8 +102,30 @@ type StoredEpoch struct {
 // it); retention and base selection need only the metadata.
 type Loader func(ID) (*StoredEpoch, error)
 
-// state returns the state of a retained epoch, loading it if needed.
+// state returns the state of a retained epoch with our devices' private
+// states, loading and checking them if needed.
 func (m *Member) state(id ID) (*EpochState, error) {
+	st, err := m.shared(id)
+	if err != nil {
+		return nil, err
+	}
+	if st.privs == nil {
+		privs, err := decodePrivates(st.pub, st.holders, st.raw)
+		if err != nil {
+			return nil, fmt.Errorf("load epoch %v: %w", id, err)
+		}
+		st.privs = privs
+		st.clearRaw()
+	}
+	return st, nil
+}
+
+// shared returns the state of a retained epoch, loading it if needed, but
+// leaves our devices' private states undecoded: decrypting a message
+// needs none of them, and decoding one derives every HPKE public key on
+// its path and the signature key's (a third of the service's CPU when it
+// did so for every message received).
+func (m *Member) shared(id ID) (*EpochState, error) {
 	n := m.graph.nodes[id]
 	switch {
 	case n == nil:
@@ -116,55 +146,78 @@ func (m *Member) state(id ID) (*EpochState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load epoch %v: %w", id, err)
 	}
-	pub, privs, err := decodeEpoch(id, st.holders, parts)
+	pub, err := decodeShared(id, parts)
 	if err != nil {
 		return nil, fmt.Errorf("load epoch %v: %w", id, err)
 	}
-	st.pub, st.privs, st.commit = pub, privs, bytes.Clone(parts.Commit)
+	st.raw = make(map[Device][]byte, len(st.holders))
+	for _, d := range st.holders {
+		b, ok := parts.Privates[d]
+		if !ok {
+			pub.Destroy()
+			return nil, fmt.Errorf("load epoch %v: %w: no private state of %v", id, ErrInvalidGraph, d)
+		}
+		st.raw[d] = bytes.Clone(b) // ours to zero: the caller may keep b
+	}
+	st.pub, st.commit = pub, bytes.Clone(parts.Commit)
 	st.initAt, st.treeAt = pub.Changes()
 	return st, nil
 }
 
-// decodeEpoch decodes and checks the stored parts of epoch id, whose
-// holders are ours.
-func decodeEpoch(id ID, holders []Device, parts *StoredEpoch) (*group.Public, map[Device]*group.Private, error) {
+// clearRaw zeroes and forgets the undecoded private states.
+func (st *EpochState) clearRaw() {
+	for _, b := range st.raw {
+		clear(b)
+	}
+	st.raw = nil
+}
+
+// decodeShared decodes and checks the stored shared state of epoch id.
+func decodeShared(id ID, parts *StoredEpoch) (*group.Public, error) {
 	if parts == nil {
-		return nil, nil, fmt.Errorf("%w: no stored parts", ErrInvalidGraph)
+		return nil, fmt.Errorf("%w: no stored parts", ErrInvalidGraph)
 	}
 	static := parts.Decoded
 	if static == nil {
 		var err error
 		if static, err = group.UnmarshalStatic(parts.Static); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		defer static.Destroy()
 	}
 	pub, err := static.Public(parts.InitState, parts.SecretTree)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if ID(pub.EpochID()) != id {
-		return nil, nil, fmt.Errorf("%w: stored parts of epoch %v", ErrInvalidGraph, ID(pub.EpochID()))
+		pub.Destroy()
+		return nil, fmt.Errorf("%w: stored parts of epoch %v", ErrInvalidGraph, ID(pub.EpochID()))
 	}
+	return pub, nil
+}
+
+// decodePrivates decodes the private states of our devices holders from
+// raw and checks each against pub's tree.
+func decodePrivates(pub *group.Public, holders []Device, raw map[Device][]byte) (map[Device]*group.Private, error) {
 	privs := make(map[Device]*group.Private, len(holders))
 	for _, d := range holders {
-		b, ok := parts.Privates[d]
+		b, ok := raw[d]
 		if !ok {
-			return nil, nil, fmt.Errorf("%w: no private state of %v", ErrInvalidGraph, d)
+			return nil, fmt.Errorf("%w: no private state of %v", ErrInvalidGraph, d)
 		}
 		p, err := group.UnmarshalPrivate(b)
 		if err != nil {
-			return nil, nil, fmt.Errorf("private state of %v: %w", d, err)
+			return nil, fmt.Errorf("private state of %v: %w", d, err)
 		}
 		if err := pub.CheckPrivate(p); err != nil {
-			return nil, nil, fmt.Errorf("private state of %v: %w", d, err)
+			return nil, fmt.Errorf("private state of %v: %w", d, err)
 		}
 		if leafDevice(pub, uint32(p.Leaf())) != d {
-			return nil, nil, fmt.Errorf("%w: private state of %v is at another device's leaf", ErrInvalidGraph, d)
+			return nil, fmt.Errorf("%w: private state of %v is at another device's leaf", ErrInvalidGraph, d)
 		}
 		privs[d] = p
 	}
-	return pub, privs, nil
+	return privs, nil
 }
 
 // Changes is what changed in a Member since the last Flush (or since it

@@ -59,41 +59,70 @@ func deliveryRow(puppet id.UserID, seq int64) seal.Binding {
 }
 
 // deliver appends d to the log of each puppet in to, once per (puppet,
-// event, kind): delivering the same event again is a no-op. Puppets are
-// taken in sorted order, so that two transactions delivering to the same
-// puppets lock their cursors in one order.
+// event, kind): delivering the same event again is a no-op. A message to
+// n puppets takes n+1 statements (it took 3n): one per puppet advances
+// its cursor, in sorted order so that two transactions delivering to the
+// same puppets lock their cursors in one order, and one writes every
+// entry, each sealed to its own (puppet, seq), skipping those that exist.
+// A skipped entry's cursor goes back by one (this transaction holds its
+// row), so that a log's numbers stay consecutive.
+//
+// The entries that exist are not looked up first: a lookup by puppets and
+// event is planned once per connection, and while the table grows from
+// empty faster than autovacuum analyzes it, that plan is a sequential
+// scan (15 ms a message at 54,000 rows in the load command's intake
+// mode). The conflict on the unique key needs no plan.
 func (s *Service) deliver(ctx context.Context, q database.Querier, to []id.UserID, d Delivered) ([]id.UserID, error) {
-	to = slices.Clone(to)
-	slices.Sort(to)
-	to = slices.Compact(to)
-	var got []id.UserID
-	for _, puppet := range to {
-		var exists bool
-		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery WHERE user_id = $1 AND event_id = $2 AND kind = $3)`,
-			puppet, d.EventID, d.Kind).Scan(&exists); err != nil {
-			return got, fmt.Errorf("deliver %s to %s: %w", d.EventID, puppet, err)
-		}
-		if exists {
-			continue
-		}
-		var seq int64
+	if len(to) == 0 {
+		return nil, nil
+	}
+	users := make([]string, len(to))
+	for i, u := range to {
+		users[i] = string(u)
+	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	seqs := make([]int64, len(users))
+	content := make([][]byte, len(users))
+	for i, user := range users {
+		// One statement per cursor, not one for all: a multi-row
+		// INSERT ... ON CONFLICT here waited on other transactions far
+		// more often.
 		if err := q.QueryRow(ctx, `INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, 1)
 			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + 1 RETURNING last_seq`,
-			puppet).Scan(&seq); err != nil {
-			return got, fmt.Errorf("deliver %s to %s: %w", d.EventID, puppet, err)
+			user).Scan(&seqs[i]); err != nil {
+			return nil, fmt.Errorf("deliver %s to %s: %w", d.EventID, user, err)
 		}
-		sealed, err := s.cfg.Sealer.Seal(purposeDelivery, deliveryRow(puppet, seq), d.Content)
+		sealed, err := s.cfg.Sealer.Seal(purposeDelivery, deliveryRow(id.UserID(user), seqs[i]), d.Content)
 		if err != nil {
-			return got, err
+			return nil, err
 		}
-		if _, err := q.Exec(ctx, `INSERT INTO delivery (user_id, seq, room_id, event_id, kind, sender, sender_device,
-			event_type, content, origin_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			puppet, seq, d.RoomID, d.EventID, string(d.Kind), d.Sender, d.SenderDevice, d.Type, sealed, d.OriginServerTS); err != nil {
-			return got, fmt.Errorf("deliver %s to %s: %w", d.EventID, puppet, err)
-		}
-		got = append(got, puppet)
-		s.metrics.Delivered.WithLabelValues(string(d.Kind)).Inc()
+		content[i] = sealed
 	}
+	rows, err := q.Query(ctx, `INSERT INTO delivery (user_id, seq, room_id, event_id, kind, sender, sender_device,
+		event_type, content, origin_ts)
+		SELECT u, n, $4, $5, $6, $7, $8, $9, c, $10 FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS t(u, n, c)
+		ON CONFLICT (user_id, event_id, kind) DO NOTHING RETURNING user_id`,
+		users, seqs, content, d.RoomID, d.EventID, string(d.Kind), d.Sender, d.SenderDevice, d.Type, d.OriginServerTS)
+	if err != nil {
+		return nil, fmt.Errorf("deliver %s to %d puppets: %w", d.EventID, len(users), err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[id.UserID])
+	if err != nil {
+		return nil, fmt.Errorf("deliver %s to %d puppets: %w", d.EventID, len(users), err)
+	}
+	if len(got) < len(users) {
+		var had []string
+		for _, u := range users {
+			if !slices.Contains(got, id.UserID(u)) {
+				had = append(had, u)
+			}
+		}
+		if _, err := q.Exec(ctx, `UPDATE delivery_cursor SET last_seq = last_seq - 1 WHERE user_id = ANY($1)`, had); err != nil {
+			return nil, fmt.Errorf("deliver %s: cursors of %d puppets that had it: %w", d.EventID, len(had), err)
+		}
+	}
+	s.metrics.Delivered.WithLabelValues(string(d.Kind)).Add(float64(len(got)))
 	return got, nil
 }
 

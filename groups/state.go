@@ -45,6 +45,9 @@ type room struct {
 	id    id.RoomID
 	state string
 	m     *epochs.Member
+	// stored is state as read, so that saving an unchanged room (every
+	// message) writes nothing.
+	stored string
 }
 
 // held reports whether one of our devices holds an epoch of the room.
@@ -93,14 +96,21 @@ func (s *Service) groupConfig() group.Config {
 func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.RoomID) (*room, error) {
 	var state string
 	var graph []byte
-	err := q.QueryRow(ctx, `SELECT state, graph FROM dmls_room WHERE room_id = $1`, roomID).Scan(&state, &graph)
+	// With the event ids of our commits that the outbox learned since, in
+	// the same statement: every event of the room asks.
+	var commitEpochs [][]byte
+	var commitEvents []string
+	err := q.QueryRow(ctx, `SELECT state, graph,
+		ARRAY(SELECT epoch_id FROM dmls_commit_event WHERE room_id = $1 AND event_id IS NOT NULL ORDER BY epoch_id),
+		ARRAY(SELECT event_id FROM dmls_commit_event WHERE room_id = $1 AND event_id IS NOT NULL ORDER BY epoch_id)
+		FROM dmls_room WHERE room_id = $1`, roomID).Scan(&state, &graph, &commitEpochs, &commitEvents)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, errf(roomID, "read: %w", err)
 	}
-	r := &room{id: roomID, state: state}
+	r := &room{id: roomID, state: state, stored: state}
 	if graph == nil {
 		return r, nil
 	}
@@ -109,20 +119,15 @@ func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.Ro
 		return nil, errf(roomID, "stored graph: %w", err)
 	}
 	r.m.Policy = s.cfg.Policy
-	// Event ids of our commits that the outbox learned since.
-	rows, err := q.Query(ctx, `SELECT epoch_id, event_id FROM dmls_commit_event WHERE room_id = $1 AND event_id IS NOT NULL`, roomID)
-	if err != nil {
-		return nil, errf(roomID, "commit events: %w", err)
+	if len(commitEpochs) != len(commitEvents) {
+		return nil, errf(roomID, "commit events: %d epochs for %d events", len(commitEpochs), len(commitEvents))
 	}
-	var eid []byte
-	var ev string
-	if _, err := pgx.ForEachRow(rows, []any{&eid, &ev}, func() error {
+	for i, eid := range commitEpochs {
 		if n, ok := r.m.Graph().Node(epochs.ID(eid)); ok && n.CommitEvent == "" {
-			return r.m.SetCommitEvent(epochs.ID(eid), ev)
+			if err := r.m.SetCommitEvent(epochs.ID(eid), commitEvents[i]); err != nil {
+				return nil, errf(roomID, "commit events: %w", err)
+			}
 		}
-		return nil
-	}); err != nil {
-		return nil, errf(roomID, "commit events: %w", err)
 	}
 	return r, nil
 }
@@ -132,11 +137,17 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	st := &epochs.StoredEpoch{Privates: map[epochs.Device][]byte{}}
 	decoded, cached := s.statics.get(roomID, epoch)
 	var static, init, secrets []byte
+	var users, devices []string
+	var privates [][]byte
 	// A cached static part is not read again: for a large room it is
-	// most of the row.
-	err := q.QueryRow(ctx, `SELECT CASE WHEN $3 THEN NULL ELSE static END, init, secrets, commit
+	// most of the row. Our devices' private parts come in the same
+	// statement.
+	err := q.QueryRow(ctx, `SELECT CASE WHEN $3 THEN NULL ELSE static END, init, secrets, commit,
+		ARRAY(SELECT user_id FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 ORDER BY user_id, device_id),
+		ARRAY(SELECT device_id FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 ORDER BY user_id, device_id),
+		ARRAY(SELECT private FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 ORDER BY user_id, device_id)
 		FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`,
-		roomID, []byte(epoch), cached).Scan(&static, &init, &secrets, &st.Commit)
+		roomID, []byte(epoch), cached).Scan(&static, &init, &secrets, &st.Commit, &users, &devices, &privates)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errf(roomID, "epoch %v is in the graph but not stored", epoch)
 	}
@@ -166,22 +177,16 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	if st.SecretTree, err = open(purposeEpochSecrets, "secrets", secrets); err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(ctx, `SELECT user_id, device_id, private FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2`,
-		roomID, []byte(epoch))
-	if err != nil {
-		return nil, errf(roomID, "read privates of %v: %w", epoch, err)
+	if len(users) != len(devices) || len(users) != len(privates) {
+		return nil, errf(roomID, "epoch %v: %d users, %d devices and %d private parts", epoch, len(users), len(devices), len(privates))
 	}
-	var d epochs.Device
-	var sealed []byte
-	if _, err := pgx.ForEachRow(rows, []any{&d.UserID, &d.DeviceID, &sealed}, func() error {
+	for i, sealed := range privates {
+		d := epochs.Device{UserID: users[i], DeviceID: devices[i]}
 		plain, err := s.cfg.Sealer.Open(purposeEpochPrivate, privateRow(roomID, epoch, d), sealed)
 		if err != nil {
-			return err
+			return nil, errf(roomID, "epoch %v: %w", epoch, err)
 		}
 		st.Privates[d] = plain
-		return nil
-	}); err != nil {
-		return nil, errf(roomID, "epoch %v: %w", epoch, err)
 	}
 	return st, nil
 }
@@ -209,16 +214,21 @@ func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) err
 		graph = ch.Metadata
 	}
 	if graph == nil {
+		if r.state == r.stored {
+			return nil
+		}
 		_, err := q.Exec(ctx, `UPDATE dmls_room SET state = $2, updated_at = now() WHERE room_id = $1 AND state <> $2`, r.id, r.state)
 		if err != nil {
 			return errf(r.id, "store state: %w", err)
 		}
+		r.stored = r.state
 		return nil
 	}
 	if _, err := q.Exec(ctx, `UPDATE dmls_room SET graph = $2, state = $3, updated_at = now() WHERE room_id = $1`,
 		r.id, graph, r.state); err != nil {
 		return errf(r.id, "store graph: %w", err)
 	}
+	r.stored = r.state
 	return nil
 }
 

@@ -4,7 +4,9 @@
 # variables that internal/testenv reads. It defines say and die, and
 # leaves WORK (a work directory) and LOG (its log file) set.
 #
-# Environment: MLSAS_KEEP=1 keeps the work directory.
+# Environment: MLSAS_KEEP=1 keeps the work directory; MLSAS_TEST_PG_OPTIONS
+# adds PostgreSQL server options (e.g. "-c shared_preload_libraries=pg_stat_statements"
+# to see where the database spends its time).
 SYNAPSE_VERSION=1.163.2
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/mls-appservice
@@ -45,7 +47,7 @@ fi
 PG_PORT=$(free_port)
 as_pg "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust -E UTF8 >>"$LOG" 2>&1 || die "initdb failed (see $LOG)"
 as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w -t 60 \
-	-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $WORK/pg -c fsync=off -c synchronous_commit=off -c max_connections=200" \
+	-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $WORK/pg -c fsync=off -c synchronous_commit=off -c max_connections=200 ${MLSAS_TEST_PG_OPTIONS:-}" \
 	start >>"$LOG" 2>&1 || die "PostgreSQL did not start (see $LOG and $WORK/pg/server.log)"
 export MLSAS_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 say "PostgreSQL 15 on 127.0.0.1:$PG_PORT"
