@@ -60,12 +60,13 @@ func deliveryRow(puppet id.UserID, seq int64) seal.Binding {
 
 // deliver appends d to the log of each puppet in to, once per (puppet,
 // event, kind): delivering the same event again is a no-op. A message to
-// n puppets takes n+1 statements (it took 3n): one per puppet advances
-// its cursor, in sorted order so that two transactions delivering to the
-// same puppets lock their cursors in one order, and one writes every
-// entry, each sealed to its own (puppet, seq), skipping those that exist.
-// A skipped entry's cursor goes back by one (this transaction holds its
-// row), so that a log's numbers stay consecutive.
+// n puppets takes two round trips (it took 3n): n statements in one batch
+// advance the puppets' cursors, in sorted order so that two transactions
+// delivering to the same puppets lock their cursors in one order, and one
+// statement writes every entry, each sealed to its own (puppet, seq),
+// skipping those that exist. A skipped entry's cursor goes back by one
+// (this transaction holds its row), so that a log's numbers stay
+// consecutive.
 //
 // The entries that exist are not looked up first: a lookup by puppets and
 // event is planned once per connection, and while the table grows from
@@ -82,17 +83,27 @@ func (s *Service) deliver(ctx context.Context, q database.Querier, to []id.UserI
 	}
 	slices.Sort(users)
 	users = slices.Compact(users)
+	// The cursors advance in one round trip, one statement each, in
+	// order. (One multi-row INSERT ... ON CONFLICT for all of them waited
+	// on other transactions far more often.)
+	var b pgx.Batch
+	for _, user := range users {
+		b.Queue(`INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, 1)
+			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + 1 RETURNING last_seq`, user)
+	}
 	seqs := make([]int64, len(users))
-	content := make([][]byte, len(users))
+	br := q.SendBatch(ctx, &b)
 	for i, user := range users {
-		// One statement per cursor, not one for all: a multi-row
-		// INSERT ... ON CONFLICT here waited on other transactions far
-		// more often.
-		if err := q.QueryRow(ctx, `INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, 1)
-			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + 1 RETURNING last_seq`,
-			user).Scan(&seqs[i]); err != nil {
+		if err := br.QueryRow().Scan(&seqs[i]); err != nil {
+			br.Close()
 			return nil, fmt.Errorf("deliver %s to %s: %w", d.EventID, user, err)
 		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("deliver %s: %w", d.EventID, err)
+	}
+	content := make([][]byte, len(users))
+	for i, user := range users {
 		sealed, err := s.cfg.Sealer.Seal(purposeDelivery, deliveryRow(id.UserID(user), seqs[i]), d.Content)
 		if err != nil {
 			return nil, err
