@@ -298,11 +298,22 @@ func (t joinTimer) Timer(ctx context.Context, _ *inbound.Work, timer database.Ti
 
 // joinedPuppets lists our puppets joined in room.
 func (s *Service) joinedPuppets(ctx context.Context, q database.Querier, room id.RoomID) ([]id.UserID, error) {
-	// Every message asks: the database narrows a large room's members to
-	// our namespace's, rather than sending them all.
-	rows, err := q.Query(ctx, `SELECT user_id FROM room_member
-		WHERE room_id = $1 AND membership = 'join' AND (starts_with(user_id, $2) OR user_id = $3)`,
-		room, s.cfg.Puppets.UserIDPrefix(), s.cfg.Puppets.BotID())
+	rows, err := q.Query(ctx, joinedPuppetsSQL, s.joinedPuppetsArgs(room)...)
+	return s.joinedPuppetsFrom(room, rows, err)
+}
+
+// joinedPuppetsSQL lists a room's joined members in our namespace. Every
+// message asks: the database narrows a large room's members to ours,
+// rather than sending them all.
+const joinedPuppetsSQL = `SELECT user_id FROM room_member
+	WHERE room_id = $1 AND membership = 'join' AND (starts_with(user_id, $2) OR user_id = $3)`
+
+func (s *Service) joinedPuppetsArgs(room id.RoomID) []any {
+	return []any{room, s.cfg.Puppets.UserIDPrefix(), s.cfg.Puppets.BotID()}
+}
+
+// joinedPuppetsFrom reads joinedPuppetsSQL's result.
+func (s *Service) joinedPuppetsFrom(room id.RoomID, rows pgx.Rows, err error) ([]id.UserID, error) {
 	if err != nil {
 		return nil, fmt.Errorf("joined puppets of %s: %w", room, err)
 	}

@@ -211,15 +211,12 @@ func commitErrorLabel(err error) string {
 // delivers it to our joined puppets.
 func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, e *Encrypted) error {
 	start := time.Now()
-	to, err := s.joinedPuppets(ctx, w.Q, r.id)
+	digest := sha256.Sum256(e.Ciphertext)
+	to, own, err := s.messageContext(ctx, w.Q, r.id, digest[:])
 	if err != nil {
 		return err
 	}
-	digest := sha256.Sum256(e.Ciphertext)
-	if own, err := s.sentPlaintext(ctx, w.Q, digest[:]); err != nil || own != nil {
-		if err != nil {
-			return err
-		}
+	if own != nil {
 		// Our own message's echo: we cannot decrypt it (the sender's
 		// ratchet moved on), but we know what it says.
 		return s.deliverMessage(ctx, w, r, ev, own.device, own.plaintext, to)
@@ -509,10 +506,34 @@ type sent struct {
 	plaintext []byte
 }
 
-func (s *Service) sentPlaintext(ctx context.Context, q database.Querier, digest []byte) (*sent, error) {
+// messageContext reads in one round trip what every message received
+// needs: our puppets joined in room (joinedPuppets), and what we said if
+// the ciphertext of digest is the echo of our own message (sentPlaintext).
+func (s *Service) messageContext(ctx context.Context, q database.Querier, room id.RoomID, digest []byte) ([]id.UserID, *sent, error) {
+	var b pgx.Batch
+	b.Queue(joinedPuppetsSQL, s.joinedPuppetsArgs(room)...)
+	b.Queue(sentSQL, digest)
+	br := q.SendBatch(ctx, &b)
+	defer br.Close()
+	rows, err := br.Query()
+	to, err := s.joinedPuppetsFrom(room, rows, err)
+	if err != nil {
+		return nil, nil, err
+	}
+	own, err := s.sentFrom(br.QueryRow(), digest)
+	if err != nil {
+		return nil, nil, err
+	}
+	return to, own, br.Close()
+}
+
+const sentSQL = `SELECT device_id, plaintext FROM dmls_sent WHERE digest = $1`
+
+// sentFrom reads sentSQL's result: nil if the digest is not ours.
+func (s *Service) sentFrom(row pgx.Row, digest []byte) (*sent, error) {
 	var sealed []byte
 	var dev string
-	err := q.QueryRow(ctx, `SELECT device_id, plaintext FROM dmls_sent WHERE digest = $1`, digest).Scan(&dev, &sealed)
+	err := row.Scan(&dev, &sealed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
