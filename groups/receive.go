@@ -508,7 +508,7 @@ type sent struct {
 
 // messageContext reads in one round trip what every message received
 // needs: our puppets joined in room (joinedPuppets), and what we said if
-// the ciphertext of digest is the echo of our own message (sentPlaintext).
+// the ciphertext of digest is the echo of our own message (sentFrom).
 func (s *Service) messageContext(ctx context.Context, q database.Querier, room id.RoomID, digest []byte) ([]id.UserID, *sent, error) {
 	var b pgx.Batch
 	b.Queue(joinedPuppetsSQL, s.joinedPuppetsArgs(room)...)
