@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -332,5 +333,40 @@ func TestMemberBoundedState(t *testing.T) {
 	}
 	if n := len(ms[0].known); n > 0 {
 		t.Fatalf("%d observed commits kept", n)
+	}
+}
+
+// Reading a message decodes no private state (it needs none), so a
+// corrupt stored private state does not stop it; the first operation that
+// needs our device's keys decodes and checks them, and refuses.
+func TestMemberPrivatesDecodedOnUse(t *testing.T) {
+	ms, _ := memberRoom(t, 2)
+	m := ms[0]
+	db := newStore()
+	db.write(t, flush(t, m.Member))
+	base, _ := m.Base()
+	stored := db.epochs[base].Privates[m.Self]
+	if stored == nil {
+		t.Fatalf("no private state of %v stored", m.Self)
+	}
+	db.epochs[base].Privates[m.Self] = []byte("not a private state")
+
+	m.Member = db.member(t)
+	_, ct, err := ms[1].Encrypt(ms[1].Self, []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, _, err := m.Decrypt(base, ct); err != nil || string(pt) != "hello" {
+		t.Fatalf("a message read with a corrupt private state stored: %q, %v", pt, err)
+	}
+	if _, _, err := m.Encrypt(m.Self, []byte("hi")); err == nil || !strings.Contains(err.Error(), "private state") {
+		t.Fatalf("sending with a corrupt private state: %v", err)
+	}
+
+	// With the stored state intact, the same Member sends.
+	db.epochs[base].Privates[m.Self] = stored
+	m.Member = db.member(t)
+	if _, _, err := m.Encrypt(m.Self, []byte("hi")); err != nil {
+		t.Fatalf("sending: %v", err)
 	}
 }
