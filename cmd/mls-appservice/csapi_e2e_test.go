@@ -300,6 +300,13 @@ func TestCSAPISDKBots(t *testing.T) {
 		sdk.waitFor(fromSDK, "echo of "+body, line("message", "body", "echo: "+body, "decrypted", "true"))
 	}
 	sdk.waitFor(fromSDK, "nio's own message", line("message", "body", "nio here csapi-msg"))
+	// The bot-sdk bot can see an echo before nio prints that its send
+	// returned; nio is stopped next, and a send it never reported would
+	// be counted as received but not sent.
+	for i := 1; i <= 3; i++ {
+		nio.waitFor(fromNio, "nio's report of its echo", line("sent", "body", fmt.Sprintf("echo: hello %d csapi-msg", i)))
+	}
+	nio.waitFor(fromNio, "nio's report of its message", line("sent", "body", "nio here csapi-msg"))
 
 	// Offline: each bot is stopped, the other says something, and the
 	// stopped bot, started again, gets it on its first /sync. A bot is
