@@ -191,8 +191,12 @@
 //	per epoch: commit              once, with the epoch            the commit message
 //	per (epoch, device): private   once, when the device enters    O(log n) keys
 //
-// Decrypting changes only the secret tree of the message's epoch;
-// retention deletes whole epochs (Changes.Dropped).
+// Decrypting changes only the secret tree of the message's epoch, and
+// reads no private state: an epoch's private states are decoded and
+// checked against its tree on the first operation that needs a key of
+// ours (a commit made or processed, a message sent, a join), so a message
+// does not pay for deriving every path public key. Retention deletes
+// whole epochs (Changes.Dropped).
 //
 // # Membership authority
 //
