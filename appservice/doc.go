@@ -38,6 +38,15 @@
 // rooms run in parallel. A queue that still has items after a batch goes
 // to the back of the line, so a busy room does not starve the others.
 //
+// Within a batch, consecutive room events that every room handler can
+// take together (inbound.RoomRunHandler; for groups, a busy room's
+// messages) are given to the handlers as one run, in one savepoint: the
+// room is read and written once for the run instead of once an event. A
+// run is only a shortcut: if a handler declines it or fails, the run is
+// rolled back and its events are applied one by one as above, so each
+// event is decided, retried or parked exactly as without runs
+// (mlsas_work_run_events_total counts the events of both outcomes).
+//
 // # Poison
 //
 // Everything in a transaction is untrusted. The parser (package inbound)

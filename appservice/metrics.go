@@ -14,6 +14,7 @@ type Metrics struct {
 	ItemsProcessed       *prometheus.CounterVec
 	ItemsFailed          *prometheus.CounterVec
 	ItemsParked          *prometheus.CounterVec
+	RunEvents            *prometheus.CounterVec
 	ItemSeconds          *prometheus.HistogramVec
 	ItemDelaySeconds     prometheus.Histogram
 	TimersRun            *prometheus.CounterVec
@@ -67,6 +68,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Failed attempts at work items, by kind.", "kind"),
 		ItemsParked: counterVec("mlsas_work_items_parked_total",
 			"Work items set aside after failing too often, by kind.", "kind"),
+		RunEvents: counterVec("mlsas_work_run_events_total",
+			"Room events offered to the handlers as runs (inbound.RoomRunHandler), by outcome: applied (as one run), one_by_one (a handler declined the run or it failed, so its events were applied singly).", "outcome"),
 		TimersRun: counterVec("mlsas_timers_run_total",
 			"Timers run, by kind.", "kind"),
 		TimersFailed: counterVec("mlsas_timer_failures_total",

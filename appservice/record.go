@@ -16,7 +16,7 @@ import (
 type Recorder struct{}
 
 var (
-	_ inbound.RoomHandler       = Recorder{}
+	_ inbound.RoomRunHandler    = Recorder{}
 	_ inbound.EphemeralHandler  = Recorder{}
 	_ inbound.ToDeviceHandler   = Recorder{}
 	_ inbound.DeviceListHandler = Recorder{}
@@ -31,8 +31,7 @@ func (r Recorder) Handlers() inbound.Handlers {
 }
 
 func (Recorder) RoomEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
-	err := database.RecordEvent(ctx, w.Q, w.Item.TxnSeq, database.InboundEvent{Kind: "room", Type: ev.Type,
-		RoomID: string(ev.RoomID), EventID: string(ev.EventID), Sender: string(ev.Sender), Raw: ev.Raw})
+	err := database.RecordEvent(ctx, w.Q, w.Item.TxnSeq, roomRecord(ev))
 	if err != nil {
 		return err
 	}
@@ -41,6 +40,26 @@ func (Recorder) RoomEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomE
 			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)})
 	}
 	return nil
+}
+
+// Runnable lets every event but a membership change into a run: groups
+// reads the membership the recorder writes.
+func (Recorder) Runnable(ev inbound.RoomEvent) bool { return ev.Type != "m.room.member" }
+
+// RoomEvents records a run of events in one statement.
+func (Recorder) RoomEvents(ctx context.Context, w *inbound.Work, items []database.Item, evs []inbound.RoomEvent) error {
+	txns := make([]int64, len(items))
+	recs := make([]database.InboundEvent, len(evs))
+	for i, ev := range evs {
+		txns[i] = items[i].TxnSeq
+		recs[i] = roomRecord(ev)
+	}
+	return database.RecordEvents(ctx, w.Q, txns, recs)
+}
+
+func roomRecord(ev inbound.RoomEvent) database.InboundEvent {
+	return database.InboundEvent{Kind: "room", Type: ev.Type, RoomID: string(ev.RoomID), EventID: string(ev.EventID),
+		Sender: string(ev.Sender), Raw: ev.Raw}
 }
 
 func (Recorder) Ephemeral(ctx context.Context, w *inbound.Work, ev inbound.EphemeralEvent) error {

@@ -148,7 +148,30 @@ func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items 
 	var done []int64
 	parked := 0
 	due := time.Now()
-	for _, it := range items {
+	singly := 0 // items[:singly] are applied one by one: their run was declined
+	for i := 0; i < len(items); i++ {
+		if i >= singly {
+			if n, evs := w.runAt(items[i:]); n > 1 {
+				start := time.Now()
+				work, ok := w.applyRun(ctx, tx, p, items[i:i+n], evs)
+				if ok {
+					*applied = append(*applied, work)
+					for _, it := range items[i : i+n] {
+						done = append(done, it.Seq)
+						w.cfg.Metrics.ItemsProcessed.WithLabelValues(it.Kind).Inc()
+						w.cfg.Metrics.ItemSeconds.WithLabelValues(it.Kind).Observe(time.Since(start).Seconds() / float64(n))
+						w.cfg.Metrics.ItemDelaySeconds.Observe(time.Since(it.CreatedAt).Seconds())
+					}
+					i += n - 1
+					continue
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				singly = i + n
+			}
+		}
+		it := items[i]
 		start := time.Now()
 		work, err := w.applyItem(ctx, tx, p, it)
 		if err == nil {
@@ -185,6 +208,83 @@ func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items 
 		return err
 	}
 	return p.Flush(ctx)
+}
+
+// runAt returns how many of the items, from the first, make a run
+// (inbound.RoomRunHandler): consecutive room events that every room
+// handler can take as one. Their parsed events come with them.
+func (w *Worker) runAt(items []database.Item) (int, []inbound.RoomEvent) {
+	handlers := w.cfg.Handlers.Room
+	if len(handlers) == 0 || len(items) < 2 {
+		return 0, nil
+	}
+	for _, h := range handlers {
+		if _, ok := h.(inbound.RoomRunHandler); !ok {
+			return 0, nil
+		}
+	}
+	var evs []inbound.RoomEvent
+	for _, it := range items {
+		if it.Kind != inbound.KindRoomEvent || it.Attempts > 0 {
+			break // an item that failed before is tried alone
+		}
+		ev, err := inbound.ParseRoomEvent(it.Payload)
+		if err != nil {
+			break // applied singly, to be parked with its error
+		}
+		runnable := true
+		for _, h := range handlers {
+			runnable = runnable && h.(inbound.RoomRunHandler).Runnable(ev)
+		}
+		if !runnable {
+			break
+		}
+		evs = append(evs, ev)
+	}
+	return len(evs), evs
+}
+
+// applyRun gives a run of items to every room handler, in a savepoint of
+// tx. If a handler declines the run (inbound.ErrNoRun) or fails it, the
+// savepoint is rolled back and false returned: the items are then
+// applied one by one, which decides each as if there had been no run.
+func (w *Worker) applyRun(ctx context.Context, tx pgx.Tx, batch *database.Producer, items []database.Item, evs []inbound.RoomEvent) (_ *inbound.Work, ok bool) {
+	outcome := "one_by_one"
+	defer func() { w.cfg.Metrics.RunEvents.WithLabelValues(outcome).Add(float64(len(items))) }()
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.ItemTimeout)
+	defer cancel()
+	work := &inbound.Work{Q: sp, Out: database.NewProducer(sp), Item: items[0]}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
+			}
+		}()
+		for _, h := range w.cfg.Handlers.Room {
+			if err = h.(inbound.RoomRunHandler).RoomEvents(ctx, work, items, evs); err != nil {
+				return
+			}
+		}
+	}()
+	if err == nil {
+		err = sp.Commit(ctx)
+	}
+	if err != nil {
+		// Each item, applied alone, reports its own failure if it has one.
+		log := w.itemLog(items[0])
+		log.Debug().Err(err).Int("items", len(items)).Msg("Run of room events declined or failed; applying them one by one")
+		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
+			log.Warn().Err(rerr).Msg("Rolling back a run's savepoint failed")
+		}
+		return nil, false
+	}
+	batch.Merge(work.Out)
+	outcome = "applied"
+	return work, true
 }
 
 // applyItem runs the handlers of one item in a savepoint of tx: on error,

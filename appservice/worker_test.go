@@ -311,3 +311,80 @@ func BenchmarkWorkers(b *testing.B) {
 		})
 	}
 }
+
+// runFailing is failing that also takes runs (inbound.RoomRunHandler): a
+// run fails as its first failing event would, and an event marked
+// "decline" declines the runs it is in but is applied alone.
+type runFailing struct {
+	failing
+	runs int
+}
+
+func (f *runFailing) Runnable(inbound.RoomEvent) bool { return true }
+
+func (f *runFailing) RoomEvents(ctx context.Context, w *inbound.Work, items []database.Item, evs []inbound.RoomEvent) error {
+	f.mu.Lock()
+	f.runs++
+	fail := f.fail
+	f.mu.Unlock()
+	for _, ev := range evs {
+		if fail[string(ev.EventID)] == "decline" {
+			return inbound.ErrNoRun
+		}
+		if fail[string(ev.EventID)] != "" {
+			return f.RoomEvent(ctx, w, ev)
+		}
+	}
+	return nil
+}
+
+// TestRunsFallBackOneByOne: rooms whose events are taken as runs decide
+// every event as one by one would: a run that a handler declines, fails
+// or panics in is rolled back, and its events are applied alone, so the
+// failing ones are parked exactly as without runs and the others are
+// applied once, in order.
+func TestRunsFallBackOneByOne(t *testing.T) {
+	db := testDB(t)
+	rooms := []string{"!bad:hs", "!good1:hs", "!good2:hs", "!declined:hs"}
+	enqueue(t, db, rooms, 10)
+	f := &runFailing{failing: failing{calls: map[string]int{}, fail: map[string]string{
+		"$bad:hs-2": "error", "$bad:hs-5": "permanent", "$bad:hs-7": "panic", "$declined:hs-4": "decline"}}}
+	h := Recorder{}.Handlers()
+	h.Room = []inbound.RoomHandler{f, Recorder{}}
+	metrics := NewMetrics(prometheus.NewRegistry())
+	drain(t, db, newTestWorker(t, db, h, metrics), 2, time.Minute)
+	got := recorded(t, db)
+	all := func(room string) []string {
+		var ids []string
+		for i := range 10 {
+			ids = append(ids, fmt.Sprintf("$%s-%d", room[1:], i))
+		}
+		return ids
+	}
+	for _, room := range rooms[1:] {
+		if fmt.Sprint(got[room]) != fmt.Sprint(all(room)) {
+			t.Errorf("%s applied %v, want %v", room, got[room], all(room))
+		}
+	}
+	want := []string{"$bad:hs-0", "$bad:hs-1", "$bad:hs-3", "$bad:hs-4", "$bad:hs-6", "$bad:hs-8", "$bad:hs-9"}
+	if fmt.Sprint(got["!bad:hs"]) != fmt.Sprint(want) {
+		t.Errorf("poisoned room applied %v, want %v", got["!bad:hs"], want)
+	}
+	parked, err := database.ParkedItems(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parked) != 3 || parked[0].EventID != "$bad:hs-2" || parked[0].Attempts != 3 ||
+		parked[1].EventID != "$bad:hs-5" || parked[2].EventID != "$bad:hs-7" {
+		t.Fatalf("parked %+v", parked)
+	}
+	applied := testutil.ToFloat64(metrics.RunEvents.WithLabelValues("applied"))
+	singly := testutil.ToFloat64(metrics.RunEvents.WithLabelValues("one_by_one"))
+	if f.runs == 0 || applied < 20 || singly == 0 {
+		t.Errorf("%d runs, %v events applied in runs and %v one by one: want runs for the good rooms and none kept for the failing ones",
+			f.runs, applied, singly)
+	}
+	if v := testutil.ToFloat64(metrics.ItemsProcessed.WithLabelValues(inbound.KindRoomEvent)); v != 37 {
+		t.Errorf("processed counter %v, want 37", v)
+	}
+}

@@ -39,6 +39,32 @@ func RecordEvent(ctx context.Context, q Querier, txnSeq int64, ev InboundEvent) 
 	return nil
 }
 
+// RecordEvents appends evs, in order, to the log of what arrived, each
+// with the transaction at the same index of txnSeqs, in one statement.
+func RecordEvents(ctx context.Context, q Querier, txnSeqs []int64, evs []InboundEvent) error {
+	if len(txnSeqs) != len(evs) {
+		return fmt.Errorf("record %d events with %d transactions", len(evs), len(txnSeqs))
+	}
+	n := len(evs)
+	txns, kinds, types := make([]*int64, n), make([]string, n), make([]string, n)
+	rooms, events, senders := make([]*string, n), make([]*string, n), make([]*string, n)
+	toUsers, toDevices, raws := make([]*string, n), make([]*string, n), make([][]byte, n)
+	for i, ev := range evs {
+		txns[i], kinds[i], types[i] = nullableInt(txnSeqs[i]), ev.Kind, ev.Type
+		rooms[i], events[i], senders[i] = nullable(ev.RoomID), nullable(ev.EventID), nullable(ev.Sender)
+		toUsers[i], toDevices[i], raws[i] = nullable(ev.ToUserID), nullable(ev.ToDeviceID), ev.Raw
+	}
+	_, err := q.Exec(ctx, `INSERT INTO inbound_event
+		(txn_seq, kind, event_type, room_id, event_id, sender, to_user_id, to_device_id, raw)
+		SELECT t, k, y, r, e, s, u, d, w FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+			$6::text[], $7::text[], $8::text[], $9::bytea[]) WITH ORDINALITY AS x(t, k, y, r, e, s, u, d, w, i) ORDER BY i`,
+		txns, kinds, types, rooms, events, senders, toUsers, toDevices, raws)
+	if err != nil {
+		return fmt.Errorf("record %d events: %w", n, err)
+	}
+	return nil
+}
+
 // MemberEvent is one m.room.member state event.
 type MemberEvent struct {
 	RoomID     string

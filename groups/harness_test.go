@@ -69,6 +69,7 @@ type harness struct {
 	puppets  *matrix.Puppets
 	s        *Service
 	metrics  *Metrics
+	spine    *appservice.Metrics
 	splitter *appservice.Splitter
 	worker   *appservice.Worker
 	logs     *logBuffer
@@ -172,7 +173,7 @@ func harnessOver(t testing.TB, db *database.DB, sealer *seal.Sealer, o harnessOp
 	handlers := appservice.Recorder{}.Handlers()
 	s.Handlers(&handlers)
 	asMetrics := appservice.NewMetrics(reg)
-	h := &harness{t: t, ctx: ctx, db: db, logs: logs, sealer: sealer, keys: km, puppets: puppets, s: s, metrics: metrics,
+	h := &harness{t: t, ctx: ctx, db: db, logs: logs, sealer: sealer, keys: km, puppets: puppets, s: s, metrics: metrics, spine: asMetrics,
 		splitter: appservice.NewSplitter(db, asMetrics, 1, log),
 		worker: appservice.NewWorker(appservice.WorkerConfig{DB: db, Handlers: handlers, Metrics: asMetrics, Log: log,
 			BatchSize: 8, MaxAttempts: 1, RetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond, ItemTimeout: time.Minute})}

@@ -64,6 +64,27 @@ type (
 	TimerHandler interface {
 		Timer(ctx context.Context, w *Work, t database.Timer) (next time.Time, err error)
 	}
+	// RoomRunHandler is a RoomHandler that can also apply a run of
+	// consecutive events of one room queue at once, in one call, which
+	// saves what every event would otherwise pay again (reading the
+	// room, writing it back, one statement per event). The worker makes a
+	// run of the events that every room handler calls Runnable, and
+	// gives the run to each handler in turn; if any handler fails it,
+	// the run's writes are rolled back and its events are applied one by
+	// one, which decides every event as before.
+	//
+	// So a run is only a faster way to reach what the events one by one
+	// reach: a handler returns ErrNoRun, before it logs or counts
+	// anything, when an event of the run needs more than its fast path,
+	// and each handler sees the run only after the handlers before it
+	// have seen all of it, so Runnable must refuse an event whose effect
+	// on one handler another reads (a membership change).
+	RoomRunHandler interface {
+		RoomHandler
+		Runnable(ev RoomEvent) bool
+		// RoomEvents applies evs, the events of items, in order.
+		RoomEvents(ctx context.Context, w *Work, items []database.Item, evs []RoomEvent) error
+	}
 	// ItemHandler applies work items of a kind that a handler enqueued
 	// itself (not from a transaction): it decodes the payload, which it
 	// wrote, and treats it as untrusted like any stored blob.
@@ -88,3 +109,7 @@ type Handlers struct {
 
 // ErrPermanent marks an error that retrying cannot cure.
 var ErrPermanent = errors.New("permanent failure")
+
+// ErrNoRun is returned by a RoomRunHandler for a run it cannot apply at
+// once; the worker then applies the run's events one by one.
+var ErrNoRun = errors.New("run applied event by event")

@@ -242,6 +242,13 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, outcome := range []string{"applied", "one_by_one"} {
+		n, err := load.Counter(ctx, S.proc.base+"/metrics", "mlsas_work_run_events_total", "outcome="+strconv.Quote(outcome))
+		if err != nil {
+			t.Errorf("metrics: %v", err)
+		}
+		t.Logf("intake: %d room events offered in runs were %s", int(n), strings.ReplaceAll(outcome, "_", " "))
+	}
 	return res
 }
 

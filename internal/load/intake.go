@@ -32,7 +32,12 @@ type IntakeOptions struct {
 	EventPrefix  string
 	// For the result line only: what the service holds.
 	Puppets, Rooms, Members, Devices int
-	// Concurrency bounds transactions in flight (4).
+	// Concurrency bounds transactions in flight (1). Synapse sends an
+	// application service one transaction at a time and waits for its
+	// answer, so a room's events arrive in order; with more in flight a
+	// later transaction can be stored first, and the service then sees a
+	// sender's messages out of order, as if some were lost (holes in the
+	// timeline, which it looks for on the homeserver).
 	Concurrency int
 	Service     Process
 	DB          *pgxpool.Pool
@@ -45,7 +50,7 @@ type IntakeOptions struct {
 // takes them and waits until every delivery is committed in PostgreSQL.
 func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 4
+		o.Concurrency = 1
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Minute

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -98,8 +99,9 @@ func StateSizes(ctx context.Context, db *pgxpool.Pool, members, devices int) (pe
 	return perMember, perDevice, tables, nil
 }
 
-// Counter returns the sum of a Prometheus counter's samples at url.
-func Counter(ctx context.Context, url, name string) (float64, error) {
+// Counter returns the sum of a Prometheus counter's samples at url, of
+// those whose labels include every one of labels (each name="value").
+func Counter(ctx context.Context, url, name string, labels ...string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
@@ -116,8 +118,8 @@ func Counter(ctx context.Context, url, name string) (float64, error) {
 	var total float64
 	for _, line := range strings.Split(string(body), "\n") {
 		metric, _, _ := strings.Cut(line, " ")
-		metric, _, _ = strings.Cut(metric, "{")
-		if metric != name {
+		metric, set, _ := strings.Cut(metric, "{")
+		if metric != name || !hasLabels(strings.TrimSuffix(set, "}"), labels) {
 			continue
 		}
 		f := strings.Fields(line)
@@ -127,4 +129,16 @@ func Counter(ctx context.Context, url, name string) (float64, error) {
 		}
 	}
 	return total, nil
+}
+
+// hasLabels reports whether the label set of a sample (a="x",b="y")
+// includes each of labels.
+func hasLabels(set string, labels []string) bool {
+	have := strings.Split(set, ",")
+	for _, l := range labels {
+		if !slices.Contains(have, l) {
+			return false
+		}
+	}
+	return true
 }

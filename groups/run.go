@@ -1,0 +1,168 @@
+package groups
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
+)
+
+// A run of a room's events (inbound.RoomRunHandler) is the common case
+// of a busy room: application messages, one after another, in an epoch
+// we hold. Applied one by one, each pays its own savepoint, reads the room,
+// its epoch, our joined puppets and our sent messages, writes the secret
+// tree back and delivers: about ten round trips a message. A run pays
+// them once for all its messages.
+//
+// The run takes the fast path only: every encrypted event of it is a
+// message that decrypts at once (or is the echo of one of ours), names its
+// room, comes from its MLS sender, skips no generation and is new to every
+// puppet. Anything else (a commit, an epoch we lack, a late remote event,
+// a replay, a refusal) declines the whole run with inbound.ErrNoRun before
+// anything is logged or counted, and the worker applies its events one by
+// one, where each case has its handling. Membership changes never enter a
+// run (Runnable), so the puppets joined are the same for all its messages.
+
+// Runnable lets into a run every event but those that change the room's
+// membership or start it.
+func (h roomHandler) Runnable(ev inbound.RoomEvent) bool {
+	return ev.Type != "m.room.member" && ev.Type != "m.room.create"
+}
+
+// RoomEvents applies a run of a room's events.
+func (h roomHandler) RoomEvents(ctx context.Context, w *inbound.Work, items []database.Item, evs []inbound.RoomEvent) error {
+	return h.s.messageRun(ctx, w, items, evs)
+}
+
+// runMessage is one message of a run.
+type runMessage struct {
+	ev     inbound.RoomEvent
+	e      *Encrypted
+	digest [sha256.Size]byte
+}
+
+func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []database.Item, evs []inbound.RoomEvent) error {
+	var msgs []runMessage
+	for i, ev := range evs {
+		if ev.Type != EncryptedType {
+			continue // no business of ours, as for RoomEvent
+		}
+		if ev.RoomID != evs[0].RoomID {
+			return fmt.Errorf("%w: a run of events of %s and %s", inbound.ErrNoRun, evs[0].RoomID, ev.RoomID)
+		}
+		e, err := ParseEncrypted(ev.Content)
+		switch {
+		case err != nil || !s.supported(e.Algorithm):
+			return fmt.Errorf("%w: %s is malformed", inbound.ErrNoRun, ev.EventID)
+		case e.Commit != nil:
+			return fmt.Errorf("%w: %s is a commit", inbound.ErrNoRun, ev.EventID)
+		case s.cameLate(ev, items[i].CreatedAt):
+			return fmt.Errorf("%w: %s came late", inbound.ErrNoRun, ev.EventID)
+		}
+		msgs = append(msgs, runMessage{ev: ev, e: e, digest: sha256.Sum256(e.Ciphertext)})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	r, err := s.loadRoom(ctx, w.Q, msgs[0].ev.RoomID)
+	if err != nil {
+		return err
+	}
+	if r == nil || !r.held() {
+		return fmt.Errorf("%w: no epoch of the room is held", inbound.ErrNoRun)
+	}
+	digests := make([][]byte, len(msgs))
+	for i := range msgs {
+		digests[i] = msgs[i].digest[:]
+	}
+	to, own, err := s.runContext(ctx, w.Q, r.id, digests)
+	if err != nil {
+		return err
+	}
+	ds := make([]Delivered, 0, len(msgs))
+	decrypted := 0
+	for _, m := range msgs {
+		device, plain := id.DeviceID(""), []byte(nil)
+		if o, ok := own[string(m.digest[:])]; ok {
+			device, plain = o.device, o.plaintext
+		} else {
+			opened, err := r.m.Open(m.e.Epoch, m.e.Ciphertext)
+			switch {
+			case err != nil:
+				return fmt.Errorf("%w: %s: %w", inbound.ErrNoRun, m.ev.EventID, err)
+			case opened.Sender.UserID != string(m.ev.Sender):
+				return fmt.Errorf("%w: %s is not from its MLS sender", inbound.ErrNoRun, m.ev.EventID)
+			case opened.Skipped > 0:
+				return fmt.Errorf("%w: %s skips %d generations", inbound.ErrNoRun, m.ev.EventID, opened.Skipped)
+			}
+			device, plain = id.DeviceID(opened.Sender.DeviceID), opened.Plaintext
+			decrypted++
+		}
+		p, err := ParsePlaintext(plain)
+		if err != nil || p.RoomID != string(r.id) {
+			return fmt.Errorf("%w: %s has a bad plaintext", inbound.ErrNoRun, m.ev.EventID)
+		}
+		ds = append(ds, Delivered{RoomID: r.id, EventID: m.ev.EventID, Kind: KindMessage, Sender: m.ev.Sender,
+			SenderDevice: device, Type: p.Type, Content: p.Content, OriginServerTS: m.ev.OriginServerTS})
+	}
+	got, err := s.deliverAll(ctx, w.Q, to, ds)
+	if errors.Is(err, errRedelivered) {
+		return fmt.Errorf("%w: %w", inbound.ErrNoRun, err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.saveRoom(ctx, w.Q, r); err != nil {
+		return err
+	}
+	w.AfterCommit(func() { s.notify.wake(got) })
+	s.metrics.MessagesDecrypt.Add(float64(decrypted))
+	per := time.Since(start).Seconds() / float64(len(msgs))
+	for range msgs {
+		s.metrics.DecryptSeconds.Observe(per)
+	}
+	return nil
+}
+
+// runContext reads in one round trip what a run's messages need: our
+// puppets joined in room, and which of the digests are our own messages'
+// (by digest, as a string).
+func (s *Service) runContext(ctx context.Context, q database.Querier, room id.RoomID, digests [][]byte) ([]id.UserID, map[string]*sent, error) {
+	var b pgx.Batch
+	b.Queue(joinedPuppetsSQL, s.joinedPuppetsArgs(room)...)
+	b.Queue(`SELECT digest, device_id, plaintext FROM dmls_sent WHERE digest = ANY($1)`, digests)
+	br := q.SendBatch(ctx, &b)
+	defer br.Close()
+	rows, err := br.Query()
+	to, err := s.joinedPuppetsFrom(room, rows, err)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read own messages: %w", err)
+	}
+	own := map[string]*sent{}
+	var digest, sealed []byte
+	var dev string
+	_, err = pgx.ForEachRow(rows, []any{&digest, &dev, &sealed}, func() error {
+		plain, err := s.cfg.Sealer.Open(purposeSent, sentRow(digest), sealed)
+		if err != nil {
+			return err
+		}
+		own[string(digest)] = &sent{device: id.DeviceID(dev), plaintext: plain}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read own messages: %w", err)
+	}
+	return to, own, br.Close()
+}
