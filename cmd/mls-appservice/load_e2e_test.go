@@ -29,11 +29,14 @@ import (
 //	MLSAS_LOAD_PUPPETS=10000 MLSAS_LOAD_ROOMS=1000 MLSAS_LOAD_MEMBERS=10 \
 //	MLSAS_LOAD_DURATION=120s MLSAS_LOAD_RATE=50 MLSAS_LOAD_MODES=synapse \
 //	./scripts/with-env go test -count=1 -timeout 3h -run 'TestLoad$' -v ./cmd/mls-appservice/
+//
+// MLSAS_LOAD_BATCH_SIZE sets the intake-measured service's
+// processing.batch_size (its default otherwise).
 type loadSize struct {
 	puppets, rooms, members, devices int
 	rate, churn                      float64
 	duration                         time.Duration
-	intakeMessages                   int
+	intakeMessages, batchSize        int
 	modes                            string
 	jsonDir                          string
 }
@@ -44,7 +47,7 @@ func loadSizeFromEnv(t *testing.T) loadSize {
 	s := loadSize{puppets: 100, rooms: 10, members: 10, devices: 1, rate: 10, churn: 0.2, duration: 20 * time.Second,
 		intakeMessages: 2000, modes: "synapse,intake", jsonDir: os.Getenv("MLSAS_LOAD_JSON_DIR")}
 	ints := map[string]*int{"MLSAS_LOAD_PUPPETS": &s.puppets, "MLSAS_LOAD_ROOMS": &s.rooms, "MLSAS_LOAD_MEMBERS": &s.members,
-		"MLSAS_LOAD_DEVICES": &s.devices, "MLSAS_LOAD_INTAKE_MESSAGES": &s.intakeMessages}
+		"MLSAS_LOAD_DEVICES": &s.devices, "MLSAS_LOAD_INTAKE_MESSAGES": &s.intakeMessages, "MLSAS_LOAD_BATCH_SIZE": &s.batchSize}
 	for k, p := range ints {
 		if v := os.Getenv(k); v != "" {
 			n, err := strconv.Atoi(v)
@@ -135,6 +138,9 @@ func loadSynapse(t *testing.T, size loadSize) *load.Result {
 func loadIntake(t *testing.T, size loadSize) *load.Result {
 	quiet := map[string]map[string]any{"logging": {"level": "warn"}}
 	measured := map[string]map[string]any{"logging": {"level": "warn"}}
+	if size.batchSize > 0 {
+		measured["processing"] = map[string]any{"batch_size": size.batchSize}
+	}
 	profile := os.Getenv("MLSAS_LOAD_CPUPROFILE")
 	metricsAddr := ""
 	if profile != "" {
