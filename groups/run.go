@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -113,21 +114,31 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 		ds = append(ds, Delivered{RoomID: r.id, EventID: m.ev.EventID, Kind: KindMessage, Sender: m.ev.Sender,
 			SenderDevice: device, Type: p.Type, Content: p.Content, OriginServerTS: m.ev.OriginServerTS})
 	}
-	got, err := s.deliverAll(ctx, w.Q, to, ds)
-	if errors.Is(err, errRedelivered) {
-		return fmt.Errorf("%w: %w", inbound.ErrNoRun, err)
+	// The entries go in statements of at most s.runRows rows each, so
+	// that a run in a room of thousands of our puppets does not build one
+	// statement of millions of rows.
+	per := max(1, s.runRows/max(len(to), 1))
+	var got []id.UserID
+	for i := 0; i < len(ds); i += per {
+		g, err := s.deliverAll(ctx, w.Q, to, ds[i:min(i+per, len(ds))])
+		if errors.Is(err, errRedelivered) {
+			return fmt.Errorf("%w: %w", inbound.ErrNoRun, err)
+		}
+		if err != nil {
+			return err
+		}
+		got = append(got, g...)
 	}
-	if err != nil {
-		return err
-	}
+	slices.Sort(got)
+	got = slices.Compact(got)
 	if err := s.saveRoom(ctx, w.Q, r); err != nil {
 		return err
 	}
 	w.AfterCommit(func() { s.notify.wake(got) })
 	s.metrics.MessagesDecrypt.Add(float64(decrypted))
-	per := time.Since(start).Seconds() / float64(len(msgs))
+	each := time.Since(start).Seconds() / float64(len(msgs))
 	for range msgs {
-		s.metrics.DecryptSeconds.Observe(per)
+		s.metrics.DecryptSeconds.Observe(each)
 	}
 	return nil
 }

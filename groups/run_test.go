@@ -12,9 +12,10 @@ import (
 
 // TestMessageRun: transactions of several messages of a room are applied
 // as runs (inbound.RoomRunHandler), and what a puppet gets is what it got
-// one by one: every message once, in order, numbered without gaps, and
-// the room's secret tree stored after each run (the next run's first
-// message skips nothing).
+// one by one: every message once, in order, numbered without gaps, also
+// when a run's deliveries take several statements, and the room's secret
+// tree stored after each run (the next run's first message skips
+// nothing).
 func TestMessageRun(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	alice, carol := h.puppet("alice", "ALICE1"), h.puppet("carol", "CAROL1")
@@ -26,6 +27,9 @@ func TestMessageRun(t *testing.T) {
 	}
 	var sent []id.EventID
 	for txn := range 4 {
+		if txn == 2 {
+			h.s.runRows = 5 // two messages a statement for the two puppets
+		}
 		var evs []json.RawMessage
 		for i := range 5 {
 			msg, eid := bob.message("m.room.message", map[string]string{"body": fmt.Sprintf("run %d message %d", txn, i)})

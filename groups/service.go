@@ -85,6 +85,9 @@ type Service struct {
 	lateMu      sync.Mutex
 	lateChecked map[id.RoomID]time.Time
 	statics     *staticCache
+	// runRows bounds the delivery rows one statement of a run writes
+	// (run.go); tests lower it.
+	runRows int
 }
 
 // New returns a Service over cfg.
@@ -100,7 +103,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := cfg.Keys.Suite()
 	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics, lateChecked: map[id.RoomID]time.Time{},
-		statics: newStaticCache(cfg.StateCache)}, nil
+		statics: newStaticCache(cfg.StateCache), runRows: 4096}, nil
 }
 
 // Timer kinds of this package.
