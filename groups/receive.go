@@ -257,9 +257,18 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		// Its key was used: if that was this very event (applied from a
 		// hole in the timeline while its transaction was on its way,
 		// gap.go), it is a duplicate; else a replay.
+		// Asked by the puppets it would go to, so that the unique index
+		// on (user_id, event_id, kind) answers (no index leads with the
+		// room), and planned for its values each time (the simple
+		// protocol): a generic plan made while the table was small is a
+		// sequential scan of every delivery.
+		users := make([]string, len(to))
+		for i, u := range to {
+			users[i] = string(u)
+		}
 		var delivered bool
-		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery WHERE room_id = $1 AND event_id = $2 AND kind = $3)`,
-			r.id, ev.EventID, string(KindMessage)).Scan(&delivered); qerr != nil {
+		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery WHERE user_id = ANY($1) AND event_id = $2 AND kind = $3)`,
+			pgx.QueryExecModeSimpleProtocol, users, string(ev.EventID), string(KindMessage)).Scan(&delivered); qerr != nil {
 			return errf(r.id, "deliveries of %s: %w", ev.EventID, qerr)
 		}
 		if delivered {
