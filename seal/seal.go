@@ -2,6 +2,7 @@ package seal
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -115,10 +117,20 @@ const (
 )
 
 // Sealer seals under a current key and opens under it or an old one. It
-// is immutable and safe for concurrent use.
+// is safe for concurrent use.
 type Sealer struct {
 	current Key
 	keys    map[KeyID]Key
+	// aeads holds the cipher of each (key, purpose) once derived: the
+	// derivation was two thirds of a seal's cost, and a message delivered
+	// to n puppets seals n times. Purposes are constants of the code and
+	// an id is looked up in keys first, so it stays small.
+	aeads sync.Map // purposeKey -> cipher.AEAD
+}
+
+type purposeKey struct {
+	id KeyID
+	p  Purpose
 }
 
 // NewSealer returns a Sealer that seals under current and also opens
@@ -158,7 +170,7 @@ func (s *Sealer) Seal(p Purpose, b Binding, plaintext []byte) ([]byte, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
-	aead := purposeAEAD(s.current, p)
+	aead := s.aead(s.current, p)
 	return aead.Seal(out, nonce, plaintext, additionalData(out[:headerSize], p, b)), nil
 }
 
@@ -175,7 +187,7 @@ func (s *Sealer) Open(p Purpose, b Binding, sealed []byte) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w (key id %s)", ErrUnknownKey, id)
 	}
-	aead := purposeAEAD(k, p)
+	aead := s.aead(k, p)
 	nonce := sealed[headerSize : headerSize+nonceSize]
 	plain, err := aead.Open(nil, nonce, sealed[headerSize+nonceSize:], additionalData(sealed[:headerSize], p, b))
 	if err != nil {
@@ -202,15 +214,19 @@ func KeyIDOf(sealed []byte) (KeyID, error) {
 	return KeyID(sealed[1:headerSize]), nil
 }
 
-func purposeAEAD(k Key, p Purpose) interface {
-	Seal(dst, nonce, plaintext, ad []byte) []byte
-	Open(dst, nonce, ciphertext, ad []byte) ([]byte, error)
-} {
-	aead, err := chacha20poly1305.NewX(derive(k.secret, "purpose "+string(p), chacha20poly1305.KeySize))
+// aead returns the cipher of key k for purpose p: XChaCha20-Poly1305
+// under a key derived from k for p.
+func (s *Sealer) aead(k Key, p Purpose) cipher.AEAD {
+	pk := purposeKey{k.id, p}
+	if a, ok := s.aeads.Load(pk); ok {
+		return a.(cipher.AEAD)
+	}
+	a, err := chacha20poly1305.NewX(derive(k.secret, "purpose "+string(p), chacha20poly1305.KeySize))
 	if err != nil {
 		panic("seal: " + err.Error()) // the key size is fixed
 	}
-	return aead
+	s.aeads.Store(pk, a)
+	return a
 }
 
 // additionalData encodes the header, purpose and binding unambiguously:

@@ -200,3 +200,31 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSeal seals and opens a delivered message's content (150 bytes),
+// as groups does once per puppet a message goes to:
+//
+//	go test -run '^$' -bench . -count 5 ./seal/
+func BenchmarkSeal(b *testing.B) {
+	s := mustSealer(b, mustKey(b))
+	row := Row("delivery", "@puppet:hs", "42")
+	plain := bytes.Repeat([]byte("m"), 150)
+	b.Run("seal", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Seal("groups delivery", row, plain); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	sealed, err := s.Seal("groups delivery", row, plain)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Open("groups delivery", row, sealed); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
