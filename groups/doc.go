@@ -37,7 +37,12 @@
 //     the hole's membership, commits and messages are then applied in
 //     order (gap.go). Events not addressed to any of our devices (for
 //     example sent after our puppet left) are counted as such, not as
-//     undecryptable.
+//     undecryptable. A busy room's consecutive messages come as a run
+//     (inbound.RoomRunHandler, run.go): read the room once, decrypt them
+//     all, write the ratchets once and every delivery in two round trips.
+//     A run takes only that common case; anything else in it (a commit, a
+//     wait, a hole, a replay) hands the whole run back to be applied one
+//     event at a time.
 //   - Sending. Send encrypts in the base epoch of the room's graph and
 //     writes the event to the outbox; an idempotency key makes a retried
 //     request return the first result.
@@ -56,15 +61,16 @@
 // each message), so decrypting a message rewrites only the ratchets and
 // the delivery. The static part, decoded, is also kept in memory across
 // work items (statecache.go): it never changes, and decoding a large
-// room's tree was most of the cost of reading one message. Per retained epoch and own device, dmls_epoch_device holds
-// only that device's private part, sealed. Epochs dropped by the retention
+// room's tree was most of the cost of reading one message. Per retained
+// epoch and own device, dmls_epoch_device holds only that device's
+// private part, sealed. Epochs dropped by the retention
 // policy (epochs.Policy) are deleted with everything kept about them each
 // time the room is saved. Every sealed value is bound to its row
 // (package seal), so a value moved to another row does not open.
 //
 // # Concurrency
 //
-// A room is loaded for one work item or API call while its queue's lock
-// is held (database.WaitQueue), so operations on one room are serial and
+// A room is loaded for one work item (or run) or API call while its
+// queue's lock is held (database.WaitQueue), so operations on one room are serial and
 // different rooms run in parallel, across workers and instances alike.
 package groups
