@@ -159,6 +159,31 @@ func TestWorkersApplyEachRoomInOrderExactlyOnce(t *testing.T) {
 	}
 }
 
+// checkPoisoned checks what the poisoned room of failing's tests applied:
+// everything but the three failing events, in order.
+func checkPoisoned(t *testing.T, applied []string) {
+	t.Helper()
+	want := []string{"$bad:hs-0", "$bad:hs-1", "$bad:hs-3", "$bad:hs-4", "$bad:hs-6", "$bad:hs-8", "$bad:hs-9"}
+	if fmt.Sprint(applied) != fmt.Sprint(want) {
+		t.Errorf("poisoned room applied %v, want %v", applied, want)
+	}
+}
+
+// parkedPoison checks that the three failing events of the poisoned room
+// are parked, the retried one after max_attempts, and returns them.
+func parkedPoison(t *testing.T, db *database.DB) []database.Item {
+	t.Helper()
+	parked, err := database.ParkedItems(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parked) != 3 || parked[0].EventID != "$bad:hs-2" || parked[0].Attempts != 3 ||
+		parked[1].EventID != "$bad:hs-5" || parked[2].EventID != "$bad:hs-7" {
+		t.Fatalf("parked %+v", parked)
+	}
+	return parked
+}
+
 // TestPoisonedItemParksAndBlocksNothingElse fails three items of one room
 // (a retried error, a permanent error, a panic): each is parked, the other
 // rooms go on meanwhile, and the poisoned room's later items are applied
@@ -182,24 +207,14 @@ func TestPoisonedItemParksAndBlocksNothingElse(t *testing.T) {
 			t.Errorf("%s: %d of 10 events applied", room, len(got[room]))
 		}
 	}
-	want := []string{"$bad:hs-0", "$bad:hs-1", "$bad:hs-3", "$bad:hs-4", "$bad:hs-6", "$bad:hs-8", "$bad:hs-9"}
-	if fmt.Sprint(got["!bad:hs"]) != fmt.Sprint(want) {
-		t.Errorf("poisoned room applied %v, want %v", got["!bad:hs"], want)
-	}
+	checkPoisoned(t, got["!bad:hs"])
 	if c := f.calls["$bad:hs-2"]; c != 3 {
 		t.Errorf("retried item tried %d times, want max_attempts 3", c)
 	}
 	if c := f.calls["$bad:hs-5"]; c != 1 {
 		t.Errorf("permanently failing item tried %d times, want 1", c)
 	}
-	parked, err := database.ParkedItems(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(parked) != 3 || parked[0].EventID != "$bad:hs-2" || parked[0].Attempts != 3 ||
-		parked[1].EventID != "$bad:hs-5" || parked[2].EventID != "$bad:hs-7" {
-		t.Fatalf("parked %+v", parked)
-	}
+	parked := parkedPoison(t, db)
 	if v := testutil.ToFloat64(metrics.ItemsParked.WithLabelValues(inbound.KindRoomEvent)); v != 3 {
 		t.Errorf("parked counter %v, want 3", v)
 	}
@@ -366,18 +381,8 @@ func TestRunsFallBackOneByOne(t *testing.T) {
 			t.Errorf("%s applied %v, want %v", room, got[room], all(room))
 		}
 	}
-	want := []string{"$bad:hs-0", "$bad:hs-1", "$bad:hs-3", "$bad:hs-4", "$bad:hs-6", "$bad:hs-8", "$bad:hs-9"}
-	if fmt.Sprint(got["!bad:hs"]) != fmt.Sprint(want) {
-		t.Errorf("poisoned room applied %v, want %v", got["!bad:hs"], want)
-	}
-	parked, err := database.ParkedItems(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(parked) != 3 || parked[0].EventID != "$bad:hs-2" || parked[0].Attempts != 3 ||
-		parked[1].EventID != "$bad:hs-5" || parked[2].EventID != "$bad:hs-7" {
-		t.Fatalf("parked %+v", parked)
-	}
+	checkPoisoned(t, got["!bad:hs"])
+	parkedPoison(t, db)
 	applied := testutil.ToFloat64(metrics.RunEvents.WithLabelValues("applied"))
 	singly := testutil.ToFloat64(metrics.RunEvents.WithLabelValues("one_by_one"))
 	if f.runs == 0 || applied < 20 || singly == 0 {

@@ -28,15 +28,7 @@ func nullable(s string) *string {
 
 // RecordEvent appends ev to the log of what arrived with transaction txnSeq.
 func RecordEvent(ctx context.Context, q Querier, txnSeq int64, ev InboundEvent) error {
-	_, err := q.Exec(ctx, `INSERT INTO inbound_event
-		(txn_seq, kind, event_type, room_id, event_id, sender, to_user_id, to_device_id, raw)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		nullableInt(txnSeq), ev.Kind, ev.Type, nullable(ev.RoomID), nullable(ev.EventID), nullable(ev.Sender),
-		nullable(ev.ToUserID), nullable(ev.ToDeviceID), ev.Raw)
-	if err != nil {
-		return fmt.Errorf("record %s event %s: %w", ev.Kind, ev.EventID, err)
-	}
-	return nil
+	return RecordEvents(ctx, q, []int64{txnSeq}, []InboundEvent{ev})
 }
 
 // RecordEvents appends evs, in order, to the log of what arrived, each
@@ -59,6 +51,9 @@ func RecordEvents(ctx context.Context, q Querier, txnSeqs []int64, evs []Inbound
 		SELECT t, k, y, r, e, s, u, d, w FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
 			$6::text[], $7::text[], $8::text[], $9::bytea[]) WITH ORDINALITY AS x(t, k, y, r, e, s, u, d, w, i) ORDER BY i`,
 		txns, kinds, types, rooms, events, senders, toUsers, toDevices, raws)
+	if err != nil && n == 1 {
+		return fmt.Errorf("record %s event %s: %w", evs[0].Kind, evs[0].EventID, err)
+	}
 	if err != nil {
 		return fmt.Errorf("record %d events: %w", n, err)
 	}

@@ -212,11 +212,11 @@ func commitErrorLabel(err error) string {
 func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, e *Encrypted) error {
 	start := time.Now()
 	digest := sha256.Sum256(e.Ciphertext)
-	to, own, err := s.messageContext(ctx, w.Q, r.id, digest[:])
+	to, owns, err := s.messageContext(ctx, w.Q, r.id, [][]byte{digest[:]})
 	if err != nil {
 		return err
 	}
-	if own != nil {
+	if own := owns[string(digest[:])]; own != nil {
 		// Our own message's echo: we cannot decrypt it (the sender's
 		// ratchet moved on), but we know what it says.
 		return s.deliverMessage(ctx, w, r, ev, own.device, own.plaintext, to)
@@ -515,13 +515,15 @@ type sent struct {
 	plaintext []byte
 }
 
-// messageContext reads in one round trip what every message received
-// needs: our puppets joined in room (joinedPuppets), and what we said if
-// the ciphertext of digest is the echo of our own message (sentFrom).
-func (s *Service) messageContext(ctx context.Context, q database.Querier, room id.RoomID, digest []byte) ([]id.UserID, *sent, error) {
+// messageContext reads in one round trip what received messages need:
+// our puppets joined in room (joinedPuppets), and which of the
+// ciphertext digests are the echoes of our own messages, with what we
+// said (keyed by the digest as a string). A run of messages asks once for
+// all of them (run.go).
+func (s *Service) messageContext(ctx context.Context, q database.Querier, room id.RoomID, digests [][]byte) ([]id.UserID, map[string]*sent, error) {
 	var b pgx.Batch
 	b.Queue(joinedPuppetsSQL, s.joinedPuppetsArgs(room)...)
-	b.Queue(sentSQL, digest)
+	b.Queue(`SELECT digest, device_id, plaintext FROM dmls_sent WHERE digest = ANY($1)`, digests)
 	br := q.SendBatch(ctx, &b)
 	defer br.Close()
 	rows, err := br.Query()
@@ -529,31 +531,25 @@ func (s *Service) messageContext(ctx context.Context, q database.Querier, room i
 	if err != nil {
 		return nil, nil, err
 	}
-	own, err := s.sentFrom(br.QueryRow(), digest)
+	rows, err = br.Query()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("read own messages: %w", err)
+	}
+	own := map[string]*sent{}
+	var digest, sealed []byte
+	var dev string
+	_, err = pgx.ForEachRow(rows, []any{&digest, &dev, &sealed}, func() error {
+		plain, err := s.cfg.Sealer.Open(purposeSent, sentRow(digest), sealed)
+		if err != nil {
+			return err
+		}
+		own[string(digest)] = &sent{device: id.DeviceID(dev), plaintext: plain}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read own messages: %w", err)
 	}
 	return to, own, br.Close()
-}
-
-const sentSQL = `SELECT device_id, plaintext FROM dmls_sent WHERE digest = $1`
-
-// sentFrom reads sentSQL's result: nil if the digest is not ours.
-func (s *Service) sentFrom(row pgx.Row, digest []byte) (*sent, error) {
-	var sealed []byte
-	var dev string
-	err := row.Scan(&dev, &sealed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read own message: %w", err)
-	}
-	plain, err := s.cfg.Sealer.Open(purposeSent, sentRow(digest), sealed)
-	if err != nil {
-		return nil, err
-	}
-	return &sent{device: id.DeviceID(dev), plaintext: plain}, nil
 }
 
 // welcome joins our device dev to the room's group from a Welcome.

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
@@ -84,7 +83,7 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 	for i := range msgs {
 		digests[i] = msgs[i].digest[:]
 	}
-	to, own, err := s.runContext(ctx, w.Q, r.id, digests)
+	to, own, err := s.messageContext(ctx, w.Q, r.id, digests)
 	if err != nil {
 		return err
 	}
@@ -141,39 +140,4 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 		s.metrics.DecryptSeconds.Observe(each)
 	}
 	return nil
-}
-
-// runContext reads in one round trip what a run's messages need: our
-// puppets joined in room, and which of the digests are our own messages'
-// (by digest, as a string).
-func (s *Service) runContext(ctx context.Context, q database.Querier, room id.RoomID, digests [][]byte) ([]id.UserID, map[string]*sent, error) {
-	var b pgx.Batch
-	b.Queue(joinedPuppetsSQL, s.joinedPuppetsArgs(room)...)
-	b.Queue(`SELECT digest, device_id, plaintext FROM dmls_sent WHERE digest = ANY($1)`, digests)
-	br := q.SendBatch(ctx, &b)
-	defer br.Close()
-	rows, err := br.Query()
-	to, err := s.joinedPuppetsFrom(room, rows, err)
-	if err != nil {
-		return nil, nil, err
-	}
-	rows, err = br.Query()
-	if err != nil {
-		return nil, nil, fmt.Errorf("read own messages: %w", err)
-	}
-	own := map[string]*sent{}
-	var digest, sealed []byte
-	var dev string
-	_, err = pgx.ForEachRow(rows, []any{&digest, &dev, &sealed}, func() error {
-		plain, err := s.cfg.Sealer.Open(purposeSent, sentRow(digest), sealed)
-		if err != nil {
-			return err
-		}
-		own[string(digest)] = &sent{device: id.DeviceID(dev), plaintext: plain}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read own messages: %w", err)
-	}
-	return to, own, br.Close()
 }
