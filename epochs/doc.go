@@ -215,6 +215,23 @@
 // Device lists play no part in rejection: they are not room state, and
 // members may see them differently. The caller logs and counts rejections.
 //
+// The rule binds the committer too. A member adopts its own commit when
+// it makes it, from the room as it had seen it by then; its homeserver may
+// already have placed a membership change before the commit's event that
+// the member had not yet been told of. When the commit's event comes back,
+// the member checks it as every other member does; if the room refuses
+// it, the member withdraws it (Member.Withdraw: the epoch and every epoch
+// above it are forgotten, the base is a head again) and commits anew. A
+// committer that kept a commit everyone else refused would build on a
+// branch that no one else ever applies, and never learn that.
+//
+// A Welcome does not bypass the rule. A member remembers the epochs whose
+// commits it refused and refuses a Welcome into one (ErrRefusedEpoch); if
+// the Welcome came first, the commit is still checked when it arrives,
+// and if refused the epoch the Welcome entered goes, with everything
+// above it. Otherwise a withdrawn commit's Welcome would carry the
+// members it adds onto the dead branch.
+//
 // # Committer
 //
 // When a member sees a membership change or a fork, the joined device

@@ -39,6 +39,13 @@ type Member struct {
 	// while it can still connect to the graph: its epoch is not in the
 	// graph and its chain of bases reaches it.
 	known map[ID]knownCommit
+	// refused holds the epochs whose commits this Member refused (the
+	// membership check failed, on arrival or when a Welcome had brought
+	// the epoch first), with the epoch each was made on, kept while that
+	// epoch is retained like seen. A Welcome into a refused epoch is
+	// refused too (ErrRefusedEpoch): every member that saw the commit
+	// refused it, so the epoch leads nowhere.
+	refused map[ID]ID
 
 	load Loader
 	// flushed is the metadata as last flushed or loaded; dropped lists
@@ -121,6 +128,9 @@ var (
 	// ErrCommitEvent: SetCommitEvent was given another event id than the
 	// one already recorded.
 	ErrCommitEvent = errors.New("epochs: epoch has another commit event")
+	// ErrRefusedEpoch: Join was given a Welcome into an epoch whose
+	// commit this member refused.
+	ErrRefusedEpoch = errors.New("epochs: welcome into an epoch whose commit was refused")
 )
 
 // NewMember starts a Member at the group's first epoch, which our device
@@ -153,7 +163,8 @@ func NewMember(creator Device, g *group.Group, createEvent string, p Policy, now
 // state exposes, and their lifetime would escape the Policy.
 func NewJoinedMember(cfg group.Config, p Policy) *Member {
 	cfg.PastEpochs = 0
-	return &Member{Policy: p, cfg: cfg, graph: New[*EpochState](), seen: map[[32]byte]ID{}, known: map[ID]knownCommit{}}
+	return &Member{Policy: p, cfg: cfg, graph: New[*EpochState](), seen: map[[32]byte]ID{}, known: map[ID]knownCommit{},
+		refused: map[ID]ID{}}
 }
 
 // Graph returns the member's epoch graph, for reading (heads, nodes).
@@ -246,6 +257,9 @@ func (m *Member) Joined(room Room) ([]LeafDevice, error) {
 // commits it has observed. ErrDuplicateCommit means self holds the epoch
 // already.
 func (m *Member) Join(self Device, welcome []byte, kp *group.KeyPackageBundle, c Commit, now time.Time) (ID, error) {
+	if _, ok := m.refused[c.Epoch]; ok {
+		return "", fmt.Errorf("%w: %v", ErrRefusedEpoch, c.Epoch)
+	}
 	if n := m.graph.nodes[c.Epoch]; n != nil && n.Retained {
 		st, err := m.state(c.Epoch)
 		if err != nil {
@@ -421,6 +435,17 @@ func (m *Member) ApplyChecked(c Commit, check func(CommitEffect) error, now time
 		// base that lack it enter it from the commit, with no key
 		// schedule.
 		m.seen[h] = c.Base
+		// Entered by Welcome (our own commits are seen above): the
+		// commit is still checked as on arrival. If the room refuses
+		// it, the Welcome led into an epoch no member follows, and it
+		// goes with everything above it.
+		if err := check(m.effect(child, m.graph.nodes[c.Base])); err != nil {
+			m.refused[c.Epoch] = c.Base
+			if _, rerr := m.remove(c.Epoch); rerr != nil {
+				return "", errors.Join(err, rerr)
+			}
+			return "", err
+		}
 		// An epoch entered by Welcome has no commit message (a Welcome
 		// carries none), and follow needs one: take this event's. follow
 		// checks that it leads from the base to this very epoch
@@ -513,6 +538,7 @@ func (m *Member) process(c Commit, h [32]byte, child *Node[*EpochState], check f
 	before, after := m.graph.nodes[c.Base].Members, devices(next)
 	effect := CommitEffect{Added: minus(after, before), Removed: minus(before, after), After: after, Resolving: len(signed) > 0}
 	if err := check(effect); err != nil {
+		m.refused[c.Epoch] = c.Base
 		next.Destroy()
 		return "", err
 	}
@@ -895,6 +921,11 @@ func (m *Member) pruneCommits() {
 	for h, base := range m.seen {
 		if n := m.graph.nodes[base]; n == nil || !n.Retained {
 			delete(m.seen, h)
+		}
+	}
+	for id, base := range m.refused {
+		if n := m.graph.nodes[base]; n == nil || !n.Retained {
+			delete(m.refused, id)
 		}
 	}
 	reaches := map[ID]bool{}

@@ -14,7 +14,7 @@ import (
 // its shared state and the private state of each of our devices in it,
 // each written when it changes (Flush) and read on first use (LoadMember).
 //
-// metadataVersion is the first byte of the metadata. Version 1:
+// metadataVersion is the first byte of the metadata. Version 2:
 //
 //	struct { opaque sha256[32]; opaque base<V>; } SeenCommit;
 //	struct {
@@ -23,18 +23,21 @@ import (
 //	    opaque confirmation_tag<V>;
 //	} KnownCommit;
 //	struct { Device holders<V>; } HeldEpoch;   // ascending, unique
+//	struct { opaque epoch<V>; opaque base<V>; } RefusedEpoch;
 //	struct {
-//	    uint8 version = 1;
+//	    uint8 version = 2;
 //	    uint64 max_epochs; uint64 max_age_nanos;
 //	    opaque graph<V>;          // EpochGraph, each state a HeldEpoch
 //	    SeenCommit seen<V>;       // ascending by sha256
 //	    KnownCommit known<V>;     // ascending by epoch
+//	    RefusedEpoch refused<V>;  // ascending by epoch
 //	} DMLSMemberMetadata;
 //
-// The metadata holds no secrets. A previous layout of Member (one blob
-// with whole group states, format 1) was never stored by the service
-// and is not read.
-const metadataVersion = 1
+// Version 1 is version 2 without refused, and is read as having refused
+// nothing. The metadata holds no secrets. A previous layout of Member
+// (one blob with whole group states, format 1) was never stored by the
+// service and is not read.
+const metadataVersion = 2
 
 // memberVersion is the first byte of MarshalBinary's single-value form:
 //
@@ -101,6 +104,17 @@ func (m *Member) marshalMetadata() ([]byte, error) {
 			w.Opaque(c.ConfirmationTag)
 		}
 	})
+	refused := make([]ID, 0, len(m.refused))
+	for id := range m.refused {
+		refused = append(refused, id)
+	}
+	sortedIDs(refused)
+	w.Vector(func(w *codec.Writer) {
+		for _, id := range refused {
+			w.Opaque([]byte(id))
+			w.Opaque([]byte(m.refused[id]))
+		}
+	})
 	return w.Bytes(), nil
 }
 
@@ -110,8 +124,9 @@ func (m *Member) marshalMetadata() ([]byte, error) {
 func LoadMember(metadata []byte, cfg group.Config, load Loader) (*Member, error) {
 	m := NewJoinedMember(cfg, Policy{})
 	r := codec.NewReader(metadata)
-	if v := r.Uint8("member.version"); r.Err() == nil && v != metadataVersion {
-		r.Fail("member.version", invalid("member metadata format %d", v))
+	version := r.Uint8("member.version")
+	if r.Err() == nil && version != 1 && version != metadataVersion {
+		r.Fail("member.version", invalid("member metadata format %d", version))
 	}
 	maxEpochs := r.Uint64("member.max_epochs")
 	maxAge := r.Uint64("member.max_age")
@@ -154,6 +169,22 @@ func LoadMember(metadata []byte, cfg group.Config, load Loader) (*Member, error)
 		lastKnown = c.Epoch
 		m.known[c.Epoch] = c
 	})
+	if version >= 2 {
+		var lastRefused ID
+		r.Each("member.refused", func(r *codec.Reader) {
+			id := ID(r.Opaque("refused.epoch"))
+			base := ID(r.Opaque("refused.base"))
+			if r.Err() != nil {
+				return
+			}
+			if id.check() != nil || base.check() != nil || id <= lastRefused {
+				r.Fail("member.refused", invalid("refused epoch %v", id))
+				return
+			}
+			lastRefused = id
+			m.refused[id] = base
+		})
+	}
 	if err := r.Finish("member"); err != nil {
 		return nil, fmt.Errorf("decode member: %w", err)
 	}

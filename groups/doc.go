@@ -26,7 +26,9 @@
 //     and at its base: first as events reached us, and before a refusal as
 //     the homeserver resolved it in the room's graph (a commit made during
 //     a partition arrives after the other side's membership changes); a
-//     rejection is logged with its reason and counted.
+//     rejection is logged with its reason and counted. Our own commit is
+//     checked the same way when its event comes back, and withdrawn if the
+//     room's graph refuses it (receive.go, checkOwnCommit).
 //     A message is decrypted once and delivered to every puppet of ours
 //     joined in the room; an event naming an epoch we do not hold waits
 //     (dmls_waiting, bounded by Config.Wait) while history is learnt along

@@ -4,35 +4,36 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the instruments of DMLS rooms.
 type Metrics struct {
-	CommitsMade        prometheus.Counter
-	CommitsApplied     prometheus.Counter
-	CommitsRejected    *prometheus.CounterVec
-	ForksSeen          prometheus.Counter
-	ForksResolved      prometheus.Counter
-	WelcomesSent       prometheus.Counter
-	WelcomesJoined     prometheus.Counter
-	WelcomesRefused    *prometheus.CounterVec
-	MessagesSent       prometheus.Counter
-	MessagesDecrypt    prometheus.Counter
-	MessagesWaiting    prometheus.Counter
-	Undecryptable      *prometheus.CounterVec
-	NotAddressed       prometheus.Counter
-	MalformedEvents    *prometheus.CounterVec
-	LeftOut            prometheus.Counter
-	HistoryFetched     prometheus.Counter
-	Backfilled         prometheus.Counter
-	HistoryStopped     *prometheus.CounterVec
-	GapEvents          *prometheus.CounterVec
-	HoleChecks         *prometheus.CounterVec
-	GraphRechecks      *prometheus.CounterVec
-	ReconcilesDeferred prometheus.Counter
-	DuplicateEvents    prometheus.Counter
-	Delivered          *prometheus.CounterVec
-	CommitSeconds      prometheus.Histogram
-	DecryptSeconds     prometheus.Histogram
-	MembershipToPlan   prometheus.Histogram
-	Offloaded          *prometheus.CounterVec
-	OffloadDownloads   *prometheus.CounterVec
+	CommitsMade         prometheus.Counter
+	CommitsApplied      prometheus.Counter
+	CommitsRejected     *prometheus.CounterVec
+	ForksSeen           prometheus.Counter
+	ForksResolved       prometheus.Counter
+	WelcomesSent        prometheus.Counter
+	WelcomesJoined      prometheus.Counter
+	WelcomesRefused     *prometheus.CounterVec
+	MessagesSent        prometheus.Counter
+	MessagesDecrypt     prometheus.Counter
+	MessagesWaiting     prometheus.Counter
+	Undecryptable       *prometheus.CounterVec
+	NotAddressed        prometheus.Counter
+	MalformedEvents     *prometheus.CounterVec
+	LeftOut             prometheus.Counter
+	HistoryFetched      prometheus.Counter
+	Backfilled          prometheus.Counter
+	HistoryStopped      *prometheus.CounterVec
+	GapEvents           *prometheus.CounterVec
+	HoleChecks          *prometheus.CounterVec
+	GraphRechecks       *prometheus.CounterVec
+	OwnCommitsWithdrawn prometheus.Counter
+	ReconcilesDeferred  prometheus.Counter
+	DuplicateEvents     prometheus.Counter
+	Delivered           *prometheus.CounterVec
+	CommitSeconds       prometheus.Histogram
+	DecryptSeconds      prometheus.Histogram
+	MembershipToPlan    prometheus.Histogram
+	Offloaded           *prometheus.CounterVec
+	OffloadDownloads    *prometheus.CounterVec
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -84,6 +85,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Pagings back into the room's timeline to look for a hole, by what started one: skipped (a message stepped over its sender's earlier ones), late (a remote event came groups.late_event late), remote_commit.", "reason"),
 		GraphRechecks: vec("mlsas_dmls_graph_rechecks_total",
 			"Commits that the room's membership as events arrived would refuse, checked again against the membership at the commit's event in the room's graph, by outcome: accepted, refused, failed (the homeserver did not answer; refused).", "outcome"),
+		OwnCommitsWithdrawn: counter("mlsas_dmls_own_commits_withdrawn_total",
+			"Commits of our devices taken back when their event came back: the membership at it in the room's graph refuses them, as the other members do."),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

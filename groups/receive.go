@@ -103,7 +103,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	switch {
 	case err == nil:
 	case errors.Is(err, epochs.ErrDuplicateCommit):
-		return nil
+		return s.checkOwnCommit(ctx, w, r, c, as, atCommit, atBase)
 	case errors.Is(err, epochs.ErrUnknownEpoch):
 		if err := s.wait(ctx, w, r, ev, c.Base); err != nil {
 			return err
@@ -155,39 +155,90 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 func (s *Service) membershipCheck(ctx context.Context, r *room, c epochs.Commit, as keys.Device,
 	atCommit, atBase epochs.Room) func(epochs.CommitEffect) error {
 	return func(effect epochs.CommitEffect) error {
-		err := epochs.CheckCommit(effect, atCommit, atBase)
-		var rej *epochs.Rejection
-		if !errors.As(err, &rej) || as.UserID == "" || c.EventID == "" {
-			return err
-		}
-		log := s.cfg.Log.With().Stringer("room_id", r.id).Str("event_id", c.EventID).Str("by_arrival", err.Error()).Logger()
-		graphCommit, graphBase := atCommit, atBase
-		m, gerr := s.membersInGraph(ctx, as.UserID, r.id, c.EventID)
-		if gerr == nil {
-			graphCommit = epochs.Room{Members: m, Devices: atCommit.Devices}
-			if n, ok := r.node(c.Base); ok && n.CommitEvent != "" {
-				if m, gerr = s.membersInGraph(ctx, as.UserID, r.id, n.CommitEvent); gerr == nil {
-					graphBase = epochs.Room{Members: m, Devices: atBase.Devices}
-				}
+		_, err := s.checkMembership(ctx, r, c, as, atCommit, atBase, effect)
+		return err
+	}
+}
+
+// checkMembership is membershipCheck's decision on one commit's effect;
+// byGraph reports whether a refusal came from the room's graph, which
+// every member reads alike, rather than from the order events arrived in.
+func (s *Service) checkMembership(ctx context.Context, r *room, c epochs.Commit, as keys.Device,
+	atCommit, atBase epochs.Room, effect epochs.CommitEffect) (byGraph bool, err error) {
+	err = epochs.CheckCommit(effect, atCommit, atBase)
+	var rej *epochs.Rejection
+	if !errors.As(err, &rej) || as.UserID == "" || c.EventID == "" {
+		return false, err
+	}
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Str("event_id", c.EventID).Str("by_arrival", err.Error()).Logger()
+	graphCommit, graphBase := atCommit, atBase
+	m, gerr := s.membersInGraph(ctx, as.UserID, r.id, c.EventID)
+	if gerr == nil {
+		graphCommit = epochs.Room{Members: m, Devices: atCommit.Devices}
+		if n, ok := r.node(c.Base); ok && n.CommitEvent != "" {
+			if m, gerr = s.membersInGraph(ctx, as.UserID, r.id, n.CommitEvent); gerr == nil {
+				graphBase = epochs.Room{Members: m, Devices: atBase.Devices}
 			}
 		}
-		if gerr != nil {
-			s.metrics.GraphRechecks.WithLabelValues("failed").Inc()
-			log.Warn().Err(gerr).Msg("Could not read the room's membership at the commit in the room's graph; the order events arrived in decides")
-			return err
-		}
-		if again := epochs.CheckCommit(effect, graphCommit, graphBase); again != nil {
-			// Typically a commit its committer made before its service
-			// heard of a membership change that its homeserver already
-			// had: the commit's event comes after the change in the graph.
-			s.metrics.GraphRechecks.WithLabelValues("refused").Inc()
-			log.Info().Msg("The membership at the commit in the room's graph refuses it too")
-			return again
-		}
-		s.metrics.GraphRechecks.WithLabelValues("accepted").Inc()
-		log.Info().Msg("Commit accepted by the membership at its event in the room's graph (the order events arrived in would refuse it)")
+	}
+	if gerr != nil {
+		s.metrics.GraphRechecks.WithLabelValues("failed").Inc()
+		log.Warn().Err(gerr).Msg("Could not read the room's membership at the commit in the room's graph; the order events arrived in decides")
+		return false, err
+	}
+	if again := epochs.CheckCommit(effect, graphCommit, graphBase); again != nil {
+		// Typically a commit its committer made before its service
+		// heard of a membership change that its homeserver already
+		// had: the commit's event comes after the change in the graph.
+		s.metrics.GraphRechecks.WithLabelValues("refused").Inc()
+		log.Info().Msg("The membership at the commit in the room's graph refuses it too")
+		return true, again
+	}
+	s.metrics.GraphRechecks.WithLabelValues("accepted").Inc()
+	log.Info().Msg("Commit accepted by the membership at its event in the room's graph (the order events arrived in would refuse it)")
+	return false, nil
+}
+
+// checkOwnCommit checks the event of a commit that one of our devices
+// made, once it comes back from the homeserver, exactly as every other
+// member checks it (membershipCheck), and withdraws the commit if the
+// room's graph refuses it (epochs.Member.Withdraw). Our device adopted
+// the commit when it made it, from the room as our service had seen it
+// by then; its homeserver may already have placed a leave before the
+// commit's event. The others then refuse the commit and everything built
+// on it, and without this check we would never learn that they did: the
+// room would stay split for good (seed 4 of TestFederatedDMLS). Only the
+// graph's answer withdraws: the order events arrived in is ours alone, and
+// withdrawing a commit that the others applied would split the room too.
+// The committer rule then runs again on the base.
+func (s *Service) checkOwnCommit(ctx context.Context, w *inbound.Work, r *room, c epochs.Commit, as keys.Device,
+	atCommit, atBase epochs.Room) error {
+	n, ok := r.node(c.Epoch)
+	if !ok || !n.Retained || n.Parent != c.Base || !slices.Contains(r.m.Ours(), n.Creator) {
 		return nil
 	}
+	effect, err := r.m.Effect(c.Epoch)
+	if err != nil {
+		// Its base is gone: nothing to go back to.
+		return nil
+	}
+	byGraph, refused := s.checkMembership(ctx, r, c, as, atCommit, atBase, effect)
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Str("event_id", c.EventID).Str("epoch", c.Epoch.String()).Logger()
+	switch {
+	case refused == nil:
+		return nil
+	case !byGraph:
+		log.Warn().Err(refused).Msg("Our own commit fails the membership rules by the order events arrived in, and the room's graph could not be asked: kept")
+		return nil
+	}
+	gone, err := r.m.Withdraw(c.Epoch)
+	if err != nil {
+		return errf(r.id, "withdraw our commit %s: %w", c.EventID, err)
+	}
+	s.metrics.OwnCommitsWithdrawn.Inc()
+	log.Warn().Err(refused).Int("epochs_removed", len(gone)).
+		Msg("Our own commit is refused by the membership at its event in the room's graph, as the other members refuse it: withdrawn, committing again from its base")
+	return s.reconcileLoaded(ctx, w, r, reconcileReason{commit: true, at: w.Item.CreatedAt})
 }
 
 func rejectionLabel(r *epochs.Rejection) string {
@@ -684,6 +735,10 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 			return "", err
 		}
 		return joined, err
+	case errors.Is(err, epochs.ErrRefusedEpoch):
+		// Its commit failed the membership rules here, as at every
+		// member that saw it: typically one its committer withdrew.
+		return "", &welcomeRefusal{"commit_refused", err}
 	default:
 		return "", &welcomeRefusal{"invalid", err}
 	}

@@ -1,0 +1,106 @@
+package epochs
+
+import (
+	"fmt"
+	"time"
+)
+
+// Remove forgets the epoch id and every epoch above it (its descendants,
+// retained or known only as metadata) as if they had never been made,
+// and returns them, id first. destroy, if not nil, is called with the
+// state of each retained one so that the caller can zero its secrets.
+// Epochs that are heads again afterwards (id's parent, or heads that a
+// removed commit resolved) are no longer superseded.
+//
+// Unlike Drop, which keeps what base selection may need, Remove leaves
+// no trace: it exists for a commit of our own that the room refused
+// (Member.Withdraw), which no other member holds.
+func (g *Graph[S]) Remove(id ID, destroy func(ID, S)) ([]ID, error) {
+	if g.nodes[id] == nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnknownEpoch, id)
+	}
+	gone := []ID{id}
+	for i := 0; i < len(gone); i++ {
+		gone = append(gone, g.children[gone[i]]...)
+	}
+	for _, x := range gone {
+		n := g.nodes[x]
+		if n.Retained && destroy != nil {
+			destroy(x, n.State)
+		}
+		delete(g.nodes, x)
+	}
+	g.relink()
+	for x, n := range g.nodes {
+		if g.isHead(x) {
+			n.Superseded = time.Time{}
+		}
+	}
+	return gone, nil
+}
+
+// Effect returns what the commit that made epoch id, on its retained
+// parent, did to the group's devices: the CommitEffect that ApplyChecked
+// gives its check when a commit arrives. Withdraw's caller checks our own
+// commits with it, exactly as the other members check them.
+func (m *Member) Effect(id ID) (CommitEffect, error) {
+	n := m.graph.nodes[id]
+	if n == nil || !n.Retained {
+		return CommitEffect{}, fmt.Errorf("%w: %v", ErrUnknownEpoch, id)
+	}
+	p := m.graph.nodes[n.Parent]
+	if n.Parent == "" || p == nil || !p.Retained {
+		return CommitEffect{}, fmt.Errorf("%w: %v", ErrParentNotRetained, n.Parent)
+	}
+	return m.effect(n, p), nil
+}
+
+// effect is what the commit that made n did on its parent p, both
+// retained.
+func (m *Member) effect(n, p *Node[*EpochState]) CommitEffect {
+	return CommitEffect{Added: minus(n.Members, p.Members), Removed: minus(p.Members, n.Members),
+		After: sortedDevices(n.Members), Resolving: len(n.Resolves) > 0}
+}
+
+// Withdraw takes back epoch id, made by a commit of ours that the room
+// refused: checked when its event came back, as every other member checks
+// it, it failed the membership rules (package doc, "Membership
+// authority"), so no other member applied it. Typically our device
+// committed before it had seen a leave that its homeserver had already
+// placed before the commit's event. Keeping the epoch would split the
+// room for good: the others refuse every commit built on it, and we would
+// never learn that they did.
+//
+// The epoch and every epoch above it are forgotten (Graph.Remove) and
+// their states zeroed and deleted at the next Flush; the commit's hash
+// stays seen, so its event given again is a duplicate. The parent must be
+// retained: it is a head again, and the committer rule builds on it as if
+// the commit had never been made. Messages our devices sent in the
+// removed epochs are lost to the others. It returns the removed epochs.
+func (m *Member) Withdraw(id ID) ([]ID, error) {
+	if _, err := m.Effect(id); err != nil {
+		return nil, err
+	}
+	return m.remove(id)
+}
+
+// remove forgets epoch id and every epoch above it (Graph.Remove), zeroes
+// their states and records the stored ones for the next Flush.
+func (m *Member) remove(id ID) ([]ID, error) {
+	var stored []ID
+	gone, err := m.graph.Remove(id, func(x ID, st *EpochState) {
+		if st.stored {
+			stored = append(stored, x)
+		}
+		if st.pub != nil {
+			st.pub.Destroy()
+		}
+		st.clearRaw()
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.dropped = append(m.dropped, stored...)
+	m.pruneCommits()
+	return gone, nil
+}

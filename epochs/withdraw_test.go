@@ -1,0 +1,216 @@
+package epochs
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/mls/group"
+	"github.com/mls-appservice/mls-appservice/mls/message"
+)
+
+// A member that committed before it saw a leave, and built on that
+// commit, takes both back once the room refuses the first; it then
+// commits again from the base, and the others, who refused the first,
+// apply the new commit: one branch again.
+func TestMemberWithdrawsRefusedOwnCommit(t *testing.T) {
+	ms, room := memberRoom(t, 3)
+	a, b := ms[0], ms[1]
+	base, _ := a.Base()
+	after := Room{Members: maps.Clone(room.Members), Devices: room.Devices}
+	after.Members[ms[2].Self.UserID] = Leave
+
+	// a's homeserver already had the leave; a had not seen it.
+	stale := a.commit(t, room, nil, "$stale", t0.Add(time.Second))
+	above := a.commit(t, after, nil, "$above", t0.Add(2*time.Second))
+	if _, err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Apply(stale.Commit, after, after, t0); !errors.Is(err, ErrStaleMember) {
+		t.Fatalf("b applied the stale commit: %v", err)
+	}
+
+	// a checks its own commit as b did, and withdraws it.
+	effect, err := a.Effect(stale.Commit.Epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckCommit(effect, after, after); !errors.Is(err, ErrStaleMember) {
+		t.Fatalf("own commit's effect passes the check b refused it by: %v (%+v)", err, effect)
+	}
+	gone, err := a.Withdraw(stale.Commit.Epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []ID{stale.Commit.Epoch, above.Commit.Epoch}; !slices.Equal(gone, want) {
+		t.Fatalf("withdrew %v, want %v", gone, want)
+	}
+	if h := a.Graph().Heads(); !slices.Equal(h, []ID{base}) {
+		t.Fatalf("heads %v after withdrawing, want the base %v", h, base)
+	}
+	if n, _ := a.Graph().Node(base); !n.Superseded.IsZero() {
+		t.Fatalf("the base is a head again but superseded at %v", n.Superseded)
+	}
+	ch, err := a.Flush()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ch.Dropped)
+	want := []ID{stale.Commit.Epoch, above.Commit.Epoch}
+	slices.Sort(want)
+	if !slices.Equal(ch.Dropped, want) || ch.Metadata == nil {
+		t.Fatalf("flush after withdrawing: dropped %v (want %v), metadata written %v", ch.Dropped, want, ch.Metadata != nil)
+	}
+	if _, err := a.Apply(stale.Commit, after, after, t0); !errors.Is(err, ErrDuplicateCommit) {
+		t.Fatalf("the withdrawn commit's event again: %v", err)
+	}
+
+	// From the base again: b applies it, and both are in the same epoch.
+	again := a.commit(t, after, nil, "$again", t0.Add(3*time.Second))
+	if slices.Contains(a.Devices(again.Commit.Epoch), ms[2].Self) {
+		t.Fatal("the new commit leaves in the user who left")
+	}
+	if _, err := b.Apply(again.Commit, after, after, t0); err != nil {
+		t.Fatal(err)
+	}
+	if ha, hb := a.Graph().Heads(), b.Graph().Heads(); !slices.Equal(ha, hb) || len(ha) != 1 {
+		t.Fatalf("heads differ: a %v, b %v", ha, hb)
+	}
+
+	// What a stored Member reloads has no trace of the withdrawn epochs.
+	enc, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalMember(enc, dmlsConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range gone {
+		if _, ok := back.Graph().Node(id); ok {
+			t.Fatalf("withdrawn epoch %v reloaded", id)
+		}
+	}
+}
+
+// Withdraw needs the parent to go back to, and an epoch to take back.
+func TestMemberWithdrawNeedsRetainedParent(t *testing.T) {
+	ms, _ := memberRoom(t, 2)
+	base, _ := ms[0].Base()
+	if _, err := ms[0].Withdraw("unknown"); !errors.Is(err, ErrUnknownEpoch) {
+		t.Fatalf("unknown epoch: %v", err)
+	}
+	// The group's first epochs were joined or created: no parent held.
+	if _, err := ms[1].Withdraw(base); !errors.Is(err, ErrParentNotRetained) {
+		t.Fatalf("epoch joined by Welcome: %v", err)
+	}
+}
+
+// Remove takes a whole subtree, reopens the heads it had retired, and
+// leaves the rest of the graph as it was.
+func TestGraphRemoveSubtree(t *testing.T) {
+	g := build(t,
+		spec{id: "r", tag: 1},
+		spec{id: "x", parent: "r", tag: 2},
+		spec{id: "y", parent: "r", tag: 3},
+		spec{id: "x2", parent: "x", tag: 4, resolves: []string{"y"}},
+		spec{id: "x3", parent: "x2", tag: 5},
+	)
+	var destroyed []ID
+	gone, err := g.Remove("x2", func(id ID, _ string) { destroyed = append(destroyed, id) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gone, ids("x2", "x3")) || !slices.Equal(destroyed, gone) {
+		t.Fatalf("removed %v, destroyed %v", gone, destroyed)
+	}
+	heads := g.Heads()
+	slices.Sort(heads)
+	if !slices.Equal(heads, ids("x", "y")) {
+		t.Fatalf("heads %v, want x and y (x2 resolved y)", heads)
+	}
+	for _, h := range heads {
+		if n, _ := g.Node(h); !n.Superseded.IsZero() {
+			t.Fatalf("head %v still superseded", h)
+		}
+	}
+	if n, _ := g.Node("r"); n.Superseded.IsZero() {
+		t.Fatal("r is no head and must stay superseded")
+	}
+	if _, err := g.Remove("x2", nil); !errors.Is(err, ErrUnknownEpoch) {
+		t.Fatalf("removing again: %v", err)
+	}
+}
+
+// A Welcome into an epoch whose commit the member refused is refused in
+// either order: after the commit (ErrRefusedEpoch), or before it, when
+// the commit's arrival takes the epoch away again.
+func TestMemberRefusesWelcomeIntoRefusedEpoch(t *testing.T) {
+	ours2 := Device{"@late:x", "L2"}
+	for _, welcomeFirst := range []bool{false, true} {
+		ms, room := memberRoom(t, 3)
+		kp := newKP(t, ours2)
+		out, err := ms[1].CommitProposals(ms[1].Self, []*message.Proposal{group.AddProposal(&kp.KeyPackage)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Commit.EventID = "$unauthorised"
+		a := ms[0]
+		base, _ := a.Base()
+		if welcomeFirst {
+			if _, err := a.Join(ours2, out.Welcome, kp, out.Commit, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// @late:x is neither joined nor invited: the add is refused.
+		if _, err := a.Apply(out.Commit, room, room, t0); !errors.Is(err, ErrUnauthorisedAdd) {
+			t.Fatalf("welcome first %v: commit applied: %v", welcomeFirst, err)
+		}
+		if !welcomeFirst {
+			if _, err := a.Join(ours2, out.Welcome, kp, out.Commit, t0); !errors.Is(err, ErrRefusedEpoch) {
+				t.Fatalf("welcome after the refusal: %v", err)
+			}
+		}
+		if h := a.Graph().Heads(); !slices.Equal(h, []ID{base}) || slices.Contains(a.Ours(), ours2) {
+			t.Fatalf("welcome first %v: heads %v, ours %v", welcomeFirst, h, a.Ours())
+		}
+		// The refusal is stored with the member.
+		enc, err := a.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := UnmarshalMember(enc, dmlsConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := back.Join(ours2, out.Welcome, kp, out.Commit, t0); !errors.Is(err, ErrRefusedEpoch) {
+			t.Fatalf("welcome first %v: reloaded member joined the refused epoch: %v", welcomeFirst, err)
+		}
+	}
+}
+
+// Metadata of version 1 (before refused epochs were kept) still loads.
+func TestMemberMetadataVersion1(t *testing.T) {
+	ms, _ := memberRoom(t, 2)
+	meta, err := ms[0].marshalMetadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 2 ends with the empty refused vector (one byte).
+	if meta[0] != 2 || meta[len(meta)-1] != 0 {
+		t.Fatalf("metadata layout: version %d, last byte %d", meta[0], meta[len(meta)-1])
+	}
+	v1 := append([]byte{1}, meta[1:len(meta)-1]...)
+	m, err := LoadMember(v1, dmlsConfig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Graph().Len() != ms[0].Graph().Len() || len(m.refused) != 0 {
+		t.Fatal("version 1 metadata lost the graph")
+	}
+	if _, err := LoadMember(append([]byte{3}, meta[1:]...), dmlsConfig, nil); err == nil {
+		t.Fatal("version 3 accepted")
+	}
+}
