@@ -34,13 +34,13 @@ import (
 // must have reached every puppet that was a member throughout exactly
 // once.
 //
-// By default three seeds run with small rooms (3 to 8 puppets) and short
+// By default four seeds (0, 1, 2 and 4) run with small rooms (3 to 8 puppets) and short
 // partitions (4 to 10s), to stay within a few minutes on a loaded
 // machine; MLSAS_DMLS_SOAK=1 runs 20 seeds with rooms of up to 20
 // puppets and partitions of up to 20s. -dmls.seeds=N runs N seeds and
 // -dmls.seed=N replays one, at the size MLSAS_DMLS_SOAK selects.
 var (
-	dmlsSeeds = flag.Int("dmls.seeds", 0, "federated DMLS seeds to run (0: seeds 0 to 2, or 20 with MLSAS_DMLS_SOAK=1)")
+	dmlsSeeds = flag.Int("dmls.seeds", 0, "federated DMLS seeds to run (0: seeds 0, 1, 2 and 4, or 20 with MLSAS_DMLS_SOAK=1)")
 	dmlsSeed  = flag.Int("dmls.seed", -1, "run only this federated DMLS seed")
 	dmlsBurst = flag.Int("dmls.burst", 12, "messages one side sends during a partition: over Synapse's 10 get_missing_events, the other side's homeserver never receives the earliest of that side's partition events, and the service must backfill them")
 )
@@ -71,12 +71,15 @@ type healFigure struct {
 }
 
 func TestFederatedDMLS(t *testing.T) {
-	// CI runs seeds 0 to 2: each has a partition during which both
-	// sides change the room and send (side 0 a burst past what Synapse
-	// fetches by itself, then its homeserver restarts, so that side 1's
-	// service must backfill), and seed 0 kills one service with SIGKILL
-	// during it.
-	seeds := []int{0, 1, 2}
+	// CI runs seeds 0 to 2 and 4: each has a partition during which
+	// both sides change the room and send (side 0 a burst past what
+	// Synapse fetches by itself, then its homeserver restarts, so that
+	// side 1's service must backfill), and seed 0 kills one service with
+	// SIGKILL during it. In seed 4 one service committed before it had
+	// seen a leave its homeserver already had; the other refused the
+	// commit, and until the committer checked and withdrew its own
+	// commit (groups' checkOwnCommit) the room stayed split for good.
+	seeds := []int{0, 1, 2, 4}
 	soak := os.Getenv("MLSAS_DMLS_SOAK") == "1"
 	switch {
 	case *dmlsSeed >= 0:
@@ -151,8 +154,8 @@ func TestFederatedDMLS(t *testing.T) {
 		len(seeds), w.seedsConverged, int(w.metric("mlsas_dmls_forks_seen_total")), int(w.metric("mlsas_dmls_forks_resolved_total")),
 		w.partitions, backfilled, len(w.messages), got, want, undecryptable)
 	w.report()
-	t.Logf("commits made %d; commits refused %v; undecryptable %v; backfill stops %v; timeline holes filled %v; hole checks %v; membership in the graph asked %v",
-		commitsMade(t, svcs), rejected, w.metricLabels("mlsas_dmls_messages_undecryptable_total"),
+	t.Logf("commits made %d; commits refused %v; own commits withdrawn %d; welcomes refused %v; undecryptable %v; backfill stops %v; timeline holes filled %v; hole checks %v; membership in the graph asked %v",
+		commitsMade(t, svcs), rejected, int(w.metric("mlsas_dmls_own_commits_withdrawn_total")), w.metricLabels("mlsas_dmls_welcomes_refused_total"), w.metricLabels("mlsas_dmls_messages_undecryptable_total"),
 		w.metricLabels("mlsas_dmls_backfill_stopped_total"), w.metricLabels("mlsas_dmls_gap_events_total"),
 		w.metricLabels("mlsas_dmls_hole_checks_total"), w.metricLabels("mlsas_dmls_graph_rechecks_total"))
 	if *dmlsBurst > 10 && w.partitions > 0 && w.metric("mlsas_dmls_gap_events_total") == 0 {
