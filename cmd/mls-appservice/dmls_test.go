@@ -497,6 +497,26 @@ func (w *fedWorld) change(r *rand.Rand, room id.RoomID, all []id.UserID, side, n
 	}
 }
 
+// awaitJoin waits, for up to a minute, until by has joined room: an
+// inviter may be a puppet invited earlier in the same plan, whose service
+// accepts the invitation on its own time (an invitation it sent before
+// would be refused: "not in room"). It runs in the plan's goroutines, so
+// it does not fail the test itself; the invitation that follows reports.
+func (w *fedWorld) awaitJoin(ctx context.Context, room id.RoomID, by id.UserID) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		if ok, err := w.joinedIn(ctx, room, by); ok || err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // plan chooses n random changes and updates the model at once; it
 // returns the calls that make them. side -1: any member may act on any
 // puppet (invitations across servers); 0 or 1: only that side's puppets
@@ -532,6 +552,7 @@ func (w *fedWorld) plan(r *rand.Rand, room id.RoomID, all []id.UserID, side, n i
 			by, to := inviters[r.IntN(len(inviters))], outsiders[r.IntN(len(outsiders))]
 			w.joined[room][to] = true
 			ops = append(ops, func() {
+				w.awaitJoin(ctx, room, by)
 				if err := w.puppets[by].c.groups.Invite(ctx, by, room, to); err != nil {
 					t.Errorf("%s invites %s: %v", by, to, err)
 				}
@@ -580,6 +601,7 @@ func (w *fedWorld) plan(r *rand.Rand, room id.RoomID, all []id.UserID, side, n i
 			by, to := inviters[r.IntN(len(inviters))], outsiders[r.IntN(len(outsiders))]
 			w.joined[room][to] = true
 			ops = append(ops, func() {
+				w.awaitJoin(ctx, room, by)
 				if err := w.puppets[by].c.groups.Invite(ctx, by, room, to); err != nil {
 					t.Errorf("%s invites %s: %v", by, to, err)
 				}

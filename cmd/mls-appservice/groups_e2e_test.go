@@ -211,9 +211,7 @@ func (w *e2eWorld) joinedAll(room id.RoomID, timeout time.Duration) {
 			if !in {
 				continue
 			}
-			var joined bool
-			err := w.puppets[u].db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member
-				WHERE room_id = $1 AND user_id = $2 AND membership = 'join')`, room, u).Scan(&joined)
+			joined, err := w.joinedIn(ctx, room, u)
 			if err != nil {
 				return false, err
 			}
@@ -223,6 +221,14 @@ func (w *e2eWorld) joinedAll(room id.RoomID, timeout time.Duration) {
 		}
 		return len(waiting) == 0, nil
 	})
+}
+
+// joinedIn reports whether u has joined room as its own service has it.
+func (w *e2eWorld) joinedIn(ctx context.Context, room id.RoomID, u id.UserID) (bool, error) {
+	var joined bool
+	err := w.puppets[u].db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member
+		WHERE room_id = $1 AND user_id = $2 AND membership = 'join')`, room, u).Scan(&joined)
+	return joined, err
 }
 
 // ours returns the devices of want that belong to s's puppets: the
