@@ -99,6 +99,7 @@ func TestLoad(t *testing.T) {
 			fmt.Println(res.Line())
 			fmt.Println(res.Details())
 			t.Logf("pg_total_relation_size by table: %v", res.Tables)
+			t.Logf("dmls_epoch's live bytes by part: %v", res.EpochParts)
 			if size.jsonDir != "" {
 				if err := res.WriteJSON(filepath.Join(size.jsonDir, "load-"+mode+".json")); err != nil {
 					t.Error(err)

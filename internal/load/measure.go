@@ -99,6 +99,21 @@ func StateSizes(ctx context.Context, db *pgxpool.Pool, members, devices int) (pe
 	return perMember, perDevice, tables, nil
 }
 
+// EpochParts measures the live bytes of dmls_epoch's parts as stored
+// (pg_column_size: after compression, before page and index overhead),
+// and counts its rows: which part of a retained epoch dominates the
+// per-member state. Its keys are the column names and "rows".
+func EpochParts(ctx context.Context, db *pgxpool.Pool) (map[string]int64, error) {
+	var rows, static, init, secrets, commit int64
+	err := db.QueryRow(ctx, `SELECT count(*), coalesce(sum(pg_column_size(static)), 0),
+		coalesce(sum(pg_column_size(init)), 0), coalesce(sum(pg_column_size(secrets)), 0),
+		coalesce(sum(pg_column_size(commit)), 0) FROM dmls_epoch`).Scan(&rows, &static, &init, &secrets, &commit)
+	if err != nil {
+		return nil, fmt.Errorf("sizes of dmls_epoch's parts: %w", err)
+	}
+	return map[string]int64{"rows": rows, "static": static, "init": init, "secrets": secrets, "commit": commit}, nil
+}
+
 // Counter returns the sum of a Prometheus counter's samples at url, of
 // those whose labels include every one of labels (each name="value").
 func Counter(ctx context.Context, url, name string, labels ...string) (float64, error) {

@@ -31,6 +31,8 @@ type Result struct {
 	BytesPerMember    float64          `json:"bytes_per_member"`
 	BytesPerOwnDevice float64          `json:"bytes_per_own_device"`
 	Tables            map[string]int64 `json:"table_bytes"`
+	// EpochParts are dmls_epoch's live bytes by part (EpochParts).
+	EpochParts map[string]int64 `json:"epoch_part_bytes"`
 }
 
 // Line is the one-line summary.

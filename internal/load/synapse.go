@@ -285,6 +285,9 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, cp
 		if err != nil {
 			return err
 		}
+		if res.EpochParts, err = EpochParts(ctx, db); err != nil {
+			return err
+		}
 	}
 	return nil
 }
