@@ -73,15 +73,34 @@ func (m *Member) effect(n, p *Node[*EpochState]) CommitEffect {
 //
 // The epoch and every epoch above it are forgotten (Graph.Remove) and
 // their states zeroed and deleted at the next Flush; the commit's hash
-// stays seen, so its event given again is a duplicate. The parent must be
-// retained: it is a head again, and the committer rule builds on it as if
-// the commit had never been made. Messages our devices sent in the
-// removed epochs are lost to the others. It returns the removed epochs.
+// stays seen, so its event given again is a duplicate, and the removed
+// epochs count as refused (Refused), so that a Welcome into one is refused
+// and the caller can tell that a message of ours sent in one reached no
+// one else (and send it again). The parent must be retained: it is a head
+// again, and the committer rule builds on it as if the commit had never
+// been made. It returns the removed epochs.
 func (m *Member) Withdraw(id ID) ([]ID, error) {
 	if _, err := m.Effect(id); err != nil {
 		return nil, err
 	}
-	return m.remove(id)
+	parent := m.graph.nodes[id].Parent
+	gone, err := m.remove(id)
+	if err != nil {
+		return nil, err
+	}
+	// Kept, like seen, while the parent is retained.
+	for _, x := range gone {
+		m.refused[x] = parent
+	}
+	return gone, nil
+}
+
+// Refused reports whether the commit that makes epoch id was refused
+// here, or withdrawn (Withdraw), while the epoch it was made on is still
+// retained.
+func (m *Member) Refused(id ID) bool {
+	_, ok := m.refused[id]
+	return ok
 }
 
 // remove forgets epoch id and every epoch above it (Graph.Remove), zeroes

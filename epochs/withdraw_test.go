@@ -50,6 +50,9 @@ func TestMemberWithdrawsRefusedOwnCommit(t *testing.T) {
 	if h := a.Graph().Heads(); !slices.Equal(h, []ID{base}) {
 		t.Fatalf("heads %v after withdrawing, want the base %v", h, base)
 	}
+	if !a.Refused(stale.Commit.Epoch) || !a.Refused(above.Commit.Epoch) || a.Refused(base) {
+		t.Fatal("withdrawn epochs not counted as refused")
+	}
 	if n, _ := a.Graph().Node(base); !n.Superseded.IsZero() {
 		t.Fatalf("the base is a head again but superseded at %v", n.Superseded)
 	}
@@ -89,8 +92,8 @@ func TestMemberWithdrawsRefusedOwnCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range gone {
-		if _, ok := back.Graph().Node(id); ok {
-			t.Fatalf("withdrawn epoch %v reloaded", id)
+		if _, ok := back.Graph().Node(id); ok || !back.Refused(id) {
+			t.Fatalf("withdrawn epoch %v reloaded (%v) or no longer refused", id, ok)
 		}
 	}
 }

@@ -26,6 +26,7 @@ type Metrics struct {
 	HoleChecks          *prometheus.CounterVec
 	GraphRechecks       *prometheus.CounterVec
 	OwnCommitsWithdrawn prometheus.Counter
+	MessagesResent      *prometheus.CounterVec
 	ReconcilesDeferred  prometheus.Counter
 	DuplicateEvents     prometheus.Counter
 	Delivered           *prometheus.CounterVec
@@ -87,6 +88,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Commits that the room's membership as events arrived would refuse, checked again against the membership at the commit's event in the room's graph, by outcome: accepted, refused, failed (the homeserver did not answer; refused).", "outcome"),
 		OwnCommitsWithdrawn: counter("mlsas_dmls_own_commits_withdrawn_total",
 			"Commits of our devices taken back when their event came back: the membership at it in the room's graph refuses them, as the other members do."),
+		MessagesResent: vec("mlsas_dmls_messages_resent_total",
+			"Messages of ours sent in an epoch our device withdrew, sent again in the current epoch, by outcome: sent, no_device (lost to the others).", "outcome"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

@@ -268,9 +268,20 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		return err
 	}
 	if own := owns[string(digest[:])]; own != nil {
+		if own.resendOf != "" {
+			// The echo of a message we sent again (resend): our
+			// puppets had the original's.
+			return nil
+		}
 		// Our own message's echo: we cannot decrypt it (the sender's
 		// ratchet moved on), but we know what it says.
-		return s.deliverMessage(ctx, w, r, ev, own.device, own.plaintext, to)
+		if err := s.deliverMessage(ctx, w, r, ev, own.device, own.plaintext, to); err != nil {
+			return err
+		}
+		if r.held() && r.m.Refused(e.Epoch) {
+			return s.resend(ctx, w, r, ev, own)
+		}
+		return nil
 	}
 	if !r.held() {
 		return s.wait(ctx, w, r, ev, e.Epoch)
@@ -564,6 +575,34 @@ func (t waitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 type sent struct {
 	device    id.DeviceID
 	plaintext []byte
+	// resendOf is the event this message sent again (resend), if any.
+	resendOf id.EventID
+}
+
+// resend sends again, in the room's current base epoch, our message ev
+// whose epoch our device withdrew (epochs.Member.Withdraw): the room
+// refused the commit that made that epoch, so no one else can read the
+// message. Our puppets had it from its echo; the copy's echo is not
+// delivered to them again (sent.resendOf). Others see a new event with
+// the same content.
+func (s *Service) resend(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, own *sent) error {
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Stringer("sender", ev.Sender).Logger()
+	dev, ok := senderDevice(r, ev.Sender, own.device)
+	if !ok {
+		dev, ok = senderDevice(r, ev.Sender, "")
+	}
+	if !ok {
+		s.metrics.MessagesResent.WithLabelValues("no_device").Inc()
+		log.Warn().Msg("Our message was sent in an epoch we withdrew, and its puppet has no device in the group to send it again: lost to the others")
+		return nil
+	}
+	txnID, err := s.queueMessage(ctx, w.Q, w.Out, r, ev.Sender, dev, own.plaintext, ev.EventID)
+	if err != nil {
+		return err
+	}
+	s.metrics.MessagesResent.WithLabelValues("sent").Inc()
+	log.Info().Str("outbox_txn_id", txnID).Msg("Our message was sent in an epoch we withdrew: sent again in the current epoch")
+	return nil
 }
 
 // messageContext reads in one round trip what received messages need:
@@ -574,7 +613,7 @@ type sent struct {
 func (s *Service) messageContext(ctx context.Context, q database.Querier, room id.RoomID, digests [][]byte) ([]id.UserID, map[string]*sent, error) {
 	var b pgx.Batch
 	b.Queue(joinedPuppetsSQL, s.joinedPuppetsArgs(room)...)
-	b.Queue(`SELECT digest, device_id, plaintext FROM dmls_sent WHERE digest = ANY($1)`, digests)
+	b.Queue(`SELECT digest, device_id, plaintext, coalesce(resend_of, '') FROM dmls_sent WHERE digest = ANY($1)`, digests)
 	br := q.SendBatch(ctx, &b)
 	defer br.Close()
 	rows, err := br.Query()
@@ -588,13 +627,13 @@ func (s *Service) messageContext(ctx context.Context, q database.Querier, room i
 	}
 	own := map[string]*sent{}
 	var digest, sealed []byte
-	var dev string
-	_, err = pgx.ForEachRow(rows, []any{&digest, &dev, &sealed}, func() error {
+	var dev, resendOf string
+	_, err = pgx.ForEachRow(rows, []any{&digest, &dev, &sealed, &resendOf}, func() error {
 		plain, err := s.cfg.Sealer.Open(purposeSent, sentRow(digest), sealed)
 		if err != nil {
 			return err
 		}
-		own[string(digest)] = &sent{device: id.DeviceID(dev), plaintext: plain}
+		own[string(digest)] = &sent{device: id.DeviceID(dev), plaintext: plain, resendOf: id.EventID(resendOf)}
 		return nil
 	})
 	if err != nil {

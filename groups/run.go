@@ -92,6 +92,11 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 	for _, m := range msgs {
 		device, plain := id.DeviceID(""), []byte(nil)
 		if o, ok := own[string(m.digest[:])]; ok {
+			if o.resendOf != "" || r.m.Refused(m.e.Epoch) {
+				// A copy we sent again, or an original to send again
+				// (resend): the single path decides.
+				return fmt.Errorf("%w: %s is a message of ours to resend or resent", inbound.ErrNoRun, m.ev.EventID)
+			}
 			device, plain = o.device, o.plaintext
 		} else {
 			opened, err := r.m.Open(m.e.Epoch, m.e.Ciphertext)

@@ -117,36 +117,9 @@ func (s *Service) send(ctx context.Context, puppet id.UserID, device id.DeviceID
 		if err != nil {
 			return err
 		}
-		epoch, ct, err := r.m.Encrypt(dev, plain)
-		if err != nil {
-			return errf(roomID, "encrypt: %w", err)
-		}
-		creator, commitEvent, after, err := s.epochRef(ctx, tx, r, epoch)
-		if err != nil {
-			return err
-		}
-		body, err := json.Marshal(wireEncrypted{Algorithm: keys.Algorithm(s.suite.ID()), Ciphertext: b64(ct),
-			EpochCreator: (*deviceJSON)(&creator), CommitEvent: commitEvent, Epoch: (*b64ID)(&epoch)})
-		if err != nil {
-			return err
-		}
 		out := database.NewProducer(tx)
-		ev := database.OutgoingEvent{Kind: database.RoomEvent, UserID: string(puppet), DeviceID: dev.DeviceID,
-			RoomID: string(roomID), EventType: EncryptedType, Content: body}
-		if after != 0 {
-			ev.After, ev.FillField = after, "commit_event"
-		}
-		if _, res.TxnID, err = out.AddOutgoing(ctx, ev); err != nil {
+		if res.TxnID, err = s.queueMessage(ctx, tx, out, r, puppet, dev, plain, ""); err != nil {
 			return err
-		}
-		digest := sha256.Sum256(ct)
-		sealed, err := s.cfg.Sealer.Seal(purposeSent, sentRow(digest[:]), plain)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO dmls_sent (digest, room_id, user_id, device_id, plaintext) VALUES ($1, $2, $3, $4, $5)`,
-			digest[:], roomID, puppet, dev.DeviceID, sealed); err != nil {
-			return errf(roomID, "record own message: %w", err)
 		}
 		if idempotencyKey != "" {
 			if _, err := tx.Exec(ctx, `INSERT INTO dmls_send (idempotency_key, room_id, user_id, txn_id) VALUES ($1, $2, $3, $4)`,
@@ -161,6 +134,51 @@ func (s *Service) send(ctx context.Context, puppet id.UserID, device id.DeviceID
 		return out.Flush(ctx)
 	})
 	return res, err
+}
+
+// queueMessage encrypts plain as our device dev of puppet in the loaded
+// room's base epoch, queues the event in out (after our own base commit's
+// event if that is not sent yet) and records the message (sealed) for
+// its echo. resendOf, if not empty, is the event this one sends again
+// (resend). It returns the outbox transaction id.
+func (s *Service) queueMessage(ctx context.Context, q database.Querier, out *database.Producer, r *room, puppet id.UserID,
+	dev epochs.Device, plain []byte, resendOf id.EventID) (string, error) {
+	epoch, ct, err := r.m.Encrypt(dev, plain)
+	if err != nil {
+		return "", errf(r.id, "encrypt: %w", err)
+	}
+	creator, commitEvent, after, err := s.epochRef(ctx, q, r, epoch)
+	if err != nil {
+		return "", err
+	}
+	body, err := json.Marshal(wireEncrypted{Algorithm: keys.Algorithm(s.suite.ID()), Ciphertext: b64(ct),
+		EpochCreator: (*deviceJSON)(&creator), CommitEvent: commitEvent, Epoch: (*b64ID)(&epoch)})
+	if err != nil {
+		return "", err
+	}
+	ev := database.OutgoingEvent{Kind: database.RoomEvent, UserID: string(puppet), DeviceID: dev.DeviceID,
+		RoomID: string(r.id), EventType: EncryptedType, Content: body}
+	if after != 0 {
+		ev.After, ev.FillField = after, "commit_event"
+	}
+	_, txnID, err := out.AddOutgoing(ctx, ev)
+	if err != nil {
+		return "", err
+	}
+	digest := sha256.Sum256(ct)
+	sealed, err := s.cfg.Sealer.Seal(purposeSent, sentRow(digest[:]), plain)
+	if err != nil {
+		return "", err
+	}
+	var resend *string
+	if resendOf != "" {
+		resend = (*string)(&resendOf)
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO dmls_sent (digest, room_id, user_id, device_id, plaintext, resend_of) VALUES ($1, $2, $3, $4, $5, $6)`,
+		digest[:], r.id, puppet, dev.DeviceID, sealed, resend); err != nil {
+		return "", errf(r.id, "record own message: %w", err)
+	}
+	return txnID, nil
 }
 
 // waitSent waits up to SendTimeout for the outbox to send txnID and

@@ -497,16 +497,24 @@ func (w *fedWorld) change(r *rand.Rand, room id.RoomID, all []id.UserID, side, n
 	}
 }
 
-// awaitJoin waits, for up to a minute, until by has joined room: an
-// inviter may be a puppet invited earlier in the same plan, whose service
-// accepts the invitation on its own time (an invitation it sent before
-// would be refused: "not in room"). It runs in the plan's goroutines, so
-// it does not fail the test itself; the invitation that follows reports.
-func (w *fedWorld) awaitJoin(ctx context.Context, room id.RoomID, by id.UserID) {
+// awaitInvitable waits, for up to a minute, until by's service has by
+// joined to room and to out of it, as by's homeserver will judge the
+// invitation. by may have been invited earlier in the same plan, and its
+// service accepts invitations on its own time ("not in room"); to may have
+// left on the other homeserver, whose leave reaches by's over federation
+// ("already in the room"). It runs in the plan's goroutines, so it does
+// not fail the test itself; the invitation that follows reports.
+func (w *fedWorld) awaitInvitable(ctx context.Context, room id.RoomID, by, to id.UserID) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	db := w.puppets[by].db
 	for {
-		if ok, err := w.joinedIn(ctx, room, by); ok || err != nil {
+		var inviter, invitee string
+		err := db.QueryRow(ctx, `SELECT
+			coalesce((SELECT membership FROM room_member WHERE room_id = $1 AND user_id = $2), ''),
+			coalesce((SELECT membership FROM room_member WHERE room_id = $1 AND user_id = $3), '')`,
+			room, by, to).Scan(&inviter, &invitee)
+		if err != nil || inviter == "join" && invitee != "join" && invitee != "invite" {
 			return
 		}
 		select {
@@ -552,7 +560,7 @@ func (w *fedWorld) plan(r *rand.Rand, room id.RoomID, all []id.UserID, side, n i
 			by, to := inviters[r.IntN(len(inviters))], outsiders[r.IntN(len(outsiders))]
 			w.joined[room][to] = true
 			ops = append(ops, func() {
-				w.awaitJoin(ctx, room, by)
+				w.awaitInvitable(ctx, room, by, to)
 				if err := w.puppets[by].c.groups.Invite(ctx, by, room, to); err != nil {
 					t.Errorf("%s invites %s: %v", by, to, err)
 				}
@@ -601,7 +609,7 @@ func (w *fedWorld) plan(r *rand.Rand, room id.RoomID, all []id.UserID, side, n i
 			by, to := inviters[r.IntN(len(inviters))], outsiders[r.IntN(len(outsiders))]
 			w.joined[room][to] = true
 			ops = append(ops, func() {
-				w.awaitJoin(ctx, room, by)
+				w.awaitInvitable(ctx, room, by, to)
 				if err := w.puppets[by].c.groups.Invite(ctx, by, room, to); err != nil {
 					t.Errorf("%s invites %s: %v", by, to, err)
 				}
