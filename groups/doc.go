@@ -28,7 +28,9 @@
 //     a partition arrives after the other side's membership changes); a
 //     rejection is logged with its reason and counted. Our own commit is
 //     checked the same way when its event comes back, and withdrawn if the
-//     room's graph refuses it (receive.go, checkOwnCommit).
+//     room's graph refuses it (receive.go, checkOwnCommit); a message of
+//     ours sent in a withdrawn epoch reached no one else, and is sent again
+//     in the current epoch when its echo comes back (resend).
 //     A message is decrypted once and delivered to every puppet of ours
 //     joined in the room; an event naming an epoch we do not hold waits
 //     (dmls_waiting, bounded by Config.Wait) while history is learnt along
