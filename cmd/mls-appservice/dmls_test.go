@@ -154,8 +154,9 @@ func TestFederatedDMLS(t *testing.T) {
 		len(seeds), w.seedsConverged, int(w.metric("mlsas_dmls_forks_seen_total")), int(w.metric("mlsas_dmls_forks_resolved_total")),
 		w.partitions, backfilled, len(w.messages), got, want, undecryptable)
 	w.report()
-	t.Logf("commits made %d; commits refused %v; own commits withdrawn %d; welcomes refused %v; undecryptable %v; backfill stops %v; timeline holes filled %v; hole checks %v; membership in the graph asked %v",
-		commitsMade(t, svcs), rejected, int(w.metric("mlsas_dmls_own_commits_withdrawn_total")), w.metricLabels("mlsas_dmls_welcomes_refused_total"), w.metricLabels("mlsas_dmls_messages_undecryptable_total"),
+	t.Logf("commits made %d; commits refused %v; own commits withdrawn %d; welcomes refused %v; messages sent again %v; undecryptable %v; backfill stops %v; timeline holes filled %v; hole checks %v; membership in the graph asked %v",
+		commitsMade(t, svcs), rejected, int(w.metric("mlsas_dmls_own_commits_withdrawn_total")), w.metricLabels("mlsas_dmls_welcomes_refused_total"),
+		w.metricLabels("mlsas_dmls_messages_resent_total"), w.metricLabels("mlsas_dmls_messages_undecryptable_total"),
 		w.metricLabels("mlsas_dmls_backfill_stopped_total"), w.metricLabels("mlsas_dmls_gap_events_total"),
 		w.metricLabels("mlsas_dmls_hole_checks_total"), w.metricLabels("mlsas_dmls_graph_rechecks_total"))
 	if *dmlsBurst > 10 && w.partitions > 0 && w.metric("mlsas_dmls_gap_events_total") == 0 {
