@@ -257,7 +257,7 @@ func (m *Member) Joined(room Room) ([]LeafDevice, error) {
 // commits it has observed. ErrDuplicateCommit means self holds the epoch
 // already.
 func (m *Member) Join(self Device, welcome []byte, kp *group.KeyPackageBundle, c Commit, now time.Time) (ID, error) {
-	if _, ok := m.refused[c.Epoch]; ok {
+	if m.descendsFromRefused(c.Epoch) || m.descendsFromRefused(c.Base) {
 		return "", fmt.Errorf("%w: %v", ErrRefusedEpoch, c.Epoch)
 	}
 	if n := m.graph.nodes[c.Epoch]; n != nil && n.Retained {
@@ -408,6 +408,14 @@ func (m *Member) ApplyChecked(c Commit, check func(CommitEffect) error, now time
 	child := m.graph.nodes[c.Epoch]
 	if b := m.graph.nodes[c.Base]; b == nil || !b.Retained {
 		m.Observe(c)
+		if m.descendsFromRefused(c.Base) {
+			// Built on a commit we refused: its base never comes.
+			// What we hold above it came by Welcome, and goes.
+			if err := m.dropRefusedBranches(); err != nil {
+				return "", err
+			}
+			return "", fmt.Errorf("%w: %v descends from a refused epoch", ErrParentNotRetained, c.Base)
+		}
 		switch {
 		case child != nil && child.Retained:
 			// Should the base arrive, our devices in it follow into
@@ -540,6 +548,9 @@ func (m *Member) process(c Commit, h [32]byte, child *Node[*EpochState], check f
 	if err := check(effect); err != nil {
 		m.refused[c.Epoch] = c.Base
 		next.Destroy()
+		if derr := m.dropRefusedBranches(); derr != nil {
+			return "", errors.Join(err, derr)
+		}
 		return "", err
 	}
 	survivors := map[Device]*group.Private{}

@@ -123,3 +123,46 @@ func (m *Member) remove(id ID) ([]ID, error) {
 	m.pruneCommits()
 	return gone, nil
 }
+
+// descendsFromRefused reports whether epoch id, or an epoch it descends
+// from as far as this member knows (graph parents, then the bases that
+// observed commit events name), was refused or withdrawn. A withdrawn
+// commit's Welcome may name an epoch two commits above the refused one;
+// the commits between never apply, but their events tell the way down.
+func (m *Member) descendsFromRefused(id ID) bool {
+	for steps := len(m.graph.nodes) + len(m.known) + 1; id != "" && steps > 0; steps-- {
+		if _, ok := m.refused[id]; ok {
+			return true
+		}
+		if n := m.graph.nodes[id]; n != nil {
+			id = n.Parent
+		} else if c, ok := m.known[id]; ok {
+			id = c.Base
+		} else {
+			return false
+		}
+	}
+	return false
+}
+
+// dropRefusedBranches removes every epoch of the graph that is refused or
+// descends from a refused one, with everything above it: a retained one
+// came by a Welcome before we knew where it came from, and the metadata
+// learned on the way down would keep the base from being a head again.
+func (m *Member) dropRefusedBranches() error {
+	var dead []ID
+	for id := range m.graph.nodes {
+		if m.descendsFromRefused(id) {
+			dead = append(dead, id)
+		}
+	}
+	for _, id := range sortedIDs(dead) {
+		if _, ok := m.graph.nodes[id]; !ok {
+			continue // above one removed already
+		}
+		if _, err := m.remove(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -217,3 +217,58 @@ func TestMemberMetadataVersion1(t *testing.T) {
 		t.Fatal("version 3 accepted")
 	}
 }
+
+// A Welcome made two commits above a refused one is refused too, and a
+// commit built on the refused epoch is refused at once instead of
+// waiting for a base that never comes; an epoch entered by such a Welcome
+// before the way down was known goes once it is. (Soak seed 15: a new
+// device joined by the Welcome of a withdrawn branch's third commit and
+// committed on it.)
+func TestMemberRefusesWhatBuildsOnRefused(t *testing.T) {
+	ours2 := Device{"@late:x", "L2"}
+	evil := Device{"@evil:x", "E"}
+	none := func(Device) *message.KeyPackage { return nil }
+	for _, welcomeFirst := range []bool{false, true} {
+		ms, room := memberRoom(t, 3)
+		a, forger := ms[0], ms[1]
+		base, _ := a.Base()
+		// The forger's room has evil invited; a's has not.
+		forged := Room{Members: maps.Clone(room.Members), Devices: maps.Clone(room.Devices)}
+		forged.Members[evil.UserID] = Invite
+		forged.Devices[evil.UserID] = []string{evil.DeviceID}
+		bad := forger.commit(t, forged, func(d Device) *message.KeyPackage { return &newKP(t, d).KeyPackage }, "$bad", t0)
+		mid := forger.commit(t, forged, none, "$mid", t0)
+		forged.Members[ours2.UserID] = Join
+		forged.Devices[ours2.UserID] = []string{ours2.DeviceID}
+		kp := newKP(t, ours2)
+		top := forger.commit(t, forged, func(d Device) *message.KeyPackage {
+			if d == ours2 {
+				return &kp.KeyPackage
+			}
+			return nil
+		}, "$top", t0)
+		if mid.Commit.Base != bad.Commit.Epoch || top.Commit.Base != mid.Commit.Epoch || top.Welcome == nil {
+			t.Fatal("the forger's chain is not bad, mid, top")
+		}
+		if welcomeFirst {
+			// The Welcome before anything else: a new root.
+			if _, err := a.Join(ours2, top.Welcome, kp, top.Commit, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := a.Apply(bad.Commit, room, room, t0); !errors.Is(err, ErrUnauthorisedAdd) {
+			t.Fatalf("welcome first %v: bad commit: %v", welcomeFirst, err)
+		}
+		if _, err := a.Apply(mid.Commit, room, room, t0); !errors.Is(err, ErrParentNotRetained) {
+			t.Fatalf("welcome first %v: commit on the refused epoch: %v", welcomeFirst, err)
+		}
+		if !welcomeFirst {
+			if _, err := a.Join(ours2, top.Welcome, kp, top.Commit, t0); !errors.Is(err, ErrRefusedEpoch) {
+				t.Fatalf("welcome two commits above the refused one: %v", err)
+			}
+		}
+		if h := a.Graph().Heads(); !slices.Equal(h, []ID{base}) || slices.Contains(a.Ours(), ours2) {
+			t.Fatalf("welcome first %v: heads %v (want %v), ours %v", welcomeFirst, h, base, a.Ours())
+		}
+	}
+}
