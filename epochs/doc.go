@@ -226,11 +226,15 @@
 // branch that no one else ever applies, and never learn that.
 //
 // A Welcome does not bypass the rule. A member remembers the epochs whose
-// commits it refused and refuses a Welcome into one (ErrRefusedEpoch); if
-// the Welcome came first, the commit is still checked when it arrives,
-// and if refused the epoch the Welcome entered goes, with everything
-// above it. Otherwise a withdrawn commit's Welcome would carry the
-// members it adds onto the dead branch.
+// commits it refused (and those it withdrew) and refuses what builds on
+// one, following the way down through graph parents and the bases that
+// observed commit events name: a Welcome whose epoch or base descends
+// from a refused epoch (ErrRefusedEpoch), and a commit on one (at once,
+// as ErrParentNotRetained: its base never comes). If a Welcome came
+// first, the commit is still checked when it arrives, and an epoch a
+// Welcome entered goes, with everything above it, as soon as the way down
+// shows it stands on a refused epoch. Otherwise a withdrawn commit's
+// Welcome would carry the members it adds onto the dead branch.
 //
 // # Committer
 //
