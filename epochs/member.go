@@ -905,12 +905,7 @@ func (m *Member) drop(ids []ID) ([]ID, error) {
 			stored = append(stored, id)
 		}
 	}
-	err := m.graph.Drop(ids, func(st *EpochState) {
-		if st.pub != nil {
-			st.pub.Destroy()
-		}
-		st.clearRaw()
-	})
+	err := m.graph.Drop(ids, (*EpochState).wipe)
 	if err != nil {
 		return nil, err
 	}
@@ -976,9 +971,8 @@ func (m *Member) pruneCommits() {
 // have all left the room.
 func (m *Member) Destroy() {
 	for _, n := range m.graph.nodes {
-		if n.Retained && n.State.pub != nil {
-			n.State.pub.Destroy()
-			n.State.clearRaw()
+		if n.Retained {
+			n.State.wipe()
 		}
 	}
 	m.graph = New[*EpochState]()

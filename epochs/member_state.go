@@ -165,6 +165,15 @@ func (m *Member) shared(id ID) (*EpochState, error) {
 }
 
 // clearRaw zeroes and forgets the undecoded private states.
+// wipe zeroes the epoch's secrets: the decoded state, if loaded, and the
+// undecoded copies. Dropping, withdrawing and destroying share it.
+func (st *EpochState) wipe() {
+	if st.pub != nil {
+		st.pub.Destroy()
+	}
+	st.clearRaw()
+}
+
 func (st *EpochState) clearRaw() {
 	for _, b := range st.raw {
 		clear(b)

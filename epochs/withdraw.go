@@ -111,10 +111,7 @@ func (m *Member) remove(id ID) ([]ID, error) {
 		if st.stored {
 			stored = append(stored, x)
 		}
-		if st.pub != nil {
-			st.pub.Destroy()
-		}
-		st.clearRaw()
+		st.wipe()
 	})
 	if err != nil {
 		return nil, err
