@@ -170,6 +170,18 @@ func TestRejections(t *testing.T) {
 			resignPath(t, bob, ac.Content.Commit.Path)
 			resign(ac)
 		}), []error{ErrInvalidPath, tree.ErrParentHashMismatch}, nil},
+		// The two signatures are verified beside the path's decryption
+		// (sideChecks): each must still refuse the commit.
+		{"bad path leaf signature", mutate(func(ac *message.AuthenticatedContent) {
+			ac.Content.Commit.Path.LeafNode.Signature = bytes.Clone(ac.Content.Commit.Path.LeafNode.Signature)
+			ac.Content.Commit.Path.LeafNode.Signature[5] ^= 1
+			resign(ac)
+		}), []error{ErrInvalidPath, tree.ErrBadLeafSignature}, nil},
+		{"bad signatures of framing and path leaf", mutate(func(ac *message.AuthenticatedContent) {
+			ac.Content.Commit.Path.LeafNode.Signature = bytes.Clone(ac.Content.Commit.Path.LeafNode.Signature)
+			ac.Content.Commit.Path.LeafNode.Signature[5] ^= 1
+			ac.Auth.Signature[3] ^= 1
+		}), nil, nil},
 		{"path key mismatch", keyMismatch, []error{ErrInvalidPath, treekem.ErrPublicKeyMismatch}, nil},
 		{"duplicate add", craft(t, bob, &message.Commit{Proposals: []message.ProposalOrRef{
 			{Type: message.ProposalOrRefProposal, Proposal: AddProposal(&dave.KeyPackage)},
@@ -214,6 +226,9 @@ func TestRejections(t *testing.T) {
 			}
 			before, _ := g.MarshalBinary()
 			_, err := g.Handle(tc.msg)
+			if err == nil {
+				t.Fatal("accepted")
+			}
 			for _, want := range tc.want {
 				if !errors.Is(err, want) {
 					t.Fatalf("got %v, want %v", err, want)

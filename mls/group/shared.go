@@ -79,14 +79,15 @@ func (g *Group) HandleCommitShared(m *message.MLSMessage, others []*Private) (*S
 	if m == nil {
 		return nil, fmt.Errorf("%w: no message", ErrMalformed)
 	}
-	ac, err := g.pub.unprotect(m)
+	var checks sideChecks
+	ac, _, err := g.pub.unprotectCommit(m, &checks)
 	if err != nil {
 		return nil, err
 	}
 	if ac.Content.ContentType != message.ContentCommit {
 		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
 	}
-	pub, next, err := g.processCommit(ac, privs)
+	pub, next, err := g.processCommit(ac, privs, &checks)
 	if err != nil {
 		return nil, err
 	}
@@ -114,14 +115,15 @@ func (g *Group) PrivatesAfter(m *message.MLSMessage, next *Public, others []*Pri
 		return nil, fmt.Errorf("%w: no message or next epoch", ErrMalformed)
 	}
 	p := g.pub
-	ac, err := p.unprotect(m)
+	var checks sideChecks
+	ac, _, err := p.unprotectCommit(m, &checks)
 	if err != nil {
 		return nil, err
 	}
 	if ac.Content.ContentType != message.ContentCommit {
 		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
 	}
-	rc, err := g.receiveCommit(ac, others)
+	rc, err := g.receiveCommit(ac, others, &checks)
 	if err != nil {
 		return nil, err
 	}
