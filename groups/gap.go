@@ -263,7 +263,11 @@ func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inb
 	ctx = context.WithValue(ctx, backfilling{}, true)
 	s.metrics.HoleChecks.WithLabelValues(why).Inc()
 	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Str("reason", why).Logger()
-	g := newGap(s, r, id.UserID(ours[0].UserID))
+	as, err := s.reader(ctx, w.Q, r, ours)
+	if err != nil {
+		return err
+	}
+	g := newGap(s, r, as)
 	if err := g.pageBefore(ctx, w.Q, ev.EventID); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

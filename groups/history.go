@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/inbound"
 )
@@ -150,7 +151,11 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 	}
 	ctx = context.WithValue(ctx, backfilling{}, true)
 	log := s.cfg.Log.With().Stringer("room_id", r.id).Str("epoch", epoch.String()).Logger()
-	h := history{s: s, r: r, as: id.UserID(ours[0].UserID), seen: map[id.EventID]*Encrypted{}}
+	as, err := s.reader(ctx, w.Q, r, ours)
+	if err != nil {
+		return err
+	}
+	h := history{s: s, r: r, as: as, seen: map[id.EventID]*Encrypted{}}
 	type step struct {
 		ev inbound.RoomEvent
 		e  *Encrypted
@@ -260,6 +265,31 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 // wait for: after a Welcome put a device of ours on a branch whose earlier
 // epochs we lack (the commits of a hole the first walk could not reach
 // yet), and before a wait ends. An epoch held by then is skipped.
+// reader returns the puppet of ours that backfill and hole filling read
+// the room's history as: one joined to the room now, preferably one with
+// a device among ours, the member's devices, which may include puppets
+// that have left but whose removal no epoch we hold reflects yet. A puppet
+// that has left sees the room's history only up to its leave (history
+// visibility), so reading as one misses everything after it: in a soak
+// run a service paged back as a puppet removed during a partition, saw
+// none of the other side's messages sent after the leave, and never
+// delivered them. With no puppet of ours joined, the first of ours reads.
+func (s *Service) reader(ctx context.Context, q database.Querier, r *room, ours []epochs.Device) (id.UserID, error) {
+	joined, err := s.joinedPuppets(ctx, q, r.id)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range ours {
+		if slices.Contains(joined, id.UserID(d.UserID)) {
+			return id.UserID(d.UserID), nil
+		}
+	}
+	if len(joined) > 0 {
+		return joined[0], nil
+	}
+	return id.UserID(ours[0].UserID), nil
+}
+
 func (s *Service) backfillWaiting(ctx context.Context, w *inbound.Work, r *room) error {
 	rows, err := w.Q.Query(ctx, `SELECT event FROM dmls_waiting WHERE room_id = $1 ORDER BY expires_at`, r.id)
 	if err != nil {

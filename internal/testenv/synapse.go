@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -141,8 +142,30 @@ func newHomeserver(t testing.TB, opts SynapseOptions, fed *federationListener) *
 		if t.Failed() {
 			t.Logf("%s: last lines of its log:\n%s", h, h.logTail(logTailLines))
 		}
+		h.keepLog(t)
 	})
 	return h
+}
+
+// keepLog copies the homeserver's whole log into the directory
+// MLSAS_SYNAPSE_LOGS names, if set, before its data directory goes: a
+// failure found by a long run (a soak) can then be read afterwards.
+func (h *Homeserver) keepLog(t testing.TB) {
+	dir := os.Getenv("MLSAS_SYNAPSE_LOGS")
+	if dir == "" {
+		return
+	}
+	data, err := os.ReadFile(h.logPath)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	if err == nil {
+		name := strings.NewReplacer(":", "_", "/", "_").Replace(h.serverName) + ".log"
+		err = os.WriteFile(filepath.Join(dir, name), data, 0o600)
+	}
+	if err != nil {
+		t.Logf("%s: keeping its log in %s: %v", h, dir, err)
+	}
 }
 
 // URL is the base URL of the client-server API, http://127.0.0.1:<port>.
