@@ -40,38 +40,24 @@ func ProtectPublic(s *suite.Suite, ac *message.AuthenticatedContent, ctx *messag
 // the authenticated content; a commit's confirmation tag is left for the
 // caller to check once the commit is processed.
 func UnprotectPublic(s *suite.Suite, pm *message.PublicMessage, ctx *message.GroupContext, membershipKey []byte, senderKey SenderKey) (*message.AuthenticatedContent, error) {
-	ac, verify, err := CheckPublic(s, pm, ctx, membershipKey, senderKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := verify(); err != nil {
-		return nil, err
-	}
-	return ac, nil
-}
-
-// CheckPublic is UnprotectPublic with the signature check left to the
-// caller: it makes every other check and returns the content with verify,
-// which checks the signature. A receiver with other work to do on the
-// content, such as decrypting a commit's path, can run verify beside it
-// (the signature is the larger part of the cost of a PublicMessage), but
-// must not act on the content before verify returned nil.
-func CheckPublic(s *suite.Suite, pm *message.PublicMessage, ctx *message.GroupContext, membershipKey []byte, senderKey SenderKey) (ac *message.AuthenticatedContent, verify func() error, err error) {
 	if err := checkGroup(pm.Content.GroupID, pm.Content.Epoch, ctx); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if pm.Content.ContentType == message.ContentApplication {
-		return nil, nil, ErrApplicationInPublic
+		return nil, ErrApplicationInPublic
 	}
-	ac = pm.AuthenticatedContent()
+	ac := pm.AuthenticatedContent()
 	if pm.Content.Sender.Type == message.SenderMember {
 		if err := verifyMembershipTag(s, membershipKey, ac, ctx, pm.MembershipTag); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	pub := senderKey(&pm.Content)
 	if pub == nil {
-		return nil, nil, fmt.Errorf("%w: sender type %d", ErrUnknownSender, pm.Content.Sender.Type)
+		return nil, fmt.Errorf("%w: sender type %d", ErrUnknownSender, pm.Content.Sender.Type)
 	}
-	return ac, func() error { return Verify(s, pub, ac, ctx) }, nil
+	if err := Verify(s, pub, ac, ctx); err != nil {
+		return nil, err
+	}
+	return ac, nil
 }

@@ -67,28 +67,6 @@ func (p *Public) unprotect(m *message.MLSMessage) (*message.AuthenticatedContent
 	return ac, err
 }
 
-// unprotectCommit is unprotect for a message that should be a commit. A
-// PublicMessage commit's signature is left to checks, to be verified
-// beside the commit's processing (receiveCommit waits for it); any other
-// message is authenticated at once.
-func (p *Public) unprotectCommit(m *message.MLSMessage, checks *sideChecks) (*message.AuthenticatedContent, int, error) {
-	pm := m.PublicMessage
-	if m.WireFormat != message.WireFormatPublicMessage || pm == nil || pm.Content.ContentType != message.ContentCommit {
-		return p.unprotectSkipping(m)
-	}
-	ac, verify, err := framing.CheckPublic(p.suite, pm, &p.ctx, p.epoch.MembershipKey, p.senderKey)
-	if err != nil {
-		return nil, 0, classifyFramingError(err)
-	}
-	checks.start(func() error {
-		if err := verify(); err != nil {
-			return classifyFramingError(err)
-		}
-		return nil
-	})
-	return ac, 0, nil
-}
-
 // unprotectSkipping is unprotect that also reports how many generations
 // of its sender's ratchet a PrivateMessage stepped over
 // (secrettree.Tree.Skipped).

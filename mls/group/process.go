@@ -58,8 +58,7 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 			return g.handleLate(r, pm)
 		}
 	}
-	var checks sideChecks
-	ac, skipped, err := g.pub.unprotectCommit(m, &checks)
+	ac, skipped, err := g.pub.unprotectSkipping(m)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +79,7 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 		r.ProposalRef = g.pub.proposalRef(ac)
 		g.local.add(cachedProposal{ref: r.ProposalRef, proposal: c.Proposal, sender: c.Sender}, nil)
 	case message.ContentCommit:
-		pub, privs, err := g.processCommit(ac, []*Private{g.priv}, &checks)
+		pub, privs, err := g.processCommit(ac, []*Private{g.priv})
 		if err != nil {
 			return nil, err
 		}
@@ -104,11 +103,9 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 // member the commit removed; the Public is nil if it removed them all.
 // A failure before the key schedule leaves g's Public as it was (under
 // DMLS its PRF is punctured only once every member's path decrypted).
-// The signature checks in checks (unprotectCommit) must pass before the
-// key schedule runs; receiveCommit waits for them.
-func (g *Group) processCommit(ac *message.AuthenticatedContent, privs []*Private, checks *sideChecks) (*Public, []*Private, error) {
+func (g *Group) processCommit(ac *message.AuthenticatedContent, privs []*Private) (*Public, []*Private, error) {
 	p, s := g.pub, g.pub.suite
-	rc, err := g.receiveCommit(ac, privs, checks)
+	rc, err := g.receiveCommit(ac, privs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -172,25 +169,11 @@ func (rc *receivedCommit) zero() { clear(rc.top) }
 // (processCommit): everything but the key schedule. It changes nothing
 // in g. If the commit removes every member, the path is validated but
 // not merged.
-//
-// The signatures run beside the path's decryption: checks holds those
-// already started (the framing's, unprotectCommit) and the UpdatePath
-// leaf's joins them. receiveCommit returns only once all have finished;
-// if one failed, its error is returned, in preference to any other, and
-// nothing derived is kept.
-func (g *Group) receiveCommit(ac *message.AuthenticatedContent, privs []*Private, checks *sideChecks) (rc *receivedCommit, err error) {
-	defer func() {
-		if cerr := checks.wait(); cerr != nil {
-			if rc != nil {
-				rc.zero()
-			}
-			rc, err = nil, cerr
-		}
-	}()
+func (g *Group) receiveCommit(ac *message.AuthenticatedContent, privs []*Private) (*receivedCommit, error) {
 	p, s := g.pub, g.pub.suite
 	c := ac.Content.Commit
 	sender := ac.Content.Sender
-	rc = &receivedCommit{}
+	rc := &receivedCommit{}
 	switch sender.Type {
 	case message.SenderMember:
 		for _, priv := range privs {
@@ -262,19 +245,12 @@ func (g *Group) receiveCommit(ac *message.AuthenticatedContent, privs []*Private
 			return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
 		}
 	}
-	if err := tree.CheckLeafNode(s, leaf, tree.LeafContext{
+	if err := tree.ValidateLeafNode(s, leaf, tree.LeafContext{
 		GroupID: p.ctx.GroupID, LeafIndex: committer, Source: message.LeafNodeSourceCommit,
 		Version: p.ctx.Version, Required: requiredCapabilities(st.extensions), CredentialTypes: t.CredentialTypes(),
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
 	}
-	groupID := p.ctx.GroupID
-	checks.start(func() error {
-		if err := tree.VerifyLeafSignature(s, leaf, groupID, committer); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidPath, err)
-		}
-		return nil
-	})
 	if err := checkPathKeys(t, c.Path); err != nil {
 		return nil, err
 	}

@@ -170,8 +170,7 @@ func TestRejections(t *testing.T) {
 			resignPath(t, bob, ac.Content.Commit.Path)
 			resign(ac)
 		}), []error{ErrInvalidPath, tree.ErrParentHashMismatch}, nil},
-		// The two signatures are verified beside the path's decryption
-		// (sideChecks): each must still refuse the commit.
+		// The UpdatePath leaf's signature alone, and both signatures.
 		{"bad path leaf signature", mutate(func(ac *message.AuthenticatedContent) {
 			ac.Content.Commit.Path.LeafNode.Signature = bytes.Clone(ac.Content.Commit.Path.LeafNode.Signature)
 			ac.Content.Commit.Path.LeafNode.Signature[5] ^= 1

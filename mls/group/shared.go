@@ -79,15 +79,14 @@ func (g *Group) HandleCommitShared(m *message.MLSMessage, others []*Private) (*S
 	if m == nil {
 		return nil, fmt.Errorf("%w: no message", ErrMalformed)
 	}
-	var checks sideChecks
-	ac, _, err := g.pub.unprotectCommit(m, &checks)
+	ac, err := g.pub.unprotect(m)
 	if err != nil {
 		return nil, err
 	}
 	if ac.Content.ContentType != message.ContentCommit {
 		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
 	}
-	pub, next, err := g.processCommit(ac, privs, &checks)
+	pub, next, err := g.processCommit(ac, privs)
 	if err != nil {
 		return nil, err
 	}
@@ -115,15 +114,14 @@ func (g *Group) PrivatesAfter(m *message.MLSMessage, next *Public, others []*Pri
 		return nil, fmt.Errorf("%w: no message or next epoch", ErrMalformed)
 	}
 	p := g.pub
-	var checks sideChecks
-	ac, _, err := p.unprotectCommit(m, &checks)
+	ac, err := p.unprotect(m)
 	if err != nil {
 		return nil, err
 	}
 	if ac.Content.ContentType != message.ContentCommit {
 		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
 	}
-	rc, err := g.receiveCommit(ac, others, &checks)
+	rc, err := g.receiveCommit(ac, others)
 	if err != nil {
 		return nil, err
 	}

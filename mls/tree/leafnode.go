@@ -49,15 +49,6 @@ type LeafContext struct {
 // capability failures also match ErrBadLeafSignature, ErrLifetime and
 // ErrUnsupportedCapability.
 func ValidateLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
-	if err := CheckLeafNode(s, leaf, c); err != nil {
-		return err
-	}
-	return VerifyLeafSignature(s, leaf, c.GroupID, c.LeafIndex)
-}
-
-// CheckLeafNode is ValidateLeafNode without the signature, which
-// VerifyLeafSignature checks: a receiver can verify it beside other work.
-func CheckLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
 	if c.Source != 0 && leaf.Source != c.Source {
 		return leafError(nil, "leaf_node_source %d, want %d", leaf.Source, c.Source)
 	}
@@ -73,13 +64,10 @@ func CheckLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error 
 			return leafError(ErrLifetime, "now %d, lifetime [%d, %d]", now, leaf.Lifetime.NotBefore, leaf.Lifetime.NotAfter)
 		}
 	}
-	return nil
+	return verifyLeafSignature(s, leaf, c.GroupID, c.LeafIndex)
 }
 
-// VerifyLeafSignature checks leaf's signature, made for the group groupID
-// at leaf index l when the leaf's source is update or commit (§7.2). Its
-// error matches ErrLeafNodeInvalid and ErrBadLeafSignature.
-func VerifyLeafSignature(s *suite.Suite, leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) error {
+func verifyLeafSignature(s *suite.Suite, leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) error {
 	if err := s.VerifyWithLabel(leaf.SignatureKey, "LeafNodeTBS", leaf.TBS(groupID, uint32(l)), leaf.Signature); err != nil {
 		return fmt.Errorf("%w: %w: leaf %d: %w", ErrLeafNodeInvalid, ErrBadLeafSignature, l, err)
 	}
