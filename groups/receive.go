@@ -267,6 +267,9 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 	if err != nil {
 		return err
 	}
+	if to, err = s.recipients(ctx, w.Q, r, e.Epoch, to); err != nil {
+		return err
+	}
 	if own := owns[string(digest[:])]; own != nil {
 		if own.resendOf != "" {
 			// The echo of a message we sent again (resend): our
@@ -603,6 +606,70 @@ func (s *Service) resend(ctx context.Context, w *inbound.Work, r *room, ev inbou
 	s.metrics.MessagesResent.WithLabelValues("sent").Inc()
 	log.Info().Str("outbox_txn_id", txnID).Msg("Our message was sent in an epoch we withdrew: sent again in the current epoch")
 	return nil
+}
+
+// recipients returns the puppets of ours that a message of epoch goes
+// to: those joined to the room now (joined, from messageContext), and
+// those that have left it but whose device the epoch holds. A message and
+// a leave can be concurrent in the room's graph: the sender, not having
+// seen the leave, encrypted to the departed puppet's device, and the
+// message reached us only after the leave (late, or from a hole after a
+// partition). In the room's state at the message the puppet was joined,
+// and its device can read it; delivering only to the puppets joined when
+// the message arrived lost it for that puppet (soak seed 11). An invited
+// puppet, or one whose device the epoch does not hold, gets no more than
+// before.
+func (s *Service) recipients(ctx context.Context, q database.Querier, r *room, epoch epochs.ID, joined []id.UserID) ([]id.UserID, error) {
+	gone := departed(r, epoch, joined)
+	if len(gone) == 0 {
+		return joined, nil
+	}
+	rows, err := q.Query(ctx, `SELECT user_id FROM room_member WHERE room_id = $1 AND user_id = ANY($2) AND membership IN ('leave', 'ban')`, r.id, gone)
+	if err != nil {
+		return nil, errf(r.id, "departed puppets: %w", err)
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, errf(r.id, "departed puppets: %w", err)
+	}
+	to := slices.Clone(joined)
+	for _, u := range left {
+		to = append(to, id.UserID(u))
+	}
+	return to, nil
+}
+
+// departed lists the users of our devices that hold epoch but are not
+// among joined: puppets that may have left (recipients).
+func departed(r *room, epoch epochs.ID, joined []id.UserID) []string {
+	if r.m == nil {
+		return nil
+	}
+	var gone []string
+	var in map[id.UserID]bool // built only for a large room of ours
+	for _, d := range r.m.Holders(epoch) {
+		u := id.UserID(d.UserID)
+		if slices.Contains(gone, d.UserID) {
+			continue
+		}
+		if len(joined) <= 16 {
+			if slices.Contains(joined, u) {
+				continue
+			}
+		} else {
+			if in == nil {
+				in = make(map[id.UserID]bool, len(joined))
+				for _, j := range joined {
+					in[j] = true
+				}
+			}
+			if in[u] {
+				continue
+			}
+		}
+		gone = append(gone, d.UserID)
+	}
+	return gone
 }
 
 // messageContext reads in one round trip what received messages need:

@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
@@ -89,7 +90,13 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 	}
 	ds := make([]Delivered, 0, len(msgs))
 	decrypted := 0
+	checked := map[epochs.ID]bool{}
 	for _, m := range msgs {
+		if !checked[m.e.Epoch] && len(departed(r, m.e.Epoch, to)) > 0 {
+			// Recipients that may have left: the single path asks.
+			return fmt.Errorf("%w: %s is of an epoch held by puppets not joined", inbound.ErrNoRun, m.ev.EventID)
+		}
+		checked[m.e.Epoch] = true
 		device, plain := id.DeviceID(""), []byte(nil)
 		if o, ok := own[string(m.digest[:])]; ok {
 			if o.resendOf != "" || r.m.Refused(m.e.Epoch) {
