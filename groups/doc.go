@@ -32,12 +32,16 @@
 //     ours sent in a withdrawn epoch reached no one else, and is sent again
 //     in the current epoch when its echo comes back (resend).
 //     A message is decrypted once and delivered to every puppet of ours
-//     joined in the room; an event naming an epoch we do not hold waits
+//     joined in the room, and to any that has left but whose device the
+//     message's epoch holds (a message concurrent with the leave,
+//     recipients); an event naming an epoch we do not hold waits
 //     (dmls_waiting, bounded by Config.Wait) while history is learnt along
 //     commit_event links (history.go), and is reported undecryptable only
 //     when the wait ends. A commit event the homeserver never received (a
 //     hole left by federation catch-up after a partition) is found by
-//     paging the timeline back, which makes the homeserver fetch the hole;
+//     paging the timeline back, as a puppet of ours still joined (one that
+//     left sees the timeline only up to its leave), which makes the
+//     homeserver fetch the hole;
 //     the hole's membership, commits and messages are then applied in
 //     order (gap.go). Events not addressed to any of our devices (for
 //     example sent after our puppet left) are counted as such, not as
