@@ -73,14 +73,14 @@ func (m *Manager) makeKeyPackages(dev Device, sig *suite.SignaturePrivateKey, n 
 
 func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn string, kps []newKeyPackage) error {
 	n := len(kps)
-	ids, refs, wires, sealed := make([]string, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	ids, refs, sealed := make([]string, n), make([][]byte, n), make([][]byte, n)
 	lastResort, notAfter := make([]bool, n), make([]time.Time, n)
 	for i, kp := range kps {
-		ids[i], refs[i], wires[i], sealed[i], lastResort[i], notAfter[i] = kp.keyID, kp.ref, kp.wire, kp.sealed, kp.lastResort, kp.notAfter
+		ids[i], refs[i], sealed[i], lastResort[i], notAfter[i] = kp.keyID, kp.ref, kp.sealed, kp.lastResort, kp.notAfter
 	}
-	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, ref, last_resort, key_package, private, upload_txn, not_after)
-		SELECT $1, $2, k, r, l, w, p, $3, a FROM unnest($4::text[], $5::bytea[], $6::boolean[], $7::bytea[], $8::bytea[], $9::timestamptz[])
-		AS t(k, r, l, w, p, a)`, dev.UserID, dev.DeviceID, txn, ids, refs, lastResort, wires, sealed, notAfter)
+	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, ref, last_resort, private, upload_txn, not_after)
+		SELECT $1, $2, k, r, l, p, $3, a FROM unnest($4::text[], $5::bytea[], $6::boolean[], $7::bytea[], $8::timestamptz[])
+		AS t(k, r, l, p, a)`, dev.UserID, dev.DeviceID, txn, ids, refs, lastResort, sealed, notAfter)
 	if err != nil {
 		return fmt.Errorf("store %d key packages of %s: %w", n, dev, err)
 	}
