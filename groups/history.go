@@ -261,10 +261,6 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 	return nil
 }
 
-// backfillWaiting walks back again for every epoch that messages still
-// wait for: after a Welcome put a device of ours on a branch whose earlier
-// epochs we lack (the commits of a hole the first walk could not reach
-// yet), and before a wait ends. An epoch held by then is skipped.
 // reader returns the puppet of ours that backfill and hole filling read
 // the room's history as: one joined to the room now, preferably one with
 // a device among ours, the member's devices, which may include puppets
@@ -279,8 +275,9 @@ func (s *Service) reader(ctx context.Context, q database.Querier, r *room, ours 
 	if err != nil {
 		return "", err
 	}
+	in := userSet(joined)
 	for _, d := range ours {
-		if slices.Contains(joined, id.UserID(d.UserID)) {
+		if in[id.UserID(d.UserID)] {
 			return id.UserID(d.UserID), nil
 		}
 	}
@@ -290,6 +287,10 @@ func (s *Service) reader(ctx context.Context, q database.Querier, r *room, ours 
 	return id.UserID(ours[0].UserID), nil
 }
 
+// backfillWaiting walks back again for every epoch that messages still
+// wait for: after a Welcome put a device of ours on a branch whose earlier
+// epochs we lack (the commits of a hole the first walk could not reach
+// yet), and before a wait ends. An epoch held by then is skipped.
 func (s *Service) backfillWaiting(ctx context.Context, w *inbound.Work, r *room) error {
 	rows, err := w.Q.Query(ctx, `SELECT event FROM dmls_waiting WHERE room_id = $1 ORDER BY expires_at`, r.id)
 	if err != nil {

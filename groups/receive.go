@@ -645,31 +645,28 @@ func departed(r *room, epoch epochs.ID, joined []id.UserID) []string {
 	if r.m == nil {
 		return nil
 	}
+	holders := r.m.Holders(epoch)
+	if len(holders) == 0 {
+		return nil
+	}
+	in := userSet(joined)
 	var gone []string
-	var in map[id.UserID]bool // built only for a large room of ours
-	for _, d := range r.m.Holders(epoch) {
-		u := id.UserID(d.UserID)
-		if slices.Contains(gone, d.UserID) {
-			continue
+	for _, d := range holders {
+		if u := id.UserID(d.UserID); !in[u] {
+			in[u] = true // once per user
+			gone = append(gone, d.UserID)
 		}
-		if len(joined) <= 16 {
-			if slices.Contains(joined, u) {
-				continue
-			}
-		} else {
-			if in == nil {
-				in = make(map[id.UserID]bool, len(joined))
-				for _, j := range joined {
-					in[j] = true
-				}
-			}
-			if in[u] {
-				continue
-			}
-		}
-		gone = append(gone, d.UserID)
 	}
 	return gone
+}
+
+// userSet returns users as a set.
+func userSet(users []id.UserID) map[id.UserID]bool {
+	in := make(map[id.UserID]bool, len(users))
+	for _, u := range users {
+		in[u] = true
+	}
+	return in
 }
 
 // messageContext reads in one round trip what received messages need:
