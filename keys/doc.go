@@ -27,7 +27,7 @@
 // MSC2883 says only "the encoding specified in MLS", and the envelope
 // makes the value self-describing). The key id is the KeyPackageRef in
 // URL-safe base64, fixed by the content, so one key id never names two
-// KeyPackages. One last-resort KeyPackage (RFC 9420 16.8) is the fallback
+// KeyPackages; a Welcome's KeyPackageRef finds its row by it. One last-resort KeyPackage (RFC 9420 16.8) is the fallback
 // key. Private keys are sealed (package seal) and bound to their row.
 //
 // The stock is kept at keys.stock. The homeserver's MSC3202 counts arrive

@@ -282,18 +282,19 @@ func (e *env) ready(t *testing.T, d Device) (bool, error) {
 	return sent && xs && e.held(t, d) == testStock, nil
 }
 
-// storedKeyPackage looks d's KeyPackage kp up by its ref and returns the
-// ref stored (a hash of the whole KeyPackage: found means it is ours byte
-// for byte) and whether it is the current last-resort one.
-func (e *env) storedKeyPackage(t *testing.T, d Device, kp *message.KeyPackage) (ref []byte, lastResort, found bool) {
+// storedKeyPackage looks d's KeyPackage kp up by its key id, which is
+// its ref (a hash of the whole KeyPackage: found means it is ours byte for
+// byte), and returns the key id and whether it is the current last-resort
+// one.
+func (e *env) storedKeyPackage(t *testing.T, d Device, kp *message.KeyPackage) (id string, lastResort, found bool) {
 	t.Helper()
 	s, _ := suite.Lookup(kp.CipherSuite)
-	err := e.db.QueryRow(t.Context(), `SELECT ref, last_resort AND retired_at IS NULL FROM key_package
-		WHERE user_id = $1 AND device_id = $2 AND ref = $3`, d.UserID, d.DeviceID, kp.Ref(s)).Scan(&ref, &lastResort)
+	err := e.db.QueryRow(t.Context(), `SELECT key_id, last_resort AND retired_at IS NULL FROM key_package
+		WHERE user_id = $1 AND device_id = $2 AND key_id = $3`, d.UserID, d.DeviceID, keyID(kp.Ref(s))).Scan(&id, &lastResort)
 	if err != nil {
-		return nil, false, false
+		return "", false, false
 	}
-	return ref, lastResort, true
+	return id, lastResort, true
 }
 
 func (e *env) claimOne(t *testing.T, as, d Device) Claimed {
@@ -416,33 +417,33 @@ func TestKeysService(t *testing.T) {
 		}
 		stats.claimed++
 	}
-	var oldLastResort []byte
+	var oldLastResort string
 	for range 2 {
 		c := e.claimOne(t, carol, b1)
 		if c.Refused != nil {
 			t.Fatal(c.Refused)
 		}
-		ref, lr, found := e.storedKeyPackage(t, b1, c.KeyPackage)
+		id, lr, found := e.storedKeyPackage(t, b1, c.KeyPackage)
 		if !found || !lr {
 			t.Fatal("the claim of an exhausted device did not return its last-resort KeyPackage")
 		}
-		if oldLastResort != nil && !bytes.Equal(oldLastResort, ref) {
+		if oldLastResort != "" && oldLastResort != id {
 			t.Fatal("two claims returned different last-resort KeyPackages")
 		}
-		oldLastResort = ref
+		oldLastResort = id
 		stats.claimed++
 		stats.lastResortUsed++
 	}
 	toDevice(t, e.hs, mallory, b1)
 	waitFor(t, 60*time.Second, "replacement of the last resort and top-up of "+b1.String(), func() (bool, error) {
-		var current []byte
+		var current string
 		var sent bool
-		err := e.db.QueryRow(ctx, `SELECT k.ref, o.sent_at IS NOT NULL FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
+		err := e.db.QueryRow(ctx, `SELECT k.key_id, o.sent_at IS NOT NULL FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
 			WHERE k.user_id = $1 AND k.device_id = $2 AND k.last_resort AND k.retired_at IS NULL`, b1.UserID, b1.DeviceID).Scan(&current, &sent)
 		if err != nil {
 			return false, err
 		}
-		return sent && !bytes.Equal(current, oldLastResort) && e.held(t, b1) == testStock, nil
+		return sent && current != oldLastResort && e.held(t, b1) == testStock, nil
 	})
 	stats.toppedUp++
 
@@ -680,11 +681,11 @@ func checkCrashOutcome(t *testing.T, e *env, as, dave Device) (claimed int) {
 		if c.Refused != nil {
 			t.Fatal(c.Refused)
 		}
-		ref, lr, found := e.storedKeyPackage(t, dave, c.KeyPackage)
-		if !found || lr || seen[string(ref)] {
-			t.Fatalf("claimed KeyPackage after the crash: stored %v, last resort %v, seen %v", found, lr, seen[string(ref)])
+		id, lr, found := e.storedKeyPackage(t, dave, c.KeyPackage)
+		if !found || lr || seen[id] {
+			t.Fatalf("claimed KeyPackage after the crash: stored %v, last resort %v, seen %v", found, lr, seen[id])
 		}
-		seen[string(ref)] = true
+		seen[id] = true
 	}
 	c := e.claimOne(t, as, dave)
 	if _, lr, found := e.storedKeyPackage(t, dave, c.KeyPackage); c.Refused != nil || !found || !lr {
@@ -735,14 +736,18 @@ func checkDump(t *testing.T, e *env, devices []Device) int {
 			t.Fatal(err)
 		}
 		secrets = append(secrets, sig.Bytes())
-		rows, err := e.db.Query(ctx, `SELECT ref FROM key_package WHERE user_id = $1 AND device_id = $2`, d.UserID, d.DeviceID)
+		rows, err := e.db.Query(ctx, `SELECT key_id FROM key_package WHERE user_id = $1 AND device_id = $2`, d.UserID, d.DeviceID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var refs [][]byte
 		for rows.Next() {
-			var r []byte
-			_ = rows.Scan(&r)
+			var id string
+			_ = rows.Scan(&id)
+			r, err := base64.RawURLEncoding.DecodeString(id)
+			if err != nil {
+				t.Fatalf("key id %q: %v", id, err)
+			}
 			refs = append(refs, r)
 		}
 		rows.Close()

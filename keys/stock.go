@@ -25,8 +25,7 @@ var ErrUnknownKeyPackage = errors.New("keys: no such KeyPackage of ours")
 
 // newKeyPackage is a KeyPackage just made, ready to store and upload.
 type newKeyPackage struct {
-	keyID      string
-	ref        []byte
+	keyID      string // from its KeyPackageRef (keyID), which it stands for
 	wire       []byte // MLSMessage(KeyPackage), as uploaded
 	sealed     []byte // sealed group.KeyPackageBundle
 	notAfter   time.Time
@@ -55,7 +54,7 @@ func (m *Manager) makeKeyPackages(dev Device, sig *suite.SignaturePrivateKey, n 
 			return nil, fmt.Errorf("key package for %s: %w", dev, err)
 		}
 		ref := b.KeyPackage.Ref(sig.Suite())
-		kp := newKeyPackage{keyID: keyID(ref), ref: ref, notAfter: notAfter, lastResort: lastResort,
+		kp := newKeyPackage{keyID: keyID(ref), notAfter: notAfter, lastResort: lastResort,
 			wire: codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &b.KeyPackage})}
 		if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), private); err != nil {
 			return nil, err
@@ -73,14 +72,14 @@ func (m *Manager) makeKeyPackages(dev Device, sig *suite.SignaturePrivateKey, n 
 
 func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn string, kps []newKeyPackage) error {
 	n := len(kps)
-	ids, refs, sealed := make([]string, n), make([][]byte, n), make([][]byte, n)
+	ids, sealed := make([]string, n), make([][]byte, n)
 	lastResort, notAfter := make([]bool, n), make([]time.Time, n)
 	for i, kp := range kps {
-		ids[i], refs[i], sealed[i], lastResort[i], notAfter[i] = kp.keyID, kp.ref, kp.sealed, kp.lastResort, kp.notAfter
+		ids[i], sealed[i], lastResort[i], notAfter[i] = kp.keyID, kp.sealed, kp.lastResort, kp.notAfter
 	}
-	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, ref, last_resort, private, upload_txn, not_after)
-		SELECT $1, $2, k, r, l, p, $3, a FROM unnest($4::text[], $5::bytea[], $6::boolean[], $7::bytea[], $8::timestamptz[])
-		AS t(k, r, l, p, a)`, dev.UserID, dev.DeviceID, txn, ids, refs, lastResort, sealed, notAfter)
+	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, last_resort, private, upload_txn, not_after)
+		SELECT $1, $2, k, l, p, $3, a FROM unnest($4::text[], $5::boolean[], $6::bytea[], $7::timestamptz[])
+		AS t(k, l, p, a)`, dev.UserID, dev.DeviceID, txn, ids, lastResort, sealed, notAfter)
 	if err != nil {
 		return fmt.Errorf("store %d key packages of %s: %w", n, dev, err)
 	}
@@ -93,8 +92,8 @@ func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn 
 func (m *Manager) KeyPackageBundle(ctx context.Context, q database.Querier, dev Device, ref []byte) (*group.KeyPackageBundle, error) {
 	var id string
 	var sealed []byte
-	err := q.QueryRow(ctx, `SELECT key_id, private FROM key_package WHERE user_id = $1 AND device_id = $2 AND ref = $3`,
-		dev.UserID, dev.DeviceID, ref).Scan(&id, &sealed)
+	err := q.QueryRow(ctx, `SELECT key_id, private FROM key_package WHERE user_id = $1 AND device_id = $2 AND key_id = $3`,
+		dev.UserID, dev.DeviceID, keyID(ref)).Scan(&id, &sealed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
 	}
@@ -133,7 +132,7 @@ func (m *Manager) Consume(ctx context.Context, q database.Querier, out *database
 	var id string
 	var lastResort, retired bool
 	err := q.QueryRow(ctx, `SELECT key_id, last_resort, retired_at IS NOT NULL FROM key_package
-		WHERE user_id = $1 AND device_id = $2 AND ref = $3 FOR UPDATE`, dev.UserID, dev.DeviceID, ref).Scan(&id, &lastResort, &retired)
+		WHERE user_id = $1 AND device_id = $2 AND key_id = $3 FOR UPDATE`, dev.UserID, dev.DeviceID, keyID(ref)).Scan(&id, &lastResort, &retired)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
 	}
