@@ -25,7 +25,7 @@ var ErrUnknownKeyPackage = errors.New("keys: no such KeyPackage of ours")
 
 // newKeyPackage is a KeyPackage just made, ready to store and upload.
 type newKeyPackage struct {
-	keyID      string // from its KeyPackageRef (keyID), which it stands for
+	keyID      string // keyID(KeyPackageRef): the one-time key id and the row's key
 	wire       []byte // MLSMessage(KeyPackage), as uploaded
 	sealed     []byte // sealed group.KeyPackageBundle
 	notAfter   time.Time
