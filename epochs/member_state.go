@@ -164,7 +164,6 @@ func (m *Member) shared(id ID) (*EpochState, error) {
 	return st, nil
 }
 
-// clearRaw zeroes and forgets the undecoded private states.
 // wipe zeroes the epoch's secrets: the decoded state, if loaded, and the
 // undecoded copies. Dropping, withdrawing and destroying share it.
 func (st *EpochState) wipe() {
@@ -174,6 +173,7 @@ func (st *EpochState) wipe() {
 	st.clearRaw()
 }
 
+// clearRaw zeroes and forgets the undecoded private states.
 func (st *EpochState) clearRaw() {
 	for _, b := range st.raw {
 		clear(b)
