@@ -16,6 +16,10 @@ func NewWriter(capacity int) *Writer {
 // backing array, so callers that keep writing must copy the result.
 func (w *Writer) Bytes() []byte { return w.buf }
 
+// Reset empties the Writer and keeps its buffer, so that the next encoding
+// overwrites the one returned by Bytes.
+func (w *Writer) Reset() { w.buf = w.buf[:0] }
+
 // Len returns the number of bytes written.
 func (w *Writer) Len() int { return len(w.buf) }
 

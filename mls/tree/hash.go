@@ -56,48 +56,45 @@ func (t *Tree) computeHash(hs *hasher, x treemath.NodeIndex) []byte {
 	return h
 }
 
-// hasher hashes many nodes' inputs with one hash state, encodes them into
-// a shared buffer and, past the first slabAfter results, carves the results
-// out of shared slabs, so that hashing a joined tree does not allocate
-// three times per node. A slab stays alive while any hash in it is cached,
-// so the few hashes a commit computes are allocated singly: a long-lived
-// tree then pins at most the slabs of the one computation that hashed
-// (most of) the whole tree.
+// hasher hashes many nodes' inputs with one hash state and one encoding
+// buffer and, past the first slabAfter results, carves the results out of
+// shared slabs, so that hashing a joined tree does not allocate three
+// times per node. A slab stays alive while any hash in it is cached, so
+// the few hashes a commit computes are allocated singly: a long-lived tree
+// then pins at most the slabs of the one computation that hashed (most
+// of) the whole tree.
+//
+// Each input is encoded and hashed before the next one starts (a parent's
+// children are hashed before its own input is encoded), so every input
+// reuses the buffer from its beginning.
 type hasher struct {
 	h     hash.Hash
-	w     *codec.Writer
-	wCap  int // the capacity w was made with
+	w     codec.Writer
 	slab  []byte
 	count int
 }
 
 const slabAfter = 64
 
-// hasherBuffer bounds the encoding buffer. A hasher starts with a small
-// one, for the few nodes a commit hashes, and replaces it with one twice
-// as large whenever less than an encoding's room is left, rather than
-// letting append grow (and copy) it.
-const (
-	hasherBuffer = 64 << 10
-	encodingRoom = 1 << 10
-)
+// encodingRoom is the buffer a hasher starts with: room for a parent's
+// input and most leaves'. A larger leaf grows it once.
+const encodingRoom = 512
 
-func (t *Tree) newHasher() *hasher { return &hasher{h: t.suite.NewHash()} }
+func (t *Tree) newHasher() *hasher {
+	return &hasher{h: t.suite.NewHash(), w: *codec.NewWriter(encodingRoom)}
+}
 
-// start returns the buffer offset at which the next input begins.
-func (hs *hasher) start() int {
-	if hs.w == nil || hs.w.Len()+encodingRoom > hs.wCap {
-		hs.wCap = min(max(2*hs.wCap, 2*encodingRoom), hasherBuffer)
-		hs.w = codec.NewWriter(hs.wCap)
-	}
-	return hs.w.Len()
+// start empties the buffer for the next input.
+func (hs *hasher) start() *codec.Writer {
+	hs.w.Reset()
+	return &hs.w
 }
 
 // sum hashes the input written since start. The result is never appended
 // to (its capacity is its length), so it may share a slab with others.
-func (hs *hasher) sum(start int) []byte {
+func (hs *hasher) sum() []byte {
 	hs.h.Reset()
-	hs.h.Write(hs.w.Bytes()[start:])
+	hs.h.Write(hs.w.Bytes())
 	if hs.count++; hs.count <= slabAfter {
 		return hs.h.Sum(nil)
 	}
@@ -112,21 +109,19 @@ func (hs *hasher) sum(start int) []byte {
 
 // leafHash hashes a LeafNodeHashInput; l is nil for a blank leaf.
 func (hs *hasher) leafHash(leaf treemath.LeafIndex, l *message.LeafNode) []byte {
-	start := hs.start()
-	w := hs.w
+	w := hs.start()
 	w.Uint8(uint8(message.NodeTypeLeaf))
 	w.Uint32(uint32(leaf))
 	w.Optional(l != nil)
 	if l != nil {
 		l.MarshalMLS(w)
 	}
-	return hs.sum(start)
+	return hs.sum()
 }
 
 // parentHash hashes a ParentNodeHashInput; p is nil for a blank parent.
 func (hs *hasher) parentHash(p *message.ParentNode, left, right []byte) []byte {
-	start := hs.start()
-	w := hs.w
+	w := hs.start()
 	w.Uint8(uint8(message.NodeTypeParent))
 	w.Optional(p != nil)
 	if p != nil {
@@ -134,17 +129,16 @@ func (hs *hasher) parentHash(p *message.ParentNode, left, right []byte) []byte {
 	}
 	w.Opaque(left)
 	w.Opaque(right)
-	return hs.sum(start)
+	return hs.sum()
 }
 
 // parentHashInput hashes a ParentHashInput (§7.9).
 func (hs *hasher) parentHashInput(encryptionKey, parentHash, originalSiblingTreeHash []byte) []byte {
-	start := hs.start()
-	w := hs.w
+	w := hs.start()
 	w.Opaque(encryptionKey)
 	w.Opaque(parentHash)
 	w.Opaque(originalSiblingTreeHash)
-	return hs.sum(start)
+	return hs.sum()
 }
 
 // hashWithout returns the tree hash of x in the tree where the leaves in
