@@ -1,6 +1,7 @@
 package framing
 
 import (
+	"crypto/hmac"
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -47,17 +48,28 @@ func UnprotectPublic(s *suite.Suite, pm *message.PublicMessage, ctx *message.Gro
 		return nil, ErrApplicationInPublic
 	}
 	ac := pm.AuthenticatedContent()
-	if pm.Content.Sender.Type == message.SenderMember {
-		if err := verifyMembershipTag(s, membershipKey, ac, ctx, pm.MembershipTag); err != nil {
+	if pm.Content.Sender.Type != message.SenderMember {
+		pub := senderKey(&pm.Content)
+		if pub == nil {
+			return nil, fmt.Errorf("%w: sender type %d", ErrUnknownSender, pm.Content.Sender.Type)
+		}
+		if err := Verify(s, pub, ac, ctx); err != nil {
 			return nil, err
 		}
+		return ac, nil
+	}
+	// A member's content is encoded once: the signed FramedContentTBS is a
+	// prefix of the AuthenticatedContentTBM the membership tag covers.
+	tbm, tbsLen := encodeTBM(ac, ctx)
+	if !hmac.Equal(s.MAC(membershipKey, tbm), pm.MembershipTag) {
+		return nil, ErrBadMembershipTag
 	}
 	pub := senderKey(&pm.Content)
 	if pub == nil {
 		return nil, fmt.Errorf("%w: sender type %d", ErrUnknownSender, pm.Content.Sender.Type)
 	}
-	if err := Verify(s, pub, ac, ctx); err != nil {
-		return nil, err
+	if err := s.VerifyWithLabel(pub, signatureLabel, tbm[:tbsLen], ac.Auth.Signature); err != nil {
+		return nil, fmt.Errorf("framing: %w", err)
 	}
 	return ac, nil
 }

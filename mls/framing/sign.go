@@ -2,7 +2,6 @@ package framing
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"fmt"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
@@ -66,19 +65,18 @@ func MembershipTag(s *suite.Suite, membershipKey []byte, ac *message.Authenticat
 	if ctx == nil {
 		return nil, fmt.Errorf("framing: membership tag needs the group context")
 	}
-	tbm := message.AuthenticatedContentTBM{ContentTBS: *ac.TBS(ctx), Auth: ac.Auth}
-	return s.MAC(membershipKey, codec.Marshal(&tbm)), nil
+	tbm, _ := encodeTBM(ac, ctx)
+	return s.MAC(membershipKey, tbm), nil
 }
 
-func verifyMembershipTag(s *suite.Suite, membershipKey []byte, ac *message.AuthenticatedContent, ctx *message.GroupContext, tag []byte) error {
-	want, err := MembershipTag(s, membershipKey, ac, ctx)
-	if err != nil {
-		return err
-	}
-	if !hmac.Equal(want, tag) {
-		return ErrBadMembershipTag
-	}
-	return nil
+// encodeTBM returns the AuthenticatedContentTBM of a member's content and
+// the length of the FramedContentTBS it begins with. ctx must not be nil.
+func encodeTBM(ac *message.AuthenticatedContent, ctx *message.GroupContext) ([]byte, int) {
+	var w codec.Writer
+	ac.TBS(ctx).MarshalMLS(&w)
+	n := w.Len()
+	ac.Auth.MarshalMLSFor(&w, ac.Content.ContentType)
+	return w.Bytes(), n
 }
 
 // checkGroup rejects content addressed to another group or epoch.
