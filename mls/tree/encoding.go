@@ -45,7 +45,7 @@ func (t *Tree) UnmarshalBinary(data []byte) error {
 	}
 	t.suite, t.leaves, t.enc, t.sig, t.stats, t.used = nt.suite, nt.leaves, nt.enc, nt.sig, nt.stats, nt.used
 	// nt is dropped, so t takes over its chunks and their ownership.
-	t.store.width, t.store.chunks, t.store.owner = nt.store.width, nt.store.chunks, nt.store.owner
+	t.store.width, t.store.bands, t.store.owner = nt.store.width, nt.store.bands, nt.store.owner
 	t.store.shared.Store(false)
 	return nil
 }

@@ -120,3 +120,32 @@ func TestConcurrentClones(t *testing.T) {
 		}
 	}
 }
+
+// TestPlace checks the banded layout: place and nodeAt are inverses, no
+// two nodes share a slot, slot 63 is never used, and every node below a
+// width lies in a chunk that bandChunks counts for that width.
+func TestPlace(t *testing.T) {
+	const width = 1<<13 + 77
+	seen := make(map[[3]int]treemath.NodeIndex)
+	for x := treemath.NodeIndex(0); x < width; x++ {
+		b, c, i := place(x)
+		if i == chunkSize-1 {
+			t.Fatalf("node %d in slot %d", x, i)
+		}
+		if got := nodeAt(b, c, i); got != x {
+			t.Fatalf("nodeAt(place(%d)) = %d", x, got)
+		}
+		if prev, dup := seen[[3]int{b, c, i}]; dup {
+			t.Fatalf("nodes %d and %d share band %d chunk %d slot %d", prev, x, b, c, i)
+		}
+		seen[[3]int{b, c, i}] = x
+		if w := int(x) + 1; c >= bandChunks(b, w) {
+			t.Fatalf("node %d: chunk %d of band %d, but width %d has %d", x, c, b, w, bandChunks(b, w))
+		}
+	}
+	for _, x := range []treemath.NodeIndex{1<<31 - 1, 1<<32 - 2, 1<<32 - 1, 3<<30 - 1} {
+		if b, c, i := place(x); nodeAt(b, c, i) != x || b >= bandCount {
+			t.Fatalf("node %#x: band %d chunk %d slot %d", x, b, c, i)
+		}
+	}
+}
