@@ -14,10 +14,10 @@
 //
 // A Tree holds its nodes as pointers to message.Node values that it never
 // modifies: a change replaces the pointer. The pointers and the cached
-// tree hashes live in copy-on-write chunks of 64 nodes, so Clone copies one
-// pointer per chunk and a commit processed on a clone copies only the
-// chunks its paths touch, while the tree of the previous epoch stays usable
-// (DESIGN §4). Callers must treat the nodes they read from a Tree as
+// tree hashes live in copy-on-write chunks, each a subtree six levels high
+// (63 nodes), so Clone copies one pointer per chunk and a commit processed
+// on a clone copies only the chunks its paths touch, one per six levels of
+// a path, while the tree of the previous epoch stays usable (DESIGN §4). Callers must treat the nodes they read from a Tree as
 // read-only for the same reason.
 //
 // Each node's tree hash is cached. A change clears the cache of the changed

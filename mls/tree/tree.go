@@ -94,8 +94,9 @@ func (t *Tree) RatchetTree() message.RatchetTree {
 }
 
 // Clone returns a tree that shares t's immutable nodes and hashes but
-// evolves independently of it. It copies one pointer per 64 nodes; each
-// tree copies a shared chunk of nodes when it first changes it.
+// evolves independently of it. It copies one pointer per chunk (about one
+// per 64 nodes); each tree copies a shared chunk of nodes when it first
+// changes it.
 func (t *Tree) Clone() *Tree {
 	c := &Tree{suite: t.suite, leaves: t.leaves, enc: t.enc, sig: t.sig, stats: t.stats, used: t.used}
 	t.store.cloneInto(&c.store)
