@@ -3,6 +3,7 @@ package tree
 import (
 	"bytes"
 	"hash/maphash"
+	"slices"
 
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
@@ -15,8 +16,14 @@ import (
 // shares everything but one root-to-bucket path with the old one. A clone
 // of a tree therefore shares its origin's index at no cost, a path change
 // copies O(log n) small trie nodes, and neither tree sees the other's
-// changes. A trie node is never modified once an index that another tree
-// may hold points to it; only build, on a fresh trie, works in place.
+// changes.
+//
+// A trie node records the owner (a nodeStore's, see store.go) that made
+// it, and an edit by the same owner changes it in place: a commit's many
+// key changes copy each trie node they touch once, not once per key. The
+// store's ownership rule makes this safe: a tree's owner changes before
+// its first write after a Clone, so a node made before the Clone, which
+// both trees may reach, is never written again.
 //
 // Entries are (key, node) pairs, so a key held by several nodes (possible
 // in a received tree before Validate rejects it) is indexed correctly and
@@ -48,6 +55,7 @@ const (
 type trieNode struct {
 	children *[trieFanout]*trieNode
 	entries  []keyEntry
+	owner    *storeOwner // may change this node in place; nil: nobody
 }
 
 func newKeyIndex() keyIndex { return keyIndex{seed: maphash.MakeSeed()} }
@@ -58,21 +66,17 @@ func trieSlot(hash uint64, depth int) int {
 	return int(hash>>(depth*trieBits)) & (trieFanout - 1)
 }
 
-// add inserts (key, node) in place. It is only for building a fresh index
-// that no tree shares yet.
-func (ix *keyIndex) add(key []byte, node treemath.NodeIndex) {
-	ix.root = ix.root.insert(keyEntry{ix.hash(key), key, node}, 0, true)
-}
-
-// with returns the index with (key, node) added.
-func (ix keyIndex) with(key []byte, node treemath.NodeIndex) keyIndex {
-	ix.root = ix.root.insert(keyEntry{ix.hash(key), key, node}, 0, false)
+// with returns the index with (key, node) added, changing in place the
+// trie nodes that owner made.
+func (ix keyIndex) with(key []byte, node treemath.NodeIndex, owner *storeOwner) keyIndex {
+	ix.root = ix.root.insert(keyEntry{ix.hash(key), key, node}, 0, owner)
 	return ix
 }
 
-// without returns the index with the entry (key, node) removed.
-func (ix keyIndex) without(key []byte, node treemath.NodeIndex) keyIndex {
-	ix.root, _ = ix.root.remove(keyEntry{ix.hash(key), key, node}, 0)
+// without returns the index with the entry (key, node) removed, changing
+// in place the trie nodes that owner made.
+func (ix keyIndex) without(key []byte, node treemath.NodeIndex, owner *storeOwner) keyIndex {
+	ix.root, _ = ix.root.remove(keyEntry{ix.hash(key), key, node}, 0, owner)
 	return ix
 }
 
@@ -93,48 +97,51 @@ func (ix *keyIndex) find(key []byte, fn func(treemath.NodeIndex) bool) {
 	}
 }
 
-// insert returns n with e added. With inPlace it modifies n, which must
-// then belong to a trie no index shares; otherwise it copies the path.
-func (n *trieNode) insert(e keyEntry, depth int, inPlace bool) *trieNode {
-	if n == nil {
-		if inPlace {
-			// A bucket being built will likely fill up.
-			entries := make([]keyEntry, 1, bucketSize)
-			entries[0] = e
-			return &trieNode{entries: entries}
-		}
-		return &trieNode{entries: []keyEntry{e}}
+// writable returns n itself if owner may change it, else a copy that
+// owner may. The copy shares n's children array and entries until they are
+// written, which copies them too (see insert and remove).
+func (n *trieNode) writable(owner *storeOwner) (w *trieNode, copied bool) {
+	if n.owner == owner && owner != nil {
+		return n, false
 	}
-	if n.children == nil {
-		if len(n.entries) < bucketSize || depth >= trieMaxDepth {
-			if inPlace {
-				n.entries = append(n.entries, e)
-				return n
-			}
+	return &trieNode{children: n.children, entries: n.entries, owner: owner}, true
+}
+
+// insert returns n with e added.
+func (n *trieNode) insert(e keyEntry, depth int, owner *storeOwner) *trieNode {
+	if n == nil {
+		return &trieNode{entries: []keyEntry{e}, owner: owner}
+	}
+	if n.children == nil && len(n.entries) >= bucketSize && depth < trieMaxDepth {
+		// The new interior node is owner's, so it is filled in place.
+		split := &trieNode{children: new([trieFanout]*trieNode), owner: owner}
+		for _, old := range n.entries {
+			split.insert(old, depth, owner)
+		}
+		return split.insert(e, depth, owner)
+	}
+	w, copied := n.writable(owner)
+	if w.children == nil {
+		if copied {
 			entries := make([]keyEntry, len(n.entries), len(n.entries)+1)
 			copy(entries, n.entries)
-			return &trieNode{entries: append(entries, e)}
+			w.entries = entries
 		}
-		// The new interior node is fresh, so it is filled in place.
-		split := &trieNode{children: new([trieFanout]*trieNode)}
-		for _, old := range n.entries {
-			split.insert(old, depth, true)
-		}
-		return split.insert(e, depth, true)
+		w.entries = append(w.entries, e)
+		return w
+	}
+	if copied {
+		children := *n.children
+		w.children = &children
 	}
 	i := trieSlot(e.hash, depth)
-	if inPlace {
-		n.children[i] = n.children[i].insert(e, depth+1, true)
-		return n
-	}
-	children := *n.children
-	children[i] = children[i].insert(e, depth+1, false)
-	return &trieNode{children: &children}
+	w.children[i] = w.children[i].insert(e, depth+1, owner)
+	return w
 }
 
 // remove returns n without the entry equal to e (same key and node) and
 // whether there was one. Emptied nodes are dropped.
-func (n *trieNode) remove(e keyEntry, depth int) (*trieNode, bool) {
+func (n *trieNode) remove(e keyEntry, depth int, owner *storeOwner) (*trieNode, bool) {
 	if n == nil {
 		return nil, false
 	}
@@ -146,27 +153,37 @@ func (n *trieNode) remove(e keyEntry, depth int) (*trieNode, bool) {
 			if len(n.entries) == 1 {
 				return nil, true
 			}
-			entries := make([]keyEntry, 0, len(n.entries)-1)
-			entries = append(entries, n.entries[:i]...)
-			return &trieNode{entries: append(entries, n.entries[i+1:]...)}, true
+			w, copied := n.writable(owner)
+			if copied {
+				w.entries = make([]keyEntry, 0, len(n.entries)-1)
+				w.entries = append(w.entries, n.entries[:i]...)
+				w.entries = append(w.entries, n.entries[i+1:]...)
+			} else {
+				w.entries = slices.Delete(w.entries, i, i+1)
+			}
+			return w, true
 		}
 		return n, false
 	}
 	i := trieSlot(e.hash, depth)
-	c, ok := n.children[i].remove(e, depth+1)
+	c, ok := n.children[i].remove(e, depth+1, owner)
 	if !ok {
 		return n, false
 	}
-	children := *n.children
-	children[i] = c
 	if c == nil {
 		empty := true
-		for _, x := range children {
-			empty = empty && x == nil
+		for j, x := range n.children {
+			empty = empty && (x == nil || j == i)
 		}
 		if empty {
 			return nil, true
 		}
 	}
-	return &trieNode{children: &children}, true
+	w, copied := n.writable(owner)
+	if copied {
+		children := *n.children
+		w.children = &children
+	}
+	w.children[i] = c
+	return w, true
 }

@@ -38,7 +38,9 @@ func checkAgainstModel(t *testing.T, ix keyIndex, m indexModel, keys [][]byte) {
 
 // TestKeyIndexPersistent applies random additions and removals, with keys
 // held by several nodes, and checks every earlier version of the index
-// still answers as it did.
+// still answers as it did. Between versions the edits share an owner and
+// change their own trie nodes in place; a version is kept by moving to a
+// new owner, as a tree does after Clone.
 func TestKeyIndexPersistent(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := make([][]byte, 3000)
@@ -47,9 +49,10 @@ func TestKeyIndexPersistent(t *testing.T) {
 	}
 	built := newKeyIndex()
 	model := indexModel{}
+	owner := new(storeOwner)
 	for i := range 2000 {
 		k, x := keys[i], treemath.NodeIndex(i)
-		built.add(k, x)
+		built = built.with(k, x, owner)
 		model[string(k)] = append(model[string(k)], x)
 	}
 	type version struct {
@@ -58,23 +61,25 @@ func TestKeyIndexPersistent(t *testing.T) {
 	}
 	versions := []version{{built, model.clone()}}
 	ix := built
+	owner = new(storeOwner)
 	for step := range 6000 {
 		k := keys[rng.IntN(len(keys))]
 		holders := model[string(k)]
 		if len(holders) > 0 && rng.IntN(2) == 0 {
 			x := holders[rng.IntN(len(holders))]
-			ix = ix.without(k, x)
+			ix = ix.without(k, x, owner)
 			i := slices.Index(holders, x)
 			model[string(k)] = slices.Delete(holders, i, i+1)
 		} else {
 			x := treemath.NodeIndex(rng.IntN(64))
-			ix = ix.with(k, x)
+			ix = ix.with(k, x, owner)
 			model[string(k)] = append(holders, x)
 		}
 		// Removing an entry that is not there changes nothing.
-		ix = ix.without(k, 1<<30)
+		ix = ix.without(k, 1<<30, owner)
 		if step%500 == 0 {
 			versions = append(versions, version{ix, model.clone()})
+			owner = new(storeOwner)
 		}
 	}
 	versions = append(versions, version{ix, model})
@@ -84,7 +89,7 @@ func TestKeyIndexPersistent(t *testing.T) {
 	// Removing everything leaves an empty trie.
 	for k, xs := range model {
 		for _, x := range xs {
-			ix = ix.without([]byte(k), x)
+			ix = ix.without([]byte(k), x, owner)
 		}
 	}
 	if ix.root != nil {

@@ -203,21 +203,21 @@ func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
 	t.invalidate(x)
 	oldEnc, newEnc := nodeEncryptionKey(old), nodeEncryptionKey(n)
 	if old != nil && (n == nil || !bytes.Equal(oldEnc, newEnc)) {
-		t.enc = t.enc.without(oldEnc, x)
+		t.enc = t.enc.without(oldEnc, x, t.store.owner)
 	}
 	if n != nil && (old == nil || !bytes.Equal(oldEnc, newEnc)) {
-		t.enc = t.enc.with(newEnc, x)
+		t.enc = t.enc.with(newEnc, x, t.store.owner)
 	}
 	if !x.IsLeaf() {
 		return
 	}
 	t.noteLeaf(x, n != nil)
 	if old != nil {
-		t.sig = t.sig.without(old.Leaf.SignatureKey, x)
+		t.sig = t.sig.without(old.Leaf.SignatureKey, x, t.store.owner)
 		t.stats = t.stats.with(old.Leaf, -1)
 	}
 	if n != nil {
-		t.sig = t.sig.with(n.Leaf.SignatureKey, x)
+		t.sig = t.sig.with(n.Leaf.SignatureKey, x, t.store.owner)
 		t.stats = t.stats.with(n.Leaf, 1)
 	}
 }
@@ -227,11 +227,14 @@ func (t *Tree) set(x treemath.NodeIndex, n *message.Node) {
 // many nodes, is built on a second goroutine.
 func (t *Tree) buildIndex() {
 	t.enc, t.sig, t.stats = newKeyIndex(), newKeyIndex(), memberStats{}
+	// The tries are built in place by owners of their own; the tree's
+	// later edits copy what they change, once.
 	buildEnc := func() {
+		owner := new(storeOwner)
 		for i := range t.store.width {
 			x := treemath.NodeIndex(i)
 			if n := t.store.node(x); n != nil {
-				t.enc.add(nodeEncryptionKey(n), x)
+				t.enc = t.enc.with(nodeEncryptionKey(n), x, owner)
 			}
 		}
 	}
@@ -242,10 +245,11 @@ func (t *Tree) buildIndex() {
 		buildEnc()
 	}
 	t.used = 0
+	sigOwner := new(storeOwner)
 	for i := 0; i < t.store.width; i += 2 {
 		x := treemath.NodeIndex(i)
 		if n := t.store.node(x); n != nil {
-			t.sig.add(n.Leaf.SignatureKey, x)
+			t.sig = t.sig.with(n.Leaf.SignatureKey, x, sigOwner)
 			t.stats.add(n.Leaf)
 			t.used = uint32(i)/2 + 1
 		}
