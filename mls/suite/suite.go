@@ -2,13 +2,11 @@ package suite
 
 import (
 	"crypto"
-	"crypto/hmac"
 	"errors"
 	"fmt"
 	"hash"
 	"sync"
 
-	"crypto/hkdf"
 	_ "crypto/sha256" // register the hash functions the suites name
 	_ "crypto/sha512"
 
@@ -38,6 +36,7 @@ var ErrUnsupportedSuite = errors.New("unsupported cipher suite")
 type Suite struct {
 	id   ID
 	hash crypto.Hash
+	kdf  *kdf
 	aead aeadAlg
 	kem  kem
 	sig  signatureScheme
@@ -60,6 +59,7 @@ func init() {
 	for i, s := range suites {
 		if s != nil {
 			s.id = ID(i)
+			s.kdf = kdfFor(s.hash)
 		}
 	}
 }
@@ -108,31 +108,14 @@ func (s *Suite) Hash(data []byte) []byte {
 func (s *Suite) NewHash() hash.Hash { return s.hash.New() }
 
 // MAC returns HMAC(key, data) with the suite's hash (RFC 9420 §5.1).
-func (s *Suite) MAC(key, data []byte) []byte {
-	m := hmac.New(s.hash.New, key)
-	m.Write(data)
-	return m.Sum(nil)
-}
+func (s *Suite) MAC(key, data []byte) []byte { return s.kdf.mac(key, data) }
 
 // Extract is HKDF-Extract with the suite's hash.
-func (s *Suite) Extract(salt, ikm []byte) []byte {
-	prk, err := hkdf.Extract(s.hash.New, ikm, salt)
-	if err != nil {
-		panic("suite: hkdf extract: " + err.Error()) // only fails in FIPS-only mode
-	}
-	return prk
-}
+func (s *Suite) Extract(salt, ikm []byte) []byte { return s.kdf.extract(salt, ikm) }
 
-// Expand is HKDF-Expand with the suite's hash.
-func (s *Suite) Expand(prk, info []byte, length int) []byte {
-	out, err := hkdf.Expand(s.hash.New, prk, string(info), length)
-	if err != nil {
-		// Lengths are fixed by the protocol (at most Nh or Nk bytes), so
-		// exceeding 255*Nh is a programming error.
-		panic("suite: hkdf expand: " + err.Error())
-	}
-	return out
-}
+// Expand is HKDF-Expand with the suite's hash. Lengths are fixed by the
+// protocol (at most Nh or Nk bytes), so one past 255·Nh panics.
+func (s *Suite) Expand(prk, info []byte, length int) []byte { return s.kdf.expand(prk, info, length) }
 
 const labelPrefix = "MLS 1.0 "
 

@@ -1,9 +1,7 @@
 package suite
 
 import (
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -275,19 +273,11 @@ func hpkeExport(s *Suite, c hpkeContext, exporterContext string, length int) []b
 // labeledExtract and labeledExpand are RFC 9180 §4's, with HKDF-SHA256
 // (the KEM's KDF); the With forms use the suite's KDF.
 func labeledExtract(suiteID, salt []byte, label string, ikm []byte) []byte {
-	prk, err := hkdf.Extract(sha256.New, labeledIKM(suiteID, label, ikm), salt)
-	if err != nil {
-		panic("suite: hkdf extract: " + err.Error())
-	}
-	return prk
+	return kdfSHA256.extract(salt, labeledIKM(suiteID, label, ikm))
 }
 
 func labeledExpand(suiteID, prk []byte, label string, info []byte, n int) []byte {
-	out, err := hkdf.Expand(sha256.New, prk, string(labeledInfo(suiteID, label, info, n)), n)
-	if err != nil {
-		panic("suite: hkdf expand: " + err.Error())
-	}
-	return out
+	return kdfSHA256.expand(prk, labeledInfo(suiteID, label, info, n), n)
 }
 
 func labeledExtractWith(s *Suite, suiteID, salt []byte, label string, ikm []byte) []byte {
