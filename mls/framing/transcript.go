@@ -19,7 +19,7 @@ func ConfirmedTranscriptHash(s *suite.Suite, interimBefore []byte, ac *message.A
 	}
 	h := s.NewHash()
 	h.Write(interimBefore)
-	h.Write(codec.Marshal(ac.ConfirmedTranscriptHashInput()))
+	codec.WriteTo(h, ac.ConfirmedTranscriptHashInput()) // a hash's Write never fails
 	return h.Sum(nil), nil
 }
 
