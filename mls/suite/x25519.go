@@ -232,12 +232,24 @@ func (k x25519Public) seal(s *Suite, info, plaintext []byte) ([]byte, []byte, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("hpke encap: %w", err)
 	}
-	c := keySchedule(s, ss, info, false)
-	ct, err := s.Seal(c.key, c.nonce, nil, plaintext)
+	defer clear(ss)
+	ct, err := k.sealShared(s, ss, info, plaintext)
 	if err != nil {
-		return nil, nil, fmt.Errorf("hpke seal: %w", err)
+		return nil, nil, err
 	}
 	return enc, ct, nil
+}
+
+// sealShared is the rest of SealBase after Encap: the key schedule with
+// info and the AEAD of the single message (sequence number 0).
+func (x25519Public) sealShared(s *Suite, sharedSecret, info, plaintext []byte) ([]byte, error) {
+	c := keySchedule(s, sharedSecret, info, false)
+	defer clear(c.key)
+	ct, err := s.Seal(c.key, c.nonce, nil, plaintext)
+	if err != nil {
+		return nil, fmt.Errorf("hpke seal: %w", err)
+	}
+	return ct, nil
 }
 
 func (k *x25519Private) open(s *Suite, enc, info, ciphertext []byte) ([]byte, error) {

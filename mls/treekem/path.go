@@ -78,20 +78,18 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
+	derive := make([]func() error, len(fdp))
 	for i := range fdp {
 		g.pathSecrets[i] = secret
 		secret = s.DeriveSecret(secret, "path")
-	}
-	err = parallel(len(fdp), func(i int) error {
-		priv, err := derivePathKey(s, g.pathSecrets[i])
-		if err != nil {
-			return err
+		derive[i] = func() error {
+			priv, err := derivePathKey(s, g.pathSecrets[i])
+			if err != nil {
+				return err
+			}
+			keys[i+1], pubs[i] = nodeKey{fdp[i], priv}, priv.Public().Bytes()
+			return nil
 		}
-		keys[i+1], pubs[i] = nodeKey{fdp[i], priv}, priv.Public().Bytes()
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	g.CommitSecret = secret
 	if len(fdp) == 0 {
@@ -101,6 +99,51 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 		clear(secret)
 	}
 
+	// One HPKE encryption per node of each copath resolution: the bulk
+	// of a commit's cost. The resolutions lie beside the path, so they
+	// and their keys are known before the path is merged, and each
+	// encryption's Encap runs while the path is (pathWork).
+	g.Path = &message.UpdatePath{Nodes: make([]message.UpdatePathNode, len(fdp))}
+	var encs []encJob
+	var res []treemath.NodeIndex
+	for i, x := range fdp {
+		res = t.AppendCopathResolution(res[:0], x, p.leaf, o.Exclude)
+		cts := make([]message.HPKECiphertext, len(res))
+		for j, r := range res {
+			pub, err := s.NewHPKEPublicKey(t.EncryptionKey(r))
+			if err != nil {
+				return nil, fmt.Errorf("encryption key of node %d: %w", r, err)
+			}
+			encs = append(encs, encJob{node: r, to: pub, secret: i, out: &cts[j]})
+		}
+		g.Path.Nodes[i].EncryptedPathSecret = cts
+	}
+	work := startPathWork(derive, encs)
+	ctx, err := p.mergePath(t, &leaf, leafPriv, pubs, work, signingKey, o)
+	if err != nil {
+		work.stop()
+		return nil, err
+	}
+	if err := work.seal(codec.Marshal(ctx), g.pathSecrets); err != nil {
+		return nil, err
+	}
+	for i := range fdp {
+		g.Path.Nodes[i].EncryptionKey = pubs[i]
+	}
+	g.Path.LeafNode = leaf
+	// The member's old keys above its leaf are gone with the nodes they
+	// opened: its whole direct path was blanked or replaced.
+	g.Private = p.with(func(treemath.NodeIndex) bool { return true }, keys)
+	return g, nil
+}
+
+// mergePath waits for the path's keys, merges them into t, signs the
+// member's new leaf into place and returns the group context the path
+// secrets are encrypted under, the one with the new tree hash.
+func (p *PrivateState) mergePath(t *tree.Tree, leaf *message.LeafNode, leafPriv *suite.HPKEPrivateKey, pubs [][]byte, work *pathWork, signingKey *suite.SignaturePrivateKey, o PathOptions) (*message.GroupContext, error) {
+	if err := work.waitDerived(); err != nil {
+		return nil, err
+	}
 	parentHash, err := t.SetPathKeys(p.leaf, pubs)
 	if err != nil {
 		return nil, err
@@ -113,51 +156,12 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 	if err != nil {
 		return nil, fmt.Errorf("sign leaf node: %w", err)
 	}
-	if err := t.SetLeaf(p.leaf, &leaf); err != nil {
+	if err := t.SetLeaf(p.leaf, leaf); err != nil {
 		return nil, err
 	}
-
 	ctx := o.GroupContext
 	ctx.TreeHash = t.RootHash()
-	ctxBytes := codec.Marshal(&ctx)
-	g.Path = &message.UpdatePath{LeafNode: leaf, Nodes: make([]message.UpdatePathNode, len(fdp))}
-	// One HPKE encryption per node of each copath resolution: the bulk
-	// of a commit's cost, and independent of each other.
-	type job struct {
-		to  treemath.NodeIndex
-		out *message.HPKECiphertext
-		i   int
-	}
-	var jobs []job
-	var res []treemath.NodeIndex
-	for i, x := range fdp {
-		res = t.AppendCopathResolution(res[:0], x, p.leaf, o.Exclude)
-		cts := make([]message.HPKECiphertext, len(res))
-		for j, r := range res {
-			jobs = append(jobs, job{r, &cts[j], i})
-		}
-		g.Path.Nodes[i] = message.UpdatePathNode{EncryptionKey: pubs[i], EncryptedPathSecret: cts}
-	}
-	err = parallel(len(jobs), func(k int) error {
-		j := jobs[k]
-		pub, err := s.NewHPKEPublicKey(t.EncryptionKey(j.to))
-		if err != nil {
-			return fmt.Errorf("encryption key of node %d: %w", j.to, err)
-		}
-		kem, ct, err := pub.EncryptWithLabel("UpdatePathNode", ctxBytes, g.pathSecrets[j.i])
-		if err != nil {
-			return fmt.Errorf("encrypt path secret to node %d: %w", j.to, err)
-		}
-		*j.out = message.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// The member's old keys above its leaf are gone with the nodes they
-	// opened: its whole direct path was blanked or replaced.
-	g.Private = p.with(func(treemath.NodeIndex) bool { return true }, keys)
-	return g, nil
+	return &ctx, nil
 }
 
 // Applied is the result of Apply.

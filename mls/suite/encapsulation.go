@@ -1,0 +1,64 @@
+package suite
+
+import "fmt"
+
+// An Encapsulation is the first half of one HPKE SealBase to a public key
+// (RFC 9180 §5.1): the KEM's Encap, a fresh ephemeral key and its
+// Diffie-Hellman with the recipient's, which is nearly all of a seal's
+// cost and does not depend on what will be sealed. A committer
+// encapsulates to every node of its copath while it still builds the path
+// whose tree hash the sealing context holds (treekem.Generate).
+//
+// For a KEM whose Encap cannot be taken apart from the seal here (the NIST
+// curves' and X448's, whose HPKE comes from other packages), Encapsulate
+// does nothing and EncryptWithLabel does the whole seal.
+//
+// An Encapsulation seals once: its shared secret is erased by
+// EncryptWithLabel, and a second call fails.
+type Encapsulation struct {
+	key          *HPKEPublicKey
+	split        splitKEM // nil: the whole seal is left to EncryptWithLabel
+	sharedSecret []byte
+	enc          []byte
+	used         bool
+}
+
+// splitKEM is a public key whose seal is Encap followed by the key
+// schedule and AEAD under info.
+type splitKEM interface {
+	encap() (sharedSecret, enc []byte, err error)
+	sealShared(s *Suite, sharedSecret, info, plaintext []byte) (ciphertext []byte, err error)
+}
+
+// Encapsulate runs the KEM's Encap to k.
+func (k *HPKEPublicKey) Encapsulate() (*Encapsulation, error) {
+	e := &Encapsulation{key: k}
+	split, ok := k.key.(splitKEM)
+	if !ok {
+		return e, nil
+	}
+	ss, enc, err := split.encap()
+	if err != nil {
+		return nil, fmt.Errorf("hpke encap: %w", err)
+	}
+	e.split, e.sharedSecret, e.enc = split, ss, enc
+	return e, nil
+}
+
+// EncryptWithLabel completes the seal as HPKEPublicKey.EncryptWithLabel
+// would (RFC 9420 §5.1.3).
+func (e *Encapsulation) EncryptWithLabel(label string, context, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
+	if e.used {
+		return nil, nil, fmt.Errorf("hpke: encapsulation already used")
+	}
+	e.used = true
+	if e.split == nil {
+		return e.key.EncryptWithLabel(label, context, plaintext)
+	}
+	defer clear(e.sharedSecret)
+	ct, err := e.split.sealShared(e.key.suite, e.sharedSecret, encryptContext(label, context), plaintext)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.enc, ct, nil
+}
