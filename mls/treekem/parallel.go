@@ -8,8 +8,9 @@ import (
 
 // parallel calls fn(i) for every i in [0, n) on up to runtime.GOMAXPROCS
 // goroutines and returns the error of the lowest i, as a sequential loop
-// would. The path's key derivations and HPKE encryptions are independent
-// scalar multiplications, so a commit's latency drops with the cores.
+// would. A receiver's key derivations above the secret it decrypted
+// (Apply) are independent scalar multiplications, so its latency drops
+// with the cores; a committer's work has its own schedule (pathWork).
 func parallel(n int, fn func(i int) error) error {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
