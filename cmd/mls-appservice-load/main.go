@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	hsToken := fs.String("hs-token", "", "intake mode: the registration's hs_token")
 	txns := fs.String("transactions", "", "intake mode: file of prepared transactions (JSON lines)")
 	eventPrefix := fs.String("event-prefix", "", "intake mode: the prefix of every fed event id")
+	settle := fs.Duration("settle", 10*time.Minute, "synapse mode: give up when no room converges, or no delivery arrives, for this long")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -89,7 +90,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		res, err = load.Synapse(ctx, load.SynapseOptions{Client: client.New(*botapi, *token), Puppets: *puppets,
 			Rooms: *rooms, Members: *members, Devices: *devices, Rate: *rate, Duration: *duration, Churn: *churn,
-			Prefix: *prefix, Service: load.Process{PID: *pid}, MetricsURL: *metrics, DB: db, Progress: stderr})
+			Prefix: *prefix, Service: load.Process{PID: *pid}, MetricsURL: *metrics, DB: db, SettleTimeout: *settle,
+			Progress: stderr})
 	case "intake":
 		if *intakeURL == "" || *hsToken == "" || *txns == "" {
 			return errors.New("intake mode needs -intake, -hs-token and -transactions")
