@@ -29,6 +29,12 @@
 // serve once (a LeafNode's signature key) can be checked with
 // Suite.VerifyWithLabel, which parses and verifies in one step.
 //
+// A seal can be taken in two steps: HPKEPublicKey.Encapsulate does the
+// KEM's Encap, nearly all of the cost, before the context is known, and
+// Encapsulation.EncryptWithLabel finishes it (for X25519; the other KEMs
+// seal whole in the second step). HMAC and HKDF reuse pooled hash states
+// (kdf.go), since a commit calls them a few dozen times.
+//
 // Every signature that does not verify yields an error wrapping
 // ErrBadSignature, the one sentinel for it in the MLS packages; every
 // ciphertext that does not open, one wrapping ErrDecrypt.

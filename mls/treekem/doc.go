@@ -14,7 +14,11 @@
 //
 // The key derivations and HPKE encryptions of a path are independent
 // scalar multiplications, the bulk of a commit's cost, and run on
-// runtime.GOMAXPROCS goroutines.
+// runtime.GOMAXPROCS goroutines. A committer's encryptions start before
+// its path is merged: their Encap (an ephemeral key and one
+// Diffie-Hellman) needs only the recipients' keys, and runs while the
+// committer hashes the tree whose root the sealing context holds
+// (pipeline.go).
 //
 // Path secrets are used only to derive the next path secret and a node key
 // pair, and are zeroed once consumed; only node private keys are kept, as
