@@ -2,12 +2,9 @@ package suite
 
 import (
 	"crypto/ecdh"
-	"crypto/hkdf"
 	"crypto/hpke"
 	"crypto/rand"
-	"crypto/sha512"
 	"crypto/subtle"
-	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -288,17 +285,8 @@ func x448Scheme() circlkem.Scheme { return circlhpke.KEM_X448_HKDF_SHA512.Scheme
 
 func (x x448KEM) derive(ikm []byte) ([]byte, kemPrivateKey, error) {
 	suiteID := []byte{'K', 'E', 'M', 0, kemX448}
-	extractInput := append(append(append([]byte("HPKE-v1"), suiteID...), "dkp_prk"...), ikm...)
-	prk, err := hkdf.Extract(sha512.New, extractInput, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	info := binary.BigEndian.AppendUint16(nil, x448.Size)
-	info = append(append(append(info, "HPKE-v1"...), suiteID...), "sk"...)
-	sk, err := hkdf.Expand(sha512.New, prk, string(info), x448.Size)
-	if err != nil {
-		return nil, nil, err
-	}
+	prk := labeledExtract(kdfSHA512, suiteID, nil, "dkp_prk", ikm)
+	sk := labeledExpand(kdfSHA512, suiteID, prk, "sk", nil, x448.Size)
 	k, err := x.newPrivate(sk)
 	return sk, k, err
 }

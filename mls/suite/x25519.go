@@ -51,8 +51,8 @@ func (k *x25519Private) pubKey() []byte {
 type x25519Public struct{ pub []byte }
 
 func (x25519KEM) derive(ikm []byte) ([]byte, kemPrivateKey, error) {
-	prk := labeledExtract(kemX25519SuiteID, nil, "dkp_prk", ikm)
-	sk := labeledExpand(kemX25519SuiteID, prk, "sk", nil, x25519Size)
+	prk := labeledExtract(kdfSHA256, kemX25519SuiteID, nil, "dkp_prk", ikm)
+	sk := labeledExpand(kdfSHA256, kemX25519SuiteID, prk, "sk", nil, x25519Size)
 	// SerializePrivateKey clamps (RFC 9180 §7.1.2), as crypto/hpke does.
 	clamp(sk)
 	k, err := x25519KEM{}.newPrivate(sk)
@@ -181,9 +181,9 @@ func (k *x25519Private) decap(enc []byte) ([]byte, error) {
 // kemSharedSecret is DHKEM's ExtractAndExpand(dh, enc || pkR).
 func kemSharedSecret(dh, enc, pkR []byte) []byte {
 	defer clear(dh)
-	prk := labeledExtract(kemX25519SuiteID, nil, "eae_prk", dh)
+	prk := labeledExtract(kdfSHA256, kemX25519SuiteID, nil, "eae_prk", dh)
 	kemContext := append(append(make([]byte, 0, 2*x25519Size), enc...), pkR...)
-	return labeledExpand(kemX25519SuiteID, prk, "shared_secret", kemContext, x25519SecretNh)
+	return labeledExpand(kdfSHA256, kemX25519SuiteID, prk, "shared_secret", kemContext, x25519SecretNh)
 }
 
 // hpkeContext is the base-mode key schedule's output (RFC 9180 §5.1) for
@@ -208,22 +208,22 @@ func keySchedule(s *Suite, sharedSecret, info []byte, export bool) hpkeContext {
 	suiteID := hpkeSuiteID(s)
 	// psk_id_hash is the same for every context of the suite.
 	ksc := append([]byte{0}, s.hpkePSKIDHash()...) // mode_base
-	ksc = append(ksc, labeledExtractWith(s, suiteID, nil, "info_hash", info)...)
-	secret := labeledExtractWith(s, suiteID, sharedSecret, "secret", nil)
+	ksc = append(ksc, labeledExtract(s.kdf, suiteID, nil, "info_hash", info)...)
+	secret := labeledExtract(s.kdf, suiteID, sharedSecret, "secret", nil)
 	defer clear(secret)
 	if export {
-		return hpkeContext{exporter: labeledExpandWith(s, suiteID, secret, "exp", ksc, s.HashSize())}
+		return hpkeContext{exporter: labeledExpand(s.kdf, suiteID, secret, "exp", ksc, s.HashSize())}
 	}
 	return hpkeContext{
-		key:   labeledExpandWith(s, suiteID, secret, "key", ksc, s.KeySize()),
-		nonce: labeledExpandWith(s, suiteID, secret, "base_nonce", ksc, s.NonceSize()),
+		key:   labeledExpand(s.kdf, suiteID, secret, "key", ksc, s.KeySize()),
+		nonce: labeledExpand(s.kdf, suiteID, secret, "base_nonce", ksc, s.NonceSize()),
 	}
 }
 
 // hpkePSKIDHash is LabeledExtract("", "psk_id_hash", "") of the suite's
 // HPKE, computed once.
 func (s *Suite) hpkePSKIDHash() []byte {
-	s.pskIDHashOnce.Do(func() { s.pskIDHash = labeledExtractWith(s, hpkeSuiteID(s), nil, "psk_id_hash", nil) })
+	s.pskIDHashOnce.Do(func() { s.pskIDHash = labeledExtract(s.kdf, hpkeSuiteID(s), nil, "psk_id_hash", nil) })
 	return s.pskIDHash
 }
 
@@ -279,25 +279,17 @@ func (k *x25519Private) exportReceiver(s *Suite, enc []byte, exporterContext str
 
 // hpkeExport is Context.Export (RFC 9180 §5.3).
 func hpkeExport(s *Suite, c hpkeContext, exporterContext string, length int) []byte {
-	return labeledExpandWith(s, hpkeSuiteID(s), c.exporter, "sec", []byte(exporterContext), length)
+	return labeledExpand(s.kdf, hpkeSuiteID(s), c.exporter, "sec", []byte(exporterContext), length)
 }
 
-// labeledExtract and labeledExpand are RFC 9180 §4's, with HKDF-SHA256
-// (the KEM's KDF); the With forms use the suite's KDF.
-func labeledExtract(suiteID, salt []byte, label string, ikm []byte) []byte {
-	return kdfSHA256.extract(salt, labeledIKM(suiteID, label, ikm))
+// labeledExtract and labeledExpand are RFC 9180 §4's over the KDF k: the
+// KEM's (HKDF-SHA256 for X25519, HKDF-SHA512 for X448) or the suite's.
+func labeledExtract(k *kdf, suiteID, salt []byte, label string, ikm []byte) []byte {
+	return k.extract(salt, labeledIKM(suiteID, label, ikm))
 }
 
-func labeledExpand(suiteID, prk []byte, label string, info []byte, n int) []byte {
-	return kdfSHA256.expand(prk, labeledInfo(suiteID, label, info, n), n)
-}
-
-func labeledExtractWith(s *Suite, suiteID, salt []byte, label string, ikm []byte) []byte {
-	return s.Extract(salt, labeledIKM(suiteID, label, ikm))
-}
-
-func labeledExpandWith(s *Suite, suiteID, prk []byte, label string, info []byte, n int) []byte {
-	return s.Expand(prk, labeledInfo(suiteID, label, info, n), n)
+func labeledExpand(k *kdf, suiteID, prk []byte, label string, info []byte, n int) []byte {
+	return k.expand(prk, labeledInfo(suiteID, label, info, n), n)
 }
 
 func labeledIKM(suiteID []byte, label string, ikm []byte) []byte {
