@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -48,21 +49,29 @@ type KeyPackageOptions struct {
 // keys, for a client with credential cred and signature key signatureKey,
 // in the signature key's cipher suite. o may be nil.
 func NewKeyPackage(cred message.Credential, signatureKey *suite.SignaturePrivateKey, o *KeyPackageOptions) (*KeyPackageBundle, error) {
+	template, err := NewKeyPackageTemplate(cred, signatureKey, o)
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, signatureKey.Suite().HashSize())
+	defer clear(secret)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("key package: %w", err)
+	}
+	return DeriveKeyPackage(template, secret, signatureKey)
+}
+
+// NewKeyPackageTemplate returns the fields that NewKeyPackage would give a
+// KeyPackage of cred and signatureKey, without its keys and signatures:
+// what a batch of KeyPackages derived by DeriveKeyPackage shares. o may be
+// nil.
+func NewKeyPackageTemplate(cred message.Credential, signatureKey *suite.SignaturePrivateKey, o *KeyPackageOptions) (*message.KeyPackage, error) {
 	if signatureKey == nil {
 		return nil, errors.New("key package: no signature key")
 	}
-	s := signatureKey.Suite()
-	id := s.ID()
+	id := signatureKey.Suite().ID()
 	if o == nil {
 		o = &KeyPackageOptions{}
-	}
-	initKey, err := s.GenerateHPKEKey()
-	if err != nil {
-		return nil, fmt.Errorf("key package: %w", err)
-	}
-	encKey, err := s.GenerateHPKEKey()
-	if err != nil {
-		return nil, fmt.Errorf("key package: %w", err)
 	}
 	caps := message.Capabilities{}
 	if o.Capabilities != nil {
@@ -82,22 +91,66 @@ func NewKeyPackage(cred message.Credential, signatureKey *suite.SignaturePrivate
 	if o.Lifetime != nil {
 		lifetime = *o.Lifetime
 	}
-	kp := message.KeyPackage{
+	return &message.KeyPackage{
 		Version:     message.MLS10,
 		CipherSuite: id,
-		InitKey:     initKey.Public().Bytes(),
+		InitKey:     []byte{},
 		LeafNode: message.LeafNode{
-			EncryptionKey: encKey.Public().Bytes(),
-			SignatureKey:  signatureKey.Public().Bytes(),
+			EncryptionKey: []byte{},
+			SignatureKey:  []byte{},
 			Credential:    cred,
 			Capabilities:  caps,
 			Source:        message.LeafNodeSourceKeyPackage,
 			Lifetime:      lifetime,
 			ParentHash:    []byte{},
 			Extensions:    nonNil(o.LeafExtensions),
+			Signature:     []byte{},
 		},
 		Extensions: nonNil(o.Extensions),
+		Signature:  []byte{},
+	}, nil
+}
+
+// DeriveKeyPackage makes the KeyPackage with template's fields whose init
+// and encryption keys are derived from secret (KDF.Nh bytes):
+//
+//	init_key       = DeriveKeyPair(ExpandWithLabel(secret, "key package init", "", KDF.Nh))
+//	encryption_key = DeriveKeyPair(ExpandWithLabel(secret, "key package encryption", "", KDF.Nh))
+//
+// signed by signatureKey, whose public key it carries. Signing is
+// deterministic (package suite), so one template, secret and signature
+// key always give the same KeyPackage: a client can keep the secret, or
+// a way to derive it, instead of the KeyPackage and its private keys, and
+// derive both again when a Welcome names its KeyPackageRef. template's
+// keys and signatures are ignored, and it is not modified.
+func DeriveKeyPackage(template *message.KeyPackage, secret []byte, signatureKey *suite.SignaturePrivateKey) (*KeyPackageBundle, error) {
+	if signatureKey == nil {
+		return nil, errors.New("key package: no signature key")
 	}
+	s := signatureKey.Suite()
+	if template.CipherSuite != s.ID() {
+		return nil, fmt.Errorf("key package: template of suite %d, signature key of suite %d", template.CipherSuite, s.ID())
+	}
+	if len(secret) != s.HashSize() {
+		return nil, fmt.Errorf("key package: secret of %d bytes, want %d", len(secret), s.HashSize())
+	}
+	derive := func(label string) (*suite.HPKEPrivateKey, error) {
+		ikm := s.ExpandWithLabel(secret, label, nil, s.HashSize())
+		defer clear(ikm)
+		return s.DeriveHPKEKey(ikm)
+	}
+	initKey, err := derive("key package init")
+	if err != nil {
+		return nil, fmt.Errorf("key package: %w", err)
+	}
+	encKey, err := derive("key package encryption")
+	if err != nil {
+		return nil, fmt.Errorf("key package: %w", err)
+	}
+	kp := *template
+	kp.InitKey = initKey.Public().Bytes()
+	kp.LeafNode.EncryptionKey = encKey.Public().Bytes()
+	kp.LeafNode.SignatureKey = signatureKey.Public().Bytes()
 	kp.LeafNode.Signature, err = signatureKey.SignWithLabel("LeafNodeTBS", kp.LeafNode.TBS(nil, 0))
 	if err != nil {
 		return nil, fmt.Errorf("key package: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
@@ -111,4 +112,98 @@ func FuzzUnmarshalKeyPackageBundle(f *testing.F) {
 			t.Fatalf("round trip differs: %v", err)
 		}
 	})
+}
+
+// TestDeriveKeyPackage: a KeyPackage derived again from its template,
+// secret and signature key is the one first derived, byte for byte, in
+// every suite, and opens the Welcome that adds it.
+func TestDeriveKeyPackage(t *testing.T) {
+	for _, s := range suite.All() {
+		t.Run(s.String(), func(t *testing.T) {
+			sig, err := s.GenerateSignatureKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			template, err := NewKeyPackageTemplate(message.BasicCredential([]byte("bob")), sig, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := codec.Marshal(template)
+			secret := bytes.Repeat([]byte{7}, s.HashSize())
+			kp, err := DeriveKeyPackage(template, secret, sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(codec.Marshal(template), kept) {
+				t.Fatal("DeriveKeyPackage changed its template")
+			}
+			if err := kp.Check(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tree.ValidateKeyPackage(s, &kp.KeyPackage, tree.LeafContext{}); err != nil {
+				t.Fatal(err)
+			}
+			// Derived again from the template as stored.
+			var stored message.KeyPackage
+			if err := codec.Unmarshal(kept, &stored, "template"); err != nil {
+				t.Fatal(err)
+			}
+			again, err := DeriveKeyPackage(&stored, secret, sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(codec.Marshal(&again.KeyPackage), codec.Marshal(&kp.KeyPackage)) ||
+				!again.InitKey.Equal(kp.InitKey) || !again.EncryptionKey.Equal(kp.EncryptionKey) {
+				t.Fatal("derived twice, two KeyPackages")
+			}
+			other, err := DeriveKeyPackage(template, bytes.Repeat([]byte{8}, s.HashSize()), sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(other.KeyPackage.InitKey, kp.KeyPackage.InitKey) || kp.InitKey.Equal(kp.EncryptionKey) {
+				t.Fatal("keys repeat across secrets or roles")
+			}
+
+			alice, err := NewKeyPackage(message.BasicCredential([]byte("alice")), mustSignatureKey(t, s), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := Create(alice, []byte("derived"), nil, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc, err := g.Commit(CommitOptions{Proposals: []*message.Proposal{AddProposal(&kp.KeyPackage)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Join(pc.Welcome, again, nil); err != nil {
+				t.Fatalf("join with the KeyPackage derived again: %v", err)
+			}
+		})
+	}
+	s := suite.All()[0]
+	sig, _ := s.GenerateSignatureKey()
+	template, _ := NewKeyPackageTemplate(message.BasicCredential([]byte("bob")), sig, nil)
+	other, _ := suite.All()[1].GenerateSignatureKey()
+	for name, c := range map[string]struct {
+		secret []byte
+		sig    *suite.SignaturePrivateKey
+	}{
+		"short secret":         {make([]byte, s.HashSize()-1), sig},
+		"no signature key":     {make([]byte, s.HashSize()), nil},
+		"key of another suite": {make([]byte, s.HashSize()), other},
+	} {
+		if _, err := DeriveKeyPackage(template, c.secret, c.sig); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func mustSignatureKey(t *testing.T, s *suite.Suite) *suite.SignaturePrivateKey {
+	t.Helper()
+	k, err := s.GenerateSignatureKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -22,6 +22,11 @@
 // signature key from being used where an HPKE key is expected. Keys are
 // immutable and safe for concurrent use.
 //
+// Signing is deterministic in every suite: Ed25519 and Ed448 are by
+// definition, and ECDSA signs as RFC 6979 says. A KeyPackage whose keys
+// are derived from a secret can then be derived again, byte for byte,
+// when the Welcome that names its KeyPackageRef arrives.
+//
 // Storage and the wire keep bytes, in the encodings of the RFC and the test
 // vectors: HPKE SerializePrivateKey/SerializePublicKey, raw Ed25519/Ed448
 // keys, big-endian ECDSA scalars and uncompressed points. Bytes returns

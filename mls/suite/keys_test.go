@@ -172,3 +172,28 @@ func TestSuiteVerifyWithLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestSignaturesAreDeterministic: a KeyPackage re-derived from its secret
+// must be the published one, signatures included, in every suite.
+func TestSignaturesAreDeterministic(t *testing.T) {
+	for _, s := range All() {
+		k, err := s.GenerateSignatureKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := k.SignWithLabel("L", []byte("content"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := k.SignWithLabel("L", []byte("content"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%v: two signatures of one message differ", s)
+		}
+		if err := s.VerifyWithLabel(k.Public().Bytes(), "L", []byte("content"), a); err != nil {
+			t.Errorf("%v: %v", s, err)
+		}
+	}
+}

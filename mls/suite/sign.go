@@ -313,8 +313,12 @@ func digest(h crypto.Hash, msg []byte) []byte {
 	return d.Sum(nil)
 }
 
+// sign makes a deterministic signature (RFC 6979), like Ed25519's and
+// Ed448's: the same key and message always give the same bytes, so that a
+// KeyPackage re-derived from its secret (group.DeriveKeyPackage) is the
+// one that was published, and has the same KeyPackageRef.
 func (k ecdsaKey) sign(msg []byte) ([]byte, error) {
-	return ecdsa.SignASN1(rand.Reader, k.k, digest(k.hash, msg))
+	return k.k.Sign(nil, digest(k.hash, msg), k.hash)
 }
 
 func (k ecdsaKey) bytes() []byte {
