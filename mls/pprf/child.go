@@ -24,9 +24,13 @@ func CommitConfirmation(s *suite.Suite, pathSecret []byte) ([]byte, error) {
 
 // DeriveChild is the draft's DeriveChildSecret(p, label, inputSecret,
 // context) = DeriveFSSecret(p, ExpandWithLabel(inputSecret, label,
-// context, KDF.Nh)). It punctures p.
+// context, KDF.Nh)). It punctures p, which must have been made by New:
+// the input it derives is KDF.Nh bytes.
 func (p *PPRF) DeriveChild(label string, inputSecret, context []byte) ([]byte, error) {
 	nh := p.suite.HashSize()
+	if p.bits != 8*nh {
+		return nil, fmt.Errorf("%w: DeriveChild needs %d-bit inputs, the PPRF has %d", ErrLeafDepth, 8*nh, p.bits)
+	}
 	if len(inputSecret) != nh {
 		return nil, fmt.Errorf("%w: input secret of %d bytes, want %d", ErrInputLength, len(inputSecret), nh)
 	}

@@ -61,6 +61,25 @@
 // UnmarshalBinary give a versioned encoding for storage; the decoder checks
 // sizes, ordering and disjointness and never trusts a declared length.
 //
+// # Indexed PPRFs
+//
+// NewIndexed makes the same tree with a small leaf depth, bits (1 to 32),
+// as a store of 2^bits one-time secrets addressed by an index: for example
+// a batch of KeyPackages, KeyPackage i taking EvaluateIndex(i) as its seed.
+// A secret is derived when it is used, which punctures its index: the
+// stored state can no longer derive it (forward secrecy for that
+// KeyPackage), while the unused ones stay available. Leaf i is
+// the one whose path is i's bits, most significant first, so leaves are
+// in index order. The derivation is the one above, only shallower, and
+// Evaluate takes the path as ceil(bits/8) bytes with the trailing bits
+// zero. What is stored is the frontier, not one secret per index: a fresh
+// PPRF holds only the root, and after k evaluations it holds at most
+// k·bits node secrets, typically far fewer, since neighbouring indexes
+// share copath nodes and a subtree whose leaves are all used holds
+// nothing. Used in index order it never holds more than bits. An indexed PPRF is encoded
+// with format version 2, which records bits; it is not a DMLS epoch's
+// state, and the DMLS functions below refuse it.
+//
 // # The DMLS key schedule
 //
 // DMLS replaces init_secret = DeriveSecret(epoch_secret, "init") by

@@ -8,10 +8,13 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/internal/stored"
 )
 
-// stateVersion is the first byte of an encoded PPRF. Bump it whenever the
-// layout below changes, and keep decoding the old layouts.
+// The first byte of an encoded PPRF is its format version. A new layout
+// gets a new number, and the old ones keep decoding, since stored states
+// outlive binaries. The leaf depth picks the version, so that every state
+// has exactly one encoding.
 //
-// Version 1, in the TLS presentation language:
+// Version 1 encodes a PPRF made by New (leaves at depth 8*KDF.Nh), in the
+// TLS presentation language:
 //
 //	struct {
 //	    uint16 depth;             // 0 (the root) .. 8*KDF.Nh (a leaf)
@@ -23,14 +26,32 @@ import (
 //	    uint16 cipher_suite;
 //	    FrontierNode nodes<V>;    // ascending by first leaf, disjoint
 //	} PPRFState;
-const stateVersion = 1
+//
+// Version 2 encodes a PPRF of any other leaf depth (NewIndexed), which
+// version 1 has no room for:
+//
+//	struct {
+//	    uint8 version = 2;
+//	    uint16 cipher_suite;
+//	    uint16 bits;              // leaf depth, 1..32
+//	    FrontierNode nodes<V>;    // as in version 1, but depth <= bits
+//	} PPRFStateV2;
+const (
+	stateV1 = 1
+	stateV2 = 2
+)
 
 // MarshalBinary encodes the PPRF, secrets included; store the result as
 // securely as the key itself. The encoding is deterministic.
 func (p *PPRF) MarshalBinary() ([]byte, error) {
 	nh := p.suite.HashSize()
-	w := codec.NewWriter(8 + len(p.nodes)*(2*nh+5))
-	stored.WriteHeader(w, stateVersion, p.suite.ID())
+	w := codec.NewWriter(10 + len(p.nodes)*(nh+prefixLen(p.bits)+6))
+	if p.bits == 8*nh {
+		stored.WriteHeader(w, stateV1, p.suite.ID())
+	} else {
+		stored.WriteHeader(w, stateV2, p.suite.ID())
+		w.Uint16(uint16(p.bits))
+	}
 	w.Vector(func(w *codec.Writer) {
 		for _, n := range p.nodes {
 			w.Uint16(uint16(n.depth))
@@ -42,8 +63,9 @@ func (p *PPRF) MarshalBinary() ([]byte, error) {
 }
 
 // UnmarshalBinary replaces p with the decoded state. It checks every
-// invariant Evaluate relies on: a known suite, secret sizes, depths, that
-// prefixes are canonical, and that the subtrees are sorted and disjoint.
+// invariant Evaluate relies on: a known suite, the leaf depth, secret
+// sizes, node depths, that prefixes are canonical, and that the subtrees
+// are sorted and disjoint.
 func (p *PPRF) UnmarshalBinary(data []byte) error {
 	var d PPRF
 	r := codec.NewReader(data)
@@ -58,19 +80,30 @@ func (p *PPRF) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-func prefixLen(depth int) int { return (depth + 7) / 8 }
-
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidState}, args...)...)
 }
 
 func (p *PPRF) unmarshal(r *codec.Reader) {
-	s := stored.ReadHeader(r, "pprf_state", stateVersion, ErrInvalidState)
+	version, s := stored.ReadHeaderVersions(r, "pprf_state", ErrInvalidState, stateV1, stateV2)
 	if s == nil {
 		return
 	}
 	p.suite = s
 	nh := s.HashSize()
+	p.bits = 8 * nh
+	if version == stateV2 {
+		p.bits = int(r.Uint16("bits"))
+		if r.Err() != nil {
+			return
+		}
+		// The bound of NewIndexed; it also keeps a version 2 state from
+		// having the depth that version 1 encodes.
+		if p.bits < 1 || p.bits > maxIndexedBits {
+			r.Fail("bits", invalid("leaf depth %d, want 1 to %d", p.bits, maxIndexedBits))
+			return
+		}
+	}
 	p.nodes = []node{}
 	r.Each("nodes", func(r *codec.Reader) {
 		depth := int(r.Uint16("nodes.depth"))
@@ -79,8 +112,8 @@ func (p *PPRF) unmarshal(r *codec.Reader) {
 		if r.Err() != nil {
 			return
 		}
-		if depth > 8*nh {
-			r.Fail("nodes.depth", invalid("depth %d beyond %d", depth, 8*nh))
+		if depth > p.bits {
+			r.Fail("nodes.depth", invalid("depth %d beyond %d", depth, p.bits))
 			return
 		}
 		if len(prefix) != prefixLen(depth) {
@@ -89,7 +122,7 @@ func (p *PPRF) unmarshal(r *codec.Reader) {
 		}
 		// Only the canonical form is accepted, so that a state has one
 		// encoding.
-		if rem := depth % 8; rem != 0 && prefix[len(prefix)-1]&(0xff>>rem) != 0 {
+		if !canonical(prefix, depth) {
 			r.Fail("nodes.prefix", invalid("bits beyond depth %d are set", depth))
 			return
 		}
@@ -97,7 +130,7 @@ func (p *PPRF) unmarshal(r *codec.Reader) {
 			r.Fail("nodes.secret", invalid("%d bytes", len(secret)))
 			return
 		}
-		n := node{depth: depth, prefix: make([]byte, nh), secret: secret}
+		n := node{depth: depth, prefix: make([]byte, prefixLen(p.bits)), secret: secret}
 		copy(n.prefix, prefix)
 		if k := len(p.nodes); k > 0 {
 			prev := p.nodes[k-1]

@@ -2,8 +2,12 @@ package pprf
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
@@ -51,9 +55,18 @@ func TestEncodingRoundTrip(t *testing.T) {
 
 // encodeNodes builds an encoded state by hand, for decoder tests.
 func encodeNodes(version uint8, id uint16, nodes ...[3][]byte) []byte {
+	return encodeState([]byte{version, byte(id >> 8), byte(id)}, nodes...)
+}
+
+// encodeNodesV2 builds a version 2 state with leaf depth bits by hand.
+func encodeNodesV2(id, bits uint16, nodes ...[3][]byte) []byte {
+	return encodeState([]byte{2, byte(id >> 8), byte(id), byte(bits >> 8), byte(bits)}, nodes...)
+}
+
+// encodeState appends the node vector to header.
+func encodeState(header []byte, nodes ...[3][]byte) []byte {
 	w := codec.NewWriter(64)
-	w.Uint8(version)
-	w.Uint16(id)
+	w.Raw(header)
 	w.Vector(func(w *codec.Writer) {
 		for _, n := range nodes {
 			w.Raw(n[0])
@@ -74,7 +87,8 @@ func TestDecodeRejects(t *testing.T) {
 		want error
 	}{
 		{"empty", nil, codec.ErrTruncated},
-		{"unknown version", encodeNodes(2, 1), ErrInvalidState},
+		{"version 0", encodeNodes(0, 1), ErrInvalidState},
+		{"unknown version", encodeNodes(3, 1), ErrInvalidState},
 		{"unknown suite", encodeNodes(1, 0x99), suite.ErrUnsupportedSuite},
 		{"depth beyond leaves", encodeNodes(1, 1, [3][]byte{depth(257), make([]byte, 33), secret}), ErrInvalidState},
 		{"prefix too long", encodeNodes(1, 1, [3][]byte{depth(1), []byte{0x80, 0}, secret}), ErrInvalidState},
@@ -94,6 +108,25 @@ func TestDecodeRejects(t *testing.T) {
 			[3][]byte{depth(1), []byte{0x00}, secret},
 			[3][]byte{depth(2), []byte{0x00}, secret}), ErrInvalidState},
 		{"trailing data", append(encodeNodes(1, 1, [3][]byte{depth(0), nil, secret}), 0), codec.ErrTrailingData},
+
+		{"v2 without bits", []byte{2, 0, 1, 0}, codec.ErrTruncated},
+		{"v2 unknown suite", encodeNodesV2(0x99, 6), suite.ErrUnsupportedSuite},
+		{"v2 bits 0", encodeNodesV2(1, 0), ErrInvalidState},
+		{"v2 bits 33", encodeNodesV2(1, 33), ErrInvalidState},
+		{"v2 bits of version 1", encodeNodesV2(1, 256, [3][]byte{depth(0), nil, secret}), ErrInvalidState},
+		{"v2 depth beyond bits", encodeNodesV2(1, 6, [3][]byte{depth(7), []byte{0x00}, secret}), ErrInvalidState},
+		{"v2 leaf beyond bits", encodeNodesV2(1, 9, [3][]byte{depth(10), []byte{0, 0}, secret}), ErrInvalidState},
+		{"v2 bits beyond depth", encodeNodesV2(1, 6, [3][]byte{depth(6), []byte{0x02}, secret}), ErrInvalidState},
+		{"v2 bits beyond depth 3", encodeNodesV2(1, 32, [3][]byte{depth(3), []byte{0x10}, secret}), ErrInvalidState},
+		{"v2 prefix too long", encodeNodesV2(1, 6, [3][]byte{depth(6), []byte{0x04, 0}, secret}), ErrInvalidState},
+		{"v2 prefix too short", encodeNodesV2(1, 16, [3][]byte{depth(9), []byte{0x80}, secret}), ErrInvalidState},
+		{"v2 short secret", encodeNodesV2(1, 6, [3][]byte{depth(0), nil, secret[:31]}), ErrInvalidState},
+		{"v2 nested", encodeNodesV2(1, 6,
+			[3][]byte{depth(1), []byte{0x80}, secret},
+			[3][]byte{depth(6), []byte{0xfc}, secret}), ErrInvalidState},
+		{"v2 out of order", encodeNodesV2(1, 6,
+			[3][]byte{depth(6), []byte{0x08}, secret},
+			[3][]byte{depth(6), []byte{0x04}, secret}), ErrInvalidState},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,6 +144,9 @@ func TestDecodeRejects(t *testing.T) {
 	for _, data := range [][]byte{
 		encodeNodes(1, 1, [3][]byte{depth(1), []byte{0x00}, secret}, [3][]byte{depth(2), []byte{0x80}, secret}),
 		encodeNodes(1, 1),
+		encodeNodesV2(1, 6, [3][]byte{depth(1), []byte{0x00}, secret}, [3][]byte{depth(6), []byte{0xfc}, secret}),
+		encodeNodesV2(1, 1, [3][]byte{depth(1), []byte{0x80}, secret}),
+		encodeNodesV2(1, 32),
 	} {
 		var p PPRF
 		if err := p.UnmarshalBinary(data); err != nil {
@@ -129,6 +165,17 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add(seed)
 	f.Add(encodeNodes(1, 1, [3][]byte{depth(1), []byte{0x00}, seq(32, 1)}, [3][]byte{depth(2), []byte{0x80}, seq(32, 2)}))
 	f.Add(encodeNodes(1, 2, [3][]byte{depth(3), []byte{0x20}, seq(48, 1)}))
+	for _, bits := range []int{1, 6, 32} {
+		p, _ := NewIndexed(s, seq(32, 0), bits)
+		seed, _ := p.MarshalBinary()
+		f.Add(seed)
+		_, _ = p.EvaluateIndex(1)
+		_, _ = p.EvaluateIndex(1<<bits - 1)
+		seed, _ = p.MarshalBinary()
+		f.Add(seed)
+	}
+	f.Add(encodeNodesV2(1, 6, [3][]byte{depth(1), []byte{0x00}, seq(32, 1)}, [3][]byte{depth(6), []byte{0xfc}, seq(32, 2)}))
+	f.Add(encodeNodesV2(2, 9, [3][]byte{depth(9), []byte{0x01, 0x80}, seq(48, 1)}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var p PPRF
 		if err := p.UnmarshalBinary(data); err != nil {
@@ -139,10 +186,12 @@ func FuzzUnmarshal(f *testing.F) {
 		if !bytes.Equal(enc, data) {
 			t.Fatalf("decoded state re-encodes differently:\n%x\n%x", data, enc)
 		}
-		nh := p.suite.HashSize()
-		in := make([]byte, nh)
+		in := make([]byte, prefixLen(p.Bits()))
 		if len(data) > 0 {
 			in[0] = data[len(data)-1]
+		}
+		if p.Bits() < 8 {
+			in[0] &= 0xff << (8 - p.Bits()) // a valid input
 		}
 		n := p.Len()
 		if _, err := p.Evaluate(in); err == nil {
@@ -153,4 +202,106 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatal("failed evaluation changed the state")
 		}
 	})
+}
+
+func TestIndexedEncodingRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, s := range suite.All() {
+		for _, bits := range []int{1, 6, 9, 32} {
+			t.Run(s.String()+"/"+strconv.Itoa(bits), func(t *testing.T) {
+				key := randomBytes(r, s.HashSize())
+				p, _ := NewIndexed(s, key, bits)
+				used := indexes(bits, r)[:2]
+				for _, i := range used {
+					if _, err := p.EvaluateIndex(i); err != nil {
+						t.Fatal(err)
+					}
+				}
+				enc, err := p.MarshalBinary()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if enc[0] != 2 || int(enc[3])<<8|int(enc[4]) != bits {
+					t.Fatalf("header %x, want version 2 and %d bits", enc[:5], bits)
+				}
+				var q PPRF
+				if err := q.UnmarshalBinary(enc); err != nil {
+					t.Fatal(err)
+				}
+				if q.Bits() != bits || q.Len() != p.Len() {
+					t.Fatalf("decoded %d bits, %d secrets; want %d, %d", q.Bits(), q.Len(), bits, p.Len())
+				}
+				if again, _ := q.MarshalBinary(); !bytes.Equal(enc, again) {
+					t.Fatal("re-encoding differs")
+				}
+				for _, i := range used {
+					if _, err := q.EvaluateIndex(i); !errors.Is(err, ErrPunctured) {
+						t.Fatalf("decoded state re-evaluated index %d: %v", i, err)
+					}
+				}
+				for i := range uint64(min(1<<bits, 8)) {
+					if slices.Contains(used, i) {
+						continue
+					}
+					got, err := q.EvaluateIndex(i)
+					if err != nil || !bytes.Equal(got, referenceIndex(s, key, i, bits)) {
+						t.Fatalf("decoded state, index %d: %x, %v", i, got, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestEncodingKnownAnswer pins the encodings. The version 1 values were
+// taken before indexed PPRFs existed, so they show that states already in
+// databases keep their encoding.
+func TestEncodingKnownAnswer(t *testing.T) {
+	s := suite1(t)
+	key := seq(32, 0)
+
+	p, _ := New(s, key)
+	enc, _ := p.MarshalBinary()
+	const fresh = "010001" + "24" + "0000" + "00" + "20" + "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	if hex.EncodeToString(enc) != fresh {
+		t.Errorf("fresh v1 state:\n%x\nwant\n%s", enc, fresh)
+	}
+	for _, in := range [][]byte{seq(32, 0x40), make([]byte, 32)} {
+		if _, err := p.Evaluate(in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enc, _ = p.MarshalBinary()
+	const usedHead = "0100018000689101002000000000000000000000000000000000000000000000000000000000000000012085" +
+		"9e78d2f0480ae29b4d2c85b4ff35d9de8e3d6ec07443750937e5afbccca40600ff200000"
+	const usedHash = "a56b3643d3fe3b0df74c9cad296c9f8dc8122c5e293c56a6ade525fef39b31d1"
+	if sum := sha256.Sum256(enc); len(enc) != 26776 || hex.EncodeToString(enc[:80]) != usedHead || hex.EncodeToString(sum[:]) != usedHash {
+		t.Errorf("v1 state after two evaluations: %d bytes, starts %x, SHA-256 %x", len(enc), enc[:80], sum)
+	}
+
+	q, _ := NewIndexed(s, key, 6)
+	enc, _ = q.MarshalBinary()
+	const indexed = "020001" + "0006" + "24" + "0000" + "00" + "20" + "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	if hex.EncodeToString(enc) != indexed {
+		t.Errorf("fresh v2 state:\n%x\nwant\n%s", enc, indexed)
+	}
+	// Leaf 5 is 000101. Its copath, one sibling per level, is 1, 01, 001,
+	// 0000, 00011 and 000100; in leaf order: 0000, 000100, 00011, 001,
+	// 01, 1.
+	if _, err := q.EvaluateIndex(5); err != nil {
+		t.Fatal(err)
+	}
+	enc, _ = q.MarshalBinary()
+	var got []string
+	r := codec.NewReader(enc[5:])
+	r.Each("nodes", func(r *codec.Reader) {
+		d := r.Uint16("depth")
+		pre := r.Opaque("prefix")
+		r.Opaque("secret")
+		got = append(got, strconv.Itoa(int(d))+":"+hex.EncodeToString(pre))
+	})
+	want := []string{"4:00", "6:10", "5:18", "3:20", "2:40", "1:80"}
+	if r.Finish("state") != nil || !slices.Equal(got, want) {
+		t.Errorf("nodes after leaf 5: %v, %v; want %v", got, r.Err(), want)
+	}
 }

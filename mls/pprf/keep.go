@@ -32,14 +32,11 @@ func KeepForChildren(s *suite.Suite, epochSecret []byte) ([]byte, error) {
 // the caller replaces it only when the child is durably stored, and wipes
 // it then.
 func NextChildInit(s *suite.Suite, kept, commitConfirmation, groupContext []byte) (initSecret, keptAfter []byte, err error) {
-	var p PPRF
-	if err := p.UnmarshalBinary(kept); err != nil {
+	p, err := decodeKept(s, kept)
+	if err != nil {
 		return nil, nil, err
 	}
 	defer p.Wipe()
-	if p.suite.ID() != s.ID() {
-		return nil, nil, fmt.Errorf("%w: kept state is for %v, epoch is %v", ErrInvalidState, p.suite, s)
-	}
 	initSecret, err = p.ChildInitSecret(commitConfirmation, groupContext)
 	if err != nil {
 		return nil, nil, err
@@ -54,13 +51,29 @@ func NextChildInit(s *suite.Suite, kept, commitConfirmation, groupContext []byte
 // CheckKept validates stored kept bytes for suite s; it is the DMLS
 // counterpart of checking that an RFC 9420 init_secret is KDF.Nh bytes.
 func CheckKept(s *suite.Suite, kept []byte) error {
-	var p PPRF
-	if err := p.UnmarshalBinary(kept); err != nil {
+	p, err := decodeKept(s, kept)
+	if err != nil {
 		return err
 	}
-	defer p.Wipe()
-	if p.suite.ID() != s.ID() {
-		return fmt.Errorf("%w: kept state is for %v, epoch is %v", ErrInvalidState, p.suite, s)
-	}
+	p.Wipe()
 	return nil
+}
+
+// decodeKept decodes kept bytes and checks that they are what
+// KeepForChildren makes: a PPRF for suite s with KDF.Nh-byte inputs. An
+// indexed PPRF decodes too, but is never an epoch's kept state.
+func decodeKept(s *suite.Suite, kept []byte) (*PPRF, error) {
+	var p PPRF
+	if err := p.UnmarshalBinary(kept); err != nil {
+		return nil, err
+	}
+	if p.suite.ID() != s.ID() {
+		p.Wipe()
+		return nil, fmt.Errorf("%w: kept state is for %v, epoch is %v", ErrInvalidState, p.suite, s)
+	}
+	if want := 8 * s.HashSize(); p.bits != want {
+		p.Wipe()
+		return nil, fmt.Errorf("%w: kept state has leaf depth %d, want %d", ErrInvalidState, p.bits, want)
+	}
+	return &p, nil
 }

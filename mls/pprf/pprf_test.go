@@ -13,10 +13,27 @@ import (
 // reference evaluates DeriveFSSecret the slow, obvious way: from the root
 // down to the leaf, with no frontier and no puncturing.
 func reference(s *suite.Suite, key, input []byte) []byte {
+	return referenceWalk(s, key, 8*len(input), func(d int) bool {
+		return input[d/8]>>(7-d%8)&1 == 1
+	})
+}
+
+// referenceIndex is reference for leaf i of a tree of depth bits. It reads
+// the path straight off the integer, most significant bit first, rather
+// than through the byte form that EvaluateIndex builds.
+func referenceIndex(s *suite.Suite, key []byte, i uint64, bits int) []byte {
+	return referenceWalk(s, key, bits, func(d int) bool {
+		return i>>(bits-1-d)&1 == 1 // 0 for shifts of 64 or more
+	})
+}
+
+// referenceWalk descends depth levels from key, going right at depth d
+// when right(d), and derives the output of the leaf it reaches.
+func referenceWalk(s *suite.Suite, key []byte, depth int, right func(d int) bool) []byte {
 	secret := bytes.Clone(key)
-	for d := 0; d < 8*len(input); d++ {
+	for d := range depth {
 		side := "left"
-		if input[d/8]>>(7-d%8)&1 == 1 {
+		if right(d) {
 			side = "right"
 		}
 		secret = s.ExpandWithLabel(secret, "tree", []byte(side), s.HashSize())
@@ -312,5 +329,14 @@ func TestKeptBytes(t *testing.T) {
 	}
 	if _, _, err := NextChildInit(s2, kept, conf, gc); !errors.Is(err, ErrInvalidState) {
 		t.Fatalf("wrong suite: %v", err)
+	}
+	// An indexed PPRF of the right suite decodes, but is no epoch's state.
+	q, _ := NewIndexed(s, ParentInitSecret(s, epochSecret), 32)
+	indexed, _ := q.MarshalBinary()
+	if err := CheckKept(s, indexed); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("CheckKept of an indexed PPRF: %v", err)
+	}
+	if _, _, err := NextChildInit(s, indexed, conf, gc); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("NextChildInit of an indexed PPRF: %v", err)
 	}
 }
