@@ -811,21 +811,16 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 	if err != nil || msg.Welcome == nil {
 		return "", &welcomeRefusal{"malformed", err}
 	}
-	var ref []byte
-	var bundle *group.KeyPackageBundle
-	for _, gs := range msg.Welcome.Secrets {
-		b, err := s.cfg.Keys.KeyPackageBundle(ctx, w.Q, dev, gs.NewMember)
-		if errors.Is(err, keys.ErrUnknownKeyPackage) {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		ref, bundle = gs.NewMember, b
-		break
+	refs := make([][]byte, len(msg.Welcome.Secrets))
+	for i, gs := range msg.Welcome.Secrets {
+		refs[i] = gs.NewMember
 	}
-	if bundle == nil {
+	ref, bundle, err := s.cfg.Keys.FindKeyPackage(ctx, w.Q, dev, refs)
+	if errors.Is(err, keys.ErrUnknownKeyPackage) {
 		return "", &welcomeRefusal{"unknown_key_package", errors.New("no KeyPackage of the device is in the Welcome")}
+	}
+	if err != nil {
+		return "", err
 	}
 	if r.m == nil {
 		r.m = epochs.NewJoinedMember(s.groupConfig(), s.cfg.Policy)

@@ -27,8 +27,29 @@
 // MSC2883 says only "the encoding specified in MLS", and the envelope
 // makes the value self-describing). The key id is the KeyPackageRef in
 // URL-safe base64, fixed by the content, so one key id never names two
-// KeyPackages; a Welcome's KeyPackageRef finds its row by it. One last-resort KeyPackage (RFC 9420 16.8) is the fallback
+// KeyPackages. One last-resort KeyPackage (RFC 9420 16.8) is the fallback
 // key. Private keys are sealed (package seal) and bound to their row.
+//
+// # Batches
+//
+// The one-time KeyPackages of one upload are a batch, stored in one row
+// (key_package_batch) rather than one row each, since a device keeps
+// keys.stock of them (50) and their rows were nearly all of what a device
+// costs in the database. KeyPackage i of a batch is
+// group.DeriveKeyPackage(template, F(i), signature key), where F is an
+// indexed PPRF (mls/pprf) with a leaf per KeyPackage and template holds
+// what they share (credential, capabilities, lifetime); signing is
+// deterministic, so deriving again gives the uploaded bytes. The row
+// keeps the template, the first 8 bytes of each KeyPackageRef (to find
+// the index a Welcome names) and the PPRF, sealed. Using a KeyPackage
+// punctures its index: from then on the row holds nothing from which its
+// private keys follow, as when a one-time KeyPackage's row was deleted,
+// and a second Welcome for it is refused. The PPRF starts as one secret
+// and grows by at most log2(stock) secrets per use; the row is deleted
+// when every KeyPackage is used. A 50-KeyPackage batch costs about 0.6 KB
+// where 50 rows cost 42 KB. The last-resort KeyPackage keeps a row of its
+// own (key_package), as do one-time ones made before batches: it serves
+// several joiners and is replaced, not punctured.
 //
 // The stock is kept at keys.stock. The homeserver's MSC3202 counts arrive
 // only with transactions that concern the device, and may have been
@@ -72,7 +93,7 @@
 //
 // # What groups uses
 //
-// Claim to add devices; KeyPackageBundle to open a Welcome; Consume once
+// Claim to add devices; FindKeyPackage to open a Welcome; Consume once
 // the Welcome is processed; SignatureKey to sign; EnsureIdentity when it
 // creates a device.
 package keys

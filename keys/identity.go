@@ -17,10 +17,11 @@ import (
 
 // Purposes of the secrets this package seals.
 const (
-	purposeSignatureKey   seal.Purpose = "keys.signature_key"
-	purposeKeyPackage     seal.Purpose = "keys.key_package"
-	purposeMasterKey      seal.Purpose = "keys.master_key"
-	purposeSelfSigningKey seal.Purpose = "keys.self_signing_key"
+	purposeSignatureKey    seal.Purpose = "keys.signature_key"
+	purposeKeyPackage      seal.Purpose = "keys.key_package"
+	purposeKeyPackageBatch seal.Purpose = "keys.key_package_batch"
+	purposeMasterKey       seal.Purpose = "keys.master_key"
+	purposeSelfSigningKey  seal.Purpose = "keys.self_signing_key"
 )
 
 // ErrNoIdentity is returned for a device that has no MLS identity (yet).
@@ -122,15 +123,16 @@ func (m *Manager) EnsureIdentity(ctx context.Context, q database.Querier, out *d
 	if err != nil {
 		return false, err
 	}
-	otks, err := m.makeKeyPackages(dev, sig, m.cfg.Stock, false)
+	otks, err := m.makeBatch(dev, sig, m.cfg.Stock)
 	if err != nil {
 		return false, err
 	}
-	lastResort, err := m.makeKeyPackages(dev, sig, 1, true)
+	defer otks.wipe()
+	lastResort, err := m.makeLastResort(dev, sig)
 	if err != nil {
 		return false, err
 	}
-	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{DeviceKeys: deviceKeys, OneTimeKeys: otks, Fallback: lastResort})
+	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{DeviceKeys: deviceKeys, OneTimeKeys: otks.kps, Fallback: []newKeyPackage{lastResort}})
 	if err != nil {
 		return false, err
 	}
@@ -138,7 +140,10 @@ func (m *Manager) EnsureIdentity(ctx context.Context, q database.Querier, out *d
 		VALUES ($1, $2, $3, $4, $5, $6)`, dev.UserID, dev.DeviceID, int(m.suite.ID()), sealed, deviceKeys, txn); err != nil {
 		return false, fmt.Errorf("store identity of %s: %w", dev, err)
 	}
-	if err := insertKeyPackages(ctx, q, dev, txn, append(otks, lastResort...)); err != nil {
+	if err := m.insertBatch(ctx, q, dev, txn, otks); err != nil {
+		return false, err
+	}
+	if err := insertKeyPackages(ctx, q, dev, txn, []newKeyPackage{lastResort}); err != nil {
 		return false, err
 	}
 	now := m.cfg.Now()
@@ -149,7 +154,7 @@ func (m *Manager) EnsureIdentity(ctx context.Context, q database.Querier, out *d
 		return false, err
 	}
 	m.cfg.Log.Info().Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).Str("suite", m.suite.String()).
-		Int("key_packages", len(otks)).Str("outbox_txn_id", txn).Msg("Device got its MLS identity")
+		Int("key_packages", len(otks.kps)).Str("outbox_txn_id", txn).Msg("Device got its MLS identity")
 	return true, nil
 }
 

@@ -27,6 +27,7 @@ func SealedColumns() []SealedColumn {
 	return []SealedColumn{
 		{"device_identity", []string{"user_id", "device_id"}, "signature_key", purposeSignatureKey},
 		{"key_package", []string{"user_id", "device_id", "key_id"}, "private", purposeKeyPackage},
+		{"key_package_batch", []string{"user_id", "device_id", "upload_txn"}, "secrets", purposeKeyPackageBatch},
 		{"puppet_cross_signing", []string{"user_id"}, "master_key", purposeMasterKey},
 		{"puppet_cross_signing", []string{"user_id"}, "self_signing_key", purposeSelfSigningKey},
 	}

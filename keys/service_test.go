@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
@@ -282,19 +283,86 @@ func (e *env) ready(t *testing.T, d Device) (bool, error) {
 	return sent && xs && e.held(t, d) == testStock, nil
 }
 
-// storedKeyPackage looks d's KeyPackage kp up by its key id, which is
-// its ref (a hash of the whole KeyPackage: found means it is ours byte for
-// byte), and returns the key id and whether it is the current last-resort
-// one.
+// storedKeyPackage looks d's KeyPackage kp up as a Welcome would, by its
+// ref (a hash of the whole KeyPackage: found means it is ours byte for
+// byte, re-derived if it is of a batch), and returns its key id and
+// whether it is the current last-resort one.
 func (e *env) storedKeyPackage(t *testing.T, d Device, kp *message.KeyPackage) (id string, lastResort, found bool) {
 	t.Helper()
 	s, _ := suite.Lookup(kp.CipherSuite)
-	err := e.db.QueryRow(t.Context(), `SELECT key_id, last_resort AND retired_at IS NULL FROM key_package
-		WHERE user_id = $1 AND device_id = $2 AND key_id = $3`, d.UserID, d.DeviceID, keyID(kp.Ref(s))).Scan(&id, &lastResort)
-	if err != nil {
+	ref := kp.Ref(s)
+	_, _, err := e.m.FindKeyPackage(t.Context(), e.db, d, [][]byte{ref})
+	if errors.Is(err, ErrUnknownKeyPackage) {
 		return "", false, false
 	}
-	return id, lastResort, true
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.db.QueryRow(t.Context(), `SELECT last_resort AND retired_at IS NULL FROM key_package
+		WHERE user_id = $1 AND device_id = $2 AND key_id = $3`, d.UserID, d.DeviceID, keyID(ref)).Scan(&lastResort)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatal(err)
+	}
+	return keyID(ref), lastResort, true
+}
+
+// storedCount is how many KeyPackages of d the database holds private
+// keys for (unsent: only those whose upload is not sent yet).
+func (e *env) storedCount(t *testing.T, d Device, unsent bool) int {
+	t.Helper()
+	var n int
+	err := e.db.QueryRow(t.Context(), `SELECT
+		(SELECT count(*) FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
+		 WHERE k.user_id = $1 AND k.device_id = $2 AND (NOT $3 OR o.sent_at IS NULL)) +
+		(SELECT coalesce(sum(length(b.refs) / $4 - b.used), 0) FROM key_package_batch b JOIN outbox o ON o.txn_id = b.upload_txn
+		 WHERE b.user_id = $1 AND b.device_id = $2 AND (NOT $3 OR o.sent_at IS NULL))`,
+		d.UserID, d.DeviceID, unsent, refPrefixLen).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// batchKeyPackages derives every unused KeyPackage of d's batches, with
+// its private keys, and returns them with each batch's PPRF encoding.
+func (e *env) batchKeyPackages(t *testing.T, d Device) (kps []*group.KeyPackageBundle, states [][]byte) {
+	t.Helper()
+	ctx := t.Context()
+	sig, err := e.m.SignatureKey(ctx, e.db, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.db.Query(ctx, `SELECT upload_txn, template, refs, secrets FROM key_package_batch
+		WHERE user_id = $1 AND device_id = $2`, d.UserID, d.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txn string
+	var template, refs, sealed []byte
+	_, err = pgx.ForEachRow(rows, []any{&txn, &template, &refs, &sealed}, func() error {
+		state, err := e.m.cfg.Sealer.Open(purposeKeyPackageBatch, batchRow(d, txn), sealed)
+		if err != nil {
+			return err
+		}
+		states = append(states, state)
+		for i := range len(refs) / refPrefixLen {
+			hit, err := e.m.deriveFromBatch(d, sig, txn, template, sealed, i)
+			if err != nil {
+				return err
+			}
+			if hit != nil {
+				if !bytes.Equal(hit.ref[:refPrefixLen], refs[i*refPrefixLen:(i+1)*refPrefixLen]) {
+					return fmt.Errorf("batch %s: KeyPackage %d derived again has another ref", txn, i)
+				}
+				kps = append(kps, hit.bundle)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kps, states
 }
 
 func (e *env) claimOne(t *testing.T, as, d Device) Claimed {
@@ -377,6 +445,7 @@ func TestKeysService(t *testing.T) {
 			t.Fatalf("%s: homeserver holds %d after one claim, want %d", c.Device, got, testStock-1)
 		}
 	}
+	checkConsume(t, e, claims[0])
 	checkQueryIndependently(t, e, carol, ours)
 
 	// Claims take alice's first device below the low-water mark; the
@@ -513,6 +582,38 @@ func TestKeysService(t *testing.T) {
 // checkQueryIndependently verifies, without this package's verifier, that
 // /keys/query shows each device's credential key under both names and
 // self-signing signatures.
+// checkConsume consumes the claimed one-time KeyPackage c as a processed
+// Welcome does: it is found before and not after, a second Consume is
+// refused, and exactly one KeyPackage of the device's batches is gone.
+func checkConsume(t *testing.T, e *env, c Claimed) {
+	t.Helper()
+	ctx := t.Context()
+	s, _ := suite.Lookup(c.KeyPackage.CipherSuite)
+	ref := c.KeyPackage.Ref(s)
+	before, _ := e.batchKeyPackages(t, c.Device)
+	if _, _, found := e.storedKeyPackage(t, c.Device, c.KeyPackage); !found {
+		t.Fatalf("%s: claimed KeyPackage not found before its Welcome", c.Device)
+	}
+	if err := e.m.Consume(ctx, e.db, nil, c.Device, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, found := e.storedKeyPackage(t, c.Device, c.KeyPackage); found {
+		t.Fatalf("%s: consumed KeyPackage still found", c.Device)
+	}
+	if err := e.m.Consume(ctx, e.db, nil, c.Device, ref); !errors.Is(err, ErrUnknownKeyPackage) {
+		t.Fatalf("%s: consumed twice: %v, want ErrUnknownKeyPackage", c.Device, err)
+	}
+	after, _ := e.batchKeyPackages(t, c.Device)
+	if len(after) != len(before)-1 {
+		t.Fatalf("%s: %d KeyPackages derivable after consuming one of %d", c.Device, len(after), len(before))
+	}
+	for _, b := range after {
+		if bytes.Equal(b.KeyPackage.Ref(s), ref) {
+			t.Fatalf("%s: the consumed KeyPackage is still derivable", c.Device)
+		}
+	}
+}
+
 func checkQueryIndependently(t *testing.T, e *env, as Device, devices []Device) {
 	t.Helper()
 	raw := queryDevices(t, e, as, devices)
@@ -645,10 +746,7 @@ func crashBetweenGenerateAndUpload(t *testing.T, e *env, dave Device) {
 	e.hs.Stop(t)
 	svc := startBinary(t, e.bin, e.cfgPath)
 	waitFor(t, 60*time.Second, "dave's stock committed, not uploaded", func() (bool, error) {
-		var n int
-		err := e.db.QueryRow(t.Context(), `SELECT count(*) FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
-			WHERE k.user_id = $1 AND k.device_id = $2 AND o.sent_at IS NULL`, dave.UserID, dave.DeviceID).Scan(&n)
-		return n == testStock+1, err
+		return e.storedCount(t, dave, true) == testStock+1, nil
 	})
 	svc.kill(t)
 	e.hs.Start(t)
@@ -669,10 +767,7 @@ func checkCrashOutcome(t *testing.T, e *env, as, dave Device) (claimed int) {
 	if failed != 0 {
 		t.Fatalf("%d key uploads were refused", failed)
 	}
-	if err := e.db.QueryRow(ctx, `SELECT count(*) FROM key_package WHERE user_id = $1 AND device_id = $2`, dave.UserID, dave.DeviceID).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != testStock+1 {
+	if rows = e.storedCount(t, dave, false); rows != testStock+1 {
 		t.Fatalf("dave has %d KeyPackages after the crash, want %d", rows, testStock+1)
 	}
 	seen := map[string]bool{}
@@ -752,11 +847,19 @@ func checkDump(t *testing.T, e *env, devices []Device) int {
 		}
 		rows.Close()
 		for _, r := range refs {
-			b, err := e.m.KeyPackageBundle(ctx, e.db, d, r)
+			_, b, err := e.m.FindKeyPackage(ctx, e.db, d, [][]byte{r})
 			if err != nil {
 				t.Fatal(err)
 			}
 			secrets = append(secrets, b.InitKey.Bytes(), b.EncryptionKey.Bytes())
+		}
+		batched, states := e.batchKeyPackages(t, d)
+		for _, b := range batched {
+			secrets = append(secrets, b.InitKey.Bytes(), b.EncryptionKey.Bytes())
+		}
+		for _, st := range states {
+			// The last node secret of the PPRF, its root while unused.
+			secrets = append(secrets, st[len(st)-sig.Suite().HashSize():])
 		}
 		cs, err := e.m.loadCrossSigning(ctx, e.db, d.UserID)
 		if err != nil || cs == nil {
@@ -841,7 +944,8 @@ func checkReseal(t *testing.T, e *env, devices []Device) {
 	}
 	var left int
 	kid := newKey.ID()
-	if err := e.db.QueryRow(ctx, `SELECT count(*) FROM key_package WHERE substring(private from 2 for 8) <> $1`, kid[:]).Scan(&left); err != nil {
+	if err := e.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM key_package WHERE substring(private from 2 for 8) <> $1) +
+		(SELECT count(*) FROM key_package_batch WHERE substring(secrets from 2 for 8) <> $1)`, kid[:]).Scan(&left); err != nil {
 		t.Fatal(err)
 	}
 	if left != 0 {

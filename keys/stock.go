@@ -1,8 +1,8 @@
 package keys
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,38 +36,36 @@ func keyPackageRow(dev Device, keyID string) seal.Binding {
 	return seal.Row("key_package", string(dev.UserID), string(dev.DeviceID), keyID)
 }
 
-// makeKeyPackages makes n KeyPackages of dev, valid for the configured
-// lifetime (from an hour ago, for clocks behind ours), their private keys
-// sealed to their rows.
-func (m *Manager) makeKeyPackages(dev Device, sig *suite.SignaturePrivateKey, n int, lastResort bool) ([]newKeyPackage, error) {
-	now := m.cfg.Now()
-	notAfter := now.Add(m.cfg.Lifetime).Truncate(time.Second)
-	lifetime := &message.Lifetime{NotBefore: uint64(now.Add(-time.Hour).Unix()), NotAfter: uint64(notAfter.Unix())}
-	out := make([]newKeyPackage, 0, n)
-	for range n {
-		b, err := group.NewKeyPackage(dev.Credential(), sig, &group.KeyPackageOptions{Lifetime: lifetime})
-		if err != nil {
-			return nil, fmt.Errorf("key package for %s: %w", dev, err)
-		}
-		private, err := b.MarshalBinary()
-		if err != nil {
-			return nil, fmt.Errorf("key package for %s: %w", dev, err)
-		}
-		ref := b.KeyPackage.Ref(sig.Suite())
-		kp := newKeyPackage{keyID: keyID(ref), notAfter: notAfter, lastResort: lastResort,
-			wire: codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &b.KeyPackage})}
-		if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), private); err != nil {
-			return nil, err
-		}
-		clear(private)
-		out = append(out, kp)
+// makeLastResort makes a last-resort KeyPackage of dev, its private keys
+// sealed to its row. Unlike the one-time ones (batch.go), its keys come
+// from a secret of its own: it may serve several joiners and is replaced,
+// not punctured.
+func (m *Manager) makeLastResort(dev Device, sig *suite.SignaturePrivateKey) (newKeyPackage, error) {
+	template, notAfter, err := m.keyPackageTemplate(dev, sig)
+	if err != nil {
+		return newKeyPackage{}, err
 	}
-	kind := "one_time"
-	if lastResort {
-		kind = "last_resort"
+	secret := make([]byte, sig.Suite().HashSize())
+	defer clear(secret)
+	if _, err := rand.Read(secret); err != nil {
+		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
 	}
-	m.cfg.Metrics.Generated.WithLabelValues(kind).Add(float64(n))
-	return out, nil
+	b, err := group.DeriveKeyPackage(template, secret, sig)
+	if err != nil {
+		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
+	}
+	private, err := b.MarshalBinary()
+	if err != nil {
+		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
+	}
+	defer clear(private)
+	kp := newKeyPackage{keyID: keyID(b.KeyPackage.Ref(sig.Suite())), notAfter: notAfter, lastResort: true,
+		wire: codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &b.KeyPackage})}
+	if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), private); err != nil {
+		return newKeyPackage{}, err
+	}
+	m.cfg.Metrics.Generated.WithLabelValues("last_resort").Inc()
+	return kp, nil
 }
 
 func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn string, kps []newKeyPackage) error {
@@ -86,40 +84,62 @@ func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn 
 	return nil
 }
 
-// KeyPackageBundle returns our device's KeyPackage whose KeyPackageRef is
-// ref, with its private keys and the device's signature key: what joining
-// from a Welcome addressed to it needs. ErrUnknownKeyPackage if none.
-func (m *Manager) KeyPackageBundle(ctx context.Context, q database.Querier, dev Device, ref []byte) (*group.KeyPackageBundle, error) {
-	var id string
-	var sealed []byte
-	err := q.QueryRow(ctx, `SELECT key_id, private FROM key_package WHERE user_id = $1 AND device_id = $2 AND key_id = $3`,
-		dev.UserID, dev.DeviceID, keyID(ref)).Scan(&id, &sealed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read key package of %s: %w", dev, err)
-	}
+// FindKeyPackage returns the first of refs (a Welcome's KeyPackageRefs)
+// that names a KeyPackage of our device dev whose private keys are still
+// kept, and that KeyPackage with its private keys and the device's
+// signature key: what joining from the Welcome needs.
+// ErrUnknownKeyPackage if none does.
+func (m *Manager) FindKeyPackage(ctx context.Context, q database.Querier, dev Device, refs [][]byte) ([]byte, *group.KeyPackageBundle, error) {
 	ident, err := m.loadIdentity(ctx, q, dev)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if ident == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoIdentity, dev)
+		return nil, nil, fmt.Errorf("%w: %s", ErrNoIdentity, dev)
+	}
+	hit, err := m.findInBatches(ctx, q, ident, refs, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if hit != nil {
+		hit.wipe()
+		return hit.ref, hit.bundle, nil
+	}
+	return m.findStored(ctx, q, ident, refs)
+}
+
+// findStored looks refs up among the KeyPackages stored one per row: the
+// last-resort ones, and one-time ones made before batches.
+func (m *Manager) findStored(ctx context.Context, q database.Querier, ident *identity, refs [][]byte) ([]byte, *group.KeyPackageBundle, error) {
+	dev := ident.dev
+	ids := make([]string, len(refs))
+	for i, r := range refs {
+		ids[i] = keyID(r)
+	}
+	var id string
+	var sealed []byte
+	err := q.QueryRow(ctx, `SELECT key_id, private FROM key_package WHERE user_id = $1 AND device_id = $2 AND key_id = ANY($3)
+		ORDER BY array_position($3, key_id) LIMIT 1`, dev.UserID, dev.DeviceID, ids).Scan(&id, &sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, fmt.Errorf("%w: %s, %d refs", ErrUnknownKeyPackage, dev, len(refs))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read key package of %s: %w", dev, err)
 	}
 	private, err := m.cfg.Sealer.Open(purposeKeyPackage, keyPackageRow(dev, id), sealed)
 	if err != nil {
-		return nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
+		return nil, nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
 	}
 	defer clear(private)
 	b, err := group.UnmarshalKeyPackageBundle(private, ident.sig)
 	if err != nil {
-		return nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
+		return nil, nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
 	}
-	if !bytes.Equal(b.KeyPackage.Ref(ident.sig.Suite()), ref) {
-		return nil, fmt.Errorf("key package %s of %s: stored under another ref", id, dev)
+	ref := b.KeyPackage.Ref(ident.sig.Suite())
+	if keyID(ref) != id {
+		return nil, nil, fmt.Errorf("key package %s of %s: stored under another ref", id, dev)
 	}
-	return b, nil
+	return ref, b, nil
 }
 
 // Consume records, in the caller's transaction, that the Welcome which
@@ -134,7 +154,7 @@ func (m *Manager) Consume(ctx context.Context, q database.Querier, out *database
 	err := q.QueryRow(ctx, `SELECT key_id, last_resort, retired_at IS NOT NULL FROM key_package
 		WHERE user_id = $1 AND device_id = $2 AND key_id = $3 FOR UPDATE`, dev.UserID, dev.DeviceID, keyID(ref)).Scan(&id, &lastResort, &retired)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
+		return m.consumeBatched(ctx, q, dev, ref)
 	}
 	if err != nil {
 		return fmt.Errorf("consume key package of %s: %w", dev, err)
@@ -156,14 +176,32 @@ func (m *Manager) Consume(ctx context.Context, q database.Querier, out *database
 	return m.replaceLastResort(ctx, q, out, ident, "consumed")
 }
 
+// consumeBatched consumes a one-time KeyPackage of one of dev's batches:
+// its index is punctured, so its private keys can no longer be derived.
+func (m *Manager) consumeBatched(ctx context.Context, q database.Querier, dev Device, ref []byte) error {
+	ident, err := m.loadIdentity(ctx, q, dev)
+	if err != nil || ident == nil {
+		return errors.Join(err, ErrNoIdentity)
+	}
+	hit, err := m.findInBatches(ctx, q, ident, [][]byte{ref}, true)
+	if err != nil {
+		return err
+	}
+	if hit == nil {
+		return fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
+	}
+	return m.consumeFromBatch(ctx, q, dev, hit)
+}
+
 // replaceLastResort makes a new last-resort KeyPackage, retires the
 // current one and uploads the new one as the fallback key, which the
 // homeserver then hands out instead.
 func (m *Manager) replaceLastResort(ctx context.Context, q database.Querier, out *database.Producer, id *identity, why string) error {
-	kps, err := m.makeKeyPackages(id.dev, id.sig, 1, true)
+	kp, err := m.makeLastResort(id.dev, id.sig)
 	if err != nil {
 		return err
 	}
+	kps := []newKeyPackage{kp}
 	if _, err := q.Exec(ctx, `UPDATE key_package SET retired_at = now() WHERE user_id = $1 AND device_id = $2
 		AND last_resort AND retired_at IS NULL`, id.dev.UserID, id.dev.DeviceID); err != nil {
 		return fmt.Errorf("retire last-resort key package of %s: %w", id.dev, err)
@@ -190,9 +228,12 @@ func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *datab
 	// homeserver: a row sent in between is then counted twice (too few
 	// generated, made up next time) rather than not at all (too many).
 	var pending int
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
-		WHERE k.user_id = $1 AND k.device_id = $2 AND NOT k.last_resort AND o.sent_at IS NULL AND o.failed_at IS NULL`,
-		dev.UserID, dev.DeviceID).Scan(&pending); err != nil {
+	if err := q.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
+		 WHERE k.user_id = $1 AND k.device_id = $2 AND NOT k.last_resort AND o.sent_at IS NULL AND o.failed_at IS NULL) +
+		(SELECT coalesce(sum(length(b.refs) / $3), 0) FROM key_package_batch b JOIN outbox o ON o.txn_id = b.upload_txn
+		 WHERE b.user_id = $1 AND b.device_id = $2 AND o.sent_at IS NULL AND o.failed_at IS NULL)`,
+		dev.UserID, dev.DeviceID, refPrefixLen).Scan(&pending); err != nil {
 		return fmt.Errorf("count pending key packages of %s: %w", dev, err)
 	}
 	var sent, claimed int64
@@ -221,15 +262,16 @@ func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *datab
 	}
 	m.cfg.Metrics.BelowLowWater.Inc()
 	n := m.cfg.Stock - held - pending
-	kps, err := m.makeKeyPackages(dev, id.sig, n, false)
+	b, err := m.makeBatch(dev, id.sig, n)
 	if err != nil {
 		return err
 	}
-	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{OneTimeKeys: kps})
+	defer b.wipe()
+	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{OneTimeKeys: b.kps})
 	if err != nil {
 		return err
 	}
-	if err := insertKeyPackages(ctx, q, dev, txn, kps); err != nil {
+	if err := m.insertBatch(ctx, q, dev, txn, b); err != nil {
 		return err
 	}
 	m.cfg.Metrics.TopUps.Inc()
@@ -268,9 +310,16 @@ func (m *Manager) prune(ctx context.Context, q database.Querier, dev Device) err
 	if err != nil {
 		return fmt.Errorf("prune key packages of %s: %w", dev, err)
 	}
-	if n := tag.RowsAffected(); n > 0 {
+	n := tag.RowsAffected()
+	tag, err = q.Exec(ctx, `DELETE FROM key_package_batch b WHERE b.user_id = $1 AND b.device_id = $2 AND (
+		b.not_after < $3 OR EXISTS (SELECT 1 FROM outbox o WHERE o.txn_id = b.upload_txn AND o.failed_at IS NOT NULL))`,
+		dev.UserID, dev.DeviceID, grace)
+	if err != nil {
+		return fmt.Errorf("prune key packages of %s: %w", dev, err)
+	}
+	if n += tag.RowsAffected(); n > 0 {
 		m.cfg.Log.Info().Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).Int64("deleted", n).
-			Msg("Deleted private keys of KeyPackages no longer usable")
+			Msg("Deleted private keys of KeyPackages no longer usable (rows: KeyPackages or batches)")
 	}
 	return nil
 }

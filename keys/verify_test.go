@@ -209,9 +209,13 @@ func TestSealedRowsAreBound(t *testing.T) {
 	}
 	s, _ := suite.Lookup(1)
 	a := newTestDevice(t, s, "@a:hs", "A")
-	kps, err := m.makeKeyPackages(a.dev, a.sig, 2, false)
-	if err != nil {
-		t.Fatal(err)
+	var kps []newKeyPackage
+	for range 2 {
+		kp, err := m.makeLastResort(a.dev, a.sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kps = append(kps, kp)
 	}
 	if kps[0].keyID == kps[1].keyID {
 		t.Fatal("two key packages share a key id")
