@@ -95,7 +95,8 @@ func (m *Manager) FindKeyPackage(ctx context.Context, q database.Querier, dev De
 		return nil, nil, err
 	}
 	if ident == nil {
-		return nil, nil, fmt.Errorf("%w: %s", ErrNoIdentity, dev)
+		// A device without an identity never published a KeyPackage.
+		return nil, nil, fmt.Errorf("%w: %s has no MLS identity", ErrUnknownKeyPackage, dev)
 	}
 	hit, err := m.findInBatches(ctx, q, ident, refs, false)
 	if err != nil {
