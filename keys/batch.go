@@ -136,10 +136,11 @@ type batchHit struct {
 
 // findInBatches returns the KeyPackage of dev's batches that the first
 // possible of refs names, or nil if none does. lock takes the batch rows
-// FOR UPDATE, for a caller that changes them.
+// FOR UPDATE, for a caller that changes them. Errors are the database's.
 func (m *Manager) findInBatches(ctx context.Context, q database.Querier, id *identity, refs [][]byte, lock bool) (*batchHit, error) {
 	dev := id.dev
-	query := `SELECT upload_txn, template, refs, secrets, used FROM key_package_batch WHERE user_id = $1 AND device_id = $2`
+	query := `SELECT upload_txn, template, refs, secrets, used FROM key_package_batch WHERE user_id = $1 AND device_id = $2
+		ORDER BY created_at, upload_txn`
 	if lock {
 		query += ` FOR UPDATE`
 	}
@@ -160,18 +161,26 @@ func (m *Manager) findInBatches(ctx context.Context, q database.Querier, id *ide
 	}); err != nil {
 		return nil, fmt.Errorf("read key packages of %s: %w", dev, err)
 	}
+	// A row that does not open or decode is skipped, logged and counted
+	// once: it must not keep the device from joining by its other
+	// KeyPackages.
+	unreadable := map[string]bool{}
 	for _, ref := range refs {
 		if len(ref) < refPrefixLen {
 			continue
 		}
 		for _, b := range batches {
-			for i := 0; i+refPrefixLen <= len(b.refs); i += refPrefixLen {
+			for i := 0; i+refPrefixLen <= len(b.refs) && !unreadable[b.txn]; i += refPrefixLen {
 				if !bytes.Equal(b.refs[i:i+refPrefixLen], ref[:refPrefixLen]) {
 					continue
 				}
 				hit, err := m.deriveFromBatch(dev, id.sig, b.txn, b.template, b.sealed, i/refPrefixLen)
 				if err != nil {
-					return nil, err
+					unreadable[b.txn] = true
+					m.cfg.Metrics.UnreadableBatches.Inc()
+					m.cfg.Log.Error().Err(err).Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).
+						Str("upload_txn", b.txn).Msg("Stored KeyPackage batch unreadable; its KeyPackages cannot be used")
+					continue
 				}
 				if hit != nil && bytes.Equal(hit.ref, ref) {
 					hit.last = b.used+1 >= len(b.refs)/refPrefixLen

@@ -28,6 +28,10 @@ type Metrics struct {
 	// CrossSigned counts devices whose cross-signing signature was
 	// uploaded.
 	CrossSigned prometheus.Counter
+	// UnreadableBatches counts stored KeyPackage batches that did not
+	// open or decode when a Welcome was looked up in them; they are
+	// skipped, and their KeyPackages cannot be used.
+	UnreadableBatches prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -55,8 +59,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Claims of other devices' KeyPackages refused, by reason."}, []string{"reason"}),
 		CrossSigned: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_devices_cross_signed_total",
 			Help: "Devices whose self-signing signature the homeserver accepted."}),
+		UnreadableBatches: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_key_package_batches_unreadable_total",
+			Help: "Stored batches of our KeyPackages that did not open or decode when looked up (skipped; see the log)."}),
 	}
 	reg.MustRegister(m.Stock, m.LowWater, m.BelowLowWater, m.Generated, m.Uploaded, m.ClaimedByOthers, m.TopUps,
-		m.LastResortReplaced, m.Claimed, m.Refused, m.CrossSigned)
+		m.LastResortReplaced, m.Claimed, m.Refused, m.CrossSigned, m.UnreadableBatches)
 	return m
 }

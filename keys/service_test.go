@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/id"
@@ -446,6 +447,7 @@ func TestKeysService(t *testing.T) {
 		}
 	}
 	checkConsume(t, e, claims[0])
+	checkUnreadableBatchSkipped(t, e, claims[1])
 	checkQueryIndependently(t, e, carol, ours)
 
 	// Claims take alice's first device below the low-water mark; the
@@ -611,6 +613,30 @@ func checkConsume(t *testing.T, e *env, c Claimed) {
 		if bytes.Equal(b.KeyPackage.Ref(s), ref) {
 			t.Fatalf("%s: the consumed KeyPackage is still derivable", c.Device)
 		}
+	}
+}
+
+// checkUnreadableBatchSkipped adds a batch row that does not open, whose
+// refs claim c's KeyPackage, older than c's own (so looked at first): c
+// is still found, and the bad row is logged and counted, not fatal.
+func checkUnreadableBatchSkipped(t *testing.T, e *env, c Claimed) {
+	t.Helper()
+	ctx := t.Context()
+	s, _ := suite.Lookup(c.KeyPackage.CipherSuite)
+	ref := c.KeyPackage.Ref(s)
+	before := testutil.ToFloat64(e.m.cfg.Metrics.UnreadableBatches)
+	if _, err := e.db.Exec(ctx, `INSERT INTO key_package_batch (user_id, device_id, upload_txn, template, refs, secrets, not_after, created_at)
+		VALUES ($1, $2, '0-bogus', '\x00', $3, '\x01020304', now() + interval '1 day', '2000-01-01')`, c.Device.UserID, c.Device.DeviceID, ref[:refPrefixLen]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, found := e.storedKeyPackage(t, c.Device, c.KeyPackage); !found {
+		t.Fatalf("%s: KeyPackage not found beside an unreadable batch", c.Device)
+	}
+	if got := testutil.ToFloat64(e.m.cfg.Metrics.UnreadableBatches) - before; got != 1 {
+		t.Fatalf("%v unreadable batches counted, want 1", got)
+	}
+	if _, err := e.db.Exec(ctx, `DELETE FROM key_package_batch WHERE upload_txn = '0-bogus'`); err != nil {
+		t.Fatal(err)
 	}
 }
 
