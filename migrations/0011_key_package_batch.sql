@@ -3,8 +3,8 @@
 -- output i of an indexed PPRF (mls/pprf) and the batch's template
 -- (group.DeriveKeyPackage); the row keeps the PPRF, sealed, in which using
 -- a KeyPackage punctures its index, so its private keys are gone as when
--- its row was deleted. At 50 KeyPackages a device this is about a
--- twentieth of the rows' size. Rows of key_package stay for last-resort
+-- its row was deleted. At 50 KeyPackages a device, measured at 1,000
+-- devices, the batches take 1.1 KB a device where the rows took 38.7 KB. Rows of key_package stay for last-resort
 -- KeyPackages, which are replaced rather than punctured, and for the
 -- one-time ones made before this migration until they are used or expire.
 CREATE TABLE key_package_batch (
@@ -15,7 +15,7 @@ CREATE TABLE key_package_batch (
     -- what the batch's KeyPackages share: a KeyPackage without its keys
     -- and signatures (public)
     template   bytea       NOT NULL,
-    -- the first 8 bytes of each KeyPackageRef, in index order (public)
+    -- the first 4 bytes of each KeyPackageRef, in index order (public)
     refs       bytea       NOT NULL,
     -- sealed: the indexed PPRF whose outputs are the KeyPackages' secrets
     secrets    bytea       NOT NULL,
