@@ -48,10 +48,10 @@
 // and grows by at most log2(stock) secrets per use; the row is deleted
 // when every KeyPackage is used. Measured at 1,000 devices (load test,
 // pg_total_relation_size): the batches take 1.1 KB a device, indexes and
-// dead row versions included, where the 50 rows each took 38.7 KB. The
-// last-resort KeyPackage keeps a row of its
-// own (key_package), as do one-time ones made before batches: it serves
-// several joiners and is replaced, not punctured.
+// dead row versions included, where a device's 50 rows took 38.7 KB. The
+// last-resort KeyPackage keeps a row of its own (key_package), as do
+// one-time ones made before batches: it serves several joiners and is
+// replaced, not punctured.
 //
 // The stock is kept at keys.stock. The homeserver's MSC3202 counts arrive
 // only with transactions that concern the device, and may have been
