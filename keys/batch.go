@@ -100,8 +100,7 @@ func (m *Manager) makeBatch(dev Device, sig *suite.SignaturePrivateKey, n int) (
 		}
 		ref := kp.KeyPackage.Ref(s)
 		b.refs = append(b.refs, ref[:refPrefixLen]...)
-		b.kps = append(b.kps, newKeyPackage{keyID: keyID(ref), notAfter: notAfter, wire: codec.Marshal(&message.MLSMessage{
-			Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &kp.KeyPackage})})
+		b.kps = append(b.kps, newKeyPackage{keyID: keyID(ref), notAfter: notAfter, wire: uploadForm(&kp.KeyPackage)})
 	}
 	if b.state, err = keep.MarshalBinary(); err != nil {
 		return nil, fmt.Errorf("key packages for %s: %w", dev, err)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
@@ -22,13 +20,7 @@ func TestBatch(t *testing.T) {
 	for _, id := range []suite.ID{1, 2, 3} {
 		s, _ := suite.Lookup(id)
 		t.Run(s.String(), func(t *testing.T) {
-			k, _ := seal.GenerateKey()
-			sealer, _ := seal.NewSealer(k)
-			m, err := New(Config{Sealer: sealer, Homeserver: nilHomeserver{}, Metrics: NewMetrics(prometheus.NewRegistry()),
-				Suite: id, Stock: 5, LowWater: 1, CheckInterval: time.Hour, Lifetime: 24 * time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, sealer := offlineManager(t, id, 5, 1, 24*time.Hour)
 			a := newTestDevice(t, s, "@a:hs", "A")
 			const n = 5
 			b, err := m.makeBatch(a.dev, a.sig, n)

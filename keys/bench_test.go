@@ -5,10 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mls-appservice/mls-appservice/mls/suite"
-	"github.com/mls-appservice/mls-appservice/seal"
 )
 
 // BenchmarkKeyPackage measures making one sealed last-resort KeyPackage
@@ -53,13 +50,7 @@ func BenchmarkDeviceStock(b *testing.B) {
 }
 
 func benchManager(b *testing.B, id suite.ID) (*Manager, Device, *suite.SignaturePrivateKey) {
-	k, _ := seal.GenerateKey()
-	sealer, _ := seal.NewSealer(k)
-	m, err := New(Config{Sealer: sealer, Homeserver: nilHomeserver{}, Metrics: NewMetrics(prometheus.NewRegistry()),
-		Suite: id, Stock: 50, LowWater: 20, CheckInterval: time.Hour, Lifetime: 90 * 24 * time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
+	m, _ := offlineManager(b, id, 50, 20, 90*24*time.Hour)
 	sig, _ := m.suite.GenerateSignatureKey()
 	return m, Device{UserID: "@mls_bench:localhost", DeviceID: "BENCHDEVICE"}, sig
 }

@@ -7,8 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/seal"
 )
 
 func idUser(s string) id.UserID     { return id.UserID(s) }
@@ -41,4 +46,24 @@ func (nilHomeserver) UploadSigningKeys(context.Context, id.UserID, json.RawMessa
 }
 func (nilHomeserver) UploadSignatures(context.Context, id.UserID, json.RawMessage) (json.RawMessage, error) {
 	return nil, errNoHomeserver
+}
+
+// offlineManager is a Manager of suite id with a fresh sealing key and no
+// homeserver, for tests and benchmarks that make and open keys only.
+func offlineManager(t testing.TB, id suite.ID, stock, lowWater int, lifetime time.Duration) (*Manager, *seal.Sealer) {
+	t.Helper()
+	k, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := seal.NewSealer(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Config{Sealer: sealer, Homeserver: nilHomeserver{}, Metrics: NewMetrics(prometheus.NewRegistry()),
+		Suite: id, Stock: stock, LowWater: lowWater, CheckInterval: time.Hour, Lifetime: lifetime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, sealer
 }

@@ -32,6 +32,11 @@ type newKeyPackage struct {
 	lastResort bool
 }
 
+// uploadForm is a KeyPackage as uploaded: an MLSMessage (package doc).
+func uploadForm(kp *message.KeyPackage) []byte {
+	return codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: kp})
+}
+
 func keyPackageRow(dev Device, keyID string) seal.Binding {
 	return seal.Row("key_package", string(dev.UserID), string(dev.DeviceID), keyID)
 }
@@ -60,7 +65,7 @@ func (m *Manager) makeLastResort(dev Device, sig *suite.SignaturePrivateKey) (ne
 	}
 	defer clear(private)
 	kp := newKeyPackage{keyID: keyID(b.KeyPackage.Ref(sig.Suite())), notAfter: notAfter, lastResort: true,
-		wire: codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: &b.KeyPackage})}
+		wire: uploadForm(&b.KeyPackage)}
 	if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), private); err != nil {
 		return newKeyPackage{}, err
 	}

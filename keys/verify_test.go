@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/group"
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -200,13 +198,7 @@ func TestCrossSignedCheck(t *testing.T) {
 }
 
 func TestSealedRowsAreBound(t *testing.T) {
-	k, _ := seal.GenerateKey()
-	sealer, _ := seal.NewSealer(k)
-	m, err := New(Config{Sealer: sealer, Homeserver: nilHomeserver{}, Metrics: NewMetrics(prometheus.NewRegistry()),
-		Suite: 1, Stock: 2, LowWater: 1, CheckInterval: time.Hour, Lifetime: 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, sealer := offlineManager(t, 1, 2, 1, 24*time.Hour)
 	s, _ := suite.Lookup(1)
 	a := newTestDevice(t, s, "@a:hs", "A")
 	var kps []newKeyPackage
