@@ -119,7 +119,7 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 			return errf(r.id, "clear left out users: %w", err)
 		}
 	}
-	orphaned, err := s.recoverOrphans(ctx, w.Q, r)
+	orphansDue, err := s.recoverOrphans(ctx, w.Q, r)
 	if err != nil {
 		return err
 	}
@@ -134,10 +134,10 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 			// about our own device's upload.
 			return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
 				DueAt: s.now().Add(uploadRecheck)}, database.Earliest)
-		case orphaned:
+		case !orphansDue.IsZero():
 			// Come back when an orphaned device's wait ends.
 			return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
-				DueAt: s.now().Add(s.cfg.Wait)}, database.Earliest)
+				DueAt: orphansDue}, database.Earliest)
 		}
 		return database.CancelTimer(ctx, w.Q, timerCommit, string(r.id))
 	}
@@ -184,90 +184,6 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 	}
 	return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
 		DueAt: later.At}, mode)
-}
-
-// recoverOrphans finds devices of ours that the base epoch's group holds
-// but for which we hold no private state (their Welcome never came), and
-// once one has been so for groups.wait, leaves it out of the room's view
-// so that the plan removes it; the next plan adds it again with a fresh
-// KeyPackage, and the device joins from that commit's Welcome.
-//
-// It reports whether orphans are still waiting.
-func (s *Service) recoverOrphans(ctx context.Context, q database.Querier, r *room) (bool, error) {
-	base, holders, err := r.base()
-	if err != nil {
-		return false, nil
-	}
-	if _, err := r.m.Public(base); err != nil {
-		return false, errf(r.id, "load base epoch: %w", err)
-	}
-	// Not nil: pgx sends a nil slice as NULL, and NOT device = ANY(NULL)
-	// is NULL, which would keep every stale record when no device is an
-	// orphan any more (a device that was one while its Welcome came late
-	// was then excluded and removed a wait later).
-	orphans := []string{}
-	for _, d := range r.m.Devices(base) {
-		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) && !slices.Contains(holders, d) {
-			orphans = append(orphans, d.Identity())
-		}
-	}
-	if _, err := q.Exec(ctx, `DELETE FROM dmls_orphan WHERE room_id = $1 AND NOT device = ANY($2)`, r.id, orphans); err != nil {
-		return false, errf(r.id, "orphaned devices: %w", err)
-	}
-	waiting := false
-	for _, o := range orphans {
-		var since time.Time
-		if err := q.QueryRow(ctx, `INSERT INTO dmls_orphan (room_id, device, since) VALUES ($1, $2, $3)
-			ON CONFLICT (room_id, device) DO UPDATE SET device = excluded.device RETURNING since`, r.id, o, s.now()).Scan(&since); err != nil {
-			return false, errf(r.id, "orphaned devices: %w", err)
-		}
-		if s.now().Sub(since) < s.cfg.Wait {
-			waiting = true
-			continue
-		}
-		s.cfg.Log.Warn().Stringer("room_id", r.id).Str("device", o).Dur("waited", s.now().Sub(since)).
-			Msg("Our device is in the group without its keys (its Welcome never came); removing it to add it again")
-	}
-	return waiting, nil
-}
-
-// clearOrphans forgets the orphan records of devices that joined (they
-// hold their keys now) or were removed from the group.
-func clearOrphans(ctx context.Context, q database.Querier, room id.RoomID, devices ...epochs.Device) error {
-	if len(devices) == 0 {
-		return nil
-	}
-	names := make([]string, len(devices))
-	for i, d := range devices {
-		names[i] = d.Identity()
-	}
-	if _, err := q.Exec(ctx, `DELETE FROM dmls_orphan WHERE room_id = $1 AND device = ANY($2)`, room, names); err != nil {
-		return errf(room, "orphaned devices: %w", err)
-	}
-	return nil
-}
-
-// excludeOrphans leaves out of view the devices of ours whose wait as
-// orphans (recoverOrphans) is over, so that the plan removes them. The
-// record stays until the device leaves the group (the removal lands) or
-// gets its keys: it keeps the device out of every view until then.
-func (s *Service) excludeOrphans(ctx context.Context, q database.Querier, r *room, view *epochs.Room) error {
-	rows, err := q.Query(ctx, `SELECT device FROM dmls_orphan WHERE room_id = $1 AND since <= $2`, r.id, s.now().Add(-s.cfg.Wait))
-	if err != nil {
-		return errf(r.id, "orphaned devices: %w", err)
-	}
-	orphans, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return errf(r.id, "orphaned devices: %w", err)
-	}
-	for _, o := range orphans {
-		d, err := epochs.ParseDevice(o)
-		if err != nil {
-			continue
-		}
-		view.Devices[d.UserID] = slices.DeleteFunc(slices.Clone(view.Devices[d.UserID]), func(x string) bool { return x == d.DeviceID })
-	}
-	return nil
 }
 
 // lowestLeaf returns the one of ours with the lowest leaf among joined.
@@ -417,14 +333,14 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 		}
 	}
 	// Our devices that the commit removes are no longer orphans: should
-	// they be added again, their wait starts afresh.
+	// they be added again, their wait starts afresh, longer.
 	var removed []epochs.Device
 	for _, d := range out.Removed {
 		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) {
 			removed = append(removed, d)
 		}
 	}
-	if err := clearOrphans(ctx, w.Q, r.id, removed...); err != nil {
+	if err := s.orphansRemoved(ctx, w.Q, r.id, removed); err != nil {
 		return err
 	}
 	// Our own devices that the commit adds join at once from the Welcome

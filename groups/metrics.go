@@ -19,6 +19,7 @@ type Metrics struct {
 	NotAddressed        prometheus.Counter
 	MalformedEvents     *prometheus.CounterVec
 	LeftOut             prometheus.Counter
+	OrphansRemoved      prometheus.Counter
 	HistoryFetched      prometheus.Counter
 	Backfilled          prometheus.Counter
 	HistoryStopped      *prometheus.CounterVec
@@ -71,7 +72,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		NotAddressed:    counter("mlsas_dmls_messages_not_addressed_total", "Messages of epochs none of our devices is a member of (sent after our removal)."),
 		MalformedEvents: vec("mlsas_dmls_malformed_events_total", "DMLS events or to-device messages that did not parse, by kind.", "kind"),
 		LeftOut:         counter("mlsas_dmls_members_left_out_total", "Joined users left out of a group because they have no MLS device."),
-		HistoryFetched:  counter("mlsas_dmls_history_events_fetched_total", "Commit events fetched from the homeserver: after a join to learn the branch's history, and to backfill missed commits."),
+		OrphansRemoved: counter("mlsas_dmls_orphans_removed_total",
+			"Devices of ours that our commits removed from a group they were in without their keys (their Welcome never came), to add them again."),
+		HistoryFetched: counter("mlsas_dmls_history_events_fetched_total", "Commit events fetched from the homeserver: after a join to learn the branch's history, and to backfill missed commits."),
 		Backfilled: counter("mlsas_dmls_backfilled_commits_total",
 			"Commits we missed, fetched from the homeserver along commit_event links and applied."),
 		HistoryStopped: vec("mlsas_dmls_backfill_stopped_total",

@@ -843,7 +843,7 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 	if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
 		return "", err
 	}
-	if err := clearOrphans(ctx, w.Q, r.id, fromKeys(dev)); err != nil {
+	if err := s.orphansSettled(ctx, w.Q, r.id, []epochs.Device{fromKeys(dev)}); err != nil {
 		return "", err
 	}
 	return joined, nil
