@@ -162,7 +162,11 @@ func (m *Manager) crossSignDevice(ctx context.Context, q database.Querier, ident
 	if cs == nil || !cs.uploaded {
 		return m.schedulePuppet(ctx, q, dev, m.cfg.Now())
 	}
-	v, err := decodeValue(ident.deviceKeys)
+	dk, err := ident.signedDeviceKeys()
+	if err != nil {
+		return err
+	}
+	v, err := decodeValue(dk)
 	if err != nil {
 		return fmt.Errorf("stored device keys of %s: %w", dev, err)
 	}

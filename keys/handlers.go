@@ -170,7 +170,11 @@ func (m *Manager) resendDeviceKeys(ctx context.Context, q database.Querier, out 
 	if !failed && err == nil {
 		return nil
 	}
-	txn, err := m.enqueueUpload(ctx, out, ident.dev, uploadBody{DeviceKeys: ident.deviceKeys})
+	dk, err := ident.signedDeviceKeys()
+	if err != nil {
+		return err
+	}
+	txn, err := m.enqueueUpload(ctx, out, ident.dev, uploadBody{DeviceKeys: dk})
 	if err != nil {
 		return err
 	}

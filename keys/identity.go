@@ -31,7 +31,7 @@ var ErrNoIdentity = errors.New("keys: device has no MLS identity")
 type identity struct {
 	dev            Device
 	sig            *suite.SignaturePrivateKey
-	deviceKeys     []byte // the signed device keys object as uploaded
+	deviceKeys     []byte // as uploaded, if stored (rows made before migration 0013)
 	deviceKeysTxn  string
 	deviceKeysSent bool
 	crossSigned    bool
@@ -70,6 +70,21 @@ func (m *Manager) loadIdentity(ctx context.Context, q database.Querier, dev Devi
 		return nil, fmt.Errorf("identity of %s: stored signature key: %w", dev, err)
 	}
 	return id, nil
+}
+
+// signedDeviceKeys returns the device keys object the device uploaded.
+// Rows made since migration 0013 do not store it: it is rebuilt from the
+// signature key, and comes out byte for byte as uploaded because every
+// suite's signatures are deterministic (Ed25519, and ECDSA by RFC 6979).
+func (id *identity) signedDeviceKeys() (json.RawMessage, error) {
+	if id.deviceKeys != nil {
+		return id.deviceKeys, nil
+	}
+	dk, err := buildDeviceKeys(id.dev, id.sig)
+	if err != nil {
+		return nil, fmt.Errorf("device keys of %s: %w", id.dev, err)
+	}
+	return dk, nil
 }
 
 // SignatureKey returns the signature key of our device dev, which signs
@@ -136,8 +151,9 @@ func (m *Manager) EnsureIdentity(ctx context.Context, q database.Querier, out *d
 	if err != nil {
 		return false, err
 	}
-	if _, err := q.Exec(ctx, `INSERT INTO device_identity (user_id, device_id, suite, signature_key, device_keys, device_keys_txn)
-		VALUES ($1, $2, $3, $4, $5, $6)`, dev.UserID, dev.DeviceID, int(m.suite.ID()), sealed, deviceKeys, txn); err != nil {
+	// device_keys stays NULL: signedDeviceKeys rebuilds it.
+	if _, err := q.Exec(ctx, `INSERT INTO device_identity (user_id, device_id, suite, signature_key, device_keys_txn)
+		VALUES ($1, $2, $3, $4, $5)`, dev.UserID, dev.DeviceID, int(m.suite.ID()), sealed, txn); err != nil {
 		return false, fmt.Errorf("store identity of %s: %w", dev, err)
 	}
 	if err := m.insertBatch(ctx, q, dev, txn, otks); err != nil {

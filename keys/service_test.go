@@ -447,6 +447,7 @@ func TestKeysService(t *testing.T) {
 		}
 	}
 	checkConsume(t, e, claims[0])
+	checkDeviceKeysRebuilt(t, e, ours)
 	checkUnreadableBatchSkipped(t, e, claims[1])
 	checkQueryIndependently(t, e, carol, ours)
 
@@ -637,6 +638,42 @@ func checkUnreadableBatchSkipped(t *testing.T, e *env, c Claimed) {
 	}
 	if _, err := e.db.Exec(ctx, `DELETE FROM key_package_batch WHERE upload_txn = '0-bogus'`); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkDeviceKeysRebuilt: no device's keys object is stored, and the one
+// rebuilt from its signature key is byte for byte the one its upload
+// carried (which the homeserver then cross-signs: a different object
+// would fail the cross-signing check of every claim).
+func checkDeviceKeysRebuilt(t *testing.T, e *env, devices []Device) {
+	t.Helper()
+	for _, d := range devices {
+		var stored, upload []byte
+		err := e.db.QueryRow(t.Context(), `SELECT i.device_keys, o.content FROM device_identity i JOIN outbox o ON o.txn_id = i.device_keys_txn
+			WHERE i.user_id = $1 AND i.device_id = $2`, d.UserID, d.DeviceID).Scan(&stored, &upload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored != nil {
+			t.Errorf("%s: device keys stored (%d bytes)", d, len(stored))
+		}
+		var body struct {
+			DeviceKeys json.RawMessage `json:"device_keys"`
+		}
+		if err := json.Unmarshal(upload, &body); err != nil {
+			t.Fatal(err)
+		}
+		ident, err := e.m.loadIdentity(t.Context(), e.db, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rebuilt, err := ident.signedDeviceKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rebuilt, body.DeviceKeys) {
+			t.Errorf("%s: rebuilt device keys differ from the uploaded ones:\n%s\n%s", d, rebuilt, body.DeviceKeys)
+		}
 	}
 }
 

@@ -198,6 +198,18 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		})
 	}
 	t.Logf("intake: %d rooms converged in %s", len(rooms), time.Since(start).Round(time.Second))
+	for _, c := range []struct {
+		svc  *testService
+		name string
+	}{{S, "S"}, {P, "P"}} {
+		for _, metric := range []string{"mlsas_dmls_orphans_removed_total", "mlsas_dmls_commits_made_total"} {
+			n, err := load.Counter(ctx, c.svc.proc.base+"/metrics", metric)
+			if err != nil {
+				t.Errorf("metrics: %v", err)
+			}
+			t.Logf("intake: %s's %s %v while the rooms converged", c.name, metric, n)
+		}
+	}
 
 	// The peer group encrypts; nothing it makes is sent.
 	P.proc.stop()
