@@ -51,7 +51,13 @@
 // dead row versions included, where a device's 50 rows took 38.7 KB. The
 // last-resort KeyPackage keeps a row of its own (key_package), as do
 // one-time ones made before batches: it serves several joiners and is
-// replaced, not punctured.
+// replaced, not punctured. Its row holds its template and, sealed, the
+// secret it is derived from (rows made before migration 0014 hold the
+// sealed KeyPackage and private keys).
+//
+// The device keys object is not stored either: signing is deterministic,
+// so the signature key rebuilds it as uploaded when it is uploaded again
+// or cross-signed (rows made before migration 0013 keep theirs).
 //
 // The stock is kept at keys.stock. The homeserver's MSC3202 counts arrive
 // only with transactions that concern the device, and may have been

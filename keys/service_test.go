@@ -878,7 +878,8 @@ func checkCrossSigned(t *testing.T, e *env, as Device, devices []Device) int {
 
 // checkDump dumps the database and counts the secrets it finds in it, in
 // raw, hex and base64 form: every device's signature key, every stored
-// KeyPackage's private keys and every cross-signing key.
+// KeyPackage's private keys and the secrets they are derived from, and
+// every cross-signing key.
 func checkDump(t *testing.T, e *env, devices []Device) int {
 	t.Helper()
 	ctx := t.Context()
@@ -894,19 +895,30 @@ func checkDump(t *testing.T, e *env, devices []Device) int {
 			t.Fatal(err)
 		}
 		secrets = append(secrets, sig.Bytes())
-		rows, err := e.db.Query(ctx, `SELECT key_id FROM key_package WHERE user_id = $1 AND device_id = $2`, d.UserID, d.DeviceID)
+		rows, err := e.db.Query(ctx, `SELECT key_id, private, template IS NOT NULL FROM key_package WHERE user_id = $1 AND device_id = $2`,
+			d.UserID, d.DeviceID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var refs [][]byte
 		for rows.Next() {
 			var id string
-			_ = rows.Scan(&id)
+			var sealed []byte
+			var derived bool
+			_ = rows.Scan(&id, &sealed, &derived)
 			r, err := base64.RawURLEncoding.DecodeString(id)
 			if err != nil {
 				t.Fatalf("key id %q: %v", id, err)
 			}
 			refs = append(refs, r)
+			if derived {
+				// The secret its keys are derived from.
+				secret, err := e.m.cfg.Sealer.Open(purposeKeyPackage, keyPackageRow(d, id), sealed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				secrets = append(secrets, secret)
+			}
 		}
 		rows.Close()
 		for _, r := range refs {

@@ -27,7 +27,8 @@ var ErrUnknownKeyPackage = errors.New("keys: no such KeyPackage of ours")
 type newKeyPackage struct {
 	keyID      string // keyID(KeyPackageRef): the one-time key id and the row's key
 	wire       []byte // MLSMessage(KeyPackage), as uploaded
-	sealed     []byte // sealed group.KeyPackageBundle
+	template   []byte // its template (group.NewKeyPackageTemplate), encoded
+	sealed     []byte // sealed: the secret it is derived from (group.DeriveKeyPackage)
 	notAfter   time.Time
 	lastResort bool
 }
@@ -59,14 +60,9 @@ func (m *Manager) makeLastResort(dev Device, sig *suite.SignaturePrivateKey) (ne
 	if err != nil {
 		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
 	}
-	private, err := b.MarshalBinary()
-	if err != nil {
-		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
-	}
-	defer clear(private)
 	kp := newKeyPackage{keyID: keyID(b.KeyPackage.Ref(sig.Suite())), notAfter: notAfter, lastResort: true,
-		wire: uploadForm(&b.KeyPackage)}
-	if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), private); err != nil {
+		wire: uploadForm(&b.KeyPackage), template: codec.Marshal(template)}
+	if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), secret); err != nil {
 		return newKeyPackage{}, err
 	}
 	m.cfg.Metrics.Generated.WithLabelValues("last_resort").Inc()
@@ -75,14 +71,14 @@ func (m *Manager) makeLastResort(dev Device, sig *suite.SignaturePrivateKey) (ne
 
 func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn string, kps []newKeyPackage) error {
 	n := len(kps)
-	ids, sealed := make([]string, n), make([][]byte, n)
+	ids, sealed, templates := make([]string, n), make([][]byte, n), make([][]byte, n)
 	lastResort, notAfter := make([]bool, n), make([]time.Time, n)
 	for i, kp := range kps {
-		ids[i], sealed[i], lastResort[i], notAfter[i] = kp.keyID, kp.sealed, kp.lastResort, kp.notAfter
+		ids[i], sealed[i], templates[i], lastResort[i], notAfter[i] = kp.keyID, kp.sealed, kp.template, kp.lastResort, kp.notAfter
 	}
-	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, last_resort, private, upload_txn, not_after)
-		SELECT $1, $2, k, l, p, $3, a FROM unnest($4::text[], $5::boolean[], $6::bytea[], $7::timestamptz[])
-		AS t(k, l, p, a)`, dev.UserID, dev.DeviceID, txn, ids, lastResort, sealed, notAfter)
+	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, last_resort, template, private, upload_txn, not_after)
+		SELECT $1, $2, k, l, t, p, $3, a FROM unnest($4::text[], $5::boolean[], $6::bytea[], $7::bytea[], $8::timestamptz[])
+		AS t(k, l, t, p, a)`, dev.UserID, dev.DeviceID, txn, ids, lastResort, templates, sealed, notAfter)
 	if err != nil {
 		return fmt.Errorf("store %d key packages of %s: %w", n, dev, err)
 	}
@@ -123,9 +119,9 @@ func (m *Manager) findStored(ctx context.Context, q database.Querier, ident *ide
 		ids[i] = keyID(r)
 	}
 	var id string
-	var sealed []byte
-	err := q.QueryRow(ctx, `SELECT key_id, private FROM key_package WHERE user_id = $1 AND device_id = $2 AND key_id = ANY($3)
-		ORDER BY array_position($3, key_id) LIMIT 1`, dev.UserID, dev.DeviceID, ids).Scan(&id, &sealed)
+	var template, sealed []byte
+	err := q.QueryRow(ctx, `SELECT key_id, template, private FROM key_package WHERE user_id = $1 AND device_id = $2 AND key_id = ANY($3)
+		ORDER BY array_position($3, key_id) LIMIT 1`, dev.UserID, dev.DeviceID, ids).Scan(&id, &template, &sealed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, fmt.Errorf("%w: %s, %d refs", ErrUnknownKeyPackage, dev, len(refs))
 	}
@@ -137,15 +133,31 @@ func (m *Manager) findStored(ctx context.Context, q database.Querier, ident *ide
 		return nil, nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
 	}
 	defer clear(private)
-	b, err := group.UnmarshalKeyPackageBundle(private, ident.sig)
+	b, err := storedBundle(template, private, ident.sig)
 	if err != nil {
 		return nil, nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
 	}
+	// The template is not sealed: a KeyPackage derived from another one
+	// has another ref.
 	ref := b.KeyPackage.Ref(ident.sig.Suite())
 	if keyID(ref) != id {
 		return nil, nil, fmt.Errorf("key package %s of %s: stored under another ref", id, dev)
 	}
 	return ref, b, nil
+}
+
+// storedBundle is a stored KeyPackage with its private keys: derived
+// from its template and secret, or, for rows made before migration 0014
+// (template NULL), the bundle as it was sealed.
+func storedBundle(template, private []byte, sig *suite.SignaturePrivateKey) (*group.KeyPackageBundle, error) {
+	if template == nil {
+		return group.UnmarshalKeyPackageBundle(private, sig)
+	}
+	var t message.KeyPackage
+	if err := codec.Unmarshal(template, &t, "key_package_template"); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	return group.DeriveKeyPackage(&t, private, sig)
 }
 
 // Consume records, in the caller's transaction, that the Welcome which

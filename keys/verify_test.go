@@ -219,8 +219,26 @@ func TestSealedRowsAreBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := group.UnmarshalKeyPackageBundle(plain, a.sig)
+	b, err := storedBundle(kps[1].template, plain, a.sig)
 	if err != nil || keyID(b.KeyPackage.Ref(s)) != kps[1].keyID {
-		t.Fatalf("stored bundle: %v", err)
+		t.Fatalf("stored KeyPackage: %v", err)
+	}
+	// The template is public: another template with this secret derives
+	// a KeyPackage of another ref, which findStored refuses.
+	var other message.KeyPackage
+	if err := codec.Unmarshal(kps[1].template, &other, "key_package_template"); err != nil {
+		t.Fatal(err)
+	}
+	other.LeafNode.Lifetime.NotAfter++
+	if b, err := storedBundle(codec.Marshal(&other), plain, a.sig); err == nil && keyID(b.KeyPackage.Ref(s)) == kps[1].keyID {
+		t.Fatal("another template derives the same KeyPackage")
+	}
+	// A row made before migration 0014 holds the sealed bundle.
+	old, err := b.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2, err := storedBundle(nil, old, a.sig); err != nil || keyID(b2.KeyPackage.Ref(s)) != kps[1].keyID {
+		t.Fatalf("stored bundle of an older row: %v", err)
 	}
 }
