@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -367,7 +368,7 @@ func TestOutboxQueuesDependenciesAndFailures(t *testing.T) {
 		}
 		if welcome, _, err = p.AddOutgoing(ctx, OutgoingEvent{Kind: ToDevice, UserID: "@mls_a:hs", DeviceID: "D",
 			EventType: "m.room.encrypted", ToUserID: "@b:hs", ToDeviceID: "E", Content: []byte(`{}`), After: commit,
-			FillField: "commit_event"}); err != nil {
+			FillField: "commit_event", AlsoTo: map[string][]string{"@b:hs": {"F"}, "@c:hs": {"G", "H"}}}); err != nil {
 			return err
 		}
 		if msg1, _, err = p.AddOutgoing(ctx, OutgoingEvent{Kind: RoomEvent, UserID: "@mls_a:hs", DeviceID: "D",
@@ -384,6 +385,9 @@ func TestOutboxQueuesDependenciesAndFailures(t *testing.T) {
 	w := head("out:to_device:@mls_a:hs|D")
 	if w.Seq != welcome || !w.AfterPending || w.FillField != "commit_event" {
 		t.Fatalf("welcome head %+v: want it waiting for the commit", w)
+	}
+	if want := map[string][]string{"@b:hs": {"F"}, "@c:hs": {"G", "H"}}; !reflect.DeepEqual(w.AlsoTo, want) || w.BadRecipients {
+		t.Fatalf("welcome's further recipients read back as %v (bad %v), want %v", w.AlsoTo, w.BadRecipients, want)
 	}
 	c := head("out:room:!r:hs")
 	if c.Seq != commit {

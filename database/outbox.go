@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -58,6 +59,10 @@ type OutgoingEvent struct {
 	EventType  string
 	ToUserID   string
 	ToDeviceID string
+	// AlsoTo, for a to-device message, lists further recipients by user
+	// (device ids): the same content goes to every one of them in the
+	// same request.
+	AlsoTo map[string][]string
 	// Content is the JSON content or request body; for a media upload,
 	// the bytes to upload.
 	Content []byte
@@ -81,6 +86,8 @@ type OutgoingEvent struct {
 	AfterResult  string // After's result once it was sent (see Dependency.Result)
 	AfterFailed  bool   // a row it waits for was given up on
 	AfterPending bool   // a row it waits for is still to be sent
+	// BadRecipients: the row's stored further recipients do not decode.
+	BadRecipients bool
 }
 
 // Dependencies returns every row ev waits for, After first, with the
@@ -140,6 +147,15 @@ func (p *Producer) AddOutgoing(ctx context.Context, ev OutgoingEvent) (int64, st
 	if err != nil {
 		return 0, "", fmt.Errorf("enqueue %s: %w", ev.Kind, err)
 	}
+	var alsoTo []byte
+	if len(ev.AlsoTo) > 0 {
+		if ev.Kind != ToDevice {
+			return 0, "", fmt.Errorf("enqueue %s: further recipients for a row that is not a to-device message", ev.Kind)
+		}
+		if alsoTo, err = json.Marshal(ev.AlsoTo); err != nil {
+			return 0, "", fmt.Errorf("enqueue %s: %w", ev.Kind, err)
+		}
+	}
 	txnID, err := NewTxnID()
 	if err != nil {
 		return 0, "", err
@@ -147,10 +163,10 @@ func (p *Producer) AddOutgoing(ctx context.Context, ev OutgoingEvent) (int64, st
 	queue := ev.Queue()
 	var seq int64
 	err = p.q.QueryRow(ctx, `INSERT INTO outbox (txn_id, kind, queue, user_id, device_id, room_id, event_type,
-		to_user_id, to_device_id, content, hook, hook_ref)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq`,
+		to_user_id, to_device_id, also_to, content, hook, hook_ref)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq`,
 		txnID, string(ev.Kind), queue, ev.UserID, ev.DeviceID, nullable(ev.RoomID), nullable(ev.EventType),
-		nullable(ev.ToUserID), nullable(ev.ToDeviceID), ev.Content, nullable(ev.Hook), ev.HookRef).Scan(&seq)
+		nullable(ev.ToUserID), nullable(ev.ToDeviceID), alsoTo, ev.Content, nullable(ev.Hook), ev.HookRef).Scan(&seq)
 	if err != nil {
 		return 0, "", fmt.Errorf("enqueue %s %s on %s: %w", ev.Kind, txnID, queue, err)
 	}
@@ -223,11 +239,12 @@ func EnqueueEvent(ctx context.Context, tx pgx.Tx, ev OutgoingEvent) (string, err
 func HeadOutgoing(ctx context.Context, q Querier, queue string) (*OutgoingEvent, error) {
 	var ev OutgoingEvent
 	var roomID, eventType, toUser, toDevice, hook *string
+	var alsoTo []byte
 	err := q.QueryRow(ctx, `SELECT seq, txn_id, kind, user_id, device_id, room_id, event_type,
-		to_user_id, to_device_id, content, hook, hook_ref, attempts
+		to_user_id, to_device_id, also_to, content, hook, hook_ref, attempts
 		FROM outbox WHERE queue = $1 AND sent_at IS NULL AND failed_at IS NULL ORDER BY seq LIMIT 1`, queue).
 		Scan(&ev.Seq, &ev.TxnID, &ev.Kind, &ev.UserID, &ev.DeviceID, &roomID, &eventType, &toUser, &toDevice,
-			&ev.Content, &hook, &ev.HookRef, &ev.Attempts)
+			&alsoTo, &ev.Content, &hook, &ev.HookRef, &ev.Attempts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -241,6 +258,13 @@ func HeadOutgoing(ctx context.Context, q Querier, queue string) (*OutgoingEvent,
 		{hook, &ev.Hook}} {
 		if f.src != nil {
 			*f.dst = *f.src
+		}
+	}
+	if alsoTo != nil {
+		// Written by AddOutgoing from a map; a row that no longer
+		// decodes is the sender's to give up on, not the queue's.
+		if err := json.Unmarshal(alsoTo, &ev.AlsoTo); err != nil {
+			ev.AlsoTo, ev.BadRecipients = nil, true
 		}
 	}
 	if err := readDependencies(ctx, q, &ev); err != nil {

@@ -167,6 +167,8 @@ func TestAddOutgoingRefusesBadDependencies(t *testing.T) {
 		{"fill into an upload", OutgoingEvent{Kind: MediaUpload, After: 1, FillField: "url"}, "not JSON"},
 		{"upload into a room", OutgoingEvent{Kind: MediaUpload, RoomID: "!r"}, "outbox_shape"},
 		{"missing row", OutgoingEvent{RoomID: "!r", EventType: "t", After: 1 << 40}, "outbox_dependency"},
+		{"recipients of a room event", OutgoingEvent{RoomID: "!r", EventType: "t", AlsoTo: map[string][]string{"@b:hs": {"E"}}},
+			"not a to-device message"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := db.InTx(ctx, func(tx pgx.Tx) error {

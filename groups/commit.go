@@ -494,19 +494,49 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 			return err
 		}
 	}
-	for _, d := range out.Added {
+	// The same content goes to every added device: one to-device row
+	// (one request) carries it to many (welcomeRecipients).
+	per := welcomeRecipients(len(welBody))
+	for added := out.Added; len(added) > 0; {
+		batch := added[:min(per, len(added))]
+		added = added[len(batch):]
 		ev := database.OutgoingEvent{Kind: database.ToDevice, UserID: c.Creator.UserID,
-			DeviceID: c.Creator.DeviceID, EventType: EncryptedType, ToUserID: d.UserID, ToDeviceID: d.DeviceID,
+			DeviceID: c.Creator.DeviceID, EventType: EncryptedType, ToUserID: batch[0].UserID, ToDeviceID: batch[0].DeviceID,
 			Content: welBody, After: seq, FillField: "commit_event"}
+		for _, d := range batch[1:] {
+			if ev.AlsoTo == nil {
+				ev.AlsoTo = map[string][]string{}
+			}
+			ev.AlsoTo[d.UserID] = append(ev.AlsoTo[d.UserID], d.DeviceID)
+		}
 		if welUpload != nil {
 			dependOnUpload(&ev, welUpload)
 		}
 		if _, _, err := w.Out.AddOutgoing(ctx, ev); err != nil {
 			return err
 		}
-		s.metrics.WelcomesSent.Inc()
+		s.metrics.WelcomesSent.Add(float64(len(batch)))
 	}
 	return nil
+}
+
+// Bounds of one Welcome to-device request: a commit adding many devices
+// sends its Welcome in requests of at most maxWelcomeRecipients devices
+// and about maxWelcomeRequest bytes (an inline Welcome is up to
+// media.offload_threshold, 48 KiB by default, so about 20 a request; an
+// offloaded one is a few hundred bytes). One request a device made the
+// Welcomes of a busy service tens of seconds late; one request for ten
+// thousand would be a body most homeservers refuse, and a refusal of it
+// would give up every one of them.
+const (
+	maxWelcomeRecipients = 100
+	maxWelcomeRequest    = 1 << 20
+)
+
+// welcomeRecipients is how many devices one request carries a Welcome of
+// size bytes to.
+func welcomeRecipients(size int) int {
+	return max(1, min(maxWelcomeRecipients, maxWelcomeRequest/max(size, 1)))
 }
 
 func hookRef(room id.RoomID, epoch epochs.ID) []byte {

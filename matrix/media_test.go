@@ -227,6 +227,7 @@ func TestMediaOffload(t *testing.T) {
 	ctx := t.Context()
 	alice := e.device(t, "alice", "ALICEDEV")
 	bob := e.device(t, "bob", "BOBDEV")
+	carol := e.device(t, "carol", "CAROLDEV")
 	aliceCli := e.client(t, alice)
 	room, err := aliceCli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob}})
 	if err != nil {
@@ -259,6 +260,7 @@ func TestMediaOffload(t *testing.T) {
 			welcome = add(database.OutgoingEvent{Kind: database.ToDevice, UserID: alice.String(), DeviceID: "ALICEDEV",
 				EventType: "org.example.offload.welcome", ToUserID: bob.String(), ToDeviceID: "BOBDEV",
 				Content: mustJSON(t, map[string]any{"room_id": room.RoomID, "ciphertext_file": welcomeFile}),
+				AlsoTo:  map[string][]string{carol.String(): {"CAROLDEV"}},
 				After:   commit, FillField: "commit_event",
 				AlsoAfter: []database.Dependency{{Seq: upWelcome, FillField: "ciphertext_file.url"}}})
 		})
@@ -275,9 +277,17 @@ func TestMediaOffload(t *testing.T) {
 
 		commitContent := e.received(t, "the commit event", `kind = 'room' AND event_id = $1`, c.result)
 		welcomeContent := e.received(t, "the Welcome to bob's device", `kind = 'to_device' AND to_user_id = $1 AND to_device_id = 'BOBDEV' AND event_type = 'org.example.offload.welcome'`, bob.String())
-		var commitEvent string
-		if err := json.Unmarshal(welcomeContent["commit_event"], &commitEvent); err != nil || commitEvent != c.result {
-			t.Fatalf("Welcome names commit %s (%v), the commit is %s", welcomeContent["commit_event"], err, c.result)
+		// One row, one request: carol, a further recipient, gets the
+		// same content, filled in alike.
+		carolContent := e.received(t, "the Welcome to carol's device", `kind = 'to_device' AND to_user_id = $1 AND to_device_id = 'CAROLDEV' AND event_type = 'org.example.offload.welcome'`, carol.String())
+		for _, got := range []map[string]json.RawMessage{welcomeContent, carolContent} {
+			var commitEvent string
+			if err := json.Unmarshal(got["commit_event"], &commitEvent); err != nil || commitEvent != c.result {
+				t.Fatalf("Welcome names commit %s (%v), the commit is %s", got["commit_event"], err, c.result)
+			}
+		}
+		if !bytes.Equal(welcomeContent["ciphertext_file"], carolContent["ciphertext_file"]) {
+			t.Fatalf("bob's and carol's Welcomes differ: %s, %s", welcomeContent["ciphertext_file"], carolContent["ciphertext_file"])
 		}
 		for _, tt := range []struct {
 			name    string

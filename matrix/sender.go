@@ -204,11 +204,14 @@ func (s *Sender) Send(ctx context.Context, ev *database.OutgoingEvent) (string, 
 		}
 		return resp.EventID.String(), nil
 	case database.ToDevice:
-		body := map[string]map[string]json.RawMessage{"messages": {}}
-		body["messages"][ev.ToUserID] = json.RawMessage(mustMarshal(map[string]json.RawMessage{ev.ToDeviceID: content}))
+		if ev.BadRecipients {
+			return "", fmt.Errorf("send %s: %w: its further recipients do not decode", ev.TxnID, errBadContent)
+		}
+		messages, n := toDeviceMessages(ev, content)
 		url := cli.BuildClientURL("v3", "sendToDevice", ev.EventType, ev.TxnID)
-		if _, err := cli.MakeRequest(ctx, http.MethodPut, url, body, nil); err != nil {
-			return "", fmt.Errorf("send %s to device %s/%s as %s/%s: %w", ev.TxnID, ev.ToUserID, ev.ToDeviceID, ev.UserID, ev.DeviceID, err)
+		if _, err := cli.MakeRequest(ctx, http.MethodPut, url, map[string]any{"messages": messages}, nil); err != nil {
+			return "", fmt.Errorf("send %s to device %s/%s and %d more as %s/%s: %w", ev.TxnID, ev.ToUserID, ev.ToDeviceID, n-1,
+				ev.UserID, ev.DeviceID, err)
 		}
 		return "", nil
 	case database.KeyUpload:
@@ -218,6 +221,28 @@ func (s *Sender) Send(ctx context.Context, ev *database.OutgoingEvent) (string, 
 		return "", nil
 	}
 	return "", fmt.Errorf("send %s: %w: unknown kind %q", ev.TxnID, errBadContent, ev.Kind)
+}
+
+// toDeviceMessages is a /sendToDevice request's messages: content for
+// ev's recipient and each of its further ones; n counts the devices.
+func toDeviceMessages(ev *database.OutgoingEvent, content json.RawMessage) (messages map[string]map[string]json.RawMessage, n int) {
+	messages = map[string]map[string]json.RawMessage{}
+	add := func(user, device string) {
+		if messages[user] == nil {
+			messages[user] = map[string]json.RawMessage{}
+		}
+		if _, dup := messages[user][device]; !dup {
+			messages[user][device] = content
+			n++
+		}
+	}
+	add(ev.ToUserID, ev.ToDeviceID)
+	for user, devices := range ev.AlsoTo {
+		for _, d := range devices {
+			add(user, d)
+		}
+	}
+	return messages, n
 }
 
 // fill returns the row's content with the result of each row it waited

@@ -107,7 +107,7 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 				var waiting int
 				_ = s.db.QueryRow(context.Background(), `SELECT count(*) FROM dmls_waiting`).Scan(&waiting)
 				w.t.Logf("%s: %d events waiting; running: %v; metrics %v", s.name, waiting, s.running(), scrape(s))
-				rows, _ := s.db.Query(context.Background(), `SELECT to_user_id || '|' || to_device_id, sent_at IS NOT NULL,
+				rows, _ := s.db.Query(context.Background(), `SELECT to_user_id || '|' || to_device_id || coalesce(' and ' || also_to::text, ''), sent_at IS NOT NULL,
 					coalesce(last_error, '') FROM outbox WHERE kind = 'to_device' ORDER BY seq`)
 				for rows != nil && rows.Next() {
 					var to, lastErr string
@@ -555,7 +555,10 @@ func welcomesSent(t *testing.T, svcs []*testService) int {
 	total := 0
 	for _, s := range svcs {
 		var n int
-		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE kind = 'to_device' AND convert_from(content, 'UTF8') LIKE '%.dmls.welcome.%'`).Scan(&n); err != nil {
+		// A row goes to its recipient and to each of also_to's.
+		if err := s.db.QueryRow(context.Background(), `SELECT coalesce(sum(1 + coalesce(
+				(SELECT sum(jsonb_array_length(devices)) FROM jsonb_each(also_to) AS e(user_id, devices)), 0)), 0)
+			FROM outbox WHERE kind = 'to_device' AND convert_from(content, 'UTF8') LIKE '%.dmls.welcome.%'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		total += n
