@@ -18,8 +18,14 @@
 //     commit claims and verifies the KeyPackages of the devices it adds,
 //     always carries a path, resolves any open fork, and is written to the
 //     outbox in the same database transaction as the new state: the commit
-//     as m.room.encrypted, then each Welcome as a to-device message that
-//     names the commit's event id (filled in by the outbox once sent).
+//     as m.room.encrypted, then the Welcome as a to-device message that
+//     names the commit's event id (filled in by the outbox once sent), one
+//     request for up to 100 of the added devices. A device of ours that
+//     the group holds without its keys (its Welcome never came: an orphan,
+//     orphan.go) is removed after groups.wait and added again; each
+//     removal doubles its next wait, so late Welcomes from a backlogged
+//     homeserver do not make a room remove and add the same devices over
+//     and over.
 //   - Receiving. A commit is applied once for the room and each of our
 //     devices then derives its private path keys from the shared result
 //     (DESIGN 4). It is checked against the room's membership at its event
