@@ -88,12 +88,7 @@ func (s *Service) orphansSettled(ctx context.Context, q database.Querier, room i
 // was never removed goes; one that was keeps its count of removals until
 // it is orphanMemory old.
 func (s *Service) settleOrphans(ctx context.Context, q database.Querier, room id.RoomID, devices []epochs.Device, listed bool) error {
-	// Not nil: pgx sends a nil slice as NULL, and device = ANY(NULL) is
-	// NULL, which would match nothing either way.
-	names := make([]string, len(devices))
-	for i, d := range devices {
-		names[i] = d.Identity()
-	}
+	names := identities(devices)
 	now := s.now()
 	// The two statements touch distinct rows (removals = 0 or not an
 	// orphan, against removals > 0 and an orphan), so one snapshot serves.
@@ -115,15 +110,11 @@ func (s *Service) orphansRemoved(ctx context.Context, q database.Querier, room i
 	if len(devices) == 0 {
 		return nil
 	}
-	names := make([]string, len(devices))
-	for i, d := range devices {
-		names[i] = d.Identity()
-	}
 	now := s.now()
 	rows, err := q.Query(ctx, `UPDATE dmls_orphan o SET since = NULL, removals = o.removals + 1, updated_at = $3
 		FROM dmls_orphan old WHERE o.room_id = $1 AND o.device = ANY($2) AND o.since IS NOT NULL
 			AND old.room_id = o.room_id AND old.device = o.device
-		RETURNING o.device, old.since, o.removals`, room, names, now)
+		RETURNING o.device, old.since, o.removals`, room, identities(devices), now)
 	if err != nil {
 		return errf(room, "orphaned devices: %w", err)
 	}
@@ -171,4 +162,15 @@ func (s *Service) excludeOrphans(ctx context.Context, q database.Querier, r *roo
 		return errf(r.id, "orphaned devices: %w", err)
 	}
 	return nil
+}
+
+// identities names devices as the orphan records do. Never nil: pgx sends
+// a nil slice as NULL, and device = ANY(NULL) is NULL, which would match
+// nothing either way.
+func identities(devices []epochs.Device) []string {
+	names := make([]string, len(devices))
+	for i, d := range devices {
+		names[i] = d.Identity()
+	}
+	return names
 }
