@@ -469,3 +469,50 @@ func TestRetentionDeletesOnlyOldRecords(t *testing.T) {
 		t.Fatalf("%d transactions and %d events left, want 2 (one recent, one unsplit) and 1", txns, events)
 	}
 }
+
+// TestRoomWelcomesQueueApart: a to-device message that belongs to a room
+// queues per acting device and room, so that a Welcome waiting for its
+// commit holds up no other room's Welcome; one without a room stays on
+// the device's queue.
+func TestRoomWelcomesQueueApart(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	var waiting, ready, plain int64
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		commit, _, err := p.AddOutgoing(ctx, OutgoingEvent{Kind: RoomEvent, UserID: "@mls_a:hs", DeviceID: "D",
+			RoomID: "!r:hs", EventType: "m.room.encrypted", Content: []byte(`{}`)})
+		if err != nil {
+			return err
+		}
+		welcome := func(room string, after int64, fill string) (int64, error) {
+			seq, _, err := p.AddOutgoing(ctx, OutgoingEvent{Kind: ToDevice, UserID: "@mls_a:hs", DeviceID: "D", RoomID: room,
+				EventType: "m.room.encrypted", ToUserID: "@b:hs", ToDeviceID: "E", Content: []byte(`{}`), After: after, FillField: fill})
+			return seq, err
+		}
+		if waiting, err = welcome("!r:hs", commit, "commit_event"); err != nil {
+			return err
+		}
+		if ready, err = welcome("!s:hs", 0, ""); err != nil {
+			return err
+		}
+		if plain, err = welcome("", 0, ""); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	for _, tt := range []struct {
+		queue   string
+		seq     int64
+		pending bool
+	}{
+		{"out:to_device:@mls_a:hs|D|!r:hs", waiting, true},
+		{"out:to_device:@mls_a:hs|D|!s:hs", ready, false},
+		{"out:to_device:@mls_a:hs|D", plain, false},
+	} {
+		h := outboxHead(t, db, tt.queue)
+		if h == nil || h.Seq != tt.seq || h.AfterPending != tt.pending || h.Queue() != tt.queue {
+			t.Errorf("head of %s: %+v, want row %d (waiting %v)", tt.queue, h, tt.seq, tt.pending)
+		}
+	}
+}

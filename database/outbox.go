@@ -54,7 +54,8 @@ type OutgoingEvent struct {
 	UserID   string
 	DeviceID string
 	// RoomID and EventType for a room event; EventType, ToUserID and
-	// ToDeviceID for a to-device message.
+	// ToDeviceID for a to-device message, and RoomID if it belongs to a
+	// room (a Welcome; see Queue).
 	RoomID     string
 	EventType  string
 	ToUserID   string
@@ -105,11 +106,19 @@ func (ev *OutgoingEvent) Dependencies() []Dependency {
 // uploads (one queue per device and kind). Media uploads stay off the
 // room's queue so that a large upload never holds up the room's other
 // events; the event that needs the upload waits for it by dependency.
+// A to-device message that belongs to a room queues per acting device
+// and room: a Welcome waits for its commit, and on the device's one queue
+// it held up the Welcomes of every other room (and only one outbox worker
+// could send a device's Welcomes, at the homeserver's pace for one
+// request at a time).
 func (ev *OutgoingEvent) Queue() string {
 	switch ev.Kind {
 	case RoomEvent:
 		return "out:room:" + ev.RoomID
 	case ToDevice:
+		if ev.RoomID != "" {
+			return "out:to_device:" + ev.UserID + "|" + ev.DeviceID + "|" + ev.RoomID
+		}
 		return "out:to_device:" + ev.UserID + "|" + ev.DeviceID
 	case MediaUpload:
 		return "out:media:" + ev.UserID + "|" + ev.DeviceID

@@ -501,8 +501,8 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 		batch := added[:min(per, len(added))]
 		added = added[len(batch):]
 		ev := database.OutgoingEvent{Kind: database.ToDevice, UserID: c.Creator.UserID,
-			DeviceID: c.Creator.DeviceID, EventType: EncryptedType, ToUserID: batch[0].UserID, ToDeviceID: batch[0].DeviceID,
-			Content: welBody, After: seq, FillField: "commit_event"}
+			DeviceID: c.Creator.DeviceID, RoomID: string(r.id), EventType: EncryptedType,
+			ToUserID: batch[0].UserID, ToDeviceID: batch[0].DeviceID, Content: welBody, After: seq, FillField: "commit_event"}
 		for _, d := range batch[1:] {
 			if ev.AlsoTo == nil {
 				ev.AlsoTo = map[string][]string{}
