@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -209,6 +210,23 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 			}
 			t.Logf("intake: %s's %s %v while the rooms converged", c.name, metric, n)
 		}
+	}
+	// How long P's requests waited in its outbox (Welcomes that come late
+	// make S's devices orphans).
+	waits, err := P.db.Query(ctx, `SELECT kind, count(*),
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)),
+		max(extract(epoch FROM sent_at - created_at)) FROM outbox WHERE sent_at IS NOT NULL GROUP BY kind ORDER BY kind`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kind string
+	var n int
+	var median, longest float64
+	if _, err := pgx.ForEachRow(waits, []any{&kind, &n, &median, &longest}, func() error {
+		t.Logf("intake: P's outbox: %d %s rows sent, median %.1fs and at most %.1fs after they were written", n, kind, median, longest)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	// The peer group encrypts; nothing it makes is sent.
