@@ -41,7 +41,7 @@
 //     joined in the room, and to any that has left but whose device the
 //     message's epoch holds (a message concurrent with the leave,
 //     recipients); an event naming an epoch we do not hold waits
-//     (dmls_waiting, bounded by Config.Wait) while history is learnt along
+//     (dmls_waiting, bounded by Config.Wait, a commit by 8 times that) while history is learnt along
 //     commit_event links (history.go), and is reported undecryptable only
 //     when the wait ends. A commit event the homeserver never received (a
 //     hole left by federation catch-up after a partition) is found by

@@ -78,7 +78,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	if !r.held() {
 		// We hold no epoch of this room yet (a Welcome for one of ours
 		// may be on its way): the commit waits like a message would.
-		return s.wait(ctx, w, r, ev, e.Epoch)
+		return s.wait(ctx, w, r, ev, e.Epoch, true)
 	}
 	ours := r.ours()
 	var as keys.Device
@@ -105,7 +105,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	case errors.Is(err, epochs.ErrDuplicateCommit):
 		return s.checkOwnCommit(ctx, w, r, c, as, atCommit, atBase)
 	case errors.Is(err, epochs.ErrUnknownEpoch):
-		if err := s.wait(ctx, w, r, ev, c.Base); err != nil {
+		if err := s.wait(ctx, w, r, ev, c.Base, true); err != nil {
 			return err
 		}
 		return s.backfill(ctx, w, r, c.Base, e.CommitEvent)
@@ -287,7 +287,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		return nil
 	}
 	if !r.held() {
-		return s.wait(ctx, w, r, ev, e.Epoch)
+		return s.wait(ctx, w, r, ev, e.Epoch, false)
 	}
 	opened, err := r.m.Open(e.Epoch, e.Ciphertext)
 	switch {
@@ -308,7 +308,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 				Msg("Message of an epoch none of our devices is in: not addressed to us")
 			return nil
 		}
-		if err := s.wait(ctx, w, r, ev, e.Epoch); err != nil {
+		if err := s.wait(ctx, w, r, ev, e.Epoch, false); err != nil {
 			return err
 		}
 		return s.backfill(ctx, w, r, e.Epoch, e.CommitEvent)
@@ -412,10 +412,25 @@ func (s *Service) mlsState(ctx context.Context, w *inbound.Work, r *room, event 
 	return nil
 }
 
+// commitWaitFactor is how many times groups.wait a commit waits for its
+// base epoch. The base of a commit that comes after one that added a
+// device of ours arrives by that device's Welcome, and a homeserver that
+// is behind delivers to-device messages minutes after room events (at
+// 1,000 puppets joining 100 rooms, up to about three minutes); a device
+// that joins from a late Welcome reaches the later epochs only through
+// their commits, so a commit dropped at groups.wait left it behind, an
+// orphan the room then removed and added again. A message that waits
+// costs its reader the wait; a commit that waits costs a row.
+const commitWaitFactor = 8
+
 // wait keeps an event that names an epoch we do not hold yet, until that
-// epoch arrives or the wait ends (then it is undecryptable).
-func (s *Service) wait(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, epoch epochs.ID) error {
+// epoch arrives or the wait ends (then a message is undecryptable and a
+// commit dropped). A commit waits commitWaitFactor times longer.
+func (s *Service) wait(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, epoch epochs.ID, commit bool) error {
 	expires := s.now().Add(s.cfg.Wait)
+	if commit {
+		expires = s.now().Add(commitWaitFactor * s.cfg.Wait)
+	}
 	tag, err := w.Q.Exec(ctx, `INSERT INTO dmls_waiting (room_id, event_id, epoch_id, event, expires_at)
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, r.id, ev.EventID, []byte(epoch), []byte(ev.Raw), expires)
 	if err != nil {
