@@ -203,7 +203,8 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		svc  *testService
 		name string
 	}{{S, "S"}, {P, "P"}} {
-		for _, metric := range []string{"mlsas_dmls_orphans_removed_total", "mlsas_dmls_commits_made_total"} {
+		for _, metric := range []string{"mlsas_dmls_orphans_removed_total", "mlsas_dmls_commits_made_total",
+			"mlsas_dmls_commits_rejected_total"} {
 			n, err := load.Counter(ctx, c.svc.proc.base+"/metrics", metric)
 			if err != nil {
 				t.Errorf("metrics: %v", err)
