@@ -20,6 +20,12 @@ import (
 // there, and the room removed her as an orphan (8 of every room's 9
 // devices in the load run).
 func TestLateWelcomesFollow(t *testing.T) {
+	for _, order := range []string{"commits first, Welcomes after the wait", "Welcomes first"} {
+		t.Run(order, func(t *testing.T) { lateWelcomes(t, order == "Welcomes first") })
+	}
+}
+
+func lateWelcomes(t *testing.T, welcomesFirst bool) {
 	h := newHarness(t, harnessOptions{})
 	bob := h.newRemoteRoom("bob")
 	carol := h.puppet("carol", "CAROL1")
@@ -38,12 +44,21 @@ func TestLateWelcomesFollow(t *testing.T) {
 		map[epochs.Device]*message.KeyPackage{carolDev: h.keyPackage(carolDev)})
 	out2, ev2, _, wel2 := bob.commit(view(bob.dev, carolDev, daveDev),
 		map[epochs.Device]*message.KeyPackage{daveDev: h.keyPackage(daveDev)})
-	h.send([]json.RawMessage{ev1, ev2}, nil)
-
-	h.advance(h.s.cfg.Wait + time.Second)
-	h.runWaitTimer(bob)
-	h.send(nil, []json.RawMessage{toDevice(bob.dev.UserID, carolDev, wel1)})
-	h.send(nil, []json.RawMessage{toDevice(bob.dev.UserID, daveDev, wel2)})
+	welcomes := func() {
+		h.send(nil, []json.RawMessage{toDevice(bob.dev.UserID, carolDev, wel1)})
+		h.send(nil, []json.RawMessage{toDevice(bob.dev.UserID, daveDev, wel2)})
+	}
+	if welcomesFirst {
+		// Our service was behind on room events: both Welcomes are
+		// processed before either commit event.
+		welcomes()
+		h.send([]json.RawMessage{ev1, ev2}, nil)
+	} else {
+		h.send([]json.RawMessage{ev1, ev2}, nil)
+		h.advance(h.s.cfg.Wait + time.Second)
+		h.runWaitTimer(bob)
+		welcomes()
+	}
 
 	r := h.loadRoom(bob.room)
 	holders := r.m.Holders(out2.Commit.Epoch)
