@@ -63,10 +63,14 @@ func TestOrphanWaitDoubles(t *testing.T) {
 		before int
 		// late: carol's Welcome comes after one wait
 		late bool
+		// queued: a to-device message for carol is still in our queue
+		// when her wait ends
+		queued bool
 	}{
 		{name: "first removal after one wait"},
 		{name: "second removal after two waits", before: 1},
 		{name: "late Welcome keeps the count", before: 1, late: true},
+		{name: "a message still queued for her restarts the wait", queued: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, bob, _, aliceDev := badInputRoom(t)
@@ -112,6 +116,25 @@ func TestOrphanWaitDoubles(t *testing.T) {
 					t.Errorf("carol, holding her keys, was removed")
 				}
 				return
+			}
+			if tc.queued {
+				queue := inbound.DeviceQueue(carol, "CAROL1")
+				if _, err := h.db.Exec(h.ctx, `INSERT INTO work_item (queue, kind, payload) VALUES ($1, $2, '{}')`,
+					queue, inbound.KindToDevice); err != nil {
+					t.Fatal(err)
+				}
+				h.runCommitTimer(bob.room)
+				if orphan, _ := record(); !orphan || ours() != 0 {
+					t.Fatalf("carol removed while a message for her is queued (%d commits)", ours())
+				}
+				if _, err := h.db.Exec(h.ctx, `DELETE FROM work_item WHERE queue = $1`, queue); err != nil {
+					t.Fatal(err)
+				}
+				h.runCommitTimer(bob.room)
+				if ours() != 0 {
+					t.Fatal("carol removed before a wait from when her queue emptied")
+				}
+				h.advance(h.s.cfg.Wait)
 			}
 			for range tc.before {
 				h.runCommitTimer(bob.room)
