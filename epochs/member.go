@@ -2,6 +2,7 @@ package epochs
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -641,6 +642,45 @@ func (m *Member) followChildren(id ID) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Behind returns, oldest first, the retained epochs that devices of ours
+// in the retained parent have not followed into although the epoch's
+// group has them: each was entered by Welcome, and the commit that made
+// it never reached us, so follow had no message to take them in with.
+// Applying the epoch's commit (its CommitEvent) takes them in.
+//
+// A room's creator adds an invited user's devices before the user has
+// joined, and a homeserver shows an invited user none of the room's
+// events: our devices then join the epochs of several such commits, one
+// by Welcome each, while none of the commits between them reaches us.
+// Each device but the last stays behind, and the group holds it without
+// its keys (an orphan, which the room would remove and add again).
+func (m *Member) Behind() []ID {
+	var out []*Node[*EpochState]
+	for _, n := range m.graph.nodes {
+		p := m.graph.nodes[n.Parent]
+		if !n.Retained || n.Parent == "" || p == nil || !p.Retained {
+			continue
+		}
+		for _, d := range p.State.holders {
+			if slices.Contains(n.Members, d) && !slices.Contains(n.State.holders, d) {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *Node[*EpochState]) int {
+		if a.Number != b.Number {
+			return cmp.Compare(a.Number, b.Number)
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	ids := make([]ID, len(out))
+	for i, n := range out {
+		ids[i] = n.ID
+	}
+	return ids
 }
 
 // olderThanRetained reports whether an epoch of the given number is

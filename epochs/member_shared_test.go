@@ -404,6 +404,9 @@ func TestMemberWelcomeWithoutCommitFirst(t *testing.T) {
 	if got := r.svc.Holders(out.Commit.Epoch); !slices.Equal(got, []Device{b}) {
 		t.Fatalf("holders after the Welcome: %v", got)
 	}
+	if got := r.svc.Behind(); !slices.Equal(got, []ID{out.Commit.Epoch}) {
+		t.Fatalf("behind after the Welcome: %v, want the Welcome's epoch", got)
+	}
 
 	// Another commit on the same base, in an event that claims b's epoch.
 	other := stay.commit(t, r.room, r.kps, "$other", t0)
@@ -424,6 +427,9 @@ func TestMemberWelcomeWithoutCommitFirst(t *testing.T) {
 	}
 	if got := r.svc.Holders(out.Commit.Epoch); !slices.Equal(got, sortedDevices([]Device{a, b})) {
 		t.Fatalf("holders after the commit: %v", got)
+	}
+	if got := r.svc.Behind(); len(got) != 0 {
+		t.Fatalf("behind after the commit: %v", got)
 	}
 	if _, err := r.apply(out.Commit); !errors.Is(err, ErrDuplicateCommit) {
 		t.Fatalf("the commit again: %v", err)

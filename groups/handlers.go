@@ -211,18 +211,31 @@ func (s *Service) deliverMembership(ctx context.Context, w *inbound.Work, ev inb
 	return nil
 }
 
-// learnHistoryAsJoined learns the history a Welcome could not (the
-// homeserver does not show a room's events to a user who is only
-// invited, and Welcomes usually arrive before the invitation is
-// accepted) once puppet has joined.
+// learnHistoryAsJoined catches up, once puppet has joined, on what the
+// room's events could not tell our devices before: the homeserver shows
+// a user who is only invited none of the room's events, and Welcomes
+// usually arrive before the invitation is accepted. It learns the
+// branch's history (for base selection) and brings our devices into the
+// epochs they are behind in (followBehind).
 func (s *Service) learnHistoryAsJoined(ctx context.Context, w *inbound.Work, roomID id.RoomID, puppet id.UserID) error {
 	r, err := s.loadRoom(ctx, w.Q, roomID)
-	if err != nil || r == nil || !r.held() || len(r.m.Graph().MissingHistory()) == 0 {
+	if err != nil || r == nil || !r.held() {
 		return err
 	}
-	if err := s.learnHistory(ctx, r, puppet); err != nil {
-		s.cfg.Log.Warn().Err(err).Stringer("room_id", roomID).Stringer("as", puppet).
-			Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
+	missing, behind := len(r.m.Graph().MissingHistory()) > 0, len(r.m.Behind()) > 0
+	if !missing && !behind {
+		return nil
+	}
+	if missing {
+		if err := s.learnHistory(ctx, r, puppet); err != nil {
+			s.cfg.Log.Warn().Err(err).Stringer("room_id", roomID).Stringer("as", puppet).
+				Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
+		}
+	}
+	if behind {
+		if err := s.followBehind(ctx, w, r, puppet); err != nil {
+			return err
+		}
 	}
 	return s.saveRoom(ctx, w.Q, r)
 }

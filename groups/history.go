@@ -120,6 +120,79 @@ func (h *history) commit(ctx context.Context, event id.EventID) (*Encrypted, id.
 	return e, event, nil
 }
 
+// followBehind fetches, reading as as, the commit event of each epoch
+// that our devices in its parent have not followed into
+// (epochs.Member.Behind), oldest first, and applies it as if it had
+// arrived (applyEncrypted): the epoch's group then holds the devices with
+// their keys instead of waiting groups.wait to remove them as orphans and
+// add them again (a round of commits and Welcomes for every device a room
+// creator added before its puppet joined, 8 of every 9 in the load run).
+//
+// A fetch that fails, or an event that is not the epoch's commit, is
+// logged and counted (mlsas_dmls_history_stopped_total) and leaves that
+// epoch to the orphan rule; at most groups.max_history events are
+// fetched.
+func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as id.UserID) error {
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("as", as).Logger()
+	tried := map[epochs.ID]bool{}
+	fetched, applied := 0, 0
+	defer func() {
+		if applied > 0 {
+			log.Info().Int("commits", applied).Msg("Fetched the commits our devices joined past by Welcome; they followed")
+		}
+	}()
+	for {
+		var epoch epochs.ID
+		for _, e := range r.m.Behind() {
+			if !tried[e] {
+				epoch = e
+				break
+			}
+		}
+		if epoch == "" {
+			return nil
+		}
+		tried[epoch] = true
+		n, _ := r.m.Graph().Node(epoch)
+		if n.CommitEvent == "" {
+			continue
+		}
+		if fetched >= s.cfg.MaxHistory {
+			s.metrics.HistoryStopped.WithLabelValues("limit").Inc()
+			log.Warn().Int("fetched", fetched).Int("max_history", s.cfg.MaxHistory).
+				Msg("Stopped fetching the commits our devices are behind at groups.max_history; the rest wait as orphans")
+			return nil
+		}
+		fetched++
+		s.metrics.HistoryFetched.Inc()
+		raw, err := s.cfg.Puppets.Event(ctx, as, r.id, id.EventID(n.CommitEvent))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.metrics.HistoryStopped.WithLabelValues("fetch_failed").Inc()
+			log.Warn().Err(err).Str("commit_event", truncate(n.CommitEvent)).Msg("Could not fetch the commit of an epoch our devices are behind in")
+			continue
+		}
+		ev, err := inbound.ParseRoomEvent(raw)
+		var e *Encrypted
+		if err == nil && ev.Type == EncryptedType && ev.RoomID == r.id && string(ev.EventID) == n.CommitEvent {
+			e, err = ParseEncrypted(ev.Content)
+		}
+		if err != nil || e == nil || e.Commit == nil || e.Commit.Next != epoch || e.Epoch != n.Parent {
+			s.metrics.HistoryStopped.WithLabelValues("not_a_commit").Inc()
+			log.Warn().Err(err).Str("commit_event", truncate(n.CommitEvent)).
+				Msg("The commit_event of an epoch our devices are behind in is not its commit")
+			continue
+		}
+		s.metrics.Backfilled.Inc()
+		if err := s.applyEncrypted(ctx, w, r, ev, e); err != nil {
+			return err
+		}
+		applied++
+	}
+}
+
 // backfilling marks the context of a backfill's applications.
 type backfilling struct{}
 

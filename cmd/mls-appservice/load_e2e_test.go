@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -138,8 +139,10 @@ func loadSynapse(t *testing.T, size loadSize) *load.Result {
 // outbox rows are never sent); the rows become m.room.encrypted events
 // in transactions as Synapse would send them to S.
 func loadIntake(t *testing.T, size loadSize) *load.Result {
-	quiet := map[string]map[string]any{"logging": {"level": "warn"}}
-	measured := map[string]map[string]any{"logging": {"level": "warn"}}
+	// MLSAS_LOAD_LOG_LEVEL sets both services' log level (warn).
+	level := cmp.Or(os.Getenv("MLSAS_LOAD_LOG_LEVEL"), "warn")
+	quiet := map[string]map[string]any{"logging": {"level": level}}
+	measured := map[string]map[string]any{"logging": {"level": level}}
 	if size.batchSize > 0 {
 		measured["processing"] = map[string]any{"batch_size": size.batchSize}
 	}

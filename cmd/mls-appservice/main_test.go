@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -130,6 +131,20 @@ func startServiceFor(t, owner testing.TB, cfgPath string) *serviceProcess {
 		if owner.Failed() {
 			log, _ := os.ReadFile(logf)
 			t.Logf("service log:\n%s", log)
+		}
+		// MLSAS_SERVICE_LOGS=dir keeps every service's log, passed or
+		// failed, as dir/<test>-<port>.log (TempDir goes with the test).
+		if dir := os.Getenv("MLSAS_SERVICE_LOGS"); dir != "" {
+			log, _ := os.ReadFile(logf)
+			name := strings.NewReplacer("/", "_", " ", "_").Replace(owner.Name())
+			keep := filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, cfg.AppService.Port))
+			err := os.MkdirAll(dir, 0o755)
+			if err == nil {
+				err = os.WriteFile(keep, log, 0o644)
+			}
+			if err != nil {
+				t.Logf("keep service log: %v", err)
+			}
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/groups"
+)
+
+// TestInvitedDevicesFollow: the room's creator, on service P, invites
+// three puppets of service S one at a time and adds each one's device as
+// it invites it, before the puppet has joined (S's autojoin is off). Each
+// of S's devices joins its own epoch by Welcome, and none of the commits
+// between those epochs reaches S: a homeserver shows a user who is only
+// invited none of the room's events. Once a puppet joins, S must fetch
+// those commits and bring every device into the latest epoch, long before
+// groups.wait (10 minutes here) would remove the devices left behind as
+// orphans. Before S did (groups.followBehind), two of the three devices
+// stayed without their keys until then; in the load run, 8 of every 9.
+func TestInvitedDevicesFollow(t *testing.T) {
+	_, svcs := startServices(t,
+		serviceOptions{name: "fwi", groups: map[string]any{"autojoin": "off", "wait": "10m"}},
+		serviceOptions{name: "fwp"})
+	S, P := svcs[0], svcs[1]
+	ctx := context.Background()
+	w := &e2eWorld{t: t, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{}}
+	ours := createPuppets(t, w, S, "fwi", 3)
+	peer := createPuppets(t, w, P, "fwp", 1)[0]
+	room, err := P.c.groups.CreateRoom(ctx, peer, "", groups.CreateRoomOptions{Name: "invited devices follow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range ours {
+		if err := P.c.groups.Invite(ctx, peer, room, u); err != nil {
+			t.Fatalf("invite %s: %v", u, err)
+		}
+		// One commit for each invitee: the next invitation waits until
+		// P's group holds this one's device.
+		until(t, 2*time.Minute, fmt.Sprintf("P adds %s's device", u), func(ctx context.Context) (bool, error) {
+			info, err := P.c.groups.Room(ctx, room)
+			return err == nil && len(info.Devices) == i+2, nil
+		})
+	}
+	until(t, 2*time.Minute, "S's devices joined by Welcome", func(ctx context.Context) (bool, error) {
+		return scrape(S)["mlsas_dmls_welcomes_joined_total"] >= float64(len(ours)), nil
+	})
+	before, err := S.c.groups.Room(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before.Ours) == len(ours) {
+		t.Fatalf("every device of S held the latest epoch before any puppet joined (%v): the test no longer makes the case", before.Ours)
+	}
+	t.Logf("before the joins S holds epoch %d with %v only", before.Epoch, before.Ours)
+
+	start := time.Now()
+	for _, u := range ours {
+		if err := S.c.groups.Join(ctx, u, room, nil); err != nil {
+			t.Fatalf("join %s: %v", u, err)
+		}
+	}
+	until(t, 90*time.Second, "every device of S in P's epoch with its keys", func(ctx context.Context) (bool, error) {
+		si, err := S.c.groups.Room(ctx, room)
+		if err != nil {
+			return false, nil
+		}
+		pi, err := P.c.groups.Room(ctx, room)
+		return err == nil && si.Converged && si.EpochID == pi.EpochID && len(si.Ours) == len(ours), nil
+	})
+	t.Logf("every device of S held the latest epoch %s after the joins", time.Since(start).Round(time.Millisecond))
+	if n := scrape(S)["mlsas_dmls_orphans_removed_total"]; n != 0 {
+		t.Errorf("S removed %v orphans: its devices should have followed", n)
+	}
+
+	if _, err := P.c.groups.Send(ctx, peer, "", room, "m.room.message",
+		json.RawMessage(`{"msgtype":"m.text","body":"followed"}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ours {
+		until(t, time.Minute, fmt.Sprintf("%s reads P's message", u), func(ctx context.Context) (bool, error) {
+			log, err := S.c.groups.Log(ctx, u, 0, 100)
+			if err != nil {
+				return false, err
+			}
+			for _, d := range log {
+				if d.Kind == groups.KindMessage && strings.Contains(string(d.Content), `"followed"`) {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+	}
+}
