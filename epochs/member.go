@@ -670,14 +670,58 @@ func (m *Member) Behind() []ID {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b *Node[*EpochState]) int {
+	return byNumber(out)
+}
+
+// Unreached returns, oldest first, the retained epochs whose parent we
+// never held (a Welcome brought us in; a dropped parent does not count)
+// and whose group has devices of ours that hold an older retained epoch
+// but not this one: the commits between are missing, because the Welcome
+// into an epoch between never came. Once those commits are applied from
+// the older epoch (its devices follow them), the epoch's own commit takes
+// the devices on into it (Behind).
+func (m *Member) Unreached() []ID {
+	var out []*Node[*EpochState]
+	for _, n := range m.graph.nodes {
+		if !n.Retained || n.Parent == "" {
+			continue
+		}
+		if p := m.graph.nodes[n.Parent]; p != nil && (p.Retained || !p.Added.IsZero()) {
+			continue
+		}
+		if m.leftBelow(n) {
+			out = append(out, n)
+		}
+	}
+	return byNumber(out)
+}
+
+// leftBelow reports whether a device of ours in n's group holds an older
+// retained epoch but not n.
+func (m *Member) leftBelow(n *Node[*EpochState]) bool {
+	for _, x := range m.graph.nodes {
+		if !x.Retained || x.Number >= n.Number {
+			continue
+		}
+		for _, d := range x.State.holders {
+			if slices.Contains(n.Members, d) && !slices.Contains(n.State.holders, d) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// byNumber returns the nodes' IDs, oldest first (ties by ID).
+func byNumber(nodes []*Node[*EpochState]) []ID {
+	slices.SortFunc(nodes, func(a, b *Node[*EpochState]) int {
 		if a.Number != b.Number {
 			return cmp.Compare(a.Number, b.Number)
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})
-	ids := make([]ID, len(out))
-	for i, n := range out {
+	ids := make([]ID, len(nodes))
+	for i, n := range nodes {
 		ids[i] = n.ID
 	}
 	return ids

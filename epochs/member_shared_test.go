@@ -467,3 +467,59 @@ func TestMemberWelcomeStoredBeforeCommit(t *testing.T) {
 	r.svc = s.member(t)
 	r.agree(a, b)
 }
+
+// TestMemberUnreached: a commit adds our b and another our c, and b's
+// Welcome never comes (Synapse loses a few of the to-device messages sent
+// to an application service at once). c enters the second epoch by its
+// Welcome; a, in the base, is cut off from it by the first commit, which
+// has not reached us (Unreached). Once it has, a is in the first epoch,
+// behind in the second (Behind), and that one's commit takes a on; b stays
+// an orphan, the only one.
+func TestMemberUnreached(t *testing.T) {
+	a, b, c := dev("@a:x", "A"), dev("@b:x", "B"), dev("@c:x", "C")
+	r := newServiceRoom(t, 4, a)
+	r.agree(a)
+	if got := r.svc.Unreached(); len(got) != 0 {
+		t.Fatalf("unreached at the start: %v", got)
+	}
+
+	r.room.Members[b.UserID] = Join
+	r.room.Devices[b.UserID] = []string{b.DeviceID}
+	first := r.commit(r.indep[1])
+	r.room.Members[c.UserID] = Join
+	r.room.Devices[c.UserID] = []string{c.DeviceID}
+	second := r.commit(r.indep[1])
+	if !slices.Equal(second.Added, []Device{c}) {
+		t.Fatalf("the second commit added %v", second.Added)
+	}
+	wire := second.Commit
+	wire.Message = nil
+	if _, err := r.svc.Join(c, second.Welcome, r.bundles[c], wire, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.svc.Unreached(); !slices.Equal(got, []ID{second.Commit.Epoch}) {
+		t.Fatalf("unreached after c's Welcome: %v, want its epoch", got)
+	}
+	if got := r.svc.Behind(); len(got) != 0 {
+		t.Fatalf("behind before the first commit: %v", got)
+	}
+
+	if _, err := r.apply(first.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.svc.Unreached(); len(got) != 0 {
+		t.Fatalf("unreached after the first commit: %v", got)
+	}
+	if got := r.svc.Behind(); !slices.Equal(got, []ID{second.Commit.Epoch}) {
+		t.Fatalf("behind after the first commit: %v, want the second epoch", got)
+	}
+	if _, err := r.apply(second.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.svc.Behind(); len(got) != 0 {
+		t.Fatalf("behind after the second commit: %v", got)
+	}
+	if got := r.svc.Holders(second.Commit.Epoch); !slices.Equal(got, sortedDevices([]Device{a, c})) {
+		t.Fatalf("holders of the second epoch: %v, want a and c (b's Welcome never came)", got)
+	}
+}

@@ -25,7 +25,13 @@
 //     orphan.go) is removed after groups.wait and added again; each
 //     removal doubles its next wait, so late Welcomes from a backlogged
 //     homeserver do not make a room remove and add the same devices over
-//     and over.
+//     and over. Most such devices are not lost, only behind: a room's
+//     creator adds an invitee's devices before the invitee joins, each
+//     device enters its own epoch by Welcome, and the commits between
+//     those epochs never reach us (a homeserver shows an invited user no
+//     room events). When a puppet of ours joins, those commits are
+//     fetched and applied, and the devices follow into the latest epoch
+//     (history.go, followBehind).
 //   - Receiving. A commit is applied once for the room and each of our
 //     devices then derives its private path keys from the shared result
 //     (DESIGN 4). It is checked against the room's membership at its event

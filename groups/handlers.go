@@ -222,7 +222,7 @@ func (s *Service) learnHistoryAsJoined(ctx context.Context, w *inbound.Work, roo
 	if err != nil || r == nil || !r.held() {
 		return err
 	}
-	missing, behind := len(r.m.Graph().MissingHistory()) > 0, len(r.m.Behind()) > 0
+	missing, behind := len(r.m.Graph().MissingHistory()) > 0, len(r.m.Behind())+len(r.m.Unreached()) > 0
 	if !missing && !behind {
 		return nil
 	}

@@ -128,13 +128,28 @@ func (h *history) commit(ctx context.Context, event id.EventID) (*Encrypted, id.
 // add them again (a round of commits and Welcomes for every device a room
 // creator added before its puppet joined, 8 of every 9 in the load run).
 //
+// Where the chain is cut (epochs.Member.Unreached: the Welcome into an
+// epoch between never came; Synapse loses a few in a hundred to-device
+// messages to an application service when several are sent at once), the
+// commits up to the cut are backfilled from the older epoch along
+// commit_event links, so that only the device whose Welcome was lost is
+// left an orphan, not every device below it.
+//
 // A fetch that fails, or an event that is not the epoch's commit, is
 // logged and counted (mlsas_dmls_history_stopped_total) and leaves that
 // epoch to the orphan rule; at most groups.max_history events are
-// fetched.
+// fetched here, and as many by each backfill.
 func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as id.UserID) error {
 	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("as", as).Logger()
 	tried := map[epochs.ID]bool{}
+	untried := func(ids []epochs.ID) epochs.ID {
+		for _, e := range ids {
+			if !tried[e] {
+				return e
+			}
+		}
+		return ""
+	}
 	fetched, applied := 0, 0
 	defer func() {
 		if applied > 0 {
@@ -142,12 +157,9 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 		}
 	}()
 	for {
-		var epoch epochs.ID
-		for _, e := range r.m.Behind() {
-			if !tried[e] {
-				epoch = e
-				break
-			}
+		epoch, cut := untried(r.m.Behind()), false
+		if epoch == "" {
+			epoch, cut = untried(r.m.Unreached()), true
 		}
 		if epoch == "" {
 			return nil
@@ -164,26 +176,20 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 			return nil
 		}
 		fetched++
-		s.metrics.HistoryFetched.Inc()
-		raw, err := s.cfg.Puppets.Event(ctx, as, r.id, id.EventID(n.CommitEvent))
-		if err != nil {
+		ev, e := s.fetchCommitOf(ctx, r, as, n)
+		if e == nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			s.metrics.HistoryStopped.WithLabelValues("fetch_failed").Inc()
-			log.Warn().Err(err).Str("commit_event", truncate(n.CommitEvent)).Msg("Could not fetch the commit of an epoch our devices are behind in")
 			continue
 		}
-		ev, err := inbound.ParseRoomEvent(raw)
-		var e *Encrypted
-		if err == nil && ev.Type == EncryptedType && ev.RoomID == r.id && string(ev.EventID) == n.CommitEvent {
-			e, err = ParseEncrypted(ev.Content)
-		}
-		if err != nil || e == nil || e.Commit == nil || e.Commit.Next != epoch || e.Epoch != n.Parent {
-			s.metrics.HistoryStopped.WithLabelValues("not_a_commit").Inc()
-			log.Warn().Err(err).Str("commit_event", truncate(n.CommitEvent)).
-				Msg("The commit_event of an epoch our devices are behind in is not its commit")
-			continue
+		if cut {
+			if err := s.backfill(ctx, w, r, e.Epoch, e.CommitEvent); err != nil {
+				return err
+			}
+			if b, ok := r.node(e.Epoch); !ok || !b.Retained {
+				continue // the backfill said why
+			}
 		}
 		s.metrics.Backfilled.Inc()
 		if err := s.applyEncrypted(ctx, w, r, ev, e); err != nil {
@@ -191,6 +197,34 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 		}
 		applied++
 	}
+}
+
+// fetchCommitOf fetches, reading as as, the commit event of the epoch n,
+// and returns it if it is the commit that makes n from its parent; else
+// nil, logged and counted.
+func (s *Service) fetchCommitOf(ctx context.Context, r *room, as id.UserID, n epochs.Node[*epochs.EpochState]) (inbound.RoomEvent, *Encrypted) {
+	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("as", as).Str("commit_event", truncate(n.CommitEvent)).Logger()
+	s.metrics.HistoryFetched.Inc()
+	raw, err := s.cfg.Puppets.Event(ctx, as, r.id, id.EventID(n.CommitEvent))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.metrics.HistoryStopped.WithLabelValues("fetch_failed").Inc()
+			log.Warn().Err(err).Msg("Could not fetch the commit of an epoch our devices are behind in")
+		}
+		return inbound.RoomEvent{}, nil
+	}
+	ev, err := inbound.ParseRoomEvent(raw)
+	var e *Encrypted
+	if err == nil && ev.Type == EncryptedType && ev.RoomID == r.id && string(ev.EventID) == n.CommitEvent {
+		e, err = ParseEncrypted(ev.Content)
+	}
+	if err != nil || e == nil || e.Commit == nil || e.Commit.Next != n.ID || e.Epoch != n.Parent ||
+		string(ev.Sender) != e.Commit.Sender.UserID {
+		s.metrics.HistoryStopped.WithLabelValues("not_a_commit").Inc()
+		log.Warn().Err(err).Msg("The commit_event of an epoch our devices are behind in is not its commit")
+		return inbound.RoomEvent{}, nil
+	}
+	return ev, e
 }
 
 // backfilling marks the context of a backfill's applications.
