@@ -31,7 +31,11 @@
 //     those epochs never reach us (a homeserver shows an invited user no
 //     room events). When a puppet of ours joins, those commits are
 //     fetched and applied, and the devices follow into the latest epoch
-//     (history.go, followBehind).
+//     (history.go, followBehind). Where a Welcome was lost (Synapse drops
+//     to-device messages to an application service that is down, and
+//     never delivered 18 of 915 in one load run with the service up), the
+//     commits up to the cut are backfilled, so that only that device is
+//     an orphan.
 //   - Receiving. A commit is applied once for the room and each of our
 //     devices then derives its private path keys from the shared result
 //     (DESIGN 4). It is checked against the room's membership at its event
