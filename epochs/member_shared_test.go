@@ -113,6 +113,25 @@ func (r *serviceRoom) agree(want ...Device) {
 	}
 }
 
+// welcomeFirst has an independent member add our device d, and d join
+// from the Welcome before the commit event reaches us: as on the wire, the
+// commit it names carries no message (groups.ParseWelcome).
+func (r *serviceRoom) welcomeFirst(d Device) *Outgoing {
+	r.t.Helper()
+	r.room.Members[d.UserID] = Join
+	r.room.Devices[d.UserID] = []string{d.DeviceID}
+	out := r.commit(r.indep[1])
+	if !slices.Equal(out.Added, []Device{d}) {
+		r.t.Fatalf("added %v, want %v", out.Added, d)
+	}
+	wire := out.Commit
+	wire.Message = nil
+	if _, err := r.svc.Join(d, out.Welcome, r.bundles[d], wire, t0); err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}
+
 func (r *serviceRoom) apply(c Commit) (ID, error) {
 	return r.svc.Apply(c, r.room, r.room, t0)
 }
@@ -390,17 +409,7 @@ func TestMemberWelcomeWithoutCommitFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r.room.Members[b.UserID] = Join
-	r.room.Devices[b.UserID] = []string{b.DeviceID}
-	out := r.commit(r.indep[1])
-	if !slices.Equal(out.Added, []Device{b}) {
-		t.Fatalf("added %v", out.Added)
-	}
-	wire := out.Commit
-	wire.Message = nil
-	if _, err := r.svc.Join(b, out.Welcome, r.bundles[b], wire, t0); err != nil {
-		t.Fatal(err)
-	}
+	out := r.welcomeFirst(b)
 	if got := r.svc.Holders(out.Commit.Epoch); !slices.Equal(got, []Device{b}) {
 		t.Fatalf("holders after the Welcome: %v", got)
 	}
@@ -486,17 +495,7 @@ func TestMemberUnreached(t *testing.T) {
 	r.room.Members[b.UserID] = Join
 	r.room.Devices[b.UserID] = []string{b.DeviceID}
 	first := r.commit(r.indep[1])
-	r.room.Members[c.UserID] = Join
-	r.room.Devices[c.UserID] = []string{c.DeviceID}
-	second := r.commit(r.indep[1])
-	if !slices.Equal(second.Added, []Device{c}) {
-		t.Fatalf("the second commit added %v", second.Added)
-	}
-	wire := second.Commit
-	wire.Message = nil
-	if _, err := r.svc.Join(c, second.Welcome, r.bundles[c], wire, t0); err != nil {
-		t.Fatal(err)
-	}
+	second := r.welcomeFirst(c)
 	if got := r.svc.Unreached(); !slices.Equal(got, []ID{second.Commit.Epoch}) {
 		t.Fatalf("unreached after c's Welcome: %v, want its epoch", got)
 	}
