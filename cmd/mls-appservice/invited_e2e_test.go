@@ -91,6 +91,16 @@ func invitedDevicesFollow(t *testing.T, lose bool) {
 		t.Fatalf("every device of S held the latest epoch before any puppet joined (%v): the test no longer makes the case", before.Ours)
 	}
 	t.Logf("before the joins S holds epoch %d with %v only", before.Epoch, before.Ours)
+	if lose {
+		var got int
+		if err := S.db.QueryRow(ctx, `SELECT count(*) FROM inbound_event WHERE kind = 'to_device' AND to_user_id = $1`,
+			string(ours[1])).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != 0 {
+			t.Fatalf("S received %d to-device messages for %s, sent while it was down: Synapse kept them, and the test no longer loses a Welcome", got, ours[1])
+		}
+	}
 
 	start := time.Now()
 	for _, u := range ours {
