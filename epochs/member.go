@@ -663,11 +663,8 @@ func (m *Member) Behind() []ID {
 		if !n.Retained || n.Parent == "" || p == nil || !p.Retained {
 			continue
 		}
-		for _, d := range p.State.holders {
-			if slices.Contains(n.Members, d) && !slices.Contains(n.State.holders, d) {
-				out = append(out, n)
-				break
-			}
+		if leftOut(p, n) {
+			out = append(out, n)
 		}
 	}
 	return byNumber(out)
@@ -700,13 +697,19 @@ func (m *Member) Unreached() []ID {
 // retained epoch but not n.
 func (m *Member) leftBelow(n *Node[*EpochState]) bool {
 	for _, x := range m.graph.nodes {
-		if !x.Retained || x.Number >= n.Number {
-			continue
+		if x.Retained && x.Number < n.Number && leftOut(x, n) {
+			return true
 		}
-		for _, d := range x.State.holders {
-			if slices.Contains(n.Members, d) && !slices.Contains(n.State.holders, d) {
-				return true
-			}
+	}
+	return false
+}
+
+// leftOut reports whether a device of ours that holds the retained epoch
+// x is in n's group but holds no state in n.
+func leftOut(x, n *Node[*EpochState]) bool {
+	for _, d := range x.State.holders {
+		if slices.Contains(n.Members, d) && !slices.Contains(n.State.holders, d) {
+			return true
 		}
 	}
 	return false

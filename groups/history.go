@@ -25,7 +25,7 @@ import (
 // room, or after Config.MaxHistory fetches (logged and counted); base
 // selection then orders what it knows.
 func (s *Service) learnHistory(ctx context.Context, r *room, as id.UserID) error {
-	h := history{s: s, r: r, as: as, seen: map[id.EventID]*Encrypted{}}
+	h := newHistory(s, r, as)
 	ended := map[epochs.ID]bool{}
 	for h.fetched < s.cfg.MaxHistory {
 		missing := slices.DeleteFunc(r.m.Graph().MissingHistory(), func(e epochs.ID) bool { return ended[e] })
@@ -53,14 +53,24 @@ func (s *Service) learnHistory(ctx context.Context, r *room, as id.UserID) error
 	return nil
 }
 
-// history is one learnHistory walk: the events it fetched, each fetched
-// once.
+// history is one walk over the room's commit events (learnHistory,
+// followBehind): the events it fetched, each fetched once.
 type history struct {
 	s       *Service
 	r       *room
 	as      id.UserID
-	seen    map[id.EventID]*Encrypted // nil: fetched, not a commit of the room
+	seen    map[id.EventID]*commitEvent // nil: fetched, not a commit of the room
 	fetched int
+}
+
+// commitEvent is a fetched commit event of the room, parsed.
+type commitEvent struct {
+	ev inbound.RoomEvent
+	e  *Encrypted
+}
+
+func newHistory(s *Service, r *room, as id.UserID) *history {
+	return &history{s: s, r: r, as: as, seen: map[id.EventID]*commitEvent{}}
 }
 
 // learn observes the commit that made epoch, reaching it through the
@@ -71,22 +81,23 @@ func (h *history) learn(ctx context.Context, epoch epochs.ID) (bool, error) {
 		if n.CommitEvent == "" {
 			continue
 		}
-		c, _, err := h.commit(ctx, id.EventID(n.CommitEvent))
-		if err != nil || c == nil || c.Epoch != epoch || c.CommitEvent == "" {
-			if err != nil {
-				return false, err
-			}
-			continue
-		}
-		e, eventID, err := h.commit(ctx, id.EventID(c.CommitEvent))
+		c, err := h.commit(ctx, id.EventID(n.CommitEvent))
 		if err != nil {
 			return false, err
 		}
-		if e == nil || e.Commit.Next != epoch {
+		if c == nil || c.e.Epoch != epoch || c.e.CommitEvent == "" {
 			continue
 		}
+		made, err := h.commit(ctx, id.EventID(c.e.CommitEvent))
+		if err != nil {
+			return false, err
+		}
+		if made == nil || made.e.Commit.Next != epoch {
+			continue
+		}
+		e := made.e
 		h.r.m.Observe(epochs.Commit{Message: e.Ciphertext, Base: e.Epoch, Epoch: e.Commit.Next, Number: e.Commit.NextNumber,
-			Resolves: e.Commit.DMLSResolv, Creator: e.Commit.Sender, EventID: string(eventID)})
+			Resolves: e.Commit.DMLSResolv, Creator: e.Commit.Sender, EventID: string(made.ev.EventID)})
 		return true, nil
 	}
 	return false, nil
@@ -94,30 +105,30 @@ func (h *history) learn(ctx context.Context, epoch epochs.ID) (bool, error) {
 
 // commit fetches a commit event of the room; it returns nil for an event
 // that is not one, and stops fetching after Config.MaxHistory events.
-func (h *history) commit(ctx context.Context, event id.EventID) (*Encrypted, id.EventID, error) {
-	if e, ok := h.seen[event]; ok {
-		return e, event, nil
+func (h *history) commit(ctx context.Context, event id.EventID) (*commitEvent, error) {
+	if c, ok := h.seen[event]; ok {
+		return c, nil
 	}
 	if h.fetched >= h.s.cfg.MaxHistory {
-		return nil, event, nil
+		return nil, nil
 	}
 	h.fetched++
 	h.s.metrics.HistoryFetched.Inc()
 	raw, err := h.s.cfg.Puppets.Event(ctx, h.as, h.r.id, event)
 	if err != nil {
-		return nil, event, fmt.Errorf("fetch commit event %s: %w", event, err)
+		return nil, fmt.Errorf("fetch commit event %s: %w", event, err)
 	}
 	h.seen[event] = nil
 	ev, err := inbound.ParseRoomEvent(raw)
 	if err != nil || ev.Type != EncryptedType || ev.RoomID != h.r.id || ev.EventID != event {
-		return nil, event, nil
+		return nil, nil
 	}
 	e, err := ParseEncrypted(ev.Content)
 	if err != nil || e.Commit == nil || string(ev.Sender) != e.Commit.Sender.UserID {
-		return nil, event, nil
+		return nil, nil
 	}
-	h.seen[event] = e
-	return e, event, nil
+	h.seen[event] = &commitEvent{ev, e}
+	return h.seen[event], nil
 }
 
 // followBehind fetches, reading as as, the commit event of each epoch
@@ -142,6 +153,7 @@ func (h *history) commit(ctx context.Context, event id.EventID) (*Encrypted, id.
 // fetched here, and as many by each backfill.
 func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as id.UserID) error {
 	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("as", as).Logger()
+	h := newHistory(s, r, as)
 	tried := map[epochs.ID]bool{}
 	untried := func(ids []epochs.ID) epochs.ID {
 		for _, e := range ids {
@@ -151,7 +163,7 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 		}
 		return ""
 	}
-	fetched, applied := 0, 0
+	applied := 0
 	defer func() {
 		if applied > 0 {
 			log.Info().Int("commits", applied).Msg("Fetched the commits our devices joined past by Welcome; they followed")
@@ -170,62 +182,42 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 		if n.CommitEvent == "" {
 			continue
 		}
-		if fetched >= s.cfg.MaxHistory {
+		if h.fetched >= s.cfg.MaxHistory {
 			s.metrics.HistoryStopped.WithLabelValues("limit").Inc()
-			log.Warn().Int("fetched", fetched).Int("max_history", s.cfg.MaxHistory).
+			log.Warn().Int("fetched", h.fetched).Int("max_history", s.cfg.MaxHistory).
 				Msg("Stopped fetching the commits our devices are behind at groups.max_history; the rest wait as orphans")
 			return nil
 		}
-		fetched++
-		ev, e := s.fetchCommitOf(ctx, r, as, n)
-		if e == nil {
+		c, err := h.commit(ctx, id.EventID(n.CommitEvent))
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			s.metrics.HistoryStopped.WithLabelValues("fetch_failed").Inc()
+			log.Warn().Err(err).Str("commit_event", truncate(n.CommitEvent)).
+				Msg("Could not fetch the commit of an epoch our devices are behind in")
+			continue
+		}
+		if c == nil || c.e.Commit.Next != epoch || c.e.Epoch != n.Parent {
+			s.metrics.HistoryStopped.WithLabelValues("not_a_commit").Inc()
+			log.Warn().Str("commit_event", truncate(n.CommitEvent)).
+				Msg("The commit_event of an epoch our devices are behind in is not its commit")
 			continue
 		}
 		if cut {
-			if err := s.backfill(ctx, w, r, e.Epoch, e.CommitEvent); err != nil {
+			if err := s.backfill(ctx, w, r, c.e.Epoch, c.e.CommitEvent); err != nil {
 				return err
 			}
-			if b, ok := r.node(e.Epoch); !ok || !b.Retained {
+			if b, ok := r.node(c.e.Epoch); !ok || !b.Retained {
 				continue // the backfill said why
 			}
 		}
 		s.metrics.Backfilled.Inc()
-		if err := s.applyEncrypted(ctx, w, r, ev, e); err != nil {
+		if err := s.applyEncrypted(ctx, w, r, c.ev, c.e); err != nil {
 			return err
 		}
 		applied++
 	}
-}
-
-// fetchCommitOf fetches, reading as as, the commit event of the epoch n,
-// and returns it if it is the commit that makes n from its parent; else
-// nil, logged and counted.
-func (s *Service) fetchCommitOf(ctx context.Context, r *room, as id.UserID, n epochs.Node[*epochs.EpochState]) (inbound.RoomEvent, *Encrypted) {
-	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("as", as).Str("commit_event", truncate(n.CommitEvent)).Logger()
-	s.metrics.HistoryFetched.Inc()
-	raw, err := s.cfg.Puppets.Event(ctx, as, r.id, id.EventID(n.CommitEvent))
-	if err != nil {
-		if ctx.Err() == nil {
-			s.metrics.HistoryStopped.WithLabelValues("fetch_failed").Inc()
-			log.Warn().Err(err).Msg("Could not fetch the commit of an epoch our devices are behind in")
-		}
-		return inbound.RoomEvent{}, nil
-	}
-	ev, err := inbound.ParseRoomEvent(raw)
-	var e *Encrypted
-	if err == nil && ev.Type == EncryptedType && ev.RoomID == r.id && string(ev.EventID) == n.CommitEvent {
-		e, err = ParseEncrypted(ev.Content)
-	}
-	if err != nil || e == nil || e.Commit == nil || e.Commit.Next != n.ID || e.Epoch != n.Parent ||
-		string(ev.Sender) != e.Commit.Sender.UserID {
-		s.metrics.HistoryStopped.WithLabelValues("not_a_commit").Inc()
-		log.Warn().Err(err).Msg("The commit_event of an epoch our devices are behind in is not its commit")
-		return inbound.RoomEvent{}, nil
-	}
-	return ev, e
 }
 
 // backfilling marks the context of a backfill's applications.
@@ -263,7 +255,7 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 	if err != nil {
 		return err
 	}
-	h := history{s: s, r: r, as: as, seen: map[id.EventID]*Encrypted{}}
+	h := newHistory(s, r, as)
 	type step struct {
 		ev inbound.RoomEvent
 		e  *Encrypted
