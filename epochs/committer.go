@@ -34,6 +34,10 @@ type CommitterInput struct {
 	MaxJitter time.Duration
 	// Jitter is required if MaxJitter > 0.
 	Jitter Jitter
+	// Rounds is how many commits in a row that resolved a fork lead to
+	// the base (Graph.ResolvingRun). Each doubles a waiting device's
+	// delay, up to MaxBackoff times.
+	Rounds int
 }
 
 // Action is the committer rule's answer.
@@ -60,8 +64,9 @@ type Decision struct {
 
 // DecideCommitter is the committer rule (package doc, "Committer"): the
 // joined device with the lowest leaf index commits at once; every other
-// joined device waits Grace plus a jitter drawn from [0, MaxJitter) and
-// then commits only if nobody did.
+// joined device waits Grace plus a jitter drawn from [0, MaxJitter),
+// doubled for each of Rounds up to MaxBackoff times, and then commits
+// only if nobody did.
 func DecideCommitter(in CommitterInput) Decision {
 	var first *LeafDevice
 	self := false
@@ -84,7 +89,24 @@ func DecideCommitter(in CommitterInput) Decision {
 	if in.MaxJitter > 0 && in.Jitter != nil {
 		delay += time.Duration(in.Jitter.Int64N(int64(in.MaxJitter)))
 	}
+	delay *= time.Duration(backoff(in.Rounds))
 	return Decision{Action: CommitLater, Delay: delay, At: in.Seen.Add(delay)}
+}
+
+// MaxBackoff bounds the factor by which resolving rounds in a row
+// lengthen a waiting device's delay (package doc, "Committer").
+const MaxBackoff = 16
+
+// backoff is 2^rounds, at most MaxBackoff.
+func backoff(rounds int) int {
+	f := 1
+	for range max(rounds, 0) {
+		if f*2 > MaxBackoff {
+			break
+		}
+		f *= 2
+	}
+	return f
 }
 
 // compareLeaf orders by leaf index; equal indices, which a valid tree never

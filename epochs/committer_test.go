@@ -67,3 +67,25 @@ func TestDecideCommitterJitterIsSeeded(t *testing.T) {
 		t.Fatalf("delay %v", d.Delay)
 	}
 }
+
+// TestDecideCommitterBacksOff checks that each resolving round in a row
+// doubles a waiting device's delay, up to MaxBackoff, and leaves the
+// first committer's at once.
+func TestDecideCommitterBacksOff(t *testing.T) {
+	joined := []LeafDevice{{alice, 0}, {bob, 1}}
+	for rounds, factor := range []time.Duration{1, 2, 4, 8, 16, 16, 16} {
+		in := CommitterInput{Joined: joined, Self: bob, Seen: t0, Grace: 3 * time.Second, Rounds: rounds}
+		if d := DecideCommitter(in); d.Action != CommitLater || d.Delay != factor*3*time.Second {
+			t.Errorf("rounds %d: %v after %v, want %v", rounds, d.Action, d.Delay, factor*3*time.Second)
+		}
+		// The jitter is doubled with the grace: the whole wait backs off.
+		in.MaxJitter, in.Jitter = time.Second, rand.New(rand.NewPCG(1, 2))
+		if d := DecideCommitter(in); d.Delay < factor*3*time.Second || d.Delay >= factor*4*time.Second {
+			t.Errorf("rounds %d with jitter: delay %v", rounds, d.Delay)
+		}
+		in.Self = alice
+		if d := DecideCommitter(in); d.Action != CommitNow || d.Delay != 0 {
+			t.Errorf("rounds %d: the first committer waits %v", rounds, d.Delay)
+		}
+	}
+}

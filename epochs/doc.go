@@ -256,6 +256,17 @@
 // devices commit before the first commit arrives, which forks the group
 // on every change and delays convergence.
 //
+// Each commit in a row that resolved a fork, counting down from the base
+// (Graph.ResolvingRun), doubles a waiting device's whole delay (Grace
+// plus jitter), up to MaxBackoff (16) times; the first committer still
+// commits at once. When events take longer than Grace plus MaxJitter to
+// arrive (a grace set too short, a homeserver under load), every waiting
+// device resolves the fork before the first committer's resolution
+// reaches it, the resolutions fork again, and without the backoff they
+// did so for ever (two services on one loaded Synapse reached epoch 100
+// in a four-device room; TestSimulationOutlastsShortGrace). An ordinary
+// commit ends the run, so a group that settled waits Grace again.
+//
 // # Retention
 //
 // Heads are never dropped. Any other retained epoch E is dropped when any

@@ -275,6 +275,26 @@ func (g *Graph[S]) Heads() []ID {
 // Forked reports whether there is more than one head.
 func (g *Graph[S]) Forked() bool { return len(g.Heads()) > 1 }
 
+// ResolvingRun returns how many commits in a row that resolved a fork
+// lead to the base: the base's own commit, its parent's, and so on,
+// counting while each named other heads. The committer rule backs off by
+// it (package doc, "Committer"). An epoch the member did not see made (no
+// parent known) ends the run.
+func (g *Graph[S]) ResolvingRun() int {
+	base, err := g.Base()
+	if err != nil {
+		return 0
+	}
+	run := 0
+	for n := g.nodes[base]; n != nil && len(n.Resolves) > 0; n = g.nodes[n.Parent] {
+		run++
+		if n.Parent == "" {
+			break
+		}
+	}
+	return run
+}
+
 // Above reports whether x is a strict descendant of y: y is on x's chain of
 // parents. It follows recorded parent links, so it also works when the
 // nodes between them were dropped but their metadata remains.

@@ -226,3 +226,33 @@ func TestJoinAndLearn(t *testing.T) {
 		t.Fatalf("learned parent with the wrong number for its child: %v", err)
 	}
 }
+
+func TestResolvingRun(t *testing.T) {
+	// Two changes fork R; A1 resolves B; A1 and C race and fork again; D
+	// resolves C on A1; then an ordinary commit E.
+	specs := []spec{
+		{id: "R"},
+		{id: "A", parent: "R", tag: 2}, {id: "B", parent: "R", tag: 1},
+		{id: "A1", parent: "A", tag: 2, resolves: []string{"B"}},
+		{id: "C", parent: "A", tag: 1, resolves: []string{"B"}},
+		{id: "D", parent: "A1", tag: 1, resolves: []string{"C"}},
+		{id: "E", parent: "D", tag: 1},
+	}
+	tests := []struct {
+		upTo int // specs[:upTo]
+		want int
+	}{
+		{1, 0}, // R alone
+		{3, 0}, // forked: the base A is an ordinary commit
+		{4, 1}, // A1 resolved
+		{5, 1}, // forked again: the base is A1
+		{6, 2}, // D on A1
+		{7, 0}, // an ordinary commit ends the run
+	}
+	for _, tt := range tests {
+		if got := build(t, specs[:tt.upTo]...).ResolvingRun(); got != tt.want {
+			base, _ := build(t, specs[:tt.upTo]...).Base()
+			t.Errorf("after %s (base %s): run %d, want %d", specs[tt.upTo-1].id, base, got, tt.want)
+		}
+	}
+}

@@ -435,7 +435,7 @@ func (s *mSim) after(d *mDevice) {
 	}
 	dec := DecideCommitter(CommitterInput{
 		Joined: joined, Self: d.dev, Seen: simNow(s.step),
-		Grace: mGrace, MaxJitter: mJitter, Jitter: d.jitter,
+		Grace: mGrace, MaxJitter: mJitter, Jitter: d.jitter, Rounds: d.svc.m.Graph().ResolvingRun(),
 	})
 	switch dec.Action {
 	case CommitNow:

@@ -51,19 +51,29 @@ type simulation struct {
 	rejected  int
 	commits   int
 	resolving int // commits that named other heads
+	timing    simTiming
 }
 
-const (
-	simMaxDelay = 6 // steps an event may take to reach a device
-	simGrace    = 8 // longer than the delivery delay, as a deployment must choose it
-	simJitter   = 4
-)
+// simTiming is how long, in steps, events take and devices wait.
+type simTiming struct {
+	maxDelay int // steps an event may take to reach a device
+	grace    int
+	jitter   int
+}
+
+// simDeployed is the timing a deployment should choose: a grace longer
+// than the delivery delay.
+var simDeployed = simTiming{maxDelay: 6, grace: 8, jitter: 4}
 
 func simTime(step int) time.Time { return t0.Add(time.Duration(step) * time.Second) }
 
 func newSimulation(t *testing.T, seed uint64, users int) *simulation {
+	return newTimedSimulation(t, seed, users, simDeployed)
+}
+
+func newTimedSimulation(t *testing.T, seed uint64, users int, timing simTiming) *simulation {
 	s := &simulation{
-		t: t, r: rand.New(rand.NewPCG(seed, 99)),
+		t: t, r: rand.New(rand.NewPCG(seed, 99)), timing: timing,
 		room:    Room{Members: map[string]MemberState{}, Devices: map[string][]string{}},
 		devices: map[Device]*simDevice{}, events: map[ID]*simEvent{},
 	}
@@ -159,7 +169,7 @@ func (s *simulation) commit(d *simDevice) {
 	// map order would make a seed replay differently.
 	for _, dv := range slices.SortedFunc(maps.Keys(s.devices), compareDevices) {
 		if other := s.devices[dv]; other != d {
-			other.inbox = append(other.inbox, simDelivery{at: s.step + 1 + s.r.IntN(simMaxDelay), ev: ev})
+			other.inbox = append(other.inbox, simDelivery{at: s.step + 1 + s.r.IntN(s.timing.maxDelay), ev: ev})
 		}
 	}
 }
@@ -177,9 +187,11 @@ func (s *simulation) receive(d *simDevice, ev *simEvent) bool {
 	welcomed := slices.Contains(ev.added, d.dev)
 	canApply := d.graph != nil && func() bool { _, ok := d.graph.State(n.Parent); return ok }()
 	if !canApply && !welcomed {
-		// A device outside the group drops what it cannot use (a Welcome
-		// brings the history it needs); a member waits for the base.
-		return d.graph == nil
+		// The commit waits for its base: a member for the commit that
+		// makes it, a device outside the group for its Welcome, which
+		// may arrive after the commits made on the epoch it joins (the
+		// service holds such a commit 8 × groups.wait, DESIGN §5).
+		return false
 	}
 	err := CheckCommit(CommitEffect{Added: ev.added, Removed: ev.removed, After: n.Members, Resolving: len(n.Resolves) > 0},
 		s.rooms[ev.step], s.rooms[ev.baseStep])
@@ -269,7 +281,8 @@ func (s *simulation) act(d *simDevice) {
 	}
 	dec := DecideCommitter(CommitterInput{
 		Joined: joined, Self: d.dev, Seen: simTime(s.step),
-		Grace: simGrace * time.Second, MaxJitter: simJitter * time.Second, Jitter: d.jitter,
+		Grace: time.Duration(s.timing.grace) * time.Second, MaxJitter: time.Duration(s.timing.jitter) * time.Second,
+		Jitter: d.jitter, Rounds: d.graph.ResolvingRun(),
 	})
 	switch dec.Action {
 	case CommitNow:
@@ -328,38 +341,7 @@ func TestSimulationConverges(t *testing.T) {
 			if s.rejected > 0 {
 				t.Fatalf("%d honest commits rejected", s.rejected)
 			}
-			want := s.joinedDevices()
-			var head ID
-			for _, d := range want {
-				g := s.devices[d].graph
-				if g == nil {
-					t.Fatalf("%v joined but was never welcomed", d)
-				}
-				heads := g.Heads()
-				if len(heads) != 1 {
-					for _, h := range heads {
-						n, _ := g.Node(h)
-						by, retired := g.Retired(h)
-						ev := s.events[h]
-						t.Logf("head %v number %d parent %v creator %v step %d members %v retired %v by %v", h, n.Number, n.Parent, n.Creator, ev.step, n.Members, retired, by)
-						for _, o := range want {
-							og := s.devices[o].graph
-							on, ok := og.Node(h)
-							t.Logf("   at %v: known %v retained %v heads %v", o, ok, on.Retained, og.Heads())
-						}
-					}
-					t.Fatalf("%v has %d heads", d, len(heads))
-				}
-				if head == "" {
-					head = heads[0]
-				} else if heads[0] != head {
-					t.Fatalf("%v is on %v, others on %v", d, heads[0], head)
-				}
-				n, _ := g.Node(head)
-				if !slices.Equal(n.Members, want) {
-					t.Fatalf("group %v, room %v", n.Members, want)
-				}
-			}
+			s.assertConverged()
 		})
 	}
 	t.Logf("%d seeds: %d commits, %d of them resolving forks", seeds, commits, resolving)
@@ -384,5 +366,68 @@ func TestSimulationRejectsUnauthorisedAdd(t *testing.T) {
 	err := CheckCommit(CommitEffect{Added: ev.added, After: ev.node.Members}, s.rooms[ev.step], s.rooms[ev.baseStep])
 	if !errors.Is(err, ErrUnauthorisedAdd) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// assertConverged fails unless every joined device has one head, the same
+// one, whose group is exactly the joined devices.
+func (s *simulation) assertConverged() {
+	s.t.Helper()
+	want := s.joinedDevices()
+	var head ID
+	for _, d := range want {
+		g := s.devices[d].graph
+		if g == nil {
+			s.t.Fatalf("%v joined but was never welcomed", d)
+		}
+		heads := g.Heads()
+		if len(heads) != 1 {
+			for _, h := range heads {
+				n, _ := g.Node(h)
+				by, retired := g.Retired(h)
+				ev := s.events[h]
+				s.t.Logf("head %v number %d parent %v creator %v step %d members %v retired %v by %v", h, n.Number, n.Parent, n.Creator, ev.step, n.Members, retired, by)
+				for _, o := range want {
+					og := s.devices[o].graph
+					on, ok := og.Node(h)
+					s.t.Logf("   at %v: known %v retained %v heads %v", o, ok, on.Retained, og.Heads())
+				}
+			}
+			s.t.Fatalf("%v has %d heads", d, len(heads))
+		}
+		if head == "" {
+			head = heads[0]
+		} else if heads[0] != head {
+			s.t.Fatalf("%v is on %v, others on %v", d, heads[0], head)
+		}
+		n, _ := g.Node(head)
+		if !slices.Equal(n.Members, want) {
+			s.t.Fatalf("group %v, room %v", n.Members, want)
+		}
+	}
+}
+
+// TestSimulationOutlastsShortGrace runs the simulation with a grace and
+// jitter shorter than events take to arrive, the misconfiguration (or
+// overloaded homeserver) under which every waiting device commits its own
+// resolution before the first one reaches it: each round of resolutions
+// forks again, and without the doubling of the wait per resolving round
+// (package doc, "Committer") the group never settled.
+func TestSimulationOutlastsShortGrace(t *testing.T) {
+	seeds := uint64(12)
+	if testing.Short() {
+		seeds = 3
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			const users = 7
+			s := newTimedSimulation(t, seed, users, simTiming{maxDelay: 8, grace: 1, jitter: 2})
+			s.run(60, users, 3)
+			s.run(300, users, 0)
+			if s.rejected > 0 {
+				t.Fatalf("%d honest commits rejected", s.rejected)
+			}
+			s.assertConverged()
+		})
 	}
 }

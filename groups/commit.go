@@ -151,10 +151,11 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 	}
 	now := s.now()
 	jitter := rand.New(rand.NewPCG(uint64(now.UnixNano()), uint64(len(r.id))))
+	rounds := r.m.Graph().ResolvingRun()
 	var later *epochs.Decision
 	for _, d := range ours {
 		dec := epochs.DecideCommitter(epochs.CommitterInput{Joined: joined, Self: d, Seen: now, Grace: s.cfg.Grace,
-			MaxJitter: s.cfg.MaxJitter, Jitter: jitter})
+			MaxJitter: s.cfg.MaxJitter, Jitter: jitter, Rounds: rounds})
 		switch dec.Action {
 		case epochs.CommitNow:
 			return s.commitNow(ctx, w, r, d, view, why)

@@ -133,11 +133,13 @@ func startServiceFor(t, owner testing.TB, cfgPath string) *serviceProcess {
 			t.Logf("service log:\n%s", log)
 		}
 		// MLSAS_SERVICE_LOGS=dir keeps every service's log, passed or
-		// failed, as dir/<test>-<port>.log (TempDir goes with the test).
+		// failed, as dir/<test>-<port>-<pid>.log (TempDir goes with the
+		// test; a restarted service keeps its port, so the pid tells its
+		// runs apart).
 		if dir := os.Getenv("MLSAS_SERVICE_LOGS"); dir != "" {
 			log, _ := os.ReadFile(logf)
 			name := strings.NewReplacer("/", "_", " ", "_").Replace(owner.Name())
-			keep := filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, cfg.AppService.Port))
+			keep := filepath.Join(dir, fmt.Sprintf("%s-%d-%d.log", name, cfg.AppService.Port, cmd.Process.Pid))
 			err := os.MkdirAll(dir, 0o755)
 			if err == nil {
 				err = os.WriteFile(keep, log, 0o644)
