@@ -38,6 +38,9 @@ type serviceOptions struct {
 	name   string // registration id and namespace: @<name>_...
 	extra  map[string]map[string]any
 	groups map[string]any
+	// linkDelay, if set, puts a delay line (delayline_test.go) between the
+	// homeserver and the service: every transaction reaches it this late.
+	linkDelay time.Duration
 }
 
 // startServices starts a private Synapse with one registration per
@@ -83,10 +86,14 @@ func prepareService(t testing.TB, o serviceOptions) (*testService, string) {
 			extra[sec][k] = v
 		}
 	}
-	cfgPath := writeConfigWith(t, syn.ConfigPath, testenv.Database(t), freePort(t), extra)
+	port := freePort(t)
+	cfgPath := writeConfigWith(t, syn.ConfigPath, testenv.Database(t), port, extra)
 	regPath := filepath.Join(filepath.Dir(cfgPath), "registration.yaml")
 	if err := run([]string{"-g", "-c", cfgPath, "-r", regPath}, os.Stderr); err != nil {
 		t.Fatalf("-g for %s: %v", o.name, err)
+	}
+	if o.linkDelay > 0 {
+		pointRegistration(t, regPath, startDelayLine(t, o.linkDelay, fmt.Sprintf("http://127.0.0.1:%d", port)))
 	}
 	return &testService{name: o.name, cfgPath: cfgPath}, regPath
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// delayLine stands between the homeserver and a service's appservice
+// endpoint like a slow network: each transaction is acknowledged at once
+// and reaches the service delay later, in order, retried until the
+// service accepts it. Every other request (user queries, pings) passes
+// straight through. Acknowledging at once matters: were the transaction
+// held, Synapse would batch the events that arrive meanwhile into the
+// next one, and the service would see them together instead of late.
+type delayLine struct {
+	t      testing.TB
+	delay  time.Duration
+	target *url.URL
+	queue  chan delayedTxn
+	ctx    context.Context
+}
+
+type delayedTxn struct {
+	at     time.Time
+	method string
+	uri    string
+	header http.Header
+	body   []byte
+}
+
+// startDelayLine listens on a free port and forwards to target; it stops
+// when t ends. It returns its address.
+func startDelayLine(t testing.TB, delay time.Duration, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &delayLine{t: t, delay: delay, target: u, queue: make(chan delayedTxn, 10000), ctx: ctx}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/transactions/") {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.queue <- delayedTxn{at: time.Now().Add(delay), method: r.Method, uri: r.URL.RequestURI(), header: r.Header.Clone(), body: body}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	go d.forward()
+	t.Cleanup(func() { cancel(); _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func (d *delayLine) forward() {
+	for {
+		var txn delayedTxn
+		select {
+		case <-d.ctx.Done():
+			return
+		case txn = <-d.queue:
+		}
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-time.After(time.Until(txn.at)):
+		}
+		for d.send(txn) != nil {
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (d *delayLine) send(txn delayedTxn) error {
+	req, err := http.NewRequestWithContext(d.ctx, txn.method, d.target.Scheme+"://"+d.target.Host+txn.uri, bytes.NewReader(txn.body))
+	if err != nil {
+		return err
+	}
+	req.Header = txn.header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: status %d", txn.method, txn.uri, resp.StatusCode)
+	}
+	return nil
+}
+
+// pointRegistration makes the registration at path send the homeserver's
+// requests to addr.
+func pointRegistration(t testing.TB, path, addr string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg map[string]any
+	if err := yaml.Unmarshal(data, &reg); err != nil {
+		t.Fatal(err)
+	}
+	reg["url"] = addr
+	out, err := yaml.Marshal(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
