@@ -120,6 +120,12 @@ func (d *delayLine) send(txn delayedTxn) error {
 // requests to addr.
 func pointRegistration(t testing.TB, path, addr string) {
 	t.Helper()
+	editRegistration(t, path, func(reg map[string]any) { reg["url"] = addr })
+}
+
+// editRegistration rewrites the registration file at path through edit.
+func editRegistration(t testing.TB, path string, edit func(reg map[string]any)) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -128,12 +134,11 @@ func pointRegistration(t testing.TB, path, addr string) {
 	if err := yaml.Unmarshal(data, &reg); err != nil {
 		t.Fatal(err)
 	}
-	reg["url"] = addr
-	out, err := yaml.Marshal(reg)
-	if err != nil {
+	edit(reg)
+	if data, err = yaml.Marshal(reg); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, out, 0o600); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

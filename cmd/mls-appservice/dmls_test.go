@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/groups"
@@ -175,31 +174,19 @@ func TestFederatedDMLS(t *testing.T) {
 // homeservers run, and they load the registration when they start.
 func anyLocalhost(t *testing.T, path string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reg map[string]any
-	if err := yaml.Unmarshal(data, &reg); err != nil {
-		t.Fatal(err)
-	}
-	ns, _ := reg["namespaces"].(map[string]any)
-	users, _ := ns["users"].([]any)
-	for _, u := range users {
-		m, _ := u.(map[string]any)
-		re, _ := m["regex"].(string)
-		local, _, ok := strings.Cut(re, ":")
-		if !ok {
-			t.Fatalf("registration regex %q names no server", re)
+	editRegistration(t, path, func(reg map[string]any) {
+		ns, _ := reg["namespaces"].(map[string]any)
+		users, _ := ns["users"].([]any)
+		for _, u := range users {
+			m, _ := u.(map[string]any)
+			re, _ := m["regex"].(string)
+			local, _, ok := strings.Cut(re, ":")
+			if !ok {
+				t.Fatalf("registration regex %q names no server", re)
+			}
+			m["regex"] = local + `:localhost:[0-9]+$`
 		}
-		m["regex"] = local + `:localhost:[0-9]+$`
-	}
-	if data, err = yaml.Marshal(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 // report logs heal-to-convergence times against partition lengths and

@@ -76,6 +76,34 @@ func (w *e2eWorld) addDevice(user id.UserID) {
 
 // expected returns the devices a room's group must hold: every device of
 // the users the test made members.
+// invitation is one invite of a concurrent round: s's puppet by invites
+// to.
+type invitation struct {
+	s      *testService
+	by, to id.UserID
+}
+
+// inviteAtOnce sends the invitations concurrently, so that the services'
+// commits fork the group, and counts the invitees joined (puppets accept
+// their invitations).
+func (w *e2eWorld) inviteAtOnce(room id.RoomID, invs ...invitation) {
+	w.t.Helper()
+	var wg sync.WaitGroup
+	for _, inv := range invs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := inv.s.c.groups.Invite(context.Background(), inv.by, room, inv.to); err != nil {
+				w.t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, inv := range invs {
+		w.joined[room][inv.to] = true
+	}
+}
+
 func (w *e2eWorld) expected(room id.RoomID) []string {
 	var out []string
 	for u, in := range w.joined[room] {
@@ -458,21 +486,7 @@ func TestGroupsEndToEnd(t *testing.T) {
 
 	// Concurrent changes on both services: forks are expected.
 	a3, b3 := w.puppet(A, "a3", 1), w.puppet(B, "b3", 1)
-	var wg sync.WaitGroup
-	for _, inv := range []struct {
-		s      *testService
-		by, to id.UserID
-	}{{A, a1, a3}, {B, b1, b3}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := inv.s.c.groups.Invite(ctx, inv.by, r1, inv.to); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	w.joined[r1][a3], w.joined[r1][b3] = true, true
+	w.inviteAtOnce(r1, invitation{A, a1, a3}, invitation{B, b1, b3})
 	w.restart(B)
 	w.converged(r1, 3*time.Minute)
 	w.joinedAll(r1, time.Minute)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,21 +38,7 @@ func TestSlowLinkSettles(t *testing.T) {
 	// Both services invite at once: their commits fork the group, and
 	// the forks' resolutions race.
 	a2, b2 := w.puppet(A, "a2", 1), w.puppet(B, "b2", 1)
-	var wg sync.WaitGroup
-	for _, inv := range []struct {
-		s      *testService
-		by, to id.UserID
-	}{{A, a1, a2}, {B, b1, b2}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := inv.s.c.groups.Invite(ctx, inv.by, room, inv.to); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	w.joined[room][a2], w.joined[room][b2] = true, true
+	w.inviteAtOnce(room, invitation{A, a1, a2}, invitation{B, b1, b2})
 	start := time.Now()
 	w.converged(room, 3*time.Minute)
 	settled := time.Since(start)
