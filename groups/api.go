@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
 // The Go API that the bot API and the client-server façade wrap. Room
@@ -33,7 +37,23 @@ func (s *Service) Join(ctx context.Context, puppet id.UserID, room id.RoomID, vi
 			via = []string{server}
 		}
 	}
-	return s.cfg.Puppets.JoinRoom(ctx, puppet, room, via)
+	if err := s.cfg.Puppets.JoinRoom(ctx, puppet, room, via); err != nil {
+		return err
+	}
+	// As after accepting an invitation (queueOwnJoin): the homeserver
+	// may hold the join event back.
+	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
+		out := database.NewProducer(tx)
+		if err := s.queueOwnJoin(ctx, &inbound.Work{Q: tx, Out: out}, room, puppet); err != nil {
+			return err
+		}
+		return out.Flush(ctx)
+	})
+	if err != nil {
+		return err
+	}
+	s.cfg.Wake()
+	return nil
 }
 
 // Leave makes puppet leave room (or reject its invitation).

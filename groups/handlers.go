@@ -292,7 +292,7 @@ func senderServer(u id.UserID) string {
 // by the timer with backoff.
 type joinTimer struct{ s *Service }
 
-func (t joinTimer) Timer(ctx context.Context, _ *inbound.Work, timer database.Timer) (time.Time, error) {
+func (t joinTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Timer) (time.Time, error) {
 	parts := strings.SplitN(string(timer.Payload), "\n", 3)
 	if len(parts) != 3 {
 		return time.Time{}, nil
@@ -306,7 +306,67 @@ func (t joinTimer) Timer(ctx context.Context, _ *inbound.Work, timer database.Ti
 		return time.Time{}, err
 	}
 	t.s.cfg.Log.Info().Stringer("room_id", room).Stringer("puppet", puppet).Msg("Accepted invitation")
-	return time.Time{}, nil
+	return time.Time{}, t.s.queueOwnJoin(ctx, w, room, puppet)
+}
+
+// queueOwnJoin queues our puppet's join event, read from the homeserver
+// right after the join, as if it had arrived in a transaction. Synapse
+// may hold it back: a transaction it creates while it counts the
+// appservice as down, after its recoverer last looked for unsent ones,
+// stays unsent until the next failure (synapse/appservice/scheduler.py,
+// _TransactionController.send and _Recoverer.retry; seen once in
+// TestGroupsEndToEnd after a restart), and until the join is seen the
+// puppet is given none of the room's messages. The real event, should it
+// come, changes nothing: every room handler is idempotent per event. A
+// failure to read the event is logged and counted; the join stands.
+func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, room id.RoomID, puppet id.UserID) error {
+	ev := s.readOwnJoin(ctx, room, puppet)
+	if ev == nil {
+		return nil
+	}
+	var known bool
+	if err := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $1)`, ev.EventID).Scan(&known); err != nil {
+		return errf(room, "look up join %s: %w", ev.EventID, err)
+	}
+	if known {
+		s.metrics.OwnJoins.WithLabelValues("arrived").Inc()
+		return nil
+	}
+	if _, err := w.Out.AddItem(ctx, database.Item{Queue: inbound.RoomQueue(room), Kind: inbound.KindRoomEvent,
+		RoomID: string(room), EventID: string(ev.EventID), Payload: ev.Raw}); err != nil {
+		return errf(room, "queue join %s: %w", ev.EventID, err)
+	}
+	s.metrics.OwnJoins.WithLabelValues("queued").Inc()
+	s.cfg.Log.Debug().Stringer("room_id", room).Stringer("puppet", puppet).Stringer("event_id", ev.EventID).
+		Msg("Queued our puppet's join event as read from the homeserver")
+	return nil
+}
+
+// readOwnJoin returns puppet's join event of room from the homeserver, or
+// nil (logged and counted) if it cannot be read or is not a join.
+func (s *Service) readOwnJoin(ctx context.Context, room id.RoomID, puppet id.UserID) *inbound.RoomEvent {
+	log := s.cfg.Log.With().Stringer("room_id", room).Stringer("puppet", puppet).Logger()
+	raw, err := s.cfg.Puppets.MemberEvent(ctx, puppet, room, puppet)
+	if err != nil {
+		s.metrics.OwnJoins.WithLabelValues("unreadable").Inc()
+		log.Warn().Err(err).Msg("Could not read our puppet's join event; waiting for the homeserver to send it")
+		return nil
+	}
+	ev, err := inbound.ParseRoomEvent(raw)
+	if err == nil && (ev.Type != "m.room.member" || ev.RoomID != room || ev.StateKey == nil || *ev.StateKey != string(puppet)) {
+		err = fmt.Errorf("%w: not %s's membership of %s", inbound.ErrInvalid, puppet, room)
+	}
+	if err != nil {
+		s.metrics.OwnJoins.WithLabelValues("malformed").Inc()
+		log.Warn().Err(err).Msg("Our puppet's join event from the homeserver is malformed; waiting for the homeserver to send it")
+		return nil
+	}
+	if ev.Membership != "join" {
+		// Left or kicked already: that event is on its way too.
+		s.metrics.OwnJoins.WithLabelValues("not_joined").Inc()
+		return nil
+	}
+	return &ev
 }
 
 // joinedPuppets lists our puppets joined in room.

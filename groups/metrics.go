@@ -28,6 +28,7 @@ type Metrics struct {
 	GraphRechecks       *prometheus.CounterVec
 	OwnCommitsWithdrawn prometheus.Counter
 	MessagesResent      *prometheus.CounterVec
+	OwnJoins            *prometheus.CounterVec
 	ReconcilesDeferred  prometheus.Counter
 	DuplicateEvents     prometheus.Counter
 	Delivered           *prometheus.CounterVec
@@ -93,6 +94,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Commits of our devices taken back when their event came back: the membership at it in the room's graph refuses them, as the other members do."),
 		MessagesResent: vec("mlsas_dmls_messages_resent_total",
 			"Messages of ours sent in an epoch our device withdrew, sent again in the current epoch, by outcome: sent, no_device (lost to the others).", "outcome"),
+		OwnJoins: vec("mlsas_dmls_own_joins_read_total",
+			"Our puppets' join events read from the homeserver after accepting an invitation, by outcome: queued (not arrived yet), arrived, not_joined, unreadable, malformed.", "outcome"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

@@ -93,6 +93,22 @@ func (p *Puppets) RoomState(ctx context.Context, user id.UserID, room id.RoomID)
 	return events, nil
 }
 
+// MemberEvent returns target's current m.room.member event in room, raw,
+// as user sees it (the whole event: format=event).
+func (p *Puppets) MemberEvent(ctx context.Context, user id.UserID, room id.RoomID, target id.UserID) (json.RawMessage, error) {
+	cli, err := p.Client(user, "")
+	if err != nil {
+		return nil, err
+	}
+	var ev json.RawMessage
+	url := cli.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "rooms", room, "state", "m.room.member", target},
+		map[string]string{"format": "event"})
+	if _, err := cli.MakeRequest(ctx, http.MethodGet, url, nil, &ev); err != nil {
+		return nil, fmt.Errorf("membership of %s in %s as %s: %w", target, room, user, err)
+	}
+	return ev, nil
+}
+
 // StateAt returns room's state at eventID as user's homeserver resolved
 // it in the room's event graph, raw: /context with no surrounding events
 // answers with the state at the event itself. Unlike the order in which

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,12 +26,20 @@ import (
 // straight through. Acknowledging at once matters: were the transaction
 // held, Synapse would batch the events that arrive meanwhile into the
 // next one, and the service would see them together instead of late.
+//
+// drop, if set, takes events out of each transaction before it is
+// forwarded: the homeserver never delivers them, as Synapse does with a
+// transaction it creates while it counts the appservice as down after
+// its recoverer last looked (groups.queueOwnJoin).
 type delayLine struct {
-	t      testing.TB
-	delay  time.Duration
-	target *url.URL
-	queue  chan delayedTxn
-	ctx    context.Context
+	t       testing.TB
+	delay   time.Duration
+	drop    func(event json.RawMessage) bool
+	dropped atomic.Int64
+	target  *url.URL
+	queue   chan delayedTxn
+	ctx     context.Context
+	addr    string
 }
 
 type delayedTxn struct {
@@ -41,8 +51,8 @@ type delayedTxn struct {
 }
 
 // startDelayLine listens on a free port and forwards to target; it stops
-// when t ends. It returns its address.
-func startDelayLine(t testing.TB, delay time.Duration, target string) string {
+// when t ends. Its address is d.addr.
+func startDelayLine(t testing.TB, delay time.Duration, drop func(json.RawMessage) bool, target string) *delayLine {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -53,7 +63,7 @@ func startDelayLine(t testing.TB, delay time.Duration, target string) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &delayLine{t: t, delay: delay, target: u, queue: make(chan delayedTxn, 10000), ctx: ctx}
+	d := &delayLine{t: t, delay: delay, drop: drop, target: u, queue: make(chan delayedTxn, 10000), ctx: ctx}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/transactions/") {
@@ -65,14 +75,46 @@ func startDelayLine(t testing.TB, delay time.Duration, target string) string {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		d.queue <- delayedTxn{at: time.Now().Add(delay), method: r.Method, uri: r.URL.RequestURI(), header: r.Header.Clone(), body: body}
+		d.queue <- delayedTxn{at: time.Now().Add(delay), method: r.Method, uri: r.URL.RequestURI(), header: r.Header.Clone(),
+			body: d.filter(body)}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("{}"))
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	go d.forward()
 	t.Cleanup(func() { cancel(); _ = srv.Close() })
-	return "http://" + ln.Addr().String()
+	d.addr = "http://" + ln.Addr().String()
+	return d
+}
+
+// filter returns body without the events drop picks; a body it cannot
+// read goes as it came (the service refuses it, as it would Synapse's).
+func (d *delayLine) filter(body []byte) []byte {
+	if d.drop == nil {
+		return body
+	}
+	var txn map[string]json.RawMessage
+	var events []json.RawMessage
+	if json.Unmarshal(body, &txn) != nil || json.Unmarshal(txn["events"], &events) != nil {
+		return body
+	}
+	kept := events[:0]
+	for _, ev := range events {
+		if d.drop(ev) {
+			d.dropped.Add(1)
+			continue
+		}
+		kept = append(kept, ev)
+	}
+	if len(kept) == len(events) {
+		return body
+	}
+	txn["events"], _ = json.Marshal(kept)
+	out, err := json.Marshal(txn)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 func (d *delayLine) forward() {

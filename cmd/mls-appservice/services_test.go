@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,6 +28,8 @@ type testService struct {
 	db      *database.DB
 	proc    *serviceProcess
 	c       *components
+	// link is the delay line in front of the service, if any.
+	link *delayLine
 	// owner is the test the service was launched for: its processes,
 	// restarts included, live until that test ends, not until the end of
 	// the subtest that restarted it.
@@ -38,9 +41,11 @@ type serviceOptions struct {
 	name   string // registration id and namespace: @<name>_...
 	extra  map[string]map[string]any
 	groups map[string]any
-	// linkDelay, if set, puts a delay line (delayline_test.go) between the
-	// homeserver and the service: every transaction reaches it this late.
+	// linkDelay or linkDrop, if set, put a delay line (delayline_test.go)
+	// between the homeserver and the service: every transaction reaches
+	// it linkDelay late, without the events linkDrop picks.
 	linkDelay time.Duration
+	linkDrop  func(event json.RawMessage) bool
 }
 
 // startServices starts a private Synapse with one registration per
@@ -92,10 +97,12 @@ func prepareService(t testing.TB, o serviceOptions) (*testService, string) {
 	if err := run([]string{"-g", "-c", cfgPath, "-r", regPath}, os.Stderr); err != nil {
 		t.Fatalf("-g for %s: %v", o.name, err)
 	}
-	if o.linkDelay > 0 {
-		pointRegistration(t, regPath, startDelayLine(t, o.linkDelay, fmt.Sprintf("http://127.0.0.1:%d", port)))
+	s := &testService{name: o.name, cfgPath: cfgPath}
+	if o.linkDelay > 0 || o.linkDrop != nil {
+		s.link = startDelayLine(t, o.linkDelay, o.linkDrop, fmt.Sprintf("http://127.0.0.1:%d", port))
+		pointRegistration(t, regPath, s.link.addr)
 	}
-	return &testService{name: o.name, cfgPath: cfgPath}, regPath
+	return s, regPath
 }
 
 // launch points the service at its homeserver, starts its process and
