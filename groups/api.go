@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
@@ -42,18 +40,7 @@ func (s *Service) Join(ctx context.Context, puppet id.UserID, room id.RoomID, vi
 	}
 	// As after accepting an invitation (queueOwnJoin): the homeserver
 	// may hold the join event back.
-	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
-		out := database.NewProducer(tx)
-		if err := s.queueOwnJoin(ctx, &inbound.Work{Q: tx, Out: out}, room, puppet); err != nil {
-			return err
-		}
-		return out.Flush(ctx)
-	})
-	if err != nil {
-		return err
-	}
-	s.cfg.Wake()
-	return nil
+	return s.inWork(ctx, func(w *inbound.Work) error { return s.queueOwnJoin(ctx, w, room, puppet) })
 }
 
 // Leave makes puppet leave room (or reject its invitation).

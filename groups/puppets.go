@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/keys"
 )
 
@@ -45,21 +46,12 @@ func (s *Service) AddDevice(ctx context.Context, user id.UserID, device id.Devic
 		return err
 	}
 	dev := keys.Device{UserID: user, DeviceID: device}
-	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
-		out := database.NewProducer(tx)
-		if _, err := s.cfg.Keys.EnsureIdentity(ctx, tx, out, dev); err != nil {
+	return s.inWork(ctx, func(w *inbound.Work) error {
+		if _, err := s.cfg.Keys.EnsureIdentity(ctx, w.Q, w.Out, dev); err != nil {
 			return err
 		}
-		if err := s.devicesChanged(ctx, tx, out, user); err != nil {
-			return err
-		}
-		return out.Flush(ctx)
+		return s.devicesChanged(ctx, w.Q, w.Out, user)
 	})
-	if err != nil {
-		return err
-	}
-	s.cfg.Wake()
-	return nil
 }
 
 // RemoveDevice deletes a puppet's device from the homeserver and from
@@ -71,12 +63,21 @@ func (s *Service) RemoveDevice(ctx context.Context, user id.UserID, device id.De
 	if err := s.cfg.Puppets.DeleteDevice(ctx, user, device); err != nil {
 		return err
 	}
-	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM puppet_device WHERE user_id = $1 AND device_id = $2`, user, device); err != nil {
+	return s.inWork(ctx, func(w *inbound.Work) error {
+		if _, err := w.Q.Exec(ctx, `DELETE FROM puppet_device WHERE user_id = $1 AND device_id = $2`, user, device); err != nil {
 			return fmt.Errorf("forget device %s of %s: %w", device, user, err)
 		}
+		return s.devicesChanged(ctx, w.Q, w.Out, user)
+	})
+}
+
+// inWork runs fn in a database transaction (retried on serialization
+// failures) as a unit of work that may queue items and outgoing
+// requests, and wakes their workers once it is committed.
+func (s *Service) inWork(ctx context.Context, fn func(w *inbound.Work) error) error {
+	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
 		out := database.NewProducer(tx)
-		if err := s.devicesChanged(ctx, tx, out, user); err != nil {
+		if err := fn(&inbound.Work{Q: tx, Out: out}); err != nil {
 			return err
 		}
 		return out.Flush(ctx)

@@ -36,6 +36,11 @@ type e2eWorld struct {
 	missing []string
 }
 
+func newE2EWorld(t *testing.T, svcs []*testService) *e2eWorld {
+	return &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
+		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}
+}
+
 type e2eMessage struct {
 	room   id.RoomID
 	sender id.UserID
@@ -442,8 +447,7 @@ func TestGroupsEndToEnd(t *testing.T) {
 	_, svcs := startServices(t, serviceOptions{name: "mlsa"},
 		serviceOptions{name: "mlsb", groups: map[string]any{"commit_grace": "300ms", "commit_jitter": "1500ms"}})
 	A, B := svcs[0], svcs[1]
-	w := &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
-		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}
+	w := newE2EWorld(t, svcs)
 	ctx := context.Background()
 
 	// Room 1: a few puppets of both services, one with two devices.

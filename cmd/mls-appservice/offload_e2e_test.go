@@ -78,8 +78,7 @@ func offloadRoom(t *testing.T, members int) {
 	_, svcs := startServices(t, serviceOptions{name: "offa", extra: quiet, groups: lone},
 		serviceOptions{name: "offb", extra: quiet, groups: lone})
 	A, B := svcs[0], svcs[1]
-	w := &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
-		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}
+	w := newE2EWorld(t, svcs)
 	ctx := context.Background()
 
 	start := time.Now()

@@ -23,8 +23,7 @@ func TestSlowLinkSettles(t *testing.T) {
 	_, svcs := startServices(t, serviceOptions{name: "mlsa"},
 		serviceOptions{name: "mlsb", linkDelay: delay, groups: map[string]any{"commit_grace": "300ms", "commit_jitter": "0s"}})
 	A, B := svcs[0], svcs[1]
-	w := &e2eWorld{t: t, services: svcs, puppets: map[id.UserID]*testService{}, devices: map[id.UserID][]id.DeviceID{},
-		joined: map[id.RoomID]map[id.UserID]bool{}, metrics: map[string]float64{}}
+	w := newE2EWorld(t, svcs)
 	ctx := context.Background()
 
 	a1, b1 := w.puppet(A, "a1", 1), w.puppet(B, "b1", 1)
