@@ -89,25 +89,17 @@ func DecideCommitter(in CommitterInput) Decision {
 	if in.MaxJitter > 0 && in.Jitter != nil {
 		delay += time.Duration(in.Jitter.Int64N(int64(in.MaxJitter)))
 	}
-	delay *= time.Duration(backoff(in.Rounds))
+	delay <<= min(max(in.Rounds, 0), backoffDoublings)
 	return Decision{Action: CommitLater, Delay: delay, At: in.Seen.Add(delay)}
 }
 
 // MaxBackoff bounds the factor by which resolving rounds in a row
-// lengthen a waiting device's delay (package doc, "Committer").
-const MaxBackoff = 16
-
-// backoff is 2^rounds, at most MaxBackoff.
-func backoff(rounds int) int {
-	f := 1
-	for range max(rounds, 0) {
-		if f*2 > MaxBackoff {
-			break
-		}
-		f *= 2
-	}
-	return f
-}
+// lengthen a waiting device's delay (package doc, "Committer"): each
+// doubles it, at most backoffDoublings times.
+const (
+	backoffDoublings = 4
+	MaxBackoff       = 1 << backoffDoublings
+)
 
 // compareLeaf orders by leaf index; equal indices, which a valid tree never
 // has, fall back to the device so that the answer is still unique.

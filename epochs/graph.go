@@ -288,9 +288,6 @@ func (g *Graph[S]) ResolvingRun() int {
 	run := 0
 	for n := g.nodes[base]; n != nil && len(n.Resolves) > 0; n = g.nodes[n.Parent] {
 		run++
-		if n.Parent == "" {
-			break
-		}
 	}
 	return run
 }

@@ -40,7 +40,11 @@ func (s *Service) Join(ctx context.Context, puppet id.UserID, room id.RoomID, vi
 	}
 	// As after accepting an invitation (queueOwnJoin): the homeserver
 	// may hold the join event back.
-	return s.inWork(ctx, func(w *inbound.Work) error { return s.queueOwnJoin(ctx, w, room, puppet) })
+	ev := s.readOwnJoin(ctx, room, puppet)
+	if ev == nil {
+		return nil
+	}
+	return s.inWork(ctx, func(w *inbound.Work) error { return s.queueOwnJoin(ctx, w, *ev) })
 }
 
 // Leave makes puppet leave room (or reject its invitation).

@@ -306,11 +306,15 @@ func (t joinTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 		return time.Time{}, err
 	}
 	t.s.cfg.Log.Info().Stringer("room_id", room).Stringer("puppet", puppet).Msg("Accepted invitation")
-	return time.Time{}, t.s.queueOwnJoin(ctx, w, room, puppet)
+	if ev := t.s.readOwnJoin(ctx, room, puppet); ev != nil {
+		return time.Time{}, t.s.queueOwnJoin(ctx, w, *ev)
+	}
+	return time.Time{}, nil
 }
 
-// queueOwnJoin queues our puppet's join event, read from the homeserver
-// right after the join, as if it had arrived in a transaction. Synapse
+// queueOwnJoin queues our puppet's join event ev, read from the homeserver
+// right after the join (readOwnJoin), as if it had arrived in a
+// transaction. Synapse
 // may hold it back: a transaction it creates while it counts the
 // appservice as down, after its recoverer last looked for unsent ones,
 // stays unsent until the next failure (synapse/appservice/scheduler.py,
@@ -319,13 +323,10 @@ func (t joinTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 // puppet is given none of the room's messages. The real event, should it
 // come, changes nothing: every room handler is idempotent per event. A
 // failure to read the event is logged and counted; the join stands.
-func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, room id.RoomID, puppet id.UserID) error {
-	ev := s.readOwnJoin(ctx, room, puppet)
-	if ev == nil {
-		return nil
-	}
-	var known bool
-	if err := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $1)`, ev.EventID).Scan(&known); err != nil {
+func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
+	room := ev.RoomID
+	known, err := memberEventKnown(ctx, w.Q, ev.EventID)
+	if err != nil {
 		return errf(room, "look up join %s: %w", ev.EventID, err)
 	}
 	if known {
@@ -337,7 +338,7 @@ func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, room id.Roo
 		return errf(room, "queue join %s: %w", ev.EventID, err)
 	}
 	s.metrics.OwnJoins.WithLabelValues("queued").Inc()
-	s.cfg.Log.Debug().Stringer("room_id", room).Stringer("puppet", puppet).Stringer("event_id", ev.EventID).
+	s.cfg.Log.Debug().Stringer("room_id", room).Str("puppet", *ev.StateKey).Stringer("event_id", ev.EventID).
 		Msg("Queued our puppet's join event as read from the homeserver")
 	return nil
 }

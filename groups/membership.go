@@ -107,8 +107,8 @@ func (s *Service) seedMembers(ctx context.Context, q database.Querier, room id.R
 		if err != nil || ev.Type != "m.room.member" || ev.RoomID != room {
 			continue
 		}
-		var known bool
-		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $1)`, ev.EventID).Scan(&known); err != nil {
+		known, err := memberEventKnown(ctx, q, ev.EventID)
+		if err != nil {
 			return fmt.Errorf("seed membership of %s: %w", room, err)
 		}
 		if known {
@@ -120,6 +120,13 @@ func (s *Service) seedMembers(ctx context.Context, q database.Querier, room id.R
 		}
 	}
 	return nil
+}
+
+// memberEventKnown reports whether the m.room.member event was recorded.
+func memberEventKnown(ctx context.Context, q database.Querier, event id.EventID) (bool, error) {
+	var known bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $1)`, event).Scan(&known)
+	return known, err
 }
 
 // roomView is the input of the rules: membership and MLS device lists.

@@ -32,8 +32,6 @@ import (
 // transaction it creates while it counts the appservice as down after
 // its recoverer last looked (groups.queueOwnJoin).
 type delayLine struct {
-	t       testing.TB
-	delay   time.Duration
 	drop    func(event json.RawMessage) bool
 	dropped atomic.Int64
 	target  *url.URL
@@ -63,7 +61,7 @@ func startDelayLine(t testing.TB, delay time.Duration, drop func(json.RawMessage
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &delayLine{t: t, delay: delay, drop: drop, target: u, queue: make(chan delayedTxn, 10000), ctx: ctx}
+	d := &delayLine{drop: drop, target: u, queue: make(chan delayedTxn, 10000), ctx: ctx}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/transactions/") {
