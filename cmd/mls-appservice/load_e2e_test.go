@@ -32,13 +32,15 @@ import (
 //	MLSAS_LOAD_DURATION=120s MLSAS_LOAD_RATE=50 MLSAS_LOAD_MODES=synapse \
 //	./scripts/with-env go test -count=1 -timeout 3h -run 'TestLoad$' -v ./cmd/mls-appservice/
 //
-// MLSAS_LOAD_BATCH_SIZE sets the intake-measured service's
-// processing.batch_size (its default otherwise).
+// MLSAS_LOAD_BATCH_SIZE and MLSAS_LOAD_WORKERS set the intake-measured
+// service's processing.batch_size and processing.workers (their defaults
+// otherwise).
 type loadSize struct {
 	puppets, rooms, members, devices int
 	rate, churn                      float64
 	duration                         time.Duration
 	intakeMessages, batchSize        int
+	workers                          int
 	modes                            string
 	jsonDir                          string
 }
@@ -49,7 +51,8 @@ func loadSizeFromEnv(t *testing.T) loadSize {
 	s := loadSize{puppets: 100, rooms: 10, members: 10, devices: 1, rate: 10, churn: 0.2, duration: 20 * time.Second,
 		intakeMessages: 2000, modes: "synapse,intake", jsonDir: os.Getenv("MLSAS_LOAD_JSON_DIR")}
 	ints := map[string]*int{"MLSAS_LOAD_PUPPETS": &s.puppets, "MLSAS_LOAD_ROOMS": &s.rooms, "MLSAS_LOAD_MEMBERS": &s.members,
-		"MLSAS_LOAD_DEVICES": &s.devices, "MLSAS_LOAD_INTAKE_MESSAGES": &s.intakeMessages, "MLSAS_LOAD_BATCH_SIZE": &s.batchSize}
+		"MLSAS_LOAD_DEVICES": &s.devices, "MLSAS_LOAD_INTAKE_MESSAGES": &s.intakeMessages, "MLSAS_LOAD_BATCH_SIZE": &s.batchSize,
+		"MLSAS_LOAD_WORKERS": &s.workers}
 	for k, p := range ints {
 		if v := os.Getenv(k); v != "" {
 			n, err := strconv.Atoi(v)
@@ -143,8 +146,17 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 	level := cmp.Or(os.Getenv("MLSAS_LOAD_LOG_LEVEL"), "warn")
 	quiet := map[string]map[string]any{"logging": {"level": level}}
 	measured := map[string]map[string]any{"logging": {"level": level}}
+	processing := map[string]any{}
 	if size.batchSize > 0 {
-		measured["processing"] = map[string]any{"batch_size": size.batchSize}
+		processing["batch_size"] = size.batchSize
+	}
+	if size.workers > 0 {
+		processing["workers"] = size.workers
+		// Each worker holds a connection (config: database.max_conns).
+		measured["database"] = map[string]any{"max_conns": size.workers + 12}
+	}
+	if len(processing) > 0 {
+		measured["processing"] = processing
 	}
 	profile := os.Getenv("MLSAS_LOAD_CPUPROFILE")
 	metricsAddr := ""
