@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
@@ -134,10 +132,20 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 			// about our own device's upload.
 			return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
 				DueAt: s.now().Add(uploadRecheck)}, database.Earliest)
-		case !orphansDue.IsZero():
-			// Come back when an orphaned device's wait ends.
+		}
+		// Come back when an orphaned device's wait ends, or when a device
+		// left out for want of a KeyPackage may claim one again.
+		_, retry, err := s.leftOutDevices(ctx, w.Q, r.id)
+		if err != nil {
+			return err
+		}
+		due := orphansDue
+		if !retry.IsZero() && (due.IsZero() || retry.Before(due)) {
+			due = retry
+		}
+		if !due.IsZero() {
 			return database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id), Queue: roomQueue(r.id),
-				DueAt: orphansDue}, database.Earliest)
+				DueAt: due}, database.Earliest)
 		}
 		return database.CancelTimer(ctx, w.Q, timerCommit, string(r.id))
 	}
@@ -270,13 +278,9 @@ func (s *Service) plan(ctx context.Context, q database.Querier, r *room, view ep
 		})
 		waiting = len(plan.Add) < n
 	}
-	rows, err := q.Query(ctx, `SELECT user_id FROM dmls_left_out WHERE room_id = $1 AND user_id LIKE '%|%'`, r.id)
+	failed, _, err := s.leftOutDevices(ctx, q, r.id)
 	if err != nil {
-		return epochs.Plan{}, false, false, errf(r.id, "read left out devices: %w", err)
-	}
-	failed, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return epochs.Plan{}, false, false, errf(r.id, "read left out devices: %w", err)
+		return epochs.Plan{}, false, false, err
 	}
 	plan.Add = slices.DeleteFunc(plan.Add, func(d epochs.Device) bool { return slices.Contains(failed, d.Identity()) })
 	return plan, forked, waiting, nil
@@ -305,8 +309,14 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 		for _, c := range claimed {
 			d := fromKeys(c.Device)
 			if c.Refused != nil {
-				if err := s.leftOut(ctx, w.Q, r.id, d.Identity(), "KeyPackage refused: "+string(c.Refused.Reason)); err != nil {
+				if err := s.leftOut(ctx, w.Q, r.id, d.Identity(), leftOutReason(c.Refused.Reason)); err != nil {
 					return err
+				}
+				if c.Refused.Reason == keys.ReasonNoKeyPackage {
+					if err := database.ScheduleTimer(ctx, w.Q, database.Timer{Kind: timerCommit, Key: string(r.id),
+						Queue: roomQueue(r.id), DueAt: s.now().Add(leftOutRetry)}, database.Earliest); err != nil {
+						return err
+					}
 				}
 				continue
 			}

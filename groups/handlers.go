@@ -315,30 +315,22 @@ func (t joinTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 // queueOwnJoin queues our puppet's join event ev, read from the homeserver
 // right after the join (readOwnJoin), as if it had arrived in a
 // transaction. Synapse
-// may hold it back: a transaction it creates while it counts the
-// appservice as down, after its recoverer last looked for unsent ones,
-// stays unsent until the next failure (synapse/appservice/scheduler.py,
-// _TransactionController.send and _Recoverer.retry; seen once in
-// TestGroupsEndToEnd after a restart), and until the join is seen the
-// puppet is given none of the room's messages. The real event, should it
+// may hold it back (audit.go; seen once in TestGroupsEndToEnd after a
+// restart), and until the join is seen the puppet is given none of the
+// room's messages: the join is read back at once, not left to the next
+// audit. The real event, should it
 // come, changes nothing: every room handler is idempotent per event. A
 // failure to read the event is logged and counted; the join stands.
 func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
-	room := ev.RoomID
-	known, err := memberEventKnown(ctx, w.Q, ev.EventID)
-	if err != nil {
-		return errf(room, "look up join %s: %w", ev.EventID, err)
-	}
-	if known {
-		s.metrics.OwnJoins.WithLabelValues("arrived").Inc()
-		return nil
-	}
-	if _, err := w.Out.AddItem(ctx, database.Item{Queue: inbound.RoomQueue(room), Kind: inbound.KindRoomEvent,
-		RoomID: string(room), EventID: string(ev.EventID), Payload: ev.Raw}); err != nil {
-		return errf(room, "queue join %s: %w", ev.EventID, err)
+	queued, err := s.queueMemberEvent(ctx, w, ev)
+	if err != nil || !queued {
+		if err == nil {
+			s.metrics.OwnJoins.WithLabelValues("arrived").Inc()
+		}
+		return err
 	}
 	s.metrics.OwnJoins.WithLabelValues("queued").Inc()
-	s.cfg.Log.Debug().Stringer("room_id", room).Str("puppet", *ev.StateKey).Stringer("event_id", ev.EventID).
+	s.cfg.Log.Debug().Stringer("room_id", ev.RoomID).Str("puppet", *ev.StateKey).Stringer("event_id", ev.EventID).
 		Msg("Queued our puppet's join event as read from the homeserver")
 	return nil
 }

@@ -260,7 +260,9 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 	if _, err := q.Exec(ctx, `DELETE FROM user_mls_devices WHERE user_id = $1`, user); err != nil {
 		return fmt.Errorf("drop device list of %s: %w", user, err)
 	}
-	if _, err := q.Exec(ctx, `DELETE FROM dmls_left_out WHERE user_id = $1`, user); err != nil {
+	// The user's record ("no MLS device") and each of their devices'
+	// ("user|device": no usable KeyPackage).
+	if _, err := q.Exec(ctx, `DELETE FROM dmls_left_out WHERE user_id = $1 OR starts_with(user_id, $1 || '|')`, user); err != nil {
 		return fmt.Errorf("device list of %s: %w", user, err)
 	}
 	rows, err := q.Query(ctx, `SELECT m.room_id FROM room_member m JOIN dmls_room r USING (room_id)
@@ -282,21 +284,72 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 	return nil
 }
 
-// leftOut records that a joined user has no MLS device, once per room:
+// leftOut records that a joined user has no MLS device, or (user is then
+// "user|device") that a device had no usable KeyPackage, once per room:
 // logged and counted the first time, silent after (a device-list change
-// of the user clears it).
+// of the user clears it). A device's record is renewed when it is
+// refused again after leftOutRetry.
 func (s *Service) leftOut(ctx context.Context, q database.Querier, room id.RoomID, user, reason string) error {
-	tag, err := q.Exec(ctx, `INSERT INTO dmls_left_out (room_id, user_id, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		room, user, reason)
-	if err != nil {
+	var inserted bool
+	err := q.QueryRow(ctx, `INSERT INTO dmls_left_out (room_id, user_id, reason, since) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (room_id, user_id) DO UPDATE SET reason = excluded.reason, since = excluded.since
+			WHERE dmls_left_out.user_id LIKE '%|%'
+		RETURNING xmax = 0`, room, user, reason, s.now()).Scan(&inserted)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("record %s left out of %s: %w", user, room, err)
 	}
-	if tag.RowsAffected() == 1 {
+	if inserted {
 		s.metrics.LeftOut.Inc()
 		s.cfg.Log.Warn().Stringer("room_id", room).Str("user_id", user).Str("reason", reason).
 			Msg("Joined user left out of the room's MLS group: no usable MLS device")
 	}
 	return nil
+}
+
+// leftOutRetry is how long a device left out because its homeserver had
+// no KeyPackage to give (its first upload not in yet, or its stock used
+// up) stays out before its KeyPackage is claimed again. Uploading
+// KeyPackages (one-time keys) changes no device list, so nothing else
+// would bring the device back (seen in a test: a room created the moment
+// the invitee's puppet was, its device left out for good).
+const leftOutRetry = 30 * time.Second
+
+// leftOutReason is the reason recorded for a refused KeyPackage.
+func leftOutReason(r keys.Reason) string { return "KeyPackage refused: " + string(r) }
+
+// leftOutDevices returns the devices ("user|device") of room that a plan
+// must not add (dmls_left_out), and when the first of those that had no
+// KeyPackage may be claimed again (zero if none).
+func (s *Service) leftOutDevices(ctx context.Context, q database.Querier, room id.RoomID) ([]string, time.Time, error) {
+	rows, err := q.Query(ctx, `SELECT user_id, reason, since FROM dmls_left_out WHERE room_id = $1 AND user_id LIKE '%|%'`, room)
+	if err != nil {
+		return nil, time.Time{}, errf(room, "read left out devices: %w", err)
+	}
+	var (
+		out          []string
+		retry        time.Time
+		dev, reason  string
+		since        time.Time
+		now          = s.now()
+		noKeyPackage = leftOutReason(keys.ReasonNoKeyPackage)
+	)
+	_, err = pgx.ForEachRow(rows, []any{&dev, &reason, &since}, func() error {
+		if reason == noKeyPackage {
+			at := since.Add(leftOutRetry)
+			if !now.Before(at) {
+				return nil // claimed again
+			}
+			if retry.IsZero() || at.Before(retry) {
+				retry = at
+			}
+		}
+		out = append(out, dev)
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, errf(room, "read left out devices: %w", err)
+	}
+	return out, retry, nil
 }
 
 // since is a small helper for latencies.

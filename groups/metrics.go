@@ -29,6 +29,7 @@ type Metrics struct {
 	OwnCommitsWithdrawn prometheus.Counter
 	MessagesResent      *prometheus.CounterVec
 	OwnJoins            *prometheus.CounterVec
+	MemberAudit         *prometheus.CounterVec
 	ReconcilesDeferred  prometheus.Counter
 	DuplicateEvents     prometheus.Counter
 	Delivered           *prometheus.CounterVec
@@ -96,6 +97,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Messages of ours sent in an epoch our device withdrew, sent again in the current epoch, by outcome: sent, no_device (lost to the others).", "outcome"),
 		OwnJoins: vec("mlsas_dmls_own_joins_read_total",
 			"Our puppets' join events read from the homeserver after accepting an invitation, by outcome: queued (not arrived yet), arrived, not_joined, unreadable, malformed.", "outcome"),
+		MemberAudit: vec("mlsas_dmls_member_audit_total",
+			"Membership audits of rooms (audit.go), by outcome: audited (rooms), queued (membership events the homeserver never sent), unreadable (state not read).", "outcome"),
 		Delivered:      vec("mlsas_deliveries_total", "Entries appended to puppets' logs, by kind.", "kind"),
 		CommitSeconds:  hist("mlsas_dmls_commit_seconds", "Time to make one commit (claims included) in its work item."),
 		DecryptSeconds: hist("mlsas_dmls_decrypt_seconds", "Time to decrypt and deliver one application message."),

@@ -140,6 +140,8 @@ func (s *Service) Handlers(h *inbound.Handlers) {
 	h.Timers[timerCommit] = commitTimer{s}
 	h.Timers[timerWait] = waitTimer{s}
 	h.Timers[timerJoin] = joinTimer{s}
+	h.Timers[timerAuditSweep] = auditSweep{s}
+	h.Timers[timerAudit] = auditTimer{s}
 	if h.Items == nil {
 		h.Items = map[string]inbound.ItemHandler{}
 	}

@@ -94,5 +94,8 @@ func (c *components) wakeAll() {
 
 // start runs what must run before the service takes work.
 func (c *components) start(ctx context.Context) error {
-	return c.keys.Start(ctx)
+	if err := c.keys.Start(ctx); err != nil {
+		return err
+	}
+	return c.groups.Start(ctx)
 }
