@@ -35,7 +35,17 @@
 //     to-device messages to an application service that is down, and
 //     never delivered 18 of 915 in one load run with the service up), the
 //     commits up to the cut are backfilled, so that only that device is
-//     an orphan.
+//     an orphan. A device whose KeyPackage a commit could not claim or
+//     verify is left out of that room (dmls_left_out) until its user's
+//     device list changes; if its homeserver had no KeyPackage to give
+//     (the device's first upload not in yet), it is claimed again after
+//     30 s, since an upload of KeyPackages changes no device list.
+//   - Membership the homeserver never sent. Synapse can hold back a
+//     transaction for good (one made while it counts the appservice as
+//     down, audit.go). Our puppet's own join is read back from the
+//     homeserver when it is made; every DMLS room's membership is audited
+//     against the room's state at start and hourly, and the membership
+//     events missing here are queued as if they had arrived.
 //   - Receiving. A commit is applied once for the room and each of our
 //     devices then derives its private path keys from the shared result
 //     (DESIGN 4). It is checked against the room's membership at its event
