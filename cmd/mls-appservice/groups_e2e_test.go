@@ -226,6 +226,24 @@ func (w *e2eWorld) converged(room id.RoomID, timeout time.Duration) {
 	})
 }
 
+// createRoom makes a room of s's puppet creator with invitees, all
+// counted members, and waits until they have joined and the group has
+// converged.
+func (w *e2eWorld) createRoom(s *testService, name string, creator id.UserID, invite ...id.UserID) id.RoomID {
+	w.t.Helper()
+	room, err := s.c.groups.CreateRoom(context.Background(), creator, "", groups.CreateRoomOptions{Name: name, Invite: invite})
+	if err != nil {
+		w.t.Fatalf("create room %q: %v", name, err)
+	}
+	w.joined[room] = map[id.UserID]bool{creator: true}
+	for _, u := range invite {
+		w.joined[room][u] = true
+	}
+	w.joinedAll(room, time.Minute)
+	w.converged(room, 2*time.Minute)
+	return room
+}
+
 // joinedAll waits until every puppet the test counts as a member of room
 // has joined it in its own service's view: the group holds invited
 // users' devices too, but messages are delivered to joined puppets only,

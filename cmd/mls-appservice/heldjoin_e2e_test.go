@@ -27,13 +27,7 @@ func TestHeldJoinArrives(t *testing.T) {
 	ctx := context.Background()
 
 	a1, b1 := w.puppet(A, "a1", 1), w.puppet(B, "b1", 1)
-	room, err := A.c.groups.CreateRoom(ctx, a1, "", groups.CreateRoomOptions{Name: "held", Invite: []id.UserID{b1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.joined[room] = map[id.UserID]bool{a1: true, b1: true}
-	w.joinedAll(room, time.Minute)
-	w.converged(room, 2*time.Minute)
+	room := w.createRoom(A, "held", a1, b1)
 	w.send(room, a1, "after a held join")
 	until(t, time.Minute, "the message delivered", func(ctx context.Context) (bool, error) {
 		got, want, dup, stray, err := w.delivered(ctx)
@@ -83,13 +77,7 @@ func TestHeldMembershipAudited(t *testing.T) {
 	ctx := context.Background()
 
 	a1, a2, b1 := w.puppet(A, "a1", 1), w.puppet(A, "a2", 1), w.puppet(B, "b1", 1)
-	room, err := A.c.groups.CreateRoom(ctx, a1, "", groups.CreateRoomOptions{Name: "audited", Invite: []id.UserID{b1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.joined[room] = map[id.UserID]bool{a1: true, b1: true}
-	w.joinedAll(room, time.Minute)
-	w.converged(room, 2*time.Minute)
+	room := w.createRoom(A, "audited", a1, b1)
 	w.inviteAtOnce(room, invitation{s: A, by: a1, to: a2})
 	w.joinedAll(room, time.Minute) // a2 in A's view
 	w.converged(room, 2*time.Minute)

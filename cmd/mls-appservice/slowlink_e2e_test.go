@@ -4,10 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"maunium.net/go/mautrix/id"
-
-	"github.com/mls-appservice/mls-appservice/groups"
 )
 
 // TestSlowLinkSettles runs two services on one Synapse with every
@@ -27,12 +23,7 @@ func TestSlowLinkSettles(t *testing.T) {
 	ctx := context.Background()
 
 	a1, b1 := w.puppet(A, "a1", 1), w.puppet(B, "b1", 1)
-	room, err := A.c.groups.CreateRoom(ctx, a1, "", groups.CreateRoomOptions{Name: "slow", Invite: []id.UserID{b1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.joined[room] = map[id.UserID]bool{a1: true, b1: true}
-	w.converged(room, 2*time.Minute)
+	room := w.createRoom(A, "slow", a1, b1)
 
 	// Both services invite at once: their commits fork the group, and
 	// the forks' resolutions race.
