@@ -106,42 +106,52 @@ func (t auditTimer) Timer(ctx context.Context, w *inbound.Work, timer database.T
 		log.Warn().Err(err).Msg("Membership audit could not read the room's state")
 		return time.Time{}, nil
 	}
-	queued := 0
+	var members []inbound.RoomEvent
+	var ids []string
 	for _, raw := range events {
 		ev, err := inbound.ParseRoomEvent(raw)
 		if err != nil || ev.Type != "m.room.member" || ev.RoomID != room || ev.StateKey == nil {
 			continue
 		}
-		q, err := s.queueMemberEvent(ctx, w, ev)
-		if err != nil {
+		members, ids = append(members, ev), append(ids, string(ev.EventID))
+	}
+	// One lookup for the whole room: a large room's state is thousands of
+	// membership events.
+	rows, err := w.Q.Query(ctx, `SELECT event_id FROM room_member_event WHERE event_id = ANY($1)`, ids)
+	if err != nil {
+		return time.Time{}, errf(room, "look up membership events: %w", err)
+	}
+	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return time.Time{}, errf(room, "look up membership events: %w", err)
+	}
+	recorded := make(map[string]bool, len(known))
+	for _, e := range known {
+		recorded[e] = true
+	}
+	queued := 0
+	for _, ev := range members {
+		if recorded[string(ev.EventID)] {
+			continue
+		}
+		if err := queueRoomEvent(ctx, w, ev); err != nil {
 			return time.Time{}, err
 		}
-		if q {
-			queued++
-			log.Info().Str("user_id", *ev.StateKey).Str("membership", ev.Membership).Stringer("event_id", ev.EventID).
-				Msg("Membership audit queued a membership event the homeserver never sent")
-		}
+		queued++
+		log.Info().Str("user_id", *ev.StateKey).Str("membership", ev.Membership).Stringer("event_id", ev.EventID).
+			Msg("Membership audit queued a membership event the homeserver never sent")
 	}
 	s.metrics.MemberAudit.WithLabelValues("queued").Add(float64(queued))
 	s.metrics.MemberAudit.WithLabelValues("audited").Inc()
 	return time.Time{}, nil
 }
 
-// queueMemberEvent queues the m.room.member event ev, read from the
-// homeserver, on its room's queue as if it had arrived, unless it was
-// recorded; it reports whether it queued it.
-func (s *Service) queueMemberEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) (bool, error) {
-	room := ev.RoomID
-	known, err := memberEventKnown(ctx, w.Q, ev.EventID)
-	if err != nil {
-		return false, errf(room, "look up membership event %s: %w", ev.EventID, err)
+// queueRoomEvent queues ev, read from the homeserver, on its room's queue
+// as if it had arrived.
+func queueRoomEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
+	if _, err := w.Out.AddItem(ctx, database.Item{Queue: inbound.RoomQueue(ev.RoomID), Kind: inbound.KindRoomEvent,
+		RoomID: string(ev.RoomID), EventID: string(ev.EventID), Payload: ev.Raw}); err != nil {
+		return errf(ev.RoomID, "queue event %s: %w", ev.EventID, err)
 	}
-	if known {
-		return false, nil
-	}
-	if _, err := w.Out.AddItem(ctx, database.Item{Queue: inbound.RoomQueue(room), Kind: inbound.KindRoomEvent,
-		RoomID: string(room), EventID: string(ev.EventID), Payload: ev.Raw}); err != nil {
-		return false, errf(room, "queue membership event %s: %w", ev.EventID, err)
-	}
-	return true, nil
+	return nil
 }

@@ -314,19 +314,22 @@ func (t joinTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 
 // queueOwnJoin queues our puppet's join event ev, read from the homeserver
 // right after the join (readOwnJoin), as if it had arrived in a
-// transaction. Synapse
-// may hold it back (audit.go; seen once in TestGroupsEndToEnd after a
-// restart), and until the join is seen the puppet is given none of the
-// room's messages: the join is read back at once, not left to the next
-// audit. The real event, should it
-// come, changes nothing: every room handler is idempotent per event. A
-// failure to read the event is logged and counted; the join stands.
+// transaction. Synapse may hold it back (audit.go; seen once in
+// TestGroupsEndToEnd after a restart), and until the join is seen the
+// puppet is given none of the room's messages: the join is read back at
+// once, not left to the next audit. The real event, should it come,
+// changes nothing: every room handler is idempotent per event. A failure
+// to read the event is logged and counted; the join stands.
 func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
-	queued, err := s.queueMemberEvent(ctx, w, ev)
-	if err != nil || !queued {
-		if err == nil {
-			s.metrics.OwnJoins.WithLabelValues("arrived").Inc()
-		}
+	known, err := memberEventKnown(ctx, w.Q, ev.EventID)
+	if err != nil {
+		return errf(ev.RoomID, "look up join %s: %w", ev.EventID, err)
+	}
+	if known {
+		s.metrics.OwnJoins.WithLabelValues("arrived").Inc()
+		return nil
+	}
+	if err := queueRoomEvent(ctx, w, ev); err != nil {
 		return err
 	}
 	s.metrics.OwnJoins.WithLabelValues("queued").Inc()
