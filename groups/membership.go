@@ -329,13 +329,13 @@ func (s *Service) leftOutDevices(ctx context.Context, q database.Querier, room i
 		out          []string
 		retry        time.Time
 		dev, reason  string
-		since        time.Time
+		recorded     time.Time
 		now          = s.now()
 		noKeyPackage = leftOutReason(keys.ReasonNoKeyPackage)
 	)
-	_, err = pgx.ForEachRow(rows, []any{&dev, &reason, &since}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&dev, &reason, &recorded}, func() error {
 		if reason == noKeyPackage {
-			at := since.Add(leftOutRetry)
+			at := recorded.Add(leftOutRetry)
 			if !now.Before(at) {
 				return nil // claimed again
 			}
