@@ -39,7 +39,8 @@
 //     verify is left out of that room (dmls_left_out) until its user's
 //     device list changes; if its homeserver had no KeyPackage to give
 //     (the device's first upload not in yet), it is claimed again after
-//     30 s, since an upload of KeyPackages changes no device list.
+//     30 s, then after a wait that doubles with each refusal (up to
+//     32 min), since an upload of KeyPackages changes no device list.
 //   - Membership the homeserver never sent. Synapse can hold back a
 //     transaction for good (one made while it counts the appservice as
 //     down, audit.go). Our puppet's own join is read back from the

@@ -14,10 +14,11 @@ import (
 
 // TestLeftOutDeviceReturns checks the records of devices left out of a
 // room for want of a usable KeyPackage: one the homeserver had none for is
-// claimed again after leftOutRetry (an upload of KeyPackages changes no
-// device list), one refused for another reason stays out, and a device-list
-// change of the user clears both (it cleared only the user's own record
-// before, so a device once refused stayed out of the room for good).
+// claimed again after leftOutRetry, then after twice that (an upload of
+// KeyPackages changes no device list); one refused for another reason
+// stays out; a device-list change of the user clears both (it cleared
+// only the user's own record before, so a device once refused stayed out
+// of the room for good).
 func TestLeftOutDeviceReturns(t *testing.T) {
 	h := newHarness(t, harnessOptions{Quiet: true})
 	room := id.RoomID("!leftout:" + remoteDomain)
@@ -60,10 +61,14 @@ func TestLeftOutDeviceReturns(t *testing.T) {
 	if want := []string{bob2}; !slices.Equal(got, want) || !retry.IsZero() {
 		t.Fatalf("after %v left out %v (retry %v), want %v and no retry", leftOutRetry, got, retry, want)
 	}
-	// Refused again: out for another leftOutRetry, and not counted again.
+	// Refused again: out for twice as long, and not counted again.
+	again := h.s.now()
 	leaveOut(bob1, keys.ReasonNoKeyPackage)
-	if got, _ = excluded(); !slices.Equal(got, []string{bob1, bob2}) {
+	if got, retry = excluded(); !slices.Equal(got, []string{bob1, bob2}) {
 		t.Fatalf("after a second refusal left out %v, want %v", got, []string{bob1, bob2})
+	}
+	if d := retry.Sub(again); d < 2*leftOutRetry || d > 2*leftOutRetry+5*time.Second {
+		t.Errorf("after a second refusal retry due in %v, want %v", d, 2*leftOutRetry)
 	}
 	if n := counter(h.metrics.LeftOut); n != 3 {
 		t.Errorf("left out counted %v times, want 3 (once per device)", n)

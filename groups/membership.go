@@ -292,7 +292,8 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 func (s *Service) leftOut(ctx context.Context, q database.Querier, room id.RoomID, user, reason string) error {
 	var inserted bool
 	err := q.QueryRow(ctx, `INSERT INTO dmls_left_out (room_id, user_id, reason, since) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (room_id, user_id) DO UPDATE SET reason = excluded.reason, since = excluded.since
+		ON CONFLICT (room_id, user_id) DO UPDATE SET reason = excluded.reason, since = excluded.since,
+			refusals = dmls_left_out.refusals + 1
 			WHERE dmls_left_out.user_id LIKE '%|%'
 		RETURNING xmax = 0`, room, user, reason, s.now()).Scan(&inserted)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -308,11 +309,15 @@ func (s *Service) leftOut(ctx context.Context, q database.Querier, room id.RoomI
 
 // leftOutRetry is how long a device left out because its homeserver had
 // no KeyPackage to give (its first upload not in yet, or its stock used
-// up) stays out before its KeyPackage is claimed again. Uploading
-// KeyPackages (one-time keys) changes no device list, so nothing else
-// would bring the device back (seen in a test: a room created the moment
-// the invitee's puppet was, its device left out for good).
-const leftOutRetry = 30 * time.Second
+// up) stays out before its KeyPackage is claimed again; each further
+// refusal doubles the wait, leftOutDoublings times at most (32 min).
+// Uploading KeyPackages (one-time keys) changes no device list, so nothing
+// else would bring the device back (seen in a test: a room created the
+// moment the invitee's puppet was, its device left out for good).
+const (
+	leftOutRetry     = 30 * time.Second
+	leftOutDoublings = 6
+)
 
 // leftOutReason is the reason recorded for a refused KeyPackage.
 func leftOutReason(r keys.Reason) string { return "KeyPackage refused: " + string(r) }
@@ -321,7 +326,8 @@ func leftOutReason(r keys.Reason) string { return "KeyPackage refused: " + strin
 // must not add (dmls_left_out), and when the first of those that had no
 // KeyPackage may be claimed again (zero if none).
 func (s *Service) leftOutDevices(ctx context.Context, q database.Querier, room id.RoomID) ([]string, time.Time, error) {
-	rows, err := q.Query(ctx, `SELECT user_id, reason, since FROM dmls_left_out WHERE room_id = $1 AND user_id LIKE '%|%'`, room)
+	rows, err := q.Query(ctx, `SELECT user_id, reason, since, refusals FROM dmls_left_out
+		WHERE room_id = $1 AND user_id LIKE '%|%'`, room)
 	if err != nil {
 		return nil, time.Time{}, errf(room, "read left out devices: %w", err)
 	}
@@ -330,12 +336,13 @@ func (s *Service) leftOutDevices(ctx context.Context, q database.Querier, room i
 		retry        time.Time
 		dev, reason  string
 		recorded     time.Time
+		refusals     int
 		now          = s.now()
 		noKeyPackage = leftOutReason(keys.ReasonNoKeyPackage)
 	)
-	_, err = pgx.ForEachRow(rows, []any{&dev, &reason, &recorded}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&dev, &reason, &recorded, &refusals}, func() error {
 		if reason == noKeyPackage {
-			at := recorded.Add(leftOutRetry)
+			at := recorded.Add(leftOutRetry << min(max(refusals-1, 0), leftOutDoublings))
 			if !now.Before(at) {
 				return nil // claimed again
 			}
