@@ -27,10 +27,11 @@ import (
 //
 // The audit reads the room's current state (/state, as one of our joined
 // puppets) and queues every m.room.member event in it that is not
-// recorded, on the room's queue, as if it had arrived: every room handler
-// is idempotent per event, so the real event, should it come, changes
-// nothing. The state holds each user's latest event, so nothing older than
-// what is recorded can be queued.
+// recorded (unrecordedMembers, which seedMembers uses too) on the room's
+// queue, as if it had arrived: every room handler is idempotent per
+// event, so the real event, should it come, changes nothing. The state
+// holds each user's latest event, so nothing older than what is recorded
+// can be queued.
 const (
 	// auditInterval is the time between two audits of a room.
 	auditInterval = time.Hour
@@ -106,42 +107,18 @@ func (t auditTimer) Timer(ctx context.Context, w *inbound.Work, timer database.T
 		log.Warn().Err(err).Msg("Membership audit could not read the room's state")
 		return time.Time{}, nil
 	}
-	var members []inbound.RoomEvent
-	var ids []string
-	for _, raw := range events {
-		ev, err := inbound.ParseRoomEvent(raw)
-		if err != nil || ev.Type != "m.room.member" || ev.RoomID != room || ev.StateKey == nil {
-			continue
-		}
-		members, ids = append(members, ev), append(ids, string(ev.EventID))
-	}
-	// One lookup for the whole room: a large room's state is thousands of
-	// membership events.
-	rows, err := w.Q.Query(ctx, `SELECT event_id FROM room_member_event WHERE event_id = ANY($1)`, ids)
+	missing, err := unrecordedMembers(ctx, w.Q, room, events)
 	if err != nil {
-		return time.Time{}, errf(room, "look up membership events: %w", err)
+		return time.Time{}, errf(room, "audit: %w", err)
 	}
-	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return time.Time{}, errf(room, "look up membership events: %w", err)
-	}
-	recorded := make(map[string]bool, len(known))
-	for _, e := range known {
-		recorded[e] = true
-	}
-	queued := 0
-	for _, ev := range members {
-		if recorded[string(ev.EventID)] {
-			continue
-		}
+	for _, ev := range missing {
 		if err := queueRoomEvent(ctx, w, ev); err != nil {
 			return time.Time{}, err
 		}
-		queued++
 		log.Info().Str("user_id", *ev.StateKey).Str("membership", ev.Membership).Stringer("event_id", ev.EventID).
 			Msg("Membership audit queued a membership event the homeserver never sent")
 	}
-	s.metrics.MemberAudit.WithLabelValues("queued").Add(float64(queued))
+	s.metrics.MemberAudit.WithLabelValues("queued").Add(float64(len(missing)))
 	s.metrics.MemberAudit.WithLabelValues("audited").Inc()
 	return time.Time{}, nil
 }

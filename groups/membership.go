@@ -98,28 +98,49 @@ func (s *Service) membersInGraph(ctx context.Context, as id.UserID, room id.Room
 // the homeserver has it. A puppet that joins a room that existed before
 // received none of the earlier membership events.
 func (s *Service) seedMembers(ctx context.Context, q database.Querier, room id.RoomID, as id.UserID) error {
-	events, err := s.cfg.Puppets.RoomState(ctx, as, room)
+	state, err := s.cfg.Puppets.RoomState(ctx, as, room)
 	if err != nil {
 		return err
 	}
-	for _, raw := range events {
-		ev, err := inbound.ParseRoomEvent(raw)
-		if err != nil || ev.Type != "m.room.member" || ev.RoomID != room {
-			continue
-		}
-		known, err := memberEventKnown(ctx, q, ev.EventID)
-		if err != nil {
-			return fmt.Errorf("seed membership of %s: %w", room, err)
-		}
-		if known {
-			continue
-		}
+	missing, err := unrecordedMembers(ctx, q, room, state)
+	if err != nil {
+		return fmt.Errorf("seed membership of %s: %w", room, err)
+	}
+	for _, ev := range missing {
 		if err := database.SetMembership(ctx, q, database.MemberEvent{RoomID: string(room), EventID: string(ev.EventID),
 			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// unrecordedMembers returns the m.room.member events of room in state (as
+// the homeserver gave it) that are not recorded here, in one lookup: a
+// large room's state is thousands of them.
+func unrecordedMembers(ctx context.Context, q database.Querier, room id.RoomID, state []json.RawMessage) ([]inbound.RoomEvent, error) {
+	var members []inbound.RoomEvent
+	var ids []string
+	for _, raw := range state {
+		ev, err := inbound.ParseRoomEvent(raw)
+		if err != nil || ev.Type != "m.room.member" || ev.RoomID != room || ev.StateKey == nil {
+			continue
+		}
+		members, ids = append(members, ev), append(ids, string(ev.EventID))
+	}
+	rows, err := q.Query(ctx, `SELECT event_id FROM room_member_event WHERE event_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up membership events: %w", err)
+	}
+	known, err := pgx.CollectRows(rows, pgx.RowTo[id.EventID])
+	if err != nil {
+		return nil, fmt.Errorf("look up membership events: %w", err)
+	}
+	recorded := make(map[id.EventID]bool, len(known))
+	for _, e := range known {
+		recorded[e] = true
+	}
+	return slices.DeleteFunc(members, func(ev inbound.RoomEvent) bool { return recorded[ev.EventID] }), nil
 }
 
 // memberEventKnown reports whether the m.room.member event was recorded.
