@@ -97,8 +97,9 @@
 // the delivery. The static part, decoded, is also kept in memory across
 // work items (statecache.go): it never changes, and decoding a large
 // room's tree was most of the cost of reading one message. Per retained
-// epoch and own device, dmls_epoch_device holds only that device's
-// private part, sealed. Epochs dropped by the retention
+// epoch, dmls_epoch_private holds our devices' private parts, each sealed
+// on its own, in one row (a row per part cost as much again as the part:
+// ids, tuple header, index entry). Epochs dropped by the retention
 // policy (epochs.Policy) are deleted with everything kept about them each
 // time the room is saved. Every sealed value is bound to its row
 // (package seal), so a value moved to another row does not open.

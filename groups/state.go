@@ -1,8 +1,11 @@
 package groups
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
@@ -17,7 +20,7 @@ import (
 // A room's DMLS state in PostgreSQL (DESIGN 4, 8): the graph's metadata
 // in dmls_room, and per retained epoch the state that all our devices
 // share (dmls_epoch, in three parts that change at different times) and
-// each of our devices' private part (dmls_epoch_device). A room is loaded
+// our devices' private parts (dmls_epoch_private, one row per epoch). A room is loaded
 // for one work item or API call, under its queue's lock; epoch states are
 // read only when the operation needs them, and saving writes only what
 // the operation changed.
@@ -35,6 +38,10 @@ func epochRow(room id.RoomID, epoch epochs.ID, part string) seal.Binding {
 	return seal.Row("dmls_epoch", string(room), epoch.String(), part)
 }
 
+// privateRow binds a device's private part to its room, epoch and device.
+// It names dmls_epoch_device, the table that held one row per part until
+// migration 0017: the parts moved into dmls_epoch_private as sealed, and
+// a binding is a label, not a place.
 func privateRow(room id.RoomID, epoch epochs.ID, d epochs.Device) seal.Binding {
 	return seal.Row("dmls_epoch_device", string(room), epoch.String(), d.UserID, d.DeviceID)
 }
@@ -134,7 +141,7 @@ func (s *Service) loadRoom(ctx context.Context, q database.Querier, roomID id.Ro
 
 // loadEpoch reads one epoch's stored parts, unsealed.
 func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.RoomID, epoch epochs.ID) (*epochs.StoredEpoch, error) {
-	st := &epochs.StoredEpoch{Privates: map[epochs.Device][]byte{}}
+	st := &epochs.StoredEpoch{}
 	decoded, cached := s.statics.get(roomID, epoch)
 	var static, init, secrets []byte
 	var users, devices []string
@@ -142,11 +149,10 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	// A cached static part is not read again: for a large room it is
 	// most of the row. Our devices' private parts come in the same
 	// statement.
-	err := q.QueryRow(ctx, `SELECT CASE WHEN $3 THEN NULL ELSE static END, init, secrets, commit,
-		ARRAY(SELECT user_id FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 ORDER BY user_id, device_id),
-		ARRAY(SELECT device_id FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 ORDER BY user_id, device_id),
-		ARRAY(SELECT private FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 ORDER BY user_id, device_id)
-		FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`,
+	err := q.QueryRow(ctx, `SELECT CASE WHEN $3 THEN NULL ELSE e.static END, e.init, e.secrets, e.commit,
+		p.user_ids, p.device_ids, p.privates
+		FROM dmls_epoch e LEFT JOIN dmls_epoch_private p USING (room_id, epoch_id)
+		WHERE e.room_id = $1 AND e.epoch_id = $2`,
 		roomID, []byte(epoch), cached).Scan(&static, &init, &secrets, &st.Commit, &users, &devices, &privates)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errf(roomID, "epoch %v is in the graph but not stored", epoch)
@@ -177,18 +183,28 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	if st.SecretTree, err = open(purposeEpochSecrets, "secrets", secrets); err != nil {
 		return nil, err
 	}
-	if len(users) != len(devices) || len(users) != len(privates) {
-		return nil, errf(roomID, "epoch %v: %d users, %d devices and %d private parts", epoch, len(users), len(devices), len(privates))
-	}
-	for i, sealed := range privates {
-		d := epochs.Device{UserID: users[i], DeviceID: devices[i]}
-		plain, err := s.cfg.Sealer.Open(purposeEpochPrivate, privateRow(roomID, epoch, d), sealed)
-		if err != nil {
-			return nil, errf(roomID, "epoch %v: %w", epoch, err)
-		}
-		st.Privates[d] = plain
+	if st.Privates, err = s.openPrivates(roomID, epoch, users, devices, privates); err != nil {
+		return nil, err
 	}
 	return st, nil
+}
+
+// openPrivates opens the private parts of a dmls_epoch_private row, each
+// where it is bound.
+func (s *Service) openPrivates(roomID id.RoomID, epoch epochs.ID, users, devices []string, sealed [][]byte) (map[epochs.Device][]byte, error) {
+	if len(users) != len(devices) || len(users) != len(sealed) {
+		return nil, errf(roomID, "epoch %v: %d users, %d devices and %d private parts", epoch, len(users), len(devices), len(sealed))
+	}
+	out := make(map[epochs.Device][]byte, len(users))
+	for i, b := range sealed {
+		d := epochs.Device{UserID: users[i], DeviceID: devices[i]}
+		plain, err := s.cfg.Sealer.Open(purposeEpochPrivate, privateRow(roomID, epoch, d), b)
+		if err != nil {
+			return nil, errf(roomID, "epoch %v: private part of %v: %w", epoch, d, err)
+		}
+		out[d] = plain
+	}
+	return out, nil
 }
 
 // saveRoom writes what the operation changed: the room's state, and
@@ -272,23 +288,63 @@ func (s *Service) writeChanges(ctx context.Context, q database.Querier, roomID i
 		if err != nil {
 			return errf(roomID, "store epoch %v: %w", e.Epoch, err)
 		}
-		for _, d := range e.Removed {
-			if _, err := q.Exec(ctx, `DELETE FROM dmls_epoch_device WHERE room_id = $1 AND epoch_id = $2 AND user_id = $3 AND device_id = $4`,
-				roomID, []byte(e.Epoch), d.UserID, d.DeviceID); err != nil {
-				return errf(roomID, "drop private of %v in %v: %w", d, e.Epoch, err)
-			}
-		}
-		for d, plain := range e.Privates {
-			sealed, err := s.cfg.Sealer.Seal(purposeEpochPrivate, privateRow(roomID, e.Epoch, d), plain)
-			if err != nil {
+		if len(e.Removed) > 0 || len(e.Privates) > 0 {
+			if err := s.writePrivates(ctx, q, roomID, &e); err != nil {
 				return err
 			}
-			if _, err := q.Exec(ctx, `INSERT INTO dmls_epoch_device (room_id, epoch_id, user_id, device_id, private)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, epoch_id, user_id, device_id) DO UPDATE SET private = excluded.private`,
-				roomID, []byte(e.Epoch), d.UserID, d.DeviceID, sealed); err != nil {
-				return errf(roomID, "store private of %v in %v: %w", d, e.Epoch, err)
-			}
 		}
+	}
+	return nil
+}
+
+// writePrivates applies an epoch's removed and added private parts to its
+// dmls_epoch_private row: read, changed and written back whole, or deleted
+// once no part is left. Parts kept are not opened: each is bound to its
+// device, not to its place in the arrays. It runs when an epoch is made or
+// entered, or loses devices of ours: never per message.
+func (s *Service) writePrivates(ctx context.Context, q database.Querier, roomID id.RoomID, e *epochs.EpochChanges) error {
+	var users, devices []string
+	var sealed [][]byte
+	err := q.QueryRow(ctx, `SELECT user_ids, device_ids, privates FROM dmls_epoch_private WHERE room_id = $1 AND epoch_id = $2`,
+		roomID, []byte(e.Epoch)).Scan(&users, &devices, &sealed)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return errf(roomID, "read private parts in %v: %w", e.Epoch, err)
+	}
+	if len(users) != len(devices) || len(users) != len(sealed) {
+		return errf(roomID, "epoch %v: %d users, %d devices and %d private parts", e.Epoch, len(users), len(devices), len(sealed))
+	}
+	parts := make(map[epochs.Device][]byte, len(users)+len(e.Privates))
+	for i := range users {
+		parts[epochs.Device{UserID: users[i], DeviceID: devices[i]}] = sealed[i]
+	}
+	for _, d := range e.Removed {
+		delete(parts, d)
+	}
+	for d, plain := range e.Privates {
+		b, err := s.cfg.Sealer.Seal(purposeEpochPrivate, privateRow(roomID, e.Epoch, d), plain)
+		if err != nil {
+			return err
+		}
+		parts[d] = b
+	}
+	if len(parts) == 0 {
+		if _, err := q.Exec(ctx, `DELETE FROM dmls_epoch_private WHERE room_id = $1 AND epoch_id = $2`, roomID, []byte(e.Epoch)); err != nil {
+			return errf(roomID, "drop private parts in %v: %w", e.Epoch, err)
+		}
+		return nil
+	}
+	order := slices.SortedFunc(maps.Keys(parts), func(a, b epochs.Device) int {
+		return cmp.Or(cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.DeviceID, b.DeviceID))
+	})
+	users, devices, sealed = users[:0], devices[:0], sealed[:0]
+	for _, d := range order {
+		users, devices, sealed = append(users, d.UserID), append(devices, d.DeviceID), append(sealed, parts[d])
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO dmls_epoch_private (room_id, epoch_id, user_ids, device_ids, privates)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, epoch_id) DO UPDATE
+		SET user_ids = excluded.user_ids, device_ids = excluded.device_ids, privates = excluded.privates`,
+		roomID, []byte(e.Epoch), users, devices, sealed); err != nil {
+		return errf(roomID, "store private parts in %v: %w", e.Epoch, err)
 	}
 	return nil
 }

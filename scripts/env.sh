@@ -4,7 +4,8 @@
 # variables that internal/testenv reads. It defines say and die, and
 # leaves WORK (a work directory) and LOG (its log file) set.
 #
-# Environment: MLSAS_KEEP=1 keeps the work directory; MLSAS_TEST_PG_OPTIONS
+# Environment: MLSAS_KEEP=1 keeps the work directory (and the tests keep
+# their databases in it: internal/testenv); MLSAS_TEST_PG_OPTIONS
 # adds PostgreSQL server options (e.g. "-c shared_preload_libraries=pg_stat_statements"
 # to see where the database spends its time).
 SYNAPSE_VERSION=1.163.2

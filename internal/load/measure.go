@@ -69,7 +69,7 @@ var (
 	sharedTables = []string{"dmls_room", "dmls_epoch", "dmls_commit_event", "room_member", "room_member_event",
 		"user_mls_devices", "dmls_left_out"}
 	deviceTables = []string{"puppet", "puppet_device", "device_identity", "key_package", "key_package_batch", "puppet_cross_signing",
-		"dmls_epoch_device", "delivery_cursor", "bot_puppet"}
+		"dmls_epoch_private", "delivery_cursor", "bot_puppet"}
 )
 
 // StateSizes measures the tables with pg_total_relation_size (heap,

@@ -47,7 +47,9 @@ func require(t testing.TB, name string) string {
 var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // Database creates an empty database for the calling test and returns
-// its DSN. The database is dropped when the test ends.
+// its DSN. The database is dropped when the test ends, unless MLSAS_KEEP
+// is 1 (as for scripts/with-env's work directory): then its name is
+// logged and it stays, to be inspected after the run.
 func Database(t testing.TB) string {
 	t.Helper()
 	base := require(t, PostgresVar)
@@ -70,6 +72,10 @@ func Database(t testing.TB) string {
 		t.Fatalf("create test database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
+		if os.Getenv("MLSAS_KEEP") == "1" {
+			t.Logf("MLSAS_KEEP=1: test database %s kept", name)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, base)

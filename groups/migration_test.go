@@ -1,0 +1,126 @@
+package groups
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/internal/testenv"
+	"github.com/mls-appservice/mls-appservice/migrations"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// migrationsBefore returns the migrations older than version first.
+func migrationsBefore(t *testing.T, first string) fs.FS {
+	t.Helper()
+	entries, err := fs.ReadDir(migrations.FS(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := fstest.MapFS{}
+	for _, e := range entries {
+		if e.Name() >= first {
+			continue
+		}
+		b, err := fs.ReadFile(migrations.FS(), e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		older[e.Name()] = &fstest.MapFile{Data: b}
+	}
+	return older
+}
+
+// TestMigrationGathersPrivates: migration 0017 moves the private parts
+// stored a row each into one row per epoch, and each still opens where
+// it is bound (its room, epoch and device), read as loadEpoch reads it.
+func TestMigrationGathersPrivates(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx, migrationsBefore(t, "0017")); err != nil {
+		t.Fatal(err)
+	}
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := seal.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	room := id.RoomID("!migrate:example.org")
+	e1, e2 := epochs.ID(bytes.Repeat([]byte{1}, 32)), epochs.ID(bytes.Repeat([]byte{2}, 32))
+	want := map[epochs.ID]map[epochs.Device][]byte{
+		e1: {
+			{UserID: "@b:example.org", DeviceID: "B1"}: []byte("private of b1 in e1"),
+			{UserID: "@a:example.org", DeviceID: "A2"}: []byte("private of a2 in e1"),
+			{UserID: "@a:example.org", DeviceID: "A1"}: []byte("private of a1 in e1"),
+		},
+		e2: {{UserID: "@a:example.org", DeviceID: "A1"}: []byte("private of a1 in e2")},
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO dmls_room (room_id, suite, algorithm) VALUES ($1, 1, 'test')`, room); err != nil {
+		t.Fatal(err)
+	}
+	for e, parts := range want {
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO dmls_epoch (room_id, epoch_id, static, init, secrets) VALUES ($1, $2, '', '', '')`,
+			room, []byte(e)); err != nil {
+			t.Fatal(err)
+		}
+		for d, plain := range parts {
+			sealed, err := sealer.Seal(purposeEpochPrivate, privateRow(room, e, d), plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, `INSERT INTO dmls_epoch_device (room_id, epoch_id, user_id, device_id, private)
+				VALUES ($1, $2, $3, $4, $5)`, room, []byte(e), d.UserID, d.DeviceID, sealed); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+
+	var gone bool
+	if err := db.Pool.QueryRow(ctx, `SELECT to_regclass('dmls_epoch_device') IS NULL`).Scan(&gone); err != nil || !gone {
+		t.Errorf("dmls_epoch_device still exists (%v)", err)
+	}
+	var rows int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM dmls_epoch_private`).Scan(&rows); err != nil || rows != 2 {
+		t.Errorf("%d rows in dmls_epoch_private (%v), want one per epoch: 2", rows, err)
+	}
+	s := &Service{cfg: Config{Sealer: sealer}}
+	for e, parts := range want {
+		var users, devices []string
+		var sealed [][]byte
+		if err := db.Pool.QueryRow(ctx, `SELECT user_ids, device_ids, privates FROM dmls_epoch_private WHERE room_id = $1 AND epoch_id = $2`,
+			room, []byte(e)).Scan(&users, &devices, &sealed); err != nil {
+			t.Fatalf("epoch %v: %v", e, err)
+		}
+		got, err := s.openPrivates(room, e, users, devices, sealed)
+		if err != nil {
+			t.Fatalf("epoch %v: %v", e, err)
+		}
+		if len(got) != len(parts) {
+			t.Errorf("epoch %v: %d private parts, want %d", e, len(got), len(parts))
+		}
+		for d, plain := range parts {
+			if !bytes.Equal(got[d], plain) {
+				t.Errorf("epoch %v, %v: private part %q, want %q", e, d, got[d], plain)
+			}
+		}
+	}
+}
