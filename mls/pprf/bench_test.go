@@ -46,3 +46,30 @@ func BenchmarkEvaluateFresh(b *testing.B) {
 
 func BenchmarkEvaluatePunctured100(b *testing.B)  { benchmarkEvaluate(b, 100) }
 func BenchmarkEvaluatePunctured1000(b *testing.B) { benchmarkEvaluate(b, 1000) }
+
+// NextChild: what a second commit on a stored DMLS epoch costs in the
+// PPRF: decode the stored state (punctured once by the first child),
+// evaluate, encode. It reports the encoded size before and after.
+func BenchmarkNextChild(b *testing.B) {
+	s := suite1(b)
+	r := rand.New(rand.NewPCG(9, 10))
+	p, _ := New(s, seq(32, 0))
+	if _, err := p.Evaluate(randomBytes(r, 32)); err != nil {
+		b.Fatal(err)
+	}
+	kept, _ := p.MarshalBinary()
+	in := randomBytes(r, 32)
+	var after []byte
+	for b.Loop() {
+		var q PPRF
+		if err := q.UnmarshalBinary(kept); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := q.Evaluate(in); err != nil {
+			b.Fatal(err)
+		}
+		after, _ = q.MarshalBinary()
+	}
+	b.ReportMetric(float64(len(kept)), "bytes-before")
+	b.ReportMetric(float64(len(after)), "bytes-after")
+}
