@@ -50,7 +50,9 @@
 // every path secret and the leaf secret. The leaf is then covered by no
 // frontier node, so evaluating the same input again fails with ErrPunctured;
 // every other leaf is still below exactly one frontier node. Each evaluation
-// adds at most 8·Nh−1 secrets (255 for SHA-256, about 17 KiB encoded), which
+// adds at most 8·Nh−1 secrets (255 for SHA-256: 8 KiB of secrets, about 8.3 KiB
+// encoded, since the encoding states the frontier's shape in 2 bits a
+// node rather than each node's position; see encoding.go), which
 // is acceptable for the few children an epoch has while it is retained.
 //
 // A PPRF is mutable and not safe for concurrent use, like secrettree.Tree:
@@ -77,8 +79,8 @@
 // k·bits node secrets, typically far fewer, since neighbouring indexes
 // share copath nodes and a subtree whose leaves are all used holds
 // nothing. Used in index order it never holds more than bits. An indexed PPRF is encoded
-// with format version 2, which records bits; it is not a DMLS epoch's
-// state, and the DMLS functions below refuse it.
+// with its leaf depth (format versions 2 and 3 record it); it is not a
+// DMLS epoch's state, and the DMLS functions below refuse it.
 //
 // # The DMLS key schedule
 //
