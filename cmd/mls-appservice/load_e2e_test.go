@@ -317,6 +317,16 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The measured service S made no commit: P made them all, and a
+	// committer's epochs hold more (each punctured PRF, DMLS). P's
+	// shared state per member is the figure for a service that commits.
+	if perMember, _, _, err := load.StateSizes(ctx, P.db.Pool, res.Members, 1); err != nil {
+		t.Errorf("P's state sizes: %v", err)
+	} else if parts, err := load.EpochParts(ctx, P.db.Pool); err != nil {
+		t.Errorf("P's epoch parts: %v", err)
+	} else {
+		t.Logf("intake: P (the committer) holds %.0f bytes of shared state per member; dmls_epoch's live bytes by part: %v", perMember, parts)
+	}
 	for _, outcome := range []string{"applied", "one_by_one"} {
 		n, err := load.Counter(ctx, S.proc.base+"/metrics", "mlsas_work_run_events_total", "outcome="+strconv.Quote(outcome))
 		if err != nil {
