@@ -23,6 +23,7 @@ type Intake struct {
 	db       database.Querier
 	inFlight *semaphore.Weighted
 	stored   func() // wakes the splitter; called after each new transaction
+	handoff  *Handoff
 	metrics  *Metrics
 	log      zerolog.Logger
 }
@@ -37,7 +38,10 @@ type IntakeConfig struct {
 	MaxInFlightBytes int64
 	DB               database.Querier
 	// Stored, if set, is called after a new transaction is committed.
-	Stored  func()
+	Stored func()
+	// Handoff, if set, takes each new transaction as parsed, for the
+	// splitter of this process.
+	Handoff *Handoff
 	Metrics *Metrics
 	Log     zerolog.Logger
 }
@@ -53,7 +57,7 @@ func NewIntake(cfg IntakeConfig) *Intake {
 		inFlight = 4 * cfg.MaxBodyBytes
 	}
 	return &Intake{hsToken: []byte(cfg.HSToken), maxBody: cfg.MaxBodyBytes, db: cfg.DB,
-		inFlight: semaphore.NewWeighted(max(inFlight, cfg.MaxBodyBytes)), stored: stored, metrics: cfg.Metrics, log: cfg.Log}
+		inFlight: semaphore.NewWeighted(max(inFlight, cfg.MaxBodyBytes)), stored: stored, handoff: cfg.Handoff, metrics: cfg.Metrics, log: cfg.Log}
 }
 
 // Register adds the appservice API routes to mux.
@@ -181,12 +185,15 @@ func (in *Intake) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	inserted, reused, err := database.SaveTransaction(r.Context(), in.db, txnID, body)
+	seq, inserted, reused, err := database.SaveTransaction(r.Context(), in.db, txnID, body)
 	if err != nil {
 		in.metrics.TransactionsRejected.WithLabelValues("store_error").Inc()
 		log.Error().Err(err).Msg("Storing transaction failed; the homeserver will retry")
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not store transaction")
 		return
+	}
+	if inserted {
+		in.handoff.put(seq, len(body), txn)
 	}
 	switch {
 	case !inserted:

@@ -65,6 +65,10 @@ func NewService(sc ServiceConfig) *Service {
 	splitter := NewSplitter(sc.DB, sc.Metrics, p.MaxAttempts, log.With().Str("component", "splitter").Logger())
 	s.splitter = s.loop("splitter", splitter.Step, time.Minute)
 	splitter.Split = s.wakeWorkers
+	// Parsed transactions wait for the splitter; their bodies are bounded
+	// by what the intake may hold in flight, at most 16 MiB: when the
+	// splitter keeps up, the handoff holds a transaction or two.
+	splitter.Handoff = NewHandoff(int(min(cfg.AppService.MaxInFlightBytes, handoffBudget)))
 	worker := NewWorker(WorkerConfig{DB: sc.DB, Handlers: sc.Handlers, Metrics: sc.Metrics,
 		Log: log.With().Str("component", "worker").Logger(), BatchSize: p.BatchSize, MaxAttempts: p.MaxAttempts,
 		RetryBackoff: p.RetryBackoff.D(), MaxRetryBackoff: p.MaxRetryBackoff.D(), ItemTimeout: p.ItemTimeout.D()})
@@ -75,8 +79,8 @@ func NewService(sc ServiceConfig) *Service {
 		log.With().Str("component", "timers").Logger())
 	s.timers = s.loop("timers", timers.Step, time.Minute)
 	s.intake = NewIntake(IntakeConfig{HSToken: cfg.AppService.HSToken, MaxBodyBytes: cfg.AppService.MaxBodyBytes,
-		MaxInFlightBytes: cfg.AppService.MaxInFlightBytes, DB: sc.DB, Stored: s.splitter.Wake, Metrics: sc.Metrics,
-		Log: log.With().Str("component", "intake").Logger()})
+		MaxInFlightBytes: cfg.AppService.MaxInFlightBytes, DB: sc.DB, Stored: s.splitter.Wake, Handoff: splitter.Handoff,
+		Metrics: sc.Metrics, Log: log.With().Str("component", "intake").Logger()})
 	return s
 }
 

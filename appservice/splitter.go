@@ -24,6 +24,9 @@ type Splitter struct {
 	maxAttempts int
 	// Split, if set, is called after each split transaction (wakes workers).
 	Split func()
+	// Handoff, if set, holds transactions the intake parsed, which are
+	// not parsed again.
+	Handoff *Handoff
 }
 
 // NewSplitter returns a splitter over db.
@@ -94,7 +97,10 @@ func (s *Splitter) failed(ctx context.Context, st *database.StoredTransaction, c
 // problems to record with it (empty if none).
 func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database.StoredTransaction) (string, error) {
 	log := s.log.With().Str("txn_id", st.TxnID).Int64("txn_seq", st.Seq).Logger()
-	txn, err := ParseTransaction(st.Body)
+	txn, err := s.Handoff.take(st.Seq), error(nil)
+	if txn == nil {
+		txn, err = ParseTransaction(st.Body)
+	}
 	if err != nil {
 		// It passed intake, so only a parser change can bring us here;
 		// retrying cannot help.

@@ -35,11 +35,13 @@ var ErrNotJSON = errors.New("body is not valid JSON")
 var ErrBadShape = errors.New("body is not an appservice transaction")
 
 type wireTransaction struct {
-	Events            json.RawMessage `json:"events"`
-	Ephemeral         json.RawMessage `json:"ephemeral"`
-	UnstableEphemeral json.RawMessage `json:"de.sorunome.msc2409.ephemeral"`
-	ToDevice          json.RawMessage `json:"to_device"`
-	UnstableToDevice  json.RawMessage `json:"de.sorunome.msc2409.to_device"`
+	// Events not an array makes the whole body unusable (ErrBadShape);
+	// decoded here, the events are not scanned a second time.
+	Events            []json.RawMessage `json:"events"`
+	Ephemeral         json.RawMessage   `json:"ephemeral"`
+	UnstableEphemeral json.RawMessage   `json:"de.sorunome.msc2409.ephemeral"`
+	ToDevice          json.RawMessage   `json:"to_device"`
+	UnstableToDevice  json.RawMessage   `json:"de.sorunome.msc2409.to_device"`
 
 	DeviceLists         json.RawMessage `json:"device_lists"`
 	UnstableDeviceLists json.RawMessage `json:"org.matrix.msc3202.device_lists"`
@@ -66,22 +68,20 @@ func first(vals ...json.RawMessage) json.RawMessage {
 // events (ErrBadShape); malformed elements are skipped and listed in
 // Problems, so one bad event never costs the others.
 func ParseTransaction(body []byte) (*Transaction, error) {
-	if !json.Valid(body) {
-		return nil, ErrNotJSON
+	// Unmarshal checks the whole body is JSON before it decodes; only a
+	// body it refuses is scanned again, to tell bad JSON from a bad shape.
+	var w wireTransaction
+	if err := json.Unmarshal(body, &w); err != nil {
+		if !json.Valid(body) {
+			return nil, ErrNotJSON
+		}
+		return nil, fmt.Errorf("%w: %v", ErrBadShape, err)
 	}
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("%w: top level is not an object", ErrBadShape)
 	}
-	var w wireTransaction
-	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadShape, err)
-	}
 	txn := &Transaction{}
-	events, err := rawList(w.Events)
-	if err != nil {
-		return nil, fmt.Errorf("%w: events: %v", ErrBadShape, err)
-	}
-	for i, raw := range events {
+	for i, raw := range w.Events {
 		ev, err := inbound.ParseRoomEvent(raw)
 		if err != nil {
 			txn.problem("events[%d]: %v", i, err)

@@ -133,7 +133,7 @@ func TestSaveTransactionRepeatAndReuse(t *testing.T) {
 		{"t2", `{"events":[]}`, true, false},
 	}
 	for i, s := range steps {
-		inserted, reused, err := SaveTransaction(ctx, db, s.txnID, []byte(s.body))
+		_, inserted, reused, err := SaveTransaction(ctx, db, s.txnID, []byte(s.body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -436,7 +436,7 @@ func TestRetentionDeletesOnlyOldRecords(t *testing.T) {
 	db := migrated(t)
 	ctx := context.Background()
 	for i := range 5 {
-		if _, _, err := SaveTransaction(ctx, db, fmt.Sprintf("r%d", i), []byte(`{}`)); err != nil {
+		if _, _, _, err := SaveTransaction(ctx, db, fmt.Sprintf("r%d", i), []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -32,18 +32,23 @@ type StoredTransaction struct {
 // txnID seen before with a different body is a new transaction: Synapse
 // on SQLite starts its txnIds again after a restart (DESIGN 3.1), and
 // treating those as repeats would drop them. reused reports that case.
-func SaveTransaction(ctx context.Context, q Querier, txnID string, body []byte) (inserted, reused bool, err error) {
+// seq is the new row's (zero if the transaction was not new).
+func SaveTransaction(ctx context.Context, q Querier, txnID string, body []byte) (seq int64, inserted, reused bool, err error) {
 	sum := sha256.Sum256(body)
+	var stored *int64
 	err = q.QueryRow(ctx, `WITH ins AS (
 			INSERT INTO appservice_transaction (txn_id, body, body_sha256) VALUES ($1, $2, $3)
 			ON CONFLICT (txn_id, body_sha256) DO NOTHING RETURNING seq)
-		SELECT EXISTS (SELECT 1 FROM ins),
+		SELECT (SELECT seq FROM ins),
 			EXISTS (SELECT 1 FROM appservice_transaction WHERE txn_id = $1 AND body_sha256 <> $3)`,
-		txnID, body, sum[:]).Scan(&inserted, &reused)
+		txnID, body, sum[:]).Scan(&stored, &reused)
 	if err != nil {
-		return false, false, fmt.Errorf("store transaction %s: %w", txnID, err)
+		return 0, false, false, fmt.Errorf("store transaction %s: %w", txnID, err)
 	}
-	return inserted, inserted && reused, nil
+	if stored == nil {
+		return 0, false, false, nil
+	}
+	return *stored, true, reused, nil
 }
 
 // TryLockProcessing takes the cross-instance splitting lock for the rest

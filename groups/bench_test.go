@@ -143,7 +143,7 @@ func bigRemoteRoom(b *testing.B, ours int, stateCache bool) (*harness, *remote, 
 // store stores a transaction of events and splits it (not timed).
 func (h *harness) store(events ...json.RawMessage) {
 	h.t.Helper()
-	if _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)),
+	if _, _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)),
 		mustJSON(h.t, map[string]any{"events": events})); err != nil {
 		h.t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func BenchmarkMembershipToCommit(b *testing.B) {
 		leave, _ := h.member(roomID, d.UserID, d.UserID, "leave")
 		leaver--
 		b.StartTimer()
-		if _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)),
+		if _, _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)),
 			mustJSON(b, map[string]any{"events": []json.RawMessage{leave}})); err != nil {
 			b.Fatal(err)
 		}

@@ -285,7 +285,7 @@ func (h *harness) send(events []json.RawMessage, toDevices []json.RawMessage) {
 	if len(toDevices) > 0 {
 		body["to_device"] = toDevices
 	}
-	if _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)), mustJSON(h.t, body)); err != nil {
+	if _, _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)), mustJSON(h.t, body)); err != nil {
 		h.t.Fatal(err)
 	}
 	h.drain()
