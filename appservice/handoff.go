@@ -27,8 +27,11 @@ type handoffEntry struct {
 	size int
 }
 
-// handoffBudget bounds a service's Handoff: bodies of 16 MiB.
-const handoffBudget = 16 << 20
+// handoffBudget bounds a service's Handoff: bodies of 4 MiB. Synapse sends
+// an appservice one transaction at a time, so this is many; a burst the
+// splitter lags behind (as the load command's intake mode sends) is
+// parsed twice beyond it, rather than holding its parse in memory.
+const handoffBudget = 4 << 20
 
 // NewHandoff returns a Handoff that holds at most budget bytes of
 // transaction bodies (at least the one just put).

@@ -66,7 +66,7 @@ func NewService(sc ServiceConfig) *Service {
 	s.splitter = s.loop("splitter", splitter.Step, time.Minute)
 	splitter.Split = s.wakeWorkers
 	// Parsed transactions wait for the splitter; their bodies are bounded
-	// by what the intake may hold in flight, at most 16 MiB: when the
+	// by what the intake may hold in flight, at most 4 MiB: when the
 	// splitter keeps up, the handoff holds a transaction or two.
 	splitter.Handoff = NewHandoff(int(min(cfg.AppService.MaxInFlightBytes, handoffBudget)))
 	worker := NewWorker(WorkerConfig{DB: sc.DB, Handlers: sc.Handlers, Metrics: sc.Metrics,
