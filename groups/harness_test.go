@@ -114,7 +114,12 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if o.MaxConns == 0 {
 		o.MaxConns = 4
 	}
-	db := testdb.Open(t, o.MaxConns)
+	return harnessOver(t, testdb.Open(t, o.MaxConns), newSealer(t), o)
+}
+
+// newSealer returns a Sealer with a new key.
+func newSealer(t testing.TB) *seal.Sealer {
+	t.Helper()
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +128,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return harnessOver(t, db, sealer, o)
+	return sealer
 }
 
 // restart returns a harness with a new Service (and spine) over the same

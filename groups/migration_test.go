@@ -14,7 +14,6 @@ import (
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/internal/testenv"
 	"github.com/mls-appservice/mls-appservice/migrations"
-	"github.com/mls-appservice/mls-appservice/seal"
 )
 
 // migrationsBefore returns the migrations older than version first.
@@ -52,14 +51,7 @@ func TestMigrationGathersPrivates(t *testing.T) {
 	if _, err := db.Migrate(ctx, migrationsBefore(t, "0017")); err != nil {
 		t.Fatal(err)
 	}
-	key, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := seal.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sealer := newSealer(t)
 
 	room := id.RoomID("!migrate:example.org")
 	e1, e2 := epochs.ID(bytes.Repeat([]byte{1}, 32)), epochs.ID(bytes.Repeat([]byte{2}, 32))
