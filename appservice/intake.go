@@ -57,7 +57,8 @@ func NewIntake(cfg IntakeConfig) *Intake {
 		inFlight = 4 * cfg.MaxBodyBytes
 	}
 	return &Intake{hsToken: []byte(cfg.HSToken), maxBody: cfg.MaxBodyBytes, db: cfg.DB,
-		inFlight: semaphore.NewWeighted(max(inFlight, cfg.MaxBodyBytes)), stored: stored, handoff: cfg.Handoff, metrics: cfg.Metrics, log: cfg.Log}
+		inFlight: semaphore.NewWeighted(max(inFlight, cfg.MaxBodyBytes)), stored: stored, handoff: cfg.Handoff,
+		metrics: cfg.Metrics, log: cfg.Log}
 }
 
 // Register adds the appservice API routes to mux.

@@ -97,7 +97,8 @@ func (s *Splitter) failed(ctx context.Context, st *database.StoredTransaction, c
 // problems to record with it (empty if none).
 func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database.StoredTransaction) (string, error) {
 	log := s.log.With().Str("txn_id", st.TxnID).Int64("txn_seq", st.Seq).Logger()
-	txn, err := s.Handoff.take(st.Seq), error(nil)
+	txn := s.Handoff.take(st.Seq)
+	var err error
 	if txn == nil {
 		txn, err = ParseTransaction(st.Body)
 	}

@@ -20,10 +20,10 @@ import (
 // A room's DMLS state in PostgreSQL (DESIGN 4, 8): the graph's metadata
 // in dmls_room, and per retained epoch the state that all our devices
 // share (dmls_epoch, in three parts that change at different times) and
-// our devices' private parts (dmls_epoch_private, one row per epoch). A room is loaded
-// for one work item or API call, under its queue's lock; epoch states are
-// read only when the operation needs them, and saving writes only what
-// the operation changed.
+// our devices' private parts (dmls_epoch_private, one row per epoch). A
+// room is loaded for one work item or API call, under its queue's lock;
+// epoch states are read only when the operation needs them, and saving
+// writes only what the operation changed.
 
 // Sealing purposes of the room state.
 const (
