@@ -27,7 +27,10 @@
 // follow the homeserver's order. Room events (and ephemeral events that
 // name a room) go on the room's queue; to-device messages and key counts
 // on the receiving device's queue; device-list changes on the user's
-// queue (inbound.RoomQueue and friends).
+// queue (inbound.RoomQueue and friends). The intake's parse of a
+// transaction reaches the splitter of its process through a Handoff, so
+// that it is not parsed again; a transaction stored by another instance
+// or before a restart is parsed from its stored body.
 //
 // Workers claim a due queue with a transaction-level advisory lock (the
 // queue row is never locked, so producers are never held up by a worker's
