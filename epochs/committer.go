@@ -107,5 +107,5 @@ func compareLeaf(a, b LeafDevice) int {
 	if c := cmp.Compare(a.Leaf, b.Leaf); c != 0 {
 		return c
 	}
-	return compareDevices(a.Device, b.Device)
+	return a.Device.Compare(b.Device)
 }

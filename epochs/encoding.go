@@ -300,7 +300,7 @@ func readDevices(r *codec.Reader, field string) []Device {
 		if r.Err() != nil {
 			return
 		}
-		if k := len(out); k > 0 && compareDevices(out[k-1], d) >= 0 {
+		if k := len(out); k > 0 && out[k-1].Compare(d) >= 0 {
 			r.Fail(field, invalid("member %v out of order", d))
 			return
 		}

@@ -383,7 +383,7 @@ func (g *Graph[S]) FirstDifference(a, b ID) (ca, cb ID, ok bool) {
 // sortedDevices returns a sorted copy of ds without repeats.
 func sortedDevices(ds []Device) []Device {
 	out := slices.Clone(ds)
-	slices.SortFunc(out, compareDevices)
+	slices.SortFunc(out, Device.Compare)
 	return slices.Compact(out)
 }
 

@@ -73,12 +73,13 @@ func ParseDevice(identity string) (Device, error) {
 	return Device{UserID: user, DeviceID: device}, nil
 }
 
-// compareDevices orders devices by user id, then device id.
-func compareDevices(a, b Device) int {
-	if c := strings.Compare(a.UserID, b.UserID); c != 0 {
+// Compare orders devices by user id, then device id: the order of a
+// group's member lists, and of the private parts a room stores.
+func (d Device) Compare(o Device) int {
+	if c := strings.Compare(d.UserID, o.UserID); c != 0 {
 		return c
 	}
-	return strings.Compare(a.DeviceID, b.DeviceID)
+	return strings.Compare(d.DeviceID, o.DeviceID)
 }
 
 // Identity names an epoch: our dmls_epoch, and the MSC2883 fields with

@@ -1103,7 +1103,7 @@ func leafDevice(pub *group.Public, leaf uint32) Device {
 func minus(a, b []Device) []Device {
 	var out []Device
 	for _, d := range a {
-		if _, found := slices.BinarySearchFunc(b, d, compareDevices); !found {
+		if _, found := slices.BinarySearchFunc(b, d, Device.Compare); !found {
 			out = append(out, d)
 		}
 	}

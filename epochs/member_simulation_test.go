@@ -251,7 +251,7 @@ func (s *mSim) groupDevices() []Device {
 			out = append(out, d)
 		}
 	}
-	slices.SortFunc(out, compareDevices)
+	slices.SortFunc(out, Device.Compare)
 	return out
 }
 

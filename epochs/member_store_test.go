@@ -115,7 +115,7 @@ func changed(ch *Changes) string {
 		}
 		slices.Sort(what)
 		if len(ec.Privates) > 0 {
-			what = append(what, fmt.Sprintf("privates %v", slices.SortedFunc(maps.Keys(ec.Privates), compareDevices)))
+			what = append(what, fmt.Sprintf("privates %v", slices.SortedFunc(maps.Keys(ec.Privates), Device.Compare)))
 		}
 		if len(ec.Removed) > 0 {
 			what = append(what, fmt.Sprintf("removed %v", ec.Removed))

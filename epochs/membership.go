@@ -75,14 +75,14 @@ func (r *Rejection) Unwrap() error { return r.Reason }
 // faults it reports the first in device order, adds before stale members.
 func CheckCommit(c CommitEffect, atCommit, atBase Room) error {
 	added := slices.Clone(c.Added)
-	slices.SortFunc(added, compareDevices)
+	slices.SortFunc(added, Device.Compare)
 	for _, d := range added {
 		if !atCommit.inRoom(d.UserID) {
 			return &Rejection{Reason: ErrUnauthorisedAdd, Device: d, State: atCommit.Members[d.UserID]}
 		}
 	}
 	after := slices.Clone(c.After)
-	slices.SortFunc(after, compareDevices)
+	slices.SortFunc(after, Device.Compare)
 	for _, d := range after {
 		if atCommit.inRoom(d.UserID) {
 			continue
@@ -141,8 +141,8 @@ func PlanMembership(group []Device, room Room) Plan {
 			}
 		}
 	}
-	slices.SortFunc(p.Add, compareDevices)
-	slices.SortFunc(p.Remove, compareDevices)
+	slices.SortFunc(p.Add, Device.Compare)
+	slices.SortFunc(p.Remove, Device.Compare)
 	return p
 }
 

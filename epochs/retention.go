@@ -103,7 +103,7 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
 			return false
 		}
 		for _, h := range heads {
-			if _, found := slices.BinarySearchFunc(h.Members, m, compareDevices); found {
+			if _, found := slices.BinarySearchFunc(h.Members, m, Device.Compare); found {
 				return false
 			}
 		}

@@ -123,7 +123,7 @@ func (s *simulation) joinedDevices() []Device {
 			}
 		}
 	}
-	slices.SortFunc(out, compareDevices)
+	slices.SortFunc(out, Device.Compare)
 	return out
 }
 
@@ -167,7 +167,7 @@ func (s *simulation) commit(d *simDevice) {
 	s.receive(d, ev) // the committer applies its own commit at once
 	// In device order: the delays are drawn from the seeded source, so
 	// map order would make a seed replay differently.
-	for _, dv := range slices.SortedFunc(maps.Keys(s.devices), compareDevices) {
+	for _, dv := range slices.SortedFunc(maps.Keys(s.devices), Device.Compare) {
 		if other := s.devices[dv]; other != d {
 			other.inbox = append(other.inbox, simDelivery{at: s.step + 1 + s.r.IntN(s.timing.maxDelay), ev: ev})
 		}
@@ -299,7 +299,7 @@ func (s *simulation) run(steps, users int, changeEvery int) {
 				return
 			}
 		}
-	}, compareDevices)
+	}, Device.Compare)
 	for end := s.step + steps; s.step < end; {
 		s.step++
 		if changeEvery > 0 && s.step%changeEvery == 0 {

@@ -234,7 +234,7 @@ func BenchmarkStoredBytes(b *testing.B) {
 		b.Fatal(err)
 	}
 	shared = static + init + secrets
-	rows, err := h.db.Query(h.ctx, `SELECT octet_length(private) FROM `+privateParts+` p WHERE room_id = $1 AND epoch_id = $2`,
+	rows, err := h.db.Query(h.ctx, `SELECT octet_length(private) FROM `+privatePartRows+` p WHERE room_id = $1 AND epoch_id = $2`,
 		bob.room, []byte(base))
 	if err != nil {
 		b.Fatal(err)

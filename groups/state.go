@@ -1,7 +1,6 @@
 package groups
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"maps"
@@ -192,19 +191,31 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 // openPrivates opens the private parts of a dmls_epoch_private row, each
 // where it is bound.
 func (s *Service) openPrivates(roomID id.RoomID, epoch epochs.ID, users, devices []string, sealed [][]byte) (map[epochs.Device][]byte, error) {
-	if len(users) != len(devices) || len(users) != len(sealed) {
-		return nil, errf(roomID, "epoch %v: %d users, %d devices and %d private parts", epoch, len(users), len(devices), len(sealed))
+	parts, err := privateParts(roomID, epoch, users, devices, sealed)
+	if err != nil {
+		return nil, err
 	}
-	out := make(map[epochs.Device][]byte, len(users))
-	for i, b := range sealed {
-		d := epochs.Device{UserID: users[i], DeviceID: devices[i]}
+	for d, b := range parts {
 		plain, err := s.cfg.Sealer.Open(purposeEpochPrivate, privateRow(roomID, epoch, d), b)
 		if err != nil {
 			return nil, errf(roomID, "epoch %v: private part of %v: %w", epoch, d, err)
 		}
-		out[d] = plain
+		parts[d] = plain
 	}
-	return out, nil
+	return parts, nil
+}
+
+// privateParts pairs a dmls_epoch_private row's parallel arrays: each
+// device with its sealed part.
+func privateParts(roomID id.RoomID, epoch epochs.ID, users, devices []string, sealed [][]byte) (map[epochs.Device][]byte, error) {
+	if len(users) != len(devices) || len(users) != len(sealed) {
+		return nil, errf(roomID, "epoch %v: %d users, %d devices and %d private parts", epoch, len(users), len(devices), len(sealed))
+	}
+	parts := make(map[epochs.Device][]byte, len(users))
+	for i := range users {
+		parts[epochs.Device{UserID: users[i], DeviceID: devices[i]}] = sealed[i]
+	}
+	return parts, nil
 }
 
 // saveRoom writes what the operation changed: the room's state, and
@@ -310,12 +321,9 @@ func (s *Service) writePrivates(ctx context.Context, q database.Querier, roomID 
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return errf(roomID, "read private parts in %v: %w", e.Epoch, err)
 	}
-	if len(users) != len(devices) || len(users) != len(sealed) {
-		return errf(roomID, "epoch %v: %d users, %d devices and %d private parts", e.Epoch, len(users), len(devices), len(sealed))
-	}
-	parts := make(map[epochs.Device][]byte, len(users)+len(e.Privates))
-	for i := range users {
-		parts[epochs.Device{UserID: users[i], DeviceID: devices[i]}] = sealed[i]
+	parts, err := privateParts(roomID, e.Epoch, users, devices, sealed)
+	if err != nil {
+		return err
 	}
 	for _, d := range e.Removed {
 		delete(parts, d)
@@ -333,11 +341,8 @@ func (s *Service) writePrivates(ctx context.Context, q database.Querier, roomID 
 		}
 		return nil
 	}
-	order := slices.SortedFunc(maps.Keys(parts), func(a, b epochs.Device) int {
-		return cmp.Or(cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.DeviceID, b.DeviceID))
-	})
 	users, devices, sealed = users[:0], devices[:0], sealed[:0]
-	for _, d := range order {
+	for _, d := range slices.SortedFunc(maps.Keys(parts), epochs.Device.Compare) {
 		users, devices, sealed = append(users, d.UserID), append(devices, d.DeviceID), append(sealed, parts[d])
 	}
 	if _, err := q.Exec(ctx, `INSERT INTO dmls_epoch_private (room_id, epoch_id, user_ids, device_ids, privates)

@@ -38,7 +38,7 @@ func (h *harness) storedRows(room id.RoomID) []storedRow {
 	}); err != nil {
 		h.t.Fatal(err)
 	}
-	rows, err = h.db.Query(h.ctx, `SELECT epoch_id, user_id, device_id, private FROM `+privateParts+` p WHERE room_id = $1`, room)
+	rows, err = h.db.Query(h.ctx, `SELECT epoch_id, user_id, device_id, private FROM `+privatePartRows+` p WHERE room_id = $1`, room)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -53,9 +53,9 @@ func (h *harness) storedRows(room id.RoomID) []storedRow {
 	return out
 }
 
-// privateParts is dmls_epoch_private with a row per private part, as
+// privatePartRows is dmls_epoch_private with a row per private part, as
 // the tests read it.
-const privateParts = `(SELECT room_id, epoch_id, u.user_id, u.device_id, u.private
+const privatePartRows = `(SELECT room_id, epoch_id, u.user_id, u.device_id, u.private
 	FROM dmls_epoch_private, unnest(user_ids, device_ids, privates) AS u(user_id, device_id, private))`
 
 // count runs a count(*) query.
@@ -108,7 +108,7 @@ func TestRoomStateStored(t *testing.T) {
 		t.Errorf("%d shared epoch rows, want 1", n)
 	}
 	var stored []string
-	rows, _ := h.db.Query(h.ctx, `SELECT user_id || '|' || device_id FROM `+privateParts+` p WHERE room_id = $1 AND epoch_id = $2
+	rows, _ := h.db.Query(h.ctx, `SELECT user_id || '|' || device_id FROM `+privatePartRows+` p WHERE room_id = $1 AND epoch_id = $2
 		ORDER BY 1`, bob.room, []byte(epoch))
 	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
@@ -264,7 +264,7 @@ func TestRetentionPrunesDroppedEpochs(t *testing.T) {
 		if n > 2 {
 			t.Errorf("after commit %d: %d epochs stored, policy keeps 2", i+1, n)
 		}
-		devs := h.count(`SELECT count(*) FROM `+privateParts+` p WHERE room_id = $1`, bob.room)
+		devs := h.count(`SELECT count(*) FROM `+privatePartRows+` p WHERE room_id = $1`, bob.room)
 		if devs != n*len(ours) {
 			t.Errorf("after commit %d: %d private parts for %d epochs and %d devices", i+1, devs, n, len(ours))
 		}
@@ -272,7 +272,7 @@ func TestRetentionPrunesDroppedEpochs(t *testing.T) {
 	// The oldest epochs are gone, the newest two are kept.
 	for i, e := range made {
 		n := h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
-		p := h.count(`SELECT count(*) FROM `+privateParts+` p WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
+		p := h.count(`SELECT count(*) FROM `+privatePartRows+` p WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
 		keep := i >= len(made)-2
 		if (n == 1) != keep || (p > 0) != keep {
 			t.Errorf("epoch %d: %d shared rows, %d private rows; kept %v", i+1, n, p, keep)
