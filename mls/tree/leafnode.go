@@ -49,6 +49,15 @@ type LeafContext struct {
 // capability failures also match ErrBadLeafSignature, ErrLifetime and
 // ErrUnsupportedCapability.
 func ValidateLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
+	if err := checkLeafNode(s, leaf, c); err != nil {
+		return err
+	}
+	return verifyLeafSignature(s, leaf, c.GroupID, c.LeafIndex)
+}
+
+// checkLeafNode is ValidateLeafNode without the signature, which the
+// tree's validation verifies in batches.
+func checkLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
 	if c.Source != 0 && leaf.Source != c.Source {
 		return leafError(nil, "leaf_node_source %d, want %d", leaf.Source, c.Source)
 	}
@@ -64,14 +73,24 @@ func ValidateLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) err
 			return leafError(ErrLifetime, "now %d, lifetime [%d, %d]", now, leaf.Lifetime.NotBefore, leaf.Lifetime.NotAfter)
 		}
 	}
-	return verifyLeafSignature(s, leaf, c.GroupID, c.LeafIndex)
+	return nil
 }
 
 func verifyLeafSignature(s *suite.Suite, leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) error {
-	if err := s.VerifyWithLabel(leaf.SignatureKey, "LeafNodeTBS", leaf.TBS(groupID, uint32(l)), leaf.Signature); err != nil {
-		return fmt.Errorf("%w: %w: leaf %d: %w", ErrLeafNodeInvalid, ErrBadLeafSignature, l, err)
+	c := leafSignature(leaf, groupID, l)
+	if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
+		return leafSignatureError(l, err)
 	}
 	return nil
+}
+
+// leafSignature is the signature check of leaf at index l (§7.2).
+func leafSignature(leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) suite.SignatureCheck {
+	return suite.SignatureCheck{Key: leaf.SignatureKey, Label: "LeafNodeTBS", Content: leaf.TBS(groupID, uint32(l)), Signature: leaf.Signature}
+}
+
+func leafSignatureError(l treemath.LeafIndex, err error) error {
+	return fmt.Errorf("%w: %w: leaf %d: %w", ErrLeafNodeInvalid, ErrBadLeafSignature, l, err)
 }
 
 func leafError(reason error, format string, args ...any) error {

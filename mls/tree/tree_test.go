@@ -3,11 +3,14 @@ package tree
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
@@ -271,5 +274,75 @@ func TestFromRatchetTreeRejectsMalformed(t *testing.T) {
 		if _, err := FromRatchetTree(tr.Suite(), bad); !errors.Is(err, ErrMalformedTree) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestValidateReportsFirstBadLeaf checks that batched signature checks
+// (validateLeafBlock) report what checking each leaf in turn would: the
+// lowest invalid leaf, within a block of leafBlock leaves and across
+// blocks, and a leaf's other failure before its signature's.
+func TestValidateReportsFirstBadLeaf(t *testing.T) {
+	s, err := suite.Lookup(suite.X25519AES128GCMSHA256Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 150
+	m := newMember(t, s, "member")
+	tr := New(s, m.signed(t, s, 0, nil))
+	for range n - 1 {
+		if _, err := tr.AddLeaf(newMember(t, s, "member").signed(t, s, 0, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	badSignature := func(rt message.RatchetTree, l int) {
+		leaf := *rt[2*l].Leaf
+		leaf.Signature = bytes.Clone(leaf.Signature)
+		leaf.Signature[10] ^= 1
+		rt[2*l] = &message.Node{Type: message.NodeTypeLeaf, Leaf: &leaf}
+	}
+	badSuite := func(rt message.RatchetTree, l int) {
+		leaf := *rt[2*l].Leaf
+		leaf.Capabilities.CipherSuites = nil
+		rt[2*l] = &message.Node{Type: message.NodeTypeLeaf, Leaf: &leaf}
+	}
+	type damage struct {
+		leaf int
+		f    func(message.RatchetTree, int)
+	}
+	cases := []struct {
+		name    string
+		damages []damage
+		want    error
+		leaf    int // reported in the error for a signature
+	}{
+		{"one signature", []damage{{100, badSignature}}, ErrBadLeafSignature, 100},
+		{"two in a block", []damage{{7, badSignature}, {3, badSignature}}, ErrBadLeafSignature, 3},
+		{"two blocks", []damage{{130, badSignature}, {70, badSignature}}, ErrBadLeafSignature, 70},
+		{"first and last", []damage{{0, badSignature}, {n - 1, badSignature}}, ErrBadLeafSignature, 0},
+		{"signature before suite", []damage{{2, badSignature}, {5, badSuite}}, ErrBadLeafSignature, 2},
+		{"suite before signature", []damage{{5, badSuite}, {9, badSignature}}, ErrUnsupportedCapability, -1},
+		{"suite and signature of one leaf", []damage{{5, badSignature}, {5, badSuite}}, ErrUnsupportedCapability, -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rt := tr.RatchetTree()
+			for _, d := range c.damages {
+				d.f(rt, d.leaf)
+			}
+			bad, err := FromRatchetTree(s, rt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = bad.Validate(ValidateOptions{GroupID: testGroupID, Version: message.MLS10, ListsGroupParameters: true})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Validate = %v, want %v", err, c.want)
+			}
+			if c.leaf >= 0 && !strings.Contains(err.Error(), fmt.Sprintf("leaf %d:", c.leaf)) {
+				t.Fatalf("Validate = %v, want leaf %d", err, c.leaf)
+			}
+		})
+	}
+	if err := tr.Validate(ValidateOptions{GroupID: testGroupID, Version: message.MLS10, ListsGroupParameters: true}); err != nil {
+		t.Fatalf("undamaged tree: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 )
 
@@ -260,22 +261,42 @@ func (t *Tree) startLeafValidation(o ValidateOptions) *leafValidation {
 				if b >= int64(blocks) || b > v.failed.Load() {
 					return
 				}
-				for l := int(b) * leafBlock; l < min(leaves, int(b+1)*leafBlock); l++ {
-					n := t.store.node(treemath.NodeIndex(2 * l))
-					if n == nil {
-						continue
-					}
-					c.LeafIndex = treemath.LeafIndex(l)
-					if err := ValidateLeafNode(t.suite, n.Leaf, c); err != nil {
-						v.errs[b] = err
-						v.fail(b)
-						break
-					}
+				if err := t.validateLeafBlock(c, int(b)*leafBlock, min(leaves, int(b+1)*leafBlock)); err != nil {
+					v.errs[b] = err
+					v.fail(b)
 				}
 			}
 		})
 	}
 	return v
+}
+
+// validateLeafBlock validates leaves [from, to) and returns the error of
+// the first that is not valid, as ValidateLeafNode on each in turn would.
+// Their signatures are verified in one batch (suite.VerifyBatch), after
+// the other checks of every leaf up to the first that fails them.
+func (t *Tree) validateLeafBlock(c LeafContext, from, to int) error {
+	var (
+		checks  []suite.SignatureCheck
+		indexes []treemath.LeafIndex
+		failed  error
+	)
+	for l := from; l < to; l++ {
+		n := t.store.node(treemath.NodeIndex(2 * l))
+		if n == nil {
+			continue
+		}
+		c.LeafIndex = treemath.LeafIndex(l)
+		if failed = checkLeafNode(t.suite, n.Leaf, c); failed != nil {
+			break
+		}
+		checks = append(checks, leafSignature(n.Leaf, c.GroupID, c.LeafIndex))
+		indexes = append(indexes, c.LeafIndex)
+	}
+	if bad, err := t.suite.VerifyBatch(checks); err != nil {
+		return leafSignatureError(indexes[bad], err)
+	}
+	return failed
 }
 
 // fail lowers failed to b.
