@@ -12,6 +12,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/group"
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
 )
 
 // Member binds the rules of this package to real MLS group states
@@ -907,6 +908,11 @@ type Opened struct {
 	// Matrix delivers a sender's events in order, so they are missing: a
 	// hole in the timeline the caller may look for.
 	Skipped int
+
+	// The signature check OpenDeferred left for VerifyOpened; nil after
+	// Open, which made it.
+	suite *suite.Suite
+	check *suite.SignatureCheck
 }
 
 // Open is Decrypt, reporting also the messages the sender sent before
@@ -927,6 +933,62 @@ func (m *Member) Open(epoch ID, msg []byte) (*Opened, error) {
 		return nil, ErrNotApplication
 	}
 	return &Opened{Plaintext: r.ApplicationData, Sender: leafDevice(st.pub, r.Sender.LeafIndex), Skipped: r.Skipped}, nil
+}
+
+// OpenDeferred is Open without the sender's signature check, which the
+// result carries for VerifyOpened to make with others at once: for a
+// caller that applies a run of messages all or nothing. The epoch's secret
+// tree advances as if the signature verified, so unless VerifyOpened
+// accepts, m must be discarded (and loaded again from what was stored).
+// It takes only application messages of the epoch's own state
+// (group.Group.OpenDeferred).
+func (m *Member) OpenDeferred(epoch ID, msg []byte) (*Opened, error) {
+	st, err := m.shared(epoch)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.holders) == 0 {
+		return nil, fmt.Errorf("%w: %v", ErrNotHeld, epoch)
+	}
+	r, check, err := group.New(st.pub, nil, m.cfg).OpenDeferred(msg)
+	if errors.Is(err, group.ErrNotApplication) {
+		return nil, ErrNotApplication
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Opened{Plaintext: r.ApplicationData, Sender: leafDevice(st.pub, r.Sender.LeafIndex), Skipped: r.Skipped,
+		suite: st.pub.Suite(), check: &check}, nil
+}
+
+// VerifyOpened makes the signature checks OpenDeferred left, together
+// (suite.VerifyBatch), and returns the index of the first message whose
+// signature does not verify, with its error, or -1 and nil.
+func VerifyOpened(opened []*Opened) (int, error) {
+	// A room has one suite; the grouping is for completeness.
+	bySuite := map[*suite.Suite][]int{}
+	var suites []*suite.Suite
+	for i, o := range opened {
+		if o.check == nil {
+			continue
+		}
+		if _, ok := bySuite[o.suite]; !ok {
+			suites = append(suites, o.suite)
+		}
+		bySuite[o.suite] = append(bySuite[o.suite], i)
+	}
+	bad, badErr := -1, error(nil)
+	for _, s := range suites {
+		at := bySuite[s]
+		checks := make([]suite.SignatureCheck, len(at))
+		for j, i := range at {
+			checks[j] = *opened[i].check
+		}
+		if j, err := s.VerifyBatch(checks); err != nil && (bad < 0 || at[j] < bad) {
+			bad, badErr = at[j], err
+		}
+	}
+	return bad, badErr
 }
 
 // RemoveDevice drops our device d from every epoch, for a device that

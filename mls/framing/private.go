@@ -101,23 +101,38 @@ func ProtectPrivate(s *suite.Suite, ac *message.AuthenticatedContent, tree *secr
 // tree's ratchets are unchanged. A commit's confirmation tag is left for
 // the caller.
 func UnprotectPrivate(s *suite.Suite, pm *message.PrivateMessage, ctx *message.GroupContext, tree *secrettree.Tree, senderDataSecret []byte, memberKey MemberKey) (*message.AuthenticatedContent, error) {
+	ac, _, err := unprotectPrivate(s, pm, ctx, tree, senderDataSecret, memberKey, false)
+	return ac, err
+}
+
+// UnprotectPrivateDeferred is UnprotectPrivate without the signature
+// check, which it returns for the caller to make, with others at once
+// (suite.VerifyBatch). The ratchet generation is consumed as if the
+// signature verified: a caller whose check fails must discard tree, and
+// everything it took from the content.
+func UnprotectPrivateDeferred(s *suite.Suite, pm *message.PrivateMessage, ctx *message.GroupContext, tree *secrettree.Tree, senderDataSecret []byte, memberKey MemberKey) (*message.AuthenticatedContent, suite.SignatureCheck, error) {
+	return unprotectPrivate(s, pm, ctx, tree, senderDataSecret, memberKey, true)
+}
+
+func unprotectPrivate(s *suite.Suite, pm *message.PrivateMessage, ctx *message.GroupContext, tree *secrettree.Tree, senderDataSecret []byte, memberKey MemberKey, deferred bool) (*message.AuthenticatedContent, suite.SignatureCheck, error) {
 	if err := checkGroup(pm.GroupID, pm.Epoch, ctx); err != nil {
-		return nil, err
+		return nil, suite.SignatureCheck{}, err
 	}
 	sd, err := openSenderData(s, pm, senderDataSecret)
 	if err != nil {
-		return nil, err
+		return nil, suite.SignatureCheck{}, err
 	}
 	if sd.LeafIndex >= tree.LeafCount() {
-		return nil, fmt.Errorf("%w: leaf %d outside a %d-leaf tree", ErrUnknownSender, sd.LeafIndex, tree.LeafCount())
+		return nil, suite.SignatureCheck{}, fmt.Errorf("%w: leaf %d outside a %d-leaf tree", ErrUnknownSender, sd.LeafIndex, tree.LeafCount())
 	}
 	pub := memberKey(sd.LeafIndex)
 	if pub == nil {
-		return nil, fmt.Errorf("%w: leaf %d", ErrUnknownSender, sd.LeafIndex)
+		return nil, suite.SignatureCheck{}, fmt.Errorf("%w: leaf %d", ErrUnknownSender, sd.LeafIndex)
 	}
 
 	aad := codec.Marshal(pm.ContentAAD())
 	var ac *message.AuthenticatedContent
+	var check suite.SignatureCheck
 	err = tree.Receive(sd.LeafIndex, ratchetFor(pm.ContentType), sd.Generation, func(k secrettree.Key) error {
 		nonce := applyReuseGuard(k.Nonce, sd.ReuseGuard)
 		defer clear(nonce)
@@ -147,16 +162,22 @@ func UnprotectPrivate(s *suite.Suite, pm *message.PrivateMessage, ctx *message.G
 			},
 			Auth: pmc.Auth,
 		}
-		if err := Verify(s, pub, candidate, ctx); err != nil {
+		c, err := signatureCheck(pub, candidate, ctx)
+		if err != nil {
 			return err
 		}
-		ac = candidate
+		if !deferred {
+			if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
+				return fmt.Errorf("framing: %w", err)
+			}
+		}
+		ac, check = candidate, c
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("framing: unprotect private message: %w", err)
+		return nil, suite.SignatureCheck{}, fmt.Errorf("framing: unprotect private message: %w", err)
 	}
-	return ac, nil
+	return ac, check, nil
 }
 
 func openSenderData(s *suite.Suite, pm *message.PrivateMessage, senderDataSecret []byte) (*message.SenderData, error) {

@@ -49,14 +49,23 @@ func Sign(signer *suite.SignaturePrivateKey, wf message.WireFormat, content *mes
 // does not verify, or a key that does not parse, yields an error wrapping
 // suite.ErrBadSignature.
 func Verify(s *suite.Suite, signaturePub []byte, ac *message.AuthenticatedContent, ctx *message.GroupContext) error {
-	in, err := tbs(ac, ctx)
+	c, err := signatureCheck(signaturePub, ac, ctx)
 	if err != nil {
 		return err
 	}
-	if err := s.VerifyWithLabel(signaturePub, signatureLabel, in, ac.Auth.Signature); err != nil {
+	if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
 		return fmt.Errorf("framing: %w", err)
 	}
 	return nil
+}
+
+// signatureCheck is the check of ac's signature against signaturePub.
+func signatureCheck(signaturePub []byte, ac *message.AuthenticatedContent, ctx *message.GroupContext) (suite.SignatureCheck, error) {
+	in, err := tbs(ac, ctx)
+	if err != nil {
+		return suite.SignatureCheck{}, err
+	}
+	return suite.SignatureCheck{Key: signaturePub, Label: signatureLabel, Content: in, Signature: ac.Auth.Signature}, nil
 }
 
 // MembershipTag computes MAC(membership_key, AuthenticatedContentTBM) for a

@@ -83,6 +83,9 @@ var (
 	// ErrNotMember means an operation that needs membership in a state
 	// whose member was removed (or that has no private part).
 	ErrNotMember = errors.New("group: not a member")
+	// ErrNotApplication means a message OpenDeferred does not take: all
+	// but an application PrivateMessage.
+	ErrNotApplication = errors.New("group: not an application message")
 	// ErrPendingProposals means an application message we may not send
 	// yet: we have seen valid proposals in this epoch, and §12.4 requires
 	// a commit before any application data.

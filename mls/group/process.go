@@ -7,7 +7,10 @@ import (
 	"slices"
 
 	"github.com/mls-appservice/mls-appservice/mls/codec"
+	"github.com/mls-appservice/mls-appservice/mls/framing"
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/secrettree"
+	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
@@ -48,6 +51,42 @@ func (g *Group) Handle(data []byte) (*Received, error) {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return g.HandleMessage(m)
+}
+
+// OpenDeferred decrypts an application PrivateMessage of g's epoch as
+// Handle does, but leaves its signature check to the caller, to be made
+// with those of other messages at once (suite.VerifyBatch): for a caller
+// that applies a run of messages all or nothing. The sender's ratchet
+// generation is consumed as if the signature verified, so a caller whose
+// check fails must discard g's state and what the message said. Any other
+// message, a late one of a past epoch included, is refused
+// (ErrNotApplication, ErrWrongEpoch): Handle takes it.
+func (g *Group) OpenDeferred(data []byte) (*Received, suite.SignatureCheck, error) {
+	m, err := message.ParseMLSMessage(data)
+	if err != nil {
+		return nil, suite.SignatureCheck{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	pm := m.PrivateMessage
+	if m.WireFormat != message.WireFormatPrivateMessage || pm == nil || pm.ContentType != message.ContentApplication {
+		return nil, suite.SignatureCheck{}, ErrNotApplication
+	}
+	p := g.pub
+	var ac *message.AuthenticatedContent
+	var check suite.SignatureCheck
+	skipped := 0
+	err = p.secrets.use(func(t *secrettree.Tree) (err error) {
+		ac, check, err = framing.UnprotectPrivateDeferred(p.suite, pm, &p.ctx, t, p.epoch.SenderDataSecret, p.memberKey)
+		if err == nil {
+			skipped = t.Skipped()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, suite.SignatureCheck{}, classifyFramingError(err)
+	}
+	c := &ac.Content
+	return &Received{ContentType: c.ContentType, Sender: c.Sender, Epoch: c.Epoch, AuthenticatedData: c.AuthenticatedData,
+		ApplicationData: c.ApplicationData, Skipped: skipped}, check, nil
 }
 
 // HandleMessage is Handle for a decoded message.

@@ -40,6 +40,11 @@
 // seal whole in the second step). HMAC and HKDF reuse pooled hash states
 // (kdf.go), since a commit calls them a few dozen times.
 //
+// Ed25519 signatures are verified on filippo.io/edwards25519 with the
+// cofactored equation of RFC 8032 §5.1.7, singly or many at once
+// (Suite.VerifyBatch); ed25519.go says why and where that differs from
+// crypto/ed25519.
+//
 // Every signature that does not verify yields an error wrapping
 // ErrBadSignature, the one sentinel for it in the MLS packages; every
 // ciphertext that does not open, one wrapping ErrDecrypt.
