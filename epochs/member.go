@@ -915,15 +915,25 @@ type Opened struct {
 	check *suite.SignatureCheck
 }
 
-// Open is Decrypt, reporting also the messages the sender sent before
-// this one that were not received.
-func (m *Member) Open(epoch ID, msg []byte) (*Opened, error) {
+// held returns the shared state of an epoch some device of ours holds:
+// one whose messages are for us.
+func (m *Member) held(epoch ID) (*EpochState, error) {
 	st, err := m.shared(epoch)
 	if err != nil {
 		return nil, err
 	}
 	if len(st.holders) == 0 {
 		return nil, fmt.Errorf("%w: %v", ErrNotHeld, epoch)
+	}
+	return st, nil
+}
+
+// Open is Decrypt, reporting also the messages the sender sent before
+// this one that were not received.
+func (m *Member) Open(epoch ID, msg []byte) (*Opened, error) {
+	st, err := m.held(epoch)
+	if err != nil {
+		return nil, err
 	}
 	r, err := group.New(st.pub, nil, m.cfg).Handle(msg)
 	if err != nil {
@@ -943,12 +953,9 @@ func (m *Member) Open(epoch ID, msg []byte) (*Opened, error) {
 // It takes only application messages of the epoch's own state
 // (group.Group.OpenDeferred).
 func (m *Member) OpenDeferred(epoch ID, msg []byte) (*Opened, error) {
-	st, err := m.shared(epoch)
+	st, err := m.held(epoch)
 	if err != nil {
 		return nil, err
-	}
-	if len(st.holders) == 0 {
-		return nil, fmt.Errorf("%w: %v", ErrNotHeld, epoch)
 	}
 	r, check, err := group.New(st.pub, nil, m.cfg).OpenDeferred(msg)
 	if errors.Is(err, group.ErrNotApplication) {

@@ -441,6 +441,12 @@ func (r *remote) message(typ string, content any) (json.RawMessage, id.EventID) 
 	if err != nil {
 		r.h.t.Fatal(err)
 	}
+	return r.encrypted(epoch, ct)
+}
+
+// encrypted is the m.room.encrypted event of an application message the
+// remote device encrypted in epoch.
+func (r *remote) encrypted(epoch epochs.ID, ct []byte) (json.RawMessage, id.EventID) {
 	n, _ := r.m.Graph().Node(epoch)
 	creator := n.Creator
 	return r.h.event(r.room, r.dev.UserID, EncryptedType, nil, wireEncrypted{Algorithm: r.alg, Ciphertext: b64(ct),

@@ -163,8 +163,5 @@ func (r *remote) forgedMessage(typ string, content any) (json.RawMessage, id.Eve
 	if err != nil {
 		r.h.t.Fatal(err)
 	}
-	n, _ := r.m.Graph().Node(epoch)
-	creator := n.Creator
-	return r.h.event(r.room, r.dev.UserID, EncryptedType, nil, wireEncrypted{Algorithm: r.alg, Ciphertext: b64(ct),
-		EpochCreator: (*deviceJSON)(&creator), CommitEvent: n.CommitEvent, Epoch: (*b64ID)(&epoch)})
+	return r.encrypted(epoch, ct)
 }
