@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,10 +66,15 @@ func (h *harness) joinRemotes(room id.RoomID, from, to int) {
 // bigRemoteRoom is a 1,000-member room: remote members and `ours` of our
 // puppets' devices (one device each), which joined by Welcome.
 func bigRemoteRoom(b *testing.B, ours int, stateCache bool) (*harness, *remote, []id.UserID, epochs.Room) {
+	return remoteRoomOf(b, benchMembers, ours, stateCache)
+}
+
+// remoteRoomOf is bigRemoteRoom with the given number of members.
+func remoteRoomOf(b *testing.B, members, ours int, stateCache bool) (*harness, *remote, []id.UserID, epochs.Room) {
 	requirePostgres(b)
 	h := newHarness(b, harnessOptions{Quiet: os.Getenv("GROUPS_BENCH_LOG") == "", Policy: epochs.Policy{MaxEpochs: 3},
 		NoStateCache: !stateCache})
-	n := benchMembers - ours
+	n := members - ours
 	g, err := grouptest.BuildWith(testSuite, n, true, grouptest.Options{Scheme: keyschedule.SchemeDMLS,
 		Name: func(i int) string { return remoteMember(i).Identity() }})
 	if err != nil {
@@ -134,7 +140,7 @@ func bigRemoteRoom(b *testing.B, ours int, stateCache bool) (*harness, *remote, 
 	}
 	r := h.loadRoom(bob.room)
 	base, holders, err := r.base()
-	if err != nil || len(holders) != ours || len(r.m.Devices(base)) != benchMembers {
+	if err != nil || len(holders) != ours || len(r.m.Devices(base)) != members {
 		b.Fatalf("base %v holders %d devices %d (%v)", base, len(holders), len(r.m.Devices(base)), err)
 	}
 	return h, bob, puppets, room
@@ -207,6 +213,44 @@ func BenchmarkDecryptDeliver(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkDecryptRun: a transaction of 32 messages to one puppet, which
+// the worker applies as one run (run.go), in a 10-member room (the load
+// test's) with its state cached; per message.
+func BenchmarkDecryptRun(b *testing.B) {
+	const run = 32
+	h, bob, _, _ := remoteRoomOf(b, 10, 1, true)
+	applied := counter(h.spine.RunEvents.WithLabelValues("applied"))
+	var spent, cpu time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		evs := make([]json.RawMessage, run)
+		for j := range evs {
+			evs[j], _ = bob.message("m.room.message", map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d.%d", i, j)})
+		}
+		h.store(evs...)
+		b.StartTimer()
+		start, startCPU := time.Now(), processCPU(b)
+		h.drain()
+		spent, cpu = spent+time.Since(start), cpu+processCPU(b)-startCPU
+	}
+	b.StopTimer()
+	if got := counter(h.spine.RunEvents.WithLabelValues("applied")) - applied; got != float64(b.N*run) {
+		b.Fatalf("%v messages applied in runs in %d iterations of %d", got, b.N, run)
+	}
+	b.ReportMetric(float64(spent.Microseconds())/float64(b.N*run), "µs/message")
+	// The service's own CPU, without PostgreSQL's.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*run), "cpu-µs/message")
+}
+
+// processCPU is the CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkStoredBytes reports, from the rows PostgreSQL holds for the
