@@ -304,3 +304,49 @@ func BenchmarkEd25519Verify(b *testing.B) {
 		})
 	}
 }
+
+// FuzzEd25519Batch checks batch verification against single verification:
+// for three checks built from the input (a valid signature each, then the
+// fuzzer's bytes laid over key, signature or content), VerifyBatch reports
+// the first check that VerifyWithLabel refuses, or none.
+func FuzzEd25519Batch(f *testing.F) {
+	s := ed25519Suite(f)
+	valid := signedChecks(f, s, 3)
+	f.Add(uint8(0), uint8(0), []byte{})
+	f.Add(uint8(1), uint8(40), []byte{1})
+	f.Add(uint8(4), uint8(0), bytes.Repeat([]byte{0xff}, 32))
+	f.Add(uint8(8), uint8(32), make([]byte, 32))
+	f.Fuzz(func(t *testing.T, where, at uint8, data []byte) {
+		checks := make([]SignatureCheck, len(valid))
+		for i, c := range valid {
+			checks[i] = SignatureCheck{Key: bytes.Clone(c.Key), Label: c.Label, Content: bytes.Clone(c.Content), Signature: bytes.Clone(c.Signature)}
+		}
+		c := &checks[int(where)%len(checks)]
+		var field *[]byte
+		switch (where / 3) % 3 {
+		case 0:
+			field = &c.Key
+		case 1:
+			field = &c.Signature
+		default:
+			field = &c.Content
+		}
+		if int(at) < len(*field) {
+			n := copy((*field)[at:], data)
+			if len(data) > n && (where/9)%2 == 1 {
+				*field = append(*field, data[n:]...) // a longer field
+			}
+		}
+		first := -1
+		for i, c := range checks {
+			if s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature) != nil {
+				first = i
+				break
+			}
+		}
+		bad, err := s.VerifyBatch(checks)
+		if bad != first || (err == nil) != (first < 0) {
+			t.Fatalf("batch reports %d (%v), one by one %d", bad, err, first)
+		}
+	})
+}
