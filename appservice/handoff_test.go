@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -17,6 +18,7 @@ import (
 
 func TestHandoff(t *testing.T) {
 	a, b, c := &Transaction{}, &Transaction{}, &Transaction{}
+	var clock time.Time
 	tests := []struct {
 		name string
 		run  func(h *Handoff) []*Transaction // what take returns, in order
@@ -28,28 +30,37 @@ func TestHandoff(t *testing.T) {
 			return []*Transaction{h.take(1), h.take(1)}
 		}, []*Transaction{a, nil}, 0},
 		{"unknown", func(h *Handoff) []*Transaction { return []*Transaction{h.take(7)} }, []*Transaction{nil}, 0},
-		{"oldest dropped past the budget", func(h *Handoff) []*Transaction {
+		// The splitter needs the oldest first: one past the budget is
+		// not held, rather than the oldest dropped.
+		{"past the budget not held", func(h *Handoff) []*Transaction {
 			h.put(1, 60, a)
 			h.put(2, 60, b)
 			return []*Transaction{h.take(1), h.take(2)}
-		}, []*Transaction{nil, b}, 0},
+		}, []*Transaction{a, nil}, 0},
 		{"taken ones free the budget", func(h *Handoff) []*Transaction {
 			h.put(1, 60, a)
 			got := h.take(1)
 			h.put(2, 60, b)
 			return []*Transaction{got, h.take(2)}
 		}, []*Transaction{a, b}, 0},
-		{"one larger than the budget is kept", func(h *Handoff) []*Transaction {
+		{"one larger than the budget is held alone", func(h *Handoff) []*Transaction {
 			h.put(1, 500, a)
-			return []*Transaction{h.take(1)}
-		}, []*Transaction{a}, 0},
-		{"taken out of order", func(h *Handoff) []*Transaction {
+			h.put(2, 10, b)
+			return []*Transaction{h.take(1), h.take(2)}
+		}, []*Transaction{a, nil}, 0},
+		// Seqs before a taken one were split elsewhere.
+		{"passed ones dropped", func(h *Handoff) []*Transaction {
 			h.put(1, 30, a)
 			h.put(2, 30, b)
 			got := h.take(2)
 			h.put(3, 30, c)
 			return []*Transaction{got, h.take(1), h.take(3)}
-		}, []*Transaction{b, a, c}, 0},
+		}, []*Transaction{b, nil, c}, 0},
+		{"passed by a miss", func(h *Handoff) []*Transaction {
+			h.put(1, 30, a)
+			h.put(3, 30, c)
+			return []*Transaction{h.take(2)}
+		}, []*Transaction{nil}, 1},
 		{"the first put of a seq stays", func(h *Handoff) []*Transaction {
 			h.put(1, 10, a)
 			h.put(1, 10, b)
@@ -60,10 +71,18 @@ func TestHandoff(t *testing.T) {
 			h.put(2, 10, b)
 			return nil
 		}, nil, 2},
+		{"old ones expire", func(h *Handoff) []*Transaction {
+			h.put(1, 10, a)
+			clock = clock.Add(handoffMaxAge + time.Second)
+			h.put(2, 10, b)
+			return []*Transaction{h.take(1), h.take(2)}
+		}, []*Transaction{nil, b}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := NewHandoff(100)
+			clock = time.Unix(1e9, 0)
+			h.now = func() time.Time { return clock }
 			if got := tt.run(h); !slices.Equal(got, tt.want) {
 				t.Errorf("took %p, want %p", got, tt.want)
 			}
