@@ -9,6 +9,7 @@ type Metrics struct {
 	TransactionsReceived *prometheus.CounterVec
 	TransactionsRejected *prometheus.CounterVec
 	TransactionsSplit    prometheus.Counter
+	HandoffTaken         *prometheus.CounterVec
 	MalformedItems       prometheus.Counter
 	ItemsQueued          *prometheus.CounterVec
 	ItemsProcessed       *prometheus.CounterVec
@@ -58,6 +59,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Transaction requests refused before storing, by reason.", "reason"),
 		TransactionsSplit: counter("mlsas_transactions_split_total",
 			"Stored transactions split into work items."),
+		HandoffTaken: counterVec("mlsas_handoff_taken_total",
+			"Transactions the splitter split, by whether it found the intake's parse in the handoff (parsed) or parsed the stored body again (missed).", "outcome"),
 		MalformedItems: counter("mlsas_transaction_malformed_items_total",
 			"Malformed elements of transactions that were skipped."),
 		ItemsQueued: counterVec("mlsas_work_items_queued_total",

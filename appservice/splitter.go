@@ -100,7 +100,10 @@ func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database
 	txn := s.Handoff.take(st.Seq)
 	var err error
 	if txn == nil {
+		s.metrics.HandoffTaken.WithLabelValues("missed").Inc()
 		txn, err = ParseTransaction(st.Body)
+	} else {
+		s.metrics.HandoffTaken.WithLabelValues("parsed").Inc()
 	}
 	if err != nil {
 		// It passed intake, so only a parser change can bring us here;

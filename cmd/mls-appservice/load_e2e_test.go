@@ -334,6 +334,13 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		}
 		t.Logf("intake: %d room events offered in runs were %s", int(n), strings.ReplaceAll(outcome, "_", " "))
 	}
+	for _, outcome := range []string{"parsed", "missed"} {
+		n, err := load.Counter(ctx, S.proc.base+"/metrics", "mlsas_handoff_taken_total", "outcome="+strconv.Quote(outcome))
+		if err != nil {
+			t.Errorf("metrics: %v", err)
+		}
+		t.Logf("intake: the splitter %s the intake's parse of %d transactions", map[string]string{"parsed": "took", "missed": "did not find"}[outcome], int(n))
+	}
 	return res
 }
 
