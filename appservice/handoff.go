@@ -18,9 +18,9 @@ import (
 // The splitters of all instances split in seq order, one at a time
 // (database.NextTransaction), so the transactions a Handoff holds are
 // needed oldest first. A transaction that does not fit in the budget is
-// therefore not held, rather than evicting older ones: in a burst the
-// splitter lags behind, the first budget's worth is parsed once and the
-// rest twice, where evicting the oldest had the splitter find nothing.
+// therefore not held, rather than evicting older ones: while the splitter
+// lags behind a long burst, evicting the oldest would keep only the
+// parses it reaches last.
 // What the splitter has passed (split by another instance) is dropped
 // when it takes a later seq, and what waits longer than handoffMaxAge,
 // when another is put: nothing stays for a splitter that never comes.
