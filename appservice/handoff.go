@@ -20,10 +20,10 @@ import (
 // needed oldest first. A transaction that does not fit in the budget is
 // therefore not held, rather than evicting older ones: while the splitter
 // lags behind a long burst, evicting the oldest would keep only the
-// parses it reaches last.
-// What the splitter has passed (split by another instance) is dropped
-// when it takes a later seq, and what waits longer than handoffMaxAge,
-// when another is put: nothing stays for a splitter that never comes.
+// parses it reaches last. What the splitter has passed (split by another
+// instance) is dropped when it takes a later seq, and what waits longer
+// than handoffMaxAge, when another is put: nothing stays for a splitter
+// that never comes.
 type Handoff struct {
 	mu     sync.Mutex
 	budget int

@@ -29,8 +29,9 @@ import (
 // once every message decrypted (epochs.VerifyOpened; in the Ed25519 suites
 // for about three fifths of the cost of one by one). Decrypting ahead of
 // them advances the epochs' secret trees, which is safe because a run that
-// fails is thrown away with the room state it loaded. Anything else (a commit, an epoch we lack, a late remote event,
-// a replay, a refusal) declines the whole run with inbound.ErrNoRun before
+// fails is thrown away with the room state it loaded. Anything else (a
+// commit, an epoch we lack, a late remote event, a replay, a refusal or a
+// bad signature) declines the whole run with inbound.ErrNoRun before
 // anything is logged or counted, and the worker applies its events one by
 // one, where each case has its handling. Membership changes never enter a
 // run (Runnable), so the puppets joined are the same for all its messages.

@@ -167,8 +167,8 @@ func unprotectPrivate(s *suite.Suite, pm *message.PrivateMessage, ctx *message.G
 			return err
 		}
 		if !deferred {
-			if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
-				return fmt.Errorf("framing: %w", err)
+			if err := verify(s, c); err != nil {
+				return err
 			}
 		}
 		ac, check = candidate, c

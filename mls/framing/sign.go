@@ -53,7 +53,11 @@ func Verify(s *suite.Suite, signaturePub []byte, ac *message.AuthenticatedConten
 	if err != nil {
 		return err
 	}
-	if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
+	return verify(s, c)
+}
+
+func verify(s *suite.Suite, c suite.SignatureCheck) error {
+	if err := s.Verify(c); err != nil {
 		return fmt.Errorf("framing: %w", err)
 	}
 	return nil

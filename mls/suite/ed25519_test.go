@@ -210,21 +210,22 @@ func TestVerifyBatch(t *testing.T) {
 				t.Fatalf("suite %d: %d valid signatures: %d, %v", id, n, bad, err)
 			}
 		}
-		damage := map[string]func(c *SignatureCheck){
-			"signature": func(c *SignatureCheck) { c.Signature = bytes.Clone(c.Signature); c.Signature[5] ^= 4 },
-			"content":   func(c *SignatureCheck) { c.Content = append(bytes.Clone(c.Content), 0) },
-			"label":     func(c *SignatureCheck) { c.Label = "KeyPackageTBS" },
-			"key":       func(c *SignatureCheck) { c.Key = checks[(rng.IntN(69)+1)%70].Key },
-			"short key": func(c *SignatureCheck) { c.Key = c.Key[:10] },
+		// Each damages check i of the list.
+		damage := map[string]func(c *SignatureCheck, i int){
+			"signature": func(c *SignatureCheck, _ int) { c.Signature = bytes.Clone(c.Signature); c.Signature[5] ^= 4 },
+			"content":   func(c *SignatureCheck, _ int) { c.Content = append(bytes.Clone(c.Content), 0) },
+			"label":     func(c *SignatureCheck, _ int) { c.Label = "KeyPackageTBS" },
+			"key":       func(c *SignatureCheck, i int) { c.Key = checks[(i+1+rng.IntN(69))%70].Key }, // another's
+			"short key": func(c *SignatureCheck, _ int) { c.Key = c.Key[:10] },
 		}
 		for name, f := range damage {
 			for range 5 {
 				cs := append([]SignatureCheck(nil), checks...)
 				first := rng.IntN(70)
-				f(&cs[first])
+				f(&cs[first], first)
 				second := first + rng.IntN(70-first)
 				if second != first {
-					f(&cs[second])
+					f(&cs[second], second)
 				}
 				bad, err := s.VerifyBatch(cs)
 				if bad != first || !errors.Is(err, ErrBadSignature) {
@@ -287,7 +288,7 @@ func BenchmarkEd25519Verify(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			c := checks[i%len(checks)]
-			if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
+			if err := s.Verify(c); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -339,7 +340,7 @@ func FuzzEd25519Batch(f *testing.F) {
 		}
 		first := -1
 		for i, c := range checks {
-			if s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature) != nil {
+			if s.Verify(c) != nil {
 				first = i
 				break
 			}

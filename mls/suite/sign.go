@@ -173,6 +173,11 @@ type SignatureCheck struct {
 	Signature []byte
 }
 
+// Verify verifies one check: Suite.VerifyWithLabel with its arguments.
+func (s *Suite) Verify(c SignatureCheck) error {
+	return s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature)
+}
+
 // VerifyBatch verifies every check as Suite.VerifyWithLabel would and
 // returns the index of the first that does not verify, with its error, or
 // -1 and nil when all do. In the Ed25519 suites the checks are verified
@@ -192,7 +197,7 @@ func (s *Suite) VerifyBatch(checks []SignatureCheck) (int, error) {
 		}
 	}
 	for i, c := range checks {
-		if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
+		if err := s.Verify(c); err != nil {
 			return i, err
 		}
 	}

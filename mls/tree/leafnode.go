@@ -77,8 +77,7 @@ func checkLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error 
 }
 
 func verifyLeafSignature(s *suite.Suite, leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) error {
-	c := leafSignature(leaf, groupID, l)
-	if err := s.VerifyWithLabel(c.Key, c.Label, c.Content, c.Signature); err != nil {
+	if err := s.Verify(leafSignature(leaf, groupID, l)); err != nil {
 		return leafSignatureError(l, err)
 	}
 	return nil
