@@ -23,14 +23,18 @@ func ed25519Suite(t testing.TB) *Suite {
 }
 
 // signedChecks returns n checks, each signed by a key of its own.
-func signedChecks(t testing.TB, s *Suite, n int) []SignatureCheck {
+func signedChecks(t testing.TB, s *Suite, n, signers int) []SignatureCheck {
 	t.Helper()
 	checks := make([]SignatureCheck, n)
-	for i := range checks {
-		k, err := s.GenerateSignatureKey()
-		if err != nil {
+	keys := make([]*SignaturePrivateKey, signers)
+	for i := range keys {
+		var err error
+		if keys[i], err = s.GenerateSignatureKey(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i := range checks {
+		k := keys[i%signers]
 		content := fmt.Appendf(nil, "leaf %d", i)
 		sig, err := k.SignWithLabel("LeafNodeTBS", content)
 		if err != nil {
@@ -133,7 +137,7 @@ func TestEd25519Cofactored(t *testing.T) {
 		if err := s.VerifyWithLabel(pub, "LeafNodeTBS", content, sig); err != nil {
 			t.Fatalf("torsion in R %v: single verification refused: %v", inR, err)
 		}
-		checks := append(signedChecks(t, s, 5), SignatureCheck{Key: pub, Label: "LeafNodeTBS", Content: content, Signature: sig})
+		checks := append(signedChecks(t, s, 5, 5), SignatureCheck{Key: pub, Label: "LeafNodeTBS", Content: content, Signature: sig})
 		if bad, err := s.VerifyBatch(checks); bad != -1 || err != nil {
 			t.Fatalf("torsion in R %v: batch refused %d: %v", inR, bad, err)
 		}
@@ -142,7 +146,7 @@ func TestEd25519Cofactored(t *testing.T) {
 
 func TestEd25519RejectsNonCanonicalEncodings(t *testing.T) {
 	s := ed25519Suite(t)
-	checks := signedChecks(t, s, 1)
+	checks := signedChecks(t, s, 1, 1)
 	c := checks[0]
 	order := []byte{ // L, little-endian
 		0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
@@ -197,39 +201,56 @@ func addLE(a, b []byte) []byte {
 	return out
 }
 
+// TestVerifyBatch damages one or two of 70 checks in every way and
+// expects the first damaged one reported, with 70, 7 and 1 signers: a
+// batch gathers each key's terms.
 func TestVerifyBatch(t *testing.T) {
 	for _, id := range []ID{X25519AES128GCMSHA256Ed25519, P256AES128GCMSHA256P256} {
 		s, err := Lookup(id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checks := signedChecks(t, s, 70)
-		rng := mathrand.New(mathrand.NewPCG(3, 4))
-		for _, n := range []int{0, 1, 2, 3, 17, 70} {
-			if bad, err := s.VerifyBatch(checks[:n]); bad != -1 || err != nil {
-				t.Fatalf("suite %d: %d valid signatures: %d, %v", id, n, bad, err)
-			}
+		stranger, err := s.GenerateSignatureKey()
+		if err != nil {
+			t.Fatal(err)
 		}
-		// Each damages check i of the list.
-		damage := map[string]func(c *SignatureCheck, i int){
-			"signature": func(c *SignatureCheck, _ int) { c.Signature = bytes.Clone(c.Signature); c.Signature[5] ^= 4 },
-			"content":   func(c *SignatureCheck, _ int) { c.Content = append(bytes.Clone(c.Content), 0) },
-			"label":     func(c *SignatureCheck, _ int) { c.Label = "KeyPackageTBS" },
-			"key":       func(c *SignatureCheck, i int) { c.Key = checks[(i+1+rng.IntN(69))%70].Key }, // another's
-			"short key": func(c *SignatureCheck, _ int) { c.Key = c.Key[:10] },
-		}
-		for name, f := range damage {
-			for range 5 {
-				cs := append([]SignatureCheck(nil), checks...)
-				first := rng.IntN(70)
-				f(&cs[first], first)
-				second := first + rng.IntN(70-first)
-				if second != first {
-					f(&cs[second], second)
+		for _, signers := range []int{70, 7, 1} {
+			checks := signedChecks(t, s, 70, signers)
+			rng := mathrand.New(mathrand.NewPCG(3, uint64(signers)))
+			for _, n := range []int{0, 1, 2, 3, 17, 70} {
+				if bad, err := s.VerifyBatch(checks[:n]); bad != -1 || err != nil {
+					t.Fatalf("suite %d, %d signers: %d valid signatures: %d, %v", id, signers, n, bad, err)
 				}
-				bad, err := s.VerifyBatch(cs)
-				if bad != first || !errors.Is(err, ErrBadSignature) {
-					t.Fatalf("suite %d: %s damaged at %d and %d: reported %d, %v", id, name, first, second, bad, err)
+			}
+			// Each damages check i of the list.
+			damage := map[string]func(c *SignatureCheck, i int){
+				"signature": func(c *SignatureCheck, _ int) { c.Signature = bytes.Clone(c.Signature); c.Signature[5] ^= 4 },
+				"content":   func(c *SignatureCheck, _ int) { c.Content = append(bytes.Clone(c.Content), 0) },
+				"label":     func(c *SignatureCheck, _ int) { c.Label = "KeyPackageTBS" },
+				"key": func(c *SignatureCheck, i int) {
+					if signers == 1 {
+						c.Key = stranger.Public().Bytes()
+						return
+					}
+					// Another signer's, which the batch holds too (70 is
+					// a multiple of signers).
+					c.Key = checks[(i+1+rng.IntN(signers-1))%70].Key
+				},
+				"short key": func(c *SignatureCheck, _ int) { c.Key = c.Key[:10] },
+			}
+			for name, f := range damage {
+				for range 5 {
+					cs := append([]SignatureCheck(nil), checks...)
+					first := rng.IntN(70)
+					f(&cs[first], first)
+					second := first + rng.IntN(70-first)
+					if second != first {
+						f(&cs[second], second)
+					}
+					bad, err := s.VerifyBatch(cs)
+					if bad != first || !errors.Is(err, ErrBadSignature) {
+						t.Fatalf("suite %d, %d signers: %s damaged at %d and %d: reported %d, %v", id, signers, name, first, second, bad, err)
+					}
 				}
 			}
 		}
@@ -269,7 +290,7 @@ func FuzzEd25519PointDecoding(f *testing.F) {
 // one by one and in batches, per signature.
 func BenchmarkEd25519Verify(b *testing.B) {
 	s := ed25519Suite(b)
-	checks := signedChecks(b, s, 256)
+	checks := signedChecks(b, s, 256, 256)
 	msgs := make([][]byte, len(checks))
 	for i, c := range checks {
 		msgs[i] = signContent(c.Label, c.Content)
@@ -294,10 +315,18 @@ func BenchmarkEd25519Verify(b *testing.B) {
 			i++
 		}
 	})
-	for _, n := range []int{8, 64, 256} {
-		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+	oneSigner := signedChecks(b, s, 32, 1)
+	for _, c := range []struct {
+		name   string
+		checks []SignatureCheck
+	}{
+		{"batch=2", checks[:2]}, {"batch=8", checks[:8]}, {"batch=64", checks[:64]}, {"batch=256", checks},
+		{"batch=2/one-signer", oneSigner[:2]}, {"batch=32/one-signer", oneSigner},
+	} {
+		n := len(c.checks)
+		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				if bad, err := s.VerifyBatch(checks[:n]); err != nil {
+				if bad, err := s.VerifyBatch(c.checks); err != nil {
 					b.Fatal(bad, err)
 				}
 			}
@@ -312,7 +341,7 @@ func BenchmarkEd25519Verify(b *testing.B) {
 // the first check that VerifyWithLabel refuses, or none.
 func FuzzEd25519Batch(f *testing.F) {
 	s := ed25519Suite(f)
-	valid := signedChecks(f, s, 3)
+	valid := signedChecks(f, s, 3, 2) // the first and last by one key
 	f.Add(uint8(0), uint8(0), []byte{})
 	f.Add(uint8(1), uint8(40), []byte{1})
 	f.Add(uint8(4), uint8(0), bytes.Repeat([]byte{0xff}, 32))
