@@ -53,14 +53,29 @@ func Verify(s *suite.Suite, signaturePub []byte, ac *message.AuthenticatedConten
 	if err != nil {
 		return err
 	}
-	return verify(s, c)
+	return VerifySignature(s, c)
 }
 
-func verify(s *suite.Suite, c suite.SignatureCheck) error {
+// VerifySignature makes a content's signature check, as UnprotectPublic
+// or UnprotectPrivate returned it deferred, and wraps a failure as they
+// report it.
+func VerifySignature(s *suite.Suite, c suite.SignatureCheck) error {
 	if err := s.Verify(c); err != nil {
 		return fmt.Errorf("framing: %w", err)
 	}
 	return nil
+}
+
+// VerifySignatures makes checks at once (suite.VerifyBatch), the first a
+// content's signature check, as UnprotectPublicDeferred returned it, and
+// reports the first that fails with its error, wrapped as VerifySignature
+// wraps it, or -1.
+func VerifySignatures(s *suite.Suite, checks []suite.SignatureCheck) (int, error) {
+	bad, err := s.VerifyBatch(checks)
+	if err != nil {
+		return bad, fmt.Errorf("framing: %w", err)
+	}
+	return -1, nil
 }
 
 // signatureCheck is the check of ac's signature against signaturePub.

@@ -97,13 +97,14 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 			return g.handleLate(r, pm)
 		}
 	}
-	ac, skipped, err := g.pub.unprotectSkipping(m)
+	o, err := g.pub.open(m)
 	if err != nil {
 		return nil, err
 	}
+	ac := o.ac
 	c := &ac.Content
 	r := &Received{ContentType: c.ContentType, Sender: c.Sender, Epoch: c.Epoch, AuthenticatedData: c.AuthenticatedData,
-		Skipped: skipped}
+		Skipped: o.skipped}
 	switch c.ContentType {
 	case message.ContentApplication:
 		if m.WireFormat != message.WireFormatPrivateMessage {
@@ -118,7 +119,7 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 		r.ProposalRef = g.pub.proposalRef(ac)
 		g.local.add(cachedProposal{ref: r.ProposalRef, proposal: c.Proposal, sender: c.Sender}, nil)
 	case message.ContentCommit:
-		pub, privs, err := g.processCommit(ac, []*Private{g.priv})
+		pub, privs, err := g.processCommit(o, []*Private{g.priv})
 		if err != nil {
 			return nil, err
 		}
@@ -142,9 +143,9 @@ func (g *Group) HandleMessage(m *message.MLSMessage) (*Received, error) {
 // member the commit removed; the Public is nil if it removed them all.
 // A failure before the key schedule leaves g's Public as it was (under
 // DMLS its PRF is punctured only once every member's path decrypted).
-func (g *Group) processCommit(ac *message.AuthenticatedContent, privs []*Private) (*Public, []*Private, error) {
-	p, s := g.pub, g.pub.suite
-	rc, err := g.receiveCommit(ac, privs)
+func (g *Group) processCommit(o opened, privs []*Private) (*Public, []*Private, error) {
+	p, s, ac := g.pub, g.pub.suite, o.ac
+	rc, err := g.receiveCommit(o, privs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -208,8 +209,8 @@ func (rc *receivedCommit) zero() { clear(rc.top) }
 // (processCommit): everything but the key schedule. It changes nothing
 // in g. If the commit removes every member, the path is validated but
 // not merged.
-func (g *Group) receiveCommit(ac *message.AuthenticatedContent, privs []*Private) (*receivedCommit, error) {
-	p, s := g.pub, g.pub.suite
+func (g *Group) receiveCommit(o opened, privs []*Private) (*receivedCommit, error) {
+	p, s, ac := g.pub, g.pub.suite, o.ac
 	c := ac.Content.Commit
 	sender := ac.Content.Sender
 	rc := &receivedCommit{}
@@ -284,7 +285,11 @@ func (g *Group) receiveCommit(ac *message.AuthenticatedContent, privs []*Private
 			return nil, fmt.Errorf("%w: %w", ErrInvalidPath, err)
 		}
 	}
-	if err := tree.ValidateLeafNode(s, leaf, tree.LeafContext{
+	validate := tree.ValidateLeafNode
+	if o.pathSigned {
+		validate = tree.CheckLeafNode
+	}
+	if err := validate(s, leaf, tree.LeafContext{
 		GroupID: p.ctx.GroupID, LeafIndex: committer, Source: message.LeafNodeSourceCommit,
 		Version: p.ctx.Version, Required: requiredCapabilities(st.extensions), CredentialTypes: t.CredentialTypes(),
 	}); err != nil {

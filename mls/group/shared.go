@@ -79,14 +79,14 @@ func (g *Group) HandleCommitShared(m *message.MLSMessage, others []*Private) (*S
 	if m == nil {
 		return nil, fmt.Errorf("%w: no message", ErrMalformed)
 	}
-	ac, err := g.pub.unprotect(m)
+	o, err := g.pub.open(m)
 	if err != nil {
 		return nil, err
 	}
-	if ac.Content.ContentType != message.ContentCommit {
-		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
+	if o.ac.Content.ContentType != message.ContentCommit {
+		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, o.ac.Content.ContentType)
 	}
-	pub, next, err := g.processCommit(ac, privs)
+	pub, next, err := g.processCommit(o, privs)
 	if err != nil {
 		return nil, err
 	}
@@ -114,14 +114,15 @@ func (g *Group) PrivatesAfter(m *message.MLSMessage, next *Public, others []*Pri
 		return nil, fmt.Errorf("%w: no message or next epoch", ErrMalformed)
 	}
 	p := g.pub
-	ac, err := p.unprotect(m)
+	o, err := p.open(m)
 	if err != nil {
 		return nil, err
 	}
+	ac := o.ac
 	if ac.Content.ContentType != message.ContentCommit {
 		return nil, fmt.Errorf("%w: content type %d is not a commit", ErrMalformed, ac.Content.ContentType)
 	}
-	rc, err := g.receiveCommit(ac, others)
+	rc, err := g.receiveCommit(o, others)
 	if err != nil {
 		return nil, err
 	}

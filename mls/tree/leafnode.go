@@ -49,15 +49,17 @@ type LeafContext struct {
 // capability failures also match ErrBadLeafSignature, ErrLifetime and
 // ErrUnsupportedCapability.
 func ValidateLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
-	if err := checkLeafNode(s, leaf, c); err != nil {
+	if err := CheckLeafNode(s, leaf, c); err != nil {
 		return err
 	}
 	return verifyLeafSignature(s, leaf, c.GroupID, c.LeafIndex)
 }
 
-// checkLeafNode is ValidateLeafNode without the signature, which the
-// tree's validation verifies in batches.
-func checkLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
+// CheckLeafNode is ValidateLeafNode without the signature, for a caller
+// that verified it (LeafSignature) with others at once: the tree's
+// validation, in blocks of leaves, or a commit's receiver, with the
+// commit's own signature.
+func CheckLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error {
 	if c.Source != 0 && leaf.Source != c.Source {
 		return leafError(nil, "leaf_node_source %d, want %d", leaf.Source, c.Source)
 	}
@@ -77,14 +79,15 @@ func checkLeafNode(s *suite.Suite, leaf *message.LeafNode, c LeafContext) error 
 }
 
 func verifyLeafSignature(s *suite.Suite, leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) error {
-	if err := s.Verify(leafSignature(leaf, groupID, l)); err != nil {
+	if err := s.Verify(LeafSignature(leaf, groupID, l)); err != nil {
 		return leafSignatureError(l, err)
 	}
 	return nil
 }
 
-// leafSignature is the signature check of leaf at index l (§7.2).
-func leafSignature(leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) suite.SignatureCheck {
+// LeafSignature is the signature check of leaf at index l (§7.2), for
+// suite.VerifyBatch.
+func LeafSignature(leaf *message.LeafNode, groupID []byte, l treemath.LeafIndex) suite.SignatureCheck {
 	return suite.SignatureCheck{Key: leaf.SignatureKey, Label: "LeafNodeTBS", Content: leaf.TBS(groupID, uint32(l)), Signature: leaf.Signature}
 }
 

@@ -288,10 +288,10 @@ func (t *Tree) validateLeafBlock(c LeafContext, from, to int) error {
 			continue
 		}
 		c.LeafIndex = treemath.LeafIndex(l)
-		if failed = checkLeafNode(t.suite, n.Leaf, c); failed != nil {
+		if failed = CheckLeafNode(t.suite, n.Leaf, c); failed != nil {
 			break
 		}
-		checks = append(checks, leafSignature(n.Leaf, c.GroupID, c.LeafIndex))
+		checks = append(checks, LeafSignature(n.Leaf, c.GroupID, c.LeafIndex))
 		indexes = append(indexes, c.LeafIndex)
 	}
 	if bad, err := t.suite.VerifyBatch(checks); err != nil {
