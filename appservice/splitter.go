@@ -116,45 +116,37 @@ func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database
 		s.metrics.MalformedItems.Inc()
 		log.Warn().Err(prob).Msg("Skipped malformed element of transaction")
 	}
-	add := func(it database.Item) error {
-		it.TxnSeq = st.Seq
-		if _, err := p.AddItem(ctx, it); err != nil {
-			return err
-		}
-		s.metrics.ItemsQueued.WithLabelValues(it.Kind).Inc()
-		return nil
-	}
+	var items []database.Item
 	for _, ev := range txn.Events {
-		if err := add(database.Item{Queue: inbound.RoomQueue(ev.RoomID), Kind: inbound.KindRoomEvent,
-			RoomID: string(ev.RoomID), EventID: string(ev.EventID), Payload: ev.Raw}); err != nil {
-			return "", err
-		}
+		items = append(items, database.Item{Queue: inbound.RoomQueue(ev.RoomID), Kind: inbound.KindRoomEvent,
+			RoomID: string(ev.RoomID), EventID: string(ev.EventID), Payload: ev.Raw})
 	}
 	for _, ev := range txn.Ephemeral {
 		queue := inbound.EphemeralQueue
 		if ev.RoomID != "" {
 			queue = inbound.RoomQueue(ev.RoomID)
 		}
-		if err := add(database.Item{Queue: queue, Kind: inbound.KindEphemeral, RoomID: string(ev.RoomID), Payload: ev.Raw}); err != nil {
-			return "", err
-		}
+		items = append(items, database.Item{Queue: queue, Kind: inbound.KindEphemeral, RoomID: string(ev.RoomID), Payload: ev.Raw})
 	}
 	for _, ev := range txn.ToDevice {
-		if err := add(database.Item{Queue: inbound.DeviceQueue(ev.ToUserID, ev.ToDeviceID), Kind: inbound.KindToDevice,
-			Payload: ev.Raw}); err != nil {
-			return "", err
-		}
+		items = append(items, database.Item{Queue: inbound.DeviceQueue(ev.ToUserID, ev.ToDeviceID), Kind: inbound.KindToDevice,
+			Payload: ev.Raw})
 	}
 	for _, c := range txn.DeviceLists {
-		if err := add(database.Item{Queue: inbound.UserQueue(c.UserID), Kind: inbound.KindDeviceList, Payload: c.Encode()}); err != nil {
-			return "", err
-		}
+		items = append(items, database.Item{Queue: inbound.UserQueue(c.UserID), Kind: inbound.KindDeviceList, Payload: c.Encode()})
 	}
 	for _, k := range txn.KeyCounts {
-		if err := add(database.Item{Queue: inbound.DeviceQueue(k.UserID, k.DeviceID), Kind: inbound.KindKeyCounts,
-			Payload: k.Encode()}); err != nil {
-			return "", err
-		}
+		items = append(items, database.Item{Queue: inbound.DeviceQueue(k.UserID, k.DeviceID), Kind: inbound.KindKeyCounts,
+			Payload: k.Encode()})
+	}
+	for i := range items {
+		items[i].TxnSeq = st.Seq
+	}
+	if _, err := p.AddItems(ctx, items); err != nil {
+		return "", err
+	}
+	for _, it := range items {
+		s.metrics.ItemsQueued.WithLabelValues(it.Kind).Inc()
 	}
 	if len(txn.Problems) > 0 {
 		return fmt.Sprintf("skipped %d malformed elements: %v", len(txn.Problems), errors.Join(txn.Problems...)), nil

@@ -1,10 +1,12 @@
 package database
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -225,6 +227,67 @@ func TestQueueClaimIsExclusiveAndOrdered(t *testing.T) {
 	}
 	if b.Items != 1 || b.QueuesWithItems != 1 {
 		t.Fatalf("backlog %+v, want one item in one queue", b)
+	}
+}
+
+// TestAddItemsInOrder: items added in one statement take ascending
+// sequence numbers in the order given, each queue's head is its first,
+// and the queues' counters count them; a bad item adds nothing.
+func TestAddItemsInOrder(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	queues := []string{"in:room:!a", "in:room:!b", "in:device:@c|D"}
+	var items []Item
+	for i := range 60 {
+		items = append(items, Item{Queue: queues[i%3], Kind: "k", TxnSeq: int64(i / 20), EventID: fmt.Sprintf("$%d", i),
+			Payload: []byte{byte(i)}})
+	}
+	items[7].Payload = nil // stored as empty
+	items[8].RoomID = "!a"
+	var seqs []int64
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		var err error
+		if seqs, err = p.AddItems(ctx, items); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	if len(seqs) != len(items) || !slices.IsSorted(seqs) || seqs[0] == seqs[len(seqs)-1] {
+		t.Fatalf("seqs %v", seqs)
+	}
+	for qi, q := range queues {
+		var heads []Item
+		inTx(t, db, func(tx pgx.Tx) error {
+			var err error
+			heads, err = HeadItems(ctx, tx, q, 100)
+			return err
+		})
+		if len(heads) != 20 {
+			t.Fatalf("%s holds %d items, want 20", q, len(heads))
+		}
+		for k, h := range heads {
+			i := qi + 3*k
+			want := items[i]
+			if h.Seq != seqs[i] || h.EventID != want.EventID || h.TxnSeq != want.TxnSeq || h.RoomID != want.RoomID ||
+				!bytes.Equal(h.Payload, want.Payload) || h.Payload == nil {
+				t.Fatalf("%s item %d: %+v, want %+v at seq %d", q, k, h, want, seqs[i])
+			}
+		}
+	}
+	b, err := ReadBacklog(ctx, db)
+	if err != nil || b.Items != 60 || b.QueuesWithItems != 3 {
+		t.Fatalf("backlog %+v (%v), want 60 items in 3 queues", b, err)
+	}
+	inTx(t, db, func(tx pgx.Tx) error {
+		_, err := NewProducer(tx).AddItems(ctx, []Item{{Queue: "in:room:!a", Kind: "k"}, {Queue: "", Kind: "k"}})
+		if err == nil || !strings.Contains(err.Error(), "must not be empty") {
+			t.Fatalf("an item without a queue: %v", err)
+		}
+		return nil
+	})
+	if b, err := ReadBacklog(ctx, db); err != nil || b.Items != 60 {
+		t.Fatalf("backlog %+v (%v) after a refused batch, want 60 items", b, err)
 	}
 }
 

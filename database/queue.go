@@ -66,18 +66,60 @@ func (p *Producer) change(queue string, side Side) *queueChange {
 
 // AddItem appends it to its queue and returns its sequence number.
 func (p *Producer) AddItem(ctx context.Context, it Item) (int64, error) {
-	if it.Queue == "" || it.Kind == "" {
-		return 0, fmt.Errorf("add work item: queue %q and kind %q must not be empty", it.Queue, it.Kind)
-	}
-	var seq int64
-	err := p.q.QueryRow(ctx, `INSERT INTO work_item (queue, kind, txn_seq, room_id, event_id, payload)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq`,
-		it.Queue, it.Kind, nullableInt(it.TxnSeq), nullable(it.RoomID), nullable(it.EventID), it.Payload).Scan(&seq)
+	seqs, err := p.AddItems(ctx, []Item{it})
 	if err != nil {
-		return 0, fmt.Errorf("add %s item to %s: %w", it.Kind, it.Queue, err)
+		return 0, err
 	}
-	p.change(it.Queue, Inbound).delta++
-	return seq, nil
+	return seqs[0], nil
+}
+
+// AddItems appends items, in order, each to its queue, in one statement
+// (a transaction's hundred events are one round trip, not a hundred), and
+// returns their sequence numbers.
+func (p *Producer) AddItems(ctx context.Context, items []Item) ([]int64, error) {
+	n := len(items)
+	if n == 0 {
+		return nil, nil
+	}
+	queues, kinds, payloads := make([]string, n), make([]string, n), make([][]byte, n)
+	txns, rooms, events := make([]*int64, n), make([]*string, n), make([]*string, n)
+	for i, it := range items {
+		if it.Queue == "" || it.Kind == "" {
+			return nil, fmt.Errorf("add work item: queue %q and kind %q must not be empty", it.Queue, it.Kind)
+		}
+		queues[i], kinds[i], payloads[i] = it.Queue, it.Kind, it.Payload
+		txns[i], rooms[i], events[i] = nullableInt(it.TxnSeq), nullable(it.RoomID), nullable(it.EventID)
+		if payloads[i] == nil {
+			payloads[i] = []byte{} // NOT NULL: an empty payload, not a missing one
+		}
+	}
+	// Rows are inserted, and take their seq, in the order of i.
+	rows, err := p.q.Query(ctx, `INSERT INTO work_item (queue, kind, txn_seq, room_id, event_id, payload)
+		SELECT q, k, t, r, e, b FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bytea[])
+			WITH ORDINALITY AS x(q, k, t, r, e, b, i) ORDER BY i
+		RETURNING seq`, queues, kinds, txns, rooms, events, payloads)
+	if err != nil {
+		return nil, addItemsError(items, err)
+	}
+	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, addItemsError(items, err)
+	}
+	if len(seqs) != n {
+		return nil, fmt.Errorf("add %d work items: %d inserted", n, len(seqs))
+	}
+	slices.Sort(seqs) // RETURNING's order is not promised; the seqs' is
+	for _, it := range items {
+		p.change(it.Queue, Inbound).delta++
+	}
+	return seqs, nil
+}
+
+func addItemsError(items []Item, err error) error {
+	if len(items) == 1 {
+		return fmt.Errorf("add %s item to %s: %w", items[0].Kind, items[0].Queue, err)
+	}
+	return fmt.Errorf("add %d work items: %w", len(items), err)
 }
 
 // Merge takes over other's counter changes (a handler's producer whose
