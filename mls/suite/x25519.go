@@ -104,13 +104,25 @@ var errX25519Zero = errors.New("X25519 output is zero (low-order point)")
 // Montgomery ladder over the u-coordinate, in constant time. An all-zero
 // result, from a low-order point, is an error (RFC 9180 §7.1.4).
 func x25519(k *[x25519Size]byte, u []byte) ([]byte, error) {
+	x2, z2, err := x25519Ladder(k, u)
+	if err != nil {
+		return nil, err
+	}
+	z2.Invert(&z2)
+	return x25519Output(x2.Multiply(&x2, &z2))
+}
+
+// x25519Ladder is x25519 up to its last step: the result in projective
+// form, u = x_2 / z_2, so that a caller with another inversion to make
+// can make both at once.
+func x25519Ladder(k *[x25519Size]byte, u []byte) (x2, z2 field.Element, err error) {
 	// RFC 7748 §5's step, its doubling of (x_2 : z_2) and its differential
 	// addition into (x_3 : z_3) interleaved in four temporaries: 10 %
 	// faster here than the RFC's order with one variable per value
 	// (BenchmarkX25519/ladder, 58.8 → 52.4 µs).
-	var x1, x2, z2, x3, z3, a, b, c, d field.Element
+	var x1, x3, z3, a, b, c, d field.Element
 	if _, err := x1.SetBytes(u); err != nil {
-		return nil, fmt.Errorf("X25519 point: %w", err)
+		return x2, z2, fmt.Errorf("X25519 point: %w", err)
 	}
 	x2.One()
 	z2.Zero()
@@ -145,16 +157,24 @@ func x25519(k *[x25519Size]byte, u []byte) ([]byte, error) {
 	}
 	x2.Swap(&x3, swap)
 	z2.Swap(&z3, swap)
-	z2.Invert(&z2)
-	x2.Multiply(&x2, &z2)
-	out := x2.Bytes()
+	return x2, z2, nil
+}
+
+// x25519Output encodes u, refusing zero, the output of a low-order point
+// (and of z_2 = 0, whose inverse is taken as 0).
+func x25519Output(u *field.Element) ([]byte, error) {
+	out := u.Bytes()
 	if subtle.ConstantTimeCompare(out, make([]byte, x25519Size)) == 1 {
 		return nil, errX25519Zero
 	}
 	return out, nil
 }
 
-// encap is DHKEM Encap (RFC 9180 §4.1) to pkR.
+// encap is DHKEM Encap (RFC 9180 §4.1) to pkR. The ephemeral public key,
+// E = [skE]B on edwards25519 whose Montgomery u is (Z+Y)/(Z-Y), and the
+// shared secret x_2/z_2 share one field inversion (Montgomery's trick): a
+// sixth of a seal's cost is an inversion, and a sparse tree's commit
+// makes a seal per member.
 func (k x25519Public) encap() (sharedSecret, enc []byte, err error) {
 	var skE [x25519Size]byte
 	if _, err := rand.Read(skE[:]); err != nil {
@@ -162,11 +182,24 @@ func (k x25519Public) encap() (sharedSecret, enc []byte, err error) {
 	}
 	clamp(skE[:])
 	defer clear(skE[:])
-	enc = x25519Base(skE[:])
-	dh, err := x25519(&skE, k.pub)
+	s, err := new(edwards25519.Scalar).SetBytesWithClamping(skE[:])
+	if err != nil {
+		panic("suite: x25519 scalar: " + err.Error()) // skE is 32 bytes
+	}
+	_, y, z, _ := new(edwards25519.Point).ScalarBaseMult(s).ExtendedCoordinates()
+	x2, z2, err := x25519Ladder(&skE, k.pub)
 	if err != nil {
 		return nil, nil, err
 	}
+	var zMinusY, inv, u field.Element
+	zMinusY.Subtract(z, y)
+	inv.Invert(inv.Multiply(&zMinusY, &z2)) // 1 / ((Z-Y) z_2); 0 if z_2 is
+	dh, err := x25519Output(x2.Multiply(x2.Multiply(&x2, &zMinusY), &inv))
+	if err != nil {
+		return nil, nil, err
+	}
+	u.Add(z, y)
+	enc = u.Multiply(u.Multiply(&u, &z2), &inv).Bytes()
 	return kemSharedSecret(dh, enc, k.pub), enc, nil
 }
 
