@@ -173,10 +173,19 @@ func ValidateKeyPackage(s *suite.Suite, kp *message.KeyPackage, c LeafContext) e
 		return fmt.Errorf("%w: cipher suite %d, want %d", ErrKeyPackageInvalid, kp.CipherSuite, s.ID())
 	}
 	c.Source = message.LeafNodeSourceKeyPackage
-	if err := ValidateLeafNode(s, &kp.LeafNode, c); err != nil {
+	if err := CheckLeafNode(s, &kp.LeafNode, c); err != nil {
 		return fmt.Errorf("%w: %w", ErrKeyPackageInvalid, err)
 	}
-	if err := s.VerifyWithLabel(kp.LeafNode.SignatureKey, "KeyPackageTBS", kp.TBS(), kp.Signature); err != nil {
+	// The leaf's signature and the KeyPackage's, one key's, in one batch
+	// (two thirds of the cost of two checks); a failure names the first.
+	checks := []suite.SignatureCheck{
+		LeafSignature(&kp.LeafNode, c.GroupID, c.LeafIndex),
+		{Key: kp.LeafNode.SignatureKey, Label: "KeyPackageTBS", Content: kp.TBS(), Signature: kp.Signature},
+	}
+	switch bad, err := s.VerifyBatch(checks); bad {
+	case 0:
+		return fmt.Errorf("%w: %w", ErrKeyPackageInvalid, leafSignatureError(c.LeafIndex, err))
+	case 1:
 		return fmt.Errorf("%w: signature: %w", ErrKeyPackageInvalid, err)
 	}
 	if _, err := s.NewHPKEPublicKey(kp.InitKey); err != nil {

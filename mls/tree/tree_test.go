@@ -246,6 +246,44 @@ func TestLeafAndKeyPackageValidation(t *testing.T) {
 	}
 }
 
+// TestKeyPackageSignatures: a KeyPackage's two signatures, verified in
+// one batch, are reported as when checked in turn: the leaf's first.
+func TestKeyPackageSignatures(t *testing.T) {
+	tr, _ := buildTree(t, 3)
+	s := tr.Suite()
+	kp := newMember(t, s, "joiner").keyPackage(t, s)
+	damage := func(leaf, pkg bool) *message.KeyPackage {
+		bad := *kp
+		if leaf {
+			bad.LeafNode.Signature = bytes.Clone(kp.LeafNode.Signature)
+			bad.LeafNode.Signature[7] ^= 1
+		}
+		if pkg {
+			bad.Signature = bytes.Clone(kp.Signature)
+			bad.Signature[3] ^= 1
+		}
+		return &bad
+	}
+	for _, tc := range []struct {
+		name       string
+		kp         *message.KeyPackage
+		leafFailed bool
+	}{
+		{"leaf", damage(true, false), true},
+		{"key package", damage(false, true), false},
+		{"both", damage(true, true), true},
+	} {
+		err := ValidateKeyPackage(s, tc.kp, LeafContext{})
+		if !errors.Is(err, ErrKeyPackageInvalid) || !errors.Is(err, suite.ErrBadSignature) ||
+			errors.Is(err, ErrBadLeafSignature) != tc.leafFailed || errors.Is(err, ErrLeafNodeInvalid) != tc.leafFailed {
+			t.Errorf("%s signature damaged: %v", tc.name, err)
+		}
+	}
+	if err := ValidateKeyPackage(s, kp, LeafContext{}); err != nil {
+		t.Fatalf("the undamaged key package: %v", err)
+	}
+}
+
 func TestEncodingRoundTrip(t *testing.T) {
 	tr, _ := buildTree(t, 7)
 	data, err := tr.MarshalBinary()
