@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -313,7 +314,8 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 	}
 	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
 		EventPrefix: "$loadi", Puppets: size.puppets, Rooms: size.rooms, Members: size.rooms * size.members,
-		Devices: size.puppets, Service: load.Process{PID: S.proc.cmd.Process.Pid}, DB: S.db.Pool, Progress: os.Stdout})
+		Devices: size.puppets, Service: load.Process{PID: S.proc.cmd.Process.Pid}, Database: postmaster(t, S.db.Pool),
+		DB: S.db.Pool, Progress: os.Stdout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,6 +344,29 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		t.Logf("intake: the splitter %s the intake's parse of %d transactions", map[string]string{"parsed": "took", "missed": "did not find"}[outcome], int(n))
 	}
 	return res
+}
+
+// postmaster is the PostgreSQL server behind db, if it runs on this
+// machine and tells its data directory (a superuser's setting), so that
+// its CPU time can be measured; PID 0 if not.
+func postmaster(t *testing.T, db *pgxpool.Pool) load.Process {
+	var dir string
+	if err := db.QueryRow(context.Background(), `SHOW data_directory`).Scan(&dir); err != nil {
+		t.Logf("PostgreSQL's CPU not measured: %v", err)
+		return load.Process{}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		t.Logf("PostgreSQL's CPU not measured: %v", err)
+		return load.Process{}
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Logf("PostgreSQL's CPU not measured: postmaster.pid: %v", err)
+		return load.Process{}
+	}
+	return load.Process{PID: pid}
 }
 
 // fetchProfile saves the profile served at url to file.

@@ -40,7 +40,10 @@ type IntakeOptions struct {
 	// timeline, which it looks for on the homeserver).
 	Concurrency int
 	Service     Process
-	DB          *pgxpool.Pool
+	// Database, if its PID is set, is the PostgreSQL server's postmaster,
+	// whose process tree's CPU time is measured too.
+	Database Process
+	DB       *pgxpool.Pool
 	// Timeout bounds the wait for the last delivery (10 minutes).
 	Timeout  time.Duration
 	Progress io.Writer
@@ -68,6 +71,13 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 		res.Sent += t.Deliveries
 	}
 	cpu0, _ := o.Service.CPUSeconds()
+	var db0 float64
+	if o.Database.PID > 0 {
+		var err error
+		if db0, err = o.Database.TreeCPUSeconds(); err != nil {
+			return nil, err
+		}
+	}
 	txnBase := fmt.Sprintf("load-%d", time.Now().UnixNano())
 	start := time.Now()
 	err := parallel(ctx, o.Concurrency, len(o.Transactions), func(i int) error {
@@ -94,6 +104,14 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 			return nil, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+	var dbSeconds float64
+	if o.Database.PID > 0 {
+		db1, err := o.Database.TreeCPUSeconds()
+		if err != nil {
+			return nil, err
+		}
+		dbSeconds = db1 - db0
 	}
 	// Latency: from the start of the feed to each delivery row
 	// (created_at is its database transaction's time). Everything is fed
@@ -133,6 +151,9 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 		res.MsgsPerS = float64(res.Messages) / res.Seconds
 	}
 	res.P50ms, res.P99ms = lat.percentile(0.5), lat.percentile(0.99)
+	if res.Messages > 0 {
+		res.DBCPUPer1k = dbSeconds / float64(res.Messages) * 1000
+	}
 	return res, finish(ctx, res, o.Service, o.DB, cpu0)
 }
 

@@ -2,6 +2,7 @@ package load
 
 import (
 	"os"
+	"os/exec"
 	"regexp"
 	"testing"
 	"time"
@@ -45,6 +46,55 @@ func TestProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := (Process{PID: -1}).PeakRSS(); err == nil {
+		t.Fatal("no error for a missing process")
+	}
+}
+
+// TestTreeCPU: a child's CPU time counts while it runs and after it was
+// waited for.
+func TestTreeCPU(t *testing.T) {
+	self := Process{PID: os.Getpid()}
+	burn := func() *exec.Cmd {
+		cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 10000000 ]; do i=$((i+1)); done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	own := func() float64 {
+		s, err := self.CPUSeconds()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tree := func() float64 {
+		s, err := self.TreeCPUSeconds()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := tree() - own()
+	cmd := burn()
+	// Until it is waited for, the child is counted as live (a zombie's
+	// times stay in its stat); on a loaded machine it may take a while
+	// to get a tenth of a second.
+	live := 0.0
+	for deadline := time.Now().Add(10 * time.Second); live < 0.1 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		live = tree() - own() - before
+	}
+	if live < 0.1 {
+		t.Errorf("a busy live child counted %.2f s in 10 s", live)
+	}
+	cmd.Process.Kill()
+	cmd.Wait() // killed
+	used := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if got := tree() - own() - before; got < used.Seconds()-0.02 {
+		t.Errorf("a waited-for child counted %.2f s, it used %.2f s", got, used.Seconds())
+	}
+	if _, err := (Process{PID: -1}).TreeCPUSeconds(); err == nil {
 		t.Fatal("no error for a missing process")
 	}
 }

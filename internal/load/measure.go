@@ -39,28 +39,78 @@ func (p Process) PeakRSS() (int64, error) {
 
 // CPUSeconds returns the user and system CPU time the process used.
 func (p Process) CPUSeconds() (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	f, err := procStat(p.PID)
 	if err != nil {
-		return 0, fmt.Errorf("CPU of %d: %w", p.PID, err)
+		return 0, err
 	}
-	// The command name (field 2) may hold spaces: fields count from
-	// the closing parenthesis.
+	return ticks(f, 11, 12)
+}
+
+// TreeCPUSeconds returns the CPU time of the process, of its children that
+// ended (which it waited for), and of its live children: a database
+// server's, whose postmaster forks a process per connection.
+func (p Process) TreeCPUSeconds() (float64, error) {
+	f, err := procStat(p.PID)
+	if err != nil {
+		return 0, err
+	}
+	total, err := ticks(f, 11, 12, 13, 14)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("CPU of %d's children: %w", p.PID, err)
+	}
+	parent := strconv.Itoa(p.PID)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == p.PID {
+			continue
+		}
+		f, err := procStat(pid)
+		if err != nil || f[1] != parent {
+			continue // gone, or not a child
+		}
+		if t, err := ticks(f, 11, 12); err == nil {
+			total += t
+		}
+	}
+	return total, nil
+}
+
+// procStat returns the fields of /proc/pid/stat after the command name
+// (which may hold spaces): f[0] is the state, f[1] the parent's pid, f[11]
+// and f[12] utime and stime, f[13] and f[14] those of waited-for children.
+func procStat(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, fmt.Errorf("CPU of %d: %w", pid, err)
+	}
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("CPU of %d: malformed stat", p.PID)
+		return nil, fmt.Errorf("CPU of %d: malformed stat", pid)
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("CPU of %d: malformed stat", p.PID)
+	if len(f) < 15 {
+		return nil, fmt.Errorf("CPU of %d: malformed stat", pid)
 	}
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("CPU of %d: malformed stat", p.PID)
+	return f, nil
+}
+
+// ticks sums the stat fields at idx, in clock ticks, as seconds.
+func ticks(f []string, idx ...int) (float64, error) {
+	const perSecond = 100 // USER_HZ on Linux
+	var sum float64
+	for _, i := range idx {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed stat field %d: %q", i, f[i])
+		}
+		sum += v
 	}
-	const ticks = 100 // USER_HZ on Linux
-	return (utime + stime) / ticks, nil
+	return sum / perSecond, nil
 }
 
 // Tables whose size is shared by all our devices in a room (per member),

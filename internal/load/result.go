@@ -26,7 +26,9 @@ type Result struct {
 	Commits   int     `json:"commits"`
 	RSSMB     float64 `json:"rss_mb"`
 	CPUPer1k  float64 `json:"cpu_s_per_1000_msgs"`
-	Setup     float64 `json:"setup_seconds"`
+	// DBCPUPer1k is PostgreSQL's CPU (intake mode, if measured: 0 if not).
+	DBCPUPer1k float64 `json:"db_cpu_s_per_1000_msgs"`
+	Setup      float64 `json:"setup_seconds"`
 
 	BytesPerMember    float64          `json:"bytes_per_member"`
 	BytesPerOwnDevice float64          `json:"bytes_per_own_device"`
@@ -44,8 +46,12 @@ func (r *Result) Line() string {
 
 // Details is a second line with the rest of the figures.
 func (r *Result) Details() string {
-	return fmt.Sprintf("load-details: mode=%s messages=%d seconds=%.1f commits=%d commits_per_s=%.2f cpu_s_per_1000_msgs=%.2f setup_s=%.0f members=%d own_devices=%d",
+	line := fmt.Sprintf("load-details: mode=%s messages=%d seconds=%.1f commits=%d commits_per_s=%.2f cpu_s_per_1000_msgs=%.2f setup_s=%.0f members=%d own_devices=%d",
 		r.Mode, r.Messages, r.Seconds, r.Commits, r.CommitsPS, r.CPUPer1k, r.Setup, r.Members, r.Devices)
+	if r.DBCPUPer1k > 0 {
+		line += fmt.Sprintf(" db_cpu_s_per_1000_msgs=%.2f", r.DBCPUPer1k)
+	}
+	return line
 }
 
 // WriteJSON writes r to path.
