@@ -37,10 +37,11 @@ type ValidateOptions struct {
 //
 // Leaf signatures, nearly all of the cost, are verified on
 // runtime.GOMAXPROCS goroutines, in batches of a block of leaves
-// (suite.VerifyBatch: about three fifths of the cost of one by one in
-// the Ed25519 suites), while this goroutine performs the other checks, so
-// that those add almost nothing to the time on a multi-core machine. A failure of the other checks is reported in preference to a
-// leaf's, as if they ran first, and stops the leaf workers.
+// (suite.VerifyBatch: about half the cost of one by one in the Ed25519
+// suites), while this goroutine performs the other checks, so that those
+// add almost nothing to the time on a multi-core machine. A failure of
+// the other checks is reported in preference to a leaf's, as if they ran
+// first, and stops the leaf workers.
 func (t *Tree) Validate(o ValidateOptions) error {
 	// From here on the hash cache is filled in place, while the leaf
 	// workers read nodes of the same chunks.
