@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
@@ -248,6 +249,62 @@ func TestSendIdempotent(t *testing.T) {
 		d, err := h.s.Delivery(h.ctx, p, eid)
 		if err != nil || d == nil || d.Kind != KindMessage || d.SenderDevice != "ALICE1" {
 			t.Errorf("%s: echo delivered as %+v (%v)", p, d, err)
+		}
+	}
+}
+
+// TestRunMeetsDelivered: a run of entries (plain inserts) that meets one a
+// puppet already had fails with errRedelivered, and once its savepoint is
+// rolled back nothing of it remains and the transaction goes on; a lone
+// entry is skipped for the puppet that had it, and delivered to the rest.
+func TestRunMeetsDelivered(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	alice, carol := id.UserID("@alice:test"), id.UserID("@carol:test")
+	entry := func(i int) Delivered {
+		return Delivered{RoomID: "!r:test", EventID: id.EventID(fmt.Sprintf("$run%d", i)), Kind: KindMessage,
+			Sender: "@bob:remote.test", SenderDevice: "BOB", Type: "m.room.message", Content: json.RawMessage(`{"body":"x"}`)}
+	}
+	deliver := func(tx pgx.Tx, to []id.UserID, ds ...Delivered) ([]id.UserID, error) {
+		return h.s.deliverAll(h.ctx, tx, to, ds)
+	}
+	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
+		if got, err := deliver(tx, []id.UserID{alice}, entry(1)); err != nil || !slices.Equal(got, []id.UserID{alice}) {
+			t.Fatalf("first delivery: %v, %v", got, err)
+		}
+		sp, err := tx.Begin(h.ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := deliver(sp, []id.UserID{alice, carol}, entry(0), entry(1), entry(2)); !errors.Is(err, errRedelivered) {
+			t.Fatalf("a run meeting alice's entry: %v", err)
+		}
+		if err := sp.Rollback(h.ctx); err != nil {
+			return err
+		}
+		got, err := deliver(tx, []id.UserID{alice, carol}, entry(1))
+		if err != nil || !slices.Equal(got, []id.UserID{carol}) {
+			t.Fatalf("the lone entry again: delivered to %v, %v", got, err)
+		}
+		got, err = deliver(tx, []id.UserID{carol, alice}, entry(3), entry(4))
+		if err != nil || !slices.Equal(got, []id.UserID{alice, carol}) {
+			t.Fatalf("a new run: delivered to %v, %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[id.UserID][]id.EventID{alice: {"$run1", "$run3", "$run4"}, carol: {"$run1", "$run3", "$run4"}} {
+		log := h.fullLog(p, 10)
+		var got []id.EventID
+		for i, d := range log {
+			if d.Seq != int64(i+1) {
+				t.Errorf("%s: entry %d has seq %d", p, i, d.Seq)
+			}
+			got = append(got, d.EventID)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s's log: %v, want %v", p, got, want)
 		}
 	}
 }
