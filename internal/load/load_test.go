@@ -54,13 +54,6 @@ func TestProcess(t *testing.T) {
 // waited for.
 func TestTreeCPU(t *testing.T) {
 	self := Process{PID: os.Getpid()}
-	burn := func() *exec.Cmd {
-		cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 10000000 ]; do i=$((i+1)); done")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
 	own := func() float64 {
 		s, err := self.CPUSeconds()
 		if err != nil {
@@ -76,7 +69,10 @@ func TestTreeCPU(t *testing.T) {
 		return s
 	}
 	before := tree() - own()
-	cmd := burn()
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 10000000 ]; do i=$((i+1)); done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	// Until it is waited for, the child is counted as live (a zombie's
 	// times stay in its stat); on a loaded machine it may take a while
 	// to get a tenth of a second.
