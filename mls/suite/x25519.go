@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
@@ -46,6 +47,28 @@ type x25519Private struct {
 func (k *x25519Private) pubKey() []byte {
 	k.once.Do(func() { k.pub = x25519Base(k.scalar[:]) })
 	return k.pub
+}
+
+// hasPublic reports whether pub is the canonical encoding of k's public
+// key, Montgomery u = (Z+Y)/(Z-Y) of E = [k]B, by u (Z-Y) = Z+Y: no
+// inversion (Z-Y is never 0: E is not the identity). A match becomes k's
+// public key.
+func (k *x25519Private) hasPublic(pub []byte) bool {
+	var u, l, r field.Element
+	if len(pub) != x25519Size {
+		return false
+	}
+	if _, err := u.SetBytes(pub); err != nil || !bytes.Equal(u.Bytes(), pub) {
+		return false // not canonical: no public key of ours is encoded so
+	}
+	_, y, z, _ := new(edwards25519.Point).ScalarBaseMult(clampedScalar(k.scalar[:])).ExtendedCoordinates()
+	l.Multiply(&u, l.Subtract(z, y))
+	r.Add(z, y)
+	if l.Equal(&r) != 1 {
+		return false
+	}
+	k.once.Do(func() { k.pub = bytes.Clone(pub) })
+	return true
 }
 
 type x25519Public struct{ pub []byte }

@@ -140,3 +140,52 @@ func BenchmarkX25519(b *testing.B) {
 		}
 	})
 }
+
+// TestHasPublic: HasPublic agrees with comparing Public's encoding, in
+// every suite, for the key's own public key, a damaged one, another key's,
+// and in X25519 the same u with the top bit set (which field decoding
+// ignores: refused only by the canonical check); a key that matched
+// encodes pub as its public key.
+func TestHasPublic(t *testing.T) {
+	for _, s := range All() {
+		for i := range 20 {
+			k, err := s.GenerateHPKEKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := s.GenerateHPKEKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh := func() *HPKEPrivateKey {
+				c, err := s.NewHPKEPrivateKey(k.Bytes())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			pub := k.Public().Bytes()
+			damaged := bytes.Clone(pub)
+			damaged[i%len(damaged)] ^= 1 << (i % 8)
+			cases := map[string][]byte{"damaged": damaged, "another key's": other.Public().Bytes(), "empty": nil,
+				"short": pub[:len(pub)-1]}
+			if len(pub) == x25519Size {
+				top := bytes.Clone(pub)
+				top[31] |= 0x80
+				cases["top bit set"] = top
+			}
+			c := fresh()
+			if !c.HasPublic(pub) {
+				t.Fatalf("suite %d: its own public key refused", s.ID())
+			}
+			if got := c.Public().Bytes(); !bytes.Equal(got, pub) {
+				t.Fatalf("suite %d: public key %x after a match, want %x", s.ID(), got, pub)
+			}
+			for name, b := range cases {
+				if fresh().HasPublic(b) {
+					t.Fatalf("suite %d: %s (%x) accepted", s.ID(), name, b)
+				}
+			}
+		}
+	}
+}

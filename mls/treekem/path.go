@@ -230,7 +230,7 @@ func (p *PrivateState) Apply(t *tree.Tree, sender treemath.LeafIndex, path *mess
 		if err != nil {
 			return err
 		}
-		if x := fdp[i+k]; !bytes.Equal(priv.Public().Bytes(), path.Nodes[i+k].EncryptionKey) {
+		if x := fdp[i+k]; !priv.HasPublic(path.Nodes[i+k].EncryptionKey) {
 			return fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, x)
 		}
 		add[k] = nodeKey{fdp[i+k], priv}

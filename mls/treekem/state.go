@@ -86,7 +86,7 @@ func (p *PrivateState) WithNodeSecret(t *tree.Tree, x treemath.NodeIndex, pathSe
 	if err != nil {
 		return nil, err
 	}
-	if want := t.EncryptionKey(x); want == nil || !bytes.Equal(priv.Public().Bytes(), want) {
+	if want := t.EncryptionKey(x); want == nil || !priv.HasPublic(want) {
 		return nil, fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, x)
 	}
 	return p.with(nil, []nodeKey{{x, priv}}), nil
@@ -113,7 +113,7 @@ func (p *PrivateState) WithJoinerPathSecret(t *tree.Tree, committer treemath.Lea
 		if err != nil {
 			return nil, err
 		}
-		if !bytes.Equal(priv.Public().Bytes(), want) {
+		if !priv.HasPublic(want) {
 			return nil, fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, x)
 		}
 		add = append(add, nodeKey{x, priv})
