@@ -167,7 +167,7 @@ func unprotectPrivate(s *suite.Suite, pm *message.PrivateMessage, ctx *message.G
 			return err
 		}
 		if !deferred {
-			if err := VerifySignature(s, c); err != nil {
+			if err := verify(s, c); err != nil {
 				return err
 			}
 		}

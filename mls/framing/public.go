@@ -45,16 +45,16 @@ func UnprotectPublic(s *suite.Suite, pm *message.PublicMessage, ctx *message.Gro
 	if err != nil {
 		return nil, err
 	}
-	if err := VerifySignature(s, check); err != nil {
+	if err := verify(s, check); err != nil {
 		return nil, err
 	}
 	return ac, nil
 }
 
 // UnprotectPublicDeferred is UnprotectPublic without the signature check,
-// which it returns for the caller to make (VerifySignature), with others
-// at once (suite.VerifyBatch). Nothing in the receiver's state depends on
-// a PublicMessage until its content is used, so a caller only has to make
+// which it returns for the caller to make with others at once
+// (VerifySignatures). Nothing in the receiver's state depends on a
+// PublicMessage until its content is used, so a caller only has to make
 // the check before it uses ac.
 func UnprotectPublicDeferred(s *suite.Suite, pm *message.PublicMessage, ctx *message.GroupContext, membershipKey []byte, senderKey SenderKey) (*message.AuthenticatedContent, suite.SignatureCheck, error) {
 	if err := checkGroup(pm.Content.GroupID, pm.Content.Epoch, ctx); err != nil {

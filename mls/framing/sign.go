@@ -53,13 +53,12 @@ func Verify(s *suite.Suite, signaturePub []byte, ac *message.AuthenticatedConten
 	if err != nil {
 		return err
 	}
-	return VerifySignature(s, c)
+	return verify(s, c)
 }
 
-// VerifySignature makes a content's signature check, as UnprotectPublic
-// or UnprotectPrivate returned it deferred, and wraps a failure as they
-// report it.
-func VerifySignature(s *suite.Suite, c suite.SignatureCheck) error {
+// verify makes a content's signature check and wraps a failure as
+// UnprotectPublic and UnprotectPrivate report it.
+func verify(s *suite.Suite, c suite.SignatureCheck) error {
 	if err := s.Verify(c); err != nil {
 		return fmt.Errorf("framing: %w", err)
 	}
@@ -68,7 +67,7 @@ func VerifySignature(s *suite.Suite, c suite.SignatureCheck) error {
 
 // VerifySignatures makes checks at once (suite.VerifyBatch), the first a
 // content's signature check, as UnprotectPublicDeferred returned it, and
-// reports the first that fails with its error, wrapped as VerifySignature
+// reports the first that fails with its error, wrapped as UnprotectPublic
 // wraps it, or -1.
 func VerifySignatures(s *suite.Suite, checks []suite.SignatureCheck) (int, error) {
 	bad, err := s.VerifyBatch(checks)
