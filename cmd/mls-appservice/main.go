@@ -147,8 +147,13 @@ func serve(configPath string) error {
 		Background:  append([]func(context.Context) error{c.sender.Run, c.puppets.RegisterBot}, append(c.botAPIRun(cfg), c.csapiRun(cfg)...)...),
 		ReadyChecks: map[string]func() bool{"bot_registered": c.puppets.BotReady}})
 	c.wake = append(c.wake, svc.Wake)
-	if err := svc.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	// A cancellation is a clean stop only when a signal asked for it: a
+	// component's own canceled context must not end the process silently.
+	if err := svc.Run(ctx); err != nil && (ctx.Err() == nil || !errors.Is(err, context.Canceled)) {
 		return err
+	}
+	if ctx.Err() == nil {
+		return errors.New("stopped without a signal")
 	}
 	log.Info().Msg("Stopped")
 	return nil

@@ -41,6 +41,9 @@ type serviceProcess struct {
 	base   string
 	logf   string
 	exited chan struct{}
+	// waitErr is how the process ended (cmd.Wait's error: an exit
+	// status or a signal), set before exited closes.
+	waitErr error
 }
 
 // writeConfig derives a config from the one ./scripts/test registered
@@ -106,7 +109,28 @@ func startService(t testing.TB, cfgPath string) *serviceProcess {
 // and its log shown if owner failed, when owner ends; t is the test that
 // starts it now and fails if it cannot (owner itself, or a subtest of it,
 // whose goroutine must not call owner.Fatal).
+//
+// A process that exits before it is ready is started once more, its
+// first log and how it ended logged: CI once saw a service end during
+// start-up with an empty log and no way to tell why (a signal from
+// outside, a clean exit), and one such exit must not fail a run whose
+// subject is something else. A second early exit fails t.
 func startServiceFor(t, owner testing.TB, cfgPath string) *serviceProcess {
+	t.Helper()
+	p, err := tryStartService(t, owner, cfgPath)
+	if err != nil {
+		t.Logf("%v; starting it once more", err)
+		p, err = tryStartService(t, owner, cfgPath)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tryStartService starts the service and waits until it is ready; an
+// error says it exited first, with how it ended and its log.
+func tryStartService(t, owner testing.TB, cfgPath string) (*serviceProcess, error) {
 	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -125,7 +149,7 @@ func startServiceFor(t, owner testing.TB, cfgPath string) *serviceProcess {
 	}
 	p := &serviceProcess{cmd: cmd, logf: logf, exited: make(chan struct{}),
 		base: "http://127.0.0.1:" + strconv.Itoa(cfg.AppService.Port)}
-	go func() { _ = cmd.Wait(); out.Close(); close(p.exited) }()
+	go func() { p.waitErr = cmd.Wait(); out.Close(); close(p.exited) }()
 	owner.Cleanup(func() {
 		p.stop()
 		if owner.Failed() {
@@ -155,13 +179,13 @@ func startServiceFor(t, owner testing.TB, cfgPath string) *serviceProcess {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return p, nil
 			}
 		}
 		select {
 		case <-p.exited:
 			log, _ := os.ReadFile(logf)
-			t.Fatalf("service exited during start-up:\n%s", log)
+			return nil, fmt.Errorf("service exited during start-up (%s):\n%s", p.ended(), log)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -169,6 +193,15 @@ func startServiceFor(t, owner testing.TB, cfgPath string) *serviceProcess {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ended says how an exited process ended: "exit status 1", "signal:
+// killed", or "exit status 0" for a clean exit (cmd.Wait's nil).
+func (p *serviceProcess) ended() string {
+	if p.waitErr != nil {
+		return p.waitErr.Error()
+	}
+	return "exit status 0"
 }
 
 func (p *serviceProcess) stop() {
