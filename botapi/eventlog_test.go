@@ -42,17 +42,17 @@ func (g *logOnly) PuppetID(name string) id.UserID { return id.UserID("@mls_" + n
 
 func (g *logOnly) deliver(ctx context.Context, puppet id.UserID, body string) error {
 	err := g.db.InTxRetry(ctx, func(tx pgx.Tx) error {
-		var seq int64
+		var seq, log int64
 		if err := tx.QueryRow(ctx, `INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, 1)
-			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + 1 RETURNING last_seq`, puppet).Scan(&seq); err != nil {
+			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + 1 RETURNING last_seq, log_no`, puppet).Scan(&seq, &log); err != nil {
 			return err
 		}
 		content, _ := json.Marshal(map[string]string{"body": body})
 		// A pause inside the transaction, so that concurrent deliveries
 		// overlap and commit out of start order.
 		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
-		_, err := tx.Exec(ctx, `INSERT INTO delivery (user_id, seq, room_id, event_id, kind, sender, event_type, content)
-			VALUES ($1, $2, '!r:hs', $3, 'message', '@x:hs', 'm.room.message', $4)`, puppet, seq, "$"+body, content)
+		_, err := tx.Exec(ctx, `INSERT INTO delivery (log_no, seq, room_id, event_id, kind, sender, event_type, content)
+			VALUES ($1, $2, '!r:hs', $3, 'message', '@x:hs', 'm.room.message', $4)`, log, seq, "$"+body, content)
 		return err
 	})
 	if err != nil {
@@ -68,8 +68,8 @@ func (g *logOnly) deliver(ctx context.Context, puppet id.UserID, body string) er
 }
 
 func (g *logOnly) Log(ctx context.Context, puppet id.UserID, after int64, limit int) ([]groups.Delivered, error) {
-	rows, err := g.db.Query(ctx, `SELECT seq, event_id, content, created_at FROM delivery WHERE user_id = $1 AND seq > $2
-		ORDER BY seq LIMIT $3`, puppet, after, limit)
+	rows, err := g.db.Query(ctx, `SELECT seq, event_id, content, created_at FROM delivery
+		WHERE log_no = (SELECT log_no FROM delivery_cursor WHERE user_id = $1) AND seq > $2 ORDER BY seq LIMIT $3`, puppet, after, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -87,11 +87,11 @@ func LogAfter(ctx context.Context, q database.Querier, after map[id.UserID]int64
 		seqs = append(seqs, s)
 	}
 	rows, err := q.Query(ctx, `WITH f (user_id, after) AS (SELECT * FROM unnest($1::text[], $2::bigint[]))
-		SELECT d.user_id, d.seq, d.created_at,
-			max(d.created_at) OVER (PARTITION BY d.user_id ORDER BY d.seq) AS t
+		SELECT c.user_id, d.seq, d.created_at,
+			max(d.created_at) OVER (PARTITION BY d.log_no ORDER BY d.seq) AS t
 		FROM f JOIN delivery_cursor c ON c.user_id = f.user_id AND c.last_seq > f.after
-		JOIN delivery d ON d.user_id = f.user_id AND d.seq > f.after
-		ORDER BY t, d.user_id, d.seq LIMIT $3`, users, seqs, limit)
+		JOIN delivery d ON d.log_no = c.log_no AND d.seq > f.after
+		ORDER BY t, c.user_id, d.seq LIMIT $3`, users, seqs, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read logs: %w", err)
 	}

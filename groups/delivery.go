@@ -109,12 +109,13 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 	var b pgx.Batch
 	for _, user := range users {
 		b.Queue(`INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, $2)
-			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + $2 RETURNING last_seq`, user, len(ds))
+			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + $2 RETURNING last_seq, log_no`,
+			user, len(ds))
 	}
-	last := make([]int64, len(users))
+	last, logs := make([]int64, len(users)), make([]int64, len(users))
 	br := q.SendBatch(ctx, &b)
 	for i, user := range users {
-		if err := br.QueryRow().Scan(&last[i]); err != nil {
+		if err := br.QueryRow().Scan(&last[i], &logs[i]); err != nil {
 			br.Close()
 			return nil, fmt.Errorf("deliver %s to %s: %w", what, user, err)
 		}
@@ -124,10 +125,10 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 	}
 	n := len(users) * len(ds)
 	var (
-		us, rooms, events, kinds, senders, devices, types = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+		rooms, events, kinds, senders, devices, types = make([]string, 0, n), make([]string, 0, n),
 			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		seqs, origins = make([]int64, 0, n), make([]int64, 0, n)
-		content       = make([][]byte, 0, n)
+		nos, seqs, origins = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		content            = make([][]byte, 0, n)
 	)
 	for i, user := range users {
 		for j, d := range ds {
@@ -136,17 +137,17 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 			if err != nil {
 				return nil, err
 			}
-			us, seqs, content = append(us, user), append(seqs, seq), append(content, sealed)
+			nos, seqs, content = append(nos, logs[i]), append(seqs, seq), append(content, sealed)
 			rooms, events, kinds = append(rooms, string(d.RoomID)), append(events, string(d.EventID)), append(kinds, string(d.Kind))
 			senders, devices = append(senders, string(d.Sender)), append(devices, string(d.SenderDevice))
 			types, origins = append(types, d.Type), append(origins, d.OriginServerTS)
 		}
 	}
-	const insert = `INSERT INTO delivery (user_id, seq, room_id, event_id, kind, sender, sender_device,
+	const insert = `INSERT INTO delivery (log_no, seq, room_id, event_id, kind, sender, sender_device,
 		event_type, content, origin_ts)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 			$8::text[], $9::bytea[], $10::bigint[])`
-	args := []any{us, seqs, rooms, events, kinds, senders, devices, types, content, origins}
+	args := []any{nos, seqs, rooms, events, kinds, senders, devices, types, content, origins}
 	if len(ds) > 1 {
 		// A run fails whole on an entry a puppet had, so its rows go in
 		// plainly: a quarter cheaper in PostgreSQL than ON CONFLICT's
@@ -166,33 +167,35 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 		}
 		return got, nil // sorted, as users
 	}
-	rows, err := q.Query(ctx, insert+` ON CONFLICT (user_id, event_id, kind) DO NOTHING RETURNING user_id`, args...)
+	rows, err := q.Query(ctx, insert+` ON CONFLICT (log_no, event_id, kind) DO NOTHING RETURNING log_no`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("deliver %s to %d puppets: %w", what, len(users), err)
 	}
-	got, err := pgx.CollectRows(rows, pgx.RowTo[id.UserID])
+	gotLogs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
 		return nil, fmt.Errorf("deliver %s to %d puppets: %w", what, len(users), err)
 	}
-	if len(got) < n {
-		var had []string
-		for _, u := range users {
-			if !slices.Contains(got, id.UserID(u)) {
-				had = append(had, u)
-			}
+	var got []id.UserID
+	var had []string
+	for i, u := range users {
+		if slices.Contains(gotLogs, logs[i]) {
+			got = append(got, id.UserID(u))
+		} else {
+			had = append(had, u)
 		}
+	}
+	if len(had) > 0 {
 		if _, err := q.Exec(ctx, `UPDATE delivery_cursor SET last_seq = last_seq - 1 WHERE user_id = ANY($1)`, had); err != nil {
 			return nil, fmt.Errorf("deliver %s: cursors of %d puppets that had it: %w", what, len(had), err)
 		}
 	}
 	s.metrics.Delivered.WithLabelValues(string(ds[0].Kind)).Add(float64(len(got)))
-	slices.Sort(got)
-	return slices.Compact(got), nil
+	return got, nil // sorted, as users
 }
 
 // Log returns up to limit entries of puppet's log after seq, oldest first.
 func (s *Service) Log(ctx context.Context, puppet id.UserID, after int64, limit int) ([]Delivered, error) {
-	return s.readLog(ctx, `WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, puppet, after, limit)
+	return s.readLog(ctx, `seq > $2 ORDER BY seq LIMIT $3`, puppet, after, limit)
 }
 
 // RoomLog returns up to limit entries of puppet's log in one room before
@@ -202,14 +205,14 @@ func (s *Service) RoomLog(ctx context.Context, puppet id.UserID, room id.RoomID,
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	return s.readLog(ctx, `WHERE user_id = $1 AND room_id = $4 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+	return s.readLog(ctx, `room_id = $4 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
 		puppet, before, limit, room)
 }
 
 // Delivery returns the entry of puppet's log for event (its message, or
 // else any entry), if the puppet was given it.
 func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.EventID) (*Delivered, error) {
-	got, err := s.readLog(ctx, `WHERE user_id = $1 AND event_id = $4 ORDER BY (kind = 'message') DESC, seq LIMIT $3 OFFSET $2`,
+	got, err := s.readLog(ctx, `event_id = $4 ORDER BY (kind = 'message') DESC, seq LIMIT $3 OFFSET $2`,
 		puppet, 0, 1, event)
 	if err != nil || len(got) == 0 {
 		return nil, err
@@ -217,20 +220,23 @@ func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.Event
 	return &got[0], nil
 }
 
-func (s *Service) readLog(ctx context.Context, where string, puppet id.UserID, n int64, limit int, extra ...any) ([]Delivered, error) {
+// readLog reads puppet's entries that meet cond, in which $1 is the
+// puppet, $2 n, $3 limit and $4 on the values of extra.
+func (s *Service) readLog(ctx context.Context, cond string, puppet id.UserID, n int64, limit int, extra ...any) ([]Delivered, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
 	args := append([]any{puppet, n, limit}, extra...)
-	rows, err := s.cfg.DB.Query(ctx, `SELECT user_id, seq, room_id, event_id, kind, sender, sender_device, event_type,
-		content, origin_ts, created_at FROM delivery `+where, args...)
+	rows, err := s.cfg.DB.Query(ctx, `SELECT seq, room_id, event_id, kind, sender, sender_device, event_type,
+		content, origin_ts, created_at FROM delivery
+		WHERE log_no = (SELECT log_no FROM delivery_cursor WHERE user_id = $1) AND `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read log of %s: %w", puppet, err)
 	}
 	var out []Delivered
 	var sealed []byte
-	var d Delivered
-	_, err = pgx.ForEachRow(rows, []any{&d.Puppet, &d.Seq, &d.RoomID, &d.EventID, &d.Kind, &d.Sender, &d.SenderDevice,
+	d := Delivered{Puppet: puppet}
+	_, err = pgx.ForEachRow(rows, []any{&d.Seq, &d.RoomID, &d.EventID, &d.Kind, &d.Sender, &d.SenderDevice,
 		&d.Type, &sealed, &d.OriginServerTS, &d.DeliveredAt}, func() error {
 		content, err := s.cfg.Sealer.Open(purposeDelivery, deliveryRow(d.Puppet, d.Seq), sealed)
 		if err != nil {

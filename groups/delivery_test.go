@@ -125,7 +125,7 @@ func TestDeliveryLog(t *testing.T) {
 		}
 	}
 	// Each (puppet, event, kind) is in the table once.
-	if dup := h.count(`SELECT count(*) FROM (SELECT 1 FROM delivery GROUP BY user_id, event_id, kind HAVING count(*) > 1) d`); dup != 0 {
+	if dup := h.count(`SELECT count(*) FROM (SELECT 1 FROM delivery GROUP BY log_no, event_id, kind HAVING count(*) > 1) d`); dup != 0 {
 		t.Errorf("%d entries delivered more than once", dup)
 	}
 	// The stored content is sealed.

@@ -84,7 +84,10 @@
 //   - Delivery log. Every event delivered to a puppet gets the next
 //     sequence number of that puppet's log (table delivery), which the bot
 //     API's server-sent events and the client-server façade's /sync
-//     resume from.
+//     resume from. The log is keyed by a number the puppet's cursor row
+//     holds (delivery_cursor.log_no), not by its user ID: a message is a
+//     row per puppet of ours in its room, under three indexes, and a
+//     number is cheaper to index than text (migration 0018).
 //
 // # Storage (migrations/0005_groups.sql)
 //

@@ -8,6 +8,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
@@ -114,5 +116,78 @@ func TestMigrationGathersPrivates(t *testing.T) {
 				t.Errorf("epoch %v, %v: private part %q, want %q", e, d, got[d], plain)
 			}
 		}
+	}
+}
+
+// TestMigrationNumbersLogs: migration 0018 keys each puppet's log by its
+// cursor's number; every entry keeps its seq, room and content (sealed
+// to the user ID and seq, so it still opens), and the next delivery
+// continues the log.
+func TestMigrationNumbersLogs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx, migrationsBefore(t, "0018")); err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{cfg: Config{Sealer: newSealer(t), DB: db}, metrics: NewMetrics(prometheus.NewRegistry())}
+	alice, bob := id.UserID("@alice:example.org"), id.UserID("@bob:example.org")
+	logs := map[id.UserID][]string{alice: {"a1", "a2", "a3"}, bob: {"b1"}}
+	for user, bodies := range logs {
+		for i, body := range bodies {
+			seq := int64(i + 1)
+			sealed, err := s.cfg.Sealer.Seal(purposeDelivery, deliveryRow(user, seq), []byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, `INSERT INTO delivery (user_id, seq, room_id, event_id, kind, sender, event_type, content)
+				VALUES ($1, $2, '!r:example.org', $3, 'message', '@x:example.org', 'm.room.message', $4)`,
+				user, seq, "$"+body, sealed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, $2)`, user, len(bodies)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+
+	for user, bodies := range logs {
+		got, err := s.Log(ctx, user, 0, 10)
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		if len(got) != len(bodies) {
+			t.Fatalf("%s: %d entries, want %d", user, len(got), len(bodies))
+		}
+		for i, d := range got {
+			if d.Seq != int64(i+1) || string(d.Content) != bodies[i] || d.Puppet != user || d.RoomID != "!r:example.org" {
+				t.Errorf("%s: entry %d is %d %q %s %s, want %d %q", user, i, d.Seq, d.Content, d.Puppet, d.RoomID, i+1, bodies[i])
+			}
+		}
+	}
+	var numbers int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(DISTINCT log_no) FROM delivery_cursor`).Scan(&numbers); err != nil || numbers != 2 {
+		t.Errorf("%d log numbers (%v), want one per puppet: 2", numbers, err)
+	}
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		_, err := s.deliver(ctx, tx, []id.UserID{alice, "@carol:example.org"}, Delivered{RoomID: "!r:example.org",
+			EventID: "$a4", Kind: KindMessage, Sender: "@x:example.org", Type: "m.room.message", Content: []byte("a4")})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Log(ctx, alice, 3, 10); err != nil || len(got) != 1 || got[0].Seq != 4 || string(got[0].Content) != "a4" {
+		t.Errorf("alice after 3: %+v, %v; want the entry 4 a4", got, err)
+	}
+	if got, err := s.Log(ctx, "@carol:example.org", 0, 10); err != nil || len(got) != 1 || got[0].Seq != 1 {
+		t.Errorf("carol: %+v, %v; want the entry 1", got, err)
 	}
 }

@@ -323,7 +323,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		// hole in the timeline while its transaction was on its way,
 		// gap.go), it is a duplicate; else a replay.
 		// Asked by the puppets it would go to, so that the unique index
-		// on (user_id, event_id, kind) answers (no index leads with the
+		// on (log_no, event_id, kind) answers (no index leads with the
 		// room), and planned for its values each time (the simple
 		// protocol): a generic plan made while the table was small is a
 		// sequential scan of every delivery.
@@ -332,7 +332,8 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 			users[i] = string(u)
 		}
 		var delivered bool
-		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery WHERE user_id = ANY($1) AND event_id = $2 AND kind = $3)`,
+		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery_cursor c JOIN delivery d ON d.log_no = c.log_no
+			WHERE c.user_id = ANY($1) AND d.event_id = $2 AND d.kind = $3)`,
 			pgx.QueryExecModeSimpleProtocol, users, string(ev.EventID), string(KindMessage)).Scan(&delivered); qerr != nil {
 			return errf(r.id, "deliveries of %s: %w", ev.EventID, qerr)
 		}
