@@ -52,6 +52,38 @@ func TestMigrateFreshAndAgain(t *testing.T) {
 	}
 }
 
+// TestBodiesCompressWithLZ4: migration 0019 sets LZ4 on the columns that
+// hold the homeserver's JSON (this PostgreSQL is built with it), and a
+// transaction body stored afterwards is compressed with it.
+func TestBodiesCompressWithLZ4(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ table, column string }{
+		{"appservice_transaction", "body"}, {"inbound_event", "raw"}, {"work_item", "payload"},
+	} {
+		var method string
+		if err := db.Pool.QueryRow(ctx, `SELECT attcompression FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attname = $2`, c.table, c.column).Scan(&method); err != nil {
+			t.Fatal(err)
+		}
+		if method != "l" {
+			t.Errorf("%s.%s compresses with %q, want l (LZ4)", c.table, c.column, method)
+		}
+	}
+	body := []byte(`{"events":[` + strings.Repeat(`{"type":"m.room.encrypted","content":{"ciphertext":"AAAA"}},`, 200) + `{}]}`)
+	if _, _, _, err := SaveTransaction(ctx, db.Pool, "lz4", body); err != nil {
+		t.Fatal(err)
+	}
+	var method string
+	if err := db.Pool.QueryRow(ctx, `SELECT coalesce(pg_column_compression(body), '') FROM appservice_transaction
+		WHERE txn_id = 'lz4'`).Scan(&method); err != nil || method != "lz4" {
+		t.Errorf("a stored body is compressed with %q (%v), want lz4", method, err)
+	}
+}
+
 func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
@@ -288,6 +320,49 @@ func TestAddItemsInOrder(t *testing.T) {
 	})
 	if b, err := ReadBacklog(ctx, db); err != nil || b.Items != 60 {
 		t.Fatalf("backlog %+v (%v) after a refused batch, want 60 items", b, err)
+	}
+}
+
+// TestFlushAddsKeepsDueTimes: a producer that only added items updates
+// all its queues in one statement, and with the same effect as one by
+// one: a queue in backoff keeps its due time, an idle one and a new one
+// are due now, and every counter grows by what was added.
+func TestFlushAddsKeepsDueTimes(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	later := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO work_queue (queue, side, pending, due_at) VALUES
+		('in:room:!backoff', 'in', 1, $1), ('in:room:!idle', 'in', 0, now() - interval '1 day')`, later); err != nil {
+		t.Fatal(err)
+	}
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		_, err := p.AddItems(ctx, []Item{{Queue: "in:room:!new", Kind: "k"}, {Queue: "in:room:!backoff", Kind: "k"},
+			{Queue: "in:room:!idle", Kind: "k"}, {Queue: "in:room:!new", Kind: "k"}})
+		if err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	want := map[string]int{"in:room:!backoff": 2, "in:room:!idle": 1, "in:room:!new": 2}
+	for q, pending := range want {
+		var n int
+		var due time.Time
+		var dueNow bool
+		if err := db.Pool.QueryRow(ctx, `SELECT pending, due_at, due_at <= now() FROM work_queue WHERE queue = $1`, q).
+			Scan(&n, &due, &dueNow); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if n != pending {
+			t.Errorf("%s: %d pending, want %d", q, n, pending)
+		}
+		if q == "in:room:!backoff" {
+			if !due.Equal(later) {
+				t.Errorf("%s: due at %v, want its backoff %v kept", q, due, later)
+			}
+		} else if !dueNow {
+			t.Errorf("%s: due at %v, want now", q, due)
+		}
 	}
 }
 
