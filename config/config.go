@@ -168,7 +168,7 @@ func Parse(data []byte) (*Config, error) {
 			UserPrefix: "mls_", MaxBodyBytes: 16 << 20, MaxInFlightBytes: 64 << 20,
 			WriteTimeout: Duration(time.Minute), ShutdownGrace: Duration(10 * time.Second)},
 		Database: Database{MaxConns: 10, ConnectTimeout: Duration(5 * time.Second)},
-		Processing: Processing{Workers: 4, BatchSize: 32, MaxAttempts: 5,
+		Processing: Processing{Workers: 4, BatchSize: 64, MaxAttempts: 5,
 			RetryBackoff: Duration(time.Second), MaxRetryBackoff: Duration(5 * time.Minute),
 			ItemTimeout: Duration(2 * time.Minute), Poll: Duration(2 * time.Second),
 			ReadyBacklog: Duration(5 * time.Minute), Retention: Duration(7 * 24 * time.Hour), RetentionBatch: 1000},
