@@ -134,6 +134,33 @@ func (k *HPKEPrivateKey) HasPublic(pub []byte) bool {
 	return bytes.Equal(k.Public().Bytes(), pub)
 }
 
+// Precompute does the costly part of computing k's public key ahead of
+// PublishHPKEKeys, on whatever goroutine calls it: in the X25519 suites
+// the scalar multiplication, leaving the field inversion that encodes the
+// result, which PublishHPKEKeys shares among many keys. Elsewhere it does
+// nothing, and Public computes the key as before.
+func (k *HPKEPrivateKey) Precompute() {
+	if p, ok := k.key.(*x25519Private); ok {
+		p.precompute()
+	}
+}
+
+// PublishHPKEKeys computes the public keys of keys, as Public would, the
+// X25519 keys that were precomputed with one field inversion for all
+// (a commit's path keys: Precompute on both cores, then this).
+func PublishHPKEKeys(keys []*HPKEPrivateKey) {
+	var batch []*x25519Private
+	for _, k := range keys {
+		if p, ok := k.key.(*x25519Private); ok && p.pre.Load() != nil {
+			batch = append(batch, p)
+		}
+	}
+	publishX25519(batch)
+	for _, k := range keys {
+		k.Public()
+	}
+}
+
 // Bytes returns the serialised key, as a new slice. It is secret.
 func (k *HPKEPrivateKey) Bytes() []byte { return append([]byte(nil), k.enc...) }
 

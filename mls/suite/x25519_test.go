@@ -189,3 +189,68 @@ func TestHasPublic(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishHPKEKeys: keys published together, some precomputed, some
+// not, one whose public key was known before, one twice, get each the
+// public key it gets alone, in every suite.
+func TestPublishHPKEKeys(t *testing.T) {
+	for _, s := range All() {
+		for _, n := range []int{1, 2, 15} {
+			var keys []*HPKEPrivateKey
+			var want [][]byte
+			for i := range n {
+				k, err := s.GenerateHPKEKey()
+				if err != nil {
+					t.Fatal(err)
+				}
+				alone, err := s.NewHPKEPrivateKey(k.Bytes())
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, alone.Public().Bytes())
+				switch i % 3 {
+				case 0:
+					k.Precompute()
+				case 1:
+					k.Public()
+					k.Precompute()
+				}
+				keys = append(keys, k)
+			}
+			keys = append(keys, keys[0])
+			want = append(want, want[0])
+			PublishHPKEKeys(keys)
+			for i, k := range keys {
+				if got := k.Public().Bytes(); !bytes.Equal(got, want[i]) {
+					t.Fatalf("suite %d, %d keys: key %d's public key %x, want %x", s.ID(), n, i, got, want[i])
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkPublishHPKEKeys(b *testing.B) {
+	s, _ := Lookup(1)
+	keys := make([]*HPKEPrivateKey, 15)
+	for i := range keys {
+		keys[i], _ = s.GenerateHPKEKey()
+	}
+	b.Run("alone", func(b *testing.B) {
+		for b.Loop() {
+			for _, k := range keys {
+				fresh, _ := s.NewHPKEPrivateKey(k.Bytes())
+				fresh.Public()
+			}
+		}
+	})
+	b.Run("together", func(b *testing.B) {
+		fresh := make([]*HPKEPrivateKey, len(keys))
+		for b.Loop() {
+			for i, k := range keys {
+				fresh[i], _ = s.NewHPKEPrivateKey(k.Bytes())
+				fresh[i].Precompute()
+			}
+			PublishHPKEKeys(fresh)
+		}
+	})
+}

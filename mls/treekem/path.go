@@ -78,7 +78,9 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	derive := make([]func() error, len(fdp))
+	// The keys' scalar multiplications run on both cores; mergePath
+	// encodes them all with one field inversion (suite.PublishHPKEKeys).
+	derive := make([]func() error, len(fdp), len(fdp)+1)
 	for i := range fdp {
 		g.pathSecrets[i] = secret
 		secret = s.DeriveSecret(secret, "path")
@@ -87,10 +89,12 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 			if err != nil {
 				return err
 			}
-			keys[i+1], pubs[i] = nodeKey{fdp[i], priv}, priv.Public().Bytes()
+			priv.Precompute()
+			keys[i+1] = nodeKey{fdp[i], priv}
 			return nil
 		}
 	}
+	derive = append(derive, func() error { leafPriv.Precompute(); return nil })
 	g.CommitSecret = secret
 	if len(fdp) == 0 {
 		// A lone member has no path secrets to send; its commit secret
@@ -119,7 +123,7 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 		g.Path.Nodes[i].EncryptedPathSecret = cts
 	}
 	work := startPathWork(derive, encs)
-	ctx, err := p.mergePath(t, &leaf, leafPriv, pubs, work, signingKey, o)
+	ctx, err := p.mergePath(t, &leaf, keys, pubs, work, signingKey, o)
 	if err != nil {
 		work.stop()
 		return nil, err
@@ -137,18 +141,28 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 	return g, nil
 }
 
-// mergePath waits for the path's keys, merges them into t, signs the
-// member's new leaf into place and returns the group context the path
-// secrets are encrypted under, the one with the new tree hash.
-func (p *PrivateState) mergePath(t *tree.Tree, leaf *message.LeafNode, leafPriv *suite.HPKEPrivateKey, pubs [][]byte, work *pathWork, signingKey *suite.SignaturePrivateKey, o PathOptions) (*message.GroupContext, error) {
+// mergePath waits for the path's keys (keys[0] the leaf's, then one per
+// node of the filtered direct path), sets their public keys in pubs,
+// merges them into t, signs the member's new leaf into place and returns
+// the group context the path secrets are encrypted under, the one with
+// the new tree hash.
+func (p *PrivateState) mergePath(t *tree.Tree, leaf *message.LeafNode, keys []nodeKey, pubs [][]byte, work *pathWork, signingKey *suite.SignaturePrivateKey, o PathOptions) (*message.GroupContext, error) {
 	if err := work.waitDerived(); err != nil {
 		return nil, err
+	}
+	privs := make([]*suite.HPKEPrivateKey, len(keys))
+	for i, k := range keys {
+		privs[i] = k.priv
+	}
+	suite.PublishHPKEKeys(privs)
+	for i := range pubs {
+		pubs[i] = privs[i+1].Public().Bytes()
 	}
 	parentHash, err := t.SetPathKeys(p.leaf, pubs)
 	if err != nil {
 		return nil, err
 	}
-	leaf.EncryptionKey = leafPriv.Public().Bytes()
+	leaf.EncryptionKey = privs[0].Public().Bytes()
 	leaf.Source = message.LeafNodeSourceCommit
 	leaf.Lifetime = message.Lifetime{}
 	leaf.ParentHash = parentHash
