@@ -39,20 +39,28 @@ func migrationsBefore(t *testing.T, first string) fs.FS {
 	return older
 }
 
+// openMigratedBefore opens a new database at the schema just before
+// migration first; it is closed when t ends.
+func openMigratedBefore(ctx context.Context, t *testing.T, first string) *database.DB {
+	t.Helper()
+	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx, migrationsBefore(t, first)); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // TestMigrationGathersPrivates: migration 0017 moves the private parts
 // stored a row each into one row per epoch, and each still opens where
 // it is bound (its room, epoch and device), read as loadEpoch reads it.
 func TestMigrationGathersPrivates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx, migrationsBefore(t, "0017")); err != nil {
-		t.Fatal(err)
-	}
+	db := openMigratedBefore(ctx, t, "0017")
 	sealer := newSealer(t)
 
 	room := id.RoomID("!migrate:example.org")
@@ -126,14 +134,7 @@ func TestMigrationGathersPrivates(t *testing.T) {
 func TestMigrationNumbersLogs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx, migrationsBefore(t, "0018")); err != nil {
-		t.Fatal(err)
-	}
+	db := openMigratedBefore(ctx, t, "0018")
 	s := &Service{cfg: Config{Sealer: newSealer(t), DB: db}, metrics: NewMetrics(prometheus.NewRegistry())}
 	alice, bob := id.UserID("@alice:example.org"), id.UserID("@bob:example.org")
 	logs := map[id.UserID][]string{alice: {"a1", "a2", "a3"}, bob: {"b1"}}
@@ -176,7 +177,7 @@ func TestMigrationNumbersLogs(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, `SELECT count(DISTINCT log_no) FROM delivery_cursor`).Scan(&numbers); err != nil || numbers != 2 {
 		t.Errorf("%d log numbers (%v), want one per puppet: 2", numbers, err)
 	}
-	err = db.InTx(ctx, func(tx pgx.Tx) error {
+	err := db.InTx(ctx, func(tx pgx.Tx) error {
 		_, err := s.deliver(ctx, tx, []id.UserID{alice, "@carol:example.org"}, Delivered{RoomID: "!r:example.org",
 			EventID: "$a4", Kind: KindMessage, Sender: "@x:example.org", Type: "m.room.message", Content: []byte("a4")})
 		return err
