@@ -141,7 +141,7 @@ func (k *HPKEPrivateKey) HasPublic(pub []byte) bool {
 // nothing, and Public computes the key as before.
 func (k *HPKEPrivateKey) Precompute() {
 	if p, ok := k.key.(*x25519Private); ok {
-		p.precompute()
+		p.pending()
 	}
 }
 

@@ -43,7 +43,7 @@ type x25519Private struct {
 	once   sync.Once
 	pub    []byte
 	// pre is the public key before its encoding's inversion, once
-	// precompute ran (publishX25519 finishes it, many keys at a time).
+	// pending ran (publishX25519 finishes it, many keys at a time).
 	pre atomic.Pointer[x25519Pending]
 }
 
@@ -51,17 +51,19 @@ type x25519Private struct {
 // num = Z+Y of the Edwards point [k]B in extended coordinates.
 type x25519Pending struct{ num, den field.Element }
 
-// precompute does a public key's scalar multiplication, the costly part,
-// and leaves the inversion to publishX25519.
-func (k *x25519Private) precompute() {
-	if k.pre.Load() != nil {
-		return
+// pending returns the public key before its inversion, doing the scalar
+// multiplication, the costly part, once: publishX25519 encodes it,
+// hasPublic compares with it.
+func (k *x25519Private) pending() *x25519Pending {
+	if p := k.pre.Load(); p != nil {
+		return p
 	}
 	_, y, z, _ := new(edwards25519.Point).ScalarBaseMult(clampedScalar(k.scalar[:])).ExtendedCoordinates()
 	p := new(x25519Pending)
 	p.num.Add(z, y)
 	p.den.Subtract(z, y)
 	k.pre.Store(p)
+	return p
 }
 
 // publishX25519 encodes the precomputed public keys of ks with one field
@@ -105,17 +107,15 @@ func (k *x25519Private) pubKey() []byte {
 // inversion (Z-Y is never 0: E is not the identity). A match becomes k's
 // public key.
 func (k *x25519Private) hasPublic(pub []byte) bool {
-	var u, l, r field.Element
+	var u, l field.Element
 	if len(pub) != x25519Size {
 		return false
 	}
 	if _, err := u.SetBytes(pub); err != nil || !bytes.Equal(u.Bytes(), pub) {
 		return false // not canonical: no public key of ours is encoded so
 	}
-	_, y, z, _ := new(edwards25519.Point).ScalarBaseMult(clampedScalar(k.scalar[:])).ExtendedCoordinates()
-	l.Multiply(&u, l.Subtract(z, y))
-	r.Add(z, y)
-	if l.Equal(&r) != 1 {
+	p := k.pending()
+	if l.Multiply(&u, &p.den).Equal(&p.num) != 1 {
 		return false
 	}
 	k.once.Do(func() { k.pub = bytes.Clone(pub) })
