@@ -275,11 +275,18 @@
 //   - age: MaxAge has passed since E was superseded (its first child or
 //     the first resolution naming it arrived), because messages encrypted
 //     in E keep arriving for a while after E is left;
-//   - settled: every member of E has moved on: it created an epoch above E,
-//     or it is absent from every head above E (removed on every live
-//     branch). This is the draft's rule that an epoch may go once every
-//     member has committed on a branch above it, extended to removed
-//     members, who will never commit there;
+//   - settled: every member of E has moved on: it created an epoch above E
+//     or sent an application message in one, or it is absent from every
+//     head above E (removed on every live branch). This is the draft's
+//     rule that an epoch may go once every member has committed on a
+//     branch above it, extended to messages (the draft: a client that
+//     sends a message chooses that fork; a member sends in its base, which
+//     never moves back to an ancestor, so it will neither commit on E nor
+//     send in it again, and its earlier messages in E precede the later
+//     one in the room's DAG) and to removed members, who will never commit
+//     there. Without messages an epoch of a group where only a few members
+//     commit would settle never, and go only by age or count, its secrets
+//     kept all that while;
 //   - count: more than MaxEpochs epochs are retained; the oldest
 //     superseded (then lowest number, then lowest dmls_epoch) go first
 //     until the count fits or only heads are left. A Member never drops by

@@ -13,7 +13,7 @@ import (
 // graphVersion is the first byte of an encoded Graph. Bump it whenever the
 // layout below changes, and keep decoding the old layouts.
 //
-// Version 2, in the TLS presentation language:
+// Version 3, in the TLS presentation language:
 //
 //	struct { opaque user_id<V>; opaque device_id<V>; } Device;
 //	struct { uint64 unix_nanos; } Time;        // optional<Time>: absent = zero
@@ -39,9 +39,13 @@ import (
 //	    optional<Time> added;
 //	    optional<Time> superseded;
 //	    optional<opaque state<V>> state;       // present iff retained
+//	    select (retained) {                    // state present
+//	        case true:  opaque spoke<V>;       // empty, or a bit per member
+//	        case false: struct {};
+//	    };
 //	} EpochNode;
 //	struct {
-//	    uint8 version = 2;
+//	    uint8 version = 3;
 //	    EpochNode nodes<V>;                    // ascending by dmls_epoch
 //	} EpochGraph;
 //
@@ -53,11 +57,18 @@ import (
 // members in full, as Device members<V> in place of EpochMembers; it is
 // still read.
 //
+// spoke is the retained epoch's Spoke as a bit string over its members in
+// ascending order, bit i (the low bit of byte i/8 first) set iff member i
+// sent a message in it: ceil(members/8) bytes, unused bits zero, or empty
+// when none did. Versions 1 and 2 had no spoke and are read as having
+// none.
+//
 // The state is whatever the caller's encoder returns; the whole encoding
 // must be stored as securely as the states themselves.
 const (
 	graphVersion1 = 1
-	graphVersion  = 2
+	graphVersion2 = 2
+	graphVersion  = 3
 )
 
 const (
@@ -105,6 +116,7 @@ func (g *Graph[S]) MarshalBinary(encode func(S) ([]byte, error)) ([]byte, error)
 			w.Optional(n.Retained)
 			if n.Retained {
 				w.Opaque(states[id])
+				w.Opaque(spokeBits(n.Members, n.Spoke))
 			}
 		}
 	})
@@ -124,6 +136,42 @@ func (g *Graph[S]) writeMembers(w *codec.Writer, n *Node[S]) {
 		w.Uint8(membersAll)
 		writeDevices(w, n.Members)
 	}
+}
+
+// spokeBits encodes spoke, a subset of members (both ascending), as
+// EpochNode.spoke: empty if spoke is.
+func spokeBits(members, spoke []Device) []byte {
+	if len(spoke) == 0 {
+		return []byte{}
+	}
+	bits := make([]byte, (len(members)+7)/8)
+	for _, d := range spoke {
+		if i, found := slices.BinarySearchFunc(members, d, Device.Compare); found {
+			bits[i/8] |= 1 << (i % 8)
+		}
+	}
+	return bits
+}
+
+// spokeDevices decodes EpochNode.spoke over members.
+func spokeDevices(members []Device, bits []byte) ([]Device, error) {
+	if len(bits) == 0 {
+		return nil, nil
+	}
+	if len(bits) != (len(members)+7)/8 {
+		return nil, invalid("spoke of %d bytes for %d members", len(bits), len(members))
+	}
+	var out []Device
+	for i := range len(bits) * 8 {
+		if bits[i/8]&(1<<(i%8)) == 0 {
+			continue
+		}
+		if i >= len(members) {
+			return nil, invalid("spoke names member %d of %d", i, len(members))
+		}
+		out = append(out, members[i])
+	}
+	return out, nil
 }
 
 func writeDevices(w *codec.Writer, ds []Device) {
@@ -153,7 +201,7 @@ func writeTime(w *codec.Writer, t time.Time) {
 func Unmarshal[S any](data []byte, decode func([]byte) (S, error)) (*Graph[S], error) {
 	r := codec.NewReader(data)
 	v := r.Uint8("version")
-	if r.Err() == nil && v != graphVersion && v != graphVersion1 {
+	if r.Err() == nil && v != graphVersion && v != graphVersion2 && v != graphVersion1 {
 		r.Fail("version", invalid("unknown version %d", v))
 	}
 	var nodes []*decodedNode[S]
@@ -196,6 +244,13 @@ func Unmarshal[S any](data []byte, decode func([]byte) (S, error)) (*Graph[S], e
 		}
 		n.Members = sortedDevices(append(minus(p.Members, n.removed), n.added...))
 	}
+	for _, n := range nodes {
+		spoke, err := spokeDevices(n.Members, n.spoke)
+		if err != nil {
+			return nil, fmt.Errorf("decode epoch graph: epoch %v: %w", n.ID, err)
+		}
+		n.Spoke = spoke
+	}
 	g.relink()
 	return g, nil
 }
@@ -205,6 +260,7 @@ type decodedNode[S any] struct {
 	Node[S]
 	form           uint8
 	added, removed []Device
+	spoke          []byte // EpochNode.spoke, decoded once Members are known
 }
 
 func invalid(format string, args ...any) error {
@@ -251,6 +307,9 @@ func readNode[S any](r *codec.Reader, version uint8, decode func([]byte) (S, err
 	var state []byte
 	if n.Retained {
 		state = r.Opaque("node.state")
+		if version >= graphVersion {
+			d.spoke = r.Opaque("node.spoke")
+		}
 	}
 	if r.Err() != nil {
 		return nil

@@ -24,6 +24,9 @@ func sampleGraph(t *testing.T) *Graph[string] {
 	if err := g.Drop(ids("R"), nil); err != nil {
 		t.Fatal(err)
 	}
+	g.RecordMessage("A1", carol)
+	g.RecordMessage("A1", alice)
+	g.RecordMessage("C", bob)
 	return g
 }
 
@@ -48,10 +51,13 @@ func TestGraphEncodingRoundTrip(t *testing.T) {
 		a, _ := g.Node(id)
 		b, ok := h.Node(id)
 		if !ok || a.Identity != b.Identity || a.Parent != b.Parent || !bytes.Equal(a.ConfirmationTag, b.ConfirmationTag) ||
-			!slices.Equal(a.Members, b.Members) || !slices.Equal(a.Resolves, b.Resolves) ||
+			!slices.Equal(a.Members, b.Members) || !slices.Equal(a.Spoke, b.Spoke) || !slices.Equal(a.Resolves, b.Resolves) ||
 			!a.Added.Equal(b.Added) || !a.Superseded.Equal(b.Superseded) || a.Retained != b.Retained || a.State != b.State {
 			t.Fatalf("epoch %s: %+v != %+v", id, a, b)
 		}
+	}
+	if n, _ := h.Node("A1"); !slices.Equal(n.Spoke, []Device{alice, carol}) {
+		t.Fatalf("spoke of A1 decoded as %v", n.Spoke)
 	}
 	if by, ok := h.Retired("unseen"); !ok || by != "C" {
 		t.Fatal("pending resolution lost")
@@ -132,6 +138,7 @@ func TestGraphEncodingErrors(t *testing.T) {
 		form       uint8
 		removed    []Device
 		dropped    bool
+		spoke      []byte // version 3
 	}
 	encode := func(version uint8, nodes ...nodeFields) []byte {
 		w := codec.NewWriter(64)
@@ -167,6 +174,9 @@ func TestGraphEncodingErrors(t *testing.T) {
 				w.Optional(!n.dropped)
 				if !n.dropped {
 					w.Opaque([]byte("s"))
+					if version >= 3 {
+						w.Opaque(n.spoke)
+					}
 				}
 			}
 		})
@@ -206,6 +216,10 @@ func TestGraphEncodingErrors(t *testing.T) {
 			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{alice}}), ErrInvalidGraph},
 		{"v2 removed out of order", encode(2, nodeFields{id: "A", form: membersAll, members: []Device{alice, bob}},
 			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, removed: []Device{bob, alice}}), ErrInvalidGraph},
+		{"v3 spoke too long", encode(3, nodeFields{id: "A", form: membersAll, members: []Device{alice}, spoke: []byte{1, 0}}), ErrInvalidGraph},
+		{"v3 spoke past the members", encode(3, nodeFields{id: "A", form: membersAll, members: []Device{alice, bob}, spoke: []byte{4}}), ErrInvalidGraph},
+		{"v3 spoke of changes past the members", encode(3, nodeFields{id: "A", form: membersAll, members: []Device{alice}},
+			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{bob}, spoke: []byte{4}}), ErrInvalidGraph},
 	}
 	for _, tt := range tests {
 		if _, err := Unmarshal(tt.data, decodeString); !errors.Is(err, tt.want) {
@@ -220,8 +234,18 @@ func TestGraphEncodingErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid version 2 graph rejected: %v", err)
 	}
-	if n, _ := g2.Node("B"); !slices.Equal(n.Members, []Device{bob, carol}) {
-		t.Errorf("members from changes: %v", n.Members)
+	if n, _ := g2.Node("B"); !slices.Equal(n.Members, []Device{bob, carol}) || n.Spoke != nil {
+		t.Errorf("members from changes: %v, spoke %v", n.Members, n.Spoke)
+	}
+	// Version 3: spoke over the members that the changes give.
+	g3, err := Unmarshal(encode(3, nodeFields{id: "A", form: membersAll, members: []Device{alice, bob}, spoke: []byte{}},
+		nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{carol}, removed: []Device{alice},
+			spoke: []byte{2}}), decodeString)
+	if err != nil {
+		t.Fatalf("valid version 3 graph rejected: %v", err)
+	}
+	if n, _ := g3.Node("B"); !slices.Equal(n.Spoke, []Device{carol}) {
+		t.Errorf("spoke from bits: %v", n.Spoke)
 	}
 }
 

@@ -21,6 +21,11 @@ type Node[S any] struct {
 	// Members are the group's devices in this epoch; retention asks
 	// whether each of them has moved on.
 	Members []Device
+	// Spoke are the members that sent an application message in this
+	// epoch (ascending, unique, a subset of Members): like a commit on
+	// it, a message shows which branch its sender chose, and retention's
+	// settled rule counts both. Kept only while the epoch is retained.
+	Spoke []Device
 	// Resolves are the heads that the creating commit names in
 	// dmls_resolves; adding the node retires them.
 	Resolves []ID
@@ -117,6 +122,7 @@ func (g *Graph[S]) add(n Node[S], retained bool) error {
 	stored := n
 	stored.ConfirmationTag = slices.Clone(n.ConfirmationTag)
 	stored.Members = sortedDevices(n.Members)
+	stored.Spoke = sortedDevices(n.Spoke)
 	stored.Resolves = slices.Clone(n.Resolves)
 	stored.Retained = retained
 	stored.Superseded = time.Time{}

@@ -882,6 +882,7 @@ func (m *Member) Encrypt(by Device, plaintext []byte) (ID, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	m.graph.RecordMessage(id, by)
 	return id, msg, nil
 }
 
@@ -942,7 +943,9 @@ func (m *Member) Open(epoch ID, msg []byte) (*Opened, error) {
 	if r.ContentType != message.ContentApplication {
 		return nil, ErrNotApplication
 	}
-	return &Opened{Plaintext: r.ApplicationData, Sender: leafDevice(st.pub, r.Sender.LeafIndex), Skipped: r.Skipped}, nil
+	sender := leafDevice(st.pub, r.Sender.LeafIndex)
+	m.graph.RecordMessage(epoch, sender)
+	return &Opened{Plaintext: r.ApplicationData, Sender: sender, Skipped: r.Skipped}, nil
 }
 
 // OpenDeferred is Open without the sender's signature check, which the
@@ -964,7 +967,11 @@ func (m *Member) OpenDeferred(epoch ID, msg []byte) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Opened{Plaintext: r.ApplicationData, Sender: leafDevice(st.pub, r.Sender.LeafIndex), Skipped: r.Skipped,
+	// Recorded before the signature is checked, as the secret tree
+	// advances: if VerifyOpened refuses, m is discarded whole.
+	sender := leafDevice(st.pub, r.Sender.LeafIndex)
+	m.graph.RecordMessage(epoch, sender)
+	return &Opened{Plaintext: r.ApplicationData, Sender: sender, Skipped: r.Skipped,
 		suite: st.pub.Suite(), check: &check}, nil
 }
 

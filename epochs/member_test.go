@@ -192,6 +192,59 @@ func TestMemberForkApplyOldEpochAndResolve(t *testing.T) {
 	}
 }
 
+// An epoch that only one member committed above goes once the others
+// have sent a message in a later epoch: each member's view settles as
+// it sees them, its own messages included.
+func TestMessagesSettleEpochs(t *testing.T) {
+	ms, room := memberRoom(t, 3)
+	now := t0.Add(time.Second)
+	c := ms[0].commit(t, room, nil, "$c1", now)
+	for _, m := range ms[1:] {
+		if _, err := m.Apply(c.Commit, room, room, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, next := c.Commit.Base, c.Commit.Epoch
+	retains := func(m one) bool {
+		t.Helper()
+		if _, err := m.Retain(now); err != nil {
+			t.Fatal(err)
+		}
+		n, ok := m.Graph().Node(old)
+		return ok && n.Retained
+	}
+	for i, m := range ms {
+		if !retains(m) {
+			t.Fatalf("member %d dropped the old epoch before anyone but the committer moved on", i)
+		}
+	}
+	send := func(from one, text string) {
+		t.Helper()
+		epoch, msg, err := from.Encrypt(from.Self, []byte(text))
+		if err != nil || epoch != next {
+			t.Fatalf("encrypt: epoch %v, %v", epoch, err)
+		}
+		for _, m := range ms {
+			if m.Self == from.Self {
+				continue
+			}
+			if pt, by, err := m.Decrypt(epoch, msg); err != nil || string(pt) != text || by != from.Self {
+				t.Fatalf("%v decrypts %q from %v: %v", m.Self, pt, by, err)
+			}
+		}
+	}
+	send(ms[1], "one")
+	if !retains(ms[0]) || !retains(ms[2]) {
+		t.Fatal("old epoch dropped while member 2 had not moved on")
+	}
+	send(ms[2], "two")
+	for i, m := range ms {
+		if retains(m) {
+			t.Fatalf("member %d still retains the old epoch after every member moved on", i)
+		}
+	}
+}
+
 func TestMemberRejectsUnauthorisedAdd(t *testing.T) {
 	ms, room := memberRoom(t, 3)
 	evil := Device{"@evil:x", "E"}

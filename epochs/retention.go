@@ -74,11 +74,31 @@ func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool) []ID 
 	return sortedIDs(out)
 }
 
+// RecordMessage notes that sender sent an application message in epoch
+// id, for the settled rule, and reports whether that is news. It records
+// nothing for an epoch not retained or a sender not among its members.
+func (g *Graph[S]) RecordMessage(id ID, sender Device) bool {
+	n := g.nodes[id]
+	if n == nil || !n.Retained {
+		return false
+	}
+	if _, member := slices.BinarySearchFunc(n.Members, sender, Device.Compare); !member {
+		return false
+	}
+	i, found := slices.BinarySearchFunc(n.Spoke, sender, Device.Compare)
+	if found {
+		return false
+	}
+	n.Spoke = slices.Insert(n.Spoke, i, sender)
+	return true
+}
+
 // settled reports whether every member of n has moved on from it: each
-// has created an epoch above n, or is absent from every head above n
-// (removed on every live branch, so it has nothing left to send in n).
+// has created an epoch above n or sent a message in one, or is absent
+// from every head above n (removed on every live branch, so it has
+// nothing left to send in n).
 func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
-	committed := map[Device]bool{}
+	moved := map[Device]bool{}
 	var heads []*Node[S]
 	var walk func(id ID)
 	walk = func(id ID) {
@@ -87,7 +107,10 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
 			if cn == nil {
 				continue
 			}
-			committed[cn.Creator] = true
+			moved[cn.Creator] = true
+			for _, d := range cn.Spoke {
+				moved[d] = true
+			}
 			if headSet[c] {
 				heads = append(heads, cn)
 			}
@@ -96,7 +119,7 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
 	}
 	walk(n.ID)
 	for _, m := range n.Members {
-		if committed[m] {
+		if moved[m] {
 			continue
 		}
 		if len(heads) == 0 {
@@ -137,7 +160,7 @@ func (g *Graph[S]) Drop(ids []ID, destroy func(S)) error {
 		}
 		// Only retained epochs' members matter (retention's settled
 		// rule, planning on the base).
-		n.State, n.Members = zero, nil
+		n.State, n.Members, n.Spoke = zero, nil, nil
 		n.Retained = false
 	}
 	g.prune()

@@ -30,6 +30,18 @@ func TestExpired(t *testing.T) {
 		{"settled: every member committed above", func(t *testing.T) *Graph[string] {
 			return chainOf(t, alice, bob, carol, alice)
 		}, Policy{}, t0, []string{"E0", "E1"}},
+		{"settled: messages above count as commits", func(t *testing.T) *Graph[string] {
+			g := chainOf(t, alice, alice)
+			g.RecordMessage("E1", bob)
+			g.RecordMessage("E2", carol)
+			return g
+		}, Policy{}, t0, []string{"E0"}},
+		{"settled: a message in the epoch itself does not count", func(t *testing.T) *Graph[string] {
+			g := chainOf(t, alice, alice)
+			g.RecordMessage("E1", bob)
+			g.RecordMessage("E0", carol)
+			return g
+		}, Policy{}, t0, nil},
 		{"count keeps the newest", func(t *testing.T) *Graph[string] {
 			return chainOf(t, alice, alice, alice, alice)
 		}, Policy{MaxEpochs: 2}, t0, []string{"E0", "E1", "E2"}},
@@ -82,6 +94,35 @@ func TestSettledWaitsForEveryMember(t *testing.T) {
 	}
 	if got := g.Expired(Policy{}, t0); !slices.Equal(got, ids("E0")) {
 		t.Fatalf("expired %q", got)
+	}
+}
+
+func TestRecordMessage(t *testing.T) {
+	g := chainOf(t, alice)
+	if err := g.Drop(ids("E0"), nil); err != nil {
+		t.Fatal(err)
+	}
+	outsider := dev("@dave:x", "D1")
+	tests := []struct {
+		name   string
+		epoch  ID
+		sender Device
+		want   bool
+	}{
+		{"member", "E1", bob, true},
+		{"again", "E1", bob, false},
+		{"another member", "E1", alice, true},
+		{"not a member", "E1", outsider, false},
+		{"epoch dropped", "E0", carol, false},
+		{"epoch unknown", "X", carol, false},
+	}
+	for _, tt := range tests {
+		if got := g.RecordMessage(tt.epoch, tt.sender); got != tt.want {
+			t.Errorf("%s: RecordMessage(%v, %v) = %v, want %v", tt.name, tt.epoch, tt.sender, got, tt.want)
+		}
+	}
+	if n, _ := g.Node("E1"); !slices.Equal(n.Spoke, []Device{alice, bob}) {
+		t.Fatalf("spoke %v, want alice and bob in order", n.Spoke)
 	}
 }
 
