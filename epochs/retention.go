@@ -98,8 +98,8 @@ func (g *Graph[S]) RecordMessage(id ID, sender Device) bool {
 // from every head above n (removed on every live branch, so it has
 // nothing left to send in n).
 func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
-	moved := map[Device]bool{}
-	var heads []*Node[S]
+	created := map[Device]bool{}
+	var above, heads []*Node[S]
 	var walk func(id ID)
 	walk = func(id ID) {
 		for _, c := range g.children[id] {
@@ -107,9 +107,9 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
 			if cn == nil {
 				continue
 			}
-			moved[cn.Creator] = true
-			for _, d := range cn.Spoke {
-				moved[d] = true
+			created[cn.Creator] = true
+			if len(cn.Spoke) > 0 {
+				above = append(above, cn)
 			}
 			if headSet[c] {
 				heads = append(heads, cn)
@@ -118,8 +118,25 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
 		}
 	}
 	walk(n.ID)
+	// n.Members and each Spoke are ascending: one merge, a cursor per
+	// epoch above, finds each member's messages, and the first member
+	// that has not moved on ends it (in a large group most epochs are not
+	// settled).
+	at := make([]int, len(above))
+	spoke := func(m Device) bool {
+		found := false
+		for i, a := range above {
+			for at[i] < len(a.Spoke) && a.Spoke[at[i]].Compare(m) < 0 {
+				at[i]++
+			}
+			if at[i] < len(a.Spoke) && a.Spoke[at[i]] == m {
+				found = true
+			}
+		}
+		return found
+	}
 	for _, m := range n.Members {
-		if moved[m] {
+		if created[m] || spoke(m) {
 			continue
 		}
 		if len(heads) == 0 {

@@ -2,6 +2,7 @@ package epochs
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -287,5 +288,36 @@ func TestExpiredKeepsFootholds(t *testing.T) {
 	}
 	if got, want := g.expired(Policy{MaxEpochs: 2, MaxAge: time.Second}, t0.Add(time.Hour), keep), ids("E0", "E1", "E2", "E3"); !slices.Equal(got, want) {
 		t.Fatalf("age: expired %q, want %q", got, want)
+	}
+}
+
+// BenchmarkExpiredLargeGroup measures the settled rule at every save of
+// a 10,000-member room holding 8 epochs where every member but one has
+// sent a message in the newest: the worst case, each member searched
+// for before the last one is found not to have moved on.
+func BenchmarkExpiredLargeGroup(b *testing.B) {
+	members := make([]Device, 10000)
+	for i := range members {
+		members[i] = dev(fmt.Sprintf("@user%05d:example.org", i), "DEVICE")
+	}
+	g := New[string]()
+	prev := ID("")
+	for i := range 8 {
+		id := ID(fmt.Sprintf("E%d", i))
+		n := Node[string]{Identity: Identity{ID: id, Number: uint64(i), Creator: members[0]}, Parent: prev,
+			ConfirmationTag: []byte{1}, Members: members, Added: t0.Add(time.Duration(i) * time.Second)}
+		if err := g.Add(n); err != nil {
+			b.Fatal(err)
+		}
+		prev = id
+	}
+	for _, m := range members[:len(members)-1] {
+		g.RecordMessage(prev, m)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if got := g.Expired(Policy{MaxEpochs: 64}, t0); len(got) != 0 {
+			b.Fatalf("expired %v", got)
+		}
 	}
 }

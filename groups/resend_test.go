@@ -18,11 +18,18 @@ func TestResendAfterWithdraw(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	alice := h.puppet("alice", "ALICE1")
 	ours := epochs.Device{UserID: string(alice), DeviceID: "ALICE1"}
+	// carol never sends: the base stays retained to go back to. (The
+	// test withdraws bob's commit, standing in for one of ours: with only
+	// bob and alice, bob's commit and alice's message in its epoch would
+	// settle the base and retention drop it, as it may once every member
+	// moved on.)
+	carol := h.puppet("carol", "CAROL1")
+	silent := epochs.Device{UserID: string(carol), DeviceID: "CAROL1"}
 	bob := h.newRemoteRoom("bob")
-	base := bob.joinOurs(ours)
+	base := bob.joinOurs(ours, silent)
 
 	// bob commits; we apply it, and alice sends in its epoch.
-	out, commit, _, _ := bob.commit(view(bob.dev, ours), nil)
+	out, commit, _, _ := bob.commit(view(bob.dev, ours, silent), nil)
 	h.send([]json.RawMessage{commit}, nil)
 	res, err := h.sendAs(alice, bob.room, "in the epoch to withdraw", "")
 	if err != nil {

@@ -106,6 +106,7 @@ func TestLoad(t *testing.T) {
 			fmt.Println(res.Details())
 			t.Logf("pg_total_relation_size by table: %v", res.Tables)
 			t.Logf("dmls_epoch's live bytes by part: %v", res.EpochParts)
+			t.Logf("pg_total_relation_size by table after VACUUM FULL: %v", res.CompactTables)
 			if size.jsonDir != "" {
 				if err := res.WriteJSON(filepath.Join(size.jsonDir, "load-"+mode+".json")); err != nil {
 					t.Error(err)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -147,6 +148,21 @@ func StateSizes(ctx context.Context, db *pgxpool.Pool, members, devices int) (pe
 		perDevice = float64(own) / float64(devices)
 	}
 	return perMember, perDevice, tables, nil
+}
+
+// Compact rewrites the tables that StateSizes measures (VACUUM FULL),
+// so that their sizes are those of the rows they hold. Deleted and
+// updated rows leave space that PostgreSQL reuses for later rows but does
+// not return: after retention drops epochs, pg_total_relation_size still
+// counts them until the space is reused. Each table is locked while it is
+// rewritten.
+func Compact(ctx context.Context, db *pgxpool.Pool) error {
+	for _, t := range slices.Concat(sharedTables, deviceTables) {
+		if _, err := db.Exec(ctx, "VACUUM FULL "+pgx.Identifier{t}.Sanitize()); err != nil {
+			return fmt.Errorf("compact %s: %w", t, err)
+		}
+	}
+	return nil
 }
 
 // EpochParts measures the live bytes of dmls_epoch's parts as stored

@@ -33,6 +33,11 @@ type Result struct {
 	BytesPerMember    float64          `json:"bytes_per_member"`
 	BytesPerOwnDevice float64          `json:"bytes_per_own_device"`
 	Tables            map[string]int64 `json:"table_bytes"`
+	// The same after Compact: the rows' size without the space that
+	// deleted and updated rows left.
+	CompactBytesPerMember    float64          `json:"compact_bytes_per_member"`
+	CompactBytesPerOwnDevice float64          `json:"compact_bytes_per_own_device"`
+	CompactTables            map[string]int64 `json:"compact_table_bytes"`
 	// EpochParts are dmls_epoch's live bytes by part (EpochParts).
 	EpochParts map[string]int64 `json:"epoch_part_bytes"`
 }
@@ -50,6 +55,13 @@ func (r *Result) Details() string {
 		r.Mode, r.Messages, r.Seconds, r.Commits, r.CommitsPS, r.CPUPer1k, r.Setup, r.Members, r.Devices)
 	if r.DBCPUPer1k > 0 {
 		line += fmt.Sprintf(" db_cpu_s_per_1000_msgs=%.2f", r.DBCPUPer1k)
+	}
+	if r.CompactTables != nil {
+		line += fmt.Sprintf(" compact_bytes_per_member=%.0f compact_bytes_per_own_device=%.0f",
+			r.CompactBytesPerMember, r.CompactBytesPerOwnDevice)
+	}
+	if n := r.EpochParts["rows"]; n > 0 && r.Rooms > 0 {
+		line += fmt.Sprintf(" epochs_per_room=%.1f", float64(n)/float64(r.Rooms))
 	}
 	return line
 }

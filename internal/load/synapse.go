@@ -295,6 +295,13 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, cp
 		if res.EpochParts, err = EpochParts(ctx, db); err != nil {
 			return err
 		}
+		if err := Compact(ctx, db); err != nil {
+			return err
+		}
+		res.CompactBytesPerMember, res.CompactBytesPerOwnDevice, res.CompactTables, err = StateSizes(ctx, db, res.Members, res.Devices)
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
