@@ -256,6 +256,9 @@ func FuzzUnmarshalGraph(f *testing.F) {
 	}
 	seed, _ := g.MarshalBinary(encodeString)
 	f.Add(seed)
+	g.RecordMessage("A", bob)
+	seed, _ = g.MarshalBinary(encodeString)
+	f.Add(seed)
 	_ = g.Drop([]ID{"R"}, nil)
 	seed, _ = g.MarshalBinary(encodeString)
 	f.Add(seed)

@@ -228,9 +228,11 @@ func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) err
 	if r.m != nil {
 		// Retention runs whenever the room is saved: its epochs change
 		// only in work items that end here.
-		if _, err := r.m.Retain(s.now()); err != nil {
+		dropped, err := r.m.Retain(s.now())
+		if err != nil {
 			return errf(r.id, "retention: %w", err)
 		}
+		s.metrics.EpochsDropped.Add(float64(len(dropped)))
 		ch, err := r.m.Flush()
 		if err != nil {
 			return errf(r.id, "encode changes: %w", err)
