@@ -97,14 +97,16 @@
 // times (static: written once; init: the puncturable PRF, changed when a
 // child epoch is derived; secrets: the secret tree's ratchets, changed by
 // each message), so decrypting a message rewrites only the ratchets and
-// the delivery. The static part, decoded, is also kept in memory across
+// the delivery (and with a sender's first message in an epoch the graph,
+// which notes it for retention). The static part, decoded, is also kept in memory across
 // work items (statecache.go): it never changes, and decoding a large
 // room's tree was most of the cost of reading one message. Per retained
 // epoch, dmls_epoch_private holds our devices' private parts, each sealed
 // on its own, in one row (a row per part cost as much again as the part:
-// ids, tuple header, index entry). Epochs dropped by the retention
-// policy (epochs.Policy) are deleted with everything kept about them each
-// time the room is saved. Every sealed value is bound to its row
+// ids, tuple header, index entry). Epochs that retention drops (package
+// epochs, "Retention": every member moved on, or epochs.Policy's count
+// or age) are deleted with everything kept about them each time the room
+// is saved (mlsas_dmls_epochs_dropped_total). Every sealed value is bound to its row
 // (package seal), so a value moved to another row does not open.
 //
 // # Concurrency
