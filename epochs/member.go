@@ -1031,7 +1031,47 @@ func (m *Member) RemoveDevice(d Device) ([]ID, error) {
 // commits that concern no retained epoch any more. It returns the dropped
 // epochs.
 func (m *Member) Retain(now time.Time) ([]ID, error) {
-	return m.drop(m.graph.expired(m.Policy, now, m.footholds()))
+	return m.drop(m.graph.expired(m.Policy, now, m.footholds(), m.pastForGood()))
+}
+
+// pastForGood returns, for retention's settled rule, a function giving
+// for an epoch e our devices that have moved on from it for good, whether
+// or not they commit or send: those that hold a retained epoch at or
+// above a child of e that another member's commit made. Such a child
+// cannot be taken back (Withdraw takes back only our own commits, and a
+// commit applied here was checked on arrival), so e is never a head
+// again, and our devices, which commit and send only in the base, will
+// do neither in e; and each holds its keys above e, so dropping e strands
+// none of them. A group of listening bots otherwise kept every epoch
+// until the count or age bound, since they never speak.
+func (m *Member) pastForGood() func(*Node[*EpochState]) map[Device]bool {
+	var ours map[Device]bool
+	return func(e *Node[*EpochState]) map[Device]bool {
+		if ours == nil {
+			ours = map[Device]bool{}
+			for _, d := range m.Ours() {
+				ours[d] = true
+			}
+		}
+		out := map[Device]bool{}
+		var walk func(id ID)
+		walk = func(id ID) {
+			if n := m.graph.nodes[id]; n != nil && n.Retained && n.State != nil {
+				for _, d := range n.State.holders {
+					out[d] = true
+				}
+			}
+			for _, c := range m.graph.children[id] {
+				walk(c)
+			}
+		}
+		for _, c := range m.graph.children[e.ID] {
+			if cn := m.graph.nodes[c]; cn != nil && cn.Retained && !ours[cn.Creator] {
+				walk(c)
+			}
+		}
+		return out
+	}
 }
 
 // footholds returns, for each of our devices, the highest-numbered

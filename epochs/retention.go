@@ -22,12 +22,15 @@ type Policy struct {
 // dmls_epoch byte order (package doc, "Retention"). It never returns a
 // head. It changes nothing; pass the result to Drop.
 func (g *Graph[S]) Expired(p Policy, now time.Time) []ID {
-	return g.expired(p, now, nil)
+	return g.expired(p, now, nil, nil)
 }
 
-// expired is Expired with footholds: epochs that the count bound never
+// expired is Expired with footholds, epochs that the count bound never
+// drops, and past, which if not nil gives for an epoch the devices that
+// the caller knows to have moved on from it for good (a Member: its own
+// devices, Member.pastForGood).
 // drops (age and settlement still do).
-func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool) []ID {
+func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool, past func(*Node[S]) map[Device]bool) []ID {
 	heads := g.headSet()
 	var candidates []*Node[S]
 	retained := 0
@@ -43,7 +46,7 @@ func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool) []ID 
 	drop := map[ID]bool{}
 	for _, n := range candidates {
 		aged := p.MaxAge > 0 && !n.Superseded.IsZero() && now.Sub(n.Superseded) >= p.MaxAge
-		if aged || g.settled(n, heads) {
+		if aged || g.settled(n, heads, past) {
 			drop[n.ID] = true
 		}
 	}
@@ -97,7 +100,7 @@ func (g *Graph[S]) RecordMessage(id ID, sender Device) bool {
 // has created an epoch above n or sent a message in one, or is absent
 // from every head above n (removed on every live branch, so it has
 // nothing left to send in n).
-func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
+func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, past func(*Node[S]) map[Device]bool) bool {
 	created := map[Device]bool{}
 	var above, heads []*Node[S]
 	var walk func(id ID)
@@ -135,9 +138,18 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool) bool {
 		}
 		return found
 	}
+	var gone map[Device]bool // past(n), asked for once, when needed
 	for _, m := range n.Members {
 		if created[m] || spoke(m) {
 			continue
+		}
+		if past != nil {
+			if gone == nil {
+				gone = past(n)
+			}
+			if gone[m] {
+				continue
+			}
 		}
 		if len(heads) == 0 {
 			return false

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/mls/message"
 )
 
 // TestResendAfterWithdraw: a message of ours sent in an epoch that is
@@ -18,18 +19,24 @@ func TestResendAfterWithdraw(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	alice := h.puppet("alice", "ALICE1")
 	ours := epochs.Device{UserID: string(alice), DeviceID: "ALICE1"}
-	// carol never sends: the base stays retained to go back to. (The
-	// test withdraws bob's commit, standing in for one of ours: with only
-	// bob and alice, bob's commit and alice's message in its epoch would
-	// settle the base and retention drop it, as it may once every member
-	// moved on.)
-	carol := h.puppet("carol", "CAROL1")
-	silent := epochs.Device{UserID: string(carol), DeviceID: "CAROL1"}
 	bob := h.newRemoteRoom("bob")
-	base := bob.joinOurs(ours, silent)
+	// cat, a remote member who never sends, keeps the base retained to
+	// go back to. (The test withdraws bob's commit, standing in for one
+	// of ours: with only bob and alice, bob's commit and alice's message
+	// in its epoch would have every member move on from the base, and
+	// retention drop it.)
+	cat := epochs.Device{UserID: "@cat:" + remoteDomain, DeviceID: "CATDEV"}
+	inv, _ := h.member(bob.room, bob.dev.UserID, cat.UserID, "invite")
+	join, _ := h.member(bob.room, cat.UserID, cat.UserID, "join")
+	h.send([]json.RawMessage{inv, join}, nil)
+	h.seedDevices(cat.UserID, cat.DeviceID)
+	bob.joinOurs(ours)
+	out, commit, _, _ := bob.commit(view(bob.dev, ours, cat), map[epochs.Device]*message.KeyPackage{cat: newKeyPackage(t, cat)})
+	h.send([]json.RawMessage{commit}, nil)
+	base := out.Commit.Epoch
 
 	// bob commits; we apply it, and alice sends in its epoch.
-	out, commit, _, _ := bob.commit(view(bob.dev, ours, silent), nil)
+	out, commit, _, _ = bob.commit(view(bob.dev, ours, cat), nil)
 	h.send([]json.RawMessage{commit}, nil)
 	res, err := h.sendAs(alice, bob.room, "in the epoch to withdraw", "")
 	if err != nil {

@@ -5,43 +5,52 @@ import (
 	"testing"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/mls/message"
 )
 
-// TestMessagesDropSettledEpochs: once every member of an epoch has moved
-// on, here bob by committing and our alice by sending a message in his
-// new epoch, retention deletes the old epoch's rows (its secrets with
-// them) when the room is saved, long before max_epochs would.
-func TestMessagesDropSettledEpochs(t *testing.T) {
+// TestSettledEpochsDropped: an epoch goes, its rows and secrets with it,
+// once every member moved on from it, long before groups.max_epochs would
+// take it. Our alice only listens: bob's commit above the epoch she
+// joined in moves both on (she holds his epoch and can never go back), so
+// it goes at once. cat, a remote member who never sends, then keeps
+// every later epoch: nothing shows that she moved on.
+func TestSettledEpochsDropped(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	alice := h.puppet("alice", "ALICE1")
 	ours := epochs.Device{UserID: string(alice), DeviceID: "ALICE1"}
 	bob := h.newRemoteRoom("bob")
+	cat := epochs.Device{UserID: "@cat:" + remoteDomain, DeviceID: "CATDEV"}
+	inv, _ := h.member(bob.room, bob.dev.UserID, cat.UserID, "invite")
+	join, _ := h.member(bob.room, cat.UserID, cat.UserID, "join")
+	h.send([]json.RawMessage{inv, join}, nil)
+	h.seedDevices(cat.UserID, cat.DeviceID)
 	joined := bob.joinOurs(ours)
-
-	out, commit, _, _ := bob.commit(view(bob.dev, ours), nil)
-	h.send([]json.RawMessage{commit}, nil)
-	epochRows := func() int {
-		return h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(joined))
+	rows := func(table string, e epochs.ID) int {
+		return h.count(`SELECT count(*) FROM `+table+` WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
 	}
-	if epochRows() != 1 {
-		t.Fatal("the epoch alice joined in is not retained after bob's commit: alice has not moved on")
+	if rows("dmls_epoch", joined) != 1 || rows("dmls_epoch_private", joined) != 1 {
+		t.Fatal("the epoch alice joined in is not stored")
 	}
 	dropped := counter(h.metrics.EpochsDropped)
 
-	res, err := h.sendAs(alice, bob.room, "in bob's epoch", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, err := ParseEncrypted(h.outgoing(res.TxnID)); err != nil || e.Epoch != out.Commit.Epoch {
-		t.Fatalf("sent in %v (%v), want bob's epoch %v", e.Epoch, err, out.Commit.Epoch)
-	}
-	if n := epochRows(); n != 0 {
-		t.Fatalf("the settled epoch still has %d rows", n)
-	}
-	if n := h.count(`SELECT count(*) FROM dmls_epoch_private WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(joined)); n != 0 {
-		t.Fatalf("the settled epoch's private parts still have %d rows", n)
+	out, commit, _, _ := bob.commit(view(bob.dev, ours, cat), map[epochs.Device]*message.KeyPackage{cat: newKeyPackage(t, cat)})
+	h.send([]json.RawMessage{commit}, nil)
+	if n, p := rows("dmls_epoch", joined), rows("dmls_epoch_private", joined); n != 0 || p != 0 {
+		t.Fatalf("the settled epoch alice joined in keeps %d rows and %d private rows", n, p)
 	}
 	if got := counter(h.metrics.EpochsDropped) - dropped; got != 1 {
 		t.Fatalf("%v epochs counted as dropped, want 1", got)
+	}
+
+	withCat := out.Commit.Epoch
+	for range 2 {
+		_, commit, _, _ := bob.commit(view(bob.dev, ours, cat), nil)
+		h.send([]json.RawMessage{commit}, nil)
+	}
+	if n := rows("dmls_epoch", withCat); n != 1 {
+		t.Fatal("an epoch cat has not moved on from was dropped")
+	}
+	if n := h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1`, bob.room); n != 3 {
+		t.Fatalf("%d epochs stored, want the 3 cat is in", n)
 	}
 }

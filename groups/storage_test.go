@@ -242,9 +242,11 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-// TestRetentionPrunesDroppedEpochs: with MaxEpochs 2, every commit the
-// remote makes drops the oldest retained epoch, and every row kept about
-// it (shared state, private parts) goes with it; the room still works.
+// TestRetentionPrunesDroppedEpochs: every commit the remote makes drops
+// the epoch before (bob committed above it, and our devices, which only
+// listen, hold his epoch: every member moved on), and every row kept
+// about it (shared state, private parts) goes with it; the room still
+// works. (MaxEpochs 2 would keep two.)
 func TestRetentionPrunesDroppedEpochs(t *testing.T) {
 	h := newHarness(t, harnessOptions{Policy: epochs.Policy{MaxEpochs: 2}})
 	alice := h.puppet("alice", "ALICE1", "ALICE2")
@@ -261,19 +263,19 @@ func TestRetentionPrunesDroppedEpochs(t *testing.T) {
 			t.Fatalf("after commit %d: %v applied", i+1, got)
 		}
 		n := h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1`, bob.room)
-		if n > 2 {
-			t.Errorf("after commit %d: %d epochs stored, policy keeps 2", i+1, n)
+		if n != 1 {
+			t.Errorf("after commit %d: %d epochs stored, want the newest only", i+1, n)
 		}
 		devs := h.count(`SELECT count(*) FROM `+privatePartRows+` p WHERE room_id = $1`, bob.room)
 		if devs != n*len(ours) {
 			t.Errorf("after commit %d: %d private parts for %d epochs and %d devices", i+1, devs, n, len(ours))
 		}
 	}
-	// The oldest epochs are gone, the newest two are kept.
+	// The older epochs are gone, the newest is kept.
 	for i, e := range made {
 		n := h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
 		p := h.count(`SELECT count(*) FROM `+privatePartRows+` p WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
-		keep := i >= len(made)-2
+		keep := i == len(made)-1
 		if (n == 1) != keep || (p > 0) != keep {
 			t.Errorf("epoch %d: %d shared rows, %d private rows; kept %v", i+1, n, p, keep)
 		}
