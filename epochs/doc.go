@@ -284,9 +284,14 @@
 //     never moves back to an ancestor, so it will neither commit on E nor
 //     send in it again, and its earlier messages in E precede the later
 //     one in the room's DAG) and to removed members, who will never commit
-//     there. Without messages an epoch of a group where only a few members
-//     commit would settle never, and go only by age or count, its secrets
-//     kept all that while;
+//     there. A Member also counts its own devices as moved on from E once
+//     they hold a retained epoch at or above a child of E that another
+//     member's commit made: that child cannot be taken back (Withdraw
+//     takes back only our own commits), so E is never a head again and
+//     our devices will neither commit on it nor send in it, and they hold
+//     their keys above it (Member.pastForGood). Without these an epoch of
+//     a group where only a few members commit would settle never, and go
+//     only by age or count, its secrets kept all that while;
 //   - count: more than MaxEpochs epochs are retained; the oldest
 //     superseded (then lowest number, then lowest dmls_epoch) go first
 //     until the count fits or only heads are left. A Member never drops by
