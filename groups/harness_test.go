@@ -453,6 +453,20 @@ func (r *remote) encrypted(epoch epochs.ID, ct []byte) (json.RawMessage, id.Even
 		EpochCreator: (*deviceJSON)(&creator), CommitEvent: n.CommitEvent, Epoch: (*b64ID)(&epoch)})
 }
 
+// remoteMember has a user of the remote homeserver join the room with
+// one device that the remote group can add (seeded in the device lists,
+// its KeyPackage returned) but that never sends: a member whose moving
+// on nothing ever shows.
+func (r *remote) remoteMember(name string) (epochs.Device, *message.KeyPackage) {
+	r.h.t.Helper()
+	d := epochs.Device{UserID: "@" + name + ":" + remoteDomain, DeviceID: strings.ToUpper(name) + "DEV"}
+	inv, _ := r.h.member(r.room, r.dev.UserID, d.UserID, "invite")
+	join, _ := r.h.member(r.room, d.UserID, d.UserID, "join")
+	r.h.send([]json.RawMessage{inv, join}, nil)
+	r.h.seedDevices(d.UserID, d.DeviceID)
+	return d, newKeyPackage(r.h.t, d)
+}
+
 // joinOurs has the remote device add our devices (whose users join the
 // room first) and sends the commit and its Welcomes to our service. It
 // returns the commit's epoch.

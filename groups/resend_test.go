@@ -25,13 +25,9 @@ func TestResendAfterWithdraw(t *testing.T) {
 	// of ours: with only bob and alice, bob's commit and alice's message
 	// in its epoch would have every member move on from the base, and
 	// retention drop it.)
-	cat := epochs.Device{UserID: "@cat:" + remoteDomain, DeviceID: "CATDEV"}
-	inv, _ := h.member(bob.room, bob.dev.UserID, cat.UserID, "invite")
-	join, _ := h.member(bob.room, cat.UserID, cat.UserID, "join")
-	h.send([]json.RawMessage{inv, join}, nil)
-	h.seedDevices(cat.UserID, cat.DeviceID)
+	cat, catKP := bob.remoteMember("cat")
 	bob.joinOurs(ours)
-	out, commit, _, _ := bob.commit(view(bob.dev, ours, cat), map[epochs.Device]*message.KeyPackage{cat: newKeyPackage(t, cat)})
+	out, commit, _, _ := bob.commit(view(bob.dev, ours, cat), map[epochs.Device]*message.KeyPackage{cat: catKP})
 	h.send([]json.RawMessage{commit}, nil)
 	base := out.Commit.Epoch
 

@@ -19,11 +19,7 @@ func TestSettledEpochsDropped(t *testing.T) {
 	alice := h.puppet("alice", "ALICE1")
 	ours := epochs.Device{UserID: string(alice), DeviceID: "ALICE1"}
 	bob := h.newRemoteRoom("bob")
-	cat := epochs.Device{UserID: "@cat:" + remoteDomain, DeviceID: "CATDEV"}
-	inv, _ := h.member(bob.room, bob.dev.UserID, cat.UserID, "invite")
-	join, _ := h.member(bob.room, cat.UserID, cat.UserID, "join")
-	h.send([]json.RawMessage{inv, join}, nil)
-	h.seedDevices(cat.UserID, cat.DeviceID)
+	cat, catKP := bob.remoteMember("cat")
 	joined := bob.joinOurs(ours)
 	rows := func(table string, e epochs.ID) int {
 		return h.count(`SELECT count(*) FROM `+table+` WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e))
@@ -33,7 +29,7 @@ func TestSettledEpochsDropped(t *testing.T) {
 	}
 	dropped := counter(h.metrics.EpochsDropped)
 
-	out, commit, _, _ := bob.commit(view(bob.dev, ours, cat), map[epochs.Device]*message.KeyPackage{cat: newKeyPackage(t, cat)})
+	out, commit, _, _ := bob.commit(view(bob.dev, ours, cat), map[epochs.Device]*message.KeyPackage{cat: catKP})
 	h.send([]json.RawMessage{commit}, nil)
 	if n, p := rows("dmls_epoch", joined), rows("dmls_epoch_private", joined); n != 0 || p != 0 {
 		t.Fatalf("the settled epoch alice joined in keeps %d rows and %d private rows", n, p)
