@@ -62,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	pid := fs.Int("pid", 0, "the service's process id (peak RSS and CPU from /proc)")
 	metrics := fs.String("metrics", "", "the service's /metrics URL (commits per second)")
 	dsn := fs.String("db", "", "the service's PostgreSQL URI (state sizes; intake: deliveries)")
+	compact := fs.Bool("compact", false, "with -db, also measure the state after VACUUM FULL of its tables, which locks each while it is rewritten")
 	intakeURL := fs.String("intake", "", "intake mode: the service's appservice listener")
 	hsToken := fs.String("hs-token", "", "intake mode: the registration's hs_token")
 	txns := fs.String("transactions", "", "intake mode: file of prepared transactions (JSON lines)")
@@ -90,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		res, err = load.Synapse(ctx, load.SynapseOptions{Client: client.New(*botapi, *token), Puppets: *puppets,
 			Rooms: *rooms, Members: *members, Devices: *devices, Rate: *rate, Duration: *duration, Churn: *churn,
-			Prefix: *prefix, Service: load.Process{PID: *pid}, MetricsURL: *metrics, DB: db, SettleTimeout: *settle,
+			Prefix: *prefix, Service: load.Process{PID: *pid}, MetricsURL: *metrics, DB: db, Compact: *compact, SettleTimeout: *settle,
 			Progress: stderr})
 	case "intake":
 		if *intakeURL == "" || *hsToken == "" || *txns == "" {
@@ -102,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		res, err = load.Intake(ctx, load.IntakeOptions{URL: *intakeURL, HSToken: *hsToken, Transactions: list,
 			EventPrefix: *eventPrefix, Puppets: *puppets, Rooms: *rooms, Members: *rooms * *members,
-			Devices: *puppets * *devices, Service: load.Process{PID: *pid}, DB: db, Progress: stderr})
+			Devices: *puppets * *devices, Service: load.Process{PID: *pid}, DB: db, Compact: *compact, Progress: stderr})
 	default:
 		return fmt.Errorf("-mode %q: want synapse or intake", *mode)
 	}

@@ -127,7 +127,7 @@ func loadSynapse(t *testing.T, size loadSize) *load.Result {
 	_, svcs := startServices(t, opts)
 	S := svcs[0]
 	c := client.New(botAPIBase(t, S.cfgPath), addBot(t, S.cfgPath, "load"))
-	res, err := load.Synapse(context.Background(), load.SynapseOptions{Client: c, Puppets: size.puppets, Rooms: size.rooms,
+	res, err := load.Synapse(context.Background(), load.SynapseOptions{Client: c, Compact: true, Puppets: size.puppets, Rooms: size.rooms,
 		Members: size.members, Devices: size.devices, Rate: size.rate, Duration: size.duration, Churn: size.churn,
 		Prefix: "s", Service: load.Process{PID: S.proc.cmd.Process.Pid}, MetricsURL: S.proc.base + "/metrics",
 		DB: S.db.Pool, Progress: os.Stdout})
@@ -313,7 +313,7 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 			}
 		}()
 	}
-	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
+	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, Compact: true, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
 		EventPrefix: "$loadi", Puppets: size.puppets, Rooms: size.rooms, Members: size.rooms * size.members,
 		Devices: size.puppets, Service: load.Process{PID: S.proc.cmd.Process.Pid}, Database: postmaster(t, S.db.Pool),
 		DB: S.db.Pool, Progress: os.Stdout})

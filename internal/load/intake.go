@@ -44,6 +44,8 @@ type IntakeOptions struct {
 	// whose process tree's CPU time is measured too.
 	Database Process
 	DB       *pgxpool.Pool
+	// Compact: as SynapseOptions.Compact.
+	Compact bool
 	// Timeout bounds the wait for the last delivery (10 minutes).
 	Timeout  time.Duration
 	Progress io.Writer
@@ -154,7 +156,7 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 	if res.Messages > 0 {
 		res.DBCPUPer1k = dbSeconds / float64(res.Messages) * 1000
 	}
-	return res, finish(ctx, res, o.Service, o.DB, cpu0)
+	return res, finish(ctx, res, o.Service, o.DB, o.Compact, cpu0)
 }
 
 // put sends one transaction, retrying while the intake is busy.

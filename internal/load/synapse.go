@@ -40,6 +40,9 @@ type SynapseOptions struct {
 	MetricsURL string
 	// DB is the service's database (sizes).
 	DB *pgxpool.Pool
+	// Compact also measures the sizes after Compact, which locks each
+	// measured table of the service's database while it rewrites it.
+	Compact bool
 	// Workers bound concurrent setup and send requests (32).
 	Workers int
 	// SettleTimeout bounds the wait without progress for rooms to
@@ -267,11 +270,11 @@ func Synapse(ctx context.Context, o SynapseOptions) (*Result, error) {
 	res.P50ms, res.P99ms = tr.lat.percentile(0.5), tr.lat.percentile(0.99)
 	res.Commits = int(commits1 - commits0)
 	res.CommitsPS = float64(res.Commits) / sendSeconds
-	return res, finish(ctx, res, o.Service, o.DB, cpu0)
+	return res, finish(ctx, res, o.Service, o.DB, o.Compact, cpu0)
 }
 
 // finish adds the process's and the database's figures.
-func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, cpu0 float64) error {
+func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, compact bool, cpu0 float64) error {
 	if proc.PID > 0 {
 		rss, err := proc.PeakRSS()
 		if err != nil {
@@ -294,6 +297,9 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, cp
 		}
 		if res.EpochParts, err = EpochParts(ctx, db); err != nil {
 			return err
+		}
+		if !compact {
+			return nil
 		}
 		if err := Compact(ctx, db); err != nil {
 			return err
