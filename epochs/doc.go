@@ -286,8 +286,10 @@
 //     one in the room's DAG) and to removed members, who will never commit
 //     there. A Member also counts its own devices as moved on from E once
 //     they hold a retained epoch at or above a child of E that another
-//     member's commit made: that child cannot be taken back (Withdraw
-//     takes back only our own commits), so E is never a head again and
+//     member's commit made, or our own commit once its event came back
+//     and the room accepted it (Member.Confirm): that child cannot be
+//     taken back (Withdraw takes back only our own commits, and refuses
+//     confirmed ones), so E is never a head again and
 //     our devices will neither commit on it nor send in it, and they hold
 //     their keys above it (Member.pastForGood). Without these an epoch of
 //     a group where only a few members commit would settle never, and go

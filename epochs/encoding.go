@@ -13,7 +13,7 @@ import (
 // graphVersion is the first byte of an encoded Graph. Bump it whenever the
 // layout below changes, and keep decoding the old layouts.
 //
-// Version 3, in the TLS presentation language:
+// Version 4, in the TLS presentation language:
 //
 //	struct { opaque user_id<V>; opaque device_id<V>; } Device;
 //	struct { uint64 unix_nanos; } Time;        // optional<Time>: absent = zero
@@ -41,11 +41,12 @@ import (
 //	    optional<opaque state<V>> state;       // present iff retained
 //	    select (retained) {                    // state present
 //	        case true:  opaque spoke<V>;       // empty, or a bit per member
+//	                    uint8 echoed;          // 0 or 1
 //	        case false: struct {};
 //	    };
 //	} EpochNode;
 //	struct {
-//	    uint8 version = 3;
+//	    uint8 version = 4;
 //	    EpochNode nodes<V>;                    // ascending by dmls_epoch
 //	} EpochGraph;
 //
@@ -61,14 +62,16 @@ import (
 // ascending order, bit i (the low bit of byte i/8 first) set iff member i
 // sent a message in it: ceil(members/8) bytes, unused bits zero, or empty
 // when none did. Versions 1 and 2 had no spoke and are read as having
-// none.
+// none. echoed is the retained epoch's Echoed; version 3 had none and is
+// read as 0.
 //
 // The state is whatever the caller's encoder returns; the whole encoding
 // must be stored as securely as the states themselves.
 const (
 	graphVersion1 = 1
 	graphVersion2 = 2
-	graphVersion  = 3
+	graphVersion3 = 3
+	graphVersion  = 4
 )
 
 const (
@@ -117,6 +120,7 @@ func (g *Graph[S]) MarshalBinary(encode func(S) ([]byte, error)) ([]byte, error)
 			if n.Retained {
 				w.Opaque(states[id])
 				w.Opaque(spokeBits(n.Members, n.Spoke))
+				w.Uint8(boolByte(n.Echoed))
 			}
 		}
 	})
@@ -136,6 +140,13 @@ func (g *Graph[S]) writeMembers(w *codec.Writer, n *Node[S]) {
 		w.Uint8(membersAll)
 		writeDevices(w, n.Members)
 	}
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // spokeBits encodes spoke, a subset of members (both ascending), as
@@ -201,7 +212,7 @@ func writeTime(w *codec.Writer, t time.Time) {
 func Unmarshal[S any](data []byte, decode func([]byte) (S, error)) (*Graph[S], error) {
 	r := codec.NewReader(data)
 	v := r.Uint8("version")
-	if r.Err() == nil && v != graphVersion && v != graphVersion2 && v != graphVersion1 {
+	if r.Err() == nil && (v < graphVersion1 || v > graphVersion) {
 		r.Fail("version", invalid("unknown version %d", v))
 	}
 	var nodes []*decodedNode[S]
@@ -307,8 +318,17 @@ func readNode[S any](r *codec.Reader, version uint8, decode func([]byte) (S, err
 	var state []byte
 	if n.Retained {
 		state = r.Opaque("node.state")
-		if version >= graphVersion {
+		if version >= graphVersion3 {
 			d.spoke = r.Opaque("node.spoke")
+		}
+		if version >= graphVersion {
+			switch b := r.Uint8("node.echoed"); b {
+			case 0:
+			case 1:
+				n.Echoed = true
+			default:
+				r.Fail("node.echoed", invalid("echoed %d", b))
+			}
 		}
 	}
 	if r.Err() != nil {

@@ -27,6 +27,7 @@ func sampleGraph(t *testing.T) *Graph[string] {
 	g.RecordMessage("A1", carol)
 	g.RecordMessage("A1", alice)
 	g.RecordMessage("C", bob)
+	g.nodes["C"].Echoed = true
 	return g
 }
 
@@ -52,12 +53,16 @@ func TestGraphEncodingRoundTrip(t *testing.T) {
 		b, ok := h.Node(id)
 		if !ok || a.Identity != b.Identity || a.Parent != b.Parent || !bytes.Equal(a.ConfirmationTag, b.ConfirmationTag) ||
 			!slices.Equal(a.Members, b.Members) || !slices.Equal(a.Spoke, b.Spoke) || !slices.Equal(a.Resolves, b.Resolves) ||
-			!a.Added.Equal(b.Added) || !a.Superseded.Equal(b.Superseded) || a.Retained != b.Retained || a.State != b.State {
+			!a.Added.Equal(b.Added) || !a.Superseded.Equal(b.Superseded) || a.Retained != b.Retained || a.State != b.State ||
+			a.Echoed != b.Echoed {
 			t.Fatalf("epoch %s: %+v != %+v", id, a, b)
 		}
 	}
 	if n, _ := h.Node("A1"); !slices.Equal(n.Spoke, []Device{alice, carol}) {
 		t.Fatalf("spoke of A1 decoded as %v", n.Spoke)
+	}
+	if n, _ := h.Node("C"); !n.Echoed {
+		t.Fatal("echoed lost")
 	}
 	if by, ok := h.Retired("unseen"); !ok || by != "C" {
 		t.Fatal("pending resolution lost")
@@ -139,6 +144,7 @@ func TestGraphEncodingErrors(t *testing.T) {
 		removed    []Device
 		dropped    bool
 		spoke      []byte // version 3
+		echoed     uint8  // version 4
 	}
 	encode := func(version uint8, nodes ...nodeFields) []byte {
 		w := codec.NewWriter(64)
@@ -176,6 +182,9 @@ func TestGraphEncodingErrors(t *testing.T) {
 					w.Opaque([]byte("s"))
 					if version >= 3 {
 						w.Opaque(n.spoke)
+					}
+					if version >= 4 {
+						w.Uint8(n.echoed)
 					}
 				}
 			}
@@ -220,6 +229,8 @@ func TestGraphEncodingErrors(t *testing.T) {
 		{"v3 spoke past the members", encode(3, nodeFields{id: "A", form: membersAll, members: []Device{alice, bob}, spoke: []byte{4}}), ErrInvalidGraph},
 		{"v3 spoke of changes past the members", encode(3, nodeFields{id: "A", form: membersAll, members: []Device{alice}},
 			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{bob}, spoke: []byte{4}}), ErrInvalidGraph},
+		{"v4 echoed not 0 or 1", encode(4, nodeFields{id: "A", form: membersAll, members: []Device{alice}, echoed: 2}), ErrInvalidGraph},
+		{"v5", encode(5), ErrInvalidGraph},
 	}
 	for _, tt := range tests {
 		if _, err := Unmarshal(tt.data, decodeString); !errors.Is(err, tt.want) {
@@ -244,8 +255,20 @@ func TestGraphEncodingErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid version 3 graph rejected: %v", err)
 	}
-	if n, _ := g3.Node("B"); !slices.Equal(n.Spoke, []Device{carol}) {
-		t.Errorf("spoke from bits: %v", n.Spoke)
+	if n, _ := g3.Node("B"); !slices.Equal(n.Spoke, []Device{carol}) || n.Echoed {
+		t.Errorf("spoke from bits: %v, echoed %v", n.Spoke, n.Echoed)
+	}
+	// Version 4: echoed per retained epoch.
+	g4, err := Unmarshal(encode(4, nodeFields{id: "A", form: membersAll, members: []Device{alice}, echoed: 1},
+		nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{bob}}), decodeString)
+	if err != nil {
+		t.Fatalf("valid version 4 graph rejected: %v", err)
+	}
+	if a, _ := g4.Node("A"); !a.Echoed {
+		t.Error("echoed 1 read as false")
+	}
+	if b, _ := g4.Node("B"); b.Echoed {
+		t.Error("echoed 0 read as true")
 	}
 }
 
@@ -257,6 +280,7 @@ func FuzzUnmarshalGraph(f *testing.F) {
 	seed, _ := g.MarshalBinary(encodeString)
 	f.Add(seed)
 	g.RecordMessage("A", bob)
+	g.nodes["A"].Echoed = true
 	seed, _ = g.MarshalBinary(encodeString)
 	f.Add(seed)
 	_ = g.Drop([]ID{"R"}, nil)

@@ -20,6 +20,9 @@ var (
 	// ErrDropHead means a caller tried to drop a head, which retention
 	// never does.
 	ErrDropHead = errors.New("epochs: cannot drop a head")
+	// ErrEchoed means a caller tried to withdraw a commit of ours that
+	// was confirmed (Member.Confirm): the room accepted it.
+	ErrEchoed = errors.New("epochs: commit confirmed, cannot withdraw")
 	// ErrNoHeads means the graph holds no epoch to build on.
 	ErrNoHeads = errors.New("epochs: no heads")
 	// ErrInvalidGraph means an encoded graph is well formed but violates

@@ -26,6 +26,12 @@ type Node[S any] struct {
 	// it, a message shows which branch its sender chose, and retention's
 	// settled rule counts both. Kept only while the epoch is retained.
 	Spoke []Device
+	// Echoed is set on an epoch made by a commit of the Member's own once
+	// the commit's event came back from the homeserver and the room
+	// accepted it (Member.Confirm): it can no longer be withdrawn, so
+	// retention's settled rule may count it as it counts another member's
+	// commit. Kept only while the epoch is retained.
+	Echoed bool
 	// Resolves are the heads that the creating commit names in
 	// dmls_resolves; adding the node retires them.
 	Resolves []ID

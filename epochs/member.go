@@ -1037,10 +1037,11 @@ func (m *Member) Retain(now time.Time) ([]ID, error) {
 // pastForGood returns, for retention's settled rule, a function giving
 // for an epoch e our devices that have moved on from it for good, whether
 // or not they commit or send: those that hold a retained epoch at or
-// above a child of e that another member's commit made. Such a child
-// cannot be taken back (Withdraw takes back only our own commits, and a
-// commit applied here was checked on arrival), so e is never a head
-// again, and our devices, which commit and send only in the base, will
+// above a child of e that another member's commit made, or our own
+// commit once its event came back and was accepted (Confirm). Such a
+// child cannot be taken back (Withdraw takes back only our own commits
+// not yet confirmed, and a commit applied here was checked on arrival),
+// so e is never a head again, and our devices, which commit and send only in the base, will
 // do neither in e; and each holds its keys above e, so dropping e strands
 // none of them. A group of listening bots otherwise kept every epoch
 // until the count or age bound, since they never speak.
@@ -1066,7 +1067,7 @@ func (m *Member) pastForGood() func(*Node[*EpochState]) map[Device]bool {
 			}
 		}
 		for _, c := range m.graph.children[e.ID] {
-			if cn := m.graph.nodes[c]; cn != nil && cn.Retained && !ours[cn.Creator] {
+			if cn := m.graph.nodes[c]; cn != nil && cn.Retained && (cn.Echoed || !ours[cn.Creator]) {
 				walk(c)
 			}
 		}

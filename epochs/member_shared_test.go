@@ -522,3 +522,70 @@ func TestMemberUnreached(t *testing.T) {
 		t.Fatalf("holders of the second epoch: %v, want a and c (b's Welcome never came)", got)
 	}
 }
+
+// Our own commit counts for retention's settled rule once its event came
+// back and the room accepted it (Confirm): before that it could still be
+// withdrawn, and our device that did not make it must keep the base to
+// go back to; after, the base goes once the other members moved on, and
+// the commit can no longer be withdrawn. What is stored keeps it.
+func TestConfirmedOwnCommitSettles(t *testing.T) {
+	a, b := dev("@a:x", "A"), dev("@b:x", "B")
+	r := newServiceRoom(t, 1, a, b)
+	base, _ := r.svc.Base()
+	now := t0.Add(time.Second)
+	mine, err := r.svc.Commit(a, r.room, r.kps, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := mine.Commit.Epoch
+	u0 := r.indep[0]
+	if _, err := u0.Apply(mine.Commit, r.room, r.room, now); err != nil {
+		t.Fatal(err)
+	}
+	// u0 moves on by speaking in the new epoch; a made the commit.
+	epoch, ct, err := u0.Encrypt(u0.Self, []byte("hello"))
+	if err != nil || epoch != next {
+		t.Fatalf("u0 sends in %v: %v", epoch, err)
+	}
+	if _, _, err := r.svc.Decrypt(epoch, ct); err != nil {
+		t.Fatal(err)
+	}
+	retained := func() bool {
+		t.Helper()
+		if _, err := r.svc.Retain(now); err != nil {
+			t.Fatal(err)
+		}
+		n, ok := r.svc.Graph().Node(base)
+		return ok && n.Retained
+	}
+	if !retained() {
+		t.Fatal("the base went while our own commit could still be withdrawn")
+	}
+
+	if _, err := r.apply(mine.Commit); !errors.Is(err, ErrDuplicateCommit) {
+		t.Fatalf("our own echo: %v", err)
+	}
+	if r.svc.Confirm(base) {
+		t.Fatal("an epoch another member made confirmed as our commit's")
+	}
+	if !r.svc.Confirm(next) || r.svc.Confirm(next) {
+		t.Fatal("Confirm does not report news once")
+	}
+	enc, err := r.svc.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalMember(enc, dmlsConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := back.Graph().Node(next); !n.Echoed {
+		t.Fatal("confirmation lost in the stored Member")
+	}
+	if _, err := r.svc.Withdraw(next); !errors.Is(err, ErrEchoed) {
+		t.Fatalf("withdrawing a confirmed commit: %v", err)
+	}
+	if retained() {
+		t.Fatal("the base stays though every member moved on for good")
+	}
+}

@@ -189,7 +189,7 @@ func (g *Graph[S]) Drop(ids []ID, destroy func(S)) error {
 		}
 		// Only retained epochs' members matter (retention's settled
 		// rule, planning on the base).
-		n.State, n.Members, n.Spoke = zero, nil, nil
+		n.State, n.Members, n.Spoke, n.Echoed = zero, nil, nil, false
 		n.Retained = false
 	}
 	g.prune()

@@ -2,6 +2,7 @@ package epochs
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -83,6 +84,9 @@ func (m *Member) Withdraw(id ID) ([]ID, error) {
 	if _, err := m.Effect(id); err != nil {
 		return nil, err
 	}
+	if m.graph.nodes[id].Echoed {
+		return nil, fmt.Errorf("%w: %v", ErrEchoed, id)
+	}
 	parent := m.graph.nodes[id].Parent
 	gone, err := m.remove(id)
 	if err != nil {
@@ -93,6 +97,22 @@ func (m *Member) Withdraw(id ID) ([]ID, error) {
 		m.refused[x] = parent
 	}
 	return gone, nil
+}
+
+// Confirm records that the event of our own commit that made epoch id came
+// back from the homeserver and the room accepted it, checked as every
+// other member checks it: it will not be withdrawn (Withdraw refuses it
+// from now on), so retention's settled rule counts it as it counts
+// another member's commit (Member.pastForGood). It reports whether that
+// is news; it records nothing for an epoch not retained or not made by
+// one of our devices.
+func (m *Member) Confirm(id ID) bool {
+	n := m.graph.nodes[id]
+	if n == nil || !n.Retained || n.Echoed || !slices.Contains(m.Ours(), n.Creator) {
+		return false
+	}
+	n.Echoed = true
+	return true
 }
 
 // Refused reports whether the commit that makes epoch id was refused

@@ -55,7 +55,8 @@
 //     a partition arrives after the other side's membership changes); a
 //     rejection is logged with its reason and counted. Our own commit is
 //     checked the same way when its event comes back, and withdrawn if the
-//     room's graph refuses it (receive.go, checkOwnCommit); a message of
+//     room's graph refuses it (receive.go, checkOwnCommit), confirmed if
+//     it accepts it (retention then counts it as another member's); a message of
 //     ours sent in a withdrawn epoch reached no one else, and is sent again
 //     in the current epoch when its echo comes back (resend).
 //     A message is decrypted once and delivered to every puppet of ours

@@ -89,6 +89,9 @@ type harnessOptions struct {
 	// Quiet drops the Service's log; else it is kept in harness.logs
 	// (warnings and above) and printed if the test fails.
 	Quiet bool
+	// OffloadThreshold is the Service's; 0 offloads every commit and
+	// Welcome, so that every test runs through the media path.
+	OffloadThreshold int64
 }
 
 // logBuffer keeps a test's log lines.
@@ -171,7 +174,7 @@ func harnessOver(t testing.TB, db *database.DB, sealer *seal.Sealer, o harnessOp
 	var skew *atomic.Int64
 	s, err := New(Config{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }, DB: db, Sealer: sealer, Keys: km, Puppets: puppets, Metrics: metrics, Log: log, Domain: testDomain,
 		Grace: time.Second, MaxJitter: time.Millisecond, Policy: o.Policy, Wait: time.Minute, Autojoin: AutojoinOff, StateCache: stateCache,
-		SendTimeout: 20 * time.Millisecond, DeviceTTL: time.Hour})
+		SendTimeout: 20 * time.Millisecond, DeviceTTL: time.Hour, OffloadThreshold: o.OffloadThreshold})
 	if err != nil {
 		t.Fatal(err)
 	}

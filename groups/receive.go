@@ -210,11 +210,14 @@ func (s *Service) checkMembership(ctx context.Context, r *room, c epochs.Commit,
 // room would stay split for good (seed 4 of TestFederatedDMLS). Only the
 // graph's answer withdraws: the order events arrived in is ours alone, and
 // withdrawing a commit that the others applied would split the room too.
-// The committer rule then runs again on the base.
+// The committer rule then runs again on the base. A commit the room
+// accepts is confirmed (epochs.Member.Confirm): it is never checked or
+// withdrawn again, and retention may then let its base go once our other
+// devices hold its epoch.
 func (s *Service) checkOwnCommit(ctx context.Context, w *inbound.Work, r *room, c epochs.Commit, as keys.Device,
 	atCommit, atBase epochs.Room) error {
 	n, ok := r.node(c.Epoch)
-	if !ok || !n.Retained || n.Parent != c.Base || !slices.Contains(r.m.Ours(), n.Creator) {
+	if !ok || !n.Retained || n.Echoed || n.Parent != c.Base || !slices.Contains(r.m.Ours(), n.Creator) {
 		return nil
 	}
 	effect, err := r.m.Effect(c.Epoch)
@@ -226,6 +229,7 @@ func (s *Service) checkOwnCommit(ctx context.Context, w *inbound.Work, r *room, 
 	log := s.cfg.Log.With().Stringer("room_id", r.id).Str("event_id", c.EventID).Str("epoch", c.Epoch.String()).Logger()
 	switch {
 	case refused == nil:
+		r.m.Confirm(c.Epoch)
 		return nil
 	case !byGraph:
 		log.Warn().Err(refused).Msg("Our own commit fails the membership rules by the order events arrived in, and the room's graph could not be asked: kept")

@@ -50,3 +50,53 @@ func TestSettledEpochsDropped(t *testing.T) {
 		t.Fatalf("%d epochs stored, want the 3 cat is in", n)
 	}
 }
+
+// TestConfirmedOwnCommitDropsItsBase: in a room of our own devices, every
+// commit is ours. bob leaves and one of our devices commits his removal;
+// the epoch before it stays while the commit could still be withdrawn
+// (its event has not come back), and goes when the echo comes back and
+// the room accepts it: bob is out of every head, the committer made the
+// commit, and our other device holds its epoch for good.
+func TestConfirmedOwnCommitDropsItsBase(t *testing.T) {
+	// Inline, so that the echo needs no media repository.
+	h := newHarness(t, harnessOptions{OffloadThreshold: 48 << 10})
+	alice, carol := h.puppet("alice", "ALICE1"), h.puppet("carol", "CAROL1")
+	bob := h.newRemoteRoom("bob")
+	joined := bob.joinOurs(epochs.Device{UserID: string(alice), DeviceID: "ALICE1"},
+		epochs.Device{UserID: string(carol), DeviceID: "CAROL1"})
+	stored := func() int {
+		return h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(joined))
+	}
+	leave, _ := h.member(bob.room, bob.dev.UserID, bob.dev.UserID, "leave")
+	h.send([]json.RawMessage{leave}, nil)
+	var txn string
+	if err := h.db.QueryRow(h.ctx, `SELECT txn_id FROM outbox WHERE kind = 'room_event' AND room_id = $1 AND hook = $2`,
+		bob.room, HookName).Scan(&txn); err != nil {
+		t.Fatalf("our commit of bob's removal: %v", err)
+	}
+	content := h.outgoing(txn)
+	e, err := ParseEncrypted(content)
+	if err != nil || e.Commit == nil || e.Epoch != joined {
+		t.Fatalf("our commit: %+v (%v)", e, err)
+	}
+	if stored() != 1 {
+		t.Fatal("the epoch went before our commit on it came back")
+	}
+	dropped := counter(h.metrics.EpochsDropped)
+
+	echo, _ := h.event(bob.room, e.Commit.Sender.UserID, EncryptedType, nil, json.RawMessage(content))
+	h.send([]json.RawMessage{echo}, nil)
+	if stored() != 0 {
+		t.Fatal("the epoch stays after our commit on it came back and was accepted")
+	}
+	if got := counter(h.metrics.EpochsDropped) - dropped; got != 1 {
+		t.Fatalf("%v epochs counted as dropped, want 1", got)
+	}
+	if got := counter(h.metrics.OwnCommitsWithdrawn); got != 0 {
+		t.Fatalf("%v own commits withdrawn", got)
+	}
+	r := h.loadRoom(bob.room)
+	if n, ok := r.node(e.Commit.Next); !ok || !n.Echoed {
+		t.Fatalf("our commit's epoch is not stored as confirmed (%v)", ok)
+	}
+}
