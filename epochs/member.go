@@ -438,6 +438,13 @@ func (m *Member) ApplyChecked(c Commit, check func(CommitEffect) error, now time
 		case child != nil:
 			return c.Epoch, ErrDuplicateCommit
 		}
+		if slices.Contains(m.Ours(), c.Creator) {
+			// The event of a commit of ours, come back after its base
+			// and its epoch were dropped and forgotten (by the count
+			// bound, while the service was behind on its own room's
+			// events): we made it, so it is no news.
+			return c.Epoch, ErrDuplicateCommit
+		}
 		return "", fmt.Errorf("%w: %v", ErrParentNotRetained, c.Base)
 	}
 	if child != nil && child.Retained {

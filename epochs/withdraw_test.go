@@ -2,6 +2,7 @@ package epochs
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -270,5 +271,35 @@ func TestMemberRefusesWhatBuildsOnRefused(t *testing.T) {
 		if h := a.Graph().Heads(); !slices.Equal(h, []ID{base}) || slices.Contains(a.Ours(), ours2) {
 			t.Fatalf("welcome first %v: heads %v (want %v), ours %v", welcomeFirst, h, base, a.Ours())
 		}
+	}
+}
+
+// The event of our own commit can come back after retention dropped and
+// forgot both its base and its epoch (the count bound, while the service
+// was behind on its room's events). It is a duplicate, not a commit on an
+// epoch not retained: the service made it, and a refusal would be a
+// warning and a rejection counted for nothing. Another member's commit on
+// such an epoch is still refused.
+func TestOwnCommitAfterItsEpochsWentIsDuplicate(t *testing.T) {
+	ms, room := memberRoom(t, 2)
+	a := ms[0]
+	a.Policy = Policy{MaxEpochs: 1}
+	first := a.commit(t, room, nil, "$first", t0.Add(time.Second))
+	for i := range 3 {
+		a.commit(t, room, nil, fmt.Sprintf("$next%d", i), t0.Add(time.Duration(2+i)*time.Second))
+	}
+	if _, err := a.Retain(t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Graph().Node(first.Commit.Base); ok {
+		t.Fatal("the first commit's base is still known: the test needs it forgotten")
+	}
+	if _, err := a.Apply(first.Commit, room, room, t0.Add(time.Minute)); !errors.Is(err, ErrDuplicateCommit) {
+		t.Fatalf("our own commit's late event: %v, want ErrDuplicateCommit", err)
+	}
+	other := first.Commit
+	other.Creator = ms[1].Self
+	if _, err := a.Apply(other, room, room, t0.Add(time.Minute)); !errors.Is(err, ErrParentNotRetained) {
+		t.Fatalf("another member's commit on a forgotten epoch: %v, want ErrParentNotRetained", err)
 	}
 }
