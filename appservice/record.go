@@ -37,7 +37,7 @@ func (Recorder) RoomEvent(ctx context.Context, w *inbound.Work, ev inbound.RoomE
 	}
 	if ev.Type == "m.room.member" {
 		return database.SetMembership(ctx, w.Q, database.MemberEvent{RoomID: string(ev.RoomID), EventID: string(ev.EventID),
-			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)})
+			UserID: *ev.StateKey, Membership: ev.Membership})
 	}
 	return nil
 }

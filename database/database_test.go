@@ -608,6 +608,51 @@ func TestRetentionDeletesOnlyOldRecords(t *testing.T) {
 	}
 }
 
+// TestRetentionKeepsCurrentMembership: old membership events go, but each
+// member's current one, which room_member names, however old; recent
+// ones stay.
+func TestRetentionKeepsCurrentMembership(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	for _, ev := range []MemberEvent{
+		{RoomID: "!r:hs", EventID: "$invite", UserID: "@a:hs", Membership: "invite"},
+		{RoomID: "!r:hs", EventID: "$join", UserID: "@a:hs", Membership: "join"},
+		{RoomID: "!r:hs", EventID: "$b-join", UserID: "@b:hs", Membership: "join"},
+		{RoomID: "!r:hs", EventID: "$b-leave", UserID: "@b:hs", Membership: "leave"},
+		{RoomID: "!s:hs", EventID: "$s-join", UserID: "@a:hs", Membership: "join"},
+	} {
+		if err := SetMembership(ctx, db, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All old but b's leave, which is recent: a's invite goes, a's join
+	// stays (current), b's join goes though b's current event is recent.
+	if _, err := db.Exec(ctx, `UPDATE room_member_event SET recorded_at = now() - interval '8 days' WHERE event_id <> '$b-leave'`); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := Retention(ctx, db, time.Now().Add(-7*24*time.Hour), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted["room_member_event"] != 2 {
+		t.Fatalf("deleted %v, want 2 membership events", deleted)
+	}
+	rows, err := db.Query(ctx, `SELECT event_id FROM room_member_event ORDER BY event_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"$b-leave", "$join", "$s-join"}; !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+	if m, err := Membership(ctx, db, "!r:hs", "@a:hs"); err != nil || m != "join" {
+		t.Fatalf("a's membership after retention: %q (%v)", m, err)
+	}
+}
+
 // TestRoomWelcomesQueueApart: a to-device message that belongs to a room
 // queues per acting device and room, so that a Welcome waiting for its
 // commit holds up no other room's Welcome; one without a room stays on

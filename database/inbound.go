@@ -66,16 +66,15 @@ type MemberEvent struct {
 	EventID    string
 	UserID     string // the state key
 	Membership string
-	Sender     string
 }
 
 // SetMembership records a m.room.member event: the event itself (the
 // membership authority asks for membership at an event, DESIGN 5) and the
 // user's latest membership of the room. A repeated event changes nothing.
 func SetMembership(ctx context.Context, q Querier, ev MemberEvent) error {
-	tag, err := q.Exec(ctx, `INSERT INTO room_member_event (event_id, room_id, user_id, membership, sender)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
-		ev.EventID, ev.RoomID, ev.UserID, ev.Membership, ev.Sender)
+	tag, err := q.Exec(ctx, `INSERT INTO room_member_event (event_id, room_id, user_id, membership)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING`,
+		ev.EventID, ev.RoomID, ev.UserID, ev.Membership)
 	if err != nil {
 		return fmt.Errorf("record membership event %s: %w", ev.EventID, err)
 	}

@@ -325,7 +325,7 @@ func (g *gap) applyMembership(ctx context.Context, w *inbound.Work, hole []inbou
 			return err
 		}
 		if err := database.SetMembership(ctx, w.Q, database.MemberEvent{RoomID: string(g.r.id), EventID: string(ev.EventID),
-			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)}); err != nil {
+			UserID: *ev.StateKey, Membership: ev.Membership}); err != nil {
 			return err
 		}
 		if err := s.deliverMembership(ctx, w, ev, to); err != nil {

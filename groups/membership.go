@@ -108,7 +108,7 @@ func (s *Service) seedMembers(ctx context.Context, q database.Querier, room id.R
 	}
 	for _, ev := range missing {
 		if err := database.SetMembership(ctx, q, database.MemberEvent{RoomID: string(room), EventID: string(ev.EventID),
-			UserID: *ev.StateKey, Membership: ev.Membership, Sender: string(ev.Sender)}); err != nil {
+			UserID: *ev.StateKey, Membership: ev.Membership}); err != nil {
 			return err
 		}
 	}
