@@ -188,7 +188,9 @@
 //	                                 (a commit on it processed
 //	                                 or made)
 //	per epoch: secret tree         a message sent or read in it    O(log n) per sender used
-//	per epoch: commit              once, with the epoch            the commit message
+//	per epoch: commit              once, with the epoch; cleared   the commit message
+//	                                 when the parent goes
+//	                                 (Changes.CommitsUnneeded)
 //	per (epoch, device): private   once, when the device enters    O(log n) keys
 //
 // Decrypting changes only the secret tree of the message's epoch, and

@@ -54,6 +54,9 @@ type Member struct {
 	// the stored epochs dropped since.
 	flushed []byte
 	dropped []ID
+	// orphaned lists the epochs whose parent was dropped since the last
+	// flush: their commit is no longer needed (Changes.CommitsUnneeded).
+	orphaned []ID
 }
 
 // knownCommit is what Member keeps of an observed commit event: its
@@ -503,6 +506,13 @@ func (m *Member) ApplyChecked(c Commit, check func(CommitEffect) error, now time
 // removed by our next commit as orphans, and were added back by Welcome,
 // leaving the other devices behind in turn.
 func (m *Member) lend(id ID, message []byte) bool {
+	if n := m.graph.nodes[id]; n != nil {
+		if p := m.graph.nodes[n.Parent]; p != nil && !p.Retained && !p.Added.IsZero() {
+			// The parent was held and dropped: no device of ours will
+			// follow from it (Flush clears such a commit).
+			return false
+		}
+	}
 	st, err := m.state(id)
 	if err != nil || st.commit != nil || len(message) == 0 {
 		return false
@@ -1110,17 +1120,19 @@ func (m *Member) footholds() map[ID]bool {
 // graph's metadata and the commits kept, and records the stored epochs
 // dropped for the next Flush.
 func (m *Member) drop(ids []ID) ([]ID, error) {
-	var stored []ID
+	var stored, orphaned []ID
 	for _, id := range ids {
 		if n := m.graph.nodes[id]; n != nil && n.Retained && n.State.stored {
 			stored = append(stored, id)
 		}
+		orphaned = append(orphaned, m.graph.children[id]...)
 	}
 	err := m.graph.Drop(ids, (*EpochState).wipe)
 	if err != nil {
 		return nil, err
 	}
 	m.dropped = append(m.dropped, stored...)
+	m.orphaned = append(m.orphaned, orphaned...)
 	m.pruneCommits()
 	if len(ids) == 0 {
 		return nil, nil

@@ -30,6 +30,9 @@ type EpochState struct {
 	// commitLent: commit was taken later from a commit event (an epoch
 	// entered by Welcome has none) and is not stored yet.
 	commitLent bool
+	// commitGone: the parent went and commit with it (Member.Flush); a
+	// state loaded later finds none stored.
+	commitGone bool
 
 	// What the caller has stored (see Member.Flush): whether the epoch's
 	// parts were written, the Public's change counts at the last write
@@ -159,7 +162,10 @@ func (m *Member) shared(id ID) (*EpochState, error) {
 		}
 		st.raw[d] = bytes.Clone(b) // ours to zero: the caller may keep b
 	}
-	st.pub, st.commit = pub, bytes.Clone(parts.Commit)
+	st.pub = pub
+	if !st.commitGone {
+		st.commit = bytes.Clone(parts.Commit)
+	}
 	st.initAt, st.treeAt = pub.Changes()
 	return st, nil
 }
@@ -245,6 +251,10 @@ type Changes struct {
 	// their parts and private states. Apply it before Epochs: an epoch
 	// dropped and then joined again by Welcome is in both.
 	Dropped []ID
+	// CommitsUnneeded lists stored epochs whose parent was dropped: their
+	// stored Commit is needed no more (a device of ours follows with it
+	// only from the parent) and may be cleared. Apply it after Epochs.
+	CommitsUnneeded []ID
 }
 
 // EpochChanges are the parts of one epoch to write; nil means unchanged.
@@ -274,6 +284,25 @@ type EpochChanges struct {
 // see mls/pprf).
 func (m *Member) Flush() (*Changes, error) {
 	out := &Changes{Dropped: m.dropped}
+	// An epoch whose parent went keeps no commit: our devices follow with
+	// it only from the parent. Should the parent be joined again by
+	// Welcome, its devices are behind (Behind) and the commit's event
+	// brings them in, as for an epoch entered by Welcome.
+	for _, id := range sortedIDs(slices.Clone(m.orphaned)) {
+		n := m.graph.nodes[id]
+		if n == nil || !n.Retained || n.State.commitGone {
+			continue
+		}
+		if p := m.graph.nodes[n.Parent]; p != nil && p.Retained {
+			continue // joined again meanwhile
+		}
+		st := n.State
+		st.commit, st.commitLent, st.commitGone = nil, false, true
+		if st.stored {
+			out.CommitsUnneeded = append(out.CommitsUnneeded, id)
+		}
+	}
+	m.orphaned = nil
 	ids := make([]ID, 0, len(m.graph.nodes))
 	for id, n := range m.graph.nodes {
 		if n.Retained {

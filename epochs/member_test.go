@@ -425,3 +425,66 @@ func TestMemberStatesKeepNoPastEpochs(t *testing.T) {
 		t.Fatalf("decoded member keeps %d past epochs", base.Config().PastEpochs)
 	}
 }
+
+// An epoch whose parent went keeps no commit: our devices follow with it
+// only from the parent. A stored one is named once in CommitsUnneeded; a
+// new one is written without it.
+func TestCommitClearedWhenParentGoes(t *testing.T) {
+	ms, room := memberRoom(t, 2)
+	a := ms[0]
+	a.Policy = Policy{MaxEpochs: 1}
+	if _, err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	first := a.commit(t, room, nil, "$first", t0.Add(time.Second))
+	ch, err := a.Flush()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(ch.Epochs, func(e EpochChanges) bool { return e.Epoch == first.Commit.Epoch }); i < 0 || ch.Epochs[i].Commit == nil {
+		t.Fatal("the new epoch is not written with its commit")
+	}
+	dropped, err := a.Retain(t0.Add(time.Minute))
+	if err != nil || !slices.Contains(dropped, first.Commit.Base) {
+		t.Fatalf("dropped %v (%v), want the first commit's base", dropped, err)
+	}
+	if ch, err = a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ch.CommitsUnneeded, []ID{first.Commit.Epoch}) {
+		t.Fatalf("commits unneeded %v, want %v", ch.CommitsUnneeded, first.Commit.Epoch)
+	}
+	if ch, _ = a.Flush(); ch.CommitsUnneeded != nil {
+		t.Fatalf("named again: %v", ch.CommitsUnneeded)
+	}
+
+	// Made and orphaned before a flush: written without its commit.
+	second := a.commit(t, room, nil, "$second", t0.Add(2*time.Minute))
+	if _, err := a.Retain(t0.Add(3 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err = a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ch.Epochs {
+		if e.Epoch == second.Commit.Epoch && (e.Static == nil || e.Commit != nil) {
+			t.Fatalf("the orphaned new epoch written with static %v, commit %v", e.Static != nil, e.Commit != nil)
+		}
+	}
+	if slices.Contains(ch.CommitsUnneeded, second.Commit.Epoch) || !slices.Contains(ch.Dropped, first.Commit.Epoch) {
+		t.Fatalf("unneeded %v, dropped %v", ch.CommitsUnneeded, ch.Dropped)
+	}
+	// The room goes on: b applies both, and reads a's message.
+	for _, c := range []*Outgoing{first, second} {
+		if _, err := ms[1].Apply(c.Commit, room, room, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	epoch, ct, err := a.Encrypt(a.Self, []byte("on"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, _, err := ms[1].Decrypt(epoch, ct); err != nil || string(pt) != "on" {
+		t.Fatalf("b reads %q: %v", pt, err)
+	}
+}

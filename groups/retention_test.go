@@ -56,7 +56,9 @@ func TestSettledEpochsDropped(t *testing.T) {
 // the epoch before it stays while the commit could still be withdrawn
 // (its event has not come back), and goes when the echo comes back and
 // the room accepts it: bob is out of every head, the committer made the
-// commit, and our other device holds its epoch for good.
+// commit, and our other device holds its epoch for good. The commit's
+// message, kept with its epoch for devices of ours that enter the base
+// later, goes with the base.
 func TestConfirmedOwnCommitDropsItsBase(t *testing.T) {
 	// Inline, so that the echo needs no media repository.
 	h := newHarness(t, harnessOptions{OffloadThreshold: 48 << 10})
@@ -82,6 +84,13 @@ func TestConfirmedOwnCommitDropsItsBase(t *testing.T) {
 	if stored() != 1 {
 		t.Fatal("the epoch went before our commit on it came back")
 	}
+	commitKept := func() int {
+		return h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2 AND commit IS NOT NULL`,
+			bob.room, []byte(e.Commit.Next))
+	}
+	if commitKept() != 1 {
+		t.Fatal("our commit is not stored with its epoch while the base is held")
+	}
 	dropped := counter(h.metrics.EpochsDropped)
 
 	echo, _ := h.event(bob.room, e.Commit.Sender.UserID, EncryptedType, nil, json.RawMessage(content))
@@ -91,6 +100,9 @@ func TestConfirmedOwnCommitDropsItsBase(t *testing.T) {
 	}
 	if got := counter(h.metrics.EpochsDropped) - dropped; got != 1 {
 		t.Fatalf("%v epochs counted as dropped, want 1", got)
+	}
+	if commitKept() != 0 {
+		t.Fatal("the commit is kept though the epoch it leads from went")
 	}
 	if got := counter(h.metrics.OwnCommitsWithdrawn); got != 0 {
 		t.Fatalf("%v own commits withdrawn", got)

@@ -307,6 +307,16 @@ func (s *Service) writeChanges(ctx context.Context, q database.Querier, roomID i
 			}
 		}
 	}
+	if len(ch.CommitsUnneeded) > 0 {
+		ids := make([][]byte, len(ch.CommitsUnneeded))
+		for i, e := range ch.CommitsUnneeded {
+			ids[i] = []byte(e)
+		}
+		if _, err := q.Exec(ctx, `UPDATE dmls_epoch SET commit = NULL WHERE room_id = $1 AND epoch_id = ANY($2) AND commit IS NOT NULL`,
+			roomID, ids); err != nil {
+			return errf(roomID, "clear commits of %d epochs: %w", len(ids), err)
+		}
+	}
 	return nil
 }
 
