@@ -1058,9 +1058,9 @@ func (m *Member) Retain(now time.Time) ([]ID, error) {
 // commit once its event came back and was accepted (Confirm). Such a
 // child cannot be taken back (Withdraw takes back only our own commits
 // not yet confirmed, and a commit applied here was checked on arrival),
-// so e is never a head again, and our devices, which commit and send only in the base, will
-// do neither in e; and each holds its keys above e, so dropping e strands
-// none of them. A group of listening bots otherwise kept every epoch
+// so e is never a head again, and our devices, which commit and send
+// only in the base, will do neither in e; and each holds its keys above
+// e, so dropping e strands none of them. A group of listening bots otherwise kept every epoch
 // until the count or age bound, since they never speak.
 func (m *Member) pastForGood() func(*Node[*EpochState]) map[Device]bool {
 	var ours map[Device]bool
