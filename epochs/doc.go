@@ -291,10 +291,14 @@
 //     member's commit made, or our own commit once its event came back
 //     and the room accepted it (Member.Confirm): that child cannot be
 //     taken back (Withdraw takes back only our own commits, and refuses
-//     confirmed ones), so E is never a head again and
-//     our devices will neither commit on it nor send in it, and they hold
-//     their keys above it (Member.pastForGood). Without these an epoch of
-//     a group where only a few members commit would settle never, and go
+//     confirmed ones), so E is never a head again and our devices will
+//     neither commit on it nor send in it, and they hold their keys above
+//     it (Member.pastForGood). Conversely, what our own devices did at or
+//     above a commit of ours that may still be withdrawn (not confirmed,
+//     and no other member committed or sent at or above it) counts for
+//     nothing: a withdrawal takes them back to its base, which must then
+//     still be there (Member.tentative). Without these an epoch of a
+//     group where only a few members commit would settle never, and go
 //     only by age or count, its secrets kept all that while;
 //   - count: more than MaxEpochs epochs are retained; the oldest
 //     superseded (then lowest number, then lowest dmls_epoch) go first

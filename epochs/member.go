@@ -1048,7 +1048,48 @@ func (m *Member) RemoveDevice(d Device) ([]ID, error) {
 // commits that concern no retained epoch any more. It returns the dropped
 // epochs.
 func (m *Member) Retain(now time.Time) ([]ID, error) {
-	return m.drop(m.graph.expired(m.Policy, now, m.footholds(), m.pastForGood()))
+	ours := map[Device]bool{}
+	for _, d := range m.Ours() {
+		ours[d] = true
+	}
+	return m.drop(m.graph.expired(m.Policy, now, ownView[*EpochState]{footholds: m.footholds(), past: m.pastForGood(),
+		ours: ours, tentative: m.tentative(ours)}))
+}
+
+// tentative returns the epochs made by a commit of ours that Withdraw
+// may still take back, and every epoch above one: what our devices did
+// there shows no move for good, since a withdrawal takes them back to the
+// commit's base. A commit is no longer tentative once confirmed (Confirm)
+// or once another member committed or sent at or above it: that member
+// applied it, so the room accepted it, and withdrawing it would split the
+// room (groups keeps it then).
+func (m *Member) tentative(ours map[Device]bool) map[ID]bool {
+	var out map[ID]bool
+	for id, n := range m.graph.nodes {
+		if !n.Retained || n.Echoed || !ours[n.Creator] {
+			continue
+		}
+		if p := m.graph.nodes[n.Parent]; p == nil || !p.Retained {
+			continue // nothing to withdraw it to
+		}
+		subtree := m.graph.subtree(id)
+		if slices.ContainsFunc(subtree, func(x *Node[*EpochState]) bool { return vouches(x, ours) }) {
+			continue
+		}
+		if out == nil {
+			out = map[ID]bool{}
+		}
+		for _, x := range subtree {
+			out[x.ID] = true
+		}
+	}
+	return out
+}
+
+// vouches reports whether another member than ours made epoch n or sent
+// in it.
+func vouches(n *Node[*EpochState], ours map[Device]bool) bool {
+	return !ours[n.Creator] || slices.ContainsFunc(n.Spoke, func(d Device) bool { return !ours[d] })
 }
 
 // pastForGood returns, for retention's settled rule, a function giving

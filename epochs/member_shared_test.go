@@ -589,3 +589,45 @@ func TestConfirmedOwnCommitSettles(t *testing.T) {
 		t.Fatal("the base stays though every member moved on for good")
 	}
 }
+
+// What our devices do above a commit of ours that may still be withdrawn
+// shows no move for good: a withdrawal takes them back to its base. Here
+// our commit removes the only other member (who left), and our other
+// device speaks in the new epoch: every member looks moved on, but until
+// the commit is confirmed the base stays, so that Withdraw still has it
+// to go back to.
+func TestTentativeOwnCommitKeepsItsBase(t *testing.T) {
+	a, b := dev("@a:x", "A"), dev("@b:x", "B")
+	r := newServiceRoom(t, 1, a, b)
+	base, _ := r.svc.Base()
+	r.room.Members[r.indep[0].Self.UserID] = Leave
+	now := t0.Add(time.Second)
+	mine, err := r.svc.Commit(a, r.room, r.kps, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(r.svc.Devices(mine.Commit.Epoch), r.indep[0].Self) {
+		t.Fatal("the commit keeps the member who left")
+	}
+	if _, _, err := r.svc.Encrypt(b, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	retained := func() bool {
+		t.Helper()
+		if _, err := r.svc.Retain(now); err != nil {
+			t.Fatal(err)
+		}
+		n, ok := r.svc.Graph().Node(base)
+		return ok && n.Retained
+	}
+	if !retained() {
+		t.Fatal("the base went while our commit on it could still be withdrawn")
+	}
+	if _, err := r.svc.Effect(mine.Commit.Epoch); err != nil {
+		t.Fatalf("the commit can no longer be checked for withdrawal: %v", err)
+	}
+	r.svc.Confirm(mine.Commit.Epoch)
+	if retained() {
+		t.Fatal("the base stays after our commit on it was confirmed")
+	}
+}

@@ -22,15 +22,28 @@ type Policy struct {
 // dmls_epoch byte order (package doc, "Retention"). It never returns a
 // head. It changes nothing; pass the result to Drop.
 func (g *Graph[S]) Expired(p Policy, now time.Time) []ID {
-	return g.expired(p, now, nil, nil)
+	return g.expired(p, now, ownView[S]{})
 }
 
-// expired is Expired with footholds, epochs that the count bound never
-// drops, and past, which if not nil gives for an epoch the devices that
-// the caller knows to have moved on from it for good (a Member: its own
-// devices, Member.pastForGood).
-// drops (age and settlement still do).
-func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool, past func(*Node[S]) map[Device]bool) []ID {
+// ownView is what a Member knows about its own devices beyond the graph,
+// for retention (Member.Retain); the zero value knows nothing.
+type ownView[S any] struct {
+	// footholds are epochs that the count bound never drops (age and
+	// settlement still do).
+	footholds map[ID]bool
+	// past, if not nil, gives for an epoch the devices of ours known to
+	// have moved on from it for good (Member.pastForGood).
+	past func(*Node[S]) map[Device]bool
+	// ours are our devices, and tentative the epochs at or above a commit
+	// of ours that may still be withdrawn (not confirmed): what our
+	// devices did there shows no move for good, since a withdrawal takes
+	// them back to the commit's base (Member.tentative).
+	ours      map[Device]bool
+	tentative map[ID]bool
+}
+
+// expired is Expired with what the Member knows of its own devices.
+func (g *Graph[S]) expired(p Policy, now time.Time, own ownView[S]) []ID {
 	heads := g.headSet()
 	var candidates []*Node[S]
 	retained := 0
@@ -46,7 +59,7 @@ func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool, past 
 	drop := map[ID]bool{}
 	for _, n := range candidates {
 		aged := p.MaxAge > 0 && !n.Superseded.IsZero() && now.Sub(n.Superseded) >= p.MaxAge
-		if aged || g.settled(n, heads, past) {
+		if aged || g.settled(n, heads, own) {
 			drop[n.ID] = true
 		}
 	}
@@ -65,7 +78,7 @@ func (g *Graph[S]) expired(p Policy, now time.Time, footholds map[ID]bool, past 
 			if retained-len(drop) <= p.MaxEpochs {
 				break
 			}
-			if !footholds[n.ID] {
+			if !own.footholds[n.ID] {
 				drop[n.ID] = true
 			}
 		}
@@ -99,10 +112,14 @@ func (g *Graph[S]) RecordMessage(id ID, sender Device) bool {
 // settled reports whether every member of n has moved on from it: each
 // has created an epoch above n or sent a message in one, or is absent
 // from every head above n (removed on every live branch, so it has
-// nothing left to send in n).
-func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, past func(*Node[S]) map[Device]bool) bool {
-	created := map[Device]bool{}
-	var above, heads []*Node[S]
+// nothing left to send in n). For our own devices (own.ours), only what
+// they did in epochs that are not tentative counts: a withdrawal takes
+// them back to the base of our commit.
+func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool {
+	// created and above for every member, and firm versions (outside
+	// tentative epochs) for ours.
+	created, createdFirm := map[Device]bool{}, map[Device]bool{}
+	var above, aboveFirm, heads, headsFirm []*Node[S]
 	var walk func(id ID)
 	walk = func(id ID) {
 		for _, c := range g.children[id] {
@@ -110,12 +127,22 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, past func(*Node[S]) 
 			if cn == nil {
 				continue
 			}
+			firm := !own.tentative[c]
 			created[cn.Creator] = true
+			if firm {
+				createdFirm[cn.Creator] = true
+			}
 			if len(cn.Spoke) > 0 {
 				above = append(above, cn)
+				if firm {
+					aboveFirm = append(aboveFirm, cn)
+				}
 			}
 			if headSet[c] {
 				heads = append(heads, cn)
+				if firm {
+					headsFirm = append(headsFirm, cn)
+				}
 			}
 			walk(c)
 		}
@@ -125,42 +152,75 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, past func(*Node[S]) 
 	// epoch above, finds each member's messages, and the first member
 	// that has not moved on ends it (in a large group most epochs are not
 	// settled).
-	at := make([]int, len(above))
-	spoke := func(m Device) bool {
-		found := false
-		for i, a := range above {
-			for at[i] < len(a.Spoke) && a.Spoke[at[i]].Compare(m) < 0 {
-				at[i]++
-			}
-			if at[i] < len(a.Spoke) && a.Spoke[at[i]] == m {
-				found = true
-			}
-		}
-		return found
-	}
-	var gone map[Device]bool // past(n), asked for once, when needed
+	all, firm := newSpokeMerge(above), newSpokeMerge(aboveFirm)
+	var gone map[Device]bool // own.past(n), asked for once, when needed
 	for _, m := range n.Members {
-		if created[m] || spoke(m) {
+		made, spoke, live := created, all, heads
+		if own.ours[m] {
+			made, spoke, live = createdFirm, firm, headsFirm
+		}
+		if made[m] || spoke.has(m) {
 			continue
 		}
-		if past != nil {
+		if own.past != nil {
 			if gone == nil {
-				gone = past(n)
+				gone = own.past(n)
 			}
 			if gone[m] {
 				continue
 			}
 		}
-		if len(heads) == 0 {
+		if len(live) == 0 {
 			return false
 		}
-		for _, h := range heads {
+		for _, h := range live {
 			if _, found := slices.BinarySearchFunc(h.Members, m, Device.Compare); found {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// subtree returns epoch id's node and those of every epoch above it.
+func (g *Graph[S]) subtree(id ID) []*Node[S] {
+	var out []*Node[S]
+	queue := []ID{id}
+	for len(queue) > 0 {
+		x := queue[0]
+		queue = queue[1:]
+		if n := g.nodes[x]; n != nil {
+			out = append(out, n)
+		}
+		queue = append(queue, g.children[x]...)
+	}
+	return out
+}
+
+// spokeMerge finds, for members asked in ascending order, whether any of
+// the epochs sent in one: a cursor per epoch into its ascending Spoke.
+type spokeMerge[S any] struct {
+	epochs []*Node[S]
+	at     []int
+}
+
+func newSpokeMerge[S any](epochs []*Node[S]) *spokeMerge[S] {
+	return &spokeMerge[S]{epochs: epochs, at: make([]int, len(epochs))}
+}
+
+// has reports whether m sent in any of the epochs; m must not be below a
+// member asked before.
+func (s *spokeMerge[S]) has(m Device) bool {
+	found := false
+	for i, a := range s.epochs {
+		for s.at[i] < len(a.Spoke) && a.Spoke[s.at[i]].Compare(m) < 0 {
+			s.at[i]++
+		}
+		if s.at[i] < len(a.Spoke) && a.Spoke[s.at[i]] == m {
+			found = true
+		}
+	}
+	return found
 }
 
 // Drop forgets the states of the given epochs: destroy (if not nil) is

@@ -283,10 +283,10 @@ func TestMissingHistory(t *testing.T) {
 func TestExpiredKeepsFootholds(t *testing.T) {
 	g := chainOf(t, alice, alice, alice, alice) // E0 <- E1 <- E2 <- E3 <- E4
 	keep := map[ID]bool{ids("E1")[0]: true}
-	if got, want := g.expired(Policy{MaxEpochs: 2}, t0, keep, nil), ids("E0", "E2", "E3"); !slices.Equal(got, want) {
+	if got, want := g.expired(Policy{MaxEpochs: 2}, t0, ownView[string]{footholds: keep}), ids("E0", "E2", "E3"); !slices.Equal(got, want) {
 		t.Fatalf("count: expired %q, want %q", got, want)
 	}
-	if got, want := g.expired(Policy{MaxEpochs: 2, MaxAge: time.Second}, t0.Add(time.Hour), keep, nil), ids("E0", "E1", "E2", "E3"); !slices.Equal(got, want) {
+	if got, want := g.expired(Policy{MaxEpochs: 2, MaxAge: time.Second}, t0.Add(time.Hour), ownView[string]{footholds: keep}), ids("E0", "E1", "E2", "E3"); !slices.Equal(got, want) {
 		t.Fatalf("age: expired %q, want %q", got, want)
 	}
 }
