@@ -550,14 +550,7 @@ func TestConfirmedOwnCommitSettles(t *testing.T) {
 	if _, _, err := r.svc.Decrypt(epoch, ct); err != nil {
 		t.Fatal(err)
 	}
-	retained := func() bool {
-		t.Helper()
-		if _, err := r.svc.Retain(now); err != nil {
-			t.Fatal(err)
-		}
-		n, ok := r.svc.Graph().Node(base)
-		return ok && n.Retained
-	}
+	retained := func() bool { t.Helper(); return r.retains(base, now) }
 	if !retained() {
 		t.Fatal("the base went while our own commit could still be withdrawn")
 	}
@@ -612,14 +605,7 @@ func TestTentativeOwnCommitKeepsItsBase(t *testing.T) {
 	if _, _, err := r.svc.Encrypt(b, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	retained := func() bool {
-		t.Helper()
-		if _, err := r.svc.Retain(now); err != nil {
-			t.Fatal(err)
-		}
-		n, ok := r.svc.Graph().Node(base)
-		return ok && n.Retained
-	}
+	retained := func() bool { t.Helper(); return r.retains(base, now) }
 	if !retained() {
 		t.Fatal("the base went while our commit on it could still be withdrawn")
 	}
@@ -630,4 +616,15 @@ func TestTentativeOwnCommitKeepsItsBase(t *testing.T) {
 	if retained() {
 		t.Fatal("the base stays after our commit on it was confirmed")
 	}
+}
+
+// retains runs the service's retention at now and reports whether it
+// keeps epoch id.
+func (r *serviceRoom) retains(id ID, now time.Time) bool {
+	r.t.Helper()
+	if _, err := r.svc.Retain(now); err != nil {
+		r.t.Fatal(err)
+	}
+	n, ok := r.svc.Graph().Node(id)
+	return ok && n.Retained
 }
