@@ -156,7 +156,7 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool
 	var gone map[Device]bool // own.past(n), asked for once, when needed
 	for _, m := range n.Members {
 		made, spoke, live := created, all, heads
-		if own.ours[m] {
+		if len(own.ours) > 0 && own.ours[m] {
 			made, spoke, live = createdFirm, firm, headsFirm
 		}
 		if made[m] || spoke.has(m) {
@@ -199,24 +199,30 @@ func (g *Graph[S]) subtree(id ID) []*Node[S] {
 
 // spokeMerge finds, for members asked in ascending order, whether any of
 // the epochs sent in one: a cursor per epoch into its ascending Spoke.
-type spokeMerge[S any] struct {
-	epochs []*Node[S]
+type spokeMerge struct {
+	spokes [][]Device
 	at     []int
 }
 
-func newSpokeMerge[S any](epochs []*Node[S]) *spokeMerge[S] {
-	return &spokeMerge[S]{epochs: epochs, at: make([]int, len(epochs))}
+func newSpokeMerge[S any](epochs []*Node[S]) *spokeMerge {
+	s := &spokeMerge{spokes: make([][]Device, len(epochs)), at: make([]int, len(epochs))}
+	for i, n := range epochs {
+		s.spokes[i] = n.Spoke
+	}
+	return s
 }
 
 // has reports whether m sent in any of the epochs; m must not be below a
 // member asked before.
-func (s *spokeMerge[S]) has(m Device) bool {
+func (s *spokeMerge) has(m Device) bool {
 	found := false
-	for i, a := range s.epochs {
-		for s.at[i] < len(a.Spoke) && a.Spoke[s.at[i]].Compare(m) < 0 {
-			s.at[i]++
+	for i, spoke := range s.spokes {
+		at := s.at[i]
+		for at < len(spoke) && spoke[at].Compare(m) < 0 {
+			at++
 		}
-		if s.at[i] < len(a.Spoke) && a.Spoke[s.at[i]] == m {
+		s.at[i] = at
+		if at < len(spoke) && spoke[at] == m {
 			found = true
 		}
 	}
