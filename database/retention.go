@@ -8,12 +8,13 @@ import (
 
 // Retention deletes, in batches of at most batch rows per statement, what
 // was kept only as a record (DESIGN 8): split transactions, recorded raw
-// events, and membership events older than cutoff (but each room
-// member's current one, which room_member names: membership at an older
-// event is read with the recorded events, gone by now, and a room with
-// members coming and going otherwise grows its history for ever). Each batch is its own statement on q (the
-// pool), so that a large backlog never holds one long transaction. It
-// returns the rows deleted per table.
+// events, sent outbox rows, and membership events older than cutoff (but
+// each room member's current one, which room_member names: membership at
+// an older event is read with the recorded events, gone by now, and a
+// room with members coming and going otherwise grows its history for
+// ever). Each batch is its own statement on q (the pool), so that a large
+// backlog never holds one long transaction. It returns the rows deleted
+// per table.
 func Retention(ctx context.Context, q Querier, cutoff time.Time, batch int) (map[string]int64, error) {
 	deleted := map[string]int64{}
 	for _, t := range []struct{ table, sql string }{
