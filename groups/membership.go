@@ -44,19 +44,28 @@ func members(ctx context.Context, q database.Querier, room id.RoomID) (map[strin
 // and false if the event was not applied here (it came before any of our
 // puppets was in the room, or its record was deleted by retention); the
 // caller then falls back to the current membership.
+//
+// A membership event without a record (retention deleted it, or it was
+// never a transaction's: read from the room's state when a puppet of ours
+// joined, or found in a hole) counts as applied before event if it was
+// stored before event was recorded, and as older than every recorded one.
+// Retention keeps each member's current event however old, so a member
+// who joined long ago is still in the room at a recent event.
 func membersAt(ctx context.Context, q database.Querier, room id.RoomID, event string) (map[string]epochs.MemberState, bool, error) {
 	var seq int64
-	err := q.QueryRow(ctx, `SELECT coalesce(min(seq), 0) FROM inbound_event WHERE kind = 'room' AND event_id = $1 AND room_id = $2`,
-		event, room).Scan(&seq)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)
-	}
-	if seq == 0 {
+	var at time.Time
+	err := q.QueryRow(ctx, `SELECT seq, recorded_at FROM inbound_event WHERE kind = 'room' AND event_id = $1 AND room_id = $2
+		ORDER BY seq LIMIT 1`, event, room).Scan(&seq, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
 	}
+	if err != nil {
+		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)
+	}
 	rows, err := q.Query(ctx, `SELECT DISTINCT ON (m.user_id) m.user_id, m.membership
-		FROM room_member_event m JOIN inbound_event e ON e.kind = 'room' AND e.event_id = m.event_id
-		WHERE m.room_id = $1 AND e.seq <= $2 ORDER BY m.user_id, e.seq DESC`, room, seq)
+		FROM room_member_event m LEFT JOIN inbound_event e ON e.kind = 'room' AND e.event_id = m.event_id
+		WHERE m.room_id = $1 AND (e.seq <= $2 OR e.seq IS NULL AND m.recorded_at <= $3)
+		ORDER BY m.user_id, e.seq DESC NULLS LAST, m.recorded_at DESC`, room, seq, at)
 	if err != nil {
 		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)
 	}

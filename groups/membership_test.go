@@ -1,0 +1,67 @@
+package groups
+
+import (
+	"testing"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/epochs"
+)
+
+// TestMembersAtWithoutRecords: the membership at an event counts the
+// membership events whose records retention deleted (or that no
+// transaction carried) as applied before it. Before, a member who joined
+// longer ago than processing.retention was missing from the membership at
+// every later event, and a commit on a base made after her leave looked
+// stale: refused until the room's graph was asked.
+func TestMembersAtWithoutRecords(t *testing.T) {
+	h := newHarness(t, harnessOptions{Quiet: true})
+	const room = "!members:example.org"
+	record := func(eventID, user, membership string) {
+		t.Helper()
+		if err := database.RecordEvent(h.ctx, h.db, 0, database.InboundEvent{Kind: "room", Type: "m.room.member",
+			RoomID: room, EventID: eventID, Raw: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			if err := database.SetMembership(h.ctx, h.db, database.MemberEvent{RoomID: room, EventID: eventID, UserID: user,
+				Membership: membership}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// alice joined long ago: her event's record is gone, her membership
+	// row stays (retention keeps a member's current event).
+	record("$alice-join", "@alice:example.org", "join")
+	if _, err := h.db.Exec(h.ctx, `DELETE FROM inbound_event WHERE event_id = '$alice-join'`); err != nil {
+		t.Fatal(err)
+	}
+	record("$bob-join", "@bob:example.org", "join")
+	record("$commit", "", "")
+	record("$bob-leave", "@bob:example.org", "leave")
+	// carol's join came from the room's state after the commit, with no
+	// record: not yet applied at the commit.
+	if err := database.SetMembership(h.ctx, h.db, database.MemberEvent{RoomID: room, EventID: "$carol-join",
+		UserID: "@carol:example.org", Membership: "join"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.Exec(h.ctx, `UPDATE room_member_event SET recorded_at = now() + interval '1 minute' WHERE event_id = '$carol-join'`); err != nil {
+		t.Fatal(err)
+	}
+
+	got, known, err := membersAt(h.ctx, h.db, room, "$commit")
+	if err != nil || !known {
+		t.Fatalf("membership at the commit: known %v, %v", known, err)
+	}
+	want := map[string]epochs.MemberState{"@alice:example.org": epochs.Join, "@bob:example.org": epochs.Join}
+	if len(got) != len(want) {
+		t.Fatalf("membership at the commit %v, want %v", got, want)
+	}
+	for u, m := range want {
+		if got[u] != m {
+			t.Fatalf("membership at the commit %v, want %v", got, want)
+		}
+	}
+	if _, known, err := membersAt(h.ctx, h.db, room, "$unrecorded"); err != nil || known {
+		t.Fatalf("an event without a record: known %v, %v", known, err)
+	}
+}
