@@ -11,6 +11,7 @@ type Metrics struct {
 	TransactionsSplit    prometheus.Counter
 	HandoffTaken         *prometheus.CounterVec
 	MalformedItems       prometheus.Counter
+	KeyCountsUnchanged   prometheus.Counter
 	ItemsQueued          *prometheus.CounterVec
 	ItemsProcessed       *prometheus.CounterVec
 	ItemsFailed          *prometheus.CounterVec
@@ -63,6 +64,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Transactions the splitter split, by whether it found the intake's parse in the handoff (parsed) or parsed the stored body again (missed).", "outcome"),
 		MalformedItems: counter("mlsas_transaction_malformed_items_total",
 			"Malformed elements of transactions that were skipped."),
+		KeyCountsUnchanged: counter("mlsas_key_counts_unchanged_total",
+			"Devices' key counts in transactions not queued because they repeat what was queued last for the device."),
 		ItemsQueued: counterVec("mlsas_work_items_queued_total",
 			"Work items put on queues by the splitter, by kind.", "kind"),
 		ItemsProcessed: counterVec("mlsas_work_items_processed_total",

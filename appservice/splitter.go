@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
@@ -27,11 +28,13 @@ type Splitter struct {
 	// Handoff, if set, holds transactions the intake parsed, which are
 	// not parsed again.
 	Handoff *Handoff
+	counts  *countFilter
 }
 
 // NewSplitter returns a splitter over db.
 func NewSplitter(db *database.DB, metrics *Metrics, maxAttempts int, log zerolog.Logger) *Splitter {
-	return &Splitter{db: db, metrics: metrics, log: log, maxAttempts: max(maxAttempts, 1), Split: func() {}}
+	return &Splitter{db: db, metrics: metrics, log: log, maxAttempts: max(maxAttempts, 1), Split: func() {},
+		counts: newCountFilter(time.Now, keyCountRefresh)}
 }
 
 // Step splits the oldest unsplit transaction, if any, and reports whether
@@ -48,6 +51,11 @@ func (s *Splitter) Step(ctx context.Context) (bool, error) {
 			return err
 		}
 		current = st
+		if last := s.counts.lastSplit(); last != 0 && st.Seq != last+1 {
+			// Another instance may have split those in between (or
+			// they were never stored: a retry's number).
+			s.counts.reset()
+		}
 		p := database.NewProducer(tx)
 		problem, err := s.split(ctx, p, st)
 		if err != nil {
@@ -62,12 +70,14 @@ func (s *Splitter) Step(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if err != nil {
+		s.counts.discard()
 		if ctx.Err() != nil {
 			return true, nil
 		}
 		return true, s.failed(ctx, current, err)
 	}
 	s.metrics.TransactionsSplit.Inc()
+	s.metrics.KeyCountsUnchanged.Add(float64(s.counts.commit(current.Seq)))
 	s.Split()
 	return true, nil
 }
@@ -135,9 +145,10 @@ func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database
 	for _, c := range txn.DeviceLists {
 		items = append(items, database.Item{Queue: inbound.UserQueue(c.UserID), Kind: inbound.KindDeviceList, Payload: c.Encode()})
 	}
-	for _, k := range txn.KeyCounts {
+	counts, payloads := s.counts.pass(txn.KeyCounts)
+	for i, k := range counts {
 		items = append(items, database.Item{Queue: inbound.DeviceQueue(k.UserID, k.DeviceID), Kind: inbound.KindKeyCounts,
-			Payload: k.Encode()})
+			Payload: payloads[i]})
 	}
 	for i := range items {
 		items[i].TxnSeq = st.Seq
