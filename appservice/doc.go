@@ -27,7 +27,11 @@
 // follow the homeserver's order. Room events (and ephemeral events that
 // name a room) go on the room's queue; to-device messages and key counts
 // on the receiving device's queue; device-list changes on the user's
-// queue (inbound.RoomQueue and friends). The intake's parse of a
+// queue (inbound.RoomQueue and friends). A device's key counts are
+// queued only when they differ from the last ones queued for it (or an
+// hour later): Synapse repeats every puppet's counts in each transaction
+// of its room, which made a room of n puppets cost n items an event
+// (countFilter). The intake's parse of a
 // transaction reaches the splitter of its process through a Handoff, so
 // that it is not parsed again; a transaction stored by another instance
 // or before a restart is parsed from its stored body.
