@@ -326,9 +326,19 @@ func (w *e2eWorld) send(room id.RoomID, sender id.UserID, body string) {
 func (w *e2eWorld) delivered(ctx context.Context) (got, want, dup, stray int, err error) {
 	logs := map[id.UserID]map[string]int{} // puppet -> body -> deliveries
 	for u, s := range w.puppets {
-		entries, err := s.c.groups.Log(ctx, u, 0, 1000)
-		if err != nil {
-			return 0, 0, 0, 0, err
+		// A log holds a membership entry for every join after the
+		// puppet's: in a large room, more than a page.
+		var entries []groups.Delivered
+		for after := int64(0); ; {
+			page, err := s.c.groups.Log(ctx, u, after, 1000)
+			if err != nil {
+				return 0, 0, 0, 0, err
+			}
+			entries = append(entries, page...)
+			if len(page) < 1000 {
+				break
+			}
+			after = page[len(page)-1].Seq
 		}
 		logs[u] = map[string]int{}
 		for _, e := range entries {
