@@ -127,7 +127,7 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 		return err
 	}
 	if ours && ev.Membership == "join" {
-		if err := s.seedMembers(ctx, w.Q, ev.RoomID, target); err != nil {
+		if err := s.seedMembersFirst(ctx, w.Q, ev.RoomID, target); err != nil {
 			// The room's membership is then known only from the events
 			// that reach us; the room still works for what we see.
 			s.cfg.Log.Warn().Err(err).Stringer("room_id", ev.RoomID).Msg("Could not read the room's membership")

@@ -103,6 +103,25 @@ func (s *Service) membersInGraph(ctx context.Context, as id.UserID, room id.Room
 	return out, nil
 }
 
+// seedMembersFirst seeds the room's membership (seedMembers) when puppet,
+// who just joined, is the only one of ours joined: while another is, the
+// homeserver has been sending us the room's events, and the record is
+// already the room's (holes and membership events Synapse never sent are
+// found by gap.go and the audit). Each join of ours used to read the
+// room's whole state: a room filled with n puppets read n² member events.
+func (s *Service) seedMembersFirst(ctx context.Context, q database.Querier, room id.RoomID, puppet id.UserID) error {
+	joined, err := s.joinedPuppets(ctx, q, room)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(joined, func(u id.UserID) bool { return u != puppet }) {
+		s.metrics.MembershipSeeds.WithLabelValues("skipped").Inc()
+		return nil
+	}
+	s.metrics.MembershipSeeds.WithLabelValues("read").Inc()
+	return s.seedMembers(ctx, q, room, puppet)
+}
+
 // seedMembers records the room's current membership from its state as
 // the homeserver has it. A puppet that joins a room that existed before
 // received none of the earlier membership events.

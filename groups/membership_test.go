@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/mls-appservice/mls-appservice/database"
@@ -63,5 +64,32 @@ func TestMembersAtWithoutRecords(t *testing.T) {
 	}
 	if _, known, err := membersAt(h.ctx, h.db, room, "$unrecorded"); err != nil || known {
 		t.Fatalf("an event without a record: known %v, %v", known, err)
+	}
+}
+
+// TestJoinSeedsMembershipOnce: the room's state is read to seed its
+// membership when the first of our puppets joins, not when another joins
+// while one is in the room (which read n² member events in a room filled
+// with n puppets); once none of ours is left, the next join reads again.
+func TestJoinSeedsMembershipOnce(t *testing.T) {
+	h, bob, alice, _ := badInputRoom(t)
+	seeds := func(outcome string) float64 { return counter(h.metrics.MembershipSeeds.WithLabelValues(outcome)) }
+	read, skipped := seeds("read"), seeds("skipped")
+	carol := h.puppet("carol", "CAROL1")
+	inv, _ := h.member(bob.room, bob.dev.UserID, string(carol), "invite")
+	join, _ := h.member(bob.room, string(carol), string(carol), "join")
+	h.send([]json.RawMessage{inv, join}, nil)
+	if got := seeds("skipped"); got != skipped+1 || seeds("read") != read {
+		t.Errorf("carol joined while alice was in the room: seeds read %v → %v, skipped %v → %v; want the state not read",
+			read, seeds("read"), skipped, got)
+	}
+	leaveA, _ := h.member(bob.room, string(alice), string(alice), "leave")
+	leaveC, _ := h.member(bob.room, string(carol), string(carol), "leave")
+	dave := h.puppet("dave", "DAVE1")
+	invD, _ := h.member(bob.room, bob.dev.UserID, string(dave), "invite")
+	joinD, _ := h.member(bob.room, string(dave), string(dave), "join")
+	h.send([]json.RawMessage{leaveA, leaveC, invD, joinD}, nil)
+	if got := seeds("read"); got != read+1 {
+		t.Errorf("dave joined with none of ours in the room: seeds read %v → %v, want one more", read, got)
 	}
 }
