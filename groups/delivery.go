@@ -27,7 +27,8 @@ const (
 	// KindMembership is an m.room.member event (not encrypted).
 	KindMembership Kind = "membership"
 	// KindMLSState is a change of the room's MLS state: Content says what
-	// (a commit applied, our device joined, removed, a fork resolved).
+	// (a commit applied, told to every joined puppet; our device joined,
+	// told to its puppet if joined). A log keeps one such entry an event.
 	KindMLSState Kind = "mls_state"
 	// KindUndecryptable is a message that named an epoch we never got:
 	// Content says why.
@@ -175,10 +176,11 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 	if err != nil {
 		return nil, fmt.Errorf("deliver %s to %d puppets: %w", what, len(users), err)
 	}
+	slices.Sort(gotLogs) // looked up once a puppet: a large room's are thousands
 	var got []id.UserID
 	var had []string
 	for i, u := range users {
-		if slices.Contains(gotLogs, logs[i]) {
+		if _, ok := slices.BinarySearch(gotLogs, logs[i]); ok {
 			got = append(got, id.UserID(u))
 		} else {
 			had = append(had, u)

@@ -130,7 +130,11 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	if now := len(r.m.Graph().Heads()); now > 1 && now > heads {
 		s.metrics.ForksSeen.Inc()
 	}
-	if err := s.mlsState(ctx, w, r, ev.EventID, ev.Sender, map[string]any{"change": "commit", "epoch": c.Number,
+	to, err := s.joinedPuppets(ctx, w.Q, r.id)
+	if err != nil {
+		return err
+	}
+	if err := s.mlsState(ctx, w, r, to, ev.EventID, ev.Sender, map[string]any{"change": "commit", "epoch": c.Number,
 		"dmls_epoch": next.String(), "creator": c.Creator.String(), "resolves": len(c.Resolves)}); err != nil {
 		return err
 	}
@@ -401,11 +405,10 @@ func (s *Service) undecryptable(ctx context.Context, w *inbound.Work, r *room, e
 	return nil
 }
 
-// mlsState tells our joined puppets that the room's MLS state changed.
-func (s *Service) mlsState(ctx context.Context, w *inbound.Work, r *room, event id.EventID, sender id.UserID, what map[string]any) error {
-	to, err := s.joinedPuppets(ctx, w.Q, r.id)
-	if err != nil {
-		return err
+// mlsState tells puppets to that the room's MLS state changed.
+func (s *Service) mlsState(ctx context.Context, w *inbound.Work, r *room, to []id.UserID, event id.EventID, sender id.UserID, what map[string]any) error {
+	if len(to) == 0 {
+		return nil
 	}
 	content, _ := json.Marshal(what)
 	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: r.id, EventID: event, Kind: KindMLSState, Sender: sender,
@@ -801,7 +804,16 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 			log.Warn().Err(err).Msg("Could not learn the branch's history; base selection may differ from older members' until it is known")
 		}
 	}
-	if err := s.mlsState(ctx, w, r, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",
+	// Our device's join is news to its own puppet (if joined: logs are
+	// for joined puppets). Told to every joined puppet, it was written
+	// once for each of the commit's devices, and taken only the first
+	// time (a log keeps one mls_state entry an event): in a room of n
+	// puppets, a commit adding k of our devices tried k·n entries.
+	var to []id.UserID
+	if slices.Contains(readers, dev.UserID) {
+		to = []id.UserID{dev.UserID}
+	}
+	if err := s.mlsState(ctx, w, r, to, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",
 		"device": dev.String(), "epoch": wel.Commit.Number, "dmls_epoch": joined.String()}); err != nil {
 		return err
 	}

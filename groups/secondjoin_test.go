@@ -3,7 +3,10 @@ package groups
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -25,7 +28,7 @@ func TestSecondDeviceJoins(t *testing.T) {
 			inv, _ := h.member(bob.room, bob.dev.UserID, string(carol), "invite")
 			join, _ := h.member(bob.room, string(carol), string(carol), "join")
 			h.send([]json.RawMessage{inv, join}, nil)
-			out, ev, _, wel := bob.commit(view(bob.dev, aliceDev, carolDev),
+			out, ev, eid, wel := bob.commit(view(bob.dev, aliceDev, carolDev),
 				map[epochs.Device]*message.KeyPackage{carolDev: h.keyPackage(carolDev)})
 			td := toDevice(bob.dev.UserID, carolDev, wel)
 			switch order {
@@ -43,6 +46,21 @@ func TestSecondDeviceJoins(t *testing.T) {
 			for _, d := range []epochs.Device{aliceDev, carolDev} {
 				if !slices.Contains(holders, d) {
 					t.Errorf("%s does not hold the new epoch (holders %v)", d, holders)
+				}
+			}
+			// Alice is told of the commit whichever came first (carol's
+			// join was once told to every joined puppet, and a log keeps
+			// one mls_state entry an event); carol of the commit or of
+			// her device's join, whichever came first.
+			for puppet, want := range map[string]string{aliceDev.UserID: "commit", string(carol): "commit joined"} {
+				d, err := h.s.Delivery(h.ctx, id.UserID(puppet), eid)
+				if err != nil || d == nil || d.Kind != KindMLSState {
+					t.Errorf("%s's log entry for the commit: %+v (%v), want an mls_state entry", puppet, d, err)
+					continue
+				}
+				var c struct{ Change string }
+				if err := json.Unmarshal(d.Content, &c); err != nil || c.Change == "" || !strings.Contains(want, c.Change) {
+					t.Errorf("%s was told %s of the commit, want %q", puppet, d.Content, want)
 				}
 			}
 		})
