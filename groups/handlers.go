@@ -138,12 +138,25 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 			return err
 		}
 	}
-	to, err := s.joinedPuppets(ctx, w.Q, ev.RoomID)
+	again, err := appliedBefore(ctx, w.Q, ev.EventID)
 	if err != nil {
-		return err
+		return errf(ev.RoomID, "look up %s: %w", ev.EventID, err)
 	}
-	if err := s.deliverMembership(ctx, w, ev, to); err != nil {
-		return err
+	if again {
+		// Our own join read back at once (queueOwnJoin), or an event
+		// found in a hole, and now Synapse's copy: delivered then, to
+		// the puppets joined then. (Delivered again, it cost a cursor
+		// update for every joined puppet and a second to take it back,
+		// and went as news to those who joined in between.)
+		s.metrics.DuplicateEvents.Inc()
+	} else {
+		to, err := s.joinedPuppets(ctx, w.Q, ev.RoomID)
+		if err != nil {
+			return err
+		}
+		if err := s.deliverMembership(ctx, w, ev, to); err != nil {
+			return err
+		}
 	}
 	if state != "active" {
 		return nil
@@ -318,7 +331,8 @@ func (t joinTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 // TestGroupsEndToEnd after a restart), and until the join is seen the
 // puppet is given none of the room's messages: the join is read back at
 // once, not left to the next audit. The real event, should it come,
-// changes nothing: every room handler is idempotent per event. A failure
+// changes nothing: every room handler is idempotent per event, and its
+// membership entry is not delivered twice (appliedBefore). A failure
 // to read the event is logged and counted; the join stands.
 func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, ev inbound.RoomEvent) error {
 	known, err := memberEventKnown(ctx, w.Q, ev.EventID)

@@ -171,6 +171,14 @@ func unrecordedMembers(ctx context.Context, q database.Querier, room id.RoomID, 
 	return slices.DeleteFunc(members, func(ev inbound.RoomEvent) bool { return recorded[ev.EventID] }), nil
 }
 
+// appliedBefore reports whether room event ev was recorded before the
+// item now applying it (whose own record the Recorder has just written).
+func appliedBefore(ctx context.Context, q database.Querier, ev id.EventID) (bool, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT count(*) FROM inbound_event WHERE kind = 'room' AND event_id = $1`, ev).Scan(&n)
+	return n > 1, err
+}
+
 // memberEventKnown reports whether the m.room.member event was recorded.
 func memberEventKnown(ctx context.Context, q database.Querier, event id.EventID) (bool, error) {
 	var known bool

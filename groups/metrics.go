@@ -88,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		MembershipSeeds: vec("mlsas_dmls_membership_seeds_total",
 			"Joins of our puppets, by whether the room's state was read to seed its membership (read: no other puppet of ours was joined) or not (skipped).", "outcome"),
 		DuplicateEvents: counter("mlsas_dmls_duplicate_events_total",
-			"Messages that arrived again after they were applied (from a hole in the timeline while their transaction was on its way), ignored."),
+			"Messages and membership events that arrived again after they were applied (from a hole in the timeline while their transaction was on its way; our own join, read back at once), not delivered again."),
 		GapEvents: vec("mlsas_dmls_gap_events_total",
 			"Events of a hole in the room's timeline that never came by transaction (after a federation partition), found by paging back and applied, by kind.", "kind"),
 		HoleChecks: vec("mlsas_dmls_hole_checks_total",
