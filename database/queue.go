@@ -363,6 +363,18 @@ func LastItemAfter(ctx context.Context, q Querier, queue string, seq int64) (str
 	return kind, nil
 }
 
+// KindQueuedAfter reports whether an item of kind waits on queue after
+// item seq.
+func KindQueuedAfter(ctx context.Context, q Querier, queue string, seq int64, kind string) (bool, error) {
+	var found bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM work_item WHERE queue = $1 AND seq > $2 AND NOT parked AND kind = $3)`,
+		queue, seq, kind).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("look for %s items of %s after %d: %w", kind, queue, seq, err)
+	}
+	return found, nil
+}
+
 // ItemsDone deletes applied items and lowers their queue's counter in p;
 // parked counts items parked in this transaction. due is when the queue
 // may next be tried.

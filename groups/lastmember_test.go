@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 )
 
@@ -36,6 +40,67 @@ func TestLastMemberRemovesTheDeparted(t *testing.T) {
 // are queued together) while our device is the only one left to commit:
 // it makes one commit that removes all three, not one per departure.
 func TestBurstIsOneCommit(t *testing.T) {
+	h, bob, others, dev := departuresRoom(t)
+	made := counter(h.metrics.CommitsMade)
+	var events []json.RawMessage
+	for _, d := range append([]epochs.Device{bob.dev}, others...) {
+		leave, _ := h.member(bob.room, d.UserID, d.UserID, "leave")
+		events = append(events, leave)
+	}
+	h.send(events, nil)
+	if got := counter(h.metrics.CommitsMade) - made; got != 1 {
+		t.Errorf("%v commits for three departures queued together, want 1", got)
+	}
+	r := h.loadRoom(bob.room)
+	if devs := r.m.Devices(mustBase(t, r)); len(devs) != 1 || devs[0] != dev {
+		t.Errorf("group after the departures: %v", devs)
+	}
+}
+
+// TestReconcilesCoalesce: the room's queue holds bob's and cat's
+// departures, a reconcile item, dan's departure and another reconcile
+// item (changes that kept arriving while earlier ones were applied).
+// The first reconcile, moments after the room was reconciled, leaves its
+// work to the second: one commit removes all three, where each reconcile
+// item made its own.
+func TestReconcilesCoalesce(t *testing.T) {
+	h, bob, others, dev := departuresRoom(t)
+	made, coalesced := counter(h.metrics.CommitsMade), counter(h.metrics.ReconcilesCoalesced)
+	leave := func(d epochs.Device) database.Item {
+		raw, eid := h.member(bob.room, d.UserID, d.UserID, "leave")
+		return database.Item{Queue: roomQueue(bob.room), Kind: inbound.KindRoomEvent, RoomID: string(bob.room),
+			EventID: string(eid), Payload: raw}
+	}
+	reconcile := database.Item{Queue: roomQueue(bob.room), Kind: kindReconcile, RoomID: string(bob.room), Payload: []byte{}}
+	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
+		p := database.NewProducer(tx)
+		for _, it := range []database.Item{leave(bob.dev), leave(others[0]), reconcile, leave(others[1]), reconcile} {
+			if _, err := p.AddItem(h.ctx, it); err != nil {
+				return err
+			}
+		}
+		return p.Flush(h.ctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.drain()
+	if got := counter(h.metrics.CommitsMade) - made; got != 1 {
+		t.Errorf("%v commits for three departures with two reconcile items queued, want 1", got)
+	}
+	if got := counter(h.metrics.ReconcilesCoalesced) - coalesced; got != 1 {
+		t.Errorf("%v reconcile items coalesced, want 1", got)
+	}
+	r := h.loadRoom(bob.room)
+	if devs := r.m.Devices(mustBase(t, r)); len(devs) != 1 || devs[0] != dev {
+		t.Errorf("group after the departures: %v", devs)
+	}
+}
+
+// departuresRoom makes bob's room with cat and dan, all remote, and our
+// alice's device, in one epoch that holds all four devices.
+func departuresRoom(t *testing.T) (*harness, *remote, []epochs.Device, epochs.Device) {
+	t.Helper()
 	h := newHarness(t, harnessOptions{})
 	bob := h.newRemoteRoom("bob")
 	others := []epochs.Device{{UserID: "@cat:" + remoteDomain, DeviceID: "CATDEV"}, {UserID: "@dan:" + remoteDomain, DeviceID: "DANDEV"}}
@@ -59,20 +124,7 @@ func TestBurstIsOneCommit(t *testing.T) {
 	if r := h.loadRoom(bob.room); len(r.m.Devices(mustBase(t, r))) != 4 {
 		t.Fatalf("bob's commit did not add cat and dan: %v", r.m.Devices(mustBase(t, r)))
 	}
-	made := counter(h.metrics.CommitsMade)
-	events = nil
-	for _, d := range append([]epochs.Device{bob.dev}, others...) {
-		leave, _ := h.member(bob.room, d.UserID, d.UserID, "leave")
-		events = append(events, leave)
-	}
-	h.send(events, nil)
-	if got := counter(h.metrics.CommitsMade) - made; got != 1 {
-		t.Errorf("%v commits for three departures queued together, want 1", got)
-	}
-	r := h.loadRoom(bob.room)
-	if devs := r.m.Devices(mustBase(t, r)); len(devs) != 1 || devs[0] != dev {
-		t.Errorf("group after the departures: %v", devs)
-	}
+	return h, bob, others, dev
 }
 
 func mustBase(t *testing.T, r *room) epochs.ID {

@@ -32,6 +32,7 @@ type Metrics struct {
 	OwnJoins            *prometheus.CounterVec
 	MemberAudit         *prometheus.CounterVec
 	ReconcilesDeferred  prometheus.Counter
+	ReconcilesCoalesced prometheus.Counter
 	MembershipSeeds     *prometheus.CounterVec
 	DuplicateEvents     prometheus.Counter
 	Delivered           *prometheus.CounterVec
@@ -85,6 +86,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Walks back along commit_event links that stopped before reaching an epoch we hold, by reason.", "reason"),
 		ReconcilesDeferred: counter("mlsas_dmls_reconciles_deferred_total",
 			"Membership changes whose commit was left to a reconcile after the room's queued events, so that a burst is one commit."),
+		ReconcilesCoalesced: counter("mlsas_dmls_reconciles_coalesced_total",
+			"Reconcile items that left the room's reconciliation to another queued behind them (the room was reconciled moments before)."),
 		MembershipSeeds: vec("mlsas_dmls_membership_seeds_total",
 			"Joins of our puppets, by whether the room's state was read to seed its membership (read: no other puppet of ours was joined) or not (skipped).", "outcome"),
 		DuplicateEvents: counter("mlsas_dmls_duplicate_events_total",

@@ -85,6 +85,9 @@ type Service struct {
 	lateMu      sync.Mutex
 	lateChecked map[id.RoomID]time.Time
 	statics     *staticCache
+	// reconciled is when each room was last reconciled (reconcileLater).
+	reconciledMu sync.Mutex
+	reconciled   map[id.RoomID]time.Time
 	// runRows bounds the delivery rows one statement of a run writes
 	// (run.go); tests lower it.
 	runRows int
@@ -103,7 +106,8 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := cfg.Keys.Suite()
 	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics, lateChecked: map[id.RoomID]time.Time{},
-		statics: newStaticCache(cfg.StateCache), runRows: 4096}, nil
+		reconciled: map[id.RoomID]time.Time{},
+		statics:    newStaticCache(cfg.StateCache), runRows: 4096}, nil
 }
 
 // Timer kinds of this package.
