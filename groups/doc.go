@@ -12,7 +12,10 @@
 //     create event comes back, so a crash between creating the room and
 //     making the group loses nothing.
 //   - Membership drives commits. Every membership change and device-list
-//     change of a room queues a reconcile of that room. The committer rule
+//     change of a room queues a reconcile of that room (after the room's
+//     queued events, and left to a later one queued behind it when the
+//     room was reconciled moments before, so that a burst or a room
+//     filling up makes few commits). The committer rule
 //     of epochs decides whether one of our devices commits now, later (a
 //     timer row, so a crash never loses a due commit), or not at all. Our
 //     commit claims and verifies the KeyPackages of the devices it adds,
