@@ -47,10 +47,13 @@ func members(ctx context.Context, q database.Querier, room id.RoomID) (map[strin
 //
 // A membership event without a record (retention deleted it, or it was
 // never a transaction's: read from the room's state when a puppet of ours
-// joined, or found in a hole) counts as applied before event if it was
-// stored before event was recorded, and as older than every recorded one.
-// Retention keeps each member's current event however old, so a member
-// who joined long ago is still in the room at a recent event.
+// joined or by the audit) counts as applied before event if it was stored
+// before event was recorded. A user's latest applied event counts (rows
+// applied in one transaction by their records' order): one the audit
+// found after a recorded one of the same user (a leave Synapse never
+// sent) is the newer. Retention keeps each member's current event however
+// old, so a member who joined long ago is still in the room at a recent
+// event.
 func membersAt(ctx context.Context, q database.Querier, room id.RoomID, event string) (map[string]epochs.MemberState, bool, error) {
 	var seq int64
 	var at time.Time
@@ -65,7 +68,7 @@ func membersAt(ctx context.Context, q database.Querier, room id.RoomID, event st
 	rows, err := q.Query(ctx, `SELECT DISTINCT ON (m.user_id) m.user_id, m.membership
 		FROM room_member_event m LEFT JOIN inbound_event e ON e.kind = 'room' AND e.event_id = m.event_id
 		WHERE m.room_id = $1 AND (e.seq <= $2 OR e.seq IS NULL AND m.recorded_at <= $3)
-		ORDER BY m.user_id, e.seq DESC NULLS LAST, m.recorded_at DESC`, room, seq, at)
+		ORDER BY m.user_id, m.recorded_at DESC, e.seq DESC NULLS LAST`, room, seq, at)
 	if err != nil {
 		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)
 	}
