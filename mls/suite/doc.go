@@ -45,6 +45,12 @@
 // (Suite.VerifyBatch); ed25519.go says why and where that differs from
 // crypto/ed25519.
 //
+// X25519 (suites 1 and 3) is x25519.go's: public keys by edwards25519's
+// fixed-base multiplication, Diffie-Hellman by the Montgomery ladder of
+// RFC 7748 §5, whose step is assembly in four 64-bit limbs on amd64 CPUs
+// with BMI2 and ADX (ladder_amd64.s, checked against the generic ladder
+// and math/big), elsewhere edwards25519/field's arithmetic.
+//
 // Every signature that does not verify yields an error wrapping
 // ErrBadSignature, the one sentinel for it in the MLS packages; every
 // ciphertext that does not open, one wrapping ErrDecrypt.

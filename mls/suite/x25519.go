@@ -195,6 +195,14 @@ func x25519(k *[x25519Size]byte, u []byte) ([]byte, error) {
 // form, u = x_2 / z_2, so that a caller with another inversion to make
 // can make both at once.
 func x25519Ladder(k *[x25519Size]byte, u []byte) (x2, z2 field.Element, err error) {
+	if useADX {
+		return x25519LadderADX(k, u)
+	}
+	return x25519LadderGeneric(k, u)
+}
+
+// x25519LadderGeneric is x25519Ladder on edwards25519/field's arithmetic.
+func x25519LadderGeneric(k *[x25519Size]byte, u []byte) (x2, z2 field.Element, err error) {
 	// RFC 7748 §5's step, its doubling of (x_2 : z_2) and its differential
 	// addition into (x_3 : z_3) interleaved in four temporaries: 11 %
 	// faster here than the RFC's order with one variable per value

@@ -130,6 +130,13 @@ func BenchmarkX25519(b *testing.B) {
 			}
 		}
 	})
+	b.Run("ladder-generic", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := x25519LadderGeneric(&k, pub); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("crypto/ecdh", func(b *testing.B) {
 		sk, _ := ecdh.X25519().NewPrivateKey(k[:])
 		pk, _ := ecdh.X25519().NewPublicKey(pub)
