@@ -62,3 +62,35 @@ func (e *Encapsulation) EncryptWithLabel(label string, context, plaintext []byte
 	}
 	return e.enc, ct, nil
 }
+
+// EncapsulateAll runs Encapsulate to each of keys as one batch, in which
+// the X25519 Encaps share one field inversion; errs[i] is keys[i]'s error,
+// and one key's error leaves the others' Encapsulations good.
+func EncapsulateAll(keys []*HPKEPublicKey) (encs []*Encapsulation, errs []error) {
+	encs, errs = make([]*Encapsulation, len(keys)), make([]error, len(keys))
+	var batch []x25519Encap
+	var at []int
+	for i, k := range keys {
+		x, ok := k.key.(x25519Public)
+		if !ok {
+			encs[i], errs[i] = k.Encapsulate()
+			continue
+		}
+		p, err := x.startEncap()
+		if err != nil {
+			errs[i] = fmt.Errorf("hpke encap: %w", err)
+			continue
+		}
+		batch, at = append(batch, p), append(at, i)
+	}
+	finishEncaps(batch)
+	for j, p := range batch {
+		i := at[j]
+		if p.err != nil {
+			errs[i] = fmt.Errorf("hpke encap: %w", p.err)
+			continue
+		}
+		encs[i] = &Encapsulation{key: keys[i], split: keys[i].key.(x25519Public), sharedSecret: p.sharedSecret, enc: p.enc}
+	}
+	return encs, errs
+}

@@ -49,3 +49,62 @@ func TestEncapsulation(t *testing.T) {
 		})
 	}
 }
+
+// TestEncapsulateAll: a batch of Encapsulations in every suite, one of
+// them (in X25519) to a low-order point, which fails alone: every other
+// seals what its key's holder opens, with an ephemeral key of its own.
+func TestEncapsulateAll(t *testing.T) {
+	for _, s := range All() {
+		t.Run(s.String(), func(t *testing.T) {
+			for _, n := range []int{0, 1, 5} {
+				var privs []*HPKEPrivateKey
+				var keys []*HPKEPublicKey
+				bad := -1
+				for i := range n {
+					if _, x := s.kem.(x25519KEM); i == 2 && x {
+						low, err := s.NewHPKEPublicKey(make([]byte, 32))
+						if err != nil {
+							t.Fatal(err)
+						}
+						bad = i
+						privs, keys = append(privs, nil), append(keys, low)
+						continue
+					}
+					priv, err := s.GenerateHPKEKey()
+					if err != nil {
+						t.Fatal(err)
+					}
+					privs, keys = append(privs, priv), append(keys, priv.Public())
+				}
+				encs, errs := EncapsulateAll(keys)
+				if len(encs) != n || len(errs) != n {
+					t.Fatalf("%d keys: %d encapsulations, %d errors", n, len(encs), len(errs))
+				}
+				seen := map[string]bool{}
+				for i := range n {
+					if i == bad {
+						if errs[i] == nil {
+							t.Fatalf("%d keys: encapsulated to the low-order point", n)
+						}
+						continue
+					}
+					if errs[i] != nil {
+						t.Fatalf("%d keys: key %d: %v", n, i, errs[i])
+					}
+					ctx, pt := []byte("group context"), []byte{byte(i)}
+					kem, ct, err := encs[i].EncryptWithLabel("UpdatePathNode", ctx, pt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if seen[string(kem)] {
+						t.Fatalf("%d keys: two share an ephemeral key", n)
+					}
+					seen[string(kem)] = true
+					if got, err := privs[i].DecryptWithLabel("UpdatePathNode", ctx, kem, ct); err != nil || !bytes.Equal(got, pt) {
+						t.Fatalf("%d keys: key %d opened %x, %v", n, i, got, err)
+					}
+				}
+			}
+		})
+	}
+}

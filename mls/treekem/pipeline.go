@@ -17,8 +17,9 @@ import (
 //  1. the path's key derivations (one scalar multiplication each), shared
 //     by the committer and the workers;
 //  2. the Encap of every path secret encryption (a fresh ephemeral key and
-//     one Diffie-Hellman each: nearly all of an HPKE seal), which needs
-//     only the recipients' keys: the workers run it while the committer,
+//     one Diffie-Hellman each: nearly all of an HPKE seal), taken in
+//     chunks that share their field inversions. It needs only the
+//     recipients' keys: the workers run it while the committer,
 //     once the derivations are done, merges the path, signs its leaf and
 //     hashes the tree;
 //  3. the sealing itself, under the group context with that tree hash,
@@ -38,7 +39,13 @@ type pathWork struct {
 	abort   atomic.Bool
 
 	nextDerive, nextEnc, nextSeal atomic.Int64
-	deriveErrs, encErrs           []error
+	// chunk is how many Encaps a worker takes at a time, sharing their
+	// field inversions (suite.EncapsulateAll): len(encs)/(4 cores), from
+	// 1 to 16. A full tree's path of a dozen takes them one by one, so
+	// that the last ones still overlap the first seals; a sparse tree's
+	// thousands take 16 at a time.
+	chunk               int
+	deriveErrs, encErrs []error
 }
 
 // encJob is one path secret encryption: to a recipient's public key, of
@@ -60,6 +67,7 @@ func startPathWork(derive []func() error, encs []encJob) *pathWork {
 		ready:      make(chan struct{}),
 		deriveErrs: make([]error, len(derive)),
 		encErrs:    make([]error, len(encs)),
+		chunk:      max(1, min(16, len(encs)/(4*runtime.GOMAXPROCS(0)))),
 	}
 	for k := range encs {
 		encs[k].done = make(chan struct{})
@@ -74,17 +82,26 @@ func startPathWork(derive []func() error, encs []encJob) *pathWork {
 // work takes jobs until every step is done or the work is aborted.
 func (w *pathWork) work() {
 	w.deriveAll()
+	keys := make([]*suite.HPKEPublicKey, 0, w.chunk)
 	for !w.abort.Load() {
-		k := int(w.nextEnc.Add(1) - 1)
-		if k >= len(w.encs) {
+		end := int(w.nextEnc.Add(int64(w.chunk)))
+		first := end - w.chunk
+		if first >= len(w.encs) {
 			break
 		}
-		j := &w.encs[k]
-		var err error
-		if j.enc, err = j.to.Encapsulate(); err != nil {
-			w.encErrs[k] = fmt.Errorf("encrypt path secret to node %d: %w", j.node, err)
+		jobs := w.encs[first:min(end, len(w.encs))]
+		keys = keys[:0]
+		for i := range jobs {
+			keys = append(keys, jobs[i].to)
 		}
-		close(j.done)
+		encs, errs := suite.EncapsulateAll(keys)
+		for i := range jobs {
+			j := &jobs[i]
+			if j.enc = encs[i]; errs[i] != nil {
+				w.encErrs[first+i] = fmt.Errorf("encrypt path secret to node %d: %w", j.node, errs[i])
+			}
+			close(j.done)
+		}
 	}
 	<-w.ready
 	for !w.abort.Load() {
