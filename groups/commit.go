@@ -80,11 +80,7 @@ func (s *Service) reconcile(ctx context.Context, w *inbound.Work, roomID id.Room
 
 func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room, why reconcileReason) error {
 	reconciledAt := s.now() // for reconcileLater
-	w.AfterCommit(func() {
-		s.reconciledMu.Lock()
-		defer s.reconciledMu.Unlock()
-		s.reconciled[r.id] = reconciledAt
-	})
+	w.AfterCommit(func() { s.reconciled.mark(r.id, reconciledAt) })
 	ours := r.ours()
 	if len(ours) == 0 {
 		return nil

@@ -235,20 +235,7 @@ func (s *Service) late(ev inbound.RoomEvent, at time.Time) bool {
 	if !s.cameLate(ev, at) {
 		return false
 	}
-	s.lateMu.Lock()
-	defer s.lateMu.Unlock()
-	if last, ok := s.lateChecked[ev.RoomID]; ok && at.Sub(last) < s.cfg.LateEvent {
-		return false
-	}
-	if len(s.lateChecked) >= 4096 {
-		for room, last := range s.lateChecked {
-			if at.Sub(last) >= s.cfg.LateEvent {
-				delete(s.lateChecked, room)
-			}
-		}
-	}
-	s.lateChecked[ev.RoomID] = at
-	return true
+	return s.lateChecked.markUnlessWithin(ev.RoomID, at)
 }
 
 // fillHole looks for a hole before ev (why says what suggested one): it

@@ -518,9 +518,7 @@ const reconcileCoalesce = 2 * time.Second
 // stream from putting the commit off for ever: the room is reconciled at
 // least every reconcileCoalesce while its reconcile items run.
 func (s *Service) reconcileLater(ctx context.Context, q database.Querier, room id.RoomID, it database.Item) (bool, error) {
-	s.reconciledMu.Lock()
-	last, ok := s.reconciled[room]
-	s.reconciledMu.Unlock()
+	last, ok := s.reconciled.last(room)
 	if !ok || s.now().Sub(last) >= reconcileCoalesce {
 		return false, nil
 	}

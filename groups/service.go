@@ -2,7 +2,6 @@ package groups
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -82,12 +81,10 @@ type Service struct {
 	notify  notifier
 	// lateChecked is when each room was last checked for a hole behind a
 	// late remote event (gap.go).
-	lateMu      sync.Mutex
-	lateChecked map[id.RoomID]time.Time
+	lateChecked *roomTimes
 	statics     *staticCache
 	// reconciled is when each room was last reconciled (reconcileLater).
-	reconciledMu sync.Mutex
-	reconciled   map[id.RoomID]time.Time
+	reconciled *roomTimes
 	// runRows bounds the delivery rows one statement of a run writes
 	// (run.go); tests lower it.
 	runRows int
@@ -105,9 +102,8 @@ func New(cfg Config) (*Service, error) {
 		cfg.Wake = func() {}
 	}
 	s := cfg.Keys.Suite()
-	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics, lateChecked: map[id.RoomID]time.Time{},
-		reconciled: map[id.RoomID]time.Time{},
-		statics:    newStaticCache(cfg.StateCache), runRows: 4096}, nil
+	return &Service{cfg: cfg, suite: s, metrics: cfg.Metrics, lateChecked: newRoomTimes(cfg.LateEvent),
+		reconciled: newRoomTimes(reconcileCoalesce), statics: newStaticCache(cfg.StateCache), runRows: 4096}, nil
 }
 
 // Timer kinds of this package.
