@@ -13,6 +13,13 @@ import (
 // (ladder_amd64.s). Values are reduced only when they leave it.
 type fe64 [4]uint64
 
+// ladderState is the ladder's working set, laid out as ladder_amd64.s
+// reads it: the base's u, the two points, and four temporaries.
+type ladderState struct {
+	x1, x2, z2, x3, z3 fe64
+	a, b, c, d         fe64
+}
+
 // fe64U decodes an X25519 u-coordinate, ignoring its top bit (RFC 7748
 // §5); u is 32 bytes. Non-canonical values, p to 2^255 - 1, are taken as
 // they are, as edwards25519/field takes them.

@@ -18,13 +18,6 @@ import (
 // so its 18 field operations pay no call each.
 var useADX = cpu.X86.HasBMI2 && cpu.X86.HasADX
 
-// ladderState is the ladder's working set, laid out as ladder_amd64.s
-// reads it: the base's u, the two points, and four temporaries.
-type ladderState struct {
-	x1, x2, z2, x3, z3 fe64
-	a, b, c, d         fe64
-}
-
 //go:noescape
 func ladderStepADX(s *ladderState)
 
