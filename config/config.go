@@ -38,6 +38,7 @@ type Groups struct {
 	CommitJitter Duration `yaml:"commit_jitter"`
 	MaxEpochs    int      `yaml:"max_epochs"`
 	MaxEpochAge  Duration `yaml:"max_epoch_age"`
+	EpochLinger  Duration `yaml:"epoch_linger"`
 	Wait         Duration `yaml:"wait"`
 	Autojoin     string   `yaml:"autojoin"`
 	SendTimeout  Duration `yaml:"send_timeout"`
@@ -176,7 +177,7 @@ func Parse(data []byte) (*Config, error) {
 		Keys: Keys{Suite: 1, Stock: 50, LowWater: 20, CheckInterval: Duration(time.Hour),
 			Lifetime: Duration(90 * 24 * time.Hour), LastResortGrace: Duration(7 * 24 * time.Hour)},
 		Groups: Groups{CommitGrace: Duration(5 * time.Second), CommitJitter: Duration(2 * time.Second), MaxEpochs: 8,
-			MaxEpochAge: Duration(24 * time.Hour), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
+			MaxEpochAge: Duration(24 * time.Hour), EpochLinger: Duration(time.Minute), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
 			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour), MaxHistory: 256,
 			LateEvent: Duration(5 * time.Second), StateCacheBytes: 64 << 20},
 		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
@@ -441,6 +442,9 @@ func (c *Config) validateGroups() error {
 	}
 	if g.MaxHistory < 1 || g.MaxHistory > 100000 {
 		return keyErr("groups.max_history", "must be between 1 and 100000, got %d", g.MaxHistory)
+	}
+	if g.EpochLinger.D() < 0 || g.EpochLinger.D() > g.MaxEpochAge.D() {
+		return keyErr("groups.epoch_linger", "must be between 0 and groups.max_epoch_age (%s), got %s", g.MaxEpochAge.D(), g.EpochLinger.D())
 	}
 	for _, d := range []struct {
 		key   string

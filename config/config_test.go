@@ -113,6 +113,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"keys.low_water", 50, "keys.low_water: must be between 0 and 49"},
 		{"keys.check_interval", "10ms", "keys.check_interval: must be at least 1s"},
 		{"keys.check_interval", "2000h", "keys.check_interval: must be at most a quarter of keys.lifetime"},
+		{"groups.epoch_linger", "-1s", "groups.epoch_linger: must be between 0 and groups.max_epoch_age (24h0m0s), got -1s"},
+		{"groups.epoch_linger", "25h", "groups.epoch_linger: must be between 0 and groups.max_epoch_age"},
 		{"media.offload_threshold", -1, "media.offload_threshold: must be between 0 and 61440 bytes"},
 		{"media.offload_threshold", 65536, "media.offload_threshold: must be between 0 and 61440 bytes"},
 		{"media.max_download_bytes", 1000, "media.max_download_bytes: must be between 1048576 and 1073741824"},

@@ -299,7 +299,13 @@
 //     nothing: a withdrawal takes them back to its base, which must then
 //     still be there (Member.tentative). Without these an epoch of a
 //     group where only a few members commit would settle never, and go
-//     only by age or count, its secrets kept all that while;
+//     only by age or count, its secrets kept all that while. A settled
+//     epoch still waits Policy.Linger from the latest move above it (an
+//     epoch above it added, or a first message heard in one: Spoken):
+//     a member's messages in E precede its move in the DAG but may
+//     arrive after it, when a homeserver left them in a hole that is
+//     paged back later; two federated services lost such messages
+//     whenever the commit that settled E came first;
 //   - count: more than MaxEpochs epochs are retained; the oldest
 //     superseded (then lowest number, then lowest dmls_epoch) go first
 //     until the count fits or only heads are left. A Member never drops by

@@ -13,7 +13,7 @@ import (
 // graphVersion is the first byte of an encoded Graph. Bump it whenever the
 // layout below changes, and keep decoding the old layouts.
 //
-// Version 4, in the TLS presentation language:
+// Version 5, in the TLS presentation language:
 //
 //	struct { opaque user_id<V>; opaque device_id<V>; } Device;
 //	struct { uint64 unix_nanos; } Time;        // optional<Time>: absent = zero
@@ -42,11 +42,12 @@ import (
 //	    select (retained) {                    // state present
 //	        case true:  opaque spoke<V>;       // empty, or a bit per member
 //	                    uint8 echoed;          // 0 or 1
+//	                    optional<Time> spoken;
 //	        case false: struct {};
 //	    };
 //	} EpochNode;
 //	struct {
-//	    uint8 version = 4;
+//	    uint8 version = 5;
 //	    EpochNode nodes<V>;                    // ascending by dmls_epoch
 //	} EpochGraph;
 //
@@ -63,7 +64,9 @@ import (
 // sent a message in it: ceil(members/8) bytes, unused bits zero, or empty
 // when none did. Versions 1 and 2 had no spoke and are read as having
 // none. echoed is the retained epoch's Echoed; version 3 had none and is
-// read as 0.
+// read as 0. spoken is the retained epoch's Spoken as last
+// stamped (Member.Retain stamps before the Member flushes); version 4 had
+// none and is read as absent.
 //
 // The state is whatever the caller's encoder returns; the whole encoding
 // must be stored as securely as the states themselves.
@@ -71,7 +74,8 @@ const (
 	graphVersion1 = 1
 	graphVersion2 = 2
 	graphVersion3 = 3
-	graphVersion  = 4
+	graphVersion4 = 4
+	graphVersion  = 5
 )
 
 const (
@@ -121,6 +125,7 @@ func (g *Graph[S]) MarshalBinary(encode func(S) ([]byte, error)) ([]byte, error)
 				w.Opaque(states[id])
 				w.Opaque(spokeBits(n.Members, n.Spoke))
 				w.Uint8(boolByte(n.Echoed))
+				writeTime(w, n.Spoken)
 			}
 		}
 	})
@@ -321,7 +326,7 @@ func readNode[S any](r *codec.Reader, version uint8, decode func([]byte) (S, err
 		if version >= graphVersion3 {
 			d.spoke = r.Opaque("node.spoke")
 		}
-		if version >= graphVersion {
+		if version >= graphVersion4 {
 			switch b := r.Uint8("node.echoed"); b {
 			case 0:
 			case 1:
@@ -329,6 +334,9 @@ func readNode[S any](r *codec.Reader, version uint8, decode func([]byte) (S, err
 			default:
 				r.Fail("node.echoed", invalid("echoed %d", b))
 			}
+		}
+		if version >= graphVersion {
+			n.Spoken = readTime(r, "node.spoken")
 		}
 	}
 	if r.Err() != nil {

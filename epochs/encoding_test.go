@@ -27,6 +27,7 @@ func sampleGraph(t *testing.T) *Graph[string] {
 	g.RecordMessage("A1", carol)
 	g.RecordMessage("A1", alice)
 	g.RecordMessage("C", bob)
+	g.stampSpoken(t0.Add(time.Minute))
 	g.nodes["C"].Echoed = true
 	return g
 }
@@ -54,7 +55,7 @@ func TestGraphEncodingRoundTrip(t *testing.T) {
 		if !ok || a.Identity != b.Identity || a.Parent != b.Parent || !bytes.Equal(a.ConfirmationTag, b.ConfirmationTag) ||
 			!slices.Equal(a.Members, b.Members) || !slices.Equal(a.Spoke, b.Spoke) || !slices.Equal(a.Resolves, b.Resolves) ||
 			!a.Added.Equal(b.Added) || !a.Superseded.Equal(b.Superseded) || a.Retained != b.Retained || a.State != b.State ||
-			a.Echoed != b.Echoed {
+			a.Echoed != b.Echoed || !a.Spoken.Equal(b.Spoken) {
 			t.Fatalf("epoch %s: %+v != %+v", id, a, b)
 		}
 	}
@@ -63,6 +64,9 @@ func TestGraphEncodingRoundTrip(t *testing.T) {
 	}
 	if n, _ := h.Node("C"); !n.Echoed {
 		t.Fatal("echoed lost")
+	}
+	if n, _ := h.Node("A1"); !n.Spoken.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("spoken of A1 decoded as %v", n.Spoken)
 	}
 	if by, ok := h.Retired("unseen"); !ok || by != "C" {
 		t.Fatal("pending resolution lost")
@@ -143,8 +147,9 @@ func TestGraphEncodingErrors(t *testing.T) {
 		form       uint8
 		removed    []Device
 		dropped    bool
-		spoke      []byte // version 3
-		echoed     uint8  // version 4
+		spoke      []byte    // version 3
+		echoed     uint8     // version 4
+		spoken     time.Time // version 5
 	}
 	encode := func(version uint8, nodes ...nodeFields) []byte {
 		w := codec.NewWriter(64)
@@ -185,6 +190,9 @@ func TestGraphEncodingErrors(t *testing.T) {
 					}
 					if version >= 4 {
 						w.Uint8(n.echoed)
+					}
+					if version >= 5 {
+						writeTime(w, n.spoken)
 					}
 				}
 			}
@@ -230,7 +238,7 @@ func TestGraphEncodingErrors(t *testing.T) {
 		{"v3 spoke of changes past the members", encode(3, nodeFields{id: "A", form: membersAll, members: []Device{alice}},
 			nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{bob}, spoke: []byte{4}}), ErrInvalidGraph},
 		{"v4 echoed not 0 or 1", encode(4, nodeFields{id: "A", form: membersAll, members: []Device{alice}, echoed: 2}), ErrInvalidGraph},
-		{"v5", encode(5), ErrInvalidGraph},
+		{"v6", encode(6), ErrInvalidGraph},
 	}
 	for _, tt := range tests {
 		if _, err := Unmarshal(tt.data, decodeString); !errors.Is(err, tt.want) {
@@ -267,8 +275,20 @@ func TestGraphEncodingErrors(t *testing.T) {
 	if a, _ := g4.Node("A"); !a.Echoed {
 		t.Error("echoed 1 read as false")
 	}
-	if b, _ := g4.Node("B"); b.Echoed {
-		t.Error("echoed 0 read as true")
+	if b, _ := g4.Node("B"); b.Echoed || !b.Spoken.IsZero() {
+		t.Errorf("version 4: echoed %v, spoken %v", b.Echoed, b.Spoken)
+	}
+	// Version 5: spoken per retained epoch.
+	g5, err := Unmarshal(encode(5, nodeFields{id: "A", form: membersAll, members: []Device{alice}, spoke: []byte{1}, spoken: t0},
+		nodeFields{id: "B", number: 1, parent: "A", form: membersChanges, members: []Device{bob}}), decodeString)
+	if err != nil {
+		t.Fatalf("valid version 5 graph rejected: %v", err)
+	}
+	if a, _ := g5.Node("A"); !a.Spoken.Equal(t0) || !slices.Equal(a.Spoke, []Device{alice}) {
+		t.Errorf("version 5: spoken %v, spoke %v", a.Spoken, a.Spoke)
+	}
+	if b, _ := g5.Node("B"); !b.Spoken.IsZero() {
+		t.Errorf("version 5: absent spoken read as %v", b.Spoken)
 	}
 }
 

@@ -26,6 +26,14 @@ type Node[S any] struct {
 	// it, a message shows which branch its sender chose, and retention's
 	// settled rule counts both. Kept only while the epoch is retained.
 	Spoke []Device
+	// Spoken is when Spoke last grew, on the caller's clock (a Member
+	// stamps it in Retain, the Graph's own RecordMessage having no clock;
+	// spokeNew marks a growth not stamped yet, which counts as now).
+	// Retention's settled rule waits Policy.Linger from the latest move
+	// above an epoch, and a first message is a move. Kept only while the
+	// epoch is retained.
+	Spoken   time.Time
+	spokeNew bool
 	// Echoed is set on an epoch made by a commit of the Member's own once
 	// the commit's event came back from the homeserver and the room
 	// accepted it (Member.Confirm): it can no longer be withdrawn, so

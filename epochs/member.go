@@ -1048,6 +1048,7 @@ func (m *Member) RemoveDevice(d Device) ([]ID, error) {
 // commits that concern no retained epoch any more. It returns the dropped
 // epochs.
 func (m *Member) Retain(now time.Time) ([]ID, error) {
+	m.graph.stampSpoken(now)
 	ours := map[Device]bool{}
 	for _, d := range m.Ours() {
 		ours[d] = true

@@ -249,6 +249,55 @@ func TestMessagesSettleEpochs(t *testing.T) {
 	check("after member 2 spoke", false, false, false)
 }
 
+// A member's messages in an epoch precede its commit above it in the
+// room's DAG, but may arrive after it (a hole paged back after a
+// partition): with Policy.Linger, the epoch that the commit settles stays
+// that long, and the late message still decrypts.
+func TestLingerKeepsASettledEpochForLateMessages(t *testing.T) {
+	for _, linger := range []time.Duration{0, time.Minute} {
+		ms, room := memberRoom(t, 2)
+		now := t0.Add(time.Second)
+		ms[1].Policy = Policy{Linger: linger}
+		epoch, late, err := ms[0].Encrypt(ms[0].Self, []byte("late"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := ms[0].commit(t, room, nil, "$c", now)
+		if _, err := ms[1].Apply(c.Commit, room, room, now); err != nil {
+			t.Fatal(err)
+		}
+		// Member 0 committed above the epoch and member 1 holds the epoch
+		// that member 0's commit made: it has settled.
+		if _, err := ms[1].Retain(now); err != nil {
+			t.Fatal(err)
+		}
+		pt, _, err := ms[1].Decrypt(epoch, late)
+		if linger == 0 {
+			if err == nil {
+				t.Fatal("no linger: the settled epoch still decrypts")
+			}
+			continue
+		}
+		if err != nil || string(pt) != "late" {
+			t.Fatalf("linger %v: late message %q, %v", linger, pt, err)
+		}
+		retained := func(at time.Time) bool {
+			t.Helper()
+			if _, err := ms[1].Retain(at); err != nil {
+				t.Fatal(err)
+			}
+			n, ok := ms[1].Graph().Node(epoch)
+			return ok && n.Retained
+		}
+		if !retained(now.Add(linger - time.Second)) {
+			t.Fatal("dropped before the linger passed")
+		}
+		if retained(now.Add(linger)) {
+			t.Fatal("kept after the linger passed")
+		}
+	}
+}
+
 func TestMemberRejectsUnauthorisedAdd(t *testing.T) {
 	ms, room := memberRoom(t, 3)
 	evil := Device{"@evil:x", "E"}

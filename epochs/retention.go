@@ -16,6 +16,15 @@ type Policy struct {
 	// MaxAge drops an epoch this long after it was superseded. Zero: no
 	// bound.
 	MaxAge time.Duration
+	// Linger keeps an epoch that has settled (every member moved on) until
+	// this long after the latest move above it: the Added time of the
+	// newest epoch above it, or the last time one of them heard a member
+	// speak for the first time. Messages a member sent in the epoch
+	// before it moved on precede the move in the room's DAG, but not
+	// always in arrival: after a partition the homeserver may deliver the
+	// move first and leave the messages in a hole that is paged back
+	// later (DESIGN §7). Zero: a settled epoch goes at once.
+	Linger time.Duration
 }
 
 // Expired returns the retained epochs that the policy drops now, in
@@ -59,7 +68,7 @@ func (g *Graph[S]) expired(p Policy, now time.Time, own ownView[S]) []ID {
 	drop := map[ID]bool{}
 	for _, n := range candidates {
 		aged := p.MaxAge > 0 && !n.Superseded.IsZero() && now.Sub(n.Superseded) >= p.MaxAge
-		if aged || g.settled(n, heads, own) {
+		if aged || (g.quietAbove(n, p.Linger, now) && g.settled(n, heads, own)) {
 			drop[n.ID] = true
 		}
 	}
@@ -106,6 +115,40 @@ func (g *Graph[S]) RecordMessage(id ID, sender Device) bool {
 		return false
 	}
 	n.Spoke = slices.Insert(n.Spoke, i, sender)
+	n.spokeNew = true
+	return true
+}
+
+// stampSpoken sets Spoken to now on the epochs whose Spoke grew since it
+// was last stamped.
+func (g *Graph[S]) stampSpoken(now time.Time) {
+	for _, n := range g.nodes {
+		if n.spokeNew {
+			n.Spoken, n.spokeNew = now, false
+		}
+	}
+}
+
+// quietAbove reports whether no move above n is more recent than linger
+// before now: no epoch above n was added, and none first heard a member
+// speak, since (Policy.Linger).
+func (g *Graph[S]) quietAbove(n *Node[S], linger time.Duration, now time.Time) bool {
+	if linger <= 0 {
+		return true
+	}
+	since := now.Add(-linger)
+	queue := slices.Clone(g.children[n.ID])
+	for len(queue) > 0 {
+		x := g.nodes[queue[0]]
+		queue = queue[1:]
+		if x == nil {
+			continue
+		}
+		if x.spokeNew || x.Added.After(since) || x.Spoken.After(since) {
+			return false
+		}
+		queue = append(queue, g.children[x.ID]...)
+	}
 	return true
 }
 

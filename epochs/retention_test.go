@@ -43,6 +43,37 @@ func TestExpired(t *testing.T) {
 			g.RecordMessage("E0", carol)
 			return g
 		}, Policy{}, t0, nil},
+		{"linger: settled waits for the newest epoch above", func(t *testing.T) *Graph[string] {
+			return chainOf(t, alice, bob, carol, alice) // E4 added at t0+4s
+		}, Policy{Linger: 10 * time.Second}, t0.Add(13 * time.Second), nil},
+		{"linger: settled goes once the newest epoch above is that old", func(t *testing.T) *Graph[string] {
+			return chainOf(t, alice, bob, carol, alice)
+		}, Policy{Linger: 10 * time.Second}, t0.Add(14 * time.Second), []string{"E0", "E1"}},
+		{"linger: a first message above is a move", func(t *testing.T) *Graph[string] {
+			g := chainOf(t, alice, alice)
+			g.RecordMessage("E1", bob)
+			g.RecordMessage("E2", carol)
+			g.stampSpoken(t0.Add(time.Minute))
+			return g
+		}, Policy{Linger: 10 * time.Second}, t0.Add(time.Minute + 9*time.Second), nil},
+		{"linger: after the first message above", func(t *testing.T) *Graph[string] {
+			g := chainOf(t, alice, alice)
+			g.RecordMessage("E1", bob)
+			g.RecordMessage("E2", carol)
+			g.stampSpoken(t0.Add(time.Minute))
+			return g
+		}, Policy{Linger: 10 * time.Second}, t0.Add(time.Minute + 10*time.Second), []string{"E0"}},
+		{"linger: a message not stamped yet is a move now", func(t *testing.T) *Graph[string] {
+			g := chainOf(t, alice, alice)
+			g.RecordMessage("E1", bob)
+			g.RecordMessage("E2", carol)
+			return g
+		}, Policy{Linger: time.Second}, far, nil},
+		{"linger does not hold back age", func(t *testing.T) *Graph[string] {
+			g := chainOf(t, alice, alice)
+			g.RecordMessage("E2", carol)
+			return g
+		}, Policy{MaxAge: time.Hour, Linger: 2 * time.Hour}, far, []string{"E0", "E1"}},
 		{"count keeps the newest", func(t *testing.T) *Graph[string] {
 			return chainOf(t, alice, alice, alice, alice)
 		}, Policy{MaxEpochs: 2}, t0, []string{"E0", "E1", "E2"}},

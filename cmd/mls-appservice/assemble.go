@@ -62,7 +62,7 @@ func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, lo
 	c.groups, err = groups.New(groups.Config{DB: db, Sealer: sealer, Keys: c.keys, Puppets: c.puppets,
 		Metrics: groups.NewMetrics(reg), Log: log.With().Str("component", "groups").Logger(), Domain: cfg.Homeserver.Domain,
 		Grace: g.CommitGrace.D(), MaxJitter: g.CommitJitter.D(),
-		Policy: epochs.Policy{MaxEpochs: g.MaxEpochs, MaxAge: g.MaxEpochAge.D()}, Wait: g.Wait.D(), MaxHistory: g.MaxHistory,
+		Policy: epochs.Policy{MaxEpochs: g.MaxEpochs, MaxAge: g.MaxEpochAge.D(), Linger: g.EpochLinger.D()}, Wait: g.Wait.D(), MaxHistory: g.MaxHistory,
 		Autojoin: groups.Autojoin(g.Autojoin), SendTimeout: g.SendTimeout.D(), DeviceTTL: g.DeviceTTL.D(),
 		LateEvent: g.LateEvent.D(), StateCache: int(g.StateCacheBytes), OffloadThreshold: cfg.Media.OffloadThreshold, Wake: c.wakeAll})
 	if err != nil {
