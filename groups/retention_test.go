@@ -3,6 +3,7 @@ package groups
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -110,5 +111,64 @@ func TestConfirmedOwnCommitDropsItsBase(t *testing.T) {
 	r := h.loadRoom(bob.room)
 	if n, ok := r.node(e.Commit.Next); !ok || !n.Echoed {
 		t.Fatalf("our commit's epoch is not stored as confirmed (%v)", ok)
+	}
+}
+
+// TestSettledEpochLingersForLateMessages: after a partition a homeserver
+// may deliver a member's commit before the messages that member sent in
+// the commit's base: they precede it in the room, but came in a hole
+// that is paged back later. The commit settles the base at once (bob
+// made the epoch above it, and alice holds that epoch for good), so
+// without a linger the late message finds its epoch dropped
+// (undecryptable, epoch_dropped: two federated services lost such
+// messages in CI). With groups.epoch_linger the base stays that long and
+// the message decrypts; the first save after the linger drops it.
+func TestSettledEpochLingersForLateMessages(t *testing.T) {
+	for _, linger := range []time.Duration{0, time.Minute} {
+		t.Run(linger.String(), func(t *testing.T) {
+			h := newHarness(t, harnessOptions{Policy: epochs.Policy{Linger: linger}})
+			alice := h.puppet("alice", "ALICE1")
+			ours := epochs.Device{UserID: string(alice), DeviceID: "ALICE1"}
+			bob := h.newRemoteRoom("bob")
+			joined := bob.joinOurs(ours)
+			stored := func() int {
+				return h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(joined))
+			}
+			delivered := func(kind string) int {
+				return h.count(`SELECT count(*) FROM delivery d JOIN delivery_cursor c USING (log_no)
+					WHERE c.user_id = $1 AND d.kind = $2`, alice, kind)
+			}
+			late, _ := bob.message("m.room.message", map[string]string{"body": "sent before the commit"})
+			_, commit, _, _ := bob.commit(view(bob.dev, ours), nil)
+			first, _ := bob.message("m.room.message", map[string]string{"body": "first in the new epoch"})
+			h.send([]json.RawMessage{commit, first}, nil)
+			h.send([]json.RawMessage{late}, nil)
+			if linger == 0 {
+				// Dropped and forgotten: the message waits for an epoch
+				// that never comes.
+				if stored() != 0 || delivered("message") != 1 {
+					t.Fatalf("no linger: epoch stored %d, %d messages delivered; want the epoch gone and only the later message",
+						stored(), delivered("message"))
+				}
+				return
+			}
+			if stored() != 1 {
+				t.Fatal("the settled epoch went before its linger passed")
+			}
+			if delivered("message") != 2 || delivered("undecryptable") != 0 {
+				t.Fatalf("%d messages delivered and %d undecryptable, want both delivered", delivered("message"), delivered("undecryptable"))
+			}
+			// Bob's next message is no move (he spoke in that epoch
+			// before): the linger counts from his first.
+			h.advance(linger)
+			next, _ := bob.message("m.room.message", map[string]string{"body": "after the linger"})
+			h.send([]json.RawMessage{next}, nil)
+			if stored() != 0 {
+				t.Fatal("the settled epoch stays after its linger passed")
+			}
+			if delivered("message") != 3 {
+				t.Fatalf("%d messages delivered, want 3", delivered("message"))
+			}
+		})
 	}
 }
