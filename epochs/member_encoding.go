@@ -14,7 +14,7 @@ import (
 // its shared state and the private state of each of our devices in it,
 // each written when it changes (Flush) and read on first use (LoadMember).
 //
-// metadataVersion is the first byte of the metadata. Version 2:
+// metadataVersion is the first byte of the metadata. Version 3:
 //
 //	struct { opaque sha256[32]; opaque base<V>; } SeenCommit;
 //	struct {
@@ -25,19 +25,21 @@ import (
 //	struct { Device holders<V>; } HeldEpoch;   // ascending, unique
 //	struct { opaque epoch<V>; opaque base<V>; } RefusedEpoch;
 //	struct {
-//	    uint8 version = 2;
+//	    uint8 version = 3;
 //	    uint64 max_epochs; uint64 max_age_nanos;
+//	    uint64 linger_nanos;      // absent in versions 1 and 2
 //	    opaque graph<V>;          // EpochGraph, each state a HeldEpoch
 //	    SeenCommit seen<V>;       // ascending by sha256
 //	    KnownCommit known<V>;     // ascending by epoch
 //	    RefusedEpoch refused<V>;  // ascending by epoch
 //	} DMLSMemberMetadata;
 //
-// Version 1 is version 2 without refused, and is read as having refused
+// Version 2 is version 3 without linger_nanos, read as a linger of zero;
+// version 1 is version 2 without refused, and is read as having refused
 // nothing. The metadata holds no secrets. A previous layout of Member
 // (one blob with whole group states, format 1) was never stored by the
 // service and is not read.
-const metadataVersion = 2
+const metadataVersion = 3
 
 // memberVersion is the first byte of MarshalBinary's single-value form:
 //
@@ -71,6 +73,7 @@ func (m *Member) marshalMetadata() ([]byte, error) {
 	w.Uint8(metadataVersion)
 	w.Uint64(uint64(max(m.Policy.MaxEpochs, 0)))
 	w.Uint64(uint64(max(m.Policy.MaxAge, 0)))
+	w.Uint64(uint64(max(m.Policy.Linger, 0)))
 	w.Opaque(gb)
 	seen := make([][32]byte, 0, len(m.seen))
 	for h := range m.seen {
@@ -125,15 +128,19 @@ func LoadMember(metadata []byte, cfg group.Config, load Loader) (*Member, error)
 	m := NewJoinedMember(cfg, Policy{})
 	r := codec.NewReader(metadata)
 	version := r.Uint8("member.version")
-	if r.Err() == nil && version != 1 && version != metadataVersion {
+	if r.Err() == nil && (version < 1 || version > metadataVersion) {
 		r.Fail("member.version", invalid("member metadata format %d", version))
 	}
 	maxEpochs := r.Uint64("member.max_epochs")
 	maxAge := r.Uint64("member.max_age")
-	if r.Err() == nil && (maxEpochs > 1<<31 || maxAge > 1<<62) {
+	var linger uint64
+	if version >= 3 {
+		linger = r.Uint64("member.linger")
+	}
+	if r.Err() == nil && (maxEpochs > 1<<31 || maxAge > 1<<62 || linger > 1<<62) {
 		r.Fail("member.policy", codec.ErrInvalidValue)
 	}
-	m.Policy = Policy{MaxEpochs: int(maxEpochs), MaxAge: time.Duration(maxAge)}
+	m.Policy = Policy{MaxEpochs: int(maxEpochs), MaxAge: time.Duration(maxAge), Linger: time.Duration(linger)}
 	gb := r.Opaque("member.graph")
 	var last []byte
 	r.Each("member.seen", func(r *codec.Reader) {

@@ -195,27 +195,46 @@ func TestMemberRefusesWelcomeIntoRefusedEpoch(t *testing.T) {
 	}
 }
 
-// Metadata of version 1 (before refused epochs were kept) still loads.
-func TestMemberMetadataVersion1(t *testing.T) {
+// Metadata of versions 1 (before refused epochs were kept) and 2 (before
+// the linger was) still loads; version 3 keeps the whole policy.
+func TestMemberMetadataOldVersions(t *testing.T) {
 	ms, _ := memberRoom(t, 2)
+	policy := Policy{MaxEpochs: 5, MaxAge: time.Hour, Linger: time.Minute}
+	ms[0].Policy = policy
 	meta, err := ms[0].marshalMetadata()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Version 2 ends with the empty refused vector (one byte).
-	if meta[0] != 2 || meta[len(meta)-1] != 0 {
+	// Version 3: the version, two uint64s, the linger, ...; it ends with
+	// the empty refused vector (one byte).
+	if meta[0] != 3 || meta[len(meta)-1] != 0 {
 		t.Fatalf("metadata layout: version %d, last byte %d", meta[0], meta[len(meta)-1])
 	}
-	v1 := append([]byte{1}, meta[1:len(meta)-1]...)
-	m, err := LoadMember(v1, dmlsConfig, nil)
+	if m, err := LoadMember(meta, dmlsConfig, nil); err != nil || m.Policy != policy {
+		t.Fatalf("version 3: policy %+v, %v", m.Policy, err)
+	}
+	v2 := append([]byte{2}, meta[1:17]...)
+	v2 = append(v2, meta[25:]...)
+	m, err := LoadMember(v2, dmlsConfig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Policy != (Policy{MaxEpochs: 5, MaxAge: time.Hour}) || m.Graph().Len() != ms[0].Graph().Len() {
+		t.Fatalf("version 2: policy %+v, %d epochs", m.Policy, m.Graph().Len())
+	}
+	v1 := append([]byte{1}, v2[1:len(v2)-1]...)
+	m, err = LoadMember(v1, dmlsConfig, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Graph().Len() != ms[0].Graph().Len() || len(m.refused) != 0 {
 		t.Fatal("version 1 metadata lost the graph")
 	}
-	if _, err := LoadMember(append([]byte{3}, meta[1:]...), dmlsConfig, nil); err == nil {
-		t.Fatal("version 3 accepted")
+	if _, err := LoadMember(append([]byte{4}, meta[1:]...), dmlsConfig, nil); err == nil {
+		t.Fatal("version 4 accepted")
+	}
+	if _, err := LoadMember(append([]byte{0}, meta[1:]...), dmlsConfig, nil); err == nil {
+		t.Fatal("version 0 accepted")
 	}
 }
 
