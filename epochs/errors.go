@@ -1,6 +1,9 @@
 package epochs
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrInvalidEpoch means an epoch's identity is malformed (no dmls_epoch,
@@ -14,6 +17,12 @@ var (
 	// ErrParentNotRetained means a commit's base epoch is unknown or was
 	// dropped, so the commit cannot be applied.
 	ErrParentNotRetained = errors.New("epochs: parent epoch not retained")
+	// ErrBeforeRetained is the ErrParentNotRetained of a commit whose own
+	// epoch is no newer than every epoch the member retains: history from
+	// before its devices joined (a joiner reading the timeline back), or
+	// of epochs it dropped. Nothing was refused: every retained epoch
+	// already follows from it or from a sibling.
+	ErrBeforeRetained = fmt.Errorf("%w: commit older than every retained epoch", ErrParentNotRetained)
 	// ErrEpochNumber means a child's epoch number is not its parent's plus
 	// one.
 	ErrEpochNumber = errors.New("epochs: epoch number does not follow parent")

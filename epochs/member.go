@@ -448,6 +448,9 @@ func (m *Member) ApplyChecked(c Commit, check func(CommitEffect) error, now time
 			// events): we made it, so it is no news.
 			return c.Epoch, ErrDuplicateCommit
 		}
+		if m.olderThanRetained(c.Number) {
+			return "", fmt.Errorf("%w: %v", ErrBeforeRetained, c.Base)
+		}
 		return "", fmt.Errorf("%w: %v", ErrParentNotRetained, c.Base)
 	}
 	if child != nil && child.Retained {

@@ -537,3 +537,41 @@ func TestCommitClearedWhenParentGoes(t *testing.T) {
 		t.Fatalf("b reads %q: %v", pt, err)
 	}
 }
+
+// A commit older than every retained epoch is history (ErrBeforeRetained,
+// an ErrParentNotRetained): a joiner pages back over the commits before
+// its Welcome, and nothing there is refused. A commit whose base went but
+// whose epoch is as new as a retained one is a branch the member cannot
+// follow, not history.
+func TestCommitBeforeRetainedIsHistory(t *testing.T) {
+	ms, room := memberRoom(t, 3)
+	now := t0.Add(time.Second)
+	c1 := ms[0].commit(t, room, nil, "$c1", now)
+	for _, m := range ms[1:] {
+		if _, err := m.Apply(c1.Commit, room, room, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2 := ms[0].commit(t, room, nil, "$c2", now)
+	if _, err := ms[1].Apply(c2.Commit, room, room, now); err != nil {
+		t.Fatal(err)
+	}
+	fork := ms[2].commit(t, room, nil, "$fork", now) // on c1's epoch, beside c2
+	ms[1].Policy = Policy{MaxEpochs: 1}
+	if _, err := ms[1].Retain(now); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ms[1].Graph().Node(c2.Commit.Epoch); !ok {
+		t.Fatal("the head went")
+	}
+	_, err := ms[1].Apply(c1.Commit, room, room, now)
+	if !errors.Is(err, ErrBeforeRetained) || !errors.Is(err, ErrParentNotRetained) {
+		t.Fatalf("a commit older than every retained epoch: %v", err)
+	}
+	// (Its base's metadata stays while it orders the retained epochs, so
+	// the commit waits for that base as for one known from history.)
+	_, err = ms[1].Apply(fork.Commit, room, room, now)
+	if err == nil || errors.Is(err, ErrBeforeRetained) {
+		t.Fatalf("a branch beside a retained epoch on a dropped base: %v", err)
+	}
+}

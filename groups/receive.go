@@ -116,6 +116,11 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 	case errors.Is(err, epochs.ErrRemoved):
 		log.Info().Msg("Commit removes our devices on its branch")
 		return s.reconcileLoaded(ctx, w, r, reconcileReason{event: string(ev.EventID), at: w.Item.CreatedAt})
+	case errors.Is(err, epochs.ErrBeforeRetained):
+		// History from before our devices joined (paged back with the
+		// timeline) or of epochs retention dropped: no news, no refusal.
+		log.Debug().Err(err).Msg("Commit older than every epoch we hold: skipped")
+		return nil
 	case errors.Is(err, epochs.ErrParentNotRetained), errors.Is(err, epochs.ErrInvalidCommit):
 		s.metrics.CommitsRejected.WithLabelValues(commitErrorLabel(err)).Inc()
 		log.Warn().Err(err).Msg("Commit refused")
