@@ -313,6 +313,7 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 			}
 		}()
 	}
+	statements := pgStatements(t, S.db.Pool)
 	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, Compact: true, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
 		EventPrefix: "$loadi", Puppets: size.puppets, Rooms: size.rooms, Members: size.rooms * size.members,
 		Devices: size.puppets, Service: load.Process{PID: S.proc.cmd.Process.Pid}, Database: postmaster(t, S.db.Pool),
@@ -320,6 +321,7 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	statements()
 	// The measured service S made no commit: P made them all, and a
 	// committer's epochs hold more (each punctured PRF, DMLS). P's
 	// shared state per member is the figure for a service that commits.
@@ -345,6 +347,46 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		t.Logf("intake: the splitter %s the intake's parse of %d transactions", map[string]string{"parsed": "took", "missed": "did not find"}[outcome], int(n))
 	}
 	return res
+}
+
+// pgStatements, with MLSAS_LOAD_PG_STATEMENTS set, clears PostgreSQL's
+// statement statistics now and returns a function that logs the
+// statements of db's database that took most of the server's time since,
+// for the intake run (needs the pg_stat_statements library loaded:
+// MLSAS_TEST_PG_OPTIONS='-c shared_preload_libraries=pg_stat_statements').
+// Otherwise it does nothing.
+func pgStatements(t *testing.T, db *pgxpool.Pool) func() {
+	if os.Getenv("MLSAS_LOAD_PG_STATEMENTS") == "" {
+		return func() {}
+	}
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		t.Fatalf("MLSAS_LOAD_PG_STATEMENTS: %v (is the library preloaded?)", err)
+	}
+	if _, err := db.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+		t.Fatalf("MLSAS_LOAD_PG_STATEMENTS: %v", err)
+	}
+	return func() {
+		rows, err := db.Query(ctx, `SELECT calls, total_exec_time, rows, regexp_replace(query, '\s+', ' ', 'g')
+			FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+			ORDER BY total_exec_time DESC LIMIT 25`)
+		if err != nil {
+			t.Errorf("pg_stat_statements: %v", err)
+			return
+		}
+		var calls, n int64
+		var total float64
+		var query string
+		var sum float64
+		if _, err := pgx.ForEachRow(rows, []any{&calls, &total, &n, &query}, func() error {
+			sum += total
+			t.Logf("intake: PostgreSQL %8.0f ms %8d calls %7.1f µs/call %8d rows: %.160s", total, calls, 1000*total/float64(max(calls, 1)), n, query)
+			return nil
+		}); err != nil {
+			t.Errorf("pg_stat_statements: %v", err)
+		}
+		t.Logf("intake: PostgreSQL: the 25 statements above took %.0f ms", sum)
+	}
 }
 
 // postmaster is the PostgreSQL server behind db, if it runs on this
