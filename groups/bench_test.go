@@ -231,33 +231,41 @@ func BenchmarkDecryptDeliver(b *testing.B) {
 	}
 }
 
-// BenchmarkDecryptRun: a transaction of 32 messages to one puppet, which
-// the worker applies as one run (run.go), in a 10-member room (the load
-// test's) with its state cached; per message.
+// BenchmarkDecryptRun: a transaction of 32 messages, which the worker
+// applies as one run (run.go), in a 10-member room (the load test's) with
+// its state cached, delivered to 1 or 9 puppets of ours; per message.
 func BenchmarkDecryptRun(b *testing.B) {
 	const run = 32
-	h, bob, _, _ := remoteRoomOf(b, 10, 1, true)
-	applied := counter(h.spine.RunEvents.WithLabelValues("applied"))
-	var spent, cpu time.Duration
-	for i := 0; b.Loop(); i++ {
-		b.StopTimer()
-		evs := make([]json.RawMessage, run)
-		for j := range evs {
-			evs[j], _ = bob.message("m.room.message", map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d.%d", i, j)})
-		}
-		h.store(evs...)
-		b.StartTimer()
-		start, startCPU := time.Now(), processCPU(b)
-		h.drain()
-		spent, cpu = spent+time.Since(start), cpu+processCPU(b)-startCPU
+	for _, ours := range []int{1, 9} {
+		b.Run(fmt.Sprintf("puppets=%d", ours), func(b *testing.B) {
+			h, bob, _, _ := remoteRoomOf(b, 10, ours, true)
+			applied := counter(h.spine.RunEvents.WithLabelValues("applied"))
+			delivered := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage)))
+			var spent, cpu time.Duration
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				evs := make([]json.RawMessage, run)
+				for j := range evs {
+					evs[j], _ = bob.message("m.room.message", map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d.%d", i, j)})
+				}
+				h.store(evs...)
+				b.StartTimer()
+				start, startCPU := time.Now(), processCPU(b)
+				h.drain()
+				spent, cpu = spent+time.Since(start), cpu+processCPU(b)-startCPU
+			}
+			b.StopTimer()
+			if got := counter(h.spine.RunEvents.WithLabelValues("applied")) - applied; got != float64(b.N*run) {
+				b.Fatalf("%v messages applied in runs in %d iterations of %d", got, b.N, run)
+			}
+			if got := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage))) - delivered; got != float64(b.N*run*ours) {
+				b.Fatalf("%v deliveries in %d iterations of %d to %d puppets", got, b.N, run, ours)
+			}
+			b.ReportMetric(float64(spent.Microseconds())/float64(b.N*run), "µs/message")
+			// The service's own CPU, without PostgreSQL's.
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*run), "cpu-µs/message")
+		})
 	}
-	b.StopTimer()
-	if got := counter(h.spine.RunEvents.WithLabelValues("applied")) - applied; got != float64(b.N*run) {
-		b.Fatalf("%v messages applied in runs in %d iterations of %d", got, b.N, run)
-	}
-	b.ReportMetric(float64(spent.Microseconds())/float64(b.N*run), "µs/message")
-	// The service's own CPU, without PostgreSQL's.
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*run), "cpu-µs/message")
 }
 
 // processCPU is the CPU time this process has used.
