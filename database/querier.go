@@ -18,6 +18,11 @@ type Querier interface {
 	// SendBatch sends several statements in one round trip; they run in
 	// order, as if sent one by one.
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	// CopyFrom writes rows into table with COPY, which PostgreSQL takes
+	// in batches: the cheapest way in for many rows that need no
+	// conflict handling (a unique key still refuses a duplicate, failing
+	// the whole statement).
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error)
 }
 
 var (
@@ -43,4 +48,9 @@ func (db *DB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 // SendBatch runs b on one connection of the pool.
 func (db *DB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return db.Pool.SendBatch(ctx, b)
+}
+
+// CopyFrom runs COPY on one connection of the pool.
+func (db *DB) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error) {
+	return db.Pool.CopyFrom(ctx, table, columns, rows)
 }
