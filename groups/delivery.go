@@ -147,18 +147,14 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 			types, origins = append(types, d.Type), append(origins, d.OriginServerTS)
 		}
 	}
-	const insert = `INSERT INTO delivery (log_no, seq, room_id, event_id, kind, sender, sender_device,
-		event_type, content, origin_ts)
-		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::bytea[], $10::bigint[])`
-	args := []any{nos, seqs, rooms, events, kinds, senders, devices, types, content, origins}
 	if len(ds) > 1 {
 		// A run fails whole on an entry a puppet had, so its rows go in
-		// plainly, by COPY: PostgreSQL writes them in batches, where the
-		// INSERT above was half of its time in the load command's intake
-		// mode (and ON CONFLICT's speculative insertion a quarter more).
-		// The unique key still refuses a duplicate, failing the COPY and
-		// the run's savepoint.
+		// plainly (ON CONFLICT's speculative insertion cost a quarter
+		// more), and by COPY: as costly as INSERT ... unnest in
+		// PostgreSQL (half its time in the load command's intake mode,
+		// three indexes a row), but 5 % less a message at 9 puppets
+		// (BenchmarkDecryptRun). The unique key still refuses a
+		// duplicate, failing the COPY and the run's savepoint.
 		_, err := q.CopyFrom(ctx, pgx.Identifier{"delivery"}, deliveryColumns, pgx.CopyFromSlice(len(nos), func(i int) ([]any, error) {
 			return []any{nos[i], seqs[i], rooms[i], events[i], kinds[i], senders[i], devices[i], types[i], content[i], origins[i]}, nil
 		}))
@@ -176,7 +172,12 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 		}
 		return got, nil // sorted, as users
 	}
-	rows, err := q.Query(ctx, insert+` ON CONFLICT (log_no, event_id, kind) DO NOTHING RETURNING log_no`, args...)
+	rows, err := q.Query(ctx, `INSERT INTO delivery (log_no, seq, room_id, event_id, kind, sender, sender_device,
+		event_type, content, origin_ts)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::bytea[], $10::bigint[])
+		ON CONFLICT (log_no, event_id, kind) DO NOTHING RETURNING log_no`,
+		nos, seqs, rooms, events, kinds, senders, devices, types, content, origins)
 	if err != nil {
 		return nil, fmt.Errorf("deliver %s to %d puppets: %w", what, len(users), err)
 	}
