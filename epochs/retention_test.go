@@ -18,6 +18,21 @@ func chainOf(t *testing.T, creators ...Device) *Graph[string] {
 	return build(t, specs...)
 }
 
+// spokeAbove builds E0 <- E1 <- E2, both made by alice, where bob spoke
+// in E1 and carol in E2 (so E0 has settled), the messages stamped at (not
+// stamped if at is zero).
+func spokeAbove(at time.Time) func(t *testing.T) *Graph[string] {
+	return func(t *testing.T) *Graph[string] {
+		g := chainOf(t, alice, alice)
+		g.RecordMessage("E1", bob)
+		g.RecordMessage("E2", carol)
+		if !at.IsZero() {
+			g.stampSpoken(at)
+		}
+		return g
+	}
+}
+
 func TestExpired(t *testing.T) {
 	far := t0.Add(24 * time.Hour)
 	tests := []struct {
@@ -49,26 +64,11 @@ func TestExpired(t *testing.T) {
 		{"linger: settled goes once the newest epoch above is that old", func(t *testing.T) *Graph[string] {
 			return chainOf(t, alice, bob, carol, alice)
 		}, Policy{Linger: 10 * time.Second}, t0.Add(14 * time.Second), []string{"E0", "E1"}},
-		{"linger: a first message above is a move", func(t *testing.T) *Graph[string] {
-			g := chainOf(t, alice, alice)
-			g.RecordMessage("E1", bob)
-			g.RecordMessage("E2", carol)
-			g.stampSpoken(t0.Add(time.Minute))
-			return g
-		}, Policy{Linger: 10 * time.Second}, t0.Add(time.Minute + 9*time.Second), nil},
-		{"linger: after the first message above", func(t *testing.T) *Graph[string] {
-			g := chainOf(t, alice, alice)
-			g.RecordMessage("E1", bob)
-			g.RecordMessage("E2", carol)
-			g.stampSpoken(t0.Add(time.Minute))
-			return g
-		}, Policy{Linger: 10 * time.Second}, t0.Add(time.Minute + 10*time.Second), []string{"E0"}},
-		{"linger: a message not stamped yet is a move now", func(t *testing.T) *Graph[string] {
-			g := chainOf(t, alice, alice)
-			g.RecordMessage("E1", bob)
-			g.RecordMessage("E2", carol)
-			return g
-		}, Policy{Linger: time.Second}, far, nil},
+		{"linger: a first message above is a move", spokeAbove(t0.Add(time.Minute)),
+			Policy{Linger: 10 * time.Second}, t0.Add(time.Minute + 9*time.Second), nil},
+		{"linger: after the first message above", spokeAbove(t0.Add(time.Minute)),
+			Policy{Linger: 10 * time.Second}, t0.Add(time.Minute + 10*time.Second), []string{"E0"}},
+		{"linger: a message not stamped yet is a move now", spokeAbove(time.Time{}), Policy{Linger: time.Second}, far, nil},
 		{"linger does not hold back age", func(t *testing.T) *Graph[string] {
 			g := chainOf(t, alice, alice)
 			g.RecordMessage("E2", carol)
