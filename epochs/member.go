@@ -57,6 +57,8 @@ type Member struct {
 	// orphaned lists the epochs whose parent was dropped since the last
 	// flush: their commit is no longer needed (Changes.CommitsUnneeded).
 	orphaned []ID
+	// retainAt is RetainAt.
+	retainAt time.Time
 }
 
 // knownCommit is what Member keeps of an observed commit event: its
@@ -1056,9 +1058,17 @@ func (m *Member) Retain(now time.Time) ([]ID, error) {
 	for _, d := range m.Ours() {
 		ours[d] = true
 	}
-	return m.drop(m.graph.expired(m.Policy, now, ownView[*EpochState]{footholds: m.footholds(), past: m.pastForGood(),
-		ours: ours, tentative: m.tentative(ours)}))
+	drop, next := m.graph.expired(m.Policy, now, ownView[*EpochState]{footholds: m.footholds(), past: m.pastForGood(),
+		ours: ours, tentative: m.tentative(ours)})
+	m.retainAt = next
+	return m.drop(drop)
 }
+
+// RetainAt returns when Retain would next drop an epoch that the last
+// Retain kept, by age or at the end of its linger, if nothing else
+// happens in the group; zero if none would. A caller whose group falls
+// quiet runs Retain again then: nothing else would.
+func (m *Member) RetainAt() time.Time { return m.retainAt }
 
 // tentative returns the epochs made by a commit of ours that Withdraw
 // may still take back, and every epoch above one: what our devices did

@@ -281,6 +281,9 @@ func TestLingerKeepsASettledEpochForLateMessages(t *testing.T) {
 		if err != nil || string(pt) != "late" {
 			t.Fatalf("linger %v: late message %q, %v", linger, pt, err)
 		}
+		if at := ms[1].RetainAt(); !at.Equal(now.Add(linger)) {
+			t.Fatalf("retain again at %v, want the linger's end %v", at, now.Add(linger))
+		}
 		retained := func(at time.Time) bool {
 			t.Helper()
 			if _, err := ms[1].Retain(at); err != nil {
@@ -294,6 +297,9 @@ func TestLingerKeepsASettledEpochForLateMessages(t *testing.T) {
 		}
 		if retained(now.Add(linger)) {
 			t.Fatal("kept after the linger passed")
+		}
+		if at := ms[1].RetainAt(); !at.IsZero() {
+			t.Fatalf("retain again at %v with only the head left", at)
 		}
 	}
 }

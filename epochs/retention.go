@@ -31,7 +31,8 @@ type Policy struct {
 // dmls_epoch byte order (package doc, "Retention"). It never returns a
 // head. It changes nothing; pass the result to Drop.
 func (g *Graph[S]) Expired(p Policy, now time.Time) []ID {
-	return g.expired(p, now, ownView[S]{})
+	drop, _ := g.expired(p, now, ownView[S]{})
+	return drop
 }
 
 // ownView is what a Member knows about its own devices beyond the graph,
@@ -51,8 +52,11 @@ type ownView[S any] struct {
 	tentative map[ID]bool
 }
 
-// expired is Expired with what the Member knows of its own devices.
-func (g *Graph[S]) expired(p Policy, now time.Time, own ownView[S]) []ID {
+// expired is Expired with what the Member knows of its own devices. It
+// also returns when an epoch it keeps would go next by age or by the end
+// of its linger, if nothing else changed (zero: none would): a room that
+// falls quiet must run retention then, since nothing else will.
+func (g *Graph[S]) expired(p Policy, now time.Time, own ownView[S]) ([]ID, time.Time) {
 	heads := g.headSet()
 	var candidates []*Node[S]
 	retained := 0
@@ -66,10 +70,31 @@ func (g *Graph[S]) expired(p Policy, now time.Time, own ownView[S]) []ID {
 		}
 	}
 	drop := map[ID]bool{}
+	var next time.Time
+	later := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	for _, n := range candidates {
-		aged := p.MaxAge > 0 && !n.Superseded.IsZero() && now.Sub(n.Superseded) >= p.MaxAge
-		if aged || (g.quietAbove(n, p.Linger, now) && g.settled(n, heads, own)) {
+		aging := p.MaxAge > 0 && !n.Superseded.IsZero()
+		if aging && now.Sub(n.Superseded) >= p.MaxAge {
 			drop[n.ID] = true
+			continue
+		}
+		if g.settled(n, heads, own) {
+			end := now
+			if p.Linger > 0 {
+				end = g.lastMoveAbove(n, now).Add(p.Linger)
+			}
+			if !end.After(now) {
+				drop[n.ID] = true
+				continue
+			}
+			later(end)
+		}
+		if aging {
+			later(n.Superseded.Add(p.MaxAge))
 		}
 	}
 	if p.MaxEpochs > 0 && retained-len(drop) > p.MaxEpochs {
@@ -96,7 +121,7 @@ func (g *Graph[S]) expired(p Policy, now time.Time, own ownView[S]) []ID {
 	for id := range drop {
 		out = append(out, id)
 	}
-	return sortedIDs(out)
+	return sortedIDs(out), next
 }
 
 // RecordMessage notes that sender sent an application message in epoch
@@ -129,14 +154,11 @@ func (g *Graph[S]) stampSpoken(now time.Time) {
 	}
 }
 
-// quietAbove reports whether no move above n is more recent than linger
-// before now: no epoch above n was added, and none first heard a member
-// speak, since (Policy.Linger).
-func (g *Graph[S]) quietAbove(n *Node[S], linger time.Duration, now time.Time) bool {
-	if linger <= 0 {
-		return true
-	}
-	since := now.Add(-linger)
+// lastMoveAbove returns when the latest move above n was seen: the
+// newest Added or Spoken of the epochs above it, now for a message not
+// stamped yet, zero if there is none (Policy.Linger counts from it).
+func (g *Graph[S]) lastMoveAbove(n *Node[S], now time.Time) time.Time {
+	var last time.Time
 	queue := slices.Clone(g.children[n.ID])
 	for len(queue) > 0 {
 		x := g.nodes[queue[0]]
@@ -144,12 +166,17 @@ func (g *Graph[S]) quietAbove(n *Node[S], linger time.Duration, now time.Time) b
 		if x == nil {
 			continue
 		}
-		if x.spokeNew || x.Added.After(since) || x.Spoken.After(since) {
-			return false
+		if x.spokeNew {
+			return now
+		}
+		for _, t := range []time.Time{x.Added, x.Spoken} {
+			if t.After(last) {
+				last = t
+			}
 		}
 		queue = append(queue, g.children[x.ID]...)
 	}
-	return true
+	return last
 }
 
 // settled reports whether every member of n has moved on from it: each

@@ -115,6 +115,35 @@ func TestExpired(t *testing.T) {
 	}
 }
 
+// expired also says when retention has work next, if nothing happens:
+// the earliest end of a settled epoch's linger or of an epoch's age.
+func TestExpiredNext(t *testing.T) {
+	tests := []struct {
+		name   string
+		g      func(t *testing.T) *Graph[string]
+		policy Policy
+		now    time.Time
+		want   time.Time
+	}{
+		{"nothing to wait for", func(t *testing.T) *Graph[string] { return chainOf(t, alice, alice) }, Policy{}, t0, time.Time{}},
+		{"age: the oldest superseded", func(t *testing.T) *Graph[string] { return chainOf(t, alice, alice) }, // E0 superseded at t0+1s
+			Policy{MaxAge: time.Hour}, t0.Add(2 * time.Second), t0.Add(time.Hour + time.Second)},
+		{"linger: from the first message above", spokeAbove(t0.Add(time.Minute)), Policy{Linger: 10 * time.Second},
+			t0.Add(time.Minute), t0.Add(time.Minute + 10*time.Second)},
+		{"linger before age", spokeAbove(t0.Add(time.Minute)), Policy{Linger: 10 * time.Second, MaxAge: time.Hour},
+			t0.Add(time.Minute), t0.Add(time.Minute + 10*time.Second)},
+		{"dropped now: nothing next", spokeAbove(t0.Add(time.Minute)), Policy{Linger: 10 * time.Second},
+			t0.Add(time.Hour), time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, next := tt.g(t).expired(tt.policy, tt.now, ownView[string]{}); !next.Equal(tt.want) {
+				t.Fatalf("next %v, want %v", next, tt.want)
+			}
+		})
+	}
+}
+
 func TestSettledWaitsForEveryMember(t *testing.T) {
 	g := chainOf(t, alice, bob) // carol has not committed above E0
 	if got := g.Expired(Policy{}, t0); len(got) != 0 {
@@ -314,10 +343,14 @@ func TestMissingHistory(t *testing.T) {
 func TestExpiredKeepsFootholds(t *testing.T) {
 	g := chainOf(t, alice, alice, alice, alice) // E0 <- E1 <- E2 <- E3 <- E4
 	keep := map[ID]bool{ids("E1")[0]: true}
-	if got, want := g.expired(Policy{MaxEpochs: 2}, t0, ownView[string]{footholds: keep}), ids("E0", "E2", "E3"); !slices.Equal(got, want) {
+	expired := func(p Policy, now time.Time) []ID {
+		drop, _ := g.expired(p, now, ownView[string]{footholds: keep})
+		return drop
+	}
+	if got, want := expired(Policy{MaxEpochs: 2}, t0), ids("E0", "E2", "E3"); !slices.Equal(got, want) {
 		t.Fatalf("count: expired %q, want %q", got, want)
 	}
-	if got, want := g.expired(Policy{MaxEpochs: 2, MaxAge: time.Second}, t0.Add(time.Hour), ownView[string]{footholds: keep}), ids("E0", "E1", "E2", "E3"); !slices.Equal(got, want) {
+	if got, want := expired(Policy{MaxEpochs: 2, MaxAge: time.Second}, t0.Add(time.Hour)), ids("E0", "E1", "E2", "E3"); !slices.Equal(got, want) {
 		t.Fatalf("age: expired %q, want %q", got, want)
 	}
 }

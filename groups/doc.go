@@ -110,7 +110,9 @@
 // ids, tuple header, index entry). Epochs that retention drops (package
 // epochs, "Retention": every member moved on, or epochs.Policy's count
 // or age) are deleted with everything kept about them each time the room
-// is saved (mlsas_dmls_epochs_dropped_total). Every sealed value is bound to its row
+// is saved (mlsas_dmls_epochs_dropped_total), and in a room that fell
+// quiet when the next would go (a settled epoch's groups.epoch_linger, an
+// epoch's age: retain.go). Every sealed value is bound to its row
 // (package seal), so a value moved to another row does not open.
 //
 // # Concurrency

@@ -5,6 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
+
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 )
@@ -122,7 +128,8 @@ func TestConfirmedOwnCommitDropsItsBase(t *testing.T) {
 // without a linger the late message finds its epoch dropped
 // (undecryptable, epoch_dropped: two federated services lost such
 // messages in CI). With groups.epoch_linger the base stays that long and
-// the message decrypts; the first save after the linger drops it.
+// the message decrypts; if the room then falls quiet, its retention
+// timer drops the epoch when the linger ends (not before).
 func TestSettledEpochLingersForLateMessages(t *testing.T) {
 	for _, linger := range []time.Duration{0, time.Minute} {
 		t.Run(linger.String(), func(t *testing.T) {
@@ -158,17 +165,58 @@ func TestSettledEpochLingersForLateMessages(t *testing.T) {
 			if delivered("message") != 2 || delivered("undecryptable") != 0 {
 				t.Fatalf("%d messages delivered and %d undecryptable, want both delivered", delivered("message"), delivered("undecryptable"))
 			}
-			// Bob's next message is no move (he spoke in that epoch
-			// before): the linger counts from his first.
+			// The room falls quiet: its retention timer drops the epoch
+			// when the linger ends (counted from bob's first message in
+			// the new epoch, the last move), not the next event.
+			var due time.Time
+			if err := h.db.QueryRow(h.ctx, `SELECT due_at FROM timer WHERE kind = $1 AND key = $2`, timerRetain, bob.room).
+				Scan(&due); err != nil {
+				t.Fatalf("no retention timer for the lingering epoch: %v", err)
+			}
+			if wait := due.Sub(h.s.now()); wait <= 0 || wait > linger {
+				t.Fatalf("retention timer due in %v, want within the linger of %v", wait, linger)
+			}
+			h.runRetainTimer(bob.room)
+			if stored() != 1 {
+				t.Fatal("the retention timer, run early, dropped the epoch")
+			}
 			h.advance(linger)
-			next, _ := bob.message("m.room.message", map[string]string{"body": "after the linger"})
-			h.send([]json.RawMessage{next}, nil)
+			h.runRetainTimer(bob.room)
 			if stored() != 0 {
 				t.Fatal("the settled epoch stays after its linger passed")
 			}
+			if n := h.count(`SELECT count(*) FROM timer WHERE kind = $1 AND key = $2`, timerRetain, bob.room); n != 0 {
+				t.Fatalf("%d retention timers left with nothing to wait for", n)
+			}
+			next, _ := bob.message("m.room.message", map[string]string{"body": "after the linger"})
+			h.send([]json.RawMessage{next}, nil)
 			if delivered("message") != 3 {
 				t.Fatalf("%d messages delivered, want 3", delivered("message"))
 			}
 		})
+	}
+}
+
+// runRetainTimer runs the room's retention timer now, as the timer
+// runner would (the row goes with it unless the run set it again).
+func (h *harness) runRetainTimer(room id.RoomID) {
+	h.t.Helper()
+	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
+		w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
+		timer := database.Timer{Kind: timerRetain, Key: string(room), Queue: roomQueue(room)}
+		if err := tx.QueryRow(h.ctx, `SELECT due_at FROM timer WHERE kind = $1 AND key = $2`, timerRetain, room).Scan(&timer.DueAt); err != nil {
+			return err
+		}
+		next, err := (retainTimer{h.s}).Timer(h.ctx, w, timer)
+		if err != nil {
+			return err
+		}
+		if err := database.FinishTimer(h.ctx, tx, &timer, next); err != nil {
+			return err
+		}
+		return w.Out.Flush(h.ctx)
+	})
+	if err != nil {
+		h.t.Fatal(err)
 	}
 }

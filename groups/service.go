@@ -142,6 +142,7 @@ func (s *Service) Handlers(h *inbound.Handlers) {
 	h.Timers[timerJoin] = joinTimer{s}
 	h.Timers[timerAuditSweep] = auditSweep{s}
 	h.Timers[timerAudit] = auditTimer{s}
+	h.Timers[timerRetain] = retainTimer{s}
 	if h.Items == nil {
 		h.Items = map[string]inbound.ItemHandler{}
 	}

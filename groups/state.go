@@ -241,6 +241,12 @@ func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) err
 			return err
 		}
 		graph = ch.Metadata
+		// What retention keeps for a while changes only with the graph.
+		if graph != nil {
+			if err := s.scheduleRetain(ctx, q, r); err != nil {
+				return err
+			}
+		}
 	}
 	if graph == nil {
 		if r.state == r.stored {
