@@ -146,3 +146,33 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// marshalFunc is a Marshaler made of a function.
+type marshalFunc func(w *Writer)
+
+func (f marshalFunc) MarshalMLS(w *Writer) { f(w) }
+
+// Marshal builds in a reused buffer: what it returns must be the caller's
+// alone, at its exact size, nil when empty, and a large encoding (not
+// kept for reuse) must be whole too.
+func TestMarshalOwnsItsResult(t *testing.T) {
+	bytesOf := func(b byte, n int) marshalFunc {
+		return func(w *Writer) { w.Opaque(bytes.Repeat([]byte{b}, n)) }
+	}
+	a := Marshal(bytesOf(1, 100)) // a 2-byte length, then the bytes
+	b := Marshal(bytesOf(2, 50))
+	if len(a) != 102 || cap(a) != 102 || a[2] != 1 || a[101] != 1 {
+		t.Fatalf("first encoding changed or oversized: len %d cap %d", len(a), cap(a))
+	}
+	if len(b) != 51 || b[1] != 2 {
+		t.Fatalf("second encoding: len %d", len(b))
+	}
+	if got := Marshal(marshalFunc(func(*Writer) {})); got != nil {
+		t.Fatalf("empty encoding %v, want nil", got)
+	}
+	big := Marshal(bytesOf(3, maxScratch+1))
+	again := Marshal(bytesOf(4, 10))
+	if len(big) != maxScratch+1+VarintLen(uint64(maxScratch+1)) || big[len(big)-1] != 3 || again[1] != 4 {
+		t.Fatalf("large encoding: len %d", len(big))
+	}
+}
