@@ -159,13 +159,7 @@ func (g *Graph[S]) stampSpoken(now time.Time) {
 // stamped yet, zero if there is none (Policy.Linger counts from it).
 func (g *Graph[S]) lastMoveAbove(n *Node[S], now time.Time) time.Time {
 	var last time.Time
-	queue := slices.Clone(g.children[n.ID])
-	for len(queue) > 0 {
-		x := g.nodes[queue[0]]
-		queue = queue[1:]
-		if x == nil {
-			continue
-		}
+	for _, x := range g.subtree(n.ID)[1:] { // n itself first
 		if x.spokeNew {
 			return now
 		}
@@ -174,7 +168,6 @@ func (g *Graph[S]) lastMoveAbove(n *Node[S], now time.Time) time.Time {
 				last = t
 			}
 		}
-		queue = append(queue, g.children[x.ID]...)
 	}
 	return last
 }
