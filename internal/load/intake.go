@@ -80,9 +80,13 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 			return nil, err
 		}
 	}
+	entries0, err := logEntries(ctx, o.DB)
+	if err != nil {
+		return nil, err
+	}
 	txnBase := fmt.Sprintf("load-%d", time.Now().UnixNano())
 	start := time.Now()
-	err := parallel(ctx, o.Concurrency, len(o.Transactions), func(i int) error {
+	err = parallel(ctx, o.Concurrency, len(o.Transactions), func(i int) error {
 		return put(ctx, o, fmt.Sprintf("%s-%d", txnBase, i), o.Transactions[i].Body)
 	})
 	if err != nil {
@@ -93,14 +97,26 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 	pattern := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(o.EventPrefix) + "%"
 	deadline := time.Now().Add(o.Timeout)
 	for {
-		if err := o.DB.QueryRow(ctx, `SELECT count(*) FROM delivery WHERE kind = 'message' AND event_id LIKE $1`,
-			pattern).Scan(&res.Delivered); err != nil {
-			return nil, fmt.Errorf("count deliveries: %w", err)
+		// While the service works, progress is read from the logs'
+		// cursors (a row per puppet); the deliveries themselves are
+		// counted only once the cursors say they could all be there.
+		// Counting them at each poll scanned the whole delivery table
+		// twice a second: 8 % of PostgreSQL's time in a 1,000-room run,
+		// taken from the service being measured and counted in its CPU.
+		entries, err := logEntries(ctx, o.DB)
+		if err != nil {
+			return nil, err
 		}
-		if res.Delivered >= res.Sent || time.Now().After(deadline) {
-			break
+		if entries-entries0 >= int64(res.Sent) || time.Now().After(deadline) {
+			if err := o.DB.QueryRow(ctx, `SELECT count(*) FROM delivery WHERE kind = 'message' AND event_id LIKE $1`,
+				pattern).Scan(&res.Delivered); err != nil {
+				return nil, fmt.Errorf("count deliveries: %w", err)
+			}
+			if res.Delivered >= res.Sent || time.Now().After(deadline) {
+				break
+			}
 		}
-		progress("deliveries durable %d/%d after %.0fs", res.Delivered, res.Sent, time.Since(start).Seconds())
+		progress("deliveries durable %d/%d after %.0fs", min(entries-entries0, int64(res.Sent)), res.Sent, time.Since(start).Seconds())
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -190,4 +206,14 @@ func put(ctx context.Context, o IntakeOptions, txnID string, body []byte) error 
 		case <-time.After(time.Duration(min(attempt+1, 10)) * 50 * time.Millisecond):
 		}
 	}
+}
+
+// logEntries is how many entries the puppets' delivery logs hold in all,
+// from their cursors: what a progress line can afford to read.
+func logEntries(ctx context.Context, db *pgxpool.Pool) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, `SELECT coalesce(sum(last_seq), 0)::bigint FROM delivery_cursor`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count log entries: %w", err)
+	}
+	return n, nil
 }
