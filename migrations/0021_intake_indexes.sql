@@ -1,9 +1,8 @@
--- Two indexes that every stored event paid for and no query reads.
--- inbound_event_room indexed the recorded events by room: the lookups
--- go by event ID (inbound_event_event_id), retention by time
--- (inbound_event_recorded). work_item_oldest indexed the items not
--- parked by number, which the primary key already orders: the one query
--- it served (the oldest waiting item's age, for the metrics) reads the
--- primary key from its start and passes over the few parked items.
+-- inbound_event_room indexed the recorded events by room, and every
+-- stored event paid for it, but no query reads it: the lookups go by
+-- event ID (inbound_event_event_id), retention by time
+-- (inbound_event_recorded). (work_item_oldest looks as redundant, the
+-- primary key ordering the same numbers, but it stays: without it, the
+-- backlog query of every readiness probe would pass over every parked
+-- item, and bad events from the homeserver are what parks them.)
 DROP INDEX inbound_event_room;
-DROP INDEX work_item_oldest;
