@@ -22,9 +22,7 @@ type Unmarshaler interface {
 // 1,000 members) the copies and garbage of growing were a fifth of an
 // Add commit's time.
 func Marshal(v Marshaler) []byte {
-	w := scratch.Get().(*Writer)
-	w.Reset()
-	v.MarshalMLS(w)
+	w := encodeInScratch(v)
 	if cap(w.buf) > maxScratch {
 		return w.buf // not kept: the caller takes it as it is
 	}
@@ -33,8 +31,7 @@ func Marshal(v Marshaler) []byte {
 		out = make([]byte, len(w.buf))
 		copy(out, w.buf)
 	}
-	clear(w.buf) // it may have held secrets
-	scratch.Put(w)
+	releaseScratch(w)
 	return out
 }
 
@@ -43,14 +40,9 @@ func Marshal(v Marshaler) []byte {
 // are hashed and dropped (a commit's transcript hash input) are as large as
 // the commit, and growing a fresh buffer for each costs twice that.
 func WriteTo(dst io.Writer, v Marshaler) error {
-	w := scratch.Get().(*Writer)
-	w.Reset()
-	v.MarshalMLS(w)
+	w := encodeInScratch(v)
 	_, err := dst.Write(w.Bytes())
-	if cap(w.buf) <= maxScratch {
-		clear(w.buf) // it may have held secrets
-		scratch.Put(w)
-	}
+	releaseScratch(w)
 	return err
 }
 
@@ -58,6 +50,23 @@ func WriteTo(dst io.Writer, v Marshaler) error {
 // maxScratch is dropped rather than kept (a 10,000-member tree is about
 // 1.7 MB: kept, as a large group marshals it at every commit).
 var scratch = sync.Pool{New: func() any { return new(Writer) }}
+
+// encodeInScratch encodes v in a Writer of scratch.
+func encodeInScratch(v Marshaler) *Writer {
+	w := scratch.Get().(*Writer)
+	w.Reset()
+	v.MarshalMLS(w)
+	return w
+}
+
+// releaseScratch wipes w and returns it to scratch, unless its buffer is
+// larger than maxScratch.
+func releaseScratch(w *Writer) {
+	if cap(w.buf) <= maxScratch {
+		clear(w.buf) // it may have held secrets
+		scratch.Put(w)
+	}
+}
 
 const maxScratch = 4 << 20
 
