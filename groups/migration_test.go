@@ -3,56 +3,17 @@ package groups
 import (
 	"bytes"
 	"context"
-	"io/fs"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
-	"github.com/mls-appservice/mls-appservice/internal/testenv"
+	"github.com/mls-appservice/mls-appservice/internal/testdb"
 	"github.com/mls-appservice/mls-appservice/migrations"
 )
-
-// migrationsBefore returns the migrations older than version first.
-func migrationsBefore(t *testing.T, first string) fs.FS {
-	t.Helper()
-	entries, err := fs.ReadDir(migrations.FS(), ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	older := fstest.MapFS{}
-	for _, e := range entries {
-		if e.Name() >= first {
-			continue
-		}
-		b, err := fs.ReadFile(migrations.FS(), e.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		older[e.Name()] = &fstest.MapFile{Data: b}
-	}
-	return older
-}
-
-// openMigratedBefore opens a new database at the schema just before
-// migration first; it is closed when t ends.
-func openMigratedBefore(ctx context.Context, t *testing.T, first string) *database.DB {
-	t.Helper()
-	db, err := database.Open(ctx, testenv.Database(t), database.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := db.Migrate(ctx, migrationsBefore(t, first)); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
 
 // TestMigrationGathersPrivates: migration 0017 moves the private parts
 // stored a row each into one row per epoch, and each still opens where
@@ -60,7 +21,7 @@ func openMigratedBefore(ctx context.Context, t *testing.T, first string) *databa
 func TestMigrationGathersPrivates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := openMigratedBefore(ctx, t, "0017")
+	db := testdb.OpenBefore(ctx, t, "0017")
 	sealer := newSealer(t)
 
 	room := id.RoomID("!migrate:example.org")
@@ -134,7 +95,7 @@ func TestMigrationGathersPrivates(t *testing.T) {
 func TestMigrationNumbersLogs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := openMigratedBefore(ctx, t, "0018")
+	db := testdb.OpenBefore(ctx, t, "0018")
 	s := &Service{cfg: Config{Sealer: newSealer(t), DB: db}, metrics: NewMetrics(prometheus.NewRegistry())}
 	alice, bob := id.UserID("@alice:example.org"), id.UserID("@bob:example.org")
 	logs := map[id.UserID][]string{alice: {"a1", "a2", "a3"}, bob: {"b1"}}

@@ -23,11 +23,14 @@ import (
 // refPrefixLen is how much of each KeyPackageRef a batch row keeps: enough
 // to find the index a Welcome names among a device's few batches. The
 // whole ref is checked on the KeyPackage derived again, so two refs that
-// share a prefix cost a derivation, never a wrong key. With 4 bytes, a
-// Welcome of 10,000 new members matches one of a device's 50 prefixes by
-// chance about once in 8,600 Welcomes (5·10^5 / 2^32), and a stock costs
-// 200 bytes of prefixes.
-const refPrefixLen = 4
+// share a prefix cost a derivation, never a wrong key. With 2 bytes, a
+// Welcome's ref matches one of a device's 50 prefixes by chance with
+// probability 50/2^16: a Welcome of 10,000 new members costs each of our
+// devices it names about 8 needless derivations of 79 µs each
+// (BenchmarkDeriveFromBatch, suite 1), one of a few members almost never
+// one; and a stock costs 100
+// bytes of prefixes (migration 0022 cut them from 4 bytes).
+const refPrefixLen = 2
 
 // newBatch is the one-time KeyPackages of one upload, just made.
 type newBatch struct {

@@ -49,6 +49,33 @@ func BenchmarkDeviceStock(b *testing.B) {
 	}
 }
 
+// BenchmarkDeriveFromBatch measures deriving one KeyPackage of a stored
+// batch again (open the sealed PPRF, evaluate, derive keys and
+// signatures): what a Welcome's ref costs a device when it matches one of
+// the batch's ref prefixes, by chance or not (refPrefixLen).
+func BenchmarkDeriveFromBatch(b *testing.B) {
+	for _, id := range []suite.ID{1, 2, 3} {
+		m, dev, sig := benchManager(b, id)
+		batch, err := m.makeBatch(dev, sig, 50)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sealed, err := m.cfg.Sealer.Seal(purposeKeyPackageBatch, batchRow(dev, "txn"), batch.state)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("suite=%d/stock=50", id), func(b *testing.B) {
+			for b.Loop() {
+				hit, err := m.deriveFromBatch(dev, sig, "txn", batch.template, sealed, 17)
+				if err != nil || hit == nil {
+					b.Fatal(err)
+				}
+				hit.wipe()
+			}
+		})
+	}
+}
+
 func benchManager(b *testing.B, id suite.ID) (*Manager, Device, *suite.SignaturePrivateKey) {
 	m, _ := offlineManager(b, id, 50, 20, 90*24*time.Hour)
 	sig, _ := m.suite.GenerateSignatureKey()

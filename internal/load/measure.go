@@ -223,3 +223,49 @@ func hasLabels(set string, labels []string) bool {
 	}
 	return true
 }
+
+// DeviceParts measures where a device's bytes go: for each per-device
+// table, the live bytes of each column as stored (pg_column_size: after
+// compression, before page overhead) and of its indexes
+// (pg_indexes_size), divided by devices. Its keys are "table.column" and
+// "table.indexes". Call it after Compact, or the indexes count dead
+// entries too.
+func DeviceParts(ctx context.Context, db *pgxpool.Pool, devices int) (map[string]float64, error) {
+	parts := map[string]float64{}
+	if devices <= 0 {
+		return parts, nil
+	}
+	for _, t := range deviceTables {
+		rows, err := db.Query(ctx, `SELECT column_name FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`, t)
+		if err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", t, err)
+		}
+		cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", t, err)
+		}
+		sums := make([]string, len(cols))
+		for i, c := range cols {
+			sums[i] = "coalesce(sum(pg_column_size(" + pgx.Identifier{c}.Sanitize() + ")), 0)"
+		}
+		sums = append(sums, "pg_indexes_size("+quoteLiteral(t)+"::regclass)")
+		vals := make([]int64, len(sums))
+		dest := make([]any, len(sums))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+		q := "SELECT " + strings.Join(sums, ", ") + " FROM " + pgx.Identifier{t}.Sanitize()
+		if err := db.QueryRow(ctx, q).Scan(dest...); err != nil {
+			return nil, fmt.Errorf("column sizes of %s: %w", t, err)
+		}
+		for i, c := range cols {
+			parts[t+"."+c] = float64(vals[i]) / float64(devices)
+		}
+		parts[t+".indexes"] = float64(vals[len(cols)]) / float64(devices)
+	}
+	return parts, nil
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

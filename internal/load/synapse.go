@@ -308,6 +308,9 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, co
 		if err != nil {
 			return err
 		}
+		if res.DeviceParts, err = DeviceParts(ctx, db, res.Devices); err != nil {
+			return err
+		}
 	}
 	return nil
 }
