@@ -3,7 +3,9 @@ package keys
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,56 +35,98 @@ type crossSigning struct {
 	uploaded bool
 }
 
+// crossSigningBinding is the table name the keys are sealed to: they
+// were kept in puppet_cross_signing until migration 0023 moved them into
+// puppet.
+const crossSigningBinding = "puppet_cross_signing"
+
 func crossSigningRow(user id.UserID) seal.Binding {
-	return seal.Row("puppet_cross_signing", string(user))
+	return seal.Row(crossSigningBinding, string(user))
 }
 
+// selfSigningLabel is the HKDF info that derives a puppet's self-signing
+// key seed from its master key seed. A puppet stores one sealed seed: the
+// master key can sign any self-signing key anyway, so deriving one from
+// it gives nothing away that its holder lacks, while the self-signing key
+// (which signs every device) does not reveal the master key.
+const selfSigningLabel = "mls-appservice self-signing key from master key"
+
+// selfSigningSeed derives the self-signing key seed of a puppet whose
+// master key seed is master.
+func selfSigningSeed(master []byte) ([]byte, error) {
+	return hkdf.Key(sha256.New, master, nil, selfSigningLabel, ed25519.SeedSize)
+}
+
+// loadCrossSigning reads a puppet's cross-signing keys; nil if it has
+// none yet. A puppet made before migration 0023 has a self-signing key of
+// its own, sealed; one made since has it derived from the master key.
 func (m *Manager) loadCrossSigning(ctx context.Context, q database.Querier, user id.UserID) (*crossSigning, error) {
 	var master, self []byte
 	cs := &crossSigning{user: user}
-	err := q.QueryRow(ctx, `SELECT master_key, self_signing_key, uploaded_at IS NOT NULL FROM puppet_cross_signing WHERE user_id = $1`,
-		user).Scan(&master, &self, &cs.uploaded)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err := q.QueryRow(ctx, `SELECT master_key, self_signing_key, cross_signing_uploaded_at IS NOT NULL FROM puppet
+		WHERE user_id = $1`, user).Scan(&master, &self, &cs.uploaded)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && master == nil {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read cross-signing keys of %s: %w", user, err)
 	}
-	for _, k := range []struct {
-		purpose seal.Purpose
-		sealed  []byte
-		dst     *ed25519.PrivateKey
-	}{{purposeMasterKey, master, &cs.master}, {purposeSelfSigningKey, self, &cs.self}} {
-		seed, err := m.cfg.Sealer.Open(k.purpose, crossSigningRow(user), k.sealed)
+	open := func(p seal.Purpose, sealed []byte) ([]byte, error) {
+		seed, err := m.cfg.Sealer.Open(p, crossSigningRow(user), sealed)
 		if err != nil {
 			return nil, fmt.Errorf("cross-signing keys of %s: %w", user, err)
 		}
 		if len(seed) != ed25519.SeedSize {
+			clear(seed)
 			return nil, fmt.Errorf("cross-signing keys of %s: stored seed of %d bytes", user, len(seed))
 		}
-		*k.dst = ed25519.NewKeyFromSeed(seed)
-		clear(seed)
+		return seed, nil
 	}
+	masterSeed, err := open(purposeMasterKey, master)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(masterSeed)
+	var selfSeed []byte
+	if self != nil {
+		selfSeed, err = open(purposeSelfSigningKey, self)
+	} else {
+		selfSeed, err = selfSigningSeed(masterSeed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer clear(selfSeed)
+	cs.master, cs.self = ed25519.NewKeyFromSeed(masterSeed), ed25519.NewKeyFromSeed(selfSeed)
 	return cs, nil
 }
 
 // makeCrossSigning stores new cross-signing keys for user unless it has
-// some (then it does nothing).
+// some (then it does nothing): a fresh master key seed, sealed, from
+// which the self-signing key is derived (selfSigningSeed).
 func (m *Manager) makeCrossSigning(ctx context.Context, q database.Querier, user id.UserID) error {
-	sealed := make([][]byte, 2)
-	for i, p := range []seal.Purpose{purposeMasterKey, purposeSelfSigningKey} {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return fmt.Errorf("cross-signing key for %s: %w", user, err)
-		}
-		if sealed[i], err = m.cfg.Sealer.Seal(p, crossSigningRow(user), priv.Seed()); err != nil {
-			return err
-		}
+	seed := make([]byte, ed25519.SeedSize)
+	defer clear(seed)
+	if _, err := rand.Read(seed); err != nil {
+		return fmt.Errorf("cross-signing key for %s: %w", user, err)
 	}
-	_, err := q.Exec(ctx, `INSERT INTO puppet_cross_signing (user_id, master_key, self_signing_key) VALUES ($1, $2, $3)
-		ON CONFLICT (user_id) DO NOTHING`, user, sealed[0], sealed[1])
+	sealed, err := m.cfg.Sealer.Seal(purposeMasterKey, crossSigningRow(user), seed)
+	if err != nil {
+		return err
+	}
+	tag, err := q.Exec(ctx, `UPDATE puppet SET master_key = $2, self_signing_key = NULL, cross_signing_uploaded_at = NULL
+		WHERE user_id = $1 AND master_key IS NULL`, user, sealed)
 	if err != nil {
 		return fmt.Errorf("store cross-signing keys of %s: %w", user, err)
+	}
+	if tag.RowsAffected() == 0 {
+		var exists bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM puppet WHERE user_id = $1)`, user).Scan(&exists); err != nil {
+			return fmt.Errorf("store cross-signing keys of %s: %w", user, err)
+		}
+		if !exists {
+			return fmt.Errorf("store cross-signing keys of %s: no such puppet", user)
+		}
 	}
 	return nil
 }
@@ -143,7 +187,7 @@ func (m *Manager) uploadCrossSigning(ctx context.Context, q database.Querier, cs
 	if err := m.cfg.Homeserver.UploadSigningKeys(ctx, cs.user, body); err != nil {
 		return err
 	}
-	if _, err := q.Exec(ctx, `UPDATE puppet_cross_signing SET uploaded_at = now() WHERE user_id = $1`, cs.user); err != nil {
+	if _, err := q.Exec(ctx, `UPDATE puppet SET cross_signing_uploaded_at = now() WHERE user_id = $1`, cs.user); err != nil {
 		return fmt.Errorf("record cross-signing upload of %s: %w", cs.user, err)
 	}
 	m.cfg.Log.Info().Stringer("user_id", cs.user).Msg("Cross-signing keys uploaded")

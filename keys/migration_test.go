@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/internal/testdb"
 	"github.com/mls-appservice/mls-appservice/migrations"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
+	"github.com/mls-appservice/mls-appservice/seal"
 )
 
 // TestMigrationShortensRefPrefixes: migration 0022 rewrites a batch row
@@ -79,5 +83,110 @@ func TestMigrationShortensRefPrefixes(t *testing.T) {
 	other[len(other)-1] ^= 1 // same prefix, another ref: derived, then refused
 	if hit, err := m.findInBatches(ctx, db, id, [][]byte{other}, false); err != nil || hit != nil {
 		t.Fatalf("a ref sharing a prefix found %v (%v)", hit != nil, err)
+	}
+}
+
+// TestMigrationMovesCrossSigning: migration 0023 moves a puppet's
+// cross-signing keys, each sealed on its own, into its puppet row, where
+// they open as the same keys with their upload recorded; a puppet made
+// since stores only its master key, and its self-signing key, derived,
+// comes out the same at each load.
+func TestMigrationMovesCrossSigning(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.OpenBefore(ctx, t, "0023")
+	m, _ := offlineManager(t, 1, 5, 1, 24*time.Hour)
+	k0, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := seal.NewSealer(k0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cfg.Sealer = sealer
+	old, fresh := idUser("@old:hs"), idUser("@new:hs")
+	master, self := newEd25519(t), newEd25519(t)
+	var sealed [2][]byte
+	for i, k := range []struct {
+		p    seal.Purpose
+		seed []byte
+	}{{purposeMasterKey, master.Seed()}, {purposeSelfSigningKey, self.Seed()}} {
+		if sealed[i], err = sealer.Seal(k.p, seal.Row("puppet_cross_signing", string(old)), k.seed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range []id.UserID{old, fresh} {
+		if _, err := db.Exec(ctx, `INSERT INTO puppet (user_id) VALUES ($1)`, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO puppet_cross_signing (user_id, master_key, self_signing_key, uploaded_at)
+		VALUES ($1, $2, $3, now())`, old, sealed[0], sealed[1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+
+	cs, err := m.loadCrossSigning(ctx, db, old)
+	if err != nil || cs == nil {
+		t.Fatalf("keys of a puppet made before: %v, %v", cs, err)
+	}
+	if !cs.master.Equal(master) || !cs.self.Equal(self) || !cs.uploaded {
+		t.Fatalf("keys of a puppet made before changed in the move (uploaded %v)", cs.uploaded)
+	}
+
+	if cs, err := m.loadCrossSigning(ctx, db, fresh); err != nil || cs != nil {
+		t.Fatalf("a puppet without keys has %v (%v)", cs, err)
+	}
+	if err := m.makeCrossSigning(ctx, db, fresh); err != nil {
+		t.Fatal(err)
+	}
+	a, err := m.loadCrossSigning(ctx, db, fresh)
+	if err != nil || a == nil {
+		t.Fatal(err)
+	}
+	if err := m.makeCrossSigning(ctx, db, fresh); err != nil { // it has keys: nothing changes
+		t.Fatal(err)
+	}
+	b, err := m.loadCrossSigning(ctx, db, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.master.Equal(b.master) || !a.self.Equal(b.self) || a.master.Equal(a.self) || a.uploaded {
+		t.Fatal("a new puppet's keys are not stable, or its two keys are one")
+	}
+	var selfStored []byte
+	if err := db.QueryRow(ctx, `SELECT self_signing_key FROM puppet WHERE user_id = $1`, fresh).Scan(&selfStored); err != nil || selfStored != nil {
+		t.Fatalf("a new puppet stores a self-signing key (%v)", err)
+	}
+	if err := m.makeCrossSigning(ctx, db, idUser("@nobody:hs")); err == nil {
+		t.Fatal("keys made for a puppet that does not exist")
+	}
+	// keys reseal opens the moved values under their old binding and
+	// seals them under a new key: both masters, the old self-signing key.
+	k, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.cfg.Sealer, err = seal.NewSealer(k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.loadCrossSigning(ctx, db, old); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("opened under another key: %v", err)
+	}
+	if m.cfg.Sealer, err = seal.NewSealer(k, k0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Reseal(ctx, db, m.cfg.Sealer, SealedColumns()); err != nil || n != 3 {
+		t.Fatalf("reseal under a new key: %d values, %v; want 3", n, err)
+	}
+	if m.cfg.Sealer, err = seal.NewSealer(k); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []id.UserID{old, fresh} {
+		if cs, err := m.loadCrossSigning(ctx, db, u); err != nil || cs == nil {
+			t.Fatalf("keys of %s after reseal: %v", u, err)
+		}
 	}
 }

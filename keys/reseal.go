@@ -20,16 +20,29 @@ type SealedColumn struct {
 	Key     []string
 	Column  string
 	Purpose seal.Purpose
+	// Binding is the table name in each value's seal.Binding when it is
+	// not Table: a column that a migration moved to another table keeps
+	// the binding it was sealed to.
+	Binding string
+}
+
+// binding returns the seal.Binding of the row whose key columns hold key.
+func (c SealedColumn) binding(key []string) seal.Binding {
+	table := c.Table
+	if c.Binding != "" {
+		table = c.Binding
+	}
+	return seal.Row(table, key...)
 }
 
 // SealedColumns are the sealed columns of this package.
 func SealedColumns() []SealedColumn {
 	return []SealedColumn{
-		{"device_identity", []string{"user_id", "device_id"}, "signature_key", purposeSignatureKey},
-		{"key_package", []string{"user_id", "device_id", "key_id"}, "private", purposeKeyPackage},
-		{"key_package_batch", []string{"user_id", "device_id", "upload_txn"}, "secrets", purposeKeyPackageBatch},
-		{"puppet_cross_signing", []string{"user_id"}, "master_key", purposeMasterKey},
-		{"puppet_cross_signing", []string{"user_id"}, "self_signing_key", purposeSelfSigningKey},
+		{"device_identity", []string{"user_id", "device_id"}, "signature_key", purposeSignatureKey, ""},
+		{"key_package", []string{"user_id", "device_id", "key_id"}, "private", purposeKeyPackage, ""},
+		{"key_package_batch", []string{"user_id", "device_id", "upload_txn"}, "secrets", purposeKeyPackageBatch, ""},
+		{"puppet", []string{"user_id"}, "master_key", purposeMasterKey, crossSigningBinding},
+		{"puppet", []string{"user_id"}, "self_signing_key", purposeSelfSigningKey, crossSigningBinding},
 	}
 }
 
@@ -96,7 +109,7 @@ func resealBatch(ctx context.Context, db *database.DB, s *seal.Sealer, c SealedC
 		}
 		update := fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE %s`, c.Table, c.Column, strings.Join(where, " AND "))
 		for _, r := range batch {
-			b := seal.Row(c.Table, r.key...)
+			b := c.binding(r.key)
 			plain, err := s.Open(c.Purpose, b, r.sealed)
 			if err != nil {
 				return fmt.Errorf("reseal %s.%s: %w", c.Table, c.Column, err)
