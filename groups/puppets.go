@@ -114,9 +114,9 @@ func ourDevices(ctx context.Context, q database.Querier, users []id.UserID) (map
 // ourDevicesWhere is ourDevices, optionally with devices whose identity
 // is not uploaded yet.
 func ourDevicesWhere(ctx context.Context, q database.Querier, users []id.UserID, uploaded bool) (map[id.UserID][]id.DeviceID, error) {
-	rows, err := q.Query(ctx, `SELECT i.user_id, i.device_id FROM device_identity i
-		JOIN puppet_device d USING (user_id, device_id)
-		WHERE ($1::text[] IS NULL OR i.user_id = ANY($1)) AND (NOT $2 OR i.device_keys_sent_at IS NOT NULL)
+	rows, err := q.Query(ctx, `SELECT user_id, device_id FROM puppet_device
+		WHERE signature_key IS NOT NULL AND ($1::text[] IS NULL OR user_id = ANY($1))
+		AND (NOT $2 OR device_keys_sent_at IS NOT NULL)
 		ORDER BY 1, 2`, userStrings(users), uploaded)
 	if err != nil {
 		return nil, fmt.Errorf("list our devices: %w", err)

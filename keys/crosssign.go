@@ -238,7 +238,7 @@ func (m *Manager) crossSignDevice(ctx context.Context, q database.Querier, ident
 	if len(answer.Failures) > 0 {
 		return fmt.Errorf("cross-sign %s: homeserver refused the signature: %.300s", dev, resp)
 	}
-	if _, err := q.Exec(ctx, `UPDATE device_identity SET cross_signed_at = now() WHERE user_id = $1 AND device_id = $2`,
+	if _, err := q.Exec(ctx, `UPDATE puppet_device SET cross_signed_at = now() WHERE user_id = $1 AND device_id = $2`,
 		dev.UserID, dev.DeviceID); err != nil {
 		return fmt.Errorf("record cross-signing of %s: %w", dev, err)
 	}

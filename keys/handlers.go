@@ -74,8 +74,8 @@ type sweepTimer struct{ m *Manager }
 func (t sweepTimer) Timer(ctx context.Context, w *inbound.Work, _ database.Timer) (time.Time, error) {
 	m := t.m
 	now := m.cfg.Now()
-	rows, err := w.Q.Query(ctx, `SELECT d.user_id, d.device_id, i.user_id IS NULL, i.cross_signed_at IS NULL
-		FROM puppet_device d LEFT JOIN device_identity i USING (user_id, device_id) ORDER BY d.user_id, d.device_id`)
+	rows, err := w.Q.Query(ctx, `SELECT user_id, device_id, signature_key IS NULL, cross_signed_at IS NULL
+		FROM puppet_device ORDER BY user_id, device_id`)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("list devices: %w", err)
 	}
@@ -178,7 +178,7 @@ func (m *Manager) resendDeviceKeys(ctx context.Context, q database.Querier, out 
 	if err != nil {
 		return err
 	}
-	if _, err := q.Exec(ctx, `UPDATE device_identity SET device_keys_txn = $3 WHERE user_id = $1 AND device_id = $2`,
+	if _, err := q.Exec(ctx, `UPDATE puppet_device SET device_keys_txn = $3 WHERE user_id = $1 AND device_id = $2`,
 		ident.dev.UserID, ident.dev.DeviceID, txn); err != nil {
 		return fmt.Errorf("record device keys upload of %s: %w", ident.dev, err)
 	}

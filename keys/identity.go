@@ -39,17 +39,24 @@ type identity struct {
 	otkClaimed     int64
 }
 
+// identityBinding is the table name a device's signature key is sealed
+// to: it was kept in device_identity until migration 0024 moved it into
+// puppet_device.
+const identityBinding = "device_identity"
+
 func identityRow(dev Device) seal.Binding {
-	return seal.Row("device_identity", string(dev.UserID), string(dev.DeviceID))
+	return seal.Row(identityBinding, string(dev.UserID), string(dev.DeviceID))
 }
 
-// loadIdentity reads a device's identity; nil if it has none.
+// loadIdentity reads a device's identity; nil if it has none (its
+// puppet_device row's identity columns are NULL) or is not a device.
 func (m *Manager) loadIdentity(ctx context.Context, q database.Querier, dev Device) (*identity, error) {
 	var suiteID int
 	var sealed []byte
 	id := &identity{dev: dev}
 	err := q.QueryRow(ctx, `SELECT suite, signature_key, device_keys, device_keys_txn, device_keys_sent_at IS NOT NULL,
-		cross_signed_at IS NOT NULL, otk_sent, otk_claimed FROM device_identity WHERE user_id = $1 AND device_id = $2`,
+		cross_signed_at IS NOT NULL, otk_sent, otk_claimed FROM puppet_device
+		WHERE user_id = $1 AND device_id = $2 AND signature_key IS NOT NULL`,
 		dev.UserID, dev.DeviceID).Scan(&suiteID, &sealed, &id.deviceKeys, &id.deviceKeysTxn, &id.deviceKeysSent,
 		&id.crossSigned, &id.otkSent, &id.otkClaimed)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -109,18 +116,13 @@ func (m *Manager) SignatureKey(ctx context.Context, q database.Querier, dev Devi
 // it made one.
 func (m *Manager) EnsureIdentity(ctx context.Context, q database.Querier, out *database.Producer, dev Device) (bool, error) {
 	// Lock the device's row so that two callers cannot both make one.
-	var exists bool
-	err := q.QueryRow(ctx, `SELECT true FROM puppet_device WHERE user_id = $1 AND device_id = $2 FOR UPDATE`,
-		dev.UserID, dev.DeviceID).Scan(&exists)
+	var has bool
+	err := q.QueryRow(ctx, `SELECT signature_key IS NOT NULL FROM puppet_device WHERE user_id = $1 AND device_id = $2 FOR UPDATE`,
+		dev.UserID, dev.DeviceID).Scan(&has)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, fmt.Errorf("identity for %s: not a device of ours", dev)
 	}
 	if err != nil {
-		return false, fmt.Errorf("identity for %s: %w", dev, err)
-	}
-	var has bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM device_identity WHERE user_id = $1 AND device_id = $2)`,
-		dev.UserID, dev.DeviceID).Scan(&has); err != nil {
 		return false, fmt.Errorf("identity for %s: %w", dev, err)
 	}
 	if has {
@@ -152,8 +154,8 @@ func (m *Manager) EnsureIdentity(ctx context.Context, q database.Querier, out *d
 		return false, err
 	}
 	// device_keys stays NULL: signedDeviceKeys rebuilds it.
-	if _, err := q.Exec(ctx, `INSERT INTO device_identity (user_id, device_id, suite, signature_key, device_keys_txn)
-		VALUES ($1, $2, $3, $4, $5)`, dev.UserID, dev.DeviceID, int(m.suite.ID()), sealed, txn); err != nil {
+	if _, err := q.Exec(ctx, `UPDATE puppet_device SET suite = $3, signature_key = $4, device_keys_txn = $5
+		WHERE user_id = $1 AND device_id = $2`, dev.UserID, dev.DeviceID, int(m.suite.ID()), sealed, txn); err != nil {
 		return false, fmt.Errorf("store identity of %s: %w", dev, err)
 	}
 	if err := m.insertBatch(ctx, q, dev, txn, otks); err != nil {

@@ -190,3 +190,61 @@ func TestMigrationMovesCrossSigning(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationMovesIdentity: migration 0024 moves a device's identity
+// into its puppet_device row, where its signature key opens as the same
+// key with its upload state and counters; a device without an identity
+// still has none; a row with half an identity is refused; and deleting a
+// device deletes its KeyPackages, as deleting its identity did.
+func TestMigrationMovesIdentity(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.OpenBefore(ctx, t, "0024")
+	m, sealer := offlineManager(t, 1, 5, 1, 24*time.Hour)
+	s, _ := suite.Lookup(1)
+	a := newTestDevice(t, s, "@a:hs", "A")
+	bare := Device{UserID: a.dev.UserID, DeviceID: "BARE"}
+	sealed, err := sealer.Seal(purposeSignatureKey, identityRow(a.dev), a.sig.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO puppet (user_id) VALUES ($1)`, []any{a.dev.UserID}},
+		{`INSERT INTO puppet_device (user_id, device_id) VALUES ($1, $2), ($1, $3)`, []any{a.dev.UserID, a.dev.DeviceID, bare.DeviceID}},
+		{`INSERT INTO device_identity (user_id, device_id, suite, signature_key, device_keys_txn, device_keys_sent_at,
+			otk_sent, otk_claimed) VALUES ($1, $2, 1, $3, 'txn1', now(), 50, 7)`, []any{a.dev.UserID, a.dev.DeviceID, sealed}},
+		{`INSERT INTO key_package_batch (user_id, device_id, upload_txn, template, refs, secrets, not_after)
+			VALUES ($1, $2, 'txn1', '\x00', '\x0102', '\x00', now())`, []any{a.dev.UserID, a.dev.DeviceID}},
+	} {
+		if _, err := db.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+
+	id, err := m.loadIdentity(ctx, db, a.dev)
+	if err != nil || id == nil {
+		t.Fatalf("identity after the move: %v, %v", id, err)
+	}
+	if !bytes.Equal(id.sig.Bytes(), a.sig.Bytes()) || id.deviceKeysTxn != "txn1" || !id.deviceKeysSent || id.crossSigned ||
+		id.otkSent != 50 || id.otkClaimed != 7 {
+		t.Fatalf("identity changed in the move: %+v", id)
+	}
+	if id, err := m.loadIdentity(ctx, db, bare); err != nil || id != nil {
+		t.Fatalf("a device without an identity has %v (%v)", id, err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE puppet_device SET signature_key = '\x00' WHERE device_id = 'BARE'`); err == nil {
+		t.Fatal("half an identity stored")
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM puppet_device WHERE device_id = $1`, a.dev.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM key_package_batch`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d batches of a deleted device left (%v)", left, err)
+	}
+}

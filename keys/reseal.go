@@ -38,7 +38,7 @@ func (c SealedColumn) binding(key []string) seal.Binding {
 // SealedColumns are the sealed columns of this package.
 func SealedColumns() []SealedColumn {
 	return []SealedColumn{
-		{"device_identity", []string{"user_id", "device_id"}, "signature_key", purposeSignatureKey, ""},
+		{"puppet_device", []string{"user_id", "device_id"}, "signature_key", purposeSignatureKey, identityBinding},
 		{"key_package", []string{"user_id", "device_id", "key_id"}, "private", purposeKeyPackage, ""},
 		{"key_package_batch", []string{"user_id", "device_id", "upload_txn"}, "secrets", purposeKeyPackageBatch, ""},
 		{"puppet", []string{"user_id"}, "master_key", purposeMasterKey, crossSigningBinding},

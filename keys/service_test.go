@@ -277,7 +277,7 @@ func (e *env) held(t *testing.T, d Device) int {
 func (e *env) ready(t *testing.T, d Device) (bool, error) {
 	var sent, xs bool
 	err := e.db.QueryRow(t.Context(), `SELECT device_keys_sent_at IS NOT NULL, cross_signed_at IS NOT NULL
-		FROM device_identity WHERE user_id = $1 AND device_id = $2`, d.UserID, d.DeviceID).Scan(&sent, &xs)
+		FROM puppet_device WHERE user_id = $1 AND device_id = $2`, d.UserID, d.DeviceID).Scan(&sent, &xs)
 	if err != nil {
 		return false, nil
 	}
@@ -572,7 +572,7 @@ func TestKeysService(t *testing.T) {
 	checkReseal(t, e, ours)
 
 	var uploaded int64
-	if err := e.db.QueryRow(ctx, `SELECT coalesce(sum(otk_sent), 0) FROM device_identity`).Scan(&uploaded); err != nil {
+	if err := e.db.QueryRow(ctx, `SELECT coalesce(sum(otk_sent), 0) FROM puppet_device`).Scan(&uploaded); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("keys: devices=%d uploaded=%d claimed=%d topped_up=%d last_resort_used=%d forged=%d forged_refused=%d cross_signed=%d dump_leaks=%d\n",
@@ -649,7 +649,7 @@ func checkDeviceKeysRebuilt(t *testing.T, e *env, devices []Device) {
 	t.Helper()
 	for _, d := range devices {
 		var stored, upload []byte
-		err := e.db.QueryRow(t.Context(), `SELECT i.device_keys, o.content FROM device_identity i JOIN outbox o ON o.txn_id = i.device_keys_txn
+		err := e.db.QueryRow(t.Context(), `SELECT i.device_keys, o.content FROM puppet_device i JOIN outbox o ON o.txn_id = i.device_keys_txn
 			WHERE i.user_id = $1 AND i.device_id = $2`, d.UserID, d.DeviceID).Scan(&stored, &upload)
 		if err != nil {
 			t.Fatal(err)
@@ -971,17 +971,17 @@ func checkMovedValue(t *testing.T, e *env, a, b Device) {
 	t.Helper()
 	ctx := t.Context()
 	var orig []byte
-	if err := e.db.QueryRow(ctx, `SELECT signature_key FROM device_identity WHERE user_id = $1 AND device_id = $2`, b.UserID, b.DeviceID).Scan(&orig); err != nil {
+	if err := e.db.QueryRow(ctx, `SELECT signature_key FROM puppet_device WHERE user_id = $1 AND device_id = $2`, b.UserID, b.DeviceID).Scan(&orig); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.Exec(ctx, `UPDATE device_identity SET signature_key = (SELECT signature_key FROM device_identity
+	if _, err := e.db.Exec(ctx, `UPDATE puppet_device SET signature_key = (SELECT signature_key FROM puppet_device
 		WHERE user_id = $1 AND device_id = $2) WHERE user_id = $3 AND device_id = $4`, a.UserID, a.DeviceID, b.UserID, b.DeviceID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.m.SignatureKey(ctx, e.db, b); !errors.Is(err, seal.ErrOpen) {
 		t.Fatalf("a signature key moved to another device's row: %v, want seal.ErrOpen", err)
 	}
-	if _, err := e.db.Exec(ctx, `UPDATE device_identity SET signature_key = $3 WHERE user_id = $1 AND device_id = $2`, b.UserID, b.DeviceID, orig); err != nil {
+	if _, err := e.db.Exec(ctx, `UPDATE puppet_device SET signature_key = $3 WHERE user_id = $1 AND device_id = $2`, b.UserID, b.DeviceID, orig); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.m.SignatureKey(ctx, e.db, b); err != nil {

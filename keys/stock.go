@@ -255,7 +255,7 @@ func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *datab
 		return fmt.Errorf("count pending key packages of %s: %w", dev, err)
 	}
 	var sent, claimed int64
-	if err := q.QueryRow(ctx, `SELECT otk_sent, otk_claimed FROM device_identity WHERE user_id = $1 AND device_id = $2`,
+	if err := q.QueryRow(ctx, `SELECT otk_sent, otk_claimed FROM puppet_device WHERE user_id = $1 AND device_id = $2`,
 		dev.UserID, dev.DeviceID).Scan(&sent, &claimed); err != nil {
 		return fmt.Errorf("read counters of %s: %w", dev, err)
 	}
@@ -270,7 +270,7 @@ func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *datab
 	m.cfg.Metrics.Stock.WithLabelValues(string(dev.UserID), string(dev.DeviceID)).Set(float64(held))
 	if c := sent - int64(held); c > claimed {
 		m.cfg.Metrics.ClaimedByOthers.Add(float64(c - claimed))
-		if _, err := q.Exec(ctx, `UPDATE device_identity SET otk_claimed = $3 WHERE user_id = $1 AND device_id = $2`,
+		if _, err := q.Exec(ctx, `UPDATE puppet_device SET otk_claimed = $3 WHERE user_id = $1 AND device_id = $2`,
 			dev.UserID, dev.DeviceID, c); err != nil {
 			return fmt.Errorf("record claims of %s: %w", dev, err)
 		}
@@ -358,9 +358,9 @@ func (m *Manager) Sent(ctx context.Context, q database.Querier, ev *database.Out
 		m.cfg.Log.Error().Err(err).Str("outbox_txn_id", ev.TxnID).Msg("Key upload row does not parse; its keys are not counted")
 		return nil
 	}
-	_, err := q.Exec(ctx, `UPDATE device_identity SET otk_sent = otk_sent + $3,
+	_, err := q.Exec(ctx, `UPDATE puppet_device SET otk_sent = otk_sent + $3,
 		device_keys_sent_at = CASE WHEN device_keys_txn = $4 THEN now() ELSE device_keys_sent_at END
-		WHERE user_id = $1 AND device_id = $2`, ev.UserID, ev.DeviceID, len(body.OneTimeKeys), ev.TxnID)
+		WHERE user_id = $1 AND device_id = $2 AND signature_key IS NOT NULL`, ev.UserID, ev.DeviceID, len(body.OneTimeKeys), ev.TxnID)
 	if err != nil {
 		return fmt.Errorf("record key upload %s: %w", ev.TxnID, err)
 	}

@@ -241,8 +241,8 @@ func (w *fedWorld) runSeed(seed int) {
 	until(t, time.Minute, "puppets' device keys uploaded", func(ctx context.Context) (bool, error) {
 		for _, u := range all {
 			var pending int
-			err := w.puppets[u].db.QueryRow(ctx, `SELECT count(*) FROM device_identity
-				WHERE user_id = $1 AND device_keys_sent_at IS NULL`, u).Scan(&pending)
+			err := w.puppets[u].db.QueryRow(ctx, `SELECT count(*) FROM puppet_device
+				WHERE user_id = $1 AND signature_key IS NOT NULL AND device_keys_sent_at IS NULL`, u).Scan(&pending)
 			if err != nil || pending > 0 {
 				return false, err
 			}

@@ -119,7 +119,7 @@ func ticks(f []string, idx ...int) (float64, error) {
 var (
 	sharedTables = []string{"dmls_room", "dmls_epoch", "dmls_commit_event", "room_member", "room_member_event",
 		"user_mls_devices", "dmls_left_out"}
-	deviceTables = []string{"puppet", "puppet_device", "device_identity", "key_package", "key_package_batch",
+	deviceTables = []string{"puppet", "puppet_device", "key_package", "key_package_batch",
 		"dmls_epoch_private", "delivery_cursor", "bot_puppet"}
 )
 
