@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mls-appservice/mls-appservice/database"
-	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/group"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 	"github.com/mls-appservice/mls-appservice/mls/pprf"
@@ -90,7 +89,7 @@ func (m *Manager) makeBatch(dev Device, sig *suite.SignaturePrivateKey, n int) (
 		return nil, fmt.Errorf("key packages for %s: %w", dev, err)
 	}
 	defer keep.Wipe()
-	b := &newBatch{template: codec.Marshal(template), refs: make([]byte, 0, n*refPrefixLen), notAfter: notAfter}
+	b := &newBatch{template: encodeTemplate(template, dev), refs: make([]byte, 0, n*refPrefixLen), notAfter: notAfter}
 	for i := range n {
 		secret, err := gen.EvaluateIndex(uint64(i))
 		if err != nil {
@@ -217,9 +216,9 @@ func (m *Manager) deriveFromBatch(dev Device, sig *suite.SignaturePrivateKey, tx
 	if p.Suite().ID() != sig.Suite().ID() {
 		return nil, fmt.Errorf("%s: secrets of %v, signature key of %v", where, p.Suite(), sig.Suite())
 	}
-	var t message.KeyPackage
-	if err := codec.Unmarshal(template, &t, "key_package_template"); err != nil {
-		return nil, fmt.Errorf("%s: template: %w", where, err)
+	t, err := decodeTemplate(template, dev)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	secret, err := p.EvaluateIndex(uint64(index))
 	if errors.Is(err, pprf.ErrPunctured) {
@@ -228,7 +227,7 @@ func (m *Manager) deriveFromBatch(dev Device, sig *suite.SignaturePrivateKey, tx
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	kp, err := group.DeriveKeyPackage(&t, secret, sig)
+	kp, err := group.DeriveKeyPackage(t, secret, sig)
 	clear(secret)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)

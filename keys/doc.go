@@ -40,7 +40,8 @@
 // indexed PPRF (mls/pprf) with a leaf per KeyPackage and template holds
 // what they share (credential, capabilities, lifetime); signing is
 // deterministic, so deriving again gives the uploaded bytes. The row
-// keeps the template, the first 2 bytes of each KeyPackageRef (to find
+// keeps the template (without the credential, which the row's key names:
+// template.go), the first 2 bytes of each KeyPackageRef (to find
 // the index a Welcome names) and the PPRF, sealed. Using a KeyPackage
 // punctures its index: from then on the row holds nothing from which its
 // private keys follow, as when a one-time KeyPackage's row was deleted,

@@ -1,11 +1,13 @@
 package keys
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
 )
 
@@ -55,6 +57,34 @@ func FuzzClaimAnswers(f *testing.F) {
 			if string(got.LeafNode.Credential.Identity) != a.dev.String() || string(got.LeafNode.SignatureKey) != string(p.CredentialKey) {
 				t.Fatal("accepted a key package that does not belong to the device")
 			}
+		}
+	})
+}
+
+// FuzzDecodeTemplate: a stored template, read from the database, never
+// panics; one that decodes carries the device's credential and reads the
+// same again once stored.
+func FuzzDecodeTemplate(f *testing.F) {
+	s, _ := suite.Lookup(1)
+	a := newTestDevice(f, s, "@a:hs", "A")
+	m, _ := offlineManager(f, 1, 5, 1, 24*time.Hour)
+	tmpl, _, err := m.keyPackageTemplate(a.dev, a.sig)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(encodeTemplate(tmpl, a.dev))
+	f.Add(codec.Marshal(tmpl))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := decodeTemplate(b, a.dev)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(got.LeafNode.Credential.Identity, a.dev.Credential().Identity) {
+			t.Fatalf("decoded a template of %q", got.LeafNode.Credential.Identity)
+		}
+		again, err := decodeTemplate(encodeTemplate(got, a.dev), a.dev)
+		if err != nil || !bytes.Equal(codec.Marshal(again), codec.Marshal(got)) {
+			t.Fatalf("a decoded template does not read the same once stored: %v", err)
 		}
 	})
 }

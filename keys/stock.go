@@ -61,7 +61,7 @@ func (m *Manager) makeLastResort(dev Device, sig *suite.SignaturePrivateKey) (ne
 		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
 	}
 	kp := newKeyPackage{keyID: keyID(b.KeyPackage.Ref(sig.Suite())), notAfter: notAfter, lastResort: true,
-		wire: uploadForm(&b.KeyPackage), template: codec.Marshal(template)}
+		wire: uploadForm(&b.KeyPackage), template: encodeTemplate(template, dev)}
 	if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), secret); err != nil {
 		return newKeyPackage{}, err
 	}
@@ -133,7 +133,7 @@ func (m *Manager) findStored(ctx context.Context, q database.Querier, ident *ide
 		return nil, nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
 	}
 	defer clear(private)
-	b, err := storedBundle(template, private, ident.sig)
+	b, err := storedBundle(ident.dev, template, private, ident.sig)
 	if err != nil {
 		return nil, nil, fmt.Errorf("key package %s of %s: %w", id, dev, err)
 	}
@@ -146,18 +146,18 @@ func (m *Manager) findStored(ctx context.Context, q database.Querier, ident *ide
 	return ref, b, nil
 }
 
-// storedBundle is a stored KeyPackage with its private keys: derived
-// from its template and secret, or, for rows made before migration 0014
-// (template NULL), the bundle as it was sealed.
-func storedBundle(template, private []byte, sig *suite.SignaturePrivateKey) (*group.KeyPackageBundle, error) {
+// storedBundle is a stored KeyPackage of dev with its private keys:
+// derived from its template and secret, or, for rows made before
+// migration 0014 (template NULL), the bundle as it was sealed.
+func storedBundle(dev Device, template, private []byte, sig *suite.SignaturePrivateKey) (*group.KeyPackageBundle, error) {
 	if template == nil {
 		return group.UnmarshalKeyPackageBundle(private, sig)
 	}
-	var t message.KeyPackage
-	if err := codec.Unmarshal(template, &t, "key_package_template"); err != nil {
-		return nil, fmt.Errorf("template: %w", err)
+	t, err := decodeTemplate(template, dev)
+	if err != nil {
+		return nil, err
 	}
-	return group.DeriveKeyPackage(&t, private, sig)
+	return group.DeriveKeyPackage(t, private, sig)
 }
 
 // Consume records, in the caller's transaction, that the Welcome which

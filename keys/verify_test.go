@@ -219,7 +219,7 @@ func TestSealedRowsAreBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := storedBundle(kps[1].template, plain, a.sig)
+	b, err := storedBundle(a.dev, kps[1].template, plain, a.sig)
 	if err != nil || keyID(b.KeyPackage.Ref(s)) != kps[1].keyID {
 		t.Fatalf("stored KeyPackage: %v", err)
 	}
@@ -230,7 +230,7 @@ func TestSealedRowsAreBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.LeafNode.Lifetime.NotAfter++
-	if b, err := storedBundle(codec.Marshal(&other), plain, a.sig); err == nil && keyID(b.KeyPackage.Ref(s)) == kps[1].keyID {
+	if b, err := storedBundle(a.dev, codec.Marshal(&other), plain, a.sig); err == nil && keyID(b.KeyPackage.Ref(s)) == kps[1].keyID {
 		t.Fatal("another template derives the same KeyPackage")
 	}
 	// A row made before migration 0014 holds the sealed bundle.
@@ -238,7 +238,7 @@ func TestSealedRowsAreBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b2, err := storedBundle(nil, old, a.sig); err != nil || keyID(b2.KeyPackage.Ref(s)) != kps[1].keyID {
+	if b2, err := storedBundle(a.dev, nil, old, a.sig); err != nil || keyID(b2.KeyPackage.Ref(s)) != kps[1].keyID {
 		t.Fatalf("stored bundle of an older row: %v", err)
 	}
 }
