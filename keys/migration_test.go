@@ -10,6 +10,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mls-appservice/mls-appservice/internal/reseal"
 	"github.com/mls-appservice/mls-appservice/internal/testdb"
 	"github.com/mls-appservice/mls-appservice/migrations"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
@@ -178,7 +179,7 @@ func TestMigrationMovesCrossSigning(t *testing.T) {
 	if m.cfg.Sealer, err = seal.NewSealer(k, k0); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := Reseal(ctx, db, m.cfg.Sealer, SealedColumns()); err != nil || n != 3 {
+	if n, err := reseal.Run(ctx, db, m.cfg.Sealer, SealedColumns()); err != nil || n != 3 {
 		t.Fatalf("reseal under a new key: %d values, %v; want 3", n, err)
 	}
 	if m.cfg.Sealer, err = seal.NewSealer(k); err != nil {

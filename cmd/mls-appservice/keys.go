@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/mls-appservice/mls-appservice/botapi"
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/groups"
 	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/internal/reseal"
 	"github.com/mls-appservice/mls-appservice/keys"
 	"github.com/mls-appservice/mls-appservice/matrix"
 	"github.com/mls-appservice/mls-appservice/mls/suite"
@@ -70,7 +74,7 @@ func keysCommand(ctx context.Context, cfg *config.Config, db *database.DB, args 
 	if err != nil {
 		return err
 	}
-	n, err := keys.Reseal(ctx, db, sealer, keys.SealedColumns())
+	n, err := reseal.Run(ctx, db, sealer, slices.Concat(keys.SealedColumns(), groups.SealedColumns(), botapi.SealedColumns()))
 	fmt.Fprintf(out, "re-sealed %d values under key %s\n", n, current.ID())
 	if err != nil {
 		return fmt.Errorf("keys reseal (run it again to continue): %w", err)
