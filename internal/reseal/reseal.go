@@ -69,7 +69,8 @@ func Run(ctx context.Context, db *database.DB, s *seal.Sealer, cols []Column) (i
 // cursor (a TID range scan, so that a large table such as the delivery
 // log is read once, not once per batch), then counts what is left under
 // another key, which the walk can miss only if rows moved behind the
-// cursor meanwhile, and walks again while anything is.
+// cursor meanwhile or were written since, and walks again while anything
+// is, up to maxWalks times.
 func column(ctx context.Context, db *database.DB, s *seal.Sealer, c Column) (int, error) {
 	current := s.Current()
 	stale := fmt.Sprintf("t.%s IS NOT NULL AND substring(t.%s from 2 for 8) <> $1", c.Column, c.Column)
@@ -79,17 +80,26 @@ func column(ctx context.Context, db *database.DB, s *seal.Sealer, c Column) (int
 	sel := []string{"t.ctid", "ARRAY[" + strings.Join(c.Parts, ", ") + "]::text[]"}
 	sel = append(sel, c.Elements...)
 	sel = append(sel, "t."+c.Column)
-	query := fmt.Sprintf(`SELECT %s FROM %s t WHERE t.ctid > $2 AND %s LIMIT %d FOR UPDATE OF t`,
+	query := fmt.Sprintf(`SELECT %s FROM %s t WHERE t.ctid > $2 AND t.ctid < $3 AND %s LIMIT %d FOR UPDATE OF t`,
 		strings.Join(sel, ", "), c.Table, stale, batchSize)
 	update := fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE ctid = $2`, c.Table, c.Column)
 	count := fmt.Sprintf(`SELECT count(*) FROM %s t WHERE %s`, c.Table, stale)
 
 	total := 0
-	for {
+	for walk := 1; ; walk++ {
+		// A walk ends at the table's end as it began: rows written
+		// behind it are the next walk's, so a writer cannot keep one
+		// walk going.
+		var blocks int64
+		if err := db.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`,
+			c.Table).Scan(&blocks); err != nil {
+			return total, fmt.Errorf("reseal %s: %w", c, err)
+		}
+		end := pgtype.TID{BlockNumber: uint32(blocks), Valid: true}
 		walked := 0
 		after := pgtype.TID{Valid: true} // (0,0): before every row
 		for {
-			n, last, err := batch(ctx, db, s, c, query, update, current[:], after)
+			n, last, err := batch(ctx, db, s, c, query, update, current[:], after, end)
 			walked += n
 			if err != nil {
 				return total + walked, err
@@ -107,16 +117,21 @@ func column(ctx context.Context, db *database.DB, s *seal.Sealer, c Column) (int
 		if left == 0 {
 			return total, nil
 		}
-		if walked == 0 {
-			return total, fmt.Errorf("reseal %s: %d values under another key that a walk of the table did not find", c, left)
+		if walk == maxWalks {
+			return total, fmt.Errorf("reseal %s: %d values under another key after %d walks: is a service still sealing under the old key (restart it with the new one first)?", c, left, walk)
 		}
 	}
 }
 
-// batch re-seals the rows query finds after the cursor and returns how
-// many values it re-sealed and the greatest row position it saw (invalid
+// maxWalks bounds the walks of one column: values under another key that
+// keep appearing come from a writer sealing under it, which no number of
+// walks outruns.
+const maxWalks = 5
+
+// batch re-seals the rows query finds between the cursor and end and
+// returns how many values it re-sealed and the greatest row position it saw (invalid
 // when it found none).
-func batch(ctx context.Context, db *database.DB, s *seal.Sealer, c Column, query, update string, current []byte, after pgtype.TID) (int, pgtype.TID, error) {
+func batch(ctx context.Context, db *database.DB, s *seal.Sealer, c Column, query, update string, current []byte, after, end pgtype.TID) (int, pgtype.TID, error) {
 	n := 0
 	var last pgtype.TID
 	err := db.InTx(ctx, func(tx pgx.Tx) error {
@@ -129,7 +144,7 @@ func batch(ctx context.Context, db *database.DB, s *seal.Sealer, c Column, query
 			values   [][]byte
 		}
 		var rows []row
-		res, err := tx.Query(ctx, query, current, after)
+		res, err := tx.Query(ctx, query, current, after, end)
 		if err != nil {
 			return fmt.Errorf("reseal %s: %w", c, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mls-appservice/mls-appservice/internal/testdb"
@@ -114,5 +115,43 @@ func TestRun(t *testing.T) {
 	var kept []byte
 	if err := db.QueryRow(ctx, `SELECT v FROM sealed_things WHERE n = 7`).Scan(&kept); err != nil || string(kept) != string(alien) {
 		t.Fatalf("the value that did not open was changed (%v)", err)
+	}
+}
+
+// TestRunStopsChasingAWriter: values under the old key that keep
+// appearing (here a trigger writes one for each value re-sealed, as a
+// service still sealing under the old key would) stop the run with an
+// error that says so, after maxWalks walks, instead of running forever.
+func TestRunStopsChasingAWriter(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.Open(t, 2)
+	k0, _ := seal.GenerateKey()
+	k1, _ := seal.GenerateKey()
+	s0, _ := seal.NewSealer(k0)
+	stale, err := s0.Seal("test.v", seal.Row("things", "x"), []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE chased (n bigserial PRIMARY KEY, v bytea NOT NULL)`,
+		`CREATE FUNCTION chase() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO chased (v) VALUES (OLD.v); RETURN NEW; END $$`,
+		`CREATE TRIGGER chase BEFORE UPDATE ON chased FOR EACH ROW EXECUTE FUNCTION chase()`,
+	} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO chased (v) VALUES ($1)`, stale); err != nil {
+		t.Fatal(err)
+	}
+	rotating, _ := seal.NewSealer(k1, k0)
+	cols := []Column{{Table: "chased", Column: "v", Purpose: "test.v", Binding: "things", Parts: []string{"'x'"}}}
+	n, err := Run(ctx, db, rotating, cols)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("after %d walks", maxWalks)) {
+		t.Fatalf("Run chasing a writer: %d values, %v", n, err)
+	}
+	if n < maxWalks {
+		t.Fatalf("%d values re-sealed in %d walks", n, maxWalks)
 	}
 }
