@@ -18,9 +18,7 @@ import (
 
 // encodeTemplate encodes t, made for dev, for storage.
 func encodeTemplate(t *message.KeyPackage, dev Device) []byte {
-	c := t.LeafNode.Credential
-	own := dev.Credential()
-	if c.Type != own.Type || len(c.Certificates) > 0 || !bytes.Equal(c.Identity, own.Identity) {
+	if !isOwn(t.LeafNode.Credential, dev) {
 		return codec.Marshal(t)
 	}
 	stripped := *t
@@ -36,13 +34,18 @@ func decodeTemplate(b []byte, dev Device) (*message.KeyPackage, error) {
 	if err := codec.Unmarshal(b, &t, "key_package_template"); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
-	own := dev.Credential()
 	c := &t.LeafNode.Credential
 	switch {
-	case c.Type == own.Type && len(c.Identity) == 0 && len(c.Certificates) == 0:
-		*c = own
-	case c.Type != own.Type || len(c.Certificates) > 0 || !bytes.Equal(c.Identity, own.Identity):
+	case c.Type == message.CredentialBasic && len(c.Identity) == 0 && len(c.Certificates) == 0:
+		*c = dev.Credential()
+	case !isOwn(*c, dev):
 		return nil, fmt.Errorf("template: credential %q is not %s's", c.Identity, dev)
 	}
 	return &t, nil
+}
+
+// isOwn reports whether c is dev's credential (Device.Credential).
+func isOwn(c message.Credential, dev Device) bool {
+	own := dev.Credential()
+	return c.Type == own.Type && len(c.Certificates) == 0 && bytes.Equal(c.Identity, own.Identity)
 }

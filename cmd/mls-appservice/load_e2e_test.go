@@ -107,7 +107,7 @@ func TestLoad(t *testing.T) {
 			t.Logf("pg_total_relation_size by table: %v", res.Tables)
 			t.Logf("dmls_epoch's live bytes by part: %v", res.EpochParts)
 			t.Logf("pg_total_relation_size by table after VACUUM FULL: %v", res.CompactTables)
-			t.Logf("bytes per own device by column after VACUUM FULL: %s", res.DevicePartsText())
+			t.Logf("bytes per own device by column after VACUUM FULL: %v", res.DeviceParts)
 			if size.jsonDir != "" {
 				if err := res.WriteJSON(filepath.Join(size.jsonDir, "load-"+mode+".json")); err != nil {
 					t.Error(err)

@@ -227,11 +227,11 @@ func hasLabels(set string, labels []string) bool {
 // DeviceParts measures where a device's bytes go: for each per-device
 // table, the live bytes of each column as stored (pg_column_size: after
 // compression, before page overhead) and of its indexes
-// (pg_indexes_size), divided by devices. Its keys are "table.column" and
-// "table.indexes". Call it after Compact, or the indexes count dead
-// entries too.
-func DeviceParts(ctx context.Context, db *pgxpool.Pool, devices int) (map[string]float64, error) {
-	parts := map[string]float64{}
+// (pg_indexes_size), divided by devices and rounded. Its keys are
+// "table.column" and "table.indexes". Call it after Compact, or the
+// indexes count dead entries too.
+func DeviceParts(ctx context.Context, db *pgxpool.Pool, devices int) (map[string]int64, error) {
+	parts := map[string]int64{}
 	if devices <= 0 {
 		return parts, nil
 	}
@@ -249,23 +249,21 @@ func DeviceParts(ctx context.Context, db *pgxpool.Pool, devices int) (map[string
 		for i, c := range cols {
 			sums[i] = "coalesce(sum(pg_column_size(" + pgx.Identifier{c}.Sanitize() + ")), 0)"
 		}
-		sums = append(sums, "pg_indexes_size("+quoteLiteral(t)+"::regclass)")
+		sums = append(sums, "pg_indexes_size($1::regclass)")
 		vals := make([]int64, len(sums))
 		dest := make([]any, len(sums))
 		for i := range vals {
 			dest[i] = &vals[i]
 		}
 		q := "SELECT " + strings.Join(sums, ", ") + " FROM " + pgx.Identifier{t}.Sanitize()
-		if err := db.QueryRow(ctx, q).Scan(dest...); err != nil {
+		if err := db.QueryRow(ctx, q, t).Scan(dest...); err != nil {
 			return nil, fmt.Errorf("column sizes of %s: %w", t, err)
 		}
+		perDevice := func(n int64) int64 { return (n + int64(devices)/2) / int64(devices) }
 		for i, c := range cols {
-			parts[t+"."+c] = float64(vals[i]) / float64(devices)
+			parts[t+"."+c] = perDevice(vals[i])
 		}
-		parts[t+".indexes"] = float64(vals[len(cols)]) / float64(devices)
+		parts[t+".indexes"] = perDevice(vals[len(cols)])
 	}
 	return parts, nil
 }
-
-// quoteLiteral quotes s as an SQL string literal.
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -43,7 +42,7 @@ type Result struct {
 	EpochParts map[string]int64 `json:"epoch_part_bytes"`
 	// DeviceParts are the per-device tables' bytes per own device by
 	// column and indexes, after Compact (DeviceParts).
-	DeviceParts map[string]float64 `json:"device_part_bytes,omitempty"`
+	DeviceParts map[string]int64 `json:"device_part_bytes,omitempty"`
 }
 
 // Line is the one-line summary.
@@ -92,22 +91,4 @@ func (l latencies) percentile(q float64) float64 {
 	s := slices.Clone(l)
 	slices.Sort(s)
 	return float64(s[int(q*float64(len(s)-1))].Microseconds()) / 1000
-}
-
-// DevicePartsText lists DeviceParts sorted by name, one "name=bytes"
-// each, rounded to whole bytes.
-func (r *Result) DevicePartsText() string {
-	names := make([]string, 0, len(r.DeviceParts))
-	for n := range r.DeviceParts {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var b strings.Builder
-	for i, n := range names {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%s=%.0f", n, r.DeviceParts[n])
-	}
-	return b.String()
 }

@@ -169,12 +169,12 @@ func batch(ctx context.Context, db *database.DB, s *seal.Sealer, c Column, query
 			return fmt.Errorf("reseal %s: %w", c, err)
 		}
 		for _, r := range rows {
-			if after := r.tid; !last.Valid || tidLess(last, after) {
-				last = after
+			if !last.Valid || tidLess(last, r.tid) {
+				last = r.tid
 			}
 			var fresh any
 			if len(c.Elements) == 0 {
-				v, err := reseal(s, c, seal.Row(c.Binding, r.parts...), r.value)
+				v, err := resealValue(s, c, seal.Row(c.Binding, r.parts...), r.value)
 				if err != nil {
 					return err
 				}
@@ -194,7 +194,7 @@ func batch(ctx context.Context, db *database.DB, s *seal.Sealer, c Column, query
 						out[i] = v
 						continue
 					}
-					if out[i], err = reseal(s, c, seal.Row(c.Binding, parts...), v); err != nil {
+					if out[i], err = resealValue(s, c, seal.Row(c.Binding, parts...), v); err != nil {
 						return err
 					}
 					n++
@@ -210,8 +210,9 @@ func batch(ctx context.Context, db *database.DB, s *seal.Sealer, c Column, query
 	return n, last, err
 }
 
-// reseal opens value under binding and seals it again under the current key.
-func reseal(s *seal.Sealer, c Column, b seal.Binding, value []byte) ([]byte, error) {
+// resealValue opens value under binding and seals it again under the
+// current key.
+func resealValue(s *seal.Sealer, c Column, b seal.Binding, value []byte) ([]byte, error) {
 	plain, err := s.Open(c.Purpose, b, value)
 	if err != nil {
 		return nil, fmt.Errorf("reseal %s: %w", c, err)
