@@ -37,6 +37,12 @@ var (
 	// ErrInvalidGraph means an encoded graph is well formed but violates
 	// an invariant.
 	ErrInvalidGraph = errors.New("epochs: invalid graph encoding")
+	// ErrLoad means a retained epoch's stored parts did not load: the
+	// Loader failed (a database error, a value that does not open) or
+	// what it returned does not decode. It is a fault of our own storage,
+	// not of the event that needed the epoch: a caller retries or reports
+	// it and never refuses the event for it.
+	ErrLoad = errors.New("epochs: stored epoch does not load")
 
 	// ErrUnauthorisedAdd rejects a commit that adds a device whose user is
 	// neither joined nor invited at the commit's point of the room.

@@ -115,7 +115,7 @@ func (m *Member) state(id ID) (*EpochState, error) {
 	if st.privs == nil {
 		privs, err := decodePrivates(st.pub, st.holders, st.raw)
 		if err != nil {
-			return nil, fmt.Errorf("load epoch %v: %w", id, err)
+			return nil, fmt.Errorf("load epoch %v: %w: %w", id, ErrLoad, err)
 		}
 		st.privs = privs
 		st.clearRaw()
@@ -147,18 +147,18 @@ func (m *Member) shared(id ID) (*EpochState, error) {
 	}
 	parts, err := m.load(id)
 	if err != nil {
-		return nil, fmt.Errorf("load epoch %v: %w", id, err)
+		return nil, fmt.Errorf("load epoch %v: %w: %w", id, ErrLoad, err)
 	}
 	pub, err := decodeShared(id, parts)
 	if err != nil {
-		return nil, fmt.Errorf("load epoch %v: %w", id, err)
+		return nil, fmt.Errorf("load epoch %v: %w: %w", id, ErrLoad, err)
 	}
 	st.raw = make(map[Device][]byte, len(st.holders))
 	for _, d := range st.holders {
 		b, ok := parts.Privates[d]
 		if !ok {
 			pub.Destroy()
-			return nil, fmt.Errorf("load epoch %v: %w: no private state of %v", id, ErrInvalidGraph, d)
+			return nil, fmt.Errorf("load epoch %v: %w: %w: no private state of %v", id, ErrLoad, ErrInvalidGraph, d)
 		}
 		st.raw[d] = bytes.Clone(b) // ours to zero: the caller may keep b
 	}

@@ -165,10 +165,7 @@ func remoteRoomOf(b *testing.B, members, ours int, stateCache bool) (*harness, *
 // store stores a transaction of events and splits it (not timed).
 func (h *harness) store(events ...json.RawMessage) {
 	h.t.Helper()
-	if _, _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)),
-		mustJSON(h.t, map[string]any{"events": events})); err != nil {
-		h.t.Fatal(err)
-	}
+	h.save(events, nil)
 	if _, err := h.splitter.Step(h.ctx); err != nil {
 		h.t.Fatal(err)
 	}

@@ -76,7 +76,12 @@
 //     the hole's membership, commits and messages are then applied in
 //     order (gap.go). Events not addressed to any of our devices (for
 //     example sent after our puppet left) are counted as such, not as
-//     undecryptable. A busy room's consecutive messages come as a run
+//     undecryptable. A stored epoch that does not load (a value that
+//     does not open under the configured keys, a database error;
+//     epochs.ErrLoad) is our fault, not the event's: the event's item
+//     fails, is retried and then parked with the reason, never refused
+//     nor delivered as undecryptable, so that `queue retry` applies it
+//     once the state opens again. A busy room's consecutive messages come as a run
 //     (inbound.RoomRunHandler, run.go): read the room once, decrypt them
 //     all, write the ratchets once and every delivery in two round trips.
 //     A run takes only that common case; anything else in it (a commit, a

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +79,9 @@ type harness struct {
 	skew   atomic.Int64
 	txn    atomic.Int64
 	events atomic.Int64
+	// given holds the KeyPackages keyPackage returned, so that a device
+	// added to a second room gets another.
+	given map[string]bool
 }
 
 type harnessOptions struct {
@@ -141,6 +146,7 @@ func (h *harness) restart(o harnessOptions) *harness {
 	h.t.Helper()
 	n := harnessOver(h.t, h.db, h.sealer, o)
 	n.txn.Store(h.txn.Load() + 1000)
+	n.given = h.given
 	n.events.Store(h.events.Load() + 1000)
 	return n
 }
@@ -220,7 +226,7 @@ func (h *harness) puppet(name string, devices ...string) id.UserID {
 }
 
 // keyPackage returns one of the KeyPackages of our device that its
-// queued /keys/upload publishes (what a claim would return).
+// queued /keys/upload publishes (what a claim would return), each once.
 func (h *harness) keyPackage(d epochs.Device) *message.KeyPackage {
 	h.t.Helper()
 	var content []byte
@@ -234,7 +240,15 @@ func (h *harness) keyPackage(d epochs.Device) *message.KeyPackage {
 	if err := json.Unmarshal(content, &body); err != nil {
 		h.t.Fatal(err)
 	}
-	for _, v := range body.OneTimeKeys {
+	if h.given == nil {
+		h.given = map[string]bool{}
+	}
+	for _, k := range slices.Sorted(maps.Keys(body.OneTimeKeys)) {
+		v := body.OneTimeKeys[k]
+		if h.given[v] {
+			continue
+		}
+		h.given[v] = true
 		data, err := base64.RawStdEncoding.DecodeString(v)
 		if err != nil {
 			h.t.Fatal(err)
@@ -286,6 +300,14 @@ func toDevice(sender string, to epochs.Device, content any) json.RawMessage {
 // parked (a handler error).
 func (h *harness) send(events []json.RawMessage, toDevices []json.RawMessage) {
 	h.t.Helper()
+	h.save(events, toDevices)
+	h.drain()
+}
+
+// save stores a transaction of events and to-device messages without
+// processing it.
+func (h *harness) save(events []json.RawMessage, toDevices []json.RawMessage) {
+	h.t.Helper()
 	body := map[string]any{}
 	if len(events) > 0 {
 		body["events"] = events
@@ -296,10 +318,24 @@ func (h *harness) send(events []json.RawMessage, toDevices []json.RawMessage) {
 	if _, _, _, err := database.SaveTransaction(h.ctx, h.db, fmt.Sprintf("txn%d", h.txn.Add(1)), mustJSON(h.t, body)); err != nil {
 		h.t.Fatal(err)
 	}
-	h.drain()
 }
 
+// drain runs the spine until no work is left; an item it parks fails the
+// test.
 func (h *harness) drain() {
+	h.t.Helper()
+	parked := h.drainParking()
+	for _, it := range parked {
+		h.t.Errorf("item %s of %s parked: %s", it.Kind, it.Queue, it.LastError)
+	}
+	if len(parked) > 0 {
+		h.t.FailNow()
+	}
+}
+
+// drainParking runs the spine until no work is left and returns the items
+// parked, for tests of what a failure stops.
+func (h *harness) drainParking() []database.Item {
 	h.t.Helper()
 	for {
 		split, err := h.splitter.Step(h.ctx)
@@ -318,12 +354,7 @@ func (h *harness) drain() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	for _, it := range parked {
-		h.t.Errorf("item %s of %s parked: %s", it.Kind, it.Queue, it.LastError)
-	}
-	if len(parked) > 0 {
-		h.t.FailNow()
-	}
+	return parked
 }
 
 func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }

@@ -356,6 +356,12 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		}
 		s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Msg("Message replayed: its key was used by another event")
 		return s.undecryptable(ctx, w, r, ev, "replayed", to)
+	case errors.Is(err, epochs.ErrLoad):
+		// Our storage failed, not the message: the item fails, to be
+		// retried and, failing still, parked with the reason, so that
+		// the message is there when the state opens again (a key given
+		// back to the configuration, a database back up).
+		return errf(r.id, "message %s: %w", ev.EventID, err)
 	default:
 		s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Msg("Message does not decrypt")
 		return s.undecryptable(ctx, w, r, ev, "decrypt_failed", to)
@@ -883,6 +889,8 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 		// Its commit failed the membership rules here, as at every
 		// member that saw it: typically one its committer withdrew.
 		return "", &welcomeRefusal{"commit_refused", err}
+	case errors.Is(err, epochs.ErrLoad):
+		return "", err // our storage's fault: the item fails, the Welcome is kept
 	default:
 		return "", &welcomeRefusal{"invalid", err}
 	}

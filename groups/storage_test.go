@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/seal"
 )
 
@@ -286,5 +289,144 @@ func TestRetentionPrunesDroppedEpochs(t *testing.T) {
 	d, err := h.s.Delivery(h.ctx, alice, eid)
 	if err != nil || d == nil || d.Kind != KindMessage {
 		t.Fatalf("message after pruning: %+v, %v", d, err)
+	}
+}
+
+// TestRoomStateThatDoesNotOpen: a room whose stored epochs no longer open
+// (a byte of a row damaged, or the rows sealed under a key the service
+// was not given) stops that room's items alone, a message's as a
+// commit's: each is parked with a reason naming the room and why, and is
+// neither refused nor delivered as undecryptable. Our puppet's other room
+// goes on, and once the state opens again the parked item, retried,
+// applies: nothing was lost.
+func TestRoomStateThatDoesNotOpen(t *testing.T) {
+	damages := []struct {
+		name   string
+		damage func(h *harness, room id.RoomID)
+		reason string
+	}{
+		{"damaged", func(h *harness, room id.RoomID) {
+			h.exec(`UPDATE dmls_epoch SET secrets = set_byte(secrets, length(secrets) - 1,
+				get_byte(secrets, length(secrets) - 1) # 1) WHERE room_id = $1`, room)
+		}, "authentication failed"},
+		{"unknown key", func(h *harness, room id.RoomID) {
+			other := newSealer(h.t)
+			for _, r := range h.storedRows(room) {
+				if r.purpose != purposeEpochSecrets {
+					continue
+				}
+				plain, err := h.sealer.Open(r.purpose, r.binding, r.sealed)
+				if err != nil {
+					h.t.Fatal(err)
+				}
+				resealed, err := other.Seal(r.purpose, r.binding, plain)
+				if err != nil {
+					h.t.Fatal(err)
+				}
+				h.exec(`UPDATE dmls_epoch SET secrets = $2 WHERE room_id = $1 AND secrets = $3`, room, resealed, r.sealed)
+			}
+		}, "sealed under a key not configured"},
+	}
+	// A probe is an event of bob's that needs the room's state, and a
+	// check that it took effect.
+	probes := []struct {
+		name string
+		make func(bob *remote, ours epochs.Device) (json.RawMessage, func(h *harness) bool)
+	}{
+		{"message", func(bob *remote, ours epochs.Device) (json.RawMessage, func(h *harness) bool) {
+			msg, eid := bob.message("m.room.message", map[string]string{"body": "kept"})
+			return msg, func(h *harness) bool {
+				d, err := h.s.Delivery(h.ctx, id.UserID(ours.UserID), eid)
+				return err == nil && d != nil && d.Kind == KindMessage
+			}
+		}},
+		{"commit", func(bob *remote, ours epochs.Device) (json.RawMessage, func(h *harness) bool) {
+			out, ev, _, _ := bob.commit(view(bob.dev, ours), nil)
+			return ev, func(h *harness) bool {
+				heads := h.loadRoom(bob.room).m.Graph().Heads()
+				return len(heads) == 1 && heads[0] == out.Commit.Epoch
+			}
+		}},
+	}
+	for _, dc := range damages {
+		for _, pc := range probes {
+			t.Run(dc.name+"/"+pc.name, func(t *testing.T) {
+				h, bob, alice, dev := badInputRoom(t)
+				carol := h.newRemoteRoom("carol")
+				carol.joinOurs(dev)
+				before := map[string][]byte{}
+				var eid, secrets []byte
+				rows, err := h.db.Query(h.ctx, `SELECT epoch_id, secrets FROM dmls_epoch WHERE room_id = $1`, bob.room)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := pgx.ForEachRow(rows, []any{&eid, &secrets}, func() error {
+					before[string(eid)] = bytes.Clone(secrets)
+					return nil
+				}); err != nil || len(before) == 0 {
+					t.Fatalf("room's epochs: %d read (%v)", len(before), err)
+				}
+				dc.damage(h, bob.room)
+				// A restarted service: nothing of the room is held in
+				// memory.
+				h = h.restart(harnessOptions{})
+
+				failed := counter(h.spine.ItemsFailed.WithLabelValues(inbound.KindRoomEvent))
+				rejected := counter(h.metrics.CommitsRejected.WithLabelValues("invalid"))
+				undecryptable := h.count(`SELECT count(*) FROM delivery WHERE kind = 'undecryptable'`)
+				ev, applied := pc.make(bob, dev)
+				h.save([]json.RawMessage{ev}, nil)
+				parked := h.drainParking()
+				if len(parked) != 1 || parked[0].Queue != inbound.RoomQueue(bob.room) {
+					t.Fatalf("parked %+v, want bob's %s alone", parked, pc.name)
+				}
+				for _, want := range []string{string(bob.room), "does not open", dc.reason} {
+					if !strings.Contains(parked[0].LastError, want) {
+						t.Errorf("parked item's reason %q does not say %q", parked[0].LastError, want)
+					}
+				}
+				if got := counter(h.spine.ItemsFailed.WithLabelValues(inbound.KindRoomEvent)) - failed; got != 1 {
+					t.Errorf("failures counted: %v, want 1", got)
+				}
+				if applied(h) {
+					t.Errorf("bob's %s took effect on a state that does not open", pc.name)
+				}
+				if counter(h.metrics.CommitsRejected.WithLabelValues("invalid")) != rejected ||
+					h.count(`SELECT count(*) FROM delivery WHERE kind = 'undecryptable'`) != undecryptable {
+					t.Errorf("bob's %s was refused for our storage's fault", pc.name)
+				}
+
+				// Carol's room goes on (the parked item stays parked).
+				msg, said := carol.message("m.room.message", map[string]string{"body": "still here"})
+				h.save([]json.RawMessage{msg}, nil)
+				if again := h.drainParking(); len(again) != 1 || again[0].Seq != parked[0].Seq {
+					t.Fatalf("parked after carol's message: %+v", again)
+				}
+				if d, err := h.s.Delivery(h.ctx, alice, said); err != nil || d == nil || d.Kind != KindMessage {
+					t.Errorf("carol's room does not go on: her message was delivered as %+v (%v)", d, err)
+				}
+
+				// The state opens again (the key given back, the row
+				// restored) and the operator retries the parked item
+				// (`queue retry`).
+				for e, b := range before {
+					h.exec(`UPDATE dmls_epoch SET secrets = $3 WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(e), b)
+				}
+				if _, err := database.RetryParked(h.ctx, h.db, parked[0].Seq); err != nil {
+					t.Fatal(err)
+				}
+				h.drain()
+				if !applied(h) {
+					t.Errorf("bob's %s did not take effect when retried", pc.name)
+				}
+			})
+		}
+	}
+}
+
+func (h *harness) exec(sql string, args ...any) {
+	h.t.Helper()
+	if _, err := h.db.Exec(h.ctx, sql, args...); err != nil {
+		h.t.Fatal(err)
 	}
 }
