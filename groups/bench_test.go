@@ -232,9 +232,9 @@ func BenchmarkDecryptDeliver(b *testing.B) {
 // applies as one run (run.go), in a 10-member room (the load test's) with
 // its state cached, delivered to 1 or 9 puppets of ours; per message.
 func BenchmarkDecryptRun(b *testing.B) {
-	const run = 32
-	for _, ours := range []int{1, 9} {
-		b.Run(fmt.Sprintf("puppets=%d", ours), func(b *testing.B) {
+	for _, c := range []struct{ run, ours int }{{32, 1}, {32, 9}, {12, 9}, {4, 9}, {128, 9}} {
+		run, ours := c.run, c.ours
+		b.Run(fmt.Sprintf("run=%d/puppets=%d", run, ours), func(b *testing.B) {
 			h, bob, _, _ := remoteRoomOf(b, 10, ours, true)
 			applied := counter(h.spine.RunEvents.WithLabelValues("applied"))
 			delivered := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage)))

@@ -64,11 +64,12 @@ func (e *Encapsulation) EncryptWithLabel(label string, context, plaintext []byte
 }
 
 // EncapsulateAll runs Encapsulate to each of keys as one batch, in which
-// the X25519 Encaps share one field inversion; errs[i] is keys[i]'s error,
+// the X25519 Encaps share one field inversion and run their ladders eight
+// at a time where the CPU allows (ladder8.go); errs[i] is keys[i]'s error,
 // and one key's error leaves the others' Encapsulations good.
 func EncapsulateAll(keys []*HPKEPublicKey) (encs []*Encapsulation, errs []error) {
 	encs, errs = make([]*Encapsulation, len(keys)), make([]error, len(keys))
-	var batch []x25519Encap
+	var pkRs [][]byte
 	var at []int
 	for i, k := range keys {
 		x, ok := k.key.(x25519Public)
@@ -76,13 +77,9 @@ func EncapsulateAll(keys []*HPKEPublicKey) (encs []*Encapsulation, errs []error)
 			encs[i], errs[i] = k.Encapsulate()
 			continue
 		}
-		p, err := x.startEncap()
-		if err != nil {
-			errs[i] = fmt.Errorf("hpke encap: %w", err)
-			continue
-		}
-		batch, at = append(batch, p), append(at, i)
+		pkRs, at = append(pkRs, x.pub), append(at, i)
 	}
+	batch := startEncaps(pkRs)
 	finishEncaps(batch)
 	for j, p := range batch {
 		i := at[j]

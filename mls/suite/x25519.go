@@ -259,11 +259,7 @@ func x25519Output(u *field.Element) ([]byte, error) {
 
 // encap is DHKEM Encap (RFC 9180 §4.1) to pkR.
 func (k x25519Public) encap() (sharedSecret, enc []byte, err error) {
-	p, err := k.startEncap()
-	if err != nil {
-		return nil, nil, err
-	}
-	ps := []x25519Encap{p}
+	ps := startEncaps([][]byte{k.pub})
 	finishEncaps(ps)
 	return ps[0].sharedSecret, ps[0].enc, ps[0].err
 }
@@ -282,29 +278,62 @@ type x25519Encap struct {
 	err               error
 }
 
-func (k x25519Public) startEncap() (x25519Encap, error) {
-	var skE [x25519Size]byte
-	if _, err := rand.Read(skE[:]); err != nil {
-		return x25519Encap{}, err
+// startEncaps starts an Encap to each of the public keys pkRs: a fresh
+// ephemeral key each, its public key by the fixed-base multiplication,
+// and its Diffie-Hellman by the ladder, eight ladders at once where the
+// CPU has AVX-512 IFMA (ladder8.go).
+func startEncaps(pkRs [][]byte) []x25519Encap {
+	ps := make([]x25519Encap, len(pkRs))
+	sks := make([][x25519Size]byte, len(pkRs))
+	defer clear(sks)
+	for i, pkR := range pkRs {
+		ps[i].pkR = pkR
+		if _, err := rand.Read(sks[i][:]); err != nil {
+			ps[i].err = err
+			continue
+		}
+		clamp(sks[i][:])
+		_, y, z, _ := new(edwards25519.Point).ScalarBaseMult(clampedScalar(sks[i][:])).ExtendedCoordinates()
+		ps[i].zMinusY.Subtract(z, y)
+		ps[i].zPlusY.Add(z, y)
 	}
-	clamp(skE[:])
-	defer clear(skE[:])
-	p := x25519Encap{pkR: k.pub}
-	_, y, z, _ := new(edwards25519.Point).ScalarBaseMult(clampedScalar(skE[:])).ExtendedCoordinates()
-	var err error
-	if p.x2, p.z2, err = x25519Ladder(&skE, k.pub); err != nil {
-		return x25519Encap{}, err
+	// The ladders of the Encaps still good, in batches of eight while
+	// enough remain to be worth one.
+	var ks []*[x25519Size]byte
+	var us [][]byte
+	var at []int
+	for i := range ps {
+		if ps[i].err != nil {
+			continue
+		}
+		if len(pkRs[i]) != x25519Size {
+			ps[i].err = fmt.Errorf("X25519 point: invalid field element input size")
+			continue
+		}
+		ks, us, at = append(ks, &sks[i]), append(us, pkRs[i]), append(at, i)
 	}
-	p.zMinusY.Subtract(z, y)
-	p.zPlusY.Add(z, y)
-	return p, nil
+	for len(ks) > 0 {
+		if useIFMA && len(ks) >= ladder8Min {
+			n := min(ladder8Lanes, len(ks))
+			x2, z2 := x25519Ladder8(ks[:n], us[:n])
+			for l, i := range at[:n] {
+				ps[i].x2, ps[i].z2 = x2[l], z2[l]
+			}
+			ks, us, at = ks[n:], us[n:], at[n:]
+			continue
+		}
+		p := &ps[at[0]]
+		p.x2, p.z2, p.err = x25519Ladder(ks[0], us[0])
+		ks, us, at = ks[1:], us[1:], at[1:]
+	}
+	return ps
 }
 
 // finishEncaps divides each started Encap's two values with one field
-// inversion for the batch, then derives each shared secret. An Encap to a
-// low-order point (z_2 = 0, whose Diffie-Hellman output is zero, RFC 9180
-// §7.1.4) fails alone: it is kept out of the product, which would be
-// zero.
+// inversion for the batch, then derives each shared secret. An Encap that
+// failed to start, or to a low-order point (z_2 = 0, whose Diffie-Hellman
+// output is zero, RFC 9180 §7.1.4), fails alone: it is kept out of the
+// product, which would be zero.
 func finishEncaps(ps []x25519Encap) {
 	var zero, one field.Element
 	one.One()
@@ -313,10 +342,13 @@ func finishEncaps(ps []x25519Encap) {
 	acc := one
 	for i := range ps {
 		p := &ps[i]
-		if p.z2.Equal(&zero) == 1 {
+		switch {
+		case p.err != nil:
+			dens[i] = one
+		case p.z2.Equal(&zero) == 1:
 			p.err = errX25519Zero // the recipient's key is public: no secret is revealed by the branch
 			dens[i] = one
-		} else {
+		default:
 			dens[i].Multiply(&p.zMinusY, &p.z2) // (Z-Y) z_2
 		}
 		prefix[i] = acc

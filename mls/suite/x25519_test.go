@@ -137,6 +137,20 @@ func BenchmarkX25519(b *testing.B) {
 			}
 		}
 	})
+	// Per ladder, eight run at once (ladder8.go).
+	b.Run("ladder8", func(b *testing.B) {
+		if !useIFMA {
+			b.Skip("this CPU or build has no AVX-512 IFMA")
+		}
+		ks, us := make([]*[32]byte, ladder8Lanes), make([][]byte, ladder8Lanes)
+		for l := range ks {
+			ks[l], us[l] = &k, pub
+		}
+		for b.Loop() {
+			x25519Ladder8(ks, us)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*ladder8Lanes), "ns/ladder")
+	})
 	b.Run("crypto/ecdh", func(b *testing.B) {
 		sk, _ := ecdh.X25519().NewPrivateKey(k[:])
 		pk, _ := ecdh.X25519().NewPublicKey(pub)
