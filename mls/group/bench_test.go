@@ -267,6 +267,30 @@ func BenchmarkAddMember(b *testing.B) {
 	})
 }
 
+// BenchmarkAddMembers: one commit adding 100 members, as a room's bulk
+// invite does: a Welcome sealing the group secrets to each under the
+// encrypted GroupInfo, which holds the whole ratchet tree.
+func BenchmarkAddMembers(b *testing.B) {
+	const adds = 100
+	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
+		proposals := make([]*message.Proposal, adds)
+		for i := range proposals {
+			kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, fmt.Sprintf("joiner-%d", i))
+			proposals[i] = AddProposal(&kp.KeyPackage)
+		}
+		var welcomeSize int
+		defer reportCPU(b)()
+		for b.Loop() {
+			pc, err := g.committer.Commit(CommitOptions{Proposals: proposals})
+			if err != nil {
+				b.Fatal(err)
+			}
+			welcomeSize = len(pc.Welcome)
+		}
+		b.ReportMetric(float64(welcomeSize), "welcome-bytes")
+	})
+}
+
 func BenchmarkJoin(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
 		kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, "joiner")

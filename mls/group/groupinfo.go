@@ -99,14 +99,24 @@ func buildWelcome(s *suite.Suite, gi *message.GroupInfo, d *keyschedule.Derived,
 		return nil, err
 	}
 	w := &message.Welcome{CipherSuite: s.ID(), Secrets: make([]message.EncryptedGroupSecrets, len(adds)), EncryptedGroupInfo: encGI}
+	// Every new member's secrets are sealed under the same context, the
+	// encrypted GroupInfo (the whole tree in a large group): its hash is
+	// taken once, and the Encaps run as one batch.
+	sc := s.NewSealContext("Welcome", encGI)
+	initKeys := make([]*suite.HPKEPublicKey, len(adds))
 	for i, a := range adds {
+		if initKeys[i], err = s.NewHPKEPublicKey(a.keyPackage.InitKey); err != nil {
+			return nil, fmt.Errorf("encrypt group secrets for leaf %d: %w", a.leaf, err)
+		}
+	}
+	encs, errs := suite.EncapsulateAll(initKeys)
+	for i, a := range adds {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("encrypt group secrets for leaf %d: %w", a.leaf, errs[i])
+		}
 		gs := message.GroupSecrets{JoinerSecret: d.JoinerSecret, PathSecret: pathSecret(a.leaf), PSKs: nonNil(psks)}
 		plain := codec.Marshal(&gs)
-		var kem, ct []byte
-		initKey, err := s.NewHPKEPublicKey(a.keyPackage.InitKey)
-		if err == nil {
-			kem, ct, err = initKey.EncryptWithLabel("Welcome", encGI, plain)
-		}
+		kem, ct, err := encs[i].Seal(sc, plain)
 		clear(plain)
 		clear(gs.PathSecret)
 		if err != nil {

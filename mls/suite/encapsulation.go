@@ -24,10 +24,36 @@ type Encapsulation struct {
 }
 
 // splitKEM is a public key whose seal is Encap followed by the key
-// schedule and AEAD under info.
+// schedule and AEAD under an info's key schedule context.
 type splitKEM interface {
 	encap() (sharedSecret, enc []byte, err error)
-	sealShared(s *Suite, sharedSecret, info, plaintext []byte) (ciphertext []byte, err error)
+	sealShared(s *Suite, sharedSecret, ksc, plaintext []byte) (ciphertext []byte, err error)
+}
+
+// A SealContext is the HPKE info of seals under one label and context,
+// EncryptContext{label, context} (RFC 9420 §5.1.3), with the part of the
+// key schedule that depends on the info alone computed once. A commit
+// seals every path secret under the same group context, and a Welcome
+// every new member's group secrets under the same encrypted GroupInfo,
+// which holds the whole ratchet tree: hashed again for each new member,
+// it was a third of a commit adding 100 members to a 1,000-member group.
+type SealContext struct {
+	suite   *Suite
+	label   string
+	context []byte
+	// ksc is keyScheduleContext of the info, for a KEM whose seal is
+	// split (splitKEM); nil otherwise.
+	ksc []byte
+}
+
+// NewSealContext returns the SealContext of label and context. context
+// is kept, not copied: it must not change while the SealContext is used.
+func (s *Suite) NewSealContext(label string, context []byte) *SealContext {
+	c := &SealContext{suite: s, label: label, context: context}
+	if _, ok := s.kem.(x25519KEM); ok {
+		c.ksc = keyScheduleContext(s, encryptContext(label, context))
+	}
+	return c
 }
 
 // Encapsulate runs the KEM's Encap to k.
@@ -48,15 +74,24 @@ func (k *HPKEPublicKey) Encapsulate() (*Encapsulation, error) {
 // EncryptWithLabel completes the seal as HPKEPublicKey.EncryptWithLabel
 // would (RFC 9420 §5.1.3).
 func (e *Encapsulation) EncryptWithLabel(label string, context, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
+	return e.Seal(e.key.suite.NewSealContext(label, context), plaintext)
+}
+
+// Seal completes the seal under c, as EncryptWithLabel with c's label and
+// context. c must be of the key's suite.
+func (e *Encapsulation) Seal(c *SealContext, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
 	if e.used {
 		return nil, nil, fmt.Errorf("hpke: encapsulation already used")
 	}
+	if c.suite != e.key.suite {
+		return nil, nil, fmt.Errorf("hpke: seal context of %v for a key of %v", c.suite, e.key.suite)
+	}
 	e.used = true
 	if e.split == nil {
-		return e.key.EncryptWithLabel(label, context, plaintext)
+		return e.key.EncryptWithLabel(c.label, c.context, plaintext)
 	}
 	defer clear(e.sharedSecret)
-	ct, err := e.split.sealShared(e.key.suite, e.sharedSecret, encryptContext(label, context), plaintext)
+	ct, err := e.split.sealShared(e.key.suite, e.sharedSecret, c.ksc, plaintext)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -410,14 +410,22 @@ func hpkeSuiteID(s *Suite) []byte {
 	return binary.BigEndian.AppendUint16(id, s.aead.id)
 }
 
-// keySchedule is KeySchedule(mode_base, shared_secret, info, "", ""), with
-// the suite's KDF and AEAD, deriving only the AEAD key and nonce, or only
-// the exporter secret: MLS either seals one message or exports.
-func keySchedule(s *Suite, sharedSecret, info []byte, export bool) hpkeContext {
-	suiteID := hpkeSuiteID(s)
+// keyScheduleContext is the key_schedule_context of KeySchedule(mode_base,
+// shared_secret, info, "", "") with the suite's KDF (RFC 9180 §5.1):
+// mode_base, psk_id_hash and info_hash, all of the schedule that does not
+// depend on the shared secret, so that seals under one info share it
+// (SealContext).
+func keyScheduleContext(s *Suite, info []byte) []byte {
 	// psk_id_hash is the same for every context of the suite.
 	ksc := append([]byte{0}, s.hpkePSKIDHash()...) // mode_base
-	ksc = append(ksc, labeledExtract(s.kdf, suiteID, nil, "info_hash", info)...)
+	return append(ksc, labeledExtract(s.kdf, hpkeSuiteID(s), nil, "info_hash", info)...)
+}
+
+// keySchedule is the rest of KeySchedule(mode_base, shared_secret, info,
+// "", "") after keyScheduleContext, deriving only the AEAD key and nonce,
+// or only the exporter secret: MLS either seals one message or exports.
+func keySchedule(s *Suite, sharedSecret, ksc []byte, export bool) hpkeContext {
+	suiteID := hpkeSuiteID(s)
 	secret := labeledExtract(s.kdf, suiteID, sharedSecret, "secret", nil)
 	defer clear(secret)
 	if export {
@@ -442,7 +450,7 @@ func (k x25519Public) seal(s *Suite, info, plaintext []byte) ([]byte, []byte, er
 		return nil, nil, fmt.Errorf("hpke encap: %w", err)
 	}
 	defer clear(ss)
-	ct, err := k.sealShared(s, ss, info, plaintext)
+	ct, err := k.sealShared(s, ss, keyScheduleContext(s, info), plaintext)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -450,9 +458,10 @@ func (k x25519Public) seal(s *Suite, info, plaintext []byte) ([]byte, []byte, er
 }
 
 // sealShared is the rest of SealBase after Encap: the key schedule with
-// info and the AEAD of the single message (sequence number 0).
-func (x25519Public) sealShared(s *Suite, sharedSecret, info, plaintext []byte) ([]byte, error) {
-	c := keySchedule(s, sharedSecret, info, false)
+// the context ksc of its info (keyScheduleContext) and the AEAD of the
+// single message (sequence number 0).
+func (x25519Public) sealShared(s *Suite, sharedSecret, ksc, plaintext []byte) ([]byte, error) {
+	c := keySchedule(s, sharedSecret, ksc, false)
 	defer clear(c.key)
 	ct, err := s.Seal(c.key, c.nonce, nil, plaintext)
 	if err != nil {
@@ -466,7 +475,7 @@ func (k *x25519Private) open(s *Suite, enc, info, ciphertext []byte) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	c := keySchedule(s, ss, info, false)
+	c := keySchedule(s, ss, keyScheduleContext(s, info), false)
 	return s.Open(c.key, c.nonce, nil, ciphertext)
 }
 
@@ -475,7 +484,7 @@ func (k x25519Public) exportSender(s *Suite, exporterContext string, length int)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hpke encap: %w", err)
 	}
-	return enc, hpkeExport(s, keySchedule(s, ss, nil, true), exporterContext, length), nil
+	return enc, hpkeExport(s, keySchedule(s, ss, keyScheduleContext(s, nil), true), exporterContext, length), nil
 }
 
 func (k *x25519Private) exportReceiver(s *Suite, enc []byte, exporterContext string, length int) ([]byte, error) {
@@ -483,7 +492,7 @@ func (k *x25519Private) exportReceiver(s *Suite, enc []byte, exporterContext str
 	if err != nil {
 		return nil, err
 	}
-	return hpkeExport(s, keySchedule(s, ss, nil, true), exporterContext, length), nil
+	return hpkeExport(s, keySchedule(s, ss, keyScheduleContext(s, nil), true), exporterContext, length), nil
 }
 
 // hpkeExport is Context.Export (RFC 9180 §5.3).

@@ -128,7 +128,7 @@ func (p *PrivateState) Generate(t *tree.Tree, leaf message.LeafNode, signingKey 
 		work.stop()
 		return nil, err
 	}
-	if err := work.seal(codec.Marshal(ctx), g.pathSecrets); err != nil {
+	if err := work.seal(s.NewSealContext("UpdatePathNode", codec.Marshal(ctx)), g.pathSecrets); err != nil {
 		return nil, err
 	}
 	for i := range fdp {

@@ -34,7 +34,7 @@ type pathWork struct {
 	derived sync.WaitGroup // counts step 1's jobs
 	workers sync.WaitGroup
 	ready   chan struct{} // closed when context and secrets are set
-	context []byte
+	context *suite.SealContext
 	secrets [][]byte
 	abort   atomic.Bool
 
@@ -114,7 +114,7 @@ func (w *pathWork) work() {
 		if <-j.done; w.encErrs[k] != nil {
 			continue
 		}
-		kem, ct, err := j.enc.EncryptWithLabel("UpdatePathNode", w.context, w.secrets[j.secret])
+		kem, ct, err := j.enc.Seal(w.context, w.secrets[j.secret])
 		if err != nil {
 			w.encErrs[k] = fmt.Errorf("encrypt path secret to node %d: %w", j.node, err)
 			continue
@@ -143,7 +143,7 @@ func (w *pathWork) waitDerived() error {
 
 // seal publishes the sealing context and the path secrets, takes part in
 // steps 2 and 3, and returns once every encryption is done.
-func (w *pathWork) seal(context []byte, secrets [][]byte) error {
+func (w *pathWork) seal(context *suite.SealContext, secrets [][]byte) error {
 	w.context, w.secrets = context, secrets
 	close(w.ready)
 	w.work()
