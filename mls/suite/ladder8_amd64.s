@@ -89,14 +89,8 @@
 	VPMADD52LUQ a+off(DI), Z4, l4 \
 	VPMADD52HUQ a+off(DI), Z4, h4
 
-// MUL sets r = a * b. The product's place k (weight 2^(51 k)) gathers in
-// Z5+k the low halves of the limb products a_i b_j with i + j = k, and in
-// Z13+k the high halves of those with i + j = k - 1; a high half weighs
-// 2^52 = 2 * 2^51 at its place, so place k is Z5+k + 2 Z13+k. Each place
-// is under 5 * 2^52 + 2 * 5 * 2^52 < 2^56, and places 5-9 fold into 0-4
-// times 19: under 20 * 2^56 < 2^61. r may be a or b.
-#define MUL(a, b, r) \
-	LOAD(b, Z0, Z1, Z2, Z3, Z4) \
+// ZEROPLACES clears the places of a product, Z5-Z22.
+#define ZEROPLACES \
 	VPXORQ Z5, Z5, Z5    \
 	VPXORQ Z6, Z6, Z6    \
 	VPXORQ Z7, Z7, Z7    \
@@ -114,7 +108,17 @@
 	VPXORQ Z19, Z19, Z19 \
 	VPXORQ Z20, Z20, Z20 \
 	VPXORQ Z21, Z21, Z21 \
-	VPXORQ Z22, Z22, Z22 \
+	VPXORQ Z22, Z22, Z22
+
+// MUL sets r = a * b. The product's place k (weight 2^(51 k)) gathers in
+// Z5+k the low halves of the limb products a_i b_j with i + j = k, and in
+// Z13+k the high halves of those with i + j = k - 1; a high half weighs
+// 2^52 = 2 * 2^51 at its place, so place k is Z5+k + 2 Z13+k. Each place
+// is under 5 * 2^52 + 2 * 5 * 2^52 < 2^56, and places 5-9 fold into 0-4
+// times 19: under 20 * 2^56 < 2^61. r may be a or b.
+#define MUL(a, b, r) \
+	LOAD(b, Z0, Z1, Z2, Z3, Z4) \
+	ZEROPLACES \
 	ROW(a, 0, Z5, Z6, Z7, Z8, Z9, Z14, Z15, Z16, Z17, Z18)     \
 	ROW(a, 64, Z6, Z7, Z8, Z9, Z10, Z15, Z16, Z17, Z18, Z19)   \
 	ROW(a, 128, Z7, Z8, Z9, Z10, Z11, Z16, Z17, Z18, Z19, Z20) \
@@ -127,24 +131,7 @@
 // added: 15 limb products where MUL takes 25.
 #define SQR(a, r) \
 	LOAD(a, Z0, Z1, Z2, Z3, Z4) \
-	VPXORQ Z5, Z5, Z5    \
-	VPXORQ Z6, Z6, Z6    \
-	VPXORQ Z7, Z7, Z7    \
-	VPXORQ Z8, Z8, Z8    \
-	VPXORQ Z9, Z9, Z9    \
-	VPXORQ Z10, Z10, Z10 \
-	VPXORQ Z11, Z11, Z11 \
-	VPXORQ Z12, Z12, Z12 \
-	VPXORQ Z13, Z13, Z13 \
-	VPXORQ Z14, Z14, Z14 \
-	VPXORQ Z15, Z15, Z15 \
-	VPXORQ Z16, Z16, Z16 \
-	VPXORQ Z17, Z17, Z17 \
-	VPXORQ Z18, Z18, Z18 \
-	VPXORQ Z19, Z19, Z19 \
-	VPXORQ Z20, Z20, Z20 \
-	VPXORQ Z21, Z21, Z21 \
-	VPXORQ Z22, Z22, Z22 \
+	ZEROPLACES \
 	VPMADD52LUQ Z0, Z1, Z6   \
 	VPMADD52HUQ Z0, Z1, Z15  \
 	VPMADD52LUQ Z0, Z2, Z7   \

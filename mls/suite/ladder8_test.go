@@ -3,7 +3,6 @@ package suite
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"testing"
 )
 
@@ -17,18 +16,10 @@ func TestLadder8(t *testing.T) {
 		t.Skip("this CPU or build has no AVX-512 IFMA")
 	}
 	var us [][]byte
-	for _, v := range edgeValues(t) {
-		var b [32]byte
-		for i, l := range v {
-			binary.LittleEndian.PutUint64(b[8*i:], l)
-		}
-		us = append(us, b[:], bytes.Clone(b[:]))
-		us[len(us)-1][31] ^= 0x80
-	}
-	for range 200 {
-		k := make([]byte, 32)
-		rand.Read(k)
-		us = append(us, x25519Base(k))
+	for _, u := range ladderPoints(t) {
+		top := bytes.Clone(u)
+		top[31] ^= 0x80
+		us = append(us, u, top)
 	}
 	for n, at := 1, 0; at < len(us); n, at = n%ladder8Lanes+1, at+n {
 		batch := us[at:min(at+n, len(us))]

@@ -112,6 +112,22 @@ func TestLadderADX(t *testing.T) {
 	if !useADX {
 		t.Skip("this CPU or build has no assembly ladder")
 	}
+	for i, u := range ladderPoints(t) {
+		var k [32]byte
+		rand.Read(k[:])
+		clamp(k[:])
+		checkLadders(t, &k, u)
+		if i%8 == 0 {
+			u = bytes.Clone(u)
+			u[31] ^= 0x80
+			checkLadders(t, &k, u)
+		}
+	}
+}
+
+// ladderPoints are u-coordinates to test a ladder on: the edge values,
+// as points, and 200 public keys.
+func ladderPoints(t testing.TB) [][]byte {
 	var us [][]byte
 	for _, v := range edgeValues(t) {
 		var b [32]byte
@@ -125,17 +141,7 @@ func TestLadderADX(t *testing.T) {
 		rand.Read(k)
 		us = append(us, x25519Base(k))
 	}
-	for i, u := range us {
-		var k [32]byte
-		rand.Read(k[:])
-		clamp(k[:])
-		checkLadders(t, &k, u)
-		if i%8 == 0 {
-			u = bytes.Clone(u)
-			u[31] ^= 0x80
-			checkLadders(t, &k, u)
-		}
-	}
+	return us
 }
 
 func checkLadders(t testing.TB, k *[32]byte, u []byte) {
