@@ -328,56 +328,71 @@ func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *mes
 	ctx.TreeHash = t.RootHash()
 	ctxBytes := codec.Marshal(&ctx)
 	exclude := st.excluded()
-	var top []byte
+	// Each member's ciphertext is found first, then all are opened as one
+	// batch (suite.DecryptAllWithLabel): a commit processed for many
+	// members of ours opens a path secret for each.
+	var at, ks []int
+	var nodes []treemath.NodeIndex
+	var keys []*suite.HPKEPrivateKey
+	var kems, cts [][]byte
 	for i, priv := range privs {
 		if priv == nil {
 			continue
 		}
-		secret, k, err := decryptPathSecret(t, fdp, committer, path, priv, exclude, ctxBytes)
+		k, node, ct, err := pathSecretFor(t, fdp, committer, path, priv, exclude)
 		if err != nil {
-			clear(top)
 			return nil, pathError(err)
 		}
-		keys, err := priv.path.WithJoinerPathSecret(t, committer, secret)
+		at, ks, nodes = append(at, i), append(ks, k), append(nodes, node)
+		keys, kems, cts = append(keys, priv.path.PrivateKey(node)), append(kems, ct.KEMOutput), append(cts, ct.Ciphertext)
+	}
+	secrets, errs := suite.DecryptAllWithLabel(p.suite.NewSealContext("UpdatePathNode", ctxBytes), keys, kems, cts)
+	defer func() {
+		for _, secret := range secrets {
+			clear(secret)
+		}
+	}()
+	var top []byte
+	for n, i := range at {
+		if errs[n] != nil {
+			clear(top)
+			return nil, pathError(fmt.Errorf("%w: node %d: %w", treekem.ErrDecrypt, nodes[n], errs[n]))
+		}
+		priv := privs[i]
+		after, err := priv.path.WithJoinerPathSecret(t, committer, secrets[n])
 		if top == nil && err == nil {
-			top = deriveUp(p.suite, secret, len(fdp)-1-k)
+			top = deriveUp(p.suite, secrets[n], len(fdp)-1-ks[n])
 		}
-		clear(secret)
 		if err != nil {
 			clear(top)
 			return nil, pathError(err)
 		}
-		privs[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: keys.Prune(t)}
+		privs[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: after.Prune(t)}
 	}
 	return top, nil
 }
 
-// decryptPathSecret returns the path secret that path, from committer,
-// carries for priv's member: that of their lowest common ancestor, the
-// k-th node of the committer's filtered direct path fdp, encrypted to the
-// node of the ancestor's copath resolution whose private key priv holds.
-// t is the tree with the path merged and ctx the provisional GroupContext
-// with t's tree hash, encoded.
-func decryptPathSecret(t *tree.Tree, fdp []treemath.NodeIndex, committer treemath.LeafIndex, path *message.UpdatePath, priv *Private, exclude []treemath.LeafIndex, ctx []byte) (secret []byte, k int, err error) {
+// pathSecretFor finds the ciphertext of the path secret that path, from
+// committer, carries for priv's member: that of their lowest common
+// ancestor, the k-th node of the committer's filtered direct path fdp,
+// encrypted to node, the node of the ancestor's copath resolution whose
+// private key priv holds. t is the tree with the path merged.
+func pathSecretFor(t *tree.Tree, fdp []treemath.NodeIndex, committer treemath.LeafIndex, path *message.UpdatePath, priv *Private, exclude []treemath.LeafIndex) (k int, node treemath.NodeIndex, ct *message.HPKECiphertext, err error) {
 	ca := treemath.CommonAncestor(committer.Node(), priv.leaf.Node())
 	k = slices.Index(fdp, ca)
 	if k < 0 {
-		return nil, 0, fmt.Errorf("%w: common ancestor %d of leaf %d is not on the committer's filtered direct path", treekem.ErrNoDecryptionKey, ca, priv.leaf)
+		return 0, 0, nil, fmt.Errorf("%w: common ancestor %d of leaf %d is not on the committer's filtered direct path", treekem.ErrNoDecryptionKey, ca, priv.leaf)
 	}
 	res := t.AppendCopathResolution(nil, ca, committer, exclude)
 	cts := path.Nodes[k].EncryptedPathSecret
 	if len(cts) != len(res) {
-		return nil, 0, fmt.Errorf("%w: %d for a resolution of %d", treekem.ErrCiphertextCount, len(cts), len(res))
+		return 0, 0, nil, fmt.Errorf("%w: %d for a resolution of %d", treekem.ErrCiphertextCount, len(cts), len(res))
 	}
 	j := slices.IndexFunc(res, func(x treemath.NodeIndex) bool { return priv.path.PrivateKey(x) != nil })
 	if j < 0 {
-		return nil, 0, fmt.Errorf("%w: leaf %d", treekem.ErrNoDecryptionKey, priv.leaf)
+		return 0, 0, nil, fmt.Errorf("%w: leaf %d", treekem.ErrNoDecryptionKey, priv.leaf)
 	}
-	secret, err = priv.path.PrivateKey(res[j]).DecryptWithLabel("UpdatePathNode", ctx, cts[j].KEMOutput, cts[j].Ciphertext)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: node %d: %w", treekem.ErrDecrypt, res[j], err)
-	}
-	return secret, k, nil
+	return k, res[j], &cts[j], nil
 }
 
 // pathError classifies a failure to apply an UpdatePath.

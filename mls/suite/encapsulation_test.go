@@ -2,6 +2,7 @@ package suite
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -105,6 +106,56 @@ func TestEncapsulateAll(t *testing.T) {
 					seen[string(kem)] = true
 					if got, err := privs[i].DecryptWithLabel("UpdatePathNode", ctx, kem, ct); err != nil || !bytes.Equal(got, pt) {
 						t.Fatalf("%d keys: key %d opened %x, %v", n, i, got, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestDecryptAllWithLabel: a batch of decryptions in every suite, of
+// ciphertexts sealed each to its own key, opens each as DecryptWithLabel
+// would; a KEM output of the wrong size, a low-order point (in X25519)
+// and a damaged ciphertext each fail alone with ErrDecrypt.
+func TestDecryptAllWithLabel(t *testing.T) {
+	for _, s := range All() {
+		t.Run(s.String(), func(t *testing.T) {
+			ctx := []byte("group context")
+			c := s.NewSealContext("UpdatePathNode", ctx)
+			for _, n := range []int{0, 1, 2, 3, 8, 9, 17} {
+				keys := make([]*HPKEPrivateKey, n)
+				kems, cts, pts := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+				for i := range n {
+					var err error
+					if keys[i], err = s.GenerateHPKEKey(); err != nil {
+						t.Fatal(err)
+					}
+					pts[i] = []byte{byte(i), byte(n)}
+					if kems[i], cts[i], err = keys[i].Public().EncryptWithLabel("UpdatePathNode", ctx, pts[i]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				bad := map[int]string{}
+				if n >= 3 {
+					kems[0], bad[0] = kems[0][:len(kems[0])-1], "short KEM output"
+					cts[n-1], bad[n-1] = append(bytes.Clone(cts[n-1][:len(cts[n-1])-1]), cts[n-1][len(cts[n-1])-1]^1), "damaged ciphertext"
+					if _, x := s.kem.(x25519KEM); x {
+						kems[1], bad[1] = make([]byte, 32), "low-order point"
+					}
+				}
+				out, errs := DecryptAllWithLabel(c, keys, kems, cts)
+				if len(out) != n || len(errs) != n {
+					t.Fatalf("%d keys: %d plaintexts, %d errors", n, len(out), len(errs))
+				}
+				for i := range n {
+					if why, ok := bad[i]; ok {
+						if !errors.Is(errs[i], ErrDecrypt) {
+							t.Errorf("%d keys: %s opened (%x, %v)", n, why, out[i], errs[i])
+						}
+						continue
+					}
+					if errs[i] != nil || !bytes.Equal(out[i], pts[i]) {
+						t.Errorf("%d keys: key %d opened %x, %v; want %x", n, i, out[i], errs[i], pts[i])
 					}
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -73,26 +74,42 @@ func (k *x25519Private) pending() *x25519Pending {
 // multiplications; a commit at 10,000 members derives 14 path keys.) No
 // denominator is zero: [k]B is not the identity for a clamped k.
 func publishX25519(ks []*x25519Private) {
-	if len(ks) == 0 {
-		return
-	}
-	pending := make([]*x25519Pending, len(ks))
-	prefix := make([]field.Element, len(ks))
-	var acc field.Element
-	acc.One()
+	dens := make([]field.Element, len(ks))
 	for i, k := range ks {
-		pending[i] = k.pre.Load()
-		prefix[i].Set(&acc)
-		acc.Multiply(&acc, &pending[i].den)
+		dens[i] = k.pre.Load().den
 	}
-	var inv, u field.Element
+	invertAll(dens)
+	var u field.Element
+	for i, k := range ks {
+		pub := u.Multiply(&dens[i], &k.pre.Load().num).Bytes()
+		k.once.Do(func() { k.pub = pub })
+	}
+}
+
+// invertAll replaces each element of vs by its inverse with one field
+// inversion for all, by Montgomery's trick: the inverse of the product,
+// then each element's from it and the prefix products, three
+// multiplications an element (an inversion is some 265). A zero stays
+// zero, as Invert leaves it, without spoiling the others' inverses; zero
+// is a public value wherever this is used (a low-order point's ladder).
+func invertAll(vs []field.Element) {
+	var zero, acc, inv, t field.Element
+	prefix := make([]field.Element, len(vs))
+	acc.One()
+	for i := range vs {
+		prefix[i] = acc
+		if vs[i].Equal(&zero) == 0 {
+			acc.Multiply(&acc, &vs[i])
+		}
+	}
 	inv.Invert(&acc)
-	for i := len(ks) - 1; i >= 0; i-- {
-		u.Multiply(&inv, &prefix[i]) // 1/den_i
-		inv.Multiply(&inv, &pending[i].den)
-		u.Multiply(&u, &pending[i].num)
-		pub := u.Bytes()
-		ks[i].once.Do(func() { ks[i].pub = pub })
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].Equal(&zero) == 1 {
+			continue
+		}
+		t.Multiply(&inv, &prefix[i])
+		inv.Multiply(&inv, &vs[i])
+		vs[i] = t
 	}
 }
 
@@ -297,35 +314,18 @@ func startEncaps(pkRs [][]byte) []x25519Encap {
 		ps[i].zMinusY.Subtract(z, y)
 		ps[i].zPlusY.Add(z, y)
 	}
-	// The ladders of the Encaps still good, in batches of eight while
-	// enough remain to be worth one.
 	var ks []*[x25519Size]byte
 	var us [][]byte
 	var at []int
 	for i := range ps {
-		if ps[i].err != nil {
-			continue
+		if ps[i].err == nil {
+			ks, us, at = append(ks, &sks[i]), append(us, pkRs[i]), append(at, i)
 		}
-		if len(pkRs[i]) != x25519Size {
-			ps[i].err = fmt.Errorf("X25519 point: invalid field element input size")
-			continue
-		}
-		ks, us, at = append(ks, &sks[i]), append(us, pkRs[i]), append(at, i)
 	}
-	for len(ks) > 0 {
-		if useIFMA && len(ks) >= ladder8Min {
-			n := min(ladder8Lanes, len(ks))
-			x2, z2 := x25519Ladder8(ks[:n], us[:n])
-			for l, i := range at[:n] {
-				ps[i].x2, ps[i].z2 = x2[l], z2[l]
-			}
-			ks, us, at = ks[n:], us[n:], at[n:]
-			continue
-		}
-		p := &ps[at[0]]
-		p.x2, p.z2, p.err = x25519Ladder(ks[0], us[0])
-		ks, us, at = ks[1:], us[1:], at[1:]
-	}
+	runLadders(ks, us, func(j int, x2, z2 field.Element, err error) {
+		p := &ps[at[j]]
+		p.x2, p.z2, p.err = x2, z2, err
+	})
 	return ps
 }
 
@@ -335,45 +335,59 @@ func startEncaps(pkRs [][]byte) []x25519Encap {
 // output is zero, RFC 9180 §7.1.4), fails alone: it is kept out of the
 // product, which would be zero.
 func finishEncaps(ps []x25519Encap) {
-	var zero, one field.Element
-	one.One()
 	dens := make([]field.Element, len(ps))
-	prefix := make([]field.Element, len(ps))
-	acc := one
+	for i := range ps {
+		if p := &ps[i]; p.err == nil {
+			dens[i].Multiply(&p.zMinusY, &p.z2) // (Z-Y) z_2
+		}
+	}
+	invertAll(dens)
+	var zero field.Element
 	for i := range ps {
 		p := &ps[i]
 		switch {
 		case p.err != nil:
-			dens[i] = one
+			continue
 		case p.z2.Equal(&zero) == 1:
 			p.err = errX25519Zero // the recipient's key is public: no secret is revealed by the branch
-			dens[i] = one
-		default:
-			dens[i].Multiply(&p.zMinusY, &p.z2) // (Z-Y) z_2
-		}
-		prefix[i] = acc
-		acc.Multiply(&acc, &dens[i])
-	}
-	var inv, d field.Element
-	inv.Invert(&acc)
-	for i := len(ps) - 1; i >= 0; i-- {
-		p := &ps[i]
-		d.Multiply(&inv, &prefix[i]) // 1 / ((Z-Y) z_2)
-		inv.Multiply(&inv, &dens[i])
-		if p.err != nil {
 			continue
 		}
 		var u field.Element
-		dh, err := x25519Output(u.Multiply(u.Multiply(&p.x2, &p.zMinusY), &d))
+		dh, err := x25519Output(u.Multiply(u.Multiply(&p.x2, &p.zMinusY), &dens[i]))
 		if err != nil {
 			p.err = err
 			continue
 		}
-		p.enc = u.Multiply(u.Multiply(&p.zPlusY, &p.z2), &d).Bytes()
+		p.enc = u.Multiply(u.Multiply(&p.zPlusY, &p.z2), &dens[i]).Bytes()
 		p.sharedSecret = kemSharedSecret(dh, p.enc, p.pkR)
 		p.x2, p.z2 = zero, zero
 	}
 }
+
+// runLadders runs x25519Ladder for each clamped scalar ks[j] and
+// u-coordinate us[j], eight at a time where the CPU has AVX-512 IFMA and
+// at least ladder8Min remain (ladder8.go), and passes each result to set.
+func runLadders(ks []*[x25519Size]byte, us [][]byte, set func(j int, x2, z2 field.Element, err error)) {
+	for j := 0; j < len(ks); {
+		rest := len(ks) - j
+		if useIFMA && rest >= ladder8Min && !slices.ContainsFunc(us[j:j+min(rest, ladder8Lanes)], badU) {
+			n := min(ladder8Lanes, rest)
+			x2, z2 := x25519Ladder8(ks[j:j+n], us[j:j+n])
+			for l := range n {
+				set(j+l, x2[l], z2[l], nil)
+			}
+			j += n
+			continue
+		}
+		x2, z2, err := x25519Ladder(ks[j], us[j])
+		set(j, x2, z2, err)
+		j++
+	}
+}
+
+// badU reports whether u is not 32 bytes: x25519Ladder's error, which
+// the eight-lane ladder leaves to it.
+func badU(u []byte) bool { return len(u) != x25519Size }
 
 // decap is DHKEM Decap (RFC 9180 §4.1) with k.
 func (k *x25519Private) decap(enc []byte) ([]byte, error) {
@@ -385,6 +399,41 @@ func (k *x25519Private) decap(enc []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrDecrypt, err)
 	}
 	return kemSharedSecret(dh, enc, k.pubKey()), nil
+}
+
+// openAll opens each ciphertext cts[i], sealed to ks[i] with KEM output
+// encs[i], under the key schedule context ksc (keyScheduleContext): the
+// Decaps' ladders run eight at a time where the CPU allows and share one
+// field inversion, as a batch of Encaps does. errs[i] wraps ErrDecrypt.
+func openAll(s *Suite, ksc []byte, ks []*x25519Private, encs, cts [][]byte) (out [][]byte, errs []error) {
+	out, errs = make([][]byte, len(ks)), make([]error, len(ks))
+	x2s, z2s := make([]field.Element, len(ks)), make([]field.Element, len(ks))
+	scalars := make([]*[x25519Size]byte, len(ks))
+	for i, k := range ks {
+		scalars[i] = &k.scalar
+	}
+	runLadders(scalars, encs, func(i int, x2, z2 field.Element, err error) {
+		x2s[i], z2s[i], errs[i] = x2, z2, err
+	})
+	invertAll(z2s)
+	for i, k := range ks {
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("%w: %v", ErrDecrypt, errs[i])
+			continue
+		}
+		// A low-order point's z_2 is zero and stays so: its output is
+		// zero, which x25519Output refuses.
+		dh, err := x25519Output(x2s[i].Multiply(&x2s[i], &z2s[i]))
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %v", ErrDecrypt, err)
+			continue
+		}
+		c := keySchedule(s, kemSharedSecret(dh, encs[i], k.pubKey()), ksc, false)
+		out[i], errs[i] = s.Open(c.key, c.nonce, nil, cts[i])
+		clear(c.key)
+	}
+	clear(x2s)
+	return out, errs
 }
 
 // kemSharedSecret is DHKEM's ExtractAndExpand(dh, enc || pkR).
