@@ -50,9 +50,10 @@
 // RFC 7748 §5, whose step is assembly in four 64-bit limbs on amd64 CPUs
 // with BMI2 and ADX (ladder_amd64.s, checked against the generic ladder
 // and math/big), elsewhere edwards25519/field's arithmetic. A batch of
-// Encaps (EncapsulateAll, a commit's seals) runs its ladders eight at a
-// time on CPUs with AVX-512 IFMA, one a 64-bit lane (ladder8.go), a
-// third of a ladder's time each.
+// Encaps (EncapsulateAll, a commit's seals) or of decryptions
+// (DecryptAllWithLabel, a commit processed for many members of ours) runs
+// its ladders eight at a time on CPUs with AVX-512 IFMA, one a 64-bit
+// lane (ladder8.go), a third of a ladder's time each.
 //
 // Every signature that does not verify yields an error wrapping
 // ErrBadSignature, the one sentinel for it in the MLS packages; every
