@@ -110,6 +110,13 @@ func buildWelcome(s *suite.Suite, gi *message.GroupInfo, d *keyschedule.Derived,
 		}
 	}
 	encs, errs := suite.EncapsulateAll(initKeys)
+	defer func() {
+		for _, e := range encs {
+			if e != nil {
+				e.Discard() // those not sealed, if one failed
+			}
+		}
+	}()
 	for i, a := range adds {
 		if errs[i] != nil {
 			return nil, fmt.Errorf("encrypt group secrets for leaf %d: %w", a.leaf, errs[i])

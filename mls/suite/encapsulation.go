@@ -98,6 +98,14 @@ func (e *Encapsulation) Seal(c *SealContext, plaintext []byte) (kemOutput, ciphe
 	return e.enc, ct, nil
 }
 
+// Discard erases the Encapsulation's shared secret, sealing nothing: for
+// the rest of a batch abandoned midway. A used or discarded Encapsulation
+// is left as it is.
+func (e *Encapsulation) Discard() {
+	e.used = true
+	clear(e.sharedSecret)
+}
+
 // EncapsulateAll runs Encapsulate to each of keys as one batch, in which
 // the X25519 Encaps share one field inversion and run their ladders eight
 // at a time where the CPU allows (ladder8.go); errs[i] is keys[i]'s error,

@@ -3,13 +3,15 @@ package suite
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 )
 
 // TestEncapsulation seals through an Encapsulation in every suite (split
 // for X25519, whole for the others) and opens with the private key; a
 // second seal with the same Encapsulation is refused, and two
-// Encapsulations to one key use different ephemeral keys.
+// Encapsulations to one key use different ephemeral keys; a discarded
+// Encapsulation seals nothing and holds no secret.
 func TestEncapsulation(t *testing.T) {
 	for _, s := range All() {
 		t.Run(s.String(), func(t *testing.T) {
@@ -46,6 +48,17 @@ func TestEncapsulation(t *testing.T) {
 			}
 			if bytes.Equal(kem, kem2) {
 				t.Fatal("two Encapsulations share an ephemeral key")
+			}
+			discarded, err := priv.Public().Encapsulate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			discarded.Discard()
+			if _, _, err := discarded.EncryptWithLabel("UpdatePathNode", ctx, pt); err == nil {
+				t.Fatal("a discarded Encapsulation sealed")
+			}
+			if slices.ContainsFunc(discarded.sharedSecret, func(b byte) bool { return b != 0 }) {
+				t.Fatal("a discarded Encapsulation kept its shared secret")
 			}
 		})
 	}

@@ -160,6 +160,11 @@ func (w *pathWork) stop() {
 		close(w.ready)
 	}
 	w.workers.Wait()
+	for k := range w.encs {
+		if e := w.encs[k].enc; e != nil {
+			e.Discard()
+		}
+	}
 }
 
 func firstError(errs []error) error {
