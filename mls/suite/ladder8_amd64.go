@@ -10,3 +10,6 @@ var useIFMA = cpu.X86.HasAVX512F && cpu.X86.HasAVX512IFMA
 
 //go:noescape
 func ladder8IFMA(s *ladder8State)
+
+//go:noescape
+func field8OpIFMA(op int, s *ladder8State)

@@ -286,6 +286,20 @@
 	VMOVDQU64 Z0, p+off(DI) \
 	VMOVDQU64 Z1, q+off(DI)
 
+// CONSTANTS sets Z25 and Z27-Z31 (see the top of the file).
+#define CONSTANTS \
+	MOVQ $0x7ffffffffffff, AX \
+	VPBROADCASTQ AX, Z31      \
+	MOVQ $0xfffffffffffda, AX \
+	VPBROADCASTQ AX, Z30      \
+	MOVQ $0xffffffffffffe, AX \
+	VPBROADCASTQ AX, Z29      \
+	MOVQ $1, AX               \
+	VPBROADCASTQ AX, Z28      \
+	MOVQ $121665, AX          \
+	VPBROADCASTQ AX, Z27      \
+	VPXORQ Z25, Z25, Z25
+
 // func ladder8IFMA(s *ladder8State)
 //
 // RFC 7748 §5's ladder over bits 254 to 0 of each lane's scalar, the
@@ -294,17 +308,7 @@
 // address.
 TEXT ·ladder8IFMA(SB), NOSPLIT, $0-8
 	MOVQ s+0(FP), DI
-	MOVQ $0x7ffffffffffff, AX
-	VPBROADCASTQ AX, Z31
-	MOVQ $0xfffffffffffda, AX
-	VPBROADCASTQ AX, Z30
-	MOVQ $0xffffffffffffe, AX
-	VPBROADCASTQ AX, Z29
-	MOVQ $1, AX
-	VPBROADCASTQ AX, Z28
-	MOVQ $121665, AX
-	VPBROADCASTQ AX, Z27
-	VPXORQ Z25, Z25, Z25
+	CONSTANTS
 	VPXORQ Z24, Z24, Z24
 	MOVQ $254, CX
 
@@ -350,5 +354,42 @@ loop:
 	VPSUBQ Z24, Z25, Z23
 	CSWAP(OX2, OX3)
 	CSWAP(OZ2, OZ3)
+	VZEROUPPER
+	RET
+
+// func field8OpIFMA(op int, s *ladder8State)
+//
+// One operation on s's fields for the tests, on all eight lanes: 0 x_2 =
+// x_1 * z_2, 1 x_2 = x_1 + z_2, 2 x_2 = x_1 - z_2, 3 x_2 = z_2 + 121665
+// x_1, 4 x_2 = x_1^2.
+TEXT ·field8OpIFMA(SB), NOSPLIT, $0-16
+	MOVQ op+0(FP), CX
+	MOVQ s+8(FP), DI
+	CONSTANTS
+	CMPQ CX, $0
+	JEQ  mul
+	CMPQ CX, $1
+	JEQ  add
+	CMPQ CX, $2
+	JEQ  sub
+	CMPQ CX, $4
+	JEQ  sqr
+	MULA24ADD(OX1, OZ2, OX2)
+	VZEROUPPER
+	RET
+mul:
+	MUL(OX1, OZ2, OX2)
+	VZEROUPPER
+	RET
+add:
+	ADD(OX1, OZ2, OX2)
+	VZEROUPPER
+	RET
+sub:
+	SUB(OX1, OZ2, OX2)
+	VZEROUPPER
+	RET
+sqr:
+	SQR(OX1, OX2)
 	VZEROUPPER
 	RET

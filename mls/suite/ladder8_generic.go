@@ -6,3 +6,5 @@ package suite
 const useIFMA = false
 
 func ladder8IFMA(s *ladder8State) { panic("suite: no eight-lane ladder on this platform") }
+
+func field8OpIFMA(op int, s *ladder8State) { panic("suite: no eight-lane ladder on this platform") }

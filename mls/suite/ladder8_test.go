@@ -3,6 +3,8 @@ package suite
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
+	"math/big"
 	"testing"
 )
 
@@ -71,4 +73,88 @@ func FuzzLadder8(f *testing.F) {
 		}
 		checkLadder8(t, ks, us)
 	})
+}
+
+// fe8Bound is the largest each limb of a value the eight-lane arithmetic
+// stores can be (ladder8_amd64.s, CARRY): limb 0 under 2^51 + 19 * 2^12,
+// the others under 2^51 + 2^12. Every operation takes such values and
+// must give one.
+var fe8Bound = [5]uint64{1<<51 + 19<<12 - 1, 1<<51 + 1<<12 - 1, 1<<51 + 1<<12 - 1, 1<<51 + 1<<12 - 1, 1<<51 + 1<<12 - 1}
+
+func (v *fe8) big(l int) *big.Int {
+	x := new(big.Int)
+	for i := 4; i >= 0; i-- {
+		x.Lsh(x, 51).Add(x, new(big.Int).SetUint64(v[i][l]))
+	}
+	return x
+}
+
+// TestField8Ops: the eight-lane multiplication, squaring, addition,
+// subtraction and a24 multiply-add agree with math/big modulo p, lane by
+// lane, on values at the limits the arithmetic allows (every limb at its
+// bound, zero, one limb high) and random ones within them, and each
+// result is within the same limits, so that no sequence of operations
+// can overflow a limb or pass a limb over 52 bits to VPMADD52.
+func TestField8Ops(t *testing.T) {
+	if !useIFMA {
+		t.Skip("this CPU or build has no AVX-512 IFMA")
+	}
+	var values [][5]uint64
+	values = append(values, fe8Bound, [5]uint64{}, [5]uint64{1})
+	for i := range 5 {
+		v := [5]uint64{}
+		v[i] = fe8Bound[i]
+		values = append(values, v)
+		w := fe8Bound
+		w[i] = 0
+		values = append(values, w)
+	}
+	for range 64 {
+		var v [5]uint64
+		var b [8]byte
+		for i := range v {
+			rand.Read(b[:])
+			v[i] = binary.LittleEndian.Uint64(b[:]) % (fe8Bound[i] + 1)
+		}
+		values = append(values, v)
+	}
+	ops := []struct {
+		name string
+		want func(x, z *big.Int) *big.Int
+	}{
+		{"mul", func(x, z *big.Int) *big.Int { return new(big.Int).Mul(x, z) }},
+		{"add", func(x, z *big.Int) *big.Int { return new(big.Int).Add(x, z) }},
+		{"sub", func(x, z *big.Int) *big.Int { return new(big.Int).Sub(x, z) }},
+		{"a24", func(x, z *big.Int) *big.Int { return new(big.Int).Add(z, new(big.Int).Mul(x, big.NewInt(121665))) }},
+		{"sqr", func(x, _ *big.Int) *big.Int { return new(big.Int).Mul(x, x) }},
+	}
+	for op, o := range ops {
+		// Lane l takes x values[i+l] and z values[j], so every pair
+		// meets in some lane.
+		for i := 0; i < len(values); i += ladder8Lanes {
+			for j := range values {
+				s := new(ladder8State)
+				for l := range ladder8Lanes {
+					x := values[(i+l)%len(values)]
+					for k := range 5 {
+						s.x1[k][l], s.z2[k][l] = x[k], values[j][k]
+					}
+				}
+				field8OpIFMA(op, s)
+				for l := range ladder8Lanes {
+					want := o.want(s.x1.big(l), s.z2.big(l))
+					want.Mod(want, fieldP)
+					if got := new(big.Int).Mod(s.x2.big(l), fieldP); got.Cmp(want) != 0 {
+						t.Fatalf("%s lane %d (%x, %x) = %x mod p, want %x", o.name, l, s.x1.big(l), s.z2.big(l), got, want)
+					}
+					for k := range 5 {
+						if s.x2[k][l] > fe8Bound[k] {
+							t.Fatalf("%s lane %d (%x, %x): limb %d is %#x, over its bound %#x", o.name, l,
+								s.x1.big(l), s.z2.big(l), k, s.x2[k][l], fe8Bound[k])
+						}
+					}
+				}
+			}
+		}
+	}
 }
