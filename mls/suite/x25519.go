@@ -68,11 +68,9 @@ func (k *x25519Private) pending() *x25519Pending {
 }
 
 // publishX25519 encodes the precomputed public keys of ks with one field
-// inversion for all, by Montgomery's trick: the inverse of the product of
-// the denominators, then each denominator's inverse from it and the
-// prefix products, three multiplications a key. (An inversion is some 265
-// multiplications; a commit at 10,000 members derives 14 path keys.) No
-// denominator is zero: [k]B is not the identity for a clamped k.
+// inversion for all (invertAll; a commit at 10,000 members derives 14
+// path keys). No denominator is zero: [k]B is not the identity for a
+// clamped k.
 func publishX25519(ks []*x25519Private) {
 	dens := make([]field.Element, len(ks))
 	for i, k := range ks {
