@@ -53,7 +53,10 @@
 // Encaps (EncapsulateAll, a commit's seals) or of decryptions
 // (DecryptAllWithLabel, a commit processed for many members of ours) runs
 // its ladders eight at a time on CPUs with AVX-512 IFMA, one a 64-bit
-// lane (ladder8.go), a third of a ladder's time each.
+// lane (ladder8.go), a third of a ladder's time each. Both are chosen
+// from golang.org/x/sys/cpu's flags, which GODEBUG=cpu.avx512ifma=off
+// (the eight-lane ladder) or cpu.adx=off (the other) clear at start; the
+// purego build tag leaves both out.
 //
 // Every signature that does not verify yields an error wrapping
 // ErrBadSignature, the one sentinel for it in the MLS packages; every
