@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/internal/testenv"
 	"github.com/mls-appservice/mls-appservice/migrations"
 )
 
@@ -92,12 +92,7 @@ func writeConfigWith(t testing.TB, src, dsn string, port int, extra map[string]m
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testenv.FreePort(t)
 }
 
 func startService(t testing.TB, cfgPath string) *serviceProcess {

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -604,16 +603,4 @@ func renderSynapseConfig(tmpl []byte, s synapseSettings) ([]byte, string, error)
 		return nil, "", err
 	}
 	return out, serverName, nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago. Another
-// process may take it before Synapse binds it; start-up then fails with
-// the address in use in the log tail.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
