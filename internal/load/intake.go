@@ -141,8 +141,10 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 		return nil, fmt.Errorf("delivery times: %w", err)
 	}
 	var first, last time.Time
+	var done []time.Time // when each message was durable for all its puppets
 	_, err = pgx.ForEachRow(rows, []any{&first, &last}, func() error {
 		res.Messages++
+		done = append(done, last)
 		return nil
 	})
 	if err != nil {
@@ -168,6 +170,7 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 	if res.Seconds > 0 {
 		res.MsgsPerS = float64(res.Messages) / res.Seconds
 	}
+	res.SteadyMsgsPerS = steadyRate(done)
 	res.P50ms, res.P99ms = lat.percentile(0.5), lat.percentile(0.99)
 	if res.Messages > 0 {
 		res.DBCPUPer1k = dbSeconds / float64(res.Messages) * 1000

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 )
@@ -92,5 +93,36 @@ func TestTreeCPU(t *testing.T) {
 	}
 	if _, err := (Process{PID: -1}).TreeCPUSeconds(); err == nil {
 		t.Fatal("no error for a missing process")
+	}
+}
+
+func TestSteadyRate(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var done []time.Time
+	// A slow start (10 times in 0.9 s), a steady middle (80 times 1.25
+	// ms apart, from mid) and a slow tail (10 times 200 ms apart, from
+	// mid + 300 ms), in no order. The 10th time is mid and the 90th the
+	// tail's first: 80 completions in 300 ms.
+	for i := range 10 {
+		done = append(done, t0.Add(time.Duration(i)*100*time.Millisecond))
+	}
+	mid := t0.Add(time.Second)
+	for i := range 80 {
+		done = append(done, mid.Add(time.Duration(i)*1250*time.Microsecond))
+	}
+	for i := range 10 {
+		done = append(done, mid.Add(time.Duration(300+200*i)*time.Millisecond))
+	}
+	slices.Reverse(done)
+	got := steadyRate(done)
+	if want := 80 / 0.3; got < want*0.999 || got > want*1.001 {
+		t.Fatalf("steady rate %.1f, want %.1f", got, want)
+	}
+	if r := steadyRate(done[:9]); r != 0 {
+		t.Fatalf("steady rate of 9 times %.1f, want 0", r)
+	}
+	same := make([]time.Time, 20)
+	if r := steadyRate(same); r != 0 {
+		t.Fatalf("steady rate of equal times %.1f, want 0", r)
 	}
 }

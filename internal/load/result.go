@@ -20,12 +20,16 @@ type Result struct {
 	Delivered int     `json:"delivered"` // deliveries seen
 	Seconds   float64 `json:"seconds"`   // from the first send to the last delivery
 	MsgsPerS  float64 `json:"msgs_per_s"`
-	P50ms     float64 `json:"p50_ms"`
-	P99ms     float64 `json:"p99_ms"`
-	CommitsPS float64 `json:"commits_per_s"`
-	Commits   int     `json:"commits"`
-	RSSMB     float64 `json:"rss_mb"`
-	CPUPer1k  float64 `json:"cpu_s_per_1000_msgs"`
+	// SteadyMsgsPerS is the rate between the tenth and the ninetieth
+	// percentile of the messages' completion times (intake mode): the
+	// service's pace without the run's start and tail (steadyRate).
+	SteadyMsgsPerS float64 `json:"steady_msgs_per_s,omitempty"`
+	P50ms          float64 `json:"p50_ms"`
+	P99ms          float64 `json:"p99_ms"`
+	CommitsPS      float64 `json:"commits_per_s"`
+	Commits        int     `json:"commits"`
+	RSSMB          float64 `json:"rss_mb"`
+	CPUPer1k       float64 `json:"cpu_s_per_1000_msgs"`
 	// DBCPUPer1k is PostgreSQL's CPU (intake mode, if measured: 0 if not).
 	DBCPUPer1k float64 `json:"db_cpu_s_per_1000_msgs"`
 	Setup      float64 `json:"setup_seconds"`
@@ -56,6 +60,9 @@ func (r *Result) Line() string {
 func (r *Result) Details() string {
 	line := fmt.Sprintf("load-details: mode=%s messages=%d seconds=%.1f commits=%d commits_per_s=%.2f cpu_s_per_1000_msgs=%.2f setup_s=%.0f members=%d own_devices=%d",
 		r.Mode, r.Messages, r.Seconds, r.Commits, r.CommitsPS, r.CPUPer1k, r.Setup, r.Members, r.Devices)
+	if r.SteadyMsgsPerS > 0 {
+		line += fmt.Sprintf(" steady_msgs_per_s=%.0f", r.SteadyMsgsPerS)
+	}
 	if r.DBCPUPer1k > 0 {
 		line += fmt.Sprintf(" db_cpu_s_per_1000_msgs=%.2f", r.DBCPUPer1k)
 	}
@@ -79,6 +86,26 @@ func (r *Result) WriteJSON(path string) error {
 		return fmt.Errorf("write result: %w", err)
 	}
 	return nil
+}
+
+// steadyRate is the number of completion times between the tenth and
+// the ninetieth percentile of done, divided by the time between them:
+// the pace of a run that was fed at once, without its start (rooms loaded
+// for the first time, workers starting on queues a few messages long) and
+// its tail (the last rooms' short runs). It is 0 with fewer than ten
+// times or when they are equal.
+func steadyRate(done []time.Time) float64 {
+	if len(done) < 10 {
+		return 0
+	}
+	s := slices.Clone(done)
+	slices.SortFunc(s, time.Time.Compare)
+	lo, hi := len(s)/10, len(s)*9/10
+	d := s[hi].Sub(s[lo]).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(hi-lo) / d
 }
 
 // latencies collects durations and reports percentiles in milliseconds.
