@@ -64,10 +64,13 @@ func NewWorker(cfg WorkerConfig) *Worker {
 func (w *Worker) Step(ctx context.Context) (bool, error) {
 	var queue string
 	var head database.Item
-	var applied []*inbound.Work
+	// What the batch did is announced (handlers' AfterCommit) and
+	// counted only once it committed: a batch whose commit fails did
+	// nothing, and its items are tried again.
+	var committed []func()
 	recount := false
 	err := w.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
-		applied = applied[:0]
+		committed = committed[:0]
 		var err error
 		queue, err = database.ClaimQueue(ctx, tx, database.Inbound)
 		if err != nil || queue == "" {
@@ -82,11 +85,11 @@ func (w *Worker) Step(ctx context.Context) (bool, error) {
 			return nil
 		}
 		head = items[0]
-		return w.applyBatch(ctx, tx, queue, items, &applied)
+		return w.applyBatch(ctx, tx, queue, items, &committed)
 	})
 	if err == nil {
-		for _, work := range applied {
-			work.Committed()
+		for _, f := range committed {
+			f()
 		}
 	}
 	if queue == "" {
@@ -120,10 +123,9 @@ func (w *Worker) batchFailed(ctx context.Context, head database.Item, cause erro
 		return
 	}
 	attempts := head.Attempts + 1
+	park := attempts >= w.cfg.MaxAttempts
 	err := w.cfg.DB.InTx(ctx, func(tx pgx.Tx) error {
-		if attempts >= w.cfg.MaxAttempts {
-			log.Error().Err(cause).Int("attempts", attempts).Msg("Work item parked: its batch failed to commit too often")
-			w.cfg.Metrics.ItemsParked.WithLabelValues(head.Kind).Inc()
+		if park {
 			if err := database.ParkItem(ctx, tx, head.Seq, attempts, cause.Error()); err != nil {
 				return err
 			}
@@ -138,12 +140,16 @@ func (w *Worker) batchFailed(ctx context.Context, head database.Item, cause erro
 		}
 		return database.DelayQueue(ctx, tx, head.Queue, time.Now().Add(w.backoff(attempts)))
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		log.Error().Err(err).Msg("Recording a failed work batch failed")
+	case park:
+		log.Error().Err(cause).Int("attempts", attempts).Msg("Work item parked: its batch failed to commit too often")
+		w.cfg.Metrics.ItemsParked.WithLabelValues(head.Kind).Inc()
 	}
 }
 
-func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items []database.Item, applied *[]*inbound.Work) error {
+func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items []database.Item, committed *[]func()) error {
 	p := database.NewProducer(tx)
 	var done []int64
 	parked := 0
@@ -155,12 +161,10 @@ func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items 
 				start := time.Now()
 				work, ok := w.applyRun(ctx, tx, p, items[i:i+n], evs)
 				if ok {
-					*applied = append(*applied, work)
+					*committed = append(*committed, work.Committed)
 					for _, it := range items[i : i+n] {
 						done = append(done, it.Seq)
-						w.cfg.Metrics.ItemsProcessed.WithLabelValues(it.Kind).Inc()
-						w.cfg.Metrics.ItemSeconds.WithLabelValues(it.Kind).Observe(time.Since(start).Seconds() / float64(n))
-						w.cfg.Metrics.ItemDelaySeconds.Observe(time.Since(it.CreatedAt).Seconds())
+						*committed = append(*committed, w.processed(it, time.Since(start)/time.Duration(n)))
 					}
 					i += n - 1
 					continue
@@ -175,11 +179,8 @@ func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items 
 		start := time.Now()
 		work, err := w.applyItem(ctx, tx, p, it)
 		if err == nil {
-			*applied = append(*applied, work)
+			*committed = append(*committed, work.Committed, w.processed(it, time.Since(start)))
 			done = append(done, it.Seq)
-			w.cfg.Metrics.ItemsProcessed.WithLabelValues(it.Kind).Inc()
-			w.cfg.Metrics.ItemSeconds.WithLabelValues(it.Kind).Observe(time.Since(start).Seconds())
-			w.cfg.Metrics.ItemDelaySeconds.Observe(time.Since(it.CreatedAt).Seconds())
 			continue
 		}
 		if ctx.Err() != nil {
@@ -190,7 +191,7 @@ func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items 
 		w.cfg.Metrics.ItemsFailed.WithLabelValues(it.Kind).Inc()
 		if errors.Is(err, inbound.ErrPermanent) || attempts >= w.cfg.MaxAttempts {
 			log.Error().Err(err).Msg("Work item parked; later items of its queue go on (mls-appservice queue list)")
-			w.cfg.Metrics.ItemsParked.WithLabelValues(it.Kind).Inc()
+			*committed = append(*committed, w.cfg.Metrics.ItemsParked.WithLabelValues(it.Kind).Inc)
 			if err := database.ParkItem(ctx, tx, it.Seq, attempts, err.Error()); err != nil {
 				return err
 			}
@@ -208,6 +209,16 @@ func (w *Worker) applyBatch(ctx context.Context, tx pgx.Tx, queue string, items 
 		return err
 	}
 	return p.Flush(ctx)
+}
+
+// processed returns the counting of an item applied in took, for when
+// its batch commits.
+func (w *Worker) processed(it database.Item, took time.Duration) func() {
+	return func() {
+		w.cfg.Metrics.ItemsProcessed.WithLabelValues(it.Kind).Inc()
+		w.cfg.Metrics.ItemSeconds.WithLabelValues(it.Kind).Observe(took.Seconds())
+		w.cfg.Metrics.ItemDelaySeconds.Observe(time.Since(it.CreatedAt).Seconds())
+	}
 }
 
 // runAt returns how many of the items, from the first, make a run

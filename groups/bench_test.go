@@ -134,17 +134,10 @@ func remoteRoomOf(b *testing.B, members, ours int, stateCache bool) (*harness, *
 		if i == 1 {
 			firstJoin = time.Since(joinStart)
 		}
-		err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
-			w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
-			if err := h.s.welcome(h.ctx, w, &Welcome{Algorithm: bob.welAl, Message: out.Welcome, RoomID: string(bob.room), Commit: c},
-				toKeys(d), id.UserID(bob.dev.UserID)); err != nil {
-				return err
-			}
-			return w.Out.Flush(h.ctx)
+		h.inWork(func(w *inbound.Work) error {
+			return h.s.welcome(h.ctx, w, &Welcome{Algorithm: bob.welAl, Message: out.Welcome, RoomID: string(bob.room), Commit: c},
+				toKeys(d), id.UserID(bob.dev.UserID))
 		})
-		if err != nil {
-			b.Fatal(err)
-		}
 	}
 	h.drain()
 	if got := counter(h.metrics.WelcomesJoined); got != float64(ours) {
@@ -364,7 +357,7 @@ func BenchmarkMembershipToCommit(b *testing.B) {
 		b.Fatal(err)
 	}
 	m.Policy = h.s.cfg.Policy
-	if err := h.s.saveRoom(h.ctx, h.db, &room{id: roomID, state: "active", m: m}); err != nil {
+	if err := h.s.saveRoom(h.ctx, &inbound.Work{Q: h.db}, &room{id: roomID, state: "active", m: m}); err != nil {
 		b.Fatal(err)
 	}
 	commits := func() int {

@@ -56,7 +56,7 @@ func (s *Service) createGroup(ctx context.Context, w *inbound.Work, roomID id.Ro
 		return errf(roomID, "create group: %w", err)
 	}
 	r.state = "active"
-	if err := s.saveRoom(ctx, w.Q, r); err != nil {
+	if err := s.saveRoom(ctx, w, r); err != nil {
 		return err
 	}
 	s.cfg.Log.Info().Stringer("room_id", roomID).Stringer("device", dev).Msg("Created the room's MLS group")
@@ -75,7 +75,7 @@ func (s *Service) reconcile(ctx context.Context, w *inbound.Work, roomID id.Room
 	if err := s.reconcileLoaded(ctx, w, r, why); err != nil {
 		return err
 	}
-	return s.saveRoom(ctx, w.Q, r)
+	return s.saveRoom(ctx, w, r)
 }
 
 func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room, why reconcileReason) error {
@@ -101,7 +101,7 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 			// Their homeserver did not answer: neither left out nor
 			// found until it does.
 		case len(listed) == 0:
-			if err := s.leftOut(ctx, w.Q, r.id, user, "no MLS device"); err != nil {
+			if err := s.leftOut(ctx, w, r.id, user, "no MLS device"); err != nil {
 				return err
 			}
 		default:
@@ -311,7 +311,7 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 		for _, c := range claimed {
 			d := fromKeys(c.Device)
 			if c.Refused != nil {
-				if err := s.leftOut(ctx, w.Q, r.id, d.Identity(), leftOutReason(c.Refused.Reason)); err != nil {
+				if err := s.leftOut(ctx, w, r.id, d.Identity(), leftOutReason(c.Refused.Reason)); err != nil {
 					return err
 				}
 				if c.Refused.Reason == keys.ReasonNoKeyPackage {
@@ -353,7 +353,7 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 			removed = append(removed, d)
 		}
 	}
-	if err := s.orphansRemoved(ctx, w.Q, r.id, removed); err != nil {
+	if err := s.orphansRemoved(ctx, w, r.id, removed); err != nil {
 		return err
 	}
 	// Our own devices that the commit adds join at once from the Welcome
@@ -374,9 +374,9 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 	if err := database.CancelTimer(ctx, w.Q, timerCommit, string(r.id)); err != nil {
 		return err
 	}
-	s.metrics.CommitsMade.Inc()
+	counted(w, s.metrics.CommitsMade, 1)
 	if len(out.Commit.Resolves) > 0 {
-		s.metrics.ForksResolved.Inc()
+		counted(w, s.metrics.ForksResolved, 1)
 	}
 	s.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 	if why.event != "" && !why.at.IsZero() {
@@ -454,7 +454,7 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 	if err != nil {
 		return err
 	}
-	commitUpload, err := s.offloadIfLarge(ctx, w.Out, offloadCommit, c.Creator, len(body), c.Message)
+	commitUpload, err := s.offloadIfLarge(ctx, w, offloadCommit, c.Creator, len(body), c.Message)
 	if err != nil {
 		return errf(r.id, "commit: %w", err)
 	}
@@ -497,7 +497,7 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 	// One upload serves every added device: the Welcome is the same for
 	// all of them. Our own added devices join from our copy (commitNow)
 	// and never download it.
-	welUpload, err := s.offloadIfLarge(ctx, w.Out, offloadWelcome, c.Creator, len(welBody), out.Welcome)
+	welUpload, err := s.offloadIfLarge(ctx, w, offloadWelcome, c.Creator, len(welBody), out.Welcome)
 	if err != nil {
 		return errf(r.id, "welcome: %w", err)
 	}
@@ -528,7 +528,7 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 		if _, _, err := w.Out.AddOutgoing(ctx, ev); err != nil {
 			return err
 		}
-		s.metrics.WelcomesSent.Add(float64(len(batch)))
+		counted(w, s.metrics.WelcomesSent, float64(len(batch)))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/seal"
 )
 
@@ -62,8 +63,8 @@ func deliveryRow(puppet id.UserID, seq int64) seal.Binding {
 // deliver appends d to the log of each puppet in to, once per (puppet,
 // event, kind): delivering the same event again is a no-op. It returns
 // the puppets that had not had it.
-func (s *Service) deliver(ctx context.Context, q database.Querier, to []id.UserID, d Delivered) ([]id.UserID, error) {
-	return s.deliverAll(ctx, q, to, []Delivered{d})
+func (s *Service) deliver(ctx context.Context, w *inbound.Work, to []id.UserID, d Delivered) ([]id.UserID, error) {
+	return s.deliverAll(ctx, w, to, []Delivered{d})
 }
 
 // deliveryColumns are the columns deliverAll writes, in its order.
@@ -93,7 +94,7 @@ var errRedelivered = errors.New("entries of the run were delivered before")
 // empty faster than autovacuum analyzes it, that plan is a sequential
 // scan (15 ms a message at 54,000 rows in the load command's intake
 // mode). The conflict on the unique key needs no plan.
-func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.UserID, ds []Delivered) ([]id.UserID, error) {
+func (s *Service) deliverAll(ctx context.Context, w *inbound.Work, to []id.UserID, ds []Delivered) ([]id.UserID, error) {
 	if len(to) == 0 || len(ds) == 0 {
 		return nil, nil
 	}
@@ -117,7 +118,7 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 			user, len(ds))
 	}
 	last, logs := make([]int64, len(users)), make([]int64, len(users))
-	br := q.SendBatch(ctx, &b)
+	br := w.Q.SendBatch(ctx, &b)
 	for i, user := range users {
 		if err := br.QueryRow().Scan(&last[i], &logs[i]); err != nil {
 			br.Close()
@@ -155,7 +156,7 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 		// three indexes a row), but 5 % less a message at 9 puppets
 		// (BenchmarkDecryptRun). The unique key still refuses a
 		// duplicate, failing the COPY and the run's savepoint.
-		_, err := q.CopyFrom(ctx, pgx.Identifier{"delivery"}, deliveryColumns, pgx.CopyFromSlice(len(nos), func(i int) ([]any, error) {
+		_, err := w.Q.CopyFrom(ctx, pgx.Identifier{"delivery"}, deliveryColumns, pgx.CopyFromSlice(len(nos), func(i int) ([]any, error) {
 			return []any{nos[i], seqs[i], rooms[i], events[i], kinds[i], senders[i], devices[i], types[i], content[i], origins[i]}, nil
 		}))
 		if database.IsUniqueViolation(err) {
@@ -168,11 +169,11 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 			got[i] = id.UserID(u)
 		}
 		for _, d := range ds {
-			s.metrics.Delivered.WithLabelValues(string(d.Kind)).Add(float64(len(got)))
+			counted(w, s.metrics.Delivered.WithLabelValues(string(d.Kind)), float64(len(got)))
 		}
 		return got, nil // sorted, as users
 	}
-	rows, err := q.Query(ctx, `INSERT INTO delivery (log_no, seq, room_id, event_id, kind, sender, sender_device,
+	rows, err := w.Q.Query(ctx, `INSERT INTO delivery (log_no, seq, room_id, event_id, kind, sender, sender_device,
 		event_type, content, origin_ts)
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 			$8::text[], $9::bytea[], $10::bigint[])
@@ -196,11 +197,11 @@ func (s *Service) deliverAll(ctx context.Context, q database.Querier, to []id.Us
 		}
 	}
 	if len(had) > 0 {
-		if _, err := q.Exec(ctx, `UPDATE delivery_cursor SET last_seq = last_seq - 1 WHERE user_id = ANY($1)`, had); err != nil {
+		if _, err := w.Q.Exec(ctx, `UPDATE delivery_cursor SET last_seq = last_seq - 1 WHERE user_id = ANY($1)`, had); err != nil {
 			return nil, fmt.Errorf("deliver %s: cursors of %d puppets that had it: %w", what, len(had), err)
 		}
 	}
-	s.metrics.Delivered.WithLabelValues(string(ds[0].Kind)).Add(float64(len(got)))
+	counted(w, s.metrics.Delivered.WithLabelValues(string(ds[0].Kind)), float64(len(got)))
 	return got, nil // sorted, as users
 }
 

@@ -265,7 +265,7 @@ func TestRunMeetsDelivered(t *testing.T) {
 			Sender: "@bob:remote.test", SenderDevice: "BOB", Type: "m.room.message", Content: json.RawMessage(`{"body":"x"}`)}
 	}
 	deliver := func(tx pgx.Tx, to []id.UserID, ds ...Delivered) ([]id.UserID, error) {
-		return h.s.deliverAll(h.ctx, tx, to, ds)
+		return h.s.deliverAll(h.ctx, &inbound.Work{Q: tx}, to, ds)
 	}
 	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
 		if got, err := deliver(tx, []id.UserID{alice}, entry(1)); err != nil || !slices.Equal(got, []id.UserID{alice}) {

@@ -127,7 +127,7 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 		return err
 	}
 	if ours && ev.Membership == "join" {
-		if err := s.seedMembersFirst(ctx, w.Q, ev.RoomID, target); err != nil {
+		if err := s.seedMembersFirst(ctx, w, ev.RoomID, target); err != nil {
 			// The room's membership is then known only from the events
 			// that reach us; the room still works for what we see.
 			s.cfg.Log.Warn().Err(err).Stringer("room_id", ev.RoomID).Msg("Could not read the room's membership")
@@ -148,7 +148,7 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 		// the puppets joined then. (Delivered again, it cost a cursor
 		// update for every joined puppet and a second to take it back,
 		// and went as news to those who joined in between.)
-		s.metrics.DuplicateEvents.Inc()
+		counted(w, s.metrics.DuplicateEvents, 1)
 	} else {
 		to, err := s.joinedPuppets(ctx, w.Q, ev.RoomID)
 		if err != nil {
@@ -182,7 +182,7 @@ func (s *Service) lateMembership(ctx context.Context, w *inbound.Work, ev inboun
 	if err := s.checkHole(ctx, w, r, ev, false); err != nil {
 		return err
 	}
-	return s.saveRoom(ctx, w.Q, r)
+	return s.saveRoom(ctx, w, r)
 }
 
 // reconcileAfter reconciles the room now if nothing waits behind the item
@@ -204,7 +204,7 @@ func (s *Service) reconcileAfter(ctx context.Context, w *inbound.Work, room id.R
 	case last == kindReconcile:
 		return nil
 	}
-	s.metrics.ReconcilesDeferred.Inc()
+	counted(w, s.metrics.ReconcilesDeferred, 1)
 	_, err = w.Out.AddItem(ctx, database.Item{Queue: roomQueue(room), Kind: kindReconcile, RoomID: string(room), Payload: []byte{}})
 	return err
 }
@@ -215,7 +215,7 @@ func (s *Service) deliverMembership(ctx context.Context, w *inbound.Work, ev inb
 	if len(content) == 0 {
 		content = json.RawMessage(`{}`)
 	}
-	got, err := s.deliver(ctx, w.Q, to, Delivered{RoomID: ev.RoomID, EventID: ev.EventID, Kind: KindMembership,
+	got, err := s.deliver(ctx, w, to, Delivered{RoomID: ev.RoomID, EventID: ev.EventID, Kind: KindMembership,
 		Sender: ev.Sender, Type: ev.Type, Content: content, OriginServerTS: ev.OriginServerTS})
 	if err != nil {
 		return err
@@ -250,7 +250,7 @@ func (s *Service) learnHistoryAsJoined(ctx context.Context, w *inbound.Work, roo
 			return err
 		}
 	}
-	return s.saveRoom(ctx, w.Q, r)
+	return s.saveRoom(ctx, w, r)
 }
 
 // invited decides about an invitation of our puppet: a DMLS room (known
@@ -340,13 +340,13 @@ func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, ev inbound.
 		return errf(ev.RoomID, "look up join %s: %w", ev.EventID, err)
 	}
 	if known {
-		s.metrics.OwnJoins.WithLabelValues("arrived").Inc()
+		counted(w, s.metrics.OwnJoins.WithLabelValues("arrived"), 1)
 		return nil
 	}
 	if err := queueRoomEvent(ctx, w, ev); err != nil {
 		return err
 	}
-	s.metrics.OwnJoins.WithLabelValues("queued").Inc()
+	counted(w, s.metrics.OwnJoins.WithLabelValues("queued"), 1)
 	s.cfg.Log.Debug().Stringer("room_id", ev.RoomID).Str("puppet", *ev.StateKey).Stringer("event_id", ev.EventID).
 		Msg("Queued our puppet's join event as read from the homeserver")
 	return nil
@@ -429,7 +429,7 @@ func (h toDeviceHandler) ToDevice(ctx context.Context, w *inbound.Work, ev inbou
 	}
 	wel, err := ParseWelcome(ev.Content)
 	if err != nil {
-		s.metrics.MalformedEvents.WithLabelValues("welcome").Inc()
+		counted(w, s.metrics.MalformedEvents.WithLabelValues("welcome"), 1)
 		s.cfg.Log.Warn().Err(err).Stringer("sender", ev.Sender).Stringer("to_device", ev.ToDeviceID).Msg("Malformed Welcome refused")
 		return nil
 	}
@@ -492,7 +492,7 @@ func (h reconcileItem) Item(ctx context.Context, w *inbound.Work, it database.It
 	if err != nil || !dmls || state != "active" {
 		return err
 	}
-	later, err := h.s.reconcileLater(ctx, w.Q, room, it)
+	later, err := h.s.reconcileLater(ctx, w, room, it)
 	if err != nil || later {
 		return err
 	}
@@ -517,16 +517,16 @@ const reconcileCoalesce = 2 * time.Second
 // invitations and fell further behind. The time bound keeps a steady
 // stream from putting the commit off for ever: the room is reconciled at
 // least every reconcileCoalesce while its reconcile items run.
-func (s *Service) reconcileLater(ctx context.Context, q database.Querier, room id.RoomID, it database.Item) (bool, error) {
+func (s *Service) reconcileLater(ctx context.Context, w *inbound.Work, room id.RoomID, it database.Item) (bool, error) {
 	last, ok := s.reconciled.last(room)
 	if !ok || s.now().Sub(last) >= reconcileCoalesce {
 		return false, nil
 	}
-	later, err := database.KindQueuedAfter(ctx, q, it.Queue, it.Seq, kindReconcile)
+	later, err := database.KindQueuedAfter(ctx, w.Q, it.Queue, it.Seq, kindReconcile)
 	if err != nil || !later {
 		return false, err
 	}
-	s.metrics.ReconcilesCoalesced.Inc()
+	counted(w, s.metrics.ReconcilesCoalesced, 1)
 	return true, nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/appservice"
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/internal/testdb"
 	"github.com/mls-appservice/mls-appservice/keys"
 	"github.com/mls-appservice/mls-appservice/matrix"
@@ -97,6 +98,8 @@ type harnessOptions struct {
 	// OffloadThreshold is the Service's; 0 offloads every commit and
 	// Welcome, so that every test runs through the media path.
 	OffloadThreshold int64
+	// MaxAttempts is the worker's (1: an item that fails once is parked).
+	MaxAttempts int
 }
 
 // logBuffer keeps a test's log lines.
@@ -190,7 +193,7 @@ func harnessOver(t testing.TB, db *database.DB, sealer *seal.Sealer, o harnessOp
 	h := &harness{t: t, ctx: ctx, db: db, logs: logs, sealer: sealer, keys: km, puppets: puppets, s: s, metrics: metrics, spine: asMetrics,
 		splitter: appservice.NewSplitter(db, asMetrics, 1, log),
 		worker: appservice.NewWorker(appservice.WorkerConfig{DB: db, Handlers: handlers, Metrics: asMetrics, Log: log,
-			BatchSize: 8, MaxAttempts: 1, RetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond, ItemTimeout: time.Minute})}
+			BatchSize: 8, MaxAttempts: max(o.MaxAttempts, 1), RetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond, ItemTimeout: time.Minute})}
 	skew = &h.skew
 	return h
 }
@@ -358,6 +361,25 @@ func (h *harness) drainParking() []database.Item {
 }
 
 func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+// inWork runs f in one transaction as the spine runs a handler: with a
+// Work over it, whose queued events are flushed before the commit and
+// whose AfterCommit functions (notifications, counters) run after it.
+func (h *harness) inWork(f func(w *inbound.Work) error) {
+	h.t.Helper()
+	var work *inbound.Work
+	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
+		work = &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
+		if err := f(work); err != nil {
+			return err
+		}
+		return work.Out.Flush(h.ctx)
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	work.Committed()
+}
 
 // remote is a device of another server's user in the room: its MLS
 // state, made and driven by package epochs.

@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/keys"
 )
 
@@ -32,7 +33,7 @@ func TestLeftOutDeviceReturns(t *testing.T) {
 		}
 	}
 	leaveOut := func(dev string, r keys.Reason) {
-		inTx(func(tx pgx.Tx) error { return h.s.leftOut(h.ctx, tx, room, dev, leftOutReason(r)) })
+		h.inWork(func(w *inbound.Work) error { return h.s.leftOut(h.ctx, w, room, dev, leftOutReason(r)) })
 	}
 	excluded := func() ([]string, time.Time) {
 		t.Helper()

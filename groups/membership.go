@@ -112,17 +112,17 @@ func (s *Service) membersInGraph(ctx context.Context, as id.UserID, room id.Room
 // already the room's (holes and membership events Synapse never sent are
 // found by gap.go and the audit). Each join of ours used to read the
 // room's whole state: a room filled with n puppets read n² member events.
-func (s *Service) seedMembersFirst(ctx context.Context, q database.Querier, room id.RoomID, puppet id.UserID) error {
-	joined, err := s.joinedPuppets(ctx, q, room)
+func (s *Service) seedMembersFirst(ctx context.Context, w *inbound.Work, room id.RoomID, puppet id.UserID) error {
+	joined, err := s.joinedPuppets(ctx, w.Q, room)
 	if err != nil {
 		return err
 	}
 	if slices.ContainsFunc(joined, func(u id.UserID) bool { return u != puppet }) {
-		s.metrics.MembershipSeeds.WithLabelValues("skipped").Inc()
+		counted(w, s.metrics.MembershipSeeds.WithLabelValues("skipped"), 1)
 		return nil
 	}
-	s.metrics.MembershipSeeds.WithLabelValues("read").Inc()
-	return s.seedMembers(ctx, q, room, puppet)
+	counted(w, s.metrics.MembershipSeeds.WithLabelValues("read"), 1)
+	return s.seedMembers(ctx, w.Q, room, puppet)
 }
 
 // seedMembers records the room's current membership from its state as
@@ -349,9 +349,9 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 // logged and counted the first time, silent after (a device-list change
 // of the user clears it). A device's record is renewed when it is
 // refused again after leftOutRetry.
-func (s *Service) leftOut(ctx context.Context, q database.Querier, room id.RoomID, user, reason string) error {
+func (s *Service) leftOut(ctx context.Context, w *inbound.Work, room id.RoomID, user, reason string) error {
 	var inserted bool
-	err := q.QueryRow(ctx, `INSERT INTO dmls_left_out (room_id, user_id, reason, since) VALUES ($1, $2, $3, $4)
+	err := w.Q.QueryRow(ctx, `INSERT INTO dmls_left_out (room_id, user_id, reason, since) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (room_id, user_id) DO UPDATE SET reason = excluded.reason, since = excluded.since,
 			refusals = dmls_left_out.refusals + 1
 			WHERE dmls_left_out.user_id LIKE '%|%'
@@ -360,7 +360,7 @@ func (s *Service) leftOut(ctx context.Context, q database.Querier, room id.RoomI
 		return fmt.Errorf("record %s left out of %s: %w", user, room, err)
 	}
 	if inserted {
-		s.metrics.LeftOut.Inc()
+		counted(w, s.metrics.LeftOut, 1)
 		s.cfg.Log.Warn().Stringer("room_id", room).Str("user_id", user).Str("reason", reason).
 			Msg("Joined user left out of the room's MLS group: no usable MLS device")
 	}

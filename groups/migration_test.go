@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/internal/testdb"
 	"github.com/mls-appservice/mls-appservice/migrations"
 )
@@ -139,7 +140,7 @@ func TestMigrationNumbersLogs(t *testing.T) {
 		t.Errorf("%d log numbers (%v), want one per puppet: 2", numbers, err)
 	}
 	err := db.InTx(ctx, func(tx pgx.Tx) error {
-		_, err := s.deliver(ctx, tx, []id.UserID{alice, "@carol:example.org"}, Delivered{RoomID: "!r:example.org",
+		_, err := s.deliver(ctx, &inbound.Work{Q: tx}, []id.UserID{alice, "@carol:example.org"}, Delivered{RoomID: "!r:example.org",
 			EventID: "$a4", Kind: KindMessage, Sender: "@x:example.org", Type: "m.room.message", Content: []byte("a4")})
 		return err
 	})

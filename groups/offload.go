@@ -10,6 +10,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/keys"
 	"github.com/mls-appservice/mls-appservice/matrix"
 	"github.com/mls-appservice/mls-appservice/matrix/attachment"
@@ -53,12 +54,12 @@ type offloaded struct {
 // encoding, of inlineSize bytes) is too large, and if so adds the upload
 // of payload to the outbox as dev and returns the file object to put in
 // ciphertext_file. It returns nil when the payload stays inline.
-func (s *Service) offloadIfLarge(ctx context.Context, out *database.Producer, kind string, dev epochs.Device, inlineSize int, payload []byte) (*offloaded, error) {
+func (s *Service) offloadIfLarge(ctx context.Context, w *inbound.Work, kind string, dev epochs.Device, inlineSize int, payload []byte) (*offloaded, error) {
 	if int64(inlineSize) <= s.cfg.OffloadThreshold {
 		return nil, nil
 	}
 	ciphertext, file := attachment.Encrypt(payload)
-	seq, _, err := out.AddOutgoing(ctx, database.OutgoingEvent{Kind: database.MediaUpload, UserID: dev.UserID,
+	seq, _, err := w.Out.AddOutgoing(ctx, database.OutgoingEvent{Kind: database.MediaUpload, UserID: dev.UserID,
 		DeviceID: dev.DeviceID, Content: ciphertext})
 	if err != nil {
 		return nil, fmt.Errorf("offload %s of %d bytes: %w", kind, len(payload), err)
@@ -67,7 +68,7 @@ func (s *Service) offloadIfLarge(ctx context.Context, out *database.Producer, ki
 	if err != nil {
 		return nil, fmt.Errorf("offload %s: file object: %w", kind, err)
 	}
-	s.metrics.Offloaded.WithLabelValues(kind).Inc()
+	counted(w, s.metrics.Offloaded.WithLabelValues(kind), 1)
 	s.cfg.Log.Debug().Str("kind", kind).Int("event_bytes", inlineSize).Int("payload_bytes", len(payload)).
 		Stringer("device", dev).Msg("Payload offloaded to the media repository")
 	return &offloaded{file: raw, upload: seq}, nil

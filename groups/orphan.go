@@ -141,12 +141,12 @@ func (s *Service) settleOrphans(ctx context.Context, q database.Querier, room id
 
 // orphansRemoved records that a commit of ours removed devices of ours:
 // those that were orphans wait longer should they be added again.
-func (s *Service) orphansRemoved(ctx context.Context, q database.Querier, room id.RoomID, devices []epochs.Device) error {
+func (s *Service) orphansRemoved(ctx context.Context, w *inbound.Work, room id.RoomID, devices []epochs.Device) error {
 	if len(devices) == 0 {
 		return nil
 	}
 	now := s.now()
-	rows, err := q.Query(ctx, `UPDATE dmls_orphan o SET since = NULL, removals = o.removals + 1, updated_at = $3
+	rows, err := w.Q.Query(ctx, `UPDATE dmls_orphan o SET since = NULL, removals = o.removals + 1, updated_at = $3
 		FROM dmls_orphan old WHERE o.room_id = $1 AND o.device = ANY($2) AND o.since IS NOT NULL
 			AND old.room_id = o.room_id AND old.device = o.device
 		RETURNING o.device, old.since, o.removals`, room, identities(devices), now)
@@ -160,7 +160,7 @@ func (s *Service) orphansRemoved(ctx context.Context, q database.Querier, room i
 		s.cfg.Log.Warn().Stringer("room_id", room).Str("device", device).Dur("waited", now.Sub(since)).
 			Int("removals", removals).Dur("next_wait", s.orphanWait(removals)).
 			Msg("Removed our device from the group: it held no keys (its Welcome never came); it is added again")
-		s.metrics.OrphansRemoved.Inc()
+		counted(w, s.metrics.OrphansRemoved, 1)
 		return nil
 	})
 	if err != nil {

@@ -160,15 +160,9 @@ func TestOrphanWaitDoubles(t *testing.T) {
 // runCommitTimer runs the room's commit timer now.
 func (h *harness) runCommitTimer(room id.RoomID) {
 	h.t.Helper()
-	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
-		w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
-		if _, err := (commitTimer{h.s}).Timer(h.ctx, w, database.Timer{Kind: timerCommit, Key: string(room),
-			Queue: roomQueue(room), DueAt: h.s.now()}); err != nil {
-			return err
-		}
-		return w.Out.Flush(h.ctx)
+	h.inWork(func(w *inbound.Work) error {
+		_, err := (commitTimer{h.s}).Timer(h.ctx, w, database.Timer{Kind: timerCommit, Key: string(room),
+			Queue: roomQueue(room), DueAt: h.s.now()})
+		return err
 	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
 }

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/inbound"
@@ -82,18 +80,11 @@ func TestMessageWaitsForItsEpoch(t *testing.T) {
 func (h *harness) runWaitTimer(r *remote) time.Time {
 	h.t.Helper()
 	var next time.Time
-	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
-		w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
-		var err error
-		if next, err = (waitTimer{h.s}).Timer(h.ctx, w, database.Timer{Kind: timerWait, Key: string(r.room),
-			Queue: roomQueue(r.room), DueAt: h.s.now()}); err != nil {
-			return err
-		}
-		return w.Out.Flush(h.ctx)
+	h.inWork(func(w *inbound.Work) (err error) {
+		next, err = (waitTimer{h.s}).Timer(h.ctx, w, database.Timer{Kind: timerWait, Key: string(r.room),
+			Queue: roomQueue(r.room), DueAt: h.s.now()})
+		return err
 	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	return next
 }
 

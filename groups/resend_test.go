@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/mls/message"
 )
 
@@ -54,7 +55,7 @@ func TestResendAfterWithdraw(t *testing.T) {
 		if _, err := r.m.Withdraw(out.Commit.Epoch); err != nil {
 			return err
 		}
-		return h.s.saveRoom(h.ctx, tx, r)
+		return h.s.saveRoom(h.ctx, &inbound.Work{Q: tx}, r)
 	})
 	if err != nil {
 		t.Fatal(err)

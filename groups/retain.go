@@ -49,7 +49,7 @@ func (t retainTimer) Timer(ctx context.Context, w *inbound.Work, timer database.
 	if err != nil || r == nil || r.m == nil {
 		return time.Time{}, err
 	}
-	if err := s.saveRoom(ctx, w.Q, r); err != nil {
+	if err := s.saveRoom(ctx, w, r); err != nil {
 		return time.Time{}, err
 	}
 	// saveRoom sets the timer again only when the graph changed; if

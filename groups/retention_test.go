@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
@@ -201,22 +200,15 @@ func TestSettledEpochLingersForLateMessages(t *testing.T) {
 // runner would (the row goes with it unless the run set it again).
 func (h *harness) runRetainTimer(room id.RoomID) {
 	h.t.Helper()
-	err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
-		w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
+	h.inWork(func(w *inbound.Work) error {
 		timer := database.Timer{Kind: timerRetain, Key: string(room), Queue: roomQueue(room)}
-		if err := tx.QueryRow(h.ctx, `SELECT due_at FROM timer WHERE kind = $1 AND key = $2`, timerRetain, room).Scan(&timer.DueAt); err != nil {
+		if err := w.Q.QueryRow(h.ctx, `SELECT due_at FROM timer WHERE kind = $1 AND key = $2`, timerRetain, room).Scan(&timer.DueAt); err != nil {
 			return err
 		}
 		next, err := (retainTimer{h.s}).Timer(h.ctx, w, timer)
 		if err != nil {
 			return err
 		}
-		if err := database.FinishTimer(h.ctx, tx, &timer, next); err != nil {
-			return err
-		}
-		return w.Out.Flush(h.ctx)
+		return database.FinishTimer(h.ctx, w.Q, &timer, next)
 	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
 }

@@ -146,7 +146,7 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 	per := max(1, s.runRows/max(len(to), 1))
 	var got []id.UserID
 	for i := 0; i < len(ds); i += per {
-		g, err := s.deliverAll(ctx, w.Q, to, ds[i:min(i+per, len(ds))])
+		g, err := s.deliverAll(ctx, w, to, ds[i:min(i+per, len(ds))])
 		if errors.Is(err, errRedelivered) {
 			return fmt.Errorf("%w: %w", inbound.ErrNoRun, err)
 		}
@@ -157,11 +157,11 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 	}
 	slices.Sort(got)
 	got = slices.Compact(got)
-	if err := s.saveRoom(ctx, w.Q, r); err != nil {
+	if err := s.saveRoom(ctx, w, r); err != nil {
 		return err
 	}
 	w.AfterCommit(func() { s.notify.wake(got) })
-	s.metrics.MessagesDecrypt.Add(float64(decrypted))
+	counted(w, s.metrics.MessagesDecrypt, float64(decrypted))
 	each := time.Since(start).Seconds() / float64(len(msgs))
 	for range msgs {
 		s.metrics.DecryptSeconds.Observe(each)

@@ -78,7 +78,9 @@ func (s *Service) Send(ctx context.Context, puppet id.UserID, device id.DeviceID
 func (s *Service) send(ctx context.Context, puppet id.UserID, device id.DeviceID, roomID id.RoomID, eventType string,
 	content json.RawMessage, idempotencyKey string) (SendResult, error) {
 	res := SendResult{RoomID: roomID}
+	var work *inbound.Work // what counts once the attempt that commits is done
 	err := s.cfg.DB.InTxRetry(ctx, func(tx pgx.Tx) error {
+		work = nil
 		if err := database.WaitQueue(ctx, tx, roomQueue(roomID), database.Inbound); err != nil {
 			return err
 		}
@@ -127,12 +129,16 @@ func (s *Service) send(ctx context.Context, puppet id.UserID, device id.DeviceID
 				return fmt.Errorf("record send %s: %w", idempotencyKey, err)
 			}
 		}
-		if err := s.saveRoom(ctx, tx, r); err != nil {
+		work = &inbound.Work{Q: tx, Out: out}
+		if err := s.saveRoom(ctx, work, r); err != nil {
 			return err
 		}
-		s.metrics.MessagesSent.Inc()
+		counted(work, s.metrics.MessagesSent, 1)
 		return out.Flush(ctx)
 	})
+	if err == nil && work != nil {
+		work.Committed()
+	}
 	return res, err
 }
 

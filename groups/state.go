@@ -11,6 +11,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/mls/group"
 	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/seal"
@@ -223,7 +224,7 @@ func privateParts(roomID id.RoomID, epoch epochs.ID, users, devices []string, se
 // changed, privates added or removed, dropped epochs, and the graph. If it
 // fails, the work item's transaction is rolled back and the room loaded
 // again from what was stored.
-func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) error {
+func (s *Service) saveRoom(ctx context.Context, w *inbound.Work, r *room) error {
 	var graph []byte
 	if r.m != nil {
 		// Retention runs whenever the room is saved: its epochs change
@@ -232,18 +233,18 @@ func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) err
 		if err != nil {
 			return errf(r.id, "retention: %w", err)
 		}
-		s.metrics.EpochsDropped.Add(float64(len(dropped)))
+		counted(w, s.metrics.EpochsDropped, float64(len(dropped)))
 		ch, err := r.m.Flush()
 		if err != nil {
 			return errf(r.id, "encode changes: %w", err)
 		}
-		if err := s.writeChanges(ctx, q, r.id, ch); err != nil {
+		if err := s.writeChanges(ctx, w.Q, r.id, ch); err != nil {
 			return err
 		}
 		graph = ch.Metadata
 		// What retention keeps for a while changes only with the graph.
 		if graph != nil {
-			if err := s.scheduleRetain(ctx, q, r); err != nil {
+			if err := s.scheduleRetain(ctx, w.Q, r); err != nil {
 				return err
 			}
 		}
@@ -252,14 +253,14 @@ func (s *Service) saveRoom(ctx context.Context, q database.Querier, r *room) err
 		if r.state == r.stored {
 			return nil
 		}
-		_, err := q.Exec(ctx, `UPDATE dmls_room SET state = $2, updated_at = now() WHERE room_id = $1 AND state <> $2`, r.id, r.state)
+		_, err := w.Q.Exec(ctx, `UPDATE dmls_room SET state = $2, updated_at = now() WHERE room_id = $1 AND state <> $2`, r.id, r.state)
 		if err != nil {
 			return errf(r.id, "store state: %w", err)
 		}
 		r.stored = r.state
 		return nil
 	}
-	if _, err := q.Exec(ctx, `UPDATE dmls_room SET graph = $2, state = $3, updated_at = now() WHERE room_id = $1`,
+	if _, err := w.Q.Exec(ctx, `UPDATE dmls_room SET graph = $2, state = $3, updated_at = now() WHERE room_id = $1`,
 		r.id, graph, r.state); err != nil {
 		return errf(r.id, "store graph: %w", err)
 	}

@@ -26,7 +26,9 @@ type Work struct {
 // AfterCommit registers f to run once the database transaction that
 // applies the work has committed, and never if it rolls back: for
 // in-process notifications (a reader waiting for deliveries) that must
-// not announce what may still be undone.
+// not announce what may still be undone, and for counters of what was
+// done, which would otherwise count each attempt of a work item tried
+// again.
 func (w *Work) AfterCommit(f func()) { w.afterCommit = append(w.afterCommit, f) }
 
 // Committed runs the functions registered with AfterCommit. The worker
