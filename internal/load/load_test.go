@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -124,5 +125,16 @@ func TestSteadyRate(t *testing.T) {
 	same := make([]time.Time, 20)
 	if r := steadyRate(same); r != 0 {
 		t.Fatalf("steady rate of equal times %.1f, want 0", r)
+	}
+}
+
+func TestDetailsSayDurability(t *testing.T) {
+	r := &Result{Mode: "intake", Messages: 10, Durability: "fsync=off synchronous_commit=off"}
+	if got := r.Details(); !strings.Contains(got, " pg_fsync=off pg_synchronous_commit=off") {
+		t.Fatalf("details %q do not say PostgreSQL's durability", got)
+	}
+	r.Durability = ""
+	if got := r.Details(); strings.Contains(got, "pg_") {
+		t.Fatalf("details %q name a durability not measured", got)
 	}
 }

@@ -267,3 +267,16 @@ func DeviceParts(ctx context.Context, db *pgxpool.Pool, devices int) (map[string
 	}
 	return parts, nil
 }
+
+// Durability returns PostgreSQL's settings that decide whether a commit
+// is on disk when it returns, as "fsync=<on|off> synchronous_commit=<…>".
+// A figure taken with either off (a throwaway test cluster) counts
+// commits that a power cut could lose, and must say so.
+func Durability(ctx context.Context, db *pgxpool.Pool) (string, error) {
+	var fsync, syncCommit string
+	if err := db.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit')`).
+		Scan(&fsync, &syncCommit); err != nil {
+		return "", fmt.Errorf("read PostgreSQL's durability settings: %w", err)
+	}
+	return "fsync=" + fsync + " synchronous_commit=" + syncCommit, nil
+}

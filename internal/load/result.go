@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,10 @@ type Result struct {
 	// DBCPUPer1k is PostgreSQL's CPU (intake mode, if measured: 0 if not).
 	DBCPUPer1k float64 `json:"db_cpu_s_per_1000_msgs"`
 	Setup      float64 `json:"setup_seconds"`
+	// Durability is PostgreSQL's fsync and synchronous_commit
+	// (Durability): with either off, "durable" meant committed, not
+	// flushed to disk.
+	Durability string `json:"pg_durability,omitempty"`
 
 	BytesPerMember    float64          `json:"bytes_per_member"`
 	BytesPerOwnDevice float64          `json:"bytes_per_own_device"`
@@ -65,6 +70,9 @@ func (r *Result) Details() string {
 	}
 	if r.DBCPUPer1k > 0 {
 		line += fmt.Sprintf(" db_cpu_s_per_1000_msgs=%.2f", r.DBCPUPer1k)
+	}
+	if r.Durability != "" {
+		line += " pg_" + strings.ReplaceAll(r.Durability, " ", " pg_")
 	}
 	if r.CompactTables != nil {
 		line += fmt.Sprintf(" compact_bytes_per_member=%.0f compact_bytes_per_own_device=%.0f",

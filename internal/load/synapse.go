@@ -291,6 +291,9 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, co
 	}
 	if db != nil {
 		var err error
+		if res.Durability, err = Durability(ctx, db); err != nil {
+			return err
+		}
 		res.BytesPerMember, res.BytesPerOwnDevice, res.Tables, err = StateSizes(ctx, db, res.Members, res.Devices)
 		if err != nil {
 			return err
