@@ -68,7 +68,7 @@ func main() {
 	sizesFlag := flag.String("sizes", "100,1000,10000", "comma-separated group sizes")
 	peersFlag := flag.String("peers", "openmls,ts-mls", "comma-separated peers: openmls, ts-mls")
 	treesFlag := flag.String("trees", "sparse,full", "comma-separated tree shapes: sparse, full")
-	repsFlag := flag.Int("reps", 0, "repetitions per workload (0: 5 up to 100 members, else 3)")
+	repsFlag := flag.Int("reps", 0, "repetitions per workload (0: 5 up to 100 members, else 7)")
 	openmlsBin := flag.String("openmls", os.Getenv("MLSAS_OPENMLS_DRIVER"), "OpenMLS driver binary (interop/openmls/build.sh prints it)")
 	tsDir := flag.String("tsmls", "interop/tsmls", "directory of the ts-mls driver (with node_modules)")
 	budget := flag.Duration("budget", 5*time.Minute, "time ts-mls may take per group size")
@@ -98,10 +98,12 @@ func main() {
 		case n <= 100:
 			return 5
 		}
-		// Three at least, so that a median is one: a single run at
-		// 10,000 members moved add_commit between 31 and 51 ms here
-		// (three gave 31–32).
-		return 3
+		// Seven, so that a median is one: a single run at 10,000
+		// members moved add_commit between 31 and 51 ms here, and the
+		// median of three at 1,000 printed 6.0 ms in a clean-clone run
+		// where it is 2.0–3.9 in others (a collection of an earlier
+		// workload's garbage, or the machine, landing on two of three).
+		return 7
 	}
 
 	var openmls *driver
