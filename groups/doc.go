@@ -83,7 +83,7 @@
 //     nor delivered as undecryptable, so that `queue retry` applies it
 //     once the state opens again. A busy room's consecutive messages come as a run
 //     (inbound.RoomRunHandler, run.go): read the room once, decrypt them
-//     all, write the ratchets once and every delivery in two round trips.
+//     all, write the ratchets once and every delivery in three round trips.
 //     A run takes only that common case; anything else in it (a commit, a
 //     wait, a hole, a replay) hands the whole run back to be applied one
 //     event at a time.
@@ -91,12 +91,16 @@
 //     writes the event to the outbox; an idempotency key makes a retried
 //     request return the first result.
 //   - Delivery log. Every event delivered to a puppet gets the next
-//     sequence number of that puppet's log (table delivery), which the bot
-//     API's server-sent events and the client-server façade's /sync
-//     resume from. The log is keyed by a number the puppet's cursor row
-//     holds (delivery_cursor.log_no), not by its user ID: a message is a
-//     row per puppet of ours in its room, under three indexes, and a
-//     number is cheaper to index than text (migration 0018).
+//     sequence number of that puppet's log, which the bot API's
+//     server-sent events and the client-server façade's /sync resume
+//     from. The log is keyed by a number the puppet's cursor row holds
+//     (delivery_cursor.log_no), not by its user ID (migration 0018). A
+//     decrypted message is stored once, in its room's log (room_entry,
+//     sealed to the room and its number there), and a run of messages
+//     given to a puppet is one row of the puppet's log, a span of its
+//     numbers standing for the run (delivery_span, migration 0025);
+//     membership, MLS state and undecryptable notices are a row per
+//     puppet (delivery). Readers merge the two by number (logread.go).
 //
 // # Storage (migrations/0005_groups.sql)
 //

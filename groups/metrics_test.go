@@ -36,7 +36,7 @@ func TestCountersCountCommittedWork(t *testing.T) {
 					END IF;
 					RETURN NULL;
 				END $$`)
-			h.exec(`CREATE CONSTRAINT TRIGGER refuse_first_commit AFTER INSERT ON delivery
+			h.exec(`CREATE CONSTRAINT TRIGGER refuse_first_commit AFTER INSERT ON delivery_span
 				DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_first_commit()`)
 
 			var msgs []json.RawMessage

@@ -335,19 +335,22 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		// Its key was used: if that was this very event (applied from a
 		// hole in the timeline while its transaction was on its way,
 		// gap.go), it is a duplicate; else a replay.
-		// Asked by the puppets it would go to, so that the unique index
-		// on (log_no, event_id, kind) answers (no index leads with the
-		// room), and planned for its values each time (the simple
-		// protocol): a generic plan made while the table was small is a
-		// sequential scan of every delivery.
+		// A message is in its room's log once (before migration 0025, a
+		// row of each puppet's own log: asked by the puppets it would go
+		// to, so that the unique index on (log_no, event_id, kind)
+		// answers). Planned for its values each time (the simple
+		// protocol): a generic plan made while the tables were small is
+		// a sequential scan.
 		users := make([]string, len(to))
 		for i, u := range to {
 			users[i] = string(u)
 		}
 		var delivered bool
-		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM delivery_cursor c JOIN delivery d ON d.log_no = c.log_no
-			WHERE c.user_id = ANY($1) AND d.event_id = $2 AND d.kind = $3)`,
-			pgx.QueryExecModeSimpleProtocol, users, string(ev.EventID), string(KindMessage)).Scan(&delivered); qerr != nil {
+		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_entry e JOIN room_log r USING (room_no)
+				WHERE e.event_id = $2 AND r.room_id = $4)
+			OR EXISTS (SELECT 1 FROM delivery_cursor c JOIN delivery d ON d.log_no = c.log_no
+				WHERE c.user_id = ANY($1) AND d.event_id = $2 AND d.kind = $3)`,
+			pgx.QueryExecModeSimpleProtocol, users, string(ev.EventID), string(KindMessage), string(r.id)).Scan(&delivered); qerr != nil {
 			return errf(r.id, "deliveries of %s: %w", ev.EventID, qerr)
 		}
 		if delivered {

@@ -37,7 +37,7 @@ func TestResealRoomState(t *testing.T) {
 	if _, err := h.sendAs(alice, bob.room, "from alice", "key-1"); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"dmls_epoch", "dmls_epoch_private", "delivery", "dmls_sent"} {
+	for _, table := range []string{"dmls_epoch", "dmls_epoch_private", "delivery", "room_entry", "dmls_sent"} {
 		if h.count(`SELECT count(*) FROM `+table) == 0 {
 			t.Fatalf("nothing in %s to re-seal", table)
 		}
@@ -119,6 +119,19 @@ func TestResealRoomState(t *testing.T) {
 			t.Fatal(err)
 		}
 		open(purposeDelivery, deliveryRow(id.UserID(user), seq), content)
+	}
+	rows, err = h.db.Query(ctx, `SELECT r.room_id, e.no, e.content FROM room_entry e JOIN room_log r USING (room_no)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var room string
+		var no int64
+		var content []byte
+		if err := rows.Scan(&room, &no, &content); err != nil {
+			t.Fatal(err)
+		}
+		open(purposeRoomEntry, roomEntryRow(id.RoomID(room), no), content)
 	}
 	rows, err = h.db.Query(ctx, `SELECT digest, plaintext FROM dmls_sent`)
 	if err != nil {

@@ -140,10 +140,7 @@ func TestSettledEpochLingersForLateMessages(t *testing.T) {
 			stored := func() int {
 				return h.count(`SELECT count(*) FROM dmls_epoch WHERE room_id = $1 AND epoch_id = $2`, bob.room, []byte(joined))
 			}
-			delivered := func(kind string) int {
-				return h.count(`SELECT count(*) FROM delivery d JOIN delivery_cursor c USING (log_no)
-					WHERE c.user_id = $1 AND d.kind = $2`, alice, kind)
-			}
+			delivered := func(kind Kind) int { return h.logged(alice, kind) }
 			late, _ := bob.message("m.room.message", map[string]string{"body": "sent before the commit"})
 			_, commit, _, _ := bob.commit(view(bob.dev, ours), nil)
 			first, _ := bob.message("m.room.message", map[string]string{"body": "first in the new epoch"})
@@ -152,17 +149,17 @@ func TestSettledEpochLingersForLateMessages(t *testing.T) {
 			if linger == 0 {
 				// Dropped and forgotten: the message waits for an epoch
 				// that never comes.
-				if stored() != 0 || delivered("message") != 1 {
+				if stored() != 0 || delivered(KindMessage) != 1 {
 					t.Fatalf("no linger: epoch stored %d, %d messages delivered; want the epoch gone and only the later message",
-						stored(), delivered("message"))
+						stored(), delivered(KindMessage))
 				}
 				return
 			}
 			if stored() != 1 {
 				t.Fatal("the settled epoch went before its linger passed")
 			}
-			if delivered("message") != 2 || delivered("undecryptable") != 0 {
-				t.Fatalf("%d messages delivered and %d undecryptable, want both delivered", delivered("message"), delivered("undecryptable"))
+			if delivered(KindMessage) != 2 || delivered(KindUndecryptable) != 0 {
+				t.Fatalf("%d messages delivered and %d undecryptable, want both delivered", delivered(KindMessage), delivered(KindUndecryptable))
 			}
 			// The room falls quiet: its retention timer drops the epoch
 			// when the linger ends (counted from bob's first message in
@@ -189,8 +186,8 @@ func TestSettledEpochLingersForLateMessages(t *testing.T) {
 			}
 			next, _ := bob.message("m.room.message", map[string]string{"body": "after the linger"})
 			h.send([]json.RawMessage{next}, nil)
-			if delivered("message") != 3 {
-				t.Fatalf("%d messages delivered, want 3", delivered("message"))
+			if delivered(KindMessage) != 3 {
+				t.Fatalf("%d messages delivered, want 3", delivered(KindMessage))
 			}
 		})
 	}

@@ -140,10 +140,10 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 	if bad, err := epochs.VerifyOpened(opens); err != nil {
 		return fmt.Errorf("%w: %s: %w", inbound.ErrNoRun, openedEvents[bad], err)
 	}
-	// The entries go in statements of at most s.runRows rows each, so
-	// that a run in a room of thousands of our puppets does not build one
+	// The messages go in statements of at most s.runRows rows each (and
+	// a span a puppet each), so that a long run does not build one
 	// statement of millions of rows.
-	per := max(1, s.runRows/max(len(to), 1))
+	per := max(1, s.runRows)
 	var got []id.UserID
 	for i := 0; i < len(ds); i += per {
 		g, err := s.deliverAll(ctx, w, to, ds[i:min(i+per, len(ds))])

@@ -29,7 +29,7 @@ func TestMessageRun(t *testing.T) {
 	var sent []id.EventID
 	for txn := range 4 {
 		if txn == 2 {
-			h.s.runRows = 5 // two messages a statement for the two puppets
+			h.s.runRows = 2 // two messages a statement
 		}
 		var evs []json.RawMessage
 		for i := range 5 {

@@ -108,7 +108,7 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 			return nil, err
 		}
 		if entries-entries0 >= int64(res.Sent) || time.Now().After(deadline) {
-			if err := o.DB.QueryRow(ctx, `SELECT count(*) FROM delivery WHERE kind = 'message' AND event_id LIKE $1`,
+			if err := o.DB.QueryRow(ctx, `SELECT count(*) FROM (`+deliveredMessages+`) d`,
 				pattern).Scan(&res.Delivered); err != nil {
 				return nil, fmt.Errorf("count deliveries: %w", err)
 			}
@@ -135,8 +135,8 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 	// (created_at is its database transaction's time). Everything is fed
 	// at once, so this is time in the service's queues, not a per-message
 	// latency at a sustainable rate.
-	rows, err := o.DB.Query(ctx, `SELECT min(created_at), max(created_at) FROM delivery
-		WHERE kind = 'message' AND event_id LIKE $1 GROUP BY event_id`, pattern)
+	rows, err := o.DB.Query(ctx, `SELECT min(created_at), max(created_at) FROM (`+deliveredMessages+`) d
+		GROUP BY event_id`, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("delivery times: %w", err)
 	}
@@ -151,7 +151,7 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 		return nil, fmt.Errorf("delivery times: %w", err)
 	}
 	var lat latencies
-	rows, err = o.DB.Query(ctx, `SELECT created_at FROM delivery WHERE kind = 'message' AND event_id LIKE $1`, pattern)
+	rows, err = o.DB.Query(ctx, `SELECT created_at FROM (`+deliveredMessages+`) d`, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("delivery times: %w", err)
 	}
@@ -220,3 +220,14 @@ func logEntries(ctx context.Context, db *pgxpool.Pool) (int64, error) {
 	}
 	return n, nil
 }
+
+// deliveredMessages selects a row (event_id, created_at) per message
+// whose event ID is LIKE $1 and puppet it was delivered to: a message is
+// stored once in its room's log and each puppet's log holds a span that
+// covers it (package groups, migration 0025), or, delivered before that,
+// a row of the puppet's own.
+const deliveredMessages = `SELECT e.event_id, s.created_at FROM room_entry e
+	JOIN delivery_span s ON s.room_no = e.room_no AND s.first_no <= e.no AND s.first_no + s.n > e.no
+	WHERE e.event_id LIKE $1
+	UNION ALL
+	SELECT event_id, created_at FROM delivery WHERE kind = 'message' AND event_id LIKE $1`

@@ -1,0 +1,276 @@
+package groups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+)
+
+// A puppet's log is read from two places, merged by sequence number: its
+// own rows (table delivery: membership, MLS state, undecryptable notices,
+// and messages delivered before migration 0025) and its spans over room
+// logs (delivery_span, standing for messages of room_entry).
+
+// span is a run of n of a puppet's sequence numbers, ending at last, that
+// stands for the n entries of a room's log from firstNo on.
+type span struct {
+	last, n         int64
+	roomNo, firstNo int64
+	room            id.RoomID
+	at              time.Time
+}
+
+func (sp span) first() int64 { return sp.last - sp.n + 1 }
+
+// maxRead bounds the entries one read returns.
+const maxRead = 1000
+
+// Log returns up to limit entries of puppet's log after seq, oldest first.
+func (s *Service) Log(ctx context.Context, puppet id.UserID, after int64, limit int) ([]Delivered, error) {
+	limit = readLimit(limit)
+	logNo, ok, err := s.logNo(ctx, puppet)
+	if err != nil || !ok {
+		return nil, err
+	}
+	own, err := s.ownEntries(ctx, puppet, logNo, `seq > $2 ORDER BY seq LIMIT $3`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	spans, err := s.spans(ctx, puppet, `SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
+		WHERE s.log_no = $1 AND s.last_seq > $2 ORDER BY s.last_seq LIMIT $3`, logNo, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return s.merge(ctx, puppet, own, spans, after+1, 1, limit)
+}
+
+// RoomLog returns up to limit entries of puppet's log in one room before
+// seq (before <= 0: the newest), newest first: a room's history as
+// delivered to the puppet, paginated backwards.
+func (s *Service) RoomLog(ctx context.Context, puppet id.UserID, room id.RoomID, before int64, limit int) ([]Delivered, error) {
+	limit = readLimit(limit)
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	logNo, ok, err := s.logNo(ctx, puppet)
+	if err != nil || !ok {
+		return nil, err
+	}
+	own, err := s.ownEntries(ctx, puppet, logNo, `room_id = $4 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+		before, limit, room)
+	if err != nil {
+		return nil, err
+	}
+	// The spans that end before it, and the one that may hold it.
+	spans, err := s.spans(ctx, puppet, `(SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
+			WHERE s.log_no = $1 AND r.room_id = $4 AND s.last_seq >= $2 ORDER BY s.last_seq LIMIT 1)
+		UNION ALL
+		(SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
+			WHERE s.log_no = $1 AND r.room_id = $4 AND s.last_seq < $2 ORDER BY s.last_seq DESC LIMIT $3)
+		ORDER BY 1 DESC`, logNo, before, limit, string(room))
+	if err != nil {
+		return nil, err
+	}
+	return s.merge(ctx, puppet, own, spans, before-1, -1, limit)
+}
+
+// Delivery returns the entry of puppet's log for event (its message, or
+// else any entry), if the puppet was given it.
+func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.EventID) (*Delivered, error) {
+	logNo, ok, err := s.logNo(ctx, puppet)
+	if err != nil || !ok {
+		return nil, err
+	}
+	// Within a puppet and room, spans cover disjoint entries, so at most
+	// one holds the event's; the newest spans are searched first.
+	var (
+		sp span
+		no int64
+	)
+	err = s.cfg.DB.QueryRow(ctx, `SELECT `+spanColumns+`, e.no FROM room_entry e JOIN room_log r USING (room_no)
+		CROSS JOIN LATERAL (SELECT * FROM delivery_span s WHERE s.log_no = $1 AND s.room_no = e.room_no
+			AND s.first_no <= e.no AND s.first_no + s.n > e.no ORDER BY s.last_seq DESC LIMIT 1) s
+		WHERE e.event_id = $2 ORDER BY s.last_seq DESC LIMIT 1`, logNo, string(event)).
+		Scan(&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at, &no)
+	switch {
+	case err == nil:
+		got, err := s.merge(ctx, puppet, nil, []span{sp}, sp.first()+(no-sp.firstNo), 1, 1)
+		if err != nil || len(got) == 0 {
+			return nil, err
+		}
+		return &got[0], nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("read log of %s: message %s: %w", puppet, event, err)
+	}
+	got, err := s.ownEntries(ctx, puppet, logNo, `event_id = $4 ORDER BY (kind = 'message') DESC, seq LIMIT $3 OFFSET $2`,
+		0, 1, string(event))
+	if err != nil || len(got) == 0 {
+		return nil, err
+	}
+	return &got[0], nil
+}
+
+func readLimit(limit int) int {
+	if limit <= 0 || limit > maxRead {
+		return maxRead
+	}
+	return limit
+}
+
+// logNo returns the number of puppet's log (ok false: it has none yet).
+func (s *Service) logNo(ctx context.Context, puppet id.UserID) (no int64, ok bool, err error) {
+	err = s.cfg.DB.QueryRow(ctx, `SELECT log_no FROM delivery_cursor WHERE user_id = $1`, string(puppet)).Scan(&no)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read log of %s: %w", puppet, err)
+	}
+	return no, true, nil
+}
+
+// ownEntries reads the rows of the log logNo (puppet's) that meet cond, in
+// which $1 is the log's number, $2 n, $3 limit and $4 on the values of
+// extra.
+func (s *Service) ownEntries(ctx context.Context, puppet id.UserID, logNo int64, cond string, n int64, limit int, extra ...any) ([]Delivered, error) {
+	args := append([]any{logNo, n, limit}, extra...)
+	rows, err := s.cfg.DB.Query(ctx, `SELECT seq, room_id, event_id, kind, sender, sender_device, event_type,
+		content, origin_ts, created_at FROM delivery WHERE log_no = $1 AND `+cond, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", puppet, err)
+	}
+	var out []Delivered
+	var sealed []byte
+	d := Delivered{Puppet: puppet}
+	_, err = pgx.ForEachRow(rows, []any{&d.Seq, &d.RoomID, &d.EventID, &d.Kind, &d.Sender, &d.SenderDevice,
+		&d.Type, &sealed, &d.OriginServerTS, &d.DeliveredAt}, func() error {
+		content, err := s.cfg.Sealer.Open(purposeDelivery, deliveryRow(d.Puppet, d.Seq), sealed)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", d.Seq, err)
+		}
+		d.Content = content
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", puppet, err)
+	}
+	return out, nil
+}
+
+// spanColumns are the columns spans scans, of delivery_span s and
+// room_log r.
+const spanColumns = `s.last_seq, s.n, s.room_no, s.first_no, r.room_id, s.created_at`
+
+// spans runs query, which selects spanColumns, for puppet's log.
+func (s *Service) spans(ctx context.Context, puppet id.UserID, query string, args ...any) ([]span, error) {
+	rows, err := s.cfg.DB.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: spans: %w", puppet, err)
+	}
+	var out []span
+	var sp span
+	if _, err := pgx.ForEachRow(rows, []any{&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at}, func() error {
+		if sp.n <= 0 {
+			return fmt.Errorf("span ending at %d has %d entries", sp.last, sp.n)
+		}
+		out = append(out, sp)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read log of %s: spans: %w", puppet, err)
+	}
+	return out, nil
+}
+
+// merge returns up to limit entries of puppet's log from seq from on, in
+// the direction dir (1: upwards, -1: downwards), taken from own and
+// spans, each already in that order and holding every entry of the log
+// in the range read, and reads the spans' messages from their rooms' logs.
+func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, spans []span, from int64, dir int64, limit int) ([]Delivered, error) {
+	type ref struct {
+		at      int // index in out
+		room    id.RoomID
+		roomNo  int64
+		entryNo int64
+	}
+	var (
+		out  []Delivered
+		refs []ref
+		i, j int
+		pos  = from
+	)
+	for len(out) < limit {
+		// The next seq the spans hold, in the direction read.
+		for ; j < len(spans); j++ {
+			sp := spans[j]
+			if dir > 0 {
+				pos = max(pos, sp.first())
+				if pos <= sp.last {
+					break
+				}
+			} else {
+				pos = min(pos, sp.last)
+				if pos >= sp.first() {
+					break
+				}
+			}
+		}
+		inSpan := j < len(spans)
+		if i < len(own) && (!inSpan || (own[i].Seq-pos)*dir < 0) {
+			out = append(out, own[i])
+			i++
+			continue
+		}
+		if !inSpan {
+			break
+		}
+		sp := spans[j]
+		refs = append(refs, ref{at: len(out), room: sp.room, roomNo: sp.roomNo, entryNo: sp.firstNo + pos - sp.first()})
+		out = append(out, Delivered{Puppet: puppet, Seq: pos, RoomID: sp.room, Kind: KindMessage, DeliveredAt: sp.at})
+		pos += dir
+	}
+	if len(refs) == 0 {
+		return out, nil
+	}
+	roomNos, entryNos := make([]int64, len(refs)), make([]int64, len(refs))
+	for k, r := range refs {
+		roomNos[k], entryNos[k] = r.roomNo, r.entryNo
+	}
+	rows, err := s.cfg.DB.Query(ctx, `SELECT x.k, e.event_id, e.sender, e.sender_device, e.event_type, e.content, e.origin_ts
+		FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS x (room_no, no, k)
+		JOIN room_entry e ON e.room_no = x.room_no AND e.no = x.no`, roomNos, entryNos)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: messages: %w", puppet, err)
+	}
+	var (
+		k      int64
+		sealed []byte
+		found  int
+		e      Delivered
+	)
+	_, err = pgx.ForEachRow(rows, []any{&k, &e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS}, func() error {
+		if k < 1 || k > int64(len(refs)) {
+			return fmt.Errorf("row %d of %d", k, len(refs))
+		}
+		r := refs[k-1]
+		content, err := s.cfg.Sealer.Open(purposeRoomEntry, roomEntryRow(r.room, r.entryNo), sealed)
+		if err != nil {
+			return fmt.Errorf("entry %d of %s: %w", r.entryNo, r.room, err)
+		}
+		d := &out[r.at]
+		d.EventID, d.Sender, d.SenderDevice, d.Type, d.Content, d.OriginServerTS = e.EventID, e.Sender, e.SenderDevice, e.Type, content, e.OriginServerTS
+		found++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: messages: %w", puppet, err)
+	}
+	if found != len(refs) {
+		return nil, fmt.Errorf("read log of %s: %d of %d messages its spans name are missing from their rooms' logs", puppet, len(refs)-found, len(refs))
+	}
+	return out, nil
+}

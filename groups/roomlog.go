@@ -1,0 +1,98 @@
+package groups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
+	"github.com/mls-appservice/mls-appservice/seal"
+)
+
+// A room's log holds each decrypted message once (table room_entry,
+// numbered per room); a puppet's log holds, for a run of messages it was
+// given, a span of its own sequence numbers that stands for them
+// (delivery_span). Migration 0025 says why.
+
+const purposeRoomEntry seal.Purpose = "groups room entry"
+
+func roomEntryRow(room id.RoomID, no int64) seal.Binding {
+	return seal.Row("room_entry", string(room), strconv.FormatInt(no, 10))
+}
+
+// errRedelivered is deliverMessages' refusal of a run of messages of
+// which some were delivered before.
+var errRedelivered = errors.New("messages of the run were delivered before")
+
+var roomEntryColumns = []string{"room_no", "no", "event_id", "sender", "sender_device", "event_type", "content", "origin_ts"}
+
+// deliverMessages appends the messages ds of one room, in order, to the
+// logs of users (sorted, distinct), in three round trips whatever their
+// number: one advances the room's log by len(ds) and each puppet's cursor
+// by as much; one writes the messages, each sealed once to (room, number);
+// one writes a span a puppet.
+//
+// A lone message that the room's log has is a copy of one delivered
+// before: nobody gets it again (the cursors go back) and it returns no
+// puppets. In a run of several the copy fails the whole call with
+// errRedelivered, and the caller delivers them one by one.
+func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []string, ds []Delivered, what string) ([]id.UserID, error) {
+	room := ds[0].RoomID
+	var roomNo, lastNo int64
+	first := &pgx.QueuedQuery{SQL: `INSERT INTO room_log (room_id, last_no) VALUES ($1, $2)
+		ON CONFLICT (room_id) DO UPDATE SET last_no = room_log.last_no + $2 RETURNING room_no, last_no`,
+		Arguments: []any{string(room), len(ds)}}
+	l, err := advance(ctx, w, users, len(ds), first, &roomNo, &lastNo)
+	if err != nil {
+		return nil, fmt.Errorf("deliver %s: %w", what, err)
+	}
+	firstNo := lastNo - int64(len(ds)) + 1
+	rows := make([][]any, len(ds))
+	for i, d := range ds {
+		no := firstNo + int64(i)
+		sealed, err := s.cfg.Sealer.Seal(purposeRoomEntry, roomEntryRow(room, no), d.Content)
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = []any{roomNo, no, string(d.EventID), string(d.Sender), string(d.SenderDevice), d.Type, sealed, d.OriginServerTS}
+	}
+	if len(ds) == 1 {
+		tag, err := w.Q.Exec(ctx, `INSERT INTO room_entry (room_no, no, event_id, sender, sender_device, event_type, content, origin_ts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id, room_no) DO NOTHING`, rows[0]...)
+		if err != nil {
+			return nil, fmt.Errorf("deliver %s: %w", what, err)
+		}
+		if tag.RowsAffected() == 0 {
+			if err := back(ctx, w, users); err != nil {
+				return nil, fmt.Errorf("deliver %s: cursors of %d puppets: %w", what, len(users), err)
+			}
+			return nil, nil
+		}
+	} else {
+		// A run fails whole on a message delivered before, so its rows go
+		// in plainly, by COPY; the unique key still refuses a copy,
+		// failing the COPY and the run's savepoint.
+		_, err := w.Q.CopyFrom(ctx, pgx.Identifier{"room_entry"}, roomEntryColumns, pgx.CopyFromRows(rows))
+		if database.IsUniqueViolation(err) {
+			return nil, fmt.Errorf("deliver %s: %w", what, errRedelivered)
+		} else if err != nil {
+			return nil, fmt.Errorf("deliver %s: %w", what, err)
+		}
+	}
+	if _, err := w.Q.Exec(ctx, `INSERT INTO delivery_span (log_no, last_seq, n, room_no, first_no)
+		SELECT no, last, $3, $4, $5 FROM unnest($1::bigint[], $2::bigint[]) AS x (no, last)`,
+		l.no, l.last, len(ds), roomNo, firstNo); err != nil {
+		return nil, fmt.Errorf("deliver %s to %d puppets: %w", what, len(users), err)
+	}
+	got := make([]id.UserID, len(users))
+	for i, u := range users {
+		got[i] = id.UserID(u)
+	}
+	counted(w, s.metrics.Delivered.WithLabelValues(string(KindMessage)), float64(len(got)*len(ds)))
+	return got, nil
+}
