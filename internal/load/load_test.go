@@ -138,3 +138,14 @@ func TestDetailsSayDurability(t *testing.T) {
 		t.Fatalf("details %q name a durability not measured", got)
 	}
 }
+
+func TestDetailsSayLogBytes(t *testing.T) {
+	r := &Result{Mode: "intake", Messages: 10, LogBytesPerEntry: 41.6}
+	if got := r.Details(); !strings.Contains(got, " log_bytes_per_entry=42") {
+		t.Fatalf("details %q do not say the logs' bytes per entry", got)
+	}
+	r.LogBytesPerEntry = 0
+	if got := r.Details(); strings.Contains(got, "log_bytes") {
+		t.Fatalf("details %q name log bytes not measured", got)
+	}
+}

@@ -150,6 +150,30 @@ func StateSizes(ctx context.Context, db *pgxpool.Pool, members, devices int) (pe
 	return perMember, perDevice, tables, nil
 }
 
+// logTables hold the puppets' logs: their own rows, and the rooms' logs
+// of messages with the spans that stand for them (package groups).
+var logTables = []string{"delivery", "room_log", "room_entry", "delivery_span"}
+
+// LogSizes measures the log tables with pg_total_relation_size, adds
+// them to tables, and returns their bytes per entry of every puppet's log
+// (delivery_cursor's last_seq, summed).
+func LogSizes(ctx context.Context, db *pgxpool.Pool, tables map[string]int64) (perEntry float64, err error) {
+	var sum int64
+	for _, t := range logTables {
+		var n int64
+		if err := db.QueryRow(ctx, `SELECT pg_total_relation_size($1::regclass)`, t).Scan(&n); err != nil {
+			return 0, fmt.Errorf("size of %s: %w", t, err)
+		}
+		tables[t] = n
+		sum += n
+	}
+	entries, err := logEntries(ctx, db)
+	if err != nil || entries == 0 {
+		return 0, err
+	}
+	return float64(sum) / float64(entries), nil
+}
+
 // Compact rewrites the tables that StateSizes measures (VACUUM FULL),
 // so that their sizes are those of the rows they hold. Deleted and
 // updated rows leave space that PostgreSQL reuses for later rows but does

@@ -47,6 +47,10 @@ type Result struct {
 	CompactBytesPerMember    float64          `json:"compact_bytes_per_member"`
 	CompactBytesPerOwnDevice float64          `json:"compact_bytes_per_own_device"`
 	CompactTables            map[string]int64 `json:"compact_table_bytes"`
+	// LogBytesPerEntry is the puppets' logs' bytes (LogSizes) per entry
+	// of every log: a message is stored once in its room's log, and
+	// counts an entry for each puppet it went to.
+	LogBytesPerEntry float64 `json:"log_bytes_per_entry"`
 	// EpochParts are dmls_epoch's live bytes by part (EpochParts).
 	EpochParts map[string]int64 `json:"epoch_part_bytes"`
 	// DeviceParts are the per-device tables' bytes per own device by
@@ -77,6 +81,9 @@ func (r *Result) Details() string {
 	if r.CompactTables != nil {
 		line += fmt.Sprintf(" compact_bytes_per_member=%.0f compact_bytes_per_own_device=%.0f",
 			r.CompactBytesPerMember, r.CompactBytesPerOwnDevice)
+	}
+	if r.LogBytesPerEntry > 0 {
+		line += fmt.Sprintf(" log_bytes_per_entry=%.0f", r.LogBytesPerEntry)
 	}
 	if n := r.EpochParts["rows"]; n > 0 && r.Rooms > 0 {
 		line += fmt.Sprintf(" epochs_per_room=%.1f", float64(n)/float64(r.Rooms))

@@ -298,6 +298,9 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, co
 		if err != nil {
 			return err
 		}
+		if res.LogBytesPerEntry, err = LogSizes(ctx, db, res.Tables); err != nil {
+			return err
+		}
 		if res.EpochParts, err = EpochParts(ctx, db); err != nil {
 			return err
 		}
