@@ -107,9 +107,8 @@ func (s *Service) deliverAll(ctx context.Context, w *inbound.Work, to []id.UserI
 // logs are the puppets' cursors as one delivery advanced them: for
 // users[i], the log's number and its new last sequence number.
 type logs struct {
-	users []string
-	no    []int64
-	last  []int64
+	no   []int64
+	last []int64
 }
 
 // advance moves the cursors of users (sorted, distinct) on by n each, in
@@ -125,7 +124,7 @@ func advance(ctx context.Context, w *inbound.Work, users []string, n int, first 
 			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + $2 RETURNING last_seq, log_no`,
 			user, n)
 	}
-	l := logs{users: users, no: make([]int64, len(users)), last: make([]int64, len(users))}
+	l := logs{no: make([]int64, len(users)), last: make([]int64, len(users))}
 	br := w.Q.SendBatch(ctx, &b)
 	defer br.Close()
 	if first != nil {

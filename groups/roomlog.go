@@ -38,7 +38,8 @@ var roomEntryColumns = []string{"room_no", "no", "event_id", "sender", "sender_d
 // one writes a span a puppet.
 //
 // A lone message that the room's log has is a copy of one delivered
-// before: nobody gets it again (the cursors go back) and it returns no
+// before: nobody gets it again (the cursors go back; the room's log
+// skips a number, which nothing reads as an entry) and it returns no
 // puppets. In a run of several the copy fails the whole call with
 // errRedelivered, and the caller delivers them one by one.
 func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []string, ds []Delivered, what string) ([]id.UserID, error) {
@@ -49,7 +50,7 @@ func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []
 		Arguments: []any{string(room), len(ds)}}
 	l, err := advance(ctx, w, users, len(ds), first, &roomNo, &lastNo)
 	if err != nil {
-		return nil, fmt.Errorf("deliver %s: %w", what, err)
+		return nil, fmt.Errorf("deliver %s in %s: %w", what, room, err)
 	}
 	firstNo := lastNo - int64(len(ds)) + 1
 	rows := make([][]any, len(ds))
