@@ -103,7 +103,7 @@ func (t auditTimer) Timer(ctx context.Context, w *inbound.Work, timer database.T
 	events, err := s.cfg.Puppets.RoomState(ctx, puppets[0], room)
 	if err != nil {
 		// The next sweep tries again; the queue need not wait for it.
-		counted(w, s.metrics.MemberAudit.WithLabelValues("unreadable"), 1)
+		w.Count(s.metrics.MemberAudit.WithLabelValues("unreadable"), 1)
 		log.Warn().Err(err).Msg("Membership audit could not read the room's state")
 		return time.Time{}, nil
 	}
@@ -118,8 +118,8 @@ func (t auditTimer) Timer(ctx context.Context, w *inbound.Work, timer database.T
 		log.Info().Str("user_id", *ev.StateKey).Str("membership", ev.Membership).Stringer("event_id", ev.EventID).
 			Msg("Membership audit queued a membership event the homeserver never sent")
 	}
-	counted(w, s.metrics.MemberAudit.WithLabelValues("queued"), float64(len(missing)))
-	counted(w, s.metrics.MemberAudit.WithLabelValues("audited"), 1)
+	w.Count(s.metrics.MemberAudit.WithLabelValues("queued"), float64(len(missing)))
+	w.Count(s.metrics.MemberAudit.WithLabelValues("audited"), 1)
 	return time.Time{}, nil
 }
 

@@ -374,9 +374,9 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 	if err := database.CancelTimer(ctx, w.Q, timerCommit, string(r.id)); err != nil {
 		return err
 	}
-	counted(w, s.metrics.CommitsMade, 1)
+	w.Count(s.metrics.CommitsMade, 1)
 	if len(out.Commit.Resolves) > 0 {
-		counted(w, s.metrics.ForksResolved, 1)
+		w.Count(s.metrics.ForksResolved, 1)
 	}
 	s.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 	if why.event != "" && !why.at.IsZero() {
@@ -528,7 +528,7 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 		if _, _, err := w.Out.AddOutgoing(ctx, ev); err != nil {
 			return err
 		}
-		counted(w, s.metrics.WelcomesSent, float64(len(batch)))
+		w.Count(s.metrics.WelcomesSent, float64(len(batch)))
 	}
 	return nil
 }

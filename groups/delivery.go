@@ -203,7 +203,7 @@ func (s *Service) deliverEach(ctx context.Context, w *inbound.Work, users []stri
 	if err := back(ctx, w, had); err != nil {
 		return nil, fmt.Errorf("deliver %s: cursors of %d puppets that had it: %w", d.EventID, len(had), err)
 	}
-	counted(w, s.metrics.Delivered.WithLabelValues(string(d.Kind)), float64(len(got)))
+	w.Count(s.metrics.Delivered.WithLabelValues(string(d.Kind)), float64(len(got)))
 	return got, nil
 }
 

@@ -248,7 +248,7 @@ func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inb
 		return nil
 	}
 	ctx = context.WithValue(ctx, backfilling{}, true)
-	counted(w, s.metrics.HoleChecks.WithLabelValues(why), 1)
+	w.Count(s.metrics.HoleChecks.WithLabelValues(why), 1)
 	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Str("reason", why).Logger()
 	as, err := s.reader(ctx, w.Q, r, ours)
 	if err != nil {
@@ -259,7 +259,7 @@ func (s *Service) fillHole(ctx context.Context, w *inbound.Work, r *room, ev inb
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		counted(w, s.metrics.HistoryStopped.WithLabelValues("fetch_failed"), 1)
+		w.Count(s.metrics.HistoryStopped.WithLabelValues("fetch_failed"), 1)
 		log.Warn().Err(err).Msg("Could not page back into the room's timeline for a hole")
 		return nil
 	}
@@ -299,7 +299,7 @@ func (g *gap) applyMembership(ctx context.Context, w *inbound.Work, hole []inbou
 		if err := g.record(ctx, w.Q, ev); err != nil {
 			return err
 		}
-		counted(w, s.metrics.GapEvents.WithLabelValues("membership"), 1)
+		w.Count(s.metrics.GapEvents.WithLabelValues("membership"), 1)
 		var current string
 		err := w.Q.QueryRow(ctx, `SELECT event_id FROM room_member WHERE room_id = $1 AND user_id = $2`, g.r.id, *ev.StateKey).Scan(&current)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -334,14 +334,14 @@ func (g *gap) applyRest(ctx context.Context, w *inbound.Work, hole []inbound.Roo
 		}
 		e, err := ParseEncrypted(ev.Content)
 		if err != nil || !g.s.supported(e.Algorithm) {
-			counted(w, g.s.metrics.MalformedEvents.WithLabelValues("room_event"), 1)
+			w.Count(g.s.metrics.MalformedEvents.WithLabelValues("room_event"), 1)
 			continue
 		}
 		kind := "message"
 		if e.Commit != nil {
 			kind = "commit"
 		}
-		counted(w, g.s.metrics.GapEvents.WithLabelValues(kind), 1)
+		w.Count(g.s.metrics.GapEvents.WithLabelValues(kind), 1)
 		if err := g.s.applyEncrypted(ctx, w, g.r, ev, e); err != nil {
 			return err
 		}

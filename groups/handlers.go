@@ -148,7 +148,7 @@ func (s *Service) memberEvent(ctx context.Context, w *inbound.Work, ev inbound.R
 		// the puppets joined then. (Delivered again, it cost a cursor
 		// update for every joined puppet and a second to take it back,
 		// and went as news to those who joined in between.)
-		counted(w, s.metrics.DuplicateEvents, 1)
+		w.Count(s.metrics.DuplicateEvents, 1)
 	} else {
 		to, err := s.joinedPuppets(ctx, w.Q, ev.RoomID)
 		if err != nil {
@@ -204,7 +204,7 @@ func (s *Service) reconcileAfter(ctx context.Context, w *inbound.Work, room id.R
 	case last == kindReconcile:
 		return nil
 	}
-	counted(w, s.metrics.ReconcilesDeferred, 1)
+	w.Count(s.metrics.ReconcilesDeferred, 1)
 	_, err = w.Out.AddItem(ctx, database.Item{Queue: roomQueue(room), Kind: kindReconcile, RoomID: string(room), Payload: []byte{}})
 	return err
 }
@@ -340,13 +340,13 @@ func (s *Service) queueOwnJoin(ctx context.Context, w *inbound.Work, ev inbound.
 		return errf(ev.RoomID, "look up join %s: %w", ev.EventID, err)
 	}
 	if known {
-		counted(w, s.metrics.OwnJoins.WithLabelValues("arrived"), 1)
+		w.Count(s.metrics.OwnJoins.WithLabelValues("arrived"), 1)
 		return nil
 	}
 	if err := queueRoomEvent(ctx, w, ev); err != nil {
 		return err
 	}
-	counted(w, s.metrics.OwnJoins.WithLabelValues("queued"), 1)
+	w.Count(s.metrics.OwnJoins.WithLabelValues("queued"), 1)
 	s.cfg.Log.Debug().Stringer("room_id", ev.RoomID).Str("puppet", *ev.StateKey).Stringer("event_id", ev.EventID).
 		Msg("Queued our puppet's join event as read from the homeserver")
 	return nil
@@ -429,7 +429,7 @@ func (h toDeviceHandler) ToDevice(ctx context.Context, w *inbound.Work, ev inbou
 	}
 	wel, err := ParseWelcome(ev.Content)
 	if err != nil {
-		counted(w, s.metrics.MalformedEvents.WithLabelValues("welcome"), 1)
+		w.Count(s.metrics.MalformedEvents.WithLabelValues("welcome"), 1)
 		s.cfg.Log.Warn().Err(err).Stringer("sender", ev.Sender).Stringer("to_device", ev.ToDeviceID).Msg("Malformed Welcome refused")
 		return nil
 	}
@@ -526,7 +526,7 @@ func (s *Service) reconcileLater(ctx context.Context, w *inbound.Work, room id.R
 	if err != nil || !later {
 		return false, err
 	}
-	counted(w, s.metrics.ReconcilesCoalesced, 1)
+	w.Count(s.metrics.ReconcilesCoalesced, 1)
 	return true, nil
 }
 

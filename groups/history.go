@@ -183,7 +183,7 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 			continue
 		}
 		if h.fetched >= s.cfg.MaxHistory {
-			counted(w, s.metrics.HistoryStopped.WithLabelValues("limit"), 1)
+			w.Count(s.metrics.HistoryStopped.WithLabelValues("limit"), 1)
 			log.Warn().Int("fetched", h.fetched).Int("max_history", s.cfg.MaxHistory).
 				Msg("Stopped fetching the commits our devices are behind at groups.max_history; the rest wait as orphans")
 			return nil
@@ -193,13 +193,13 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			counted(w, s.metrics.HistoryStopped.WithLabelValues("fetch_failed"), 1)
+			w.Count(s.metrics.HistoryStopped.WithLabelValues("fetch_failed"), 1)
 			log.Warn().Err(err).Str("commit_event", truncate(n.CommitEvent)).
 				Msg("Could not fetch the commit of an epoch our devices are behind in")
 			continue
 		}
 		if c == nil || c.e.Commit.Next != epoch || c.e.Epoch != n.Parent {
-			counted(w, s.metrics.HistoryStopped.WithLabelValues("not_a_commit"), 1)
+			w.Count(s.metrics.HistoryStopped.WithLabelValues("not_a_commit"), 1)
 			log.Warn().Str("commit_event", truncate(n.CommitEvent)).
 				Msg("The commit_event of an epoch our devices are behind in is not its commit")
 			continue
@@ -212,7 +212,7 @@ func (s *Service) followBehind(ctx context.Context, w *inbound.Work, r *room, as
 				continue // the backfill said why
 			}
 		}
-		counted(w, s.metrics.Backfilled, 1)
+		w.Count(s.metrics.Backfilled, 1)
 		if err := s.applyEncrypted(ctx, w, r, c.ev, c.e); err != nil {
 			return err
 		}
@@ -313,7 +313,7 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 		want, link = e.Epoch, e.CommitEvent
 	}
 	if stop != "" {
-		counted(w, s.metrics.HistoryStopped.WithLabelValues(stop), 1)
+		w.Count(s.metrics.HistoryStopped.WithLabelValues(stop), 1)
 		log.Warn().Str("reason", stop).Int("fetched", h.fetched).Int("max_history", s.cfg.MaxHistory).
 			Msg("Backfill stopped before an epoch we hold; the event waits for its epoch (a later transaction or a Welcome)")
 		return nil
@@ -342,14 +342,14 @@ func (s *Service) backfill(ctx context.Context, w *inbound.Work, r *room, epoch 
 		if n, ok := r.node(chain[i].e.Commit.Next); ok && n.Retained {
 			continue // arrived meanwhile
 		}
-		counted(w, s.metrics.Backfilled, 1)
+		w.Count(s.metrics.Backfilled, 1)
 		if err := s.applyEncrypted(ctx, w, r, chain[i].ev, chain[i].e); err != nil {
 			return err
 		}
 		if n, ok := r.node(chain[i].e.Commit.Next); !ok || !n.Retained {
 			// Refused, a duplicate of a commit processed before, or one
 			// that removed us: the walk cannot go further forward.
-			counted(w, s.metrics.HistoryStopped.WithLabelValues("not_applied"), 1)
+			w.Count(s.metrics.HistoryStopped.WithLabelValues("not_applied"), 1)
 			log.Warn().Stringer("event_id", chain[i].ev.EventID).Int("remaining", i).
 				Msg("Backfill: a fetched commit did not give us its epoch; the event waits")
 			return nil

@@ -118,10 +118,10 @@ func (s *Service) seedMembersFirst(ctx context.Context, w *inbound.Work, room id
 		return err
 	}
 	if slices.ContainsFunc(joined, func(u id.UserID) bool { return u != puppet }) {
-		counted(w, s.metrics.MembershipSeeds.WithLabelValues("skipped"), 1)
+		w.Count(s.metrics.MembershipSeeds.WithLabelValues("skipped"), 1)
 		return nil
 	}
-	counted(w, s.metrics.MembershipSeeds.WithLabelValues("read"), 1)
+	w.Count(s.metrics.MembershipSeeds.WithLabelValues("read"), 1)
 	return s.seedMembers(ctx, w.Q, room, puppet)
 }
 
@@ -360,7 +360,7 @@ func (s *Service) leftOut(ctx context.Context, w *inbound.Work, room id.RoomID, 
 		return fmt.Errorf("record %s left out of %s: %w", user, room, err)
 	}
 	if inserted {
-		counted(w, s.metrics.LeftOut, 1)
+		w.Count(s.metrics.LeftOut, 1)
 		s.cfg.Log.Warn().Stringer("room_id", room).Str("user_id", user).Str("reason", reason).
 			Msg("Joined user left out of the room's MLS group: no usable MLS device")
 	}

@@ -2,11 +2,15 @@ package groups
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
-// Metrics are the instruments of DMLS rooms.
+// Metrics are the instruments of DMLS rooms. Counters of what the
+// service did (messages decrypted, commits applied, entries delivered)
+// count once the work's transaction commits (inbound.Work.Count): a work
+// item rolled back and tried again, or a batch whose commit failed, did
+// nothing the first time. Counters of requests made to the homeserver
+// (history fetched, media downloaded) count when they happen, as the
+// requests did.
 type Metrics struct {
 	CommitsMade         prometheus.Counter
 	CommitsApplied      prometheus.Counter
@@ -123,15 +127,4 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Downloads of offloaded payloads, by kind and result: ok, or the reason (tampered, bad_file, not_found, too_large, refused, unavailable, canceled).",
 			"kind", "result"),
 	}
-}
-
-// counted adds n to c once the transaction of w commits, and not at all
-// if it rolls back. A counter of what the service did (messages
-// decrypted, commits applied, entries delivered) would otherwise count
-// attempts: a work item rolled back and tried again, or a batch whose
-// commit failed, did nothing the first time. Counters of requests made
-// to the homeserver (history fetched, media downloaded) count when they
-// happen, as the requests did.
-func counted(w *inbound.Work, c prometheus.Counter, n float64) {
-	w.AfterCommit(func() { c.Add(n) })
 }

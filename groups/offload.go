@@ -68,7 +68,7 @@ func (s *Service) offloadIfLarge(ctx context.Context, w *inbound.Work, kind stri
 	if err != nil {
 		return nil, fmt.Errorf("offload %s: file object: %w", kind, err)
 	}
-	counted(w, s.metrics.Offloaded.WithLabelValues(kind), 1)
+	w.Count(s.metrics.Offloaded.WithLabelValues(kind), 1)
 	s.cfg.Log.Debug().Str("kind", kind).Int("event_bytes", inlineSize).Int("payload_bytes", len(payload)).
 		Stringer("device", dev).Msg("Payload offloaded to the media repository")
 	return &offloaded{file: raw, upload: seq}, nil

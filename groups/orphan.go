@@ -160,7 +160,7 @@ func (s *Service) orphansRemoved(ctx context.Context, w *inbound.Work, room id.R
 		s.cfg.Log.Warn().Stringer("room_id", room).Str("device", device).Dur("waited", now.Sub(since)).
 			Int("removals", removals).Dur("next_wait", s.orphanWait(removals)).
 			Msg("Removed our device from the group: it held no keys (its Welcome never came); it is added again")
-		counted(w, s.metrics.OrphansRemoved, 1)
+		w.Count(s.metrics.OrphansRemoved, 1)
 		return nil
 	})
 	if err != nil {

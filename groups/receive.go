@@ -32,13 +32,13 @@ func (s *Service) encryptedEvent(ctx context.Context, w *inbound.Work, ev inboun
 	}
 	e, err := ParseEncrypted(ev.Content)
 	if err != nil {
-		counted(w, s.metrics.MalformedEvents.WithLabelValues("room_event"), 1)
+		w.Count(s.metrics.MalformedEvents.WithLabelValues("room_event"), 1)
 		s.cfg.Log.Warn().Err(err).Stringer("room_id", ev.RoomID).Stringer("event_id", ev.EventID).Stringer("sender", ev.Sender).
 			Msg("Malformed DMLS event refused")
 		return nil
 	}
 	if !s.supported(e.Algorithm) {
-		counted(w, s.metrics.MalformedEvents.WithLabelValues("algorithm"), 1)
+		w.Count(s.metrics.MalformedEvents.WithLabelValues("algorithm"), 1)
 		return nil
 	}
 	if err := s.checkHole(ctx, w, r, ev, e.Commit != nil); err != nil {
@@ -71,7 +71,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 		Resolves: e.Commit.DMLSResolv, Creator: e.Commit.Sender, EventID: string(ev.EventID)}
 	log := s.cfg.Log.With().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Stringer("sender", ev.Sender).Logger()
 	if string(ev.Sender) != c.Creator.UserID {
-		counted(w, s.metrics.CommitsRejected.WithLabelValues("sender"), 1)
+		w.Count(s.metrics.CommitsRejected.WithLabelValues("sender"), 1)
 		log.Warn().Str("claimed", c.Creator.String()).Msg("Commit refused: its device is not the event's sender's")
 		return nil
 	}
@@ -110,7 +110,7 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 		}
 		return s.backfill(ctx, w, r, c.Base, e.CommitEvent)
 	case errors.As(err, &rej):
-		counted(w, s.metrics.CommitsRejected.WithLabelValues(rejectionLabel(rej)), 1)
+		w.Count(s.metrics.CommitsRejected.WithLabelValues(rejectionLabel(rej)), 1)
 		log.Warn().Err(err).Msg("Commit refused by the room's membership")
 		return nil
 	case errors.Is(err, epochs.ErrRemoved):
@@ -122,18 +122,18 @@ func (s *Service) applyCommit(ctx context.Context, w *inbound.Work, r *room, ev 
 		log.Debug().Err(err).Msg("Commit older than every epoch we hold: skipped")
 		return nil
 	case errors.Is(err, epochs.ErrParentNotRetained), errors.Is(err, epochs.ErrInvalidCommit):
-		counted(w, s.metrics.CommitsRejected.WithLabelValues(commitErrorLabel(err)), 1)
+		w.Count(s.metrics.CommitsRejected.WithLabelValues(commitErrorLabel(err)), 1)
 		log.Warn().Err(err).Msg("Commit refused")
 		return nil
 	default:
 		return errf(r.id, "apply commit %s: %w", ev.EventID, err)
 	}
-	counted(w, s.metrics.CommitsApplied, 1)
+	w.Count(s.metrics.CommitsApplied, 1)
 	if len(c.Resolves) > 0 {
-		counted(w, s.metrics.ForksResolved, 1)
+		w.Count(s.metrics.ForksResolved, 1)
 	}
 	if now := len(r.m.Graph().Heads()); now > 1 && now > heads {
-		counted(w, s.metrics.ForksSeen, 1)
+		w.Count(s.metrics.ForksSeen, 1)
 	}
 	to, err := s.joinedPuppets(ctx, w.Q, r.id)
 	if err != nil {
@@ -248,7 +248,7 @@ func (s *Service) checkOwnCommit(ctx context.Context, w *inbound.Work, r *room, 
 	if err != nil {
 		return errf(r.id, "withdraw our commit %s: %w", c.EventID, err)
 	}
-	counted(w, s.metrics.OwnCommitsWithdrawn, 1)
+	w.Count(s.metrics.OwnCommitsWithdrawn, 1)
 	log.Warn().Err(refused).Int("epochs_removed", len(gone)).
 		Msg("Our own commit is refused by the membership at its event in the room's graph, as the other members refuse it: withdrawn, committing again from its base")
 	return s.reconcileLoaded(ctx, w, r, reconcileReason{commit: true, at: w.Item.CreatedAt})
@@ -308,7 +308,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 	case errors.Is(err, epochs.ErrNotHeld):
 		// The epoch is one we hold only for what it says about the
 		// room (our devices were removed there): not addressed to us.
-		counted(w, s.metrics.NotAddressed, 1)
+		w.Count(s.metrics.NotAddressed, 1)
 		return nil
 	case errors.Is(err, epochs.ErrUnknownEpoch):
 		// Our devices may still hold an epoch of the room after their
@@ -316,7 +316,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		// retention runs): with no puppet of ours joined, the message is
 		// for others.
 		if len(r.m.Ours()) == 0 || len(to) == 0 {
-			counted(w, s.metrics.NotAddressed, 1)
+			w.Count(s.metrics.NotAddressed, 1)
 			s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).
 				Msg("Message of an epoch none of our devices is in: not addressed to us")
 			return nil
@@ -327,7 +327,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		return s.backfill(ctx, w, r, e.Epoch, e.CommitEvent)
 	case errors.Is(err, epochs.ErrParentNotRetained):
 		if len(r.m.Ours()) == 0 || len(to) == 0 {
-			counted(w, s.metrics.NotAddressed, 1)
+			w.Count(s.metrics.NotAddressed, 1)
 			return nil
 		}
 		return s.undecryptable(ctx, w, r, ev, "epoch_dropped", to)
@@ -354,7 +354,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 			return errf(r.id, "deliveries of %s: %w", ev.EventID, qerr)
 		}
 		if delivered {
-			counted(w, s.metrics.DuplicateEvents, 1)
+			w.Count(s.metrics.DuplicateEvents, 1)
 			return nil
 		}
 		s.cfg.Log.Warn().Err(err).Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Msg("Message replayed: its key was used by another event")
@@ -375,7 +375,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 			Stringer("sender", ev.Sender).Msg("Message refused: its MLS sender is not the event's sender")
 		return s.undecryptable(ctx, w, r, ev, "sender_mismatch", to)
 	}
-	counted(w, s.metrics.MessagesDecrypt, 1)
+	w.Count(s.metrics.MessagesDecrypt, 1)
 	if err := s.deliverMessage(ctx, w, r, ev, id.DeviceID(sender.DeviceID), opened.Plaintext, to); err != nil {
 		return err
 	}
@@ -406,7 +406,7 @@ func (s *Service) deliverMessage(ctx context.Context, w *inbound.Work, r *room, 
 }
 
 func (s *Service) undecryptable(ctx context.Context, w *inbound.Work, r *room, ev inbound.RoomEvent, reason string, to []id.UserID) error {
-	counted(w, s.metrics.Undecryptable.WithLabelValues(reason), 1)
+	w.Count(s.metrics.Undecryptable.WithLabelValues(reason), 1)
 	s.cfg.Log.Warn().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Stringer("sender", ev.Sender).
 		Str("reason", reason).Int("puppets", len(to)).Msg("Message undecryptable")
 	content, _ := json.Marshal(map[string]string{"reason": reason})
@@ -459,7 +459,7 @@ func (s *Service) wait(ctx context.Context, w *inbound.Work, r *room, ev inbound
 		return errf(r.id, "keep waiting event %s: %w", ev.EventID, err)
 	}
 	if tag.RowsAffected() == 1 {
-		counted(w, s.metrics.MessagesWaiting, 1)
+		w.Count(s.metrics.MessagesWaiting, 1)
 		s.cfg.Log.Debug().Stringer("room_id", r.id).Stringer("event_id", ev.EventID).Str("epoch", epoch.String()).
 			Msg("Event waits for its epoch")
 	}
@@ -585,7 +585,7 @@ func (t waitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 			// A commit whose base never came: made before any device of
 			// ours was in the group (its branch reaches us by Welcome),
 			// or on a branch we never saw. Nothing to deliver.
-			counted(w, s.metrics.CommitsRejected.WithLabelValues("base_never_arrived"), 1)
+			w.Count(s.metrics.CommitsRejected.WithLabelValues("base_never_arrived"), 1)
 			s.cfg.Log.Info().Stringer("room_id", roomID).Stringer("event_id", ev.EventID).Msg("Commit dropped: its base epoch never came")
 			continue
 		}
@@ -593,7 +593,7 @@ func (t waitTimer) Timer(ctx context.Context, w *inbound.Work, timer database.Ti
 			if n, ok := r.node(e.Epoch); ok && !n.Retained && len(r.m.Holders(e.Epoch)) == 0 {
 				// An epoch we know only from history: sent before any
 				// device of ours was in the group.
-				counted(w, s.metrics.NotAddressed, 1)
+				w.Count(s.metrics.NotAddressed, 1)
 				continue
 			}
 		}
@@ -632,7 +632,7 @@ func (s *Service) resend(ctx context.Context, w *inbound.Work, r *room, ev inbou
 		dev, ok = senderDevice(r, ev.Sender, "")
 	}
 	if !ok {
-		counted(w, s.metrics.MessagesResent.WithLabelValues("no_device"), 1)
+		w.Count(s.metrics.MessagesResent.WithLabelValues("no_device"), 1)
 		log.Warn().Msg("Our message was sent in an epoch we withdrew, and its puppet has no device in the group to send it again: lost to the others")
 		return nil
 	}
@@ -640,7 +640,7 @@ func (s *Service) resend(ctx context.Context, w *inbound.Work, r *room, ev inbou
 	if err != nil {
 		return err
 	}
-	counted(w, s.metrics.MessagesResent.WithLabelValues("sent"), 1)
+	w.Count(s.metrics.MessagesResent.WithLabelValues("sent"), 1)
 	log.Info().Str("outbox_txn_id", txnID).Msg("Our message was sent in an epoch we withdrew: sent again in the current epoch")
 	return nil
 }
@@ -747,7 +747,7 @@ func (s *Service) messageContext(ctx context.Context, q database.Querier, room i
 func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, dev keys.Device, sender id.UserID) error {
 	log := s.cfg.Log.With().Str("room_id", wel.RoomID).Stringer("device", dev).Stringer("sender", sender).Logger()
 	refuse := func(reason string, err error) error {
-		counted(w, s.metrics.WelcomesRefused.WithLabelValues(reason), 1)
+		w.Count(s.metrics.WelcomesRefused.WithLabelValues(reason), 1)
 		log.Warn().Err(err).Str("reason", reason).Msg("Welcome refused")
 		return nil
 	}
@@ -797,7 +797,7 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		return err
 	}
 	r.state = "active"
-	counted(w, s.metrics.WelcomesJoined, 1)
+	w.Count(s.metrics.WelcomesJoined, 1)
 	log.Info().Uint64("epoch", wel.Commit.Number).Msg("Joined the room's MLS group")
 	// Fetch as a puppet of ours that has joined: one only invited (as
 	// the Welcome's device usually is still) cannot read the room, and
@@ -884,7 +884,7 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 	switch {
 	case err == nil:
 	case errors.Is(err, epochs.ErrDuplicateCommit):
-		if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+		if err := s.cfg.Keys.Consume(ctx, w, dev, ref); err != nil {
 			return "", err
 		}
 		return joined, err
@@ -897,7 +897,7 @@ func (s *Service) joinDevice(ctx context.Context, w *inbound.Work, r *room, dev 
 	default:
 		return "", &welcomeRefusal{"invalid", err}
 	}
-	if err := s.cfg.Keys.Consume(ctx, w.Q, w.Out, dev, ref); err != nil {
+	if err := s.cfg.Keys.Consume(ctx, w, dev, ref); err != nil {
 		return "", err
 	}
 	if err := s.orphansSettled(ctx, w.Q, r.id, []epochs.Device{fromKeys(dev)}); err != nil {

@@ -94,6 +94,6 @@ func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []
 	for i, u := range users {
 		got[i] = id.UserID(u)
 	}
-	counted(w, s.metrics.Delivered.WithLabelValues(string(KindMessage)), float64(len(got)*len(ds)))
+	w.Count(s.metrics.Delivered.WithLabelValues(string(KindMessage)), float64(len(got)*len(ds)))
 	return got, nil
 }

@@ -161,7 +161,7 @@ func (s *Service) messageRun(ctx context.Context, w *inbound.Work, items []datab
 		return err
 	}
 	w.AfterCommit(func() { s.notify.wake(got) })
-	counted(w, s.metrics.MessagesDecrypt, float64(decrypted))
+	w.Count(s.metrics.MessagesDecrypt, float64(decrypted))
 	each := time.Since(start).Seconds() / float64(len(msgs))
 	for range msgs {
 		s.metrics.DecryptSeconds.Observe(each)

@@ -133,7 +133,7 @@ func (s *Service) send(ctx context.Context, puppet id.UserID, device id.DeviceID
 		if err := s.saveRoom(ctx, work, r); err != nil {
 			return err
 		}
-		counted(work, s.metrics.MessagesSent, 1)
+		work.Count(s.metrics.MessagesSent, 1)
 		return out.Flush(ctx)
 	})
 	if err == nil && work != nil {

@@ -233,7 +233,7 @@ func (s *Service) saveRoom(ctx context.Context, w *inbound.Work, r *room) error 
 		if err != nil {
 			return errf(r.id, "retention: %w", err)
 		}
-		counted(w, s.metrics.EpochsDropped, float64(len(dropped)))
+		w.Count(s.metrics.EpochsDropped, float64(len(dropped)))
 		ch, err := r.m.Flush()
 		if err != nil {
 			return errf(r.id, "encode changes: %w", err)

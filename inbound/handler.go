@@ -31,6 +31,13 @@ type Work struct {
 // again.
 func (w *Work) AfterCommit(f func()) { w.afterCommit = append(w.afterCommit, f) }
 
+// A Counter is a metric that only goes up, such as a prometheus.Counter.
+type Counter interface{ Add(float64) }
+
+// Count adds n to c once the transaction that applies the work has
+// committed (AfterCommit): a counter of what was done, not of attempts.
+func (w *Work) Count(c Counter, n float64) { w.AfterCommit(func() { c.Add(n) }) }
+
 // Committed runs the functions registered with AfterCommit. The worker
 // calls it after the commit.
 func (w *Work) Committed() {

@@ -63,7 +63,7 @@ func (h countHandler) KeyCounts(ctx context.Context, w *inbound.Work, k inbound.
 	if sentAt == nil || !sentAt.Before(w.Item.CreatedAt) {
 		return nil
 	}
-	return m.replaceLastResort(ctx, w.Q, w.Out, ident, "used")
+	return m.replaceLastResort(ctx, w, ident, "used")
 }
 
 // sweepTimer makes sure every device of ours has a check timer, due at
@@ -142,10 +142,10 @@ func (t deviceTimer) Timer(ctx context.Context, w *inbound.Work, timer database.
 	if err := m.prune(ctx, w.Q, dev); err != nil {
 		return time.Time{}, err
 	}
-	if err := m.checkStock(ctx, w.Q, w.Out, ident); err != nil {
+	if err := m.checkStock(ctx, w, ident); err != nil {
 		return time.Time{}, err
 	}
-	if err := m.checkLastResort(ctx, w.Q, w.Out, ident); err != nil {
+	if err := m.checkLastResort(ctx, w, ident); err != nil {
 		return time.Time{}, err
 	}
 	if ident.deviceKeysSent && !ident.crossSigned {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/config"
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/internal/testenv"
 	"github.com/mls-appservice/mls-appservice/matrix"
 	"github.com/mls-appservice/mls-appservice/migrations"
@@ -449,6 +450,7 @@ func TestKeysService(t *testing.T) {
 	checkDeviceKeysRebuilt(t, e, ours)
 	checkUnreadableBatchSkipped(t, e, claims[1])
 	checkQueryIndependently(t, e, carol, ours)
+	checkCountedOnCommit(t, e, carol)
 
 	// Claims take alice's first device below the low-water mark; the
 	// homeserver's count (sent with a transaction about the device) makes
@@ -596,13 +598,13 @@ func checkConsume(t *testing.T, e *env, c Claimed) {
 	if _, _, found := e.storedKeyPackage(t, c.Device, c.KeyPackage); !found {
 		t.Fatalf("%s: claimed KeyPackage not found before its Welcome", c.Device)
 	}
-	if err := e.m.Consume(ctx, e.db, nil, c.Device, ref); err != nil {
+	if err := e.m.Consume(ctx, &inbound.Work{Q: e.db}, c.Device, ref); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, found := e.storedKeyPackage(t, c.Device, c.KeyPackage); found {
 		t.Fatalf("%s: consumed KeyPackage still found", c.Device)
 	}
-	if err := e.m.Consume(ctx, e.db, nil, c.Device, ref); !errors.Is(err, ErrUnknownKeyPackage) {
+	if err := e.m.Consume(ctx, &inbound.Work{Q: e.db}, c.Device, ref); !errors.Is(err, ErrUnknownKeyPackage) {
 		t.Fatalf("%s: consumed twice: %v, want ErrUnknownKeyPackage", c.Device, err)
 	}
 	after, _ := e.batchKeyPackages(t, c.Device)
@@ -613,6 +615,55 @@ func checkConsume(t *testing.T, e *env, c Claimed) {
 		if bytes.Equal(b.KeyPackage.Ref(s), ref) {
 			t.Fatalf("%s: the consumed KeyPackage is still derivable", c.Device)
 		}
+	}
+}
+
+// checkCountedOnCommit: a replacement of d's last-resort KeyPackage
+// (its Welcome consumed it) is counted once its transaction commits, and
+// not by an attempt rolled back.
+func checkCountedOnCommit(t *testing.T, e *env, d Device) {
+	t.Helper()
+	ctx := t.Context()
+	replaced := e.m.cfg.Metrics.LastResortReplaced.WithLabelValues("consumed")
+	before := testutil.ToFloat64(replaced)
+	consume := func(commit bool) {
+		t.Helper()
+		tx, err := e.db.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		var id string
+		if err := tx.QueryRow(ctx, `SELECT key_id FROM key_package WHERE user_id = $1 AND device_id = $2
+			AND last_resort AND retired_at IS NULL`, d.UserID, d.DeviceID).Scan(&id); err != nil {
+			t.Fatalf("%s: last-resort KeyPackage: %v", d, err)
+		}
+		ref, err := base64.RawURLEncoding.DecodeString(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
+		if err := e.m.Consume(ctx, w, d, ref); err != nil {
+			t.Fatalf("%s: consume the last-resort KeyPackage: %v", d, err)
+		}
+		if !commit {
+			return
+		}
+		if err := w.Out.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.Committed()
+	}
+	consume(false)
+	if got := testutil.ToFloat64(replaced) - before; got != 0 {
+		t.Fatalf("%s: a replacement rolled back counted %v", d, got)
+	}
+	consume(true)
+	if got := testutil.ToFloat64(replaced) - before; got != 1 {
+		t.Fatalf("%s: a replacement committed counted %v, want 1", d, got)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/group"
 	"github.com/mls-appservice/mls-appservice/mls/message"
@@ -166,7 +167,8 @@ func storedBundle(dev Device, template, private []byte, sig *suite.SignaturePriv
 // (RFC 9420 16.8): it is replaced by a new one (uploaded through out) and
 // its keys are kept for keys.last_resort_grace, for Welcomes from those
 // who claimed it before the replacement.
-func (m *Manager) Consume(ctx context.Context, q database.Querier, out *database.Producer, dev Device, ref []byte) error {
+func (m *Manager) Consume(ctx context.Context, w *inbound.Work, dev Device, ref []byte) error {
+	q := w.Q
 	var id string
 	var lastResort, retired bool
 	err := q.QueryRow(ctx, `SELECT key_id, last_resort, retired_at IS NOT NULL FROM key_package
@@ -191,7 +193,7 @@ func (m *Manager) Consume(ctx context.Context, q database.Querier, out *database
 	if err != nil || ident == nil {
 		return errors.Join(err, ErrNoIdentity)
 	}
-	return m.replaceLastResort(ctx, q, out, ident, "consumed")
+	return m.replaceLastResort(ctx, w, ident, "consumed")
 }
 
 // consumeBatched consumes a one-time KeyPackage of one of dev's batches:
@@ -214,7 +216,8 @@ func (m *Manager) consumeBatched(ctx context.Context, q database.Querier, dev De
 // replaceLastResort makes a new last-resort KeyPackage, retires the
 // current one and uploads the new one as the fallback key, which the
 // homeserver then hands out instead.
-func (m *Manager) replaceLastResort(ctx context.Context, q database.Querier, out *database.Producer, id *identity, why string) error {
+func (m *Manager) replaceLastResort(ctx context.Context, w *inbound.Work, id *identity, why string) error {
+	q := w.Q
 	kp, err := m.makeLastResort(id.dev, id.sig)
 	if err != nil {
 		return err
@@ -224,14 +227,14 @@ func (m *Manager) replaceLastResort(ctx context.Context, q database.Querier, out
 		AND last_resort AND retired_at IS NULL`, id.dev.UserID, id.dev.DeviceID); err != nil {
 		return fmt.Errorf("retire last-resort key package of %s: %w", id.dev, err)
 	}
-	txn, err := m.enqueueUpload(ctx, out, id.dev, uploadBody{Fallback: kps})
+	txn, err := m.enqueueUpload(ctx, w.Out, id.dev, uploadBody{Fallback: kps})
 	if err != nil {
 		return err
 	}
 	if err := insertKeyPackages(ctx, q, id.dev, txn, kps); err != nil {
 		return err
 	}
-	m.cfg.Metrics.LastResortReplaced.WithLabelValues(why).Inc()
+	w.Count(m.cfg.Metrics.LastResortReplaced.WithLabelValues(why), 1)
 	m.cfg.Log.Info().Stringer("user_id", id.dev.UserID).Stringer("device_id", id.dev.DeviceID).Str("why", why).
 		Str("outbox_txn_id", txn).Msg("Last-resort KeyPackage replaced")
 	return nil
@@ -239,7 +242,8 @@ func (m *Manager) replaceLastResort(ctx context.Context, q database.Querier, out
 
 // checkStock is the device check's top-up (see the package doc for the
 // accounting). It returns the homeserver's count.
-func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *database.Producer, id *identity) error {
+func (m *Manager) checkStock(ctx context.Context, w *inbound.Work, id *identity) error {
+	q := w.Q
 	dev := id.dev
 	alg := KeyPackageAlgorithm(m.suite.ID())
 	// Read what we sent and what is on its way BEFORE asking the
@@ -269,7 +273,7 @@ func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *datab
 	}
 	m.cfg.Metrics.Stock.WithLabelValues(string(dev.UserID), string(dev.DeviceID)).Set(float64(held))
 	if c := sent - int64(held); c > claimed {
-		m.cfg.Metrics.ClaimedByOthers.Add(float64(c - claimed))
+		w.Count(m.cfg.Metrics.ClaimedByOthers, float64(c-claimed))
 		if _, err := q.Exec(ctx, `UPDATE puppet_device SET otk_claimed = $3 WHERE user_id = $1 AND device_id = $2`,
 			dev.UserID, dev.DeviceID, c); err != nil {
 			return fmt.Errorf("record claims of %s: %w", dev, err)
@@ -278,21 +282,21 @@ func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *datab
 	if held+pending >= m.cfg.LowWater {
 		return nil
 	}
-	m.cfg.Metrics.BelowLowWater.Inc()
+	w.Count(m.cfg.Metrics.BelowLowWater, 1)
 	n := m.cfg.Stock - held - pending
 	b, err := m.makeBatch(dev, id.sig, n)
 	if err != nil {
 		return err
 	}
 	defer b.wipe()
-	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{OneTimeKeys: b.kps})
+	txn, err := m.enqueueUpload(ctx, w.Out, dev, uploadBody{OneTimeKeys: b.kps})
 	if err != nil {
 		return err
 	}
 	if err := m.insertBatch(ctx, q, dev, txn, b); err != nil {
 		return err
 	}
-	m.cfg.Metrics.TopUps.Inc()
+	w.Count(m.cfg.Metrics.TopUps, 1)
 	m.cfg.Log.Info().Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).Int("held", held).
 		Int("pending", pending).Int("generated", n).Str("outbox_txn_id", txn).Msg("KeyPackage stock topped up")
 	return nil
@@ -301,17 +305,18 @@ func (m *Manager) checkStock(ctx context.Context, q database.Querier, out *datab
 // checkLastResort replaces a missing or expiring last-resort KeyPackage
 // (one with less than a quarter of its lifetime left), so that the
 // homeserver never hands out an expired one as the fallback.
-func (m *Manager) checkLastResort(ctx context.Context, q database.Querier, out *database.Producer, id *identity) error {
+func (m *Manager) checkLastResort(ctx context.Context, w *inbound.Work, id *identity) error {
+	q := w.Q
 	var notAfter time.Time
 	err := q.QueryRow(ctx, `SELECT not_after FROM key_package WHERE user_id = $1 AND device_id = $2
 		AND last_resort AND retired_at IS NULL`, id.dev.UserID, id.dev.DeviceID).Scan(&notAfter)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return m.replaceLastResort(ctx, q, out, id, "missing")
+		return m.replaceLastResort(ctx, w, id, "missing")
 	case err != nil:
 		return fmt.Errorf("read last-resort key package of %s: %w", id.dev, err)
 	case notAfter.Sub(m.cfg.Now()) < m.cfg.Lifetime/4:
-		return m.replaceLastResort(ctx, q, out, id, "expiring")
+		return m.replaceLastResort(ctx, w, id, "expiring")
 	}
 	return nil
 }
