@@ -336,11 +336,20 @@ func collectItems(rows pgx.Rows, err error) ([]Item, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Item, error) { return scanItem(r) })
 }
 
+// planEach makes PostgreSQL plan a statement for its values each time it
+// runs (pgx sends it as the unnamed statement), where a prepared
+// statement's plan may be one made once for any values and kept. The
+// queue's reads need it: work_item swings from empty to tens of thousands
+// of rows of many queues faster than autovacuum analyzes it, and a plan
+// kept from while it was nearly empty scans the whole table for each
+// read (TestHeadItemsPlannedForTheirValues).
+const planEach = pgx.QueryExecModeCacheDescribe
+
 // HeadItems returns up to limit unparked items of queue in order. Call it
 // with the queue's lock held.
 func HeadItems(ctx context.Context, q Querier, queue string, limit int) ([]Item, error) {
 	items, err := collectItems(q.Query(ctx, `SELECT `+itemColumns+` FROM work_item
-		WHERE queue = $1 AND NOT parked ORDER BY seq LIMIT $2`, queue, limit))
+		WHERE queue = $1 AND NOT parked ORDER BY seq LIMIT $2`, planEach, queue, limit))
 	if err != nil {
 		return nil, fmt.Errorf("read items of %s: %w", queue, err)
 	}
@@ -353,7 +362,7 @@ func HeadItems(ctx context.Context, q Querier, queue string, limit int) ([]Item,
 func LastItemAfter(ctx context.Context, q Querier, queue string, seq int64) (string, error) {
 	var kind string
 	err := q.QueryRow(ctx, `SELECT kind FROM work_item WHERE queue = $1 AND seq > $2 AND NOT parked
-		ORDER BY seq DESC LIMIT 1`, queue, seq).Scan(&kind)
+		ORDER BY seq DESC LIMIT 1`, planEach, queue, seq).Scan(&kind)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil
 	}
@@ -368,7 +377,7 @@ func LastItemAfter(ctx context.Context, q Querier, queue string, seq int64) (str
 func KindQueuedAfter(ctx context.Context, q Querier, queue string, seq int64, kind string) (bool, error) {
 	var found bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM work_item WHERE queue = $1 AND seq > $2 AND NOT parked AND kind = $3)`,
-		queue, seq, kind).Scan(&found)
+		planEach, queue, seq, kind).Scan(&found)
 	if err != nil {
 		return false, fmt.Errorf("look for %s items of %s after %d: %w", kind, queue, seq, err)
 	}
