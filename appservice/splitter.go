@@ -57,7 +57,7 @@ func (s *Splitter) Step(ctx context.Context) (bool, error) {
 			s.counts.reset()
 		}
 		p := database.NewProducer(tx)
-		problem, err := s.split(ctx, p, st)
+		problem, err := s.split(ctx, tx, p, st)
 		if err != nil {
 			return err
 		}
@@ -104,13 +104,19 @@ func (s *Splitter) failed(ctx context.Context, st *database.StoredTransaction, c
 }
 
 // split writes the work items of one transaction into p and returns the
-// problems to record with it (empty if none).
-func (s *Splitter) split(ctx context.Context, p *database.Producer, st *database.StoredTransaction) (string, error) {
+// problems to record with it (empty if none). The transaction's body is
+// read through q only if the intake's parse is not in the handoff.
+func (s *Splitter) split(ctx context.Context, q database.Querier, p *database.Producer, st *database.StoredTransaction) (string, error) {
 	log := s.log.With().Str("txn_id", st.TxnID).Int64("txn_seq", st.Seq).Logger()
 	txn := s.Handoff.take(st.Seq)
 	var err error
 	if txn == nil {
 		s.metrics.HandoffTaken.WithLabelValues("missed").Inc()
+		if st.Body == nil {
+			if st.Body, err = database.TransactionBody(ctx, q, st.Seq); err != nil {
+				return "", err
+			}
+		}
 		txn, err = ParseTransaction(st.Body)
 	} else {
 		s.metrics.HandoffTaken.WithLabelValues("parsed").Inc()

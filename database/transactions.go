@@ -19,8 +19,12 @@ const ProcessingLockKey int64 = 0x6d6c7361_0002 // "mlsa", 2
 
 // StoredTransaction is one appservice transaction as received.
 type StoredTransaction struct {
-	Seq        int64
-	TxnID      string
+	Seq   int64
+	TxnID string
+	// Body is nil from NextTransaction: the intake hands the splitter
+	// its parse of nearly every transaction (appservice.Handoff), and a
+	// body of a hundred events, read out of TOAST for each, was PostgreSQL
+	// time spent on bytes nobody read. TransactionBody reads it.
 	Body       []byte
 	ReceivedAt time.Time
 	Attempts   int
@@ -62,13 +66,13 @@ func TryLockProcessing(ctx context.Context, tx pgx.Tx) (bool, error) {
 	return got, nil
 }
 
-// NextTransaction returns the oldest unsplit transaction, or nil if
-// there is none. Call it with the processing lock held.
+// NextTransaction returns the oldest unsplit transaction without its
+// body, or nil if there is none. Call it with the processing lock held.
 func NextTransaction(ctx context.Context, tx Querier) (*StoredTransaction, error) {
 	var st StoredTransaction
-	err := tx.QueryRow(ctx, `SELECT seq, txn_id, body, received_at, attempts
+	err := tx.QueryRow(ctx, `SELECT seq, txn_id, received_at, attempts
 		FROM appservice_transaction WHERE processed_at IS NULL
-		ORDER BY seq LIMIT 1 FOR UPDATE`).Scan(&st.Seq, &st.TxnID, &st.Body, &st.ReceivedAt, &st.Attempts)
+		ORDER BY seq LIMIT 1 FOR UPDATE`).Scan(&st.Seq, &st.TxnID, &st.ReceivedAt, &st.Attempts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -76,6 +80,16 @@ func NextTransaction(ctx context.Context, tx Querier) (*StoredTransaction, error
 		return nil, fmt.Errorf("select next transaction: %w", err)
 	}
 	return &st, nil
+}
+
+// TransactionBody returns the stored body of transaction seq.
+func TransactionBody(ctx context.Context, q Querier, seq int64) ([]byte, error) {
+	var body []byte
+	err := q.QueryRow(ctx, `SELECT body FROM appservice_transaction WHERE seq = $1`, seq).Scan(&body)
+	if err != nil {
+		return nil, fmt.Errorf("read body of transaction %d: %w", seq, err)
+	}
+	return body, nil
 }
 
 // MarkProcessed records that transaction seq was split into work items in tx.
