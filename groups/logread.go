@@ -88,21 +88,23 @@ func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.Event
 	// Within a puppet and room, spans cover disjoint entries, so at most
 	// one holds the event's; the newest spans are searched first.
 	var (
-		sp span
-		no int64
+		sp     span
+		e      entryColumns
+		sealed []byte
 	)
-	err = s.cfg.DB.QueryRow(ctx, `SELECT `+spanColumns+`, e.no FROM room_entry e JOIN room_log r USING (room_no)
+	err = s.cfg.DB.QueryRow(ctx, `SELECT `+spanColumns+`, e.no, `+entrySelect+` FROM room_entry e JOIN room_log r USING (room_no)
 		CROSS JOIN LATERAL (SELECT * FROM delivery_span s WHERE s.log_no = $1 AND s.room_no = e.room_no
 			AND s.first_no <= e.no AND s.first_no + s.n > e.no ORDER BY s.last_seq DESC LIMIT 1) s
 		WHERE e.event_id = $2 ORDER BY s.last_seq DESC LIMIT 1`, logNo, string(event)).
-		Scan(&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at, &no)
+		Scan(&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at, &e.no,
+			&e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS)
 	switch {
 	case err == nil:
-		got, err := s.merge(ctx, puppet, nil, []span{sp}, sp.first()+(no-sp.firstNo), 1, 1)
-		if err != nil || len(got) == 0 {
-			return nil, err
+		d := Delivered{Puppet: puppet, Seq: sp.first() + (e.no - sp.firstNo), RoomID: sp.room, Kind: KindMessage, DeliveredAt: sp.at}
+		if err := s.openEntry(&d, e, sealed); err != nil {
+			return nil, fmt.Errorf("read log of %s: message %s: %w", puppet, event, err)
 		}
-		return &got[0], nil
+		return &d, nil
 	case !errors.Is(err, pgx.ErrNoRows):
 		return nil, fmt.Errorf("read log of %s: message %s: %w", puppet, event, err)
 	}
@@ -240,7 +242,7 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 	for k, r := range refs {
 		roomNos[k], entryNos[k] = r.roomNo, r.entryNo
 	}
-	rows, err := s.cfg.DB.Query(ctx, `SELECT x.k, e.event_id, e.sender, e.sender_device, e.event_type, e.content, e.origin_ts
+	rows, err := s.cfg.DB.Query(ctx, `SELECT x.k, `+entrySelect+`
 		FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS x (room_no, no, k)
 		JOIN room_entry e ON e.room_no = x.room_no AND e.no = x.no`, roomNos, entryNos)
 	if err != nil {
@@ -250,19 +252,17 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		k      int64
 		sealed []byte
 		found  int
-		e      Delivered
+		e      entryColumns
 	)
 	_, err = pgx.ForEachRow(rows, []any{&k, &e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS}, func() error {
 		if k < 1 || k > int64(len(refs)) {
 			return fmt.Errorf("row %d of %d", k, len(refs))
 		}
 		r := refs[k-1]
-		content, err := s.cfg.Sealer.Open(purposeRoomEntry, roomEntryRow(r.room, r.entryNo), sealed)
-		if err != nil {
-			return fmt.Errorf("entry %d of %s: %w", r.entryNo, r.room, err)
+		e.no = r.entryNo
+		if err := s.openEntry(&out[r.at], e, sealed); err != nil {
+			return err
 		}
-		d := &out[r.at]
-		d.EventID, d.Sender, d.SenderDevice, d.Type, d.Content, d.OriginServerTS = e.EventID, e.Sender, e.SenderDevice, e.Type, content, e.OriginServerTS
 		found++
 		return nil
 	})
@@ -273,4 +273,30 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		return nil, fmt.Errorf("read log of %s: %d of %d messages its spans name are missing from their rooms' logs", puppet, len(refs)-found, len(refs))
 	}
 	return out, nil
+}
+
+// entrySelect selects a room_entry's columns that a Delivered takes, as
+// e: those of entryColumns, then the sealed content.
+const entrySelect = `e.event_id, e.sender, e.sender_device, e.event_type, e.content, e.origin_ts`
+
+// entryColumns are a room_entry's columns read for a Delivered, and its
+// number in the room's log.
+type entryColumns struct {
+	no             int64
+	EventID        id.EventID
+	Sender         id.UserID
+	SenderDevice   id.DeviceID
+	Type           string
+	OriginServerTS int64
+}
+
+// openEntry opens e's sealed content, sealed to d's room and e's number,
+// into d and fills d's message fields from e.
+func (s *Service) openEntry(d *Delivered, e entryColumns, sealed []byte) error {
+	content, err := s.cfg.Sealer.Open(purposeRoomEntry, roomEntryRow(d.RoomID, e.no), sealed)
+	if err != nil {
+		return fmt.Errorf("entry %d of %s: %w", e.no, d.RoomID, err)
+	}
+	d.EventID, d.Sender, d.SenderDevice, d.Type, d.Content, d.OriginServerTS = e.EventID, e.Sender, e.SenderDevice, e.Type, content, e.OriginServerTS
+	return nil
 }
