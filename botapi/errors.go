@@ -134,7 +134,8 @@ func classify(err error, field string) *Error {
 		e.HomeserverCode = errcode
 		return e
 	case errors.Is(err, context.DeadlineExceeded):
-		return wrap(http.StatusGatewayTimeout, CodeTimeout, "", "the request took too long; it may still take effect (retry with the same Idempotency-Key)")
+		return wrap(http.StatusGatewayTimeout, CodeTimeout, "", "the request took too long; it may still take effect "+
+			"(a message sent again with the same Idempotency-Key is not sent twice; check other requests' effect before retrying)")
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {

@@ -1,6 +1,8 @@
 package load
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"regexp"
@@ -147,5 +149,43 @@ func TestDetailsSayLogBytes(t *testing.T) {
 	r.LogBytesPerEntry = 0
 	if got := r.Details(); strings.Contains(got, "log_bytes") {
 		t.Fatalf("details %q name log bytes not measured", got)
+	}
+}
+
+// TestSettle: a wait goes on while the mark rises, however long in all,
+// and ends with errStalled once it stops rising for the timeout.
+func TestSettle(t *testing.T) {
+	const timeout, interval = 200 * time.Millisecond, 5 * time.Millisecond
+	failed := errors.New("poll failed")
+	tests := []struct {
+		name  string
+		poll  func(call int) (bool, int64, error)
+		want  error
+		calls int // at least
+	}{
+		{"done at once", func(int) (bool, int64, error) { return true, 0, nil }, nil, 1},
+		// 100 polls 5 ms apart outlast the timeout more than twice:
+		// only the rising mark keeps the wait going.
+		{"rising", func(c int) (bool, int64, error) { return c == 100, int64(c), nil }, nil, 100},
+		{"falling count", func(c int) (bool, int64, error) { return c == 100, -int64(1000 - c), nil }, nil, 100},
+		{"stalled", func(c int) (bool, int64, error) { return false, min(int64(c), 5), nil }, errStalled, 6},
+		{"error", func(c int) (bool, int64, error) { return false, 0, failed }, failed, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			err := settle(context.Background(), timeout, interval, func() (bool, int64, error) {
+				calls++
+				return tt.poll(calls)
+			})
+			if !errors.Is(err, tt.want) || calls < tt.calls {
+				t.Errorf("settle: %v after %d polls, want %v after at least %d", err, calls, tt.want, tt.calls)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := settle(ctx, timeout, interval, func() (bool, int64, error) { return false, 0, nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("settle with its context done: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -102,6 +103,12 @@ func Synapse(ctx context.Context, o SynapseOptions) (*Result, error) {
 		return nil, err
 	}
 	progress("puppets=%d created in %s", o.Puppets, time.Since(setupStart).Round(time.Second))
+	if o.DB != nil {
+		if err := waitPublished(ctx, o, progress); err != nil {
+			return nil, err
+		}
+		progress("puppets' devices published after %s", time.Since(setupStart).Round(time.Second))
+	}
 
 	// Rooms.
 	rooms := make([]string, o.Rooms)
@@ -248,18 +255,15 @@ func Synapse(ctx context.Context, o SynapseOptions) (*Result, error) {
 		progress("%d sends failed, the last: %v", n, lastErr.Load())
 	}
 
-	deadline, lastD := time.Now().Add(o.SettleTimeout), -1
-	for {
+	// Deliveries that stop coming end the wait: the result says what
+	// arrived.
+	_ = settle(ctx, o.SettleTimeout, time.Second, func() (bool, int64, error) {
 		s, d := tr.counts()
-		if d != lastD {
-			deadline, lastD = time.Now().Add(o.SettleTimeout), d
+		if d < s {
+			progress("waiting for deliveries %d/%d", d, s)
 		}
-		if d >= s || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		progress("waiting for deliveries %d/%d", d, s)
-		time.Sleep(time.Second)
-	}
+		return d >= s, int64(d), nil
+	})
 	res.Seconds = tr.last().Sub(start).Seconds()
 	if res.Seconds < sendSeconds {
 		res.Seconds = sendSeconds
@@ -327,8 +331,7 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, co
 func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, members [][]string, progress func(string, ...any)) error {
 	want := o.Members * o.Devices
 	done := make([]bool, len(rooms))
-	deadline, lastN := time.Now().Add(o.SettleTimeout), 0
-	for {
+	err := settle(ctx, o.SettleTimeout, 2*time.Second, func() (bool, int64, error) {
 		var mu sync.Mutex
 		n := 0
 		_ = parallel(ctx, min(o.Workers, 8), len(rooms), func(j int) error {
@@ -353,20 +356,70 @@ func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, member
 			}
 			return nil
 		})
-		if n == len(rooms) {
-			return nil
+		if n < len(rooms) {
+			progress("rooms converged %d/%d", n, len(rooms))
 		}
-		if n > lastN {
-			deadline, lastN = time.Now().Add(o.SettleTimeout), n
+		return n == len(rooms), int64(n), nil
+	})
+	if errors.Is(err, errStalled) {
+		n := 0
+		for _, d := range done {
+			if d {
+				n++
+			}
+		}
+		return fmt.Errorf("load: %d of %d rooms converged, none more in %s", n, len(rooms), o.SettleTimeout)
+	}
+	return err
+}
+
+// waitPublished waits until the service's outbox holds nothing unsent:
+// a new puppet's devices publish their keys and KeyPackages through it,
+// and rooms made before that wait for Synapse behind thousands of key
+// uploads (a createRoom outlasted its minute at 10,000 devices) and find
+// no KeyPackages to claim.
+func waitPublished(ctx context.Context, o SynapseOptions, progress func(string, ...any)) error {
+	var last int64 = -1
+	err := settle(ctx, o.SettleTimeout, 2*time.Second, func() (bool, int64, error) {
+		var n int64
+		err := o.DB.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL`).Scan(&n)
+		if err != nil {
+			return false, 0, fmt.Errorf("load: the service's outbox: %w", err)
+		}
+		if n > 0 {
+			progress("outbox rows unsent %d", n)
+		}
+		last = n
+		return n == 0, -n, nil
+	})
+	if errors.Is(err, errStalled) {
+		return fmt.Errorf("load: %d outbox rows still unsent, none sent in %s", last, o.SettleTimeout)
+	}
+	return err
+}
+
+// errStalled is settle's error when no progress came within its timeout.
+var errStalled = errors.New("no progress")
+
+// settle calls poll every interval until it reports done, returns an
+// error, or reports no progress (a higher mark) for timeout.
+func settle(ctx context.Context, timeout, interval time.Duration, poll func() (done bool, mark int64, err error)) error {
+	deadline, best := time.Now().Add(timeout), int64(math.MinInt64)
+	for {
+		done, mark, err := poll()
+		if done || err != nil {
+			return err
+		}
+		if mark > best {
+			deadline, best = time.Now().Add(timeout), mark
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("load: %d of %d rooms converged, none more in %s", n, len(rooms), o.SettleTimeout)
+			return errStalled
 		}
-		progress("rooms converged %d/%d", n, len(rooms))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(2 * time.Second):
+		case <-time.After(interval):
 		}
 	}
 }
