@@ -110,6 +110,10 @@ type Outgoing struct {
 	Welcome []byte
 	Added   []Device
 	Removed []Device
+	// Joined are the added devices that are ours in the new epoch
+	// already (CommitJoining's joiners): their Welcome is not theirs to
+	// open.
+	Joined []Device
 }
 
 // Errors of the Member layer, besides the graph's and CheckCommit's.
@@ -781,6 +785,21 @@ type KeyPackages func(Device) *message.KeyPackage
 // until the homeserver has accepted the event: record it with
 // SetCommitEvent. Nothing of the rules depends on it.
 func (m *Member) Commit(by Device, room Room, keyPackages KeyPackages, now time.Time) (*Outgoing, error) {
+	return m.CommitJoining(by, room, keyPackages, nil, now)
+}
+
+// Joiners supplies, for a device the commit adds that is ours as well,
+// the bundle of the KeyPackage it is added with (private keys included),
+// or nil.
+type Joiners func(Device) *group.KeyPackageBundle
+
+// CommitJoining is Commit, and makes the added devices that joiners gives
+// a bundle for ours in the new epoch at once, their private parts derived
+// from the path secrets by generated (group.CommitOptions.Joiners), as if
+// each had joined by the Welcome: Outgoing.Joined lists them. A bundle
+// whose KeyPackage is not the one the device is added with fails the
+// commit.
+func (m *Member) CommitJoining(by Device, room Room, keyPackages KeyPackages, joiners Joiners, now time.Time) (*Outgoing, error) {
 	rc, err := m.graph.NextCommit(room)
 	if err != nil {
 		return nil, err
@@ -802,10 +821,20 @@ func (m *Member) Commit(by Device, room Room, keyPackages KeyPackages, now time.
 		props = append(props, group.RemoveProposal(leaves[d]))
 		out.Removed = append(out.Removed, d)
 	}
+	var bundles []*group.KeyPackageBundle
 	for _, d := range rc.Add {
-		if kp := keyPackages(d); kp != nil {
-			props = append(props, group.AddProposal(kp))
-			out.Added = append(out.Added, d)
+		kp := keyPackages(d)
+		if kp == nil {
+			continue
+		}
+		props = append(props, group.AddProposal(kp))
+		out.Added = append(out.Added, d)
+		if joiners == nil {
+			continue
+		}
+		if b := joiners(d); b != nil {
+			bundles = append(bundles, b)
+			out.Joined = append(out.Joined, d)
 		}
 	}
 	var others []Device
@@ -818,6 +847,7 @@ func (m *Member) Commit(by Device, room Room, keyPackages KeyPackages, now time.
 	}
 	pc, err := group.New(base.pub, base.privs[by], m.cfg).Commit(group.CommitOptions{
 		Proposals: props, SkipPending: true, AuthenticatedData: encodeResolves(rc.Resolves), Others: otherPrivs,
+		Joiners: bundles,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
@@ -830,6 +860,13 @@ func (m *Member) Commit(by Device, room Room, keyPackages KeyPackages, now time.
 		}
 	}
 	pub := next.Public()
+	for i, d := range out.Joined {
+		if got := leafDevice(pub, uint32(pc.Joiners[i].Leaf())); got != d {
+			pub.Destroy()
+			return nil, fmt.Errorf("commit: the bundle given for joiner %v is %v's", d, got)
+		}
+		privs[d] = pc.Joiners[i]
+	}
 	id := ID(pub.EpochID())
 	if err := m.graph.Add(Node[*EpochState]{
 		Identity: Identity{ID: id, Number: pub.Epoch(), Creator: by},

@@ -628,3 +628,55 @@ func (r *serviceRoom) retains(id ID, now time.Time) bool {
 	n, ok := r.svc.Graph().Node(id)
 	return ok && n.Retained
 }
+
+// Our own commit that adds devices of ours makes them ours in the new
+// epoch at once (CommitJoining): they hold it and can send and read
+// without opening the Welcome, which then finds them there already; an
+// added remote device joins by the Welcome as ever. A bundle given for
+// the wrong device fails the commit.
+func TestCommitJoiningOurDevices(t *testing.T) {
+	a, b := dev("@a:x", "A"), dev("@b:x", "B")
+	r := newServiceRoom(t, 4, a)
+	r.agree(a)
+	a2, b1, remote := dev("@a:x", "A2"), b, dev("@r:x", "R")
+	for _, d := range []Device{a2, b1, remote} {
+		r.room.Members[d.UserID] = Join
+		r.room.Devices[d.UserID] = append(r.room.Devices[d.UserID], d.DeviceID)
+	}
+	ours := func(d Device) *group.KeyPackageBundle {
+		if d == remote {
+			return nil
+		}
+		return r.bundles[d]
+	}
+	swapped := func(d Device) *group.KeyPackageBundle {
+		switch d {
+		case a2:
+			return r.bundles[b1]
+		case b1:
+			return r.bundles[a2]
+		}
+		return nil
+	}
+	// The KeyPackages are made as the commit asks for them: the bundles
+	// of this attempt are in r.bundles by the time joiners is asked.
+	if _, err := r.svc.CommitJoining(a, r.room, r.kps, swapped, t0); err == nil {
+		t.Fatal("a commit with swapped bundles succeeded")
+	}
+	mine, err := r.svc.CommitJoining(a, r.room, r.kps, ours, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sortedDevices(mine.Joined), sortedDevices([]Device{a2, b1})) || len(mine.Added) != 3 {
+		t.Fatalf("added %v, joined %v", mine.Added, mine.Joined)
+	}
+	for _, o := range r.indep {
+		if _, err := o.Apply(mine.Commit, r.room, r.room, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.svc.Join(a2, mine.Welcome, r.bundles[a2], mine.Commit, t0); !errors.Is(err, ErrDuplicateCommit) {
+		t.Fatalf("a joined device opening the Welcome: %v", err)
+	}
+	r.agree(a, a2, b1)
+}

@@ -197,6 +197,37 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 		DueAt: later.At}, mode)
 }
 
+// ownBundle is the KeyPackage of a device of ours that a commit adds,
+// with its private keys, and its reference (to use it up).
+type ownBundle struct {
+	ref    []byte
+	bundle *group.KeyPackageBundle
+}
+
+// ownBundles finds the private parts of the KeyPackages claimed for our
+// own devices among kps, so that our commit makes those devices members
+// at once (epochs.Member.CommitJoining). A device whose KeyPackage is not
+// found here is left out of the map: it joins from the Welcome.
+func (s *Service) ownBundles(ctx context.Context, w *inbound.Work, room id.RoomID, kps map[epochs.Device]*message.KeyPackage) (map[epochs.Device]ownBundle, error) {
+	out := map[epochs.Device]ownBundle{}
+	for d, kp := range kps {
+		if !s.cfg.Puppets.Owns(id.UserID(d.UserID)) {
+			continue
+		}
+		ref, bundle, err := s.cfg.Keys.FindKeyPackage(ctx, w.Q, toKeys(d), [][]byte{kp.Ref(s.suite)})
+		switch {
+		case errors.Is(err, keys.ErrUnknownKeyPackage):
+			s.cfg.Log.Warn().Err(err).Stringer("room_id", room).Str("device", d.String()).
+				Msg("The KeyPackage claimed for our own device is not among its own; it joins from the Welcome")
+			continue
+		case err != nil:
+			return nil, errf(room, "KeyPackage of our device %v: %w", d, err)
+		}
+		out[d] = ownBundle{ref: ref, bundle: bundle}
+	}
+	return out, nil
+}
+
 // lowestLeaf returns the one of ours with the lowest leaf among joined.
 func lowestLeaf(joined []epochs.LeafDevice, ours []epochs.Device) epochs.Device {
 	best := ours[0]
@@ -325,10 +356,15 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 			kps[d] = c.KeyPackage
 		}
 	}
+	joiners, err := s.ownBundles(ctx, w, r.id, kps)
+	if err != nil {
+		return err
+	}
 	if err := s.excludeOrphans(ctx, w.Q, r, &view); err != nil {
 		return err
 	}
-	out, err := r.m.Commit(dev, view, func(d epochs.Device) *message.KeyPackage { return kps[d] }, s.now())
+	out, err := r.m.CommitJoining(dev, view, func(d epochs.Device) *message.KeyPackage { return kps[d] },
+		func(d epochs.Device) *group.KeyPackageBundle { return joiners[d].bundle }, s.now())
 	if errors.Is(err, epochs.ErrCannotCommit) {
 		s.cfg.Log.Info().Stringer("room_id", r.id).Stringer("device", dev).Msg("Our device cannot commit in this room (not in the base epoch's group)")
 		return nil
@@ -356,13 +392,33 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 	if err := s.orphansRemoved(ctx, w, r.id, removed); err != nil {
 		return err
 	}
-	// Our own devices that the commit adds join at once from the Welcome
-	// we made: the copy sent to them as a to-device message is a
-	// duplicate then, and Synapse drops to-device messages to an
-	// appservice that is down (synapse#14710), so waiting for it could
-	// leave one of our devices in the tree without its keys.
+	// Our own devices that the commit adds are ours in the new epoch at
+	// once (Outgoing.Joined), their private parts derived from the path
+	// secrets of the commit: their KeyPackages are used up now, and no
+	// Welcome goes to them (sendCommit). Opening the Welcome instead cost
+	// each of them the whole GroupInfo with its ratchet tree, about
+	// 100 ms a device at 10,000 members: a room of 10,000 of our devices
+	// filled by one commit outlasted the item's two minutes again and
+	// again. Waiting for a to-device copy is no choice either: Synapse
+	// drops to-device messages to an appservice that is down
+	// (synapse#14710), which could leave a device of ours in the tree
+	// without its keys.
+	for _, d := range out.Joined {
+		if err := s.cfg.Keys.Consume(ctx, w, toKeys(d), joiners[d].ref); err != nil {
+			return err
+		}
+	}
+	if len(out.Joined) > 0 {
+		w.Count(s.metrics.WelcomesJoined, float64(len(out.Joined)))
+		if err := s.orphansSettled(ctx, w.Q, r.id, out.Joined); err != nil {
+			return err
+		}
+	}
+	// A device of ours whose KeyPackage's private part was not found for
+	// the commit (ownBundles) joins from the Welcome we made, which it is
+	// sent as well.
 	for _, d := range out.Added {
-		if !s.cfg.Puppets.Owns(id.UserID(d.UserID)) || out.Welcome == nil {
+		if !s.cfg.Puppets.Owns(id.UserID(d.UserID)) || out.Welcome == nil || slices.Contains(out.Joined, d) {
 			continue
 		}
 		c := out.Commit
@@ -480,7 +536,8 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 		r.id, []byte(c.Epoch), seq); err != nil {
 		return errf(r.id, "record commit of %v: %w", c.Epoch, err)
 	}
-	if out.Welcome == nil {
+	welcomeTo := slices.DeleteFunc(slices.Clone(out.Added), func(d epochs.Device) bool { return slices.Contains(out.Joined, d) })
+	if out.Welcome == nil || len(welcomeTo) == 0 {
 		return nil
 	}
 	wel := wireWelcome{Algorithm: welcomePrefix + keys.Algorithm(s.suite.ID())[len(algorithmPrefix):],
@@ -507,10 +564,11 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 			return err
 		}
 	}
-	// The same content goes to every added device: one to-device row
-	// (one request) carries it to many (welcomeRecipients).
+	// The same content goes to every added device but ours that hold the
+	// epoch already: one to-device row (one request) carries it to many
+	// (welcomeRecipients).
 	per := welcomeRecipients(len(welBody))
-	for added := out.Added; len(added) > 0; {
+	for added := welcomeTo; len(added) > 0; {
 		batch := added[:min(per, len(added))]
 		added = added[len(batch):]
 		ev := database.OutgoingEvent{Kind: database.ToDevice, UserID: c.Creator.UserID,

@@ -581,6 +581,21 @@ func TestGroupsEndToEnd(t *testing.T) {
 	if undecryptable != 0 {
 		t.Errorf("%d messages undecryptable", undecryptable)
 	}
+	// A service's own devices that its commits add are members at once,
+	// from the commit's path secrets: no Welcome goes to them.
+	for _, s := range svcs {
+		var n int
+		if err := s.db.QueryRow(ctx, `SELECT count(*) FROM outbox o WHERE kind = 'to_device'
+				AND convert_from(content, 'UTF8') LIKE '%.dmls.welcome.%'
+				AND (EXISTS (SELECT 1 FROM puppet p WHERE p.user_id = o.to_user_id)
+					OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(o.also_to, '{}')) AS k(user_id) JOIN puppet p USING (user_id)))`).
+			Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%s sent %d Welcome rows to its own devices", s.name, n)
+		}
+	}
 }
 
 // commitsMade counts the commits both services sent (outbox rows of the

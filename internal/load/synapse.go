@@ -373,27 +373,29 @@ func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, member
 	return err
 }
 
-// waitPublished waits until the service's outbox holds nothing unsent:
-// a new puppet's devices publish their keys and KeyPackages through it,
-// and rooms made before that wait for Synapse behind thousands of key
-// uploads (a createRoom outlasted its minute at 10,000 devices) and find
-// no KeyPackages to claim.
+// waitPublished waits until the service's outbox holds nothing unsent
+// and every device of ours is cross-signed: a new puppet's devices
+// publish their keys and KeyPackages through the outbox, then sign them.
+// Rooms made before that wait for Synapse behind thousands of uploads (a
+// createRoom outlasted its minute at 10,000 devices), find no KeyPackages
+// to claim, and each signature, a device-list change of its user, asks
+// every room of the user to reconcile (10,000 reconcile items queued in
+// one room).
 func waitPublished(ctx context.Context, o SynapseOptions, progress func(string, ...any)) error {
-	var last int64 = -1
+	var unsent, unsigned int64
 	err := settle(ctx, o.SettleTimeout, 2*time.Second, func() (bool, int64, error) {
-		var n int64
-		err := o.DB.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL`).Scan(&n)
+		err := o.DB.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL),
+			(SELECT count(*) FROM puppet_device WHERE cross_signed_at IS NULL)`).Scan(&unsent, &unsigned)
 		if err != nil {
 			return false, 0, fmt.Errorf("load: the service's outbox: %w", err)
 		}
-		if n > 0 {
-			progress("outbox rows unsent %d", n)
+		if unsent+unsigned > 0 {
+			progress("outbox rows unsent %d, devices not cross-signed %d", unsent, unsigned)
 		}
-		last = n
-		return n == 0, -n, nil
+		return unsent+unsigned == 0, -(unsent + unsigned), nil
 	})
 	if errors.Is(err, errStalled) {
-		return fmt.Errorf("load: %d outbox rows still unsent, none sent in %s", last, o.SettleTimeout)
+		return fmt.Errorf("load: %d outbox rows unsent and %d devices not cross-signed, none done in %s", unsent, unsigned, o.SettleTimeout)
 	}
 	return err
 }

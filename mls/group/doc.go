@@ -62,7 +62,11 @@
 //     the PRF is punctured. Handle is the same code with one member.
 //   - CommitOptions.Others makes our own commit yield the next Privates
 //     of our other members (PendingCommit.Others), from the path secrets
-//     the committer generated: no HPKE.
+//     the committer generated: no HPKE. CommitOptions.Joiners does the
+//     same for members it adds that are ours (PendingCommit.Joiners):
+//     each one's leaf key from its KeyPackageBundle and the keys above it
+//     from the path secret its Welcome would carry, so that none of them
+//     opens the Welcome (the GroupInfo with the whole tree, per joiner).
 //   - JoinPrivate joins one more member of ours into an epoch whose
 //     Public we hold: it opens the Welcome, checks that it is for exactly
 //     that epoch (GroupContext, confirmation tag, and the epoch

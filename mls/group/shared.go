@@ -209,6 +209,48 @@ func (g *Group) othersAfter(others []*Private, st *staged, gen *treekem.Generate
 	return out, nil
 }
 
+// joinersAfter returns the private parts, in the epoch that our commit
+// staged as st makes, of the members it adds whose bundles are joiners:
+// each one's leaf key, and above it the keys derived from the path secret
+// that its Welcome would carry (gen's at its common ancestor with the
+// committer's leaf), checked against st's tree as a joiner checks them.
+func joinersAfter(joiners []*KeyPackageBundle, st *staged, committer treemath.LeafIndex, gen *treekem.Generated) ([]*Private, error) {
+	leaves := make(map[string]treemath.LeafIndex, len(st.adds))
+	for _, a := range st.adds {
+		leaves[string(codec.Marshal(a.keyPackage))] = a.leaf
+	}
+	out := make([]*Private, len(joiners))
+	for i, kp := range joiners {
+		if kp == nil {
+			return nil, fmt.Errorf("%w: joiner %d: no KeyPackage", ErrInvalidState, i)
+		}
+		if err := kp.Check(); err != nil {
+			return nil, fmt.Errorf("joiner %d: %w", i, err)
+		}
+		enc := string(codec.Marshal(&kp.KeyPackage))
+		leaf, ok := leaves[enc]
+		if !ok {
+			return nil, fmt.Errorf("%w: joiner %d: the commit does not add its KeyPackage (or it is given twice)", ErrInvalidState, i)
+		}
+		delete(leaves, enc)
+		path := treekem.NewPrivateState(leaf, kp.EncryptionKey)
+		if gen != nil {
+			secret := gen.PathSecretFor(leaf)
+			if secret == nil {
+				return nil, fmt.Errorf("%w: no path secret for joiner %d at leaf %d", treekem.ErrNoDecryptionKey, i, leaf)
+			}
+			keys, err := path.WithJoinerPathSecret(st.tree, committer, secret)
+			clear(secret)
+			if err != nil {
+				return nil, fmt.Errorf("joiner %d: %w", i, err)
+			}
+			path = keys
+		}
+		out[i] = NewPrivate(leaf, kp.SignatureKey, path)
+	}
+	return out, nil
+}
+
 // JoinPrivate is Join for a member whose epoch we already hold: another
 // of our members is in it and pub is its Public. It opens the Welcome for
 // kp and checks that it is for exactly pub's epoch (the GroupContext and

@@ -372,6 +372,61 @@ func TestCommitOthers(t *testing.T) {
 	}
 }
 
+// Our own commit gives the members it adds that are ours their private
+// parts in the new epoch from the path secrets it generated, equal to
+// what each derives by joining from the Welcome, both in a commit with a
+// path (DMLS: always) and in an RFC 9420 commit that only adds, which has
+// none; a bundle the commit does not add, or given twice, is refused
+// before anything is consumed.
+func TestCommitJoiners(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		scheme keyschedule.InitScheme
+	}{{"dmls", keyschedule.SchemeDMLS}, {"rfc9420 adds only", keyschedule.SchemeRFC9420}} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Scheme: tt.scheme}
+			w := newSharedWorld(t, cfg, 7, []int{1, 3})
+			g, others := w.primary(false)
+			a, b, c := newBundle(t, s1, "joiner-a"), newBundle(t, s1, "joiner-b"), newBundle(t, s1, "remote-c")
+			props := []*message.Proposal{AddProposal(&a.KeyPackage), AddProposal(&b.KeyPackage), AddProposal(&c.KeyPackage)}
+			for name, bad := range map[string][]*KeyPackageBundle{
+				"not added": {newBundle(t, s1, "stranger")},
+				"twice":     {a, a},
+				"nil":       {nil},
+			} {
+				if _, err := g.Commit(CommitOptions{Proposals: props, Others: others, Joiners: bad}); err == nil {
+					t.Fatalf("joiners %s accepted", name)
+				}
+			}
+			pc, err := g.Commit(CommitOptions{Proposals: props, Others: others, Joiners: []*KeyPackageBundle{b, a}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hasPath := mustCommitPath(t, pc.Commit); hasPath != (tt.scheme == keyschedule.SchemeDMLS) {
+				t.Fatalf("commit has a path: %v", hasPath)
+			}
+			if len(pc.Joiners) != 2 {
+				t.Fatalf("%d joiners' private parts, want 2", len(pc.Joiners))
+			}
+			next := mustAdopt(t, g, pc)
+			for k, kp := range []*KeyPackageBundle{b, a} {
+				joined, err := Join(pc.Welcome, kp, &JoinOptions{Config: cfg})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := pc.Joiners[k].MarshalBinary()
+				want, _ := joined.Private().MarshalBinary()
+				if !bytes.Equal(got, want) {
+					t.Fatalf("joiner %d: private part from our commit differs from joining by the Welcome", k)
+				}
+				if err := next.Public().CheckPrivate(pc.Joiners[k]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // JoinPrivate derives the same private part as a full Join, from the
 // Public of the epoch that our other members already hold, and refuses a
 // Welcome for another epoch.
@@ -484,4 +539,22 @@ func TestPrivatesAfter(t *testing.T) {
 	if _, err := g.PrivatesAfter(otherMsg, tr.Public, []*Private{w.privs[3]}); !errors.Is(err, ErrWrongEpoch) {
 		t.Fatalf("a sibling's commit: %v", err)
 	}
+}
+
+// mustCommitPath reports whether an encoded commit message carries an
+// UpdatePath.
+func mustCommitPath(t *testing.T, commit []byte) bool {
+	t.Helper()
+	msg, err := message.ParseMLSMessage(commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *message.Commit
+	switch {
+	case msg.PublicMessage != nil:
+		c = msg.PublicMessage.Content.Commit
+	default:
+		t.Fatal("not a public message")
+	}
+	return c.Path != nil
 }
