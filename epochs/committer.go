@@ -85,6 +85,12 @@ func DecideCommitter(in CommitterInput) Decision {
 	case first.Device == in.Self:
 		return Decision{Action: CommitNow, At: in.Seen}
 	}
+	return in.wait()
+}
+
+// wait is the decision of a joined device that is not the first: Grace
+// plus a jitter, doubled for each of Rounds up to MaxBackoff times.
+func (in CommitterInput) wait() Decision {
 	delay := max(in.Grace, 0)
 	if in.MaxJitter > 0 && in.Jitter != nil {
 		delay += time.Duration(in.Jitter.Int64N(int64(in.MaxJitter)))
@@ -108,4 +114,40 @@ func compareLeaf(a, b LeafDevice) int {
 		return c
 	}
 	return a.Device.Compare(b.Device)
+}
+
+// DecideAmong is the committer rule for several devices of one member
+// (ours): DecideCommitter asked for each of ours in turn, with in.Self
+// ignored, in time linear in Joined and ours (asking for each in turn is
+// quadratic: a room of 10,000 of our devices made 10^8 comparisons a
+// reconciliation). It returns the decision of the one of ours that
+// commits now, if any; else the earliest CommitLater among ours, drawing
+// each one's jitter in the order of ours as the calls in turn would; else
+// DoNotCommit. by is the device the decision is for.
+func DecideAmong(in CommitterInput, ours []Device) (dec Decision, by Device) {
+	joined := make(map[Device]bool, len(in.Joined))
+	var first *LeafDevice
+	for i := range in.Joined {
+		d := &in.Joined[i]
+		joined[d.Device] = true
+		if first == nil || compareLeaf(*d, *first) < 0 {
+			first = d
+		}
+	}
+	var later *Decision
+	for _, d := range ours {
+		switch {
+		case !joined[d]:
+			continue
+		case first.Device == d:
+			return Decision{Action: CommitNow, At: in.Seen}, d
+		}
+		if dd := in.wait(); later == nil || dd.At.Before(later.At) {
+			later, by = &dd, d
+		}
+	}
+	if later == nil {
+		return Decision{Action: DoNotCommit}, Device{}
+	}
+	return *later, by
 }

@@ -1,6 +1,7 @@
 package epochs
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -86,6 +87,55 @@ func TestDecideCommitterBacksOff(t *testing.T) {
 		in.Self = alice
 		if d := DecideCommitter(in); d.Action != CommitNow || d.Delay != 0 {
 			t.Errorf("rounds %d: the first committer waits %v", rounds, d.Delay)
+		}
+	}
+}
+
+// TestDecideAmongIsDecideCommitterInTurn: for random groups and random
+// sets of ours (joined or not, the first among them or not, equal
+// leaves), DecideAmong gives what asking DecideCommitter for each of ours
+// in turn gives: the first committer of ours at once, else the earliest
+// wait, with the same jitter draws.
+func TestDecideAmongIsDecideCommitterInTurn(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for round := range 500 {
+		var joined []LeafDevice
+		for i := range r.IntN(12) {
+			joined = append(joined, LeafDevice{dev(fmt.Sprintf("@u%d:x", i), "D"), uint32(r.IntN(8))})
+		}
+		var ours []Device
+		for i := range r.IntN(14) {
+			ours = append(ours, dev(fmt.Sprintf("@u%d:x", r.IntN(16)+i%2), "D"))
+		}
+		in := CommitterInput{Joined: joined, Seen: t0, Grace: time.Second, MaxJitter: time.Minute, Rounds: r.IntN(3)}
+
+		in.Jitter = rand.New(rand.NewPCG(uint64(round), 1))
+		var want *Decision
+		var wantBy Device
+	turn:
+		for _, d := range ours {
+			each := in
+			each.Self = d
+			switch dec := DecideCommitter(each); dec.Action {
+			case CommitNow:
+				want, wantBy = &dec, d
+				break turn
+			case CommitLater:
+				if want == nil || dec.At.Before(want.At) {
+					want, wantBy = &dec, d
+				}
+			}
+		}
+		in.Jitter = rand.New(rand.NewPCG(uint64(round), 1))
+		got, by := DecideAmong(in, ours)
+		if want == nil {
+			if got.Action != DoNotCommit {
+				t.Fatalf("round %d: %+v by %v, want DoNotCommit", round, got, by)
+			}
+			continue
+		}
+		if got != *want || by != wantBy {
+			t.Fatalf("round %d: %+v by %v, want %+v by %v", round, got, by, *want, wantBy)
 		}
 	}
 }

@@ -162,20 +162,12 @@ func (s *Service) reconcileLoaded(ctx context.Context, w *inbound.Work, r *room,
 	now := s.now()
 	jitter := rand.New(rand.NewPCG(uint64(now.UnixNano()), uint64(len(r.id))))
 	rounds := r.m.Graph().ResolvingRun()
-	var later *epochs.Decision
-	for _, d := range ours {
-		dec := epochs.DecideCommitter(epochs.CommitterInput{Joined: joined, Self: d, Seen: now, Grace: s.cfg.Grace,
-			MaxJitter: s.cfg.MaxJitter, Jitter: jitter, Rounds: rounds})
-		switch dec.Action {
-		case epochs.CommitNow:
-			return s.commitNow(ctx, w, r, d, view, why)
-		case epochs.CommitLater:
-			if later == nil || dec.At.Before(later.At) {
-				later = &dec
-			}
-		}
-	}
-	if later == nil {
+	later, by := epochs.DecideAmong(epochs.CommitterInput{Joined: joined, Seen: now, Grace: s.cfg.Grace,
+		MaxJitter: s.cfg.MaxJitter, Jitter: jitter, Rounds: rounds}, ours)
+	switch later.Action {
+	case epochs.CommitNow:
+		return s.commitNow(ctx, w, r, by, view, why)
+	case epochs.DoNotCommit:
 		return nil
 	}
 	if why.timer {
@@ -241,8 +233,9 @@ func deviceSet(ds []epochs.Device) map[epochs.Device]bool {
 func lowestLeaf(joined []epochs.LeafDevice, ours []epochs.Device) epochs.Device {
 	best := ours[0]
 	bestLeaf := ^uint32(0)
+	mine := deviceSet(ours)
 	for _, j := range joined {
-		if slices.Contains(ours, j.Device) && j.Leaf < bestLeaf {
+		if mine[j.Device] && j.Leaf < bestLeaf {
 			best, bestLeaf = j.Device, j.Leaf
 		}
 	}
