@@ -61,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	token := fs.String("token", "", "a bot's access token (mls-appservice bots add)")
 	pid := fs.Int("pid", 0, "the service's process id (peak RSS and CPU from /proc)")
 	metrics := fs.String("metrics", "", "the service's /metrics URL (commits per second)")
-	dsn := fs.String("db", "", "the service's PostgreSQL URI (state sizes; intake: deliveries)")
+	dsn := fs.String("db", "", "the service's PostgreSQL URI (state sizes; synapse: waiting for new devices to be published before rooms are made; intake: deliveries)")
 	compact := fs.Bool("compact", false, "with -db, also measure the state after VACUUM FULL of its tables, which locks each while it is rewritten")
 	intakeURL := fs.String("intake", "", "intake mode: the service's appservice listener")
 	hsToken := fs.String("hs-token", "", "intake mode: the registration's hs_token")

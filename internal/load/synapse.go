@@ -39,7 +39,9 @@ type SynapseOptions struct {
 	// Service is the service's process; MetricsURL its /metrics.
 	Service    Process
 	MetricsURL string
-	// DB is the service's database (sizes).
+	// DB is the service's database: sizes, and the wait for new devices
+	// to be published before the rooms are made (waitPublished; nil: no
+	// wait).
 	DB *pgxpool.Pool
 	// Compact also measures the sizes after Compact, which locks each
 	// measured table of the service's database while it rewrites it.
