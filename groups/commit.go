@@ -555,9 +555,8 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 	if err != nil {
 		return err
 	}
-	// One upload serves every added device: the Welcome is the same for
-	// all of them. Our own added devices join from our copy (commitNow)
-	// and never download it.
+	// One upload serves every device it goes to: the Welcome is the same
+	// for all of them.
 	welUpload, err := s.offloadIfLarge(ctx, w, offloadWelcome, c.Creator, len(welBody), out.Welcome)
 	if err != nil {
 		return errf(r.id, "welcome: %w", err)

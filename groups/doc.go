@@ -23,7 +23,10 @@
 //     outbox in the same database transaction as the new state: the commit
 //     as m.room.encrypted, then the Welcome as a to-device message that
 //     names the commit's event id (filled in by the outbox once sent), one
-//     request for up to 100 of the added devices, queued per room. A device of ours that
+//     request for up to 100 of the added devices, queued per room. Our own
+//     devices that the commit adds are none of them: they are members of
+//     the new epoch from the commit's own path secrets, in the same
+//     transaction (epochs.Member.CommitJoining). A device of ours that
 //     the group holds without its keys (its Welcome never came: an orphan,
 //     orphan.go) is removed after groups.wait and added again; each
 //     removal doubles its next wait, so late Welcomes from a backlogged

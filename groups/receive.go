@@ -766,14 +766,15 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 		return err
 	}
 	if r.m != nil && slices.Contains(r.m.Holders(wel.Commit.Epoch), fromKeys(dev)) {
-		// The device joined already, from our own copy of the Welcome
-		// (commitNow) or an earlier delivery of this one.
+		// The device joined already, when our own commit was made
+		// (commitNow) or from an earlier delivery of this one.
 		return nil
 	}
 	if r.m != nil && s.cfg.Puppets.Owns(sender) && slices.Contains(r.m.Ours(), fromKeys(dev)) {
-		// Our own commit added the device, which joined from our copy
-		// of the Welcome (commitNow) and has moved on since: this is
-		// the to-device duplicate; no need to download or open it.
+		// Our own commit added the device, which joined when the commit
+		// was made (commitNow) and has moved on since: a Welcome sent
+		// before our devices stopped getting one, or to a device whose
+		// KeyPackage was not found then; no need to download or open it.
 		log.Debug().Msg("Duplicate of a Welcome our device already joined from")
 		return nil
 	}
@@ -784,9 +785,9 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	var refusal *welcomeRefusal
 	switch {
 	case errors.As(err, &refusal) && refusal.reason == "unknown_key_package" && s.cfg.Puppets.Owns(sender):
-		// Our own commit added the device, which joined from our copy
-		// of the Welcome and consumed the KeyPackage (commitNow): this
-		// is the to-device duplicate, arriving after the device moved on.
+		// Our own commit added the device, which joined and used up the
+		// KeyPackage when the commit was made (commitNow): a duplicate,
+		// arriving after the device moved on.
 		log.Debug().Msg("Duplicate of a Welcome our device already joined from")
 		return nil
 	case errors.As(err, &refusal):
