@@ -33,7 +33,9 @@ import (
 //	MLSAS_LOAD_DURATION=120s MLSAS_LOAD_RATE=50 MLSAS_LOAD_MODES=synapse \
 //	./scripts/with-env go test -count=1 -timeout 3h -run 'TestLoad$' -v ./cmd/mls-appservice/
 //
-// MLSAS_LOAD_BATCH_SIZE and MLSAS_LOAD_WORKERS set the intake-measured
+// MLSAS_LOAD_DEVICES sets the devices of each puppet (100 puppets of 100
+// devices in one room make a group of 10,000). MLSAS_LOAD_BATCH_SIZE and
+// MLSAS_LOAD_WORKERS set the intake-measured
 // service's processing.batch_size and processing.workers (their defaults
 // otherwise).
 type loadSize struct {
@@ -125,12 +127,26 @@ func loadSynapse(t *testing.T, size loadSize) *load.Result {
 	opts.extra["botapi"]["rate_limit"] = 100000
 	opts.extra["botapi"]["rate_burst"] = 100000
 	opts.extra["logging"] = map[string]any{"level": "warn"}
+	// MLSAS_LOAD_PPROF set: the measured service serves its profiler
+	// and metrics on an address of their own, logged, to profile one
+	// phase of a run by hand (go tool pprof
+	// http://<address>/debug/pprof/profile?seconds=60).
+	metricsAddr := ""
+	if os.Getenv("MLSAS_LOAD_PPROF") != "" {
+		metricsAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		opts.extra["appservice"] = map[string]any{"metrics_address": metricsAddr, "pprof": true}
+	}
 	_, svcs := startServices(t, opts)
 	S := svcs[0]
+	metricsURL := S.proc.base + "/metrics"
+	if metricsAddr != "" {
+		metricsURL = "http://" + metricsAddr + "/metrics"
+		t.Logf("the measured service's profiler: http://%s/debug/pprof/", metricsAddr)
+	}
 	c := client.New(botAPIBase(t, S.cfgPath), addBot(t, S.cfgPath, "load"))
 	res, err := load.Synapse(context.Background(), load.SynapseOptions{Client: c, Compact: true, Puppets: size.puppets, Rooms: size.rooms,
 		Members: size.members, Devices: size.devices, Rate: size.rate, Duration: size.duration, Churn: size.churn,
-		Prefix: "s", Service: load.Process{PID: S.proc.cmd.Process.Pid}, MetricsURL: S.proc.base + "/metrics",
+		Prefix: "s", Service: load.Process{PID: S.proc.cmd.Process.Pid}, MetricsURL: metricsURL,
 		DB: S.db.Pool, Progress: os.Stdout})
 	if err != nil {
 		t.Fatal(err)
