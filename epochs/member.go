@@ -227,16 +227,23 @@ func (m *Member) Public(id ID) (*group.Public, error) {
 // Group returns device d's view of a retained epoch, loading it if
 // needed, or ErrNotHeld if d holds no state there. The Group shares the
 // epoch's state: what it sends or reads advances the epoch's secret tree.
+//
+// Only d's private state is decoded: sending as one device of ours needs
+// no other's.
 func (m *Member) Group(id ID, d Device) (*group.Group, error) {
-	st, err := m.state(id)
+	st, err := m.shared(id)
 	if err != nil {
 		return nil, err
 	}
-	priv := st.privs[d]
-	if priv == nil {
-		return nil, fmt.Errorf("%w: %v in %v", ErrNotHeld, d, id)
+	if st.privs[d] == nil {
+		if _, waits := st.raw[d]; !waits {
+			return nil, fmt.Errorf("%w: %v in %v", ErrNotHeld, d, id)
+		}
+		if err := st.decode([]Device{d}); err != nil {
+			return nil, fmt.Errorf("load epoch %v: %w: %w", id, ErrLoad, err)
+		}
 	}
-	return group.New(st.pub, priv, m.cfg), nil
+	return group.New(st.pub, st.privs[d], m.cfg), nil
 }
 
 // Joined returns the devices of the base epoch whose users are joined in

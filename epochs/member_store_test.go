@@ -388,3 +388,35 @@ func TestMemberPrivatesDecodedOnUse(t *testing.T) {
 		t.Fatalf("sending: %v", err)
 	}
 }
+
+// Sending as one device of ours decodes that device's stored private
+// state only: with another device's state corrupt in the store, a
+// loaded Member still sends as the first, and fails with ErrLoad only
+// where the corrupt one is needed (sending as it, or a commit, which
+// carries every device of ours on).
+func TestSendDecodesOnlyTheSendersPrivateState(t *testing.T) {
+	a, b := dev("@a:x", "A"), dev("@b:x", "B")
+	r := newServiceRoom(t, 3, a, b)
+	db := newStore()
+	db.write(t, flush(t, r.svc))
+	base, err := r.svc.Base()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.epochs[base].Privates[b] = []byte("not a private state")
+
+	m := db.member(t)
+	epoch, ct, err := m.Encrypt(a, []byte("from a"))
+	if err != nil {
+		t.Fatalf("a sends with b's stored state corrupt: %v", err)
+	}
+	if pt, from, err := r.indep[1].Decrypt(epoch, ct); err != nil || from != a || string(pt) != "from a" {
+		t.Fatalf("a's message read as %q from %v: %v", pt, from, err)
+	}
+	if _, _, err := m.Encrypt(b, []byte("from b")); !errors.Is(err, ErrLoad) {
+		t.Fatalf("b sends from a corrupt state: %v", err)
+	}
+	if _, err := m.Commit(a, r.room, r.kps, t0); !errors.Is(err, ErrLoad) {
+		t.Fatalf("a commits with b's state corrupt: %v", err)
+	}
+}
