@@ -40,6 +40,20 @@ import (
 // at about 450 members; a Welcome does at about 290. The 480-member room
 // takes about six minutes here, most of it service A applying the echoes
 // of its own room's events.
+//
+// Once the room is full it times what a member's arrival and departure
+// cost every device in it: each of B's joins (A's commit adding B's device,
+// B's device joining from the offloaded Welcome, B's other devices applying
+// the commit) and, last, one of A's puppets leaving and being invited back
+// (A's commits removing and adding that puppet's devices, B applying
+// them), each from the request to the moment both services hold the same
+// single epoch with exactly the expected devices. It prints them as the
+// offload-latency: line (milliseconds, polled every 200 ms).
+//
+// MLSAS_OFFLOAD_DEVICES gives A's puppets that many devices each, so that
+// the group reaches 10,000 members with a hundred Matrix users
+// (MLSAS_OFFLOAD_MEMBERS=10000 MLSAS_OFFLOAD_DEVICES=100; about 25
+// minutes, most of it Synapse taking the 10,000 devices' keys).
 func TestOffload(t *testing.T) {
 	large := 480
 	if v := os.Getenv("MLSAS_OFFLOAD_MEMBERS"); v != "" {
@@ -49,14 +63,23 @@ func TestOffload(t *testing.T) {
 		}
 		large = n
 	}
-	t.Run("40 members, threshold 2 KiB", func(t *testing.T) { offloadRoom(t, 40) })
-	t.Run(fmt.Sprintf("%d members, default threshold", large), func(t *testing.T) { offloadRoom(t, large) })
+	devices := 1
+	if v := os.Getenv("MLSAS_OFFLOAD_DEVICES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > large/10 {
+			t.Fatalf("MLSAS_OFFLOAD_DEVICES=%q: want a number from 1 to a tenth of the members (%d)", v, large/10)
+		}
+		devices = n
+	}
+	t.Run("40 members, threshold 2 KiB", func(t *testing.T) { offloadRoom(t, 40, 1) })
+	t.Run(fmt.Sprintf("%d members, default threshold", large), func(t *testing.T) { offloadRoom(t, large, devices) })
 }
 
-// offloadRoom runs TestOffload's room of the given size; below 400
-// members the threshold comes down to 2 KiB, and the room's figures are
-// logged rather than printed as the offload: line.
-func offloadRoom(t *testing.T, members int) {
+// offloadRoom runs TestOffload's room of the given size (MLS members: A's
+// puppets have devices each, B's one); below 400 members the threshold
+// comes down to 2 KiB, and the room's figures are logged rather than
+// printed as the offload: and offload-latency: lines.
+func offloadRoom(t *testing.T, members, devices int) {
 	const onB = 3
 	quiet := map[string]map[string]any{"logging": {"level": "info"}}
 	// Below 400 members the real default (48 KiB) would offload nothing:
@@ -82,9 +105,16 @@ func offloadRoom(t *testing.T, members int) {
 	ctx := context.Background()
 
 	start := time.Now()
-	as := createPuppets(t, w, A, "oa", members-onB)
+	as := createPuppets(t, w, A, "oa", (members-onB+devices-1)/devices)
 	bs := createPuppets(t, w, B, "ob", onB)
-	t.Logf("%d puppets created in %s", members, time.Since(start).Round(time.Second))
+	if devices > 1 {
+		addDevices(t, w, A, as, devices-1)
+		// A room made while Synapse still takes thousands of devices'
+		// keys waits on it at every step; the joins would time that.
+		waitPublished(t, A, slow)
+	}
+	members = len(as)*devices + onB
+	t.Logf("%d puppets with %d devices created and published in %s", len(as)+onB, members, time.Since(start).Round(time.Second))
 
 	start = time.Now()
 	// Invitations one by one, eight at a time: createRoom with hundreds
@@ -113,16 +143,21 @@ func offloadRoom(t *testing.T, members int) {
 
 	// B's puppets one after the other: each commit adds one device of B
 	// (its Welcome offloaded) and, from the second on, B applies it.
+	// Each is timed to the group's convergence: what a member's arrival
+	// costs every device in the room.
 	start = time.Now()
+	var joins []time.Duration
 	for _, b := range bs {
-		if err := A.c.groups.Invite(ctx, as[0], room, b); err != nil {
-			t.Fatal(err)
-		}
-		w.joined[room][b] = true
-		w.converged(room, 3*time.Minute)
+		joins = append(joins, timed(func() {
+			if err := A.c.groups.Invite(ctx, as[0], room, b); err != nil {
+				t.Fatal(err)
+			}
+			w.joined[room][b] = true
+			w.converged(room, 3*time.Minute)
+		}))
 	}
 	w.joinedAll(room, time.Minute)
-	t.Logf("B's %d puppets joined in %s", len(bs), time.Since(start).Round(time.Second))
+	t.Logf("B's %d puppets joined in %s (each to convergence: %v)", len(bs), time.Since(start).Round(time.Second), joins)
 	w.send(room, bs[0], "after the offloaded joins")
 	w.send(room, as[1], "from A after the offloaded joins")
 	func() {
@@ -140,6 +175,27 @@ func offloadRoom(t *testing.T, members int) {
 			return got == want, err
 		})
 	}()
+
+	// A member leaves and comes back: A's commits remove and add all of
+	// its devices, and B applies them.
+	churner := as[len(as)-1]
+	leave := timed(func() {
+		if err := A.c.groups.Leave(ctx, churner, room); err != nil {
+			t.Fatal(err)
+		}
+		w.joined[room][churner] = false
+		w.converged(room, 3*time.Minute)
+	})
+	rejoin := timed(func() {
+		if err := A.c.groups.Invite(ctx, as[0], room, churner); err != nil {
+			t.Fatal(err)
+		}
+		w.joined[room][churner] = true
+		w.converged(room, 3*time.Minute)
+	})
+	w.joinedAll(room, time.Minute)
+	latency := fmt.Sprintf("offload-latency: members=%d devices_per_puppet=%d join_ms=%s leave_ms=%d rejoin_ms=%d",
+		members, devices, millis(joins), leave.Milliseconds(), rejoin.Milliseconds())
 
 	// Tampered media: B must refuse a commit and a Welcome whose download
 	// does not hash to what their file objects name.
@@ -205,8 +261,10 @@ func offloadRoom(t *testing.T, members int) {
 		members, commits, welcomes, groupInfos, tampered, forged)
 	if members < 400 {
 		t.Logf("at a 2 KiB threshold: %s", line)
+		t.Logf("at a 2 KiB threshold: %s", latency)
 	} else {
 		fmt.Println(line)
+		fmt.Println(latency)
 	}
 	if fetchedWelcomes < 1 {
 		t.Errorf("B joined by no offloaded Welcome (%d Welcomes offloaded)", welcomes)
@@ -256,6 +314,69 @@ func createPuppets(t *testing.T, w *e2eWorld, s *testService, prefix string, n i
 		w.devices[u] = []id.DeviceID{devs[i]}
 	}
 	return users
+}
+
+// addDevices gives each of users n more devices, eight at a time.
+func addDevices(t *testing.T, w *e2eWorld, s *testService, users []id.UserID, n int) {
+	t.Helper()
+	added := make([][]id.DeviceID, len(users))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				for d := range n {
+					dev := id.DeviceID(fmt.Sprintf("%sX%d", w.devices[users[i]][0], d+1))
+					if err := s.c.groups.AddDevice(context.Background(), users[i], dev, ""); err != nil {
+						t.Errorf("add device %s to %s: %v", dev, users[i], err)
+						return
+					}
+					added[i] = append(added[i], dev)
+				}
+			}
+		}()
+	}
+	for i := range users {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, u := range users {
+		w.devices[u] = append(w.devices[u], added[i]...)
+	}
+}
+
+// waitPublished waits until s has sent everything in its outbox and
+// cross-signed every device.
+func waitPublished(t *testing.T, s *testService, timeout time.Duration) {
+	t.Helper()
+	until(t, timeout, s.name+"'s devices published", func(ctx context.Context) (bool, error) {
+		var n int
+		err := s.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL)
+			+ (SELECT count(*) FROM puppet_device WHERE cross_signed_at IS NULL)`).Scan(&n)
+		return n == 0, err
+	})
+}
+
+// timed returns how long fn took.
+func timed(fn func()) time.Duration {
+	start := time.Now()
+	fn()
+	return time.Since(start)
+}
+
+// millis formats durations as milliseconds, comma-separated.
+func millis(ds []time.Duration) string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	return strings.Join(out, ",")
 }
 
 // inviteAll invites users to room as by, eight at a time.
