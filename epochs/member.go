@@ -111,8 +111,8 @@ type Outgoing struct {
 	Added   []Device
 	Removed []Device
 	// Joined are the added devices that are ours in the new epoch
-	// already (CommitJoining's joiners): their Welcome is not theirs to
-	// open.
+	// already (CommitJoining's joiners): the Welcome leaves them out, and
+	// is nil if the commit adds no one else.
 	Joined []Device
 }
 

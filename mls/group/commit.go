@@ -49,9 +49,11 @@ type CommitOptions struct {
 	// are ours as well (their KeyPackages among the Add proposals). Their
 	// private parts in the new epoch are derived as the Others' are,
 	// from the path secrets the commit generates, and returned in
-	// PendingCommit.Joiners: nothing of the Welcome is opened for them.
-	// Opening it costs each joiner the whole GroupInfo with its ratchet
-	// tree (about 100 ms a joiner at 10,000 members).
+	// PendingCommit.Joiners, and the Welcome leaves them out (none is
+	// made if the commit adds no one else). Opening it would cost each
+	// joiner the whole GroupInfo with its ratchet tree (about 100 ms a
+	// joiner at 10,000 members), and sealing their group secrets an HPKE
+	// encapsulation each for a Welcome no one would open.
 	Joiners []*KeyPackageBundle
 
 	// allowUsage admits a reinit or branch resumption PSK (§11.2, §11.3).
@@ -66,12 +68,12 @@ type PendingCommit struct {
 	// Commit is the encoded MLSMessage carrying the commit.
 	Commit []byte
 	// Welcome is the encoded MLSMessage carrying the Welcome, or nil if
-	// the commit adds nobody.
+	// the commit adds nobody but CommitOptions.Joiners.
 	Welcome []byte
 	// GroupInfo is the signed GroupInfo of the new epoch that Welcome
-	// carries; nil when the commit adds nobody (State().GroupInfo makes
-	// one on demand, so that a commit in a large group does not encode
-	// the whole tree for nothing).
+	// carries; nil when there is no Welcome (State().GroupInfo makes one
+	// on demand, so that a commit in a large group does not encode the
+	// whole tree for nothing).
 	GroupInfo *message.GroupInfo
 
 	// Others are the next private parts of CommitOptions.Others,
@@ -140,10 +142,12 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 		}
 	}
 	var joiners []*Private
+	welcomed := st.adds
 	if len(o.Joiners) > 0 {
 		if joiners, err = joinersAfter(o.Joiners, st, g.priv.leaf, gen); err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
+		welcomed = notJoining(st.adds, joiners)
 	}
 	wf := o.WireFormat
 	if wf == 0 {
@@ -184,7 +188,7 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	newPub.reinit = st.reinit
 	next := g.next(newPub, &Private{leaf: g.priv.leaf, signKey: g.priv.signKey, path: newPath})
 	pc := &PendingCommit{Commit: codec.Marshal(msg), Others: others, Joiners: joiners, base: p, next: next}
-	if len(st.adds) > 0 {
+	if len(welcomed) > 0 {
 		pc.GroupInfo, err = next.groupInfo(GroupInfoOptions{RatchetTree: !o.OmitRatchetTree, ExternalPub: o.ExternalPub})
 		if err != nil {
 			return nil, err
@@ -193,7 +197,7 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 		if gen != nil {
 			pathSecret = gen.PathSecretFor
 		}
-		w, err := buildWelcome(s, pc.GroupInfo, &adv.derived, st.psks, st.adds, pathSecret)
+		w, err := buildWelcome(s, pc.GroupInfo, &adv.derived, st.psks, welcomed, pathSecret)
 		if err != nil {
 			return nil, fmt.Errorf("commit: welcome: %w", err)
 		}

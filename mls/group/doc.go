@@ -65,8 +65,10 @@
 //     the committer generated: no HPKE. CommitOptions.Joiners does the
 //     same for members it adds that are ours (PendingCommit.Joiners):
 //     each one's leaf key from its KeyPackageBundle and the keys above it
-//     from the path secret its Welcome would carry, so that none of them
-//     opens the Welcome (the GroupInfo with the whole tree, per joiner).
+//     from the path secret a Welcome would carry. The Welcome leaves them
+//     out (none is made when no one else is added): opening it would cost
+//     each the GroupInfo with the whole tree, and sealing to them an HPKE
+//     encapsulation each.
 //   - JoinPrivate joins one more member of ours into an epoch whose
 //     Public we hold: it opens the Welcome, checks that it is for exactly
 //     that epoch (GroupContext, confirmation tag, and the epoch

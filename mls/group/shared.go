@@ -251,6 +251,22 @@ func joinersAfter(joiners []*KeyPackageBundle, st *staged, committer treemath.Le
 	return out, nil
 }
 
+// notJoining returns the adds whose leaves none of joiners holds: the
+// members the Welcome is for.
+func notJoining(adds []added, joiners []*Private) []added {
+	leaves := make(map[treemath.LeafIndex]bool, len(joiners))
+	for _, j := range joiners {
+		leaves[j.leaf] = true
+	}
+	var out []added
+	for _, a := range adds {
+		if !leaves[a.leaf] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // JoinPrivate is Join for a member whose epoch we already hold: another
 // of our members is in it and pub is its Public. It opens the Welcome for
 // kp and checks that it is for exactly pub's epoch (the GroupContext and

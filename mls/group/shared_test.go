@@ -373,11 +373,14 @@ func TestCommitOthers(t *testing.T) {
 }
 
 // Our own commit gives the members it adds that are ours their private
-// parts in the new epoch from the path secrets it generated, equal to
-// what each derives by joining from the Welcome, both in a commit with a
-// path (DMLS: always) and in an RFC 9420 commit that only adds, which has
-// none; a bundle the commit does not add, or given twice, is refused
-// before anything is consumed.
+// parts in the new epoch from the path secrets it generated, both in a
+// commit with a path (DMLS: always) and in an RFC 9420 commit that only
+// adds, which has none. The Welcome is for the others only (none at all
+// when every added member is ours). The joiners' parts are those of the
+// new epoch's tree (CheckPrivate), they read what the member that joined
+// by the Welcome sends, and they process its commit, whose path is
+// encrypted to the keys they derived. A bundle the commit does not add,
+// or given twice, is refused before anything is consumed.
 func TestCommitJoiners(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
@@ -398,6 +401,14 @@ func TestCommitJoiners(t *testing.T) {
 					t.Fatalf("joiners %s accepted", name)
 				}
 			}
+			ours, err := g.Commit(CommitOptions{Proposals: props[:2], Others: others, Joiners: []*KeyPackageBundle{b, a}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ours.Welcome != nil || ours.GroupInfo != nil || len(ours.Joiners) != 2 {
+				t.Fatalf("adding only members of ours: Welcome %d bytes, GroupInfo %v, %d joiners", len(ours.Welcome),
+					ours.GroupInfo != nil, len(ours.Joiners))
+			}
 			pc, err := g.Commit(CommitOptions{Proposals: props, Others: others, Joiners: []*KeyPackageBundle{b, a}})
 			if err != nil {
 				t.Fatal(err)
@@ -408,19 +419,55 @@ func TestCommitJoiners(t *testing.T) {
 			if len(pc.Joiners) != 2 {
 				t.Fatalf("%d joiners' private parts, want 2", len(pc.Joiners))
 			}
+			wm, err := message.ParseMLSMessage(pc.Welcome)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(wm.Welcome.Secrets); n != 1 || !bytes.Equal(wm.Welcome.Secrets[0].NewMember, c.KeyPackage.Ref(c.SignatureKey.Suite())) {
+				t.Fatalf("the Welcome holds %d members' secrets, want only the remote one's", n)
+			}
+			for _, kp := range []*KeyPackageBundle{a, b} {
+				if _, err := Join(pc.Welcome, kp, &JoinOptions{Config: cfg}); !errors.Is(err, ErrNotForUs) {
+					t.Fatalf("a joiner of ours opened the Welcome: %v", err)
+				}
+			}
 			next := mustAdopt(t, g, pc)
-			for k, kp := range []*KeyPackageBundle{b, a} {
-				joined, err := Join(pc.Welcome, kp, &JoinOptions{Config: cfg})
+			remote, err := Join(pc.Welcome, c, &JoinOptions{Config: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			update, err := remote.Commit(CommitOptions{ForcePath: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, priv := range pc.Joiners {
+				if err := next.Public().CheckPrivate(priv); err != nil {
+					t.Fatal(err)
+				}
+				// Our members share the epoch's Public and its secret
+				// tree: a message each, as a generation is read once.
+				hello, err := remote.Protect([]byte("hello"), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, _ := pc.Joiners[k].MarshalBinary()
-				want, _ := joined.Private().MarshalBinary()
-				if !bytes.Equal(got, want) {
-					t.Fatalf("joiner %d: private part from our commit differs from joining by the Welcome", k)
+				joiner := New(next.Public(), priv, cfg)
+				if r := mustHandle(t, joiner, hello); string(r.ApplicationData) != "hello" {
+					t.Fatalf("joiner %d read %q", k, r.ApplicationData)
 				}
-				if err := next.Public().CheckPrivate(pc.Joiners[k]); err != nil {
-					t.Fatal(err)
+			}
+			// The remote member's commit, processed once for both (its
+			// path secrets encrypted to the keys they derived).
+			msg, err := message.ParseMLSMessage(update.Commit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := New(next.Public(), pc.Joiners[0], cfg).HandleCommitShared(msg, pc.Joiners[1:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, priv := range tr.Privates {
+				if err := tr.Public.CheckPrivate(priv); err != nil {
+					t.Fatalf("joiner %d after the remote member's commit: %v", k, err)
 				}
 			}
 		})
