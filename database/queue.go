@@ -384,6 +384,28 @@ func KindQueuedAfter(ctx context.Context, q Querier, queue string, seq int64, ki
 	return found, nil
 }
 
+// KindWaiting reports whether an unparked item of kind waits on queue
+// with no worker applying the queue's items. If so it holds the queue's
+// lock for the rest of tx (as LockQueue), so that the item runs only
+// after tx commits, and sees what tx wrote: a producer that would add an
+// item of the same kind can leave its work to the waiting one. A queue a
+// worker holds reports false. tx must not be applying the queue's items
+// itself: items of its own batch that it already applied would count as
+// waiting.
+func KindWaiting(ctx context.Context, tx Querier, queue string, side Side, kind string) (bool, error) {
+	key, err := queueKey(ctx, tx, queue, side)
+	if err != nil {
+		return false, err
+	}
+	var found bool
+	err = tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1) AND EXISTS (SELECT 1 FROM work_item
+		WHERE queue = $2 AND NOT parked AND kind = $3)`, planEach, key, queue, kind).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("look for waiting %s items of %s: %w", kind, queue, err)
+	}
+	return found, nil
+}
+
 // ItemsDone deletes applied items and lowers their queue's counter in p;
 // parked counts items parked in this transaction. due is when the queue
 // may next be tried.

@@ -2,9 +2,11 @@ package groups
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
@@ -134,4 +136,60 @@ func mustBase(t *testing.T, r *room) epochs.ID {
 		t.Fatal(err)
 	}
 	return base
+}
+
+// TestDeviceListChangesShareAWaitingReconcile: changes of a member's
+// device list made while the room's reconcile item still waits, with no
+// worker on the room's queue, queue no more items (publishing 10,000 of
+// our devices queued 9,700 in one room); one made while a worker holds
+// the room's queue queues its own, since the item being applied may have
+// read the list before the change. The waiting item then reconciles the
+// room.
+func TestDeviceListChangesShareAWaitingReconcile(t *testing.T) {
+	h, bob, others, _ := departuresRoom(t)
+	cat := id.UserID(others[0].UserID)
+	queued := func() int {
+		return h.count(`SELECT count(*) FROM work_item WHERE queue = $1 AND kind = $2 AND NOT parked`, roomQueue(bob.room), kindReconcile)
+	}
+	change := func() {
+		t.Helper()
+		err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
+			p := database.NewProducer(tx)
+			if err := h.s.devicesChanged(h.ctx, tx, p, cat); err != nil {
+				return err
+			}
+			return p.Flush(h.ctx)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The harness's worker runs only when drained, so the items wait.
+	for range 3 {
+		change()
+	}
+	if n := queued(); n != 1 {
+		t.Fatalf("%d reconcile items after three changes of one list, want 1", n)
+	}
+	// A worker applying the room's items holds its queue's lock.
+	err := h.db.InTx(h.ctx, func(worker pgx.Tx) error {
+		got, err := database.LockQueue(h.ctx, worker, roomQueue(bob.room), database.Inbound)
+		if err != nil || !got {
+			return fmt.Errorf("lock the room's queue: %v %w", got, err)
+		}
+		change()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := queued(); n != 2 {
+		t.Fatalf("%d reconcile items after a change made while a worker held the room, want 2", n)
+	}
+	// The list, as the homeserver would give it again.
+	h.seedDevices(string(cat), others[0].DeviceID)
+	h.drain()
+	if n := queued(); n != 0 {
+		t.Fatalf("%d reconcile items left", n)
+	}
 }

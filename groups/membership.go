@@ -336,6 +336,18 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 	}
 	payload, _ := json.Marshal(map[string]string{"user_id": string(user)})
 	for _, room := range rooms {
+		// A reconcile item that waits, with no worker on the room's
+		// queue, runs after this transaction and reads the list afresh:
+		// another would only wait behind it. Publishing 10,000 of our
+		// devices (each cross-signature a change of its user's list)
+		// queued 9,700 items in a room of their puppets.
+		waiting, err := database.KindWaiting(ctx, q, roomQueue(id.RoomID(room)), database.Inbound, kindReconcile)
+		if err != nil {
+			return err
+		}
+		if waiting {
+			continue
+		}
 		if _, err := out.AddItem(ctx, database.Item{Queue: roomQueue(id.RoomID(room)), Kind: kindReconcile,
 			RoomID: room, Payload: payload}); err != nil {
 			return err
