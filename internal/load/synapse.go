@@ -333,9 +333,10 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, co
 func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, members [][]string, progress func(string, ...any)) error {
 	want := o.Members * o.Devices
 	done := make([]bool, len(rooms))
+	n := 0 // rooms done, as of the last poll
 	err := settle(ctx, o.SettleTimeout, 2*time.Second, func() (bool, int64, error) {
 		var mu sync.Mutex
-		n := 0
+		n = 0
 		_ = parallel(ctx, min(o.Workers, 8), len(rooms), func(j int) error {
 			if done[j] {
 				mu.Lock()
@@ -364,12 +365,6 @@ func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, member
 		return n == len(rooms), int64(n), nil
 	})
 	if errors.Is(err, errStalled) {
-		n := 0
-		for _, d := range done {
-			if d {
-				n++
-			}
-		}
 		return fmt.Errorf("load: %d of %d rooms converged, none more in %s", n, len(rooms), o.SettleTimeout)
 	}
 	return err
@@ -381,8 +376,7 @@ func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, member
 // Rooms made before that wait for Synapse behind thousands of uploads (a
 // createRoom outlasted its minute at 10,000 devices), find no KeyPackages
 // to claim, and each signature, a device-list change of its user, asks
-// every room of the user to reconcile (10,000 reconcile items queued in
-// one room).
+// every room of the user to reconcile again.
 func waitPublished(ctx context.Context, o SynapseOptions, progress func(string, ...any)) error {
 	var unsent, unsigned int64
 	err := settle(ctx, o.SettleTimeout, 2*time.Second, func() (bool, int64, error) {
