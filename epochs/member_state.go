@@ -59,10 +59,14 @@ func (st *EpochState) Holders() []Device { return slices.Clone(st.holders) }
 // Loaded reports whether the epoch's states are in memory.
 func (st *EpochState) Loaded() bool { return st.pub != nil }
 
-// add gives our device d the private state p in the loaded epoch.
+// add gives our device d the private state p in the loaded epoch. The
+// holders stay sorted by insertion, not by sorting them again: a remote
+// commit's Welcome can join thousands of our devices to one epoch.
 func (st *EpochState) add(d Device, p *group.Private) {
 	st.privs[d] = p
-	st.holders = sortedDevices(append(st.holders, d))
+	if i, found := slices.BinarySearchFunc(st.holders, d, Device.Compare); !found {
+		st.holders = slices.Insert(st.holders, i, d)
+	}
 	st.removed = slices.DeleteFunc(st.removed, func(x Device) bool { return x == d })
 	st.added = append(st.added, d)
 }

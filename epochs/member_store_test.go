@@ -420,3 +420,16 @@ func TestSendDecodesOnlyTheSendersPrivateState(t *testing.T) {
 		t.Fatalf("a commits with b's state corrupt: %v", err)
 	}
 }
+
+// An epoch's holders stay sorted and free of repeats as devices are added
+// in any order (by insertion, as Welcomes join them one at a time).
+func TestEpochStateAddKeepsHoldersSorted(t *testing.T) {
+	st := newEpochState(nil, map[Device]*group.Private{{UserID: "@m:x", DeviceID: "D"}: nil}, nil)
+	for _, i := range []int{5, 1, 9, 1, 0, 7, 5, 3} {
+		st.add(Device{UserID: fmt.Sprintf("@u%d:x", i), DeviceID: "D"}, nil)
+	}
+	want := sortedDevices(append(slices.Clone(st.holders), Device{UserID: "@m:x", DeviceID: "D"}))
+	if !slices.Equal(st.holders, want) || len(st.holders) != 7 {
+		t.Fatalf("holders %v, want %v", st.holders, want)
+	}
+}
