@@ -29,8 +29,14 @@ type Result struct {
 	P99ms          float64 `json:"p99_ms"`
 	CommitsPS      float64 `json:"commits_per_s"`
 	Commits        int     `json:"commits"`
-	RSSMB          float64 `json:"rss_mb"`
-	CPUPer1k       float64 `json:"cpu_s_per_1000_msgs"`
+	// CommitMs is the mean time our commits took in their work items
+	// during the run (synapse mode, mlsas_dmls_commit_seconds): from the
+	// plan, KeyPackage claims included, to every device of ours holding
+	// the new epoch and the commit queued to send (the room's loading
+	// and the transaction's commit not included).
+	CommitMs float64 `json:"commit_ms_mean,omitempty"`
+	RSSMB    float64 `json:"rss_mb"`
+	CPUPer1k float64 `json:"cpu_s_per_1000_msgs"`
 	// DBCPUPer1k is PostgreSQL's CPU (intake mode, if measured: 0 if not).
 	DBCPUPer1k float64 `json:"db_cpu_s_per_1000_msgs"`
 	Setup      float64 `json:"setup_seconds"`
@@ -69,6 +75,9 @@ func (r *Result) Line() string {
 func (r *Result) Details() string {
 	line := fmt.Sprintf("load-details: mode=%s messages=%d seconds=%.1f commits=%d commits_per_s=%.2f cpu_s_per_1000_msgs=%.2f setup_s=%.0f members=%d own_devices=%d",
 		r.Mode, r.Messages, r.Seconds, r.Commits, r.CommitsPS, r.CPUPer1k, r.Setup, r.Members, r.Devices)
+	if r.CommitMs > 0 {
+		line += fmt.Sprintf(" commit_ms_mean=%.0f", r.CommitMs)
+	}
 	if r.SteadyMsgsPerS > 0 {
 		line += fmt.Sprintf(" steady_msgs_per_s=%.0f", r.SteadyMsgsPerS)
 	}

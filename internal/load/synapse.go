@@ -159,6 +159,8 @@ func Synapse(ctx context.Context, o SynapseOptions) (*Result, error) {
 
 	cpu0, _ := o.Service.CPUSeconds()
 	commits0, _ := Counter(ctx, o.MetricsURL, "mlsas_dmls_commits_made_total")
+	commitTime0, _ := Counter(ctx, o.MetricsURL, "mlsas_dmls_commit_seconds_sum")
+	timed0, _ := Counter(ctx, o.MetricsURL, "mlsas_dmls_commit_seconds_count")
 	tr := newTracker()
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
@@ -253,6 +255,11 @@ func Synapse(ctx context.Context, o SynapseOptions) (*Result, error) {
 	churnWG.Wait()
 	sendSeconds := time.Since(start).Seconds()
 	commits1, _ := Counter(ctx, o.MetricsURL, "mlsas_dmls_commits_made_total")
+	commitTime1, _ := Counter(ctx, o.MetricsURL, "mlsas_dmls_commit_seconds_sum")
+	timed1, _ := Counter(ctx, o.MetricsURL, "mlsas_dmls_commit_seconds_count")
+	if n := timed1 - timed0; n > 0 {
+		res.CommitMs = 1000 * (commitTime1 - commitTime0) / n
+	}
 	if n := sendErrs.Load(); n > 0 {
 		progress("%d sends failed, the last: %v", n, lastErr.Load())
 	}
