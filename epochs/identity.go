@@ -137,3 +137,12 @@ func (p *ResolvesPair) UnmarshalJSON(data []byte) error {
 	*p = ResolvesPair{Number: n, Creator: Device{UserID: who[0], DeviceID: who[1]}}
 	return nil
 }
+
+// DeviceSet returns ds as a set.
+func DeviceSet(ds []Device) map[Device]bool {
+	set := make(map[Device]bool, len(ds))
+	for _, d := range ds {
+		set[d] = true
+	}
+	return set
+}

@@ -746,20 +746,14 @@ func leftOut(x, n *Node[*EpochState]) bool {
 	}
 	// As sets: a room of 10,000 of our devices scanned both lists for
 	// each holder, 10^8 comparisons an epoch pair.
-	held := make(map[Device]bool, len(n.State.holders))
-	for _, d := range n.State.holders {
-		held[d] = true
-	}
+	held := DeviceSet(n.State.holders)
 	var member map[Device]bool
 	for _, d := range x.State.holders {
 		if held[d] {
 			continue
 		}
 		if member == nil {
-			member = make(map[Device]bool, len(n.Members))
-			for _, m := range n.Members {
-				member[m] = true
-			}
+			member = DeviceSet(n.Members)
 		}
 		if member[d] {
 			return true

@@ -220,20 +220,11 @@ func (s *Service) ownBundles(ctx context.Context, w *inbound.Work, room id.RoomI
 	return out, nil
 }
 
-// deviceSet is ds as a set (a commit filling a room adds thousands).
-func deviceSet(ds []epochs.Device) map[epochs.Device]bool {
-	set := make(map[epochs.Device]bool, len(ds))
-	for _, d := range ds {
-		set[d] = true
-	}
-	return set
-}
-
 // lowestLeaf returns the one of ours with the lowest leaf among joined.
 func lowestLeaf(joined []epochs.LeafDevice, ours []epochs.Device) epochs.Device {
 	best := ours[0]
 	bestLeaf := ^uint32(0)
-	mine := deviceSet(ours)
+	mine := epochs.DeviceSet(ours)
 	for _, j := range joined {
 		if mine[j.Device] && j.Leaf < bestLeaf {
 			best, bestLeaf = j.Device, j.Leaf
@@ -419,7 +410,7 @@ func (s *Service) commitNow(ctx context.Context, w *inbound.Work, r *room, dev e
 	// A device of ours whose KeyPackage's private part was not found for
 	// the commit (ownBundles) joins from the Welcome we made, which it is
 	// sent as well.
-	joined := deviceSet(out.Joined)
+	joined := epochs.DeviceSet(out.Joined)
 	for _, d := range out.Added {
 		if !s.cfg.Puppets.Owns(id.UserID(d.UserID)) || out.Welcome == nil || joined[d] {
 			continue
@@ -539,7 +530,7 @@ func (s *Service) sendCommit(ctx context.Context, w *inbound.Work, r *room, out 
 		r.id, []byte(c.Epoch), seq); err != nil {
 		return errf(r.id, "record commit of %v: %w", c.Epoch, err)
 	}
-	joined := deviceSet(out.Joined)
+	joined := epochs.DeviceSet(out.Joined)
 	welcomeTo := slices.DeleteFunc(slices.Clone(out.Added), func(d epochs.Device) bool { return joined[d] })
 	if out.Welcome == nil || len(welcomeTo) == 0 {
 		return nil

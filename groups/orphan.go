@@ -52,7 +52,7 @@ func (s *Service) recoverOrphans(ctx context.Context, q database.Querier, r *roo
 		return time.Time{}, errf(r.id, "load base epoch: %w", err)
 	}
 	var orphans []epochs.Device
-	held := deviceSet(holders)
+	held := epochs.DeviceSet(holders)
 	for _, d := range r.m.Devices(base) {
 		if s.cfg.Puppets.Owns(id.UserID(d.UserID)) && !held[d] {
 			orphans = append(orphans, d)
