@@ -385,25 +385,43 @@ func KindQueuedAfter(ctx context.Context, q Querier, queue string, seq int64, ki
 }
 
 // KindWaiting reports whether an unparked item of kind waits on queue
-// with no worker applying the queue's items. If so it holds the queue's
+// with no worker applying the queue's items, and if so holds the queue's
 // lock for the rest of tx (as LockQueue), so that the item runs only
-// after tx commits, and sees what tx wrote: a producer that would add an
+// after tx commits and sees what tx wrote: a producer that would add an
 // item of the same kind can leave its work to the waiting one. A queue a
-// worker holds reports false. tx must not be applying the queue's items
-// itself: items of its own batch that it already applied would count as
-// waiting.
+// worker holds reports false. The lock is taken only when an item is
+// there, and the item looked for again once it is held, in a statement of
+// its own: a worker that applied the item and let go of the queue in
+// between has committed, and the second look no longer finds it. tx must
+// not be applying the queue's items itself (items of its own batch that
+// it already applied would count as waiting), and each queue held is an
+// entry of PostgreSQL's shared lock table until tx ends: a caller bounds
+// how many it asks for in one transaction.
 func KindWaiting(ctx context.Context, tx Querier, queue string, side Side, kind string) (bool, error) {
+	const look = `SELECT EXISTS (SELECT 1 FROM work_item WHERE queue = $1 AND NOT parked AND kind = $2)`
+	var found bool
+	if err := tx.QueryRow(ctx, look, planEach, queue, kind).Scan(&found); err != nil || !found {
+		return false, wrapNonNil(err, "look for waiting %s items of %s", kind, queue)
+	}
 	key, err := queueKey(ctx, tx, queue, side)
 	if err != nil {
 		return false, err
 	}
-	var found bool
-	err = tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1) AND EXISTS (SELECT 1 FROM work_item
-		WHERE queue = $2 AND NOT parked AND kind = $3)`, planEach, key, queue, kind).Scan(&found)
-	if err != nil {
-		return false, fmt.Errorf("look for waiting %s items of %s: %w", kind, queue, err)
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&found); err != nil || !found {
+		return false, wrapNonNil(err, "lock queue %s", queue)
+	}
+	if err := tx.QueryRow(ctx, look, planEach, queue, kind).Scan(&found); err != nil {
+		return false, wrapNonNil(err, "look for waiting %s items of %s", kind, queue)
 	}
 	return found, nil
+}
+
+// wrapNonNil wraps err with the context format gives, or returns nil.
+func wrapNonNil(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
 }
 
 // ItemsDone deletes applied items and lowers their queue's counter in p;

@@ -313,6 +313,13 @@ func forgetDevices(ctx context.Context, q database.Querier, users []string) erro
 	return nil
 }
 
+// maxQueuesHeld bounds the rooms' queues devicesChanged holds in one
+// transaction (database.KindWaiting): each is an entry of PostgreSQL's
+// shared lock table, which has room for max_locks_per_transaction (64 by
+// default) times max_connections for all transactions together, and a
+// user can be in thousands of rooms.
+const maxQueuesHeld = 32
+
 // devicesChanged notes that user's devices changed: the cached list is
 // dropped, and every DMLS room where the user is joined or invited is
 // asked to reconcile its group.
@@ -335,18 +342,22 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 		return fmt.Errorf("rooms of %s: %w", user, err)
 	}
 	payload, _ := json.Marshal(map[string]string{"user_id": string(user)})
+	held := 0
 	for _, room := range rooms {
 		// A reconcile item that waits, with no worker on the room's
 		// queue, runs after this transaction and reads the list afresh:
 		// another would only wait behind it. Publishing 10,000 of our
 		// devices (each cross-signature a change of its user's list)
 		// queued 9,700 items in a room of their puppets.
-		waiting, err := database.KindWaiting(ctx, q, roomQueue(id.RoomID(room)), database.Inbound, kindReconcile)
-		if err != nil {
-			return err
-		}
-		if waiting {
-			continue
+		if held < maxQueuesHeld {
+			waiting, err := database.KindWaiting(ctx, q, roomQueue(id.RoomID(room)), database.Inbound, kindReconcile)
+			if err != nil {
+				return err
+			}
+			if waiting {
+				held++
+				continue
+			}
 		}
 		if _, err := out.AddItem(ctx, database.Item{Queue: roomQueue(id.RoomID(room)), Kind: kindReconcile,
 			RoomID: room, Payload: payload}); err != nil {
