@@ -284,6 +284,46 @@ func createPuppets(t *testing.T, w *e2eWorld, s *testService, prefix string, n i
 	t.Helper()
 	users := make([]id.UserID, n)
 	devs := make([]id.DeviceID, n)
+	eightAtATime(t, n, func(i int) error {
+		name := fmt.Sprintf("%s%04d", prefix, i)
+		devs[i] = id.DeviceID(strings.ToUpper(name))
+		u, err := s.c.groups.CreatePuppet(context.Background(), name, name, "", devs[i])
+		if err != nil {
+			return fmt.Errorf("create puppet %s: %w", name, err)
+		}
+		users[i] = u
+		return nil
+	})
+	for i, u := range users {
+		w.puppets[u] = s
+		w.devices[u] = []id.DeviceID{devs[i]}
+	}
+	return users
+}
+
+// addDevices gives each of users n more devices, eight users at a time.
+func addDevices(t *testing.T, w *e2eWorld, s *testService, users []id.UserID, n int) {
+	t.Helper()
+	added := make([][]id.DeviceID, len(users))
+	eightAtATime(t, len(users), func(i int) error {
+		for d := range n {
+			dev := id.DeviceID(fmt.Sprintf("%sX%d", w.devices[users[i]][0], d+1))
+			if err := s.c.groups.AddDevice(context.Background(), users[i], dev, ""); err != nil {
+				return fmt.Errorf("add device %s to %s: %w", dev, users[i], err)
+			}
+			added[i] = append(added[i], dev)
+		}
+		return nil
+	})
+	for i, u := range users {
+		w.devices[u] = append(w.devices[u], added[i]...)
+	}
+}
+
+// eightAtATime calls fn for 0 to n-1 on eight goroutines, and fails the
+// test after them all if any call failed.
+func eightAtATime(t *testing.T, n int, fn func(i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range 8 {
@@ -291,13 +331,9 @@ func createPuppets(t *testing.T, w *e2eWorld, s *testService, prefix string, n i
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				name := fmt.Sprintf("%s%04d", prefix, i)
-				devs[i] = id.DeviceID(strings.ToUpper(name))
-				u, err := s.c.groups.CreatePuppet(context.Background(), name, name, "", devs[i])
-				if err != nil {
-					t.Errorf("create puppet %s: %v", name, err)
+				if err := fn(i); err != nil {
+					t.Error(err)
 				}
-				users[i] = u
 			}
 		}()
 	}
@@ -308,46 +344,6 @@ func createPuppets(t *testing.T, w *e2eWorld, s *testService, prefix string, n i
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
-	}
-	for i, u := range users {
-		w.puppets[u] = s
-		w.devices[u] = []id.DeviceID{devs[i]}
-	}
-	return users
-}
-
-// addDevices gives each of users n more devices, eight at a time.
-func addDevices(t *testing.T, w *e2eWorld, s *testService, users []id.UserID, n int) {
-	t.Helper()
-	added := make([][]id.DeviceID, len(users))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				for d := range n {
-					dev := id.DeviceID(fmt.Sprintf("%sX%d", w.devices[users[i]][0], d+1))
-					if err := s.c.groups.AddDevice(context.Background(), users[i], dev, ""); err != nil {
-						t.Errorf("add device %s to %s: %v", dev, users[i], err)
-						return
-					}
-					added[i] = append(added[i], dev)
-				}
-			}
-		}()
-	}
-	for i := range users {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	for i, u := range users {
-		w.devices[u] = append(w.devices[u], added[i]...)
 	}
 }
 
@@ -382,27 +378,12 @@ func millis(ds []time.Duration) string {
 // inviteAll invites users to room as by, eight at a time.
 func inviteAll(t *testing.T, s *testService, by id.UserID, room id.RoomID, users []id.UserID) {
 	t.Helper()
-	var wg sync.WaitGroup
-	next := make(chan id.UserID)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for u := range next {
-				if err := s.c.groups.Invite(context.Background(), by, room, u); err != nil {
-					t.Errorf("invite %s: %v", u, err)
-				}
-			}
-		}()
-	}
-	for _, u := range users {
-		next <- u
-	}
-	close(next)
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	eightAtATime(t, len(users), func(i int) error {
+		if err := s.c.groups.Invite(context.Background(), by, room, users[i]); err != nil {
+			return fmt.Errorf("invite %s: %w", users[i], err)
+		}
+		return nil
+	})
 }
 
 // metricWith sums a service's samples of metric whose labels contain
