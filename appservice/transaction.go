@@ -229,8 +229,24 @@ func entry(counts map[deviceKey]*inbound.KeyCounts, user, device string) *inboun
 
 // parseOTKCounts decodes {user: {device: {algorithm: count}}}, keeping
 // every algorithm: ours are KeyPackages, which mautrix's OTKCount drops.
+//
+// Well-formed counts are scanned by hand (decodeOTKCounts, keycounts.go
+// says why). A value of the wrong type anywhere sends the section through
+// a tolerant decoding that keeps every other device's counts.
 func (t *Transaction) parseOTKCounts(raw json.RawMessage, counts map[deviceKey]*inbound.KeyCounts) {
 	if !t.validUTF8("device_one_time_keys_count", raw) {
+		return
+	}
+	if typed, ok := decodeOTKCounts(raw); ok {
+		for user, devices := range typed {
+			for device, algs := range devices {
+				if t.checkDevice("device_one_time_keys_count", user, device) {
+					for alg, n := range algs {
+						t.addOTKCount(counts, user, device, alg, n, nil)
+					}
+				}
+			}
+		}
 		return
 	}
 	var users map[string]map[string]map[string]json.RawMessage
@@ -240,38 +256,62 @@ func (t *Transaction) parseOTKCounts(raw json.RawMessage, counts map[deviceKey]*
 	}
 	for user, devices := range users {
 		for device, algs := range devices {
-			if err := checkDevice(user, device); err != nil {
-				t.problem("device_one_time_keys_count: %v", err)
-				continue
-			}
-			for alg, v := range algs {
-				var n int64
-				err := json.Unmarshal(v, &n)
-				if err == nil {
-					err = inbound.CheckCount("count", n)
+			if t.checkDevice("device_one_time_keys_count", user, device) {
+				for alg, v := range algs {
+					var n int64
+					err := json.Unmarshal(v, &n)
+					t.addOTKCount(counts, user, device, alg, n, err)
 				}
-				if err == nil && alg == "" {
-					err = errors.New("empty algorithm")
-				}
-				if err == nil {
-					err = inbound.CheckText("algorithm", alg, inbound.MaxTextBytes)
-				}
-				if err != nil {
-					t.problem("device_one_time_keys_count %s/%s: %v", user, device, err)
-					continue
-				}
-				e := entry(counts, user, device)
-				if e.OneTimeKeys == nil {
-					e.OneTimeKeys = map[string]int{}
-				}
-				e.OneTimeKeys[alg] = int(n)
 			}
 		}
 	}
 }
 
+// checkDevice checks a user and device named as map keys of section, and
+// records the problem if they do not pass.
+func (t *Transaction) checkDevice(section, user, device string) bool {
+	if err := checkDevice(user, device); err != nil {
+		t.problem("%s: %v", section, err)
+		return false
+	}
+	return true
+}
+
+// addOTKCount records a device's count of alg, decoded with err, if it
+// passes the checks.
+func (t *Transaction) addOTKCount(counts map[deviceKey]*inbound.KeyCounts, user, device, alg string, n int64, err error) {
+	if err == nil {
+		err = inbound.CheckCount("count", n)
+	}
+	if err == nil && alg == "" {
+		err = errors.New("empty algorithm")
+	}
+	if err == nil {
+		err = inbound.CheckText("algorithm", alg, inbound.MaxTextBytes)
+	}
+	if err != nil {
+		t.problem("device_one_time_keys_count %s/%s: %v", user, device, err)
+		return
+	}
+	e := entry(counts, user, device)
+	if e.OneTimeKeys == nil {
+		e.OneTimeKeys = map[string]int{}
+	}
+	e.OneTimeKeys[alg] = int(n)
+}
+
+// parseFallbackTypes decodes {user: {device: [algorithm]}}, scanned by
+// hand when well-formed (as parseOTKCounts).
 func (t *Transaction) parseFallbackTypes(raw json.RawMessage, counts map[deviceKey]*inbound.KeyCounts) {
 	if !t.validUTF8("device_unused_fallback_key_types", raw) {
+		return
+	}
+	if typed, ok := decodeFallbackTypes(raw); ok {
+		for user, devices := range typed {
+			for device, types := range devices {
+				t.addFallbackTypes(counts, user, device, types, nil)
+			}
+		}
 		return
 	}
 	var users map[string]map[string]json.RawMessage
@@ -283,21 +323,27 @@ func (t *Transaction) parseFallbackTypes(raw json.RawMessage, counts map[deviceK
 		for device, v := range devices {
 			var types []string
 			err := json.Unmarshal(v, &types)
-			if err == nil {
-				err = checkDevice(user, device)
-			}
-			for _, alg := range types {
-				if err == nil {
-					err = inbound.CheckText("algorithm", alg, inbound.MaxTextBytes)
-				}
-			}
-			if err != nil {
-				t.problem("device_unused_fallback_key_types %s/%s: %v", user, device, err)
-				continue
-			}
-			e := entry(counts, user, device)
-			e.UnusedFallback = append([]string{}, types...)
-			e.HasFallback = true
+			t.addFallbackTypes(counts, user, device, types, err)
 		}
 	}
+}
+
+// addFallbackTypes records a device's unused fallback key types, decoded
+// with err, if they pass the checks.
+func (t *Transaction) addFallbackTypes(counts map[deviceKey]*inbound.KeyCounts, user, device string, types []string, err error) {
+	if err == nil {
+		err = checkDevice(user, device)
+	}
+	for _, alg := range types {
+		if err == nil {
+			err = inbound.CheckText("algorithm", alg, inbound.MaxTextBytes)
+		}
+	}
+	if err != nil {
+		t.problem("device_unused_fallback_key_types %s/%s: %v", user, device, err)
+		return
+	}
+	e := entry(counts, user, device)
+	e.UnusedFallback = append([]string{}, types...)
+	e.HasFallback = true
 }

@@ -2,6 +2,7 @@ package appservice
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -51,6 +52,19 @@ func TestParseTransaction(t *testing.T) {
 					t.Errorf("%d problems, want 8: %v", len(txn.Problems), txn.Problems)
 				}
 				if len(txn.KeyCounts) != 1 || txn.KeyCounts[0].OneTimeKeys["ok"] != 3 || len(txn.KeyCounts[0].OneTimeKeys) != 1 {
+					t.Errorf("counts %+v", txn.KeyCounts)
+				}
+			}},
+		{name: "well-typed counts that fail their checks are skipped", body: `{"events": [],
+			"org.matrix.msc3202.device_one_time_keys_count": {"@a:hs": {"D": {"k": -1, "ok": 3, "": 1}, "": {"k": 1}},
+				"nobody": {"D": {"k": 1}}},
+			"org.matrix.msc3202.device_unused_fallback_key_types": {"@a:hs": {"D": ["k"], "": ["k"]}}}`,
+			check: func(t *testing.T, txn *Transaction) {
+				if len(txn.Problems) != 5 {
+					t.Errorf("%d problems, want 5: %v", len(txn.Problems), txn.Problems)
+				}
+				if len(txn.KeyCounts) != 1 || txn.KeyCounts[0].OneTimeKeys["ok"] != 3 || len(txn.KeyCounts[0].OneTimeKeys) != 1 ||
+					!txn.KeyCounts[0].HasFallback || !slices.Equal(txn.KeyCounts[0].UnusedFallback, []string{"k"}) {
 					t.Errorf("counts %+v", txn.KeyCounts)
 				}
 			}},
