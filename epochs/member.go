@@ -187,13 +187,38 @@ func (m *Member) Base() (ID, error) { return m.graph.Base() }
 // Ours returns our devices that hold state in some retained epoch, in
 // order.
 func (m *Member) Ours() []Device {
+	// Each epoch's holders are sorted: merged, not sorted again, since
+	// every Retain asks (8 epochs of 10,000 devices: 36 ms sorted).
 	var out []Device
 	for _, n := range m.graph.nodes {
 		if n.Retained {
-			out = append(out, n.State.holders...)
+			out = unionSorted(out, n.State.holders)
 		}
 	}
-	return sortedDevices(out)
+	return out
+}
+
+// unionSorted returns the devices of a and b, both sorted without
+// repeats, sorted without repeats.
+func unionSorted(a, b []Device) []Device {
+	if len(a) == 0 {
+		return slices.Clone(b)
+	}
+	if len(b) == 0 || slices.Equal(a, b) {
+		return a
+	}
+	out := make([]Device, 0, max(len(a), len(b)))
+	for len(a) > 0 && len(b) > 0 {
+		switch c := a[0].Compare(b[0]); {
+		case c < 0:
+			out, a = append(out, a[0]), a[1:]
+		case c > 0:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // Holders returns our devices that hold state in epoch id, in order; nil
@@ -1111,11 +1136,8 @@ func (m *Member) RemoveDevice(d Device) ([]ID, error) {
 // epochs.
 func (m *Member) Retain(now time.Time) ([]ID, error) {
 	m.graph.stampSpoken(now)
-	ours := map[Device]bool{}
-	for _, d := range m.Ours() {
-		ours[d] = true
-	}
-	drop, next := m.graph.expired(m.Policy, now, ownView[*EpochState]{footholds: m.footholds(), past: m.pastForGood(),
+	ours := DeviceSet(m.Ours())
+	drop, next := m.graph.expired(m.Policy, now, ownView[*EpochState]{footholds: m.footholds(), past: m.pastForGood(ours),
 		ours: ours, tentative: m.tentative(ours)})
 	m.retainAt = next
 	return m.drop(drop)
@@ -1163,33 +1185,29 @@ func vouches(n *Node[*EpochState], ours map[Device]bool) bool {
 	return !ours[n.Creator] || slices.ContainsFunc(n.Spoke, func(d Device) bool { return !ours[d] })
 }
 
-// pastForGood returns, for retention's settled rule, a function giving
-// for an epoch e our devices that have moved on from it for good, whether
-// or not they commit or send: those that hold a retained epoch at or
-// above a child of e that another member's commit made, or our own
-// commit once its event came back and was accepted (Confirm). Such a
-// child cannot be taken back (Withdraw takes back only our own commits
-// not yet confirmed, and a commit applied here was checked on arrival),
-// so e is never a head again, and our devices, which commit and send
-// only in the base, will do neither in e; and each holds its keys above
-// e, so dropping e strands none of them. A group of listening bots otherwise kept every epoch
-// until the count or age bound, since they never speak.
-func (m *Member) pastForGood() func(*Node[*EpochState]) map[Device]bool {
-	var ours map[Device]bool
-	return func(e *Node[*EpochState]) map[Device]bool {
-		if ours == nil {
-			ours = map[Device]bool{}
-			for _, d := range m.Ours() {
-				ours[d] = true
-			}
-		}
-		out := map[Device]bool{}
+// pastForGood returns, for retention's settled rule, a function giving for an
+// epoch e a test of whether a device of ours (ours is the set of them) has
+// moved on from it for good, whether or not it commits or sends: it has if it
+// holds a retained epoch at or above a child of e that another member's
+// commit made, or our own commit once its event came back and was accepted
+// (Confirm). Such a child cannot be taken back (Withdraw takes back only our
+// own commits not yet confirmed, and a commit applied here was checked on
+// arrival), so e is never a head again, and our devices, which commit and
+// send only in the base, will do neither in e; and each holds its keys above
+// e, so dropping e strands none of them. A group of listening bots otherwise
+// kept every epoch until the count or age bound, since they never speak.
+func (m *Member) pastForGood(ours map[Device]bool) func(*Node[*EpochState]) func(Device) bool {
+	return func(e *Node[*EpochState]) func(Device) bool {
+		// The epochs whose holders have moved on, newest first: the
+		// newest holds most of our devices, and each is asked for most
+		// of a large group's members. A set of all their holders cost
+		// 10,000 insertions an epoch at every Retain in a group of
+		// 10,000 of our devices (6 % of the service's CPU there).
+		var above []*Node[*EpochState]
 		var walk func(id ID)
 		walk = func(id ID) {
-			if n := m.graph.nodes[id]; n != nil && n.Retained && n.State != nil {
-				for _, d := range n.State.holders {
-					out[d] = true
-				}
+			if n := m.graph.nodes[id]; n != nil && n.Retained && n.State != nil && len(n.State.holders) > 0 {
+				above = append(above, n)
 			}
 			for _, c := range m.graph.children[id] {
 				walk(c)
@@ -1200,7 +1218,15 @@ func (m *Member) pastForGood() func(*Node[*EpochState]) map[Device]bool {
 				walk(c)
 			}
 		}
-		return out
+		slices.SortFunc(above, func(a, b *Node[*EpochState]) int { return cmp.Compare(b.Number, a.Number) })
+		return func(d Device) bool {
+			for _, n := range above {
+				if _, found := slices.BinarySearchFunc(n.State.holders, d, Device.Compare); found {
+					return true
+				}
+			}
+			return false
+		}
 	}
 }
 

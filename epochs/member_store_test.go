@@ -433,3 +433,25 @@ func TestEpochStateAddKeepsHoldersSorted(t *testing.T) {
 		t.Fatalf("holders %v, want %v", st.holders, want)
 	}
 }
+
+func TestUnionSorted(t *testing.T) {
+	d := func(names ...string) []Device {
+		var out []Device
+		for _, n := range names {
+			out = append(out, Device{UserID: "@" + n + ":x", DeviceID: "D"})
+		}
+		return out
+	}
+	for _, tt := range []struct{ a, b, want []Device }{
+		{nil, nil, nil},
+		{d("a"), nil, d("a")},
+		{nil, d("a", "b"), d("a", "b")},
+		{d("a", "c", "e"), d("b", "c", "d", "f"), d("a", "b", "c", "d", "e", "f")},
+		{d("a", "b"), d("a", "b"), d("a", "b")},
+		{d("b"), d("a"), d("a", "b")},
+	} {
+		if got := unionSorted(tt.a, tt.b); !slices.Equal(got, tt.want) {
+			t.Errorf("unionSorted(%v, %v) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

@@ -43,7 +43,7 @@ type ownView[S any] struct {
 	footholds map[ID]bool
 	// past, if not nil, gives for an epoch the devices of ours known to
 	// have moved on from it for good (Member.pastForGood).
-	past func(*Node[S]) map[Device]bool
+	past func(*Node[S]) func(Device) bool
 	// ours are our devices, and tentative the epochs at or above a commit
 	// of ours that may still be withdrawn (not confirmed): what our
 	// devices did there shows no move for good, since a withdrawal takes
@@ -216,7 +216,7 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool
 	// that has not moved on ends it (in a large group most epochs are not
 	// settled).
 	all, firm := newSpokeMerge(above), newSpokeMerge(aboveFirm)
-	var gone map[Device]bool // own.past(n), asked for once, when needed
+	var gone func(Device) bool // own.past(n), asked for once, when needed
 	for _, m := range n.Members {
 		made, spoke, live := created, all, heads
 		if len(own.ours) > 0 && own.ours[m] {
@@ -229,7 +229,7 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool
 			if gone == nil {
 				gone = own.past(n)
 			}
-			if gone[m] {
+			if gone(m) {
 				continue
 			}
 		}
