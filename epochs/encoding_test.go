@@ -340,3 +340,38 @@ func FuzzUnmarshalGraph(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkUnmarshalLargeGraph decodes the graph of a room of 10,000
+// members holding 8 epochs, each of which removed 100 devices and added
+// 100 others (as a load room's churn does): what every load of such a
+// room costs before anything else.
+func BenchmarkUnmarshalLargeGraph(b *testing.B) {
+	members := make([]Device, 10100)
+	for i := range members {
+		members[i] = dev(fmt.Sprintf("@puppet%03d:example.org", i/100), fmt.Sprintf("DEVICE%02d", i%100))
+	}
+	members = sortedDevices(members)
+	g := New[string]()
+	prev := ID("")
+	for i := range 8 {
+		id := ID(fmt.Sprintf("E%d", i))
+		// Epoch i lacks the i-th hundred of the first 900 and holds the rest.
+		in := slices.Concat(members[:i*100], members[(i+1)*100:])
+		n := Node[string]{Identity: Identity{ID: id, Number: uint64(i), Creator: in[0]}, Parent: prev,
+			ConfirmationTag: []byte{1}, Members: in, Added: t0.Add(time.Duration(i) * time.Second)}
+		if err := g.Add(n); err != nil {
+			b.Fatal(err)
+		}
+		prev = id
+	}
+	data, err := g.MarshalBinary(encodeString)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Unmarshal(data, decodeString); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
