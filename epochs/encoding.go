@@ -258,7 +258,7 @@ func Unmarshal[S any](data []byte, decode func([]byte) (S, error)) (*Graph[S], e
 		if len(minus(n.removed, p.Members)) > 0 || len(minus(n.added, minus(n.added, p.Members))) > 0 {
 			return nil, fmt.Errorf("decode epoch graph: %w", invalid("epoch %v: member changes do not fit the parent", n.ID))
 		}
-		n.Members = sortedDevices(append(minus(p.Members, n.removed), n.added...))
+		n.Members = unionSorted(minus(p.Members, n.removed), n.added)
 	}
 	for _, n := range nodes {
 		spoke, err := spokeDevices(n.Members, n.spoke)
