@@ -41,8 +41,9 @@ type ownView[S any] struct {
 	// footholds are epochs that the count bound never drops (age and
 	// settlement still do).
 	footholds map[ID]bool
-	// past, if not nil, gives for an epoch the devices of ours known to
-	// have moved on from it for good (Member.pastForGood).
+	// past, if not nil, gives for an epoch a test of whether a device of
+	// ours is known to have moved on from it for good
+	// (Member.pastForGood).
 	past func(*Node[S]) func(Device) bool
 	// ours are our devices, and tentative the epochs at or above a commit
 	// of ours that may still be withdrawn (not confirmed): what our
