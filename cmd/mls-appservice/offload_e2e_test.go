@@ -52,8 +52,8 @@ import (
 //
 // MLSAS_OFFLOAD_DEVICES gives A's puppets that many devices each, so that
 // the group reaches 10,000 members with a hundred Matrix users
-// (MLSAS_OFFLOAD_MEMBERS=10000 MLSAS_OFFLOAD_DEVICES=100; about 25
-// minutes, most of it Synapse taking the 10,000 devices' keys).
+// (MLSAS_OFFLOAD_MEMBERS=10000 MLSAS_OFFLOAD_DEVICES=100; about 13
+// minutes here, 10 of them Synapse taking the 10,000 devices' keys).
 func TestOffload(t *testing.T) {
 	large := 480
 	if v := os.Getenv("MLSAS_OFFLOAD_MEMBERS"); v != "" {
