@@ -398,30 +398,30 @@ func KindQueuedAfter(ctx context.Context, q Querier, queue string, seq int64, ki
 // entry of PostgreSQL's shared lock table until tx ends: a caller bounds
 // how many it asks for in one transaction.
 func KindWaiting(ctx context.Context, tx Querier, queue string, side Side, kind string) (bool, error) {
-	const look = `SELECT EXISTS (SELECT 1 FROM work_item WHERE queue = $1 AND NOT parked AND kind = $2)`
-	var found bool
-	if err := tx.QueryRow(ctx, look, planEach, queue, kind).Scan(&found); err != nil || !found {
-		return false, wrapNonNil(err, "look for waiting %s items of %s", kind, queue)
+	look := func() (bool, error) {
+		var found bool
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM work_item WHERE queue = $1 AND NOT parked AND kind = $2)`,
+			planEach, queue, kind).Scan(&found)
+		if err != nil {
+			return false, fmt.Errorf("look for waiting %s items of %s: %w", kind, queue, err)
+		}
+		return found, nil
+	}
+	if found, err := look(); err != nil || !found {
+		return false, err
 	}
 	key, err := queueKey(ctx, tx, queue, side)
 	if err != nil {
 		return false, err
 	}
-	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&found); err != nil || !found {
-		return false, wrapNonNil(err, "lock queue %s", queue)
+	var got bool
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&got); err != nil {
+		return false, fmt.Errorf("lock queue %s: %w", queue, err)
 	}
-	if err := tx.QueryRow(ctx, look, planEach, queue, kind).Scan(&found); err != nil {
-		return false, wrapNonNil(err, "look for waiting %s items of %s", kind, queue)
+	if !got {
+		return false, nil
 	}
-	return found, nil
-}
-
-// wrapNonNil wraps err with the context format gives, or returns nil.
-func wrapNonNil(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf(format+": %w", append(args, err)...)
+	return look()
 }
 
 // ItemsDone deletes applied items and lowers their queue's counter in p;

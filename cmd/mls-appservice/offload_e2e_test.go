@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/groups"
+	"github.com/mls-appservice/mls-appservice/internal/load"
 	"github.com/mls-appservice/mls-appservice/matrix/attachment"
 )
 
@@ -352,10 +353,8 @@ func eightAtATime(t *testing.T, n int, fn func(i int) error) {
 func waitPublished(t *testing.T, s *testService, timeout time.Duration) {
 	t.Helper()
 	until(t, timeout, s.name+"'s devices published", func(ctx context.Context) (bool, error) {
-		var n int
-		err := s.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL)
-			+ (SELECT count(*) FROM puppet_device WHERE cross_signed_at IS NULL)`).Scan(&n)
-		return n == 0, err
+		unsent, unsigned, err := load.Unpublished(ctx, s.db.Pool)
+		return unsent+unsigned == 0, err
 	})
 }
 

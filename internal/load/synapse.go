@@ -387,10 +387,9 @@ func waitConverged(ctx context.Context, o SynapseOptions, rooms []string, member
 func waitPublished(ctx context.Context, o SynapseOptions, progress func(string, ...any)) error {
 	var unsent, unsigned int64
 	err := settle(ctx, o.SettleTimeout, 2*time.Second, func() (bool, int64, error) {
-		err := o.DB.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL),
-			(SELECT count(*) FROM puppet_device WHERE cross_signed_at IS NULL)`).Scan(&unsent, &unsigned)
-		if err != nil {
-			return false, 0, fmt.Errorf("load: the service's outbox: %w", err)
+		var err error
+		if unsent, unsigned, err = Unpublished(ctx, o.DB); err != nil {
+			return false, 0, err
 		}
 		if unsent+unsigned > 0 {
 			progress("outbox rows unsent %d, devices not cross-signed %d", unsent, unsigned)
@@ -401,6 +400,18 @@ func waitPublished(ctx context.Context, o SynapseOptions, progress func(string, 
 		return fmt.Errorf("load: %d outbox rows unsent and %d devices not cross-signed, none done in %s", unsent, unsigned, o.SettleTimeout)
 	}
 	return err
+}
+
+// Unpublished counts what the service behind db has still to publish:
+// outbox rows not sent (nor given up) and devices of ours not
+// cross-signed.
+func Unpublished(ctx context.Context, db *pgxpool.Pool) (unsent, unsigned int64, err error) {
+	err = db.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL),
+		(SELECT count(*) FROM puppet_device WHERE cross_signed_at IS NULL)`).Scan(&unsent, &unsigned)
+	if err != nil {
+		return 0, 0, fmt.Errorf("load: the service's outbox: %w", err)
+	}
+	return unsent, unsigned, nil
 }
 
 // errStalled is settle's error when no progress came within its timeout.
