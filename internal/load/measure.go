@@ -51,17 +51,28 @@ func (p Process) CPUSeconds() (float64, error) {
 // ended (which it waited for), and of its live children: a database
 // server's, whose postmaster forks a process per connection.
 func (p Process) TreeCPUSeconds() (float64, error) {
+	own, children, err := p.treeCPU()
+	return own + children, err
+}
+
+// treeCPU returns the process's own CPU time and its children's, the
+// waited-for and the live, apart. Its own is read once, before the scan
+// of /proc: the scan costs the reader CPU, so a second read of its own
+// time would not match the first.
+func (p Process) treeCPU() (own, children float64, err error) {
 	f, err := procStat(p.PID)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	total, err := ticks(f, 11, 12, 13, 14)
-	if err != nil {
-		return 0, err
+	if own, err = ticks(f, 11, 12); err != nil {
+		return 0, 0, err
+	}
+	if children, err = ticks(f, 13, 14); err != nil {
+		return 0, 0, err
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, fmt.Errorf("CPU of %d's children: %w", p.PID, err)
+		return 0, 0, fmt.Errorf("CPU of %d's children: %w", p.PID, err)
 	}
 	parent := strconv.Itoa(p.PID)
 	for _, e := range entries {
@@ -74,10 +85,10 @@ func (p Process) TreeCPUSeconds() (float64, error) {
 			continue // gone, or not a child
 		}
 		if t, err := ticks(f, 11, 12); err == nil {
-			total += t
+			children += t
 		}
 	}
-	return total, nil
+	return own, children, nil
 }
 
 // procStat returns the fields of /proc/pid/stat after the command name
