@@ -286,10 +286,19 @@ func HeadOutgoing(ctx context.Context, q Querier, queue string) (*OutgoingEvent,
 }
 
 // readDependencies fills in the rows ev waits for and their state.
+//
+// It reads them under a share lock. A worker finishing one of them updates
+// its row, then wakes ev's queue; a worker that read the row as pending
+// puts ev's queue off (waitForDependency) and commits. Without the lock
+// the second could read before the first commits and commit after it,
+// its wait overwriting the wake: the row would sit out the safety net.
+// With it, a row being finished is read once finished, and a row read as
+// pending is finished only after this transaction commits.
 func readDependencies(ctx context.Context, q Querier, ev *OutgoingEvent) error {
 	rows, err := q.Query(ctx, `SELECT d.pos, d.after_seq, coalesce(d.fill_field, ''),
 		coalesce(a.event_id, a.content_uri, ''), a.sent_at IS NOT NULL, a.failed_at IS NOT NULL
-		FROM outbox_dependency d JOIN outbox a ON a.seq = d.after_seq WHERE d.seq = $1 ORDER BY d.pos`, ev.Seq)
+		FROM outbox_dependency d JOIN outbox a ON a.seq = d.after_seq WHERE d.seq = $1 ORDER BY d.pos
+		FOR SHARE OF a`, ev.Seq)
 	if err != nil {
 		return fmt.Errorf("dependencies of %s: %w", ev.TxnID, err)
 	}

@@ -242,3 +242,87 @@ func mustLoad(t *testing.T, fsys fs.FS) []Migration {
 	}
 	return ms
 }
+
+// TestDependencySentWhileItsDependentLooks: a worker looks at a row waiting
+// for an upload while another worker marks the upload sent. Whatever the
+// order in which the two commit, the waiting row's queue ends up due now:
+// the dependent's worker must not see the upload pending, then commit its
+// 30-second safety-net wait over the wake the upload's worker committed in
+// between (seen as a 32 s join in TestOffload).
+func TestDependencySentWhileItsDependentLooks(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	const user, device, roomQueue = "@mls_a:hs", "D", "out:room:!r:hs"
+	inTx(t, db, func(tx pgx.Tx) error {
+		p := NewProducer(tx)
+		up, _, err := p.AddOutgoing(ctx, OutgoingEvent{Kind: MediaUpload, UserID: user, DeviceID: device, Content: []byte("c")})
+		if err != nil {
+			return err
+		}
+		if _, _, err := p.AddOutgoing(ctx, OutgoingEvent{Kind: RoomEvent, UserID: user, DeviceID: device, RoomID: "!r:hs",
+			EventType: "m.room.encrypted", Content: []byte(`{"ciphertext_file":{"url":""}}`),
+			After: up, FillField: "ciphertext_file.url"}); err != nil {
+			return err
+		}
+		return p.Flush(ctx)
+	})
+	upload := outboxHead(t, db, "out:media:@mls_a:hs|D")
+
+	// The upload's worker has marked it sent and woken its dependents but
+	// not yet committed.
+	uploader, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uploader.Rollback(ctx)
+	up := NewProducer(uploader)
+	if err := OutgoingSent(ctx, uploader, up, upload, "mxc://hs/c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The dependent's worker looks at its head meanwhile, as the sender
+	// does: a row still waiting puts its queue off by the safety net.
+	looked, resume := make(chan bool, 1), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.InTx(ctx, func(tx pgx.Tx) error {
+			ev, err := HeadOutgoing(ctx, tx, roomQueue)
+			if err != nil {
+				return err
+			}
+			looked <- ev.AfterPending
+			<-resume
+			p := NewProducer(tx)
+			if ev.AfterPending {
+				p.Touch(roomQueue, Outbound, time.Now().Add(30*time.Second))
+			}
+			return p.Flush(ctx)
+		})
+	}()
+	// The look either ends at once or waits for the upload's worker.
+	select {
+	case <-looked:
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := uploader.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var wait float64
+	if err := db.QueryRow(ctx, `SELECT extract(epoch FROM due_at - now()) FROM work_queue WHERE queue = $1`,
+		roomQueue).Scan(&wait); err != nil {
+		t.Fatal(err)
+	}
+	if wait > 1 {
+		t.Fatalf("the room queue is due in %.0f s after its upload was sent, want now", wait)
+	}
+	if ev := outboxHead(t, db, roomQueue); ev.AfterPending || ev.AfterResult != "mxc://hs/c" {
+		t.Fatalf("the room queue's head %+v, want its upload's URI", ev)
+	}
+}
