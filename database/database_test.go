@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -764,5 +766,78 @@ func TestHeadItemsPlannedForTheirValues(t *testing.T) {
 	}
 	if n := seqScans() - before; n != 0 {
 		t.Errorf("%d sequential scans of work_item to read a queue's head", n)
+	}
+}
+
+// TestMigrationStoresMembershipOnce: migration 0026 turns each room_member
+// row into its event's current mark, recording an event it lacked, and
+// membership reads and writes go on from there.
+func TestMigrationStoresMembershipOnce(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	all := migrations.FS()
+	before := fstest.MapFS{}
+	for _, m := range mustLoad(t, all) {
+		if m.Version >= 26 {
+			break
+		}
+		data, err := fs.ReadFile(all, m.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[m.Name] = &fstest.MapFile{Data: data}
+	}
+	if v, err := db.Migrate(ctx, before); err != nil || v != 25 {
+		t.Fatalf("migrate to 25: %v %v", v, err)
+	}
+	for _, q := range []string{
+		`INSERT INTO room_member_event (event_id, room_id, user_id, membership) VALUES
+			('$a-invite', '!r:hs', '@a:hs', 'invite'), ('$a-join', '!r:hs', '@a:hs', 'join'),
+			('$b-join', '!r:hs', '@b:hs', 'join')`,
+		`INSERT INTO room_member (room_id, user_id, membership, event_id) VALUES
+			('!r:hs', '@a:hs', 'join', '$a-join'), ('!r:hs', '@b:hs', 'join', '$b-join'),
+			('!r:hs', '@c:hs', 'invite', '$c-invite')`,
+	} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Migrate(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	current := func() map[string]string {
+		t.Helper()
+		rows, err := db.Query(ctx, `SELECT user_id, membership || ' ' || event_id FROM room_member WHERE room_id = '!r:hs'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		var u, m string
+		if _, err := pgx.ForEachRow(rows, []any{&u, &m}, func() error { out[u] = m; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := map[string]string{"@a:hs": "join $a-join", "@b:hs": "join $b-join", "@c:hs": "invite $c-invite"}
+	if got := current(); !maps.Equal(got, want) {
+		t.Fatalf("after migration room_member is %v, want %v", got, want)
+	}
+	var events int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM room_member_event`).Scan(&events); err != nil || events != 4 {
+		t.Fatalf("%d membership events recorded (%v), want the 3 and c's invite", events, err)
+	}
+	// A new event becomes current; a repeated old one changes nothing.
+	for _, ev := range []MemberEvent{
+		{RoomID: "!r:hs", EventID: "$a-leave", UserID: "@a:hs", Membership: "leave"},
+		{RoomID: "!r:hs", EventID: "$b-join", UserID: "@b:hs", Membership: "join"},
+		{RoomID: "!r:hs", EventID: "$a-join", UserID: "@a:hs", Membership: "join"},
+	} {
+		if err := SetMembership(ctx, db, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want["@a:hs"] = "leave $a-leave"
+	if got := current(); !maps.Equal(got, want) {
+		t.Fatalf("after a's leave room_member is %v, want %v", got, want)
 	}
 }

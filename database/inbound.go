@@ -69,25 +69,25 @@ type MemberEvent struct {
 }
 
 // SetMembership records a m.room.member event: the event itself (the
-// membership authority asks for membership at an event, DESIGN 5) and the
-// user's latest membership of the room. A repeated event changes nothing.
+// membership authority asks for membership at an event, DESIGN 5) as the
+// user's current membership of the room. A repeated event changes
+// nothing.
 func SetMembership(ctx context.Context, q Querier, ev MemberEvent) error {
-	tag, err := q.Exec(ctx, `INSERT INTO room_member_event (event_id, room_id, user_id, membership)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING`,
+	// The current event before the new one: room_member_current allows
+	// one. A member's events are recorded in its room's order, so two
+	// writers never race for one member; if they did, the second would
+	// fail on the index and its work item be retried.
+	_, err := q.Exec(ctx, `UPDATE room_member_event SET current = false
+		WHERE room_id = $1 AND user_id = $2 AND current
+		AND NOT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $3)`, ev.RoomID, ev.UserID, ev.EventID)
+	if err != nil {
+		return fmt.Errorf("set membership of %s in %s: %w", ev.UserID, ev.RoomID, err)
+	}
+	_, err = q.Exec(ctx, `INSERT INTO room_member_event (event_id, room_id, user_id, membership, current)
+		VALUES ($1, $2, $3, $4, true) ON CONFLICT (event_id) DO NOTHING`,
 		ev.EventID, ev.RoomID, ev.UserID, ev.Membership)
 	if err != nil {
 		return fmt.Errorf("record membership event %s: %w", ev.EventID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return nil
-	}
-	_, err = q.Exec(ctx, `INSERT INTO room_member (room_id, user_id, membership, event_id)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (room_id, user_id) DO UPDATE
-		SET membership = excluded.membership, event_id = excluded.event_id, updated_at = now()`,
-		ev.RoomID, ev.UserID, ev.Membership, ev.EventID)
-	if err != nil {
-		return fmt.Errorf("set membership of %s in %s: %w", ev.UserID, ev.RoomID, err)
 	}
 	return nil
 }

@@ -9,12 +9,11 @@ import (
 // Retention deletes, in batches of at most batch rows per statement, what
 // was kept only as a record (DESIGN 8): split transactions, recorded raw
 // events, sent outbox rows, and membership events older than cutoff (but
-// each room member's current one, which room_member names: membership at
-// an older event is read with the recorded events, gone by now, and a
-// room with members coming and going otherwise grows its history for
-// ever). Each batch is its own statement on q (the pool), so that a large
-// backlog never holds one long transaction. It returns the rows deleted
-// per table.
+// each room member's current one: membership at an older event is read
+// with the recorded events, gone by now, and a room with members coming
+// and going otherwise grows its history for ever). Each batch is its own
+// statement on q (the pool), so that a large backlog never holds one long
+// transaction. It returns the rows deleted per table.
 func Retention(ctx context.Context, q Querier, cutoff time.Time, batch int) (map[string]int64, error) {
 	deleted := map[string]int64{}
 	for _, t := range []struct{ table, sql string }{
@@ -23,9 +22,7 @@ func Retention(ctx context.Context, q Querier, cutoff time.Time, batch int) (map
 		{"inbound_event", `DELETE FROM inbound_event WHERE seq IN (
 			SELECT seq FROM inbound_event WHERE recorded_at < $1 LIMIT $2)`},
 		{"room_member_event", `DELETE FROM room_member_event WHERE event_id IN (
-			SELECT m.event_id FROM room_member_event m WHERE m.recorded_at < $1
-			AND NOT EXISTS (SELECT 1 FROM room_member r WHERE r.room_id = m.room_id AND r.user_id = m.user_id
-				AND r.event_id = m.event_id) LIMIT $2)`},
+			SELECT event_id FROM room_member_event WHERE recorded_at < $1 AND NOT current LIMIT $2)`},
 		{"device_list_change", `DELETE FROM device_list_change WHERE seq IN (
 			SELECT seq FROM device_list_change WHERE recorded_at < $1 LIMIT $2)`},
 		{"outbox", `DELETE FROM outbox WHERE seq IN (

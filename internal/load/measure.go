@@ -128,7 +128,7 @@ func ticks(f []string, idx ...int) (float64, error) {
 // Tables whose size is shared by all our devices in a room (per member),
 // and those kept per device of ours (per own device).
 var (
-	sharedTables = []string{"dmls_room", "dmls_epoch", "dmls_commit_event", "room_member", "room_member_event",
+	sharedTables = []string{"dmls_room", "dmls_epoch", "dmls_commit_event", "room_member_event",
 		"user_mls_devices", "dmls_left_out"}
 	deviceTables = []string{"puppet", "puppet_device", "key_package", "key_package_batch",
 		"dmls_epoch_private", "delivery_cursor", "bot_puppet"}
