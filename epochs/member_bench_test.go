@@ -5,6 +5,8 @@ import (
 	"maps"
 	"testing"
 	"time"
+
+	"github.com/mls-appservice/mls-appservice/mls/group"
 )
 
 // cloneMember copies a member's graph structure so that a benchmark can
@@ -107,6 +109,46 @@ func BenchmarkApplyOldEpoch(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkLoadOwnPrivates measures loading a stored epoch that the
+// service's devices all hold and decoding their private states, as a
+// commit by one of them does first: in a room of 10,000 of our devices
+// this was 8 % of the service's CPU while bots sent and members came
+// and went.
+func BenchmarkLoadOwnPrivates(b *testing.B) {
+	const n = 1000
+	a := dev("@puppet0:x", "D0")
+	r := newServiceRoom(b, 2, a)
+	joining := map[Device]bool{}
+	for i := 1; i < n; i++ {
+		d := dev(fmt.Sprintf("@puppet%d:x", i/100), fmt.Sprintf("D%d", i%100))
+		r.room.Members[d.UserID] = Join
+		r.room.Devices[d.UserID] = append(r.room.Devices[d.UserID], d.DeviceID)
+		joining[d] = true
+	}
+	ours := func(d Device) *group.KeyPackageBundle {
+		if !joining[d] {
+			return nil
+		}
+		return r.bundles[d]
+	}
+	out, err := r.svc.CommitJoining(a, r.room, r.kps, ours, t0)
+	if err != nil || len(out.Joined) != n-1 {
+		b.Fatalf("joined %d of our devices (%v)", len(out.Joined), err)
+	}
+	s := newStore()
+	s.write(b, flush(b, r.svc))
+	base, err := r.svc.Base()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		st, err := s.member(b).state(base)
+		if err != nil || len(st.privs) != n {
+			b.Fatalf("decoded %d private states (%v)", len(st.privs), err)
 		}
 	}
 }

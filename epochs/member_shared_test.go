@@ -16,7 +16,7 @@ import (
 // first created the group) and one service holding the devices ours, all
 // in the group's second epoch; keyPackages for later adds come from kps.
 type serviceRoom struct {
-	t       *testing.T
+	t       testing.TB
 	room    Room
 	indep   []one
 	svc     *Member
@@ -25,7 +25,7 @@ type serviceRoom struct {
 	events  int
 }
 
-func newServiceRoom(t *testing.T, n int, ours ...Device) *serviceRoom {
+func newServiceRoom(t testing.TB, n int, ours ...Device) *serviceRoom {
 	t.Helper()
 	r := &serviceRoom{t: t, room: Room{Members: map[string]MemberState{}, Devices: map[string][]string{}}, bundles: map[Device]*group.KeyPackageBundle{}}
 	var devs []Device
