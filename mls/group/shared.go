@@ -176,6 +176,21 @@ func (p *Public) CheckPrivate(priv *Private) error {
 	return nil
 }
 
+// CheckStoredPrivate is CheckPrivate for a private part that the caller
+// sealed to its place after this package made it: its leaf must be a
+// member and its keys at non-blank nodes, and its leaf key must match p's
+// tree; the keys above the leaf are not derived again
+// (treekem.PrivateState.CheckPlaced says why).
+func (p *Public) CheckStoredPrivate(priv *Private) error {
+	if priv.path.Suite() != p.suite {
+		return fmt.Errorf("%w: private part of another cipher suite", ErrInvalidState)
+	}
+	if err := priv.path.CheckPlaced(p.tree); err != nil {
+		return fmt.Errorf("%w: private part not of this epoch: %w", ErrNotMember, err)
+	}
+	return nil
+}
+
 // othersAfter returns the next private parts of our other members (see
 // CommitOptions.Others) after our commit staged as st, whose path, if
 // any, is gen: nil for a member the commit removes, and for the others

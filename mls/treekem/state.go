@@ -138,6 +138,27 @@ func (p *PrivateState) Prune(t *tree.Tree) *PrivateState {
 	return p.with(stale, nil)
 }
 
+// CheckPlaced is Check for a state that was checked when it was made and
+// kept since where nothing could alter it (sealed to its place): p's leaf
+// must be a member of t, every key p holds must be at a non-blank node of
+// t, and the leaf's key must match, but no public key is derived above the
+// leaf. Each costs an X25519 base multiplication: for a service holding
+// thousands of a group's members, loading them all checked (as committing
+// does) spent most of its time there. A key above the leaf that does not
+// match would fail the first path secret sealed to it.
+func (p *PrivateState) CheckPlaced(t *tree.Tree) error {
+	if t.Leaf(p.leaf) == nil {
+		return fmt.Errorf("%w: leaf %d", ErrNotInTree, p.leaf)
+	}
+	for _, k := range p.keys {
+		want := t.EncryptionKey(k.node)
+		if want == nil || k.node == p.leaf.Node() && !k.priv.HasPublic(want) {
+			return fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, k.node)
+		}
+	}
+	return nil
+}
+
 // Check verifies that every key p holds belongs to a non-blank node of t
 // whose public key matches it, and that p's leaf is a member of t.
 func (p *PrivateState) Check(t *tree.Tree) error {

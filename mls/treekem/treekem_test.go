@@ -281,3 +281,44 @@ func TestStaleKeysDropped(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckPlaced: a stored state's check refuses a stale leaf key and a
+// key at a node blank now, and (unlike Check) takes the keys above the
+// leaf as stored.
+func TestCheckPlaced(t *testing.T) {
+	g := newGroup(t, 8)
+	for j, st := range g.states {
+		if err := st.CheckPlaced(g.tree); err != nil {
+			t.Fatalf("member %d: %v", j, err)
+		}
+	}
+	updated := g.tree.Clone()
+	leaf, _, _ := newLeaf(t, g.s)
+	if err := updated.UpdateLeaf(6, &leaf); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.states[6].CheckPlaced(updated); !errors.Is(err, ErrPublicKeyMismatch) {
+		t.Fatalf("a replaced leaf key: %v, want a mismatch", err)
+	}
+	if err := g.states[7].CheckPlaced(updated); !errors.Is(err, ErrPublicKeyMismatch) {
+		t.Fatalf("a key at a node the update blanked: %v, want a mismatch", err)
+	}
+	if err := g.states[0].Prune(updated).CheckPlaced(updated); err != nil {
+		t.Fatalf("another member, its keys pruned: %v", err)
+	}
+	// Member 0 commits: member 1's key for their parent is stale but
+	// the node is not blank, and its leaf is unchanged.
+	committed := g.tree.Clone()
+	if _, err := g.states[0].Generate(committed, *committed.Leaf(0), g.sigPriv[0], testContext(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.states[1].Check(committed); !errors.Is(err, ErrPublicKeyMismatch) {
+		t.Fatalf("Check of a stale path key: %v, want a mismatch", err)
+	}
+	if err := g.states[1].CheckPlaced(committed); err != nil {
+		t.Fatalf("CheckPlaced of a stale path key: %v, want it taken as stored", err)
+	}
+	if err := g.states[1].CheckPlaced(tree.New(g.s, &leaf)); !errors.Is(err, ErrNotInTree) {
+		t.Fatalf("a leaf outside the tree: %v, want ErrNotInTree", err)
+	}
+}
