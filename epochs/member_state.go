@@ -24,6 +24,9 @@ type EpochState struct {
 	// those decoded; raw is nil once none waits.
 	privs map[Device]*group.Private
 	raw   map[Device][]byte
+	// open, if set, opens a raw private state before it is decoded
+	// (StoredEpoch.Open).
+	open func(Device, []byte) ([]byte, error)
 	// commit is the message of the commit that made the epoch (nil for
 	// the group's first epoch): devices of ours that enter the parent
 	// epoch later follow into this one with it (Member.follow).
@@ -97,11 +100,18 @@ func (st *EpochState) remove(d Device) {
 // (group.UnmarshalStatic), typically once for many loads of the epoch,
 // since the static part never changes and is most of a large group's
 // decoding cost.
+//
+// Open, if set, says that Privates are as the caller stored them (sealed)
+// and opens one when the Member first needs that device's private state:
+// sending as one of 10,000 devices of ours needs one, and opening all of
+// them was a quarter of a send's CPU. A private state that does not open
+// fails only what needs it.
 type StoredEpoch struct {
 	Static, InitState, SecretTree []byte
 	Decoded                       *group.Static
 	Commit                        []byte
 	Privates                      map[Device][]byte
+	Open                          func(d Device, stored []byte) ([]byte, error)
 }
 
 // Loader returns the stored parts of a retained epoch. A Member loaded by
@@ -144,8 +154,17 @@ func (st *EpochState) decode(ds []Device) error {
 		if !ok {
 			return fmt.Errorf("%w: no private state of %v", ErrInvalidGraph, d)
 		}
+		if st.open != nil {
+			stored := b
+			var err error
+			if b, err = st.open(d, stored); err != nil {
+				return fmt.Errorf("private state of %v: %w", d, err)
+			}
+			clear(stored)
+		}
 		p, err := decodePrivate(st.pub, d, b)
 		if err != nil {
+			clear(b)
 			return err
 		}
 		st.privs[d] = p
@@ -194,6 +213,7 @@ func (m *Member) shared(id ID) (*EpochState, error) {
 		}
 		st.raw[d] = bytes.Clone(b) // ours to zero: the caller may keep b
 	}
+	st.open = parts.Open
 	st.pub = pub
 	if !st.commitGone {
 		st.commit = bytes.Clone(parts.Commit)

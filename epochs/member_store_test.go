@@ -455,3 +455,65 @@ func TestUnionSorted(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredPrivatesOpenedWhenNeeded: with StoredEpoch.Open, a private
+// state is opened when it is first decoded: a send opens its sender's
+// only, and one that does not open fails what needs it and nothing else.
+func TestStoredPrivatesOpenedWhenNeeded(t *testing.T) {
+	a, b, c := dev("@a:x", "A"), dev("@b:x", "B"), dev("@c:x", "C")
+	r := newServiceRoom(t, 3, a, b, c)
+	db := newStore()
+	db.write(t, flush(t, r.svc))
+	base, err := r.svc.Base()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := map[Device]int{}
+	sealed := func(id ID) (*StoredEpoch, error) {
+		e, err := db.load(id)
+		if err != nil {
+			return nil, err
+		}
+		cp := *e
+		cp.Privates = map[Device][]byte{}
+		for d, p := range e.Privates {
+			cp.Privates[d] = append([]byte("sealed:"), p...)
+		}
+		cp.Privates[b] = []byte("tampered")
+		cp.Open = func(d Device, stored []byte) ([]byte, error) {
+			opened[d]++
+			plain, ok := bytes.CutPrefix(stored, []byte("sealed:"))
+			if !ok {
+				return nil, errors.New("does not open")
+			}
+			return bytes.Clone(plain), nil
+		}
+		return &cp, nil
+	}
+	m, err := LoadMember(db.meta, dmlsConfig, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch, ct, err := m.Encrypt(a, []byte("from a"))
+	if err != nil || epoch != base {
+		t.Fatalf("a sends in %v, want %v: %v", epoch, base, err)
+	}
+	if pt, from, err := r.indep[1].Decrypt(epoch, ct); err != nil || from != a || string(pt) != "from a" {
+		t.Fatalf("a's message read as %q from %v: %v", pt, from, err)
+	}
+	if want := map[Device]int{a: 1}; !maps.Equal(opened, want) {
+		t.Fatalf("opened %v to send as a, want %v", opened, want)
+	}
+	if _, _, err := m.Encrypt(c, []byte("from c")); err != nil {
+		t.Fatalf("c sends: %v", err)
+	}
+	if _, _, err := m.Encrypt(b, []byte("from b")); !errors.Is(err, ErrLoad) {
+		t.Fatalf("b sends from a state that does not open: %v", err)
+	}
+	if _, _, err := m.Encrypt(a, []byte("again")); err != nil || opened[a] != 1 {
+		t.Fatalf("a sends again: %v, a opened %d times, want once", err, opened[a])
+	}
+	if _, err := m.Commit(a, r.room, r.kps, t0); !errors.Is(err, ErrLoad) {
+		t.Fatalf("a commits with b's state not opening: %v", err)
+	}
+}

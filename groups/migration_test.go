@@ -74,9 +74,14 @@ func TestMigrationGathersPrivates(t *testing.T) {
 			room, []byte(e)).Scan(&users, &devices, &sealed); err != nil {
 			t.Fatalf("epoch %v: %v", e, err)
 		}
-		got, err := s.openPrivates(room, e, users, devices, sealed)
+		got, err := privateParts(room, e, users, devices, sealed)
 		if err != nil {
 			t.Fatalf("epoch %v: %v", e, err)
+		}
+		for d, b := range got {
+			if got[d], err = s.openPrivate(room, e, d, b); err != nil {
+				t.Fatalf("epoch %v: %v", e, err)
+			}
 		}
 		if len(got) != len(parts) {
 			t.Errorf("epoch %v: %d private parts, want %d", e, len(got), len(parts))

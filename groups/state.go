@@ -183,27 +183,23 @@ func (s *Service) loadEpoch(ctx context.Context, q database.Querier, roomID id.R
 	if st.SecretTree, err = open(purposeEpochSecrets, "secrets", secrets); err != nil {
 		return nil, err
 	}
-	if st.Privates, err = s.openPrivates(roomID, epoch, users, devices, privates); err != nil {
+	// Our devices' private parts are opened when the Member decodes them:
+	// a send needs its sender's only.
+	if st.Privates, err = privateParts(roomID, epoch, users, devices, privates); err != nil {
 		return nil, err
 	}
+	st.Open = func(d epochs.Device, sealed []byte) ([]byte, error) { return s.openPrivate(roomID, epoch, d, sealed) }
 	return st, nil
 }
 
-// openPrivates opens the private parts of a dmls_epoch_private row, each
-// where it is bound.
-func (s *Service) openPrivates(roomID id.RoomID, epoch epochs.ID, users, devices []string, sealed [][]byte) (map[epochs.Device][]byte, error) {
-	parts, err := privateParts(roomID, epoch, users, devices, sealed)
+// openPrivate opens device d's private part of an epoch, sealed where it
+// is bound.
+func (s *Service) openPrivate(roomID id.RoomID, epoch epochs.ID, d epochs.Device, sealed []byte) ([]byte, error) {
+	plain, err := s.cfg.Sealer.Open(purposeEpochPrivate, privateRow(roomID, epoch, d), sealed)
 	if err != nil {
-		return nil, err
+		return nil, errf(roomID, "epoch %v: private part of %v: %w", epoch, d, err)
 	}
-	for d, b := range parts {
-		plain, err := s.cfg.Sealer.Open(purposeEpochPrivate, privateRow(roomID, epoch, d), b)
-		if err != nil {
-			return nil, errf(roomID, "epoch %v: private part of %v: %w", epoch, d, err)
-		}
-		parts[d] = plain
-	}
-	return parts, nil
+	return plain, nil
 }
 
 // privateParts pairs a dmls_epoch_private row's parallel arrays: each
