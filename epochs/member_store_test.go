@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -515,5 +516,60 @@ func TestStoredPrivatesOpenedWhenNeeded(t *testing.T) {
 	}
 	if _, err := m.Commit(a, r.room, r.kps, t0); !errors.Is(err, ErrLoad) {
 		t.Fatalf("a commits with b's state not opening: %v", err)
+	}
+}
+
+// TestFootholds: for random graphs, the footholds are the epochs that are
+// the newest (by number, then ID) to hold some device of ours, and a
+// sorted list's subset test agrees with a set's.
+func TestFootholds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []Device
+	for i := range 12 {
+		all = append(all, dev(fmt.Sprintf("@u%02d:x", i), "D"))
+	}
+	pick := func() []Device {
+		var out []Device
+		for _, d := range all {
+			if rng.IntN(3) == 0 {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	for round := range 500 {
+		// Roots only: footholds looks at numbers and IDs, not at links.
+		m := &Member{graph: New[*EpochState]()}
+		for range 1 + rng.IntN(6) {
+			id := ID(fmt.Sprintf("E%d", rng.IntN(1000)))
+			if m.graph.nodes[id] != nil {
+				continue
+			}
+			n := Node[*EpochState]{Identity: Identity{ID: id, Number: uint64(rng.IntN(3))},
+				ConfirmationTag: []byte{1}, State: &EpochState{holders: pick()}}
+			if err := m.graph.Add(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := map[ID]bool{}
+		newest := map[Device]*Node[*EpochState]{}
+		for _, n := range m.graph.nodes {
+			for _, d := range n.State.holders {
+				if cur := newest[d]; cur == nil || n.Number > cur.Number || n.Number == cur.Number && n.ID > cur.ID {
+					newest[d] = n
+				}
+			}
+		}
+		for _, n := range newest {
+			want[n.ID] = true
+		}
+		if got := m.footholds(); !maps.Equal(got, want) {
+			t.Fatalf("round %d: footholds %v, want %v", round, got, want)
+		}
+		a, b := pick(), pick()
+		set := DeviceSet(b)
+		if got, want := subsetSorted(a, b), !slices.ContainsFunc(a, func(d Device) bool { return !set[d] }); got != want {
+			t.Fatalf("round %d: subsetSorted(%v, %v) = %v", round, a, b, got)
+		}
 	}
 }

@@ -43,13 +43,13 @@ type ownView[S any] struct {
 	footholds map[ID]bool
 	// past, if not nil, gives for an epoch a test of whether a device of
 	// ours is known to have moved on from it for good
-	// (Member.pastForGood).
+	// (Member.pastForGood), asked about devices in ascending order.
 	past func(*Node[S]) func(Device) bool
-	// ours are our devices, and tentative the epochs at or above a commit
-	// of ours that may still be withdrawn (not confirmed): what our
-	// devices did there shows no move for good, since a withdrawal takes
-	// them back to the commit's base (Member.tentative).
-	ours      map[Device]bool
+	// ours are our devices, sorted, and tentative the epochs at or above
+	// a commit of ours that may still be withdrawn (not confirmed): what
+	// our devices did there shows no move for good, since a withdrawal
+	// takes them back to the commit's base (Member.tentative).
+	ours      []Device
 	tentative map[ID]bool
 }
 
@@ -182,7 +182,7 @@ func (g *Graph[S]) lastMoveAbove(n *Node[S], now time.Time) time.Time {
 func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool {
 	// created and above for every member, and firm versions (outside
 	// tentative epochs) for ours.
-	created, createdFirm := map[Device]bool{}, map[Device]bool{}
+	var created, createdFirm []Device // a few: the creators above n
 	var above, aboveFirm, heads, headsFirm []*Node[S]
 	var walk func(id ID)
 	walk = func(id ID) {
@@ -192,9 +192,9 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool
 				continue
 			}
 			firm := !own.tentative[c]
-			created[cn.Creator] = true
+			created = append(created, cn.Creator)
 			if firm {
-				createdFirm[cn.Creator] = true
+				createdFirm = append(createdFirm, cn.Creator)
 			}
 			if len(cn.Spoke) > 0 {
 				above = append(above, cn)
@@ -217,13 +217,14 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool
 	// that has not moved on ends it (in a large group most epochs are not
 	// settled).
 	all, firm := newSpokeMerge(above), newSpokeMerge(aboveFirm)
+	ours := newSortedMerge(own.ours)
 	var gone func(Device) bool // own.past(n), asked for once, when needed
 	for _, m := range n.Members {
 		made, spoke, live := created, all, heads
-		if len(own.ours) > 0 && own.ours[m] {
+		if ours.has(m) {
 			made, spoke, live = createdFirm, firm, headsFirm
 		}
-		if made[m] || spoke.has(m) {
+		if slices.Contains(made, m) || spoke.has(m) {
 			continue
 		}
 		if own.past != nil {
@@ -261,34 +262,41 @@ func (g *Graph[S]) subtree(id ID) []*Node[S] {
 	return out
 }
 
-// spokeMerge finds, for members asked in ascending order, whether any of
-// the epochs sent in one: a cursor per epoch into its ascending Spoke.
-type spokeMerge struct {
-	spokes [][]Device
-	at     []int
+// sortedMerge finds, for devices asked in ascending order, whether any of
+// some ascending lists holds each: a cursor per list, so that asking
+// about every member of a large group costs one pass over each list, not
+// a search or a hash per member.
+type sortedMerge struct {
+	lists [][]Device
+	at    []int
 }
 
-func newSpokeMerge[S any](epochs []*Node[S]) *spokeMerge {
-	s := &spokeMerge{spokes: make([][]Device, len(epochs)), at: make([]int, len(epochs))}
+func newSortedMerge(lists ...[]Device) *sortedMerge {
+	return &sortedMerge{lists: lists, at: make([]int, len(lists))}
+}
+
+// newSpokeMerge merges the epochs' senders (Node.Spoke).
+func newSpokeMerge[S any](epochs []*Node[S]) *sortedMerge {
+	lists := make([][]Device, len(epochs))
 	for i, n := range epochs {
-		s.spokes[i] = n.Spoke
+		lists[i] = n.Spoke
 	}
-	return s
+	return newSortedMerge(lists...)
 }
 
-// has reports whether m sent in any of the epochs; m must not be below a
-// member asked before.
-func (s *spokeMerge) has(m Device) bool {
+// has reports whether any of the lists holds m; m must not be below a
+// device asked before.
+func (s *sortedMerge) has(m Device) bool {
 	found := false
-	for i, spoke := range s.spokes {
+	for i, list := range s.lists {
 		at := s.at[i]
-		for at < len(spoke) && spoke[at].Compare(m) < 0 {
-			at++
+		for ; at < len(list); at++ {
+			if c := list[at].Compare(m); c >= 0 {
+				found = found || c == 0
+				break
+			}
 		}
 		s.at[i] = at
-		if at < len(spoke) && spoke[at] == m {
-			found = true
-		}
 	}
 	return found
 }
