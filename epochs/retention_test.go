@@ -391,12 +391,41 @@ func BenchmarkExpiredLargeGroup(b *testing.B) {
 // epochs our commits made (confirmed) and lingering before they go:
 // each older epoch is settled because our devices hold the newer ones.
 func BenchmarkRetainOwnDevices(b *testing.B) {
+	m := ownDevicesMember(b)
+	for b.Loop() {
+		if got, err := m.Retain(t0.Add(time.Minute)); err != nil || len(got) != 0 {
+			b.Fatalf("dropped %v (%v)", got, err)
+		}
+	}
+}
+
+// BenchmarkLoadMemberOwnDevices decodes the metadata of the Member of
+// BenchmarkRetainOwnDevices (8 epochs, each held by 10,000 devices of
+// ours): what every load of such a room costs before anything else.
+func BenchmarkLoadMemberOwnDevices(b *testing.B) {
+	meta, err := ownDevicesMember(b).marshalMetadata()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(meta)))
+	for b.Loop() {
+		if _, err := LoadMember(meta, dmlsConfig, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// ownDevicesMember is a Member of a group of 10,000 devices, all ours
+// (100 users of 100 devices), holding 8 epochs that our confirmed
+// commits made, all held by every device.
+func ownDevicesMember(b *testing.B) *Member {
 	ours := make([]Device, 10000)
 	for i := range ours {
 		ours[i] = dev(fmt.Sprintf("@puppet%03d:example.org", i/100), fmt.Sprintf("DEVICE%02d", i%100))
 	}
 	ours = sortedDevices(ours)
-	m := &Member{graph: New[*EpochState](), Policy: Policy{MaxEpochs: 64, Linger: time.Hour}}
+	m := &Member{graph: New[*EpochState](), Policy: Policy{MaxEpochs: 64, Linger: time.Hour},
+		seen: map[[32]byte]ID{}, known: map[ID]knownCommit{}}
 	prev := ID("")
 	for i := range 8 {
 		id := ID(fmt.Sprintf("E%d", i))
@@ -408,9 +437,5 @@ func BenchmarkRetainOwnDevices(b *testing.B) {
 		}
 		prev = id
 	}
-	for b.Loop() {
-		if got, err := m.Retain(t0.Add(time.Minute)); err != nil || len(got) != 0 {
-			b.Fatalf("dropped %v (%v)", got, err)
-		}
-	}
+	return m
 }
