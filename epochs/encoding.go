@@ -382,8 +382,13 @@ func readNode[S any](r *codec.Reader, version uint8, decode func([]byte) (S, err
 // readDevices reads Device devices<V>, which must be ascending and unique.
 func readDevices(r *codec.Reader, field string) []Device {
 	out := []Device{}
+	// A large room's lists hold thousands of devices (every load of the
+	// room decodes each retained epoch's): field names made once, and a
+	// user's devices, neighbours in the sorted list, share its user ID.
+	userField, deviceField := field+".user_id", field+".device_id"
+	var d Device
 	r.Each(field, func(r *codec.Reader) {
-		d := readDevice(r, field)
+		d = Device{UserID: r.OpaqueString(userField, d.UserID), DeviceID: r.OpaqueString(deviceField, "")}
 		if r.Err() != nil {
 			return
 		}
@@ -397,7 +402,7 @@ func readDevices(r *codec.Reader, field string) []Device {
 }
 
 func readDevice(r *codec.Reader, field string) Device {
-	return Device{UserID: string(r.Opaque(field + ".user_id")), DeviceID: string(r.Opaque(field + ".device_id"))}
+	return Device{UserID: r.OpaqueString(field+".user_id", ""), DeviceID: r.OpaqueString(field+".device_id", "")}
 }
 
 func readTime(r *codec.Reader, field string) time.Time {

@@ -176,3 +176,32 @@ func TestMarshalOwnsItsResult(t *testing.T) {
 		t.Fatalf("large encoding: len %d", len(big))
 	}
 }
+
+// TestOpaqueString: the string of an opaque vector, the one given back
+// when equal (without allocating), "" and an error when truncated.
+func TestOpaqueString(t *testing.T) {
+	w := NewWriter(16)
+	w.Opaque([]byte("@a:x"))
+	w.Opaque([]byte("@a:x"))
+	w.Opaque(nil)
+	data := w.Bytes()
+	r := NewReader(data)
+	first := r.OpaqueString("a", "")
+	if first != "@a:x" {
+		t.Fatalf("first %q", first)
+	}
+	var second string
+	if n := testing.AllocsPerRun(1, func() { second = NewReader(data[5:]).OpaqueString("b", first) }); n > 1 {
+		t.Errorf("%v allocations for a string equal to the one given", n)
+	}
+	if second != first || r.OpaqueString("b", first) != first || r.OpaqueString("c", first) != "" {
+		t.Fatal("strings read wrong")
+	}
+	if err := r.Finish("x"); err != nil {
+		t.Fatal(err)
+	}
+	short := NewReader(data[:3])
+	if s := short.OpaqueString("d", ""); s != "" || !errors.Is(short.Err(), ErrLengthTooLarge) {
+		t.Fatalf("truncated: %q, %v", s, short.Err())
+	}
+}

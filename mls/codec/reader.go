@@ -170,6 +170,19 @@ func (r *Reader) Opaque(field string) []byte {
 	return append([]byte{}, b...)
 }
 
+// OpaqueString reads a variable-length vector of bytes as a string, with
+// one allocation where Opaque and a conversion take two, and none if the
+// bytes equal same, which it then returns: a caller decoding a sorted list
+// whose neighbours often share a field passes the last one.
+func (r *Reader) OpaqueString(field, same string) string {
+	n := r.length(field)
+	b := r.take(field, n)
+	if string(b) == same {
+		return same
+	}
+	return string(b)
+}
+
 // Vector reads a variable-length vector header and hands fn a Reader
 // limited to the vector's content. fn is called once; if it leaves bytes
 // unread, that is an error. Use Each for a vector of repeated elements.
