@@ -14,7 +14,7 @@ import (
 // its shared state and the private state of each of our devices in it,
 // each written when it changes (Flush) and read on first use (LoadMember).
 //
-// metadataVersion is the first byte of the metadata. Version 3:
+// metadataVersion is the first byte of the metadata. Version 4:
 //
 //	struct { opaque sha256[32]; opaque base<V>; } SeenCommit;
 //	struct {
@@ -22,10 +22,16 @@ import (
 //	    opaque resolves<V><V>; Device creator; opaque event_id<V>;
 //	    opaque confirmation_tag<V>;
 //	} KnownCommit;
-//	struct { Device holders<V>; } HeldEpoch;   // ascending, unique
+//	struct {
+//	    uint8 form;
+//	    select (form) {
+//	    case 0: Device holders<V>;       // ascending, unique
+//	    case 1: opaque members_held<V>;  // bitmap over the epoch's members
+//	    };
+//	} HeldEpoch;                          // held.go
 //	struct { opaque epoch<V>; opaque base<V>; } RefusedEpoch;
 //	struct {
-//	    uint8 version = 3;
+//	    uint8 version = 4;
 //	    uint64 max_epochs; uint64 max_age_nanos;
 //	    uint64 linger_nanos;      // absent in versions 1 and 2
 //	    opaque graph<V>;          // EpochGraph, each state a HeldEpoch
@@ -34,12 +40,13 @@ import (
 //	    RefusedEpoch refused<V>;  // ascending by epoch
 //	} DMLSMemberMetadata;
 //
-// Version 2 is version 3 without linger_nanos, read as a linger of zero;
+// Version 3 is version 4 with each HeldEpoch a bare holders<V> (form 0);
+// version 2 is version 3 without linger_nanos, read as a linger of zero;
 // version 1 is version 2 without refused, and is read as having refused
 // nothing. The metadata holds no secrets. A previous layout of Member
 // (one blob with whole group states, format 1) was never stored by the
 // service and is not read.
-const metadataVersion = 3
+const metadataVersion = 4
 
 // memberVersion is the first byte of MarshalBinary's single-value form:
 //
@@ -60,17 +67,31 @@ const metadataVersion = 3
 const memberVersion = 2
 
 // marshalMetadata encodes the Member's metadata.
-func (m *Member) marshalMetadata() ([]byte, error) {
+func (m *Member) marshalMetadata() ([]byte, error) { return m.marshalMetadataAs(metadataVersion) }
+
+// marshalMetadataAs encodes the Member's metadata in the given version, 3
+// or 4 (the older one for tests of reading it).
+func (m *Member) marshalMetadataAs(version uint8) ([]byte, error) {
+	members := make(map[*EpochState][]Device, len(m.graph.nodes))
+	for _, n := range m.graph.nodes {
+		if n.State != nil {
+			members[n.State] = n.Members
+		}
+	}
 	gb, err := m.graph.MarshalBinary(func(st *EpochState) ([]byte, error) {
-		w := codec.NewWriter(16 * len(st.holders))
-		writeDevices(w, st.holders)
+		w := codec.NewWriter(len(members[st])/8 + 8)
+		if version >= 4 {
+			writeHeld(w, st.holders, members[st])
+		} else {
+			writeDevices(w, st.holders)
+		}
 		return w.Bytes(), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	w := codec.NewWriter(len(gb) + 64*len(m.seen) + 256*len(m.known) + 32)
-	w.Uint8(metadataVersion)
+	w.Uint8(version)
 	w.Uint64(uint64(max(m.Policy.MaxEpochs, 0)))
 	w.Uint64(uint64(max(m.Policy.MaxAge, 0)))
 	w.Uint64(uint64(max(m.Policy.Linger, 0)))
@@ -195,16 +216,44 @@ func LoadMember(metadata []byte, cfg group.Config, load Loader) (*Member, error)
 	if err := r.Finish("member"); err != nil {
 		return nil, fmt.Errorf("decode member: %w", err)
 	}
+	// Resolved once the members are known: a bitmap of members, or a list
+	// that must not be all members (the bitmap is then the encoding).
+	bitmaps, listed := map[*EpochState][]byte{}, map[*EpochState]bool{}
 	g, err := Unmarshal(gb, func(b []byte) (*EpochState, error) {
 		r := codec.NewReader(b)
-		holders := readDevices(r, "held.holders")
+		var holders []Device
+		var bits []byte
+		if version >= 4 {
+			holders, bits = readHeld(r)
+		} else {
+			holders = readDevices(r, "held.holders")
+		}
 		if err := r.Finish("held"); err != nil {
 			return nil, err
 		}
-		return &EpochState{holders: holders, stored: true}, nil
+		st := &EpochState{holders: holders, stored: true}
+		switch {
+		case bits != nil:
+			bitmaps[st] = bits
+		case version >= 4:
+			listed[st] = true
+		}
+		return st, nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, n := range g.nodes {
+		if bits, ok := bitmaps[n.State]; ok {
+			if n.State.holders, err = membersHeld(bits, n.Members); err != nil {
+				return nil, fmt.Errorf("decode member: epoch %v: %w", n.ID, err)
+			}
+		}
+		if listed[n.State] {
+			if _, members := heldBits(n.State.holders, n.Members); members {
+				return nil, fmt.Errorf("decode member: epoch %v: %w", n.ID, invalid("holders listed, though members"))
+			}
+		}
 	}
 	m.graph = g
 	m.load = load

@@ -195,13 +195,43 @@ func TestMemberRefusesWelcomeIntoRefusedEpoch(t *testing.T) {
 	}
 }
 
-// Metadata of versions 1 (before refused epochs were kept) and 2 (before
-// the linger was) still loads; version 3 keeps the whole policy.
+// Metadata of versions 1 (before refused epochs were kept), 2 (before
+// the linger was) and 3 (before holders were a bitmap) still loads;
+// version 4 keeps the whole policy and the same holders.
 func TestMemberMetadataOldVersions(t *testing.T) {
 	ms, _ := memberRoom(t, 2)
 	policy := Policy{MaxEpochs: 5, MaxAge: time.Hour, Linger: time.Minute}
 	ms[0].Policy = policy
-	meta, err := ms[0].marshalMetadata()
+	current, err := ms[0].marshalMetadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func(m *Member) [][]Device {
+		var ids []ID
+		for id, n := range m.graph.nodes {
+			if n.Retained {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		var out [][]Device
+		for _, id := range ids {
+			out = append(out, m.graph.nodes[id].State.holders)
+		}
+		return out
+	}
+	if current[0] != 4 {
+		t.Fatalf("metadata version %d, want 4", current[0])
+	}
+	m4, err := LoadMember(current, dmlsConfig, nil)
+	if err != nil || m4.Policy != policy {
+		t.Fatalf("version 4: policy %+v, %v", m4.Policy, err)
+	}
+	want := held(ms[0].Member)
+	if len(want) == 0 || len(want[0]) == 0 || !slices.EqualFunc(held(m4), want, slices.Equal) {
+		t.Fatalf("version 4 holders %v, want %v", held(m4), want)
+	}
+	meta, err := ms[0].marshalMetadataAs(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +240,7 @@ func TestMemberMetadataOldVersions(t *testing.T) {
 	if meta[0] != 3 || meta[len(meta)-1] != 0 {
 		t.Fatalf("metadata layout: version %d, last byte %d", meta[0], meta[len(meta)-1])
 	}
-	if m, err := LoadMember(meta, dmlsConfig, nil); err != nil || m.Policy != policy {
+	if m, err := LoadMember(meta, dmlsConfig, nil); err != nil || m.Policy != policy || !slices.EqualFunc(held(m), want, slices.Equal) {
 		t.Fatalf("version 3: policy %+v, %v", m.Policy, err)
 	}
 	v2 := append([]byte{2}, meta[1:17]...)
@@ -230,10 +260,10 @@ func TestMemberMetadataOldVersions(t *testing.T) {
 	if m.Graph().Len() != ms[0].Graph().Len() || len(m.refused) != 0 {
 		t.Fatal("version 1 metadata lost the graph")
 	}
-	if _, err := LoadMember(append([]byte{4}, meta[1:]...), dmlsConfig, nil); err == nil {
-		t.Fatal("version 4 accepted")
+	if _, err := LoadMember(append([]byte{5}, current[1:]...), dmlsConfig, nil); err == nil {
+		t.Fatal("version 5 accepted")
 	}
-	if _, err := LoadMember(append([]byte{0}, meta[1:]...), dmlsConfig, nil); err == nil {
+	if _, err := LoadMember(append([]byte{0}, current[1:]...), dmlsConfig, nil); err == nil {
 		t.Fatal("version 0 accepted")
 	}
 }
