@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"reflect"
 	"slices"
@@ -776,20 +775,7 @@ func TestMigrationStoresMembershipOnce(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
 	all := migrations.FS()
-	before := fstest.MapFS{}
-	for _, m := range mustLoad(t, all) {
-		if m.Version >= 26 {
-			break
-		}
-		data, err := fs.ReadFile(all, m.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before[m.Name] = &fstest.MapFile{Data: data}
-	}
-	if v, err := db.Migrate(ctx, before); err != nil || v != 25 {
-		t.Fatalf("migrate to 25: %v %v", v, err)
-	}
+	migrateTo(t, db, 25)
 	for _, q := range []string{
 		`INSERT INTO room_member_event (event_id, room_id, user_id, membership) VALUES
 			('$a-invite', '!r:hs', '@a:hs', 'invite'), ('$a-join', '!r:hs', '@a:hs', 'join'),

@@ -190,18 +190,8 @@ func TestAddOutgoingRefusesBadDependencies(t *testing.T) {
 func TestMigrationKeepsDependencies(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
-	upTo4 := fstest.MapFS{}
 	all := migrations.FS()
-	for _, m := range mustLoad(t, all)[:4] {
-		data, err := fs.ReadFile(all, m.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		upTo4[m.Name] = &fstest.MapFile{Data: data}
-	}
-	if v, err := db.Migrate(ctx, upTo4); err != nil || v != 4 {
-		t.Fatalf("migrate to 4: %v %v", v, err)
-	}
+	migrateTo(t, db, 4)
 	var commit int64
 	if err := db.QueryRow(ctx, `INSERT INTO outbox (txn_id, kind, queue, user_id, room_id, event_type, content)
 		VALUES ('c', 'room_event', 'out:room:!r', '@a:hs', '!r', 't', '{}') RETURNING seq`).Scan(&commit); err != nil {
@@ -221,6 +211,25 @@ func TestMigrationKeepsDependencies(t *testing.T) {
 	}
 	if w.After != commit || w.FillField != "commit_event" || !w.AfterPending {
 		t.Fatalf("after migration the Welcome is %+v, want it waiting for %d into commit_event", w, commit)
+	}
+}
+
+// migrateTo applies the service's migrations up to version.
+func migrateTo(t *testing.T, db *DB, version int) {
+	t.Helper()
+	all, upTo := migrations.FS(), fstest.MapFS{}
+	for _, m := range mustLoad(t, all) {
+		if m.Version > version {
+			break
+		}
+		data, err := fs.ReadFile(all, m.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		upTo[m.Name] = &fstest.MapFile{Data: data}
+	}
+	if v, err := db.Migrate(context.Background(), upTo); err != nil || v != version {
+		t.Fatalf("migrate to %d: %v %v", version, v, err)
 	}
 }
 

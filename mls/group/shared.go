@@ -10,6 +10,7 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/framing"
 	"github.com/mls-appservice/mls-appservice/mls/message"
+	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 	"github.com/mls-appservice/mls-appservice/mls/welcome"
@@ -167,13 +168,7 @@ func (g *Group) checkOthers(others []*Private) error {
 // p's epoch: its leaf must be a member and every key it holds must match
 // p's tree. It is for a caller that stores Publics and Privates apart.
 func (p *Public) CheckPrivate(priv *Private) error {
-	if priv.path.Suite() != p.suite {
-		return fmt.Errorf("%w: private part of another cipher suite", ErrInvalidState)
-	}
-	if err := priv.path.Check(p.tree); err != nil {
-		return fmt.Errorf("%w: private part not of this epoch: %w", ErrNotMember, err)
-	}
-	return nil
+	return p.checkPrivate(priv, (*treekem.PrivateState).Check)
 }
 
 // CheckStoredPrivate is CheckPrivate for a private part that the caller
@@ -182,10 +177,14 @@ func (p *Public) CheckPrivate(priv *Private) error {
 // tree; the keys above the leaf are not derived again
 // (treekem.PrivateState.CheckPlaced says why).
 func (p *Public) CheckStoredPrivate(priv *Private) error {
+	return p.checkPrivate(priv, (*treekem.PrivateState).CheckPlaced)
+}
+
+func (p *Public) checkPrivate(priv *Private, check func(*treekem.PrivateState, *tree.Tree) error) error {
 	if priv.path.Suite() != p.suite {
 		return fmt.Errorf("%w: private part of another cipher suite", ErrInvalidState)
 	}
-	if err := priv.path.CheckPlaced(p.tree); err != nil {
+	if err := check(priv.path, p.tree); err != nil {
 		return fmt.Errorf("%w: private part not of this epoch: %w", ErrNotMember, err)
 	}
 	return nil
