@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
@@ -195,54 +197,118 @@ func (m *Manager) uploadCrossSigning(ctx context.Context, q database.Querier, cs
 }
 
 // crossSignDevice signs our device's uploaded device keys with its
-// puppet's self-signing key and uploads the signature. It does nothing
-// (and has the puppet's keys made) while the puppet has no uploaded keys.
-func (m *Manager) crossSignDevice(ctx context.Context, q database.Querier, ident *identity) error {
+// puppet's self-signing key and uploads the signature, with those of the
+// puppet's other devices whose keys are uploaded and not signed yet (at
+// most crossSignBatch in all): Synapse takes about a dozen of these
+// requests a second, so a fleet of puppets with many devices each took
+// minutes to publish one request a device. It does nothing (and has the
+// puppet's keys made) while the puppet has no uploaded keys.
+//
+// The devices signed are locked, skipping any that another transaction
+// holds (a worker checking that device, or signing it in its own batch):
+// each is signed by one request, and two workers of one puppet never wait
+// on each other's rows. It reports whether ident's device is still to be
+// signed (left to another transaction, which may fail, or refused): the
+// caller then looks again soon. Devices of the batch that the homeserver
+// accepted stay recorded even if it refused others.
+func (m *Manager) crossSignDevice(ctx context.Context, q database.Querier, ident *identity) (again bool, err error) {
 	dev := ident.dev
 	cs, err := m.loadCrossSigning(ctx, q, dev.UserID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if cs == nil || !cs.uploaded {
-		return m.schedulePuppet(ctx, q, dev, m.cfg.Now())
+		return false, m.schedulePuppet(ctx, q, dev, m.cfg.Now())
 	}
-	dk, err := ident.signedDeviceKeys()
+	rows, err := q.Query(ctx, `SELECT device_id FROM puppet_device
+		WHERE user_id = $1 AND signature_key IS NOT NULL AND device_keys_sent_at IS NOT NULL AND cross_signed_at IS NULL
+		ORDER BY device_id <> $2, device_id LIMIT $3 FOR UPDATE SKIP LOCKED`, dev.UserID, dev.DeviceID, crossSignBatch)
 	if err != nil {
-		return err
+		return false, fmt.Errorf("devices of %s to cross-sign: %w", dev.UserID, err)
 	}
-	v, err := decodeValue(dk)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[id.DeviceID])
 	if err != nil {
-		return fmt.Errorf("stored device keys of %s: %w", dev, err)
+		return false, fmt.Errorf("devices of %s to cross-sign: %w", dev.UserID, err)
 	}
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return fmt.Errorf("stored device keys of %s are not an object", dev)
+	again = len(ids) == 0 || ids[0] != dev.DeviceID
+	if len(ids) == 0 {
+		return again, nil
 	}
-	if err := signObject(obj, dev.UserID, cs.self); err != nil {
-		return err
+	signed := map[string]any{}
+	for _, d := range ids {
+		of := ident
+		if d != dev.DeviceID {
+			if of, err = m.loadIdentity(ctx, q, Device{UserID: dev.UserID, DeviceID: d}); err != nil {
+				return false, err
+			}
+		}
+		obj, err := selfSigned(of, cs)
+		if err != nil {
+			return false, err
+		}
+		signed[string(d)] = obj
 	}
-	body, err := json.Marshal(map[string]any{string(dev.UserID): map[string]any{string(dev.DeviceID): obj}})
+	body, err := json.Marshal(map[string]any{string(dev.UserID): signed})
 	if err != nil {
-		return err
+		return false, err
 	}
 	resp, err := m.cfg.Homeserver.UploadSignatures(ctx, dev.UserID, body)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var answer struct {
-		Failures map[string]json.RawMessage `json:"failures"`
+		Failures map[string]map[string]json.RawMessage `json:"failures"`
 	}
 	if err := json.Unmarshal(resp, &answer); err != nil {
-		return fmt.Errorf("cross-sign %s: answer does not parse: %w", dev, err)
+		return false, fmt.Errorf("cross-sign devices of %s: answer does not parse: %w", dev.UserID, err)
 	}
-	if len(answer.Failures) > 0 {
-		return fmt.Errorf("cross-sign %s: homeserver refused the signature: %.300s", dev, resp)
+	failed := answer.Failures[string(dev.UserID)]
+	if len(answer.Failures) > 0 && failed == nil {
+		return false, fmt.Errorf("cross-sign devices of %s: homeserver refused: %.300s", dev.UserID, resp)
 	}
-	if _, err := q.Exec(ctx, `UPDATE puppet_device SET cross_signed_at = now() WHERE user_id = $1 AND device_id = $2`,
-		dev.UserID, dev.DeviceID); err != nil {
-		return fmt.Errorf("record cross-signing of %s: %w", dev, err)
+	done := slices.DeleteFunc(slices.Clone(ids), func(d id.DeviceID) bool { _, ok := failed[string(d)]; return ok })
+	if _, err := q.Exec(ctx, `UPDATE puppet_device SET cross_signed_at = now() WHERE user_id = $1 AND device_id = ANY($2)`,
+		dev.UserID, done); err != nil {
+		return false, fmt.Errorf("record cross-signing of %s's devices: %w", dev.UserID, err)
 	}
-	m.cfg.Metrics.CrossSigned.Inc()
-	m.cfg.Log.Info().Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).Msg("Device cross-signed")
-	return nil
+	m.cfg.Metrics.CrossSigned.Add(float64(len(done)))
+	m.cfg.Metrics.CrossSignRequests.Inc()
+	m.cfg.Log.Info().Stringer("user_id", dev.UserID).Int("devices", len(done)).Msg("Devices cross-signed")
+	if len(failed) > 0 {
+		// Each is tried again by its own device's check.
+		m.cfg.Metrics.CrossSignRefused.Add(float64(len(failed)))
+		m.cfg.Log.Warn().Stringer("user_id", dev.UserID).Int("devices", len(failed)).Str("answer", fmt.Sprintf("%.300s", resp)).
+			Msg("Homeserver refused some devices' cross-signing signatures")
+	}
+	_, refused := failed[string(dev.DeviceID)]
+	return again || refused, nil
+}
+
+// crossSignBatch is the most devices one signatures upload signs, and
+// crossSignRecheck how soon a device left to another worker's upload is
+// looked at again.
+const (
+	crossSignBatch   = 100
+	crossSignRecheck = 15 * time.Second
+)
+
+// selfSigned returns the device keys of our device ident signed by its
+// puppet's self-signing key.
+func selfSigned(ident *identity, cs *crossSigning) (map[string]any, error) {
+	dk, err := ident.signedDeviceKeys()
+	if err != nil {
+		return nil, err
+	}
+	v, err := decodeValue(dk)
+	if err != nil {
+		return nil, fmt.Errorf("stored device keys of %s: %w", ident.dev, err)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("stored device keys of %s are not an object", ident.dev)
+	}
+	if err := signObject(obj, ident.dev.UserID, cs.self); err != nil {
+		return nil, err
+	}
+	return obj, nil
 }

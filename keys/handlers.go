@@ -149,8 +149,12 @@ func (t deviceTimer) Timer(ctx context.Context, w *inbound.Work, timer database.
 		return time.Time{}, err
 	}
 	if ident.deviceKeysSent && !ident.crossSigned {
-		if err := m.crossSignDevice(ctx, w.Q, ident); err != nil {
+		again, err := m.crossSignDevice(ctx, w.Q, ident)
+		if err != nil {
 			return time.Time{}, err
+		}
+		if again {
+			next = m.cfg.Now().Add(crossSignRecheck)
 		}
 	}
 	return next, nil

@@ -28,6 +28,12 @@ type Metrics struct {
 	// CrossSigned counts devices whose cross-signing signature was
 	// uploaded.
 	CrossSigned prometheus.Counter
+	// CrossSignRequests counts signature uploads (one signs up to 100 of
+	// a puppet's devices).
+	CrossSignRequests prometheus.Counter
+	// CrossSignRefused counts cross-signing signatures the homeserver
+	// refused (each device is tried again).
+	CrossSignRefused prometheus.Counter
 	// UnreadableBatches counts stored KeyPackage batches that did not
 	// open or decode when a Welcome was looked up in them; they are
 	// skipped, and their KeyPackages cannot be used.
@@ -59,10 +65,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Claims of other devices' KeyPackages refused, by reason."}, []string{"reason"}),
 		CrossSigned: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_devices_cross_signed_total",
 			Help: "Devices whose self-signing signature the homeserver accepted."}),
+		CrossSignRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_cross_sign_requests_total",
+			Help: "Signature uploads cross-signing our devices (each signs up to 100 of one puppet's devices)."}),
+		CrossSignRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_cross_sign_refused_total",
+			Help: "Cross-signing signatures of our devices that the homeserver refused (each is tried again)."}),
 		UnreadableBatches: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_key_package_batches_unreadable_total",
 			Help: "Stored batches of our KeyPackages that did not open or decode when looked up (skipped; see the log)."}),
 	}
 	reg.MustRegister(m.Stock, m.LowWater, m.BelowLowWater, m.Generated, m.Uploaded, m.ClaimedByOthers, m.TopUps,
-		m.LastResortReplaced, m.Claimed, m.Refused, m.CrossSigned, m.UnreadableBatches)
+		m.LastResortReplaced, m.Claimed, m.Refused, m.CrossSigned, m.CrossSignRequests, m.CrossSignRefused, m.UnreadableBatches)
 	return m
 }

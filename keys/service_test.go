@@ -1082,3 +1082,72 @@ func freePort(t *testing.T) int {
 	t.Helper()
 	return testenv.FreePort(t)
 }
+
+// TestCrossSignBatch: one signatures upload signs every device of a puppet
+// whose keys are up and not signed yet, skipping a device another
+// transaction holds; that device's own check then finds nothing to sign
+// and asks to look again, and signs it once it is free.
+func TestCrossSignBatch(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	erin := e.puppet(t, "erin", "E0", "E1", "E2", "E3", "E4")
+	svc := startBinary(t, e.bin, e.cfgPath)
+	for _, d := range erin {
+		waitFor(t, 90*time.Second, d.String()+" ready", func() (bool, error) { return e.ready(t, d) })
+	}
+	svc.stop()
+	// As if none were signed yet (the homeserver takes the same
+	// signatures again).
+	if _, err := e.db.Exec(ctx, `UPDATE puppet_device SET cross_signed_at = NULL WHERE user_id = $1`, erin[0].UserID); err != nil {
+		t.Fatal(err)
+	}
+	held, err := e.db.Pool.Begin(ctx) // a worker checking E0
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Rollback(ctx)
+	if _, err := held.Exec(ctx, `SELECT FROM puppet_device WHERE user_id = $1 AND device_id = $2 FOR UPDATE`,
+		erin[0].UserID, erin[0].DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	metrics := e.m.cfg.Metrics
+	sign := func(d Device) bool {
+		t.Helper()
+		var again bool
+		if err := e.db.InTx(ctx, func(tx pgx.Tx) error {
+			ident, err := e.m.loadIdentity(ctx, tx, d)
+			if err != nil {
+				return err
+			}
+			again, err = e.m.crossSignDevice(ctx, tx, ident)
+			return err
+		}); err != nil {
+			t.Fatalf("cross-sign %s: %v", d, err)
+		}
+		return again
+	}
+	if again := sign(erin[1]); again {
+		t.Fatal("E1 left to another transaction")
+	}
+	if r, n := testutil.ToFloat64(metrics.CrossSignRequests), testutil.ToFloat64(metrics.CrossSigned); r != 1 || n != 4 {
+		t.Fatalf("%v requests signed %v devices, want 1 signing E1-E4", r, n)
+	}
+	if again := sign(erin[0]); !again {
+		t.Fatal("E0, held by another transaction, reported signed")
+	}
+	if err := held.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again := sign(erin[0]); again {
+		t.Fatal("E0 left to another transaction once free")
+	}
+	var unsigned int
+	if err := e.db.QueryRow(ctx, `SELECT count(*) FROM puppet_device WHERE user_id = $1 AND cross_signed_at IS NULL`,
+		erin[0].UserID).Scan(&unsigned); err != nil || unsigned != 0 {
+		t.Fatalf("%d devices unsigned (%v)", unsigned, err)
+	}
+	if r, n := testutil.ToFloat64(metrics.CrossSignRequests), testutil.ToFloat64(metrics.CrossSigned); r != 2 || n != 5 {
+		t.Fatalf("%v requests signed %v devices, want 2 signing 5", r, n)
+	}
+	checkCrossSigned(t, e, erin[1], erin)
+}
