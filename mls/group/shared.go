@@ -146,15 +146,21 @@ func (g *Group) PrivatesAfter(m *message.MLSMessage, next *Public, others []*Pri
 // checkOthers checks that others are the private parts of members of g's
 // epoch, other than g's and each other: their keys must match g's tree.
 func (g *Group) checkOthers(others []*Private) error {
+	// A set, not a search of those before: a service can hold 10,000
+	// members of one group.
+	leaves := make(map[treemath.LeafIndex]bool, len(others)+1)
+	if g.priv != nil {
+		leaves[g.priv.leaf] = true
+	}
 	for i, o := range others {
 		err := error(nil)
 		switch {
 		case o == nil:
 			err = fmt.Errorf("%w: no private part", ErrNotMember)
-		case g.priv != nil && g.priv.leaf == o.leaf,
-			slices.ContainsFunc(others[:i], func(p *Private) bool { return p.leaf == o.leaf }):
+		case leaves[o.leaf]:
 			err = fmt.Errorf("%w: leaf %d given twice", ErrInvalidState, o.leaf)
 		default:
+			leaves[o.leaf] = true
 			err = g.pub.CheckPrivate(o)
 		}
 		if err != nil {
