@@ -154,17 +154,18 @@ func (st *EpochState) decode(ds []Device) error {
 		if !ok {
 			return fmt.Errorf("%w: no private state of %v", ErrInvalidGraph, d)
 		}
+		plain := b
 		if st.open != nil {
-			stored := b
 			var err error
-			if b, err = st.open(d, stored); err != nil {
+			if plain, err = st.open(d, b); err != nil {
 				return fmt.Errorf("private state of %v: %w", d, err)
 			}
-			clear(stored)
 		}
-		p, err := decodePrivate(st.pub, d, b)
+		p, err := decodePrivate(st.pub, d, plain)
+		if st.open != nil {
+			clear(plain) // the opened copy; raw keeps the sealed one
+		}
 		if err != nil {
-			clear(b)
 			return err
 		}
 		st.privs[d] = p

@@ -461,8 +461,8 @@ func TestUnionSorted(t *testing.T) {
 // state is opened when it is first decoded: a send opens its sender's
 // only, and one that does not open fails what needs it and nothing else.
 func TestStoredPrivatesOpenedWhenNeeded(t *testing.T) {
-	a, b, c := dev("@a:x", "A"), dev("@b:x", "B"), dev("@c:x", "C")
-	r := newServiceRoom(t, 3, a, b, c)
+	a, b, c, eve := dev("@a:x", "A"), dev("@b:x", "B"), dev("@c:x", "C"), dev("@e:x", "E")
+	r := newServiceRoom(t, 3, a, b, c, eve)
 	db := newStore()
 	db.write(t, flush(t, r.svc))
 	base, err := r.svc.Base()
@@ -480,9 +480,13 @@ func TestStoredPrivatesOpenedWhenNeeded(t *testing.T) {
 		for d, p := range e.Privates {
 			cp.Privates[d] = append([]byte("sealed:"), p...)
 		}
-		cp.Privates[b] = []byte("tampered")
+		cp.Privates[b] = []byte("tampered")                     // does not open
+		cp.Privates[eve] = []byte("sealed:not a private state") // opens, does not decode
 		cp.Open = func(d Device, stored []byte) ([]byte, error) {
 			opened[d]++
+			if want := map[Device]string{b: "tampered", eve: "sealed:not a private state"}[d]; want != "" && string(stored) != want {
+				t.Errorf("%v's stored part given to Open as %q, want %q", d, stored, want)
+			}
 			plain, ok := bytes.CutPrefix(stored, []byte("sealed:"))
 			if !ok {
 				return nil, errors.New("does not open")
@@ -508,8 +512,16 @@ func TestStoredPrivatesOpenedWhenNeeded(t *testing.T) {
 	if _, _, err := m.Encrypt(c, []byte("from c")); err != nil {
 		t.Fatalf("c sends: %v", err)
 	}
-	if _, _, err := m.Encrypt(b, []byte("from b")); !errors.Is(err, ErrLoad) {
-		t.Fatalf("b sends from a state that does not open: %v", err)
+	for range 2 { // the stored parts are kept as they were for another try
+		if _, _, err := m.Encrypt(b, []byte("from b")); !errors.Is(err, ErrLoad) {
+			t.Fatalf("b sends from a state that does not open: %v", err)
+		}
+		if _, _, err := m.Encrypt(eve, []byte("from e")); !errors.Is(err, ErrLoad) {
+			t.Fatalf("e sends from a state that does not decode: %v", err)
+		}
+	}
+	if opened[b] != 2 || opened[eve] != 2 {
+		t.Fatalf("opened b %d and e %d times, want twice each", opened[b], opened[eve])
 	}
 	if _, _, err := m.Encrypt(a, []byte("again")); err != nil || opened[a] != 1 {
 		t.Fatalf("a sends again: %v, a opened %d times, want once", err, opened[a])
