@@ -1223,11 +1223,7 @@ func (m *Member) pastForGood(ours func(Device) bool) func(*Node[*EpochState]) fu
 				walk(c)
 			}
 		}
-		holders := make([][]Device, len(above))
-		for i, n := range above {
-			holders[i] = n.State.holders
-		}
-		return newSortedMerge(holders...).has
+		return newNodeMerge(above, func(n *Node[*EpochState]) []Device { return n.State.holders }).has
 	}
 }
 
@@ -1269,15 +1265,11 @@ func subsetSorted(a, b []Device) bool {
 	if len(a) > len(b) {
 		return false
 	}
-	j := 0
+	in := newSortedMerge(b)
 	for _, d := range a {
-		for j < len(b) && b[j].Compare(d) < 0 {
-			j++
-		}
-		if j == len(b) || b[j] != d {
+		if !in.has(d) {
 			return false
 		}
-		j++
 	}
 	return true
 }

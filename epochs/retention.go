@@ -216,7 +216,7 @@ func (g *Graph[S]) settled(n *Node[S], headSet map[ID]bool, own ownView[S]) bool
 	// epoch above, finds each member's messages, and the first member
 	// that has not moved on ends it (in a large group most epochs are not
 	// settled).
-	all, firm := newSpokeMerge(above), newSpokeMerge(aboveFirm)
+	all, firm := newNodeMerge(above, spoke[S]), newNodeMerge(aboveFirm, spoke[S])
 	ours := newSortedMerge(own.ours)
 	var gone func(Device) bool // own.past(n), asked for once, when needed
 	for _, m := range n.Members {
@@ -275,14 +275,17 @@ func newSortedMerge(lists ...[]Device) *sortedMerge {
 	return &sortedMerge{lists: lists, at: make([]int, len(lists))}
 }
 
-// newSpokeMerge merges the epochs' senders (Node.Spoke).
-func newSpokeMerge[S any](epochs []*Node[S]) *sortedMerge {
+// newNodeMerge merges a list of each of the epochs: their senders
+// (Node.Spoke), or our devices in them.
+func newNodeMerge[S any](epochs []*Node[S], list func(*Node[S]) []Device) *sortedMerge {
 	lists := make([][]Device, len(epochs))
 	for i, n := range epochs {
-		lists[i] = n.Spoke
+		lists[i] = list(n)
 	}
 	return newSortedMerge(lists...)
 }
+
+func spoke[S any](n *Node[S]) []Device { return n.Spoke }
 
 // has reports whether any of the lists holds m; m must not be below a
 // device asked before.
