@@ -250,6 +250,69 @@ func BenchmarkProcessCommitShared(b *testing.B) {
 	}
 }
 
+// allOurs returns the private parts of every member of g but the
+// committer and the receiver, each decoded from its own encoding as a
+// service that stores them apart loads them: no two share a key object.
+func allOurs(b *testing.B, g *benchGroup, n int) []*Private {
+	b.Helper()
+	c, r := g.committer.Private().leaf, g.receiver.Private().leaf
+	var out []*Private
+	for i := range n {
+		if l := treemath.LeafIndex(i); l == c || l == r {
+			continue
+		}
+		data, err := g.member(i).Private().MarshalBinary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := UnmarshalPrivate(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// BenchmarkOursAll is a service that holds every member of a full group
+// but one: a commit of its own carrying the next private parts of all
+// the others (Commit with Others), and one from the member it does not
+// hold processed for all of them (HandleCommitShared).
+func BenchmarkOursAll(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("commit/full/%d", n), func(b *testing.B) {
+			g := getBenchGroup(b, n, true)
+			others := append(allOurs(b, g, n), g.receiver.Private())
+			defer reportCPU(b)()
+			for b.Loop() {
+				pc, err := g.committer.Commit(CommitOptions{ForcePath: true, Others: others})
+				if err != nil || len(pc.Others) != len(others) || slices.Contains(pc.Others, nil) {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("receive/full/%d", n), func(b *testing.B) {
+			g := getBenchGroup(b, n, true)
+			pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			msg, err := message.ParseMLSMessage(pc.Commit)
+			if err != nil {
+				b.Fatal(err)
+			}
+			others := allOurs(b, g, n)
+			defer reportCPU(b)()
+			for b.Loop() {
+				tr, err := g.receiver.HandleCommitShared(msg, others)
+				if err != nil || tr.Public == nil || slices.Contains(tr.Privates, nil) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkAddMember(b *testing.B) {
 	forEachBenchGroup(b, func(b *testing.B, g *benchGroup) {
 		kp := newBundle(b, suite.X25519AES128GCMSHA256Ed25519, "joiner")
