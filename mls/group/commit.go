@@ -135,16 +135,21 @@ func (g *Group) Commit(o CommitOptions) (*PendingCommit, error) {
 	}
 	// The others' keys are derived before the key schedule punctures
 	// the base's PRF (DMLS), so that a failure here consumes nothing.
+	var pk *treekem.PathKeys
+	if gen != nil {
+		pk = gen.PathKeys(st.tree)
+		defer pk.Zero()
+	}
 	var others []*Private
 	if len(o.Others) > 0 {
-		if others, err = g.othersAfter(o.Others, st, gen); err != nil {
+		if others, err = g.othersAfter(o.Others, st, gen, pk); err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
 	}
 	var joiners []*Private
 	welcomed := st.adds
 	if len(o.Joiners) > 0 {
-		if joiners, err = joinersAfter(o.Joiners, st, g.priv.leaf, gen); err != nil {
+		if joiners, err = joinersAfter(o.Joiners, st, gen, pk); err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
 		welcomed = notJoining(st.adds, joiners)

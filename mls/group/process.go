@@ -311,8 +311,8 @@ func (g *Group) receiveCommit(o opened, privs []*Private) (*receivedCommit, erro
 // receivePath merges path, from committer, into st.tree (§7.5) and
 // replaces each non-nil member of privs, in place, by its private state
 // after the commit: it decrypts the member's own path secret (one HPKE
-// decryption each), derives the keys above it and checks them against
-// the path. It returns path_secret[n], the secret of the committer's last
+// decryption each) and derives the keys above it, checked against the
+// path, once for all members (treekem.PathKeys). It returns path_secret[n], the secret of the committer's last
 // filtered direct path node. An error leaves privs partly replaced and
 // st.tree merged; both must then be discarded.
 func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *message.UpdatePath, privs []*Private) ([]byte, error) {
@@ -352,6 +352,10 @@ func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *mes
 			clear(secret)
 		}
 	}()
+	// Members under one common ancestor share the keys above it: each
+	// is derived once (treekem.PathKeys).
+	pk := treekem.NewPathKeys(p.suite, t, committer, fdp)
+	defer pk.Zero()
 	var top []byte
 	for n, i := range at {
 		if errs[n] != nil {
@@ -359,7 +363,7 @@ func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *mes
 			return nil, pathError(fmt.Errorf("%w: node %d: %w", treekem.ErrDecrypt, nodes[n], errs[n]))
 		}
 		priv := privs[i]
-		after, err := priv.path.WithJoinerPathSecret(t, committer, secrets[n])
+		after, err := pk.Join(priv.path, secrets[n])
 		if top == nil && err == nil {
 			top = deriveUp(p.suite, secrets[n], len(fdp)-1-ks[n])
 		}

@@ -10,7 +10,6 @@ import (
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 	"github.com/mls-appservice/mls-appservice/mls/framing"
 	"github.com/mls-appservice/mls-appservice/mls/message"
-	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
 	"github.com/mls-appservice/mls-appservice/mls/welcome"
@@ -60,8 +59,9 @@ func (t *SharedTransition) Group(i int) *Group {
 // The commit is verified, staged and its key schedule run (under DMLS,
 // g's PRF punctured) exactly once. Each surviving member's private path
 // keys come from its own path secret: one HPKE decryption per member, at
-// its lowest common ancestor with the committer, then one key derivation
-// per path node above that. If any member cannot decrypt its path
+// its lowest common ancestor with the committer; the keys of that node and
+// those above it are derived once for all members that share them
+// (treekem.PathKeys). If any member cannot decrypt its path
 // secret, or the commit fails any other check, the commit is refused as a
 // whole and g is left as it was, PRF included; only a failure of the
 // confirmation tag, found after the key schedule ran, consumes the child
@@ -152,6 +152,9 @@ func (g *Group) checkOthers(others []*Private) error {
 	if g.priv != nil {
 		leaves[g.priv.leaf] = true
 	}
+	// They share their keys above the leaves: each node's is checked
+	// once (treekem.KeyCheck).
+	keys := treekem.NewKeyCheck(g.pub.tree)
 	for i, o := range others {
 		err := error(nil)
 		switch {
@@ -161,7 +164,7 @@ func (g *Group) checkOthers(others []*Private) error {
 			err = fmt.Errorf("%w: leaf %d given twice", ErrInvalidState, o.leaf)
 		default:
 			leaves[o.leaf] = true
-			err = g.pub.CheckPrivate(o)
+			err = g.pub.checkPrivate(o, keys.Check)
 		}
 		if err != nil {
 			return fmt.Errorf("other member %d: %w", i, err)
@@ -174,7 +177,7 @@ func (g *Group) checkOthers(others []*Private) error {
 // p's epoch: its leaf must be a member and every key it holds must match
 // p's tree. It is for a caller that stores Publics and Privates apart.
 func (p *Public) CheckPrivate(priv *Private) error {
-	return p.checkPrivate(priv, (*treekem.PrivateState).Check)
+	return p.checkPrivate(priv, treekem.NewKeyCheck(p.tree).Check)
 }
 
 // CheckStoredPrivate is CheckPrivate for a private part that the caller
@@ -183,14 +186,14 @@ func (p *Public) CheckPrivate(priv *Private) error {
 // tree; the keys above the leaf are not derived again
 // (treekem.PrivateState.CheckPlaced says why).
 func (p *Public) CheckStoredPrivate(priv *Private) error {
-	return p.checkPrivate(priv, (*treekem.PrivateState).CheckPlaced)
+	return p.checkPrivate(priv, func(s *treekem.PrivateState) error { return s.CheckPlaced(p.tree) })
 }
 
-func (p *Public) checkPrivate(priv *Private, check func(*treekem.PrivateState, *tree.Tree) error) error {
+func (p *Public) checkPrivate(priv *Private, check func(*treekem.PrivateState) error) error {
 	if priv.path.Suite() != p.suite {
 		return fmt.Errorf("%w: private part of another cipher suite", ErrInvalidState)
 	}
-	if err := check(priv.path, p.tree); err != nil {
+	if err := check(priv.path); err != nil {
 		return fmt.Errorf("%w: private part not of this epoch: %w", ErrNotMember, err)
 	}
 	return nil
@@ -198,9 +201,10 @@ func (p *Public) checkPrivate(priv *Private, check func(*treekem.PrivateState, *
 
 // othersAfter returns the next private parts of our other members (see
 // CommitOptions.Others) after our commit staged as st, whose path, if
-// any, is gen: nil for a member the commit removes, and for the others
-// the keys derived from the path secrets we generated (no HPKE).
-func (g *Group) othersAfter(others []*Private, st *staged, gen *treekem.Generated) ([]*Private, error) {
+// any, is gen with its keys pk: nil for a member the commit removes, and
+// for the others the keys of our path above them (no HPKE, no
+// derivation: pk holds them).
+func (g *Group) othersAfter(others []*Private, st *staged, gen *treekem.Generated, pk *treekem.PathKeys) ([]*Private, error) {
 	out := make([]*Private, len(others))
 	for i, o := range others {
 		if slices.Contains(st.removed, o.leaf) {
@@ -215,12 +219,7 @@ func (g *Group) othersAfter(others []*Private, st *staged, gen *treekem.Generate
 			out[i] = o
 			continue
 		}
-		secret := gen.PathSecretFor(o.leaf)
-		if secret == nil {
-			return nil, fmt.Errorf("%w: no path secret for leaf %d", treekem.ErrNoDecryptionKey, o.leaf)
-		}
-		keys, err := o.path.WithJoinerPathSecret(st.tree, g.priv.leaf, secret)
-		clear(secret)
+		keys, err := joinPath(pk, gen, o.path)
 		if err != nil {
 			return nil, fmt.Errorf("member %d: %w", i, err)
 		}
@@ -229,12 +228,23 @@ func (g *Group) othersAfter(others []*Private, st *staged, gen *treekem.Generate
 	return out, nil
 }
 
+// joinPath returns p with the keys of gen's path above it, taken from pk,
+// gen's PathKeys.
+func joinPath(pk *treekem.PathKeys, gen *treekem.Generated, p *treekem.PrivateState) (*treekem.PrivateState, error) {
+	secret := gen.PathSecretFor(p.Leaf())
+	if secret == nil {
+		return nil, fmt.Errorf("%w: no path secret for leaf %d", treekem.ErrNoDecryptionKey, p.Leaf())
+	}
+	defer clear(secret)
+	return pk.Join(p, secret)
+}
+
 // joinersAfter returns the private parts, in the epoch that our commit
 // staged as st makes, of the members it adds whose bundles are joiners:
 // each one's leaf key, and above it the keys derived from the path secret
 // that its Welcome would carry (gen's at its common ancestor with the
 // committer's leaf), checked against st's tree as a joiner checks them.
-func joinersAfter(joiners []*KeyPackageBundle, st *staged, committer treemath.LeafIndex, gen *treekem.Generated) ([]*Private, error) {
+func joinersAfter(joiners []*KeyPackageBundle, st *staged, gen *treekem.Generated, pk *treekem.PathKeys) ([]*Private, error) {
 	leaves := make(map[string]treemath.LeafIndex, len(st.adds))
 	for _, a := range st.adds {
 		leaves[string(codec.Marshal(a.keyPackage))] = a.leaf
@@ -255,14 +265,9 @@ func joinersAfter(joiners []*KeyPackageBundle, st *staged, committer treemath.Le
 		delete(leaves, enc)
 		path := treekem.NewPrivateState(leaf, kp.EncryptionKey)
 		if gen != nil {
-			secret := gen.PathSecretFor(leaf)
-			if secret == nil {
-				return nil, fmt.Errorf("%w: no path secret for joiner %d at leaf %d", treekem.ErrNoDecryptionKey, i, leaf)
-			}
-			keys, err := path.WithJoinerPathSecret(st.tree, committer, secret)
-			clear(secret)
+			keys, err := joinPath(pk, gen, path)
 			if err != nil {
-				return nil, fmt.Errorf("joiner %d: %w", i, err)
+				return nil, fmt.Errorf("joiner %d at leaf %d: %w", i, leaf, err)
 			}
 			path = keys
 		}

@@ -20,6 +20,10 @@
 // committer hashes the tree whose root the sealing context holds
 // (pipeline.go).
 //
+// A service holds many members of one group, and they share the nodes
+// above their leaves: PathKeys derives each node's key of a commit's path
+// once for all of them, and KeyCheck checks each node's key once.
+//
 // Path secrets are used only to derive the next path secret and a node key
 // pair, and are zeroed once consumed; only node private keys are kept, as
 // §7.5 asks. The path secrets a committer needs for its Welcome are

@@ -162,14 +162,5 @@ func (p *PrivateState) CheckPlaced(t *tree.Tree) error {
 // Check verifies that every key p holds belongs to a non-blank node of t
 // whose public key matches it, and that p's leaf is a member of t.
 func (p *PrivateState) Check(t *tree.Tree) error {
-	if t.Leaf(p.leaf) == nil {
-		return fmt.Errorf("%w: leaf %d", ErrNotInTree, p.leaf)
-	}
-	for _, k := range p.keys {
-		want := t.EncryptionKey(k.node)
-		if want == nil || !bytes.Equal(k.priv.Public().Bytes(), want) {
-			return fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, k.node)
-		}
-	}
-	return nil
+	return NewKeyCheck(t).Check(p)
 }
