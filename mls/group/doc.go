@@ -57,8 +57,9 @@
 //     New(pub, nil, cfg)). It verifies the commit, applies its proposals,
 //     merges the path and runs the key schedule once; each surviving
 //     member then decrypts its own path secret (one HPKE decryption, at
-//     its lowest common ancestor with the committer) and derives the keys
-//     above it. Any member's failure refuses the commit as a whole, before
+//     its lowest common ancestor with the committer) and takes the keys
+//     above it, each derived once for all members (treekem.PathKeys).
+//     Any member's failure refuses the commit as a whole, before
 //     the PRF is punctured. Handle is the same code with one member.
 //   - CommitOptions.Others makes our own commit yield the next Privates
 //     of our other members (PendingCommit.Others), from the path secrets
@@ -85,12 +86,15 @@
 // for k members of ours: the shared work is one signature verification,
 // staging the proposals (a copy-on-write tree), merging the path and
 // rehashing the nodes it changed (O(log n); a decoded tree hashes all of
-// its nodes once), and one key schedule; each member adds one HPKE decryption and
-// one HPKE key derivation per path node above its common ancestor with
-// the committer (1 to log n, 2 on average for members spread over the
-// tree), plus O(log n) for its Private. Processing the commit once per
-// member would repeat the shared work k times and, under DMLS, fail for
-// every member after the first.
+// its nodes once), one key schedule, and one HPKE key derivation per node
+// of the committer's filtered direct path that any member sits under (at
+// most log n); each member adds one HPKE decryption, a comparison of its
+// path secret with the one its common ancestor's key was derived from,
+// and O(log n) for its Private. Checking the members' Privates against
+// the tree costs one X25519 base multiplication per leaf and per distinct
+// node key (treekem.KeyCheck), not per member and node. Processing the
+// commit once per member would repeat the shared work k times and, under
+// DMLS, fail for every member after the first.
 //
 // # Storage in parts
 //
