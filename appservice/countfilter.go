@@ -51,8 +51,8 @@ type countFilter struct {
 }
 
 type passedCounts struct {
-	payload string
-	until   time.Time
+	counts inbound.KeyCounts
+	until  time.Time
 }
 
 func newCountFilter(now func() time.Time, refresh time.Duration) *countFilter {
@@ -84,15 +84,17 @@ func (f *countFilter) pass(counts []inbound.KeyCounts) (out []inbound.KeyCounts,
 	clear(f.pending)
 	f.skipped = 0
 	for _, k := range counts {
-		payload := k.Encode()
+		// Compared as values, encoded only when passed on: in a room of
+		// 10,000 of our devices every transaction brings all their
+		// counts, and encoding each to compare was 6 % of the CPU.
 		key := deviceKey{k.UserID, k.DeviceID}
-		if p, ok := f.passed[key]; ok && p.payload == string(payload) && now.Before(p.until) {
+		if p, ok := f.passed[key]; ok && p.counts.Equal(k) && now.Before(p.until) {
 			f.skipped++
 			continue
 		}
 		until := now.Add(f.refresh + rand.N(f.refresh/2+1))
-		f.pending[key] = passedCounts{payload: string(payload), until: until}
-		out, payloads = append(out, k), append(payloads, payload)
+		f.pending[key] = passedCounts{counts: k, until: until}
+		out, payloads = append(out, k), append(payloads, k.Encode())
 	}
 	return out, payloads
 }

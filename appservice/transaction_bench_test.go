@@ -43,7 +43,7 @@ func BenchmarkParseKeyCounts(b *testing.B) {
 }
 
 // keyCountsBody is a transaction with no events and the key counts of
-// users puppets of devices devices each.
+// users puppets with devices devices each.
 func keyCountsBody(users, devices int) []byte {
 	var counts, fallbacks []string
 	for u := range users {

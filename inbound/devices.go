@@ -3,6 +3,8 @@ package inbound
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -76,6 +78,13 @@ func ParseDeviceListChange(raw []byte) (DeviceListChange, error) {
 
 // Encode returns the work-item payload of k.
 func (k KeyCounts) Encode() []byte { return mustJSON(k) }
+
+// Equal reports whether k and o have the same payload (Encode), without
+// encoding either: a nil map or list encodes as an empty one does.
+func (k KeyCounts) Equal(o KeyCounts) bool {
+	return k.UserID == o.UserID && k.DeviceID == o.DeviceID && maps.Equal(k.OneTimeKeys, o.OneTimeKeys) &&
+		slices.Equal(k.UnusedFallback, o.UnusedFallback) && k.HasFallback == o.HasFallback
+}
 
 // Encode returns the work-item payload of c.
 func (c DeviceListChange) Encode() []byte { return mustJSON(c) }
