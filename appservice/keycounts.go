@@ -12,9 +12,8 @@ import (
 // service's CPU in a room of those 10,000 devices. The two shapes are
 // small enough to scan by hand: decodeOTKCounts and decodeFallbackTypes
 // give what json.Unmarshal into the same types gives (FuzzDecodeKeyCounts
-// holds them to it), at a fraction of its cost, for input that
-// json.Unmarshal has already found valid (ParseTransaction checks the
-// whole body first). They report false for anything else they meet, and
+// holds them to it), at a fraction of its cost, for input already found
+// valid (ParseTransaction checks the whole body first, splitObject). They report false for anything else they meet, and
 // the caller then decodes the section the slow, tolerant way.
 
 // decodeOTKCounts decodes {user: {device: {algorithm: count}}}.

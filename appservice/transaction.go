@@ -34,23 +34,57 @@ var ErrNotJSON = errors.New("body is not valid JSON")
 // ErrBadShape means the body is JSON but not a transaction.
 var ErrBadShape = errors.New("body is not an appservice transaction")
 
+// wireTransaction holds the members of a transaction body that the
+// service reads, each as it stands in the body. Keys match exactly, as
+// the specification names them (json.Unmarshal into a struct also took
+// "EVENTS" for "events"); a repeated key's last value counts.
 type wireTransaction struct {
-	// Events not an array makes the whole body unusable (ErrBadShape);
-	// decoded here, the events are not scanned a second time.
-	Events            []json.RawMessage `json:"events"`
-	Ephemeral         json.RawMessage   `json:"ephemeral"`
-	UnstableEphemeral json.RawMessage   `json:"de.sorunome.msc2409.ephemeral"`
-	ToDevice          json.RawMessage   `json:"to_device"`
-	UnstableToDevice  json.RawMessage   `json:"de.sorunome.msc2409.to_device"`
+	Events            json.RawMessage
+	Ephemeral         json.RawMessage
+	UnstableEphemeral json.RawMessage
+	ToDevice          json.RawMessage
+	UnstableToDevice  json.RawMessage
 
-	DeviceLists         json.RawMessage `json:"device_lists"`
-	UnstableDeviceLists json.RawMessage `json:"org.matrix.msc3202.device_lists"`
-	OTKCount            json.RawMessage `json:"device_one_time_keys_count"`
-	UnstableOTKCount    json.RawMessage `json:"org.matrix.msc3202.device_one_time_keys_count"`
+	DeviceLists         json.RawMessage
+	UnstableDeviceLists json.RawMessage
+	OTKCount            json.RawMessage
+	UnstableOTKCount    json.RawMessage
 	// Synapse also sends this misspelt variant; older versions sent only it.
-	UnstableOTKCounts     json.RawMessage `json:"org.matrix.msc3202.device_one_time_key_counts"`
-	FallbackTypes         json.RawMessage `json:"device_unused_fallback_key_types"`
-	UnstableFallbackTypes json.RawMessage `json:"org.matrix.msc3202.device_unused_fallback_key_types"`
+	UnstableOTKCounts     json.RawMessage
+	FallbackTypes         json.RawMessage
+	UnstableFallbackTypes json.RawMessage
+}
+
+// field returns where the member named key goes; nil for a member the
+// service does not read.
+func (w *wireTransaction) field(key string) *json.RawMessage {
+	switch key {
+	case "events":
+		return &w.Events
+	case "ephemeral":
+		return &w.Ephemeral
+	case "de.sorunome.msc2409.ephemeral":
+		return &w.UnstableEphemeral
+	case "to_device":
+		return &w.ToDevice
+	case "de.sorunome.msc2409.to_device":
+		return &w.UnstableToDevice
+	case "device_lists":
+		return &w.DeviceLists
+	case "org.matrix.msc3202.device_lists":
+		return &w.UnstableDeviceLists
+	case "device_one_time_keys_count":
+		return &w.OTKCount
+	case "org.matrix.msc3202.device_one_time_keys_count":
+		return &w.UnstableOTKCount
+	case "org.matrix.msc3202.device_one_time_key_counts":
+		return &w.UnstableOTKCounts
+	case "device_unused_fallback_key_types":
+		return &w.FallbackTypes
+	case "org.matrix.msc3202.device_unused_fallback_key_types":
+		return &w.UnstableFallbackTypes
+	}
+	return nil
 }
 
 // first returns the first of vals that is present and not null.
@@ -68,20 +102,29 @@ func first(vals ...json.RawMessage) json.RawMessage {
 // events (ErrBadShape); malformed elements are skipped and listed in
 // Problems, so one bad event never costs the others.
 func ParseTransaction(body []byte) (*Transaction, error) {
-	// Unmarshal checks the whole body is JSON before it decodes; only a
-	// body it refuses is scanned again, to tell bad JSON from a bad shape.
-	var w wireTransaction
-	if err := json.Unmarshal(body, &w); err != nil {
-		if !json.Valid(body) {
-			return nil, ErrNotJSON
-		}
+	// The whole body is checked once, as it is split (object.go).
+	members, err := splitObject(body)
+	switch {
+	case errors.Is(err, errNotObject):
 		return nil, fmt.Errorf("%w: %v", ErrBadShape, err)
+	case err != nil:
+		return nil, ErrNotJSON
 	}
-	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, fmt.Errorf("%w: top level is not an object", ErrBadShape)
+	var w wireTransaction
+	for _, m := range members {
+		if f := w.field(m.key); f != nil {
+			*f = m.value
+		}
+	}
+	// Events not an array makes the whole body unusable.
+	var events []json.RawMessage
+	if len(w.Events) > 0 {
+		if err := json.Unmarshal(w.Events, &events); err != nil {
+			return nil, fmt.Errorf("%w: events: %v", ErrBadShape, err)
+		}
 	}
 	txn := &Transaction{}
-	for i, raw := range w.Events {
+	for i, raw := range events {
 		ev, err := inbound.ParseRoomEvent(raw)
 		if err != nil {
 			txn.problem("events[%d]: %v", i, err)
