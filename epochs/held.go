@@ -1,6 +1,8 @@
 package epochs
 
 import (
+	mathbits "math/bits"
+
 	"github.com/mls-appservice/mls-appservice/mls/codec"
 )
 
@@ -79,7 +81,13 @@ func membersHeld(bits []byte, members []Device) ([]Device, error) {
 	if n := len(members) % 8; n != 0 && bits[len(bits)-1]>>n != 0 {
 		return nil, invalid("holders' bitmap names a member past the last")
 	}
-	out := []Device{}
+	n := 0
+	for _, b := range bits {
+		n += mathbits.OnesCount8(b)
+	}
+	// Sized first: a room of 10,000 of our devices grew this list append
+	// by append for each retained epoch at every load.
+	out := make([]Device, 0, n)
 	for i, m := range members {
 		if bits[i/8]&(1<<(i%8)) != 0 {
 			out = append(out, m)

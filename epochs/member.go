@@ -1397,8 +1397,13 @@ func leafDevice(pub *group.Public, leaf uint32) Device {
 func minus(a, b []Device) []Device {
 	// Both sorted: one pass over each. Decoding a stored group of 10,000
 	// searched the removed devices for each member and sorted the result
-	// again, at every load of the room.
+	// again, at every load of the room. At least len(a)-len(b) remain:
+	// sized for those, a stored epoch's members (its parent's, less the
+	// few a commit removed) are not grown append by append.
 	var out []Device
+	if n := len(a) - len(b); n > 0 {
+		out = make([]Device, 0, n)
+	}
 	for len(a) > 0 {
 		if len(b) == 0 {
 			return append(out, a...)
