@@ -17,8 +17,9 @@
 //   - HPKEPublicKey: seals (EncryptWithLabel, ExportSender); the public
 //     half of an HPKEPrivateKey, or parsed by Suite.NewHPKEPublicKey.
 //
-// A private key holds its public key, computed when the key is made, so
-// that signing and opening do not derive it again, and the types keep a
+// A private key holds its public key, computed once, when first needed (a
+// service loads thousands of keys for each one it uses), so that signing
+// and opening do not derive it again, and the types keep a
 // signature key from being used where an HPKE key is expected. Keys are
 // immutable and safe for concurrent use.
 //

@@ -197,3 +197,57 @@ func TestSignaturesAreDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestSignatureSeedExpandedOnUse: a key parsed from an EdDSA seed, whose
+// expansion waits for its first use, signs and has the public key of the
+// same key parsed at once (seed and public half), also when its first
+// uses race (go test -race).
+func TestSignatureSeedExpandedOnUse(t *testing.T) {
+	for _, s := range All() {
+		e, ok := s.sig.(*eddsaScheme)
+		if !ok {
+			continue
+		}
+		t.Run(s.String(), func(t *testing.T) {
+			gen, err := s.GenerateSignatureKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed := gen.Bytes()
+			full, err := s.NewSignaturePrivateKey(append(bytes.Clone(seed), gen.Public().Bytes()...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lazy, err := s.NewSignaturePrivateKey(seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lazy.key != nil || len(seed) != e.seedSize {
+				t.Fatal("a key parsed from a seed was expanded at once")
+			}
+			if !lazy.Equal(full) || !bytes.Equal(lazy.Bytes(), seed) {
+				t.Fatal("a seed's key is not the key of the seed and its public half")
+			}
+			done := make(chan error, 2)
+			go func() {
+				sig, err := lazy.SignWithLabel("test", []byte("content"))
+				if err == nil {
+					err = full.Public().VerifyWithLabel("test", []byte("content"), sig)
+				}
+				done <- err
+			}()
+			go func() {
+				if !lazy.Public().Equal(full.Public()) {
+					done <- errors.New("public keys differ")
+					return
+				}
+				done <- nil
+			}()
+			for range 2 {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

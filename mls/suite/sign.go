@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,6 +10,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cloudflare/circl/sign/ed448"
 
@@ -22,12 +24,19 @@ import (
 var ErrBadSignature = errors.New("signature verification failed")
 
 // SignaturePrivateKey is a parsed signature private key of one suite,
-// together with its public key, which is computed once when the key is
-// parsed or generated. It is immutable and safe for concurrent use.
+// together with its public key, which is computed once: when the key is
+// generated, or on first use of a key parsed from an EdDSA seed. It is
+// immutable and safe for concurrent use.
 type SignaturePrivateKey struct {
 	suite *Suite
-	key   signingKey
-	pub   *SignaturePublicKey
+	// seed is an EdDSA seed not yet expanded (nil once parsed otherwise):
+	// expanding it costs a hash and a base multiplication, and a service
+	// that loads the private parts of 10,000 members of a group to commit
+	// signs with one of them (half a second at every commit).
+	seed   []byte
+	expand sync.Once
+	key    signingKey
+	pub    *SignaturePublicKey
 }
 
 // SignaturePublicKey is a parsed signature public key of one suite. It is
@@ -76,6 +85,10 @@ func (s *Suite) GenerateSignatureKey() (*SignaturePrivateKey, error) {
 // them). A 64-byte Ed25519 key (seed and public key) is accepted when its
 // halves agree.
 func (s *Suite) NewSignaturePrivateKey(b []byte) (*SignaturePrivateKey, error) {
+	if e, ok := s.sig.(*eddsaScheme); ok && len(b) == e.seedSize {
+		// Any seed is a key: expanded when first used (ready).
+		return &SignaturePrivateKey{suite: s, seed: bytes.Clone(b)}, nil
+	}
 	k, err := s.sig.newPrivate(b)
 	if err != nil {
 		return nil, fmt.Errorf("signature private key: %w", err)
@@ -84,8 +97,27 @@ func (s *Suite) NewSignaturePrivateKey(b []byte) (*SignaturePrivateKey, error) {
 }
 
 func (s *Suite) newSignaturePrivateKey(k signingKey) *SignaturePrivateKey {
-	enc, pub := k.public()
-	return &SignaturePrivateKey{suite: s, key: k, pub: &SignaturePublicKey{suite: s, enc: enc, key: pub}}
+	sk := &SignaturePrivateKey{suite: s}
+	sk.expand.Do(func() { sk.set(k) })
+	return sk
+}
+
+func (k *SignaturePrivateKey) set(key signingKey) {
+	enc, pub := key.public()
+	k.key, k.pub = key, &SignaturePublicKey{suite: k.suite, enc: enc, key: pub}
+}
+
+// ready expands a seed parsed by NewSignaturePrivateKey, once.
+func (k *SignaturePrivateKey) ready() {
+	k.expand.Do(func() {
+		key, err := k.suite.sig.newPrivate(k.seed)
+		if err != nil {
+			// NewSignaturePrivateKey checked the seed's length, the
+			// only thing an EdDSA seed can get wrong.
+			panic("suite: a checked EdDSA seed does not expand: " + err.Error())
+		}
+		k.set(key)
+	})
 }
 
 // NewSignaturePublicKey parses a signature public key in the encoding
@@ -103,22 +135,31 @@ func (s *Suite) NewSignaturePublicKey(b []byte) (*SignaturePublicKey, error) {
 func (k *SignaturePrivateKey) Suite() *Suite { return k.suite }
 
 // Public returns the key's public key.
-func (k *SignaturePrivateKey) Public() *SignaturePublicKey { return k.pub }
+func (k *SignaturePrivateKey) Public() *SignaturePublicKey {
+	k.ready()
+	return k.pub
+}
 
 // Bytes returns the encoding NewSignaturePrivateKey parses, as a new
 // slice. It is secret.
-func (k *SignaturePrivateKey) Bytes() []byte { return k.key.bytes() }
+func (k *SignaturePrivateKey) Bytes() []byte {
+	if k.seed != nil {
+		return bytes.Clone(k.seed)
+	}
+	return k.key.bytes()
+}
 
 // Equal reports whether k and x are the same key of the same suite, in
 // constant time for keys of one suite.
 func (k *SignaturePrivateKey) Equal(x *SignaturePrivateKey) bool {
-	return x != nil && k.suite == x.suite && subtle.ConstantTimeCompare(k.key.bytes(), x.key.bytes()) == 1
+	return x != nil && k.suite == x.suite && subtle.ConstantTimeCompare(k.Bytes(), x.Bytes()) == 1
 }
 
 // SignWithLabel implements RFC 9420 §5.1.2:
 //
 //	SignContent = struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }
 func (k *SignaturePrivateKey) SignWithLabel(label string, content []byte) ([]byte, error) {
+	k.ready()
 	sig, err := k.key.sign(signContent(label, content))
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", label, err)
