@@ -18,7 +18,7 @@ import (
 
 // decodeOTKCounts decodes {user: {device: {algorithm: count}}}.
 func decodeOTKCounts(raw []byte) (map[string]map[string]map[string]int64, bool) {
-	s := &keyScanner{b: raw}
+	s := &keyScanner{jsonScan: jsonScan{b: raw}}
 	var out map[string]map[string]map[string]int64
 	object(s, &out, func(user string) {
 		var devices map[string]map[string]int64
@@ -34,7 +34,7 @@ func decodeOTKCounts(raw []byte) (map[string]map[string]map[string]int64, bool) 
 
 // decodeFallbackTypes decodes {user: {device: [algorithm]}}.
 func decodeFallbackTypes(raw []byte) (map[string]map[string][]string, bool) {
-	s := &keyScanner{b: raw}
+	s := &keyScanner{jsonScan: jsonScan{b: raw}}
 	var out map[string]map[string][]string
 	object(s, &out, func(user string) {
 		var devices map[string][]string
@@ -44,25 +44,16 @@ func decodeFallbackTypes(raw []byte) (map[string]map[string][]string, bool) {
 	return out, s.end()
 }
 
-// keyScanner reads valid JSON of an expected shape. The first thing out
-// of shape sets failed, and every method returns at once from then on.
+// keyScanner reads valid JSON of an expected shape, over jsonScan's text
+// (object.go). The first thing out of shape sets failed, and every method
+// returns at once from then on: its expect, str and end stand in for
+// jsonScan's, which check rather than read.
+//
 // Like json.Unmarshal, it takes null for an empty map, list, string or
 // zero, and a repeated key's later value replaces the earlier one.
 type keyScanner struct {
-	b      []byte
-	i      int
+	jsonScan
 	failed bool
-}
-
-func (s *keyScanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\r', '\n':
-			s.i++
-		default:
-			return
-		}
-	}
 }
 
 // null consumes a null and reports whether there was one.

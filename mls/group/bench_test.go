@@ -153,6 +153,20 @@ func buildBenchGroup(b *testing.B, n int, full bool) *benchGroup {
 
 var benchSizes = []int{10, 100, 1000, 10000}
 
+// pathCommit returns a commit with a path by g's committer, parsed.
+func (g *benchGroup) pathCommit(b *testing.B) *message.MLSMessage {
+	b.Helper()
+	pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, err := message.ParseMLSMessage(pc.Commit)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return msg
+}
+
 // processCPU returns the CPU time (user and system) the process has used.
 func processCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage
@@ -225,14 +239,7 @@ func BenchmarkProcessCommitShared(b *testing.B) {
 	for _, ours := range []int{1, 10} {
 		b.Run(fmt.Sprintf("full/%d/ours=%d", n, ours), func(b *testing.B) {
 			g := getBenchGroup(b, n, true)
-			pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			msg, err := message.ParseMLSMessage(pc.Commit)
-			if err != nil {
-				b.Fatal(err)
-			}
+			msg := g.pathCommit(b)
 			// The others are spread over the tree, so that their common
 			// ancestors with the committer differ.
 			var others []*Private
@@ -293,14 +300,7 @@ func BenchmarkOursAll(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("receive/full/%d", n), func(b *testing.B) {
 			g := getBenchGroup(b, n, true)
-			pc, err := g.committer.Commit(CommitOptions{ForcePath: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			msg, err := message.ParseMLSMessage(pc.Commit)
-			if err != nil {
-				b.Fatal(err)
-			}
+			msg := g.pathCommit(b)
 			others := allOurs(b, g, n)
 			defer reportCPU(b)()
 			for b.Loop() {
