@@ -312,8 +312,9 @@ func (g *Group) receiveCommit(o opened, privs []*Private) (*receivedCommit, erro
 // replaces each non-nil member of privs, in place, by its private state
 // after the commit: it decrypts the member's own path secret (one HPKE
 // decryption each) and derives the keys above it, checked against the
-// path, once for all members (treekem.PathKeys). It returns path_secret[n], the secret of the committer's last
-// filtered direct path node. An error leaves privs partly replaced and
+// path, once for all members (treekem.PathKeys). It returns
+// path_secret[n], the secret of the committer's last filtered direct path
+// node. An error leaves privs partly replaced and
 // st.tree merged; both must then be discarded.
 func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *message.UpdatePath, privs []*Private) ([]byte, error) {
 	t := st.tree

@@ -241,9 +241,9 @@ func joinPath(pk *treekem.PathKeys, gen *treekem.Generated, p *treekem.PrivateSt
 
 // joinersAfter returns the private parts, in the epoch that our commit
 // staged as st makes, of the members it adds whose bundles are joiners:
-// each one's leaf key, and above it the keys derived from the path secret
-// that its Welcome would carry (gen's at its common ancestor with the
-// committer's leaf), checked against st's tree as a joiner checks them.
+// each one's leaf key, and above it the keys of our path from its common
+// ancestor with the committer's leaf up, those that the path secret its
+// Welcome would carry derives (taken from pk, gen's PathKeys).
 func joinersAfter(joiners []*KeyPackageBundle, st *staged, gen *treekem.Generated, pk *treekem.PathKeys) ([]*Private, error) {
 	leaves := make(map[string]treemath.LeafIndex, len(st.adds))
 	for _, a := range st.adds {
