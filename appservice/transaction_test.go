@@ -22,6 +22,14 @@ func TestParseTransaction(t *testing.T) {
 		{name: "array", body: `[]`, wantErr: ErrBadShape},
 		{name: "null", body: `null`, wantErr: ErrBadShape},
 		{name: "events not a list", body: `{"events": {}}`, wantErr: ErrBadShape},
+		{name: "keys match exactly; a repeated key's last value counts", body: `{"EVENTS": 7, "events": 7,
+			"events": [{"type": "m.room.message", "room_id": "!r:hs", "event_id": "$1", "sender": "@a:hs", "content": {}}],
+			"Device_One_Time_Keys_Count": {"@a:hs": {"D": {"k": 1}}}}`,
+			check: func(t *testing.T, txn *Transaction) {
+				if len(txn.Events) != 1 || len(txn.KeyCounts) != 0 || len(txn.Problems) != 0 {
+					t.Errorf("got %+v", txn)
+				}
+			}},
 		{name: "no events", body: `{}`, check: func(t *testing.T, txn *Transaction) {
 			if len(txn.Events) != 0 || len(txn.Problems) != 0 {
 				t.Errorf("got %+v", txn)
