@@ -6,7 +6,6 @@ import (
 
 	"github.com/mls-appservice/mls-appservice/mls/keyschedule"
 	"github.com/mls-appservice/mls-appservice/mls/pprf"
-	"github.com/mls-appservice/mls-appservice/mls/suite"
 	"github.com/mls-appservice/mls-appservice/mls/tree"
 	"github.com/mls-appservice/mls-appservice/mls/treekem"
 	"github.com/mls-appservice/mls-appservice/mls/treemath"
@@ -103,18 +102,6 @@ func (p *Public) commitConfirmation(top []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", ErrDMLSPathRequired, pprf.ErrNoUpdatePath)
 	}
 	return pprf.CommitConfirmation(p.suite, top)
-}
-
-// deriveUp returns the path secret steps nodes above secret on a filtered
-// direct path, each the "path" derivation of the one below (§7.4).
-func deriveUp(s *suite.Suite, secret []byte, steps int) []byte {
-	out := append([]byte(nil), secret...)
-	for range steps {
-		next := s.DeriveSecret(out, "path")
-		clear(out)
-		out = next
-	}
-	return out
 }
 
 // Destroy zeroes the secrets that belong to g's epoch alone (see

@@ -332,7 +332,7 @@ func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *mes
 	// Each member's ciphertext is found first, then all are opened as one
 	// batch (suite.DecryptAllWithLabel): a commit processed for many
 	// members of ours opens a path secret for each.
-	var at, ks []int
+	var at []int
 	var nodes []treemath.NodeIndex
 	var keys []*suite.HPKEPrivateKey
 	var kems, cts [][]byte
@@ -340,11 +340,11 @@ func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *mes
 		if priv == nil {
 			continue
 		}
-		k, node, ct, err := pathSecretFor(t, fdp, committer, path, priv, exclude)
+		node, ct, err := pathSecretFor(t, fdp, committer, path, priv, exclude)
 		if err != nil {
 			return nil, pathError(err)
 		}
-		at, ks, nodes = append(at, i), append(ks, k), append(nodes, node)
+		at, nodes = append(at, i), append(nodes, node)
 		keys, kems, cts = append(keys, priv.path.PrivateKey(node)), append(kems, ct.KEMOutput), append(cts, ct.Ciphertext)
 	}
 	secrets, errs := suite.DecryptAllWithLabel(p.suite.NewSealContext("UpdatePathNode", ctxBytes), keys, kems, cts)
@@ -357,47 +357,42 @@ func (p *Public) receivePath(st *staged, committer treemath.LeafIndex, path *mes
 	// is derived once (treekem.PathKeys).
 	pk := treekem.NewPathKeys(p.suite, t, committer, fdp)
 	defer pk.Zero()
-	var top []byte
 	for n, i := range at {
 		if errs[n] != nil {
-			clear(top)
 			return nil, pathError(fmt.Errorf("%w: node %d: %w", treekem.ErrDecrypt, nodes[n], errs[n]))
 		}
 		priv := privs[i]
 		after, err := pk.Join(priv.path, secrets[n])
-		if top == nil && err == nil {
-			top = deriveUp(p.suite, secrets[n], len(fdp)-1-ks[n])
-		}
 		if err != nil {
-			clear(top)
 			return nil, pathError(err)
 		}
 		privs[i] = &Private{leaf: priv.leaf, signKey: priv.signKey, path: after.Prune(t)}
 	}
-	return top, nil
+	// Each join derived the chain, or found it derived, up to the last node.
+	return pk.Top(), nil
 }
 
 // pathSecretFor finds the ciphertext of the path secret that path, from
 // committer, carries for priv's member: that of their lowest common
-// ancestor, the k-th node of the committer's filtered direct path fdp,
+// ancestor, a node of the committer's filtered direct path fdp,
 // encrypted to node, the node of the ancestor's copath resolution whose
 // private key priv holds. t is the tree with the path merged.
-func pathSecretFor(t *tree.Tree, fdp []treemath.NodeIndex, committer treemath.LeafIndex, path *message.UpdatePath, priv *Private, exclude []treemath.LeafIndex) (k int, node treemath.NodeIndex, ct *message.HPKECiphertext, err error) {
+func pathSecretFor(t *tree.Tree, fdp []treemath.NodeIndex, committer treemath.LeafIndex, path *message.UpdatePath, priv *Private, exclude []treemath.LeafIndex) (node treemath.NodeIndex, ct *message.HPKECiphertext, err error) {
 	ca := treemath.CommonAncestor(committer.Node(), priv.leaf.Node())
-	k = slices.Index(fdp, ca)
+	k := slices.Index(fdp, ca)
 	if k < 0 {
-		return 0, 0, nil, fmt.Errorf("%w: common ancestor %d of leaf %d is not on the committer's filtered direct path", treekem.ErrNoDecryptionKey, ca, priv.leaf)
+		return 0, nil, fmt.Errorf("%w: common ancestor %d of leaf %d is not on the committer's filtered direct path", treekem.ErrNoDecryptionKey, ca, priv.leaf)
 	}
 	res := t.AppendCopathResolution(nil, ca, committer, exclude)
 	cts := path.Nodes[k].EncryptedPathSecret
 	if len(cts) != len(res) {
-		return 0, 0, nil, fmt.Errorf("%w: %d for a resolution of %d", treekem.ErrCiphertextCount, len(cts), len(res))
+		return 0, nil, fmt.Errorf("%w: %d for a resolution of %d", treekem.ErrCiphertextCount, len(cts), len(res))
 	}
 	j := slices.IndexFunc(res, func(x treemath.NodeIndex) bool { return priv.path.PrivateKey(x) != nil })
 	if j < 0 {
-		return 0, 0, nil, fmt.Errorf("%w: leaf %d", treekem.ErrNoDecryptionKey, priv.leaf)
+		return 0, nil, fmt.Errorf("%w: leaf %d", treekem.ErrNoDecryptionKey, priv.leaf)
 	}
-	return k, res[j], &cts[j], nil
+	return res[j], &cts[j], nil
 }
 
 // pathError classifies a failure to apply an UpdatePath.

@@ -112,6 +112,16 @@ func (pk *PathKeys) derive(k int, secret []byte) error {
 	return nil
 }
 
+// Top returns a copy of the path secret of the last node of the
+// committer's filtered direct path, from which the commit secret follows
+// (§7.4); nil until a Join has derived or met it.
+func (pk *PathKeys) Top() []byte {
+	if len(pk.secrets) == 0 {
+		return nil
+	}
+	return slices.Clone(pk.secrets[len(pk.secrets)-1])
+}
+
 // Zero erases the path secrets PathKeys holds.
 func (pk *PathKeys) Zero() {
 	for _, s := range pk.secrets {

@@ -1,6 +1,7 @@
 package treekem
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -62,6 +63,9 @@ func TestPathKeysJoin(t *testing.T) {
 				if !sameKeys(got, want) {
 					t.Fatalf("member %d: shared keys differ from its own derivation", j)
 				}
+			}
+			if top := pk.Top(); !bytes.Equal(g.s.DeriveSecret(top, "path"), gen.CommitSecret) {
+				t.Fatal("the last node's secret does not derive the commit secret")
 			}
 		})
 	}
