@@ -1,7 +1,6 @@
 package appservice
 
 import (
-	"encoding/json"
 	"strconv"
 )
 
@@ -148,35 +147,23 @@ func (s *keyScanner) strings() []string {
 	return nil
 }
 
-// str reads a string. One without escapes is taken as it stands (the
-// caller has checked the input is UTF-8); escapes are json.Unmarshal's
-// to undo.
+// str reads a string, as unquote gives it (the caller has checked the
+// input is UTF-8).
 func (s *keyScanner) str() string {
-	if !s.expect('"') {
+	if s.failed {
 		return ""
 	}
-	start, escaped := s.i, false
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case '\\':
-			escaped = true
-			s.i += 2
-			continue
-		case '"':
-			s.i++
-			if !escaped {
-				return string(s.b[start : s.i-1])
-			}
-			var out string
-			if json.Unmarshal(s.b[start-1:s.i], &out) != nil {
-				s.failed = true
-			}
-			return out
-		}
-		s.i++
+	s.space()
+	start := s.i
+	if !s.jsonScan.str() {
+		s.failed = true
+		return ""
 	}
-	s.failed = true
-	return ""
+	out, err := unquote(s.b[start:s.i])
+	if err != nil {
+		s.failed = true
+	}
+	return out
 }
 
 // integer reads a number that is an int64, as json.Unmarshal into an
