@@ -28,11 +28,14 @@ type Membership struct {
 	DMLS bool `json:"dmls"`
 }
 
+// membershipsSQL lists a user's rooms, found by the index room_member_user.
+const membershipsSQL = `SELECT m.room_id, m.membership, r.room_id IS NOT NULL
+	FROM room_member m LEFT JOIN dmls_room r USING (room_id) WHERE m.user_id = $1 ORDER BY m.room_id`
+
 // Memberships returns user's membership in every room we saw it in,
 // ordered by room.
 func (s *Service) Memberships(ctx context.Context, user id.UserID) ([]Membership, error) {
-	rows, err := s.cfg.DB.Query(ctx, `SELECT m.room_id, m.membership, r.room_id IS NOT NULL
-		FROM room_member m LEFT JOIN dmls_room r USING (room_id) WHERE m.user_id = $1 ORDER BY m.room_id`, user)
+	rows, err := s.cfg.DB.Query(ctx, membershipsSQL, user)
 	if err != nil {
 		return nil, fmt.Errorf("rooms of %s: %w", user, err)
 	}

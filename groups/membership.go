@@ -320,6 +320,13 @@ func forgetDevices(ctx context.Context, q database.Querier, users []string) erro
 // user can be in thousands of rooms.
 const maxQueuesHeld = 32
 
+// roomsToReconcileSQL lists the active DMLS rooms where a user is joined
+// or invited. It runs for every device-list change of every user we share
+// a room with: the index room_member_user finds the user's rows (before
+// migration 0027 it read every member of every room).
+const roomsToReconcileSQL = `SELECT m.room_id FROM room_member m JOIN dmls_room r USING (room_id)
+	WHERE m.user_id = $1 AND m.membership IN ('join', 'invite') AND r.state = 'active'`
+
 // devicesChanged notes that user's devices changed: the cached list is
 // dropped, and every DMLS room where the user is joined or invited is
 // asked to reconcile its group.
@@ -332,8 +339,7 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 	if _, err := q.Exec(ctx, `DELETE FROM dmls_left_out WHERE user_id = $1 OR starts_with(user_id, $1 || '|')`, user); err != nil {
 		return fmt.Errorf("device list of %s: %w", user, err)
 	}
-	rows, err := q.Query(ctx, `SELECT m.room_id FROM room_member m JOIN dmls_room r USING (room_id)
-		WHERE m.user_id = $1 AND m.membership IN ('join', 'invite') AND r.state = 'active'`, user)
+	rows, err := q.Query(ctx, roomsToReconcileSQL, user)
 	if err != nil {
 		return fmt.Errorf("rooms of %s: %w", user, err)
 	}

@@ -2,7 +2,12 @@ package groups
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
@@ -141,5 +146,79 @@ func TestMembershipEventAgain(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("alice's log has carol's invitation %d times, want once", n)
+	}
+}
+
+// TestLookupsByUserUseItsIndex: the rooms of one user are found through
+// the index keyed by user (room_member_user), not by reading the
+// membership of every room. A device-list change of any user we share a
+// room with asks for that user's rooms (roomsToReconcileSQL), and the bot
+// API asks for a puppet's (membershipsSQL); with room_member indexed by
+// room then user only, each read all 20,000 members here.
+func TestLookupsByUserUseItsIndex(t *testing.T) {
+	h := newHarness(t, harnessOptions{Quiet: true})
+	for _, q := range []string{
+		`INSERT INTO room_member_event (event_id, room_id, user_id, membership, current)
+			SELECT '$e' || i, '!r' || (i % 1000) || ':hs', '@u' || i || ':hs', 'join', true FROM generate_series(1, 20000) i`,
+		`INSERT INTO room_member_event (event_id, room_id, user_id, membership, current) VALUES
+			('$p1', '!r1:hs', '@p:hs', 'join', true), ('$p2', '!r2:hs', '@p:hs', 'invite', true),
+			('$p3-old', '!r3:hs', '@p:hs', 'join', false), ('$p3', '!r3:hs', '@p:hs', 'leave', true)`,
+		`INSERT INTO dmls_room (room_id, suite, algorithm, state) VALUES
+			('!r1:hs', 1, 'm.dmls.v1', 'active'), ('!r2:hs', 1, 'm.dmls.v1', 'active'), ('!r3:hs', 1, 'm.dmls.v1', 'active')`,
+		`ANALYZE room_member_event`,
+		`ANALYZE dmls_room`,
+	} {
+		if _, err := h.db.Exec(h.ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		sql  string
+	}{
+		{"roomsToReconcileSQL", roomsToReconcileSQL},
+		{"membershipsSQL", membershipsSQL},
+	} {
+		var plan []map[string]any
+		if err := h.db.QueryRow(h.ctx, `EXPLAIN (FORMAT JSON) `+c.sql, "@p:hs").Scan(&plan); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var reads []string
+		var walk func(n map[string]any)
+		walk = func(n map[string]any) {
+			if n["Relation Name"] == "room_member_event" {
+				reads = append(reads, fmt.Sprintf("%v %v", n["Node Type"], n["Index Name"]))
+			}
+			if n["Node Type"] == "Bitmap Index Scan" && n["Index Name"] != nil {
+				reads = append(reads, fmt.Sprintf("%v %v", n["Node Type"], n["Index Name"]))
+			}
+			children, _ := n["Plans"].([]any)
+			for _, ch := range children {
+				if m, ok := ch.(map[string]any); ok {
+					walk(m)
+				}
+			}
+		}
+		walk(plan[0]["Plan"].(map[string]any))
+		if !slices.ContainsFunc(reads, func(r string) bool { return strings.HasSuffix(r, " room_member_user") }) ||
+			slices.ContainsFunc(reads, func(r string) bool { return strings.HasPrefix(r, "Seq Scan") }) {
+			t.Errorf("%s reads room_member_event by %v, want through room_member_user", c.name, reads)
+		}
+	}
+	// And they find the user's current rows.
+	ms, err := h.s.Memberships(h.ctx, "@p:hs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(ms); got != "[{!r1:hs join true} {!r2:hs invite true} {!r3:hs leave true}]" {
+		t.Errorf("memberships of @p:hs: %s", got)
+	}
+	rows, err := h.db.Query(h.ctx, roomsToReconcileSQL, "@p:hs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rooms, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || !slices.Equal(rooms, []string{"!r1:hs", "!r2:hs"}) && !slices.Equal(rooms, []string{"!r2:hs", "!r1:hs"}) {
+		t.Errorf("rooms to reconcile for @p:hs: %v, %v", rooms, err)
 	}
 }

@@ -1,0 +1,10 @@
+-- A user's rooms found by an index. room_member (the current rows of
+-- room_member_event) was indexed by room, then user: a lookup by user
+-- alone read every current membership of every room. Two lookups are by
+-- user: the rooms to reconcile when a user's device list changes
+-- (groups.devicesChanged, for every user of every room whose devices
+-- change, remote ones included) and a puppet's rooms (the bot API). At
+-- 20,000 members each read 20,000 rows; at a million, a device-list
+-- change cost a scan of a million. The index holds current rows only, as
+-- room_member_current does: about 40 B a member.
+CREATE INDEX room_member_user ON room_member_event (user_id) WHERE current;
