@@ -48,6 +48,9 @@ type Groups struct {
 	// StateCacheBytes bounds the memory of the decoded epoch state kept
 	// across work items (estimated from its stored size); 0 keeps none.
 	StateCacheBytes int64 `yaml:"state_cache_bytes"`
+	// LogRetention is how long an entry stays in the puppets' logs (the
+	// bot API's events, the façade's timelines); 0 keeps every entry.
+	LogRetention Duration `yaml:"log_retention"`
 }
 
 type Homeserver struct {
@@ -179,7 +182,7 @@ func Parse(data []byte) (*Config, error) {
 		Groups: Groups{CommitGrace: Duration(5 * time.Second), CommitJitter: Duration(2 * time.Second), MaxEpochs: 8,
 			MaxEpochAge: Duration(24 * time.Hour), EpochLinger: Duration(time.Minute), Wait: Duration(2 * time.Minute), Autojoin: "same_homeserver",
 			SendTimeout: Duration(30 * time.Second), DeviceTTL: Duration(time.Hour), MaxHistory: 256,
-			LateEvent: Duration(5 * time.Second), StateCacheBytes: 64 << 20},
+			LateEvent: Duration(5 * time.Second), StateCacheBytes: 64 << 20, LogRetention: Duration(30 * 24 * time.Hour)},
 		Media: Media{OffloadThreshold: 48 << 10, MaxDownloadBytes: 64 << 20,
 			DownloadTimeout: Duration(2 * time.Minute), DownloadAttempts: 4},
 		BotAPI:  defaultBotAPI(),
@@ -442,6 +445,9 @@ func (c *Config) validateGroups() error {
 	}
 	if g.MaxHistory < 1 || g.MaxHistory > 100000 {
 		return keyErr("groups.max_history", "must be between 1 and 100000, got %d", g.MaxHistory)
+	}
+	if r := g.LogRetention.D(); r != 0 && r < time.Hour {
+		return keyErr("groups.log_retention", "must be 0 (keep every entry) or at least 1h, got %s", r)
 	}
 	if g.EpochLinger.D() < 0 || g.EpochLinger.D() > g.MaxEpochAge.D() {
 		return keyErr("groups.epoch_linger", "must be between 0 and groups.max_epoch_age (%s), got %s", g.MaxEpochAge.D(), g.EpochLinger.D())

@@ -48,12 +48,17 @@ const (
 	timerAudit = "dmls_audit"
 )
 
-// Start schedules the membership audit of every room at once; it runs
-// every auditInterval after that.
+// Start schedules the membership audit of every room at once (it runs
+// every auditInterval after that), and log retention if it is not
+// scheduled yet.
 func (s *Service) Start(ctx context.Context) error {
 	if err := database.ScheduleTimer(ctx, s.cfg.DB, database.Timer{Kind: timerAuditSweep, Key: "all", DueAt: s.now()},
 		database.Replace); err != nil {
 		return fmt.Errorf("schedule the membership audit: %w", err)
+	}
+	if err := database.ScheduleTimer(ctx, s.cfg.DB, database.Timer{Kind: timerLogRetention, Key: "all", DueAt: s.now()},
+		database.KeepExisting); err != nil {
+		return fmt.Errorf("schedule log retention: %w", err)
 	}
 	return nil
 }

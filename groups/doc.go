@@ -104,6 +104,8 @@
 //     numbers standing for the run (delivery_span, migration 0025);
 //     membership, MLS state and undecryptable notices are a row per
 //     puppet (delivery). Readers merge the two by number (logread.go).
+//     Entries older than groups.log_retention (30 days by default) are
+//     deleted hourly (logprune.go): a reader resumes at the oldest kept.
 //
 // # Storage (migrations/0005_groups.sql)
 //

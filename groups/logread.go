@@ -188,17 +188,20 @@ func (s *Service) spans(ctx context.Context, puppet id.UserID, query string, arg
 	return out, nil
 }
 
+// ref is a message of a read's result (out[at]) that a span stands for:
+// entry entryNo of its room's log.
+type ref struct {
+	at      int
+	room    id.RoomID
+	roomNo  int64
+	entryNo int64
+}
+
 // merge returns up to limit entries of puppet's log from seq from on, in
 // the direction dir (1: upwards, -1: downwards), taken from own and
 // spans, each already in that order and holding every entry of the log
 // in the range read, and reads the spans' messages from their rooms' logs.
 func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, spans []span, from int64, dir int64, limit int) ([]Delivered, error) {
-	type ref struct {
-		at      int // index in out
-		room    id.RoomID
-		roomNo  int64
-		entryNo int64
-	}
 	var (
 		out  []Delivered
 		refs []ref
@@ -251,7 +254,7 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 	var (
 		k      int64
 		sealed []byte
-		found  int
+		found  = make([]bool, len(refs))
 		e      entryColumns
 	)
 	_, err = pgx.ForEachRow(rows, []any{&k, &e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS}, func() error {
@@ -263,16 +266,47 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		if err := s.openEntry(&out[r.at], e, sealed); err != nil {
 			return err
 		}
-		found++
+		found[k-1] = true
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read log of %s: messages: %w", puppet, err)
 	}
-	if found != len(refs) {
-		return nil, fmt.Errorf("read log of %s: %d of %d messages its spans name are missing from their rooms' logs", puppet, len(refs)-found, len(refs))
+	return s.dropPruned(puppet, out, refs, found)
+}
+
+// dropPruned removes from out the messages whose entries were not found.
+// Log retention deletes spans before the entries they stand for, but a
+// read that took a span just before retention deleted it may find its
+// entries gone: a message as old as the retention reads as gone. Any
+// other missing entry is an error, not a short page.
+func (s *Service) dropPruned(puppet id.UserID, out []Delivered, refs []ref, found []bool) ([]Delivered, error) {
+	missing := 0
+	for _, f := range found {
+		if !f {
+			missing++
+		}
 	}
-	return out, nil
+	if missing == 0 {
+		return out, nil
+	}
+	drop := map[int]bool{}
+	for k, r := range refs {
+		if found[k] {
+			continue
+		}
+		if s.cfg.LogRetention <= 0 || !out[r.at].DeliveredAt.Before(s.now().Add(-s.cfg.LogRetention+logRetentionSlack)) {
+			return nil, fmt.Errorf("read log of %s: %d of %d messages its spans name are missing from their rooms' logs", puppet, missing, len(refs))
+		}
+		drop[r.at] = true
+	}
+	kept := out[:0]
+	for i, d := range out {
+		if !drop[i] {
+			kept = append(kept, d)
+		}
+	}
+	return kept, nil
 }
 
 // entrySelect selects a room_entry's columns that a Delivered takes, as

@@ -36,6 +36,7 @@ type Metrics struct {
 	GraphRechecks       *prometheus.CounterVec
 	OwnCommitsWithdrawn prometheus.Counter
 	EpochsDropped       prometheus.Counter
+	LogPruned           *prometheus.CounterVec
 	MessagesResent      *prometheus.CounterVec
 	OwnJoins            *prometheus.CounterVec
 	MemberAudit         *prometheus.CounterVec
@@ -108,6 +109,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Commits that the room's membership as events arrived would refuse, checked again against the membership at the commit's event in the room's graph, by outcome: accepted, refused, failed (the homeserver did not answer; refused).", "outcome"),
 		EpochsDropped: counter("mlsas_dmls_epochs_dropped_total",
 			"Epochs whose state retention deleted: every member moved on (committed or sent a message in a later epoch, or left) groups.epoch_linger ago, groups.max_epochs, or groups.max_epoch_age."),
+		LogPruned: vec("mlsas_dmls_log_pruned_rows_total",
+			"Rows of the puppets' logs that log retention deleted (older than groups.log_retention), by table: delivery_span, room_entry, delivery.", "table"),
 		OwnCommitsWithdrawn: counter("mlsas_dmls_own_commits_withdrawn_total",
 			"Commits of our devices taken back when their event came back: the membership at it in the room's graph refuses them, as the other members do."),
 		MessagesResent: vec("mlsas_dmls_messages_resent_total",

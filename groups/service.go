@@ -67,6 +67,12 @@ type Config struct {
 	// across work items may take (the static part, group.Static, its
 	// memory estimated from its encoding: statecache.go); 0 keeps none.
 	StateCache int
+	// LogRetention is how long an entry stays in the puppets' logs
+	// (logprune.go); 0 keeps every entry.
+	LogRetention time.Duration
+	// LogBatch is how many rows one statement of log retention deletes
+	// at most; 1000 if zero.
+	LogBatch int
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -143,6 +149,7 @@ func (s *Service) Handlers(h *inbound.Handlers) {
 	h.Timers[timerAuditSweep] = auditSweep{s}
 	h.Timers[timerAudit] = auditTimer{s}
 	h.Timers[timerRetain] = retainTimer{s}
+	h.Timers[timerLogRetention] = logRetentionTimer{s}
 	if h.Items == nil {
 		h.Items = map[string]inbound.ItemHandler{}
 	}

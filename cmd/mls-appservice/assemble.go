@@ -64,7 +64,8 @@ func assemble(cfg *config.Config, db *database.DB, reg prometheus.Registerer, lo
 		Grace: g.CommitGrace.D(), MaxJitter: g.CommitJitter.D(),
 		Policy: epochs.Policy{MaxEpochs: g.MaxEpochs, MaxAge: g.MaxEpochAge.D(), Linger: g.EpochLinger.D()}, Wait: g.Wait.D(), MaxHistory: g.MaxHistory,
 		Autojoin: groups.Autojoin(g.Autojoin), SendTimeout: g.SendTimeout.D(), DeviceTTL: g.DeviceTTL.D(),
-		LateEvent: g.LateEvent.D(), StateCache: int(g.StateCacheBytes), OffloadThreshold: cfg.Media.OffloadThreshold, Wake: c.wakeAll})
+		LateEvent: g.LateEvent.D(), StateCache: int(g.StateCacheBytes), OffloadThreshold: cfg.Media.OffloadThreshold, Wake: c.wakeAll,
+		LogRetention: g.LogRetention.D(), LogBatch: cfg.Processing.RetentionBatch})
 	if err != nil {
 		return nil, fmt.Errorf("groups: %w", err)
 	}

@@ -1,0 +1,96 @@
+package groups
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
+)
+
+// Log retention deletes the entries of the puppets' logs older than
+// Config.LogRetention (groups.log_retention; migration 0028 says why),
+// hourly. An entry is gone whole or not at all for its readers: a span
+// and the room entries it stands for were written in one transaction,
+// with one timestamp, so one cutoff takes both, and a reader joins a span
+// to its entries (logread.go), so a span whose entries went first reads
+// as nothing. A reader resuming after an entry that is gone continues at
+// the oldest entry kept: every read is "entries after seq N".
+
+const (
+	// timerLogRetention (one timer, key "all") runs log retention.
+	timerLogRetention = "dmls_log_retention"
+	// logRetentionInterval is the time between two runs.
+	logRetentionInterval = time.Hour
+	// logRetentionSlack allows for the clocks of this process and
+	// PostgreSQL's (which stamps created_at) to differ: a message whose
+	// entry is missing counts as deleted by retention only if it is older
+	// than the retention less this much (dropPruned).
+	logRetentionSlack = time.Minute
+)
+
+// logTables are the tables retention deletes from, each in batches of at
+// most $2 rows older than $1 per statement. Spans go before the entries
+// they stand for.
+var logTables = []struct{ table, sql string }{
+	{"delivery_span", `DELETE FROM delivery_span WHERE (log_no, last_seq) IN (
+		SELECT log_no, last_seq FROM delivery_span WHERE created_at < $1 LIMIT $2)`},
+	{"room_entry", `DELETE FROM room_entry WHERE (room_no, no) IN (
+		SELECT room_no, no FROM room_entry WHERE created_at < $1 LIMIT $2)`},
+	{"delivery", `DELETE FROM delivery WHERE (log_no, seq) IN (
+		SELECT log_no, seq FROM delivery WHERE created_at < $1 LIMIT $2)`},
+}
+
+type logRetentionTimer struct{ s *Service }
+
+// Timer deletes what is older than the retention, one batch per
+// statement through the pool rather than in the timer's transaction (a
+// backlog must not become one long transaction; deleting an entry twice
+// is harmless), and schedules the next run.
+func (t logRetentionTimer) Timer(ctx context.Context, _ *inbound.Work, _ database.Timer) (time.Time, error) {
+	s := t.s
+	next := s.now().Add(logRetentionInterval)
+	if s.cfg.LogRetention <= 0 {
+		return next, nil
+	}
+	deleted, err := s.pruneLogs(ctx, s.now().Add(-s.cfg.LogRetention))
+	var total int64
+	for table, n := range deleted {
+		s.metrics.LogPruned.WithLabelValues(table).Add(float64(n))
+		total += n
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	if total > 0 {
+		s.cfg.Log.Info().Interface("deleted", deleted).Dur("older_than", s.cfg.LogRetention).Msg("Log retention deleted old entries")
+	}
+	return next, nil
+}
+
+// pruneLogs deletes the log entries older than cutoff and returns how
+// many rows of each table went.
+func (s *Service) pruneLogs(ctx context.Context, cutoff time.Time) (map[string]int64, error) {
+	deleted := map[string]int64{}
+	batch := s.cfg.LogBatch
+	if batch <= 0 {
+		batch = 1000
+	}
+	for _, t := range logTables {
+		for {
+			if err := ctx.Err(); err != nil {
+				return deleted, err
+			}
+			tag, err := s.cfg.DB.Exec(ctx, t.sql, cutoff, batch)
+			if err != nil {
+				return deleted, fmt.Errorf("log retention of %s: %w", t.table, err)
+			}
+			deleted[t.table] += tag.RowsAffected()
+			if tag.RowsAffected() < int64(batch) {
+				break
+			}
+		}
+	}
+	return deleted, nil
+}
