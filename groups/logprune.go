@@ -2,7 +2,6 @@ package groups
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/mls-appservice/mls-appservice/database"
@@ -30,15 +29,14 @@ const (
 	logRetentionSlack = time.Minute
 )
 
-// logTables are the tables retention deletes from, each in batches of at
-// most $2 rows older than $1 per statement. Spans go before the entries
-// they stand for.
-var logTables = []struct{ table, sql string }{
-	{"delivery_span", `DELETE FROM delivery_span WHERE (log_no, last_seq) IN (
+// logTables are the deletes of log retention. Spans go before the
+// entries they stand for.
+var logTables = []database.BatchDelete{
+	{Table: "delivery_span", SQL: `DELETE FROM delivery_span WHERE (log_no, last_seq) IN (
 		SELECT log_no, last_seq FROM delivery_span WHERE created_at < $1 LIMIT $2)`},
-	{"room_entry", `DELETE FROM room_entry WHERE (room_no, no) IN (
+	{Table: "room_entry", SQL: `DELETE FROM room_entry WHERE (room_no, no) IN (
 		SELECT room_no, no FROM room_entry WHERE created_at < $1 LIMIT $2)`},
-	{"delivery", `DELETE FROM delivery WHERE (log_no, seq) IN (
+	{Table: "delivery", SQL: `DELETE FROM delivery WHERE (log_no, seq) IN (
 		SELECT log_no, seq FROM delivery WHERE created_at < $1 LIMIT $2)`},
 }
 
@@ -72,25 +70,9 @@ func (t logRetentionTimer) Timer(ctx context.Context, _ *inbound.Work, _ databas
 // pruneLogs deletes the log entries older than cutoff and returns how
 // many rows of each table went.
 func (s *Service) pruneLogs(ctx context.Context, cutoff time.Time) (map[string]int64, error) {
-	deleted := map[string]int64{}
 	batch := s.cfg.LogBatch
 	if batch <= 0 {
 		batch = 1000
 	}
-	for _, t := range logTables {
-		for {
-			if err := ctx.Err(); err != nil {
-				return deleted, err
-			}
-			tag, err := s.cfg.DB.Exec(ctx, t.sql, cutoff, batch)
-			if err != nil {
-				return deleted, fmt.Errorf("log retention of %s: %w", t.table, err)
-			}
-			deleted[t.table] += tag.RowsAffected()
-			if tag.RowsAffected() < int64(batch) {
-				break
-			}
-		}
-	}
-	return deleted, nil
+	return database.DeleteOlder(ctx, s.cfg.DB, logTables, cutoff, batch)
 }
