@@ -56,6 +56,17 @@ func TestLogRetention(t *testing.T) {
 	deliver(both, entry(KindMessage), entry(KindMessage)) // alice's 6-7, carol's 5-6
 	deliver([]id.UserID{alice}, entry(KindMLSState))      // alice's 8
 
+	// The service schedules retention at its start, and a restart keeps
+	// the schedule.
+	for range 2 {
+		if err := h.s.Start(h.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var scheduled int
+	if err := h.db.QueryRow(h.ctx, `SELECT count(*) FROM timer WHERE kind = $1 AND key = 'all'`, timerLogRetention).Scan(&scheduled); err != nil || scheduled != 1 {
+		t.Fatalf("%d log retention timers after two starts, %v", scheduled, err)
+	}
 	timer := logRetentionTimer{h.s}
 	run := func() {
 		t.Helper()
