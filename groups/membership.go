@@ -327,6 +327,13 @@ const maxQueuesHeld = 32
 const roomsToReconcileSQL = `SELECT m.room_id FROM room_member m JOIN dmls_room r USING (room_id)
 	WHERE m.user_id = $1 AND m.membership IN ('join', 'invite') AND r.state = 'active'`
 
+// leftOutOfUserSQL deletes a user's records of being left out of rooms:
+// "user" (no MLS device) and "user|device" (no usable KeyPackage). The
+// latter are the records from "user|" up to but not including "user}" in
+// byte order ('}' follows '|'), a range of the index dmls_left_out_user.
+const leftOutOfUserSQL = `DELETE FROM dmls_left_out WHERE user_id COLLATE "C" = $1
+	OR (user_id COLLATE "C" >= $1 || '|' AND user_id COLLATE "C" < $1 || '}')`
+
 // devicesChanged notes that user's devices changed: the cached list is
 // dropped, and every DMLS room where the user is joined or invited is
 // asked to reconcile its group.
@@ -336,7 +343,7 @@ func (s *Service) devicesChanged(ctx context.Context, q database.Querier, out *d
 	}
 	// The user's record ("no MLS device") and each of their devices'
 	// ("user|device": no usable KeyPackage).
-	if _, err := q.Exec(ctx, `DELETE FROM dmls_left_out WHERE user_id = $1 OR starts_with(user_id, $1 || '|')`, user); err != nil {
+	if _, err := q.Exec(ctx, leftOutOfUserSQL, user); err != nil {
 		return fmt.Errorf("device list of %s: %w", user, err)
 	}
 	rows, err := q.Query(ctx, roomsToReconcileSQL, user)

@@ -165,6 +165,13 @@ func TestLookupsByUserUseItsIndex(t *testing.T) {
 			('$p3-old', '!r3:hs', '@p:hs', 'join', false), ('$p3', '!r3:hs', '@p:hs', 'leave', true)`,
 		`INSERT INTO dmls_room (room_id, suite, algorithm, state) VALUES
 			('!r1:hs', 1, 'm.dmls.v1', 'active'), ('!r2:hs', 1, 'm.dmls.v1', 'active'), ('!r3:hs', 1, 'm.dmls.v1', 'active')`,
+		`INSERT INTO dmls_left_out (room_id, user_id, reason)
+			SELECT '!r' || (i % 1000) || ':hs', '@u' || i || ':hs|D', 'no_key_package' FROM generate_series(1, 20000) i`,
+		`INSERT INTO dmls_left_out (room_id, user_id, reason) VALUES ('!r1:hs', '@p:hs', 'no_mls_device'),
+			('!r2:hs', '@p:hs|DEV1', 'no_key_package'), ('!r2:hs', '@p:hs|', 'no_key_package'),
+			('!r3:hs', '@p:hs.other', 'no_mls_device'), ('!r3:hs', '@p:hsx|DEV1', 'no_key_package'),
+			('!r3:hs', '@p:hs}', 'no_mls_device')`,
+		`ANALYZE dmls_left_out`,
 		`ANALYZE room_member_event`,
 		`ANALYZE dmls_room`,
 	} {
@@ -173,11 +180,11 @@ func TestLookupsByUserUseItsIndex(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		name string
-		sql  string
+		name, sql, index string
 	}{
-		{"roomsToReconcileSQL", roomsToReconcileSQL},
-		{"membershipsSQL", membershipsSQL},
+		{"roomsToReconcileSQL", roomsToReconcileSQL, " room_member_user"},
+		{"membershipsSQL", membershipsSQL, " room_member_user"},
+		{"leftOutOfUserSQL", leftOutOfUserSQL, " dmls_left_out_user"},
 	} {
 		var plan []map[string]any
 		if err := h.db.QueryRow(h.ctx, `EXPLAIN (FORMAT JSON) `+c.sql, "@p:hs").Scan(&plan); err != nil {
@@ -186,7 +193,7 @@ func TestLookupsByUserUseItsIndex(t *testing.T) {
 		var reads []string
 		var walk func(n map[string]any)
 		walk = func(n map[string]any) {
-			if n["Relation Name"] == "room_member_event" {
+			if n["Relation Name"] == "room_member_event" || n["Relation Name"] == "dmls_left_out" {
 				reads = append(reads, fmt.Sprintf("%v %v", n["Node Type"], n["Index Name"]))
 			}
 			if n["Node Type"] == "Bitmap Index Scan" && n["Index Name"] != nil {
@@ -200,9 +207,9 @@ func TestLookupsByUserUseItsIndex(t *testing.T) {
 			}
 		}
 		walk(plan[0]["Plan"].(map[string]any))
-		if !slices.ContainsFunc(reads, func(r string) bool { return strings.HasSuffix(r, " room_member_user") }) ||
+		if !slices.ContainsFunc(reads, func(r string) bool { return strings.HasSuffix(r, c.index) }) ||
 			slices.ContainsFunc(reads, func(r string) bool { return strings.HasPrefix(r, "Seq Scan") }) {
-			t.Errorf("%s reads room_member_event by %v, want through room_member_user", c.name, reads)
+			t.Errorf("%s reads by %v, want through %s", c.name, reads, c.index)
 		}
 	}
 	// And they find the user's current rows.
@@ -220,5 +227,15 @@ func TestLookupsByUserUseItsIndex(t *testing.T) {
 	rooms, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil || !slices.Equal(rooms, []string{"!r1:hs", "!r2:hs"}) && !slices.Equal(rooms, []string{"!r2:hs", "!r1:hs"}) {
 		t.Errorf("rooms to reconcile for @p:hs: %v, %v", rooms, err)
+	}
+	// A device-list change of @p:hs clears its records, no one else's.
+	h.exec(leftOutOfUserSQL, "@p:hs")
+	rows, err = h.db.Query(h.ctx, `SELECT user_id FROM dmls_left_out WHERE user_id LIKE '@p:%' ORDER BY user_id COLLATE "C"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if want := []string{"@p:hs.other", "@p:hsx|DEV1", "@p:hs}"}; err != nil || !slices.Equal(left, want) {
+		t.Errorf("left-out records after @p:hs's device-list change: %v, %v; want %v", left, err, want)
 	}
 }
