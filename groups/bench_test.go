@@ -227,13 +227,14 @@ func BenchmarkDecryptDeliver(b *testing.B) {
 // Runs of 4 to 128 show a run's fixed cost: the load command's intake
 // mode makes runs of about 12 messages at 1,000 rooms, 40 at 200.
 func BenchmarkDecryptRun(b *testing.B) {
-	for _, c := range []struct{ run, ours int }{{32, 1}, {32, 9}, {12, 9}, {4, 9}, {128, 9}} {
+	for _, c := range []struct{ run, ours int }{{32, 1}, {32, 9}, {12, 9}, {4, 9}, {128, 9}, {1, 9}} {
 		run, ours := c.run, c.ours
 		b.Run(fmt.Sprintf("run=%d/puppets=%d", run, ours), func(b *testing.B) {
 			h, bob, _, _ := remoteRoomOf(b, 10, ours, true)
 			applied := counter(h.spine.RunEvents.WithLabelValues("applied"))
 			delivered := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage)))
 			var spent, cpu time.Duration
+			logBytes := h.logBytes()
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
 				evs := make([]json.RawMessage, run)
@@ -256,8 +257,21 @@ func BenchmarkDecryptRun(b *testing.B) {
 			b.ReportMetric(float64(spent.Microseconds())/float64(b.N*run), "µs/message")
 			// The service's own CPU, without PostgreSQL's.
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*run), "cpu-µs/message")
+			// What the messages added to the rooms' and puppets' logs on
+			// disk, indexes included (by pages: run enough of them).
+			b.ReportMetric(float64(h.logBytes()-logBytes)/float64(b.N*run), "log-B/message")
 		})
 	}
+}
+
+// logBytes is the size of the room logs and the puppets' spans.
+func (h *harness) logBytes() int64 {
+	h.t.Helper()
+	var n int64
+	if err := h.db.QueryRow(h.ctx, `SELECT pg_total_relation_size('room_entry') + pg_total_relation_size('delivery_span')`).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
 }
 
 // processCPU is the CPU time this process has used.
