@@ -97,10 +97,10 @@ func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.Event
 			AND s.first_no <= e.no AND s.first_no + s.n > e.no ORDER BY s.last_seq DESC LIMIT 1) s
 		WHERE e.event_id = $2 ORDER BY s.last_seq DESC LIMIT 1`, logNo, string(event)).
 		Scan(&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at, &e.no,
-			&e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS)
+			&e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS, &e.DeliveredAt)
 	switch {
 	case err == nil:
-		d := Delivered{Puppet: puppet, Seq: sp.first() + (e.no - sp.firstNo), RoomID: sp.room, Kind: KindMessage, DeliveredAt: sp.at}
+		d := Delivered{Puppet: puppet, Seq: sp.first() + (e.no - sp.firstNo), RoomID: sp.room, Kind: KindMessage}
 		if err := s.openEntry(&d, e, sealed); err != nil {
 			return nil, fmt.Errorf("read log of %s: message %s: %w", puppet, event, err)
 		}
@@ -235,6 +235,8 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		}
 		sp := spans[j]
 		refs = append(refs, ref{at: len(out), room: sp.room, roomNo: sp.roomNo, entryNo: sp.firstNo + pos - sp.first()})
+		// DeliveredAt is the span's until its entry is read (openEntry):
+		// dropPruned judges a missing entry by it.
 		out = append(out, Delivered{Puppet: puppet, Seq: pos, RoomID: sp.room, Kind: KindMessage, DeliveredAt: sp.at})
 		pos += dir
 	}
@@ -257,7 +259,7 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		found  = make([]bool, len(refs))
 		e      entryColumns
 	)
-	_, err = pgx.ForEachRow(rows, []any{&k, &e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&k, &e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS, &e.DeliveredAt}, func() error {
 		if k < 1 || k > int64(len(refs)) {
 			return fmt.Errorf("row %d of %d", k, len(refs))
 		}
@@ -311,7 +313,7 @@ func (s *Service) dropPruned(puppet id.UserID, out []Delivered, refs []ref, foun
 
 // entrySelect selects a room_entry's columns that a Delivered takes, as
 // e: those of entryColumns, then the sealed content.
-const entrySelect = `e.event_id, e.sender, e.sender_device, e.event_type, e.content, e.origin_ts`
+const entrySelect = `e.event_id, e.sender, e.sender_device, e.event_type, e.content, e.origin_ts, e.created_at`
 
 // entryColumns are a room_entry's columns read for a Delivered, and its
 // number in the room's log.
@@ -322,6 +324,9 @@ type entryColumns struct {
 	SenderDevice   id.DeviceID
 	Type           string
 	OriginServerTS int64
+	// DeliveredAt is when the entry was written, in the transaction that
+	// gave it to its puppets: a span that grew holds entries of several.
+	DeliveredAt time.Time
 }
 
 // openEntry opens e's sealed content, sealed to d's room and e's number,
@@ -332,5 +337,6 @@ func (s *Service) openEntry(d *Delivered, e entryColumns, sealed []byte) error {
 		return fmt.Errorf("entry %d of %s: %w", e.no, d.RoomID, err)
 	}
 	d.EventID, d.Sender, d.SenderDevice, d.Type, d.Content, d.OriginServerTS = e.EventID, e.Sender, e.SenderDevice, e.Type, content, e.OriginServerTS
+	d.DeliveredAt = e.DeliveredAt
 	return nil
 }

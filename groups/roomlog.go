@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
@@ -17,7 +18,16 @@ import (
 // A room's log holds each decrypted message once (table room_entry,
 // numbered per room); a puppet's log holds, for a run of messages it was
 // given, a span of its own sequence numbers that stands for them
-// (delivery_span). Migration 0025 says why.
+// (delivery_span). Migration 0025 says why. A span grows while the
+// puppet's next entries are the room's next messages: a puppet in a quiet
+// room, given one message at a time, has a span an hour rather than a
+// row a message.
+
+// spanGrowth is how long after its first message a span may still grow.
+// Log retention deletes a span by its first message's time (logprune.go),
+// so a span's later messages become unreadable at most this much earlier
+// than the retention says, and are deleted with their own time.
+const spanGrowth = time.Hour
 
 const purposeRoomEntry seal.Purpose = "groups room entry"
 
@@ -85,9 +95,19 @@ func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []
 			return nil, fmt.Errorf("deliver %s: %w", what, err)
 		}
 	}
-	if _, err := w.Q.Exec(ctx, `INSERT INTO delivery_span (log_no, last_seq, n, room_no, first_no)
-		SELECT no, last, $3, $4, $5 FROM unnest($1::bigint[], $2::bigint[]) AS x (no, last)`,
-		l.no, l.last, len(ds), roomNo, firstNo); err != nil {
+	// A puppet whose log ends with a span that this run continues (the
+	// same room, the entries just before in the room's log, begun less
+	// than spanGrowth ago) has that span grow; any other gets a new one.
+	// The cursor's lock, held since advance, keeps the span as it was
+	// read. The whole stays one statement.
+	if _, err := w.Q.Exec(ctx, `WITH x AS (SELECT no, last FROM unnest($1::bigint[], $2::bigint[]) AS x (no, last)),
+		grown AS (UPDATE delivery_span s SET last_seq = x.last, n = s.n + $3 FROM x
+			WHERE s.log_no = x.no AND s.last_seq = x.last - $3 AND s.room_no = $4 AND s.first_no + s.n = $5
+			AND s.created_at > now() - $6::interval
+			RETURNING s.log_no)
+		INSERT INTO delivery_span (log_no, last_seq, n, room_no, first_no)
+		SELECT no, last, $3, $4, $5 FROM x WHERE NOT EXISTS (SELECT 1 FROM grown g WHERE g.log_no = x.no)`,
+		l.no, l.last, len(ds), roomNo, firstNo, spanGrowth.String()); err != nil {
 		return nil, fmt.Errorf("deliver %s to %d puppets: %w", what, len(users), err)
 	}
 	got := make([]id.UserID, len(users))
