@@ -101,7 +101,9 @@
 //     decrypted message is stored once, in its room's log (room_entry,
 //     sealed to the room and its number there), and a run of messages
 //     given to a puppet is one row of the puppet's log, a span of its
-//     numbers standing for the run (delivery_span, migration 0025);
+//     numbers standing for the run (delivery_span, migration 0025), which
+//     grows for an hour while the puppet's next entries are the room's
+//     next messages (roomlog.go);
 //     membership, MLS state and undecryptable notices are a row per
 //     puppet (delivery). Readers merge the two by number (logread.go).
 //     Entries older than groups.log_retention (30 days by default) are
