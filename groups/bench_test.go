@@ -248,7 +248,8 @@ func BenchmarkDecryptRun(b *testing.B) {
 				spent, cpu = spent+time.Since(start), cpu+processCPU(b)-startCPU
 			}
 			b.StopTimer()
-			if got := counter(h.spine.RunEvents.WithLabelValues("applied")) - applied; got != float64(b.N*run) {
+			// A lone message is not a run: it is applied on its own.
+			if got := counter(h.spine.RunEvents.WithLabelValues("applied")) - applied; run > 1 && got != float64(b.N*run) {
 				b.Fatalf("%v messages applied in runs in %d iterations of %d", got, b.N, run)
 			}
 			if got := counter(h.metrics.Delivered.WithLabelValues(string(KindMessage))) - delivered; got != float64(b.N*run*ours) {
@@ -260,6 +261,11 @@ func BenchmarkDecryptRun(b *testing.B) {
 			// What the messages added to the rooms' and puppets' logs on
 			// disk, indexes included (by pages: run enough of them).
 			b.ReportMetric(float64(h.logBytes()-logBytes)/float64(b.N*run), "log-B/message")
+			// The same compacted: a span that grew left a dead version of
+			// itself per message, which VACUUM makes room of.
+			h.exec(`VACUUM FULL room_entry`)
+			h.exec(`VACUUM FULL delivery_span`)
+			b.ReportMetric(float64(h.logBytes())/float64(b.N*run), "live-log-B/message")
 		})
 	}
 }
