@@ -10,12 +10,16 @@ import (
 
 // Log retention deletes the entries of the puppets' logs older than
 // Config.LogRetention (groups.log_retention; migration 0028 says why),
-// hourly. An entry is gone whole or not at all for its readers: a span
-// and the room entries it stands for were written in one transaction,
-// with one timestamp, so one cutoff takes both, and a reader joins a span
-// to its entries (logread.go), so a span whose entries went first reads
-// as nothing. A reader resuming after an entry that is gone continues at
-// the oldest entry kept: every read is "entries after seq N".
+// hourly. A span goes by its time, which is its first message's (it grows
+// for at most spanGrowth: roomlog.go), each room entry by its own, and
+// every message of a span is at least as new as the span: an entry never
+// goes before a span that stands for it, but a span may go up to
+// spanGrowth before its last messages, which are then read by nobody
+// until they go too. Spans go first, so a reader that found a span just
+// before it went may find its messages gone as well: dropPruned drops
+// them if they are that old. A reader resuming after an entry that is
+// gone continues at the oldest entry kept: every read is "entries after
+// seq N".
 
 const (
 	// timerLogRetention (one timer, key "all") runs log retention.
