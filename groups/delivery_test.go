@@ -36,6 +36,28 @@ func (h *harness) fullLog(puppet id.UserID, page int) []Delivered {
 	}
 }
 
+// entryMaker makes entries for tests of the delivery log: the i-th made
+// is event $e<i> from bob, its body the event's ID.
+type entryMaker struct{ n int }
+
+func (m *entryMaker) next(room id.RoomID, kind Kind) Delivered {
+	m.n++
+	e := id.EventID(fmt.Sprintf("$e%d", m.n))
+	return Delivered{RoomID: room, EventID: e, Kind: kind, Sender: "@bob:remote.test", SenderDevice: "BOB",
+		Type: "m.room.message", Content: json.RawMessage(fmt.Sprintf(`{"body":%q}`, e)), OriginServerTS: int64(m.n)}
+}
+
+// deliverNow delivers ds to the puppets to in a transaction of its own.
+func (h *harness) deliverNow(to []id.UserID, ds ...Delivered) {
+	h.t.Helper()
+	if err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
+		_, err := h.s.deliverAll(h.ctx, &inbound.Work{Q: tx}, to, ds)
+		return err
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // logged counts the entries of puppet's log of the kinds given.
 func (h *harness) logged(puppet id.UserID, kinds ...Kind) int {
 	h.t.Helper()

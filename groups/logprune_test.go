@@ -1,17 +1,14 @@
 package groups
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mls-appservice/mls-appservice/database"
-	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
 // TestLogRetention: entries older than groups.log_retention leave the
@@ -25,22 +22,9 @@ func TestLogRetention(t *testing.T) {
 	h := newHarness(t, harnessOptions{Quiet: true})
 	alice, carol := id.UserID("@alice:test"), id.UserID("@carol:test")
 	room := id.RoomID("!a:test")
-	n := 0
-	entry := func(kind Kind) Delivered {
-		n++
-		e := id.EventID(fmt.Sprintf("$e%d", n))
-		return Delivered{RoomID: room, EventID: e, Kind: kind, Sender: "@bob:remote.test", SenderDevice: "BOB",
-			Type: "m.room.message", Content: json.RawMessage(fmt.Sprintf(`{"body":%q}`, e)), OriginServerTS: int64(n)}
-	}
-	deliver := func(to []id.UserID, ds ...Delivered) {
-		t.Helper()
-		if err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
-			_, err := h.s.deliverAll(h.ctx, &inbound.Work{Q: tx}, to, ds)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	var m entryMaker
+	entry := func(kind Kind) Delivered { return m.next(room, kind) }
+	deliver := h.deliverNow
 	age := func(by time.Duration) {
 		t.Helper()
 		for _, table := range []string{"room_entry", "delivery_span", "delivery"} {

@@ -1,8 +1,6 @@
 package groups
 
 import (
-	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -24,13 +22,8 @@ func TestLogMergesSpansAndRows(t *testing.T) {
 	alice, carol := id.UserID("@alice:test"), id.UserID("@carol:test")
 	roomA, roomB := id.RoomID("!a:test"), id.RoomID("!b:test")
 	want := map[id.UserID][]Delivered{}
-	n := 0
-	entry := func(room id.RoomID, kind Kind) Delivered {
-		n++
-		e := id.EventID(fmt.Sprintf("$e%d", n))
-		return Delivered{RoomID: room, EventID: e, Kind: kind, Sender: "@bob:remote.test", SenderDevice: "BOB",
-			Type: "m.room.message", Content: json.RawMessage(fmt.Sprintf(`{"body":%q}`, e)), OriginServerTS: int64(n)}
-	}
+	var m entryMaker
+	entry := m.next
 	step := func(tx pgx.Tx, legacy bool, to []id.UserID, ds ...Delivered) {
 		t.Helper()
 		w := &inbound.Work{Q: tx}

@@ -1,7 +1,6 @@
 package groups
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,8 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/mls-appservice/mls-appservice/inbound"
 )
 
 // TestSpansGrow: a puppet given one message at a time in a quiet room has
@@ -23,22 +20,9 @@ func TestSpansGrow(t *testing.T) {
 	h := newHarness(t, harnessOptions{Quiet: true})
 	alice, carol := id.UserID("@alice:test"), id.UserID("@carol:test")
 	roomA, roomB := id.RoomID("!a:test"), id.RoomID("!b:test")
-	n := 0
-	entry := func(room id.RoomID, kind Kind) Delivered {
-		n++
-		e := id.EventID(fmt.Sprintf("$e%d", n))
-		return Delivered{RoomID: room, EventID: e, Kind: kind, Sender: "@bob:remote.test", SenderDevice: "BOB",
-			Type: "m.room.message", Content: json.RawMessage(fmt.Sprintf(`{"body":%q}`, e)), OriginServerTS: int64(n)}
-	}
-	deliver := func(to []id.UserID, ds ...Delivered) {
-		t.Helper()
-		if err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
-			_, err := h.s.deliverAll(h.ctx, &inbound.Work{Q: tx}, to, ds)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	var m entryMaker
+	entry := m.next
+	deliver := h.deliverNow
 	spans := func(p id.UserID) string {
 		t.Helper()
 		rows, err := h.db.Query(h.ctx, `SELECT s.last_seq - s.n + 1 || '-' || s.last_seq FROM delivery_span s
