@@ -413,3 +413,58 @@ func BenchmarkMembershipToCommit(b *testing.B) {
 		b.Fatalf("%d devices after %d removals", got, b.N)
 	}
 }
+
+// BenchmarkDeliverMembership: a membership event given to every puppet of
+// ours joined in a room, as the room's events alternate membership and
+// messages (a room filling up while it talks); per membership event, with
+// the bytes the puppets' and rooms' logs grew by, indexes included, per
+// puppet given it.
+func BenchmarkDeliverMembership(b *testing.B) {
+	requirePostgres(b)
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("puppets=%d", n), func(b *testing.B) {
+			h := newHarness(b, harnessOptions{Quiet: true})
+			room := id.RoomID("!members:test")
+			to := make([]id.UserID, n)
+			for i := range to {
+				to[i] = id.UserID(fmt.Sprintf("@p%d:test", i))
+			}
+			var m entryMaker
+			h.deliverNow(to, m.next(room, KindMessage)) // every puppet's log begins
+			delivered := counter(h.metrics.Delivered.WithLabelValues(string(KindMembership)))
+			before := h.allLogBytes()
+			var spent time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				d := m.next(room, KindMembership)
+				d.Type, d.Content = "m.room.member", json.RawMessage(`{"membership":"join","displayname":"A new member"}`)
+				msg := m.next(room, KindMessage)
+				b.StartTimer()
+				start := time.Now()
+				h.deliverNow(to, d)
+				spent += time.Since(start)
+				b.StopTimer()
+				h.deliverNow(to, msg)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			if got := counter(h.metrics.Delivered.WithLabelValues(string(KindMembership))) - delivered; got != float64(b.N*n) {
+				b.Fatalf("%v membership deliveries in %d iterations to %d puppets", got, b.N, n)
+			}
+			b.ReportMetric(float64(spent.Microseconds())/float64(b.N), "µs/event")
+			b.ReportMetric(float64(h.allLogBytes()-before)/float64(b.N*n), "log-B/event/puppet")
+		})
+	}
+}
+
+// allLogBytes is the size of the puppets' own rows, spans, and the rooms'
+// logs.
+func (h *harness) allLogBytes() int64 {
+	h.t.Helper()
+	var n int64
+	if err := h.db.QueryRow(h.ctx, `SELECT pg_total_relation_size('delivery') + pg_total_relation_size('room_entry')
+		+ pg_total_relation_size('delivery_span')`).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}

@@ -47,15 +47,19 @@ func (m *entryMaker) next(room id.RoomID, kind Kind) Delivered {
 		Type: "m.room.message", Content: json.RawMessage(fmt.Sprintf(`{"body":%q}`, e)), OriginServerTS: int64(m.n)}
 }
 
-// deliverNow delivers ds to the puppets to in a transaction of its own.
+// deliverNow delivers ds to the puppets to in a transaction of its own,
+// then counts what it did, as the worker does after a commit.
 func (h *harness) deliverNow(to []id.UserID, ds ...Delivered) {
 	h.t.Helper()
+	var w *inbound.Work
 	if err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
-		_, err := h.s.deliverAll(h.ctx, &inbound.Work{Q: tx}, to, ds)
+		w = &inbound.Work{Q: tx}
+		_, err := h.s.deliverAll(h.ctx, w, to, ds)
 		return err
 	}); err != nil {
 		h.t.Fatal(err)
 	}
+	w.Committed()
 }
 
 // logged counts the entries of puppet's log of the kinds given.
