@@ -70,8 +70,9 @@ func (s *Service) deliver(ctx context.Context, w *inbound.Work, to []id.UserID, 
 // in to, once per (puppet, event, kind): delivering the same event again
 // is a no-op. It returns the puppets that got an entry, sorted.
 //
-// Messages go to the room's log, once (deliverMessages); any other kind
-// is a row per puppet (deliverEach), one entry at a time. Either way the
+// Messages and membership events go to the room's log, once
+// (deliverToRoom); any other kind is a row per puppet (deliverEach), one
+// entry at a time. Either way the
 // puppets' cursors advance in one round trip, one statement each, in
 // sorted order, so that two transactions delivering to the same puppets
 // lock their cursors in one order (one multi-row INSERT ... ON CONFLICT
@@ -95,8 +96,8 @@ func (s *Service) deliverAll(ctx context.Context, w *inbound.Work, to []id.UserI
 			return nil, fmt.Errorf("deliver %s: a run holds entries of one kind and room, not %s in %s", what, d.Kind, d.RoomID)
 		}
 	}
-	if ds[0].Kind == KindMessage {
-		return s.deliverMessages(ctx, w, users, ds, what)
+	if inRoomLog(ds[0].Kind) {
+		return s.deliverToRoom(ctx, w, users, ds, what)
 	}
 	if len(ds) > 1 {
 		return nil, fmt.Errorf("deliver %s: %s entries go one at a time", what, ds[0].Kind)

@@ -162,16 +162,19 @@ func TestDeliveryLog(t *testing.T) {
 			t.Errorf("%s: Delivery of %s: %+v, %v", p, sent[3], d, err)
 		}
 	}
-	// Each (puppet, event, kind) is in the tables once; each message is
-	// stored once, in its room's log, and only there.
+	// Each (puppet, event, kind) is in the tables once; each message and
+	// membership event is stored once, in its room's log, and only there.
 	if dup := h.count(`SELECT count(*) FROM (SELECT 1 FROM delivery GROUP BY log_no, event_id, kind HAVING count(*) > 1) d`); dup != 0 {
 		t.Errorf("%d entries delivered more than once", dup)
 	}
-	if n := h.count(`SELECT count(*) FROM delivery WHERE kind = 'message'`); n != 0 {
-		t.Errorf("%d messages stored in puppets' own logs", n)
+	if n := h.count(`SELECT count(*) FROM delivery WHERE kind IN ('message', 'membership')`); n != 0 {
+		t.Errorf("%d messages or membership events stored in puppets' own logs", n)
 	}
-	if n, want := h.count(`SELECT count(*) FROM room_entry`), len(sent); n != want {
+	if n, want := h.count(`SELECT count(*) FROM room_entry WHERE kind = 'message'`), len(sent); n != want {
 		t.Errorf("%d messages in the room's log, want %d", n, want)
+	}
+	if n := h.count(`SELECT count(*) FROM room_entry WHERE kind = 'membership'`); n == 0 {
+		t.Error("no membership events in the room's log")
 	}
 	// The stored content is sealed.
 	if n := h.count(`SELECT count(*) FROM room_entry WHERE position('message 3'::bytea in content) > 0`); n != 0 {

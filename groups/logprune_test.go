@@ -33,7 +33,7 @@ func TestLogRetention(t *testing.T) {
 	}
 	both := []id.UserID{alice, carol}
 	deliver(both, entry(KindMessage), entry(KindMessage), entry(KindMessage)) // seqs 1-3
-	deliver([]id.UserID{alice}, entry(KindMembership))                        // alice's 4
+	deliver([]id.UserID{alice}, entry(KindMLSState))                          // alice's 4
 	age(49 * time.Hour)
 	deliver(both, entry(KindMessage)) // alice's 5, carol's 4
 	age(time.Hour)

@@ -11,9 +11,10 @@ import (
 )
 
 // A puppet's log is read from two places, merged by sequence number: its
-// own rows (table delivery: membership, MLS state, undecryptable notices,
-// and messages delivered before migration 0025) and its spans over room
-// logs (delivery_span, standing for messages of room_entry).
+// own rows (table delivery: MLS state, undecryptable notices, and messages
+// and membership events delivered before migrations 0025 and 0029) and
+// its spans over room logs (delivery_span, standing for messages and
+// membership events of room_entry).
 
 // span is a run of n of a puppet's sequence numbers, ending at last, that
 // stands for the n entries of a room's log from firstNo on.
@@ -78,8 +79,8 @@ func (s *Service) RoomLog(ctx context.Context, puppet id.UserID, room id.RoomID,
 	return s.merge(ctx, puppet, own, spans, before-1, -1, limit)
 }
 
-// Delivery returns the entry of puppet's log for event (its message, or
-// else any entry), if the puppet was given it.
+// Delivery returns the entry of puppet's log for event (its message or
+// membership event, or else any entry), if the puppet was given it.
 func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.EventID) (*Delivered, error) {
 	logNo, ok, err := s.logNo(ctx, puppet)
 	if err != nil || !ok {
@@ -97,10 +98,10 @@ func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.Event
 			AND s.first_no <= e.no AND s.first_no + s.n > e.no ORDER BY s.last_seq DESC LIMIT 1) s
 		WHERE e.event_id = $2 ORDER BY s.last_seq DESC LIMIT 1`, logNo, string(event)).
 		Scan(&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at, &e.no,
-			&e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS, &e.DeliveredAt)
+			&e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS, &e.DeliveredAt, &e.Kind)
 	switch {
 	case err == nil:
-		d := Delivered{Puppet: puppet, Seq: sp.first() + (e.no - sp.firstNo), RoomID: sp.room, Kind: KindMessage}
+		d := Delivered{Puppet: puppet, Seq: sp.first() + (e.no - sp.firstNo), RoomID: sp.room}
 		if err := s.openEntry(&d, e, sealed); err != nil {
 			return nil, fmt.Errorf("read log of %s: message %s: %w", puppet, event, err)
 		}
@@ -236,8 +237,8 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		sp := spans[j]
 		refs = append(refs, ref{at: len(out), room: sp.room, roomNo: sp.roomNo, entryNo: sp.firstNo + pos - sp.first()})
 		// DeliveredAt is the span's until its entry is read (openEntry):
-		// dropPruned judges a missing entry by it.
-		out = append(out, Delivered{Puppet: puppet, Seq: pos, RoomID: sp.room, Kind: KindMessage, DeliveredAt: sp.at})
+		// dropPruned judges a missing entry by it. The kind is the entry's.
+		out = append(out, Delivered{Puppet: puppet, Seq: pos, RoomID: sp.room, DeliveredAt: sp.at})
 		pos += dir
 	}
 	if len(refs) == 0 {
@@ -259,7 +260,7 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		found  = make([]bool, len(refs))
 		e      entryColumns
 	)
-	_, err = pgx.ForEachRow(rows, []any{&k, &e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS, &e.DeliveredAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&k, &e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS, &e.DeliveredAt, &e.Kind}, func() error {
 		if k < 1 || k > int64(len(refs)) {
 			return fmt.Errorf("row %d of %d", k, len(refs))
 		}
@@ -312,8 +313,8 @@ func (s *Service) dropPruned(puppet id.UserID, out []Delivered, refs []ref, foun
 }
 
 // entrySelect selects a room_entry's columns that a Delivered takes, as
-// e: those of entryColumns, then the sealed content.
-const entrySelect = `e.event_id, e.sender, e.sender_device, e.event_type, e.content, e.origin_ts, e.created_at`
+// e: those of entryColumns, with the sealed content after the type.
+const entrySelect = `e.event_id, e.sender, e.sender_device, e.event_type, e.content, e.origin_ts, e.created_at, e.kind`
 
 // entryColumns are a room_entry's columns read for a Delivered, and its
 // number in the room's log.
@@ -327,16 +328,17 @@ type entryColumns struct {
 	// DeliveredAt is when the entry was written, in the transaction that
 	// gave it to its puppets: a span that grew holds entries of several.
 	DeliveredAt time.Time
+	Kind        Kind
 }
 
 // openEntry opens e's sealed content, sealed to d's room and e's number,
-// into d and fills d's message fields from e.
+// into d and fills d's event fields from e.
 func (s *Service) openEntry(d *Delivered, e entryColumns, sealed []byte) error {
 	content, err := s.cfg.Sealer.Open(purposeRoomEntry, roomEntryRow(d.RoomID, e.no), sealed)
 	if err != nil {
 		return fmt.Errorf("entry %d of %s: %w", e.no, d.RoomID, err)
 	}
 	d.EventID, d.Sender, d.SenderDevice, d.Type, d.Content, d.OriginServerTS = e.EventID, e.Sender, e.SenderDevice, e.Type, content, e.OriginServerTS
-	d.DeliveredAt = e.DeliveredAt
+	d.DeliveredAt, d.Kind = e.DeliveredAt, e.Kind
 	return nil
 }

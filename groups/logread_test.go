@@ -61,6 +61,7 @@ func TestLogMergesSpansAndRows(t *testing.T) {
 		step(tx, true, both, entry(roomA, KindMessage)) // as delivered before the room log
 		step(tx, false, both, run(roomA, 5)...)
 		step(tx, false, []id.UserID{alice}, entry(roomA, KindMembership))
+		step(tx, true, []id.UserID{carol}, entry(roomA, KindMembership)) // as delivered before migration 0029
 		return nil
 	}); err != nil {
 		t.Fatal(err)

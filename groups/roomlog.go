@@ -15,13 +15,13 @@ import (
 	"github.com/mls-appservice/mls-appservice/seal"
 )
 
-// A room's log holds each decrypted message once (table room_entry,
-// numbered per room); a puppet's log holds, for a run of messages it was
-// given, a span of its own sequence numbers that stands for them
-// (delivery_span). Migration 0025 says why. A span grows while the
-// puppet's next entries are the room's next messages: a puppet in a quiet
-// room, given one message at a time, has a span an hour rather than a
-// row a message.
+// A room's log holds each decrypted message and each membership event
+// once (table room_entry, numbered per room); a puppet's log holds, for a
+// run of them it was given, a span of its own sequence numbers that
+// stands for them (delivery_span). Migrations 0025 and 0029 say why. A
+// span grows while the puppet's next entries are the room's next ones: a
+// puppet in a quiet room, given one message at a time, has a span an hour
+// rather than a row a message.
 
 // spanGrowth is how long after its first message a span may still grow.
 // Log retention deletes a span by its first message's time (logprune.go),
@@ -35,24 +35,28 @@ func roomEntryRow(room id.RoomID, no int64) seal.Binding {
 	return seal.Row("room_entry", string(room), strconv.FormatInt(no, 10))
 }
 
-// errRedelivered is deliverMessages' refusal of a run of messages of
-// which some were delivered before.
-var errRedelivered = errors.New("messages of the run were delivered before")
+// errRedelivered is deliverToRoom's refusal of a run of entries of which
+// some were delivered before.
+var errRedelivered = errors.New("entries of the run were delivered before")
 
-var roomEntryColumns = []string{"room_no", "no", "event_id", "sender", "sender_device", "event_type", "content", "origin_ts"}
+// inRoomLog says whether entries of kind k go to the room's log (the same
+// content for every puppet) rather than a row per puppet.
+func inRoomLog(k Kind) bool { return k == KindMessage || k == KindMembership }
 
-// deliverMessages appends the messages ds of one room, in order, to the
-// logs of users (sorted, distinct), in three round trips whatever their
-// number: one advances the room's log by len(ds) and each puppet's cursor
-// by as much; one writes the messages, each sealed once to (room, number);
-// one writes a span a puppet.
+var roomEntryColumns = []string{"room_no", "no", "event_id", "sender", "sender_device", "event_type", "content", "origin_ts", "kind"}
+
+// deliverToRoom appends the entries ds of one room and one kind (that
+// inRoomLog takes), in order, to the logs of users (sorted, distinct), in
+// three round trips whatever their number: one advances the room's log by
+// len(ds) and each puppet's cursor by as much; one writes the entries,
+// each sealed once to (room, number); one writes or grows a span a puppet.
 //
-// A lone message that the room's log has is a copy of one delivered
-// before: nobody gets it again (the cursors go back; the room's log
-// skips a number, which nothing reads as an entry) and it returns no
-// puppets. In a run of several the copy fails the whole call with
-// errRedelivered, and the caller delivers them one by one.
-func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []string, ds []Delivered, what string) ([]id.UserID, error) {
+// A lone entry that the room's log has is a copy of one delivered before:
+// nobody gets it again (the cursors go back; the room's log skips a
+// number, which nothing reads as an entry) and it returns no puppets. In
+// a run of several the copy fails the whole call with errRedelivered, and
+// the caller delivers them one by one.
+func (s *Service) deliverToRoom(ctx context.Context, w *inbound.Work, users []string, ds []Delivered, what string) ([]id.UserID, error) {
 	room := ds[0].RoomID
 	var roomNo, lastNo int64
 	first := &pgx.QueuedQuery{SQL: `INSERT INTO room_log (room_id, last_no) VALUES ($1, $2)
@@ -70,11 +74,11 @@ func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []
 		if err != nil {
 			return nil, err
 		}
-		rows[i] = []any{roomNo, no, string(d.EventID), string(d.Sender), string(d.SenderDevice), d.Type, sealed, d.OriginServerTS}
+		rows[i] = []any{roomNo, no, string(d.EventID), string(d.Sender), string(d.SenderDevice), d.Type, sealed, d.OriginServerTS, string(d.Kind)}
 	}
 	if len(ds) == 1 {
-		tag, err := w.Q.Exec(ctx, `INSERT INTO room_entry (room_no, no, event_id, sender, sender_device, event_type, content, origin_ts)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id, room_no) DO NOTHING`, rows[0]...)
+		tag, err := w.Q.Exec(ctx, `INSERT INTO room_entry (room_no, no, event_id, sender, sender_device, event_type, content, origin_ts, kind)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id, room_no) DO NOTHING`, rows[0]...)
 		if err != nil {
 			return nil, fmt.Errorf("deliver %s: %w", what, err)
 		}
@@ -114,6 +118,6 @@ func (s *Service) deliverMessages(ctx context.Context, w *inbound.Work, users []
 	for i, u := range users {
 		got[i] = id.UserID(u)
 	}
-	w.Count(s.metrics.Delivered.WithLabelValues(string(KindMessage)), float64(len(got)*len(ds)))
+	w.Count(s.metrics.Delivered.WithLabelValues(string(ds[0].Kind)), float64(len(got)*len(ds)))
 	return got, nil
 }
