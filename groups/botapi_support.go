@@ -91,16 +91,19 @@ func LogAfter(ctx context.Context, q database.Querier, after map[id.UserID]int64
 	}
 	// A log's entries are its own rows and its spans' numbers (logread.go),
 	// a span's each at its room entry's time (a span grows across
-	// transactions: roomlog.go).
+	// transactions: roomlog.go). The spans after a number are those that
+	// begin after it and the one before them.
 	rows, err := q.Query(ctx, `WITH c AS (SELECT c.user_id, c.log_no, f.after
 			FROM unnest($1::text[], $2::bigint[]) AS f (user_id, after)
 			JOIN delivery_cursor c ON c.user_id = f.user_id AND c.last_seq > f.after),
 		d AS (SELECT c.user_id, c.log_no, d.seq, d.created_at FROM c JOIN delivery d ON d.log_no = c.log_no AND d.seq > c.after
 			UNION ALL
 			SELECT c.user_id, c.log_no, g.seq, coalesce(e.created_at, s.created_at) FROM c
-			JOIN delivery_span s ON s.log_no = c.log_no AND s.last_seq > c.after
-			CROSS JOIN LATERAL generate_series(greatest(s.last_seq - s.n + 1, c.after + 1), s.last_seq) AS g (seq)
-			LEFT JOIN room_entry e ON e.room_no = s.room_no AND e.no = s.first_no + g.seq - (s.last_seq - s.n + 1))
+			CROSS JOIN LATERAL ((SELECT * FROM delivery_span s WHERE s.log_no = c.log_no AND s.first_seq <= c.after
+					ORDER BY s.first_seq DESC LIMIT 1)
+				UNION ALL (SELECT * FROM delivery_span s WHERE s.log_no = c.log_no AND s.first_seq > c.after)) s
+			CROSS JOIN LATERAL generate_series(greatest(s.first_seq, c.after + 1), s.first_seq + s.n - 1) AS g (seq)
+			LEFT JOIN room_entry e ON e.room_no = s.room_no AND e.no = s.first_no + g.seq - s.first_seq)
 		SELECT user_id, seq, created_at, max(created_at) OVER (PARTITION BY log_no ORDER BY seq) AS t
 		FROM d ORDER BY t, user_id, seq LIMIT $3`, users, seqs, limit)
 	if err != nil {

@@ -36,8 +36,8 @@ const (
 // logTables are the deletes of log retention. Spans go before the
 // entries they stand for.
 var logTables = []database.BatchDelete{
-	{Table: "delivery_span", SQL: `DELETE FROM delivery_span WHERE (log_no, last_seq) IN (
-		SELECT log_no, last_seq FROM delivery_span WHERE created_at < $1 LIMIT $2)`},
+	{Table: "delivery_span", SQL: `DELETE FROM delivery_span WHERE (log_no, first_seq) IN (
+		SELECT log_no, first_seq FROM delivery_span WHERE created_at < $1 LIMIT $2)`},
 	{Table: "room_entry", SQL: `DELETE FROM room_entry WHERE (room_no, no) IN (
 		SELECT room_no, no FROM room_entry WHERE created_at < $1 LIMIT $2)`},
 	{Table: "delivery", SQL: `DELETE FROM delivery WHERE (log_no, seq) IN (

@@ -16,16 +16,16 @@ import (
 // its spans over room logs (delivery_span, standing for messages and
 // membership events of room_entry).
 
-// span is a run of n of a puppet's sequence numbers, ending at last, that
+// span is a run of n of a puppet's sequence numbers, from first on, that
 // stands for the n entries of a room's log from firstNo on.
 type span struct {
-	last, n         int64
+	first, n        int64
 	roomNo, firstNo int64
 	room            id.RoomID
 	at              time.Time
 }
 
-func (sp span) first() int64 { return sp.last - sp.n + 1 }
+func (sp span) last() int64 { return sp.first + sp.n - 1 }
 
 // maxRead bounds the entries one read returns.
 const maxRead = 1000
@@ -41,8 +41,14 @@ func (s *Service) Log(ctx context.Context, puppet id.UserID, after int64, limit 
 	if err != nil {
 		return nil, err
 	}
-	spans, err := s.spans(ctx, puppet, `SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
-		WHERE s.log_no = $1 AND s.last_seq > $2 ORDER BY s.last_seq LIMIT $3`, logNo, after, limit)
+	// The spans that begin after it, and the one before them, which may
+	// go on past it (merge skips it if not).
+	spans, err := s.spans(ctx, puppet, `(SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
+			WHERE s.log_no = $1 AND s.first_seq <= $2 ORDER BY s.first_seq DESC LIMIT 1)
+		UNION ALL
+		(SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
+			WHERE s.log_no = $1 AND s.first_seq > $2 ORDER BY s.first_seq LIMIT $3)
+		ORDER BY 1`, logNo, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -66,13 +72,11 @@ func (s *Service) RoomLog(ctx context.Context, puppet id.UserID, room id.RoomID,
 	if err != nil {
 		return nil, err
 	}
-	// The spans that end before it, and the one that may hold it.
-	spans, err := s.spans(ctx, puppet, `(SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
-			WHERE s.log_no = $1 AND r.room_id = $4 AND s.last_seq >= $2 ORDER BY s.last_seq LIMIT 1)
-		UNION ALL
-		(SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
-			WHERE s.log_no = $1 AND r.room_id = $4 AND s.last_seq < $2 ORDER BY s.last_seq DESC LIMIT $3)
-		ORDER BY 1 DESC`, logNo, before, limit, string(room))
+	// The spans that begin before it: each has an entry before it, and
+	// the newest may go on past it (merge skips what is not before).
+	spans, err := s.spans(ctx, puppet, `SELECT `+spanColumns+` FROM delivery_span s JOIN room_log r USING (room_no)
+		WHERE s.log_no = $1 AND r.room_id = $4 AND s.first_seq < $2 ORDER BY s.first_seq DESC LIMIT $3`,
+		logNo, before, limit, string(room))
 	if err != nil {
 		return nil, err
 	}
@@ -95,13 +99,13 @@ func (s *Service) Delivery(ctx context.Context, puppet id.UserID, event id.Event
 	)
 	err = s.cfg.DB.QueryRow(ctx, `SELECT `+spanColumns+`, e.no, `+entrySelect+` FROM room_entry e JOIN room_log r USING (room_no)
 		CROSS JOIN LATERAL (SELECT * FROM delivery_span s WHERE s.log_no = $1 AND s.room_no = e.room_no
-			AND s.first_no <= e.no AND s.first_no + s.n > e.no ORDER BY s.last_seq DESC LIMIT 1) s
-		WHERE e.event_id = $2 ORDER BY s.last_seq DESC LIMIT 1`, logNo, string(event)).
-		Scan(&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at, &e.no,
+			AND s.first_no <= e.no AND s.first_no + s.n > e.no ORDER BY s.first_seq DESC LIMIT 1) s
+		WHERE e.event_id = $2 ORDER BY s.first_seq DESC LIMIT 1`, logNo, string(event)).
+		Scan(&sp.first, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at, &e.no,
 			&e.EventID, &e.Sender, &e.SenderDevice, &e.Type, &sealed, &e.OriginServerTS, &e.DeliveredAt, &e.Kind)
 	switch {
 	case err == nil:
-		d := Delivered{Puppet: puppet, Seq: sp.first() + (e.no - sp.firstNo), RoomID: sp.room}
+		d := Delivered{Puppet: puppet, Seq: sp.first + (e.no - sp.firstNo), RoomID: sp.room}
 		if err := s.openEntry(&d, e, sealed); err != nil {
 			return nil, fmt.Errorf("read log of %s: message %s: %w", puppet, event, err)
 		}
@@ -167,7 +171,7 @@ func (s *Service) ownEntries(ctx context.Context, puppet id.UserID, logNo int64,
 
 // spanColumns are the columns spans scans, of delivery_span s and
 // room_log r.
-const spanColumns = `s.last_seq, s.n, s.room_no, s.first_no, r.room_id, s.created_at`
+const spanColumns = `s.first_seq, s.n, s.room_no, s.first_no, r.room_id, s.created_at`
 
 // spans runs query, which selects spanColumns, for puppet's log.
 func (s *Service) spans(ctx context.Context, puppet id.UserID, query string, args ...any) ([]span, error) {
@@ -177,9 +181,9 @@ func (s *Service) spans(ctx context.Context, puppet id.UserID, query string, arg
 	}
 	var out []span
 	var sp span
-	if _, err := pgx.ForEachRow(rows, []any{&sp.last, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&sp.first, &sp.n, &sp.roomNo, &sp.firstNo, &sp.room, &sp.at}, func() error {
 		if sp.n <= 0 {
-			return fmt.Errorf("span ending at %d has %d entries", sp.last, sp.n)
+			return fmt.Errorf("span beginning at %d has %d entries", sp.first, sp.n)
 		}
 		out = append(out, sp)
 		return nil
@@ -214,13 +218,13 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 		for ; j < len(spans); j++ {
 			sp := spans[j]
 			if dir > 0 {
-				pos = max(pos, sp.first())
-				if pos <= sp.last {
+				pos = max(pos, sp.first)
+				if pos <= sp.last() {
 					break
 				}
 			} else {
-				pos = min(pos, sp.last)
-				if pos >= sp.first() {
+				pos = min(pos, sp.last())
+				if pos >= sp.first {
 					break
 				}
 			}
@@ -235,7 +239,7 @@ func (s *Service) merge(ctx context.Context, puppet id.UserID, own []Delivered, 
 			break
 		}
 		sp := spans[j]
-		refs = append(refs, ref{at: len(out), room: sp.room, roomNo: sp.roomNo, entryNo: sp.firstNo + pos - sp.first()})
+		refs = append(refs, ref{at: len(out), room: sp.room, roomNo: sp.roomNo, entryNo: sp.firstNo + pos - sp.first})
 		// DeliveredAt is the span's until its entry is read (openEntry):
 		// dropPruned judges a missing entry by it. The kind is the entry's.
 		out = append(out, Delivered{Puppet: puppet, Seq: pos, RoomID: sp.room, DeliveredAt: sp.at})

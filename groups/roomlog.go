@@ -99,18 +99,21 @@ func (s *Service) deliverToRoom(ctx context.Context, w *inbound.Work, users []st
 			return nil, fmt.Errorf("deliver %s: %w", what, err)
 		}
 	}
-	// A puppet whose log ends with a span that this run continues (the
-	// same room, the entries just before in the room's log, begun less
-	// than spanGrowth ago) has that span grow; any other gets a new one.
-	// The cursor's lock, held since advance, keeps the span as it was
-	// read. The whole stays one statement.
-	if _, err := w.Q.Exec(ctx, `WITH x AS (SELECT no, last FROM unnest($1::bigint[], $2::bigint[]) AS x (no, last)),
-		grown AS (UPDATE delivery_span s SET last_seq = x.last, n = s.n + $3 FROM x
-			WHERE s.log_no = x.no AND s.last_seq = x.last - $3 AND s.room_no = $4 AND s.first_no + s.n = $5
-			AND s.created_at > now() - $6::interval
+	// A puppet whose log ends with a span that this run continues (its
+	// last span, ending just before the run's numbers, of the same room
+	// and the entries just before in the room's log, begun less than
+	// spanGrowth ago) has that span grow; any other gets a new one.
+	// Growing changes only n, which no index holds (migration 0030). The
+	// cursor's lock, held since advance, keeps the span as it was read.
+	// The whole stays one statement.
+	if _, err := w.Q.Exec(ctx, `WITH x AS (SELECT x.no, x.last, l.first_seq FROM unnest($1::bigint[], $2::bigint[]) AS x (no, last)
+			CROSS JOIN LATERAL (SELECT max(m.first_seq) AS first_seq FROM delivery_span m WHERE m.log_no = x.no) l),
+		grown AS (UPDATE delivery_span s SET n = s.n + $3 FROM x
+			WHERE s.log_no = x.no AND s.first_seq = x.first_seq AND s.first_seq + s.n = x.last - $3 + 1
+			AND s.room_no = $4 AND s.first_no + s.n = $5 AND s.created_at > now() - $6::interval
 			RETURNING s.log_no)
-		INSERT INTO delivery_span (log_no, last_seq, n, room_no, first_no)
-		SELECT no, last, $3, $4, $5 FROM x WHERE NOT EXISTS (SELECT 1 FROM grown g WHERE g.log_no = x.no)`,
+		INSERT INTO delivery_span (log_no, first_seq, n, room_no, first_no)
+		SELECT no, last - $3 + 1, $3, $4, $5 FROM x WHERE NOT EXISTS (SELECT 1 FROM grown g WHERE g.log_no = x.no)`,
 		l.no, l.last, len(ds), roomNo, firstNo, spanGrowth.String()); err != nil {
 		return nil, fmt.Errorf("deliver %s to %d puppets: %w", what, len(users), err)
 	}

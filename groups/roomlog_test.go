@@ -25,8 +25,8 @@ func TestSpansGrow(t *testing.T) {
 	deliver := h.deliverNow
 	spans := func(p id.UserID) string {
 		t.Helper()
-		rows, err := h.db.Query(h.ctx, `SELECT s.last_seq - s.n + 1 || '-' || s.last_seq FROM delivery_span s
-			JOIN delivery_cursor c USING (log_no) WHERE c.user_id = $1 ORDER BY s.last_seq`, string(p))
+		rows, err := h.db.Query(h.ctx, `SELECT s.first_seq || '-' || s.first_seq + s.n - 1 FROM delivery_span s
+			JOIN delivery_cursor c USING (log_no) WHERE c.user_id = $1 ORDER BY s.first_seq`, string(p))
 		if err != nil {
 			t.Fatal(err)
 		}
