@@ -115,16 +115,26 @@ type logs struct {
 // advance moves the cursors of users (sorted, distinct) on by n each, in
 // one round trip, and returns them; before them, in the same round trip,
 // it runs first (nil: nothing), whose row the caller scans with into.
+//
+// Two statements do it for any number of puppets: one makes the cursors
+// of puppets given their first entry, one locks all the cursors in the
+// order of their user IDs and advances them. Two transactions delivering
+// to the same puppets so lock them in the same order, and neither waits
+// for the other but for one that locked before it. (A statement a cursor,
+// as before, cost 10,000 statements an event in a room of 10,000 of our
+// puppets; one upsert for all locked in no set order.)
 func advance(ctx context.Context, w *inbound.Work, users []string, n int, first *pgx.QueuedQuery, into ...any) (logs, error) {
 	var b pgx.Batch
 	if first != nil {
 		b.QueuedQueries = append(b.QueuedQueries, first)
 	}
-	for _, user := range users {
-		b.Queue(`INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, $2)
-			ON CONFLICT (user_id) DO UPDATE SET last_seq = delivery_cursor.last_seq + $2 RETURNING last_seq, log_no`,
-			user, n)
-	}
+	b.Queue(`INSERT INTO delivery_cursor (user_id, last_seq) SELECT u, 0 FROM unnest($1::text[]) AS u
+		WHERE NOT EXISTS (SELECT 1 FROM delivery_cursor c WHERE c.user_id = u) ORDER BY u
+		ON CONFLICT (user_id) DO NOTHING`, users)
+	b.Queue(`WITH locked AS MATERIALIZED (SELECT user_id FROM delivery_cursor WHERE user_id = ANY($1::text[])
+			ORDER BY user_id FOR UPDATE)
+		UPDATE delivery_cursor c SET last_seq = c.last_seq + $2 FROM locked l WHERE c.user_id = l.user_id
+		RETURNING c.user_id, c.last_seq, c.log_no`, users, n)
 	l := logs{no: make([]int64, len(users)), last: make([]int64, len(users))}
 	br := w.Q.SendBatch(ctx, &b)
 	defer br.Close()
@@ -133,10 +143,32 @@ func advance(ctx context.Context, w *inbound.Work, users []string, n int, first 
 			return l, err
 		}
 	}
-	for i, user := range users {
-		if err := br.QueryRow().Scan(&l.last[i], &l.no[i]); err != nil {
-			return l, fmt.Errorf("cursor of %s: %w", user, err)
+	if _, err := br.Exec(); err != nil {
+		return l, fmt.Errorf("cursors of %d puppets: %w", len(users), err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return l, fmt.Errorf("cursors of %d puppets: %w", len(users), err)
+	}
+	var (
+		user      string
+		last, no  int64
+		advanced  int
+		advancing = make([]bool, len(users))
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&user, &last, &no}, func() error {
+		i, ok := slices.BinarySearch(users, user)
+		if !ok || advancing[i] {
+			return fmt.Errorf("cursor of %s advanced unasked", user)
 		}
+		advancing[i], l.last[i], l.no[i] = true, last, no
+		advanced++
+		return nil
+	}); err != nil {
+		return l, fmt.Errorf("cursors of %d puppets: %w", len(users), err)
+	}
+	if advanced != len(users) {
+		return l, fmt.Errorf("cursors of %d puppets: %d advanced", len(users), advanced)
 	}
 	return l, br.Close()
 }

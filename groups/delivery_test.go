@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -355,6 +356,82 @@ func TestRunMeetsDelivered(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("%s's log: %v, want %v", p, got, want)
+		}
+	}
+}
+
+// TestConcurrentDeliveriesNumberEachLog: transactions delivering at once
+// to overlapping sets of puppets, each holding its puppets' cursors to
+// its commit, neither deadlock (advance locks cursors in one order) nor
+// give a number twice or skip one: each puppet's log is numbered 1 to
+// the count of what it was given, each entry once.
+func TestConcurrentDeliveriesNumberEachLog(t *testing.T) {
+	h := newHarness(t, harnessOptions{Quiet: true})
+	const (
+		writers = 4
+		each    = 30
+		puppets = 24
+	)
+	all := make([]id.UserID, puppets)
+	for i := range all {
+		all[i] = id.UserID(fmt.Sprintf("@p%02d:test", i))
+	}
+	var (
+		mu    sync.Mutex
+		given = map[id.UserID]int{}
+		m     entryMaker
+	)
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			room := id.RoomID(fmt.Sprintf("!r%d:test", w))
+			for range each {
+				to := slices.Clone(all)
+				rng.Shuffle(len(to), func(i, j int) { to[i], to[j] = to[j], to[i] })
+				to = to[:1+rng.IntN(puppets)]
+				kind := KindMessage
+				if rng.IntN(3) == 0 {
+					kind = KindMLSState
+				}
+				mu.Lock()
+				d := m.next(room, kind)
+				mu.Unlock()
+				err := h.db.InTx(h.ctx, func(tx pgx.Tx) error {
+					got, err := h.s.deliverAll(h.ctx, &inbound.Work{Q: tx}, to, []Delivered{d})
+					if err == nil && len(got) != len(to) {
+						err = fmt.Errorf("%d of %d puppets given %s", len(got), len(to), d.EventID)
+					}
+					return err
+				})
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				mu.Lock()
+				for _, p := range to {
+					given[p]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range all {
+		log := h.fullLog(p, 50)
+		if len(log) != given[p] {
+			t.Errorf("%s: %d entries, given %d", p, len(log), given[p])
+		}
+		seen := map[id.EventID]bool{}
+		for i, d := range log {
+			if d.Seq != int64(i+1) || seen[d.EventID] {
+				t.Errorf("%s: entry %d is %d %s", p, i, d.Seq, d.EventID)
+			}
+			seen[d.EventID] = true
 		}
 	}
 }
