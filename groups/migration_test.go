@@ -3,6 +3,8 @@ package groups
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,4 +160,88 @@ func TestMigrationNumbersLogs(t *testing.T) {
 	if got, err := s.Log(ctx, "@carol:example.org", 0, 10); err != nil || len(got) != 1 || got[0].Seq != 1 {
 		t.Errorf("carol: %+v, %v; want the entry 1", got, err)
 	}
+}
+
+// TestMigrationKeysSpansByFirst: migration 0030 keys each span by its
+// first number; a log written before it reads back the same, entry for
+// entry, and the next delivery grows the log's last span.
+func TestMigrationKeysSpansByFirst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := testdb.OpenBefore(ctx, t, "0030")
+	s := &Service{cfg: Config{Sealer: newSealer(t), DB: db}, metrics: NewMetrics(prometheus.NewRegistry())}
+	alice, room := id.UserID("@alice:example.org"), id.RoomID("!r:example.org")
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`INSERT INTO room_log (room_id, last_no) VALUES ($1, 5)`, room)
+	for no := int64(1); no <= 5; no++ {
+		sealed, err := s.cfg.Sealer.Seal(purposeRoomEntry, roomEntryRow(room, no), fmt.Appendf(nil, "m%d", no))
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(`INSERT INTO room_entry (room_no, no, event_id, sender, event_type, content)
+			SELECT room_no, $2, $3, '@x:example.org', 'm.room.message', $4 FROM room_log WHERE room_id = $1`,
+			room, no, fmt.Sprintf("$m%d", no), sealed)
+	}
+	// alice's log: entries 1-2 of the room, a row of her own (3), entries
+	// 3-5 of the room.
+	exec(`INSERT INTO delivery_cursor (user_id, last_seq) VALUES ($1, 6)`, alice)
+	exec(`INSERT INTO delivery (log_no, seq, room_id, event_id, kind, sender, event_type, content)
+		SELECT log_no, 3, $2, '$state', 'mls_state', '@x:example.org', 'org.mls-appservice.mls_state', $3
+		FROM delivery_cursor WHERE user_id = $1`, alice, room, mustSeal(t, s, alice, 3, "state"))
+	exec(`INSERT INTO delivery_span (log_no, last_seq, n, room_no, first_no)
+		SELECT c.log_no, x.last, x.n, r.room_no, x.first FROM delivery_cursor c, room_log r,
+		(VALUES (2, 2, 1), (6, 3, 3)) AS x (last, n, first) WHERE c.user_id = $1`, alice)
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+
+	want := "1:$m1 2:$m2 3:$state 4:$m3 5:$m4 6:$m5"
+	read := func(after int64) string {
+		t.Helper()
+		got, err := s.Log(ctx, alice, after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range got {
+			out = append(out, fmt.Sprintf("%d:%s", d.Seq, d.EventID))
+		}
+		return strings.Join(out, " ")
+	}
+	if got := read(0); got != want {
+		t.Errorf("log %s, want %s", got, want)
+	}
+	if got := read(4); got != "5:$m4 6:$m5" {
+		t.Errorf("log after 4: %s, want 5:$m4 6:$m5", got)
+	}
+	err := db.InTx(ctx, func(tx pgx.Tx) error {
+		_, err := s.deliver(ctx, &inbound.Work{Q: tx}, []id.UserID{alice}, Delivered{RoomID: room,
+			EventID: "$m6", Kind: KindMessage, Sender: "@x:example.org", Type: "m.room.message", Content: []byte("m6")})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(0); got != want+" 7:$m6" {
+		t.Errorf("log after a delivery %s, want %s 7:$m6", got, want)
+	}
+	var spans string
+	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(first_seq || '+' || n, ' ' ORDER BY first_seq) FROM delivery_span`).Scan(&spans); err != nil || spans != "1+2 4+4" {
+		t.Errorf("spans %q (%v), want 1+2 4+4: the last one grown", spans, err)
+	}
+}
+
+// mustSeal seals body as entry seq of puppet's own rows.
+func mustSeal(t *testing.T, s *Service, puppet id.UserID, seq int64, body string) []byte {
+	t.Helper()
+	sealed, err := s.cfg.Sealer.Seal(purposeDelivery, deliveryRow(puppet, seq), []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed
 }
