@@ -28,7 +28,8 @@ const (
 	KindMembership Kind = "membership"
 	// KindMLSState is a change of the room's MLS state: Content says what
 	// (a commit applied, told to every joined puppet; our device joined,
-	// told to its puppet if joined). A log keeps one such entry an event.
+	// told to its puppet if joined and not told of the commit). A log
+	// keeps one such entry an event.
 	KindMLSState Kind = "mls_state"
 	// KindUndecryptable is a message that named an epoch we never got:
 	// Content says why.
@@ -70,9 +71,9 @@ func (s *Service) deliver(ctx context.Context, w *inbound.Work, to []id.UserID, 
 // in to, once per (puppet, event, kind): delivering the same event again
 // is a no-op. It returns the puppets that got an entry, sorted.
 //
-// Messages and membership events go to the room's log, once
-// (deliverToRoom); any other kind is a row per puppet (deliverEach), one
-// entry at a time. Either way the
+// Messages, membership events and MLS state go to the room's log, once
+// (deliverToRoom); undecryptable notices are a row per puppet
+// (deliverEach), one entry at a time. Either way the
 // puppets' cursors advance in one round trip, one statement each, in
 // sorted order, so that two transactions delivering to the same puppets
 // lock their cursors in one order (one multi-row INSERT ... ON CONFLICT

@@ -393,7 +393,7 @@ func TestConcurrentDeliveriesNumberEachLog(t *testing.T) {
 				to = to[:1+rng.IntN(puppets)]
 				kind := KindMessage
 				if rng.IntN(3) == 0 {
-					kind = KindMLSState
+					kind = KindUndecryptable
 				}
 				mu.Lock()
 				d := m.next(room, kind)

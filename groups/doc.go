@@ -98,14 +98,15 @@
 //     server-sent events and the client-server façade's /sync resume
 //     from. The log is keyed by a number the puppet's cursor row holds
 //     (delivery_cursor.log_no), not by its user ID (migration 0018). A
-//     decrypted message or a membership event is stored once, in its
-//     room's log (room_entry, sealed to the room and its number there),
-//     and a run of them given to a puppet is one row of the puppet's log,
-//     a span of its numbers standing for the run (delivery_span,
-//     migrations 0025 and 0029), which grows for an hour while the
-//     puppet's next entries are the room's next ones (roomlog.go); MLS
-//     state and undecryptable notices are a row per puppet (delivery).
-//     Readers merge the two by number (logread.go).
+//     decrypted message, a membership event or a commit's MLS state is
+//     stored once, in its room's log (room_entry, sealed to the room and
+//     its number there), and a run of them given to a puppet is one row
+//     of the puppet's log, a span of its numbers standing for the run
+//     (delivery_span, migrations 0025, 0029 and 0030), which grows for an
+//     hour while the puppet's next entries are the room's next ones
+//     (roomlog.go); a device's join told to its puppet and undecryptable
+//     notices are a row per puppet (delivery). Readers merge the two by
+//     number (logread.go).
 //     Entries older than groups.log_retention (30 days by default) are
 //     deleted hourly (logprune.go): a reader resumes at the oldest kept.
 //

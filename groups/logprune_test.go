@@ -33,12 +33,12 @@ func TestLogRetention(t *testing.T) {
 	}
 	both := []id.UserID{alice, carol}
 	deliver(both, entry(KindMessage), entry(KindMessage), entry(KindMessage)) // seqs 1-3
-	deliver([]id.UserID{alice}, entry(KindMLSState))                          // alice's 4
+	deliver([]id.UserID{alice}, entry(KindUndecryptable))                     // alice's 4
 	age(49 * time.Hour)
 	deliver(both, entry(KindMessage)) // alice's 5, carol's 4
 	age(time.Hour)
 	deliver(both, entry(KindMessage), entry(KindMessage)) // alice's 6-7, carol's 5-6
-	deliver([]id.UserID{alice}, entry(KindMLSState))      // alice's 8
+	deliver([]id.UserID{alice}, entry(KindUndecryptable)) // alice's 8
 
 	// The service schedules retention at its start, and a restart keeps
 	// the schedule.

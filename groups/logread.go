@@ -11,10 +11,10 @@ import (
 )
 
 // A puppet's log is read from two places, merged by sequence number: its
-// own rows (table delivery: MLS state, undecryptable notices, and messages
-// and membership events delivered before migrations 0025 and 0029) and
-// its spans over room logs (delivery_span, standing for messages and
-// membership events of room_entry).
+// own rows (table delivery: its devices' joins, undecryptable notices, and
+// what was delivered before migrations 0025 and 0029) and its spans over
+// room logs (delivery_span, standing for entries of room_entry: messages,
+// membership events, commits' MLS state).
 
 // span is a run of n of a puppet's sequence numbers, from first on, that
 // stands for the n entries of a room's log from firstNo on.

@@ -71,6 +71,7 @@ func TestLogMergesSpansAndRows(t *testing.T) {
 		step(tx, true, []id.UserID{carol}, entry(roomB, KindMessage))
 		step(tx, false, both, entry(roomA, KindMessage))
 		step(tx, false, []id.UserID{alice}, entry(roomB, KindMLSState))
+		step(tx, false, []id.UserID{carol}, entry(roomB, KindUndecryptable))
 		step(tx, false, []id.UserID{carol, alice}, run(roomA, 4)...)
 		step(tx, false, both, run(roomB, 2)...)
 		return nil

@@ -419,14 +419,78 @@ func (s *Service) undecryptable(ctx context.Context, w *inbound.Work, r *room, e
 	return nil
 }
 
-// mlsState tells puppets to that the room's MLS state changed.
+// mlsState tells the joined puppets to that the room's MLS state changed
+// at event (a commit applied): one entry of the room's log for all of
+// them. A log keeps one mls_state entry an event, so a puppet told of it
+// already (its device's join, mlsStateJoined) is not told again.
 func (s *Service) mlsState(ctx context.Context, w *inbound.Work, r *room, to []id.UserID, event id.EventID, sender id.UserID, what map[string]any) error {
 	if len(to) == 0 {
 		return nil
 	}
+	users := make([]string, len(to))
+	for i, u := range to {
+		users[i] = string(u)
+	}
+	// Planned for its values each time (the simple protocol): a generic
+	// plan made while the tables were small is a sequential scan.
+	rows, err := w.Q.Query(ctx, `SELECT c.user_id FROM delivery_cursor c JOIN delivery d ON d.log_no = c.log_no
+		WHERE c.user_id = ANY($1) AND d.event_id = $2 AND d.kind = $3`,
+		pgx.QueryExecModeSimpleProtocol, users, string(event), string(KindMLSState))
+	if err != nil {
+		return errf(r.id, "puppets told of %s: %w", event, err)
+	}
+	told, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return errf(r.id, "puppets told of %s: %w", event, err)
+	}
+	if len(told) > 0 {
+		to = slices.DeleteFunc(slices.Clone(to), func(u id.UserID) bool { return slices.Contains(told, string(u)) })
+	}
+	return s.tellState(ctx, w, r, to, false, event, sender, what)
+}
+
+// mlsStateJoined tells puppet that its device joined the group by the
+// Welcome of the commit event: a row of its own log, unless it was told
+// of that commit already (mlsState).
+func (s *Service) mlsStateJoined(ctx context.Context, w *inbound.Work, r *room, puppet id.UserID, event id.EventID, sender id.UserID, what map[string]any) error {
+	var told bool
+	if err := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_entry e JOIN room_log r USING (room_no)
+			JOIN delivery_cursor c ON c.user_id = $1
+			JOIN delivery_span s ON s.log_no = c.log_no AND s.room_no = e.room_no AND s.first_no <= e.no AND s.first_no + s.n > e.no
+			WHERE r.room_id = $2 AND e.event_id = $3 AND e.kind = $4)`,
+		string(puppet), string(r.id), string(event), string(KindMLSState)).Scan(&told); err != nil {
+		return errf(r.id, "whether %s was told of %s: %w", puppet, event, err)
+	}
+	if told {
+		return nil
+	}
+	return s.tellState(ctx, w, r, []id.UserID{puppet}, true, event, sender, what)
+}
+
+// tellState delivers an mls_state entry to the puppets to: once, in the
+// room's log, or (own) as a row of each puppet's own log. A device's join
+// is its puppet's own: in the room's log it would be the commit event's
+// entry, and the commit's own entry for every joined puppet would then
+// be refused as a copy of it.
+func (s *Service) tellState(ctx context.Context, w *inbound.Work, r *room, to []id.UserID, own bool, event id.EventID, sender id.UserID, what map[string]any) error {
+	if len(to) == 0 {
+		return nil
+	}
 	content, _ := json.Marshal(what)
-	got, err := s.deliver(ctx, w, to, Delivered{RoomID: r.id, EventID: event, Kind: KindMLSState, Sender: sender,
-		Type: "org.mls-appservice.mls_state", Content: content})
+	d := Delivered{RoomID: r.id, EventID: event, Kind: KindMLSState, Sender: sender,
+		Type: "org.mls-appservice.mls_state", Content: content}
+	var got []id.UserID
+	var err error
+	if own {
+		users := make([]string, len(to))
+		for i, u := range to {
+			users[i] = string(u)
+		}
+		slices.Sort(users)
+		got, err = s.deliverEach(ctx, w, slices.Compact(users), d)
+	} else {
+		got, err = s.deliver(ctx, w, to, d)
+	}
 	if err != nil {
 		return err
 	}
@@ -824,13 +888,11 @@ func (s *Service) welcome(ctx context.Context, w *inbound.Work, wel *Welcome, de
 	// once for each of the commit's devices, and taken only the first
 	// time (a log keeps one mls_state entry an event): in a room of n
 	// puppets, a commit adding k of our devices tried k·n entries.
-	var to []id.UserID
 	if slices.Contains(readers, dev.UserID) {
-		to = []id.UserID{dev.UserID}
-	}
-	if err := s.mlsState(ctx, w, r, to, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",
-		"device": dev.String(), "epoch": wel.Commit.Number, "dmls_epoch": joined.String()}); err != nil {
-		return err
+		if err := s.mlsStateJoined(ctx, w, r, dev.UserID, id.EventID(wel.Commit.EventID), sender, map[string]any{"change": "joined",
+			"device": dev.String(), "epoch": wel.Commit.Number, "dmls_epoch": joined.String()}); err != nil {
+			return err
+		}
 	}
 	if err := s.replayWaiting(ctx, w, r, joined); err != nil {
 		return err

@@ -15,10 +15,11 @@ import (
 	"github.com/mls-appservice/mls-appservice/seal"
 )
 
-// A room's log holds each decrypted message and each membership event
-// once (table room_entry, numbered per room); a puppet's log holds, for a
-// run of them it was given, a span of its own sequence numbers that
-// stands for them (delivery_span). Migrations 0025 and 0029 say why. A
+// A room's log holds each decrypted message, membership event and commit
+// applied once (table room_entry, numbered per room); a puppet's log
+// holds, for a run of them it was given, a span of its own sequence
+// numbers that stands for them (delivery_span). Migrations 0025 and 0029
+// say why. A
 // span grows while the puppet's next entries are the room's next ones: a
 // puppet in a quiet room, given one message at a time, has a span an hour
 // rather than a row a message.
@@ -40,8 +41,10 @@ func roomEntryRow(room id.RoomID, no int64) seal.Binding {
 var errRedelivered = errors.New("entries of the run were delivered before")
 
 // inRoomLog says whether entries of kind k go to the room's log (the same
-// content for every puppet) rather than a row per puppet.
-func inRoomLog(k Kind) bool { return k == KindMessage || k == KindMembership }
+// content for every puppet) rather than a row per puppet. An undecryptable
+// notice does not: its event may yet be decrypted, and the room's log
+// keeps one entry an event.
+func inRoomLog(k Kind) bool { return k == KindMessage || k == KindMembership || k == KindMLSState }
 
 var roomEntryColumns = []string{"room_no", "no", "event_id", "sender", "sender_device", "event_type", "content", "origin_ts", "kind"}
 

@@ -41,7 +41,7 @@ func TestSpansGrow(t *testing.T) {
 	deliver(both, a1) // 1
 	deliver(both, entry(roomA, KindMessage))
 	deliver(both, entry(roomA, KindMessage), entry(roomA, KindMessage)) // 3-4, a run
-	deliver([]id.UserID{alice}, entry(roomA, KindMLSState))             // alice's 5
+	deliver([]id.UserID{alice}, entry(roomA, KindUndecryptable))        // alice's 5
 	deliver(both, entry(roomA, KindMessage))                            // alice's 6, carol's 5
 	deliver([]id.UserID{carol}, entry(roomB, KindMessage))              // carol's 6
 	deliver(both, entry(roomA, KindMessage))                            // alice's 7, carol's 7

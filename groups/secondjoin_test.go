@@ -62,6 +62,15 @@ func TestSecondDeviceJoins(t *testing.T) {
 				if err := json.Unmarshal(d.Content, &c); err != nil || c.Change == "" || !strings.Contains(want, c.Change) {
 					t.Errorf("%s was told %s of the commit, want %q", puppet, d.Content, want)
 				}
+				told := 0
+				for _, d := range h.fullLog(id.UserID(puppet), 10) {
+					if d.EventID == eid {
+						told++
+					}
+				}
+				if told != 1 {
+					t.Errorf("%s's log has %d entries for the commit, want 1", puppet, told)
+				}
 			}
 		})
 	}
