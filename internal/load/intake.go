@@ -157,6 +157,11 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 	}
 	var at, lastAt time.Time
 	_, err = pgx.ForEachRow(rows, []any{&at}, func() error {
+		// The same clock, PostgreSQL's and ours: a delivery before the
+		// feed began is one this measures wrongly.
+		if d := at.Sub(start); d < -time.Second {
+			return fmt.Errorf("a message delivered at %v, %v before the feed began", at, -d)
+		}
 		lat = append(lat, at.Sub(start))
 		if at.After(lastAt) {
 			lastAt = at
@@ -225,8 +230,10 @@ func logEntries(ctx context.Context, db *pgxpool.Pool) (int64, error) {
 // whose event ID is LIKE $1 and puppet it was delivered to: a message is
 // stored once in its room's log and each puppet's log holds a span that
 // covers it (package groups, migration 0025), or, delivered before that,
-// a row of the puppet's own.
-const deliveredMessages = `SELECT e.event_id, s.created_at FROM room_entry e
+// a row of the puppet's own. A message's time is its entry's, written in
+// the transaction that gave it to its puppets; a span's is that of its
+// first entry, and a span grows across transactions for an hour.
+const deliveredMessages = `SELECT e.event_id, e.created_at FROM room_entry e
 	JOIN delivery_span s ON s.room_no = e.room_no AND s.first_no <= e.no AND s.first_no + s.n > e.no
 	WHERE e.event_id LIKE $1
 	UNION ALL
