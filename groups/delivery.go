@@ -86,12 +86,7 @@ func (s *Service) deliverAll(ctx context.Context, w *inbound.Work, to []id.UserI
 	if len(ds) == 1 {
 		what = string(ds[0].EventID)
 	}
-	users := make([]string, len(to))
-	for i, u := range to {
-		users[i] = string(u)
-	}
-	slices.Sort(users)
-	users = slices.Compact(users)
+	users := userIDs(to)
 	for _, d := range ds[1:] {
 		if d.Kind != ds[0].Kind || d.RoomID != ds[0].RoomID {
 			return nil, fmt.Errorf("deliver %s: a run holds entries of one kind and room, not %s in %s", what, d.Kind, d.RoomID)
@@ -104,6 +99,17 @@ func (s *Service) deliverAll(ctx context.Context, w *inbound.Work, to []id.UserI
 		return nil, fmt.Errorf("deliver %s: %s entries go one at a time", what, ds[0].Kind)
 	}
 	return s.deliverEach(ctx, w, users, ds[0])
+}
+
+// userIDs returns the user IDs of to as strings, sorted and distinct:
+// the order in which a delivery locks its puppets' cursors (advance).
+func userIDs(to []id.UserID) []string {
+	users := make([]string, len(to))
+	for i, u := range to {
+		users[i] = string(u)
+	}
+	slices.Sort(users)
+	return slices.Compact(users)
 }
 
 // logs are the puppets' cursors as one delivery advanced them: for

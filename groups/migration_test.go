@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mls-appservice/mls-appservice/database"
 	"github.com/mls-appservice/mls-appservice/epochs"
 	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/internal/testdb"
@@ -101,10 +102,7 @@ func TestMigrationGathersPrivates(t *testing.T) {
 // to the user ID and seq, so it still opens), and the next delivery
 // continues the log.
 func TestMigrationNumbersLogs(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db := testdb.OpenBefore(ctx, t, "0018")
-	s := &Service{cfg: Config{Sealer: newSealer(t), DB: db}, metrics: NewMetrics(prometheus.NewRegistry())}
+	ctx, db, s := logsBefore(t, "0018")
 	alice, bob := id.UserID("@alice:example.org"), id.UserID("@bob:example.org")
 	logs := map[id.UserID][]string{alice: {"a1", "a2", "a3"}, bob: {"b1"}}
 	for user, bodies := range logs {
@@ -166,10 +164,7 @@ func TestMigrationNumbersLogs(t *testing.T) {
 // first number; a log written before it reads back the same, entry for
 // entry, and the next delivery grows the log's last span.
 func TestMigrationKeysSpansByFirst(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db := testdb.OpenBefore(ctx, t, "0030")
-	s := &Service{cfg: Config{Sealer: newSealer(t), DB: db}, metrics: NewMetrics(prometheus.NewRegistry())}
+	ctx, db, s := logsBefore(t, "0030")
 	alice, room := id.UserID("@alice:example.org"), id.RoomID("!r:example.org")
 	exec := func(sql string, args ...any) {
 		t.Helper()
@@ -234,6 +229,15 @@ func TestMigrationKeysSpansByFirst(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(first_seq || '+' || n, ' ' ORDER BY first_seq) FROM delivery_span`).Scan(&spans); err != nil || spans != "1+2 4+4" {
 		t.Errorf("spans %q (%v), want 1+2 4+4: the last one grown", spans, err)
 	}
+}
+
+// logsBefore opens a database migrated up to the migration first, and a
+// Service on it that can deliver and read logs, for the test's minute.
+func logsBefore(t *testing.T, first string) (context.Context, *database.DB, *Service) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	db := testdb.OpenBefore(ctx, t, first)
+	return ctx, db, &Service{cfg: Config{Sealer: newSealer(t), DB: db}, metrics: NewMetrics(prometheus.NewRegistry())}
 }
 
 // mustSeal seals body as entry seq of puppet's own rows.
