@@ -73,11 +73,10 @@ func (s *Service) deliver(ctx context.Context, w *inbound.Work, to []id.UserID, 
 //
 // Messages, membership events and MLS state go to the room's log, once
 // (deliverToRoom); undecryptable notices are a row per puppet
-// (deliverEach), one entry at a time. Either way the
-// puppets' cursors advance in one round trip, one statement each, in
-// sorted order, so that two transactions delivering to the same puppets
-// lock their cursors in one order (one multi-row INSERT ... ON CONFLICT
-// for all of them waited on other transactions far more often).
+// (deliverEach), one entry at a time. Either way the puppets' cursors
+// advance in one round trip, locked in the order of their user IDs
+// (advance), so that two transactions delivering to the same puppets
+// never wait on each other in a cycle.
 func (s *Service) deliverAll(ctx context.Context, w *inbound.Work, to []id.UserID, ds []Delivered) ([]id.UserID, error) {
 	if len(to) == 0 || len(ds) == 0 {
 		return nil, nil
