@@ -103,10 +103,7 @@ func (s *Service) deliverAll(ctx context.Context, w *inbound.Work, to []id.UserI
 // userIDs returns the user IDs of to as strings, sorted and distinct:
 // the order in which a delivery locks its puppets' cursors (advance).
 func userIDs(to []id.UserID) []string {
-	users := make([]string, len(to))
-	for i, u := range to {
-		users[i] = string(u)
-	}
+	users := userStrings(to)
 	slices.Sort(users)
 	return slices.Compact(users)
 }

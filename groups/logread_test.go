@@ -30,12 +30,7 @@ func TestLogMergesSpansAndRows(t *testing.T) {
 		var got []id.UserID
 		var err error
 		if legacy {
-			sorted := make([]string, len(to))
-			for i, u := range to {
-				sorted[i] = string(u)
-			}
-			slices.Sort(sorted)
-			got, err = h.s.deliverEach(h.ctx, w, sorted, ds[0])
+			got, err = h.s.deliverEach(h.ctx, w, userIDs(to), ds[0])
 		} else {
 			got, err = h.s.deliverAll(h.ctx, w, to, ds)
 		}

@@ -341,7 +341,7 @@ func (s *Service) receiveMessage(ctx context.Context, w *inbound.Work, r *room, 
 		// answers). Planned for its values each time (the simple
 		// protocol): a generic plan made while the tables were small is
 		// a sequential scan.
-		users := userIDs(to)
+		users := userStrings(to)
 		var delivered bool
 		if qerr := w.Q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM room_entry e JOIN room_log r USING (room_no)
 				WHERE e.event_id = $2 AND r.room_id = $4)
@@ -424,7 +424,7 @@ func (s *Service) mlsState(ctx context.Context, w *inbound.Work, r *room, to []i
 	if len(to) == 0 {
 		return nil
 	}
-	users := userIDs(to)
+	users := userStrings(to)
 	// Planned for its values each time (the simple protocol): a generic
 	// plan made while the tables were small is a sequential scan.
 	rows, err := w.Q.Query(ctx, `SELECT c.user_id FROM delivery_cursor c JOIN delivery d ON d.log_no = c.log_no
