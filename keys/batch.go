@@ -33,7 +33,7 @@ const refPrefixLen = 2
 
 // newBatch is the one-time KeyPackages of one upload, just made.
 type newBatch struct {
-	kps      []newKeyPackage // key ids and encodings for the upload; sealed is unused
+	kps      []newKeyPackage // key ids and encodings for the upload
 	template []byte          // the shared fields (group.NewKeyPackageTemplate), encoded
 	refs     []byte          // refPrefixLen bytes of each KeyPackageRef, in index order
 	state    []byte          // the PPRF, encoded; sealed once the upload's row is known
@@ -102,7 +102,7 @@ func (m *Manager) makeBatch(dev Device, sig *suite.SignaturePrivateKey, n int) (
 		}
 		ref := kp.KeyPackage.Ref(s)
 		b.refs = append(b.refs, ref[:refPrefixLen]...)
-		b.kps = append(b.kps, newKeyPackage{keyID: keyID(ref), notAfter: notAfter, wire: uploadForm(&kp.KeyPackage)})
+		b.kps = append(b.kps, newKeyPackage{keyID: keyID(ref), wire: uploadForm(&kp.KeyPackage)})
 	}
 	if b.state, err = keep.MarshalBinary(); err != nil {
 		return nil, fmt.Errorf("key packages for %s: %w", dev, err)

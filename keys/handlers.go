@@ -51,9 +51,10 @@ func (h countHandler) KeyCounts(ctx context.Context, w *inbound.Work, k inbound.
 	// the transaction, so only a report made into a work item after our
 	// upload was acknowledged is known to be about the current key.
 	var sentAt *time.Time
-	err = w.Q.QueryRow(ctx, `SELECT o.sent_at FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
-		WHERE k.user_id = $1 AND k.device_id = $2 AND k.last_resort AND k.retired_at IS NULL`,
-		dev.UserID, dev.DeviceID).Scan(&sentAt)
+	txn, err := currentUpload(ctx, w.Q, ident)
+	if err == nil {
+		err = w.Q.QueryRow(ctx, `SELECT sent_at FROM outbox WHERE txn_id = $1`, txn).Scan(&sentAt)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return m.scheduleDevice(ctx, w.Q, dev, m.cfg.Now(), database.Earliest)
 	}
@@ -139,7 +140,7 @@ func (t deviceTimer) Timer(ctx context.Context, w *inbound.Work, timer database.
 	if err := m.resendDeviceKeys(ctx, w.Q, w.Out, ident); err != nil {
 		return time.Time{}, err
 	}
-	if err := m.prune(ctx, w.Q, dev); err != nil {
+	if err := m.prune(ctx, w.Q, ident); err != nil {
 		return time.Time{}, err
 	}
 	if err := m.checkStock(ctx, w, ident); err != nil {

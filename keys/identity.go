@@ -37,6 +37,7 @@ type identity struct {
 	crossSigned    bool
 	otkSent        int64
 	otkClaimed     int64
+	lastResort     *lastResort // nil: none, or one stored before migration 0031 (legacyLastResort)
 }
 
 // identityBinding is the table name a device's signature key is sealed
@@ -54,11 +55,12 @@ func (m *Manager) loadIdentity(ctx context.Context, q database.Querier, dev Devi
 	var suiteID int
 	var sealed []byte
 	id := &identity{dev: dev}
+	lastResortDest, scanned := scanLastResort()
 	err := q.QueryRow(ctx, `SELECT suite, signature_key, device_keys, device_keys_txn, device_keys_sent_at IS NOT NULL,
-		cross_signed_at IS NOT NULL, otk_sent, otk_claimed FROM puppet_device
+		cross_signed_at IS NOT NULL, otk_sent, otk_claimed, `+lastResortColumns+` FROM puppet_device
 		WHERE user_id = $1 AND device_id = $2 AND signature_key IS NOT NULL`,
-		dev.UserID, dev.DeviceID).Scan(&suiteID, &sealed, &id.deviceKeys, &id.deviceKeysTxn, &id.deviceKeysSent,
-		&id.crossSigned, &id.otkSent, &id.otkClaimed)
+		dev.UserID, dev.DeviceID).Scan(append([]any{&suiteID, &sealed, &id.deviceKeys, &id.deviceKeysTxn, &id.deviceKeysSent,
+		&id.crossSigned, &id.otkSent, &id.otkClaimed}, lastResortDest...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -69,6 +71,7 @@ func (m *Manager) loadIdentity(ctx context.Context, q database.Querier, dev Devi
 	if err != nil {
 		return nil, fmt.Errorf("identity of %s: %w", dev, err)
 	}
+	id.lastResort = scanned()
 	plain, err := m.cfg.Sealer.Open(purposeSignatureKey, identityRow(dev), sealed)
 	if err != nil {
 		return nil, fmt.Errorf("identity of %s: %w", dev, err)
@@ -149,19 +152,22 @@ func (m *Manager) EnsureIdentity(ctx context.Context, q database.Querier, out *d
 	if err != nil {
 		return false, err
 	}
-	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{DeviceKeys: deviceKeys, OneTimeKeys: otks.kps, Fallback: []newKeyPackage{lastResort}})
+	defer lastResort.wipe()
+	txn, err := m.enqueueUpload(ctx, out, dev, uploadBody{DeviceKeys: deviceKeys, OneTimeKeys: otks.kps, Fallback: []newKeyPackage{lastResort.kp}})
+	if err != nil {
+		return false, err
+	}
+	current, err := lastResort.seal(m.cfg.Sealer, dev, txn)
 	if err != nil {
 		return false, err
 	}
 	// device_keys stays NULL: signedDeviceKeys rebuilds it.
-	if _, err := q.Exec(ctx, `UPDATE puppet_device SET suite = $3, signature_key = $4, device_keys_txn = $5
-		WHERE user_id = $1 AND device_id = $2`, dev.UserID, dev.DeviceID, int(m.suite.ID()), sealed, txn); err != nil {
+	if _, err := q.Exec(ctx, `UPDATE puppet_device SET suite = $3, signature_key = $4, device_keys_txn = $5,
+		(`+lastResortColumns+`) = ($6, $7, $8, $9, $10) WHERE user_id = $1 AND device_id = $2`,
+		append([]any{dev.UserID, dev.DeviceID, int(m.suite.ID()), sealed, txn}, current.values()...)...); err != nil {
 		return false, fmt.Errorf("store identity of %s: %w", dev, err)
 	}
 	if err := m.insertBatch(ctx, q, dev, txn, otks); err != nil {
-		return false, err
-	}
-	if err := insertKeyPackages(ctx, q, dev, txn, []newKeyPackage{lastResort}); err != nil {
 		return false, err
 	}
 	now := m.cfg.Now()

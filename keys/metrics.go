@@ -38,6 +38,10 @@ type Metrics struct {
 	// open or decode when a Welcome was looked up in them; they are
 	// skipped, and their KeyPackages cannot be used.
 	UnreadableBatches prometheus.Counter
+	// UnreadableLastResort counts current last-resort KeyPackages that
+	// did not open or derive when looked up or replaced; they cannot be
+	// used, and are dropped when replaced.
+	UnreadableLastResort prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them in reg.
@@ -71,8 +75,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Cross-signing signatures of our devices that the homeserver refused (each is tried again)."}),
 		UnreadableBatches: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_key_package_batches_unreadable_total",
 			Help: "Stored batches of our KeyPackages that did not open or decode when looked up (skipped; see the log)."}),
+		UnreadableLastResort: prometheus.NewCounter(prometheus.CounterOpts{Name: "mlsas_keys_last_resort_unreadable_total",
+			Help: "Our stored last-resort KeyPackages that did not open or derive (unusable; see the log)."}),
 	}
 	reg.MustRegister(m.Stock, m.LowWater, m.BelowLowWater, m.Generated, m.Uploaded, m.ClaimedByOthers, m.TopUps,
-		m.LastResortReplaced, m.Claimed, m.Refused, m.CrossSigned, m.CrossSignRequests, m.CrossSignRefused, m.UnreadableBatches)
+		m.LastResortReplaced, m.Claimed, m.Refused, m.CrossSigned, m.CrossSignRequests, m.CrossSignRefused, m.UnreadableBatches,
+		m.UnreadableLastResort)
 	return m
 }

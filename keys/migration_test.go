@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mls-appservice/mls-appservice/database"
+	"github.com/mls-appservice/mls-appservice/inbound"
 	"github.com/mls-appservice/mls-appservice/internal/reseal"
 	"github.com/mls-appservice/mls-appservice/internal/testdb"
 	"github.com/mls-appservice/mls-appservice/migrations"
@@ -247,5 +250,146 @@ func TestMigrationMovesIdentity(t *testing.T) {
 	var left int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM key_package_batch`).Scan(&left); err != nil || left != 0 {
 		t.Fatalf("%d batches of a deleted device left (%v)", left, err)
+	}
+}
+
+// TestMigrationKeepsLegacyLastResort: a current last-resort KeyPackage
+// stored in key_package before migration 0031 stays in use: found for a
+// Welcome, not replaced as missing, and when a Welcome consumes it,
+// retired in place while its replacement goes to the device's row. That
+// one, consumed in turn, moves to key_package under its key id, retired,
+// and both retired ones are still found; a retired one consumed again
+// replaces nothing.
+func TestMigrationKeepsLegacyLastResort(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.OpenBefore(ctx, t, "0031")
+	m, sealer := offlineManager(t, 1, 5, 1, 24*time.Hour)
+	s, _ := suite.Lookup(1)
+	a := newTestDevice(t, s, "@a:hs", "A")
+	sig, err := sealer.Seal(purposeSignatureKey, identityRow(a.dev), a.sig.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A last-resort KeyPackage as stored before: a row of its own, its
+	// secret sealed to its key id.
+	legacy, err := m.makeLastResort(a.dev, a.sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacyRef, err := base64.RawURLEncoding.DecodeString(legacy.kp.keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, err := sealer.Seal(purposeKeyPackage, keyPackageRow(a.dev, legacy.kp.keyID), legacy.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO puppet (user_id) VALUES ($1)`, []any{a.dev.UserID}},
+		{`INSERT INTO puppet_device (user_id, device_id, suite, signature_key, device_keys_txn) VALUES ($1, $2, 1, $3, 'txn1')`,
+			[]any{a.dev.UserID, a.dev.DeviceID, sig}},
+		{`INSERT INTO key_package (user_id, device_id, key_id, last_resort, template, private, upload_txn, not_after)
+			VALUES ($1, $2, $3, true, $4, $5, 'txn1', $6)`,
+			[]any{a.dev.UserID, a.dev.DeviceID, legacy.kp.keyID, legacy.stored.template, private, legacy.stored.notAfter}},
+	} {
+		if _, err := db.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+
+	found := func(ref []byte) bool {
+		t.Helper()
+		got, _, err := m.FindKeyPackage(ctx, db, a.dev, [][]byte{{0xff}, ref})
+		if errors.Is(err, ErrUnknownKeyPackage) {
+			return false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Equal(got, ref)
+	}
+	replaced := m.cfg.Metrics.LastResortReplaced
+	count := func() float64 {
+		return testutil.ToFloat64(replaced.WithLabelValues("consumed")) + testutil.ToFloat64(replaced.WithLabelValues("missing")) +
+			testutil.ToFloat64(replaced.WithLabelValues("expiring"))
+	}
+	// inTx runs f as a work item's transaction, committed.
+	inTx := func(f func(w *inbound.Work) error) {
+		t.Helper()
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
+		if err := f(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Out.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.Committed()
+	}
+	current := func() *identity {
+		t.Helper()
+		id, err := m.loadIdentity(ctx, db, a.dev)
+		if err != nil || id == nil {
+			t.Fatalf("identity: %v, %v", id, err)
+		}
+		return id
+	}
+
+	if !found(legacyRef) {
+		t.Fatal("the last-resort KeyPackage stored before migration 0031 is not found")
+	}
+	inTx(func(w *inbound.Work) error { return m.checkLastResort(ctx, w, current()) })
+	if n := count(); n != 0 {
+		t.Fatalf("the legacy last-resort KeyPackage was replaced (%v) while current", n)
+	}
+	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, legacyRef) })
+	if n := count(); n != 1 {
+		t.Fatalf("%v replacements after its Welcome, want 1", n)
+	}
+	id := current()
+	if id.lastResort == nil {
+		t.Fatal("the replacement is not in the device's row")
+	}
+	b, secret, err := id.lastResort.derive(sealer, a.dev, a.sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(secret)
+	secondRef := b.KeyPackage.Ref(s)
+	if !found(secondRef) || !found(legacyRef) {
+		t.Fatal("the replacement or the retired one is not found")
+	}
+	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, secondRef) })
+	if n := count(); n != 2 {
+		t.Fatalf("%v replacements after the second Welcome, want 2", n)
+	}
+	var rows int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM key_package WHERE user_id = $1 AND device_id = $2 AND key_id = $3
+		AND last_resort AND retired_at IS NOT NULL`, a.dev.UserID, a.dev.DeviceID, keyID(secondRef)).Scan(&rows); err != nil || rows != 1 {
+		t.Fatalf("the replaced one has %d retired rows (%v), want 1", rows, err)
+	}
+	if third := current().lastResort; third == nil || third.txn == id.lastResort.txn {
+		t.Fatal("the device's row still holds the replaced one")
+	}
+	if !found(secondRef) || !found(legacyRef) {
+		t.Fatal("a retired last-resort KeyPackage is not found within its grace")
+	}
+	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, secondRef) })
+	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, legacyRef) })
+	if n := count(); n != 2 {
+		t.Fatalf("%v replacements after retired ones were consumed again, want 2", n)
 	}
 }

@@ -12,6 +12,8 @@ func SealedColumns() []reseal.Column {
 			Binding: identityBinding, Parts: []string{"t.user_id", "t.device_id"}},
 		{Table: "key_package", Column: "private", Purpose: purposeKeyPackage,
 			Binding: "key_package", Parts: []string{"t.user_id", "t.device_id", "t.key_id"}},
+		{Table: "puppet_device", Column: "last_resort_secret", Purpose: purposeKeyPackage,
+			Binding: lastResortBinding, Parts: []string{"t.user_id", "t.device_id", "t.last_resort_txn"}},
 		{Table: "key_package_batch", Column: "secrets", Purpose: purposeKeyPackageBatch,
 			Binding: "key_package_batch", Parts: []string{"t.user_id", "t.device_id", "t.upload_txn"}},
 		{Table: "puppet", Column: "master_key", Purpose: purposeMasterKey,

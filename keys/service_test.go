@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -299,12 +300,33 @@ func (e *env) storedKeyPackage(t *testing.T, d Device, kp *message.KeyPackage) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.db.QueryRow(t.Context(), `SELECT last_resort AND retired_at IS NULL FROM key_package
-		WHERE user_id = $1 AND device_id = $2 AND key_id = $3`, d.UserID, d.DeviceID, keyID(ref)).Scan(&lastResort)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	current, _, err := e.currentLastResort(t.Context(), d)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return keyID(ref), lastResort, true
+	return keyID(ref), current == keyID(ref), true
+}
+
+// currentLastResort returns the key id of d's current last-resort
+// KeyPackage, derived again from its puppet_device row, and whether its
+// upload was sent.
+func (e *env) currentLastResort(ctx context.Context, d Device) (keyID_ string, sent bool, err error) {
+	id, err := e.m.loadIdentity(ctx, e.db, d)
+	if err != nil {
+		return "", false, err
+	}
+	if id == nil || id.lastResort == nil {
+		return "", false, fmt.Errorf("%s has no current last-resort KeyPackage", d)
+	}
+	b, secret, err := id.lastResort.derive(e.m.cfg.Sealer, d, id.sig)
+	if err != nil {
+		return "", false, err
+	}
+	clear(secret)
+	if err := e.db.QueryRow(ctx, `SELECT sent_at IS NOT NULL FROM outbox WHERE txn_id = $1`, id.lastResort.txn).Scan(&sent); err != nil {
+		return "", false, err
+	}
+	return keyID(b.KeyPackage.Ref(id.sig.Suite())), sent, nil
 }
 
 // storedCount is how many KeyPackages of d the database holds private
@@ -315,6 +337,8 @@ func (e *env) storedCount(t *testing.T, d Device, unsent bool) int {
 	err := e.db.QueryRow(t.Context(), `SELECT
 		(SELECT count(*) FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
 		 WHERE k.user_id = $1 AND k.device_id = $2 AND (NOT $3 OR o.sent_at IS NULL)) +
+		(SELECT count(*) FROM puppet_device p JOIN outbox o ON o.txn_id = p.last_resort_txn
+		 WHERE p.user_id = $1 AND p.device_id = $2 AND (NOT $3 OR o.sent_at IS NULL)) +
 		(SELECT coalesce(sum(length(b.refs) / $4 - b.used), 0) FROM key_package_batch b JOIN outbox o ON o.txn_id = b.upload_txn
 		 WHERE b.user_id = $1 AND b.device_id = $2 AND (NOT $3 OR o.sent_at IS NULL))`,
 		d.UserID, d.DeviceID, unsent, refPrefixLen).Scan(&n)
@@ -509,10 +533,7 @@ func TestKeysService(t *testing.T) {
 	}
 	toDevice(t, e.hs, mallory, b1)
 	waitFor(t, 60*time.Second, "replacement of the last resort and top-up of "+b1.String(), func() (bool, error) {
-		var current string
-		var sent bool
-		err := e.db.QueryRow(ctx, `SELECT k.key_id, o.sent_at IS NOT NULL FROM key_package k JOIN outbox o ON o.txn_id = k.upload_txn
-			WHERE k.user_id = $1 AND k.device_id = $2 AND k.last_resort AND k.retired_at IS NULL`, b1.UserID, b1.DeviceID).Scan(&current, &sent)
+		current, sent, err := e.currentLastResort(ctx, b1)
 		if err != nil {
 			return false, err
 		}
@@ -633,9 +654,8 @@ func checkCountedOnCommit(t *testing.T, e *env, d Device) {
 			t.Fatal(err)
 		}
 		defer tx.Rollback(ctx)
-		var id string
-		if err := tx.QueryRow(ctx, `SELECT key_id FROM key_package WHERE user_id = $1 AND device_id = $2
-			AND last_resort AND retired_at IS NULL`, d.UserID, d.DeviceID).Scan(&id); err != nil {
+		id, _, err := e.currentLastResort(ctx, d)
+		if err != nil {
 			t.Fatalf("%s: last-resort KeyPackage: %v", d, err)
 		}
 		ref, err := base64.RawURLEncoding.DecodeString(id)
@@ -978,6 +998,15 @@ func checkDump(t *testing.T, e *env, devices []Device) int {
 			}
 			secrets = append(secrets, b.InitKey.Bytes(), b.EncryptionKey.Bytes())
 		}
+		if id, err := e.m.loadIdentity(ctx, e.db, d); err != nil || id == nil || id.lastResort == nil {
+			t.Fatalf("%s: no current last-resort KeyPackage: %v", d, err)
+		} else {
+			b, secret, err := id.lastResort.derive(e.m.cfg.Sealer, d, id.sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secrets = append(secrets, secret, b.InitKey.Bytes(), b.EncryptionKey.Bytes())
+		}
 		batched, states := e.batchKeyPackages(t, d)
 		for _, b := range batched {
 			secrets = append(secrets, b.InitKey.Bytes(), b.EncryptionKey.Bytes())
@@ -1070,6 +1099,7 @@ func checkReseal(t *testing.T, e *env, devices []Device) {
 	var left int
 	kid := newKey.ID()
 	if err := e.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM key_package WHERE substring(private from 2 for 8) <> $1) +
+		(SELECT count(*) FROM puppet_device WHERE substring(last_resort_secret from 2 for 8) <> $1) +
 		(SELECT count(*) FROM key_package_batch WHERE substring(secrets from 2 for 8) <> $1)`, kid[:]).Scan(&left); err != nil {
 		t.Fatal(err)
 	}

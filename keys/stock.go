@@ -2,11 +2,9 @@ package keys
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"maunium.net/go/mautrix/id"
@@ -24,14 +22,10 @@ import (
 // the device's KeyPackages whose private keys are still kept.
 var ErrUnknownKeyPackage = errors.New("keys: no such KeyPackage of ours")
 
-// newKeyPackage is a KeyPackage just made, ready to store and upload.
+// newKeyPackage is a KeyPackage just made, as uploaded.
 type newKeyPackage struct {
-	keyID      string // keyID(KeyPackageRef): the one-time key id and the row's key
-	wire       []byte // MLSMessage(KeyPackage), as uploaded
-	template   []byte // its template (group.NewKeyPackageTemplate), encoded
-	sealed     []byte // sealed: the secret it is derived from (group.DeriveKeyPackage)
-	notAfter   time.Time
-	lastResort bool
+	keyID string // keyID(KeyPackageRef): the one-time key id
+	wire  []byte // MLSMessage(KeyPackage), as uploaded
 }
 
 // uploadForm is a KeyPackage as uploaded: an MLSMessage (package doc).
@@ -39,51 +33,11 @@ func uploadForm(kp *message.KeyPackage) []byte {
 	return codec.Marshal(&message.MLSMessage{Version: message.MLS10, WireFormat: message.WireFormatKeyPackage, KeyPackage: kp})
 }
 
+// keyPackageRow is the binding of a KeyPackage stored in a row of its own
+// (key_package): a retired last-resort one, or one made before batches
+// and migration 0031.
 func keyPackageRow(dev Device, keyID string) seal.Binding {
 	return seal.Row("key_package", string(dev.UserID), string(dev.DeviceID), keyID)
-}
-
-// makeLastResort makes a last-resort KeyPackage of dev, its private keys
-// sealed to its row. Unlike the one-time ones (batch.go), its keys come
-// from a secret of its own: it may serve several joiners and is replaced,
-// not punctured.
-func (m *Manager) makeLastResort(dev Device, sig *suite.SignaturePrivateKey) (newKeyPackage, error) {
-	template, notAfter, err := m.keyPackageTemplate(dev, sig)
-	if err != nil {
-		return newKeyPackage{}, err
-	}
-	secret := make([]byte, sig.Suite().HashSize())
-	defer clear(secret)
-	if _, err := rand.Read(secret); err != nil {
-		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
-	}
-	b, err := group.DeriveKeyPackage(template, secret, sig)
-	if err != nil {
-		return newKeyPackage{}, fmt.Errorf("key package for %s: %w", dev, err)
-	}
-	kp := newKeyPackage{keyID: keyID(b.KeyPackage.Ref(sig.Suite())), notAfter: notAfter, lastResort: true,
-		wire: uploadForm(&b.KeyPackage), template: encodeTemplate(template, dev)}
-	if kp.sealed, err = m.cfg.Sealer.Seal(purposeKeyPackage, keyPackageRow(dev, kp.keyID), secret); err != nil {
-		return newKeyPackage{}, err
-	}
-	m.cfg.Metrics.Generated.WithLabelValues("last_resort").Inc()
-	return kp, nil
-}
-
-func insertKeyPackages(ctx context.Context, q database.Querier, dev Device, txn string, kps []newKeyPackage) error {
-	n := len(kps)
-	ids, sealed, templates := make([]string, n), make([][]byte, n), make([][]byte, n)
-	lastResort, notAfter := make([]bool, n), make([]time.Time, n)
-	for i, kp := range kps {
-		ids[i], sealed[i], templates[i], lastResort[i], notAfter[i] = kp.keyID, kp.sealed, kp.template, kp.lastResort, kp.notAfter
-	}
-	_, err := q.Exec(ctx, `INSERT INTO key_package (user_id, device_id, key_id, last_resort, template, private, upload_txn, not_after)
-		SELECT $1, $2, k, l, t, p, $3, a FROM unnest($4::text[], $5::boolean[], $6::bytea[], $7::bytea[], $8::timestamptz[])
-		AS t(k, l, t, p, a)`, dev.UserID, dev.DeviceID, txn, ids, lastResort, templates, sealed, notAfter)
-	if err != nil {
-		return fmt.Errorf("store %d key packages of %s: %w", n, dev, err)
-	}
-	return nil
 }
 
 // FindKeyPackage returns the first of refs (a Welcome's KeyPackageRefs)
@@ -108,11 +62,15 @@ func (m *Manager) FindKeyPackage(ctx context.Context, q database.Querier, dev De
 		hit.wipe()
 		return hit.ref, hit.bundle, nil
 	}
+	if ref, b := m.findLastResort(ident, refs); b != nil {
+		return ref, b, nil
+	}
 	return m.findStored(ctx, q, ident, refs)
 }
 
-// findStored looks refs up among the KeyPackages stored one per row: the
-// last-resort ones, and one-time ones made before batches.
+// findStored looks refs up among the KeyPackages stored one per row:
+// retired last-resort ones, and those made before batches and migration
+// 0031.
 func (m *Manager) findStored(ctx context.Context, q database.Querier, ident *identity, refs [][]byte) ([]byte, *group.KeyPackageBundle, error) {
 	dev := ident.dev
 	ids := make([]string, len(refs))
@@ -174,7 +132,7 @@ func (m *Manager) Consume(ctx context.Context, w *inbound.Work, dev Device, ref 
 	err := q.QueryRow(ctx, `SELECT key_id, last_resort, retired_at IS NOT NULL FROM key_package
 		WHERE user_id = $1 AND device_id = $2 AND key_id = $3 FOR UPDATE`, dev.UserID, dev.DeviceID, keyID(ref)).Scan(&id, &lastResort, &retired)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return m.consumeBatched(ctx, q, dev, ref)
+		return m.consumeCurrent(ctx, w, dev, ref)
 	}
 	if err != nil {
 		return fmt.Errorf("consume key package of %s: %w", dev, err)
@@ -196,48 +154,28 @@ func (m *Manager) Consume(ctx context.Context, w *inbound.Work, dev Device, ref 
 	return m.replaceLastResort(ctx, w, ident, "consumed")
 }
 
-// consumeBatched consumes a one-time KeyPackage of one of dev's batches:
-// its index is punctured, so its private keys can no longer be derived.
-func (m *Manager) consumeBatched(ctx context.Context, q database.Querier, dev Device, ref []byte) error {
-	ident, err := m.loadIdentity(ctx, q, dev)
+// consumeCurrent consumes ref, which no row of key_package names: the
+// device's current last-resort KeyPackage, replaced, or a one-time one of
+// its batches, whose index is punctured so that its private keys can no
+// longer be derived. Two transactions that replace the same current one
+// both move it to key_package under its key id: the second waits for the
+// first and fails on the key, and its work, retried, finds it retired.
+func (m *Manager) consumeCurrent(ctx context.Context, w *inbound.Work, dev Device, ref []byte) error {
+	ident, err := m.loadIdentity(ctx, w.Q, dev)
 	if err != nil || ident == nil {
 		return errors.Join(err, ErrNoIdentity)
 	}
-	hit, err := m.findInBatches(ctx, q, ident, [][]byte{ref}, true)
+	if _, b := m.findLastResort(ident, [][]byte{ref}); b != nil {
+		return m.replaceLastResort(ctx, w, ident, "consumed")
+	}
+	hit, err := m.findInBatches(ctx, w.Q, ident, [][]byte{ref}, true)
 	if err != nil {
 		return err
 	}
 	if hit == nil {
 		return fmt.Errorf("%w: %s, ref %x", ErrUnknownKeyPackage, dev, ref)
 	}
-	return m.consumeFromBatch(ctx, q, dev, hit)
-}
-
-// replaceLastResort makes a new last-resort KeyPackage, retires the
-// current one and uploads the new one as the fallback key, which the
-// homeserver then hands out instead.
-func (m *Manager) replaceLastResort(ctx context.Context, w *inbound.Work, id *identity, why string) error {
-	q := w.Q
-	kp, err := m.makeLastResort(id.dev, id.sig)
-	if err != nil {
-		return err
-	}
-	kps := []newKeyPackage{kp}
-	if _, err := q.Exec(ctx, `UPDATE key_package SET retired_at = now() WHERE user_id = $1 AND device_id = $2
-		AND last_resort AND retired_at IS NULL`, id.dev.UserID, id.dev.DeviceID); err != nil {
-		return fmt.Errorf("retire last-resort key package of %s: %w", id.dev, err)
-	}
-	txn, err := m.enqueueUpload(ctx, w.Out, id.dev, uploadBody{Fallback: kps})
-	if err != nil {
-		return err
-	}
-	if err := insertKeyPackages(ctx, q, id.dev, txn, kps); err != nil {
-		return err
-	}
-	w.Count(m.cfg.Metrics.LastResortReplaced.WithLabelValues(why), 1)
-	m.cfg.Log.Info().Stringer("user_id", id.dev.UserID).Stringer("device_id", id.dev.DeviceID).Str("why", why).
-		Str("outbox_txn_id", txn).Msg("Last-resort KeyPackage replaced")
-	return nil
+	return m.consumeFromBatch(ctx, w.Q, dev, hit)
 }
 
 // checkStock is the device check's top-up (see the package doc for the
@@ -302,29 +240,14 @@ func (m *Manager) checkStock(ctx context.Context, w *inbound.Work, id *identity)
 	return nil
 }
 
-// checkLastResort replaces a missing or expiring last-resort KeyPackage
-// (one with less than a quarter of its lifetime left), so that the
-// homeserver never hands out an expired one as the fallback.
-func (m *Manager) checkLastResort(ctx context.Context, w *inbound.Work, id *identity) error {
-	q := w.Q
-	var notAfter time.Time
-	err := q.QueryRow(ctx, `SELECT not_after FROM key_package WHERE user_id = $1 AND device_id = $2
-		AND last_resort AND retired_at IS NULL`, id.dev.UserID, id.dev.DeviceID).Scan(&notAfter)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return m.replaceLastResort(ctx, w, id, "missing")
-	case err != nil:
-		return fmt.Errorf("read last-resort key package of %s: %w", id.dev, err)
-	case notAfter.Sub(m.cfg.Now()) < m.cfg.Lifetime/4:
-		return m.replaceLastResort(ctx, w, id, "expiring")
-	}
-	return nil
-}
-
 // prune deletes private keys that no Welcome can need any more:
 // KeyPackages whose upload the outbox gave up (never published), retired
 // last-resort ones after the grace period, and expired ones after it.
-func (m *Manager) prune(ctx context.Context, q database.Querier, dev Device) error {
+func (m *Manager) prune(ctx context.Context, q database.Querier, id *identity) error {
+	if err := m.dropFailedLastResort(ctx, q, id); err != nil {
+		return err
+	}
+	dev := id.dev
 	grace := m.cfg.Now().Add(-m.cfg.LastResortGrace)
 	tag, err := q.Exec(ctx, `DELETE FROM key_package k WHERE k.user_id = $1 AND k.device_id = $2 AND (
 		k.retired_at < $3 OR k.not_after < $3 OR

@@ -1,8 +1,10 @@
 package keys
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -201,44 +203,73 @@ func TestSealedRowsAreBound(t *testing.T) {
 	m, sealer := offlineManager(t, 1, 2, 1, 24*time.Hour)
 	s, _ := suite.Lookup(1)
 	a := newTestDevice(t, s, "@a:hs", "A")
-	var kps []newKeyPackage
-	for range 2 {
-		kp, err := m.makeLastResort(a.dev, a.sig)
+	var made []*newLastResort
+	var stored []*lastResort
+	for i := range 2 {
+		n, err := m.makeLastResort(a.dev, a.sig)
 		if err != nil {
 			t.Fatal(err)
 		}
-		kps = append(kps, kp)
+		c, err := n.seal(sealer, a.dev, fmt.Sprintf("txn%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		made, stored = append(made, n), append(stored, c)
 	}
-	if kps[0].keyID == kps[1].keyID {
+	if made[0].kp.keyID == made[1].kp.keyID {
 		t.Fatal("two key packages share a key id")
 	}
-	if _, err := sealer.Open(purposeKeyPackage, keyPackageRow(a.dev, kps[0].keyID), kps[1].sealed); !errors.Is(err, seal.ErrOpen) {
-		t.Fatalf("a key package's private keys opened in another row: %v", err)
+	for i, n := range made {
+		if !bytes.Equal(n.secret, make([]byte, len(n.secret))) {
+			t.Fatalf("last resort %d: secret not wiped once sealed", i)
+		}
 	}
-	plain, err := sealer.Open(purposeKeyPackage, keyPackageRow(a.dev, kps[1].keyID), kps[1].sealed)
+	// Derived again from its row, a last-resort KeyPackage is the one
+	// uploaded.
+	b, secret, err := stored[1].derive(sealer, a.dev, a.sig)
+	if err != nil || keyID(b.KeyPackage.Ref(s)) != made[1].kp.keyID {
+		t.Fatalf("stored last-resort KeyPackage: %v", err)
+	}
+	// Its secret is bound to its row: the device and its upload.
+	swapped := *stored[0]
+	swapped.sealed = stored[1].sealed
+	if _, _, err := swapped.derive(sealer, a.dev, a.sig); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("a last-resort secret opened in another row: %v", err)
+	}
+	other := newTestDevice(t, s, "@b:hs", "B")
+	if _, _, err := stored[1].derive(sealer, other.dev, other.sig); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("a last-resort secret opened for another device: %v", err)
+	}
+	// The template is public: another template with this secret derives
+	// a KeyPackage of another ref, which derive refuses.
+	var tpl message.KeyPackage
+	if err := codec.Unmarshal(stored[1].template, &tpl, "key_package_template"); err != nil {
+		t.Fatal(err)
+	}
+	tpl.LeafNode.Lifetime.NotAfter++
+	forged := *stored[1]
+	forged.template = codec.Marshal(&tpl)
+	if _, _, err := forged.derive(sealer, a.dev, a.sig); err == nil {
+		t.Fatal("another template accepted for a stored last-resort KeyPackage")
+	}
+	// A retired one is stored in a row of its own, bound to its key id.
+	kid := made[1].kp.keyID
+	sealed, err := sealer.Seal(purposeKeyPackage, keyPackageRow(a.dev, kid), secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := storedBundle(a.dev, kps[1].template, plain, a.sig)
-	if err != nil || keyID(b.KeyPackage.Ref(s)) != kps[1].keyID {
-		t.Fatalf("stored KeyPackage: %v", err)
+	if _, err := sealer.Open(purposeKeyPackage, keyPackageRow(a.dev, made[0].kp.keyID), sealed); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("a key package's private keys opened in another row: %v", err)
 	}
-	// The template is public: another template with this secret derives
-	// a KeyPackage of another ref, which findStored refuses.
-	var other message.KeyPackage
-	if err := codec.Unmarshal(kps[1].template, &other, "key_package_template"); err != nil {
-		t.Fatal(err)
-	}
-	other.LeafNode.Lifetime.NotAfter++
-	if b, err := storedBundle(a.dev, codec.Marshal(&other), plain, a.sig); err == nil && keyID(b.KeyPackage.Ref(s)) == kps[1].keyID {
-		t.Fatal("another template derives the same KeyPackage")
+	if b2, err := storedBundle(a.dev, stored[1].template, secret, a.sig); err != nil || keyID(b2.KeyPackage.Ref(s)) != kid {
+		t.Fatalf("retired last-resort KeyPackage: %v", err)
 	}
 	// A row made before migration 0014 holds the sealed bundle.
 	old, err := b.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b2, err := storedBundle(a.dev, nil, old, a.sig); err != nil || keyID(b2.KeyPackage.Ref(s)) != kps[1].keyID {
+	if b2, err := storedBundle(a.dev, nil, old, a.sig); err != nil || keyID(b2.KeyPackage.Ref(s)) != kid {
 		t.Fatalf("stored bundle of an older row: %v", err)
 	}
 }
