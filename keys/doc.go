@@ -50,11 +50,16 @@
 // when every KeyPackage is used. Measured at 10,000 devices, each
 // claimed once (load test, pg_total_relation_size after VACUUM FULL): the
 // batches take 565 bytes a device with their index, where a device's 50
-// rows took 38.7 KB (at 1,000 devices). The
-// last-resort KeyPackage keeps a row of its own (key_package), as do
-// one-time ones made before batches: it serves several joiners and is
-// replaced, not punctured. Its row holds its template and, sealed, the
-// secret it is derived from (rows made before migration 0014 hold the
+// rows took 38.7 KB (at 1,000 devices).
+//
+// The last-resort KeyPackage serves several joiners and is replaced, not
+// punctured. The current one is held in the device's own puppet_device
+// row (lastresort.go): its template, the first 2 bytes of its ref and,
+// sealed, the secret it is derived from; a row of its own cost about 300
+// bytes a device more. A replaced one moves to a row of key_package,
+// retired, where it is found by its key id until keys.last_resort_grace
+// has passed; so are one-time ones made before batches and current ones
+// stored before migration 0031 (rows made before migration 0014 hold the
 // sealed KeyPackage and private keys).
 //
 // The device keys object is not stored either: signing is deterministic,

@@ -63,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	metrics := fs.String("metrics", "", "the service's /metrics URL (commits per second)")
 	dsn := fs.String("db", "", "the service's PostgreSQL URI (state sizes; synapse: waiting for new devices to be published before rooms are made; intake: deliveries)")
 	compact := fs.Bool("compact", false, "with -db, also measure the state after VACUUM FULL of its tables, which locks each while it is rewritten")
+	restWait := fs.Duration("rest-wait", 0, "with -compact, measure the state a third time once each room holds one epoch, waiting at most this long (the service's groups.epoch_linger and a little more; 0: not measured)")
 	intakeURL := fs.String("intake", "", "intake mode: the service's appservice listener")
 	hsToken := fs.String("hs-token", "", "intake mode: the registration's hs_token")
 	txns := fs.String("transactions", "", "intake mode: file of prepared transactions (JSON lines)")
@@ -91,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		res, err = load.Synapse(ctx, load.SynapseOptions{Client: client.New(*botapi, *token), Puppets: *puppets,
 			Rooms: *rooms, Members: *members, Devices: *devices, Rate: *rate, Duration: *duration, Churn: *churn,
-			Prefix: *prefix, Service: load.Process{PID: *pid}, MetricsURL: *metrics, DB: db, Compact: *compact, SettleTimeout: *settle,
+			Prefix: *prefix, Service: load.Process{PID: *pid}, MetricsURL: *metrics, DB: db, Compact: *compact, RestWait: *restWait, SettleTimeout: *settle,
 			Progress: stderr})
 	case "intake":
 		if *intakeURL == "" || *hsToken == "" || *txns == "" {
@@ -103,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		res, err = load.Intake(ctx, load.IntakeOptions{URL: *intakeURL, HSToken: *hsToken, Transactions: list,
 			EventPrefix: *eventPrefix, Puppets: *puppets, Rooms: *rooms, Members: *rooms * *members,
-			Devices: *puppets * *devices, Service: load.Process{PID: *pid}, DB: db, Compact: *compact, Progress: stderr})
+			Devices: *puppets * *devices, Service: load.Process{PID: *pid}, DB: db, Compact: *compact, RestWait: *restWait, Progress: stderr})
 	default:
 		return fmt.Errorf("-mode %q: want synapse or intake", *mode)
 	}

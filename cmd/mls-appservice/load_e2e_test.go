@@ -110,6 +110,9 @@ func TestLoad(t *testing.T) {
 			t.Logf("dmls_epoch's live bytes by part: %v", res.EpochParts)
 			t.Logf("pg_total_relation_size by table after VACUUM FULL: %v", res.CompactTables)
 			t.Logf("bytes per own device by column after VACUUM FULL: %v", res.DeviceParts)
+			if res.RestTables != nil {
+				t.Logf("pg_total_relation_size by table at rest (%.1f epochs a room): %v", res.RestEpochsPerRoom, res.RestTables)
+			}
 			if size.jsonDir != "" {
 				if err := res.WriteJSON(filepath.Join(size.jsonDir, "load-"+mode+".json")); err != nil {
 					t.Error(err)
@@ -331,7 +334,10 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 		}()
 	}
 	statements := pgStatements(t, S.db.Pool)
-	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, Compact: true, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
+	// At rest: once S's rooms hold one epoch each, which groups.epoch_linger
+	// (1 minute) after the last commit they do.
+	restWait := S.cfg.Groups.EpochLinger.D() + 30*time.Second
+	res, err := load.Intake(ctx, load.IntakeOptions{URL: S.proc.base, Compact: true, RestWait: restWait, HSToken: S.cfg.AppService.HSToken, Transactions: txns,
 		EventPrefix: "$loadi", Puppets: size.puppets, Rooms: size.rooms, Members: size.rooms * size.members,
 		Devices: size.puppets, Service: load.Process{PID: S.proc.cmd.Process.Pid}, Database: postmaster(t, S.db.Pool),
 		DB: S.db.Pool, Progress: os.Stdout})

@@ -44,8 +44,9 @@ type IntakeOptions struct {
 	// whose process tree's CPU time is measured too.
 	Database Process
 	DB       *pgxpool.Pool
-	// Compact: as SynapseOptions.Compact.
-	Compact bool
+	// Compact and RestWait: as in SynapseOptions.
+	Compact  bool
+	RestWait time.Duration
 	// Timeout bounds the wait for the last delivery (10 minutes).
 	Timeout  time.Duration
 	Progress io.Writer
@@ -180,7 +181,7 @@ func Intake(ctx context.Context, o IntakeOptions) (*Result, error) {
 	if res.Messages > 0 {
 		res.DBCPUPer1k = dbSeconds / float64(res.Messages) * 1000
 	}
-	return res, finish(ctx, res, o.Service, o.DB, o.Compact, cpu0)
+	return res, finish(ctx, res, o.Service, o.DB, sizing{o.Compact, o.RestWait}, cpu0)
 }
 
 // put sends one transaction, retrying while the intake is busy.

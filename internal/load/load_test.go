@@ -124,25 +124,28 @@ func TestSteadyRate(t *testing.T) {
 	}
 }
 
-func TestDetailsSayDurability(t *testing.T) {
-	r := &Result{Mode: "intake", Messages: 10, Durability: "fsync=off synchronous_commit=off"}
-	if got := r.Details(); !strings.Contains(got, " pg_fsync=off pg_synchronous_commit=off") {
-		t.Fatalf("details %q do not say PostgreSQL's durability", got)
-	}
-	r.Durability = ""
-	if got := r.Details(); strings.Contains(got, "pg_") {
-		t.Fatalf("details %q name a durability not measured", got)
-	}
-}
-
-func TestDetailsSayLogBytes(t *testing.T) {
-	r := &Result{Mode: "intake", Messages: 10, LogBytesPerEntry: 41.6}
-	if got := r.Details(); !strings.Contains(got, " log_bytes_per_entry=42") {
-		t.Fatalf("details %q do not say the logs' bytes per entry", got)
-	}
-	r.LogBytesPerEntry = 0
-	if got := r.Details(); strings.Contains(got, "log_bytes") {
-		t.Fatalf("details %q name log bytes not measured", got)
+// TestDetailsSayWhatWasMeasured: each optional figure appears in the
+// details line when measured, and is not named when not.
+func TestDetailsSayWhatWasMeasured(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		measured Result
+		want     string
+		absent   string // in the details of a result without the figure
+	}{
+		{"durability", Result{Durability: "fsync=off synchronous_commit=off"}, " pg_fsync=off pg_synchronous_commit=off", "pg_"},
+		{"log bytes", Result{LogBytesPerEntry: 41.6}, " log_bytes_per_entry=42", "log_bytes"},
+		{"at rest", Result{RestTables: map[string]int64{}, RestBytesPerMember: 970.4, RestBytesPerOwnDevice: 1800, RestEpochsPerRoom: 1},
+			" rest_bytes_per_member=970 rest_bytes_per_own_device=1800 rest_epochs_per_room=1.0", "rest_"},
+	} {
+		r := c.measured
+		r.Mode, r.Messages = "intake", 10
+		if got := r.Details(); !strings.Contains(got, c.want) {
+			t.Errorf("%s: details %q do not contain %q", c.name, got, c.want)
+		}
+		if got := (&Result{Mode: "intake", Messages: 10}).Details(); strings.Contains(got, c.absent) {
+			t.Errorf("%s: details %q name it, not measured", c.name, got)
+		}
 	}
 }
 

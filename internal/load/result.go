@@ -62,6 +62,13 @@ type Result struct {
 	// DeviceParts are the per-device tables' bytes per own device by
 	// column and indexes, after Compact (DeviceParts).
 	DeviceParts map[string]int64 `json:"device_part_bytes,omitempty"`
+	// The same again at rest (AtRest): after Compact, once each room's
+	// group held one epoch or the wait for it ended. RestEpochsPerRoom
+	// says which.
+	RestBytesPerMember    float64          `json:"rest_bytes_per_member,omitempty"`
+	RestBytesPerOwnDevice float64          `json:"rest_bytes_per_own_device,omitempty"`
+	RestEpochsPerRoom     float64          `json:"rest_epochs_per_room,omitempty"`
+	RestTables            map[string]int64 `json:"rest_table_bytes,omitempty"`
 }
 
 // Line is the one-line summary.
@@ -96,6 +103,10 @@ func (r *Result) Details() string {
 	}
 	if n := r.EpochParts["rows"]; n > 0 && r.Rooms > 0 {
 		line += fmt.Sprintf(" epochs_per_room=%.1f", float64(n)/float64(r.Rooms))
+	}
+	if r.RestTables != nil {
+		line += fmt.Sprintf(" rest_bytes_per_member=%.0f rest_bytes_per_own_device=%.0f rest_epochs_per_room=%.1f",
+			r.RestBytesPerMember, r.RestBytesPerOwnDevice, r.RestEpochsPerRoom)
 	}
 	return line
 }

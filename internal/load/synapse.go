@@ -46,6 +46,10 @@ type SynapseOptions struct {
 	// Compact also measures the sizes after Compact, which locks each
 	// measured table of the service's database while it rewrites it.
 	Compact bool
+	// RestWait, with Compact, measures the sizes a third time once every
+	// room's group holds one epoch (AtRest), waiting at most this long:
+	// a superseded epoch is kept for the service's groups.epoch_linger.
+	RestWait time.Duration
 	// Workers bound concurrent setup and send requests (32).
 	Workers int
 	// SettleTimeout bounds the wait without progress for rooms to
@@ -283,11 +287,18 @@ func Synapse(ctx context.Context, o SynapseOptions) (*Result, error) {
 	res.P50ms, res.P99ms = tr.lat.percentile(0.5), tr.lat.percentile(0.99)
 	res.Commits = int(commits1 - commits0)
 	res.CommitsPS = float64(res.Commits) / sendSeconds
-	return res, finish(ctx, res, o.Service, o.DB, o.Compact, cpu0)
+	return res, finish(ctx, res, o.Service, o.DB, sizing{o.Compact, o.RestWait}, cpu0)
+}
+
+// sizing is which of the database's sizes finish measures besides those
+// as PostgreSQL holds them: after Compact, and at rest.
+type sizing struct {
+	compact  bool
+	restWait time.Duration
 }
 
 // finish adds the process's and the database's figures.
-func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, compact bool, cpu0 float64) error {
+func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, sz sizing, cpu0 float64) error {
 	if proc.PID > 0 {
 		rss, err := proc.PeakRSS()
 		if err != nil {
@@ -317,7 +328,7 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, co
 		if res.EpochParts, err = EpochParts(ctx, db); err != nil {
 			return err
 		}
-		if !compact {
+		if !sz.compact {
 			return nil
 		}
 		if err := Compact(ctx, db); err != nil {
@@ -329,6 +340,9 @@ func finish(ctx context.Context, res *Result, proc Process, db *pgxpool.Pool, co
 		}
 		if res.DeviceParts, err = DeviceParts(ctx, db, res.Devices); err != nil {
 			return err
+		}
+		if sz.restWait > 0 {
+			return AtRest(ctx, res, db, sz.restWait)
 		}
 	}
 	return nil
