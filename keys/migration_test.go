@@ -26,10 +26,7 @@ import (
 // as before; a ref that is not the batch's is not.
 func TestMigrationShortensRefPrefixes(t *testing.T) {
 	ctx := context.Background()
-	db := testdb.OpenBefore(ctx, t, "0022")
-	m, sealer := offlineManager(t, 1, 5, 1, 24*time.Hour)
-	s, _ := suite.Lookup(1)
-	a := newTestDevice(t, s, "@a:hs", "A")
+	db, m, sealer, _, a := beforeMigration(ctx, t, "0022")
 	const n = 5
 	b, err := m.makeBatch(a.dev, a.sig, n)
 	if err != nil {
@@ -202,30 +199,20 @@ func TestMigrationMovesCrossSigning(t *testing.T) {
 // device deletes its KeyPackages, as deleting its identity did.
 func TestMigrationMovesIdentity(t *testing.T) {
 	ctx := context.Background()
-	db := testdb.OpenBefore(ctx, t, "0024")
-	m, sealer := offlineManager(t, 1, 5, 1, 24*time.Hour)
-	s, _ := suite.Lookup(1)
-	a := newTestDevice(t, s, "@a:hs", "A")
+	db, m, sealer, _, a := beforeMigration(ctx, t, "0024")
 	bare := Device{UserID: a.dev.UserID, DeviceID: "BARE"}
 	sealed, err := sealer.Seal(purposeSignatureKey, identityRow(a.dev), a.sig.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
+	execAll(ctx, t, db, []statement{
 		{`INSERT INTO puppet (user_id) VALUES ($1)`, []any{a.dev.UserID}},
 		{`INSERT INTO puppet_device (user_id, device_id) VALUES ($1, $2), ($1, $3)`, []any{a.dev.UserID, a.dev.DeviceID, bare.DeviceID}},
 		{`INSERT INTO device_identity (user_id, device_id, suite, signature_key, device_keys_txn, device_keys_sent_at,
 			otk_sent, otk_claimed) VALUES ($1, $2, 1, $3, 'txn1', now(), 50, 7)`, []any{a.dev.UserID, a.dev.DeviceID, sealed}},
 		{`INSERT INTO key_package_batch (user_id, device_id, upload_txn, template, refs, secrets, not_after)
 			VALUES ($1, $2, 'txn1', '\x00', '\x0102', '\x00', now())`, []any{a.dev.UserID, a.dev.DeviceID}},
-	} {
-		if _, err := db.Exec(ctx, q.sql, q.args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
 		t.Fatal(err)
 	}
@@ -262,10 +249,7 @@ func TestMigrationMovesIdentity(t *testing.T) {
 // replaces nothing.
 func TestMigrationKeepsLegacyLastResort(t *testing.T) {
 	ctx := context.Background()
-	db := testdb.OpenBefore(ctx, t, "0031")
-	m, sealer := offlineManager(t, 1, 5, 1, 24*time.Hour)
-	s, _ := suite.Lookup(1)
-	a := newTestDevice(t, s, "@a:hs", "A")
+	db, m, sealer, s, a := beforeMigration(ctx, t, "0031")
 	sig, err := sealer.Seal(purposeSignatureKey, identityRow(a.dev), a.sig.Bytes())
 	if err != nil {
 		t.Fatal(err)
@@ -284,21 +268,14 @@ func TestMigrationKeepsLegacyLastResort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
+	execAll(ctx, t, db, []statement{
 		{`INSERT INTO puppet (user_id) VALUES ($1)`, []any{a.dev.UserID}},
 		{`INSERT INTO puppet_device (user_id, device_id, suite, signature_key, device_keys_txn) VALUES ($1, $2, 1, $3, 'txn1')`,
 			[]any{a.dev.UserID, a.dev.DeviceID, sig}},
 		{`INSERT INTO key_package (user_id, device_id, key_id, last_resort, template, private, upload_txn, not_after)
 			VALUES ($1, $2, $3, true, $4, $5, 'txn1', $6)`,
 			[]any{a.dev.UserID, a.dev.DeviceID, legacy.kp.keyID, legacy.stored.template, private, legacy.stored.notAfter}},
-	} {
-		if _, err := db.Exec(ctx, q.sql, q.args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
 		t.Fatal(err)
 	}
@@ -392,4 +369,31 @@ func TestMigrationKeepsLegacyLastResort(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Fatalf("%v replacements after retired ones were consumed again, want 2", n)
 	}
+}
+
+// statement is SQL and its arguments, for execAll.
+type statement struct {
+	sql  string
+	args []any
+}
+
+// execAll runs each statement on db, failing the test at the first error.
+func execAll(ctx context.Context, t *testing.T, db database.Querier, stmts []statement) {
+	t.Helper()
+	for _, q := range stmts {
+		if _, err := db.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatalf("%.60s: %v", q.sql, err)
+		}
+	}
+}
+
+// beforeMigration is the setting of a migration's test: a database
+// migrated to the version before first, a manager of suite 1 without a
+// homeserver, and a device @a:hs|A with its signature key.
+func beforeMigration(ctx context.Context, t *testing.T, first string) (*database.DB, *Manager, *seal.Sealer, *suite.Suite, testDevice) {
+	t.Helper()
+	db := testdb.OpenBefore(ctx, t, first)
+	m, sealer := offlineManager(t, 1, 5, 1, 24*time.Hour)
+	s, _ := suite.Lookup(1)
+	return db, m, sealer, s, newTestDevice(t, s, "@a:hs", "A")
 }
