@@ -81,19 +81,19 @@ func (m *Manager) makeLastResort(dev Device, sig *suite.SignaturePrivateKey) (*n
 
 // seal seals n's secret to its row, uploaded by the outbox row txn, and
 // wipes it.
-func (n *newLastResort) seal(s *seal.Sealer, dev Device, txn string) (*lastResort, error) {
+func (n *newLastResort) seal(sealer *seal.Sealer, dev Device, txn string) (*lastResort, error) {
 	defer n.wipe()
 	cur := n.stored
 	cur.txn = txn
 	var err error
-	if cur.sealed, err = s.Seal(purposeKeyPackage, lastResortRow(dev, txn), n.secret); err != nil {
+	if cur.sealed, err = sealer.Seal(purposeKeyPackage, lastResortRow(dev, txn), n.secret); err != nil {
 		return nil, err
 	}
 	return &cur, nil
 }
 
 // lastResortColumns are puppet_device's columns for a lastResort, in the
-// order of lastResortValues; NULL all of them for none.
+// order of its values; all NULL for none.
 const lastResortColumns = "last_resort_txn, last_resort_ref, last_resort_template, last_resort_secret, last_resort_not_after"
 
 func (c *lastResort) values() []any { return []any{c.txn, c.ref, c.template, c.sealed, c.notAfter} }
@@ -118,9 +118,9 @@ func scanLastResort() ([]any, func() *lastResort) {
 // is checked, never trusted: a secret that does not open, a template that
 // does not decode or a KeyPackage whose ref does not start as stored is
 // an error naming the row.
-func (c *lastResort) derive(s *seal.Sealer, dev Device, sig *suite.SignaturePrivateKey) (*group.KeyPackageBundle, []byte, error) {
+func (c *lastResort) derive(sealer *seal.Sealer, dev Device, sig *suite.SignaturePrivateKey) (*group.KeyPackageBundle, []byte, error) {
 	where := fmt.Sprintf("last-resort key package %s of %s", c.txn, dev)
-	secret, err := s.Open(purposeKeyPackage, lastResortRow(dev, c.txn), c.sealed)
+	secret, err := sealer.Open(purposeKeyPackage, lastResortRow(dev, c.txn), c.sealed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", where, err)
 	}
