@@ -296,26 +296,6 @@ func TestMigrationKeepsLegacyLastResort(t *testing.T) {
 		return testutil.ToFloat64(replaced.WithLabelValues("consumed")) + testutil.ToFloat64(replaced.WithLabelValues("missing")) +
 			testutil.ToFloat64(replaced.WithLabelValues("expiring"))
 	}
-	// inTx runs f as a work item's transaction, committed.
-	inTx := func(f func(w *inbound.Work) error) {
-		t.Helper()
-		tx, err := db.Pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
-		if err := f(w); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Out.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-		w.Committed()
-	}
 	current := func() *identity {
 		t.Helper()
 		id, err := m.loadIdentity(ctx, db, a.dev)
@@ -328,11 +308,11 @@ func TestMigrationKeepsLegacyLastResort(t *testing.T) {
 	if !found(legacyRef) {
 		t.Fatal("the last-resort KeyPackage stored before migration 0031 is not found")
 	}
-	inTx(func(w *inbound.Work) error { return m.checkLastResort(ctx, w, current()) })
+	commitWork(ctx, t, db, func(w *inbound.Work) error { return m.checkLastResort(ctx, w, current()) })
 	if n := count(); n != 0 {
 		t.Fatalf("the legacy last-resort KeyPackage was replaced (%v) while current", n)
 	}
-	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, legacyRef) })
+	commitWork(ctx, t, db, func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, legacyRef) })
 	if n := count(); n != 1 {
 		t.Fatalf("%v replacements after its Welcome, want 1", n)
 	}
@@ -349,7 +329,7 @@ func TestMigrationKeepsLegacyLastResort(t *testing.T) {
 	if !found(secondRef) || !found(legacyRef) {
 		t.Fatal("the replacement or the retired one is not found")
 	}
-	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, secondRef) })
+	commitWork(ctx, t, db, func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, secondRef) })
 	if n := count(); n != 2 {
 		t.Fatalf("%v replacements after the second Welcome, want 2", n)
 	}
@@ -364,8 +344,8 @@ func TestMigrationKeepsLegacyLastResort(t *testing.T) {
 	if !found(secondRef) || !found(legacyRef) {
 		t.Fatal("a retired last-resort KeyPackage is not found within its grace")
 	}
-	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, secondRef) })
-	inTx(func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, legacyRef) })
+	commitWork(ctx, t, db, func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, secondRef) })
+	commitWork(ctx, t, db, func(w *inbound.Work) error { return m.Consume(ctx, w, a.dev, legacyRef) })
 	if n := count(); n != 2 {
 		t.Fatalf("%v replacements after retired ones were consumed again, want 2", n)
 	}
@@ -396,4 +376,26 @@ func beforeMigration(ctx context.Context, t *testing.T, first string) (*database
 	m, sealer := offlineManager(t, 1, 5, 1, 24*time.Hour)
 	s, _ := suite.Lookup(1)
 	return db, m, sealer, s, newTestDevice(t, s, "@a:hs", "A")
+}
+
+// commitWork runs f in a transaction on db as a work item would, and
+// commits it with its outbox rows.
+func commitWork(ctx context.Context, t *testing.T, db *database.DB, f func(w *inbound.Work) error) {
+	t.Helper()
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	w := &inbound.Work{Q: tx, Out: database.NewProducer(tx)}
+	if err := f(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Out.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Committed()
 }
