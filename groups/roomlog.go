@@ -19,10 +19,9 @@ import (
 // applied once (table room_entry, numbered per room); a puppet's log
 // holds, for a run of them it was given, a span of its own sequence
 // numbers that stands for them (delivery_span). Migrations 0025 and 0029
-// say why. A
-// span grows while the puppet's next entries are the room's next ones: a
-// puppet in a quiet room, given one message at a time, has a span an hour
-// rather than a row a message.
+// say why. A span grows while the puppet's next entries are the room's
+// next ones: a puppet in a quiet room, given one message at a time, has a
+// span an hour rather than a row a message.
 
 // spanGrowth is how long after its first message a span may still grow.
 // Log retention deletes a span by its first message's time (logprune.go),

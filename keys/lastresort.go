@@ -153,9 +153,7 @@ func (m *Manager) findLastResort(id *identity, refs [][]byte) ([]byte, *group.Ke
 			var secret []byte
 			var err error
 			if b, secret, err = c.derive(m.cfg.Sealer, id.dev, id.sig); err != nil {
-				m.cfg.Metrics.UnreadableLastResort.Inc()
-				m.cfg.Log.Error().Err(err).Stringer("user_id", id.dev.UserID).Stringer("device_id", id.dev.DeviceID).
-					Str("upload_txn", c.txn).Msg("Stored last-resort KeyPackage unreadable; it cannot be used")
+				m.unreadableLastResort(id.dev, c, err, "it cannot be used")
 				return nil, nil
 			}
 			clear(secret)
@@ -165,6 +163,14 @@ func (m *Manager) findLastResort(id *identity, refs [][]byte) ([]byte, *group.Ke
 		}
 	}
 	return nil, nil
+}
+
+// unreadableLastResort logs and counts c, dev's current last-resort
+// KeyPackage, which did not derive (err), saying what becomes of it.
+func (m *Manager) unreadableLastResort(dev Device, c *lastResort, err error, outcome string) {
+	m.cfg.Metrics.UnreadableLastResort.Inc()
+	m.cfg.Log.Error().Err(err).Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).
+		Str("upload_txn", c.txn).Msg("Stored last-resort KeyPackage unreadable; " + outcome)
 }
 
 // replaceLastResort makes a new last-resort KeyPackage, retires the
@@ -216,9 +222,7 @@ func (m *Manager) retireLastResort(ctx context.Context, q database.Querier, id *
 	}
 	b, secret, err := c.derive(m.cfg.Sealer, dev, id.sig)
 	if err != nil {
-		m.cfg.Metrics.UnreadableLastResort.Inc()
-		m.cfg.Log.Error().Err(err).Stringer("user_id", dev.UserID).Stringer("device_id", dev.DeviceID).
-			Str("upload_txn", c.txn).Msg("Stored last-resort KeyPackage unreadable; dropped on replacement")
+		m.unreadableLastResort(dev, c, err, "dropped on replacement")
 		return nil
 	}
 	defer clear(secret)

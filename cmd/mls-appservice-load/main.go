@@ -63,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	metrics := fs.String("metrics", "", "the service's /metrics URL (commits per second)")
 	dsn := fs.String("db", "", "the service's PostgreSQL URI (state sizes; synapse: waiting for new devices to be published before rooms are made; intake: deliveries)")
 	compact := fs.Bool("compact", false, "with -db, also measure the state after VACUUM FULL of its tables, which locks each while it is rewritten")
-	restWait := fs.Duration("rest-wait", 0, "with -compact, measure the state a third time once each room holds one epoch, waiting at most this long (the service's groups.epoch_linger and a little more; 0: not measured)")
+	restWait := fs.Duration("rest-wait", 0, "with -compact, measure the state a third time once each room holds one epoch, or once this long passed without an epoch dropped (the service's groups.epoch_linger and a little more; 0: not measured)")
 	intakeURL := fs.String("intake", "", "intake mode: the service's appservice listener")
 	hsToken := fs.String("hs-token", "", "intake mode: the registration's hs_token")
 	txns := fs.String("transactions", "", "intake mode: file of prepared transactions (JSON lines)")

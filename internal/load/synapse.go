@@ -47,8 +47,9 @@ type SynapseOptions struct {
 	// measured table of the service's database while it rewrites it.
 	Compact bool
 	// RestWait, with Compact, measures the sizes a third time once every
-	// room's group holds one epoch (AtRest), waiting at most this long:
-	// a superseded epoch is kept for the service's groups.epoch_linger.
+	// room's group holds one epoch (AtRest), or once this long passed
+	// without an epoch dropped: a superseded epoch is kept for the
+	// service's groups.epoch_linger.
 	RestWait time.Duration
 	// Workers bound concurrent setup and send requests (32).
 	Workers int
