@@ -112,6 +112,7 @@ func TestLoad(t *testing.T) {
 			t.Logf("bytes per own device by column after VACUUM FULL: %v", res.DeviceParts)
 			if res.RestTables != nil {
 				t.Logf("pg_total_relation_size by table at rest (%.1f epochs a room): %v", res.RestEpochsPerRoom, res.RestTables)
+				t.Logf("bytes per member by column at rest: %v", res.RestMemberParts)
 			}
 			if size.jsonDir != "" {
 				if err := res.WriteJSON(filepath.Join(size.jsonDir, "load-"+mode+".json")); err != nil {

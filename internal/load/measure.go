@@ -228,6 +228,10 @@ func AtRest(ctx context.Context, res *Result, db *pgxpool.Pool, wait time.Durati
 		return err
 	}
 	res.RestBytesPerMember, res.RestBytesPerOwnDevice, res.RestTables, err = StateSizes(ctx, db, res.Members, res.Devices)
+	if err != nil {
+		return err
+	}
+	res.RestMemberParts, err = MemberParts(ctx, db, res.Members)
 	return err
 }
 
@@ -290,18 +294,29 @@ func hasLabels(set string, labels []string) bool {
 	return true
 }
 
-// DeviceParts measures where a device's bytes go: for each per-device
-// table, the live bytes of each column as stored (pg_column_size: after
-// compression, before page overhead) and of its indexes
-// (pg_indexes_size), divided by devices and rounded. Its keys are
-// "table.column" and "table.indexes". Call it after Compact, or the
-// indexes count dead entries too.
+// DeviceParts measures where a device's bytes go: ColumnParts of the
+// per-device tables, divided by devices.
 func DeviceParts(ctx context.Context, db *pgxpool.Pool, devices int) (map[string]int64, error) {
+	return ColumnParts(ctx, db, deviceTables, devices)
+}
+
+// MemberParts measures where a member's bytes go: ColumnParts of the
+// shared tables, divided by members.
+func MemberParts(ctx context.Context, db *pgxpool.Pool, members int) (map[string]int64, error) {
+	return ColumnParts(ctx, db, sharedTables, members)
+}
+
+// ColumnParts measures, for each of tables, the live bytes of each
+// column as stored (pg_column_size: after compression, before page
+// overhead) and of its indexes (pg_indexes_size), divided by n and
+// rounded. Its keys are "table.column" and "table.indexes". Call it after
+// Compact, or the indexes count dead entries too.
+func ColumnParts(ctx context.Context, db *pgxpool.Pool, tables []string, n int) (map[string]int64, error) {
 	parts := map[string]int64{}
-	if devices <= 0 {
+	if n <= 0 {
 		return parts, nil
 	}
-	for _, t := range deviceTables {
+	for _, t := range tables {
 		rows, err := db.Query(ctx, `SELECT column_name FROM information_schema.columns
 			WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`, t)
 		if err != nil {
@@ -325,11 +340,11 @@ func DeviceParts(ctx context.Context, db *pgxpool.Pool, devices int) (map[string
 		if err := db.QueryRow(ctx, q, t).Scan(dest...); err != nil {
 			return nil, fmt.Errorf("column sizes of %s: %w", t, err)
 		}
-		perDevice := func(n int64) int64 { return (n + int64(devices)/2) / int64(devices) }
+		each := func(v int64) int64 { return (v + int64(n)/2) / int64(n) }
 		for i, c := range cols {
-			parts[t+"."+c] = perDevice(vals[i])
+			parts[t+"."+c] = each(vals[i])
 		}
-		parts[t+".indexes"] = perDevice(vals[len(cols)])
+		parts[t+".indexes"] = each(vals[len(cols)])
 	}
 	return parts, nil
 }

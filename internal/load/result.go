@@ -69,6 +69,9 @@ type Result struct {
 	RestBytesPerOwnDevice float64          `json:"rest_bytes_per_own_device,omitempty"`
 	RestEpochsPerRoom     float64          `json:"rest_epochs_per_room,omitempty"`
 	RestTables            map[string]int64 `json:"rest_table_bytes,omitempty"`
+	// RestMemberParts are the shared tables' bytes per member by column
+	// and indexes, at rest (MemberParts).
+	RestMemberParts map[string]int64 `json:"rest_member_part_bytes,omitempty"`
 }
 
 // Line is the one-line summary.
