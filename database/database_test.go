@@ -827,3 +827,107 @@ func TestMigrationStoresMembershipOnce(t *testing.T) {
 		t.Fatalf("after a's leave room_member is %v, want %v", got, want)
 	}
 }
+
+// TestMigrationNumbersMembershipRooms: migration 0032 names each
+// membership event's room by room_log's number, keeping the number of a
+// room whose messages were logged and numbering the others; the
+// room_member view reads as before.
+func TestMigrationNumbersMembershipRooms(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	migrateTo(t, db, 31)
+	var logged int64
+	if err := db.QueryRow(ctx, `INSERT INTO room_log (room_id, last_no) VALUES ('!logged:hs', 7) RETURNING room_no`).Scan(&logged); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO room_member_event (event_id, room_id, user_id, membership, current) VALUES
+		('$a-invite', '!logged:hs', '@a:hs', 'invite', false), ('$a-join', '!logged:hs', '@a:hs', 'join', true),
+		('$b-invite', '!new:hs', '@b:hs', 'invite', true)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Migrate(ctx, migrations.FS()); err != nil {
+		t.Fatal(err)
+	}
+	var no, last int64
+	if err := db.QueryRow(ctx, `SELECT room_no, last_no FROM room_log WHERE room_id = '!logged:hs'`).Scan(&no, &last); err != nil {
+		t.Fatal(err)
+	}
+	if no != logged || last != 7 {
+		t.Fatalf("the logged room is number %d after %d entries, want %d after 7", no, last, logged)
+	}
+	rows, err := db.Query(ctx, `SELECT m.event_id || ' ' || r.room_id FROM room_member_event m JOIN room_log r USING (room_no) ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if want := []string{"$a-invite !logged:hs", "$a-join !logged:hs", "$b-invite !new:hs"}; err != nil || !slices.Equal(events, want) {
+		t.Fatalf("membership events after migration: %v (%v), want %v", events, err, want)
+	}
+	for _, c := range []struct{ room, user, want string }{
+		{"!logged:hs", "@a:hs", "join"}, {"!new:hs", "@b:hs", "invite"}, {"!new:hs", "@a:hs", ""},
+	} {
+		if m, err := Membership(ctx, db, c.room, c.user); err != nil || m != c.want {
+			t.Errorf("membership of %s in %s: %q (%v), want %q", c.user, c.room, m, err, c.want)
+		}
+	}
+	// A room seen first by a membership event is numbered by it.
+	if err := SetMembership(ctx, db, MemberEvent{RoomID: "!third:hs", EventID: "$c-join", UserID: "@c:hs", Membership: "join"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetMembership(ctx, db, MemberEvent{RoomID: "!new:hs", EventID: "$b-join", UserID: "@b:hs", Membership: "join"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ room, user, want string }{{"!third:hs", "@c:hs", "join"}, {"!new:hs", "@b:hs", "join"}} {
+		if m, err := Membership(ctx, db, c.room, c.user); err != nil || m != c.want {
+			t.Errorf("membership of %s in %s: %q (%v), want %q", c.user, c.room, m, err, c.want)
+		}
+	}
+}
+
+// TestRoomNumberRace: two transactions numbering the same new room get
+// the same number; the second waits for the first and reads its row.
+func TestRoomNumberRace(t *testing.T) {
+	db := migrated(t)
+	ctx := context.Background()
+	first, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback(ctx)
+	a, err := RoomNumber(ctx, first, "!race:hs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		no  int64
+		err error
+	}
+	second := make(chan result, 1)
+	go func() {
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			second <- result{err: err}
+			return
+		}
+		defer tx.Rollback(ctx)
+		no, err := RoomNumber(ctx, tx, "!race:hs")
+		if err == nil {
+			err = tx.Commit(ctx)
+		}
+		second <- result{no, err}
+	}()
+	select {
+	case r := <-second:
+		t.Fatalf("the second transaction did not wait for the first: %d, %v", r.no, r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := first.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-second; r.err != nil || r.no != a {
+		t.Fatalf("second transaction numbered the room %d (%v), the first %d", r.no, r.err, a)
+	}
+	if again, err := RoomNumber(ctx, db, "!race:hs"); err != nil || again != a {
+		t.Fatalf("room numbered %d (%v) afterwards, want %d", again, err, a)
+	}
+}

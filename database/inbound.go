@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -73,23 +74,50 @@ type MemberEvent struct {
 // user's current membership of the room. A repeated event changes
 // nothing.
 func SetMembership(ctx context.Context, q Querier, ev MemberEvent) error {
+	room, err := RoomNumber(ctx, q, ev.RoomID)
+	if err != nil {
+		return fmt.Errorf("set membership of %s: %w", ev.UserID, err)
+	}
 	// The current event before the new one: room_member_current allows
 	// one. A member's events are recorded in its room's order, so two
 	// writers never race for one member; if they did, the second would
 	// fail on the index and its work item be retried.
-	_, err := q.Exec(ctx, `UPDATE room_member_event SET current = false
-		WHERE room_id = $1 AND user_id = $2 AND current
-		AND NOT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $3)`, ev.RoomID, ev.UserID, ev.EventID)
+	_, err = q.Exec(ctx, `UPDATE room_member_event SET current = false
+		WHERE room_no = $1 AND user_id = $2 AND current
+		AND NOT EXISTS (SELECT 1 FROM room_member_event WHERE event_id = $3)`, room, ev.UserID, ev.EventID)
 	if err != nil {
 		return fmt.Errorf("set membership of %s in %s: %w", ev.UserID, ev.RoomID, err)
 	}
-	_, err = q.Exec(ctx, `INSERT INTO room_member_event (event_id, room_id, user_id, membership, current)
+	_, err = q.Exec(ctx, `INSERT INTO room_member_event (event_id, room_no, user_id, membership, current)
 		VALUES ($1, $2, $3, $4, true) ON CONFLICT (event_id) DO NOTHING`,
-		ev.EventID, ev.RoomID, ev.UserID, ev.Membership)
+		ev.EventID, room, ev.UserID, ev.Membership)
 	if err != nil {
 		return fmt.Errorf("record membership event %s: %w", ev.EventID, err)
 	}
 	return nil
+}
+
+// RoomNumber returns the number that names room in the membership record
+// and the room's log (room_log, migration 0032), numbering a room seen
+// for the first time. Two transactions numbering the same room get the
+// same number: the second's insert waits for the first and, once it has
+// committed, reads its row.
+func RoomNumber(ctx context.Context, q Querier, room string) (int64, error) {
+	const lookup = `SELECT room_no FROM room_log WHERE room_id = $1`
+	var no int64
+	err := q.QueryRow(ctx, `WITH found AS (`+lookup+`),
+		added AS (INSERT INTO room_log (room_id) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM found)
+			ON CONFLICT (room_id) DO NOTHING RETURNING room_no)
+		SELECT room_no FROM found UNION ALL SELECT room_no FROM added`, room).Scan(&no)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Numbered by a transaction that committed after this statement's
+		// snapshot was taken: a new statement sees it.
+		err = q.QueryRow(ctx, lookup, room).Scan(&no)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("number of room %s: %w", room, err)
+	}
+	return no, nil
 }
 
 // Membership returns userID's recorded membership of roomID, or "" if

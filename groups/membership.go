@@ -67,7 +67,7 @@ func membersAt(ctx context.Context, q database.Querier, room id.RoomID, event st
 	}
 	rows, err := q.Query(ctx, `SELECT DISTINCT ON (m.user_id) m.user_id, m.membership
 		FROM room_member_event m LEFT JOIN inbound_event e ON e.kind = 'room' AND e.event_id = m.event_id
-		WHERE m.room_id = $1 AND (e.seq <= $2 OR e.seq IS NULL AND m.recorded_at <= $3)
+		WHERE m.room_no = (SELECT room_no FROM room_log WHERE room_id = $1) AND (e.seq <= $2 OR e.seq IS NULL AND m.recorded_at <= $3)
 		ORDER BY m.user_id, m.recorded_at DESC, e.seq DESC NULLS LAST`, room, seq, at)
 	if err != nil {
 		return nil, false, fmt.Errorf("membership of %s at %s: %w", room, event, err)

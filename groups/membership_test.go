@@ -158,13 +158,17 @@ func TestMembershipEventAgain(t *testing.T) {
 func TestLookupsByUserUseItsIndex(t *testing.T) {
 	h := newHarness(t, harnessOptions{Quiet: true})
 	for _, q := range []string{
-		`INSERT INTO room_member_event (event_id, room_id, user_id, membership, current)
-			SELECT '$e' || i, '!r' || (i % 1000) || ':hs', '@u' || i || ':hs', 'join', true FROM generate_series(1, 20000) i`,
-		`INSERT INTO room_member_event (event_id, room_id, user_id, membership, current) VALUES
-			('$p1', '!r1:hs', '@p:hs', 'join', true), ('$p2', '!r2:hs', '@p:hs', 'invite', true),
-			('$p3-old', '!r3:hs', '@p:hs', 'join', false), ('$p3', '!r3:hs', '@p:hs', 'leave', true)`,
-		`INSERT INTO dmls_room (room_id, suite, algorithm, state) VALUES
-			('!r1:hs', 1, 'm.dmls.v1', 'active'), ('!r2:hs', 1, 'm.dmls.v1', 'active'), ('!r3:hs', 1, 'm.dmls.v1', 'active')`,
+		`INSERT INTO room_log (room_id) SELECT '!r' || i || ':hs' FROM generate_series(0, 999) i`,
+		`INSERT INTO room_member_event (event_id, room_no, user_id, membership, current)
+			SELECT '$e' || i, r.room_no, '@u' || i || ':hs', 'join', true
+			FROM generate_series(1, 20000) i JOIN room_log r ON r.room_id = '!r' || (i % 1000) || ':hs'`,
+		`INSERT INTO room_member_event (event_id, room_no, user_id, membership, current)
+			SELECT e, r.room_no, '@p:hs', m, c FROM (VALUES
+				('$p1', '!r1:hs', 'join', true), ('$p2', '!r2:hs', 'invite', true),
+				('$p3-old', '!r3:hs', 'join', false), ('$p3', '!r3:hs', 'leave', true)) v (e, room, m, c)
+			JOIN room_log r ON r.room_id = v.room`,
+		`INSERT INTO dmls_room (room_id, suite, algorithm, state)
+			SELECT '!r' || i || ':hs', 1, 'm.dmls.v1', 'active' FROM generate_series(0, 999) i`,
 		`INSERT INTO dmls_left_out (room_id, user_id, reason)
 			SELECT '!r' || (i % 1000) || ':hs', '@u' || i || ':hs|D', 'no_key_package' FROM generate_series(1, 20000) i`,
 		`INSERT INTO dmls_left_out (room_id, user_id, reason) VALUES ('!r1:hs', '@p:hs', 'no_mls_device'),
@@ -173,6 +177,7 @@ func TestLookupsByUserUseItsIndex(t *testing.T) {
 			('!r3:hs', '@p:hs}', 'no_mls_device')`,
 		`ANALYZE dmls_left_out`,
 		`ANALYZE room_member_event`,
+		`ANALYZE room_log`,
 		`ANALYZE dmls_room`,
 	} {
 		if _, err := h.db.Exec(h.ctx, q); err != nil {

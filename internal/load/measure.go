@@ -131,7 +131,7 @@ func ticks(f []string, idx ...int) (float64, error) {
 // and those kept per device of ours (per own device).
 var (
 	sharedTables = []string{"dmls_room", "dmls_epoch", "dmls_commit_event", "room_member_event",
-		"user_mls_devices", "dmls_left_out"}
+		"room_log", "user_mls_devices", "dmls_left_out"}
 	deviceTables = []string{"puppet", "puppet_device", "key_package", "key_package_batch",
 		"dmls_epoch_private", "delivery_cursor", "bot_puppet"}
 )
@@ -165,7 +165,9 @@ func StateSizes(ctx context.Context, db *pgxpool.Pool, members, devices int) (pe
 
 // logTables hold the puppets' logs: their own rows, and the rooms' logs
 // of messages with the spans that stand for them (package groups).
-var logTables = []string{"delivery", "room_log", "room_entry", "delivery_span"}
+// room_log, which numbers the rooms for them, is a shared table: the
+// membership record names rooms by its numbers too.
+var logTables = []string{"delivery", "room_entry", "delivery_span"}
 
 // LogSizes measures the log tables with pg_total_relation_size, adds
 // them to tables, and returns their bytes per entry of every puppet's log
