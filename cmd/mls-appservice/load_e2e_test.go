@@ -345,6 +345,9 @@ func loadIntake(t *testing.T, size loadSize) *load.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := load.Aged(ctx, res, S.db.Pool); err != nil {
+		t.Errorf("sizes once retention dropped superseded membership events: %v", err)
+	}
 	statements()
 	// The measured service S made no commit: P made them all, and a
 	// committer's epochs hold more (each punctured PRF, DMLS). P's

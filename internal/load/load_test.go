@@ -137,6 +137,7 @@ func TestDetailsSayWhatWasMeasured(t *testing.T) {
 		{"log bytes", Result{LogBytesPerEntry: 41.6}, " log_bytes_per_entry=42", "log_bytes"},
 		{"at rest", Result{RestTables: map[string]int64{}, RestBytesPerMember: 970.4, RestBytesPerOwnDevice: 1800, RestEpochsPerRoom: 1},
 			" rest_bytes_per_member=970 rest_bytes_per_own_device=1800 rest_epochs_per_room=1.0", "rest_"},
+		{"aged", Result{AgedBytesPerMember: 803.6}, " aged_bytes_per_member=804", "aged_"},
 	} {
 		r := c.measured
 		r.Mode, r.Messages = "intake", 10

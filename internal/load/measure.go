@@ -210,8 +210,8 @@ func Compact(ctx context.Context, db *pgxpool.Pool) error {
 // many a room still held when the run ended varies from run to run: 1.1
 // to 2.0 epochs a room at 1,000 puppets in rooms of 10), then compacts and
 // measures again. Rows that only processing.retention deletes (the
-// membership events before a member's current one, processed
-// transactions) are still counted.
+// membership events before a member's current one) are still counted;
+// AgedBytesPerMember counts without them (Aged).
 func AtRest(ctx context.Context, res *Result, db *pgxpool.Pool, wait time.Duration) error {
 	var epochs, rooms int64
 	err := settle(ctx, wait, time.Second, func() (bool, int64, error) {
@@ -234,6 +234,24 @@ func AtRest(ctx context.Context, res *Result, db *pgxpool.Pool, wait time.Durati
 		return err
 	}
 	res.RestMemberParts, err = MemberParts(ctx, db, res.Members)
+	return err
+}
+
+// Aged measures the bytes per member once processing.retention (7 days
+// by default) has dropped the membership events before each member's
+// current one, which it keeps only for membership at an older event
+// (database.Retention): it deletes them as retention would, compacts the
+// table and measures again. It destroys the service's record of those
+// events: for a throwaway service (the load test's), never the command's.
+func Aged(ctx context.Context, res *Result, db *pgxpool.Pool) error {
+	if _, err := db.Exec(ctx, `DELETE FROM room_member_event WHERE NOT current`); err != nil {
+		return fmt.Errorf("age the membership record: %w", err)
+	}
+	if _, err := db.Exec(ctx, `VACUUM FULL room_member_event`); err != nil {
+		return fmt.Errorf("compact room_member_event: %w", err)
+	}
+	var err error
+	res.AgedBytesPerMember, _, _, err = StateSizes(ctx, db, res.Members, res.Devices)
 	return err
 }
 

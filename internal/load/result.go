@@ -72,6 +72,10 @@ type Result struct {
 	// RestMemberParts are the shared tables' bytes per member by column
 	// and indexes, at rest (MemberParts).
 	RestMemberParts map[string]int64 `json:"rest_member_part_bytes,omitempty"`
+	// AgedBytesPerMember is RestBytesPerMember once processing.retention
+	// has dropped the superseded membership events (Aged): what a member
+	// costs for good.
+	AgedBytesPerMember float64 `json:"aged_bytes_per_member,omitempty"`
 }
 
 // Line is the one-line summary.
@@ -110,6 +114,9 @@ func (r *Result) Details() string {
 	if r.RestTables != nil {
 		line += fmt.Sprintf(" rest_bytes_per_member=%.0f rest_bytes_per_own_device=%.0f rest_epochs_per_room=%.1f",
 			r.RestBytesPerMember, r.RestBytesPerOwnDevice, r.RestEpochsPerRoom)
+	}
+	if r.AgedBytesPerMember > 0 {
+		line += fmt.Sprintf(" aged_bytes_per_member=%.0f", r.AgedBytesPerMember)
 	}
 	return line
 }
