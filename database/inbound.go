@@ -97,9 +97,9 @@ func SetMembership(ctx context.Context, q Querier, ev MemberEvent) error {
 	return nil
 }
 
-// RoomNumber returns the number that names room in the membership record
-// and the room's log (room_log, migration 0032), numbering a room seen
-// for the first time. Two transactions numbering the same room get the
+// RoomNumber returns the number that names room in its log (room_log,
+// migration 0025) and, since migration 0032, in the membership record,
+// numbering a room seen for the first time. Two transactions numbering the same room get the
 // same number: the second's insert waits for the first and, once it has
 // committed, reads its row.
 func RoomNumber(ctx context.Context, q Querier, room string) (int64, error) {

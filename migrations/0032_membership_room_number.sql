@@ -1,8 +1,8 @@
 -- The membership record names its room by number. Each row of
 -- room_member_event held the room's ID as text (30 to 45 bytes), and
 -- room_member_current indexed it again beside the user's ID: at rooms of
--- ten, about a tenth of what a member cost at rest (1,352 B, of which the
--- membership record 696). A room's number is room_log's (migration
+-- ten, 114 of the 1,352 B a member cost at rest (the membership record
+-- 696 of them). A room's number is room_log's (migration
 -- 0025), which every room whose messages we log has already; a membership
 -- event of a room not yet numbered numbers it (database.RoomNumber). The
 -- room_member view names rooms by ID as before, so its readers are
